@@ -1,0 +1,23 @@
+"""jupyter-mlinfra: accelerator flavors, flavor-sized kernels and queued distributed jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    from ._version import __version__
+except ImportError:  # a source checkout that was never installed
+    __version__ = "0.0.0"
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    from .app import MLInfraApp
+
+    return [{"module": "jupyter_mlinfra", "app": MLInfraApp}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    return [{"src": "labextension", "dest": "jupyter-mlinfra"}]
+
+
+__all__ = ["__version__"]

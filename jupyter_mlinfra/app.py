@@ -1,0 +1,199 @@
+"""The server extension: every setting, and the wiring of catalog, backend and handlers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import CaselessStrEnum, Dict, List, Set, Unicode, default
+
+from . import __version__
+from .backends.base import Backend
+from .catalog import Catalog, build_catalog, read_catalog_document
+from .client import ENV_TOKEN, ENV_URL
+from .errors import CatalogError, InvalidInput
+from .handlers import default_handlers
+from .inventory import Inventory
+from .quotas import QUOTA_FIELDS, QuotaPolicy
+
+_QUOTA_HELP = ", ".join(QUOTA_FIELDS)
+
+
+class MLInfraApp(ExtensionApp):
+    """Accelerator flavors, flavor-sized kernels and queued distributed jobs for Jupyter."""
+
+    name = "jupyter_mlinfra"
+    description = __doc__
+    version = __version__
+
+    backend = CaselessStrEnum(
+        ["local", "kubernetes"],
+        default_value="local",
+        config=True,
+        help="""Where kernels and jobs run: 'local' (this machine, through the embedded local
+        agent) or 'kubernetes' (pods and JobSets on a cluster).""",
+    )
+
+    flavors = List(
+        Dict(),
+        config=True,
+        help="""Accelerator flavors, each a dict with: name, display_name, description,
+        accelerator ({kind, model, count}, or null for CPU only), cpu (cores or '500m'), memory
+        (bytes or '16Gi'), capacity_type (on-demand, spot, reserved), price_per_hour, max_nodes,
+        node_selector, tolerations (Kubernetes), users and groups (who may use it; empty means
+        everybody). Overrides the flavors of catalog_file. Empty (and no catalog_file) means
+        the built-in catalog of the backend: for 'local', a 'cpu' flavor and one flavor per GPU
+        count found on this machine.""",
+    )
+
+    environments = List(
+        Dict(),
+        config=True,
+        help="""Environments, each a dict with: name, display_name, description, framework
+        (pytorch, tensorflow, jax, generic), image (container image, Kubernetes), python
+        (interpreter, local backend), launcher (process or torchrun), env (extra variables),
+        users and groups. Overrides the environments of catalog_file. Empty means this
+        server's Python plus each framework it can import.""",
+    )
+
+    catalog_file = Unicode(
+        "",
+        config=True,
+        help="""A YAML (or JSON) file with the keys flavors, environments, default_flavor and
+        default_environment, read at start. Settings given directly take precedence.""",
+    )
+
+    default_flavor = Unicode(
+        "", config=True, help="Flavor used when a request names none; empty means the first."
+    )
+
+    default_environment = Unicode(
+        "", config=True, help="Environment used when a request names none; empty means the first."
+    )
+
+    data_dir = Unicode(
+        config=True,
+        help="""Where the local backend keeps its state (job store, logs, leases). Must be on a
+        local disk, since SQLite's locking is unreliable on network file systems.""",
+    )
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return str(Path(jupyter_data_dir()) / "mlinfra")
+
+    default_quota = Dict(
+        config=True,
+        help=f"""The quota of a user with no entry in user_quotas and no group in group_quotas:
+        a dict of {_QUOTA_HELP} (whole numbers; null or absent means unlimited).""",
+    )
+
+    user_quotas = Dict(
+        value_trait=Dict(),
+        config=True,
+        help=f"""Quotas per user name, each a dict of {_QUOTA_HELP}. A user's own entry wins
+        over their groups'.""",
+    )
+
+    group_quotas = Dict(
+        value_trait=Dict(),
+        config=True,
+        help=f"""Quotas per group name, each a dict of {_QUOTA_HELP}. A user in several groups
+        gets the most generous value of each field.""",
+    )
+
+    groups = Dict(
+        value_trait=List(Unicode()),
+        config=True,
+        help="""Group membership, as {group: [user, ...]}, added to the groups the
+        authenticator reports (JupyterHub groups under a hub). Used by flavor entitlements,
+        group quotas and admin_groups.""",
+    )
+
+    admin_users = Set(
+        Unicode(), config=True, help="Users who see and manage everybody's jobs and kernels."
+    )
+
+    admin_groups = Set(
+        Unicode(), config=True, help="Groups whose members are admins, as admin_users."
+    )
+
+    def initialize_settings(self) -> None:
+        try:
+            inventory = self.make_inventory()
+        except InvalidInput as error:
+            self.log.error("jupyter_mlinfra: %s", error.message)
+            raise
+        self.settings.update({"mlinfra.inventory": inventory, "mlinfra.app": self})
+        flavors = ", ".join(f.name for f in inventory.catalog.flavors)
+        self.log.info(
+            "jupyter_mlinfra %s: %s backend; flavors: %s", __version__, self.backend, flavors
+        )
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(default_handlers)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Tell kernels and terminals started from now on how to reach this server."""
+        os.environ[ENV_URL] = serverapp.connection_url
+        token = getattr(serverapp.identity_provider, "token", "")
+        if token:
+            os.environ[ENV_TOKEN] = token
+
+    # --- wiring, also used by the CLI's --local mode -----------------------------------------
+
+    def make_backend(self) -> Backend:
+        if self.backend == "kubernetes":
+            raise InvalidInput(
+                "backend 'kubernetes' is not available in this version yet; use 'local'", "backend"
+            )
+        from .backends.local import LocalBackend
+
+        return LocalBackend()
+
+    def make_catalog(self, backend: Backend) -> Catalog:
+        """Each list comes from the first place that has one: these settings, catalog_file,
+        then the backend's built-in catalog; a default comes with the list it belongs to."""
+        configured = {"flavors": self.flavors, "environments": self.environments}
+        sources = [configured, self._catalog_document()]
+        if not (self.flavors and self.environments):
+            sources.append(backend.builtin_catalog())
+
+        def choose(key: str, default_key: str, chosen_default: str) -> tuple[Any, str]:
+            for source in sources:
+                if source.get(key):
+                    return source[key], chosen_default or source.get(default_key, "")
+            return [], chosen_default
+
+        flavors, default_flavor = choose("flavors", "default_flavor", self.default_flavor)
+        environments, default_environment = choose(
+            "environments", "default_environment", self.default_environment
+        )
+        return build_catalog(flavors, environments, default_flavor, default_environment)
+
+    def _catalog_document(self) -> dict[str, Any]:
+        if not self.catalog_file:
+            return {}
+        try:
+            text = Path(self.catalog_file).read_text()
+            return read_catalog_document(yaml.safe_load(text))
+        except OSError as error:
+            raise CatalogError(
+                [f"catalog_file: cannot read {self.catalog_file}: {error.strerror}"]
+            ) from None
+        except yaml.YAMLError as error:
+            raise CatalogError(
+                [f"catalog_file: {self.catalog_file} is not valid YAML: {error}"]
+            ) from None
+
+    def make_quotas(self) -> QuotaPolicy:
+        return QuotaPolicy.from_config(self.default_quota, self.user_quotas, self.group_quotas)
+
+    def make_inventory(self) -> Inventory:
+        backend = self.make_backend()
+        return Inventory(
+            catalog=self.make_catalog(backend), backend=backend, quotas=self.make_quotas()
+        )

@@ -1,0 +1,1 @@
+"""Where kernels and jobs run: ``local`` (this machine, the default) or ``kubernetes``."""

@@ -1,0 +1,20 @@
+"""The interface every backend implements, so services never ask which one they talk to."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from ..capacity import Capacity
+
+
+class Backend(ABC):
+    name: str
+
+    @abstractmethod
+    def builtin_catalog(self) -> dict[str, Any]:
+        """A catalog document describing where this backend runs, for zero-config use."""
+
+    @abstractmethod
+    async def capacity(self) -> Capacity:
+        """Total resources and what kernels and jobs hold now."""

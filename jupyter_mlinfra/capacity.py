@@ -1,0 +1,138 @@
+"""Capacity accounting: what a machine has, what kernels and jobs hold, what is free.
+
+Pure. The local backend feeds it the detected machine and the current allocations; admission
+(jobs issue) and the flavor listing read free capacity from here, so both always agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .catalog import Flavor
+from .quantities import format_cpu, format_memory
+
+
+@dataclass(frozen=True)
+class Device:
+    """One accelerator, addressed by its index as ``CUDA_VISIBLE_DEVICES`` counts it."""
+
+    index: int
+    kind: str
+    model: str
+    memory_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Machine:
+    hostname: str
+    cpus: int
+    memory_bytes: int
+    devices: tuple[Device, ...] = ()
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Resources held by one kernel or one job's ranks on this machine."""
+
+    holder: str
+    """``kernel:<id>`` or ``job:<id>``: what to release when it ends."""
+    owner: str
+    flavor: str
+    cpu: float
+    memory_bytes: int
+    devices: tuple[int, ...] = ()
+
+    @property
+    def is_job(self) -> bool:
+        return self.holder.startswith("job:")
+
+
+@dataclass(frozen=True)
+class Availability:
+    free_nodes: int
+    """How many more of this flavor fit right now (nodes on a cluster, slices of this machine)."""
+    summary: str
+
+    @property
+    def available(self) -> bool:
+        return self.free_nodes > 0
+
+    def to_json(self) -> dict[str, object]:
+        return {"available": self.available, "free_nodes": self.free_nodes, "summary": self.summary}
+
+
+class Capacity:
+    """A machine minus its allocations."""
+
+    def __init__(self, machine: Machine, allocations: Iterable[Allocation] = ()) -> None:
+        self.machine = machine
+        self.allocations = tuple(allocations)
+        held = {index for a in self.allocations for index in a.devices}
+        self.free_devices = tuple(d for d in machine.devices if d.index not in held)
+        self.free_cpu = machine.cpus - sum(a.cpu for a in self.allocations)
+        self.free_memory = machine.memory_bytes - sum(a.memory_bytes for a in self.allocations)
+
+    def matching_devices(self, flavor: Flavor, *, free_only: bool = True) -> list[Device]:
+        accelerator = flavor.accelerator
+        if accelerator is None:
+            return []
+        pool = self.free_devices if free_only else self.machine.devices
+        return [d for d in pool if accelerator.matches(d.kind, d.model)]
+
+    def availability(self, flavor: Flavor) -> Availability:
+        """How many of ``flavor`` fit now, and a one-line reason naming the scarcest resource."""
+        limits: list[tuple[int, str]] = []
+        if flavor.cpu > 0:
+            fit = int(self.free_cpu // flavor.cpu + 1e-9)
+            limits.append(
+                (fit, f"{format_cpu(max(self.free_cpu, 0))} of {self.machine.cpus} CPUs free")
+            )
+        if flavor.memory_bytes > 0:
+            fit = max(self.free_memory, 0) // flavor.memory_bytes
+            free_memory = format_memory(max(self.free_memory, 0))
+            total_memory = format_memory(self.machine.memory_bytes)
+            limits.append((fit, f"{free_memory} of {total_memory} memory free"))
+        if flavor.accelerator is not None:
+            free = len(self.matching_devices(flavor))
+            total = len(self.matching_devices(flavor, free_only=False))
+            label = flavor.accelerator.model or flavor.accelerator.kind
+            limits.append((free // flavor.accelerator.count, f"{free} of {total} {label} free"))
+        if not limits:
+            return Availability(free_nodes=flavor.max_nodes, summary="no resources requested")
+        fit, reason = min(limits, key=lambda item: item[0])
+        fit = min(fit, flavor.max_nodes)
+        if fit > 0:
+            reason = "; ".join(text for _, text in limits)
+        return Availability(free_nodes=fit, summary=reason)
+
+    def accelerators_json(self) -> list[dict[str, object]]:
+        """Accelerators grouped by kind and model, each device with whether it is free."""
+        free = {d.index for d in self.free_devices}
+        groups: dict[tuple[str, str], list[Device]] = {}
+        for device in self.machine.devices:
+            groups.setdefault((device.kind, device.model), []).append(device)
+        return [
+            {
+                "kind": kind,
+                "model": model,
+                "total": len(devices),
+                "free": sum(d.index in free for d in devices),
+                "devices": [{"index": d.index, "free": d.index in free} for d in devices],
+            }
+            for (kind, model), devices in groups.items()
+        ]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "hostname": self.machine.hostname,
+            "cpu": {"total": self.machine.cpus, "free": max(self.free_cpu, 0.0)},
+            "memory": {
+                "total": format_memory(self.machine.memory_bytes),
+                "free": format_memory(max(self.free_memory, 0)),
+                "total_bytes": self.machine.memory_bytes,
+                "free_bytes": max(self.free_memory, 0),
+            },
+            "accelerators": self.accelerators_json(),
+            "allocations": len(self.allocations),
+        }

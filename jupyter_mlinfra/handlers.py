@@ -1,0 +1,155 @@
+"""REST handlers under ``/mlinfra/api/v1``: they only translate HTTP to the services and back.
+
+Every handler is authenticated and authorized through jupyter_server's authorizer with the
+resource name ``mlinfra``; domain errors become JSON ``{"message", "field"}`` with their status
+in one place (``MLInfraHandler.send_error``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+import yaml
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from .errors import InvalidInput, MLInfraError
+from .identity import Identity, resolve_identity
+from .inventory import Inventory
+
+API = "/mlinfra/api/v1"
+AUTH_RESOURCE = "mlinfra"
+
+
+class MLInfraHandler(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def inventory(self) -> Inventory:
+        inventory: Inventory = self.settings["mlinfra.inventory"]
+        return inventory
+
+    @property
+    def identity(self) -> Identity:
+        """The caller, from the authenticated request only.
+
+        Outside JupyterHub the server belongs to the OS user who started it: jupyter_server's
+        token login names an anonymous, per-browser user, which must not own jobs.
+        """
+        app = self.settings["mlinfra.app"]
+        user = (
+            self.current_user.username if os.environ.get("JUPYTERHUB_USER") else getpass.getuser()
+        )
+        return resolve_identity(
+            user,
+            known_groups=getattr(self.current_user, "groups", ()),
+            group_members=app.groups,
+            admin_users=app.admin_users,
+            admin_groups=app.admin_groups,
+        )
+
+    def flag(self, name: str) -> bool:
+        """A boolean query argument; anything but true/false/1/0 is a 400 naming it."""
+        value = self.get_query_argument(name, "false").lower()
+        if value not in ("true", "false", "1", "0"):
+            raise InvalidInput(
+                f"query parameter {name!r} must be true or false, got {value!r}", name
+            )
+        return value in ("true", "1")
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(error, MLInfraError):
+            status_code = error.status
+        super().send_error(status_code, **kwargs)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(error, MLInfraError):
+            self.finish(json.dumps(error.to_json()))
+        elif isinstance(error, web.HTTPError):
+            self.finish(json.dumps({"message": error.log_message or self._reason, "field": None}))
+        else:
+            self.finish(
+                json.dumps({"message": "internal error; see the server log", "field": None})
+            )
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, MLInfraError):
+            self.log.info("%s %s: %s", self.request.method, self.request.path, value.message)
+        else:
+            super().log_exception(typ, value, tb)
+
+    def reply(self, body: Any) -> None:
+        self.finish(json.dumps(body))
+
+
+class FlavorsHandler(MLInfraHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.inventory.flavors(self.identity, include_all=self.flag("all")))
+
+
+class FlavorHandler(MLInfraHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        flavor = self.inventory.catalog.flavor(name, self.identity)
+        listing = await self.inventory.flavors(self.identity)
+        self.reply(next(f for f in listing["flavors"] if f["name"] == flavor.name))
+
+
+class EnvironmentsHandler(MLInfraHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(self.inventory.environments(self.identity))
+
+
+class CapacityHandler(MLInfraHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.inventory.capacity())
+
+
+class WhoamiHandler(MLInfraHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.inventory.whoami(self.identity))
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document shipped in the package (``openapi.yaml``)."""
+    document: dict[str, Any] = yaml.safe_load(
+        files("jupyter_mlinfra").joinpath("openapi.yaml").read_text()
+    )
+    return document
+
+
+class OpenAPIHandler(MLInfraHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(openapi_document())
+
+
+NAME = r"(?P<name>[A-Za-z0-9._-]+)"
+
+default_handlers = [
+    (rf"{API}/flavors", FlavorsHandler),
+    (rf"{API}/flavors/{NAME}", FlavorHandler),
+    (rf"{API}/environments", EnvironmentsHandler),
+    (rf"{API}/capacity", CapacityHandler),
+    (rf"{API}/whoami", WhoamiHandler),
+    (rf"{API}/openapi.json", OpenAPIHandler),
+]

@@ -1,0 +1,63 @@
+"""What exists and who may use it: the catalog, capacity and quotas seen by one identity.
+
+The one service behind ``GET flavors|environments|capacity|whoami``, shared by the REST handlers
+and the CLI's ``--local`` mode, so both answer the same thing the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .backends.base import Backend
+from .catalog import Catalog
+from .identity import Identity
+from .quotas import QuotaPolicy, usage_of
+
+
+@dataclass
+class Inventory:
+    catalog: Catalog
+    backend: Backend
+    quotas: QuotaPolicy
+
+    async def flavors(self, identity: Identity, *, include_all: bool = False) -> dict[str, Any]:
+        """Entitled flavors with availability now; ``include_all`` adds the others, disabled."""
+        capacity = await self.backend.capacity()
+        mine = self.catalog.for_identity(identity)
+        entitled = {f.name for f in mine.flavors}
+        listed = self.catalog.flavors if include_all else mine.flavors
+        flavors = []
+        for flavor in listed:
+            entry = flavor.to_json()
+            entry["entitled"] = flavor.name in entitled
+            entry["availability"] = capacity.availability(flavor).to_json()
+            if not entry["entitled"]:
+                entry["availability"] = {
+                    "available": False,
+                    "free_nodes": 0,
+                    "summary": f"not available to {identity.user}: ask an admin for access",
+                }
+            flavors.append(entry)
+        return {"default_flavor": mine.default_flavor, "flavors": flavors}
+
+    def environments(self, identity: Identity) -> dict[str, Any]:
+        mine = self.catalog.for_identity(identity)
+        return {
+            "default_environment": mine.default_environment,
+            "environments": [e.to_json() for e in mine.environments],
+        }
+
+    async def capacity(self) -> dict[str, Any]:
+        capacity = await self.backend.capacity()
+        return {"backend": self.backend.name, **capacity.to_json()}
+
+    async def whoami(self, identity: Identity) -> dict[str, Any]:
+        capacity = await self.backend.capacity()
+        return {
+            **identity.to_json(),
+            "backend": self.backend.name,
+            "quota": self.quotas.for_identity(identity).to_json(),
+            "usage": usage_of(identity.user, capacity.allocations).to_json(),
+            "flavors": [f.name for f in self.catalog.for_identity(identity).flavors],
+        }

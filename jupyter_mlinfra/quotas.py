@@ -1,0 +1,104 @@
+"""Quotas: how much one user may hold or queue at once, and what they use now.
+
+Pure. A user's quota is their own entry if the admin wrote one, else the most generous entry
+among their groups (membership should only ever add rights), else the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .capacity import Allocation
+from .errors import InvalidInput
+from .identity import Identity
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Limits; ``None`` means unlimited."""
+
+    max_gpus: int | None = None
+    max_running_jobs: int | None = None
+    max_queued_jobs: int | None = None
+
+    def to_json(self) -> dict[str, int | None]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+QUOTA_FIELDS = tuple(f.name for f in fields(Quota))
+
+
+@dataclass(frozen=True)
+class Usage:
+    gpus: int = 0
+    running_jobs: int = 0
+    queued_jobs: int = 0
+    kernels: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def parse_quota(raw: Any, where: str) -> Quota:
+    """A Quota from config; the error names the setting and the field."""
+    if not isinstance(raw, Mapping):
+        raise InvalidInput(f"{where}: must be a mapping of {', '.join(QUOTA_FIELDS)}", where)
+    for key, value in raw.items():
+        if key not in QUOTA_FIELDS:
+            raise InvalidInput(
+                f"{where}: unknown field {key!r}; known fields: {', '.join(QUOTA_FIELDS)}",
+                f"{where}.{key}",
+            )
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise InvalidInput(
+                f"{where}.{key}: must be a whole number >= 0 or null, got {value!r}",
+                f"{where}.{key}",
+            )
+    return Quota(**raw)
+
+
+def _most_generous(quotas: list[Quota]) -> Quota:
+    def widest(values: list[int | None]) -> int | None:
+        return None if None in values else max(v for v in values if v is not None)
+
+    return Quota(**{name: widest([getattr(q, name) for q in quotas]) for name in QUOTA_FIELDS})
+
+
+@dataclass(frozen=True)
+class QuotaPolicy:
+    """The admin's quota settings, resolved per identity."""
+
+    default: Quota = Quota()
+    per_user: Mapping[str, Quota] = field(default_factory=dict)
+    per_group: Mapping[str, Quota] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(
+        cls, default: Any, per_user: Mapping[str, Any], per_group: Mapping[str, Any]
+    ) -> QuotaPolicy:
+        return cls(
+            default=parse_quota(default, "default_quota"),
+            per_user={u: parse_quota(q, f"user_quotas[{u!r}]") for u, q in per_user.items()},
+            per_group={g: parse_quota(q, f"group_quotas[{g!r}]") for g, q in per_group.items()},
+        )
+
+    def for_identity(self, identity: Identity) -> Quota:
+        if identity.user in self.per_user:
+            return self.per_user[identity.user]
+        groups = [self.per_group[g] for g in sorted(identity.groups) if g in self.per_group]
+        return _most_generous(groups) if groups else self.default
+
+
+def usage_of(user: str, allocations: Iterable[Allocation], *, queued_jobs: int = 0) -> Usage:
+    """What ``user`` holds now; queued jobs hold nothing, so their count comes from the queue."""
+    mine = [a for a in allocations if a.owner == user]
+    return Usage(
+        gpus=sum(len(a.devices) for a in mine),
+        running_jobs=len({a.holder for a in mine if a.is_job}),
+        queued_jobs=queued_jobs,
+        kernels=len({a.holder for a in mine if not a.is_job}),
+    )

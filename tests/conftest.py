@@ -1,0 +1,94 @@
+"""Shared fixtures: a real jupyter server with the extension (pytest-jupyter), a fake
+``nvidia-smi`` so GPU detection runs for real on machines without GPUs, and a test catalog."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+ME = getpass.getuser()
+
+NVIDIA_SMI = """#!/bin/sh
+# stands in for nvidia-smi on machines without GPUs; prints what the real one prints for
+# --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits
+cat <<'CSV'
+{rows}
+CSV
+"""
+
+
+def write_fake_nvidia_smi(folder: Path, models: list[str]) -> Path:
+    rows = "\n".join(
+        f"{i}, GPU-{i:04d}-uuid, NVIDIA {model}, 81559" for i, model in enumerate(models)
+    )
+    script = folder / "nvidia-smi"
+    script.write_text(NVIDIA_SMI.format(rows=rows))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
+@pytest.fixture
+def fake_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Four A100s visible to detection through a real ``nvidia-smi`` process on PATH."""
+    folder = tmp_path / "fake-bin"
+    folder.mkdir()
+    models = ["A100-SXM4-80GB"] * 4
+    write_fake_nvidia_smi(folder, models)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return models
+
+
+TEST_CATALOG: dict[str, Any] = {
+    "flavors": [
+        {"name": "cpu", "cpu": 1, "memory": "1Gi"},
+        {
+            "name": "a100x1",
+            "display_name": "1 × A100",
+            "accelerator": {"kind": "nvidia.com/gpu", "model": "A100", "count": 1},
+            "cpu": 0.5,
+            "memory": "1Gi",
+            "price_per_hour": 1.5,
+            "groups": ["gpu-users"],
+        },
+        {
+            "name": "a100x4",
+            "accelerator": {"kind": "nvidia.com/gpu", "model": "A100", "count": 4},
+            "cpu": 1,
+            "memory": "1Gi",
+            "capacity_type": "reserved",
+            "users": ["somebody-else"],
+        },
+    ],
+    "environments": [
+        {"name": "python", "framework": "generic"},
+        {"name": "pytorch", "framework": "pytorch", "groups": ["gpu-users"]},
+    ],
+    "default_flavor": "cpu",
+}
+
+
+@pytest.fixture
+def mlinfra_config() -> dict[str, Any]:
+    """The MLInfraApp settings of the test server; override in a test module to change them."""
+    return {
+        **TEST_CATALOG,
+        "groups": {"gpu-users": [ME]},
+        "default_quota": {"max_gpus": 2, "max_running_jobs": 4},
+        "group_quotas": {"gpu-users": {"max_gpus": 4, "max_queued_jobs": 10}},
+    }
+
+
+@pytest.fixture
+def jp_server_config(mlinfra_config: dict[str, Any], fake_gpus: list[str]) -> dict[str, Any]:
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_mlinfra": True}},
+        "MLInfraApp": mlinfra_config,
+    }
