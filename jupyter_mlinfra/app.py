@@ -34,8 +34,8 @@ class MLInfraApp(ExtensionApp):
         ["local", "kubernetes"],
         default_value="local",
         config=True,
-        help="""Where kernels and jobs run: 'local' (this machine, through the embedded local
-        agent) or 'kubernetes' (pods and JobSets on a cluster).""",
+        help="""Where kernels and jobs run: 'local' (processes on this machine) or
+        'kubernetes' (pods and JobSets on a cluster; not available in this version yet).""",
     )
 
     flavors = List(

@@ -84,7 +84,7 @@ class Capacity:
         """How many of ``flavor`` fit now, and a one-line reason naming the scarcest resource."""
         limits: list[tuple[int, str]] = []
         if flavor.cpu > 0:
-            fit = int(self.free_cpu // flavor.cpu + 1e-9)
+            fit = int(max(self.free_cpu, 0) / flavor.cpu + 1e-9)
             limits.append(
                 (fit, f"{format_cpu(max(self.free_cpu, 0))} of {self.machine.cpus} CPUs free")
             )

@@ -217,9 +217,9 @@ def _count(value: Any) -> int:
 
 
 def _positive(value: Any) -> int:
-    if _count(value) < 1:
+    if isinstance(value, int) and not isinstance(value, bool) and value < 1:
         raise ValueError(f"must be >= 1, got {value}")
-    return int(value)
+    return _count(value)
 
 
 def _price(value: Any) -> float | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import jsonschema
 import pytest
@@ -153,7 +153,7 @@ async def test_every_endpoint_needs_authentication(jp_fetch: Any, path: str) -> 
 class DenyMLInfra(Authorizer):
     """Allows everything except the ``mlinfra`` resource, and records what it was asked."""
 
-    asked: list[tuple[str, str]] = []
+    asked: ClassVar[list[tuple[str, str]]] = []
 
     def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
         DenyMLInfra.asked.append((action, resource))

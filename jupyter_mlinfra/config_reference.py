@@ -1,0 +1,49 @@
+"""The README's configuration reference, generated from the traitlets' help text.
+
+``python -m jupyter_mlinfra.config_reference`` rewrites the section of README.md between the
+markers; a test fails when the README and the traitlets disagree, so the help text stays the
+one source of truth.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+from traitlets import TraitType
+
+from .app import MLInfraApp
+
+BEGIN = "<!-- begin config reference (generated: python -m jupyter_mlinfra.config_reference) -->"
+END = "<!-- end config reference -->"
+
+
+def _default(trait: TraitType) -> str:  # type: ignore[type-arg]
+    if trait.name == "data_dir":
+        return "`<jupyter data dir>/mlinfra`"
+    value = trait.default()
+    return f"`{value!r}`" if value not in ("", [], {}, set()) else "empty"
+
+
+def render() -> str:
+    lines = [BEGIN, "", "| setting | type | default | what it does |", "| --- | --- | --- | --- |"]
+    for name, trait in sorted(MLInfraApp.class_own_traits(config=True).items()):
+        help_text = " ".join(inspect.cleandoc(trait.help).split()).replace("|", "\\|")
+        kind = type(trait).__name__
+        lines.append(f"| `c.MLInfraApp.{name}` | {kind} | {_default(trait)} | {help_text} |")
+    return "\n".join([*lines, "", END])
+
+
+def update(readme: Path) -> bool:
+    """Rewrite the generated section of ``readme``; True when it changed."""
+    text = readme.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    new = text[:start] + render() + text[end:]
+    readme.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":
+    path = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    print(f"{path}: {'updated' if update(path) else 'already up to date'}")
