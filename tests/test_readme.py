@@ -11,7 +11,7 @@ README = Path(__file__).parent.parent / "README.md"
 
 def test_configuration_reference_is_in_sync_with_the_traitlets() -> None:
     assert render() in README.read_text(), (
-        "README.md's configuration reference is stale: run python -m jupyter_mlinfra.config_reference"
+        "README.md is stale: run python -m jupyter_mlinfra.config_reference"
     )
 
 
