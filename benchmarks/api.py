@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.lab_server import LabServer, running_lab  # noqa: E402
+from tests.lab_server import LabServer, running_lab
 
 ANCHOR = "api/status"
 ENDPOINTS = [
