@@ -81,30 +81,27 @@ class Capacity:
         return [d for d in pool if accelerator.matches(d.kind, d.model)]
 
     def availability(self, flavor: Flavor) -> Availability:
-        """How many of ``flavor`` fit now, and a one-line reason naming the scarcest resource."""
+        """How many of ``flavor`` fit now, and the scarcest resource as the one-line reason
+        (accelerators first on a tie: they are what people wait for)."""
         limits: list[tuple[int, str]] = []
-        if flavor.cpu > 0:
-            fit = int(max(self.free_cpu, 0) / flavor.cpu + 1e-9)
-            limits.append(
-                (fit, f"{format_cpu(max(self.free_cpu, 0))} of {self.machine.cpus} CPUs free")
-            )
-        if flavor.memory_bytes > 0:
-            fit = max(self.free_memory, 0) // flavor.memory_bytes
-            free_memory = format_memory(max(self.free_memory, 0))
-            total_memory = format_memory(self.machine.memory_bytes)
-            limits.append((fit, f"{free_memory} of {total_memory} memory free"))
         if flavor.accelerator is not None:
             free = len(self.matching_devices(flavor))
             total = len(self.matching_devices(flavor, free_only=False))
             label = flavor.accelerator.model or flavor.accelerator.kind
             limits.append((free // flavor.accelerator.count, f"{free} of {total} {label} free"))
+        if flavor.cpu > 0:
+            fit = int(max(self.free_cpu, 0) / flavor.cpu + 1e-9)
+            free_cpu = format_cpu(max(self.free_cpu, 0))
+            limits.append((fit, f"{free_cpu} of {self.machine.cpus} CPUs free"))
+        if flavor.memory_bytes > 0:
+            fit = max(self.free_memory, 0) // flavor.memory_bytes
+            free_memory = format_memory(max(self.free_memory, 0))
+            total_memory = format_memory(self.machine.memory_bytes)
+            limits.append((fit, f"{free_memory} of {total_memory} memory free"))
         if not limits:
             return Availability(free_nodes=flavor.max_nodes, summary="no resources requested")
         fit, reason = min(limits, key=lambda item: item[0])
-        fit = min(fit, flavor.max_nodes)
-        if fit > 0:
-            reason = "; ".join(text for _, text in limits)
-        return Availability(free_nodes=fit, summary=reason)
+        return Availability(free_nodes=min(fit, flavor.max_nodes), summary=reason)
 
     def accelerators_json(self) -> list[dict[str, object]]:
         """Accelerators grouped by kind and model, each device with whether it is free."""

@@ -9,6 +9,7 @@ admin sees every mistake in one go, each with the exact place it is in (``flavor
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -225,7 +226,12 @@ def _positive(value: Any) -> int:
 def _price(value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
         raise ValueError(f"must be a number >= 0 or null, got {value!r}")
     return float(value)
 
@@ -414,9 +420,9 @@ def read_catalog_document(document: Any) -> dict[str, Any]:
     if document is None:
         return {}
     if not isinstance(document, Mapping):
-        raise CatalogError([f"catalog file: must be a mapping, got {type(document).__name__}"])
+        raise CatalogError([f"catalog_file: must be a mapping, got {type(document).__name__}"])
     problems = _Problems()
-    problems.unknown_fields("catalog file", document, CATALOG_KEYS)
+    problems.unknown_fields("catalog_file", document, CATALOG_KEYS)
     if problems.items:
         raise CatalogError(problems.items)
     return dict(document)

@@ -137,15 +137,13 @@ def _from_local_config(args: argparse.Namespace) -> dict[str, Any]:
         admin_users=app.admin_users,
         admin_groups=app.admin_groups,
     )
-    calls = {
-        "flavors": lambda: inventory.flavors(identity, include_all=args.all),
-        "capacity": inventory.capacity,
-        "whoami": lambda: inventory.whoami(identity),
-    }
     if args.command == "environments":
         return inventory.environments(identity)
-    result: dict[str, Any] = asyncio.run(calls[args.command]())
-    return result
+    if args.command == "flavors":
+        return asyncio.run(inventory.flavors(identity, include_all=args.all))
+    if args.command == "capacity":
+        return asyncio.run(inventory.capacity())
+    return asyncio.run(inventory.whoami(identity))
 
 
 def _jupyter_server_config() -> Any:

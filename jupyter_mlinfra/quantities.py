@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
@@ -32,6 +33,8 @@ def parse_cpu(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected cores such as 4 or '500m', got {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value!r}")
         if value < 0:
             raise ValueError(f"must not be negative, got {value}")
         return float(value)
@@ -44,15 +47,20 @@ def parse_cpu(value: object) -> float:
 
 
 def format_memory(size: int) -> str:
-    """The shortest exact binary quantity ("24Gi"), else one decimal place ("23.5Gi")."""
-    for suffix in ("Pi", "Ti", "Gi", "Mi", "Ki"):
-        scale = _BINARY[suffix]
-        if size >= scale:
-            if size % scale == 0:
-                return f"{size // scale}{suffix}"
-            if suffix in ("Gi", "Ti", "Pi"):
-                return f"{size / scale:.1f}{suffix}"
-    return str(size)
+    """Readable first, exact where that is cheap: "24Gi", "1.5Gi" (exact with one decimal in
+    the largest unit), "1280Mi" (exact in a smaller unit, at most four digits), else one
+    rounded decimal of the largest unit ("22.9Gi")."""
+    units = [(suffix, _BINARY[suffix]) for suffix in ("Pi", "Ti", "Gi", "Mi", "Ki")]
+    largest = next(((suffix, scale) for suffix, scale in units if size >= scale), None)
+    if largest is None:
+        return str(size)
+    suffix, scale = largest
+    if (size * 10) % scale == 0:
+        return f"{size / scale:g}{suffix}"
+    for smaller, smaller_scale in units:
+        if smaller_scale < scale and size % smaller_scale == 0 and size // smaller_scale < 10_000:
+            return f"{size // smaller_scale}{smaller}"
+    return f"{size / scale:.1f}{suffix}"
 
 
 def format_cpu(cores: float) -> str:

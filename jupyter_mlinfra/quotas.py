@@ -1,7 +1,8 @@
 """Quotas: how much one user may hold or queue at once, and what they use now.
 
-Pure. A user's quota is their own entry if the admin wrote one, else the most generous entry
-among their groups (membership should only ever add rights), else the default.
+Pure. A user's quota is their own entry if the admin wrote one, else, field by field, the most
+generous of their groups' entries (so joining a second group never takes rights away), else
+the default.
 """
 
 from __future__ import annotations

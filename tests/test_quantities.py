@@ -91,15 +91,16 @@ def test_parse_cpu_rejects_negative_numbers(value: float, shown: str) -> None:
         (0, "0"),
         (512, "512"),
         (Ki, "1Ki"),
-        (1536, "1536"),  # no exact binary unit, and below Gi: plain bytes
-        (3 * Mi // 2, "1536Ki"),
+        (1536, "1.5Ki"),  # exact with one decimal in the largest unit
+        (3 * Mi // 2, "1.5Mi"),
+        (5 * Gi // 4, "1280Mi"),  # not exact with one decimal: exact in a smaller unit
+        (Gi + 1, "1.0Gi"),  # exact nowhere short: rounded
         (Mi, "1Mi"),
         (16 * Gi, "16Gi"),
         (1024 * Gi, "1Ti"),
         (3 * Pi, "3Pi"),
         (3 * Gi // 2, "1.5Gi"),
         (47 * Gi // 2, "23.5Gi"),
-        (Gi + 1, "1.0Gi"),
         (3 * Ti // 2, "1.5Ti"),
     ],
 )

@@ -40,9 +40,10 @@ def _gpu_flavors(machine: Machine) -> list[dict[str, Any]]:
     by_model: dict[tuple[str, str], int] = {}
     for device in machine.devices:
         by_model[(device.kind, device.model)] = by_model.get((device.kind, device.model), 0) + 1
+    slugs = _slugs([model for _, model in by_model])
     flavors = []
     for (kind, model), total in by_model.items():
-        slug = re.sub(r"[^a-z0-9]+", "-", model.lower().split(" ")[0] or "gpu").strip("-") or "gpu"
+        slug = slugs[model]
         counts = sorted({c for c in (1, 2, 4, 8, 16, 32) if c <= total} | {total})
         for count in counts:
             share = count / len(machine.devices)
@@ -57,6 +58,18 @@ def _gpu_flavors(machine: Machine) -> list[dict[str, Any]]:
                 "memory": memory,
             })  # fmt: skip
     return flavors
+
+
+def _slugs(models: list[str]) -> dict[str, str]:
+    """Short flavor-name stems: the model's first word ("h100"), or all of it where two models
+    share a first word ("geforce-rtx-4090" beside "geforce-rtx-3090")."""
+
+    def slug(text: str) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
+
+    short = {model: slug(model.split(" ")[0]) for model in models}
+    clashing = {s for s in short.values() if list(short.values()).count(s) > 1}
+    return {model: slug(model) if short[model] in clashing else short[model] for model in models}
 
 
 def _environments(frameworks: set[str]) -> list[dict[str, Any]]:

@@ -1,0 +1,84 @@
+/**
+ * The one client of the jupyter-mlinfra REST API.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { API_NAMESPACE, IErrorBody, IFlavorList, IWhoAmI } from './tokens';
+
+/** An error answered by the server (or a failure to reach it). */
+export class MLInfraError extends Error {
+  constructor(
+    message: string,
+    /** The HTTP status, or 0 when the server could not be reached. */
+    readonly status: number,
+    /** The request field the server blamed, if any. */
+    readonly field: string | null = null
+  ) {
+    super(message);
+    this.name = 'MLInfraError';
+  }
+}
+
+function isErrorBody(value: unknown): value is IErrorBody {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { message?: unknown }).message === 'string'
+  );
+}
+
+/**
+ * Call `<base_url>mlinfra/api/v1/<path>` and return its JSON body.
+ *
+ * Throws `MLInfraError` carrying the server's `message` on any failure.
+ */
+export async function requestAPI<T>(
+  path: string,
+  init: RequestInit = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<T> {
+  const url = URLExt.join(settings.baseUrl, API_NAMESPACE, path);
+
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new MLInfraError(`Cannot reach the server: ${reason}`, 0);
+  }
+
+  const text = await response.text();
+  let body: unknown = null;
+  if (text.length > 0) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = null;
+    }
+  }
+
+  if (!response.ok) {
+    if (isErrorBody(body)) {
+      throw new MLInfraError(body.message, response.status, body.field ?? null);
+    }
+    throw new MLInfraError(
+      `${response.status} ${response.statusText || 'error'} from ${path}`,
+      response.status
+    );
+  }
+  if (body === null && text.length > 0) {
+    throw new MLInfraError(`Invalid JSON from ${path}`, response.status);
+  }
+  return body as T;
+}
+
+/** The flavors the server offers, with live availability. */
+export function listFlavors(): Promise<IFlavorList> {
+  return requestAPI<IFlavorList>('flavors');
+}
+
+/** The current user, their groups, quota and usage. */
+export function whoami(): Promise<IWhoAmI> {
+  return requestAPI<IWhoAmI>('whoami');
+}

@@ -1,0 +1,81 @@
+/**
+ * Command ids and the wire types of the jupyter-mlinfra REST API.
+ *
+ * This module has no side effects: it only declares names and types.
+ */
+
+/** The plugin id, as JupyterLab knows it. */
+export const PLUGIN_ID = 'jupyter-mlinfra:plugin';
+
+/** The REST API root, relative to the server's base URL. */
+export const API_NAMESPACE = 'mlinfra/api/v1';
+
+/** Command ids. */
+export namespace CommandIDs {
+  export const showFlavors = 'mlinfra:show-flavors';
+}
+
+/** The command palette category for every mlinfra command. */
+export const PALETTE_CATEGORY = 'ML Infrastructure';
+
+/** An accelerator attached to each node of a flavor. */
+export interface IAccelerator {
+  /** The extended resource name, e.g. `nvidia.com/gpu`. */
+  kind: string;
+  /** The accelerator model, e.g. `H100`. */
+  model: string;
+  /** How many accelerators one node of this flavor gets. */
+  count: number;
+}
+
+/** How a flavor's capacity is bought. */
+export type CapacityType = 'on-demand' | 'spot' | 'reserved';
+
+/** Live availability of a flavor. */
+export interface IAvailability {
+  available: boolean;
+  free_nodes: number;
+  /** A human-readable sentence, e.g. "2 of 4 nodes free". */
+  summary: string;
+}
+
+/** One hardware flavor a user can pick for a kernel or a job. */
+export interface IFlavor {
+  name: string;
+  display_name: string;
+  description: string;
+  accelerator: IAccelerator | null;
+  cpu: number;
+  /** Memory as a Kubernetes quantity, e.g. `24Gi`. */
+  memory: string;
+  memory_bytes: number;
+  capacity_type: CapacityType;
+  price_per_hour: number | null;
+  max_nodes: number;
+  node_selector: Record<string, string>;
+  tolerations: Record<string, unknown>[];
+  /** Whether the current user may use this flavor. */
+  entitled: boolean;
+  availability: IAvailability;
+}
+
+/** `GET flavors` */
+export interface IFlavorList {
+  default_flavor: string;
+  flavors: IFlavor[];
+}
+
+/** `GET whoami` */
+export interface IWhoAmI {
+  user: string;
+  groups: string[];
+  admin: boolean;
+  quota: Record<string, unknown>;
+  usage: Record<string, unknown>;
+}
+
+/** The body of every error response. */
+export interface IErrorBody {
+  message: string;
+  field: string | null;
+}

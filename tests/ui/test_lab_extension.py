@@ -1,0 +1,62 @@
+"""The jupyter-mlinfra labextension, driven in a real JupyterLab by headless chromium."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tests.lab_server import LabServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+    from tests.ui.conftest import ConsoleLog
+
+ACTIVATED = "jupyter-mlinfra is activated"
+
+
+def open_lab(page: Page, server: LabServer, console: ConsoleLog) -> None:
+    """Load JupyterLab and wait until its shell is up and our plugin has activated."""
+    page.goto(server.url(f"lab?token={server.token}"))
+    page.get_by_role("menubar").first.wait_for(state="visible")
+    page.locator("#jupyterlab-splash").wait_for(state="detached")
+    for _ in range(150):  # plugins activate before the splash goes; allow 15 s anyway
+        if ACTIVATED in console.texts("log"):
+            break
+        page.wait_for_timeout(100)
+    assert ACTIVATED in console.texts("log"), console.entries
+
+
+def run_from_palette(page: Page, label: str) -> None:
+    """Open the command palette (Ctrl+Shift+C) and run the command labelled ``label``."""
+    page.keyboard.press("Control+Shift+C")
+    search = page.get_by_placeholder("SEARCH", exact=True)
+    search.wait_for(state="visible")
+    search.fill(label)
+    page.get_by_role("menuitem", name=label).first.click()
+
+
+def test_show_flavors_dialog(
+    page: Page, lab_server: LabServer, console: ConsoleLog, output_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    open_lab(page, lab_server, console)
+    run_from_palette(page, "Show Accelerator Flavors")
+
+    dialog = page.get_by_role("dialog").filter(has_text="Accelerator flavors")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("columnheader", name="Accelerator")).to_be_visible()
+    cpu_row = dialog.get_by_role("row").filter(has=page.get_by_role("cell", name="cpu", exact=True))
+    expect(cpu_row).to_have_count(1)
+    whole_machine = dialog.get_by_role("row").filter(
+        has=page.get_by_role("cell", name="h100x4", exact=True)
+    )
+    expect(whole_machine).to_contain_text("4 × H100 80GB HBM3")
+    expect(whole_machine).to_contain_text("4 of 4 H100 80GB HBM3 free")
+    page.screenshot(path=str(output_dir / "flavors-dialog.png"))
+
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
+
+    assert console.errors(mentioning="mlinfra") == []
