@@ -7,18 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jupyter_core.paths import jupyter_data_dir
+from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import CaselessStrEnum, Dict, List, Set, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Set, Unicode, default
 
 from . import __version__
 from .backends.base import Backend
 from .catalog import Catalog, build_catalog, read_catalog_document
 from .client import ENV_TOKEN, ENV_URL
-from .errors import CatalogError, InvalidInput
-from .handlers import default_handlers
+from .errors import CatalogError, InvalidInput, MLInfraError
 from .inventory import Inventory
+from .jobs.handlers import AgentLink
 from .quotas import QUOTA_FIELDS, QuotaPolicy
+from .routes import default_handlers
 
 _QUOTA_HELP = ", ".join(QUOTA_FIELDS)
 
@@ -121,13 +122,64 @@ class MLInfraApp(ExtensionApp):
         Unicode(), config=True, help="Groups whose members are admins, as admin_users."
     )
 
+    priority_classes = Dict(
+        value_trait=Int(),
+        default_value={"low": 0, "normal": 100, "high": 1000},
+        config=True,
+        help="""Job priority classes, as {name: value}, like Kueue's WorkloadPriorityClasses:
+        higher values are admitted first and, with preemption, may evict lower ones.""",
+    )
+
+    default_priority = Unicode(
+        "normal", config=True, help="The priority class of a job that names none."
+    )
+
+    preemption = Bool(
+        False,
+        config=True,
+        help="""Let a queued job evict running jobs of strictly lower priority when it cannot
+        fit otherwise. Evicted jobs get SIGTERM, preemption_grace_seconds, then SIGKILL, and
+        go back to the queue.""",
+    )
+
+    preemption_grace_seconds = Float(
+        30.0, config=True, help="Seconds between SIGTERM and SIGKILL when a job is stopped."
+    )
+
+    readiness_timeout_seconds = Float(
+        60.0,
+        config=True,
+        help="""Seconds all ranks of a job have to start; a gang that is not complete by then
+        is evicted and requeued with backoff.""",
+    )
+
+    agent_socket = Unicode(
+        config=True,
+        help="""Unix socket of the local agent (the process that queues and runs jobs on this
+        machine). Must be short: Unix socket paths are limited to about 100 characters.""",
+    )
+
+    @default("agent_socket")
+    def _default_agent_socket(self) -> str:
+        return str(Path(jupyter_runtime_dir()) / "mlinfra-agent.sock")
+
+    agent_idle_timeout = Float(
+        600.0,
+        config=True,
+        help="""Seconds the local agent waits, with no job queued or running and no request,
+        before it exits; 0 keeps it running.""",
+    )
+
     def initialize_settings(self) -> None:
+        self.agent = AgentLink(self)
         try:
             inventory = self.make_inventory()
         except InvalidInput as error:
             self.log.error("jupyter_mlinfra: %s", error.message)
             raise
-        self.settings.update({"mlinfra.inventory": inventory, "mlinfra.app": self})
+        self.settings.update(
+            {"mlinfra.inventory": inventory, "mlinfra.app": self, "mlinfra.agent": self.agent}
+        )
         flavors = ", ".join(f.name for f in inventory.catalog.flavors)
         self.log.info(
             "jupyter_mlinfra %s: %s backend; flavors: %s", __version__, self.backend, flavors
@@ -137,11 +189,20 @@ class MLInfraApp(ExtensionApp):
         self.handlers.extend(default_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        """Tell kernels and terminals started from now on how to reach this server."""
+        """Tell kernels and terminals started from now on how to reach this server, and give
+        an agent that already runs (jobs outlive servers) this server's settings."""
         os.environ[ENV_URL] = serverapp.connection_url
         token = getattr(serverapp.identity_provider, "token", "")
         if token:
             os.environ[ENV_TOKEN] = token
+        if Path(self.agent_socket).exists():
+            try:
+                await self.agent.ensure()
+            except MLInfraError as error:
+                self.log.warning("jupyter_mlinfra: local agent: %s", error.message)
+
+    async def stop_extension(self) -> None:
+        self.agent.client.close()
 
     # --- wiring, also used by the CLI's --local mode -----------------------------------------
 
@@ -152,7 +213,8 @@ class MLInfraApp(ExtensionApp):
             )
         from .backends.local import LocalBackend
 
-        return LocalBackend()
+        link = getattr(self, "agent", None)
+        return LocalBackend(usage=link.client.allocations if link else None)
 
     def make_catalog(self, backend: Backend) -> Catalog:
         """Each list comes from the first place that has one: these settings, catalog_file,

@@ -15,18 +15,20 @@ Standard library only, so it imports fast inside kernels. Tokens are sent as an
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .transport import open_connection, stream_lines
 
 ENV_URL = "JUPYTER_MLINFRA_URL"
 ENV_TOKEN = "JUPYTER_MLINFRA_TOKEN"
 API_PATH = "mlinfra/api/v1"
+IDENTITY_HEADER = "X-MLInfra-Identity"
 
 
 class ClientError(Exception):
@@ -45,6 +47,10 @@ class Connection:
     """The Jupyter server's base URL, ending with '/'."""
     token: str = field(default="", repr=False)
     source: str = "explicit"
+    socket: str = ""
+    """The local agent's Unix socket, when talking to it directly (no Jupyter server)."""
+    identity: str = ""
+    """The caller, as the agent's identity header; only the agent's owner can send it."""
 
 
 def discover(
@@ -83,31 +89,54 @@ class MLInfraClient:
         self.connection = connection or discover()
         self.timeout = timeout
 
-    def request(
-        self, method: str, path: str, *, query: Mapping[str, Any] | None = None, body: Any = None
-    ) -> Any:
-        url = urllib.parse.urljoin(self.connection.url, f"{API_PATH}/{path}")
+    def _send(
+        self, method: str, path: str, query: Mapping[str, Any] | None, body: Any
+    ) -> http.client.HTTPResponse:
+        target = urllib.parse.urljoin(self.connection.url, f"{API_PATH}/{path}")
+        target = urllib.parse.urlsplit(target).path
         if query:
-            url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+            pairs = {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()}
+            target += "?" + urllib.parse.urlencode(
+                {k: v for k, v in pairs.items() if v is not None}
+            )
         headers = {"Accept": "application/json"}
         if self.connection.token:
             headers["Authorization"] = f"token {self.connection.token}"
+        if self.connection.identity:
+            headers[IDENTITY_HEADER] = self.connection.identity
         data = None
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        conn = open_connection(self.connection.url, self.connection.socket, self.timeout)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                payload = response.read()
-        except urllib.error.HTTPError as error:
-            raise _error_from(error) from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise ClientError(
-                f"cannot reach the Jupyter server at {self.connection.url}: {reason}"
-            ) from None
+            conn.request(method, target, body=data, headers=headers)
+            response = conn.getresponse()
+        except OSError as error:
+            conn.close()
+            where = self.connection.socket or self.connection.url
+            raise ClientError(f"cannot reach the Jupyter server at {where}: {error}") from None
+        if response.status >= 400:
+            payload = response.read()
+            conn.close()
+            raise _error_from(response.status, response.reason, payload)
+        return response
+
+    def request(
+        self, method: str, path: str, *, query: Mapping[str, Any] | None = None, body: Any = None
+    ) -> Any:
+        response = self._send(method, path, query, body)
+        payload = response.read()
+        response.close()
         return json.loads(payload) if payload else None
+
+    def stream(self, path: str, *, query: Mapping[str, Any] | None = None) -> Iterator[str]:
+        """Lines of a streamed answer (followed logs) as the server sends them."""
+        response = self._send("GET", path, query, None)
+        try:
+            yield from stream_lines(response)
+        finally:
+            response.close()
 
     def flavors(self, *, include_all: bool = False) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", "flavors", query={"all": include_all or None})
@@ -130,10 +159,80 @@ class MLInfraClient:
         return result
 
 
-def _error_from(error: urllib.error.HTTPError) -> ClientError:
+class JobsClient(MLInfraClient):
+    """The jobs part of the API, for the CLI, magics and widgets."""
+
+    def submit(self, submission: Mapping[str, Any]) -> dict[str, Any]:
+        job: dict[str, Any] = self.request("POST", "jobs", body=dict(submission))
+        return job
+
+    def jobs(self, **filters: Any) -> dict[str, Any]:
+        page: dict[str, Any] = self.request("GET", "jobs", query=filters)
+        return page
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        job: dict[str, Any] = self.request("GET", f"jobs/{_job_id(job_id)}")
+        return job
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        job: dict[str, Any] = self.request("DELETE", f"jobs/{_job_id(job_id)}")
+        return job
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        job: dict[str, Any] = self.request("POST", f"jobs/{_job_id(job_id)}/retry")
+        return job
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = self.request("GET", f"jobs/{_job_id(job_id)}/events")[
+            "events"
+        ]
+        return events
+
+    def queue(self) -> dict[str, Any]:
+        queue: dict[str, Any] = self.request("GET", "queue")
+        return queue
+
+    def logs(
+        self, job_id: str, *, rank: int | None = None, tail: int | None = None, follow: bool = False
+    ) -> Iterator[str]:
+        query = {"rank": rank, "tail": tail, "follow": follow or None}
+        return self.stream(f"jobs/{_job_id(job_id)}/logs", query=query)
+
+    def result(self, job_id: str) -> dict[str, Any]:
+        """The variables the job pulled back (needs cloudpickle, as pushing does)."""
+        import base64
+
+        import cloudpickle
+
+        encoded = self.request("GET", f"jobs/{_job_id(job_id)}/result")["variables"]
+        if not encoded:
+            return {}
+        variables: dict[str, Any] = cloudpickle.loads(base64.b64decode(encoded))
+        return variables
+
+
+def encode_push(variables: Mapping[str, Any]) -> dict[str, str]:
+    """Variables for a submission's ``push``: name -> base64 of the value's cloudpickle."""
+    import base64
+
+    import cloudpickle
+
+    return {name: base64.b64encode(cloudpickle.dumps(v)).decode() for name, v in variables.items()}
+
+
+def _job_id(text: str) -> str:
+    """Job ids go into URL paths: accept exactly what the server issues."""
+    if len(text) != 12 or any(c not in "0123456789abcdef" for c in text):
+        raise ClientError(f"not a job id: {text!r} (12 hexadecimal digits)", field="id")
+    return text
+
+
+def _error_from(status: int, reason: str, payload: bytes) -> ClientError:
     try:
-        body = json.loads(error.read() or b"{}")
+        body = json.loads(payload or b"{}")
     except ValueError:
         body = {}
-    message = body.get("message") or f"HTTP {error.code}: {error.reason}"
-    return ClientError(str(message), status=error.code, field=body.get("field"))
+    if not isinstance(body, dict):
+        body = {}
+    message = body.get("message") or f"HTTP {status}: {reason}"
+    return ClientError(str(message), status=status, field=body.get("field"))

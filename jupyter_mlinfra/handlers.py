@@ -145,7 +145,7 @@ class OpenAPIHandler(MLInfraHandler):
 
 NAME = r"(?P<name>[A-Za-z0-9._-]+)"
 
-default_handlers = [
+catalog_handlers = [
     (rf"{API}/flavors", FlavorsHandler),
     (rf"{API}/flavors/{NAME}", FlavorHandler),
     (rf"{API}/environments", EnvironmentsHandler),

@@ -58,6 +58,10 @@ class Inventory:
             **identity.to_json(),
             "backend": self.backend.name,
             "quota": self.quotas.for_identity(identity).to_json(),
-            "usage": usage_of(identity.user, capacity.allocations).to_json(),
+            "usage": usage_of(
+                identity.user,
+                capacity.allocations,
+                queued_jobs=await self.backend.queued_jobs(identity.user),
+            ).to_json(),
             "flavors": [f.name for f in self.catalog.for_identity(identity).flavors],
         }

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import getpass
 import os
+import shutil
 import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .agents import AgentHome
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -76,9 +81,21 @@ TEST_CATALOG: dict[str, Any] = {
 
 
 @pytest.fixture
-def mlinfra_config() -> dict[str, Any]:
+def agent_home() -> Iterator[AgentHome]:
+    """A private local agent: short socket path, own data dir; stopped with its ranks after."""
+    home = AgentHome(Path(tempfile.mkdtemp(prefix="mli-", dir="/tmp")))
+    try:
+        yield home
+    finally:
+        home.stop()
+        shutil.rmtree(home.root, ignore_errors=True)
+
+
+@pytest.fixture
+def mlinfra_config(agent_home: AgentHome) -> dict[str, Any]:
     """The MLInfraApp settings of the test server; override in a test module to change them."""
     return {
+        **agent_home.settings,
         **TEST_CATALOG,
         "groups": {"gpu-users": [ME]},
         "default_quota": {"max_gpus": 2, "max_running_jobs": 4},

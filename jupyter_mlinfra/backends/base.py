@@ -18,3 +18,7 @@ class Backend(ABC):
     @abstractmethod
     async def capacity(self) -> Capacity:
         """Total resources and what kernels and jobs hold now."""
+
+    async def queued_jobs(self, owner: str) -> int:
+        """How many of ``owner``'s jobs wait in the queue (for quota usage)."""
+        return 0

@@ -1,24 +1,20 @@
-"""``jupyter mlinfra``: the catalog, capacity and identity from a terminal.
+"""``jupyter mlinfra flavors|environments|capacity|whoami``: what exists and who may use it.
 
-It talks to a running server through the client (the same REST API as every other surface), or
-with ``--local`` builds the same services from this machine's Jupyter config, for scripts and
-admins on a machine where no server runs. Errors print one line and exit 1, never a traceback.
+Through a running server (the same REST API as every other surface), or with ``--local`` from
+this machine's Jupyter config, for scripts and admins where no server runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from .client import ClientError, MLInfraClient, discover
-from .errors import MLInfraError
-
-Table = list[tuple[str, ...]]
+from ..client import MLInfraClient, discover
+from ..text import Table, format_table
+from .config import local_app, local_identity
 
 
 def _flavor_rows(body: dict[str, Any]) -> Table:
@@ -80,12 +76,6 @@ def _whoami_rows(body: dict[str, Any]) -> Table:
     ]
 
 
-def format_table(rows: Table) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
 COMMANDS: dict[str, tuple[str, Callable[[dict[str, Any]], Table]]] = {
     "flavors": ("accelerator flavors you may use, with what is free now", _flavor_rows),
     "environments": ("environments (software stacks) you may use", _environment_rows),
@@ -94,13 +84,10 @@ COMMANDS: dict[str, tuple[str, Callable[[dict[str, Any]], Table]]] = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="jupyter mlinfra", description="Accelerator flavors, kernels and jobs for Jupyter."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def register(commands: Any) -> None:
     for name, (help_text, _) in COMMANDS.items():
         command = commands.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(run=run)
         command.add_argument("--json", action="store_true", help="print the API's JSON")
         target = command.add_mutually_exclusive_group()
         target.add_argument("--url", help="the Jupyter server's URL (default: discovered)")
@@ -114,7 +101,15 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--all", action="store_true", help="also list flavors you may not use"
             )
-    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    body = _from_local_config(args) if args.local else _from_server(args)
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        print(format_table(COMMANDS[args.command][1](body)))
+    return 0
 
 
 def _from_server(args: argparse.Namespace) -> dict[str, Any]:
@@ -126,17 +121,9 @@ def _from_server(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _from_local_config(args: argparse.Namespace) -> dict[str, Any]:
-    from .app import MLInfraApp
-    from .identity import resolve_identity
-
-    app = MLInfraApp(config=_jupyter_server_config())
+    app = local_app()
     inventory = app.make_inventory()
-    identity = resolve_identity(
-        getpass.getuser(),
-        group_members=app.groups,
-        admin_users=app.admin_users,
-        admin_groups=app.admin_groups,
-    )
+    identity = local_identity(app)
     if args.command == "environments":
         return inventory.environments(identity)
     if args.command == "flavors":
@@ -144,34 +131,3 @@ def _from_local_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "capacity":
         return asyncio.run(inventory.capacity())
     return asyncio.run(inventory.whoami(identity))
-
-
-def _jupyter_server_config() -> Any:
-    """The config a ``jupyter server`` started here would read (jupyter_server_config.*)."""
-    from jupyter_core.application import JupyterApp
-
-    class ServerConfig(JupyterApp):
-        name = "jupyter-mlinfra"
-        config_file_name = "jupyter_server_config"
-
-    loader = ServerConfig()
-    loader.load_config_file()
-    return loader.config
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        body = _from_local_config(args) if args.local else _from_server(args)
-    except (ClientError, MLInfraError) as error:
-        print(f"jupyter mlinfra {args.command}: {error.message}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(body, indent=2))
-    else:
-        print(format_table(COMMANDS[args.command][1](body)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,410 @@
+"""The local agent: the one process per machine that owns the job store and every rank.
+
+It admits queued jobs (``jobs/queue.plan``), starts their ranks (``Runner``), notices when they
+end, enforces max runtime, stops and requeues what is preempted, and, when restarted, adopts
+the ranks a previous agent left running. It outlives Jupyter servers (so jobs do) and exits by
+itself once idle. ``jupyter mlinfra agent`` runs it; servers and the CLI start it on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ...capacity import Allocation, Machine
+from ...jobs import queue
+from ...jobs.policy import Policy
+from ...jobs.service import JobService
+from ...jobs.spec import Condition, Event, Job, JobState
+from ...jobs.store import JobStore
+from .runner import RankProcess, Runner
+
+log = logging.getLogger("jupyter_mlinfra.agent")
+
+TICK_SECONDS = 1.0
+STOP_GRACE_ON_FAILURE = 5.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Agent:
+    def __init__(
+        self, data_dir: Path, policy: Policy, machine: Machine, *, idle_timeout: float = 600
+    ) -> None:
+        self.data_dir = data_dir
+        self.machine = machine
+        self.idle_timeout = idle_timeout
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(data_dir / "jobs.sqlite")
+        self.runner = Runner(data_dir, self._on_rank_exit)
+        self.service = JobService(self.store, policy, machine, self)
+        self._wake = asyncio.Event()
+        self._stopping: dict[tuple[str, int], _Ending] = {}
+        """Jobs being stopped, with how they will end."""
+        self._exits: dict[tuple[str, int], dict[int, int | None]] = {}
+        self._cpus: dict[str, list[list[int]]] = {}
+        self.last_activity = time.monotonic()
+        self.done = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` without waiting for it, keeping a reference until it is done."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def policy(self) -> Policy:
+        return self.service.policy
+
+    def set_policy(self, policy: Policy) -> None:
+        self.service.policy = policy
+        self.wake()
+
+    # --- Controller, for the service ----------------------------------------------------------
+
+    def wake(self) -> None:
+        self.last_activity = time.monotonic()
+        self._wake.set()
+
+    def job_dir(self, job_id: str, attempt: int) -> Path:
+        return self.runner.job_dir(job_id, attempt)
+
+    async def stop(self, job: Job, outcome: JobState, reason: str) -> None:
+        """Stop a job's ranks; when they are gone the job ends as ``outcome``."""
+        key = (job.id, job.attempt)
+        if job.state == JobState.QUEUED or not self.runner.ranks(*key):
+            self._finish(job, outcome, reason, None)
+            return
+        self._stopping[key] = _Ending(outcome, reason)
+        await self.runner.stop(job.id, job.attempt, self.policy.grace_seconds)
+        for _ in range(100):  # the exit callbacks finish the job; wait for them briefly
+            current = self.store.get(job.id)
+            if current is None or current.state.finished or current.attempt != job.attempt:
+                return
+            if current.state == JobState.QUEUED:
+                return
+            await asyncio.sleep(0.02)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._adopt()
+        self._loop_task = asyncio.ensure_future(self._loop())
+
+    async def close(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        await self.runner.close()
+        self.store.close()
+
+    def allocations(self) -> list[Allocation]:
+        """What running jobs hold, for capacity and quota accounting."""
+        return [
+            Allocation(
+                holder=f"job:{job.id}",
+                owner=job.owner,
+                flavor=job.spec.flavor,
+                cpu=job.node.cpu * job.spec.nodes,
+                memory_bytes=job.node.memory_bytes * job.spec.nodes,
+                devices=tuple(i for node in job.devices for i in node),
+            )
+            for job in self.store.active()
+            if job.state.holds_resources
+        ]
+
+    def _adopt(self) -> None:
+        """Re-attach to ranks a previous agent started, or settle jobs it left half-done."""
+        for job in self.store.active():
+            if not job.state.holds_resources:
+                continue
+            records = self.store.ranks(job.id, job.attempt)
+            if not records:  # admitted but never started: simply queue it again
+                self.store.update(
+                    replace(job, state=JobState.QUEUED, devices=(), admitted=None),
+                    Event(job.id, time.time(), Condition.REQUEUED, "AgentRestarted"),
+                )
+                continue
+            ranks = [
+                RankProcess(
+                    job.id, job.attempt, r.rank, r.node, r.pid, r.start_time, Path(r.log_path)
+                )
+                for r in records
+            ]
+            log.info("adopting %d ranks of job %s", len(ranks), job.id)
+            self._exits[(job.id, job.attempt)] = {
+                r.rank: r.exit_code for r in records if r.exit_code is not None
+            }
+            self.runner.adopt(
+                [r for r in ranks if r.rank not in self._exits[(job.id, job.attempt)]]
+            )
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+            self._wake.clear()
+            try:
+                await self._schedule()
+                await self._enforce_max_runtime()
+            except Exception:  # keep scheduling whatever one job did; the log says what
+                log.exception("scheduling pass failed")
+            if self._idle():
+                log.info("idle for %.0f s with no jobs: exiting", self.idle_timeout)
+                self.done.set()
+                return
+
+    def _idle(self) -> bool:
+        if self.idle_timeout <= 0 or time.monotonic() - self.last_activity < self.idle_timeout:
+            return False
+        return not self.store.active()
+
+    # --- scheduling ---------------------------------------------------------------------------
+
+    async def _schedule(self) -> None:
+        active = self.store.active()
+        queued = [j for j in active if j.state == JobState.QUEUED]
+        if not queued:
+            return
+        running = [j for j in active if j.state.holds_resources]
+        quotas = {
+            job.owner: self.policy.quotas.for_identity(
+                self.policy.identity(job.owner, frozenset(self.store.owner_groups(job.id)))
+            )
+            for job in active
+        }
+        now = time.time()
+        plan = queue.plan(
+            queued,
+            running,
+            [],
+            self.machine,
+            quotas,
+            now,
+            preemption=self.policy.preemption,
+            durations=self.store.durations(since=now - 7 * 86400),
+        )
+        by_id = {j.id: j for j in active}
+        for victim, preemptor in plan.preempt:
+            job = by_id[victim]
+            reason = f"preempted by job {preemptor} of higher priority"
+            self._background(self.stop(job, JobState.PREEMPTED, reason))
+        for job_id, devices in plan.admit:
+            await self._start_job(by_id[job_id], devices, now)
+        for job_id, pending in plan.pending.items():
+            job = by_id[job_id]
+            updated = replace(
+                job,
+                position=pending.position,
+                reason=pending.reason,
+                eta=pending.eta,
+                eta_basis=pending.eta_basis,
+            )
+            if updated != job:
+                self.store.update(updated)
+
+    def _pick_cpus(self, job: Job) -> list[list[int]]:
+        """Whole CPUs for each node, not pinned by other jobs; empty (no pinning) when short."""
+        busy = {cpu for nodes in self._cpus.values() for node in nodes for cpu in node}
+        free = [c for c in sorted(os.sched_getaffinity(0)) if c not in busy]
+        want = max(1, int(job.node.cpu))
+        if len(free) < want * job.spec.nodes:
+            return []
+        return [free[n * want : (n + 1) * want] for n in range(job.spec.nodes)]
+
+    async def _start_job(self, job: Job, devices: tuple[tuple[int, ...], ...], now: float) -> None:
+        job = replace(
+            job, state=JobState.ADMITTED, devices=devices, admitted=now, position=None, eta=None,
+            reason="", eta_basis="",
+        )  # fmt: skip
+        self.store.update(job, Event(job.id, now, Condition.ADMITTED, "Admitted", _devices(job)))
+        environment = self.policy.catalog.environment(job.spec.environment)
+        cpus = self._pick_cpus(job)
+        push = _push_bytes(job)
+        try:
+            ranks = await self.runner.start(
+                job,
+                environment,
+                cpus=cpus,
+                master_port=free_port(),
+                base_env=_base_env(),
+                push=push,
+            )
+        except OSError as error:
+            self._finish(job, JobState.FAILED, f"could not start ranks: {error}", None)
+            return
+        self._cpus[job.id] = cpus
+        for rank in ranks:
+            self.store.record_rank(
+                job.id,
+                job.attempt,
+                rank.rank,
+                rank.node,
+                rank.pid,
+                rank.start_time,
+                str(rank.log_path),
+            )
+        job = replace(job, state=JobState.RUNNING, started=time.time())
+        self.store.update(
+            job, Event(job.id, time.time(), Condition.STARTED, "Started", f"{len(ranks)} ranks")
+        )
+
+    async def _enforce_max_runtime(self) -> None:
+        now = time.time()
+        for job in self.store.active():
+            limit = job.spec.max_runtime_seconds
+            overdue = job.state == JobState.RUNNING and limit and job.started
+            if overdue and now - (job.started or now) > (limit or 0):
+                if (job.id, job.attempt) in self._stopping:
+                    continue
+                self._background(
+                    self.stop(job, JobState.FAILED, f"max runtime of {limit:g} s exceeded")
+                )
+
+    # --- rank exits ---------------------------------------------------------------------------
+
+    def _on_rank_exit(self, job_id: str, attempt: int, rank: int, code: int | None) -> None:
+        key = (job_id, attempt)
+        if code is not None:
+            self.store.set_rank_exit(job_id, attempt, rank, code)
+        exits = self._exits.setdefault(key, {})
+        exits[rank] = code
+        job = self.store.get(job_id)
+        if job is None or job.attempt != attempt or job.state.finished:
+            return
+        world = job.spec.nodes * job.spec.procs_per_node
+        if code != 0 and key not in self._stopping:
+            # the first rank to fail decides the outcome; stop its peers so the gang does
+            # not hang waiting for it
+            lost = code is None
+            reason = "lost: agent restarted" if lost else f"rank {rank} exited with {code}"
+            self._stopping[key] = _Ending(JobState.FAILED, reason, code, rank)
+            if len(exits) < world:
+                self._background(self.runner.stop(job_id, attempt, STOP_GRACE_ON_FAILURE))
+        if len(exits) < world:
+            return
+        ending = self._stopping.get(key, _Ending(JobState.SUCCEEDED, "all ranks exited with 0", 0))
+        self._finish(job, ending.outcome, ending.reason, ending.exit_code, ending.rank)
+
+    def _finish(
+        self,
+        job: Job,
+        outcome: JobState,
+        reason: str,
+        exit_code: int | None,
+        failed_rank: int | None = None,
+    ) -> None:
+        key = (job.id, job.attempt)
+        self._stopping.pop(key, None)
+        self._exits.pop(key, None)
+        self._cpus.pop(job.id, None)
+        self.runner.forget(job.id, job.attempt)
+        now = time.time()
+        message = self._traceback(job, failed_rank) if failed_rank is not None else ""
+        restarts = job.attempt - 1
+        if outcome == JobState.PREEMPTED or (
+            outcome == JobState.FAILED
+            and not reason.startswith("max runtime")
+            and job.spec.retry.retries(exit_code, restarts)
+        ):
+            if outcome == JobState.PREEMPTED:
+                self.store.update(job, Event(job.id, now, Condition.EVICTED, "Preempted", reason))
+            condition = Condition.PREEMPTED if outcome == JobState.PREEMPTED else Condition.REQUEUED
+            requeued = replace(
+                job,
+                state=JobState.QUEUED,
+                attempt=job.attempt + 1,
+                reason=reason,
+                admitted=None,
+                started=None,
+                finished=None,
+                exit_code=exit_code,
+                devices=(),
+                message=message,
+            )
+            self.store.update(requeued, Event(job.id, now, condition, "Requeued", reason))
+        else:
+            finished = replace(
+                job,
+                state=outcome,
+                finished=now,
+                exit_code=exit_code,
+                reason=reason,
+                message=message,
+            )
+            self.store.update(
+                finished, Event(job.id, now, Condition.FINISHED, outcome.value, reason)
+            )
+        self.wake()
+
+    def _traceback(self, job: Job, rank: int) -> str:
+        """The failing rank's own traceback, as entry.py recorded it."""
+        path = self.job_dir(job.id, job.attempt) / f"rank-{rank}.result.json"
+        try:
+            traceback = str(json.loads(path.read_text()).get("traceback", ""))
+        except (OSError, ValueError):
+            return ""
+        return f"rank {rank}:\n{traceback}" if traceback else ""
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How a job that is being stopped will be recorded once its ranks are gone."""
+
+    outcome: JobState
+    reason: str
+    exit_code: int | None = None
+    rank: int | None = None
+    """The rank whose failure ended the job, if one did."""
+
+
+def _devices(job: Job) -> str:
+    if not any(job.devices):
+        return ""
+    return "devices " + "; ".join(",".join(map(str, node)) for node in job.devices)
+
+
+def _push_bytes(job: Job) -> bytes:
+    """Pushed variables as the entry point reads them: a JSON map of name -> base64 pickle."""
+    if not job.spec.push:
+        return b""
+    return json.dumps(dict(job.spec.push)).encode()
+
+
+def _base_env() -> dict[str, str]:
+    """The agent's environment for ranks, minus what only the agent itself should see."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MLINFRA_AGENT_")}
+
+
+def run_exclusively(lock_path: Path) -> Any:
+    """Hold an exclusive lock for this process's lifetime: one agent per data dir."""
+    handle = lock_path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def install_signal_handlers(loop: asyncio.AbstractEventLoop, done: asyncio.Event) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, done.set)

@@ -1,0 +1,196 @@
+"""Finding, starting and talking to the local agent from a Jupyter server or the CLI.
+
+``ensure_agent`` starts ``jupyter mlinfra agent`` in a session of its own (so it outlives the
+server or shell that started it) unless one already answers on the socket; a lock file makes
+concurrent starters agree on one agent. ``AgentClient`` is the server's async side of the
+socket, built on tornado's HTTP client with a resolver that dials the Unix socket.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tornado.httpclient import HTTPRequest, HTTPResponse
+from tornado.netutil import Resolver
+from tornado.simple_httpclient import SimpleAsyncHTTPClient
+
+from ...capacity import Allocation
+from ...client import IDENTITY_HEADER
+from ...errors import MLInfraError
+from ...identity import Identity
+from ...transport import UnixHTTPConnection
+
+STATUS = "/mlinfra/agent/v1/status"
+START_TIMEOUT_SECONDS = 30.0
+
+
+class AgentUnavailable(MLInfraError):
+    status = 503
+
+
+def agent_status(socket_path: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The agent's status, or None when nothing answers on the socket."""
+    connection = UnixHTTPConnection(socket_path, timeout)
+    try:
+        connection.request("GET", STATUS)
+        response = connection.getresponse()
+        if response.status != 200:
+            return None
+        status: dict[str, Any] = json.loads(response.read())
+        return status
+    except (OSError, ValueError):
+        return None
+    finally:
+        connection.close()
+
+
+def ensure_agent(socket_path: str, data_dir: str, idle_timeout: float) -> dict[str, Any]:
+    """The running agent's status, starting one first if none answers."""
+    status = agent_status(socket_path)
+    if status is not None:
+        return status
+    folder = Path(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "agent.start.lock").open("a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time; the others then find it
+        status = agent_status(socket_path)
+        if status is not None:
+            return status
+        log_path = folder / "agent.log"
+        command = [
+            sys.executable, "-m", "jupyter_mlinfra.cli", "agent",
+            "--socket", socket_path, "--data-dir", data_dir, "--idle-timeout", str(idle_timeout),
+        ]  # fmt: skip
+        pid = _spawn_detached(command, log_path)
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            status = agent_status(socket_path)
+            if status is not None:
+                return status
+            if not _alive(pid):
+                tail = log_path.read_text(errors="replace").splitlines()[-5:]
+                raise AgentUnavailable("the local agent exited at start: " + " | ".join(tail))
+            time.sleep(0.05)
+    raise AgentUnavailable(f"the local agent did not answer on {socket_path} within 30 s")
+
+
+_DETACH = """
+import os, sys
+pid = os.fork()
+if pid:
+    print(pid, flush=True)
+    os._exit(0)
+log = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+os.dup2(log, 1)
+os.dup2(log, 2)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def _spawn_detached(command: list[str], log_path: Path) -> int:
+    """Start ``command`` as a grandchild in its own session, so it is nobody's child here
+    (no zombie, no warning) and outlives whoever started it; return its pid."""
+    starter = subprocess.run(
+        [sys.executable, "-c", _DETACH, str(log_path), *command],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        check=True,
+        timeout=30,
+    )
+    return int(starter.stdout.strip())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+
+
+class _UnixResolver(Resolver):
+    """Resolves every host to the agent's socket."""
+
+    def initialize(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+
+    async def resolve(
+        self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[tuple[int, Any]]:
+        return [(socket.AF_UNIX, self.socket_path)]
+
+
+class AgentClient:
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self.http = SimpleAsyncHTTPClient(
+            force_instance=True, resolver=_UnixResolver(socket_path=socket_path)
+        )
+
+    async def fetch(
+        self,
+        method: str,
+        path: str,
+        *,
+        identity: Identity | None = None,
+        body: bytes | None = None,
+        header_callback: Callable[[str], None] | None = None,
+        streaming_callback: Callable[[bytes], None] | None = None,
+        timeout: float = 60.0,
+    ) -> HTTPResponse:
+        headers = {"Content-Type": "application/json"}
+        if identity is not None:
+            headers[IDENTITY_HEADER] = json.dumps(identity.to_json())
+        request = HTTPRequest(
+            f"http://mlinfra-agent{path}",
+            method=method,
+            headers=headers,
+            body=body if body is not None else (b"" if method in ("POST", "PUT") else None),
+            header_callback=header_callback,
+            streaming_callback=streaming_callback,
+            request_timeout=timeout,
+        )
+        try:
+            return await self.http.fetch(request, raise_error=False)
+        except OSError as error:
+            raise AgentUnavailable(
+                f"cannot reach the local agent at {self.socket_path}: {error}"
+            ) from None
+
+    async def allocations(self) -> tuple[list[Allocation], dict[str, int]]:
+        """What jobs hold now, and queued jobs per owner; nothing when no agent runs."""
+        try:
+            response = await self.fetch("GET", "/mlinfra/agent/v1/allocations", timeout=5)
+        except AgentUnavailable:  # no agent: nothing runs, nothing is held
+            return [], {}
+        if response.code != 200:
+            return [], {}
+        data = json.loads(response.body)
+        allocations = [
+            Allocation(
+                holder=a["holder"],
+                owner=a["owner"],
+                flavor=a["flavor"],
+                cpu=a["cpu"],
+                memory_bytes=a["memory_bytes"],
+                devices=tuple(a["devices"]),
+            )
+            for a in data["allocations"]
+        ]
+        return allocations, dict(data["queued_by_owner"])
+
+    def close(self) -> None:
+        self.http.close()

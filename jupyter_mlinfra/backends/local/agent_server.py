@@ -1,0 +1,304 @@
+"""The local agent's HTTP face: the jobs API on a Unix socket only its owner can open.
+
+Routes mirror the Jupyter server's ``/mlinfra/api/v1/jobs...`` so the server can forward
+requests unchanged (and the CLI can talk to the agent directly when no server runs). The
+caller's identity arrives in the ``X-MLInfra-Identity`` header, set by the authenticated
+server; the socket's 0600 permissions make the owner the only one who can set it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from tornado import httpserver, netutil, web
+
+from ... import __version__
+from ...client import IDENTITY_HEADER
+from ...errors import InvalidInput, MLInfraError
+from ...identity import Identity
+from ...jobs.policy import Policy
+from ...jobs.spec import JobState
+from .agent import Agent, install_signal_handlers, run_exclusively
+from .machine import detect_machine
+
+log = logging.getLogger("jupyter_mlinfra.agent")
+
+API = "/mlinfra/api/v1"
+CONTROL = "/mlinfra/agent/v1"
+FOLLOW_POLL_SECONDS = 0.2
+
+
+class AgentHandler(web.RequestHandler):
+    @property
+    def agent(self) -> Agent:
+        agent: Agent = self.settings["agent"]
+        return agent
+
+    def prepare(self) -> None:
+        self.agent.last_activity = time.monotonic()
+
+    @property
+    def identity(self) -> Identity:
+        raw = self.request.headers.get(IDENTITY_HEADER, "")
+        try:
+            data = json.loads(raw)
+            return Identity(
+                user=str(data["user"]),
+                groups=frozenset(str(g) for g in data.get("groups", [])),
+                admin=bool(data.get("admin", False)),
+            )
+        except (ValueError, KeyError, TypeError):
+            raise web.HTTPError(401, "missing or malformed caller identity") from None
+
+    def body(self) -> Any:
+        try:
+            return json.loads(self.request.body or b"{}")
+        except ValueError as error:
+            raise InvalidInput(f"the request body is not JSON: {error}", None) from None
+
+    def reply(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(error, MLInfraError):
+            status_code = error.status
+        super().send_error(status_code, **kwargs)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(error, MLInfraError):
+            body = error.to_json()
+        elif isinstance(error, web.HTTPError):
+            body = {"message": error.log_message or self._reason, "field": None}
+        else:
+            body = {"message": "internal error in the local agent; see its log", "field": None}
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if not isinstance(value, MLInfraError):
+            super().log_exception(typ, value, tb)
+
+
+class JobsHandler(AgentHandler):
+    def get(self) -> None:
+        states = [s for s in self.get_query_argument("state", "").split(",") if s]
+        limit = self.get_query_argument("limit", "100")
+        if not limit.isdigit():
+            raise InvalidInput(f"limit: must be a whole number, got {limit!r}", "limit")
+        self.reply(
+            self.agent.service.list(
+                self.identity,
+                owner=self.get_query_argument("owner", ""),
+                states=states,
+                flavor=self.get_query_argument("flavor", ""),
+                queue=self.get_query_argument("queue", ""),
+                limit=int(limit),
+                before=self.get_query_argument("before", ""),
+            )
+        )
+
+    def post(self) -> None:
+        job, created = self.agent.service.submit(self.identity, self.body())
+        self.reply(job.to_json(), 201 if created else 200)
+
+
+class JobHandler(AgentHandler):
+    def get(self, job_id: str) -> None:
+        self.reply(self.agent.service.get(self.identity, job_id).to_json())
+
+    async def delete(self, job_id: str) -> None:
+        job = await self.agent.service.cancel(self.identity, job_id)
+        self.reply(job.to_json())
+
+
+class RetryHandler(AgentHandler):
+    def post(self, job_id: str) -> None:
+        self.reply(self.agent.service.retry(self.identity, job_id).to_json())
+
+
+class EventsHandler(AgentHandler):
+    def get(self, job_id: str) -> None:
+        events = self.agent.service.events(self.identity, job_id)
+        self.reply({"events": [e.to_json() for e in events]})
+
+
+class ResultHandler(AgentHandler):
+    def get(self, job_id: str) -> None:
+        self.reply({"variables": self.agent.service.pulled(self.identity, job_id)})
+
+
+class QueueHandler(AgentHandler):
+    def get(self) -> None:
+        self.reply(self.agent.service.queue(self.identity))
+
+
+class LogsHandler(AgentHandler):
+    """Rank logs as text: one rank's, or all merged with ``[rank N]`` prefixes; ``follow``
+    streams new lines until the job ends; ``tail`` keeps the last N lines."""
+
+    async def get(self, job_id: str) -> None:
+        rank_text = self.get_query_argument("rank", "")
+        if rank_text and not rank_text.isdigit():
+            raise InvalidInput(f"rank: must be a whole number, got {rank_text!r}", "rank")
+        tail_text = self.get_query_argument("tail", "")
+        if tail_text and not tail_text.isdigit():
+            raise InvalidInput(f"tail: must be a whole number, got {tail_text!r}", "tail")
+        follow = self.get_query_argument("follow", "false").lower() in ("1", "true")
+        rank = int(rank_text) if rank_text else None
+        job, paths = self.agent.service.log_files(self.identity, job_id, rank)
+        prefix = rank is None and len(paths) > 1
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        readers = [
+            _LogReader(path, f"[rank {n}] " if prefix else "") for n, path in _numbered(paths, rank)
+        ]
+        lines = [line for reader in readers for line in reader.read()]
+        if tail_text:
+            lines = lines[-int(tail_text) :] if int(tail_text) else []
+        self.write("".join(lines))
+        await self.flush()
+        while follow:
+            current = self.agent.store.get(job.id)
+            done = current is None or current.attempt != job.attempt or current.state.finished
+            fresh = [line for reader in readers for line in reader.read()]
+            if fresh:
+                self.write("".join(fresh))
+                await self.flush()
+            if done and not fresh:
+                break
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+        self.finish()
+
+
+def _numbered(paths: list[Path], rank: int | None) -> list[tuple[int, Path]]:
+    return [(rank, paths[0])] if rank is not None else list(enumerate(paths))
+
+
+class _LogReader:
+    """Reads whole new lines of a growing log file, remembering where it stopped."""
+
+    def __init__(self, path: Path, prefix: str) -> None:
+        self.path, self.prefix, self.offset, self.partial = path, prefix, 0, ""
+
+    def read(self) -> list[str]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        text = self.partial + data.decode(errors="replace")
+        lines = text.splitlines(keepends=True)
+        self.partial = lines.pop() if lines and not lines[-1].endswith("\n") else ""
+        return [self.prefix + line for line in lines]
+
+
+class StatusHandler(AgentHandler):
+    def get(self) -> None:
+        active = self.agent.store.active()
+        self.reply(
+            {
+                "version": __version__,
+                "pid": os.getpid(),
+                "queued": sum(j.state == JobState.QUEUED for j in active),
+                "running": sum(j.state.holds_resources for j in active),
+            }
+        )
+
+
+class PolicyHandler(AgentHandler):
+    """The owner's server sends its settings; the socket's permissions admit only the owner."""
+
+    def put(self) -> None:
+        self.agent.set_policy(Policy.from_document(self.body()))
+        self.agent.store.put_setting("policy", self.body())
+        self.reply({"ok": True})
+
+
+class AllocationsHandler(AgentHandler):
+    def get(self) -> None:
+        self.reply(
+            {
+                "allocations": [
+                    {
+                        "holder": a.holder,
+                        "owner": a.owner,
+                        "flavor": a.flavor,
+                        "cpu": a.cpu,
+                        "memory_bytes": a.memory_bytes,
+                        "devices": list(a.devices),
+                    }
+                    for a in self.agent.allocations()
+                ],
+                "queued_by_owner": _queued_by_owner(self.agent),
+            }
+        )
+
+
+def _queued_by_owner(agent: Agent) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in agent.store.active():
+        if job.state == JobState.QUEUED:
+            counts[job.owner] = counts.get(job.owner, 0) + 1
+    return counts
+
+
+ID = r"(?P<job_id>[0-9a-f]{12})"
+
+
+def make_app(agent: Agent) -> web.Application:
+    return web.Application(
+        [
+            (rf"{API}/jobs", JobsHandler),
+            (rf"{API}/jobs/{ID}", JobHandler),
+            (rf"{API}/jobs/{ID}/retry", RetryHandler),
+            (rf"{API}/jobs/{ID}/logs", LogsHandler),
+            (rf"{API}/jobs/{ID}/events", EventsHandler),
+            (rf"{API}/jobs/{ID}/result", ResultHandler),
+            (rf"{API}/queue", QueueHandler),
+            (rf"{CONTROL}/status", StatusHandler),
+            (rf"{CONTROL}/policy", PolicyHandler),
+            (rf"{CONTROL}/allocations", AllocationsHandler),
+        ],
+        agent=agent,
+    )
+
+
+async def serve(socket_path: Path, data_dir: Path, idle_timeout: float, policy: Policy) -> int:
+    """Run the agent until it is idle or signalled; 0, or 3 when another agent owns data_dir."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_exclusively(data_dir / "agent.lock")
+    if lock is None:
+        log.error("another agent is running for %s", data_dir)
+        return 3
+    stored = None
+    agent = Agent(data_dir, policy, detect_machine(), idle_timeout=idle_timeout)
+    stored = agent.store.get_setting("policy")
+    if stored:
+        agent.set_policy(Policy.from_document(stored))
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    sock = netutil.bind_unix_socket(str(socket_path), mode=0o600)
+    server = httpserver.HTTPServer(make_app(agent))
+    server.add_socket(sock)
+    install_signal_handlers(asyncio.get_running_loop(), agent.done)
+    await agent.start()
+    log.info("local agent %s serving on %s (data in %s)", os.getpid(), socket_path, data_dir)
+    try:
+        await agent.done.wait()
+    finally:
+        server.stop()
+        if socket_path.exists():
+            socket_path.unlink()
+        await agent.close()
+        lock.close()
+    return 0

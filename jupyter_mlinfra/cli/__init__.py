@@ -1,0 +1,44 @@
+"""``jupyter mlinfra``: flavors, capacity, and queued jobs from a terminal.
+
+Errors print one line (``jupyter mlinfra COMMAND: what went wrong``) and exit 1, never a
+traceback; a job's own failure is its exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..client import ClientError
+from ..errors import MLInfraError
+from . import catalog, jobs
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="jupyter mlinfra", description="Accelerator flavors, kernels and jobs for Jupyter."
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    catalog.register(commands)
+    jobs.register(commands)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    script_args: list[str] = []
+    if "--" in words:  # what follows belongs to the job's script, options included
+        split = words.index("--")
+        words, script_args = words[:split], words[split + 1 :]
+    args = parser().parse_args(words)
+    args.script_args = script_args
+    try:
+        code: int = args.run(args)
+    except (ClientError, MLInfraError) as error:
+        print(f"jupyter mlinfra {args.command}: {error.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"jupyter mlinfra {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return code

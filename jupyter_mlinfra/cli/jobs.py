@@ -1,0 +1,243 @@
+"""``jupyter mlinfra agent|submit|jobs|status|logs|cancel|retry|queue``: jobs from a terminal.
+
+Through a running Jupyter server when there is one, else straight to this machine's local
+agent (started on demand), so jobs work with no Jupyter server at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..client import ClientError, Connection, JobsClient, discover
+from ..follow import follow, status_line
+from ..text import Table, duration, eta_text, format_table
+from .config import local_app, local_identity
+
+
+def register(commands: Any) -> None:
+    agent = commands.add_parser("agent", help="run the local agent (normally started for you)")
+    agent.set_defaults(run=run_agent)
+    agent.add_argument("--socket", help="Unix socket to serve on (default: agent_socket)")
+    agent.add_argument("--data-dir", help="state directory (default: data_dir)")
+    agent.add_argument("--idle-timeout", type=float, help="seconds idle before exiting")
+
+    submit = commands.add_parser(
+        "submit",
+        help="queue a Python script as a job",
+        usage="jupyter mlinfra submit SCRIPT [options] [-- ARGS...]",
+    )
+    _target(submit)
+    submit.set_defaults(run=run_submit)
+    submit.add_argument("script", help="the Python script to run on every rank")
+    submit.add_argument("--flavor", default="", help="accelerator flavor (default: yours)")
+    submit.add_argument("--env", dest="environment", default="", help="environment")
+    submit.add_argument("--nodes", type=int, default=1)
+    submit.add_argument("--procs", type=int, default=0, help="processes per node")
+    submit.add_argument("--priority", default="", help="priority class")
+    submit.add_argument("--name", default="")
+    submit.add_argument("--retries", type=int, default=0, help="restarts on failure")
+    submit.add_argument("--timeout", type=float, default=None, help="max runtime, seconds")
+    submit.add_argument("--detach", action="store_true", help="return once queued")
+
+    listing = commands.add_parser("jobs", help="your jobs, newest first")
+    _target(listing)
+    listing.set_defaults(run=run_jobs)
+    listing.add_argument("--state", default="", help="comma-separated states")
+    listing.add_argument("--limit", type=int, default=50)
+
+    for name, help_text, action in (
+        ("status", "one job and its history", run_status),
+        ("cancel", "cancel a job", run_cancel),
+        ("retry", "queue a finished job again", run_retry),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        _target(command)
+        command.set_defaults(run=action)
+        command.add_argument("id", help="the job id")
+
+    logs = commands.add_parser("logs", help="a job's rank logs")
+    _target(logs)
+    logs.set_defaults(run=run_logs)
+    logs.add_argument("id")
+    logs.add_argument("-f", "--follow", action="store_true", help="stream until the job ends")
+    logs.add_argument("--rank", type=int, default=None)
+    logs.add_argument("--tail", type=int, default=None)
+
+    queue = commands.add_parser("queue", help="queued jobs with position, reason and ETA")
+    _target(queue)
+    queue.set_defaults(run=run_queue)
+
+
+def _target(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--json", action="store_true", help="print the API's JSON")
+    command.add_argument("--url", help="the Jupyter server's URL (default: discovered)")
+    command.add_argument("--token", help="the server's token (default: discovered)")
+
+
+def client_for(args: argparse.Namespace) -> JobsClient:
+    """A server's client if one is found, else the local agent's (started if needed)."""
+    try:
+        return JobsClient(discover(args.url, args.token))
+    except ClientError:
+        if args.url:
+            raise
+    from ..backends.local.agent_client import ensure_agent
+
+    app = local_app()
+    ensure_agent(app.agent_socket, app.data_dir, app.agent_idle_timeout)
+    identity = json.dumps(local_identity(app).to_json())
+    connection = Connection(
+        "http://localhost/", source="local agent", socket=app.agent_socket, identity=identity
+    )
+    return JobsClient(connection)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    from ..backends.local.agent_server import serve
+    from ..jobs.policy import Policy
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    app = local_app()
+    socket_path = Path(args.socket or app.agent_socket)
+    data_dir = Path(args.data_dir or app.data_dir)
+    idle = app.agent_idle_timeout if args.idle_timeout is None else args.idle_timeout
+    return asyncio.run(serve(socket_path, data_dir, idle, Policy.from_app(app)))
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    script = Path(args.script)
+    if not script.is_file():
+        raise ClientError(f"no such script: {args.script}", field="script")
+    extra = list(getattr(args, "script_args", []))
+    submission: dict[str, Any] = {
+        "script": str(script.resolve()),
+        "args": extra,
+        "flavor": args.flavor,
+        "environment": args.environment,
+        "nodes": args.nodes,
+        "procs_per_node": args.procs,
+        "priority": args.priority,
+        "name": args.name or script.stem,
+        "working_dir": os.getcwd(),
+        "retry": {"max_restarts": args.retries},
+    }
+    if args.timeout is not None:
+        submission["max_runtime_seconds"] = args.timeout
+    client = client_for(args)
+    job = client.submit(submission)
+    if args.json and args.detach:
+        print(json.dumps(job, indent=2))
+        return 0
+    print(f"submitted job {job['id']} ({client.connection.source})", file=sys.stderr)
+    if args.detach:
+        print(job["id"])
+        return 0
+    final = follow(client, job["id"], on_status=_print_status, on_line=_print_line)
+    return 0 if final["state"] == "succeeded" else int(final["exit_code"] or 1)
+
+
+def _print_status(job: dict[str, Any]) -> None:
+    print(f"-- {status_line(job)}", file=sys.stderr, flush=True)
+
+
+def _print_line(line: str) -> None:
+    sys.stdout.write(line)
+    sys.stdout.flush()
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    page = client_for(args).jobs(state=args.state or None, limit=args.limit)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    rows: Table = [("ID", "NAME", "STATE", "FLAVOR", "RANKS", "RUNTIME", "DETAIL")]
+    now = time.time()
+    for job in page["jobs"]:
+        end = job["finished"] or now
+        runtime = duration(end - job["started"]) if job["started"] else "-"
+        detail = job["reason"]
+        if job["state"] == "queued":
+            detail = f"#{job['position']} · {job['reason']} · starts {eta_text(job['eta'])}"
+        rows.append(
+            (
+                job["id"],
+                job["name"],
+                job["state"],
+                job["flavor"],
+                str(job["nodes"] * job["procs_per_node"]),
+                runtime,
+                detail,
+            )
+        )
+    print(format_table(rows))
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    client = client_for(args)
+    job, events = client.job(args.id), client.events(args.id)
+    if args.json:
+        print(json.dumps({**job, "events": events}, indent=2))
+        return 0
+    print(status_line(job))
+    for event in events:
+        when = time.strftime("%H:%M:%S", time.localtime(event["time"]))
+        print(f"  {when}  {event['condition']:<13} {event['reason']}  {event['message']}".rstrip())
+    if job["message"]:
+        print(job["message"].rstrip())
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    job = client_for(args).cancel(args.id)
+    print(json.dumps(job, indent=2) if args.json else status_line(job))
+    return 0
+
+
+def run_retry(args: argparse.Namespace) -> int:
+    job = client_for(args).retry(args.id)
+    print(json.dumps(job, indent=2) if args.json else status_line(job))
+    return 0
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    client = client_for(args)
+    for line in client.logs(args.id, rank=args.rank, tail=args.tail, follow=args.follow):
+        _print_line(line)
+    return 0
+
+
+def run_queue(args: argparse.Namespace) -> int:
+    queue = client_for(args).queue()
+    if args.json:
+        print(json.dumps(queue, indent=2))
+        return 0
+    rows: Table = [("#", "ID", "NAME", "OWNER", "FLAVOR", "PRIORITY", "REASON", "STARTS")]
+    for job in queue["jobs"]:
+        basis = f" ({job['eta_basis']})" if job["eta_basis"] else ""
+        rows.append(
+            (
+                str(job["position"] or "-"),
+                job["id"],
+                job["name"],
+                job["owner"],
+                job["flavor"],
+                job["priority"],
+                job["reason"],
+                eta_text(job["eta"]) + basis,
+            )
+        )
+    print(format_table(rows))
+    print(f"{queue['pending']} job(s) waiting in all")
+    return 0

@@ -1,0 +1,1 @@
+"""Queued distributed jobs: the spec, admission, the store and the service."""

@@ -1,0 +1,161 @@
+"""REST handlers for jobs on the Jupyter server: authenticate, authorize, then forward.
+
+The local agent owns jobs; these handlers add what only the server knows (who is calling),
+forward method, path, query and body unchanged over the agent's socket, and relay the answer,
+streaming followed logs as they come. The agent is started on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from ..backends.local.agent_client import AgentClient, AgentUnavailable, ensure_agent
+from ..handlers import API, MLInfraHandler
+from .policy import settings_document
+
+POLICY = "/mlinfra/agent/v1/policy"
+
+
+class AgentLink:
+    """The server's connection to its local agent, (re)started and configured on demand."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.client = AgentClient(app.agent_socket)
+        self._configured_pid: int | None = None
+        self._lock = asyncio.Lock()
+
+    async def ensure(self) -> None:
+        """Start the agent if none answers, and give it this server's settings once."""
+        async with self._lock:
+            status = await asyncio.get_running_loop().run_in_executor(
+                None,
+                ensure_agent,
+                self.app.agent_socket,
+                self.app.data_dir,
+                self.app.agent_idle_timeout,
+            )
+            if status["pid"] != self._configured_pid:
+                body = json.dumps(settings_document(self.app)).encode()
+                response = await self.client.fetch("PUT", POLICY, identity=None, body=body)
+                if response.code != 200:
+                    raise AgentUnavailable(
+                        f"the local agent refused this server's settings: {response.body!r}"
+                    )
+                self._configured_pid = status["pid"]
+
+
+class JobProxyHandler(MLInfraHandler):
+    @property
+    def link(self) -> AgentLink:
+        link: AgentLink = self.settings["mlinfra.agent"]
+        return link
+
+    def agent_path(self) -> str:
+        """The request path from ``/mlinfra/api/v1`` on (the agent's routes), plus its query."""
+        path = self.request.path[self.request.path.index(API) :]
+        return f"{path}?{self.request.query}" if self.request.query else path
+
+    async def forward(self) -> None:
+        await self.link.ensure()
+        method = self.request.method or "GET"
+        body = self.request.body if method in ("POST", "PUT") else None
+        streamed = False
+
+        def status_line(line: str) -> None:
+            if line.startswith("HTTP/"):
+                self.set_status(int(line.split()[1]))
+            elif line.lower().startswith("content-type:"):
+                self.set_header("Content-Type", line.split(":", 1)[1].strip())
+
+        def relay(chunk: bytes) -> None:
+            nonlocal streamed
+            streamed = True
+            self.write(chunk)
+            self.flush()
+
+        is_logs = self.request.path.endswith("/logs")
+        response = await self.link.client.fetch(
+            method,
+            self.agent_path(),
+            identity=self.identity,
+            body=body,
+            header_callback=status_line if is_logs else None,
+            streaming_callback=relay if is_logs else None,
+            timeout=24 * 3600 if is_logs else 60,
+        )
+        if response.code == 599:
+            raise AgentUnavailable(f"the local agent did not answer: {response.error}")
+        if not streamed:
+            self.set_status(response.code)
+            self.set_header(
+                "Content-Type", response.headers.get("Content-Type", "application/json")
+            )
+            if response.body:
+                self.write(response.body)
+        self.finish()
+
+
+class JobsHandler(JobProxyHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        await self.forward()
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        await self.forward()
+
+
+class JobHandler(JobProxyHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        await self.forward()
+
+    @web.authenticated
+    @authorized
+    async def delete(self, job_id: str) -> None:
+        await self.forward()
+
+
+class JobRetryHandler(JobProxyHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, job_id: str) -> None:
+        await self.forward()
+
+
+class JobReadHandler(JobProxyHandler):
+    """Logs, events and results of one job: read-only views."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        await self.forward()
+
+
+class QueueHandler(JobProxyHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        await self.forward()
+
+
+JOB_ID = r"(?P<job_id>[0-9a-f]{12})"
+
+job_handlers = [
+    (rf"{API}/jobs", JobsHandler),
+    (rf"{API}/jobs/{JOB_ID}", JobHandler),
+    (rf"{API}/jobs/{JOB_ID}/retry", JobRetryHandler),
+    (rf"{API}/jobs/{JOB_ID}/logs", JobReadHandler),
+    (rf"{API}/jobs/{JOB_ID}/events", JobReadHandler),
+    (rf"{API}/jobs/{JOB_ID}/result", JobReadHandler),
+    (rf"{API}/queue", QueueHandler),
+]

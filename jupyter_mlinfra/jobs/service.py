@@ -1,0 +1,239 @@
+"""Job operations for one caller: submit, list, inspect, cancel, retry, read logs and results.
+
+Used by the local agent's handlers. Every method takes the caller's ``Identity`` (derived from
+the authenticated request, never from a body); users see and touch only their own jobs, admins
+everybody's. Starting and stopping processes is the agent's job (``Controller``).
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import time
+import uuid
+from collections.abc import Collection
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..capacity import Machine
+from ..errors import CannotFit, Conflict, InvalidInput, NotAllowed, NotFound
+from ..identity import Identity
+from .policy import Policy
+from .queue import refusal
+from .spec import Condition, Event, Job, JobState, Resources, parse_submission
+from .store import JobStore
+
+
+class Controller(Protocol):
+    """What the service needs from the agent that runs the jobs."""
+
+    def wake(self) -> None: ...
+
+    async def stop(self, job: Job, outcome: JobState, reason: str) -> None: ...
+
+    def job_dir(self, job_id: str, attempt: int) -> Path: ...
+
+
+MAX_PAGE = 1000
+
+
+class JobService:
+    def __init__(
+        self, store: JobStore, policy: Policy, machine: Machine, controller: Controller
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.machine = machine
+        self.controller = controller
+
+    # --- submission -----------------------------------------------------------------------
+
+    def submit(self, identity: Identity, body: Any) -> tuple[Job, bool]:
+        """The new job (True), or the existing one for a repeated idempotency key (False)."""
+        spec = parse_submission(body)
+        catalog = self.policy.catalog
+        flavor = catalog.flavor(
+            spec.flavor or catalog.for_identity(identity).default_flavor, identity
+        )
+        environment = catalog.environment(
+            spec.environment or catalog.for_identity(identity).default_environment, identity
+        )
+        if environment.launcher != "process":
+            raise InvalidInput(
+                f"environment {environment.name!r} uses launcher {environment.launcher!r}, "
+                "which the local backend does not run yet; use launcher 'process'",
+                "environment",
+            )
+        priority = spec.priority or self.policy.default_priority
+        if priority not in self.policy.priority_classes:
+            known = ", ".join(sorted(self.policy.priority_classes))
+            raise InvalidInput(f"priority: unknown class {priority!r} (known: {known})", "priority")
+        accelerator = flavor.accelerator
+        spec = replace(
+            spec,
+            flavor=flavor.name,
+            environment=environment.name,
+            priority=priority,
+            procs_per_node=spec.procs_per_node or (flavor.accelerators or 1),
+        )
+        job = Job(
+            id=uuid.uuid4().hex[:12],
+            owner=identity.user,
+            spec=spec,
+            priority_value=self.policy.priority_classes[priority],
+            node=Resources(
+                cpu=flavor.cpu,
+                memory_bytes=flavor.memory_bytes,
+                accelerators=flavor.accelerators,
+                accelerator_kind=accelerator.kind if accelerator else "",
+                accelerator_model=accelerator.model if accelerator else "",
+            ),
+            created=time.time(),
+        )
+        quota = self.policy.quotas.for_identity(identity)
+        why_not = refusal(job, self.machine, quota, flavor.max_nodes)
+        if why_not:
+            raise CannotFit(why_not, "flavor")
+        repeated = spec.idempotency_key and self.store.by_key(identity.user, spec.idempotency_key)
+        if quota.max_queued_jobs is not None and not repeated:
+            queued = self.store.count(owner=identity.user, states=[JobState.QUEUED])
+            if queued >= quota.max_queued_jobs:
+                raise CannotFit(
+                    f"user quota: {queued} of {quota.max_queued_jobs} queued jobs; "
+                    "wait for some to start or cancel them",
+                    "queue",
+                )
+        job, created = self.store.add(job, sorted(identity.groups))
+        if created:
+            self.controller.wake()
+        return job, created
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def get(self, identity: Identity, job_id: str) -> Job:
+        """The job, if the caller may see it; 404 otherwise (existence is not disclosed)."""
+        job = self.store.get(job_id)
+        if job is None or not (identity.admin or job.owner == identity.user):
+            raise NotFound(f"no job {job_id!r}", "id")
+        return job
+
+    def list(
+        self,
+        identity: Identity,
+        *,
+        owner: str = "",
+        states: Collection[str] = (),
+        flavor: str = "",
+        queue: str = "",
+        limit: int = 100,
+        before: str = "",
+    ) -> dict[str, Any]:
+        if owner and owner != identity.user and not identity.admin:
+            raise NotAllowed(f"only admins may list the jobs of {owner!r}", "owner")
+        if not identity.admin:
+            owner = identity.user
+        known = {s.value for s in JobState}
+        unknown = [s for s in states if s not in known]
+        if unknown:
+            raise InvalidInput(
+                f"state: unknown {unknown[0]!r} (known: {', '.join(sorted(known))})", "state"
+            )
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit: must be between 1 and {MAX_PAGE}, got {limit}", "limit")
+        cursor = _cursor(before) if before else None
+        jobs = self.store.list(
+            owner=owner or None,
+            states=[JobState(s) for s in states] or None,
+            flavor=flavor or None,
+            queue=queue or None,
+            limit=limit + 1,
+            before=cursor,
+        )
+        page, more = jobs[:limit], len(jobs) > limit
+        following = f"{page[-1].created!r}:{page[-1].id}" if more else None
+        return {"jobs": [j.to_json() for j in page], "next": following}
+
+    def events(self, identity: Identity, job_id: str) -> builtins.list[Event]:
+        self.get(identity, job_id)
+        return self.store.events(job_id)
+
+    def queue(self, identity: Identity) -> dict[str, Any]:
+        """Queued jobs in admission order; non-admins see their own, and how many wait."""
+        queued = [j for j in self.store.active() if j.state == JobState.QUEUED]
+        queued.sort(key=lambda j: (j.position is None, j.position or 0, j.created))
+        visible = [j for j in queued if identity.admin or j.owner == identity.user]
+        return {"jobs": [j.to_json() for j in visible], "pending": len(queued)}
+
+    def log_files(
+        self, identity: Identity, job_id: str, rank: int | None
+    ) -> tuple[Job, builtins.list[Path]]:
+        job = self.get(identity, job_id)
+        folder = self.controller.job_dir(job.id, job.attempt)
+        ranks = range(job.spec.nodes * job.spec.procs_per_node)
+        if rank is not None and rank not in ranks:
+            raise InvalidInput(f"rank: job has ranks 0 to {len(ranks) - 1}, got {rank}", "rank")
+        chosen = [rank] if rank is not None else list(ranks)
+        return job, [folder / f"rank-{r}.log" for r in chosen]
+
+    def pulled(self, identity: Identity, job_id: str) -> str:
+        """The pulled variables (base64 cloudpickle of a dict), once the job succeeded."""
+        job = self.get(identity, job_id)
+        if job.state != JobState.SUCCEEDED:
+            raise Conflict(
+                f"job {job_id} is {job.state.value}; results exist once it succeeded", "id"
+            )
+        path = self.controller.job_dir(job.id, job.attempt) / "pull.pkl"
+        if not path.exists():
+            return ""
+        return base64.b64encode(path.read_bytes()).decode()
+
+    # --- changing -----------------------------------------------------------------------------
+
+    async def cancel(self, identity: Identity, job_id: str) -> Job:
+        job = self.get(identity, job_id)
+        if job.state.finished:
+            raise Conflict(f"job {job_id} already {job.state.value}", "id")
+        who = "" if job.owner == identity.user else f" by {identity.user}"
+        if job.state == JobState.QUEUED:
+            job = replace(job, state=JobState.CANCELLED, finished=time.time(), reason="cancelled")
+            self.store.update(
+                job, Event(job.id, time.time(), Condition.FINISHED, "Cancelled", f"cancelled{who}")
+            )
+            self.controller.wake()
+            return job
+        await self.controller.stop(job, JobState.CANCELLED, f"cancelled{who}")
+        return self.get(identity, job_id)
+
+    def retry(self, identity: Identity, job_id: str) -> Job:
+        """Queue a finished job again, as a new attempt of the same job."""
+        job = self.get(identity, job_id)
+        if not job.state.finished:
+            raise Conflict(f"job {job_id} is still {job.state.value}; cancel it first", "id")
+        job = replace(
+            job,
+            state=JobState.QUEUED,
+            attempt=job.attempt + 1,
+            reason="",
+            admitted=None,
+            started=None,
+            finished=None,
+            exit_code=None,
+            devices=(),
+            message="",
+        )
+        self.store.update(
+            job, Event(job.id, time.time(), Condition.REQUEUED, "Retried", f"by {identity.user}")
+        )
+        self.controller.wake()
+        return job
+
+
+def _cursor(text: str) -> tuple[float, str]:
+    created, _, job_id = text.partition(":")
+    try:
+        return float(created), job_id
+    except ValueError:
+        raise InvalidInput(
+            f"before: not a cursor from a previous page: {text!r}", "before"
+        ) from None

@@ -1,0 +1,532 @@
+"""The job store: one SQLite database written by one process only, the local agent.
+
+WAL journal, ``synchronous=NORMAL`` (a commit survives a crash of the agent; a power cut may
+lose the last few), foreign keys on. The schema is versioned by ``PRAGMA user_version`` and
+grown by ``MIGRATIONS``, an ordered list of functions: migration *n* (1-based) takes a database
+at version *n - 1* to version *n*, each in one transaction at open. To change the schema, append
+a function; never edit one that has shipped.
+
+One connection serves every thread, guarded by a lock, so concurrent submissions from the
+agent's threads serialize on it; an idempotency key is checked and inserted in one immediate
+transaction, and a unique index backs it up.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import json
+import sqlite3
+import statistics
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import Conflict, NotFound
+from .spec import Condition, Event, Job, JobSpec, JobState, Resources, RetryPolicy
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used by this version of the code."""
+
+
+@dataclass(frozen=True)
+class RankRecord:
+    """One rank process of one attempt, enough to re-adopt it after an agent restart: the pid
+    is only the same process if its start time (clock ticks since boot, field 22 of
+    ``/proc/<pid>/stat``) matches too."""
+
+    job_id: str
+    attempt: int
+    rank: int
+    node: int
+    """Node index within the job (``NODE_RANK``)."""
+    pid: int
+    start_time: int
+    log_path: str
+    exit_code: int | None = None
+
+
+def _v1_initial(db: sqlite3.Connection) -> None:
+    statements = [
+        """CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            owner_groups TEXT NOT NULL DEFAULT '[]',
+            state TEXT NOT NULL,
+            created REAL NOT NULL,
+            admitted REAL,
+            started REAL,
+            finished REAL,
+            exit_code INTEGER,
+            attempt INTEGER NOT NULL DEFAULT 1,
+            priority_value INTEGER NOT NULL DEFAULT 0,
+            node_cpu REAL NOT NULL,
+            node_memory_bytes INTEGER NOT NULL,
+            node_accelerators INTEGER NOT NULL,
+            node_accelerator_kind TEXT NOT NULL DEFAULT '',
+            node_accelerator_model TEXT NOT NULL DEFAULT '',
+            devices TEXT NOT NULL DEFAULT '[]',
+            reason TEXT NOT NULL DEFAULT '',
+            position INTEGER,
+            eta REAL,
+            eta_basis TEXT NOT NULL DEFAULT '',
+            message TEXT NOT NULL DEFAULT '',
+            flavor TEXT NOT NULL DEFAULT '',
+            queue TEXT NOT NULL DEFAULT '',
+            spec TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL DEFAULT ''
+        )""",
+        """CREATE UNIQUE INDEX jobs_idempotency ON jobs (owner, idempotency_key)
+            WHERE idempotency_key != ''""",
+        "CREATE INDEX jobs_created ON jobs (created, id)",
+        "CREATE INDEX jobs_owner_created ON jobs (owner, created, id)",
+        "CREATE INDEX jobs_state_created ON jobs (state, created, id)",
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            time REAL NOT NULL,
+            condition TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            message TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX events_job ON events (job_id, seq)",
+        """CREATE TABLE ranks (
+            job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            attempt INTEGER NOT NULL,
+            rank INTEGER NOT NULL,
+            node INTEGER NOT NULL,
+            pid INTEGER NOT NULL,
+            start_time INTEGER NOT NULL,
+            log_path TEXT NOT NULL,
+            exit_code INTEGER,
+            PRIMARY KEY (job_id, attempt, rank)
+        )""",
+        """CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+"""Schema migrations in order; the schema version is the number applied."""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+_SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(JobSpec))
+
+
+def spec_from_json(data: dict[str, Any]) -> JobSpec:
+    """The inverse of ``JobSpec.to_json`` (fields it lacks keep their defaults)."""
+    values = {k: v for k, v in data.items() if k in _SPEC_FIELDS}
+    for name in ("args", "pull"):
+        if name in values:
+            values[name] = tuple(values[name])
+    for name in ("env", "push"):
+        if name in values:
+            values[name] = dict(values[name])
+    if "retry" in values:
+        retry = values["retry"] or {}
+        values["retry"] = RetryPolicy(
+            max_restarts=int(retry.get("max_restarts", 0)),
+            on_exit_codes=tuple(retry.get("on_exit_codes", ())),
+        )
+    if values.get("max_runtime_seconds") is not None:
+        values["max_runtime_seconds"] = float(values["max_runtime_seconds"])
+    return JobSpec(**values)
+
+
+_JOB_COLUMNS = (
+    "id, owner, state, created, admitted, started, finished, exit_code, attempt, "
+    "priority_value, node_cpu, node_memory_bytes, node_accelerators, node_accelerator_kind, "
+    "node_accelerator_model, devices, reason, position, eta, eta_basis, message, spec"
+)
+
+
+def _devices(text: str) -> tuple[tuple[int, ...], ...]:
+    return () if text == "[]" else tuple(tuple(node) for node in json.loads(text))
+
+
+def _job_from_row(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        owner=row["owner"],
+        spec=spec_from_json(json.loads(row["spec"])),
+        priority_value=row["priority_value"],
+        node=Resources(
+            cpu=row["node_cpu"],
+            memory_bytes=row["node_memory_bytes"],
+            accelerators=row["node_accelerators"],
+            accelerator_kind=row["node_accelerator_kind"],
+            accelerator_model=row["node_accelerator_model"],
+        ),
+        state=JobState(row["state"]),
+        reason=row["reason"],
+        created=row["created"],
+        admitted=row["admitted"],
+        started=row["started"],
+        finished=row["finished"],
+        exit_code=row["exit_code"],
+        attempt=row["attempt"],
+        devices=_devices(row["devices"]),
+        position=row["position"],
+        eta=row["eta"],
+        eta_basis=row["eta_basis"],
+        message=row["message"],
+    )
+
+
+def _mutable_values(job: Job) -> dict[str, Any]:
+    """Column values of everything about a job that changes after submission."""
+    return {
+        "state": job.state.value,
+        "admitted": job.admitted,
+        "started": job.started,
+        "finished": job.finished,
+        "exit_code": job.exit_code,
+        "attempt": job.attempt,
+        "priority_value": job.priority_value,
+        "node_cpu": job.node.cpu,
+        "node_memory_bytes": job.node.memory_bytes,
+        "node_accelerators": job.node.accelerators,
+        "node_accelerator_kind": job.node.accelerator_kind,
+        "node_accelerator_model": job.node.accelerator_model,
+        "devices": json.dumps([list(node) for node in job.devices]),
+        "reason": job.reason,
+        "position": job.position,
+        "eta": job.eta,
+        "eta_basis": job.eta_basis,
+        "message": job.message,
+    }
+
+
+def _filters(
+    owner: str | None,
+    states: Collection[JobState] | None,
+    flavor: str | None,
+    queue: str | None,
+    before: tuple[float, str] | None,
+) -> tuple[str, list[Any]]:
+    """A WHERE clause (or "") and its parameters for the listing filters."""
+    where: list[str] = []
+    params: list[Any] = []
+    if owner is not None:
+        where.append("owner = ?")
+        params.append(owner)
+    if states is not None:
+        where.append(f"state IN ({', '.join('?' for _ in states)})")
+        params.extend(JobState(s).value for s in states)
+    if flavor is not None:
+        where.append("flavor = ?")
+        params.append(flavor)
+    if queue is not None:
+        where.append("queue = ?")
+        params.append(queue)
+    if before is not None:
+        where.append("(created, id) < (?, ?)")
+        params.extend(before)
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params
+
+
+class JobStore:
+    """Jobs, their events, their rank processes and the agent's settings, in one database.
+
+    Thread-safe: every method takes the one lock around the one connection. (Methods after
+    ``list`` spell the built-in ``builtins.list`` in annotations, as ``list`` is the method.)
+    """
+
+    def __init__(self, path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._db.row_factory = sqlite3.Row
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"job store {self.path}: cannot use WAL journal mode ({mode})")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate(migrations)
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        latest = len(migrations)
+        for number, migration in enumerate(migrations, start=1):
+            with self._transaction() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version >= number:
+                    continue
+                migration(db)
+                db.execute(f"PRAGMA user_version = {number:d}")
+        version = self.schema_version
+        if version > latest:
+            raise StoreError(
+                f"job store {self.path} has schema version {version}, newer than this "
+                f"jupyter-mlinfra understands (version {latest}); it was written by a newer "
+                "release: upgrade jupyter-mlinfra, or point it at another database"
+            )
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def by_key(self, owner: str, idempotency_key: str) -> Job | None:
+        """The owner's job submitted with this idempotency key, if any."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE owner = ? AND idempotency_key = ?",
+                (owner, idempotency_key),
+            ).fetchone()
+        return _job_from_row(row) if row else None
+
+    def add(self, job: Job, owner_groups: Sequence[str]) -> tuple[Job, bool]:
+        """Store a new job and its Queued event; ``(job, True)``.
+
+        When its owner already has a job with the same non-empty idempotency key, that job is
+        returned as ``(existing, False)`` if the specs are identical, else ``Conflict``.
+        """
+        spec = job.spec.to_json()
+        key = job.spec.idempotency_key
+        with self._transaction() as db:
+            if key:
+                row = db.execute(
+                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE owner = ? AND idempotency_key = ?",
+                    (job.owner, key),
+                ).fetchone()
+                if row is not None:
+                    if json.loads(row["spec"]) != spec:
+                        raise Conflict(
+                            f"idempotency key {key!r} was already used for job {row['id']} "
+                            "with a different submission",
+                            "idempotency_key",
+                        )
+                    return _job_from_row(row), False
+            values = _mutable_values(job)
+            values.update(
+                id=job.id,
+                owner=job.owner,
+                owner_groups=json.dumps(list(owner_groups)),
+                created=job.created,
+                flavor=job.spec.flavor,
+                queue=job.spec.queue,
+                spec=_dumps(spec),
+                idempotency_key=key,
+            )
+            names = ", ".join(values)
+            marks = ", ".join(f":{name}" for name in values)
+            db.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", values)
+            self._insert_event(db, Event(job.id, job.created, Condition.QUEUED, job.reason))
+        return job, True
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+        return None if row is None else _job_from_row(row)
+
+    def owner_groups(self, job_id: str) -> tuple[str, ...]:
+        """The owner's groups as they were at submission (for quotas and visibility)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT owner_groups FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no job {job_id!r}", "id")
+        return tuple(json.loads(row[0]))
+
+    def update(self, job: Job, event: Event | None = None) -> None:
+        """Write every field of the job that can change, and the event, in one transaction."""
+        values = _mutable_values(job)
+        assignments = ", ".join(f"{name} = :{name}" for name in values)
+        values["id"] = job.id
+        with self._transaction() as db:
+            cursor = db.execute(f"UPDATE jobs SET {assignments} WHERE id = :id", values)
+            if cursor.rowcount != 1:
+                raise NotFound(f"no job {job.id!r}", "id")
+            if event is not None:
+                self._insert_event(db, event)
+
+    def list(
+        self,
+        *,
+        owner: str | None = None,
+        states: Collection[JobState] | None = None,
+        flavor: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        before: tuple[float, str] | None = None,
+    ) -> list[Job]:
+        """Jobs newest first. For the next page pass ``before=(last.created, last.id)``."""
+        if states is not None and not states:
+            return []
+        clause, params = _filters(owner, states, flavor, queue, before)
+        params.append(max(0, limit))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY created DESC, id DESC LIMIT ?",
+                params,
+            ).fetchall()
+        return [_job_from_row(row) for row in rows]
+
+    def count(
+        self,
+        *,
+        owner: str | None = None,
+        states: Collection[JobState] | None = None,
+        flavor: str | None = None,
+        queue: str | None = None,
+    ) -> int:
+        """How many jobs ``list`` would find with these filters and no limit."""
+        if states is not None and not states:
+            return 0
+        clause, params = _filters(owner, states, flavor, queue, None)
+        with self._lock:
+            return int(
+                self._db.execute(f"SELECT count(*) FROM jobs {clause}", params).fetchone()[0]
+            )
+
+    def active(self) -> builtins.list[Job]:
+        """Every job not finished, oldest first (what the scheduler works on)."""
+        finished = sorted(s.value for s in JobState if s.finished)
+        marks = ", ".join("?" for _ in finished)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state NOT IN ({marks}) "
+                "ORDER BY created, id",
+                finished,
+            ).fetchall()
+        return [_job_from_row(row) for row in rows]
+
+    # -- events ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _insert_event(db: sqlite3.Connection, event: Event) -> None:
+        db.execute(
+            "INSERT INTO events (job_id, time, condition, reason, message) VALUES (?, ?, ?, ?, ?)",
+            (event.job_id, event.time, event.condition.value, event.reason, event.message),
+        )
+
+    def events(self, job_id: str) -> builtins.list[Event]:
+        """A job's history in the order it was recorded."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id, time, condition, reason, message FROM events "
+                "WHERE job_id = ? ORDER BY seq",
+                (job_id,),
+            ).fetchall()
+        return [
+            Event(
+                row["job_id"],
+                row["time"],
+                Condition(row["condition"]),
+                row["reason"],
+                row["message"],
+            )
+            for row in rows
+        ]
+
+    # -- ranks -----------------------------------------------------------------------------
+
+    def record_rank(
+        self,
+        job_id: str,
+        attempt: int,
+        rank: int,
+        node: int,
+        pid: int,
+        start_time: int,
+        log_path: str,
+    ) -> None:
+        """Remember a started rank process (replacing an earlier record of the same rank)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO ranks "
+                "(job_id, attempt, rank, node, pid, start_time, log_path, exit_code) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (job_id, attempt, rank, node, pid, start_time, log_path),
+            )
+
+    def ranks(self, job_id: str, attempt: int) -> builtins.list[RankRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id, attempt, rank, node, pid, start_time, log_path, exit_code "
+                "FROM ranks WHERE job_id = ? AND attempt = ? ORDER BY rank",
+                (job_id, attempt),
+            ).fetchall()
+        return [RankRecord(*row) for row in rows]
+
+    def set_rank_exit(self, job_id: str, attempt: int, rank: int, exit_code: int) -> None:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE ranks SET exit_code = ? WHERE job_id = ? AND attempt = ? AND rank = ?",
+                (exit_code, job_id, attempt, rank),
+            )
+            if cursor.rowcount != 1:
+                raise NotFound(f"no rank {rank} of attempt {attempt} of job {job_id!r}", "rank")
+
+    # -- statistics ------------------------------------------------------------------------
+
+    def durations(self, since: float) -> dict[str, float]:
+        """Median run time in seconds of the jobs that succeeded since ``since``, per flavor."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT flavor, finished - started FROM jobs WHERE state = ? "
+                "AND finished >= ? AND started IS NOT NULL",
+                (JobState.SUCCEEDED.value, since),
+            ).fetchall()
+        runs: dict[str, list[float]] = {}
+        for flavor, seconds in rows:
+            runs.setdefault(flavor, []).append(seconds)
+        return {flavor: float(statistics.median(times)) for flavor, times in runs.items()}
+
+    # -- settings --------------------------------------------------------------------------
+
+    def get_setting(self, key: str) -> Any:
+        """The JSON value stored under ``key``, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put_setting(self, key: str, value: Any) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )

@@ -1,0 +1,10 @@
+"""Every REST route of the extension, in one table (the OpenAPI document mirrors it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .handlers import catalog_handlers
+from .jobs.handlers import job_handlers
+
+default_handlers: list[tuple[str, Any]] = [*catalog_handlers, *job_handlers]

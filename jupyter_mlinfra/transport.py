@@ -1,0 +1,46 @@
+"""HTTP over TCP or a Unix socket with the standard library, for the client and the agent.
+
+One tiny module so that talking to a Jupyter server (TCP) and to the local agent (a Unix socket
+only its owner can open) is the same code path everywhere.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def open_connection(url: str, socket_path: str, timeout: float) -> http.client.HTTPConnection:
+    if socket_path:
+        return UnixHTTPConnection(socket_path, timeout)
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(parts.netloc, timeout=timeout)
+    return http.client.HTTPConnection(parts.netloc, timeout=timeout)
+
+
+def stream_lines(response: http.client.HTTPResponse) -> Iterator[str]:
+    """Lines of a streamed (chunked) response as they arrive."""
+    while True:
+        line = response.readline()
+        if not line:
+            return
+        yield line.decode(errors="replace")

@@ -1,0 +1,77 @@
+"""Test helpers around a real local agent: where it lives, and stopping it and its ranks.
+
+Ranks outlive the agent by design, so a test that stops an agent also has to stop the rank
+processes it started: ``AgentHome.stop`` reads their pids from the store and kills their
+process groups.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jupyter_mlinfra.backends.local.agent_client import agent_status
+from jupyter_mlinfra.backends.local.runner import is_alive
+
+
+@dataclass
+class AgentHome:
+    root: Path
+
+    @property
+    def socket(self) -> str:
+        return str(self.root / "agent.sock")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """MLInfraApp settings that point a server at this agent."""
+        return {
+            "agent_socket": self.socket,
+            "data_dir": str(self.data_dir),
+            "agent_idle_timeout": 0,
+        }
+
+    def status(self) -> dict[str, Any] | None:
+        return agent_status(self.socket)
+
+    def rank_pids(self) -> list[tuple[int, int]]:
+        """(pid, start time) of every rank the store knows, whatever its state."""
+        path = self.data_dir / "jobs.sqlite"
+        if not path.exists():
+            return []
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return [(int(p), int(t)) for p, t in db.execute("SELECT pid, start_time FROM ranks")]
+
+    def live_ranks(self) -> list[int]:
+        return [pid for pid, started in self.rank_pids() if is_alive(pid, started)]
+
+    def kill_agent(self, signum: signal.Signals = signal.SIGTERM) -> None:
+        status = self.status()
+        if status is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(status["pid"], signum)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(status["pid"], 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.kill_agent()
+        for pid, started in self.rank_pids():
+            if is_alive(pid, started):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)

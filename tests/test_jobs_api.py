@@ -1,0 +1,222 @@
+"""Jobs through a real jupyter server and a real local agent, with real rank processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from .agents import AgentHome
+
+TERMINAL = {"succeeded", "failed", "cancelled", "preempted"}
+
+
+async def call(jp_fetch: Any, path: str, method: str = "GET", body: Any = None, **kw: Any) -> Any:
+    kwargs: dict[str, Any] = {"method": method, **kw}
+    if body is not None:
+        kwargs["body"] = json.dumps(body)
+    elif method in ("POST", "PUT"):
+        kwargs["body"] = b""
+    response = await jp_fetch("mlinfra", "api", "v1", *path.split("/"), **kwargs)
+    if response.headers["Content-Type"].startswith("application/json"):
+        return json.loads(response.body)
+    return response.body.decode()
+
+
+async def failure(
+    jp_fetch: Any, path: str, method: str = "GET", body: Any = None
+) -> tuple[int, Any]:
+    with pytest.raises(HTTPClientError) as raised:
+        await call(jp_fetch, path, method, body)
+    assert raised.value.response is not None
+    return raised.value.code, json.loads(raised.value.response.body)
+
+
+async def wait_for(jp_fetch: Any, job_id: str, states: set[str], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = await call(jp_fetch, f"jobs/{job_id}")
+        if job["state"] in states:
+            return job
+        assert time.monotonic() < deadline, f"job stayed {job['state']}: {job}"
+        await asyncio.sleep(0.1)
+
+
+SOCKET_PAIR = """
+import os, socket
+rank, port = int(os.environ["RANK"]), int(os.environ["MASTER_PORT"])
+if rank == 0:
+    server = socket.create_server(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.sendall(b"from rank 0")
+    print("rank 0 got:", conn.recv(100).decode())
+else:
+    for _ in range(100):
+        try:
+            conn = socket.create_connection(("127.0.0.1", port))
+            break
+        except OSError:
+            import time; time.sleep(0.05)
+    conn.sendall(b"from rank 1")
+    print("rank 1 got:", conn.recv(100).decode())
+"""
+
+
+async def test_two_rank_job_exchanges_data_and_logs_both_ranks(jp_fetch: Any) -> None:
+    job = await call(
+        jp_fetch, "jobs", "POST", {"code": SOCKET_PAIR, "procs_per_node": 2, "name": "pair"}
+    )
+    assert job["state"] == "queued" and job["flavor"] == "cpu" and job["environment"] == "python"
+    done = await wait_for(jp_fetch, job["id"], TERMINAL)
+    assert done["state"] == "succeeded", done
+    assert done["exit_code"] == 0
+    logs = await call(jp_fetch, f"jobs/{job['id']}/logs")
+    assert "[rank 0] rank 0 got: from rank 1" in logs
+    assert "[rank 1] rank 1 got: from rank 0" in logs
+    assert (
+        await call(jp_fetch, f"jobs/{job['id']}/logs", params={"rank": "1"})
+        == "rank 1 got: from rank 0\n"
+    )
+    events = (await call(jp_fetch, f"jobs/{job['id']}/events"))["events"]
+    assert [e["condition"] for e in events] == ["Queued", "Admitted", "Started", "Finished"]
+
+
+async def test_gpu_job_gets_its_devices(jp_fetch: Any) -> None:
+    code = "import os; print('visible', os.environ['CUDA_VISIBLE_DEVICES'])"
+    job = await call(jp_fetch, "jobs", "POST", {"code": code, "flavor": "a100x1"})
+    assert job["procs_per_node"] == 1  # one per accelerator of the flavor
+    done = await wait_for(jp_fetch, job["id"], TERMINAL)
+    assert done["state"] == "succeeded", done
+    assert done["devices"] == [[0]]
+    logs = await call(jp_fetch, f"jobs/{job['id']}/logs")
+    assert logs == "visible 0\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field", "words"),
+    [
+        ({"code": "1", "gpus": 2}, 400, "gpus", "unknown field"),
+        ({"code": "1", "script": "x.py"}, 400, "code", "exactly one of code"),
+        ({"code": "1", "nodes": 0}, 400, "nodes", "between 1 and 64"),
+        ({"code": "1", "priority": "urgent"}, 400, "priority", "unknown class 'urgent'"),
+        ({"code": "1", "flavor": "nope"}, 404, "flavor", "unknown flavor 'nope'"),
+        ({"code": "1", "flavor": "a100x4"}, 403, "flavor", "may not use flavor 'a100x4'"),
+        ({"code": "1", "flavor": "a100x1", "nodes": 5}, 422, "flavor", ""),
+    ],
+)
+async def test_bad_submissions_are_refused_with_the_field(
+    jp_fetch: Any, body: dict[str, Any], status: int, field: str, words: str
+) -> None:
+    code, error = await failure(jp_fetch, "jobs", "POST", body)
+    assert (code, error["field"]) == (status, field), error
+    assert words in error["message"]
+
+
+async def test_idempotency_key(jp_fetch: Any) -> None:
+    body = {"code": "print(1)", "idempotency_key": "cell-42"}
+    first = await call(jp_fetch, "jobs", "POST", body)
+    again = await call(jp_fetch, "jobs", "POST", body)
+    assert again["id"] == first["id"]
+    code, error = await failure(jp_fetch, "jobs", "POST", {**body, "code": "print(2)"})
+    assert (code, error["field"]) == (409, "idempotency_key")
+
+
+async def test_the_queued_jobs_quota_refuses_more(jp_fetch: Any) -> None:
+    hold = {"code": "import time; time.sleep(60)", "flavor": "a100x1"}
+    jobs = [await call(jp_fetch, "jobs", "POST", hold) for _ in range(4)]  # all 4 GPUs
+    for job in jobs:
+        await wait_for(jp_fetch, job["id"], {"running"})
+    jobs += [await call(jp_fetch, "jobs", "POST", hold) for _ in range(10)]  # group quota: 10
+    code, error = await failure(jp_fetch, "jobs", "POST", hold)
+    assert (code, error["field"]) == (422, "queue")
+    assert error["message"].startswith("user quota: 10 of 10 queued jobs")
+    for job in jobs:
+        await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
+
+
+class TestWithoutQuotas:
+    @pytest.fixture
+    def mlinfra_config(self, mlinfra_config: dict[str, Any]) -> dict[str, Any]:
+        return {**mlinfra_config, "default_quota": {}, "group_quotas": {}}
+
+    async def test_concurrent_submissions_with_keys_create_each_job_once(
+        self, jp_fetch: Any
+    ) -> None:
+        bodies = [{"code": "pass", "idempotency_key": f"k{i}", "name": f"n{i}"} for i in range(200)]
+        results = await asyncio.gather(
+            *(call(jp_fetch, "jobs", "POST", body) for body in bodies + bodies)
+        )
+        assert len({job["id"] for job in results}) == 200
+        page = await call(jp_fetch, "jobs", params={"limit": "1000"})
+        assert len(page["jobs"]) == 200
+
+
+async def test_failing_rank_fails_the_job_with_its_traceback_and_retries(jp_fetch: Any) -> None:
+    code = (
+        "import os, time\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    raise ValueError('rank one broke')\n"
+        "time.sleep(30)"
+    )
+    body = {"code": code, "procs_per_node": 2, "retry": {"max_restarts": 1, "on_exit_codes": [1]}}
+    job = await call(jp_fetch, "jobs", "POST", body)
+    done = await wait_for(jp_fetch, job["id"], TERMINAL, timeout=60)
+    assert done["state"] == "failed"
+    assert done["attempt"] == 2  # retried once on exit code 1, then gave up
+    assert done["exit_code"] == 1
+    assert "ValueError: rank one broke" in done["message"]
+    assert "<cell>" in done["message"]
+    conditions = [
+        e["condition"] for e in (await call(jp_fetch, f"jobs/{job['id']}/events"))["events"]
+    ]
+    assert conditions.count("Requeued") == 1 and conditions[-1] == "Finished"
+
+
+async def test_cancel_a_running_gang_leaves_no_process(
+    jp_fetch: Any, agent_home: AgentHome
+) -> None:
+    code = "import time\nwhile True: time.sleep(0.1)"
+    job = await call(jp_fetch, "jobs", "POST", {"code": code, "procs_per_node": 2})
+    await wait_for(jp_fetch, job["id"], {"running"})
+    assert len(agent_home.live_ranks()) == 2
+    cancelled = await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
+    assert cancelled["state"] == "cancelled"
+    assert agent_home.live_ranks() == []
+    code, _ = await failure(jp_fetch, f"jobs/{job['id']}", "DELETE")
+    assert code == 409
+
+
+async def test_queued_job_shows_position_reason_and_eta(jp_fetch: Any) -> None:
+    hold = "import time; time.sleep(60)"
+    body = {"code": hold, "flavor": "a100x1", "max_runtime_seconds": 60}
+    running = [await call(jp_fetch, "jobs", "POST", body) for _ in range(4)]
+    for job in running:
+        await wait_for(jp_fetch, job["id"], {"running"})
+    waiting = await call(jp_fetch, "jobs", "POST", {**body, "name": "fifth"})
+    for _ in range(50):
+        waiting = await call(jp_fetch, f"jobs/{waiting['id']}")
+        if waiting["reason"]:
+            break
+        await asyncio.sleep(0.1)
+    assert waiting["state"] == "queued"
+    assert waiting["position"] == 1
+    assert "0 free" in waiting["reason"] or "quota" in waiting["reason"]
+    assert waiting["eta"] is not None and waiting["eta"] > time.time()
+    queue = await call(jp_fetch, "queue")
+    assert [j["id"] for j in queue["jobs"]] == [waiting["id"]]
+    for job in [*running, waiting]:
+        await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
+
+
+async def test_users_see_only_their_jobs(jp_fetch: Any) -> None:
+    with pytest.raises(HTTPClientError) as raised:
+        await call(jp_fetch, "jobs", params={"owner": "somebody-else"})
+    assert raised.value.response is not None
+    code, error = raised.value.code, json.loads(raised.value.response.body)
+    assert (code, error["field"]) == (403, "owner")
+    code, _ = await failure(jp_fetch, "jobs/0123456789ab")
+    assert code == 404
