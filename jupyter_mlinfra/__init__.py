@@ -16,6 +16,13 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     return [{"module": "jupyter_mlinfra", "app": MLInfraApp}]
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_mlinfra``: the ``%mlinfra`` and ``%%mlinfra`` magics."""
+    from .magics import MLInfraMagics
+
+    ipython.register_magics(MLInfraMagics(ipython))
+
+
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "jupyter-mlinfra"}]
 

@@ -124,7 +124,8 @@ def _lookup(what: str, entries: tuple[Entry, ...], name: str, identity: Identity
             if identity is not None and not entry.allowed.allows(identity):
                 raise NotAllowed(f"user {identity.user!r} may not use {what} {name!r}", what)
             return entry
-    names = ", ".join(e.name for e in entries) or "none"
+    usable = [e for e in entries if identity is None or e.allowed.allows(identity)]
+    names = ", ".join(e.name for e in usable) or "none"
     raise NotFound(f"unknown {what} {name!r} (known: {names})", what)
 
 

@@ -68,8 +68,8 @@ def discover(
     if running is not None:
         return Connection(_slash(running["url"]), token or running.get("token", ""), "runtime file")
     raise ClientError(
-        "no Jupyter server found: start `jupyter lab`, or pass --url and --token "
-        f"(or set {ENV_URL} and {ENV_TOKEN}), or use --local"
+        "no Jupyter server found: start `jupyter lab`, or give its URL and token "
+        f"(--url/--token, or {ENV_URL} and {ENV_TOKEN})"
     )
 
 
@@ -91,7 +91,8 @@ class MLInfraClient:
 
     def _send(
         self, method: str, path: str, query: Mapping[str, Any] | None, body: Any
-    ) -> http.client.HTTPResponse:
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """The open connection and its response; the caller closes both."""
         target = urllib.parse.urljoin(self.connection.url, f"{API_PATH}/{path}")
         target = urllib.parse.urlsplit(target).path
         if query:
@@ -99,7 +100,8 @@ class MLInfraClient:
             target += "?" + urllib.parse.urlencode(
                 {k: v for k, v in pairs.items() if v is not None}
             )
-        headers = {"Accept": "application/json"}
+        # one request per connection: nothing is left open between calls
+        headers = {"Accept": "application/json", "Connection": "close"}
         if self.connection.token:
             headers["Authorization"] = f"token {self.connection.token}"
         if self.connection.identity:
@@ -120,23 +122,27 @@ class MLInfraClient:
             payload = response.read()
             conn.close()
             raise _error_from(response.status, response.reason, payload)
-        return response
+        return conn, response
 
     def request(
         self, method: str, path: str, *, query: Mapping[str, Any] | None = None, body: Any = None
     ) -> Any:
-        response = self._send(method, path, query, body)
-        payload = response.read()
-        response.close()
+        conn, response = self._send(method, path, query, body)
+        try:
+            payload = response.read()
+        finally:
+            response.close()
+            conn.close()  # a kept-alive socket would otherwise leak until garbage collection
         return json.loads(payload) if payload else None
 
     def stream(self, path: str, *, query: Mapping[str, Any] | None = None) -> Iterator[str]:
         """Lines of a streamed answer (followed logs) as the server sends them."""
-        response = self._send("GET", path, query, None)
+        conn, response = self._send("GET", path, query, None)
         try:
             yield from stream_lines(response)
         finally:
             response.close()
+            conn.close()
 
     def flavors(self, *, include_all: bool = False) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", "flavors", query={"all": include_all or None})

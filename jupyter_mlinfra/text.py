@@ -1,8 +1,13 @@
-"""Plain text for people: tables, durations and ETAs, shared by the CLI, magics and widgets."""
+"""Plain text for people: tables, durations and ETAs, shared by the CLI, magics and widgets.
+
+Each ``*_rows`` function turns an API answer into table rows, so a flavor or a job reads the same
+in a terminal and in a notebook.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 Table = list[tuple[str, ...]]
 
@@ -30,3 +35,138 @@ def eta_text(eta: float | None, now: float | None = None) -> str:
         return "unknown"
     wait = eta - (time.time() if now is None else now)
     return "now" if wait <= 0 else f"in ~{duration(wait)}"
+
+
+def flavor_rows(body: dict[str, Any]) -> Table:
+    rows: Table = [("NAME", "ACCELERATOR", "CPU", "MEMORY", "TYPE", "$/HOUR", "AVAILABLE NOW")]
+    for f in body["flavors"]:
+        accelerator = f["accelerator"]
+        rows.append(
+            (
+                f["name"] + (" *" if f["name"] == body["default_flavor"] else ""),
+                f"{accelerator['count']} × {accelerator['model'] or accelerator['kind']}"
+                if accelerator
+                else "-",
+                f"{f['cpu']:g}",
+                f["memory"],
+                f["capacity_type"],
+                "-" if f["price_per_hour"] is None else f"{f['price_per_hour']:.2f}",
+                ("yes: " if f["availability"]["available"] else "no: ")
+                + f["availability"]["summary"],
+            )
+        )
+    return rows
+
+
+def environment_rows(body: dict[str, Any]) -> Table:
+    rows: Table = [("NAME", "FRAMEWORK", "LAUNCHER", "RUNS ON", "DESCRIPTION")]
+    for e in body["environments"]:
+        default = " *" if e["name"] == body["default_environment"] else ""
+        runs_on = e["image"] or e["python"] or "this server's Python"
+        rows.append((e["name"] + default, e["framework"], e["launcher"], runs_on, e["description"]))
+    return rows
+
+
+def capacity_rows(body: dict[str, Any]) -> Table:
+    rows: Table = [("RESOURCE", "FREE", "TOTAL", "DETAIL")]
+    rows.append(("cpu", f"{body['cpu']['free']:g}", f"{body['cpu']['total']:g}", body["hostname"]))
+    memory = body["memory"]
+    rows.append(("memory", memory["free"], memory["total"], ""))
+    for a in body["accelerators"]:
+        free = ",".join(str(d["index"]) for d in a["devices"] if d["free"]) or "none"
+        rows.append((f"{a['kind']} {a['model']}", str(a["free"]), str(a["total"]), f"free: {free}"))
+    return rows
+
+
+def whoami_rows(body: dict[str, Any]) -> Table:
+    def limit(value: int | None) -> str:
+        return "unlimited" if value is None else str(value)
+
+    quota, usage = body["quota"], body["usage"]
+    return [
+        ("FIELD", "VALUE"),
+        ("user", body["user"] + (" (admin)" if body["admin"] else "")),
+        ("groups", ", ".join(body["groups"]) or "-"),
+        ("backend", body["backend"]),
+        ("flavors", ", ".join(body["flavors"]) or "-"),
+        ("gpus", f"{usage['gpus']} of {limit(quota['max_gpus'])}"),
+        ("running jobs", f"{usage['running_jobs']} of {limit(quota['max_running_jobs'])}"),
+        ("queued jobs", f"{usage['queued_jobs']} of {limit(quota['max_queued_jobs'])}"),
+        ("kernels", str(usage["kernels"])),
+    ]
+
+
+def job_rows(page: dict[str, Any], now: float | None = None) -> Table:
+    now = time.time() if now is None else now
+    rows: Table = [("ID", "NAME", "STATE", "FLAVOR", "RANKS", "RUNTIME", "DETAIL")]
+    for job in page["jobs"]:
+        end = job["finished"] or now
+        runtime = duration(end - job["started"]) if job["started"] else "-"
+        detail = job["reason"]
+        if job["state"] == "queued":
+            detail = f"#{job['position']} · {job['reason']} · starts {eta_text(job['eta'], now)}"
+        ranks = str(job["nodes"] * job["procs_per_node"])
+        rows.append((job["id"], job["name"], job["state"], job["flavor"], ranks, runtime, detail))
+    return rows
+
+
+def queue_rows(queue: dict[str, Any], now: float | None = None) -> Table:
+    rows: Table = [("#", "ID", "NAME", "OWNER", "FLAVOR", "PRIORITY", "REASON", "STARTS")]
+    for job in queue["jobs"]:
+        basis = f" ({job['eta_basis']})" if job["eta_basis"] else ""
+        rows.append(
+            (
+                str(job["position"] or "-"),
+                job["id"],
+                job["name"],
+                job["owner"],
+                job["flavor"],
+                job["priority"],
+                job["reason"],
+                eta_text(job["eta"], now) + basis,
+            )
+        )
+    return rows
+
+
+def status_line(job: dict[str, Any], now: float | None = None) -> str:
+    """One line a person reads at a glance: state, then why and until when."""
+    now = time.time() if now is None else now
+    name = job["name"] or job["id"]
+    state = job["state"]
+    ranks = job["nodes"] * job["procs_per_node"]
+    if state == "queued":
+        parts = [f"{name}: queued"]
+        if job["position"]:
+            parts.append(f"position {job['position']}")
+        if job["reason"]:
+            parts.append(job["reason"])
+        if job["eta"] is not None or job["eta_basis"]:
+            basis = f" ({job['eta_basis']})" if job["eta_basis"] else ""
+            parts.append(f"starts {eta_text(job['eta'], now)}{basis}")
+        return " · ".join(parts)
+    if state in ("admitted", "starting"):
+        return f"{name}: {state} on {job['flavor']}"
+    if state == "running":
+        return f"{name}: running {ranks} rank{'s' * (ranks != 1)} on {job['flavor']} · " + duration(
+            now - (job["started"] or now)
+        )
+    took = ""
+    if job["started"] and job["finished"]:
+        took = f" in {duration(job['finished'] - job['started'])}"
+    exit_code = f" (exit {job['exit_code']})" if state == "failed" and job["exit_code"] else ""
+    reason = f": {job['reason']}" if state != "succeeded" and job["reason"] else ""
+    return f"{name}: {state}{took}{exit_code}{reason}"
+
+
+def job_history(job: dict[str, Any], events: list[dict[str, Any]]) -> str:
+    """A job's status line, its events, and the failing rank's traceback."""
+    lines = [status_line(job)]
+    for event in events:
+        when = time.strftime("%H:%M:%S", time.localtime(event["time"]))
+        lines.append(
+            f"  {when}  {event['condition']:<13} {event['reason']}  {event['message']}".rstrip()
+        )
+    if job["message"]:
+        lines.append(job["message"].rstrip())
+    return "\n".join(lines)

@@ -12,13 +12,12 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from ..client import ClientError, Connection, JobsClient, discover
-from ..follow import follow, status_line
-from ..text import Table, duration, eta_text, format_table
+from ..follow import follow
+from ..text import format_table, job_history, job_rows, queue_rows, status_line
 from .config import local_app, local_identity
 
 
@@ -158,44 +157,16 @@ def _print_line(line: str) -> None:
 
 def run_jobs(args: argparse.Namespace) -> int:
     page = client_for(args).jobs(state=args.state or None, limit=args.limit)
-    if args.json:
-        print(json.dumps(page, indent=2))
-        return 0
-    rows: Table = [("ID", "NAME", "STATE", "FLAVOR", "RANKS", "RUNTIME", "DETAIL")]
-    now = time.time()
-    for job in page["jobs"]:
-        end = job["finished"] or now
-        runtime = duration(end - job["started"]) if job["started"] else "-"
-        detail = job["reason"]
-        if job["state"] == "queued":
-            detail = f"#{job['position']} · {job['reason']} · starts {eta_text(job['eta'])}"
-        rows.append(
-            (
-                job["id"],
-                job["name"],
-                job["state"],
-                job["flavor"],
-                str(job["nodes"] * job["procs_per_node"]),
-                runtime,
-                detail,
-            )
-        )
-    print(format_table(rows))
+    print(json.dumps(page, indent=2) if args.json else format_table(job_rows(page)))
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
     client = client_for(args)
     job, events = client.job(args.id), client.events(args.id)
-    if args.json:
-        print(json.dumps({**job, "events": events}, indent=2))
-        return 0
-    print(status_line(job))
-    for event in events:
-        when = time.strftime("%H:%M:%S", time.localtime(event["time"]))
-        print(f"  {when}  {event['condition']:<13} {event['reason']}  {event['message']}".rstrip())
-    if job["message"]:
-        print(job["message"].rstrip())
+    print(
+        json.dumps({**job, "events": events}, indent=2) if args.json else job_history(job, events)
+    )
     return 0
 
 
@@ -222,22 +193,7 @@ def run_queue(args: argparse.Namespace) -> int:
     queue = client_for(args).queue()
     if args.json:
         print(json.dumps(queue, indent=2))
-        return 0
-    rows: Table = [("#", "ID", "NAME", "OWNER", "FLAVOR", "PRIORITY", "REASON", "STARTS")]
-    for job in queue["jobs"]:
-        basis = f" ({job['eta_basis']})" if job["eta_basis"] else ""
-        rows.append(
-            (
-                str(job["position"] or "-"),
-                job["id"],
-                job["name"],
-                job["owner"],
-                job["flavor"],
-                job["priority"],
-                job["reason"],
-                eta_text(job["eta"]) + basis,
-            )
-        )
-    print(format_table(rows))
-    print(f"{queue['pending']} job(s) waiting in all")
+    else:
+        print(format_table(queue_rows(queue)))
+        print(f"{queue['pending']} job(s) waiting in all")
     return 0

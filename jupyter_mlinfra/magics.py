@@ -1,0 +1,322 @@
+"""``%mlinfra`` and ``%%mlinfra``: queued distributed jobs from notebook cells.
+
+Loaded by ``%load_ext jupyter_mlinfra``. ``%%mlinfra submit [options]`` queues the cell as a
+job; ``%mlinfra jobs|status|logs|cancel|retry|pull|queue|flavors`` look after jobs. Options are
+parsed in :mod:`.magic_args`; the server is found with :func:`.client.discover` (the server
+extension sets ``JUPYTER_MLINFRA_URL``/``_TOKEN`` in every kernel it starts).
+
+A mistake (bad options, an unknown flavor, no server) prints one line to stderr,
+``mlinfra: what went wrong``, never a traceback. A job's own failure prints its traceback.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.display import display
+from traitlets import Float, Unicode
+
+from .client import ClientError, JobsClient, discover, encode_push
+from .follow import FINISHED, follow
+from .magic_args import ArgsError, Command, HelpRequested, SubmitOptions, parse
+from .magic_args import idempotency_key as make_key
+from .magic_args import submission as make_submission
+from .text import (
+    flavor_rows,
+    format_table,
+    job_history,
+    job_rows,
+    queue_rows,
+    status_line,
+)
+
+
+class JobHandle:
+    """A submitted job, as ``%%mlinfra submit`` without ``--wait`` returns it (``job = _``).
+
+    Every method asks the server; errors raise :class:`.client.ClientError`.
+    """
+
+    def __init__(self, client: JobsClient, job_id: str, *, poll_seconds: float = 0.5) -> None:
+        self._client = client
+        self._id = job_id
+        self.poll_seconds = poll_seconds
+        self.live: LiveStatus | None = None
+        """The thread that keeps the cell's status line current, while it runs."""
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    def status(self) -> dict[str, Any]:
+        """The job as the API shows it now (``state``, ``reason``, ``position``, ``eta``...)."""
+        return self._client.job(self._id)
+
+    def logs(self, *, rank: int | None = None, tail: int | None = None) -> str:
+        """The logs so far: all ranks merged with ``[rank N]`` prefixes, or one rank's."""
+        return "".join(self._client.logs(self._id, rank=rank, tail=tail))
+
+    def cancel(self) -> dict[str, Any]:
+        return self._client.cancel(self._id)
+
+    def result(self) -> dict[str, Any]:
+        """The variables the job pulled back (``--pull``), once it succeeded."""
+        return self._client.result(self._id)
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the job has finished and return it; ``TimeoutError`` after
+        ``timeout`` seconds (the job keeps running)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.status()
+            if job["state"] in FINISHED:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self._id} is still {job['state']} after {timeout}s")
+            time.sleep(self.poll_seconds)
+
+    def __repr__(self) -> str:
+        try:
+            line = status_line(self.status())
+        except ClientError as error:
+            line = f"status unknown: {error.message}"
+        return line if line.startswith(self._id) else f"{self._id} · {line}"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
+class LiveStatus(threading.Thread):
+    """Keeps one plain-text display (``display_id``) showing a job's status line until the job
+    finishes; works in every frontend and in a terminal."""
+
+    def __init__(self, client: JobsClient, job: dict[str, Any], poll_seconds: float) -> None:
+        context = contextvars.copy_context()  # the cell's, so updates are tied to it
+        super().__init__(name=f"mlinfra-status-{job['id']}", daemon=True)
+        self._run_in = context
+        self._client = client
+        self._job_id: str = job["id"]
+        self._poll = poll_seconds
+        self._shown = status_line(job)
+        self._display = display(  # type: ignore[no-untyped-call]  # IPython leaves it untyped
+            {"text/plain": self._shown}, raw=True, display_id=True
+        )
+
+    def run(self) -> None:
+        self._run_in.run(self._watch)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self._poll)
+            try:
+                job = self._client.job(self._job_id)
+            except ClientError as error:  # say so once and stop: the job itself is unaffected
+                self._show(f"{self._job_id}: status unknown: {error.message}")
+                return
+            self._show(status_line(job))
+            if job["state"] in FINISHED:
+                return
+
+    def _show(self, line: str) -> None:
+        if line != self._shown and self._display is not None:
+            self._display.update({"text/plain": line}, raw=True)
+            self._shown = line
+
+
+@magics_class
+class MLInfraMagics(Magics):
+    """``%mlinfra`` / ``%%mlinfra``; settings are configurable as ``c.MLInfraMagics.*``."""
+
+    url = Unicode(
+        "",
+        help="The Jupyter server's URL. Empty: discovered (JUPYTER_MLINFRA_URL, which the "
+        "server sets in its kernels; JupyterHub's variables; the newest running server).",
+    ).tag(config=True)
+    token = Unicode(
+        "", help="The server's token. Empty: discovered along with the URL; never printed."
+    ).tag(config=True)
+    poll_seconds = Float(
+        1.0,
+        help="How often the live status line of a job submitted without --wait asks the "
+        "server for the job's state, in seconds.",
+    ).tag(config=True)
+    wait_poll_seconds = Float(
+        0.5,
+        help="How often --wait and JobHandle.wait() ask for a queued job's state, in seconds "
+        "(a running job's logs stream without polling).",
+    ).tag(config=True)
+    request_timeout = Float(30.0, help="Seconds to wait for the server to answer one request.").tag(
+        config=True
+    )
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self._client: JobsClient | None = None
+        self._salt = os.urandom(16).hex()
+        """Per kernel session: the same cell in a new session is a new job."""
+
+    @property
+    def client(self) -> JobsClient:
+        """Made on first use, so loading the extension works before any server is reachable."""
+        if self._client is None:
+            connection = discover(self.url or None, self.token or None)
+            self._client = JobsClient(connection, timeout=self.request_timeout)
+        return self._client
+
+    @line_cell_magic
+    def mlinfra(self, line: str, cell: str | None = None) -> JobHandle | None:
+        """Queued distributed jobs: ``%mlinfra`` alone lists the commands,
+        ``%mlinfra COMMAND --help`` explains one."""
+        try:
+            command = parse(line, cell=cell is not None)
+            if command.submit is not None:
+                return self._submit(command.submit, line, cell or "")
+            self._commands()[command.name](command)
+        except HelpRequested as shown:
+            print(shown.text, end="")
+        except (ArgsError, ClientError) as error:
+            print(f"mlinfra: {error.message}", file=sys.stderr)
+        return None
+
+    def _commands(self) -> dict[str, Callable[[Command], None]]:
+        return {
+            "jobs": self._jobs,
+            "status": self._status,
+            "logs": self._logs,
+            "cancel": lambda c: print(status_line(self.client.cancel(c.job_id))),
+            "retry": lambda c: print(status_line(self.client.retry(c.job_id))),
+            "pull": lambda c: self._pull(c.job_id),
+            "queue": self._queue,
+            "flavors": self._flavors,
+        }
+
+    # --- submit ---------------------------------------------------------------------------
+
+    def _submit(self, options: SubmitOptions, line: str, cell: str) -> JobHandle | None:
+        if not cell.strip():
+            raise ArgsError("submit: the cell is empty; write the job's code below the magic")
+        shell = self._shell()
+        key = make_key(cell, line, self._salt, shell.execution_count)
+        body = make_submission(
+            options,
+            cell,
+            idempotency_key=key,
+            working_dir=os.getcwd(),
+            push=self._pushed(options.push),
+        )
+        job = self.client.submit(body)
+        if options.wait:
+            self._wait(job["id"], options.pull)
+            return None
+        handle = JobHandle(self.client, job["id"], poll_seconds=self.wait_poll_seconds)
+        handle.live = LiveStatus(self.client, job, self.poll_seconds)
+        handle.live.start()
+        return handle
+
+    def _pushed(self, names: Sequence[str]) -> dict[str, str]:
+        namespace = self._shell().user_ns
+        missing = [name for name in names if name not in namespace]
+        if missing:
+            listed = ", ".join(repr(name) for name in missing)
+            raise ArgsError(f"push: no variable {listed} in this notebook")
+        encoded: dict[str, str] = {}
+        for name in names:
+            value = {name: namespace[name]}
+            encoded.update(_pickled(f"push: cannot send {name!r}", encode_push, value))
+        return encoded
+
+    def _wait(self, job_id: str, pull: Sequence[str]) -> None:
+        print(f"submitted job {job_id}", flush=True)
+        try:
+            final = follow(
+                self.client,
+                job_id,
+                on_status=_print_progress,
+                on_line=_print_line,
+                poll_seconds=self.wait_poll_seconds,
+            )
+        except KeyboardInterrupt:
+            print(
+                f"\nstopped following job {job_id}; it keeps running. "
+                f"Cancel it with: %mlinfra cancel {job_id}"
+            )
+            return
+        if final["state"] != "succeeded":
+            if final["message"]:
+                print(final["message"].rstrip(), file=sys.stderr)
+            print(f"-- {status_line(final)}", file=sys.stderr)
+            return
+        print(f"-- {status_line(final)}")
+        if pull:
+            self._pull(job_id)
+
+    # --- line commands --------------------------------------------------------------------
+
+    def _pull(self, job_id: str) -> None:
+        client = self.client
+        variables = _pickled(
+            f"pull: cannot load the variables of job {job_id}", client.result, job_id
+        )
+        if not variables:
+            print(f"job {job_id} pulled no variables")
+            return
+        self._shell().push(variables)
+        print(f"pulled {', '.join(variables)} from job {job_id}")
+
+    def _logs(self, command: Command) -> None:
+        lines = self.client.logs(
+            command.job_id, rank=command.rank, tail=command.tail, follow=command.follow
+        )
+        try:
+            for line in lines:
+                _print_line(line)
+        except KeyboardInterrupt:
+            print(f"\nstopped following job {command.job_id}; it keeps running")
+
+    def _flavors(self, command: Command) -> None:
+        print(format_table(flavor_rows(self.client.flavors())))
+
+    def _jobs(self, command: Command) -> None:
+        print(format_table(job_rows(self.client.jobs(state=command.state or None, limit=50))))
+
+    def _status(self, command: Command) -> None:
+        print(job_history(self.client.job(command.job_id), self.client.events(command.job_id)))
+
+    def _queue(self, command: Command) -> None:
+        queue = self.client.queue()
+        print(format_table(queue_rows(queue)))
+        print(f"{queue['pending']} job(s) waiting in all")
+
+    def _shell(self) -> Any:
+        if self.shell is None:
+            raise ArgsError("not running in IPython")
+        return self.shell
+
+
+def _pickled(what: str, action: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``action(*args)`` with cloudpickle's failures as one line: user values can fail to
+    pickle or unpickle in any way (a lock, a module missing here), so anything is caught."""
+    try:
+        return action(*args)
+    except ClientError:
+        raise
+    except Exception as error:
+        hint = " (pip install cloudpickle)" if getattr(error, "name", "") == "cloudpickle" else ""
+        raise ClientError(f"{what}: {type(error).__name__}: {error}{hint}") from None
+
+
+def _print_progress(job: dict[str, Any]) -> None:
+    if job["state"] not in FINISHED:  # the end is reported once, after the logs
+        print(f"-- {status_line(job)}", flush=True)
+
+
+def _print_line(line: str) -> None:
+    sys.stdout.write(line)
+    sys.stdout.flush()
