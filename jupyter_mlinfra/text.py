@@ -155,7 +155,8 @@ def status_line(job: dict[str, Any], now: float | None = None) -> str:
     if job["started"] and job["finished"]:
         took = f" in {duration(job['finished'] - job['started'])}"
     exit_code = f" (exit {job['exit_code']})" if state == "failed" and job["exit_code"] else ""
-    reason = f": {job['reason']}" if state != "succeeded" and job["reason"] else ""
+    shown = job["reason"] and job["reason"] != state and state != "succeeded"
+    reason = f": {job['reason']}" if shown else ""
     return f"{name}: {state}{took}{exit_code}{reason}"
 
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
+import tempfile
 from pathlib import Path
 
+import pytest
 from traitlets.config.loader import PyFileConfigLoader
 
 from jupyter_mlinfra.app import MLInfraApp
 from jupyter_mlinfra.backends.local import LocalBackend
 from jupyter_mlinfra.capacity import Machine
 from jupyter_mlinfra.identity import Identity
+
+from .agents import AgentHome
+from .lab_server import running_lab
+from .optional import need
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -26,3 +33,40 @@ def test_example_server_config_builds_catalog_and_quotas() -> None:
     quotas = app.make_quotas()
     assert quotas.for_identity(student).max_gpus == 0
     assert quotas.for_identity(Identity("bob", frozenset({"research"}))).max_gpus == 4
+
+
+def test_distributed_pytorch_notebook_runs_top_to_bottom(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notebook a new user opens first, executed cell by cell against a real server."""
+    need(
+        importlib.util.find_spec("torch") is not None,
+        "PyTorch is not installed (pip install torch==2.13.0)",
+    )
+    import nbformat
+    from nbclient import NotebookClient
+
+    home = AgentHome(Path(tempfile.mkdtemp(prefix="mli-", dir="/tmp")))
+    settings = [f"--MLInfraApp.{name}={value}" for name, value in home.settings.items()]
+    try:
+        with running_lab(tmp_path / "lab", extra_args=settings) as lab:
+            monkeypatch.setenv("JUPYTER_MLINFRA_URL", lab.base_url)
+            monkeypatch.setenv("JUPYTER_MLINFRA_TOKEN", lab.token)
+            notebook = nbformat.read(EXAMPLES / "notebooks" / "distributed-pytorch.ipynb", 4)
+            NotebookClient(notebook, timeout=180, kernel_name="python3").execute()
+    finally:
+        home.stop()
+    outputs = {
+        index: "".join(
+            o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+            for o in cell.get("outputs", [])
+        )
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code"
+    }
+    training = next(text for text in outputs.values() if "step  0" in text)
+    assert "[rank 0] step  0" in training and "[rank 1] step  0" in training
+    assert any("30 steps, loss" in text for text in outputs.values())
+    assert any("working 2" in text for text in outputs.values())
+    assert any("cancelled" in text for text in outputs.values())
+    assert home.live_ranks() == []
