@@ -27,6 +27,8 @@ def follow(
     """Report status changes while the job waits, stream its logs while it runs (each
     attempt), and return the finished job."""
     shown = ""
+    streamed = 0
+    """The attempt whose logs were streamed."""
     while True:
         job = client.job(job_id)
         line = status_line(job)
@@ -34,9 +36,14 @@ def follow(
             on_status(job)
             shown = line
         if job["state"] in FINISHED:
+            if job["started"] and streamed != job["attempt"]:
+                # it ran and ended between two polls: its output is still to be shown
+                for text in client.logs(job_id):
+                    on_line(text)
             return job
         if job["state"] == "running":
             for text in client.logs(job_id, follow=True):
                 on_line(text)
+            streamed = job["attempt"]
             continue
         time.sleep(poll_seconds)

@@ -55,19 +55,32 @@ class AgentHome:
     def live_ranks(self) -> list[int]:
         return [pid for pid, started in self.rank_pids() if is_alive(pid, started)]
 
-    def kill_agent(self, signum: signal.Signals = signal.SIGTERM) -> None:
-        status = self.status()
-        if status is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(status["pid"], signum)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+    def agent_pids(self) -> list[int]:
+        """Agents serving this home's socket, found by command line: also one still starting,
+        which cannot answer on the socket yet."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
             try:
-                os.kill(status["pid"], 0)
-            except ProcessLookupError:
-                return
+                words = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"agent" in words and self.socket.encode() in words:
+                pids.append(int(entry.name))
+        return pids
+
+    def kill_agent(self, signum: signal.Signals = signal.SIGTERM) -> None:
+        pids = self.agent_pids()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_running(pid) for pid in pids):
             time.sleep(0.05)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def stop(self) -> None:
         self.kill_agent()
@@ -75,3 +88,11 @@ class AgentHome:
             if is_alive(pid, started):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

@@ -15,10 +15,15 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..backends.local.agent_client import AgentClient, AgentUnavailable, ensure_agent
+from ..errors import MLInfraError
 from ..handlers import API, MLInfraHandler
 from .policy import settings_document
 
 POLICY = "/mlinfra/agent/v1/policy"
+
+
+class AgentNoAnswer(MLInfraError):
+    status = 504
 
 
 class AgentLink:
@@ -29,6 +34,11 @@ class AgentLink:
         self.client = AgentClient(app.agent_socket)
         self._configured_pid: int | None = None
         self._lock = asyncio.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """An agent was found (or started) and has this server's settings."""
+        return self._configured_pid is not None
 
     async def ensure(self) -> None:
         """Start the agent if none answers, and give it this server's settings once."""
@@ -49,6 +59,10 @@ class AgentLink:
                     )
                 self._configured_pid = status["pid"]
 
+    def forget(self) -> None:
+        """The agent went away: find or start one again on the next request."""
+        self._configured_pid = None
+
 
 class JobProxyHandler(MLInfraHandler):
     @property
@@ -62,7 +76,17 @@ class JobProxyHandler(MLInfraHandler):
         return f"{path}?{self.request.query}" if self.request.query else path
 
     async def forward(self) -> None:
-        await self.link.ensure()
+        """Relay the request; (re)start the agent first when none is known or it went away."""
+        if not self.link.ready:
+            await self.link.ensure()
+        try:
+            await self._relay()
+        except AgentUnavailable:  # could not connect: the request never reached an agent
+            self.link.forget()
+            await self.link.ensure()
+            await self._relay()
+
+    async def _relay(self) -> None:
         method = self.request.method or "GET"
         body = self.request.body if method in ("POST", "PUT") else None
         streamed = False
@@ -89,8 +113,8 @@ class JobProxyHandler(MLInfraHandler):
             streaming_callback=relay if is_logs else None,
             timeout=24 * 3600 if is_logs else 60,
         )
-        if response.code == 599:
-            raise AgentUnavailable(f"the local agent did not answer: {response.error}")
+        if response.code == 599:  # sent, maybe acted on: never retried, so never doubled
+            raise AgentNoAnswer(f"the local agent did not answer: {response.error}")
         if not streamed:
             self.set_status(response.code)
             self.set_header(

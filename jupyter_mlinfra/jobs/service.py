@@ -34,6 +34,10 @@ class Controller(Protocol):
 
     def job_dir(self, job_id: str, attempt: int) -> Path: ...
 
+    def queued_view(self, job: Job) -> Job:
+        """The job with its current queue position, reason and ETA, when it is queued."""
+        ...
+
 
 MAX_PAGE = 1000
 
@@ -116,7 +120,7 @@ class JobService:
         job = self.store.get(job_id)
         if job is None or not (identity.admin or job.owner == identity.user):
             raise NotFound(f"no job {job_id!r}", "id")
-        return job
+        return self.controller.queued_view(job)
 
     def list(
         self,
@@ -152,7 +156,8 @@ class JobService:
         )
         page, more = jobs[:limit], len(jobs) > limit
         following = f"{page[-1].created!r}:{page[-1].id}" if more else None
-        return {"jobs": [j.to_json() for j in page], "next": following}
+        shown = [self.controller.queued_view(j).to_json() for j in page]
+        return {"jobs": shown, "next": following}
 
     def events(self, identity: Identity, job_id: str) -> builtins.list[Event]:
         self.get(identity, job_id)
@@ -160,7 +165,11 @@ class JobService:
 
     def queue(self, identity: Identity) -> dict[str, Any]:
         """Queued jobs in admission order; non-admins see their own, and how many wait."""
-        queued = [j for j in self.store.active() if j.state == JobState.QUEUED]
+        queued = [
+            self.controller.queued_view(j)
+            for j in self.store.active()
+            if j.state == JobState.QUEUED
+        ]
         queued.sort(key=lambda j: (j.position is None, j.position or 0, j.created))
         visible = [j for j in queued if identity.admin or j.owner == identity.user]
         return {"jobs": [j.to_json() for j in visible], "pending": len(queued)}

@@ -242,8 +242,10 @@ def _filters(
 class JobStore:
     """Jobs, their events, their rank processes and the agent's settings, in one database.
 
-    Thread-safe: every method takes the one lock around the one connection. (Methods after
-    ``list`` spell the built-in ``builtins.list`` in annotations, as ``list`` is the method.)
+    Thread-safe: every method takes the one lock around the one connection. Unfinished jobs
+    are also kept in memory, written through on every change: the scheduler reads them on
+    every pass, and this process is the store's only writer. (Methods after ``list`` spell the
+    built-in ``builtins.list`` in annotations, as ``list`` is the method.)
     """
 
     def __init__(self, path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> None:
@@ -260,6 +262,10 @@ class JobStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate(migrations)
+            self._active: dict[str, Job] = {}
+            self._groups: dict[str, tuple[str, ...]] = {}
+            for job in self._load_active():
+                self._remember(job, self.owner_groups(job.id))
         except BaseException:
             self._db.close()
             raise
@@ -351,10 +357,23 @@ class JobStore:
             marks = ", ".join(f":{name}" for name in values)
             db.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", values)
             self._insert_event(db, Event(job.id, job.created, Condition.QUEUED, job.reason))
+            self._remember(job, tuple(owner_groups))
         return job, True
+
+    def _remember(self, job: Job, groups: tuple[str, ...] | None = None) -> None:
+        """Keep the in-memory copy of unfinished jobs in step with what was just committed."""
+        if job.state.finished:
+            self._active.pop(job.id, None)
+            self._groups.pop(job.id, None)
+            return
+        self._active[job.id] = job
+        if groups is not None:
+            self._groups[job.id] = groups
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
+            if job_id in self._active:
+                return self._active[job_id]
             row = self._db.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()
@@ -363,6 +382,8 @@ class JobStore:
     def owner_groups(self, job_id: str) -> tuple[str, ...]:
         """The owner's groups as they were at submission (for quotas and visibility)."""
         with self._lock:
+            if job_id in self._groups:
+                return self._groups[job_id]
             row = self._db.execute(
                 "SELECT owner_groups FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()
@@ -381,6 +402,10 @@ class JobStore:
                 raise NotFound(f"no job {job.id!r}", "id")
             if event is not None:
                 self._insert_event(db, event)
+        with self._lock:
+            if job.id not in self._groups and not job.state.finished:  # e.g. retried
+                self._groups[job.id] = self.owner_groups(job.id)
+            self._remember(job)
 
     def list(
         self,
@@ -423,6 +448,12 @@ class JobStore:
 
     def active(self) -> builtins.list[Job]:
         """Every job not finished, oldest first (what the scheduler works on)."""
+        with self._lock:
+            jobs = builtins.list(self._active.values())
+        jobs.sort(key=lambda job: (job.created, job.id))
+        return jobs
+
+    def _load_active(self) -> builtins.list[Job]:
         finished = sorted(s.value for s in JobState if s.finished)
         marks = ", ".join("?" for _ in finished)
         with self._lock:

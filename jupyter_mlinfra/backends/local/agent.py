@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from .runner import RankProcess, Runner
 log = logging.getLogger("jupyter_mlinfra.agent")
 
 TICK_SECONDS = 1.0
+MAX_REST_SECONDS = 0.25
 STOP_GRACE_ON_FAILURE = 5.0
 
 
@@ -62,6 +63,10 @@ class Agent:
         self.done = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
+        self._closing = False
+        self.pending: dict[str, queue.Pending] = {}
+        self._durations_cache: Mapping[str, float] = {}
+        self._durations_at = 0.0
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` without waiting for it, keeping a reference until it is done."""
@@ -109,10 +114,12 @@ class Agent:
         self._loop_task = asyncio.ensure_future(self._loop())
 
     async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
         if self._loop_task is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait({self._loop_task}, timeout=5)
             self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
         await self.runner.close()
         self.store.close()
 
@@ -150,27 +157,55 @@ class Agent:
                 for r in records
             ]
             log.info("adopting %d ranks of job %s", len(ranks), job.id)
-            self._exits[(job.id, job.attempt)] = {
-                r.rank: r.exit_code for r in records if r.exit_code is not None
-            }
-            self.runner.adopt(
-                [r for r in ranks if r.rank not in self._exits[(job.id, job.attempt)]]
-            )
+            key = (job.id, job.attempt)
+            exits = {r.rank: r.exit_code for r in records if r.exit_code is not None}
+            self._exits[key] = dict(exits)
+            # a rank that failed before the restart still decides the outcome, and its peers
+            # still have to be stopped (the previous agent may have died while stopping them)
+            failed = next(((n, c) for n, c in sorted(exits.items()) if c != 0), None)
+            if failed is not None:
+                rank, code = failed
+                reason = f"rank {rank} exited with {code}"
+                self._stopping[key] = _Ending(JobState.FAILED, reason, code, rank)
+            running = [r for r in ranks if r.rank not in exits]
+            if not running:  # every exit was recorded, the outcome was not
+                ending = self._stopping.get(
+                    key, _Ending(JobState.SUCCEEDED, "all ranks exited with 0", 0)
+                )
+                self._finish(job, ending.outcome, ending.reason, ending.exit_code, ending.rank)
+                continue
+            self.runner.adopt(running)
+            if failed is not None:
+                self._background(self.runner.stop(job.id, job.attempt, STOP_GRACE_ON_FAILURE))
 
     async def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
-            self._wake.clear()
+        """One scheduling pass per wake-up (a submission, an exit) or tick, until closed.
+
+        A pass blocks the event loop while it plans, so after a long one the loop rests for
+        about as long: requests keep being served however long the queue grows."""
+        while not self._closing:
+            await self._sleep_until_woken()
+            started = time.monotonic()
             try:
-                await self._schedule()
-                await self._enforce_max_runtime()
+                active = self.store.active()
+                await self._schedule(active)
+                self._enforce_max_runtime(active)
             except Exception:  # keep scheduling whatever one job did; the log says what
                 log.exception("scheduling pass failed")
             if self._idle():
                 log.info("idle for %.0f s with no jobs: exiting", self.idle_timeout)
                 self.done.set()
                 return
+            await asyncio.sleep(min(time.monotonic() - started, MAX_REST_SECONDS))
+
+    async def _sleep_until_woken(self) -> None:
+        # asyncio.wait, not wait_for: wait_for can swallow a cancellation on Python 3.11
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=TICK_SECONDS)
+        finally:
+            waiter.cancel()
+        self._wake.clear()
 
     def _idle(self) -> bool:
         if self.idle_timeout <= 0 or time.monotonic() - self.last_activity < self.idle_timeout:
@@ -179,18 +214,18 @@ class Agent:
 
     # --- scheduling ---------------------------------------------------------------------------
 
-    async def _schedule(self) -> None:
-        active = self.store.active()
+    async def _schedule(self, active: list[Job]) -> None:
         queued = [j for j in active if j.state == JobState.QUEUED]
         if not queued:
+            self.pending = {}
             return
         running = [j for j in active if j.state.holds_resources]
-        quotas = {
-            job.owner: self.policy.quotas.for_identity(
-                self.policy.identity(job.owner, frozenset(self.store.owner_groups(job.id)))
-            )
-            for job in active
-        }
+        quotas = {}
+        for job in active:
+            if job.owner not in quotas:
+                groups = frozenset(self.store.owner_groups(job.id))
+                identity = self.policy.identity(job.owner, groups)
+                quotas[job.owner] = self.policy.quotas.for_identity(identity)
         now = time.time()
         plan = queue.plan(
             queued,
@@ -200,26 +235,38 @@ class Agent:
             quotas,
             now,
             preemption=self.policy.preemption,
-            durations=self.store.durations(since=now - 7 * 86400),
+            durations=self._durations(now),
         )
         by_id = {j.id: j for j in active}
         for victim, preemptor in plan.preempt:
             job = by_id[victim]
             reason = f"preempted by job {preemptor} of higher priority"
             self._background(self.stop(job, JobState.PREEMPTED, reason))
+        self.pending = dict(plan.pending)
         for job_id, devices in plan.admit:
             await self._start_job(by_id[job_id], devices, now)
-        for job_id, pending in plan.pending.items():
-            job = by_id[job_id]
-            updated = replace(
-                job,
-                position=pending.position,
-                reason=pending.reason,
-                eta=pending.eta,
-                eta_basis=pending.eta_basis,
-            )
-            if updated != job:
-                self.store.update(updated)
+
+    def _durations(self, now: float) -> Mapping[str, float]:
+        """Median run times per flavor over the last week, refreshed once a minute."""
+        if now - self._durations_at > 60:
+            self._durations_cache = self.store.durations(since=now - 7 * 86400)
+            self._durations_at = now
+        return self._durations_cache
+
+    def queued_view(self, job: Job) -> Job:
+        """A queued job with its place in the queue as of the last pass (kept in memory:
+        positions shift with every submission, and writing them all down would cost more
+        than planning)."""
+        pending = self.pending.get(job.id)
+        if job.state != JobState.QUEUED or pending is None:
+            return job
+        return replace(
+            job,
+            position=pending.position,
+            reason=pending.reason,
+            eta=pending.eta,
+            eta_basis=pending.eta_basis,
+        )
 
     def _pick_cpus(self, job: Job) -> list[list[int]]:
         """Whole CPUs for each node, not pinned by other jobs; empty (no pinning) when short."""
@@ -267,9 +314,9 @@ class Agent:
             job, Event(job.id, time.time(), Condition.STARTED, "Started", f"{len(ranks)} ranks")
         )
 
-    async def _enforce_max_runtime(self) -> None:
+    def _enforce_max_runtime(self, active: list[Job]) -> None:
         now = time.time()
-        for job in self.store.active():
+        for job in active:
             limit = job.spec.max_runtime_seconds
             overdue = job.state == JobState.RUNNING and limit and job.started
             if overdue and now - (job.started or now) > (limit or 0):
