@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from typing import Any
 
@@ -220,3 +221,60 @@ async def test_users_see_only_their_jobs(jp_fetch: Any) -> None:
     assert (code, error["field"]) == (403, "owner")
     code, _ = await failure(jp_fetch, "jobs/0123456789ab")
     assert code == 404
+
+
+class TestPreemptionAndReadiness:
+    @pytest.fixture
+    def mlinfra_config(self, mlinfra_config: dict[str, Any], tmp_path: Any) -> dict[str, Any]:
+        slow = tmp_path / "slow-python"
+        # an interpreter that takes far longer to start than the readiness timeout allows
+        slow.write_text(f'#!/bin/sh\nsleep 30\nexec {sys.executable} "$@"\n')
+        slow.chmod(0o755)
+        environments = [
+            *mlinfra_config["environments"],
+            {"name": "slow", "python": str(slow)},
+        ]
+        return {
+            **mlinfra_config,
+            "environments": environments,
+            "default_quota": {},
+            "group_quotas": {},  # full capacity, not a quota, is what makes it preempt
+            "preemption": True,
+            "preemption_grace_seconds": 2,
+            "readiness_timeout_seconds": 1,
+        }
+
+    async def test_a_high_priority_job_preempts_the_newest_low_one(self, jp_fetch: Any) -> None:
+        hold = {"code": "import time; time.sleep(120)", "flavor": "a100x1", "priority": "low"}
+        low = [await call(jp_fetch, "jobs", "POST", {**hold, "name": f"low{i}"}) for i in range(4)]
+        for job in low:
+            await wait_for(jp_fetch, job["id"], {"running"})
+        urgent = await call(
+            jp_fetch, "jobs", "POST", {**hold, "priority": "high", "name": "urgent"}
+        )
+        await wait_for(jp_fetch, urgent["id"], {"running"}, timeout=30)
+        now = [await call(jp_fetch, f"jobs/{job['id']}") for job in low]
+        # exactly one victim, the one that started last (least work lost); the others run on
+        assert sorted(j["state"] for j in now) == ["queued", "running", "running", "running"]
+        [victim] = [j for j in now if j["state"] == "queued"]
+        assert victim["started"] is None and victim["attempt"] == 2
+        events = (await call(jp_fetch, f"jobs/{victim['id']}/events"))["events"]
+        evicted = [e for e in events if e["condition"] in ("Evicted", "Preempted")]
+        assert [e["condition"] for e in evicted] == ["Evicted", "Preempted"]
+        assert evicted[0]["message"] == f"preempted by job {urgent['id']} of higher priority"
+        for job in [*low, urgent]:
+            await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
+
+    async def test_a_gang_not_ready_in_time_is_evicted_and_backs_off(self, jp_fetch: Any) -> None:
+        job = await call(jp_fetch, "jobs", "POST", {"code": "pass", "environment": "slow"})
+        deadline = time.monotonic() + 30
+        while (current := await call(jp_fetch, f"jobs/{job['id']}"))["attempt"] < 2:
+            assert time.monotonic() < deadline, current
+            await asyncio.sleep(0.1)
+        assert current["state"] == "queued"
+        assert current["reason"].startswith("backing off after: 0 of 1 ranks ready after 1 s")
+        events = (await call(jp_fetch, f"jobs/{job['id']}/events"))["events"]
+        assert ("Evicted", "0 of 1 ranks ready after 1 s; retry in 1 s") in [
+            (e["condition"], e["message"]) for e in events
+        ]
+        await call(jp_fetch, f"jobs/{job['id']}", "DELETE")

@@ -299,7 +299,7 @@ def test_ranks_that_died_with_no_agent_are_lost_and_retried_by_policy(
     assert done["state"] == "succeeded", done
     assert (done["attempt"], done["exit_code"]) == (2, 0)
     assert "".join(client.logs(retried["id"])) == "attempt 2 succeeded\n"
-    assert ("Requeued", "lost: agent restarted") in conditions(client, retried["id"])
+    assert ("Requeued", "lost: agent restarted; retry in 1 s") in conditions(client, retried["id"])
     assert [r[:2] for r in ranks_of(home, retried["id"])] == [(1, 0), (2, 0)]
     assert ranks_of(home, retried["id"])[1][4] == 0
     assert len(client.jobs(limit=100)["jobs"]) == 2

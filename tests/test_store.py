@@ -431,3 +431,21 @@ def test_listing_pages_through_many_jobs(store: JobStore) -> None:
     assert len(page) == 100 and page[0].id == "j-01999"
     deep = store.list(owner="user3", states={JobState.QUEUED}, before=(2000.0, ""), limit=100)
     assert len(deep) == 50 and all(j.owner == "user3" and j.created < 2000.0 for j in deep)
+
+
+def test_a_version_1_store_gains_backoff_on_open(tmp_path: Path) -> None:
+    """The real migration 2: a store written before backoff existed opens, jobs intact."""
+    path = tmp_path / "jobs.db"
+    store = JobStore(path)
+    store.add(make_job("j-1"), ["g"])
+    store.close()
+    with sqlite3.connect(path) as db:  # make it exactly what release 1 wrote
+        db.execute("ALTER TABLE jobs DROP COLUMN not_before")
+        db.execute("PRAGMA user_version = 1")
+    reopened = JobStore(path)
+    try:
+        assert reopened.schema_version == 2
+        job = reopened.get("j-1")
+        assert job == make_job("j-1") and job is not None and job.not_before is None
+    finally:
+        reopened.close()

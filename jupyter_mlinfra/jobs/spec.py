@@ -276,6 +276,8 @@ class Job:
     eta_basis: str = ""
     message: str = ""
     """The failing rank's traceback or the cause of a failure, for people."""
+    not_before: float | None = None
+    """A requeued job waits out its backoff until then before admission."""
 
     @property
     def gpus(self) -> int:

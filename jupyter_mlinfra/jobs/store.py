@@ -116,7 +116,12 @@ def _v1_initial(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+def _v2_backoff(db: sqlite3.Connection) -> None:
+    """Requeued jobs may wait out a backoff before they are admitted again."""
+    db.execute("ALTER TABLE jobs ADD COLUMN not_before REAL")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_backoff)
 """Schema migrations in order; the schema version is the number applied."""
 
 
@@ -150,7 +155,8 @@ def spec_from_json(data: dict[str, Any]) -> JobSpec:
 _JOB_COLUMNS = (
     "id, owner, state, created, admitted, started, finished, exit_code, attempt, "
     "priority_value, node_cpu, node_memory_bytes, node_accelerators, node_accelerator_kind, "
-    "node_accelerator_model, devices, reason, position, eta, eta_basis, message, spec"
+    "node_accelerator_model, devices, reason, position, eta, eta_basis, message, spec, "
+    "not_before"
 )
 
 
@@ -184,6 +190,7 @@ def _job_from_row(row: sqlite3.Row) -> Job:
         eta=row["eta"],
         eta_basis=row["eta_basis"],
         message=row["message"],
+        not_before=row["not_before"],
     )
 
 
@@ -208,6 +215,7 @@ def _mutable_values(job: Job) -> dict[str, Any]:
         "eta": job.eta,
         "eta_basis": job.eta_basis,
         "message": job.message,
+        "not_before": job.not_before,
     }
 
 

@@ -19,7 +19,9 @@ the runner sets from ``contract.py``. The entry point pins itself to ``cpus`` (o
 cloudpickle, as the client sent them: nobody in between unpickles user data) into a fresh
 ``__main__`` namespace, runs the cell (compiled as ``<cell>``) or the script (with
 ``sys.argv = [script, *args]``), and on success rank 0 writes the pulled variables to
-``JOB_DIR/pull.pkl`` (one cloudpickled dict). Every rank always writes
+``JOB_DIR/pull.pkl`` (one cloudpickled dict). Once set up, just before the job's code, every
+rank writes ``JOB_DIR/rank-<RANK>.ready``: the agent counts a gang as running when all have.
+Every rank always writes
 ``JOB_DIR/rank-<RANK>.result.json`` = ``{"exit_code", "traceback", "started", "finished"}``
 and exits with that code: 0 on success, 1 on an exception (its traceback is printed and
 saved), ``n`` for ``SystemExit(n)``, 143 for SIGTERM or KeyboardInterrupt (``finally``
@@ -228,6 +230,7 @@ def run(job_dir: str) -> int:
             except OSError as error:
                 raise JobError(f"cannot change to the working directory: {error}") from None
         pushed = _load_push(job_dir, job.get("push_file") or "")
+        _write_atomically(os.path.join(job_dir, f"rank-{rank}.ready"), b"")  # the gang waits
         pull: list[str] = list(job.get("pull") or [])
         if rank == "0" and pull:
             with contextlib.suppress(FileNotFoundError):  # a previous attempt's

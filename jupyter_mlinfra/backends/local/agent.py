@@ -26,7 +26,7 @@ from ...capacity import Allocation, Machine
 from ...jobs import queue
 from ...jobs.policy import Policy
 from ...jobs.service import JobService
-from ...jobs.spec import Condition, Event, Job, JobState
+from ...jobs.spec import Condition, Event, Job, JobState, PendingReason
 from ...jobs.store import JobStore
 from .runner import RankProcess, Runner
 
@@ -34,6 +34,7 @@ log = logging.getLogger("jupyter_mlinfra.agent")
 
 TICK_SECONDS = 1.0
 MAX_REST_SECONDS = 0.25
+MAX_BACKOFF_SECONDS = 60.0
 STOP_GRACE_ON_FAILURE = 5.0
 
 
@@ -188,6 +189,7 @@ class Agent:
             started = time.monotonic()
             try:
                 active = self.store.active()
+                self._check_readiness(active)
                 await self._schedule(active)
                 self._enforce_max_runtime(active)
             except Exception:  # keep scheduling whatever one job did; the log says what
@@ -215,8 +217,11 @@ class Agent:
     # --- scheduling ---------------------------------------------------------------------------
 
     async def _schedule(self, active: list[Job]) -> None:
-        queued = [j for j in active if j.state == JobState.QUEUED]
-        if not queued:
+        now = time.time()
+        waiting = [j for j in active if j.state == JobState.QUEUED]
+        backing_off = [j for j in waiting if j.not_before and j.not_before > now]
+        queued = [j for j in waiting if j not in backing_off]
+        if not waiting:
             self.pending = {}
             return
         running = [j for j in active if j.state.holds_resources]
@@ -226,7 +231,6 @@ class Agent:
                 groups = frozenset(self.store.owner_groups(job.id))
                 identity = self.policy.identity(job.owner, groups)
                 quotas[job.owner] = self.policy.quotas.for_identity(identity)
-        now = time.time()
         plan = queue.plan(
             queued,
             running,
@@ -243,6 +247,14 @@ class Agent:
             reason = f"preempted by job {preemptor} of higher priority"
             self._background(self.stop(job, JobState.PREEMPTED, reason))
         self.pending = dict(plan.pending)
+        for place, job in enumerate(backing_off, start=len(plan.pending) + 1):
+            self.pending[job.id] = queue.Pending(
+                position=place,
+                reason=f"backing off after: {job.reason}",
+                code=PendingReason.WAITING_FOR_CAPACITY,
+                eta=job.not_before,
+                eta_basis="backoff before the next attempt",
+            )
         for job_id, devices in plan.admit:
             await self._start_job(by_id[job_id], devices, now)
 
@@ -309,10 +321,27 @@ class Agent:
                 rank.start_time,
                 str(rank.log_path),
             )
-        job = replace(job, state=JobState.RUNNING, started=time.time())
-        self.store.update(
-            job, Event(job.id, time.time(), Condition.STARTED, "Started", f"{len(ranks)} ranks")
-        )
+        self.store.update(replace(job, state=JobState.STARTING))
+
+    def _check_readiness(self, active: list[Job]) -> None:
+        """A starting gang runs once every rank reported ready (entry.py); one that is not
+        complete within the readiness timeout is evicted and requeued with backoff."""
+        now = time.time()
+        for job in active:
+            if job.state != JobState.STARTING or (job.id, job.attempt) in self._stopping:
+                continue
+            world = job.spec.nodes * job.spec.procs_per_node
+            folder = self.job_dir(job.id, job.attempt)
+            ready = sum((folder / f"rank-{r}.ready").exists() for r in range(world))
+            if ready == world:
+                running = replace(job, state=JobState.RUNNING, started=now)
+                self.store.update(
+                    running, Event(job.id, now, Condition.STARTED, "Started", f"{world} ranks")
+                )
+            elif now - (job.admitted or now) > self.policy.readiness_timeout:
+                timeout = self.policy.readiness_timeout
+                reason = f"{ready} of {world} ranks ready after {timeout:g} s"
+                self._background(self.stop(job, JobState.QUEUED, reason))
 
     def _enforce_max_runtime(self, active: list[Job]) -> None:
         now = time.time()
@@ -366,29 +395,24 @@ class Agent:
         self.runner.forget(job.id, job.attempt)
         now = time.time()
         message = self._traceback(job, failed_rank) if failed_rank is not None else ""
-        restarts = job.attempt - 1
-        if outcome == JobState.PREEMPTED or (
+        retried = (
             outcome == JobState.FAILED
             and not reason.startswith("max runtime")
-            and job.spec.retry.retries(exit_code, restarts)
-        ):
-            if outcome == JobState.PREEMPTED:
-                self.store.update(job, Event(job.id, now, Condition.EVICTED, "Preempted", reason))
-            condition = Condition.PREEMPTED if outcome == JobState.PREEMPTED else Condition.REQUEUED
-            requeued = replace(
-                job,
-                state=JobState.QUEUED,
-                attempt=job.attempt + 1,
-                reason=reason,
-                admitted=None,
-                started=None,
-                finished=None,
-                exit_code=exit_code,
-                devices=(),
-                message=message,
-            )
-            self.store.update(requeued, Event(job.id, now, condition, "Requeued", reason))
+            and job.spec.retry.retries(exit_code, job.attempt - 1)
+        )
+        if outcome == JobState.PREEMPTED:
+            self.store.update(job, Event(job.id, now, Condition.EVICTED, "Preempted", reason))
+            self._requeue(job, Condition.PREEMPTED, reason, exit_code, message, backoff=False)
+        elif outcome == JobState.QUEUED:  # evicted by the agent itself: try again later
+            self._requeue(job, Condition.EVICTED, reason, exit_code, message, backoff=True)
+        elif retried:
+            self._requeue(job, Condition.REQUEUED, reason, exit_code, message, backoff=True)
         else:
+            if job.state == JobState.STARTING and self.store.ranks(job.id, job.attempt):
+                # its ranks ran, and ended before the readiness check saw them all ready
+                ranks = f"{job.spec.nodes * job.spec.procs_per_node} ranks"
+                job = replace(job, state=JobState.RUNNING, started=job.admitted)
+                self.store.update(job, Event(job.id, now, Condition.STARTED, "Started", ranks))
             finished = replace(
                 job,
                 state=outcome,
@@ -401,6 +425,35 @@ class Agent:
                 finished, Event(job.id, now, Condition.FINISHED, outcome.value, reason)
             )
         self.wake()
+
+    def _requeue(
+        self,
+        job: Job,
+        condition: Condition,
+        reason: str,
+        exit_code: int | None,
+        message: str,
+        *,
+        backoff: bool,
+    ) -> None:
+        """Queue the job again as its next attempt; with backoff, not before 1, 2, 4 ... 60 s."""
+        now = time.time()
+        delay = min(2.0 ** (job.attempt - 1), MAX_BACKOFF_SECONDS) if backoff else 0.0
+        requeued = replace(
+            job,
+            state=JobState.QUEUED,
+            attempt=job.attempt + 1,
+            reason=reason,
+            admitted=None,
+            started=None,
+            finished=None,
+            exit_code=exit_code,
+            devices=(),
+            message=message,
+            not_before=now + delay if delay else None,
+        )
+        note = f"{reason}; retry in {delay:g} s" if delay else reason
+        self.store.update(requeued, Event(job.id, now, condition, "Requeued", note))
 
     def _traceback(self, job: Job, rank: int) -> str:
         """The failing rank's own traceback, as entry.py recorded it."""
