@@ -122,6 +122,15 @@ class MLInfraApp(ExtensionApp):
         Unicode(), config=True, help="Groups whose members are admins, as admin_users."
     )
 
+    local_accelerators = List(
+        Dict(),
+        config=True,
+        help="""The accelerators of this machine for the local backend, each a dict with index
+        (as CUDA_VISIBLE_DEVICES counts), kind (default nvidia.com/gpu), model and memory.
+        Replaces detection by nvidia-smi: for accelerators it cannot see, or to offer only
+        some devices. Pinning and accounting use these indices as given.""",
+    )
+
     priority_classes = Dict(
         value_trait=Int(),
         default_value={"low": 0, "normal": 100, "high": 1000},
@@ -212,9 +221,11 @@ class MLInfraApp(ExtensionApp):
                 "backend 'kubernetes' is not available in this version yet; use 'local'", "backend"
             )
         from .backends.local import LocalBackend
+        from .backends.local.machine import detect_machine
 
         link = getattr(self, "agent", None)
-        return LocalBackend(usage=link.client.allocations if link else None)
+        machine = detect_machine(inventory=self.local_accelerators)
+        return LocalBackend(machine=machine, usage=link.client.allocations if link else None)
 
     def make_catalog(self, backend: Backend) -> Catalog:
         """Each list comes from the first place that has one: these settings, catalog_file,

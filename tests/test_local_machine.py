@@ -431,3 +431,26 @@ def test_a_default_in_a_file_without_its_list_is_not_used(tmp_path: Path) -> Non
     text = "flavors:\n  - name: x\ndefault_environment: nope\n"
     catalog = MLInfraApp(catalog_file=write(tmp_path, text)).make_catalog(BACKEND)
     assert catalog.default_environment == "python"  # the built-in list, with its default
+
+
+def test_an_admin_inventory_replaces_detection() -> None:
+    from jupyter_mlinfra.backends.local.machine import parse_inventory
+
+    inventory = [
+        {"index": 1, "model": "A100", "memory": "80Gi"},
+        {"index": 0, "kind": "amd.com/gpu", "model": "MI300X"},
+    ]
+    machine = detect_machine({"PATH": "/nonexistent"}, inventory=inventory)
+    assert [(d.index, d.kind, d.model) for d in machine.devices] == [
+        (0, "amd.com/gpu", "MI300X"),
+        (1, "nvidia.com/gpu", "A100"),
+    ]
+    assert machine.devices[1].memory_bytes == 80 * Gi
+    with pytest.raises(CatalogError) as caught:
+        parse_inventory([{"index": 0}, {"index": 0, "modle": "x"}, {"index": -1}, "gpu"])
+    assert caught.value.problems == [
+        "local_accelerators[1]: unknown field 'modle'; known: index, kind, model, memory",
+        "local_accelerators[1].index: device 0 is listed twice",
+        "local_accelerators[2].index: must be a whole number >= 0, got -1",
+        "local_accelerators[3]: must be a mapping with index, kind, model",
+    ]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from ..capacity import Capacity
+from ..capacity import Capacity, Machine
 
 
 class Backend(ABC):
     name: str
+    machine: Machine
 
     @abstractmethod
     def builtin_catalog(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..capacity import Machine
 from ..catalog import Catalog
 from ..identity import Identity, resolve_identity
 from ..quotas import QuotaPolicy
@@ -30,6 +31,8 @@ def settings_document(app: MLInfraApp) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Policy:
     catalog: Catalog
+    machine: Machine
+    """This machine as the settings describe it (detected, or the admin's inventory)."""
     quotas: QuotaPolicy
     priority_classes: dict[str, int]
     default_priority: str
@@ -45,6 +48,7 @@ class Policy:
         inventory = app.make_inventory()
         return cls(
             catalog=inventory.catalog,
+            machine=inventory.backend.machine,
             quotas=inventory.quotas,
             priority_classes=dict(app.priority_classes),
             default_priority=app.default_priority,

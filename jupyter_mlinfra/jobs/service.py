@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..capacity import Machine
 from ..errors import CannotFit, Conflict, InvalidInput, NotAllowed, NotFound
 from ..identity import Identity
 from .policy import Policy
@@ -43,12 +42,9 @@ MAX_PAGE = 1000
 
 
 class JobService:
-    def __init__(
-        self, store: JobStore, policy: Policy, machine: Machine, controller: Controller
-    ) -> None:
+    def __init__(self, store: JobStore, policy: Policy, controller: Controller) -> None:
         self.store = store
         self.policy = policy
-        self.machine = machine
         self.controller = controller
 
     # --- submission -----------------------------------------------------------------------
@@ -96,7 +92,7 @@ class JobService:
             created=time.time(),
         )
         quota = self.policy.quotas.for_identity(identity)
-        why_not = refusal(job, self.machine, quota, flavor.max_nodes)
+        why_not = refusal(job, self.policy.machine, quota, flavor.max_nodes)
         if why_not:
             raise CannotFit(why_not, "flavor")
         repeated = spec.idempotency_key and self.store.by_key(identity.user, spec.idempotency_key)

@@ -45,16 +45,13 @@ def free_port() -> int:
 
 
 class Agent:
-    def __init__(
-        self, data_dir: Path, policy: Policy, machine: Machine, *, idle_timeout: float = 600
-    ) -> None:
+    def __init__(self, data_dir: Path, policy: Policy, *, idle_timeout: float = 600) -> None:
         self.data_dir = data_dir
-        self.machine = machine
         self.idle_timeout = idle_timeout
         data_dir.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(data_dir / "jobs.sqlite")
         self.runner = Runner(data_dir, self._on_rank_exit)
-        self.service = JobService(self.store, policy, machine, self)
+        self.service = JobService(self.store, policy, self)
         self._wake = asyncio.Event()
         self._stopping: dict[tuple[str, int], _Ending] = {}
         """Jobs being stopped, with how they will end."""
@@ -78,6 +75,10 @@ class Agent:
     @property
     def policy(self) -> Policy:
         return self.service.policy
+
+    @property
+    def machine(self) -> Machine:
+        return self.policy.machine
 
     def set_policy(self, policy: Policy) -> None:
         self.service.policy = policy

@@ -25,7 +25,6 @@ from ...identity import Identity
 from ...jobs.policy import Policy
 from ...jobs.spec import JobState
 from .agent import Agent, install_signal_handlers, run_exclusively
-from .machine import detect_machine
 
 log = logging.getLogger("jupyter_mlinfra.agent")
 
@@ -282,7 +281,7 @@ async def serve(socket_path: Path, data_dir: Path, idle_timeout: float, policy: 
         log.error("another agent is running for %s", data_dir)
         return 3
     stored = None
-    agent = Agent(data_dir, policy, detect_machine(), idle_timeout=idle_timeout)
+    agent = Agent(data_dir, policy, idle_timeout=idle_timeout)
     stored = agent.store.get_setting("policy")
     if stored:
         agent.set_policy(Policy.from_document(stored))

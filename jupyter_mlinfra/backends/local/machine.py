@@ -11,23 +11,66 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ...capacity import Device, Machine
+from ...errors import CatalogError
+from ...quantities import parse_memory
 
 NVIDIA_GPU = "nvidia.com/gpu"
 _QUERY = "--query-gpu=index,uuid,name,memory.total"
 
 
-def detect_machine(environ: Mapping[str, str] | None = None) -> Machine:
+def detect_machine(
+    environ: Mapping[str, str] | None = None, inventory: Sequence[Mapping[str, Any]] = ()
+) -> Machine:
+    """This machine; ``inventory`` (the admin's list of accelerators) replaces GPU detection."""
     environ = os.environ if environ is None else environ
+    devices = parse_inventory(inventory) if inventory else _nvidia_devices(environ)
     return Machine(
         hostname=socket.gethostname(),
         cpus=len(os.sched_getaffinity(0)),
         memory_bytes=_memory_bytes(),
-        devices=tuple(_nvidia_devices(environ)),
+        devices=tuple(devices),
     )
+
+
+def parse_inventory(inventory: Sequence[Mapping[str, Any]]) -> list[Device]:
+    """Devices from ``local_accelerators``: each ``{index, kind, model, memory}``; one precise
+    error per problem, as for the catalog."""
+    problems, devices, seen = [], [], set()
+    for position, entry in enumerate(inventory):
+        where = f"local_accelerators[{position}]"
+        if not isinstance(entry, Mapping):
+            problems.append(f"{where}: must be a mapping with index, kind, model")
+            continue
+        unknown = sorted(set(entry) - {"index", "kind", "model", "memory"})
+        if unknown:
+            problems.append(
+                f"{where}: unknown field {unknown[0]!r}; known: index, kind, model, memory"
+            )
+        index = entry.get("index", position)
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            problems.append(f"{where}.index: must be a whole number >= 0, got {index!r}")
+            continue
+        if index in seen:
+            problems.append(f"{where}.index: device {index} is listed twice")
+        seen.add(index)
+        kind, model = entry.get("kind", NVIDIA_GPU), entry.get("model", "")
+        if not isinstance(kind, str) or not kind or not isinstance(model, str):
+            problems.append(f"{where}: kind and model must be strings (kind not empty)")
+            continue
+        try:
+            memory = parse_memory(entry.get("memory", 0))
+        except ValueError as error:
+            problems.append(f"{where}.memory: {error}")
+            continue
+        devices.append(Device(index=index, kind=kind, model=model, memory_bytes=memory))
+    if problems:
+        raise CatalogError(problems)
+    return sorted(devices, key=lambda d: d.index)
 
 
 def detect_frameworks() -> set[str]:
