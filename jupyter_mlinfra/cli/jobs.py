@@ -107,6 +107,7 @@ def run_agent(args: argparse.Namespace) -> int:
     from ..jobs.policy import Policy
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)  # errors only: not per request
     app = local_app()
     socket_path = Path(args.socket or app.agent_socket)
     data_dir = Path(args.data_dir or app.data_dir)
