@@ -18,10 +18,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -177,3 +178,46 @@ def running_lab(
         yield server
     finally:
         _stop(proc)
+
+
+@contextmanager
+def running_kernel(server: LabServer) -> Iterator[Callable[[str], str]]:
+    """A kernel started by ``server`` (POST /api/kernels), as the server would for a notebook;
+    yields ``execute(code) -> output text`` (stdout, results and tracebacks), and shuts the
+    kernel down through the server after."""
+    from jupyter_client.blocking import BlockingKernelClient
+
+    def call(method: str, path: str, body: bytes | None = None) -> Any:
+        request = urllib.request.Request(
+            server.url(path), data=body, headers=server.auth_header, method=method
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = response.read()
+        return json.loads(payload) if payload else None
+
+    kernel_id = call("POST", "api/kernels", b"{}")["id"]
+    client = BlockingKernelClient(
+        connection_file=str(server.root_dir.parent / "runtime" / f"kernel-{kernel_id}.json")
+    )
+    client.load_connection_file()
+    client.start_channels()
+
+    def execute(code: str) -> str:
+        outputs: list[str] = []
+
+        def keep(msg: dict[str, Any]) -> None:
+            content = msg["content"]
+            outputs.append(content.get("text") or content.get("data", {}).get("text/plain", ""))
+            if msg["msg_type"] == "error":
+                outputs.append("\n".join(content["traceback"]))
+
+        reply = client.execute_interactive(code, timeout=120, output_hook=keep)
+        assert reply["content"]["status"] == "ok", "".join(outputs) or reply["content"]
+        return "".join(outputs)
+
+    try:
+        client.wait_for_ready(timeout=60)
+        yield execute
+    finally:
+        client.stop_channels()
+        call("DELETE", f"api/kernels/{kernel_id}")

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.blocking import BlockingKernelClient
 
 from .conftest import ME, TEST_CATALOG, write_fake_nvidia_smi
-from .lab_server import LabServer, running_lab
+from .lab_server import LabServer, running_kernel, running_lab
 
 SERVER_CONFIG = {
     "MLInfraApp": {
@@ -169,33 +168,11 @@ def test_local_mode_reports_a_broken_catalog_in_one_go(tmp_path: Path) -> None:
 
 
 def test_kernels_started_by_the_server_reach_it_through_the_client(lab: LabServer) -> None:
-    request = urllib.request.Request(
-        lab.url("api/kernels"), data=b"{}", headers=lab.auth_header, method="POST"
+    code = (
+        "import os\n"
+        "from jupyter_mlinfra.client import MLInfraClient\n"
+        "me = MLInfraClient().whoami()\n"
+        "print(os.environ['JUPYTER_MLINFRA_URL'], me['user'], me['quota']['max_gpus'])"
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        kernel_id = json.loads(response.read())["id"]
-    client = BlockingKernelClient(
-        connection_file=str(lab.root_dir.parent / "runtime" / f"kernel-{kernel_id}.json")
-    )
-    client.load_connection_file()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        code = (
-            "import os\n"
-            "from jupyter_mlinfra.client import MLInfraClient\n"
-            "me = MLInfraClient().whoami()\n"
-            "print(os.environ['JUPYTER_MLINFRA_URL'], me['user'], me['quota']['max_gpus'])"
-        )
-        outputs: list[str] = []
-        reply = client.execute_interactive(
-            code, timeout=60, output_hook=lambda msg: outputs.append(msg["content"].get("text", ""))
-        )
-        assert reply["content"]["status"] == "ok", reply["content"]
-        assert "".join(outputs).split() == [lab.base_url, ME, "1"]
-    finally:
-        client.stop_channels()
-        delete = urllib.request.Request(
-            lab.url(f"api/kernels/{kernel_id}"), headers=lab.auth_header, method="DELETE"
-        )
-        urllib.request.urlopen(delete, timeout=30).close()
+    with running_kernel(lab) as execute:
+        assert execute(code).split() == [lab.base_url, ME, "1"]

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from jupyter_client.blocking import BlockingKernelClient
 from traitlets.config import Config
 
 from jupyter_mlinfra.magic_args import (
@@ -35,7 +34,7 @@ from jupyter_mlinfra.magics import JobHandle
 
 from .agents import AgentHome
 from .conftest import ME, TEST_CATALOG
-from .lab_server import LabServer, running_lab
+from .lab_server import LabServer, running_kernel, running_lab
 from .optional import need
 
 # --- argument parsing (pure) ----------------------------------------------------------------
@@ -468,32 +467,7 @@ def test_pytorch_all_reduce_from_a_real_kernel(lab: LabServer) -> None:
         importlib.util.find_spec("torch") is not None,
         "PyTorch is not installed (pip install torch==2.13.0)",
     )
-    request = urllib.request.Request(
-        lab.url("api/kernels"), data=b"{}", headers=lab.auth_header, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        kernel_id = json.loads(response.read())["id"]
-    client = BlockingKernelClient(
-        connection_file=str(lab.root_dir.parent / "runtime" / f"kernel-{kernel_id}.json")
-    )
-    client.load_connection_file()
-    client.start_channels()
-
-    def execute(code: str) -> str:
-        outputs: list[str] = []
-
-        def keep(msg: dict[str, Any]) -> None:
-            content = msg["content"]
-            outputs.append(content.get("text") or content.get("data", {}).get("text/plain", ""))
-            if msg["msg_type"] == "error":
-                outputs.append("\n".join(content["traceback"]))
-
-        reply = client.execute_interactive(code, timeout=60, output_hook=keep)
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return "".join(outputs)
-
-    try:
-        client.wait_for_ready(timeout=60)
+    with running_kernel(lab) as execute:
         assert execute("%load_ext jupyter_mlinfra") == ""
         output = execute(ALL_REDUCE)
         assert "[rank 0] rank 0 of 2 sum [3.0, 20.0]\n" in output, output
@@ -501,9 +475,3 @@ def test_pytorch_all_reduce_from_a_real_kernel(lab: LabServer) -> None:
         assert "pulled reduced from job" in output and "Traceback" not in output
         check = execute("print(type(reduced).__module__, reduced.tolist())")
         assert check == "torch [3.0, 20.0]\n"
-    finally:
-        client.stop_channels()
-        delete = urllib.request.Request(
-            lab.url(f"api/kernels/{kernel_id}"), headers=lab.auth_header, method="DELETE"
-        )
-        urllib.request.urlopen(delete, timeout=30).close()
