@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,13 @@ from .backends.base import Backend
 from .catalog import Catalog, build_catalog, read_catalog_document
 from .client import ENV_TOKEN, ENV_URL
 from .errors import CatalogError, InvalidInput, MLInfraError
+from .identity import Identity, resolve_identity
 from .inventory import Inventory
 from .jobs.handlers import AgentLink
+from .kernels import registry
+from .kernels.culler import IdleCuller
+from .kernels.service import KernelService
+from .kernels.specs import MLInfraKernelSpecManager
 from .quotas import QUOTA_FIELDS, QuotaPolicy
 from .routes import default_handlers
 
@@ -179,6 +185,60 @@ class MLInfraApp(ExtensionApp):
         before it exits; 0 keeps it running.""",
     )
 
+    flavor_launchers = Bool(
+        False,
+        config=True,
+        help="""Also offer one kernel per environment and flavor in JupyterLab's Launcher and
+        kernel picker (named like 'PyTorch · 1 × A100'), besides the one kernel per environment
+        that starts on the default flavor. Meant for small catalogs: it adds environments ×
+        flavors entries.""",
+    )
+
+    accelerator_kernel_idle_timeout = Float(
+        0.0,
+        config=True,
+        help="""Seconds a kernel holding accelerators may stay idle before it is shut down and
+        its accelerators released; 0 never culls them. Separate from jupyter_server's
+        MappingKernelManager.cull_idle_timeout, which applies to every kernel.""",
+    )
+
+    accelerator_kernel_cull_warning = Float(
+        60.0,
+        config=True,
+        help="""Seconds before culling an idle accelerator kernel at which it is warned (a
+        message on its stderr, shown by consoles and the server log); 0 sends no warning.""",
+    )
+
+    def identity(self, current_user: Any = None) -> Identity:
+        """Who acts on this server: the authenticated ``current_user`` of a request, or,
+        outside a request (kernel provisioners, the kernel spec manager), the server's owner.
+
+        Outside JupyterHub the server belongs to the OS user who started it: jupyter_server's
+        token login names an anonymous, per-browser user, which must not own jobs or kernels.
+        """
+        hub_user = os.environ.get("JUPYTERHUB_USER")
+        if hub_user and current_user is not None:
+            user = current_user.username
+        else:
+            user = hub_user or getpass.getuser()
+        return resolve_identity(
+            user,
+            known_groups=getattr(current_user, "groups", ()),
+            group_members=self.groups,
+            admin_users=self.admin_users,
+            admin_groups=self.admin_groups,
+        )
+
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Make the generated kernelspecs the server's, unless the admin chose a kernel spec
+        manager (``c.ServerApp.kernel_spec_manager_class``; jupyter_server reads only
+        ``jpserver_extensions`` from the file a package installs in jupyter_server_config.d,
+        so this cannot be shipped as config). Linking happens before the server creates its
+        kernel spec manager."""
+        super()._link_jupyter_server_extension(serverapp)
+        if "kernel_spec_manager_class" not in serverapp.config.get("ServerApp", {}):
+            serverapp.kernel_spec_manager_class = MLInfraKernelSpecManager
+
     def initialize_settings(self) -> None:
         self.agent = AgentLink(self)
         try:
@@ -186,9 +246,23 @@ class MLInfraApp(ExtensionApp):
         except InvalidInput as error:
             self.log.error("jupyter_mlinfra: %s", error.message)
             raise
-        self.settings.update(
-            {"mlinfra.inventory": inventory, "mlinfra.app": self, "mlinfra.agent": self.agent}
+        self.inventory = inventory
+        self.kernels = KernelService(self, getattr(self.serverapp, "kernel_manager", None))
+        self.culler = IdleCuller(
+            self.kernels,
+            timeout=self.accelerator_kernel_idle_timeout,
+            warning=self.accelerator_kernel_cull_warning,
+            log=self.log,
         )
+        self.settings.update(
+            {
+                "mlinfra.inventory": inventory,
+                "mlinfra.app": self,
+                "mlinfra.agent": self.agent,
+                "mlinfra.kernels": self.kernels,
+            }
+        )
+        registry.register(self)
         flavors = ", ".join(f.name for f in inventory.catalog.flavors)
         self.log.info(
             "jupyter_mlinfra %s: %s backend; flavors: %s", __version__, self.backend, flavors
@@ -209,9 +283,15 @@ class MLInfraApp(ExtensionApp):
                 await self.agent.ensure()
             except MLInfraError as error:
                 self.log.warning("jupyter_mlinfra: local agent: %s", error.message)
+        self.culler.start()
 
     async def stop_extension(self) -> None:
+        """Stop culling, shut down the kernels holding leases while the agent can still be
+        told (jupyter_server stops extensions before it shuts down kernels), then let go."""
+        await self.culler.stop()
+        await self.kernels.shutdown_all()
         self.agent.client.close()
+        registry.unregister(self)
 
     # --- wiring, also used by the CLI's --local mode -----------------------------------------
 

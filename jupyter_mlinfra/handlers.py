@@ -7,9 +7,7 @@ in one place (``MLInfraHandler.send_error``).
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -20,7 +18,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from .errors import InvalidInput, MLInfraError
-from .identity import Identity, resolve_identity
+from .identity import Identity
 from .inventory import Inventory
 
 API = "/mlinfra/api/v1"
@@ -37,22 +35,9 @@ class MLInfraHandler(APIHandler):
 
     @property
     def identity(self) -> Identity:
-        """The caller, from the authenticated request only.
-
-        Outside JupyterHub the server belongs to the OS user who started it: jupyter_server's
-        token login names an anonymous, per-browser user, which must not own jobs.
-        """
-        app = self.settings["mlinfra.app"]
-        user = (
-            self.current_user.username if os.environ.get("JUPYTERHUB_USER") else getpass.getuser()
-        )
-        return resolve_identity(
-            user,
-            known_groups=getattr(self.current_user, "groups", ()),
-            group_members=app.groups,
-            admin_users=app.admin_users,
-            admin_groups=app.admin_groups,
-        )
+        """The caller, from the authenticated request only (see ``MLInfraApp.identity``)."""
+        identity: Identity = self.settings["mlinfra.app"].identity(self.current_user)
+        return identity
 
     def flag(self, name: str) -> bool:
         """A boolean query argument; anything but true/false/1/0 is a 400 naming it."""

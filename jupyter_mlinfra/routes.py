@@ -6,5 +6,10 @@ from typing import Any
 
 from .handlers import catalog_handlers
 from .jobs.handlers import job_handlers
+from .kernels.handlers import kernel_handlers
 
-default_handlers: list[tuple[str, Any]] = [*catalog_handlers, *job_handlers]
+default_handlers: list[tuple[str, Any]] = [
+    *catalog_handlers,
+    *job_handlers,
+    *kernel_handlers,
+]

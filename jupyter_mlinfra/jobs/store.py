@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..capacity import Allocation
 from ..errors import Conflict, NotFound
 from .spec import Condition, Event, Job, JobSpec, JobState, Resources, RetryPolicy
 
@@ -50,6 +51,58 @@ class RankRecord:
     start_time: int
     log_path: str
     exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What an interactive kernel holds on this machine, from its start until it shuts down:
+    a one-rank job's share that never ends by itself, so it is kept with the jobs, which it
+    competes with for the same devices."""
+
+    kernel_id: str
+    owner: str
+    flavor: str
+    environment: str
+    devices: tuple[int, ...]
+    cpus: tuple[int, ...]
+    """Whole CPUs to pin the kernel to; empty when too few were free (no pinning)."""
+    cpu: float
+    memory_bytes: int
+    created: float
+    requested: float
+    """When the kernel last asked for it (its start or restart): a process must be bound
+    within a while of that, or the kernel never started."""
+    pid: int | None = None
+    start_time: int | None = None
+    """With the pid, the kernel process's identity (clock ticks since boot, as for ranks)."""
+
+    @property
+    def holder(self) -> str:
+        return f"kernel:{self.kernel_id}"
+
+    def allocation(self) -> Allocation:
+        return Allocation(
+            holder=self.holder,
+            owner=self.owner,
+            flavor=self.flavor,
+            cpu=self.cpu,
+            memory_bytes=self.memory_bytes,
+            devices=self.devices,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kernel_id": self.kernel_id,
+            "owner": self.owner,
+            "flavor": self.flavor,
+            "environment": self.environment,
+            "devices": list(self.devices),
+            "cpus": list(self.cpus),
+            "cpu": self.cpu,
+            "memory_bytes": self.memory_bytes,
+            "created": self.created,
+            "pid": self.pid,
+        }
 
 
 def _v1_initial(db: sqlite3.Connection) -> None:
@@ -121,7 +174,27 @@ def _v2_backoff(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN not_before REAL")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_backoff)
+def _v3_leases(db: sqlite3.Connection) -> None:
+    """Kernels hold leases on devices, kept where jobs are so both survive agent restarts."""
+    db.execute(
+        """CREATE TABLE leases (
+            kernel_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            flavor TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            devices TEXT NOT NULL DEFAULT '[]',
+            cpus TEXT NOT NULL DEFAULT '[]',
+            cpu REAL NOT NULL,
+            memory_bytes INTEGER NOT NULL,
+            created REAL NOT NULL,
+            requested REAL NOT NULL,
+            pid INTEGER,
+            start_time INTEGER
+        )"""
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_backoff, _v3_leases)
 """Schema migrations in order; the schema version is the number applied."""
 
 
@@ -158,6 +231,29 @@ _JOB_COLUMNS = (
     "node_accelerator_model, devices, reason, position, eta, eta_basis, message, spec, "
     "not_before"
 )
+
+
+_LEASE_COLUMNS = (
+    "kernel_id, owner, flavor, environment, devices, cpus, cpu, memory_bytes, created, "
+    "requested, pid, start_time"
+)
+
+
+def _lease_from_row(row: sqlite3.Row) -> Lease:
+    return Lease(
+        kernel_id=row["kernel_id"],
+        owner=row["owner"],
+        flavor=row["flavor"],
+        environment=row["environment"],
+        devices=tuple(json.loads(row["devices"])),
+        cpus=tuple(json.loads(row["cpus"])),
+        cpu=row["cpu"],
+        memory_bytes=row["memory_bytes"],
+        created=row["created"],
+        requested=row["requested"],
+        pid=row["pid"],
+        start_time=row["start_time"],
+    )
 
 
 def _devices(text: str) -> tuple[tuple[int, ...], ...]:
@@ -248,7 +344,8 @@ def _filters(
 
 
 class JobStore:
-    """Jobs, their events, their rank processes and the agent's settings, in one database.
+    """Jobs, their events, their rank processes, kernels' leases and the agent's settings, in one
+    database.
 
     Thread-safe: every method takes the one lock around the one connection. Unfinished jobs
     are also kept in memory, written through on every change: the scheduler reads them on
@@ -538,6 +635,56 @@ class JobStore:
             )
             if cursor.rowcount != 1:
                 raise NotFound(f"no rank {rank} of attempt {attempt} of job {job_id!r}", "rank")
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def add_lease(self, lease: Lease) -> None:
+        """Store a new lease, or replace the kernel's lease (a restart asks again)."""
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO leases ({_LEASE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    lease.kernel_id, lease.owner, lease.flavor, lease.environment,
+                    json.dumps(list(lease.devices)), json.dumps(list(lease.cpus)), lease.cpu,
+                    lease.memory_bytes, lease.created, lease.requested, lease.pid,
+                    lease.start_time,
+                ),
+            )  # fmt: skip
+
+    def lease(self, kernel_id: str) -> Lease | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_LEASE_COLUMNS} FROM leases WHERE kernel_id = ?", (kernel_id,)
+            ).fetchone()
+        return None if row is None else _lease_from_row(row)
+
+    def leases(self) -> builtins.list[Lease]:
+        """Every lease held, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_LEASE_COLUMNS} FROM leases ORDER BY created, kernel_id"
+            ).fetchall()
+        return [_lease_from_row(row) for row in rows]
+
+    def bind_lease(self, kernel_id: str, pid: int | None, start_time: int | None) -> Lease:
+        """Tie the lease to the kernel's process (``None``: to none, until it is bound)."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE leases SET pid = ?, start_time = ? WHERE kernel_id = ?",
+                (pid, start_time, kernel_id),
+            )
+            if cursor.rowcount != 1:
+                raise NotFound(f"no lease for kernel {kernel_id!r}", "kernel_id")
+        lease = self.lease(kernel_id)
+        assert lease is not None
+        return lease
+
+    def release_lease(self, kernel_id: str) -> bool:
+        """Forget the lease; whether there was one."""
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM leases WHERE kernel_id = ?", (kernel_id,))
+            return cursor.rowcount == 1
 
     # -- statistics ------------------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 It admits queued jobs (``jobs/queue.plan``), starts their ranks (``Runner``), notices when they
 end, enforces max runtime, stops and requeues what is preempted, and, when restarted, adopts
-the ranks a previous agent left running. It outlives Jupyter servers (so jobs do) and exits by
-itself once idle. ``jupyter mlinfra agent`` runs it; servers and the CLI start it on demand.
+the ranks a previous agent left running. It also holds interactive kernels' leases on devices
+(``leases.py``), which count wherever jobs' holdings do. It outlives Jupyter servers (so jobs
+do) and exits by itself once idle. ``jupyter mlinfra agent`` runs it; servers and the CLI
+start it on demand.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ...jobs.policy import Policy
 from ...jobs.service import JobService
 from ...jobs.spec import Condition, Event, Job, JobState, PendingReason
 from ...jobs.store import JobStore
+from .leases import Leases
 from .runner import RankProcess, Runner
 
 log = logging.getLogger("jupyter_mlinfra.agent")
@@ -52,6 +55,7 @@ class Agent:
         self.store = JobStore(data_dir / "jobs.sqlite")
         self.runner = Runner(data_dir, self._on_rank_exit)
         self.service = JobService(self.store, policy, self)
+        self.leases = Leases(self)
         self._wake = asyncio.Event()
         self._stopping: dict[tuple[str, int], _Ending] = {}
         """Jobs being stopped, with how they will end."""
@@ -126,8 +130,8 @@ class Agent:
         self.store.close()
 
     def allocations(self) -> list[Allocation]:
-        """What running jobs hold, for capacity and quota accounting."""
-        return [
+        """What running jobs and kernels hold, for capacity and quota accounting."""
+        jobs = [
             Allocation(
                 holder=f"job:{job.id}",
                 owner=job.owner,
@@ -139,6 +143,7 @@ class Agent:
             for job in self.store.active()
             if job.state.holds_resources
         ]
+        return jobs + [lease.allocation() for lease in self.leases.held()]
 
     def _adopt(self) -> None:
         """Re-attach to ranks a previous agent started, or settle jobs it left half-done."""
@@ -189,6 +194,7 @@ class Agent:
             await self._sleep_until_woken()
             started = time.monotonic()
             try:
+                self.leases.check(time.time())
                 active = self.store.active()
                 self._check_readiness(active)
                 await self._schedule(active)
@@ -196,7 +202,7 @@ class Agent:
             except Exception:  # keep scheduling whatever one job did; the log says what
                 log.exception("scheduling pass failed")
             if self._idle():
-                log.info("idle for %.0f s with no jobs: exiting", self.idle_timeout)
+                log.info("idle for %.0f s with no jobs or leases: exiting", self.idle_timeout)
                 self.done.set()
                 return
             await asyncio.sleep(min(time.monotonic() - started, MAX_REST_SECONDS))
@@ -213,7 +219,7 @@ class Agent:
     def _idle(self) -> bool:
         if self.idle_timeout <= 0 or time.monotonic() - self.last_activity < self.idle_timeout:
             return False
-        return not self.store.active()
+        return not self.store.active() and not self.leases.held()
 
     # --- scheduling ---------------------------------------------------------------------------
 
@@ -235,12 +241,12 @@ class Agent:
         plan = queue.plan(
             queued,
             running,
-            [],
+            [lease.allocation() for lease in self.leases.held()],
             self.machine,
             quotas,
             now,
             preemption=self.policy.preemption,
-            durations=self._durations(now),
+            durations=self.durations(now),
         )
         by_id = {j.id: j for j in active}
         for victim, preemptor in plan.preempt:
@@ -256,10 +262,13 @@ class Agent:
                 eta=job.not_before,
                 eta_basis="backoff before the next attempt",
             )
-        for job_id, devices in plan.admit:
-            await self._start_job(by_id[job_id], devices, now)
+        # every admission is recorded before the first start awaits, so a lease asked for
+        # meanwhile sees these devices as held
+        admitted = [self._admit(by_id[job_id], devices, now) for job_id, devices in plan.admit]
+        for job in admitted:
+            await self._start_job(job)
 
-    def _durations(self, now: float) -> Mapping[str, float]:
+    def durations(self, now: float) -> Mapping[str, float]:
         """Median run times per flavor over the last week, refreshed once a minute."""
         if now - self._durations_at > 60:
             self._durations_cache = self.store.durations(since=now - 7 * 86400)
@@ -281,23 +290,33 @@ class Agent:
             eta_basis=pending.eta_basis,
         )
 
-    def _pick_cpus(self, job: Job) -> list[list[int]]:
-        """Whole CPUs for each node, not pinned by other jobs; empty (no pinning) when short."""
+    def busy_cpus(self) -> set[int]:
+        """The CPUs that jobs' ranks and kernels are pinned to."""
         busy = {cpu for nodes in self._cpus.values() for node in nodes for cpu in node}
+        return busy | set(self.leases.cpus())
+
+    def _pick_cpus(self, job: Job) -> list[list[int]]:
+        """Whole CPUs for each node, not pinned by other jobs or kernels; empty (no pinning)
+        when short."""
+        busy = self.busy_cpus()
         free = [c for c in sorted(os.sched_getaffinity(0)) if c not in busy]
         want = max(1, int(job.node.cpu))
         if len(free) < want * job.spec.nodes:
             return []
         return [free[n * want : (n + 1) * want] for n in range(job.spec.nodes)]
 
-    async def _start_job(self, job: Job, devices: tuple[tuple[int, ...], ...], now: float) -> None:
+    def _admit(self, job: Job, devices: tuple[tuple[int, ...], ...], now: float) -> Job:
         job = replace(
             job, state=JobState.ADMITTED, devices=devices, admitted=now, position=None, eta=None,
             reason="", eta_basis="",
         )  # fmt: skip
         self.store.update(job, Event(job.id, now, Condition.ADMITTED, "Admitted", _devices(job)))
+        return job
+
+    async def _start_job(self, job: Job) -> None:
         environment = self.policy.catalog.environment(job.spec.environment)
         cpus = self._pick_cpus(job)
+        self._cpus[job.id] = cpus  # now, not after the await: a kernel may ask meanwhile
         push = _push_bytes(job)
         try:
             ranks = await self.runner.start(
@@ -311,7 +330,6 @@ class Agent:
         except OSError as error:
             self._finish(job, JobState.FAILED, f"could not start ranks: {error}", None)
             return
-        self._cpus[job.id] = cpus
         for rank in ranks:
             self.store.record_rank(
                 job.id,

@@ -25,6 +25,7 @@ from ...identity import Identity
 from ...jobs.policy import Policy
 from ...jobs.spec import JobState
 from .agent import Agent, install_signal_handlers, run_exclusively
+from .leases import KERNEL_ID
 
 log = logging.getLogger("jupyter_mlinfra.agent")
 
@@ -244,6 +245,30 @@ class AllocationsHandler(AgentHandler):
         )
 
 
+class LeasesHandler(AgentHandler):
+    """Kernels ask here for their flavor's devices before they start (``leases.py``)."""
+
+    def get(self) -> None:
+        leases = self.agent.leases.visible(self.identity)
+        self.reply({"leases": [lease.to_json() for lease in leases]})
+
+    def post(self) -> None:
+        lease, created = self.agent.leases.request(self.identity, self.body())
+        self.reply(lease.to_json(), 201 if created else 200)
+
+
+class LeaseHandler(AgentHandler):
+    def get(self, kernel_id: str) -> None:
+        self.reply(self.agent.leases.mine(self.identity, kernel_id).to_json())
+
+    def put(self, kernel_id: str) -> None:
+        self.reply(self.agent.leases.bind(self.identity, kernel_id, self.body()).to_json())
+
+    def delete(self, kernel_id: str) -> None:
+        self.agent.leases.release(self.identity, kernel_id)
+        self.reply({"released": True})
+
+
 def _queued_by_owner(agent: Agent) -> dict[str, int]:
     counts: dict[str, int] = {}
     for job in agent.store.active():
@@ -268,6 +293,8 @@ def make_app(agent: Agent) -> web.Application:
             (rf"{CONTROL}/status", StatusHandler),
             (rf"{CONTROL}/policy", PolicyHandler),
             (rf"{CONTROL}/allocations", AllocationsHandler),
+            (rf"{CONTROL}/leases", LeasesHandler),
+            (rf"{CONTROL}/leases/{KERNEL_ID}", LeaseHandler),
         ],
         agent=agent,
     )

@@ -1,0 +1,57 @@
+"""REST handlers for flavor kernels: authenticate, authorize, parse, then call the service."""
+
+from __future__ import annotations
+
+import json
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from ..errors import InvalidInput
+from ..handlers import API, MLInfraHandler
+from .service import KernelService
+
+
+class KernelHandlerBase(MLInfraHandler):
+    @property
+    def kernels(self) -> KernelService:
+        service: KernelService = self.settings["mlinfra.kernels"]
+        return service
+
+
+class KernelsHandler(KernelHandlerBase):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(self.kernels.list(self.identity))
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise InvalidInput("the request body is not valid JSON", None) from None
+        model = await self.kernels.start(self.identity, body)
+        self.set_status(201)
+        self.reply(model)
+
+
+class KernelHandler(KernelHandlerBase):
+    @web.authenticated
+    @authorized
+    async def get(self, kernel_id: str) -> None:
+        self.reply(self.kernels.get(self.identity, kernel_id))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, kernel_id: str) -> None:
+        self.reply(await self.kernels.stop(self.identity, kernel_id))
+
+
+KERNEL_ID = r"(?P<kernel_id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+
+kernel_handlers = [
+    (rf"{API}/kernels", KernelsHandler),
+    (rf"{API}/kernels/{KERNEL_ID}", KernelHandler),
+]

@@ -1,0 +1,161 @@
+"""Flavor kernels on this server: start (after the catalog's checks), list, stop.
+
+Kernels are started through jupyter_server's kernel manager, with the generated kernelspec of
+their environment and the chosen flavor, so sessions, websockets and culling treat them like
+any other kernel; their lease lives in their ``MLInfraProvisioner``. No tornado here: the REST
+handlers only translate HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidInput, NotFound
+from ..identity import Identity
+from .lease import Lease
+from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
+from .specs import spec_name
+
+if TYPE_CHECKING:
+    from ..app import MLInfraApp
+
+START_FIELDS = ("environment", "flavor", "path")
+ENDED_KEPT = 100
+"""How many ended (culled) kernels ``GET /kernels`` keeps showing."""
+
+
+def parse_start(body: Any) -> dict[str, str]:
+    """``{environment, flavor, path}`` of a start request, each a string (may be absent)."""
+    if not isinstance(body, Mapping):
+        raise InvalidInput("the request body must be a JSON object", None)
+    for key in body:
+        if key not in START_FIELDS:
+            raise InvalidInput(
+                f"unknown field {key!r}; known fields: {', '.join(START_FIELDS)}", str(key)
+            )
+    parsed = {}
+    for key in START_FIELDS:
+        value = body.get(key, "")
+        if not isinstance(value, str):
+            raise InvalidInput(f"{key} must be a string, got {value!r}", key)
+        parsed[key] = value
+    return parsed
+
+
+def _epoch(value: Any) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+class KernelService:
+    def __init__(self, app: MLInfraApp, kernel_manager: Any) -> None:
+        self.app = app
+        self.kernel_manager = kernel_manager
+        self.ended: deque[dict[str, Any]] = deque(maxlen=ENDED_KEPT)
+
+    def running(self) -> Iterator[tuple[str, Any, Lease]]:
+        """(kernel id, its KernelManager, its lease) of each kernel holding a lease."""
+        for kernel_id in list(self.kernel_manager.list_kernel_ids()):
+            try:
+                manager = self.kernel_manager.get_kernel(kernel_id)
+            except KeyError:  # gone meanwhile
+                continue
+            provisioner = getattr(manager, "provisioner", None)
+            if isinstance(provisioner, MLInfraProvisioner) and provisioner.lease is not None:
+                yield kernel_id, manager, provisioner.lease
+
+    def model(self, kernel_id: str, manager: Any, lease: Lease) -> dict[str, Any]:
+        return {
+            "id": kernel_id,
+            "name": manager.kernel_name,
+            "owner": lease.owner,
+            "flavor": lease.flavor,
+            "environment": lease.environment,
+            "devices": list(lease.devices),
+            "cpus": list(lease.cpus),
+            "started": lease.created,
+            "last_activity": _epoch(getattr(manager, "last_activity", None)),
+            "execution_state": getattr(manager, "execution_state", "starting"),
+            "state": "running",
+            "reason": "",
+            "ended": None,
+        }
+
+    async def start(self, identity: Identity, body: Any) -> dict[str, Any]:
+        request = parse_start(body)
+        catalog = self.app.inventory.catalog
+        mine = catalog.for_identity(identity)
+        environment = catalog.environment(
+            request["environment"] or mine.default_environment, identity
+        )
+        flavor = catalog.flavor(request["flavor"] or mine.default_flavor, identity)
+        try:
+            kernel_id = await self.kernel_manager.start_kernel(
+                kernel_name=spec_name(environment.name),
+                path=request["path"] or None,
+                **{FLAVOR_ARGUMENT: flavor.name},
+            )
+        except KernelStartRefused as refused:
+            self.forget_failed_starts()
+            raise refused.error from None
+        return self.get(identity, kernel_id)
+
+    def forget_failed_starts(self) -> None:
+        """Drop the kernels whose start failed from the kernel manager's pending kernels.
+
+        jupyter_client keeps a kernel whose start raised (here: a refused lease) among its
+        pending kernels for good, and ``shutdown_all`` then fails on it at server exit."""
+        pending = getattr(self.kernel_manager, "_pending_kernels", None)
+        if not isinstance(pending, dict):
+            return
+        for kernel_id, task in list(pending.items()):
+            if task.done() and kernel_id not in self.kernel_manager:
+                pending.pop(kernel_id, None)
+
+    def visible(self, identity: Identity, owner: str) -> bool:
+        return identity.admin or owner == identity.user
+
+    def list(self, identity: Identity) -> dict[str, Any]:
+        kernels = [self.model(*entry) for entry in self.running()]
+        kernels += list(reversed(self.ended))
+        return {"kernels": [k for k in kernels if self.visible(identity, k["owner"])]}
+
+    def _find(self, identity: Identity | None, kernel_id: str) -> tuple[str, Any, Lease]:
+        """The running kernel ``kernel_id`` if ``identity`` may see it (None: anybody may)."""
+        for entry in self.running():
+            if entry[0] == kernel_id and (
+                identity is None or self.visible(identity, entry[2].owner)
+            ):
+                return entry
+        raise NotFound(f"no mlinfra kernel {kernel_id!r}", "kernel_id")
+
+    def get(self, identity: Identity, kernel_id: str) -> dict[str, Any]:
+        return self.model(*self._find(identity, kernel_id))
+
+    async def stop(
+        self, identity: Identity | None, kernel_id: str, *, reason: str = "", state: str = "stopped"
+    ) -> dict[str, Any]:
+        """Shut the kernel down through the kernel manager (which releases its lease); a
+        culled kernel (``state`` "culled") is remembered with its reason."""
+        model = self.model(*self._find(identity, kernel_id))
+        await self.kernel_manager.shutdown_kernel(kernel_id)
+        model.update(state=state, reason=reason, ended=time.time(), execution_state="dead")
+        if state == "culled":
+            self.ended.append(model)
+        return model
+
+    async def shutdown_all(self) -> None:
+        """Shut down every kernel holding a lease, releasing the leases (server shutdown)."""
+        self.forget_failed_starts()
+        ids = [kernel_id for kernel_id, _, _ in self.running()]
+        if not ids:
+            return
+        results = await asyncio.gather(
+            *(self.kernel_manager.shutdown_kernel(i) for i in ids), return_exceptions=True
+        )
+        for kernel_id, result in zip(ids, results, strict=True):
+            if isinstance(result, BaseException):
+                self.app.log.warning("mlinfra kernel %s: shutdown failed: %s", kernel_id, result)
