@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests import optional
+from tests.agents import AgentHome
 from tests.conftest import write_fake_nvidia_smi
 from tests.lab_server import LabServer, running_lab
 
@@ -51,15 +54,25 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """One ``jupyter lab`` for the whole session, under a non-root base URL.
 
     A base URL other than ``/`` makes sure the frontend joins API paths to it correctly; a
-    stand-in ``nvidia-smi`` gives it four H100s, as on a GPU workstation.
+    stand-in ``nvidia-smi`` gives it four H100s, as on a GPU workstation; the Launcher offers
+    a kernel per flavor; a private agent holds the kernels' leases and is stopped after.
     """
     tmp = tmp_path_factory.mktemp("lab")
     fake_bin = tmp / "bin"
     fake_bin.mkdir()
     write_fake_nvidia_smi(fake_bin, ["H100 80GB HBM3"] * 4)
     path = f"{fake_bin}{os.pathsep}{os.environ['PATH']}"
-    with running_lab(tmp, base_path="/lab-test/", extra_env={"PATH": path}) as server:
-        yield server
+    home = AgentHome(Path(tempfile.mkdtemp(prefix="mlu-", dir="/tmp")))
+    settings = [f"--MLInfraApp.{name}={value}" for name, value in home.settings.items()]
+    settings.append("--MLInfraApp.flavor_launchers=True")
+    try:
+        with running_lab(
+            tmp, base_path="/lab-test/", extra_env={"PATH": path}, extra_args=settings
+        ) as server:
+            yield server
+    finally:
+        home.stop()
+        shutil.rmtree(home.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

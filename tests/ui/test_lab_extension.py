@@ -60,3 +60,32 @@ def test_show_flavors_dialog(
     expect(dialog).to_be_hidden()
 
     assert console.errors(mentioning="mlinfra") == []
+
+
+def test_the_launcher_starts_a_kernel_pinned_to_its_flavor(
+    page: Page, lab_server: LabServer, console: ConsoleLog, output_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    open_lab(page, lab_server, console)
+    launcher = page.locator(".jp-Launcher")
+    expect(launcher).to_be_visible()
+    # one card per environment on its default flavor, and (flavor_launchers) one per flavor
+    expect(launcher.get_by_text("(CPU · 1 core · 4Gi)").first).to_be_visible()
+    card = launcher.locator(".jp-LauncherCard", has_text="· 2 × H100 80GB HBM3").first
+    page.screenshot(path=str(output_dir / "launcher.png"))
+    card.click()
+    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
+    # the status bar names the kernel by its flavor; run only once it is idle
+    status = page.locator(".jp-StatusBar-Widget", has_text="2 × H100 80GB HBM3").first
+    expect(status).to_contain_text("Idle", timeout=60_000)
+    editor = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+    editor.click()
+    page.keyboard.type(
+        "import os; print(os.environ['MLINFRA_FLAVOR'], os.environ['CUDA_VISIBLE_DEVICES'])"
+    )
+    page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
+    expect(output).to_contain_text("h100x2 0,1", timeout=60_000)
+    page.screenshot(path=str(output_dir / "flavor-kernel.png"))
+    assert console.errors(mentioning="mlinfra") == []
