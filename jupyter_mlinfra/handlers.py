@@ -17,15 +17,16 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from .errors import InvalidInput, MLInfraError
+from .errors import InvalidInput
 from .identity import Identity
 from .inventory import Inventory
+from .json_errors import JSONErrors
 
 API = "/mlinfra/api/v1"
 AUTH_RESOURCE = "mlinfra"
 
 
-class MLInfraHandler(APIHandler):
+class MLInfraHandler(JSONErrors, APIHandler):
     auth_resource = AUTH_RESOURCE
 
     @property
@@ -47,29 +48,6 @@ class MLInfraHandler(APIHandler):
                 f"query parameter {name!r} must be true or false, got {value!r}", name
             )
         return value in ("true", "1")
-
-    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(error, MLInfraError):
-            status_code = error.status
-        super().send_error(status_code, **kwargs)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(error, MLInfraError):
-            self.finish(json.dumps(error.to_json()))
-        elif isinstance(error, web.HTTPError):
-            self.finish(json.dumps({"message": error.log_message or self._reason, "field": None}))
-        else:
-            self.finish(
-                json.dumps({"message": "internal error; see the server log", "field": None})
-            )
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, MLInfraError):
-            self.log.info("%s %s: %s", self.request.method, self.request.path, value.message)
-        else:
-            super().log_exception(typ, value, tb)
 
     def reply(self, body: Any) -> None:
         self.finish(json.dumps(body))

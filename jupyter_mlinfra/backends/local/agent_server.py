@@ -20,10 +20,11 @@ from tornado import httpserver, netutil, web
 
 from ... import __version__
 from ...client import IDENTITY_HEADER
-from ...errors import InvalidInput, MLInfraError
+from ...errors import InvalidInput
 from ...identity import Identity
 from ...jobs.policy import Policy
 from ...jobs.spec import JobState
+from ...json_errors import JSONErrors
 from .agent import Agent, install_signal_handlers, run_exclusively
 from .leases import KERNEL_ID
 
@@ -34,7 +35,9 @@ CONTROL = "/mlinfra/agent/v1"
 FOLLOW_POLL_SECONDS = 0.2
 
 
-class AgentHandler(web.RequestHandler):
+class AgentHandler(JSONErrors):
+    internal_error = "internal error in the local agent; see its log"
+
     @property
     def agent(self) -> Agent:
         agent: Agent = self.settings["agent"]
@@ -66,27 +69,6 @@ class AgentHandler(web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
-
-    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(error, MLInfraError):
-            status_code = error.status
-        super().send_error(status_code, **kwargs)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(error, MLInfraError):
-            body = error.to_json()
-        elif isinstance(error, web.HTTPError):
-            body = {"message": error.log_message or self._reason, "field": None}
-        else:
-            body = {"message": "internal error in the local agent; see its log", "field": None}
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(body))
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if not isinstance(value, MLInfraError):
-            super().log_exception(typ, value, tb)
 
 
 class JobsHandler(AgentHandler):
