@@ -393,3 +393,27 @@ def test_kernel_env_and_pinned_command_match_the_lease() -> None:
         "/env/bin/python", "-I", "-S", str(PIN), "4,5,6", "--", *command,
     ]  # fmt: skip
     assert pinned_command("/env/bin/python", (), command) == command
+
+
+async def test_switch_flavor_restarts_the_same_kernel_on_the_new_flavor(
+    jp_fetch: Any, jp_serverapp: Any
+) -> None:
+    kernel = await start(jp_fetch, "cpu")
+    assert (await report(jp_serverapp, kernel["id"]))["cuda"] == ""
+    code, switched = await kernels_api(
+        jp_fetch, kernel["id"], method="PATCH", body={"flavor": "a100x1"}
+    )
+    assert code == 200
+    assert (switched["id"], switched["flavor"]) == (kernel["id"], "a100x1")
+    seen = await report(jp_serverapp, kernel["id"])
+    assert (seen["cuda"], seen["flavor"]) == (str(switched["devices"][0]), "a100x1")
+    other = await start(jp_fetch, "a100x1")  # both GPUs and both CPUs are held now
+    assert other["devices"] != switched["devices"]
+    # back to cpu: it fits in what the kernel's own lease gives back
+    code, back = await kernels_api(jp_fetch, kernel["id"], method="PATCH", body={"flavor": "cpu"})
+    assert (code, back["flavor"], back["devices"]) == (200, "cpu", [])
+    path = ("mlinfra", "api", "v1", "kernels", kernel["id"])
+    status, error = await refused(jp_fetch, *path, method="PATCH", body={"flavor": "a100x2"})
+    assert (status, error["field"]) == (403, "flavor")
+    status, error = await refused(jp_fetch, *path, method="PATCH", body={"flavour": "x"})
+    assert (status, error["field"]) == (400, "flavour")

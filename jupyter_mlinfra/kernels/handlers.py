@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
@@ -18,6 +19,12 @@ class KernelHandlerBase(MLInfraHandler):
         service: KernelService = self.settings["mlinfra.kernels"]
         return service
 
+    def json_body(self) -> Any:
+        try:
+            return json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise InvalidInput("the request body is not valid JSON", None) from None
+
 
 class KernelsHandler(KernelHandlerBase):
     @web.authenticated
@@ -28,11 +35,7 @@ class KernelsHandler(KernelHandlerBase):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise InvalidInput("the request body is not valid JSON", None) from None
-        model = await self.kernels.start(self.identity, body)
+        model = await self.kernels.start(self.identity, self.json_body())
         self.set_status(201)
         self.reply(model)
 
@@ -42,6 +45,12 @@ class KernelHandler(KernelHandlerBase):
     @authorized
     async def get(self, kernel_id: str) -> None:
         self.reply(self.kernels.get(self.identity, kernel_id))
+
+    @web.authenticated
+    @authorized
+    async def patch(self, kernel_id: str) -> None:
+        """Switch flavor: ``{"flavor": name}`` restarts the kernel on that flavor."""
+        self.reply(await self.kernels.switch(self.identity, kernel_id, self.json_body()))
 
     @web.authenticated
     @authorized

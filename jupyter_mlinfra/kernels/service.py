@@ -14,7 +14,8 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidInput, NotFound
+from ..capacity import Capacity
+from ..errors import Conflict, InvalidInput, NotFound
 from ..identity import Identity
 from .lease import Lease
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
@@ -30,15 +31,20 @@ ENDED_KEPT = 100
 
 def parse_start(body: Any) -> dict[str, str]:
     """``{environment, flavor, path}`` of a start request, each a string (may be absent)."""
+    return parse_fields(body, START_FIELDS)
+
+
+def parse_fields(body: Any, fields: tuple[str, ...]) -> dict[str, str]:
+    """The string ``fields`` of a JSON body; any other field is a 400 naming it."""
     if not isinstance(body, Mapping):
         raise InvalidInput("the request body must be a JSON object", None)
     for key in body:
-        if key not in START_FIELDS:
+        if key not in fields:
             raise InvalidInput(
-                f"unknown field {key!r}; known fields: {', '.join(START_FIELDS)}", str(key)
+                f"unknown field {key!r}; known fields: {', '.join(fields)}", str(key)
             )
     parsed = {}
-    for key in START_FIELDS:
+    for key in fields:
         value = body.get(key, "")
         if not isinstance(value, str):
             raise InvalidInput(f"{key} must be a string, got {value!r}", key)
@@ -101,6 +107,25 @@ class KernelService:
         except KernelStartRefused as refused:
             self.forget_failed_starts()
             raise refused.error from None
+        return self.get(identity, kernel_id)
+
+    async def switch(self, identity: Identity, kernel_id: str, body: Any) -> dict[str, Any]:
+        """Restart the kernel on another flavor ("Switch flavor"): same kernel id, so the
+        notebook stays attached. Refused up front when the flavor has no room now, so a full
+        flavor never costs the user their running kernel."""
+        request = parse_fields(body, ("flavor",))
+        _, manager, lease = self._find(identity, kernel_id)
+        flavor = self.app.inventory.catalog.flavor(request["flavor"], identity)
+        if flavor.name != lease.flavor:
+            held = await self.app.inventory.backend.capacity()
+            others = [a for a in held.allocations if a.holder != f"kernel:{kernel_id}"]
+            room = Capacity(held.machine, others).availability(flavor)  # its own lease goes
+            if not room.available:
+                raise Conflict(f"flavor {flavor.name} is full: {room.summary}", "flavor")
+            try:
+                await manager.restart_kernel(now=False, **{FLAVOR_ARGUMENT: flavor.name})
+            except KernelStartRefused as refused:  # taken meanwhile
+                raise refused.error from None
         return self.get(identity, kernel_id)
 
     def forget_failed_starts(self) -> None:
