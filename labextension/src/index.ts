@@ -3,9 +3,11 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette, Notification } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
 
 import { listFlavors, MLInfraError } from './api';
 import { showFlavorsDialog } from './flavors';
+import { watchNotices } from './notices';
 import { CommandIDs, PALETTE_CATEGORY, PLUGIN_ID } from './tokens';
 
 function errorMessage(error: unknown): string {
@@ -20,8 +22,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'Accelerator flavors, flavor-sized kernels and queued jobs.',
   autoStart: true,
-  optional: [ICommandPalette],
-  activate: (app: JupyterFrontEnd, palette: ICommandPalette | null) => {
+  optional: [ICommandPalette, INotebookTracker],
+  activate: (
+    app: JupyterFrontEnd,
+    palette: ICommandPalette | null,
+    notebooks: INotebookTracker | null
+  ) => {
+    if (notebooks) {
+      watchNotices(notebooks);
+    }
     app.commands.addCommand(CommandIDs.showFlavors, {
       label: 'Show Accelerator Flavors',
       caption: 'List the accelerator flavors this server offers',

@@ -64,7 +64,12 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     path = f"{fake_bin}{os.pathsep}{os.environ['PATH']}"
     home = AgentHome(Path(tempfile.mkdtemp(prefix="mlu-", dir="/tmp")))
     settings = [f"--MLInfraApp.{name}={value}" for name, value in home.settings.items()]
-    settings.append("--MLInfraApp.flavor_launchers=True")
+    settings += [
+        "--MLInfraApp.flavor_launchers=True",
+        # idle GPU kernels: a notice after 4 s, culled after 10 s
+        "--MLInfraApp.accelerator_kernel_idle_timeout=10",
+        "--MLInfraApp.accelerator_kernel_cull_warning=6",
+    ]
     try:
         with running_lab(
             tmp, base_path="/lab-test/", extra_env={"PATH": path}, extra_args=settings

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tests.lab_server import LabServer
 
@@ -89,3 +91,44 @@ def test_the_launcher_starts_a_kernel_pinned_to_its_flavor(
     expect(output).to_contain_text("h100x2 0,1", timeout=60_000)
     page.screenshot(path=str(output_dir / "flavor-kernel.png"))
     assert console.errors(mentioning="mlinfra") == []
+
+
+def test_an_idle_gpu_kernel_warns_in_the_notebook_then_is_culled(
+    page: Page, lab_server: LabServer, console: ConsoleLog, output_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    open_lab(page, lab_server, console)
+    run_from_palette(page, "New Launcher")  # the restored workspace may show no Launcher
+    launcher = page.locator(".jp-Launcher").last
+    launcher.locator(".jp-LauncherCard", has_text="· 1 × H100 80GB HBM3").first.click()
+    status = page.locator(".jp-StatusBar-Widget", has_text="1 × H100 80GB HBM3").first
+    expect(status).to_contain_text("Idle", timeout=60_000)
+    kernel_id = _only_kernel_on(lab_server, "h100x1")
+    notice = page.get_by_text("This kernel has been idle for", exact=False).first
+    expect(notice).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(600)  # let the toast finish sliding in, for the picture
+    page.screenshot(path=str(output_dir / "idle-notice.png"))
+    for _ in range(300):  # culled within the warning period (6 s) after the notice
+        kernels = _get(lab_server, "mlinfra/api/v1/kernels")["kernels"]
+        culled = [k for k in kernels if k["id"] == kernel_id and k["state"] == "culled"]
+        if culled:
+            break
+        page.wait_for_timeout(100)
+    assert culled and culled[0]["reason"].startswith("idle for"), kernels
+
+
+def _get(server: LabServer, path: str) -> Any:
+    request = urllib.request.Request(server.url(path), headers=server.auth_header)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _only_kernel_on(server: LabServer, flavor: str) -> str:
+    running = [
+        k
+        for k in _get(server, "mlinfra/api/v1/kernels")["kernels"]
+        if k["flavor"] == flavor and k["state"] == "running"
+    ]
+    assert len(running) == 1, running
+    return str(running[0]["id"])
