@@ -69,7 +69,6 @@ class JobService:
         if priority not in self.policy.priority_classes:
             known = ", ".join(sorted(self.policy.priority_classes))
             raise InvalidInput(f"priority: unknown class {priority!r} (known: {known})", "priority")
-        accelerator = flavor.accelerator
         spec = replace(
             spec,
             flavor=flavor.name,
@@ -82,13 +81,7 @@ class JobService:
             owner=identity.user,
             spec=spec,
             priority_value=self.policy.priority_classes[priority],
-            node=Resources(
-                cpu=flavor.cpu,
-                memory_bytes=flavor.memory_bytes,
-                accelerators=flavor.accelerators,
-                accelerator_kind=accelerator.kind if accelerator else "",
-                accelerator_model=accelerator.model if accelerator else "",
-            ),
+            node=Resources.of(flavor),
             created=time.time(),
         )
         quota = self.policy.quotas.for_identity(identity)

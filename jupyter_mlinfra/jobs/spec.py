@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+from ..catalog import Flavor
 from ..errors import InvalidInput
 
 
@@ -249,6 +250,18 @@ class Resources:
     accelerators: int
     accelerator_kind: str = ""
     accelerator_model: str = ""
+
+    @classmethod
+    def of(cls, flavor: Flavor) -> Resources:
+        """One node of ``flavor``, as admitted now (the catalog may change later)."""
+        accelerator = flavor.accelerator
+        return cls(
+            cpu=flavor.cpu,
+            memory_bytes=flavor.memory_bytes,
+            accelerators=flavor.accelerators,
+            accelerator_kind=accelerator.kind if accelerator else "",
+            accelerator_model=accelerator.model if accelerator else "",
+        )
 
 
 @dataclass(frozen=True)

@@ -119,19 +119,12 @@ class Leases:
         visible = catalog.for_identity(identity)
         flavor = catalog.flavor(flavor_name or visible.default_flavor, identity)
         environment = catalog.environment(environment_name or visible.default_environment, identity)
-        accelerator = flavor.accelerator
         kernel = Job(
             id=f"kernel:{kernel_id}",
             owner=identity.user,
             spec=JobSpec(flavor=flavor.name, environment=environment.name),
             priority_value=max(policy.priority_classes.values(), default=0) + 1,
-            node=Resources(
-                cpu=flavor.cpu,
-                memory_bytes=flavor.memory_bytes,
-                accelerators=flavor.accelerators,
-                accelerator_kind=accelerator.kind if accelerator else "",
-                accelerator_model=accelerator.model if accelerator else "",
-            ),
+            node=Resources.of(flavor),
             created=now,
         )
         # kernels count towards GPUs, not towards running jobs
