@@ -217,6 +217,30 @@ class JobsClient(MLInfraClient):
         return variables
 
 
+class KernelsClient(MLInfraClient):
+    """The flavor kernels part of the API, for the notebook widgets."""
+
+    def kernels(self) -> dict[str, Any]:
+        listing: dict[str, Any] = self.request("GET", "kernels")
+        return listing
+
+    def start_kernel(
+        self, environment: str | None = None, flavor: str | None = None, path: str | None = None
+    ) -> dict[str, Any]:
+        """Start a kernel of ``environment`` on ``flavor`` (each defaults to the caller's)."""
+        body = {"environment": environment, "flavor": flavor, "path": path}
+        kernel: dict[str, Any] = self.request(
+            "POST", "kernels", body={k: v for k, v in body.items() if v is not None}
+        )
+        return kernel
+
+    def switch_kernel(self, kernel_id: str, flavor: str) -> dict[str, Any]:
+        """Restart the kernel (same id) on another flavor."""
+        path = f"kernels/{urllib.parse.quote(kernel_id, safe='')}"
+        kernel: dict[str, Any] = self.request("PATCH", path, body={"flavor": flavor})
+        return kernel
+
+
 def encode_push(variables: Mapping[str, Any]) -> dict[str, str]:
     """Variables for a submission's ``push``: name -> base64 of the value's cloudpickle."""
     import base64

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
@@ -37,6 +37,9 @@ from .text import (
     status_line,
 )
 
+if TYPE_CHECKING:
+    from .widgets import JobMonitor
+
 
 class JobHandle:
     """A submitted job, as ``%%mlinfra submit`` without ``--wait`` returns it (``job = _``).
@@ -50,6 +53,9 @@ class JobHandle:
         self.poll_seconds = poll_seconds
         self.live: LiveStatus | None = None
         """The thread that keeps the cell's status line current, while it runs."""
+        self.monitor: JobMonitor | None = None
+        """The widget showing the job, where the frontend renders widgets (instead of
+        :attr:`live`)."""
 
     @property
     def id(self) -> str:
@@ -216,6 +222,12 @@ class MLInfraMagics(Magics):
             self._wait(job["id"], options.pull)
             return None
         handle = JobHandle(self.client, job["id"], poll_seconds=self.wait_poll_seconds)
+        if _widgets(shell):
+            from .widgets import JobMonitor
+
+            handle.monitor = JobMonitor(job, self.client, poll_seconds=self.poll_seconds)
+            handle.monitor.show()
+            return handle
         handle.live = LiveStatus(self.client, job, self.poll_seconds)
         handle.live.start()
         return handle
@@ -284,6 +296,11 @@ class MLInfraMagics(Magics):
         print(format_table(flavor_rows(self.client.flavors())))
 
     def _jobs(self, command: Command) -> None:
+        if _widgets(self.shell):
+            from .widgets import JobTable
+
+            display(JobTable(self.client, state=command.state))  # type: ignore[no-untyped-call]
+            return
         print(format_table(job_rows(self.client.jobs(state=command.state or None, limit=50))))
 
     def _status(self, command: Command) -> None:
@@ -298,6 +315,24 @@ class MLInfraMagics(Magics):
         if self.shell is None:
             raise ArgsError("not running in IPython")
         return self.shell
+
+
+def _widgets(shell: Any) -> bool:
+    """Whether to show widgets rather than plain text (see :func:`.widgets.can_render_widgets`),
+    without importing ipywidgets where they cannot render."""
+    forced = os.environ.get("JUPYTER_MLINFRA_WIDGETS", "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    )
+    if not forced and getattr(shell, "kernel", None) is None:
+        return False
+    try:
+        from .widgets import can_render_widgets
+    except ImportError:  # ipywidgets missing or broken: plain text still works
+        return False
+    return can_render_widgets(shell)
 
 
 def _pickled(what: str, action: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:

@@ -4,7 +4,15 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { API_NAMESPACE, IErrorBody, IFlavorList, IWhoAmI } from './tokens';
+import {
+  API_NAMESPACE,
+  IErrorBody,
+  IFlavorList,
+  IJob,
+  IJobList,
+  IJobQuery,
+  IWhoAmI
+} from './tokens';
 
 /** An error answered by the server (or a failure to reach it). */
 export class MLInfraError extends Error {
@@ -81,4 +89,34 @@ export function listFlavors(): Promise<IFlavorList> {
 /** The current user, their groups, quota and usage. */
 export function whoami(): Promise<IWhoAmI> {
   return requestAPI<IWhoAmI>('whoami');
+}
+
+/** The caller's jobs, newest first. */
+export function listJobs(query: IJobQuery = {}): Promise<IJobList> {
+  const params: Record<string, string> = {};
+  if (query.state && query.state.length > 0) {
+    params.state = query.state.join(',');
+  }
+  if (query.flavor) {
+    params.flavor = query.flavor;
+  }
+  if (query.limit !== undefined) {
+    params.limit = String(query.limit);
+  }
+  const search = URLExt.objectToQueryString(params);
+  return requestAPI<IJobList>(`jobs${search}`);
+}
+
+/** Cancel a job; answers the cancelled job. */
+export function cancelJob(id: string): Promise<IJob> {
+  return requestAPI<IJob>(`jobs/${encodeURIComponent(id)}`, {
+    method: 'DELETE'
+  });
+}
+
+/** Queue a finished job again, as its next attempt. */
+export function retryJob(id: string): Promise<IJob> {
+  return requestAPI<IJob>(`jobs/${encodeURIComponent(id)}/retry`, {
+    method: 'POST'
+  });
 }

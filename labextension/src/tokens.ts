@@ -13,7 +13,12 @@ export const API_NAMESPACE = 'mlinfra/api/v1';
 /** Command ids. */
 export namespace CommandIDs {
   export const showFlavors = 'mlinfra:show-flavors';
+  export const openPanel = 'mlinfra:open-panel';
+  export const refresh = 'mlinfra:refresh';
 }
+
+/** The id of the sidebar panel (also its key in the layout restorer). */
+export const PANEL_ID = 'jp-mlinfra-panel';
 
 /** The command palette category for every mlinfra command. */
 export const PALETTE_CATEGORY = 'ML Infrastructure';
@@ -78,4 +83,80 @@ export interface IWhoAmI {
 export interface IErrorBody {
   message: string;
   field: string | null;
+}
+
+/** The life cycle of a job. */
+export type JobState =
+  | 'queued'
+  | 'admitted'
+  | 'starting'
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'cancelled'
+  | 'preempted';
+
+/** Every job state, in life-cycle order. */
+export const JOB_STATES: readonly JobState[] = [
+  'queued',
+  'admitted',
+  'starting',
+  'running',
+  'succeeded',
+  'failed',
+  'cancelled',
+  'preempted'
+];
+
+/** States in which a job still waits or runs, so it can be cancelled. */
+export const ACTIVE_JOB_STATES: readonly JobState[] = [
+  'queued',
+  'admitted',
+  'starting',
+  'running'
+];
+
+/** One queued or finished distributed job. */
+export interface IJob {
+  id: string;
+  name: string;
+  owner: string;
+  state: JobState;
+  /** Why it waits or how it ended, for people. */
+  reason: string;
+  /** 1-based place in admission order while queued. */
+  position: number | null;
+  /** Likely start (epoch seconds) while queued. */
+  eta: number | null;
+  eta_basis: string;
+  flavor: string;
+  environment: string;
+  nodes: number;
+  procs_per_node: number;
+  priority: string;
+  queue: string;
+  /** Epoch seconds. */
+  created: number;
+  started: number | null;
+  finished: number | null;
+  exit_code: number | null;
+  attempt: number;
+  devices: number[][];
+  /** The failing rank's traceback, if any. */
+  message: string;
+}
+
+/** `GET jobs` */
+export interface IJobList {
+  jobs: IJob[];
+  /** Cursor for the next page. */
+  next: string | null;
+}
+
+/** Query parameters of `GET jobs`. */
+export interface IJobQuery {
+  /** Only jobs in these states. */
+  state?: readonly JobState[];
+  flavor?: string;
+  limit?: number;
 }

@@ -17,9 +17,16 @@ if TYPE_CHECKING:
 ACTIVATED = "jupyter-mlinfra is activated"
 
 
-def open_lab(page: Page, server: LabServer, console: ConsoleLog) -> None:
-    """Load JupyterLab and wait until its shell is up and our plugin has activated."""
-    page.goto(server.url(f"lab?token={server.token}"))
+def open_lab(
+    page: Page, server: LabServer, console: ConsoleLog, workspace: str | None = None
+) -> None:
+    """Load JupyterLab and wait until its shell is up and our plugin has activated.
+
+    With ``workspace``, open that workspace from scratch (``?reset``), so nothing earlier
+    tests left open (notebooks whose kernels are gone) comes back.
+    """
+    where = f"lab/workspaces/{workspace}?reset&" if workspace else "lab?"
+    page.goto(server.url(f"{where}token={server.token}"))
     page.get_by_role("menubar").first.wait_for(state="visible")
     page.locator("#jupyterlab-splash").wait_for(state="detached")
     for _ in range(150):  # plugins activate before the splash goes; allow 15 s anyway

@@ -351,11 +351,14 @@ class Agent:
                 continue
             world = job.spec.nodes * job.spec.procs_per_node
             folder = self.job_dir(job.id, job.attempt)
-            ready = sum((folder / f"rank-{r}.ready").exists() for r in range(world))
+            marks = [folder / f"rank-{r}.ready" for r in range(world)]
+            ready = sum(mark.exists() for mark in marks)
             if ready == world:
-                running = replace(job, state=JobState.RUNNING, started=now)
+                # it started when its last rank got ready, not when this pass noticed
+                started = max(mark.stat().st_mtime for mark in marks)
+                running = replace(job, state=JobState.RUNNING, started=started)
                 self.store.update(
-                    running, Event(job.id, now, Condition.STARTED, "Started", f"{world} ranks")
+                    running, Event(job.id, started, Condition.STARTED, "Started", f"{world} ranks")
                 )
             elif now - (job.admitted or now) > self.policy.readiness_timeout:
                 timeout = self.policy.readiness_timeout

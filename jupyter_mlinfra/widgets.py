@@ -1,0 +1,459 @@
+"""Notebook widgets (ipywidgets 8): pick a flavor, watch a job, list jobs.
+
+Each widget is a ``VBox`` of standard ipywidgets (no custom JavaScript) and reads the REST API
+through :mod:`.client`. Each also has a plain-text form (``repr``, ``_repr_pretty_`` and the
+``text/plain`` of its mime bundle), so it stays readable where widgets cannot render: a terminal
+IPython, nbconvert, a notebook viewer.
+
+- :class:`FlavorPicker` - flavor and environment dropdowns; ``.value``; starts a kernel.
+- :class:`JobMonitor` - one job, live: state, why it waits, ranks, log tail, Cancel.
+- :class:`JobTable` - the user's jobs, with a Refresh button.
+
+:func:`can_render_widgets` decides whether the magics show these or plain text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import html
+import importlib.util
+import os
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import ipywidgets as w
+from IPython.display import display
+from traitlets import Dict, Unicode
+
+from .client import ClientError, JobsClient, KernelsClient, discover
+from .follow import FINISHED
+from .text import eta_text, flavor_rows, format_table, job_rows, status_line
+
+ENV_WIDGETS = "JUPYTER_MLINFRA_WIDGETS"
+"""``1`` or ``0`` forces the magics to show widgets or plain text; unset: decided per shell."""
+
+LOG_TAIL_LINES = 20
+MAX_FAILED_POLLS = 10
+
+
+def can_render_widgets(shell: Any = None) -> bool:
+    """Whether a widget shown now can render: ipywidgets is importable and the shell is a
+    kernel's (a frontend may render it; nbconvert keeps the ``text/plain`` form). A terminal
+    IPython or no IPython at all gets plain text. ``JUPYTER_MLINFRA_WIDGETS=0|1`` overrides."""
+    forced = os.environ.get(ENV_WIDGETS, "").strip().lower()
+    if forced in ("0", "false", "no", "off"):
+        return False
+    if importlib.util.find_spec("ipywidgets") is None:
+        return False
+    if forced in ("1", "true", "yes", "on"):
+        return True
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class _TextForm:
+    """Plain text wherever the widget view cannot render."""
+
+    def text(self) -> str:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.text())
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle: dict[str, Any] = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
+        bundle["text/plain"] = self.text()  # not cut at 110 characters
+        return bundle
+
+
+def _message(widget: Any, text: str, *, error: bool = False) -> None:
+    color = "var(--jp-error-color1, #d32f2f)" if error else "var(--jp-ui-font-color1, inherit)"
+    widget.value = f'<span style="color: {color}">{html.escape(text)}</span>' if text else ""
+
+
+def _html_table(rows: list[tuple[str, ...]]) -> str:
+    head = "".join(f"<th style='text-align: left'>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows[1:]
+    )
+    return (
+        f"<table class='mlinfra-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def _pre(text: str) -> str:
+    return f"<pre style='margin: 0; max-height: 24em; overflow: auto'>{html.escape(text)}</pre>"
+
+
+# --- FlavorPicker -----------------------------------------------------------------------------
+
+
+class FlavorPicker(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is untyped
+    """Pick a flavor and an environment the user may use; ``.value`` gives both.
+
+    "Start kernel" starts a kernel of them (``POST /kernels``); in a flavor kernel, "Switch
+    this kernel" restarts the running kernel on the chosen flavor.
+    """
+
+    value = Dict(help="{'flavor': ..., 'environment': ...}, following the dropdowns.")
+
+    def __init__(self, client: KernelsClient | None = None, **kwargs: Any) -> None:
+        self.client = client or KernelsClient(discover())
+        self.flavors = self.client.flavors()
+        self.environments = self.client.environments()
+        self.kernel: dict[str, Any] | None = None
+        """The kernel the last "Start kernel" started."""
+        flavor_names = [f["name"] for f in self.flavors["flavors"]]
+        env_names = [e["name"] for e in self.environments["environments"]]
+        self.flavor = w.Dropdown(
+            description="Flavor",
+            options=[(_flavor_label(f), f["name"]) for f in self.flavors["flavors"]],
+            value=_default(self.flavors["default_flavor"], flavor_names),
+        )
+        self.environment = w.Dropdown(
+            description="Environment",
+            options=[
+                (e["display_name"] or e["name"], e["name"])
+                for e in self.environments["environments"]
+            ],
+            value=_default(self.environments["default_environment"], env_names),
+            style={"description_width": "initial"},
+        )
+        self.start_button = w.Button(
+            description="Start kernel", icon="play", tooltip="Start a kernel on this flavor"
+        )
+        self.switch_button = w.Button(
+            description="Switch this kernel",
+            icon="refresh",
+            tooltip="Restart this notebook's kernel on the chosen flavor",
+            layout=w.Layout(display="" if os.environ.get("MLINFRA_KERNEL_ID") else "none"),
+        )
+        self.message = w.HTML()
+        self.start_button.on_click(lambda _: self.start_kernel())
+        self.switch_button.on_click(lambda _: self.switch_kernel())
+        super().__init__(
+            children=[
+                w.HBox([self.flavor, self.environment]),
+                w.HBox([self.start_button, self.switch_button]),
+                self.message,
+            ],
+            **kwargs,
+        )
+        self.flavor.observe(self._changed, names="value")
+        self.environment.observe(self._changed, names="value")
+        self._changed()
+
+    def _changed(self, change: Any = None) -> None:
+        self.value = {"flavor": self.flavor.value, "environment": self.environment.value}
+
+    def start_kernel(self, path: str | None = None) -> dict[str, Any] | None:
+        """Start a kernel of the chosen environment on the chosen flavor; the result or the
+        server's refusal shows in the message line."""
+        choice = dict(self.value)
+        _message(self.message, f"starting a {choice['environment']} kernel on {choice['flavor']}…")
+        try:
+            kernel = self.client.start_kernel(choice["environment"], choice["flavor"], path)
+        except ClientError as error:
+            _message(self.message, error.message, error=True)
+            return None
+        self.kernel = kernel
+        devices = ",".join(str(d) for d in kernel["devices"]) or "none"
+        _message(
+            self.message,
+            f"started kernel {kernel['id']} ({kernel['name']}) on {kernel['flavor']} · "
+            f"accelerators: {devices}",
+        )
+        return kernel
+
+    def switch_kernel(self) -> dict[str, Any] | None:
+        kernel_id = os.environ.get("MLINFRA_KERNEL_ID", "")
+        if not kernel_id:
+            _message(self.message, "this kernel is not a flavor kernel", error=True)
+            return None
+        _message(self.message, f"restarting this kernel on {self.value['flavor']}…")
+        try:
+            kernel = self.client.switch_kernel(kernel_id, self.value["flavor"])
+        except ClientError as error:
+            _message(self.message, error.message, error=True)
+            return None
+        _message(self.message, f"kernel {kernel['id']} now runs on {kernel['flavor']}")
+        return kernel
+
+    def text(self) -> str:
+        lines = [format_table(flavor_rows(self.flavors))]
+        value = self.value or {}
+        lines.append(f"chosen: flavor={value.get('flavor')} environment={value.get('environment')}")
+        if self.message.value:
+            lines.append(html.unescape(_strip_tags(self.message.value)))
+        return "\n".join(lines)
+
+
+def _flavor_label(flavor: dict[str, Any]) -> str:
+    label = flavor["display_name"] or flavor["name"]
+    availability = flavor["availability"]
+    return label if availability["available"] else f"{label} ({availability['summary']})"
+
+
+def _default(preferred: str, names: list[str]) -> str | None:
+    if preferred in names:
+        return preferred
+    return names[0] if names else None
+
+
+def _strip_tags(markup: str) -> str:
+    return re.sub(r"<[^>]+>", "", markup)
+
+
+# --- JobMonitor -------------------------------------------------------------------------------
+
+
+class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is untyped
+    """One job, live: state and status line, why it waits (position, ETA), its ranks with
+    each one's latest line, the tail of the merged log, and a Cancel button.
+
+    A daemon thread refreshes it every ``poll_seconds`` until the job finishes; ``close()``
+    (or ``stop()``) ends the thread sooner.
+    """
+
+    state = Unicode("", help="The job's state as last seen (queued, running, succeeded...).")
+
+    def __init__(
+        self,
+        job: str | Mapping[str, Any],
+        client: JobsClient | None = None,
+        *,
+        poll_seconds: float = 1.0,
+        tail: int = LOG_TAIL_LINES,
+        start: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.client = client or JobsClient(discover())
+        self.poll_seconds = poll_seconds
+        self.tail = tail
+        self.job: dict[str, Any] = self.client.job(job) if isinstance(job, str) else dict(job)
+        self.log_tail = ""
+        self.error = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._display: Any = None
+        self.title = w.HTML()
+        self.status = w.Label()
+        self.detail = w.Label()
+        self.ranks = w.HTML()
+        self.log_view = w.HTML()
+        self.message = w.HTML()
+        self.cancel_button = w.Button(
+            description="Cancel", icon="stop", button_style="danger", tooltip="Cancel this job"
+        )
+        self.cancel_button.on_click(lambda _: self.cancel())
+        super().__init__(
+            children=[
+                w.HBox([self.title, self.cancel_button]),
+                self.status,
+                self.detail,
+                self.ranks,
+                self.log_view,
+                self.message,
+            ],
+            **kwargs,
+        )
+        self._render()
+        if start:
+            self.start()
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job["id"])
+
+    @property
+    def finished(self) -> bool:
+        return self.job["state"] in FINISHED
+
+    # --- refreshing ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the refresh thread (once), in the current context so that its updates
+        belong to the cell that showed the widget."""
+        if self._thread is not None:
+            return
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run,
+            args=(self._watch,),
+            name=f"mlinfra-monitor-{self.job_id}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the refresh thread to end; whether it has."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def close(self) -> None:
+        self.stop()
+        super().close()
+
+    def _watch(self) -> None:
+        failures = 0
+        if self.finished:
+            self.refresh()
+            return
+        while not self._stop.wait(self.poll_seconds):
+            failures = 0 if self.refresh() else failures + 1
+            if self.finished or failures >= MAX_FAILED_POLLS:
+                return
+
+    def refresh(self) -> bool:
+        """Ask the server for the job and its log tail; whether that worked."""
+        try:
+            job = self.client.job(self.job_id)
+        except ClientError as error:
+            self.error = f"status unknown: {error.message}"
+            self._render()
+            return False
+        self.error = ""
+        if job["started"] is not None:
+            with contextlib.suppress(ClientError):  # no logs yet: keep the last ones
+                self.log_tail = "".join(self.client.logs(self.job_id, tail=self.tail))
+        changed = job["state"] != self.job["state"]
+        self.job = job
+        self._render()
+        if changed and self._display is not None:
+            self._display.update(self)  # keeps the text/plain form current (nbconvert)
+        return True
+
+    def cancel(self) -> dict[str, Any] | None:
+        """Cancel the job; the server's answer or refusal shows in the message line."""
+        try:
+            job = self.client.cancel(self.job_id)
+        except ClientError as error:
+            self.error = error.message
+            self._render()
+            return None
+        self.job = job
+        self._render()
+        return job
+
+    def show(self) -> None:
+        """Display the widget with a display id, updated on each change of state."""
+        self._display = display(self, display_id=True)  # type: ignore[no-untyped-call]
+
+    # --- drawing ------------------------------------------------------------------------
+
+    def _render(self) -> None:
+        job = self.job
+        name = html.escape(job["name"] or "job")
+        self.title.value = f"<b>{name}</b> <code>{html.escape(job['id'])}</code>"
+        self.status.value = status_line(job)
+        self.detail.value = self._detail()
+        self.ranks.value = _pre(self._ranks_text()) if job["started"] else ""
+        self.log_view.value = _pre(self.log_tail) if self.log_tail else ""
+        _message(self.message, self.error, error=True)
+        self.cancel_button.disabled = self.finished
+        self.state = job["state"]
+
+    def _detail(self) -> str:
+        job = self.job
+        if job["state"] == "queued":
+            parts = [f"position {job['position'] or '-'}", job["reason"] or "waiting"]
+            basis = f" ({job['eta_basis']})" if job["eta_basis"] else ""
+            parts.append(f"starts {eta_text(job['eta'])}{basis}")
+            return " · ".join(parts)
+        return str(job["reason"] or "")
+
+    def rank_lines(self) -> dict[int, str]:
+        """Each rank's latest log line (rank 0's when there is one rank: no prefixes)."""
+        count = self.job["nodes"] * self.job["procs_per_node"]
+        latest = {rank: "" for rank in range(count)}
+        for line in self.log_tail.splitlines():
+            rank, text = 0, line
+            if count > 1 and line.startswith("[rank "):
+                label, _, text = line.partition("] ")
+                try:
+                    rank = int(label[len("[rank ") :])
+                except ValueError:
+                    continue
+            if text.strip():
+                latest[rank] = text
+        return latest
+
+    def _ranks_text(self) -> str:
+        state = self.job["state"]
+        return "\n".join(
+            f"rank {rank}: {state}" + (f" · {line}" if line else "")
+            for rank, line in self.rank_lines().items()
+        )
+
+    def text(self) -> str:
+        lines = [f"{self.job_id} · {status_line(self.job)}"]
+        detail = self._detail()
+        if detail and self.job["state"] == "queued":
+            lines.append(f"  {detail}")
+        if self.log_tail:
+            lines.append(self.log_tail.rstrip("\n"))
+        if self.error:
+            lines.append(f"mlinfra: {self.error}")
+        return "\n".join(lines)
+
+
+# --- JobTable ---------------------------------------------------------------------------------
+
+
+class JobTable(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is untyped
+    """The user's jobs (``state`` filters, e.g. ``"queued,running"``), newest first, with a
+    Refresh button."""
+
+    def __init__(
+        self, client: JobsClient | None = None, state: str = "", *, limit: int = 50, **kwargs: Any
+    ) -> None:
+        self.client = client or JobsClient(discover())
+        self.state_filter = state
+        self.limit = limit
+        self.rows: list[tuple[str, ...]] = job_rows({"jobs": []})
+        self.error = ""
+        self.table = w.HTML()
+        self.message = w.HTML()
+        self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.refresh_button.on_click(lambda _: self.refresh())
+        super().__init__(children=[self.refresh_button, self.table, self.message], **kwargs)
+        self.refresh()
+
+    def refresh(self) -> bool:
+        try:
+            page = self.client.jobs(state=self.state_filter or None, limit=self.limit)
+        except ClientError as error:
+            self.error = error.message
+            _message(self.message, error.message, error=True)
+            return False
+        self.error = ""
+        _message(self.message, "")
+        self.rows = job_rows(page)
+        self.table.value = _html_table(self.rows) if len(self.rows) > 1 else "<i>no jobs</i>"
+        return True
+
+    @property
+    def job_ids(self) -> list[str]:
+        return [row[0] for row in self.rows[1:]]
+
+    def text(self) -> str:
+        text = format_table(self.rows) if len(self.rows) > 1 else "no jobs"
+        return text + (f"\nmlinfra: {self.error}" if self.error else "")

@@ -1,0 +1,252 @@
+"""The notebook widgets against one real ``jupyter lab`` with a private agent: their models
+follow real jobs; their text forms stay readable where widgets cannot render."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.lib.pretty import pretty
+from traitlets.config import Config
+
+from jupyter_mlinfra.client import JobsClient, KernelsClient, discover
+from jupyter_mlinfra.magics import JobHandle
+from jupyter_mlinfra.widgets import FlavorPicker, JobMonitor, JobTable, can_render_widgets
+
+from .agents import AgentHome
+from .conftest import ME, TEST_CATALOG
+from .lab_server import LabServer, running_kernel, running_lab
+
+pytest.importorskip("ipywidgets")
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.fixture(scope="module")
+def home() -> Iterator[AgentHome]:
+    agent = AgentHome(Path(tempfile.mkdtemp(prefix="mli-", dir="/tmp")))
+    try:
+        yield agent
+    finally:
+        agent.stop()
+        shutil.rmtree(agent.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, home: AgentHome) -> Iterator[LabServer]:
+    tmp = tmp_path_factory.mktemp("widgets-lab")
+    (tmp / "config").mkdir()
+    config = {
+        "MLInfraApp": {
+            **home.settings,
+            **TEST_CATALOG,
+            "groups": {"gpu-users": [ME]},
+            # one running job at a time, so a second one really queues
+            "default_quota": {"max_running_jobs": 1},
+        }
+    }
+    (tmp / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
+    with running_lab(tmp) as server:
+        yield server
+
+
+@pytest.fixture
+def found(lab: LabServer, monkeypatch: pytest.MonkeyPatch) -> LabServer:
+    """The lab, found by ``discover()`` as a kernel the server started finds it."""
+    monkeypatch.setenv("JUPYTER_MLINFRA_URL", lab.base_url)
+    monkeypatch.setenv("JUPYTER_MLINFRA_TOKEN", lab.token)
+    monkeypatch.delenv("JUPYTER_MLINFRA_WIDGETS", raising=False)
+    return lab
+
+
+@pytest.fixture
+def client(found: LabServer) -> JobsClient:
+    return JobsClient(discover())
+
+
+def wait_until(check: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return value
+
+
+def submit(client: JobsClient, name: str, code: str) -> dict[str, Any]:
+    return client.submit({"code": code, "name": name, "flavor": "cpu", "procs_per_node": 2})
+
+
+SLEEPER = "import time\nprint('sleeping', flush=True)\ntime.sleep(60)"
+WORKER = "import os, time\ntime.sleep(1.5)\nprint('step', os.environ['RANK'], 'done')"
+
+
+def test_flavor_picker_offers_the_entitled_flavors(found: LabServer) -> None:
+    picker = FlavorPicker()
+    entitled = KernelsClient(discover()).flavors()["flavors"]
+    assert [name for _, name in picker.flavor.options] == [f["name"] for f in entitled]
+    assert [name for _, name in picker.flavor.options] == ["cpu", "a100x1"]  # not a100x4
+    labels = dict((name, label) for label, name in picker.flavor.options)
+    assert labels["cpu"] == entitled[0]["display_name"] == "1 CPU · 1Gi"
+    # no accelerators on this machine: the A100 flavor says why it cannot start now
+    assert labels["a100x1"].startswith("1 × A100 (") and labels["a100x1"].endswith(")")
+    assert [name for _, name in picker.environment.options] == ["python", "pytorch"]
+    assert picker.value == {"flavor": "cpu", "environment": "python"}
+
+    seen: list[dict[str, str]] = []
+    picker.observe(lambda change: seen.append(change["new"]), names="value")
+    picker.flavor.value = "a100x1"
+    picker.environment.value = "pytorch"
+    assert picker.value == {"flavor": "a100x1", "environment": "pytorch"}
+    assert seen[-1] == picker.value and len(seen) == 2
+
+    text = pretty(picker)
+    assert text.splitlines()[0].split()[:2] == ["NAME", "ACCELERATOR"]
+    assert "chosen: flavor=a100x1 environment=pytorch" in text
+    bundle = picker._repr_mimebundle_()
+    assert WIDGET_VIEW in bundle and bundle["text/plain"] == text
+
+
+def test_flavor_picker_starts_a_kernel_or_shows_why_not(found: LabServer) -> None:
+    picker = FlavorPicker()
+    picker.flavor.value = "a100x1"
+    picker.start_button.click()  # no A100 here: the server's refusal, as one line
+    assert picker.kernel is None
+    assert "error" in picker.message.value and "started" not in picker.message.value
+
+    picker.flavor.value = "cpu"
+    picker.start_button.click()
+    kernel = picker.kernel
+    assert kernel is not None, picker.message.value
+    try:
+        assert kernel["flavor"] == "cpu" and kernel["environment"] == "python"
+        assert f"started kernel {kernel['id']}" in picker.message.value
+        assert f"started kernel {kernel['id']}" in repr(picker)
+    finally:
+        request = urllib.request.Request(
+            found.url(f"api/kernels/{kernel['id']}"), headers=found.auth_header, method="DELETE"
+        )
+        urllib.request.urlopen(request, timeout=30).close()
+
+
+def test_job_monitor_follows_a_job_and_cancels_another(client: JobsClient) -> None:
+    blocker = JobMonitor(submit(client, "blocker", SLEEPER), poll_seconds=0.1)
+    wait_until(lambda: blocker.state == "running")
+    wait_until(lambda: "sleeping" in blocker.log_view.value)
+    assert blocker.cancel_button.disabled is False
+    assert "rank 0: running · [rank 0] sleeping" not in blocker.ranks.value  # prefix stripped
+    assert "rank 1: running · sleeping" in blocker.ranks.value
+
+    job = submit(client, "worker", WORKER)
+    monitor = JobMonitor(job, poll_seconds=0.1)
+    states = [monitor.state]
+    monitor.observe(lambda change: states.append(change["new"]), names="state")
+    # held back by the quota while the blocker runs
+    wait_until(lambda: monitor.detail.value.startswith("position "))
+    assert monitor.state == "queued" and monitor.status.value.startswith("worker: queued")
+    assert "queued" in repr(monitor).splitlines()[0]
+
+    blocker.cancel_button.click()  # the Cancel button, as a click
+    assert blocker.join(timeout=10) and blocker.state == "cancelled"
+    assert blocker.cancel_button.disabled and blocker.status.value.startswith("blocker: cancel")
+
+    assert monitor.join(timeout=20), "the monitor's thread did not stop"
+    assert monitor.state == "succeeded", monitor.status.value
+    assert states[0] == "queued" and "running" in states and states[-1] == "succeeded"
+    assert monitor.status.value.startswith("worker: succeeded in ")
+    assert "[rank 0] step 0 done" in monitor.log_view.value
+    assert "[rank 1] step 1 done" in monitor.log_view.value
+    assert "rank 1: succeeded · step 1 done" in monitor.ranks.value
+    assert monitor.cancel_button.disabled
+
+    text = pretty(monitor)
+    assert text.startswith(f"{job['id']} · worker: succeeded in ")
+    assert "[rank 1] step 1 done" in text
+    assert monitor._repr_mimebundle_()["text/plain"] == text
+
+    table = JobTable()
+    assert table.job_ids[:2] == [job["id"], blocker.job_id]
+    assert f"<td>{job['id']}</td><td>worker</td><td>succeeded</td>" in table.table.value
+    queued = JobTable(state="queued")
+    assert queued.job_ids == [] and pretty(queued) == "no jobs"
+    listed = pretty(table).splitlines()
+    assert listed[0].split()[:3] == ["ID", "NAME", "STATE"]
+    assert listed[1].startswith(f"{job['id']}  worker")
+
+
+def test_close_stops_the_refresh_thread(client: JobsClient) -> None:
+    monitor = JobMonitor(submit(client, "closed", SLEEPER), poll_seconds=0.1)
+    wait_until(lambda: monitor.state == "running")
+    monitor.close()
+    assert monitor.join(timeout=5)
+    assert repr(monitor).startswith(f"{monitor.job_id} · closed: running")  # text survives
+    client.cancel(monitor.job_id)
+    wait_until(lambda: client.job(monitor.job_id)["state"] == "cancelled")
+
+
+def test_the_magics_show_widgets_only_where_they_render(
+    found: LabServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    config = Config()
+    config.HistoryManager.enabled = False
+    config.MLInfraMagics.poll_seconds = 0.1
+    ip = InteractiveShell.instance(config=config)
+    try:
+        assert not can_render_widgets(ip)  # no kernel: a terminal's plain text
+        ip.run_line_magic("load_ext", "jupyter_mlinfra")
+        monkeypatch.setenv("JUPYTER_MLINFRA_WIDGETS", "1")  # as in a notebook frontend
+        assert can_render_widgets(ip)
+        handle = ip.run_cell_magic("mlinfra", "submit --name shown", "print('hi')")
+        assert isinstance(handle, JobHandle) and handle.live is None
+        monitor = handle.monitor
+        assert isinstance(monitor, JobMonitor) and monitor.job_id == handle.id
+        assert monitor.join(timeout=20) and monitor.state == "succeeded"
+        ip.run_line_magic("mlinfra", "jobs --state succeeded")
+        out, err = capsys.readouterr()
+        assert err == ""
+        # this shell shows the text/plain form of what it displays
+        assert out.startswith(f"{handle.id} · shown: queued")
+        table = out[out.index("ID  ") :].splitlines()
+        assert table[0].split()[:3] == ["ID", "NAME", "STATE"]
+        assert table[1].split()[:3] == [handle.id, "shown", "succeeded"]  # newest first
+        monkeypatch.setenv("JUPYTER_MLINFRA_WIDGETS", "0")
+        handle = ip.run_cell_magic("mlinfra", "submit --name plain", "print('hi')")
+        assert isinstance(handle, JobHandle) and handle.monitor is None and handle.live
+        handle.wait(timeout=20)
+        handle.live.join(timeout=5)
+        assert capsys.readouterr().out.splitlines()[-1].startswith("plain: succeeded")
+    finally:
+        InteractiveShell.clear_instance()
+
+
+IN_KERNEL = """\
+handle = get_ipython().run_cell_magic("mlinfra", "submit --name in-kernel", "print('hi')")
+"""
+CHECK = """\
+monitor = handle.monitor
+print(type(monitor).__name__, monitor.join(timeout=20), monitor.state, handle.live)
+print(monitor._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"] != "")
+"""
+
+
+def test_a_real_kernel_shows_a_job_monitor_and_a_job_table(lab: LabServer) -> None:
+    with running_kernel(lab) as execute:
+        assert execute("%load_ext jupyter_mlinfra") == ""
+        shown = execute(IN_KERNEL)
+        assert re.match(r"[0-9a-f]{12} · in-kernel: ", shown), shown  # the widget's text form
+        assert execute(CHECK) == "JobMonitor True succeeded None\nTrue\n"
+        table = execute("%mlinfra jobs --state succeeded")
+        assert table.splitlines()[0].split()[:3] == ["ID", "NAME", "STATE"], table
+        assert "in-kernel" in table
