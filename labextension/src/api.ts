@@ -6,11 +6,15 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import {
   API_NAMESPACE,
+  IEnvironmentList,
   IErrorBody,
   IFlavorList,
   IJob,
   IJobList,
   IJobQuery,
+  IKernel,
+  IKernelList,
+  IKernelStart,
   IWhoAmI
 } from './tokens';
 
@@ -118,5 +122,31 @@ export function cancelJob(id: string): Promise<IJob> {
 export function retryJob(id: string): Promise<IJob> {
   return requestAPI<IJob>(`jobs/${encodeURIComponent(id)}/retry`, {
     method: 'POST'
+  });
+}
+
+/** The environments the caller may use. */
+export function listEnvironments(): Promise<IEnvironmentList> {
+  return requestAPI<IEnvironmentList>('environments');
+}
+
+/** The caller's flavor kernels: running ones, then recently stopped or culled ones. */
+export function listKernels(): Promise<IKernelList> {
+  return requestAPI<IKernelList>('kernels');
+}
+
+/** Start a kernel of an environment on a flavor. */
+export function startKernel(body: IKernelStart): Promise<IKernel> {
+  return requestAPI<IKernel>('kernels', {
+    method: 'POST',
+    body: JSON.stringify(body)
+  });
+}
+
+/** Restart a kernel (same id) on another flavor. */
+export function switchKernelFlavor(id: string, flavor: string): Promise<IKernel> {
+  return requestAPI<IKernel>(`kernels/${encodeURIComponent(id)}`, {
+    method: 'PATCH',
+    body: JSON.stringify({ flavor })
   });
 }

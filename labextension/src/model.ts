@@ -8,8 +8,15 @@ import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 import { IDisposable } from '@lumino/disposable';
 
-import { cancelJob, listFlavors, listJobs, MLInfraError, retryJob } from './api';
-import { IFlavorList, IJob, JobState } from './tokens';
+import {
+  cancelJob,
+  listEnvironments,
+  listFlavors,
+  listJobs,
+  MLInfraError,
+  retryJob
+} from './api';
+import { IEnvironmentList, IFlavorList, IJob, JobState } from './tokens';
 
 /** How often the model refreshes while the panel is visible (ms). */
 export const REFRESH_INTERVAL = 2000;
@@ -19,6 +26,9 @@ export const MAX_BACKOFF = 30000;
 
 /** How many jobs the panel lists. */
 export const JOB_LIMIT = 100;
+
+/** How many recent jobs (of any state) the queue timeline draws. */
+export const TIMELINE_JOB_LIMIT = 200;
 
 /** The message of any error, for people. */
 export function errorMessage(error: unknown): string {
@@ -52,6 +62,16 @@ export class MLInfraModel implements IDisposable {
   /** The flavors, or null before the first answer. */
   get flavors(): IFlavorList | null {
     return this._flavors;
+  }
+
+  /** The environments the user may use, or null before the first answer. */
+  get environments(): IEnvironmentList | null {
+    return this._environments;
+  }
+
+  /** The most recent jobs of any state, newest first, for the queue timeline. */
+  get timelineJobs(): readonly IJob[] {
+    return this._timelineJobs;
   }
 
   /** The jobs that pass the state filter, newest first. */
@@ -133,20 +153,24 @@ export class MLInfraModel implements IDisposable {
   private async _fetch(notify: boolean): Promise<void> {
     const filter = this._stateFilter;
     try {
-      const [flavors, jobs] = await Promise.all([
+      const [flavors, jobs, environments, recent] = await Promise.all([
         listFlavors(),
-        listJobs({ state: filter, limit: JOB_LIMIT })
+        listJobs({ state: filter, limit: JOB_LIMIT }),
+        listEnvironments(),
+        listJobs({ limit: TIMELINE_JOB_LIMIT })
       ]);
       if (filter !== this._stateFilter) {
         return; // the filter changed meanwhile; its own refresh follows
       }
-      const fresh = JSON.stringify([flavors, jobs.jobs]);
+      const fresh = JSON.stringify([flavors, jobs.jobs, environments, recent.jobs]);
       const wasFailing = this._error !== null;
       this._error = null;
       if (fresh !== this._last || wasFailing || !this._loaded) {
         this._last = fresh;
         this._flavors = flavors;
         this._jobs = jobs.jobs;
+        this._environments = environments;
+        this._timelineJobs = recent.jobs;
         this._loaded = true;
         this._changed.emit();
       }
@@ -182,6 +206,8 @@ export class MLInfraModel implements IDisposable {
   private _loaded = false;
   private _flavors: IFlavorList | null = null;
   private _jobs: IJob[] = [];
+  private _environments: IEnvironmentList | null = null;
+  private _timelineJobs: IJob[] = [];
   private _stateFilter: JobState[] = [];
   private _error: string | null = null;
   private _last = '';

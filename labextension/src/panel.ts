@@ -10,11 +10,13 @@ import { FlavorsSection } from './flavorCards';
 import { mlinfraIcon } from './icon';
 import { JobsSection } from './jobList';
 import { errorMessage, MLInfraModel } from './model';
+import { IStartActions, StartSection } from './startSection';
+import { TimelineSection } from './timeline';
 import { IJob, PANEL_ID } from './tokens';
 
 /** The sidebar panel; it refreshes its model while it is visible. */
 export class MLInfraPanel extends SidePanel {
-  constructor(model: MLInfraModel) {
+  constructor(model: MLInfraModel, start: IStartActions) {
     super();
     this.id = PANEL_ID;
     this.addClass('jp-mlinfra-Panel');
@@ -32,6 +34,7 @@ export class MLInfraPanel extends SidePanel {
 
     this._model = model;
     this._flavors = new FlavorsSection();
+    this._start = new StartSection(start);
     this._jobs = new JobsSection(
       {
         cancel: job => void this._act('cancel', job),
@@ -42,9 +45,16 @@ export class MLInfraPanel extends SidePanel {
       }
     );
     this.addWidget(this._flavors);
+    this.addWidget(this._start);
     this.addWidget(this._jobs);
+    this.addWidget(this._timeline);
     model.changed.connect(this._render, this);
     this._render();
+  }
+
+  /** The Start section (its chosen flavor and environment). */
+  get start(): StartSection {
+    return this._start;
   }
 
   get model(): MLInfraModel {
@@ -81,11 +91,15 @@ export class MLInfraPanel extends SidePanel {
     this._error.setHidden(model.error === null);
     this._error.node.textContent = model.error ?? '';
     this._flavors.render(model.flavors);
+    this._start.render(model.flavors, model.environments);
     this._jobs.render(model.jobs, model.loaded);
+    this._timeline.render(model.flavors, model.timelineJobs);
   }
 
   private _model: MLInfraModel;
   private _flavors: FlavorsSection;
+  private _start: StartSection;
   private _jobs: JobsSection;
+  private _timeline = new TimelineSection();
   private _error = new Widget();
 }

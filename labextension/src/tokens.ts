@@ -15,6 +15,8 @@ export namespace CommandIDs {
   export const showFlavors = 'mlinfra:show-flavors';
   export const openPanel = 'mlinfra:open-panel';
   export const refresh = 'mlinfra:refresh';
+  export const newNotebook = 'mlinfra:new-notebook';
+  export const switchKernel = 'mlinfra:switch-kernel';
 }
 
 /** The id of the sidebar panel (also its key in the layout restorer). */
@@ -159,4 +161,53 @@ export interface IJobQuery {
   state?: readonly JobState[];
   flavor?: string;
   limit?: number;
+}
+
+/** One software environment a kernel or job runs in. */
+export interface IEnvironment {
+  name: string;
+  display_name: string;
+  description: string;
+  framework: string;
+  image: string;
+  python: string;
+  launcher: string;
+  env: Record<string, string>;
+}
+
+/** `GET environments` */
+export interface IEnvironmentList {
+  default_environment: string;
+  environments: IEnvironment[];
+}
+
+/** A flavor kernel holding resources (or a recently stopped or culled one). */
+export interface IKernel {
+  id: string;
+  /** Its kernelspec, `mlinfra-<environment>`. */
+  name: string;
+  owner: string;
+  flavor: string;
+  environment: string;
+  /** Accelerator indices held (CUDA_VISIBLE_DEVICES). */
+  devices: number[];
+  cpus: number[];
+  started: number;
+  last_activity: number | null;
+  execution_state: string;
+  state: 'running' | 'stopped' | 'culled';
+  reason: string;
+  ended: number | null;
+}
+
+/** `GET kernels` */
+export interface IKernelList {
+  kernels: IKernel[];
+}
+
+/** The body of `POST kernels`. */
+export interface IKernelStart {
+  environment?: string;
+  flavor?: string;
+  path?: string;
 }

@@ -38,10 +38,19 @@ def open_lab(
 
 def run_from_palette(page: Page, label: str) -> None:
     """Open the command palette (Ctrl+Shift+C) and run the command labelled ``label``."""
-    page.keyboard.press("Control+Shift+C")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     search = page.get_by_placeholder("SEARCH", exact=True)
-    search.wait_for(state="visible")
-    search.fill(label)
+    for attempt in range(3):
+        # the shell may still be activating restored widgets, which closes the palette
+        page.keyboard.press("Control+Shift+C")
+        search.wait_for(state="visible")
+        try:
+            search.fill(label, timeout=3_000)
+            break
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
     page.get_by_role("menuitem", name=label).first.click()
 
 
@@ -50,7 +59,7 @@ def test_show_flavors_dialog(
 ) -> None:
     from playwright.sync_api import expect
 
-    open_lab(page, lab_server, console)
+    open_lab(page, lab_server, console, workspace="flavors")
     run_from_palette(page, "Show Accelerator Flavors")
 
     dialog = page.get_by_role("dialog").filter(has_text="Accelerator flavors")
@@ -76,7 +85,7 @@ def test_the_launcher_starts_a_kernel_pinned_to_its_flavor(
 ) -> None:
     from playwright.sync_api import expect
 
-    open_lab(page, lab_server, console)
+    open_lab(page, lab_server, console, workspace="launcher")
     launcher = page.locator(".jp-Launcher")
     expect(launcher).to_be_visible()
     # one card per environment on its default flavor, and (flavor_launchers) one per flavor
@@ -105,7 +114,7 @@ def test_an_idle_gpu_kernel_warns_in_the_notebook_then_is_culled(
 ) -> None:
     from playwright.sync_api import expect
 
-    open_lab(page, lab_server, console)
+    open_lab(page, lab_server, console, workspace="culling")
     run_from_palette(page, "New Launcher")  # the restored workspace may show no Launcher
     launcher = page.locator(".jp-Launcher").last
     launcher.locator(".jp-LauncherCard", has_text="· 1 × H100 80GB HBM3").first.click()

@@ -97,3 +97,59 @@ def test_the_sidebar_shows_flavors_and_cancels_a_queued_job(
 
     expect(running.locator(".jp-mlinfra-JobState")).to_have_text("cancelled", timeout=15_000)
     assert console.errors(mentioning="mlinfra") == []
+
+
+def test_the_start_section_opens_a_notebook_on_a_flavor(
+    page: Page, lab_server: LabServer, console: ConsoleLog, output_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    _free_the_accelerators(lab_server)
+    open_lab(page, lab_server, console, workspace="start")
+    panel = SidebarPanel(page)
+    panel.open()
+    start = panel.root.locator(".jp-mlinfra-StartSection")
+    flavor = start.get_by_role("combobox", name="Flavor")
+    expect(flavor.locator("option[value='h100x1']")).to_have_count(1)
+    flavor.select_option("h100x1")
+    before = {k["id"] for k in _call(lab_server, "GET", "mlinfra/api/v1/kernels")["kernels"]}
+    start.get_by_role("button", name="New notebook").click()
+    new: list[dict[str, Any]] = []
+    try:
+        status = page.locator(".jp-mlinfra-KernelStatus")
+        expect(status).to_contain_text("h100x1", timeout=15_000)
+        expect(status).to_contain_text("GPU")
+        expect(page.locator(".jp-NotebookPanel")).to_have_count(1)
+        page.screenshot(path=str(output_dir / "start-section.png"))
+    finally:
+        for kernel in _call(lab_server, "GET", "mlinfra/api/v1/kernels")["kernels"]:
+            if kernel["id"] not in before and kernel["state"] == "running":
+                new.append(kernel)
+                _call(lab_server, "DELETE", f"mlinfra/api/v1/kernels/{kernel['id']}")
+    assert [k["flavor"] for k in new] == ["h100x1"]
+    assert console.errors(mentioning="mlinfra") == []
+
+
+def test_the_queue_timeline_draws_a_bar_per_job(
+    page: Page, lab_server: LabServer, console: ConsoleLog, output_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    _free_the_accelerators(lab_server)
+    open_lab(page, lab_server, console, workspace="timeline")
+    panel = SidebarPanel(page)
+    panel.open()
+    jobs = "mlinfra/api/v1/jobs"
+    job = _call(lab_server, "POST", jobs, {"code": SLEEPER, "flavor": "h100x2", "name": "ui-t"})
+    try:
+        chart = panel.root.locator("svg.jp-mlinfra-Timeline-chart[data-flavor='h100x2']")
+        bar = chart.locator(f"g.jp-mlinfra-Timeline-bar[data-job-id='{job['id']}']")
+        expect(bar).to_have_count(1, timeout=15_000)
+        expect(bar.locator("title")).to_contain_text("ui-t")
+        expect(bar).to_have_class("jp-mlinfra-Timeline-bar jp-mlinfra-mod-running", timeout=15_000)
+        expect(bar.locator("rect.jp-mlinfra-Timeline-run")).to_have_count(1)
+        panel.root.locator(".jp-mlinfra-TimelineSection").scroll_into_view_if_needed()
+        page.screenshot(path=str(output_dir / "queue-timeline.png"))
+    finally:
+        _call(lab_server, "DELETE", f"{jobs}/{job['id']}")
+    assert console.errors(mentioning="mlinfra") == []

@@ -1,0 +1,155 @@
+/**
+ * The Start section of the sidebar: pick a flavor and an environment, then start a new
+ * notebook on them or move the current notebook's kernel to the flavor.
+ */
+import { Widget } from '@lumino/widgets';
+
+import { acceleratorText } from './flavors';
+import { IEnvironmentList, IFlavorList } from './tokens';
+
+/** What the Start section's buttons do; each gets the chosen flavor and environment. */
+export interface IStartActions {
+  newNotebook(flavor: string, environment: string): Promise<void>;
+  switchKernel(flavor: string): Promise<void>;
+}
+
+function labelled(text: string, select: HTMLSelectElement): HTMLLabelElement {
+  const label = document.createElement('label');
+  label.className = 'jp-mlinfra-StartSection-field';
+  const span = document.createElement('span');
+  span.textContent = text;
+  label.append(span, select);
+  return label;
+}
+
+function button(text: string, primary: boolean): HTMLButtonElement {
+  const node = document.createElement('button');
+  node.type = 'button';
+  node.className = primary
+    ? 'jp-Button jp-mod-styled jp-mod-accept'
+    : 'jp-Button jp-mod-styled jp-mod-reject';
+  node.textContent = text;
+  return node;
+}
+
+/** Fill a `<select>` with options, keeping the chosen one when it is still there. */
+function fill(
+  select: HTMLSelectElement,
+  options: { value: string; label: string; disabled: boolean; title: string }[],
+  fallback: string
+): void {
+  const previous = select.value;
+  select.replaceChildren();
+  for (const choice of options) {
+    const option = document.createElement('option');
+    option.value = choice.value;
+    option.textContent = choice.label;
+    option.disabled = choice.disabled;
+    option.title = choice.title;
+    select.appendChild(option);
+  }
+  const usable = (value: string): boolean =>
+    options.some(o => o.value === value && !o.disabled);
+  if (usable(previous)) {
+    select.value = previous;
+  } else if (usable(fallback)) {
+    select.value = fallback;
+  } else {
+    select.value = options.find(o => !o.disabled)?.value ?? '';
+  }
+}
+
+/** Flavor and environment pickers with "New notebook" and "Switch" buttons. */
+export class StartSection extends Widget {
+  constructor(actions: IStartActions) {
+    super();
+    this.addClass('jp-mlinfra-StartSection');
+    this.title.label = 'Start';
+    this._flavor.setAttribute('aria-label', 'Flavor');
+    this._environment.setAttribute('aria-label', 'Environment');
+
+    const fields = document.createElement('div');
+    fields.className = 'jp-mlinfra-StartSection-fields';
+    fields.append(labelled('Flavor', this._flavor), labelled('Environment', this._environment));
+
+    const buttons = document.createElement('div');
+    buttons.className = 'jp-mlinfra-StartSection-buttons';
+    const create = button('New notebook', true);
+    create.title = 'Start a kernel on this flavor and environment and open a new notebook on it';
+    const swap = button("Switch this notebook's kernel", false);
+    swap.title = "Restart the current notebook's kernel on this flavor";
+    buttons.append(create, swap);
+    this._buttons = [create, swap];
+
+    create.addEventListener('click', () =>
+      this._busy(actions.newNotebook(this._flavor.value, this._environment.value))
+    );
+    swap.addEventListener('click', () => this._busy(actions.switchKernel(this._flavor.value)));
+    for (const select of [this._flavor, this._environment]) {
+      select.addEventListener('change', () => this._update());
+    }
+    this.node.append(fields, buttons);
+    this._update();
+  }
+
+  /** The chosen flavor's name ('' when there is none). */
+  get flavor(): string {
+    return this._flavor.value;
+  }
+
+  /** The chosen environment's name ('' when there is none). */
+  get environment(): string {
+    return this._environment.value;
+  }
+
+  /** Offer these flavors and environments (null: not loaded yet). */
+  render(flavors: IFlavorList | null, environments: IEnvironmentList | null): void {
+    if (flavors !== null) {
+      fill(
+        this._flavor,
+        flavors.flavors
+          .filter(f => f.entitled)
+          .map(f => ({
+            value: f.name,
+            label: `${f.name} · ${acceleratorText(f)}`,
+            disabled: !f.availability.available,
+            title: f.availability.summary
+          })),
+        flavors.default_flavor
+      );
+    }
+    if (environments !== null) {
+      fill(
+        this._environment,
+        environments.environments.map(e => ({
+          value: e.name,
+          label: e.display_name || e.name,
+          disabled: false,
+          title: e.description
+        })),
+        environments.default_environment
+      );
+    }
+    this._update();
+  }
+
+  private _busy(action: Promise<void>): void {
+    this._working = true;
+    this._update();
+    void action.finally(() => {
+      this._working = false;
+      this._update();
+    });
+  }
+
+  private _update(): void {
+    const ready = !this._working && this._flavor.value !== '';
+    this._buttons[0].disabled = !ready || this._environment.value === '';
+    this._buttons[1].disabled = !ready;
+  }
+
+  private _flavor = document.createElement('select');
+  private _environment = document.createElement('select');
+  private _buttons: HTMLButtonElement[];
+  private _working = false;
+}

@@ -1,0 +1,208 @@
+/**
+ * The Queue timeline section: per flavor, one bar per job over the last hour, from when it
+ * started (or was queued: hatched while it waited) to when it finished (or now).
+ */
+import { Widget } from '@lumino/widgets';
+
+import { IFlavorList, IJob } from './tokens';
+
+/** How far back the timeline looks (seconds). */
+export const TIMELINE_WINDOW = 3600;
+
+const SVG = 'http://www.w3.org/2000/svg';
+const WIDTH = 300;
+const ROW = 12;
+const AXIS = 14;
+
+/** A bar's geometry in seconds: [waitFrom, runFrom, to]; runFrom null when it never ran. */
+export interface IBarSpan {
+  job: IJob;
+  waitFrom: number;
+  runFrom: number | null;
+  to: number;
+}
+
+/** The bars of the jobs that overlap [now - window, now], oldest first. */
+export function timelineSpans(
+  jobs: readonly IJob[],
+  now: number,
+  window = TIMELINE_WINDOW
+): IBarSpan[] {
+  const from = now - window;
+  return jobs
+    .map(job => ({
+      job,
+      waitFrom: job.created,
+      runFrom: job.started,
+      to: job.finished ?? now
+    }))
+    .filter(span => span.to >= from && span.waitFrom <= now)
+    .sort((a, b) => a.waitFrom - b.waitFrom);
+}
+
+function svg<K extends keyof SVGElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string | number>
+): SVGElementTagNameMap[K] {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    node.setAttribute(key, String(value));
+  }
+  return node;
+}
+
+function clock(seconds: number): string {
+  return new Date(seconds * 1000).toLocaleTimeString([], {
+    hour: '2-digit',
+    minute: '2-digit'
+  });
+}
+
+function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
+}
+
+/** The tooltip of a job's bar. */
+export function barTitle(span: IBarSpan, now: number): string {
+  const job = span.job;
+  const lines = [`${job.name || job.id} (${job.owner}) · ${job.state}`];
+  if (span.runFrom === null) {
+    lines.push(`waiting ${duration(span.to - span.waitFrom)} since ${clock(span.waitFrom)}`);
+  } else {
+    lines.push(`waited ${duration(span.runFrom - span.waitFrom)}`);
+    lines.push(
+      `ran ${duration(span.to - span.runFrom)} from ${clock(span.runFrom)}` +
+        (job.finished === null ? ' (still running)' : ` to ${clock(span.to)}`)
+    );
+  }
+  if (job.devices.length > 0) {
+    lines.push(`accelerators ${job.devices.map(d => d.join(',')).join(' | ')}`);
+  }
+  if (job.reason) {
+    lines.push(job.reason);
+  }
+  return lines.join('\n');
+}
+
+/** One flavor's timeline as an inline SVG. */
+export function renderTimeline(flavor: string, jobs: readonly IJob[], now: number): SVGSVGElement {
+  const spans = timelineSpans(jobs, now);
+  const height = AXIS + Math.max(1, spans.length) * ROW + 2;
+  const from = now - TIMELINE_WINDOW;
+  const x = (t: number): number => ((Math.max(t, from) - from) / TIMELINE_WINDOW) * WIDTH;
+  const root = svg('svg', {
+    class: 'jp-mlinfra-Timeline-chart',
+    viewBox: `0 0 ${WIDTH} ${height}`,
+    width: '100%',
+    role: 'img',
+    'aria-label': `Queue timeline of ${flavor}`
+  });
+  root.dataset.flavor = flavor;
+  const defs = svg('defs', {});
+  const pattern = svg('pattern', {
+    id: `jp-mlinfra-hatch-${flavor}`,
+    width: 4,
+    height: 4,
+    patternUnits: 'userSpaceOnUse',
+    patternTransform: 'rotate(45)'
+  });
+  pattern.appendChild(
+    svg('rect', { width: 2, height: 4, class: 'jp-mlinfra-Timeline-hatch' })
+  );
+  defs.appendChild(pattern);
+  root.appendChild(defs);
+
+  for (const minutes of [60, 45, 30, 15, 0]) {
+    const t = now - minutes * 60;
+    const px = x(t);
+    root.appendChild(
+      svg('line', { x1: px, x2: px, y1: AXIS - 2, y2: height, class: 'jp-mlinfra-Timeline-grid' })
+    );
+    const label = svg('text', {
+      x: Math.min(Math.max(px, 12), WIDTH - 12),
+      y: AXIS - 4,
+      'text-anchor': 'middle',
+      class: 'jp-mlinfra-Timeline-axis'
+    });
+    label.textContent = minutes === 0 ? 'now' : `-${minutes}m`;
+    root.appendChild(label);
+  }
+
+  spans.forEach((span, index) => {
+    const y = AXIS + index * ROW + 1;
+    const group = svg('g', { class: `jp-mlinfra-Timeline-bar jp-mlinfra-mod-${span.job.state}` });
+    group.dataset.jobId = span.job.id;
+    const title = svg('title', {});
+    title.textContent = barTitle(span, now);
+    group.appendChild(title);
+    const waitTo = span.runFrom ?? span.to;
+    if (waitTo > from) {
+      group.appendChild(
+        svg('rect', {
+          x: x(span.waitFrom),
+          y,
+          width: Math.max(1, x(waitTo) - x(span.waitFrom)),
+          height: ROW - 3,
+          fill: `url(#jp-mlinfra-hatch-${flavor})`,
+          class: 'jp-mlinfra-Timeline-wait'
+        })
+      );
+    }
+    if (span.runFrom !== null) {
+      group.appendChild(
+        svg('rect', {
+          x: x(span.runFrom),
+          y,
+          width: Math.max(2, x(span.to) - x(span.runFrom)),
+          height: ROW - 3,
+          rx: 1,
+          class: 'jp-mlinfra-Timeline-run'
+        })
+      );
+    }
+    root.appendChild(group);
+  });
+  return root;
+}
+
+/** A timeline per flavor that had jobs in the last hour. */
+export class TimelineSection extends Widget {
+  constructor() {
+    super();
+    this.addClass('jp-mlinfra-TimelineSection');
+    this.title.label = 'Queue timeline';
+    this._status.className = 'jp-mlinfra-Section-status';
+    this._status.textContent = 'No jobs in the last hour.';
+    this.node.append(this._status, this._charts);
+  }
+
+  /** Draw these jobs, grouped by flavor in the flavors' order. */
+  render(flavors: IFlavorList | null, jobs: readonly IJob[], now = Date.now() / 1000): void {
+    this._charts.replaceChildren();
+    const names = (flavors?.flavors ?? []).map(f => f.name);
+    for (const job of jobs) {
+      if (!names.includes(job.flavor)) {
+        names.push(job.flavor);
+      }
+    }
+    let drawn = 0;
+    for (const name of names) {
+      const own = jobs.filter(j => j.flavor === name);
+      if (timelineSpans(own, now).length === 0) {
+        continue;
+      }
+      const figure = document.createElement('figure');
+      figure.className = 'jp-mlinfra-Timeline';
+      const caption = document.createElement('figcaption');
+      caption.textContent = name;
+      figure.append(caption, renderTimeline(name, own, now));
+      this._charts.appendChild(figure);
+      drawn++;
+    }
+    this._status.hidden = drawn > 0;
+  }
+
+  private _status = document.createElement('p');
+  private _charts = document.createElement('div');
+}
