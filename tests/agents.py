@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sqlite3
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +92,18 @@ class AgentHome:
             if is_alive(pid, started):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
+
+
+@contextmanager
+def private_agent(prefix: str = "mli-") -> Iterator[AgentHome]:
+    """A home for a private agent under a short /tmp path (Unix socket paths are limited);
+    its agent and every rank it started are stopped, and the home removed, afterwards."""
+    home = AgentHome(Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp")))
+    try:
+        yield home
+    finally:
+        home.stop()
+        shutil.rmtree(home.root, ignore_errors=True)
 
 
 def _running(pid: int) -> bool:

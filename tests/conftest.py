@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import getpass
 import os
-import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .agents import AgentHome
+from .agents import AgentHome, private_agent
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -83,12 +81,8 @@ TEST_CATALOG: dict[str, Any] = {
 @pytest.fixture
 def agent_home() -> Iterator[AgentHome]:
     """A private local agent: short socket path, own data dir; stopped with its ranks after."""
-    home = AgentHome(Path(tempfile.mkdtemp(prefix="mli-", dir="/tmp")))
-    try:
+    with private_agent("mli-") as home:
         yield home
-    finally:
-        home.stop()
-        shutil.rmtree(home.root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from jupyter_mlinfra.backends.local.agent_client import ensure_agent
 from jupyter_mlinfra.jobs.store import JobStore, Lease
 from jupyter_mlinfra.transport import UnixHTTPConnection
 
-from .agents import AgentHome
+from .agents import AgentHome, private_agent
 from .conftest import ME
 from .test_restarts import agent_client, alive, kill_agent_hard, wait_state, wait_until
 
@@ -60,12 +58,8 @@ while not pathlib.Path(os.environ["RELEASE"]).exists():
 
 @pytest.fixture
 def home() -> Iterator[AgentHome]:
-    home = AgentHome(Path(tempfile.mkdtemp(prefix="mll-", dir="/tmp")))
-    try:
+    with private_agent("mll-") as home:
         yield home
-    finally:
-        home.stop()
-        shutil.rmtree(home.root, ignore_errors=True)
 
 
 def start_agent(

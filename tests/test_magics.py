@@ -7,9 +7,7 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import urllib.request
@@ -32,7 +30,7 @@ from jupyter_mlinfra.magic_args import (
 )
 from jupyter_mlinfra.magics import JobHandle
 
-from .agents import AgentHome
+from .agents import AgentHome, private_agent
 from .conftest import ME, TEST_CATALOG
 from .lab_server import LabServer, running_kernel, running_lab
 from .optional import need
@@ -189,12 +187,8 @@ def test_idempotency_key_changes_with_the_run_not_with_a_retried_request() -> No
 
 @pytest.fixture(scope="module")
 def home() -> Iterator[AgentHome]:
-    agent = AgentHome(Path(tempfile.mkdtemp(prefix="mli-", dir="/tmp")))
-    try:
+    with private_agent("mli-") as agent:
         yield agent
-    finally:
-        agent.stop()
-        shutil.rmtree(agent.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

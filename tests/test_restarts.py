@@ -8,10 +8,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from jupyter_mlinfra.backends.local.agent_client import ensure_agent
 from jupyter_mlinfra.backends.local.runner import process_start_time
 from jupyter_mlinfra.client import Connection, JobsClient
 
-from .agents import AgentHome
+from .agents import AgentHome, private_agent
 from .conftest import ME
 from .lab_server import running_lab
 from .test_cli import clean_env, mlinfra
@@ -56,12 +54,8 @@ T = TypeVar("T")
 @pytest.fixture
 def home() -> Iterator[AgentHome]:
     """A private agent home; its agent and every rank it started are stopped afterwards."""
-    home = AgentHome(Path(tempfile.mkdtemp(prefix="mlr-", dir="/tmp")))
-    try:
+    with private_agent("mlr-") as home:
         yield home
-    finally:
-        home.stop()
-        shutil.rmtree(home.root, ignore_errors=True)
 
 
 def write_config(folder: Path, home: AgentHome, **settings: Any) -> Path:

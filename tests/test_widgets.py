@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,23 +20,17 @@ from jupyter_mlinfra.client import JobsClient, KernelsClient, discover
 from jupyter_mlinfra.magics import JobHandle
 from jupyter_mlinfra.widgets import FlavorPicker, JobMonitor, JobTable, can_render_widgets
 
-from .agents import AgentHome
+from .agents import AgentHome, private_agent
 from .conftest import ME, TEST_CATALOG
 from .lab_server import LabServer, running_kernel, running_lab
-
-pytest.importorskip("ipywidgets")
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
 def home() -> Iterator[AgentHome]:
-    agent = AgentHome(Path(tempfile.mkdtemp(prefix="mli-", dir="/tmp")))
-    try:
+    with private_agent("mli-") as agent:
         yield agent
-    finally:
-        agent.stop()
-        shutil.rmtree(agent.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
