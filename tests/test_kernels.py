@@ -417,3 +417,15 @@ async def test_switch_flavor_restarts_the_same_kernel_on_the_new_flavor(
     assert (status, error["field"]) == (403, "flavor")
     status, error = await refused(jp_fetch, *path, method="PATCH", body={"flavour": "x"})
     assert (status, error["field"]) == (400, "flavour")
+
+
+async def test_a_kernel_on_a_chosen_flavor_carries_that_flavors_name(jp_fetch: Any) -> None:
+    """Unlisted (flavor_launchers is off), the per-flavor kernelspec still resolves by name,
+    so JupyterLab names the kernel by the flavor it holds, not by its environment's default."""
+    kernel = await start(jp_fetch, "a100x1")
+    assert kernel["name"] == "mlinfra-python--a100x1"
+    code, spec = await call(jp_fetch, "api", "kernelspecs", "mlinfra-python--a100x1")
+    assert code == 200
+    assert spec["spec"]["display_name"] == "Python · 1 × A100"
+    _, listing = await call(jp_fetch, "api", "kernelspecs")
+    assert "mlinfra-python--a100x1" not in spec_names(listing)

@@ -100,7 +100,9 @@ class KernelService:
         flavor = catalog.flavor(request["flavor"] or mine.default_flavor, identity)
         try:
             kernel_id = await self.kernel_manager.start_kernel(
-                kernel_name=spec_name(environment.name),
+                kernel_name=spec_name(
+                    environment.name, "" if flavor.name == mine.default_flavor else flavor.name
+                ),
                 path=request["path"] or None,
                 **{FLAVOR_ARGUMENT: flavor.name},
             )

@@ -82,13 +82,15 @@ class MLInfraKernelSpecManager(KernelSpecManager):
     """``get_all_specs`` (``GET /api/kernelspecs``) comes from the base class, which lists
     ``find_kernel_specs`` and reads each through ``get_kernel_spec``."""
 
-    def _generated(self) -> dict[str, KernelSpec]:
+    def _generated(self, every_flavor: bool = False) -> dict[str, KernelSpec]:
         app = registry.current()
         if app is None:  # the extension is not loaded: nothing to generate
             return {}
         catalog = app.inventory.catalog.for_identity(app.identity())
         return generated_specs(
-            catalog, flavor_launchers=app.flavor_launchers, resource_dir=self._resource_dir()
+            catalog,
+            flavor_launchers=every_flavor or app.flavor_launchers,
+            resource_dir=self._resource_dir(),
         )
 
     _native_resources: str = ""
@@ -113,7 +115,10 @@ class MLInfraKernelSpecManager(KernelSpecManager):
         return {**found, **generated}
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        generated = self._generated()
+        """Per-flavor specs resolve by name even when ``flavor_launchers`` keeps them out of
+        the listing: a kernel started on a flavor through the API carries its flavor's name
+        ("PyTorch · 1 × A100"), not its environment's default one."""
+        generated = self._generated(every_flavor=kernel_name.lower().startswith(PREFIX))
         for name, spec in generated.items():
             if name.lower() == kernel_name.lower():
                 return spec
