@@ -6,8 +6,9 @@ Pure. The local backend feeds it the detected machine and the current allocation
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .catalog import Flavor
 from .quantities import format_cpu, format_memory
@@ -46,6 +47,27 @@ class Allocation:
     @property
     def is_job(self) -> bool:
         return self.holder.startswith("job:")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "holder": self.holder,
+            "owner": self.owner,
+            "flavor": self.flavor,
+            "cpu": self.cpu,
+            "memory_bytes": self.memory_bytes,
+            "devices": list(self.devices),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Allocation:
+        return cls(
+            holder=data["holder"],
+            owner=data["owner"],
+            flavor=data["flavor"],
+            cpu=data["cpu"],
+            memory_bytes=data["memory_bytes"],
+            devices=tuple(data["devices"]),
+        )
 
 
 @dataclass(frozen=True)

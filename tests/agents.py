@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mlinfra.backends.local.agent_client import agent_status
-from jupyter_mlinfra.backends.local.runner import is_alive
+from jupyter_mlinfra.backends.local.runner import is_alive, process_start_time
 
 
 @dataclass
@@ -80,7 +80,9 @@ class AgentHome:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        while time.monotonic() < deadline and any(
+            process_start_time(pid) is not None for pid in pids
+        ):
             time.sleep(0.05)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
@@ -104,11 +106,3 @@ def private_agent(prefix: str = "mli-") -> Iterator[AgentHome]:
     finally:
         home.stop()
         shutil.rmtree(home.root, ignore_errors=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from ...client import IDENTITY_HEADER
 from ...errors import MLInfraError
 from ...identity import Identity
 from ...transport import UnixHTTPConnection
+from .runner import process_start_time
 
 STATUS = "/mlinfra/agent/v1/status"
 START_TIMEOUT_SECONDS = 30.0
@@ -76,7 +76,7 @@ def ensure_agent(socket_path: str, data_dir: str, idle_timeout: float) -> dict[s
             status = agent_status(socket_path)
             if status is not None:
                 return status
-            if not _alive(pid):
+            if process_start_time(pid) is None:  # gone (or a zombie): it exited
                 tail = log_path.read_text(errors="replace").splitlines()[-5:]
                 raise AgentUnavailable("the local agent exited at start: " + " | ".join(tail))
             time.sleep(0.05)
@@ -109,16 +109,6 @@ def _spawn_detached(command: list[str], log_path: Path) -> int:
         timeout=30,
     )
     return int(starter.stdout.strip())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
 
 
 class _UnixResolver(Resolver):
@@ -179,17 +169,7 @@ class AgentClient:
         if response.code != 200:
             return [], {}
         data = json.loads(response.body)
-        allocations = [
-            Allocation(
-                holder=a["holder"],
-                owner=a["owner"],
-                flavor=a["flavor"],
-                cpu=a["cpu"],
-                memory_bytes=a["memory_bytes"],
-                devices=tuple(a["devices"]),
-            )
-            for a in data["allocations"]
-        ]
+        allocations = [Allocation.from_json(a) for a in data["allocations"]]
         return allocations, dict(data["queued_by_owner"])
 
     def close(self) -> None:

@@ -211,17 +211,7 @@ class AllocationsHandler(AgentHandler):
     def get(self) -> None:
         self.reply(
             {
-                "allocations": [
-                    {
-                        "holder": a.holder,
-                        "owner": a.owner,
-                        "flavor": a.flavor,
-                        "cpu": a.cpu,
-                        "memory_bytes": a.memory_bytes,
-                        "devices": list(a.devices),
-                    }
-                    for a in self.agent.allocations()
-                ],
+                "allocations": [a.to_json() for a in self.agent.allocations()],
                 "queued_by_owner": _queued_by_owner(self.agent),
             }
         )
