@@ -28,7 +28,8 @@ from ...jobs.service import MAX_PAGE
 from ...jobs.spec import Condition, Event, Job, JobState
 from ...jobs.submission import new_job
 from . import kueue, manifests
-from .client import KubernetesCluster
+from .backend import KubernetesBackend
+from .names import label_value
 from .progress import Progress, attempt_progress, node_index, timestamp
 from .reflector import Reflector
 from .rest import KubeError, Rest, path_of
@@ -40,6 +41,7 @@ from .workloads import (
     Placement,
     attachments,
     job_from_record,
+    node_pod,
     object_name,
     push_secret,
     record,
@@ -89,10 +91,11 @@ class KubernetesJobs(LoggingConfigurable):
         the job's result Secret. Empty: the in-cluster address (KUBERNETES_SERVICE_HOST).""",
     )
 
-    def __init__(self, app: MLInfraApp, cluster: KubernetesCluster, **kwargs: Any) -> None:
+    def __init__(self, app: MLInfraApp, backend: KubernetesBackend, **kwargs: Any) -> None:
         super().__init__(parent=app, **kwargs)
         self.app = app
-        self.cluster = cluster
+        self.backend = backend
+        self.cluster = backend.cluster
         self.namespace = ""
         self.rest: Rest | None = None
         self.jobset = False
@@ -100,7 +103,7 @@ class KubernetesJobs(LoggingConfigurable):
         self.records: Reflector | None = None
         self.workloads: dict[str, Reflector] = {}
         self.pods: Reflector | None = None
-        self.events: Reflector | None = None
+        self.pod_events: Reflector | None = None
         self.kueue_workloads: Reflector | None = None
         self._visibility_denied = False
         self._started = asyncio.Lock()
@@ -132,7 +135,7 @@ class KubernetesJobs(LoggingConfigurable):
                     rest, path_of("jobset.x-k8s.io/v1alpha2", "jobsets", ns), job_selector
                 )
             self.pods = Reflector(rest, path_of("v1", "pods", ns), job_selector)
-            self.events = Reflector(rest, path_of("v1", "events", ns))
+            self.pod_events = Reflector(rest, path_of("v1", "events", ns))
             if has_kueue:
                 self.kueue_workloads = Reflector(
                     rest, path_of("kueue.x-k8s.io/v1beta1", "workloads", ns)
@@ -145,7 +148,7 @@ class KubernetesJobs(LoggingConfigurable):
             return rest
 
     def _reflectors(self) -> list[Reflector]:
-        found = [self.records, *self.workloads.values(), self.pods, self.events]
+        found = [self.records, *self.workloads.values(), self.pods, self.pod_events]
         found.append(self.kueue_workloads)
         return [r for r in found if r is not None]
 
@@ -209,10 +212,10 @@ class KubernetesJobs(LoggingConfigurable):
             job.spec.nodes,
             kueue_workload=self._kueue_workload(obj),
             queued_by_kueue=self.queued_by_kueue,
-            events=list(self.events.objects.values()) if self.events else [],
+            events=list(self.pod_events.objects.values()) if self.pod_events else [],
             cancelled=annotations.get(f"{CANCELLED}{attempt}", ""),
         )
-        if obj is None and not progress.state == JobState.CANCELLED:
+        if obj is None and progress.state != JobState.CANCELLED:
             progress = Progress(JobState.QUEUED, "being created")
         return replace(
             job,
@@ -274,7 +277,7 @@ class KubernetesJobs(LoggingConfigurable):
     def queue_of(self, job: Job) -> str:
         """The job's Kueue LocalQueue (settings, not user text, decide the name)."""
         chosen = self.flavor_queues.get(job.spec.flavor) or self.local_queue
-        return manifests.label_value(
+        return label_value(
             chosen.replace("{queue}", job.spec.queue)
             .replace("{flavor}", job.spec.flavor)
             .replace("{username}", job.owner)
@@ -308,7 +311,7 @@ class KubernetesJobs(LoggingConfigurable):
                 "environment",
             )
         quota = policy.quotas.for_identity(identity)
-        why_not = await policy.backend.refusal(job, flavor, quota)
+        why_not = await self.backend.refusal(job, flavor, quota)
         if why_not:
             raise CannotFit(why_not, "flavor")
         if quota.max_queued_jobs is not None:
@@ -337,24 +340,6 @@ class KubernetesJobs(LoggingConfigurable):
             result_api=self.result_api_url,
         )
 
-    def node_pod(self, job: Job) -> dict[str, Any]:
-        """A node's pod spec for the job's flavor: the same pieces as a kernel's pod."""
-        flavor = self.app.inventory.catalog.flavor(job.spec.flavor)
-        shm, shm_mount = manifests.shm_volume(flavor)
-        return {
-            "securityContext": manifests.pod_security_context(),
-            **manifests.scheduling(flavor, self.cluster.capacity_placement),
-            "containers": [
-                {
-                    "name": "node",
-                    "resources": manifests.resources(flavor),
-                    "securityContext": manifests.container_security_context(),
-                    "volumeMounts": [shm_mount],
-                }
-            ],
-            "volumes": [shm],
-        }
-
     async def _launch(self, job: Job, rec: Mapping[str, Any]) -> None:
         """Create an attempt: its workload suspended, what it needs owned by it, then let it
         start (or let Kueue decide)."""
@@ -366,13 +351,22 @@ class KubernetesJobs(LoggingConfigurable):
         if self.queued_by_kueue:
             placement = replace(placement, queue_name=self.queue_of(job))
         created = await self.rest.create(
-            workload(job, environment, flavor, placement, self.node_pod(job), rec)
+            workload(
+                job,
+                environment,
+                flavor,
+                placement,
+                node_pod(flavor, self.cluster.capacity_placement),
+                rec,
+            )
         )
         for obj in attachments(job, placement, created):
             await self.rest.create(obj)
         if not self.queued_by_kueue:
             plural = "jobsets" if created["kind"] == "JobSet" else "jobs"
-            path = path_of(created["apiVersion"], plural, self.namespace, object_name(job.id, job.attempt))
+            path = path_of(
+                created["apiVersion"], plural, self.namespace, object_name(job.id, job.attempt)
+            )
             await self.rest.patch(path, {"spec": {"suspend": False}})
 
     async def get(self, identity: Identity, job_id: str) -> dict[str, Any]:

@@ -152,8 +152,10 @@ def spot_preemption(pods: Sequence[Mapping[str, Any]]) -> str:
             if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
                 reason = str(condition.get("reason", "")) or reason
                 message = str(condition.get("message", ""))
-                return f"its node was reclaimed ({reason}: {message})" if message else (
-                    f"its node was reclaimed ({reason})"
+                return (
+                    f"its node was reclaimed ({reason}: {message})"
+                    if message
+                    else (f"its node was reclaimed ({reason})")
                 )
         if reason in SPOT_EVICTION_REASONS:
             return f"its node was reclaimed ({reason}: {status.get('message', '')})"

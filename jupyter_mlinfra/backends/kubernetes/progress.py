@@ -39,23 +39,25 @@ def timestamp(text: str | None) -> float | None:
 def _condition(obj: Mapping[str, Any], *kinds: str) -> Mapping[str, Any] | None:
     for condition in obj.get("status", {}).get("conditions") or []:
         if condition.get("type") in kinds and condition.get("status") == "True":
-            return condition  # type: ignore[no-any-return]
+            found: Mapping[str, Any] = condition
+            return found
     return None
 
 
 def node_index(pod: Mapping[str, Any]) -> int:
     """The node rank of a job's pod (its completion index; 0 for a plain Job)."""
     metadata = pod.get("metadata", {})
-    text = metadata.get("annotations", {}).get(COMPLETION_INDEX) or metadata.get(
-        "labels", {}
-    ).get(COMPLETION_INDEX, "0")
+    text = metadata.get("annotations", {}).get(COMPLETION_INDEX) or metadata.get("labels", {}).get(
+        COMPLETION_INDEX, "0"
+    )
     return int(text) if str(text).isdigit() else 0
 
 
 def _terminated(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     for status in pod.get("status", {}).get("containerStatuses") or []:
         if status.get("name") == CONTAINER:
-            return status.get("state", {}).get("terminated") or {}  # type: ignore[no-any-return]
+            ended: Mapping[str, Any] = status.get("state", {}).get("terminated") or {}
+            return ended
     return {}
 
 

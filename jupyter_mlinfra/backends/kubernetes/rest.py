@@ -123,7 +123,9 @@ class Rest:
             raise
 
     async def patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.call("PATCH", path, body=patch, content_type="application/merge-patch+json")
+        return await self.call(
+            "PATCH", path, body=patch, content_type="application/merge-patch+json"
+        )
 
     async def delete(self, path: str, propagation: str = "Foreground") -> bool:
         """Delete; False when it was already gone."""
@@ -131,7 +133,11 @@ class Rest:
             await self.call(
                 "DELETE",
                 path,
-                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation},
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "propagationPolicy": propagation,
+                },
             )
         except KubeError as error:
             if error.status == 404:

@@ -32,7 +32,17 @@ from typing import Any
 from ...catalog import Environment, Flavor
 from ...jobs.spec import Job, JobSpec, Resources, RetryPolicy
 from ...launch import contract
-from .manifests import GROUP, labels, owner_reference
+from .manifests import (
+    ANNOTATION_OWNER,
+    GROUP,
+    container_security_context,
+    labels,
+    owner_reference,
+    pod_security_context,
+    resources,
+    scheduling,
+    shm_volume,
+)
 
 LABEL_JOB = f"{GROUP}/job-id"
 LABEL_ATTEMPT = f"{GROUP}/attempt"
@@ -191,9 +201,7 @@ def rank_container_env(
         master,
         {
             "name": "MLINFRA_NODE_RANK",
-            "valueFrom": {
-                "fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}
-            },
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}},
         },
         {"name": "MLINFRA_NODES", "value": str(spec.nodes)},
         {"name": "MLINFRA_PROCS_PER_NODE", "value": str(spec.procs_per_node)},
@@ -216,6 +224,25 @@ def rank_container_env(
     return env
 
 
+def node_pod(flavor: Flavor, capacity_placement: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A node's pod spec for ``flavor``: the same parts as a kernel's pod (resources,
+    scheduling, non-root security, /dev/shm), its container not yet told what to run."""
+    shm, shm_mount = shm_volume(flavor)
+    return {
+        "securityContext": pod_security_context(),
+        **scheduling(flavor, capacity_placement),
+        "containers": [
+            {
+                "name": CONTAINER,
+                "resources": resources(flavor),
+                "securityContext": container_security_context(),
+                "volumeMounts": [shm_mount],
+            }
+        ],
+        "volumes": [shm],
+    }
+
+
 def pod_template(
     job: Job,
     environment: Environment,
@@ -233,7 +260,10 @@ def pod_template(
             "name": CONTAINER,
             "image": environment.image,
             "command": [PYTHON, f"{SPEC_DIR}/node.py", SPEC_DIR, RUN_DIR],
-            "env": [*container.get("env", []), *rank_container_env(job, environment, flavor, placement)],
+            "env": [
+                *container.get("env", []),
+                *rank_container_env(job, environment, flavor, placement),
+            ],
             "terminationMessagePath": f"{RUN_DIR}/termination-log",
             "terminationMessagePolicy": "File",
         }
@@ -282,10 +312,13 @@ def pod_template(
     spec.setdefault("automountServiceAccountToken", False)
     if job.spec.nodes > 1 and not placement.jobset:
         spec["subdomain"] = name
-    return {"metadata": {"labels": job_labels(job)}, "spec": spec}
+    metadata = {"labels": job_labels(job), "annotations": {ANNOTATION_OWNER: job.owner}}
+    return {"metadata": metadata, "spec": spec}
 
 
-def _queue_metadata(job: Job, flavor: Flavor, placement: Placement) -> tuple[dict[str, str], dict[str, str]]:
+def _queue_metadata(
+    job: Job, flavor: Flavor, placement: Placement
+) -> tuple[dict[str, str], dict[str, str]]:
     """Kueue's labels and the flex-start ProvisioningRequest parameters (annotations)."""
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
@@ -339,7 +372,7 @@ def workload(
     }
     template = pod_template(job, environment, flavor, placement, pod)
     batch: dict[str, Any] = {"template": template}
-    if spec.nodes > 1 or placement.jobset:
+    if spec.nodes > 1:
         batch.update(
             {"completionMode": "Indexed", "completions": spec.nodes, "parallelism": spec.nodes}
         )
