@@ -299,6 +299,7 @@ class MLInfraApp(ExtensionApp):
         await self.kernels.shutdown_all()
         if self.jobs is not None:
             await self.jobs.stop()
+        await self.inventory.backend.close()
         self.agent.client.close()
         registry.unregister(self)
 

@@ -454,6 +454,8 @@ class KubernetesJobs(LoggingConfigurable):
                     job.reason,
                 )
             )
+        # the API's times have whole seconds: none may seem to precede the submission
+        found = [replace(e, time=max(e.time, job.created)) for e in found]
         found.sort(key=lambda e: e.time)
         return {"events": [e.to_json() for e in found]}
 
