@@ -22,6 +22,8 @@ from jupyter_mlinfra.backends.kubernetes.client import KubernetesCluster
 from jupyter_mlinfra.backends.kubernetes.jobs import KubernetesJobs
 from jupyter_mlinfra.identity import Identity
 
+from .test_handlers import conforms
+
 TERMINAL = {"succeeded", "failed", "cancelled", "preempted"}
 
 EXCHANGE = """
@@ -127,6 +129,8 @@ async def run_exchange(jp_fetch: Any) -> dict[str, Any]:
     done = await wait_for(jp_fetch, job["id"], TERMINAL)
     logs = await call(jp_fetch, f"jobs/{job['id']}/logs")
     assert done["state"] == "succeeded", (done, logs)
+    conforms(done, "Job")
+    conforms(await call(jp_fetch, "jobs"), "JobList")
     assert done["exit_code"] == 0 and done["started"] and done["finished"]
     assert "[rank 0] rank 0 of 2 on node 0 total 42" in logs
     assert "[rank 1] rank 1 of 2 on node 1 total 42" in logs
@@ -196,6 +200,7 @@ async def test_what_can_never_fit_is_refused(jp_fetch: Any) -> None:
 async def test_capacity_comes_from_the_nodes(jp_fetch: Any, kube_cluster: Any) -> None:
     kube_cluster.add_node("gpu-0", allocatable={"nvidia.com/gpu": "8"})
     capacity = await call(jp_fetch, "capacity")
+    conforms(capacity, "Capacity")
     assert capacity["backend"] == "kubernetes" and capacity["nodes"] == 2
     assert capacity["accelerators"][0]["total"] == 8
     flavors = await call(jp_fetch, "flavors")
@@ -286,3 +291,12 @@ async def test_jobs_outlive_the_server_they_are_cluster_objects(
     finally:
         await fresh.stop()
         await cluster.close()
+
+
+async def test_followed_logs_stream_until_the_job_ends(jp_fetch: Any) -> None:
+    code = "import time\nprint('first', flush=True)\ntime.sleep(1)\nprint('last')\n"
+    job = await call(jp_fetch, "jobs", "POST", {"code": code})
+    logs = await call(jp_fetch, f"jobs/{job['id']}/logs", follow="true")  # from queued on
+    assert logs == "first\nlast\n"
+    assert (await call(jp_fetch, f"jobs/{job['id']}"))["state"] == "succeeded"
+    assert await call(jp_fetch, f"jobs/{job['id']}/logs", tail="1") == "last\n"
