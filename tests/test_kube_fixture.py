@@ -14,7 +14,9 @@ import pytest_asyncio
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from .kube import crds
 from .kube.fixture import ClusterFixture
+from .optional import need
 
 NS = "mlinfra-test"
 pytestmark = pytest.mark.asyncio
@@ -326,3 +328,281 @@ async def test_indexed_job_ranks_find_each_other_by_dns(
     v1 = client.CoreV1Api(api)
     log0 = await v1.read_namespaced_pod_log(by_index["0"]["metadata"]["name"], NS)
     assert log0 == "rank 0 got hello from rank 1\n"
+
+
+def condition_true(obj: dict[str, Any] | None, kind: str) -> bool:
+    conditions = (obj or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == kind and c["status"] == "True" for c in conditions)
+
+
+def need_crds() -> None:
+    need(crds.available(), f"the JobSet and Kueue CRDs are not in {crds.CRD_FOLDER}")
+
+
+def rank_code() -> str:
+    """Rank 0 listens, rank 1 connects to rank 0 by its JobSet DNS name and says hello."""
+    return (
+        "import os, socket, time\n"
+        "index = int(os.environ['JOB_COMPLETION_INDEX'])\n"
+        "if index == 0:\n"
+        "    s = socket.create_server((os.environ['POD_IP'], 29500))\n"
+        "    conn, _ = s.accept(); print('rank 0 got', conn.recv(100).decode())\n"
+        "else:\n"
+        "    for _ in range(400):\n"
+        "        try:\n"
+        "            c = socket.create_connection((os.environ['MASTER'], 29500)); break\n"
+        "        except OSError: time.sleep(0.05)\n"
+        "    c.sendall(b'hello'); print('rank 1 sent')\n"
+        "attempt = int(os.environ['ATTEMPT'])\n"
+        "raise SystemExit(3 if index == 1 and attempt < int(os.environ['FAILURES']) else 0)\n"
+    )
+
+
+def jobset(name: str, failures: int, max_restarts: int) -> dict[str, Any]:
+    env = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "MASTER", "value": f"{name}-node-0-0.{name}"},
+        {"name": "FAILURES", "value": str(failures)},
+        {
+            "name": "ATTEMPT",
+            "valueFrom": {
+                "fieldRef": {"fieldPath": "metadata.labels['jobset.sigs.k8s.io/restart-attempt']"}
+            },
+        },
+    ]
+    return {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2",
+        "kind": "JobSet",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": {"maxRestarts": max_restarts},
+            "replicatedJobs": [
+                {
+                    "name": "node",
+                    "replicas": 1,
+                    "template": {
+                        "spec": {
+                            "parallelism": 2,
+                            "completions": 2,
+                            "backoffLimit": 0,
+                            "template": {
+                                "spec": {
+                                    "restartPolicy": "Never",
+                                    "containers": [
+                                        {
+                                            "name": "rank",
+                                            "image": "python:3.11",
+                                            "command": ["python", "-c", rank_code()],
+                                            "env": env,
+                                        }
+                                    ],
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+async def test_jobset_runs_ranks_and_restarts_on_failure(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    need_crds()
+    groups = await client.ApisApi(api).get_api_versions()
+    assert "jobset.x-k8s.io" not in [g.name for g in groups.groups]
+    kube_cluster.install("jobset")
+    groups = await client.ApisApi(api).get_api_versions()
+    assert "jobset.x-k8s.io" in [g.name for g in groups.groups]
+    custom = client.CustomObjectsApi(api)
+    await custom.create_namespaced_custom_object(
+        "jobset.x-k8s.io", "v1alpha2", NS, "jobsets", jobset("train", 1, 2)
+    )
+
+    def finished() -> dict[str, Any] | None:
+        found = kube_cluster.get("jobset.x-k8s.io/v1alpha2", "JobSet", "train")
+        done = condition_true(found, "Completed") or condition_true(found, "Failed")
+        return found if done else None
+
+    done = await until(finished, timeout=60)
+    assert condition_true(done, "Completed")
+    assert done["status"]["restarts"] == 1
+    service = kube_cluster.get("v1", "Service", "train")
+    assert service["spec"]["clusterIP"] == "None"
+    (job,) = kube_cluster.list("batch/v1", "Job", NS, "jobset.sigs.k8s.io/jobset-name=train")
+    assert job["metadata"]["name"] == "train-node-0"
+    assert job["metadata"]["labels"]["jobset.sigs.k8s.io/restart-attempt"] == "1"
+
+    await custom.create_namespaced_custom_object(
+        "jobset.x-k8s.io", "v1alpha2", NS, "jobsets", jobset("fails", 5, 1)
+    )
+    failed = await until(
+        lambda: (
+            kube_cluster.get("jobset.x-k8s.io/v1alpha2", "JobSet", "fails")
+            if condition_true(
+                kube_cluster.get("jobset.x-k8s.io/v1alpha2", "JobSet", "fails"), "Failed"
+            )
+            else None
+        ),
+        timeout=60,
+    )
+    reasons = {c["type"]: c["reason"] for c in failed["status"]["conditions"]}
+    assert reasons["Failed"] == "ReachedMaxRestarts"
+
+
+async def test_invalid_jobset_is_refused(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    need_crds()
+    kube_cluster.install("jobset")
+    bad = jobset("bad", 0, 0)
+    bad["spec"]["replicatedJobs"][0]["replicas"] = "two"
+    with pytest.raises(ApiException) as refused:
+        await client.CustomObjectsApi(api).create_namespaced_custom_object(
+            "jobset.x-k8s.io", "v1alpha2", NS, "jobsets", bad
+        )
+    assert refused.value.status == 422
+    assert "spec.replicatedJobs[0].replicas" in refused.value.body
+
+
+def queued_job(name: str, gate: str, priority: str | None = None) -> dict[str, Any]:
+    labels = {"kueue.x-k8s.io/queue-name": "user-queue"}
+    if priority:
+        labels["kueue.x-k8s.io/priority-class"] = priority
+    wait = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.05)\n"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "python:3.11",
+                            "command": ["python", "-c", wait],
+                            "args": [gate],
+                            "resources": {"requests": {"cpu": "1"}},
+                        }
+                    ],
+                }
+            }
+        },
+    }
+
+
+async def test_kueue_admits_by_priority_then_fifo_within_quota(
+    api: client.ApiClient, kube_cluster: ClusterFixture, tmp_path: Any
+) -> None:
+    need_crds()
+    kube_cluster.install("kueue")
+    kueue = "kueue.x-k8s.io/v1beta1"
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "ResourceFlavor",
+            "metadata": {"name": "cpu-flavor"},
+            "spec": {"nodeLabels": {"kubernetes.io/os": "linux"}},
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "ClusterQueue",
+            "metadata": {"name": "cluster-queue"},
+            "spec": {
+                "namespaceSelector": {},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu"],
+                        "flavors": [
+                            {
+                                "name": "cpu-flavor",
+                                "resources": [{"name": "cpu", "nominalQuota": "1"}],
+                            }
+                        ],
+                    }
+                ],
+            },
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "LocalQueue",
+            "metadata": {"name": "user-queue", "namespace": NS},
+            "spec": {"clusterQueue": "cluster-queue"},
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "WorkloadPriorityClass",
+            "metadata": {"name": "high"},
+            "value": 100,
+        }
+    )
+    batch = client.BatchV1Api(api)
+    gates = {name: tmp_path / name for name in ("first", "low", "high")}
+    await batch.create_namespaced_job(NS, queued_job("first", str(gates["first"])))
+    await until(
+        lambda: (
+            kube_cluster.processes().get("first")
+            or any(n.startswith("first-") for n in kube_cluster.processes())
+        )
+    )
+    await batch.create_namespaced_job(NS, queued_job("low", str(gates["low"])))
+    await batch.create_namespaced_job(NS, queued_job("high", str(gates["high"]), "high"))
+
+    def workload(job: str) -> dict[str, Any] | None:
+        uid = kube_cluster.get("batch/v1", "Job", job)["metadata"]["uid"]
+        found = kube_cluster.list(kueue, "Workload", NS, f"kueue.x-k8s.io/job-uid={uid}")
+        return found[0] if found else None
+
+    await until(lambda: workload("low") and workload("high"))
+    assert (await batch.read_namespaced_job("low", NS)).spec.suspend is True
+
+    def waiting() -> list[dict[str, Any]]:
+        found = [workload("low"), workload("high")]
+        return [
+            w
+            for w in found
+            if w
+            and any(
+                c["type"] == "QuotaReserved" and c["status"] == "False"
+                for c in (w.get("status") or {}).get("conditions", [])
+            )
+        ]
+
+    await until(lambda: len(waiting()) == 2)
+    reserved = {c["type"]: c for c in workload("low")["status"]["conditions"]}["QuotaReserved"]
+    assert reserved["reason"] == "Pending"
+    assert reserved["message"] == (
+        "couldn't assign flavors to pod set main: insufficient unused quota for cpu in flavor "
+        "cpu-flavor, 1 more needed"
+    )
+    assert workload("high")["spec"]["priority"] == 100
+
+    summary = await client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "visibility.kueue.x-k8s.io", "v1beta1", NS, "localqueues", "user-queue/pendingworkloads"
+    )
+    items = summary["items"]
+    assert [(i["metadata"]["name"].split("-")[1], i["positionInLocalQueue"]) for i in items] == [
+        ("high", 0),
+        ("low", 1),
+    ]
+
+    gates["first"].touch()
+    await until(lambda: condition_true(workload("high"), "Admitted"))
+    assert condition_true(workload("first"), "Finished")
+    assert not condition_true(workload("low"), "Admitted")
+    job = kube_cluster.get("batch/v1", "Job", "high")
+    assert job["spec"]["suspend"] is False
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    gates["high"].touch()
+    await until(lambda: condition_true(workload("low"), "Admitted"))
+    gates["low"].touch()
+    await until(lambda: condition_true(workload("low"), "Finished"))

@@ -19,13 +19,16 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
+from .crds import ADDONS, addon_types
 from .defaults import apply_defaults
 from .deletion import Deleter
 from .dns import ClusterDns
 from .events import Recorder
 from .http import ApiServer
 from .jobs import JobController
+from .jobset import JobSetController
 from .kubelet import Kubelet
+from .kueue import KueueController
 from .logs import LogBook, LogEndpoint
 from .resources import Registry
 from .scheduler import Scheduler
@@ -94,6 +97,7 @@ class ClusterFixture:
             self.root / "pods",
         )
         self.jobs = JobController(self.store, self.registry, self.recorder, self.deleter)
+        self.installed: set[str] = set()
         self._runner = web.AppRunner(self.api.app, handle_signals=False)
         await self._runner.setup()
         listener = socket.socket()
@@ -177,6 +181,30 @@ class ClusterFixture:
                 },
             }
         )
+
+    def install(self, addon: str) -> None:
+        """Add ``"jobset"`` or ``"kueue"``: their CRDs (read from ../shared/kubernetes/crds)
+        become served kinds, visible in discovery, and their controllers start."""
+        if addon not in ADDONS:
+            raise ValueError(f"unknown add-on {addon!r}: choose one of {sorted(ADDONS)}")
+        self._call(self._install, addon)
+
+    def _install(self, addon: str) -> None:
+        if addon in self.installed:
+            return
+        types = addon_types(addon)
+        for rtype in types:
+            self.registry.add(rtype)
+        self.installed.add(addon)
+        if addon == "jobset":
+            JobSetController(self.store, self.registry, self.recorder, self.deleter, types[0])
+            return
+        kueue = KueueController(self.store, self.registry, self.recorder)
+        for rtype in kueue.visibility_types():
+            self.registry.add(rtype)
+            self.api.subresources[(rtype.group, rtype.plural, "pendingworkloads")] = (
+                kueue.pending_workloads
+            )
 
     def remove_node(self, name: str) -> None:
         self._call(self.deleter.delete, self._type("v1", "Node"), None, name)
