@@ -98,7 +98,10 @@ class ClusterFixture:
         )
         self.jobs = JobController(self.store, self.registry, self.recorder, self.deleter)
         self.installed: set[str] = set()
-        self._runner = web.AppRunner(self.api.app, handle_signals=False)
+        # handler_cancellation: a client that hangs up ends its watch or log stream at once
+        self._runner = web.AppRunner(
+            self.api.app, handle_signals=False, handler_cancellation=True, shutdown_timeout=5
+        )
         await self._runner.setup()
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -278,7 +281,8 @@ class ClusterFixture:
         if self._stopped:
             return
         self._stopped = True
-        self._call(self.kubelet.stop)
+        self._call_async(self.kubelet.stop)
+        self._call(self.api.drop_watches)
         self._call_async(self._runner.cleanup)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
