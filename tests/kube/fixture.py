@@ -58,7 +58,8 @@ class ClusterFixture:
         self.kubeconfig = root / "kubeconfig"
         self.kubeconfig.write_text(yaml.safe_dump(self._kubeconfig()))
         self.kubeconfig.chmod(0o600)
-        self.add_namespace(namespace)
+        for name in dict.fromkeys(("default", "kube-system", namespace)):
+            self.add_namespace(name)
         self.add_node("node-0")
 
     # -- plumbing --------------------------------------------------------------------------

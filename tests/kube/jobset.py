@@ -144,7 +144,7 @@ class JobSetController:
         complete = [j for j in wanted if has_condition(j, "Complete")]
         if policy.get("operator") == "Any":
             return bool(complete)
-        return len(complete) == expected and expected > 0
+        return bool(len(complete) == expected and expected > 0)
 
     def _on_failure(
         self, jobset: Obj, status: dict[str, Any], children: list[Obj], failed: Obj

@@ -23,10 +23,10 @@ from aiohttp import web
 
 from jupyter_mlinfra.quantities import format_cpu, format_memory
 
+from .amounts import Amounts, amount, pod_requests
 from .events import Recorder
 from .jobs import has_condition, owner_reference, set_condition
 from .resources import Registry, ResourceType
-from .resources_math import amount, pod_requests
 from .store import Change, Obj, Store, meta
 
 QUEUE = "kueue.x-k8s.io/queue-name"
@@ -43,12 +43,10 @@ def _quantity(resource: str, value: float) -> str:
     return str(int(value))
 
 
-def _priority_order(workload: Obj) -> tuple[int, str, str]:
-    return (
-        -int(workload["spec"].get("priority") or 0),
-        meta(workload)["creationTimestamp"],
-        meta(workload)["name"],
-    )
+def _priority_order(workload: Obj) -> tuple[int, str]:
+    """Priority, then creation time; the sort is stable over the store's creation order, so
+    workloads created within the same second stay first-in first-out."""
+    return (-int(workload["spec"].get("priority") or 0), meta(workload)["creationTimestamp"])
 
 
 class KueueController:
@@ -231,8 +229,8 @@ class KueueController:
             and not has_condition(workload, "QuotaReserved")
         )
 
-    def _usage(self) -> dict[str, dict[str, Counter[str]]]:
-        usage: dict[str, dict[str, Counter[str]]] = {}
+    def _usage(self) -> dict[str, dict[str, Amounts]]:
+        usage: dict[str, dict[str, Amounts]] = {}
         for workload in self.store.list(self.workloads):
             admission = (workload.get("status") or {}).get("admission")
             if admission is None or has_condition(workload, "Finished"):
@@ -241,7 +239,7 @@ class KueueController:
             for assignment in admission.get("podSetAssignments") or []:
                 for resource, flavor in (assignment.get("flavors") or {}).items():
                     value = (assignment.get("resourceUsage") or {}).get(resource, "0")
-                    per_flavor.setdefault(flavor, Counter())[resource] += amount(resource, value)
+                    per_flavor.setdefault(flavor, Amounts())[resource] += amount(resource, value)
         return usage
 
     def _admission_pass(self) -> None:
@@ -265,20 +263,20 @@ class KueueController:
                 self._admit(workload, name, assignments)
                 for assignment in assignments:
                     for resource, flavor in assignment["flavors"].items():
-                        used.setdefault(flavor, Counter())[resource] += amount(
+                        used.setdefault(flavor, Amounts())[resource] += amount(
                             resource, assignment["resourceUsage"][resource]
                         )
         self._write_queue_status()
 
     def _fit(
-        self, cluster_queue: Obj, workload: Obj, used: dict[str, Counter[str]]
+        self, cluster_queue: Obj, workload: Obj, used: dict[str, Amounts]
     ) -> tuple[list[dict[str, Any]] | None, str | None]:
         groups = cluster_queue["spec"].get("resourceGroups") or []
-        planned: dict[str, Counter[str]] = {f: Counter(c) for f, c in used.items()}
+        planned: dict[str, Amounts] = {f: Amounts(c) for f, c in used.items()}
         assignments = []
         for pod_set in workload["spec"]["podSets"]:
             count = int(pod_set.get("count", 1))
-            wanted = Counter(
+            wanted = Amounts(
                 {
                     r: v * count
                     for r, v in pod_requests(pod_set["template"].get("spec") or {}).items()
@@ -301,7 +299,7 @@ class KueueController:
                 for covered in group["coveredResources"]:
                     if covered in wanted:
                         flavors[covered] = chosen
-                        planned.setdefault(chosen, Counter())[covered] += wanted[covered]
+                        planned.setdefault(chosen, Amounts())[covered] += wanted[covered]
             assignments.append(
                 {
                     "name": pod_set["name"],
@@ -314,7 +312,7 @@ class KueueController:
 
     @staticmethod
     def _flavor_for(
-        group: dict[str, Any], wanted: Counter[str], planned: dict[str, Counter[str]]
+        group: dict[str, Any], wanted: Amounts, planned: dict[str, Amounts]
     ) -> tuple[str | None, str]:
         short = ""
         for flavor in group.get("flavors") or []:
@@ -322,7 +320,7 @@ class KueueController:
                 r["name"]: amount(r["name"], r.get("nominalQuota", "0"))
                 for r in flavor.get("resources") or []
             }
-            in_use = planned.get(flavor["name"], Counter())
+            in_use = planned.get(flavor["name"], Amounts())
             lacking = [
                 (resource, wanted[resource] + in_use[resource] - quotas.get(resource, 0))
                 for resource in group["coveredResources"]
