@@ -300,3 +300,23 @@ async def test_followed_logs_stream_until_the_job_ends(jp_fetch: Any) -> None:
     assert logs == "first\nlast\n"
     assert (await call(jp_fetch, f"jobs/{job['id']}"))["state"] == "succeeded"
     assert await call(jp_fetch, f"jobs/{job['id']}/logs", tail="1") == "last\n"
+
+
+async def test_retry_runs_a_new_attempt_of_the_same_job(jp_fetch: Any, tmp_path: Any) -> None:
+    marker = tmp_path / "tried"
+    code = (
+        "import pathlib, sys\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "if not marker.exists():\n"
+        "    marker.write_text('once')\n"
+        "    sys.exit(3)\n"
+        "print('second attempt')\n"
+    )
+    job = await call(jp_fetch, "jobs", "POST", {"code": code})
+    failed = await wait_for(jp_fetch, job["id"], TERMINAL)
+    assert (failed["state"], failed["exit_code"], failed["attempt"]) == ("failed", 3, 1)
+    again = await call(jp_fetch, f"jobs/{job['id']}/retry", "POST")
+    assert again["attempt"] == 2 and again["state"] in ("queued", "admitted", "starting", "running")
+    done = await wait_for(jp_fetch, job["id"], TERMINAL)
+    assert (done["state"], done["attempt"]) == ("succeeded", 2)
+    assert await call(jp_fetch, f"jobs/{job['id']}/logs") == "second attempt\n"
