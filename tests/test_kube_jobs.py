@@ -73,7 +73,9 @@ def jp_server_config(kube_cluster: Any) -> dict[str, Any]:
                     "memory": "1Gi",
                 },
             ],
-            "environments": [{"name": "python", "framework": "generic", "image": "python:3.12"}],
+            "environments": [
+                {"name": "python", "framework": "generic", "image": "python:3.12"},
+            ],
             "default_quota": {"max_gpus": 16, "max_queued_jobs": 5},
         },
         "KubernetesCluster": {"kubeconfig": str(kube_cluster.kubeconfig)},
@@ -320,3 +322,19 @@ async def test_retry_runs_a_new_attempt_of_the_same_job(jp_fetch: Any, tmp_path:
     done = await wait_for(jp_fetch, job["id"], TERMINAL)
     assert (done["state"], done["attempt"]) == ("succeeded", 2)
     assert await call(jp_fetch, f"jobs/{job['id']}/logs") == "second attempt\n"
+
+
+async def test_bad_requests_name_the_field(jp_fetch: Any) -> None:
+    async def refused(path: str, method: str = "GET", body: Any = None, **params: str) -> Any:
+        with pytest.raises(HTTPClientError) as raised:
+            await call(jp_fetch, path, method, body, **params)
+        assert raised.value.response is not None
+        return raised.value.code, json.loads(raised.value.response.body)["field"]
+
+    assert await refused("jobs/0123456789ab") == (404, "id")
+    assert await refused("jobs", state="bogus") == (400, "state")
+    assert await refused("jobs", "POST", {"code": "pass", "nodes": 0}) == (400, "nodes")
+    assert await refused("jobs", "POST", {"code": "pass", "flavor": "nope"}) == (404, "flavor")
+    job = await call(jp_fetch, "jobs", "POST", {"code": "pass"})
+    assert await refused(f"jobs/{job['id']}/logs", rank="5") == (400, "rank")
+    assert await refused(f"jobs/{job['id']}/logs", tail="x") == (400, "tail")
