@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,26 +30,9 @@ class LocalJobs:
         job, created = self.agent.service.submit(identity, body)
         return job.to_json(), created
 
-    async def list(
-        self,
-        identity: Identity,
-        *,
-        owner: str,
-        states: Collection[str],
-        flavor: str,
-        queue: str,
-        limit: int,
-        before: str,
-    ) -> dict[str, Any]:
-        return self.agent.service.list(
-            identity,
-            owner=owner,
-            states=states,
-            flavor=flavor,
-            queue=queue,
-            limit=limit,
-            before=before,
-        )
+    async def list(self, identity: Identity, **filters: Any) -> dict[str, Any]:
+        """``filters`` as ``JobsAPI.list`` names them (``jobs/queries.list_filters``)."""
+        return self.agent.service.list(identity, **filters)
 
     async def get(self, identity: Identity, job_id: str) -> dict[str, Any]:
         return self.agent.service.get(identity, job_id).to_json()
