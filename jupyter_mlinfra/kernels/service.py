@@ -90,6 +90,38 @@ class KernelService:
             "ended": None,
         }
 
+    def pod_kernels(self) -> list[dict[str, Any]]:
+        """Kernels in pods (Kubernetes backend), those still starting included, with the
+        phase of their pod's start and the cluster's reason when they wait."""
+        pods = getattr(self.app, "kernel_pods", None)
+        if pods is None:
+            return []
+        models = []
+        for record in list(pods.records.values()):
+            manager = self.kernel_manager.get_kernel(record.kernel_id) if (
+                record.kernel_id in self.kernel_manager
+            ) else None  # fmt: skip
+            ready = record.startup.phase == "ready"
+            models.append(
+                {
+                    "id": record.kernel_id,
+                    "name": getattr(manager, "kernel_name", ""),
+                    "owner": record.owner,
+                    "flavor": record.flavor,
+                    "environment": record.environment,
+                    "devices": [],
+                    "cpus": [],
+                    "started": record.started,
+                    "last_activity": _epoch(getattr(manager, "last_activity", None)),
+                    "execution_state": getattr(manager, "execution_state", "starting"),
+                    "state": "running" if ready else "starting",
+                    "phase": record.startup.phase,
+                    "reason": record.startup.reason,
+                    "ended": None,
+                }
+            )
+        return models
+
     async def start(self, identity: Identity, body: Any) -> dict[str, Any]:
         request = parse_start(body)
         catalog = self.app.inventory.catalog
@@ -146,7 +178,7 @@ class KernelService:
         return identity.admin or owner == identity.user
 
     def list(self, identity: Identity) -> dict[str, Any]:
-        kernels = [self.model(*entry) for entry in self.running()]
+        kernels = [self.model(*entry) for entry in self.running()] + self.pod_kernels()
         kernels += list(reversed(self.ended))
         return {"kernels": [k for k in kernels if self.visible(identity, k["owner"])]}
 
@@ -159,15 +191,25 @@ class KernelService:
                 return entry
         raise NotFound(f"no mlinfra kernel {kernel_id!r}", "kernel_id")
 
+    def _pod_kernel(self, identity: Identity | None, kernel_id: str) -> dict[str, Any] | None:
+        for model in self.pod_kernels():
+            if model["id"] == kernel_id and (
+                identity is None or self.visible(identity, model["owner"])
+            ):
+                return model
+        return None
+
     def get(self, identity: Identity, kernel_id: str) -> dict[str, Any]:
-        return self.model(*self._find(identity, kernel_id))
+        return self._pod_kernel(identity, kernel_id) or self.model(*self._find(identity, kernel_id))
 
     async def stop(
         self, identity: Identity | None, kernel_id: str, *, reason: str = "", state: str = "stopped"
     ) -> dict[str, Any]:
         """Shut the kernel down through the kernel manager (which releases its lease); a
         culled kernel (``state`` "culled") is remembered with its reason."""
-        model = self.model(*self._find(identity, kernel_id))
+        model = self._pod_kernel(identity, kernel_id) or self.model(
+            *self._find(identity, kernel_id)
+        )
         await self.kernel_manager.shutdown_kernel(kernel_id)
         model.update(state=state, reason=reason, ended=time.time(), execution_state="dead")
         if state == "culled":
