@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
@@ -27,6 +27,9 @@ from .kernels.specs import MLInfraKernelSpecManager
 from .quotas import QUOTA_FIELDS, QuotaPolicy
 from .routes import default_handlers
 
+if TYPE_CHECKING:
+    from .backends.kubernetes.jobs import KubernetesJobs
+
 _QUOTA_HELP = ", ".join(QUOTA_FIELDS)
 
 
@@ -42,7 +45,8 @@ class MLInfraApp(ExtensionApp):
         default_value="local",
         config=True,
         help="""Where kernels and jobs run: 'local' (processes on this machine) or
-        'kubernetes' (pods and JobSets on a cluster; not available in this version yet).""",
+        'kubernetes' (pods, Jobs and JobSets on a cluster, queued by Kueue when installed;
+        see KubernetesCluster and KubernetesJobs).""",
     )
 
     flavors = List(
@@ -50,7 +54,8 @@ class MLInfraApp(ExtensionApp):
         config=True,
         help="""Accelerator flavors, each a dict with: name, display_name, description,
         accelerator ({kind, model, count}, or null for CPU only), cpu (cores or '500m'), memory
-        (bytes or '16Gi'), capacity_type (on-demand, spot, reserved), price_per_hour, max_nodes,
+        (bytes or '16Gi'), capacity_type (on-demand, spot, reserved, flex-start: capacity
+        provisioned for the job, e.g. by a Kueue ProvisioningRequest), price_per_hour, max_nodes,
         node_selector, tolerations (Kubernetes), users and groups (who may use it; empty means
         everybody). Overrides the flavors of catalog_file. Empty (and no catalog_file) means
         the built-in catalog of the backend: for 'local', a 'cpu' flavor and one flavor per GPU
@@ -254,8 +259,10 @@ class MLInfraApp(ExtensionApp):
             warning=self.accelerator_kernel_cull_warning,
             log=self.log,
         )
+        self.jobs = self.make_jobs(inventory)
         self.settings.update(
             {
+                "mlinfra.jobs": self.jobs,
                 "mlinfra.inventory": inventory,
                 "mlinfra.app": self,
                 "mlinfra.agent": self.agent,
@@ -290,6 +297,8 @@ class MLInfraApp(ExtensionApp):
         told (jupyter_server stops extensions before it shuts down kernels), then let go."""
         await self.culler.stop()
         await self.kernels.shutdown_all()
+        if self.jobs is not None:
+            await self.jobs.stop()
         self.agent.client.close()
         registry.unregister(self)
 
@@ -297,15 +306,27 @@ class MLInfraApp(ExtensionApp):
 
     def make_backend(self) -> Backend:
         if self.backend == "kubernetes":
-            raise InvalidInput(
-                "backend 'kubernetes' is not available in this version yet; use 'local'", "backend"
-            )
+            from .backends.kubernetes.backend import KubernetesBackend
+            from .backends.kubernetes.client import KubernetesCluster
+
+            return KubernetesBackend(KubernetesCluster(parent=self))
         from .backends.local import LocalBackend
         from .backends.local.machine import detect_machine
 
         link = getattr(self, "agent", None)
         machine = detect_machine(inventory=self.local_accelerators)
         return LocalBackend(machine=machine, usage=link.client.allocations if link else None)
+
+    def make_jobs(self, inventory: Inventory) -> KubernetesJobs | None:
+        """The jobs service this server holds itself; None when the local agent holds it."""
+        if self.backend != "kubernetes":
+            return None
+        from .backends.kubernetes.backend import KubernetesBackend
+        from .backends.kubernetes.jobs import KubernetesJobs
+
+        if isinstance(inventory.backend, KubernetesBackend):
+            return KubernetesJobs(self, inventory.backend)
+        return None
 
     def make_catalog(self, backend: Backend) -> Catalog:
         """Each list comes from the first place that has one: these settings, catalog_file,

@@ -16,8 +16,9 @@ from traitlets.config import Configurable
 
 from .app import MLInfraApp
 from .backends.kubernetes.client import KubernetesCluster
+from .backends.kubernetes.jobs import KubernetesJobs
 
-CONFIGURABLES: tuple[type[Configurable], ...] = (MLInfraApp, KubernetesCluster)
+CONFIGURABLES: tuple[type[Configurable], ...] = (MLInfraApp, KubernetesCluster, KubernetesJobs)
 """Every class whose settings the reference lists, in this order."""
 
 BEGIN = "<!-- begin config reference (generated: python -m jupyter_mlinfra.config_reference) -->"

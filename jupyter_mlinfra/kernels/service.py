@@ -152,8 +152,10 @@ class KernelService:
         flavor = self.app.inventory.catalog.flavor(request["flavor"], identity)
         if flavor.name != lease.flavor:
             held = await self.app.inventory.backend.capacity()
-            others = [a for a in held.allocations if a.holder != f"kernel:{kernel_id}"]
-            room = Capacity(held.machine, others).availability(flavor)  # its own lease goes
+            if isinstance(held, Capacity):  # one machine: its own lease goes
+                others = [a for a in held.allocations if a.holder != f"kernel:{kernel_id}"]
+                held = Capacity(held.machine, others)
+            room = held.availability(flavor)
             if not room.available:
                 raise Conflict(f"flavor {flavor.name} is full: {room.summary}", "flavor")
             try:

@@ -23,6 +23,7 @@ from ...client import IDENTITY_HEADER
 from ...errors import InvalidInput
 from ...identity import Identity
 from ...jobs.policy import Policy
+from ...jobs.queries import list_filters, log_options
 from ...jobs.spec import JobState
 from ...json_errors import JSONErrors
 from .agent import Agent, install_signal_handlers, run_exclusively
@@ -73,21 +74,8 @@ class AgentHandler(JSONErrors):
 
 class JobsHandler(AgentHandler):
     def get(self) -> None:
-        states = [s for s in self.get_query_argument("state", "").split(",") if s]
-        limit = self.get_query_argument("limit", "100")
-        if not limit.isdigit():
-            raise InvalidInput(f"limit: must be a whole number, got {limit!r}", "limit")
-        self.reply(
-            self.agent.service.list(
-                self.identity,
-                owner=self.get_query_argument("owner", ""),
-                states=states,
-                flavor=self.get_query_argument("flavor", ""),
-                queue=self.get_query_argument("queue", ""),
-                limit=int(limit),
-                before=self.get_query_argument("before", ""),
-            )
-        )
+        filters = list_filters(self.get_query_argument)
+        self.reply(self.agent.service.list(self.identity, **filters))
 
     def post(self) -> None:
         job, created = self.agent.service.submit(self.identity, self.body())
@@ -129,14 +117,8 @@ class LogsHandler(AgentHandler):
     streams new lines until the job ends; ``tail`` keeps the last N lines."""
 
     async def get(self, job_id: str) -> None:
-        rank_text = self.get_query_argument("rank", "")
-        if rank_text and not rank_text.isdigit():
-            raise InvalidInput(f"rank: must be a whole number, got {rank_text!r}", "rank")
-        tail_text = self.get_query_argument("tail", "")
-        if tail_text and not tail_text.isdigit():
-            raise InvalidInput(f"tail: must be a whole number, got {tail_text!r}", "tail")
-        follow = self.get_query_argument("follow", "false").lower() in ("1", "true")
-        rank = int(rank_text) if rank_text else None
+        options = log_options(self.get_query_argument)
+        rank, follow = options.rank, options.follow
         job, paths = self.agent.service.log_files(self.identity, job_id, rank)
         prefix = rank is None and len(paths) > 1
         self.set_header("Content-Type", "text/plain; charset=utf-8")
@@ -144,8 +126,8 @@ class LogsHandler(AgentHandler):
             _LogReader(path, f"[rank {n}] " if prefix else "") for n, path in _numbered(paths, rank)
         ]
         lines = [line for reader in readers for line in reader.read()]
-        if tail_text:
-            lines = lines[-int(tail_text) :] if int(tail_text) else []
+        if options.tail is not None:
+            lines = lines[-options.tail :] if options.tail else []
         self.write("".join(lines))
         await self.flush()
         while follow:
