@@ -86,7 +86,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
         if self.record is not None and self.record.flavor != flavor.name:
             self._hard = True  # another flavor: another pod
         if self.record is None:
-            namespace = kernel_pods.cluster.namespace_for(identity.user)
+            namespace = await kernel_pods.namespace(identity.user)
             self.record = KernelRecord(
                 self.kernel_id, identity.user, flavor.name, environment.name, namespace
             )

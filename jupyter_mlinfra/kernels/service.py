@@ -14,8 +14,13 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..backends.kubernetes.kernel_pod import (
+    ANNOTATION_ENVIRONMENT,
+    ANNOTATION_FLAVOR,
+    LABEL_KERNEL_ID,
+)
 from ..capacity import Capacity
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, MLInfraError, NotFound
 from ..identity import Identity
 from .lease import Lease
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
@@ -217,6 +222,60 @@ class KernelService:
         if state == "culled":
             self.ended.append(model)
         return model
+
+    async def adopt_pods(self) -> None:
+        """At server start (Kubernetes backend): take over the owner's kernel pods that a
+        previous server left running, with their kernel ids, so open notebooks reconnect;
+        expired or ended ones are deleted instead."""
+        pods = self.app.kernel_pods
+        if pods is None or self.kernel_manager is None:
+            return
+        identity = self.app.identity()
+        try:
+            namespace = await pods.namespace(identity.user)
+            found = await pods.left_behind(identity.user, namespace)
+        except (MLInfraError, OSError, asyncio.TimeoutError) as error:
+            self.app.log.warning("mlinfra: kernel pods not adopted: %r", error)
+            return
+        default = self.app.inventory.catalog.for_identity(identity).default_flavor
+        for pod in found:
+            annotations = pod["metadata"].get("annotations", {})
+            kernel_id = pod["metadata"]["labels"][LABEL_KERNEL_ID]
+            flavor = annotations.get(ANNOTATION_FLAVOR, "")
+            name = spec_name(
+                annotations.get(ANNOTATION_ENVIRONMENT, ""), "" if flavor == default else flavor
+            )
+            try:
+                await self.kernel_manager.start_kernel(
+                    kernel_id=kernel_id, kernel_name=name, **{FLAVOR_ARGUMENT: flavor}
+                )
+                self.app.log.info(
+                    "mlinfra: adopted kernel %s (pod %s)", kernel_id, pod["metadata"]["name"]
+                )
+            except (MLInfraError, KernelStartRefused, RuntimeError) as error:
+                self.forget_failed_starts()
+                self.app.log.warning("mlinfra: kernel %s not adopted: %s", kernel_id, error)
+
+    async def leave_pods(self) -> None:
+        """At server stop (Kubernetes backend): detach the kernels in pods, so the next
+        server adopts them, or shut them down (``KubernetesKernels.on_server_stop``)."""
+        pods = self.app.kernel_pods
+        if pods is None:
+            return
+        for kernel_id in list(pods.records):
+            if self.kernel_manager is None or kernel_id not in self.kernel_manager:
+                continue
+            if pods.settings.on_server_stop == "delete":
+                await self.kernel_manager.shutdown_kernel(kernel_id)
+                continue
+            manager = self.kernel_manager.get_kernel(kernel_id)
+            manager.provisioner.detached = True
+            manager.stop_restarter()
+            if hasattr(self.kernel_manager, "stop_watching_activity"):
+                self.kernel_manager.stop_watching_activity(kernel_id)
+            await manager.cleanup_resources(restart=False)
+            self.kernel_manager.remove_kernel(kernel_id)
+        await pods.close()
 
     async def shutdown_all(self) -> None:
         """Shut down every kernel holding a lease, releasing the leases (server shutdown)."""

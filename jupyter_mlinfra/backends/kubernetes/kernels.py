@@ -165,6 +165,11 @@ class KernelPods:
             self._rest = Rest(await self.cluster.api(), self.cluster.request_timeout)
         return self._rest
 
+    async def namespace(self, user: str) -> str:
+        """``user``'s namespace (connecting first: it may come from the kubeconfig)."""
+        await self.cluster.api()
+        return self.cluster.namespace_for(user)
+
     async def watch(self, namespace: str) -> Reflector:
         """The watched kernel pods of ``namespace`` (started and synced on first use)."""
         if namespace not in self._watches:
