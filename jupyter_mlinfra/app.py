@@ -301,6 +301,7 @@ class MLInfraApp(ExtensionApp):
         await self.culler.stop()
         await self.kernels.shutdown_all()
         await self.kernels.leave_pods()
+        await self.inventory.backend.close()
         if self.jobs is not None:
             await self.jobs.stop()
         self.agent.client.close()

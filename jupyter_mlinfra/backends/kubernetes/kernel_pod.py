@@ -10,6 +10,7 @@ is the pod IP. Labels and annotations carry what a later server needs to adopt t
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,7 +105,7 @@ def key_secret(kernel_id: str, namespace: str, labels: Mapping[str, str], key: s
             "labels": dict(labels),
         },
         "type": "Opaque",
-        "stringData": {KEY: key},
+        "data": {KEY: base64.b64encode(key.encode()).decode()},
     }
 
 

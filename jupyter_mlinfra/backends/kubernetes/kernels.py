@@ -251,11 +251,14 @@ class KernelPods:
         events: list[dict[str, Any]] = []
         follow = asyncio.ensure_future(self._follow_events(record, events, changed))
         unschedulable_since: float | None = None
+        seen = False
         try:
             while True:
                 changed.clear()
                 pod = reflector.objects.get(pods.pod_name(record.kernel_id))
-                startup = classify(pod, events)
+                seen = seen or pod is not None
+                # just created: the watch may not have brought the pod yet
+                startup = classify(pod, events) if seen else record.startup
                 if startup != record.startup:
                     record.startup = startup
                     on_progress(startup)

@@ -1,0 +1,211 @@
+"""Kernels in pods, through a real jupyter server and the cluster fixture (tests/kube).
+
+The fixture runs each pod's containers as local processes: the init container really copies
+``kernels/`` (standing for the init image's /opt/mlinfra) into the pod's shared volume, and
+the kernel container really runs ``kernels/launcher.py``, which runs ipykernel on the pod's
+own loopback IP and fixed ports. The server connects to it with no dial-back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from jupyter_mlinfra.backends.kubernetes import kernel_pod as pods
+from jupyter_mlinfra.client import ENV_TOKEN
+from jupyter_mlinfra.kernels import registry
+
+from .conftest import ME
+from .kube.fixture import ClusterFixture
+from .test_handlers import conforms
+from .test_kernels import SPEC_MANAGER, call, kernels_api, run
+
+REPO = Path(__file__).parent.parent
+PYTORCH_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
+MISSING_IMAGE = "registry.invalid/missing:1"
+CATALOG: dict[str, Any] = {
+    "flavors": [
+        {"name": "cpu", "cpu": 1, "memory": "1Gi"},
+        {
+            "name": "a100x1",
+            "accelerator": {"kind": "nvidia.com/gpu", "model": "A100", "count": 1},
+            "cpu": 2,
+            "memory": "2Gi",
+        },
+        {
+            "name": "a100x8",
+            "accelerator": {"kind": "nvidia.com/gpu", "model": "A100", "count": 8},
+            "cpu": 8,
+            "memory": "8Gi",
+        },
+    ],
+    "environments": [
+        {"name": "pytorch", "framework": "pytorch", "image": PYTORCH_IMAGE,
+         "env": {"FROM_ENVIRONMENT": "yes"}},
+        {"name": "missing", "image": MISSING_IMAGE},
+    ],
+    "default_flavor": "cpu",
+}  # fmt: skip
+
+SEEN = """
+import json, os
+names = ["MLINFRA_FLAVOR", "MLINFRA_KERNEL_ID", "FROM_ENVIRONMENT", "MLINFRA_TEST_ALLOWED",
+         "MLINFRA_TEST_SECRET", "OMP_NUM_THREADS", "TOKEN"]
+print(json.dumps({k: os.environ.get(k) for k in names}))
+""".replace("TOKEN", ENV_TOKEN)
+
+
+@pytest.fixture
+def cluster(kube_cluster: ClusterFixture) -> ClusterFixture:
+    kube_cluster.add_node("gpu-1", allocatable={"nvidia.com/gpu": "4"})
+    kube_cluster.fail_image_pull(MISSING_IMAGE)
+    return kube_cluster
+
+
+@pytest.fixture
+def jp_server_config(cluster: ClusterFixture, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("MLINFRA_TEST_ALLOWED", "passed")
+    monkeypatch.setenv("MLINFRA_TEST_SECRET", "never")
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_mlinfra": True},
+            "kernel_spec_manager_class": SPEC_MANAGER,
+        },
+        "MLInfraApp": {**CATALOG, "backend": "kubernetes"},
+        "KubernetesCluster": {"kubeconfig": str(cluster.kubeconfig)},
+        "KubernetesKernels": {
+            "init_source": str(REPO / "kernels"),
+            # pods have their own IPs; a random block keeps parallel test runs apart
+            "kernel_port": random.randrange(20000, 60000, 10),
+            "env_allowlist": ["MLINFRA_TEST_ALLOWED"],
+            "start_timeout": 60.0,
+        },
+    }
+
+
+@pytest.fixture(autouse=True)
+def stop_kernels(jp_serverapp: Any, jp_asyncio_loop: Any) -> Iterator[None]:
+    """Shut the kernels down and close the server's watches while the cluster fixture still
+    runs (pytest-jupyter stops the server itself only after the cluster fixture is gone)."""
+    yield
+    manager = jp_serverapp.kernel_manager
+    app = registry.current()
+
+    async def stop_all() -> None:
+        await asyncio.gather(*(manager.shutdown_kernel(k) for k in manager.list_kernel_ids()))
+        if app is not None and app.kernel_pods is not None:
+            await app.kernel_pods.close()
+        if app is not None and app.jobs is not None:
+            await app.jobs.stop()
+        if app is not None:
+            await app.inventory.backend.close()
+
+    jp_asyncio_loop.run_until_complete(stop_all())
+
+
+async def start(jp_fetch: Any, flavor: str, environment: str = "pytorch") -> dict[str, Any]:
+    code, kernel = await kernels_api(
+        jp_fetch, method="POST", body={"flavor": flavor, "environment": environment}
+    )
+    assert code == 201
+    return dict(kernel)
+
+
+async def refused_start(jp_fetch: Any, flavor: str, environment: str) -> tuple[int, str]:
+    with pytest.raises(HTTPClientError) as raised:
+        await start(jp_fetch, flavor, environment)
+    assert raised.value.response is not None
+    return raised.value.code, json.loads(raised.value.response.body)["message"]
+
+
+async def gone(cluster: ClusterFixture, kind: str, name: str) -> None:
+    for _ in range(200):
+        if cluster.get("v1", kind, name) is None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{kind} {name} still exists")
+
+
+async def test_gpu_kernel_runs_in_its_pod_with_its_environment(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture, jp_logging_stream: Any
+) -> None:
+    kernel = await start(jp_fetch, "a100x1")
+    conforms(kernel, "Kernel")
+    assert (kernel["state"], kernel["phase"], kernel["owner"]) == ("running", "ready", ME)
+    name = pods.pod_name(kernel["id"])
+    pod = cluster.get("v1", "Pod", name)
+    assert pod is not None and pod["spec"]["nodeName"] == "gpu-1"
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert name in cluster.processes()
+
+    seen = json.loads(await run(jp_serverapp, kernel["id"], SEEN))
+    assert seen == {
+        "MLINFRA_FLAVOR": "a100x1",
+        "MLINFRA_KERNEL_ID": kernel["id"],
+        "FROM_ENVIRONMENT": "yes",
+        "MLINFRA_TEST_ALLOWED": "passed",
+        "MLINFRA_TEST_SECRET": None,
+        "OMP_NUM_THREADS": "2",
+        ENV_TOKEN: None,
+    }
+    _, listing = await kernels_api(jp_fetch)
+    conforms(listing, "KernelList")
+    assert [k["id"] for k in listing["kernels"]] == [kernel["id"]]
+    secret = cluster.get("v1", "Secret", pods.secret_name(kernel["id"]))
+    assert secret is not None
+    key = base64.b64decode(secret["data"]["key"]).decode()
+    _, api_kernels = await call(jp_fetch, "api", "kernels")
+    for text in (json.dumps(listing), json.dumps(api_kernels), jp_logging_stream.getvalue()):
+        assert key not in text
+
+
+async def test_unschedulable_kernel_fails_with_the_schedulers_message(
+    jp_fetch: Any, cluster: ClusterFixture
+) -> None:
+    code, message = await refused_start(jp_fetch, "a100x8", "pytorch")
+    assert code == 409
+    assert "Insufficient nvidia.com/gpu" in message, message
+    assert cluster.list("v1", "Pod") == [] or all(
+        p["metadata"].get("deletionTimestamp") for p in cluster.list("v1", "Pod")
+    )
+    _, listing = await kernels_api(jp_fetch)
+    assert listing["kernels"] == []
+
+
+async def test_image_pull_error_fails_at_once(jp_fetch: Any, cluster: ClusterFixture) -> None:
+    code, message = await refused_start(jp_fetch, "cpu", "missing")
+    assert code == 409
+    assert message.startswith("cannot pull image") and MISSING_IMAGE in message, message
+
+
+async def test_restart_keeps_the_pod_and_shutdown_deletes_it(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    kernel = await start(jp_fetch, "cpu")
+    name = pods.pod_name(kernel["id"])
+    before = cluster.get("v1", "Pod", name)
+    assert before is not None
+    launcher = cluster.processes()[name]
+    await run(jp_serverapp, kernel["id"], "x = 1")
+
+    code, _ = await call(
+        jp_fetch, "api", "kernels", kernel["id"], "restart", method="POST", body={}
+    )
+    assert code == 200
+    assert await run(jp_serverapp, kernel["id"], "print('x' in dir())") == "False\n"
+    after = cluster.get("v1", "Pod", name)
+    assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert cluster.processes()[name] == launcher
+
+    code, _ = await kernels_api(jp_fetch, kernel["id"], method="DELETE")
+    assert code == 200
+    await gone(cluster, "Pod", name)
+    await gone(cluster, "Secret", pods.secret_name(kernel["id"]))
