@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import random
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from tornado.httpclient import HTTPClientError
 
 from jupyter_mlinfra.backends.kubernetes import kernel_pod as pods
@@ -25,6 +29,7 @@ from jupyter_mlinfra.kernels import registry
 
 from .conftest import ME
 from .kube.fixture import ClusterFixture
+from .lab_server import LabServer, running_lab
 from .test_handlers import conforms
 from .test_kernels import SPEC_MANAGER, call, kernels_api, run
 
@@ -209,3 +214,64 @@ async def test_restart_keeps_the_pod_and_shutdown_deletes_it(
     assert code == 200
     await gone(cluster, "Pod", name)
     await gone(cluster, "Secret", pods.secret_name(kernel["id"]))
+
+
+async def test_a_second_server_adopts_a_detached_kernel(
+    jp_fetch: Any,
+    jp_serverapp: Any,
+    jp_server_config: dict[str, Any],
+    cluster: ClusterFixture,
+    tmp_path: Path,
+) -> None:
+    kernel = await start(jp_fetch, "a100x1")
+    await run(jp_serverapp, kernel["id"], "x = 42")
+    app = registry.current()
+    assert app is not None
+    await app.kernels.leave_pods()  # what this server does when it stops: detach
+    assert kernel["id"] not in jp_serverapp.kernel_manager
+    pod = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
+    assert pod is not None and pod["status"]["phase"] == "Running"
+
+    second = tmp_path / "second"
+    (second / "config").mkdir(parents=True)
+    config = {k: v for k, v in jp_server_config.items() if k != "ServerApp"}
+    (second / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
+
+    def adopted(server: LabServer) -> dict[str, Any]:
+        """The second server's kernels, once it has adopted ours (it does so once up)."""
+        request = urllib.request.Request(
+            server.url("mlinfra/api/v1/kernels"), headers=server.auth_header
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                listing: dict[str, Any] = json.loads(response.read())
+            phases = [k["phase"] for k in listing["kernels"] if k["id"] == kernel["id"]]
+            if phases == ["ready"] or time.monotonic() > deadline:
+                return listing
+            time.sleep(0.2)
+
+    with contextlib.ExitStack() as stack:
+        server = await asyncio.to_thread(stack.enter_context, running_lab(second))
+        listing = await asyncio.to_thread(adopted, server)
+        client = AsyncKernelClient(
+            connection_file=str(second / "runtime" / f"kernel-{kernel['id']}.json")
+        )
+        client.load_connection_file()  # written by the second server from the adopted pod
+        client.start_channels()
+        printed: list[str] = []
+        try:
+            await client.execute_interactive(
+                "print(x)",
+                timeout=60,
+                output_hook=lambda m: printed.append(m["content"].get("text", "")),
+            )
+        finally:
+            client.stop_channels()
+            await asyncio.to_thread(stack.pop_all().close)
+    listed = {k["id"]: k for k in listing["kernels"]}
+    assert listed[kernel["id"]]["phase"] == "ready"
+    assert listed[kernel["id"]]["flavor"] == "a100x1"
+    assert "".join(printed) == "42\n"  # the same kernel process: its state survived the server
+    after = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
+    assert after is not None and after["metadata"]["uid"] == pod["metadata"]["uid"]

@@ -312,7 +312,13 @@ class KernelPods:
                     events[:] = listing.get("items") or []
                     version = listing.get("metadata", {}).get("resourceVersion", "")
                     changed.set()
-                watch = {**query, "watch": "true", "resourceVersion": version}
+                watch = {
+                    **query,
+                    "watch": "true",
+                    "resourceVersion": version,
+                    "allowWatchBookmarks": "true",
+                    "timeoutSeconds": "300",
+                }
                 async for line in rest.lines(path, watch):
                     if not line.strip():
                         continue
