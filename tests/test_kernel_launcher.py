@@ -153,3 +153,33 @@ def test_missing_key_is_the_termination_message(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(LAUNCHER)], env=env, capture_output=True, timeout=60)
     assert done.returncode == 1
     assert "cannot read the kernel key" in (tmp_path / "termination-log").read_text()
+
+
+def test_image_without_ipykernel_and_no_site_dir_says_so(tmp_path: Path) -> None:
+    """``-S``: an interpreter without site-packages stands for an image without ipykernel."""
+    (tmp_path / "key").write_text("k")
+    env = {
+        **os.environ,
+        "MLINFRA_KERNEL_KEY_FILE": str(tmp_path / "key"),
+        "MLINFRA_SITE": str(tmp_path / "site"),
+        "MLINFRA_TERMINATION_LOG": str(tmp_path / "termination-log"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-S", str(LAUNCHER)], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 1
+    message = (tmp_path / "termination-log").read_text()
+    version = f"py{sys.version_info.major}.{sys.version_info.minor}"
+    assert "ipykernel is not installed" in message and f"site/{version}" in message
+
+
+def test_static_kernelspec_names_the_kubernetes_provisioner() -> None:
+    from importlib.metadata import entry_points
+
+    from jupyter_client.kernelspec import KernelSpec
+
+    folder = LAUNCHER.parent / "kernelspec" / "mlinfra-pytorch-kubernetes"
+    spec = KernelSpec.from_resource_dir(str(folder))
+    provisioner = spec.metadata["kernel_provisioner"]["provisioner_name"]
+    registered = {e.name for e in entry_points(group="jupyter_client.kernel_provisioners")}
+    assert provisioner in registered and spec.interrupt_mode == "message"
