@@ -304,6 +304,7 @@ class MLInfraApp(ExtensionApp):
         await self.inventory.backend.close()
         if self.jobs is not None:
             await self.jobs.stop()
+        await self.inventory.backend.close()
         self.agent.client.close()
         registry.unregister(self)
 

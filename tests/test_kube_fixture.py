@@ -14,7 +14,9 @@ import pytest_asyncio
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from .kube import crds, dns
 from .kube.fixture import ClusterFixture
+from .optional import need
 
 NS = "mlinfra-test"
 pytestmark = pytest.mark.asyncio
@@ -326,3 +328,556 @@ async def test_indexed_job_ranks_find_each_other_by_dns(
     v1 = client.CoreV1Api(api)
     log0 = await v1.read_namespaced_pod_log(by_index["0"]["metadata"]["name"], NS)
     assert log0 == "rank 0 got hello from rank 1\n"
+
+
+def condition_true(obj: dict[str, Any] | None, kind: str) -> bool:
+    conditions = (obj or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == kind and c["status"] == "True" for c in conditions)
+
+
+def need_crds() -> None:
+    need(crds.available(), f"the JobSet and Kueue CRDs are not in {crds.CRD_FOLDER}")
+
+
+def rank_code() -> str:
+    """Rank 0 listens, rank 1 connects to rank 0 by its JobSet DNS name and says hello."""
+    return (
+        "import os, socket, time\n"
+        "index = int(os.environ['JOB_COMPLETION_INDEX'])\n"
+        "if index == 0:\n"
+        "    s = socket.create_server((os.environ['POD_IP'], 29500))\n"
+        "    conn, _ = s.accept(); print('rank 0 got', conn.recv(100).decode())\n"
+        "else:\n"
+        "    for _ in range(400):\n"
+        "        try:\n"
+        "            c = socket.create_connection((os.environ['MASTER'], 29500)); break\n"
+        "        except OSError: time.sleep(0.05)\n"
+        "    c.sendall(b'hello'); print('rank 1 sent')\n"
+        "attempt = int(os.environ['ATTEMPT'])\n"
+        "raise SystemExit(3 if index == 1 and attempt < int(os.environ['FAILURES']) else 0)\n"
+    )
+
+
+def jobset(name: str, failures: int, max_restarts: int) -> dict[str, Any]:
+    env = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "MASTER", "value": f"{name}-node-0-0.{name}"},
+        {"name": "FAILURES", "value": str(failures)},
+        {
+            "name": "ATTEMPT",
+            "valueFrom": {
+                "fieldRef": {"fieldPath": "metadata.labels['jobset.sigs.k8s.io/restart-attempt']"}
+            },
+        },
+    ]
+    return {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2",
+        "kind": "JobSet",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": {"maxRestarts": max_restarts},
+            "replicatedJobs": [
+                {
+                    "name": "node",
+                    "replicas": 1,
+                    "template": {
+                        "spec": {
+                            "parallelism": 2,
+                            "completions": 2,
+                            "backoffLimit": 0,
+                            "template": {
+                                "spec": {
+                                    "restartPolicy": "Never",
+                                    "containers": [
+                                        {
+                                            "name": "rank",
+                                            "image": "python:3.11",
+                                            "command": ["python", "-c", rank_code()],
+                                            "env": env,
+                                        }
+                                    ],
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+async def test_jobset_runs_ranks_and_restarts_on_failure(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    need_crds()
+    groups = await client.ApisApi(api).get_api_versions()
+    assert "jobset.x-k8s.io" not in [g.name for g in groups.groups]
+    kube_cluster.install("jobset")
+    groups = await client.ApisApi(api).get_api_versions()
+    assert "jobset.x-k8s.io" in [g.name for g in groups.groups]
+    custom = client.CustomObjectsApi(api)
+    await custom.create_namespaced_custom_object(
+        "jobset.x-k8s.io", "v1alpha2", NS, "jobsets", jobset("train", 1, 2)
+    )
+
+    def finished() -> dict[str, Any] | None:
+        found = kube_cluster.get("jobset.x-k8s.io/v1alpha2", "JobSet", "train")
+        done = condition_true(found, "Completed") or condition_true(found, "Failed")
+        return found if done else None
+
+    done = await until(finished, timeout=60)
+    assert condition_true(done, "Completed")
+    assert done["status"]["restarts"] == 1
+    service = kube_cluster.get("v1", "Service", "train")
+    assert service["spec"]["clusterIP"] == "None"
+    (job,) = kube_cluster.list("batch/v1", "Job", NS, "jobset.sigs.k8s.io/jobset-name=train")
+    assert job["metadata"]["name"] == "train-node-0"
+    assert job["metadata"]["labels"]["jobset.sigs.k8s.io/restart-attempt"] == "1"
+
+    await custom.create_namespaced_custom_object(
+        "jobset.x-k8s.io", "v1alpha2", NS, "jobsets", jobset("fails", 5, 1)
+    )
+    failed = await until(
+        lambda: (
+            kube_cluster.get("jobset.x-k8s.io/v1alpha2", "JobSet", "fails")
+            if condition_true(
+                kube_cluster.get("jobset.x-k8s.io/v1alpha2", "JobSet", "fails"), "Failed"
+            )
+            else None
+        ),
+        timeout=60,
+    )
+    reasons = {c["type"]: c["reason"] for c in failed["status"]["conditions"]}
+    assert reasons["Failed"] == "ReachedMaxRestarts"
+
+
+async def test_invalid_jobset_is_refused(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    need_crds()
+    kube_cluster.install("jobset")
+    bad = jobset("bad", 0, 0)
+    bad["spec"]["replicatedJobs"][0]["replicas"] = "two"
+    with pytest.raises(ApiException) as refused:
+        await client.CustomObjectsApi(api).create_namespaced_custom_object(
+            "jobset.x-k8s.io", "v1alpha2", NS, "jobsets", bad
+        )
+    assert refused.value.status == 422
+    assert "spec.replicatedJobs[0].replicas" in refused.value.body
+
+
+def queued_job(name: str, gate: str, priority: str | None = None) -> dict[str, Any]:
+    labels = {"kueue.x-k8s.io/queue-name": "user-queue"}
+    if priority:
+        labels["kueue.x-k8s.io/priority-class"] = priority
+    wait = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.05)\n"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "python:3.11",
+                            "command": ["python", "-c", wait],
+                            "args": [gate],
+                            "resources": {"requests": {"cpu": "1"}},
+                        }
+                    ],
+                }
+            }
+        },
+    }
+
+
+async def test_kueue_admits_by_priority_then_fifo_within_quota(
+    api: client.ApiClient, kube_cluster: ClusterFixture, tmp_path: Any
+) -> None:
+    need_crds()
+    kube_cluster.install("kueue")
+    kueue = "kueue.x-k8s.io/v1beta1"
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "ResourceFlavor",
+            "metadata": {"name": "cpu-flavor"},
+            "spec": {"nodeLabels": {"kubernetes.io/os": "linux"}},
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "ClusterQueue",
+            "metadata": {"name": "cluster-queue"},
+            "spec": {
+                "namespaceSelector": {},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu"],
+                        "flavors": [
+                            {
+                                "name": "cpu-flavor",
+                                "resources": [{"name": "cpu", "nominalQuota": "1"}],
+                            }
+                        ],
+                    }
+                ],
+            },
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "LocalQueue",
+            "metadata": {"name": "user-queue", "namespace": NS},
+            "spec": {"clusterQueue": "cluster-queue"},
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "WorkloadPriorityClass",
+            "metadata": {"name": "high"},
+            "value": 100,
+        }
+    )
+    batch = client.BatchV1Api(api)
+    gates = {name: tmp_path / name for name in ("first", "low", "high")}
+    await batch.create_namespaced_job(NS, queued_job("first", str(gates["first"])))
+    await until(
+        lambda: (
+            kube_cluster.processes().get("first")
+            or any(n.startswith("first-") for n in kube_cluster.processes())
+        )
+    )
+    await batch.create_namespaced_job(NS, queued_job("low", str(gates["low"])))
+    await batch.create_namespaced_job(NS, queued_job("high", str(gates["high"]), "high"))
+
+    def workload(job: str) -> dict[str, Any] | None:
+        uid = kube_cluster.get("batch/v1", "Job", job)["metadata"]["uid"]
+        found = kube_cluster.list(kueue, "Workload", NS, f"kueue.x-k8s.io/job-uid={uid}")
+        return found[0] if found else None
+
+    await until(lambda: workload("low") and workload("high"))
+    assert (await batch.read_namespaced_job("low", NS)).spec.suspend is True
+
+    def waiting() -> list[dict[str, Any]]:
+        found = [workload("low"), workload("high")]
+        return [
+            w
+            for w in found
+            if w
+            and any(
+                c["type"] == "QuotaReserved" and c["status"] == "False"
+                for c in (w.get("status") or {}).get("conditions", [])
+            )
+        ]
+
+    await until(lambda: len(waiting()) == 2)
+    reserved = {c["type"]: c for c in workload("low")["status"]["conditions"]}["QuotaReserved"]
+    assert reserved["reason"] == "Pending"
+    assert reserved["message"] == (
+        "couldn't assign flavors to pod set main: insufficient unused quota for cpu in flavor "
+        "cpu-flavor, 1 more needed"
+    )
+    assert workload("high")["spec"]["priority"] == 100
+
+    summary = await client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "visibility.kueue.x-k8s.io", "v1beta1", NS, "localqueues", "user-queue/pendingworkloads"
+    )
+    items = summary["items"]
+    assert [(i["metadata"]["name"].split("-")[1], i["positionInLocalQueue"]) for i in items] == [
+        ("high", 0),
+        ("low", 1),
+    ]
+
+    gates["first"].touch()
+    await until(lambda: condition_true(workload("high"), "Admitted"))
+    assert condition_true(workload("first"), "Finished")
+    assert not condition_true(workload("low"), "Admitted")
+    job = kube_cluster.get("batch/v1", "Job", "high")
+    assert job["spec"]["suspend"] is False
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    gates["high"].touch()
+    await until(lambda: condition_true(workload("low"), "Admitted"))
+    gates["low"].touch()
+    await until(lambda: condition_true(workload("low"), "Finished"))
+
+
+def simple_job(name: str, code: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            **spec,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {"name": "main", "image": "python:3.11", "command": ["python", "-c", code]}
+                    ],
+                }
+            },
+        },
+    }
+
+
+def job_conditions(cluster: ClusterFixture, name: str) -> dict[str, str]:
+    job = cluster.get("batch/v1", "Job", name) or {}
+    return {
+        c["type"]: c.get("reason", "")
+        for c in job.get("status", {}).get("conditions", [])
+        if c["status"] == "True"
+    }
+
+
+async def test_job_suspend_resume_and_backoff_limit(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    batch = client.BatchV1Api(api)
+    await batch.create_namespaced_job(NS, simple_job("held", "print('ran')", suspend=True))
+    await until(lambda: job_conditions(kube_cluster, "held").get("Suspended") == "JobSuspended")
+    assert kube_cluster.list("v1", "Pod", NS, "job-name=held") == []
+    await batch.patch_namespaced_job("held", NS, {"spec": {"suspend": False}})
+    await until(lambda: "Complete" in job_conditions(kube_cluster, "held"))
+    held = kube_cluster.get("batch/v1", "Job", "held")
+    assert held["status"]["succeeded"] == 1 and held["status"]["startTime"]
+    assert "Resumed" in [e["reason"] for e in kube_cluster.events(NS)]
+
+    await batch.create_namespaced_job(
+        NS, simple_job("flaky", "raise SystemExit(1)", backoffLimit=1)
+    )
+    await until(lambda: "Failed" in job_conditions(kube_cluster, "flaky"))
+    assert job_conditions(kube_cluster, "flaky")["Failed"] == "BackoffLimitExceeded"
+    assert kube_cluster.get("batch/v1", "Job", "flaky")["status"]["failed"] == 2
+
+
+async def test_job_deadline_kills_its_pods_and_deletion_propagates(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    batch = client.BatchV1Api(api)
+    forever = "import time\nwhile True: time.sleep(1)"
+    await batch.create_namespaced_job(
+        NS, simple_job("slow", forever, activeDeadlineSeconds=1, parallelism=2, completions=2)
+    )
+    await until(lambda: len(kube_cluster.processes()) == 2)
+    await until(lambda: "Failed" in job_conditions(kube_cluster, "slow"))
+    assert job_conditions(kube_cluster, "slow")["Failed"] == "DeadlineExceeded"
+    await until(lambda: not kube_cluster.processes())
+
+    await batch.create_namespaced_job(NS, simple_job("kept", forever))
+    await until(lambda: kube_cluster.processes())
+    await batch.delete_namespaced_job("kept", NS)  # Jobs orphan their pods by default
+    await until(lambda: kube_cluster.get("batch/v1", "Job", "kept") is None)
+    (orphan,) = kube_cluster.list("v1", "Pod", NS, "job-name=kept")
+    assert orphan["metadata"].get("ownerReferences") == []
+
+    await batch.create_namespaced_job(NS, simple_job("gone", forever))
+    await until(lambda: len(kube_cluster.processes()) == 2)
+    await batch.delete_namespaced_job("gone", NS, propagation_policy="Foreground")
+    waiting = kube_cluster.get("batch/v1", "Job", "gone")
+    assert waiting is not None and "foregroundDeletion" in waiting["metadata"]["finalizers"]
+    await until(lambda: kube_cluster.get("batch/v1", "Job", "gone") is None)
+    assert kube_cluster.list("v1", "Pod", NS, "job-name=gone") == []
+
+
+async def test_watch_survives_dropped_connections(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    seen: list[tuple[str, str]] = []
+    last = (await v1.list_namespaced_config_map(NS)).metadata.resource_version
+
+    async def consume(resource_version: str) -> str:
+        async with watch.Watch().stream(
+            v1.list_namespaced_config_map,
+            NS,
+            resource_version=resource_version,
+            label_selector="app=watched",
+            timeout_seconds=30,
+        ) as stream:
+            async for event in stream:
+                seen.append((event["type"], event["object"].metadata.name))
+                resource_version = event["object"].metadata.resource_version
+        return resource_version
+
+    first = asyncio.create_task(consume(last))
+    await v1.create_namespaced_config_map(
+        NS, {"metadata": {"name": "a", "labels": {"app": "watched"}}}
+    )
+    await until(lambda: seen)
+    kube_cluster.drop_watches()
+    last = await asyncio.wait_for(first, 10)
+    await v1.patch_namespaced_config_map("a", NS, {"metadata": {"labels": {"app": "other"}}})
+    await v1.create_namespaced_config_map(
+        NS, {"metadata": {"name": "b", "labels": {"app": "watched"}}}
+    )
+    second = asyncio.create_task(consume(last))
+    await until(lambda: len(seen) == 3)
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert seen == [("ADDED", "a"), ("DELETED", "a"), ("ADDED", "b")]
+
+
+async def test_image_pull_failure_is_reported(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    kube_cluster.fail_image_pull("registry.example/missing:1")
+    pod = python_pod("nopull", "pass")
+    pod["spec"]["containers"][0]["image"] = "registry.example/missing:1"
+    await client.CoreV1Api(api).create_namespaced_pod(NS, pod)
+
+    def waiting_reason() -> str | None:
+        statuses = (kube_cluster.get("v1", "Pod", "nopull") or {}).get("status", {}).get(
+            "containerStatuses"
+        ) or []
+        waiting = statuses[0]["state"].get("waiting") if statuses else None
+        return waiting["reason"] if waiting else None
+
+    await until(lambda: waiting_reason() == "ImagePullBackOff")
+    reasons = [e["reason"] for e in kube_cluster.events(NS)]
+    assert {"Failed", "BackOff"} <= set(reasons)
+    assert kube_cluster.get("v1", "Pod", "nopull")["status"]["phase"] == "Pending"
+
+
+async def test_init_container_hands_a_launcher_to_the_main_container(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    await v1.create_namespaced_secret(
+        NS, {"metadata": {"name": "kernel-key"}, "stringData": {"key": "s3cret"}}
+    )
+    await v1.create_namespaced_config_map(
+        NS, {"metadata": {"name": "settings"}, "data": {"MODE": "test"}}
+    )
+    launcher = "import os, pathlib; print(pathlib.Path(os.environ['KEY_FILE']).read_text(), os.environ['KEY'], os.environ['MODE'], os.getcwd() == os.environ['WORK'])"  # noqa: E501
+    copy = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "launch"},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [
+                {"name": "launcher", "emptyDir": {}},
+                {"name": "key", "secret": {"secretName": "kernel-key"}},
+                {"name": "work", "emptyDir": {}},
+            ],
+            "initContainers": [
+                {
+                    "name": "copy",
+                    "image": "launcher:1",
+                    "command": ["python", "-c", copy],
+                    "args": ["/opt/launcher/launch.py", launcher],
+                    "volumeMounts": [{"name": "launcher", "mountPath": "/opt/launcher"}],
+                }
+            ],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "pytorch:2",
+                    "workingDir": "/home/jovyan",
+                    "command": ["python3", "/opt/launcher/launch.py"],
+                    "env": [
+                        {"name": "KEY_FILE", "value": "/etc/kernel/key"},
+                        {"name": "WORK", "value": "/home/jovyan"},
+                        {
+                            "name": "KEY",
+                            "valueFrom": {"secretKeyRef": {"name": "kernel-key", "key": "key"}},
+                        },
+                    ],
+                    "envFrom": [{"configMapRef": {"name": "settings"}}],
+                    "volumeMounts": [
+                        {"name": "launcher", "mountPath": "/opt/launcher"},
+                        {"name": "key", "mountPath": "/etc/kernel", "readOnly": True},
+                        {"name": "work", "mountPath": "/home/jovyan"},
+                    ],
+                }
+            ],
+        },
+    }
+    await v1.create_namespaced_pod(NS, pod)
+    done = await finished_pod(v1, "launch")
+    assert done.status.phase == "Succeeded", done.status
+    assert done.status.init_container_statuses[0].state.terminated.reason == "Completed"
+    log = await v1.read_namespaced_pod_log("launch", NS, container="main")
+    assert log == "s3cret s3cret test True\n"
+
+
+async def test_log_follow_and_restart_on_failure(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    code = (
+        "import os, sys, time\n"
+        "marker = os.path.join(sys.argv[1], 'tried')\n"
+        "if not os.path.exists(marker):\n"
+        "    open(marker, 'w').close(); print('first try', flush=True); sys.exit(2)\n"
+        "for i in range(3):\n"
+        "    print('line', i, flush=True); time.sleep(0.2)\n"
+    )
+    pod = python_pod(
+        "retry", code, restartPolicy="OnFailure", volumes=[{"name": "state", "emptyDir": {}}]
+    )
+    pod["spec"]["containers"][0]["args"] = ["/state"]
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "state", "mountPath": "/state"}]
+    await v1.create_namespaced_pod(NS, pod)
+
+    async def second_run() -> bool:
+        pod_now = await v1.read_namespaced_pod("retry", NS)
+        statuses = pod_now.status.container_statuses or []
+        return bool(statuses) and statuses[0].restart_count == 1 and bool(statuses[0].state.running)
+
+    await until(second_run)
+    response = await v1.read_namespaced_pod_log(
+        "retry", NS, follow=True, timestamps=True, _preload_content=False
+    )
+    followed = (await response.read()).decode().splitlines()
+    assert [line.split(" ", 1)[1] for line in followed] == ["line 0", "line 1", "line 2"]
+    assert followed[0].split(" ", 1)[0].endswith("Z")
+    assert await v1.read_namespaced_pod_log("retry", NS, previous=True) == "first try\n"
+    done = await finished_pod(v1, "retry")
+    assert done.status.phase == "Succeeded"
+    assert done.status.container_statuses[0].last_state.terminated.exit_code == 2
+
+
+async def test_c_code_resolves_cluster_names_through_nss_wrapper(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    need(dns.nss_wrapper() is not None, "libnss-wrapper is not installed (Debian package)")
+    v1 = client.CoreV1Api(api)
+    await v1.create_namespaced_service(
+        NS,
+        {"metadata": {"name": "head"}, "spec": {"clusterIP": "None", "selector": {"app": "head"}}},
+    )
+    server = python_pod("head", "import time\nwhile True: time.sleep(1)")
+    server["metadata"]["labels"] = {"app": "head"}
+    await v1.create_namespaced_pod(NS, server)
+    head_ip = await until(lambda: kube_cluster.get("v1", "Pod", "head")["status"].get("podIP"))
+    await until(lambda: condition_true(kube_cluster.get("v1", "Pod", "head"), "Ready"))
+    lookup = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "lookup"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "getent",
+                    "image": "debian:12",
+                    "command": ["getent", "hosts", "head", f"head.{NS}.svc.cluster.local"],
+                }
+            ],
+        },
+    }
+    await v1.create_namespaced_pod(NS, lookup)
+    done = await finished_pod(v1, "lookup")
+    assert done.status.phase == "Succeeded"
+    log = await v1.read_namespaced_pod_log("lookup", NS)
+    assert [line.split()[0] for line in log.splitlines()] == [head_ip, head_ip]

@@ -27,3 +27,6 @@ class Backend(ABC):
     async def queued_jobs(self, owner: str) -> int:
         """How many of ``owner``'s jobs wait in the queue (for quota usage)."""
         return 0
+
+    async def close(self) -> None:  # noqa: B027 - most backends hold no connection
+        """Let go of connections (the server is stopping)."""

@@ -86,6 +86,7 @@ async def answer(handler: MLInfraHandler, jobs: JobsAPI, job_id: str = "") -> No
             handler.write(line)
             if options.follow:
                 await handler.flush()
+        await handler.flush()  # headers out as set: APIHandler.finish would say JSON
         handler.finish()
         return
     elif action == "retry":

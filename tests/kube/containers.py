@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .resources_math import amount
+from .amounts import amount
 from .store import Obj
 from .volumes import MissingSource, field_value, rewrite
 

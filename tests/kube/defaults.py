@@ -136,8 +136,30 @@ _ON_CREATE = {
 }
 
 
+def schema_defaults(schema: dict[str, Any] | None, value: Any) -> Any:
+    """Fill ``default`` values of a structural schema into ``value`` (returns a new value)."""
+    if schema is None:
+        return value
+    if isinstance(value, dict) and "properties" in schema:
+        result = dict(value)
+        for key, child in schema["properties"].items():
+            if key not in result and "default" in child:
+                result[key] = copy.deepcopy(child["default"])
+            if key in result:
+                result[key] = schema_defaults(child, result[key])
+        return result
+    if isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
+        return {k: schema_defaults(schema["additionalProperties"], v) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [schema_defaults(schema["items"], item) for item in value]
+    return value
+
+
 def apply_defaults(rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
-    """Admission step: default a new object in place (updates keep what they send)."""
+    """Admission step: default a new object in place (updates keep what they send, but
+    custom objects get their schema's defaults on every write, as the API server does)."""
+    if rtype.schema is not None:
+        obj.update(schema_defaults(rtype.schema, obj))
     if old is not None:
         if rtype.kind == "Service" and not rtype.group:
             spec = obj.setdefault("spec", {})

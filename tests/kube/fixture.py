@@ -19,13 +19,16 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
+from .crds import ADDONS, addon_types
 from .defaults import apply_defaults
 from .deletion import Deleter
 from .dns import ClusterDns
 from .events import Recorder
 from .http import ApiServer
 from .jobs import JobController
+from .jobset import JobSetController
 from .kubelet import Kubelet
+from .kueue import KueueController
 from .logs import LogBook, LogEndpoint
 from .resources import Registry
 from .scheduler import Scheduler
@@ -55,7 +58,8 @@ class ClusterFixture:
         self.kubeconfig = root / "kubeconfig"
         self.kubeconfig.write_text(yaml.safe_dump(self._kubeconfig()))
         self.kubeconfig.chmod(0o600)
-        self.add_namespace(namespace)
+        for name in dict.fromkeys(("default", "kube-system", namespace)):
+            self.add_namespace(name)
         self.add_node("node-0")
 
     # -- plumbing --------------------------------------------------------------------------
@@ -83,7 +87,7 @@ class ClusterFixture:
         self.logs = LogBook()
         self.api.subresources[("", "pods", "log")] = LogEndpoint(self.store, self.logs)
         self.scheduler = Scheduler(self.store, self.registry, self.recorder)
-        volumes = Volumes(self.store, self.registry, self.root / "claims")
+        volumes = Volumes(self.store, self.registry, self.root / "claims", self.token)
         self.kubelet = Kubelet(
             self.store,
             self.registry,
@@ -94,7 +98,11 @@ class ClusterFixture:
             self.root / "pods",
         )
         self.jobs = JobController(self.store, self.registry, self.recorder, self.deleter)
-        self._runner = web.AppRunner(self.api.app, handle_signals=False)
+        self.installed: set[str] = set()
+        # handler_cancellation: a client that hangs up ends its watch or log stream at once
+        self._runner = web.AppRunner(
+            self.api.app, handle_signals=False, handler_cancellation=True, shutdown_timeout=5
+        )
         await self._runner.setup()
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -178,6 +186,30 @@ class ClusterFixture:
             }
         )
 
+    def install(self, addon: str) -> None:
+        """Add ``"jobset"`` or ``"kueue"``: their CRDs (read from ../shared/kubernetes/crds)
+        become served kinds, visible in discovery, and their controllers start."""
+        if addon not in ADDONS:
+            raise ValueError(f"unknown add-on {addon!r}: choose one of {sorted(ADDONS)}")
+        self._call(self._install, addon)
+
+    def _install(self, addon: str) -> None:
+        if addon in self.installed:
+            return
+        types = addon_types(addon)
+        for rtype in types:
+            self.registry.add(rtype)
+        self.installed.add(addon)
+        if addon == "jobset":
+            JobSetController(self.store, self.registry, self.recorder, self.deleter, types[0])
+            return
+        kueue = KueueController(self.store, self.registry, self.recorder)
+        for rtype in kueue.visibility_types():
+            self.registry.add(rtype)
+            self.api.subresources[(rtype.group, rtype.plural, "pendingworkloads")] = (
+                kueue.pending_workloads
+            )
+
     def remove_node(self, name: str) -> None:
         self._call(self.deleter.delete, self._type("v1", "Node"), None, name)
 
@@ -250,7 +282,8 @@ class ClusterFixture:
         if self._stopped:
             return
         self._stopped = True
-        self._call(self.kubelet.stop)
+        self._call_async(self.kubelet.stop)
+        self._call(self.api.drop_watches)
         self._call_async(self._runner.cleanup)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)

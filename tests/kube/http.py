@@ -7,11 +7,13 @@ controllers."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
 from aiohttp import web
 
 from .deletion import Deleter
@@ -30,6 +32,11 @@ SubresourceHandler = Callable[
 
 def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("true", "1")
+
+
+def _dry_run(query: Any) -> bool:
+    """``dryRun=All``: admit and validate, store nothing."""
+    return "All" in query.getall("dryRun", [])
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -77,7 +84,8 @@ class ApiServer:
     async def _auth(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        sent = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {self.token}".encode()):
             raise ApiError(401, "Unauthorized", "Unauthorized")
         self.requests.append((request.method, request.path_qs))
         return await handler(request)
@@ -170,7 +178,10 @@ class ApiServer:
                 return _json(self._list(rtype, namespace, query))
             if method == "POST":
                 body = await self._body(request)
-                return _json(self.store.create(rtype, namespace, body, checked=True), 201)
+                created = self.store.create(
+                    rtype, namespace, body, checked=True, dry_run=_dry_run(query)
+                )
+                return _json(created, 201)
             if method == "DELETE":
                 return _json(await self._delete_collection(request, rtype, namespace))
         else:
@@ -179,7 +190,15 @@ class ApiServer:
             if method == "PUT":
                 body = await self._body(request)
                 return _json(
-                    self.store.replace(rtype, namespace, name, body, subresource=sub, checked=True)
+                    self.store.replace(
+                        rtype,
+                        namespace,
+                        name,
+                        body,
+                        subresource=sub,
+                        checked=True,
+                        dry_run=_dry_run(query),
+                    )
                 )
             if method == "PATCH":
                 return _json(await self._patch(request, rtype, namespace, name, sub))
@@ -192,9 +211,14 @@ class ApiServer:
 
     @staticmethod
     async def _body(request: web.Request) -> Obj:
+        """The JSON body (YAML for server-side apply, of which JSON is a subset)."""
+        text = await request.text()
         try:
-            body = await request.json(loads=json.loads)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            if request.content_type == "application/apply-patch+yaml":
+                body = yaml.safe_load(text)
+            else:
+                body = json.loads(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as error:
             raise bad_request(f"the request body is not valid JSON: {error}") from None
         if not isinstance(body, dict | list):
             raise bad_request("the request body must be a JSON object")
@@ -232,11 +256,25 @@ class ApiServer:
         sub: str | None,
     ) -> Obj:
         patch = await self._body(request)
+        if request.content_type == "application/apply-patch+yaml" and (
+            self.store.find(rtype, namespace, name) is None
+        ):
+            return self.store.create(  # server-side apply creates what is missing
+                rtype, namespace, patch, checked=True, dry_run=_dry_run(request.query)
+            )
         current = self.store.get(rtype, namespace, name)
         patched = apply_patch(request.content_type, current, patch)
         if meta(patched).get("resourceVersion") == meta(current).get("resourceVersion"):
             meta(patched).pop("resourceVersion", None)  # a patch is not a stale write
-        return self.store.replace(rtype, namespace, name, patched, subresource=sub, checked=True)
+        return self.store.replace(
+            rtype,
+            namespace,
+            name,
+            patched,
+            subresource=sub,
+            checked=True,
+            dry_run=_dry_run(request.query),
+        )
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         options: dict[str, Any] = {}

@@ -489,9 +489,13 @@ class Kubelet:
             if run.processes
         }
 
-    def stop(self) -> None:
-        """Kill every process group the fixture started (teardown)."""
+    async def stop(self) -> None:
+        """Kill every process group the fixture started and reap them (teardown)."""
+        processes = [p for run in self.runs.values() for p in run.processes.values()]
         for run in list(self.runs.values()):
             self._kill(run, signal.SIGKILL)
             if run.task is not None:
                 run.task.cancel()
+            self.logs.forget(run.uid)  # ends log streams that follow it
+        if processes:
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), 10)

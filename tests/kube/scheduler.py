@@ -9,9 +9,9 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+from .amounts import Amounts, allocatable, pod_requests
 from .events import Recorder
 from .resources import Registry
-from .resources_math import allocatable, pod_requests
 from .selectors import node_selector_term_matches
 from .store import Change, Obj, Store, meta, now
 
@@ -43,7 +43,7 @@ def _selector_fits(spec: dict[str, Any], labels: dict[str, str]) -> bool:
     return not terms or any(node_selector_term_matches(term, labels) for term in terms)
 
 
-def reasons(pod: Obj, node: Obj, used: Counter[str]) -> list[str]:
+def reasons(pod: Obj, node: Obj, used: Amounts) -> list[str]:
     """Why ``pod`` cannot go to ``node`` (empty when it can), in kube-scheduler's words and
     filter order: unschedulable, affinity/selector, taints, then every short resource."""
     spec = pod.get("spec") or {}
@@ -88,13 +88,13 @@ class Scheduler:
             self._pending_pass = True
             asyncio.get_running_loop().call_soon(self._pass)
 
-    def _usage(self) -> dict[str, Counter[str]]:
-        used: dict[str, Counter[str]] = {}
+    def _usage(self) -> dict[str, Amounts]:
+        used: dict[str, Amounts] = {}
         assert self.pods is not None
         for pod in self.store.list(self.pods):
             node = pod.get("spec", {}).get("nodeName")
             if node and pod.get("status", {}).get("phase") not in ("Succeeded", "Failed"):
-                used.setdefault(node, Counter()).update(pod_requests(pod["spec"]))
+                used.setdefault(node, Amounts()).add(pod_requests(pod["spec"]))
         return used
 
     def _pass(self) -> None:
@@ -115,10 +115,10 @@ class Scheduler:
         for pod in pending:
             counts: Counter[str] = Counter()
             for node in nodes:
-                why = reasons(pod, node, used.get(meta(node)["name"], Counter()))
+                why = reasons(pod, node, used.get(meta(node)["name"], Amounts()))
                 if not why:
                     self._bind(pod, node)
-                    used.setdefault(meta(node)["name"], Counter()).update(pod_requests(pod["spec"]))
+                    used.setdefault(meta(node)["name"], Amounts()).add(pod_requests(pod["spec"]))
                     break
                 counts.update(why)
             else:

@@ -141,7 +141,13 @@ class Store:
             self.errors.append(error)
 
     def create(
-        self, rtype: ResourceType, namespace: str | None, body: Obj, *, checked: bool = False
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        body: Obj,
+        *,
+        checked: bool = False,
+        dry_run: bool = False,
     ) -> Obj:
         obj = copy.deepcopy(body)
         metadata = meta(obj)
@@ -178,6 +184,8 @@ class Store:
             metadata["generation"] = 1
         obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
         self._admit(rtype, obj, None, checked)
+        if dry_run:
+            return self._as_served(rtype, obj)
         return self._commit("ADDED", rtype, obj, None)
 
     def replace(
@@ -189,6 +197,7 @@ class Store:
         *,
         subresource: str | None = None,
         checked: bool = False,
+        dry_run: bool = False,
     ) -> Obj:
         """PUT semantics: optimistic concurrency on resourceVersion, status only through the
         status subresource (and nothing but status through it)."""
@@ -229,6 +238,8 @@ class Store:
         obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
         old = self._as_served(rtype, current)
         self._admit(rtype, obj, old, checked)
+        if dry_run:
+            return self._as_served(rtype, obj)
         if meta(obj).get("deletionTimestamp") and not meta(obj).get("finalizers"):
             return self._commit("DELETED", rtype, obj, old)
         return self._commit("MODIFIED", rtype, obj, old)

@@ -44,7 +44,11 @@ def field_value(pod: Obj, path: str) -> str:
 class Volumes:
     """Builds a pod's volume directories under the pod's own folder."""
 
-    def __init__(self, store: Store, registry: Registry, claims_root: Path) -> None:
+    def __init__(
+        self, store: Store, registry: Registry, claims_root: Path, token: str = ""
+    ) -> None:
+        self.token = token
+        """What a projected service account token holds: the fixture's one token."""
         self.store = store
         self.secrets = registry.lookup("", "v1", "secrets")
         self.configmaps = registry.lookup("", "v1", "configmaps")
@@ -133,7 +137,7 @@ class Volumes:
             elif "downwardAPI" in projection:
                 files.update(self._downward(pod, projection["downwardAPI"]))
             elif "serviceAccountToken" in projection:
-                files[projection["serviceAccountToken"]["path"]] = b"cluster-fixture-token"
+                files[projection["serviceAccountToken"]["path"]] = self.token.encode()
         return files
 
     def materialise(self, pod: Obj, root: Path) -> dict[str, Path]:

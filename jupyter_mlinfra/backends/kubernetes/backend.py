@@ -38,6 +38,9 @@ class KubernetesBackend(Backend):
             node_rooms(nodes, pods), self.cluster.capacity_placement, _allocations(pods)
         )
 
+    async def close(self) -> None:
+        await self.cluster.close()
+
     async def refusal(self, job: Job, flavor: Flavor, quota: Quota) -> str | None:
         """Why ``job`` can never run on this cluster (422), or None."""
         if job.spec.nodes > flavor.max_nodes:

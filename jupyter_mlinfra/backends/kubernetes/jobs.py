@@ -15,7 +15,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,8 @@ JOBSET = ("jobset.x-k8s.io", "v1alpha2", "JobSet")
 KUEUE = ("kueue.x-k8s.io", "v1beta1", "Workload")
 VISIBILITY = "visibility.kueue.x-k8s.io/v1beta1"
 FOLLOW_SECONDS = 1.0
+CREATING = 60.0
+"""Seconds a record may wait for its first workload before the job counts as broken."""
 
 
 class KubernetesJobs(LoggingConfigurable):
@@ -215,7 +217,8 @@ class KubernetesJobs(LoggingConfigurable):
             events=list(self.pod_events.objects.values()) if self.pod_events else [],
             cancelled=annotations.get(f"{CANCELLED}{attempt}", ""),
         )
-        if obj is None and progress.state != JobState.CANCELLED:
+        born = timestamp(rec["metadata"].get("creationTimestamp")) or job.created
+        if obj is None and progress.state == JobState.FAILED and time.time() - born < CREATING:
             progress = Progress(JobState.QUEUED, "being created")
         return replace(
             job,
@@ -454,6 +457,8 @@ class KubernetesJobs(LoggingConfigurable):
                     job.reason,
                 )
             )
+        # the API's times have whole seconds: none may seem to precede the submission
+        found = [replace(e, time=max(e.time, job.created)) for e in found]
         found.sort(key=lambda e: e.time)
         return {"events": [e.to_json() for e in found]}
 
@@ -507,7 +512,9 @@ class KubernetesJobs(LoggingConfigurable):
         await self._settle(job.id, lambda j: j.attempt == again.attempt)
         return (await self._get(identity, job_id)).to_json()
 
-    async def _settle(self, job_id: str, done: Any, timeout: float = 10.0) -> None:
+    async def _settle(
+        self, job_id: str, done: Callable[[Job], bool], timeout: float = 10.0
+    ) -> None:
         """Wait until the watches show what we just wrote, so the answer reflects it."""
         assert self.records is not None
         deadline = time.monotonic() + timeout
@@ -596,7 +603,6 @@ class KubernetesJobs(LoggingConfigurable):
                         if item is not None:
                             yield item
                     break
-                assert self.pods is not None
                 with contextlib.suppress(asyncio.TimeoutError):
                     item = await asyncio.wait_for(queue.get(), FOLLOW_SECONDS)
                     if item is not None:

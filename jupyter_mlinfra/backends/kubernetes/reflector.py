@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from .rest import KubeError, Rest
@@ -29,7 +28,6 @@ class Reflector:
         rest: Rest,
         path: str,
         label_selector: str = "",
-        on_change: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.rest = rest
         self.path = path
@@ -38,7 +36,6 @@ class Reflector:
         """By name."""
         self.synced = asyncio.Event()
         self._changed = asyncio.Condition()
-        self._on_change = on_change
         self._version = ""
         self._task: asyncio.Task[None] | None = None
 
@@ -59,9 +56,7 @@ class Reflector:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)
 
-    async def _notify(self, kind: str, obj: dict[str, Any]) -> None:
-        if self._on_change is not None:
-            self._on_change(kind, obj)
+    async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
 
@@ -71,13 +66,10 @@ class Reflector:
     async def _relist(self) -> None:
         listing = await self.rest.call("GET", self.path, self._query())
         fresh = {item["metadata"]["name"]: item for item in listing.get("items") or []}
-        gone = set(self.objects) - set(fresh)
         self.objects = fresh
         self._version = listing.get("metadata", {}).get("resourceVersion", "")
         self.synced.set()
-        for name in gone:
-            await self._notify("DELETED", {"metadata": {"name": name}})
-        await self._notify("SYNCED", {})
+        await self._notify()
 
     async def _run(self) -> None:
         while True:
@@ -123,8 +115,4 @@ class Reflector:
                 self.objects.pop(name, None)
             else:
                 self.objects[name] = obj
-            await self._notify(kind, obj)
-
-
-def by_label(objects: Mapping[str, dict[str, Any]], key: str, value: str) -> list[dict[str, Any]]:
-    return [o for o in objects.values() if o["metadata"].get("labels", {}).get(key) == value]
+            await self._notify()
