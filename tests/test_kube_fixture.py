@@ -881,3 +881,39 @@ async def test_c_code_resolves_cluster_names_through_nss_wrapper(
     assert done.status.phase == "Succeeded"
     log = await v1.read_namespaced_pod_log("lookup", NS)
     assert [line.split()[0] for line in log.splitlines()] == [head_ip, head_ip]
+
+
+async def test_readiness_probe_gates_ready_and_deadline_fails_the_pod(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    code = (
+        "import os, socket, time\n"
+        "time.sleep(0.5)\n"
+        "server = socket.create_server((os.environ['POD_IP'], 8888))\n"
+        "while True: time.sleep(1)\n"
+    )
+    pod = python_pod("probed", code, activeDeadlineSeconds=4)
+    container = pod["spec"]["containers"][0]
+    container["env"] = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    ]
+    container["ports"] = [{"name": "kernel", "containerPort": 8888}]
+    container["readinessProbe"] = {"tcpSocket": {"port": "kernel"}, "periodSeconds": 1}
+    await v1.create_namespaced_pod(NS, pod)
+
+    def state() -> tuple[str, bool]:
+        found = kube_cluster.get("v1", "Pod", "probed") or {}
+        statuses = found.get("status", {}).get("containerStatuses") or [{}]
+        return found.get("status", {}).get("phase", ""), condition_true(found, "Ready") and (
+            statuses[0].get("ready", False)
+        )
+
+    await until(lambda: state() == ("Running", False))
+    await until(lambda: state() == ("Running", True))
+    pid = kube_cluster.processes()["probed"]
+    done = await finished_pod(v1, "probed")
+    assert (done.status.phase, done.status.reason) == ("Failed", "DeadlineExceeded")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert "DeadlineExceeded" in [e["reason"] for e in kube_cluster.events(NS)]
