@@ -87,7 +87,7 @@ class ClusterFixture:
         self.logs = LogBook()
         self.api.subresources[("", "pods", "log")] = LogEndpoint(self.store, self.logs)
         self.scheduler = Scheduler(self.store, self.registry, self.recorder)
-        volumes = Volumes(self.store, self.registry, self.root / "claims")
+        volumes = Volumes(self.store, self.registry, self.root / "claims", self.token)
         self.kubelet = Kubelet(
             self.store,
             self.registry,

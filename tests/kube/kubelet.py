@@ -50,7 +50,8 @@ class PodRun:
         self.task: asyncio.Task[None] | None = None
         #: readiness by container name, for containers with a readinessProbe
         self.ready: dict[str, bool] = {}
-        #: pod-level failure reason and message (DeadlineExceeded)
+        self.disrupted = False  # its node went away
+        #: pod-level failure reason and message (DeadlineExceeded, Terminated)
         self.reason: str | None = None
         self.message: str | None = None
         spec = pod["spec"]
@@ -90,6 +91,7 @@ class Kubelet:
         self.pods = registry.lookup("", "v1", "pods")
         self.secrets = registry.lookup("", "v1", "secrets")
         self.configmaps = registry.lookup("", "v1", "configmaps")
+        self.nodes = registry.lookup("", "v1", "nodes")
         self.recorder = recorder
         self.dns = dns
         self.volumes = volumes
@@ -110,6 +112,8 @@ class Kubelet:
         if change.rtype in (self.secrets, self.configmaps):
             self._sources_changed.set()
             self._sources_changed = asyncio.Event()
+        if change.rtype is self.nodes and change.type == "DELETED":
+            self._node_gone(meta(change.obj)["name"])
         if change.rtype is not self.pods:
             return
         pod = change.obj
@@ -214,6 +218,21 @@ class Kubelet:
                     condition("Ready", ready, None if ready else not_ready),
                     condition("ContainersReady", ready, None if ready else not_ready),
                     *([old["PodScheduled"]] if "PodScheduled" in old else []),
+                    *(
+                        [
+                            old.get("DisruptionTarget")
+                            or {
+                                "type": "DisruptionTarget",
+                                "status": "True",
+                                "reason": "TerminationByKubelet",
+                                "message": run.message,
+                                "lastProbeTime": None,
+                                "lastTransitionTime": stamp,
+                            }
+                        ]
+                        if run.disrupted
+                        else []
+                    ),
                 ],
                 "containerStatuses": [run.statuses[n] for n in names],
             }
@@ -267,18 +286,35 @@ class Kubelet:
 
     def _deadline_exceeded(self, run: PodRun, pod: Obj) -> None:
         """``activeDeadlineSeconds``: the kubelet stops the containers and fails the pod."""
+        self._fail_pod(
+            run,
+            pod,
+            "DeadlineExceeded",
+            "Pod was active on the node longer than the specified deadline",
+        )
+
+    def _node_gone(self, node: str) -> None:
+        """A deleted node (a reclaimed spot VM) takes its pods down: they fail with the
+        DisruptionTarget condition, as after a graceful node shutdown."""
+        assert self.pods is not None
+        for run in list(self.runs.values()):
+            pod = self.store.find(self.pods, run.namespace, run.name)
+            if pod is not None and pod["spec"].get("nodeName") == node:
+                run.disrupted = True
+                self._fail_pod(
+                    run,
+                    pod,
+                    "Terminated",
+                    "Pod was terminated in response to imminent node shutdown.",
+                )
+
+    def _fail_pod(self, run: PodRun, pod: Obj, reason: str, message: str) -> None:
         if run.stopping or run.phase in ("Succeeded", "Failed"):
             return
         run.stopping = True
-        run.reason = "DeadlineExceeded"
-        run.message = "Pod was active on the node longer than the specified deadline"
+        run.reason, run.message = reason, message
         self.recorder.record(
-            pod,
-            "DeadlineExceeded",
-            run.message,
-            component="kubelet",
-            warning=True,
-            host=pod["spec"]["nodeName"],
+            pod, reason, message, component="kubelet", warning=True, host=pod["spec"]["nodeName"]
         )
         grace = int(pod["spec"].get("terminationGracePeriodSeconds", 30))
         asyncio.get_running_loop().create_task(self._fail_after_stop(run, pod, grace))

@@ -44,8 +44,9 @@ def field_value(pod: Obj, path: str) -> str:
 class Volumes:
     """Builds a pod's volume directories under the pod's own folder."""
 
-    def __init__(self, store: Store, registry: Registry, claims_root: Path) -> None:
+    def __init__(self, store: Store, registry: Registry, claims_root: Path, token: str) -> None:
         self.store = store
+        self.token = token  # what a projected serviceAccountToken holds: the API's own token
         self.secrets = registry.lookup("", "v1", "secrets")
         self.configmaps = registry.lookup("", "v1", "configmaps")
         self.claims_root = claims_root
@@ -133,7 +134,7 @@ class Volumes:
             elif "downwardAPI" in projection:
                 files.update(self._downward(pod, projection["downwardAPI"]))
             elif "serviceAccountToken" in projection:
-                files[projection["serviceAccountToken"]["path"]] = b"cluster-fixture-token"
+                files[projection["serviceAccountToken"]["path"]] = self.token.encode()
         return files
 
     def materialise(self, pod: Obj, root: Path) -> dict[str, Path]:
