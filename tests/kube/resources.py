@@ -75,6 +75,9 @@ BUILTIN = (
     ResourceType("", "v1", "Event", "events", True, ("ev",)),
     ResourceType("batch", "v1", "Job", "jobs", True, (), ("status",)),
     ResourceType("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",)),
+    # stored and validated, not enforced: one token can do everything
+    ResourceType("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
 )
 
 

@@ -44,9 +44,12 @@ def field_value(pod: Obj, path: str) -> str:
 class Volumes:
     """Builds a pod's volume directories under the pod's own folder."""
 
-    def __init__(self, store: Store, registry: Registry, claims_root: Path, token: str) -> None:
+    def __init__(
+        self, store: Store, registry: Registry, claims_root: Path, token: str = ""
+    ) -> None:
+        self.token = token
+        """What a projected service account token holds: the fixture's one token."""
         self.store = store
-        self.token = token  # what a projected serviceAccountToken holds: the API's own token
         self.secrets = registry.lookup("", "v1", "secrets")
         self.configmaps = registry.lookup("", "v1", "configmaps")
         self.claims_root = claims_root
