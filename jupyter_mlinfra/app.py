@@ -301,7 +301,6 @@ class MLInfraApp(ExtensionApp):
         await self.culler.stop()
         await self.kernels.shutdown_all()
         await self.kernels.leave_pods()
-        await self.inventory.backend.close()
         if self.jobs is not None:
             await self.jobs.stop()
         await self.inventory.backend.close()

@@ -20,10 +20,6 @@ class Backend(ABC):
     async def capacity(self) -> CapacityView:
         """Total resources and what kernels and jobs hold now."""
 
-    async def close(self) -> None:
-        """Let go of connections (server stop); the local backend holds none."""
-        return None
-
     async def queued_jobs(self, owner: str) -> int:
         """How many of ``owner``'s jobs wait in the queue (for quota usage)."""
         return 0

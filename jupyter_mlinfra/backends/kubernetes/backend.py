@@ -22,9 +22,6 @@ class KubernetesBackend(Backend):
     def __init__(self, cluster: KubernetesCluster) -> None:
         self.cluster = cluster
 
-    async def close(self) -> None:
-        await self.cluster.close()
-
     def builtin_catalog(self) -> dict[str, Any]:
         """No zero-config catalog: a cluster's flavors and images are the admin's to name."""
         return {}

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from ...catalog import Environment, Flavor
 from ...errors import MLInfraError
 from . import kernel_pod as pods
 from .client import KubernetesCluster
-from .kernel_startup import Startup, classify, timestamp
+from .kernel_startup import Startup, classify
 from .manifests import allowed_env, owner_reference
 from .reflector import Reflector
 from .rest import KubeError, Rest, path_of
@@ -157,7 +157,6 @@ class KernelPods:
         self.records: dict[str, KernelRecord] = {}
         self._rest: Rest | None = None
         self._watches: dict[str, Reflector] = {}
-        self._changed: dict[str, asyncio.Event] = {}
         self._renewal: asyncio.Task[None] | None = None
 
     async def rest(self) -> Rest:
@@ -174,22 +173,13 @@ class KernelPods:
         """The watched kernel pods of ``namespace`` (started and synced on first use)."""
         if namespace not in self._watches:
             reflector = Reflector(
-                await self.rest(),
-                path_of("v1", "pods", namespace),
-                pods.kernel_selector(),
-                on_change=self._pod_changed,
+                await self.rest(), path_of("v1", "pods", namespace), pods.kernel_selector()
             )
             self._watches[namespace] = reflector
             reflector.start()
         reflector = self._watches[namespace]
         await asyncio.wait_for(reflector.synced.wait(), self.cluster.request_timeout)
         return reflector
-
-    def _pod_changed(self, kind: str, pod: dict[str, Any]) -> None:
-        kernel_id = pod.get("metadata", {}).get("labels", {}).get(pods.LABEL_KERNEL_ID)
-        for key, event in self._changed.items():
-            if kind == "SYNCED" or key == kernel_id:
-                event.set()
 
     def cached(self, kernel_id: str, namespace: str) -> dict[str, Any] | None:
         """The pod as last seen by the watch: no API call."""
@@ -247,7 +237,7 @@ class KernelPods:
         """Follow the pod until its kernel container runs; its pod then. Fails at once when
         the cluster says the start cannot succeed, and after the phase's timeout otherwise."""
         reflector = await self.watch(record.namespace)
-        changed = self._changed.setdefault(record.kernel_id, asyncio.Event())
+        changed = asyncio.Event()  # set by the events watch; the pod's by the reflector
         events: list[dict[str, Any]] = []
         follow = asyncio.ensure_future(self._follow_events(record, events, changed))
         unschedulable_since: float | None = None
@@ -272,13 +262,11 @@ class KernelPods:
                 if startup.phase == "starting" and pod and pod.get("status", {}).get("podIP"):
                     return pod
                 self._check_timeout(record, startup, now)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(changed.wait(), 1.0)
+                await _either(reflector.wait_changed(1.0), changed.wait())
         finally:
             follow.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follow
-            self._changed.pop(record.kernel_id, None)
 
     def _check_timeout(self, record: KernelRecord, startup: Startup, now: float) -> None:
         limits = {
@@ -418,5 +406,12 @@ class KernelPods:
         self._watches.clear()
 
 
-def started_at(pod: Mapping[str, Any]) -> float | None:
-    return timestamp(pod.get("metadata", {}).get("creationTimestamp"))
+async def _either(*waits: Awaitable[Any]) -> None:
+    """Return when the first of ``waits`` does; cancel the others."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
