@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from tornado.httpclient import HTTPClientError
 
@@ -30,6 +31,7 @@ from jupyter_mlinfra.kernels import registry
 from .conftest import ME
 from .kube.fixture import ClusterFixture
 from .lab_server import LabServer, running_lab
+from .rbac import Request, allows, request_info
 from .test_handlers import conforms
 from .test_kernels import SPEC_MANAGER, call, kernels_api, run
 
@@ -275,3 +277,28 @@ async def test_a_second_server_adopts_a_detached_kernel(
     assert "".join(printed) == "42\n"  # the same kernel process: its state survived the server
     after = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
     assert after is not None and after["metadata"]["uid"] == pod["metadata"]["uid"]
+
+
+async def test_every_api_call_is_granted_by_the_example_rbac(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    """examples/kubernetes/rbac.yaml is least privilege that works: every request the server
+    made through a kernel's life (and a failed start) is allowed by it."""
+    kernel = await start(jp_fetch, "a100x1")
+    await call(jp_fetch, "api", "kernels", kernel["id"], "restart", method="POST", body={})
+    await kernels_api(jp_fetch, kernel["id"], method="DELETE")
+    await refused_start(jp_fetch, "cpu", "missing")
+    documents = list(yaml.safe_load_all((REPO / "examples/kubernetes/rbac.yaml").read_text()))
+    roles = {d["metadata"]["name"]: d["rules"] for d in documents if d["kind"] == "ClusterRole"}
+    in_namespace = roles["jupyter-mlinfra-workloads"] + roles["jupyter-mlinfra-capacity"]
+    denied = []
+    for method, path in cluster.requests:
+        request = request_info(method, path)
+        if request is None:
+            continue
+        rules = in_namespace if request.namespace else roles["jupyter-mlinfra-capacity"]
+        if not allows(rules, request):
+            denied.append((method, path, request))
+    assert denied == []
+    assert any(request_info(m, p) == Request("watch", "", "events", cluster.namespace)
+               for m, p in cluster.requests)  # fmt: skip
