@@ -302,3 +302,21 @@ async def test_every_api_call_is_granted_by_the_example_rbac(
     assert denied == []
     assert any(request_info(m, p) == Request("watch", "", "events", cluster.namespace)
                for m, p in cluster.requests)  # fmt: skip
+
+
+async def test_switching_flavor_replaces_the_pod(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    kernel = await start(jp_fetch, "cpu")
+    name = pods.pod_name(kernel["id"])
+    before = cluster.get("v1", "Pod", name)
+    assert before is not None and before["spec"]["nodeName"] == "node-0"
+    code, switched = await kernels_api(
+        jp_fetch, kernel["id"], method="PATCH", body={"flavor": "a100x1"}
+    )
+    assert code == 200 and (switched["flavor"], switched["phase"]) == ("a100x1", "ready")
+    after = cluster.get("v1", "Pod", name)
+    assert after is not None and after["metadata"]["uid"] != before["metadata"]["uid"]
+    assert after["spec"]["nodeName"] == "gpu-1"
+    seen = json.loads(await run(jp_serverapp, kernel["id"], SEEN))
+    assert seen["MLINFRA_FLAVOR"] == "a100x1"

@@ -85,6 +85,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
         self._flavor, self._environment = flavor, environment
         if self.record is not None and self.record.flavor != flavor.name:
             self._hard = True  # another flavor: another pod
+            self.record.flavor = flavor.name
         if self.record is None:
             namespace = await kernel_pods.namespace(identity.user)
             self.record = KernelRecord(

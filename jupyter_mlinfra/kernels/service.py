@@ -151,11 +151,16 @@ class KernelService:
     async def switch(self, identity: Identity, kernel_id: str, body: Any) -> dict[str, Any]:
         """Restart the kernel on another flavor ("Switch flavor"): same kernel id, so the
         notebook stays attached. Refused up front when the flavor has no room now, so a full
-        flavor never costs the user their running kernel."""
+        flavor never costs the user their running kernel. A kernel in a pod gets a new pod."""
         request = parse_fields(body, ("flavor",))
-        _, manager, lease = self._find(identity, kernel_id)
+        pod = self._pod_kernel(identity, kernel_id)
+        if pod is not None:
+            manager, current = self.kernel_manager.get_kernel(kernel_id), pod["flavor"]
+        else:
+            _, manager, lease = self._find(identity, kernel_id)
+            current = lease.flavor
         flavor = self.app.inventory.catalog.flavor(request["flavor"], identity)
-        if flavor.name != lease.flavor:
+        if flavor.name != current:
             held = await self.app.inventory.backend.capacity()
             if isinstance(held, Capacity):  # one machine: its own lease goes
                 others = [a for a in held.allocations if a.holder != f"kernel:{kernel_id}"]
