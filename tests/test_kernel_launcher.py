@@ -183,3 +183,20 @@ def test_static_kernelspec_names_the_kubernetes_provisioner() -> None:
     provisioner = spec.metadata["kernel_provisioner"]["provisioner_name"]
     registered = {e.name for e in entry_points(group="jupyter_client.kernel_provisioners")}
     assert provisioner in registered and spec.interrupt_mode == "message"
+
+
+def test_expired_pod_ends_its_kernel(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("k")
+    (tmp_path / "expires-at").write_text("1")  # the downward-API file of the annotation
+    env = {
+        **os.environ,
+        "MLINFRA_KERNEL_IP": "127.0.0.1",
+        "MLINFRA_KERNEL_PORT": str(free_port_block()),
+        "MLINFRA_KERNEL_KEY_FILE": str(tmp_path / "key"),
+        "MLINFRA_RUNTIME_DIR": str(tmp_path / "run"),
+        "MLINFRA_EXPIRES_FILE": str(tmp_path / "expires-at"),
+        "MLINFRA_TERMINATION_LOG": str(tmp_path / "termination-log"),
+    }
+    done = subprocess.run([sys.executable, str(LAUNCHER)], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 1
+    assert "expired" in (tmp_path / "termination-log").read_text()

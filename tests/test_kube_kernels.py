@@ -25,6 +25,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from tornado.httpclient import HTTPClientError
 
 from jupyter_mlinfra.backends.kubernetes import kernel_pod as pods
+from jupyter_mlinfra.backends.kubernetes.rest import path_of
 from jupyter_mlinfra.client import ENV_TOKEN
 from jupyter_mlinfra.kernels import registry
 
@@ -320,3 +321,58 @@ async def test_switching_flavor_replaces_the_pod(
     assert after["spec"]["nodeName"] == "gpu-1"
     seen = json.loads(await run(jp_serverapp, kernel["id"], SEEN))
     assert seen["MLINFRA_FLAVOR"] == "a100x1"
+
+
+async def test_expired_detached_pods_are_deleted_not_adopted(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    kernel = await start(jp_fetch, "cpu")
+    app = registry.current()
+    assert app is not None and app.kernel_pods is not None
+    await app.kernels.leave_pods()
+    rest = await app.kernel_pods.rest()
+    name = pods.pod_name(kernel["id"])
+    await rest.patch(  # as if its server had been gone for longer than the expiry
+        path_of("v1", "pods", cluster.namespace, name),
+        {"metadata": {"annotations": {pods.ANNOTATION_EXPIRES: "1"}}},
+    )
+    await app.kernels.adopt_pods()  # what the next server does when it starts
+    await gone(cluster, "Pod", name)
+    await gone(cluster, "Secret", pods.secret_name(kernel["id"]))
+    assert kernel["id"] not in jp_serverapp.kernel_manager
+
+
+async def test_interrupt_goes_by_message_and_expiry_is_renewed(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    kernel = await start(jp_fetch, "cpu")
+    client = jp_serverapp.kernel_manager.get_kernel(kernel["id"]).client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=30)
+        reply = asyncio.ensure_future(
+            client.execute_interactive("import time; time.sleep(60)", timeout=60)
+        )
+        await asyncio.sleep(1.0)
+        response = await jp_fetch(
+            "api", "kernels", kernel["id"], "interrupt", method="POST", body=""
+        )
+        assert response.code == 204
+        content = (await asyncio.wait_for(reply, 30))["content"]
+        assert (content["status"], content["ename"]) == ("error", "KeyboardInterrupt")
+    finally:
+        client.stop_channels()
+
+    app = registry.current()
+    assert app is not None and app.kernel_pods is not None
+    name = pods.pod_name(kernel["id"])
+
+    def expires() -> float:
+        pod = cluster.get("v1", "Pod", name)
+        assert pod is not None
+        return float(pod["metadata"]["annotations"][pods.ANNOTATION_EXPIRES])
+
+    before = expires()
+    await asyncio.sleep(1.1)
+    await app.kernel_pods.renew(app.kernel_pods.records[kernel["id"]])
+    assert expires() > before

@@ -17,6 +17,7 @@ and connects to the pod IP; nothing dials back.
 from __future__ import annotations
 
 import asyncio
+import queue
 import secrets
 import time
 from typing import Any, cast
@@ -36,6 +37,8 @@ from . import registry
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused
 
 LAUNCHER_TIMEOUT = 10.0
+INFO_INTERVAL = 2.0
+"""Seconds between ``kernel_info`` requests while a kernel starts."""
 
 
 def _pods() -> tuple[Any, KernelPods]:
@@ -187,25 +190,44 @@ class KubernetesProvisioner(KernelProvisionerBase):
         return cast(KernelConnectionInfo, info)
 
     async def post_launch(self, **kwargs: Any) -> None:
-        """Ready once the kernel answers ``kernel_info``."""
+        """Ready once the kernel answers ``kernel_info``; a kernel process that exits first
+        fails the start with its exit code."""
         _, kernel_pods = _pods()
         record = self.record
         assert record is not None
-        client = AsyncKernelClient()
-        client.load_connection_info(self._connection())
-        client.start_channels()
+        self._killed = False  # a new kernel process runs: poll() asks the launcher again
         try:
-            await client.wait_for_ready(timeout=kernel_pods.settings.start_timeout)
-        except RuntimeError as error:
+            await self._kernel_info(kernel_pods.settings.start_timeout)
+        except KernelStartFailed as error:
             await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
-            raise KernelStartRefused(
-                KernelStartFailed(f"the kernel did not answer: {error}")
-            ) from None
-        finally:
-            client.stop_channels()
+            raise KernelStartRefused(error) from None
         record.startup = Startup("ready", "", time.time())
         self._restarting = self._killed = self._hard = False
         kernel_pods.start_renewing()
+
+    async def _kernel_info(self, timeout: float) -> None:
+        """Ask ``kernel_info`` until it is answered (the heartbeat is not used: its first
+        pings may go out before the kernel listens, and would read as a dead kernel)."""
+        client = AsyncKernelClient()
+        client.load_connection_info(self._connection())
+        client.start_channels(hb=False)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                asked = client.kernel_info()
+                try:
+                    while True:
+                        reply = await client.get_shell_msg(timeout=INFO_INTERVAL)
+                        if reply["parent_header"].get("msg_id") == asked:
+                            return
+                except queue.Empty:
+                    pass
+                code = await self.poll()
+                if code is not None:
+                    raise KernelStartFailed(f"the kernel exited with code {code} at start")
+            raise KernelStartFailed(f"the kernel did not answer kernel_info in {timeout:g}s")
+        finally:
+            client.stop_channels()
 
     # --- running --------------------------------------------------------------------------
 
