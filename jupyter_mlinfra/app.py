@@ -29,6 +29,7 @@ from .routes import default_handlers
 
 if TYPE_CHECKING:
     from .backends.kubernetes.jobs import KubernetesJobs
+    from .backends.kubernetes.kernels import KernelPods
 
 _QUOTA_HELP = ", ".join(QUOTA_FIELDS)
 
@@ -260,6 +261,7 @@ class MLInfraApp(ExtensionApp):
             log=self.log,
         )
         self.jobs = self.make_jobs(inventory)
+        self.kernel_pods = self.make_kernel_pods(inventory)
         self.settings.update(
             {
                 "mlinfra.jobs": self.jobs,
@@ -290,6 +292,7 @@ class MLInfraApp(ExtensionApp):
                 await self.agent.ensure()
             except MLInfraError as error:
                 self.log.warning("jupyter_mlinfra: local agent: %s", error.message)
+        await self.kernels.adopt_pods()
         self.culler.start()
 
     async def stop_extension(self) -> None:
@@ -297,6 +300,7 @@ class MLInfraApp(ExtensionApp):
         told (jupyter_server stops extensions before it shuts down kernels), then let go."""
         await self.culler.stop()
         await self.kernels.shutdown_all()
+        await self.kernels.leave_pods()
         if self.jobs is not None:
             await self.jobs.stop()
         await self.inventory.backend.close()
@@ -328,6 +332,16 @@ class MLInfraApp(ExtensionApp):
         if isinstance(inventory.backend, KubernetesBackend):
             return KubernetesJobs(self, inventory.backend)
         return None
+
+    def make_kernel_pods(self, inventory: Inventory) -> KernelPods | None:
+        """Where kernels run as pods (``c.KubernetesKernels``); None on the local backend."""
+        from .backends.kubernetes.backend import KubernetesBackend
+
+        if not isinstance(inventory.backend, KubernetesBackend):
+            return None
+        from .backends.kubernetes.kernels import KernelPods, KubernetesKernels
+
+        return KernelPods(inventory.backend.cluster, KubernetesKernels(parent=self), os.environ)
 
     def make_catalog(self, backend: Backend) -> Catalog:
         """Each list comes from the first place that has one: these settings, catalog_file,

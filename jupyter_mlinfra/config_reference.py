@@ -17,8 +17,14 @@ from traitlets.config import Configurable
 from .app import MLInfraApp
 from .backends.kubernetes.client import KubernetesCluster
 from .backends.kubernetes.jobs import KubernetesJobs
+from .backends.kubernetes.kernels import KubernetesKernels
 
-CONFIGURABLES: tuple[type[Configurable], ...] = (MLInfraApp, KubernetesCluster, KubernetesJobs)
+CONFIGURABLES: tuple[type[Configurable], ...] = (
+    MLInfraApp,
+    KubernetesCluster,
+    KubernetesKernels,
+    KubernetesJobs,
+)
 """Every class whose settings the reference lists, in this order."""
 
 BEGIN = "<!-- begin config reference (generated: python -m jupyter_mlinfra.config_reference) -->"

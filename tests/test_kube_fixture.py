@@ -881,3 +881,125 @@ async def test_c_code_resolves_cluster_names_through_nss_wrapper(
     assert done.status.phase == "Succeeded"
     log = await v1.read_namespaced_pod_log("lookup", NS)
     assert [line.split()[0] for line in log.splitlines()] == [head_ip, head_ip]
+
+
+async def test_readiness_probe_gates_ready_and_deadline_fails_the_pod(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    code = (
+        "import os, socket, time\n"
+        "time.sleep(0.5)\n"
+        "server = socket.create_server((os.environ['POD_IP'], 8888))\n"
+        "while True: time.sleep(1)\n"
+    )
+    pod = python_pod("probed", code, activeDeadlineSeconds=4)
+    container = pod["spec"]["containers"][0]
+    container["env"] = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    ]
+    container["ports"] = [{"name": "kernel", "containerPort": 8888}]
+    container["readinessProbe"] = {"tcpSocket": {"port": "kernel"}, "periodSeconds": 1}
+    await v1.create_namespaced_pod(NS, pod)
+
+    def state() -> tuple[str, bool]:
+        found = kube_cluster.get("v1", "Pod", "probed") or {}
+        statuses = found.get("status", {}).get("containerStatuses") or [{}]
+        return found.get("status", {}).get("phase", ""), condition_true(found, "Ready") and (
+            statuses[0].get("ready", False)
+        )
+
+    await until(lambda: state() == ("Running", False))
+    await until(lambda: state() == ("Running", True))
+    pid = kube_cluster.processes()["probed"]
+    done = await finished_pod(v1, "probed")
+    assert (done.status.phase, done.status.reason) == ("Failed", "DeadlineExceeded")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert "DeadlineExceeded" in [e["reason"] for e in kube_cluster.events(NS)]
+
+
+async def test_removing_a_node_fails_its_pods_as_disrupted(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    kube_cluster.add_node("spot-1", labels={"capacity": "spot"})
+    pod = python_pod(
+        "on-spot", "import time\nwhile True: time.sleep(1)", nodeSelector={"capacity": "spot"}
+    )
+    await client.CoreV1Api(api).create_namespaced_pod(NS, pod)
+    pid = await until(lambda: kube_cluster.processes().get("on-spot"))
+    kube_cluster.remove_node("spot-1")
+    done = await finished_pod(client.CoreV1Api(api), "on-spot")
+    assert (done.status.phase, done.status.reason) == ("Failed", "Terminated")
+    disruption = {c.type: c for c in done.status.conditions}["DisruptionTarget"]
+    assert (disruption.status, disruption.reason) == ("True", "TerminationByKubelet")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+async def test_kueue_preempts_lower_priority_within_the_cluster_queue(
+    api: client.ApiClient, kube_cluster: ClusterFixture, tmp_path: Any
+) -> None:
+    need_crds()
+    kube_cluster.install("kueue")
+    kueue = "kueue.x-k8s.io/v1beta1"
+    kube_cluster.create(
+        {"apiVersion": kueue, "kind": "ResourceFlavor", "metadata": {"name": "cpu-flavor"}}
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "ClusterQueue",
+            "metadata": {"name": "cluster-queue"},
+            "spec": {
+                "preemption": {"withinClusterQueue": "LowerPriority"},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu"],
+                        "flavors": [
+                            {
+                                "name": "cpu-flavor",
+                                "resources": [{"name": "cpu", "nominalQuota": "1"}],
+                            }
+                        ],
+                    }
+                ],
+            },
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "LocalQueue",
+            "metadata": {"name": "user-queue", "namespace": NS},
+            "spec": {"clusterQueue": "cluster-queue"},
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "WorkloadPriorityClass",
+            "metadata": {"name": "urgent"},
+            "value": 1000,
+        }
+    )
+    batch = client.BatchV1Api(api)
+    await batch.create_namespaced_job(NS, queued_job("background", str(tmp_path / "b")))
+    await until(lambda: any(n.startswith("background-") for n in kube_cluster.processes()))
+    await batch.create_namespaced_job(NS, queued_job("urgent", str(tmp_path / "u"), "urgent"))
+    await until(lambda: any(n.startswith("urgent-") for n in kube_cluster.processes()))
+    assert not any(n.startswith("background-") for n in kube_cluster.processes())
+    (evicted,) = [
+        w
+        for w in kube_cluster.list(kueue, "Workload", NS)
+        if w["metadata"]["name"].startswith("job-background-")
+    ]
+    reasons = {
+        c["type"]: c["reason"] for c in evicted["status"]["conditions"] if c["status"] == "True"
+    }
+    assert (reasons["Evicted"], reasons["Preempted"]) == ("Preempted", "InClusterQueue")
+    assert kube_cluster.get("batch/v1", "Job", "background")["spec"]["suspend"] is True
+    (tmp_path / "u").touch()
+    await until(lambda: any(n.startswith("background-") for n in kube_cluster.processes()))
+    (tmp_path / "b").touch()
+    await until(lambda: "Complete" in job_conditions(kube_cluster, "background"))

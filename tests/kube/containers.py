@@ -38,6 +38,7 @@ class ProcessSpec:
     argv: list[str]
     env: dict[str, str]
     cwd: str
+    mounts: dict[str, str]
 
 
 def expand(text: str, env: dict[str, str]) -> str:
@@ -110,6 +111,15 @@ def environment(
     return env
 
 
+def command_line(words: list[str], env: dict[str, str], mounts: dict[str, str]) -> list[str]:
+    """argv for a container command (or an exec probe): ``$(VAR)`` expanded, mount paths
+    rewritten, ``python``/``python3``/``python3.X`` run as the test interpreter."""
+    argv = [rewrite(expand(word, env), mounts) for word in words]
+    if argv and _PYTHON.match(os.path.basename(argv[0])):
+        argv[0] = sys.executable
+    return argv
+
+
 def process_spec(
     pod: Obj,
     container: dict[str, Any],
@@ -128,13 +138,11 @@ def process_spec(
             "the cluster fixture runs containers with an explicit command only "
             f"(it does not know the entrypoint of image {container.get('image')!r})",
         )
-    argv = [rewrite(expand(word, env), mounts) for word in words]
-    if _PYTHON.match(os.path.basename(argv[0])):
-        argv[0] = sys.executable
+    argv = command_line(words, env, mounts)
     env = {key: rewrite(value, mounts) for key, value in env.items()}
     cwd = default_cwd
     if container.get("workingDir"):
         mapped = Path(rewrite(container["workingDir"], mounts))
         cwd = mapped if mapped.is_dir() else default_cwd / "rootfs" / mapped.relative_to("/")
         cwd.mkdir(parents=True, exist_ok=True)
-    return ProcessSpec(argv, env, os.fspath(cwd))
+    return ProcessSpec(argv, env, os.fspath(cwd), mounts)

@@ -19,10 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .containers import CannotRun, process_spec
+from .containers import CannotRun, ProcessSpec, command_line, process_spec
 from .dns import ClusterDns
 from .events import Recorder
 from .logs import LogBook
+from .probes import probe_once
 from .resources import Registry
 from .store import Change, Obj, Store, meta, now
 from .volumes import MissingSource, Volumes, mount_table
@@ -44,8 +45,15 @@ class PodRun:
         self.initialized = not pod["spec"].get("initContainers")
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self.statuses: dict[str, dict[str, Any]] = {}
-        self.stopping = False
+        self.stopping = False  # no more container (re)starts
+        self.removing = False  # the pod is being deleted
         self.task: asyncio.Task[None] | None = None
+        #: readiness by container name, for containers with a readinessProbe
+        self.ready: dict[str, bool] = {}
+        self.disrupted = False  # its node went away
+        #: pod-level failure reason and message (DeadlineExceeded, Terminated)
+        self.reason: str | None = None
+        self.message: str | None = None
         spec = pod["spec"]
         for container in [*spec.get("initContainers", []), *spec["containers"]]:
             self.statuses[container["name"]] = {
@@ -83,6 +91,7 @@ class Kubelet:
         self.pods = registry.lookup("", "v1", "pods")
         self.secrets = registry.lookup("", "v1", "secrets")
         self.configmaps = registry.lookup("", "v1", "configmaps")
+        self.nodes = registry.lookup("", "v1", "nodes")
         self.recorder = recorder
         self.dns = dns
         self.volumes = volumes
@@ -103,6 +112,8 @@ class Kubelet:
         if change.rtype in (self.secrets, self.configmaps):
             self._sources_changed.set()
             self._sources_changed = asyncio.Event()
+        if change.rtype is self.nodes and change.type == "DELETED":
+            self._node_gone(meta(change.obj)["name"])
         if change.rtype is not self.pods:
             return
         pod = change.obj
@@ -114,8 +125,8 @@ class Kubelet:
         elif meta(pod).get("deletionTimestamp"):
             if run is None:
                 self._remove(pod)
-            elif not run.stopping:
-                run.stopping = True
+            elif not run.removing:
+                run.removing = run.stopping = True
                 grace = int(meta(pod).get("deletionGracePeriodSeconds") or 0)
                 asyncio.get_running_loop().create_task(self._terminate(run, pod, grace))
         elif (
@@ -168,9 +179,10 @@ class Kubelet:
         spec = pod["spec"]
         init_names = [c["name"] for c in spec.get("initContainers", [])]
         names = [c["name"] for c in spec["containers"]]
-        ready = run.phase == "Running" and all("running" in run.statuses[n]["state"] for n in names)
         for name in names:
-            run.statuses[name]["ready"] = "running" in run.statuses[name]["state"]
+            running = "running" in run.statuses[name]["state"]
+            run.statuses[name]["ready"] = running and run.ready.get(name, True)
+        ready = run.phase == "Running" and all(run.statuses[n]["ready"] for n in names)
         stamp = now()
         old: dict[str, dict[str, Any]] = {
             c["type"]: c for c in pod.get("status", {}).get("conditions", [])
@@ -206,18 +218,50 @@ class Kubelet:
                     condition("Ready", ready, None if ready else not_ready),
                     condition("ContainersReady", ready, None if ready else not_ready),
                     *([old["PodScheduled"]] if "PodScheduled" in old else []),
+                    *(
+                        [
+                            old.get("DisruptionTarget")
+                            or {
+                                "type": "DisruptionTarget",
+                                "status": "True",
+                                "reason": "TerminationByKubelet",
+                                "message": run.message,
+                                "lastProbeTime": None,
+                                "lastTransitionTime": stamp,
+                            }
+                        ]
+                        if run.disrupted
+                        else []
+                    ),
                 ],
                 "containerStatuses": [run.statuses[n] for n in names],
             }
         )
         if init_names:
             status["initContainerStatuses"] = [run.statuses[n] for n in init_names]
+        if run.reason:
+            status.update(reason=run.reason, message=run.message)
         pod["status"] = status
         self.store.update(self.pods, pod)
 
     # -- the pod's life ----------------------------------------------------------------------
 
     async def _run(self, run: PodRun, pod: Obj) -> None:
+        deadline = pod["spec"].get("activeDeadlineSeconds")
+        timer = (
+            None
+            if deadline is None
+            else asyncio.get_running_loop().call_later(
+                float(deadline), self._deadline_exceeded, run, pod
+            )
+        )
+        try:
+            await self._run_containers(run, pod)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def _run_containers(self, run: PodRun, pod: Obj) -> None:
         self._write(run)
         mounts = await self._mount(run, pod)
         for container in pod["spec"].get("initContainers", []):
@@ -236,7 +280,48 @@ class Kubelet:
                 for container in pod["spec"]["containers"]
             )
         )
-        run.phase = "Succeeded" if all(code == 0 for code in codes) else "Failed"
+        succeeded = all(code == 0 for code in codes) and run.reason is None
+        run.phase = "Succeeded" if succeeded else "Failed"
+        self._write(run)
+
+    def _deadline_exceeded(self, run: PodRun, pod: Obj) -> None:
+        """``activeDeadlineSeconds``: the kubelet stops the containers and fails the pod."""
+        self._fail_pod(
+            run,
+            pod,
+            "DeadlineExceeded",
+            "Pod was active on the node longer than the specified deadline",
+        )
+
+    def _node_gone(self, node: str) -> None:
+        """A deleted node (a reclaimed spot VM) takes its pods down: they fail with the
+        DisruptionTarget condition, as after a graceful node shutdown."""
+        assert self.pods is not None
+        for run in list(self.runs.values()):
+            pod = self.store.find(self.pods, run.namespace, run.name)
+            if pod is not None and pod["spec"].get("nodeName") == node:
+                run.disrupted = True
+                self._fail_pod(
+                    run,
+                    pod,
+                    "Terminated",
+                    "Pod was terminated in response to imminent node shutdown.",
+                )
+
+    def _fail_pod(self, run: PodRun, pod: Obj, reason: str, message: str) -> None:
+        if run.stopping or run.phase in ("Succeeded", "Failed"):
+            return
+        run.stopping = True
+        run.reason, run.message = reason, message
+        self.recorder.record(
+            pod, reason, message, component="kubelet", warning=True, host=pod["spec"]["nodeName"]
+        )
+        grace = int(pod["spec"].get("terminationGracePeriodSeconds", 30))
+        asyncio.get_running_loop().create_task(self._fail_after_stop(run, pod, grace))
+
+    async def _fail_after_stop(self, run: PodRun, pod: Obj, grace: int) -> None:
+        await self._stop_processes(run, pod, grace)
+        run.phase = "Failed"
         self._write(run)
 
     async def _mount(self, run: PodRun, pod: Obj) -> dict[str, Path]:
@@ -404,11 +489,23 @@ class Kubelet:
         status["state"] = {"running": {"startedAt": started}}
         status["started"] = True
         status["containerID"] = f"fixture://{process.pid}"
+        if "readinessProbe" in container:
+            run.ready[name] = False
         self._write(run)
+        probes = [
+            asyncio.get_running_loop().create_task(
+                self._probe(run, pod, container, spec, process, kind)
+            )
+            for kind in ("readinessProbe", "livenessProbe")
+            if kind in container
+        ]
         assert process.stdout is not None
         async for line in process.stdout:
             log.append(line)
         code = await process.wait()
+        for probe in probes:
+            probe.cancel()
+        run.ready.pop(name, None)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # the container ends with its first process
         log.finish()
@@ -435,6 +532,72 @@ class Kubelet:
         self._write(run)
         return exit_code
 
+    async def _probe(
+        self,
+        run: PodRun,
+        pod: Obj,
+        container: dict[str, Any],
+        spec: ProcessSpec,
+        process: asyncio.subprocess.Process,
+        kind: str,
+    ) -> None:
+        """One probe of one running container, until the container exits."""
+        probe = container[kind]
+        name = container["name"]
+        label = "Readiness" if kind == "readinessProbe" else "Liveness"
+        needed = int(probe.get("successThreshold", 1))
+        limit = int(probe.get("failureThreshold", 3))
+        successes = failures = 0
+
+        async def run_exec(command: list[str], timeout: float) -> int:
+            checker = await asyncio.create_subprocess_exec(
+                *command_line(command, spec.env, spec.mounts),
+                env=spec.env,
+                cwd=spec.cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            try:
+                return await asyncio.wait_for(checker.wait(), timeout)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(checker.pid, signal.SIGKILL)
+                await checker.wait()
+                return -1
+
+        await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
+        while process.returncode is None:
+            why = await probe_once(probe, run.ip, container, run_exec)
+            successes, failures = (successes + 1, 0) if why is None else (0, failures + 1)
+            if why is not None:
+                self.recorder.record(
+                    pod,
+                    "Unhealthy",
+                    f"{label} probe failed: {why}",
+                    component="kubelet",
+                    warning=True,
+                    host=pod["spec"]["nodeName"],
+                )
+            if kind == "readinessProbe":
+                ready = run.ready.get(name, False)
+                if (successes >= needed and not ready) or (failures >= limit and ready):
+                    run.ready[name] = not ready
+                    self._write(run)
+            elif failures >= limit:
+                self.recorder.record(
+                    pod,
+                    "Killing",
+                    f"Container {name} failed liveness probe, will be restarted",
+                    component="kubelet",
+                    host=pod["spec"]["nodeName"],
+                )
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                return
+            await asyncio.sleep(float(probe.get("periodSeconds", 10)))
+
     def _current(self, run: PodRun, pod: Obj) -> Obj:
         assert self.pods is not None
         found = self.store.find(self.pods, run.namespace, run.name)
@@ -459,7 +622,9 @@ class Kubelet:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signum)
 
-    async def _terminate(self, run: PodRun, pod: Obj, grace: int) -> None:
+    async def _stop_processes(self, run: PodRun, pod: Obj, grace: int) -> None:
+        """SIGTERM every container's process group, SIGKILL what is left after ``grace``
+        seconds, then end the pod's run (a pod still pulling images has no processes)."""
         for name in list(run.processes):
             self.recorder.record(
                 pod,
@@ -475,10 +640,13 @@ class Kubelet:
                 await asyncio.wait_for(asyncio.gather(*waits), grace)
             except asyncio.TimeoutError:
                 self._kill(run, signal.SIGKILL)
-        if run.task is not None:
+        if run.task is not None and asyncio.current_task() is not run.task:
             run.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await run.task
+
+    async def _terminate(self, run: PodRun, pod: Obj, grace: int) -> None:
+        await self._stop_processes(run, pod, grace)
         self._remove(pod)
 
     def processes(self) -> dict[str, int]:

@@ -43,6 +43,11 @@ def _quantity(resource: str, value: float) -> str:
     return str(int(value))
 
 
+def _admitted_at(workload: Obj) -> str:
+    conditions = (workload.get("status") or {}).get("conditions") or []
+    return next((c["lastTransitionTime"] for c in conditions if c["type"] == "Admitted"), "")
+
+
 def _priority_order(workload: Obj) -> tuple[int, str]:
     """Priority, then creation time; the sort is stable over the store's creation order, so
     workloads created within the same second stay first-in first-out."""
@@ -223,23 +228,36 @@ class KueueController:
 
     @staticmethod
     def _is_pending(workload: Obj) -> bool:
-        return (
+        return bool(
             workload["spec"].get("active", True)
             and not has_condition(workload, "Finished")
             and not has_condition(workload, "QuotaReserved")
         )
 
+    def _admitted(self, cluster_queue: str | None = None) -> list[Obj]:
+        """Workloads holding quota (in one ClusterQueue, or any)."""
+        return [
+            w
+            for w in self.store.list(self.workloads)
+            if (w.get("status") or {}).get("admission") is not None
+            and not has_condition(w, "Finished")
+            and cluster_queue in (None, w["status"]["admission"]["clusterQueue"])
+        ]
+
+    @staticmethod
+    def _charge(used: dict[str, Amounts], workload: Obj, sign: float) -> None:
+        """Add (sign 1) or release (sign -1) a workload's admitted usage."""
+        for assignment in workload["status"]["admission"].get("podSetAssignments") or []:
+            for resource, flavor in (assignment.get("flavors") or {}).items():
+                value = (assignment.get("resourceUsage") or {}).get(resource, "0")
+                used.setdefault(flavor, Amounts())[resource] += sign * amount(resource, value)
+
     def _usage(self) -> dict[str, dict[str, Amounts]]:
         usage: dict[str, dict[str, Amounts]] = {}
-        for workload in self.store.list(self.workloads):
-            admission = (workload.get("status") or {}).get("admission")
-            if admission is None or has_condition(workload, "Finished"):
-                continue
-            per_flavor = usage.setdefault(admission["clusterQueue"], {})
-            for assignment in admission.get("podSetAssignments") or []:
-                for resource, flavor in (assignment.get("flavors") or {}).items():
-                    value = (assignment.get("resourceUsage") or {}).get(resource, "0")
-                    per_flavor.setdefault(flavor, Amounts())[resource] += amount(resource, value)
+        for workload in self._admitted():
+            self._charge(
+                usage.setdefault(workload["status"]["admission"]["clusterQueue"], {}), workload, 1
+            )
         return usage
 
     def _admission_pass(self) -> None:
@@ -255,18 +273,97 @@ class KueueController:
             used = usage.setdefault(name, {})
             for workload in queue:
                 assignments, why = self._fit(cluster_queue, workload, used)
+                if assignments is None and self._preempt_for(cluster_queue, workload, used):
+                    assignments, why = self._fit(cluster_queue, workload, used)
                 if assignments is None:
                     self._pending(workload, "Pending", why or "")
                     if strict:
                         break
                     continue
                 self._admit(workload, name, assignments)
-                for assignment in assignments:
-                    for resource, flavor in assignment["flavors"].items():
-                        used.setdefault(flavor, Amounts())[resource] += amount(
-                            resource, assignment["resourceUsage"][resource]
-                        )
+                self._charge(
+                    used,
+                    self.store.get(
+                        self.workloads, meta(workload)["namespace"], meta(workload)["name"]
+                    ),
+                    1,
+                )
         self._write_queue_status()
+
+    def _preempt_for(self, cluster_queue: Obj, workload: Obj, used: dict[str, Amounts]) -> bool:
+        """Kueue's preemption within a ClusterQueue (``preemption.withinClusterQueue``
+        LowerPriority or LowerOrNewerEqualPriority): evict the fewest lower-priority admitted
+        workloads, lowest priority and most recently admitted first, that make room."""
+        policy = (cluster_queue["spec"].get("preemption") or {}).get("withinClusterQueue")
+        if policy not in ("LowerPriority", "LowerOrNewerEqualPriority"):
+            return False
+        priority = int(workload["spec"].get("priority") or 0)
+
+        def preemptible(victim: Obj) -> bool:
+            theirs = int(victim["spec"].get("priority") or 0)
+            newer = meta(victim)["creationTimestamp"] > meta(workload)["creationTimestamp"]
+            return theirs < priority or (
+                policy == "LowerOrNewerEqualPriority" and theirs == priority and newer
+            )
+
+        candidates = sorted(
+            (v for v in self._admitted(meta(cluster_queue)["name"]) if preemptible(v)),
+            key=_admitted_at,
+            reverse=True,
+        )
+        candidates.sort(key=lambda v: int(v["spec"].get("priority") or 0))  # stable
+        trial = {flavor: Amounts(values) for flavor, values in used.items()}
+        victims = []
+        for victim in candidates:
+            self._charge(trial, victim, -1)
+            victims.append(victim)
+            if self._fit(cluster_queue, workload, trial)[0] is not None:
+                for chosen in victims:
+                    self._evict(chosen, workload)
+                used.clear()
+                used.update(trial)
+                return True
+        return False
+
+    def _evict(self, victim: Obj, preemptor: Obj) -> None:
+        """Evict an admitted workload: quota released, its job suspended, back in the queue."""
+        message = (
+            f"Preempted to accommodate a workload (UID: {meta(preemptor)['uid']}, "
+            f"JobUID: {meta(preemptor)['labels'][JOB_UID]}) due to prioritization in "
+            "the ClusterQueue"
+        )
+        status = copy.deepcopy(victim["status"])
+        status.pop("admission", None)
+        set_condition(status, "Evicted", True, "Preempted", message)
+        set_condition(status, "Preempted", True, "InClusterQueue", message)
+        set_condition(status, "QuotaReserved", False, "Preempted", message)
+        set_condition(status, "Admitted", False, "NoReservation", "The workload has no reservation")
+        victim["status"] = status
+        self.store.update(self.workloads, victim)
+        self.recorder.record(
+            victim, "Preempted", message, component="kueue-admission", warning=True
+        )
+        owner = next(iter(meta(victim).get("ownerReferences") or []), None)
+        rtype = (
+            None
+            if owner is None
+            else (
+                self.jobs
+                if owner["kind"] == "Job"
+                else self.registry.lookup("jobset.x-k8s.io", "v1alpha2", "jobsets")
+            )
+        )
+        job = (
+            None
+            if rtype is None or owner is None
+            else self.store.find(rtype, meta(victim)["namespace"], owner["name"])
+        )
+        if rtype is not None and job is not None:
+            job["spec"]["suspend"] = True
+            self.store.update(rtype, job)
+            self.recorder.record(
+                job, "Stopped", f"Preempted: {message}", component="kueue-admission"
+            )
 
     def _fit(
         self, cluster_queue: Obj, workload: Obj, used: dict[str, Amounts]
@@ -361,6 +458,9 @@ class KueueController:
             f"Quota reserved in ClusterQueue {cluster_queue}",
         )
         set_condition(status, "Admitted", True, "Admitted", "The workload is admitted")
+        for past in ("Evicted", "Preempted"):
+            if has_condition(workload, past):
+                set_condition(status, past, False, "QuotaReserved", "Previously: preempted")
         workload["status"] = status
         self.store.update(self.workloads, workload)
         self.recorder.record(

@@ -83,13 +83,13 @@ class Store:
         namespace: str | None = None,
         where: Callable[[Obj], bool] | None = None,
     ) -> builtins.list[Obj]:
-        """Objects of a type (in one namespace, or all), in creation order."""
-        items = [
+        """Objects of a type (in one namespace, or all), in creation order; ``where`` sees
+        the stored object (it must not change it), so only matches are copied."""
+        return [
             self._as_served(rtype, obj)
             for (ns, _), obj in self._bucket(rtype).items()
-            if namespace is None or ns == namespace
+            if (namespace is None or ns == namespace) and (where is None or where(obj))
         ]
-        return [obj for obj in items if where is None or where(obj)]
 
     def owned_by(self, uid: str) -> builtins.list[tuple[tuple[str, str], Obj]]:
         """Every object (with its group and plural) that has an ownerReference to ``uid``."""
