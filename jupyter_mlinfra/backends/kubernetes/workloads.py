@@ -386,7 +386,11 @@ def workload(
         jobset_failure: dict[str, Any] = {"maxRestarts": spec.retry.max_restarts}
         if failure_policy:
             jobset_failure["rules"] = [
-                {"action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"]}
+                {
+                    "name": "exit-code-not-retried",
+                    "action": "FailJobSet",
+                    "onJobFailureReasons": ["PodFailurePolicy"],
+                }
             ]
         return {
             "apiVersion": "jobset.x-k8s.io/v1alpha2",
