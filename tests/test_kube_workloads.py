@@ -148,7 +148,8 @@ def test_without_jobset_an_indexed_job_with_its_own_headless_service() -> None:
     spec = indexed["spec"]
     assert spec["completionMode"] == "Indexed" and spec["suspend"] is True
     assert spec["backoffLimit"] == 4  # 2 restarts of 2 nodes
-    assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"] == {
+    assert spec["podFailurePolicy"]["rules"][0] == workloads.LOST_NODE
+    assert spec["podFailurePolicy"]["rules"][1]["onExitCodes"] == {
         "containerName": "node",
         "operator": "NotIn",
         "values": [3, 4],
