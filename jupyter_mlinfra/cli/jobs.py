@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import sys
+import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,12 @@ def register(commands: Any) -> None:
     agent.add_argument("--socket", help="Unix socket to serve on (default: agent_socket)")
     agent.add_argument("--data-dir", help="state directory (default: data_dir)")
     agent.add_argument("--idle-timeout", type=float, help="seconds idle before exiting")
+    agent.add_argument(
+        "--hub",
+        action="store_true",
+        help="run as the JupyterHub service shared by every user of this machine, on the "
+        "service's URL ($JUPYTERHUB_SERVICE_URL), authenticating callers by their hub tokens",
+    )
 
     submit = commands.add_parser(
         "submit",
@@ -103,16 +111,33 @@ def client_for(args: argparse.Namespace) -> JobsClient:
 
 
 def run_agent(args: argparse.Namespace) -> int:
-    from ..backends.local.agent_server import serve
+    from ..backends.local.agent_server import serve, serve_hub
     from ..jobs.policy import Policy
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("tornado.access").setLevel(logging.WARNING)  # errors only: not per request
     app = local_app()
-    socket_path = Path(args.socket or app.agent_socket)
     data_dir = Path(args.data_dir or app.data_dir)
+    policy = Policy.from_app(app)
+    if args.hub:
+        host, port, prefix = _hub_service_address(os.environ)
+        return asyncio.run(serve_hub(host, port, prefix, data_dir, policy))
+    socket_path = Path(args.socket or app.agent_socket)
     idle = app.agent_idle_timeout if args.idle_timeout is None else args.idle_timeout
-    return asyncio.run(serve(socket_path, data_dir, idle, Policy.from_app(app)))
+    return asyncio.run(serve(socket_path, data_dir, idle, policy))
+
+
+def _hub_service_address(environ: Mapping[str, str]) -> tuple[str, int, str]:
+    """Where JupyterHub expects its service: host and port of ``JUPYTERHUB_SERVICE_URL``
+    and the proxy's path prefix, which the agent serves too."""
+    url = urllib.parse.urlsplit(environ.get("JUPYTERHUB_SERVICE_URL", ""))
+    if not (url.hostname and url.port):
+        raise ClientError(
+            "--hub: JUPYTERHUB_SERVICE_URL must name a host and port (run the agent as a "
+            "JupyterHub service with a 'url', e.g. http://127.0.0.1:10101)",
+            field="hub",
+        )
+    return url.hostname, url.port, environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
 
 
 def run_submit(args: argparse.Namespace) -> int:

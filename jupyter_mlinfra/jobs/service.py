@@ -203,6 +203,33 @@ class JobService:
         await self.controller.stop(job, JobState.CANCELLED, f"cancelled{who}")
         return self.get(identity, job_id)
 
+    def reprioritise(self, identity: Identity, job_id: str, body: Any) -> Job:
+        """Admins move an unfinished job to another priority class: ahead of (or behind)
+        others in the queue, and, with preemption, safe from (or open to) eviction."""
+        if not identity.admin:
+            raise NotAllowed("only admins may change a job's priority", "priority")
+        if not isinstance(body, dict) or set(body) != {"priority"}:
+            raise InvalidInput('the body must be {"priority": CLASS}', "priority")
+        priority = body["priority"]
+        if priority not in self.policy.priority_classes:
+            known = ", ".join(sorted(self.policy.priority_classes))
+            raise InvalidInput(f"priority: unknown class {priority!r} (known: {known})", "priority")
+        self.get(identity, job_id)
+        job = self.store.get(job_id)  # as stored: without the queue view's position
+        if job is None or job.state.finished:
+            state = job.state.value if job else "gone"
+            raise Conflict(f"job {job_id} already {state}", "id")
+        job = replace(
+            job,
+            spec=replace(job.spec, priority=priority),
+            priority_value=self.policy.priority_classes[priority],
+        )
+        note = f"priority {priority} by {identity.user}"
+        event = Event(job.id, time.time(), Condition.QUEUED, "Reprioritised", note)
+        self.store.set_priority(job, event)
+        self.controller.wake()
+        return self.get(identity, job_id)
+
     def retry(self, identity: Identity, job_id: str) -> Job:
         """Queue a finished job again, as a new attempt of the same job."""
         job = self.get(identity, job_id)
