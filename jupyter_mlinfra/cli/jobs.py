@@ -19,7 +19,15 @@ from typing import Any
 
 from ..client import ClientError, Connection, JobsClient, discover
 from ..follow import follow
-from ..text import format_table, job_history, job_rows, queue_rows, status_line
+from ..text import (
+    format_table,
+    group_usage_rows,
+    job_history,
+    job_rows,
+    queue_rows,
+    status_line,
+    usage_rows,
+)
 from .config import local_app, local_identity
 
 
@@ -81,6 +89,17 @@ def register(commands: Any) -> None:
     queue = commands.add_parser("queue", help="queued jobs with position, reason and ETA")
     _target(queue)
     queue.set_defaults(run=run_queue)
+    queue.add_argument(
+        "--all",
+        action="store_true",
+        help="admins: every user's unfinished jobs, and usage against quotas per user and group",
+    )
+
+    priority = commands.add_parser("priority", help="admins: move a job to a priority class")
+    _target(priority)
+    priority.set_defaults(run=run_priority)
+    priority.add_argument("id", help="the job id")
+    priority.add_argument("priority", help="a priority class, e.g. high")
 
 
 def _target(command: argparse.ArgumentParser) -> None:
@@ -216,10 +235,36 @@ def run_logs(args: argparse.Namespace) -> int:
 
 
 def run_queue(args: argparse.Namespace) -> int:
+    if args.all:
+        return _queue_all(args)
     queue = client_for(args).queue()
     if args.json:
         print(json.dumps(queue, indent=2))
     else:
         print(format_table(queue_rows(queue)))
         print(f"{queue['pending']} job(s) waiting in all")
+    return 0
+
+
+UNFINISHED = "queued,admitted,starting,running"
+
+
+def _queue_all(args: argparse.Namespace) -> int:
+    client = client_for(args)
+    report = client.usage()  # first: a user who is not an admin is told so here
+    page = client.jobs(state=UNFINISHED, limit=1000)
+    if args.json:
+        print(json.dumps({"jobs": page["jobs"], **report}, indent=2))
+        return 0
+    print(format_table(job_rows(page, owners=True)) if page["jobs"] else "no unfinished jobs")
+    print()
+    print(format_table(usage_rows(report)))
+    print()
+    print(format_table(group_usage_rows(report)))
+    return 0
+
+
+def run_priority(args: argparse.Namespace) -> int:
+    job = client_for(args).set_priority(args.id, args.priority)
+    print(json.dumps(job, indent=2) if args.json else f"{job['id']}: priority {job['priority']}")
     return 0
