@@ -184,7 +184,14 @@ class JobReadHandler(JobProxyHandler):
 
 
 class QueueHandler(JobProxyHandler):
-    """The queue, and (admins) usage against quotas of every user and group."""
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        await self.forward()
+
+
+class UsageHandler(JobProxyHandler):
+    """Admins: usage against quotas of every user and group, as the agent accounts it."""
 
     @web.authenticated
     @authorized
@@ -202,5 +209,5 @@ job_handlers = [
     (rf"{API}/jobs/{JOB_ID}/events", JobReadHandler),
     (rf"{API}/jobs/{JOB_ID}/result", JobReadHandler),
     (rf"{API}/queue", QueueHandler),
-    (rf"{API}/usage", QueueHandler),
+    (rf"{API}/usage", UsageHandler),
 ]
