@@ -1,5 +1,6 @@
-"""A real JupyterHub for tests: configurable-http-proxy, local single-user servers with the
-extension, and the shared local agent as a hub service.
+"""A real JupyterHub for tests, configured by examples/jupyterhub/jupyterhub_config.py:
+configurable-http-proxy, local single-user servers with the extension, and the shared local
+agent as a hub service.
 
 Everything lives under one temporary folder (hub database, users' homes, the agent's data, the
 Jupyter config every server and the agent read), so teardown can find and stop exactly what
@@ -58,10 +59,14 @@ def configurable_http_proxy() -> str:
     return str(binary)
 
 
-HUB_CONFIG = """\
+EXAMPLE = Path(__file__).parent.parent / "examples" / "jupyterhub" / "jupyterhub_config.py"
+
+TEST_CONFIG = """\
+# The example's configuration, with only what a test must change: ports, where state lives,
+# the extension's settings, and an admin service through which the test drives the hub.
 c = get_config()  # noqa
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = {port}
+load_subconfig({example!r})  # noqa
+c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {hub_port}
 c.JupyterHub.db_url = "sqlite:///{root}/jupyterhub.sqlite"
@@ -71,44 +76,19 @@ c.ConfigurableHTTPProxy.command = [{chp!r}]
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
 c.ConfigurableHTTPProxy.pid_file = "{root}/proxy.pid"
 c.ConfigurableHTTPProxy.auth_token = {proxy_token!r}
-
-c.JupyterHub.authenticator_class = "dummy"
-c.Authenticator.allow_all = True
-c.Authenticator.admin_users = {admins!r}
-c.JupyterHub.load_groups = {groups!r}
-
-c.JupyterHub.spawner_class = "simple"
-c.SimpleLocalProcessSpawner.home_dir_template = "{root}/home/{{username}}"
-c.Spawner.cmd = [{python!r}, "-m", "jupyterhub.singleuser"]
-c.Spawner.args = {server_args!r}
-c.Spawner.environment = {environment!r}
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
-c.Spawner.server_token_scopes = [
-    "users:activity!user",
-    "access:servers!server",
-    "read:users:name!user",
-    "read:users:groups!user",
-    "access:services!service={service}",
-]
 
-c.JupyterHub.services = [
-    {{
-        "name": "{service}",
-        "url": "http://127.0.0.1:{agent_port}",
-        "command": [{python!r}, "-m", "jupyter_mlinfra.cli", "agent", "--hub",
-                    "--data-dir", "{root}/agent/data"],
-        "environment": {environment!r},
-    }},
-    {{"name": "test-admin", "api_token": {admin_token!r}}},
-]
-c.JupyterHub.load_roles = [
-    {{"name": "user", "scopes": ["self", "access:services!service={service}"]}},
-    {{"name": "mlinfra-agent", "services": ["{service}"],
-      "scopes": ["read:users:name", "read:users:groups"]}},
+[agent] = [s for s in c.JupyterHub.services if s["name"] == {service!r}]
+agent["url"] = "http://127.0.0.1:{agent_port}"
+agent["environment"] = {environment!r}
+c.Spawner.environment = {{**{environment!r}, "JUPYTER_MLINFRA_AGENT_URL": {agent_url!r}}}
+
+c.JupyterHub.services.append({{"name": "test-admin", "api_token": {admin_token!r}}})
+c.JupyterHub.load_roles.append(
     {{"name": "test-admin", "services": ["test-admin"],
-      "scopes": ["admin:users", "admin:servers", "tokens"]}},
-]
+      "scopes": ["admin:users", "admin:servers", "tokens"]}}
+)
 """
 
 
@@ -131,8 +111,9 @@ class Hub:
 
     @property
     def agent(self) -> AgentHome:
-        """The shared agent's state, to stop the ranks it leaves behind."""
-        return AgentHome(self.root / "agent")
+        """The shared agent's state (``--data-dir $MLINFRA_HUB_STATE/data``), to stop the
+        ranks it leaves behind."""
+        return AgentHome(self.root)
 
     def log(self) -> str:
         return (self.root / "hub.log").read_text(errors="replace")
@@ -230,13 +211,9 @@ def _ours(root: Path) -> list[int]:
 
 
 @contextmanager
-def running_hub(
-    mlinfra_settings: Mapping[str, Any],
-    *,
-    groups: Mapping[str, list[str]],
-    admins: set[str],
-) -> Iterator[Hub]:
-    """A hub whose users' servers and shared agent all read ``mlinfra_settings``."""
+def running_hub(mlinfra_settings: Mapping[str, Any]) -> Iterator[Hub]:
+    """The example hub (examples/jupyterhub: users alice in group research, bob in students,
+    carol a hub admin), its users' servers and shared agent reading ``mlinfra_settings``."""
     chp = configurable_http_proxy()
     root = Path(tempfile.mkdtemp(prefix="mli-hub-", dir="/tmp"))
     config_dir = root / "jupyter-config"
@@ -249,30 +226,32 @@ def running_hub(
     admin_token = secrets.token_hex(16)
     port = free_port()
     (root / "jupyterhub_config.py").write_text(
-        HUB_CONFIG.format(
+        TEST_CONFIG.format(
+            example=str(EXAMPLE),
             root=root,
             port=port,
             hub_port=free_port(),
             proxy_api_port=free_port(),
             proxy_token=secrets.token_hex(16),
             chp=chp,
-            python=sys.executable,
-            admins=set(admins),
-            groups={name: {"users": members} for name, members in groups.items()},
-            server_args=["--allow-root"] if os.geteuid() == 0 else [],
             environment=environment,
             agent_port=agent_port,
+            agent_url=agent_url,
             admin_token=admin_token,
             service=SERVICE,
         )
     )
+    passwords = {  # the example's shared-password login, unused by the tests' tokens
+        "MLINFRA_HUB_PASSWORD": secrets.token_hex(8),
+        "MLINFRA_HUB_ADMIN_PASSWORD": secrets.token_hex(16),
+    }
     log = (root / "hub.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterhub", "-f", str(root / "jupyterhub_config.py")],
         cwd=root,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **environment},
+        env={**os.environ, **passwords, "MLINFRA_HUB_STATE": str(root)},
     )
     hub = Hub(root, f"http://127.0.0.1:{port}/", admin_token, agent_url, proc)
     try:

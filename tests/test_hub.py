@@ -1,12 +1,13 @@
 """Under a real JupyterHub: hub identity, and one local agent shared by every user as a hub
 service.
 
-The hub (with configurable-http-proxy from npm and the dummy authenticator) knows alice (group
-research), bob (group students) and carol (a hub admin); the extension's settings name no
-group member and no admin, so everything group- and admin-related comes from the hub. Their
-single-user servers are real ``jupyterhub-singleuser`` processes with the extension, reaching
-the shared agent with their hub tokens. The machine has two accelerators (from
-``local_accelerators``: the inventory is config, the assignment is real).
+The hub runs examples/jupyterhub/jupyterhub_config.py (with configurable-http-proxy from npm;
+the test changes only ports, paths and the extension's settings): alice is in group research,
+bob in students, carol a hub admin. The extension's settings name no group member and no
+admin, so everything group- and admin-related comes from the hub. Single-user servers are real
+``jupyterhub-singleuser`` processes with the extension, reaching the shared agent with their
+hub tokens. The machine has two accelerators (from ``local_accelerators``: the inventory is
+config, the assignment is real).
 """
 
 from __future__ import annotations
@@ -56,9 +57,7 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def hub() -> Iterator[Hub]:
-    with running_hub(
-        SETTINGS, groups={"research": ["alice"], "students": ["bob"]}, admins={"carol"}
-    ) as hub:
+    with running_hub(SETTINGS) as hub:
         for user in USERS:
             hub.start_server(user)
         yield hub
