@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
+from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from jupyter_mlinfra.app import MLInfraApp
@@ -85,3 +87,16 @@ def test_example_hub_settings_build_catalog_and_quotas() -> None:
     student = Identity("bob", frozenset({"students"}))
     assert [f.name for f in catalog.for_identity(student).flavors] == ["cpu", "a100x1"]
     assert app.make_quotas().for_identity(student).max_queued_jobs == 5
+
+
+def test_example_z2jh_values_hold_valid_settings() -> None:
+    """The settings examples/jupyterhub/values.yaml mounts into every user's server."""
+    values = yaml.safe_load((EXAMPLES / "jupyterhub" / "values.yaml").read_text())
+    files = values["singleuser"]["extraFiles"]
+    settings = files["mlinfra-settings"]["data"]["MLInfraApp"]
+    assert settings["catalog_file"] == files["mlinfra-catalog"]["mountPath"]
+    app = MLInfraApp(config=Config({"MLInfraApp": settings}))
+    quotas = app.make_quotas()
+    assert quotas.for_identity(Identity("bob", frozenset({"students"}))).max_gpus == 1
+    scopes = values["hub"]["config"]["Spawner"]["server_token_scopes"]
+    assert "read:users:groups!user" in scopes
