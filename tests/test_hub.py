@@ -183,6 +183,15 @@ def test_a_user_cannot_see_or_touch_another_users_job(
     own = hub.request("GET", direct, tokens["alice"])
     assert own["owner"] == "alice"
 
+    # what others hold counts, but not whose it is or which job
+    wait_state(hub, "alice", tokens["alice"], job["id"], {"starting", "running"})
+    held = f"{hub.agent_url}mlinfra/agent/v1/allocations"
+    seen_by_bob = hub.request("GET", held, bob)["allocations"]
+    assert seen_by_bob
+    assert all(a["owner"] == "" and job["id"] not in a["holder"] for a in seen_by_bob)
+    seen_by_carol = hub.request("GET", held, tokens["carol"])["allocations"]
+    assert f"job:{job['id']}" in {a["holder"] for a in seen_by_carol}
+
     # nor can a user's server reconfigure the shared agent
     with pytest.raises(HubError) as policy:
         hub.request("PUT", f"{hub.agent_url}mlinfra/agent/v1/policy", bob, {"flavors": []})

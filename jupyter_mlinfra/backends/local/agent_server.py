@@ -15,12 +15,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tornado import httpserver, netutil, web
 
 from ... import __version__, quotas
+from ...capacity import Allocation
 from ...errors import InvalidInput, NotAllowed, NotAuthenticated
 from ...identity import Identity
 from ...jobs.policy import Policy
@@ -228,12 +230,28 @@ class PolicyHandler(AgentHandler):
 
 class AllocationsHandler(AgentHandler):
     def get(self) -> None:
+        allocations = self.agent.allocations()
+        queued = _queued_by_owner(self.agent)
+        if self.callers.shared and not self.identity.admin:
+            allocations, queued = _only_own_names(self.identity.user, allocations, queued)
         self.reply(
             {
-                "allocations": [a.to_json() for a in self.agent.allocations()],
-                "queued_by_owner": _queued_by_owner(self.agent),
+                "allocations": [a.to_json() for a in allocations],
+                "queued_by_owner": queued,
             }
         )
+
+
+def _only_own_names(
+    user: str, allocations: list[Allocation], queued: dict[str, int]
+) -> tuple[list[Allocation], dict[str, int]]:
+    """What others hold still counts against capacity, but which jobs and kernels they are,
+    and whose, is not for other users of a shared agent to know."""
+    shown = [
+        a if a.owner == user else replace(a, holder=f"{a.holder.split(':')[0]}:{n}", owner="")
+        for n, a in enumerate(allocations)
+    ]
+    return shown, {user: queued[user]} if user in queued else {}
 
 
 class LeasesHandler(AgentHandler):
