@@ -22,30 +22,19 @@ from typing import Any
 import pytest
 
 from .hub import Hub, HubError, running_hub
+from .test_leases import SETTINGS as TWO_GPUS
 
 USERS = ("alice", "bob", "carol")
 
+CPU, A100X1 = TWO_GPUS["flavors"][:2]  # tiny, so that a two-core machine fits them all
+A100X2 = {**A100X1["accelerator"], "count": 2}
+
 SETTINGS: dict[str, Any] = {
-    "local_accelerators": [
-        {"index": 0, "kind": "nvidia.com/gpu", "model": "A100-SXM4-80GB"},
-        {"index": 1, "kind": "nvidia.com/gpu", "model": "A100-SXM4-80GB"},
-    ],
+    "local_accelerators": TWO_GPUS["local_accelerators"],
     "flavors": [
-        {"name": "cpu", "cpu": 0.25, "memory": "64Mi"},
-        {
-            "name": "a100x1",
-            "accelerator": {"kind": "nvidia.com/gpu", "model": "A100", "count": 1},
-            "cpu": 0.25,
-            "memory": "64Mi",
-            "groups": ["research", "students"],
-        },
-        {
-            "name": "a100x2",
-            "accelerator": {"kind": "nvidia.com/gpu", "model": "A100", "count": 2},
-            "cpu": 0.25,
-            "memory": "64Mi",
-            "groups": ["research"],
-        },
+        CPU,
+        {**A100X1, "groups": ["research", "students"]},
+        {**A100X1, "name": "a100x2", "accelerator": A100X2, "groups": ["research"]},
     ],
     "environments": [{"name": "python", "framework": "generic", "python": sys.executable}],
     "group_quotas": {"students": {"max_queued_jobs": 1}},
@@ -277,3 +266,21 @@ def test_jobs_stay_their_owners_across_a_server_restart(
     assert again["owner"] == "alice"
     assert again["state"] in ("starting", "running")
     assert refused(hub, "bob", tokens["bob"], "GET", f"jobs/{job['id']}") == 404
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_a_kernels_gpu_is_nobody_elses_until_it_shuts_down(
+    hub: Hub, tokens: dict[str, str], sleeper: str
+) -> None:
+    bob, alice = tokens["bob"], tokens["alice"]
+    kernel = hub.mlinfra("bob", bob, "POST", "kernels", {"flavor": "a100x1"})
+    try:
+        assert kernel["owner"] == "bob" and len(kernel["devices"]) == 1
+        # alice's two-GPU job waits for the GPU bob's kernel holds, on another user's server
+        job = submit(hub, "alice", alice, sleeper, "a100x2")
+        time.sleep(1.5)  # a few scheduling passes
+        assert hub.mlinfra("alice", alice, "GET", f"jobs/{job['id']}")["state"] == "queued"
+    finally:
+        hub.mlinfra("bob", bob, "DELETE", f"kernels/{kernel['id']}")
+    started = wait_state(hub, "alice", alice, job["id"], {"starting", "running"})
+    assert sorted(started["devices"][0]) == [0, 1]
