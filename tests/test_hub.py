@@ -13,6 +13,7 @@ config, the assignment is real).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -284,3 +285,14 @@ def test_a_kernels_gpu_is_nobody_elses_until_it_shuts_down(
         hub.mlinfra("bob", bob, "DELETE", f"kernels/{kernel['id']}")
     started = wait_state(hub, "alice", alice, job["id"], {"starting", "running"})
     assert sorted(started["devices"][0]) == [0, 1]
+
+
+def test_the_shared_agent_needs_the_hub_services_url(tmp_path: Any) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter_mlinfra.cli", "agent", "--hub",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "JUPYTERHUB_SERVICE_URL must name a host and port" in result.stderr

@@ -139,6 +139,7 @@ def run_agent(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or app.data_dir)
     policy = Policy.from_app(app)
     if args.hub:
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # imported with JupyterHub's auth
         host, port, prefix = _hub_service_address(os.environ)
         return asyncio.run(serve_hub(host, port, prefix, data_dir, policy))
     socket_path = Path(args.socket or app.agent_socket)
