@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tornado import web
 
 from ...client import IDENTITY_HEADER
-from ...errors import NotAllowed, NotAuthenticated
+from ...errors import InvalidInput, NotAllowed, NotAuthenticated
 from ...hub import HubUser, fetch_user
 from ...identity import Identity
 
@@ -66,11 +66,13 @@ class HubCallers:
 
     shared = True
 
-    def __init__(self, policy: Callable[[], Policy], hub_auth: Any = None) -> None:
-        from jupyterhub.services.auth import HubAuth
-
+    def __init__(self, policy: Callable[[], Policy]) -> None:
+        try:  # only a shared agent needs JupyterHub, installed where the hub runs
+            from jupyterhub.services.auth import HubAuth
+        except ImportError:
+            raise InvalidInput("--hub: JupyterHub is not installed here", "hub") from None
         self.policy = policy
-        self.auth = hub_auth or HubAuth()
+        self.auth = HubAuth()  # from the service's environment: hub API URL, token, name
         self._users: dict[str, tuple[float, HubUser]] = {}
 
     async def identify(self, handler: web.RequestHandler) -> Identity:
