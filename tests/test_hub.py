@@ -124,8 +124,10 @@ def test_users_share_one_capacity_one_queue_and_quotas(
 
     # bob's job waits for alice's GPUs: one capacity, one queue for both servers
     bob = submit(hub, "bob", tokens["bob"], sleeper, "a100x1")
-    time.sleep(1.5)  # a few scheduling passes
-    waiting = hub.mlinfra("bob", tokens["bob"], "GET", f"jobs/{bob['id']}")
+    deadline = time.monotonic() + 30
+    while not (waiting := hub.mlinfra("bob", tokens["bob"], "GET", f"jobs/{bob['id']}"))["reason"]:
+        assert time.monotonic() < deadline, "no scheduling pass judged bob's job"
+        time.sleep(0.2)
     assert waiting["state"] == "queued"
     assert "nvidia.com/gpu" in waiting["reason"]
 
