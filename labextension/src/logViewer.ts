@@ -5,6 +5,7 @@
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { ServerConnection } from '@jupyterlab/services';
 import { Message } from '@lumino/messaging';
+import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
 import { getJob, MLInfraError, readJobLog } from './api';
@@ -16,6 +17,9 @@ import { IJob } from './tokens';
 
 /** How long to wait before following again after the stream broke (ms). */
 export const RECONNECT_DELAY = 3000;
+
+/** How often the state line is refreshed while the log is followed (ms). */
+export const STATE_INTERVAL = 2000;
 
 function isAbort(error: unknown): boolean {
   return error instanceof Error && error.name === 'AbortError';
@@ -57,6 +61,18 @@ export class JobLogView extends Widget {
       this._paused.hidden = this._stick || this._ended;
     });
     this.node.append(bar, this._log);
+    // the stream carries only text: the job's state (queued → running) is asked for beside it
+    this._poll = new Poll({
+      factory: async () => {
+        const job = await getJob(this.jobId, this._settings);
+        if (!this._ended) {
+          this._show(job);
+        }
+      },
+      frequency: { interval: STATE_INTERVAL, backoff: true, max: 30000 },
+      name: `jupyter-mlinfra:log-state:${jobId}`,
+      standby: 'when-hidden'
+    });
   }
 
   /** The job this viewer follows. */
@@ -82,11 +98,13 @@ export class JobLogView extends Widget {
     this._ended = false;
     this._paused.hidden = true;
     this.removeClass('jp-mod-ended');
+    void this._poll.start();
     void this._run(abort.signal);
   }
 
   dispose(): void {
     this._abort?.abort();
+    this._poll.dispose();
     window.clearTimeout(this._retry);
     super.dispose();
   }
@@ -170,6 +188,7 @@ export class JobLogView extends Widget {
 
   private _end(): void {
     this._ended = true;
+    void this._poll.stop();
     this._paused.hidden = true;
     this.addClass('jp-mod-ended');
     if (this._log.textContent === '') {
@@ -178,6 +197,7 @@ export class JobLogView extends Widget {
   }
 
   private _settings: ServerConnection.ISettings | undefined;
+  private _poll: Poll;
   private _job: IJob | null = null;
   private _abort: AbortController | null = null;
   private _retry = 0;

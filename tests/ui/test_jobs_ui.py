@@ -1,0 +1,259 @@
+"""Jobs in the browser: submitted from a notebook cell, watched in the panel, their logs
+followed in the main-area viewer; palette commands; the admins' view; the dark theme."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_mlinfra.client import IDENTITY_HEADER
+from tests.lab_server import LabServer
+from tests.ui.panel import (
+    JOBS,
+    SLEEPER,
+    SidebarPanel,
+    call,
+    cancel_if_active,
+    free_the_accelerators,
+    kernel_ids,
+    stop_new_kernels,
+)
+from tests.ui.test_lab_extension import open_lab, run_from_palette
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+    from tests.ui.conftest import ConsoleLog
+
+# Two ranks (h100x2 runs one per accelerator), each printing four numbered steps.
+STEPS = (
+    "import os, time\nfor step in range(4): print(f\"step {step} of rank {os.environ['RANK']}\","
+    " flush=True) or time.sleep(1)"
+)
+
+
+def _type_cell(page: Page, text: str) -> None:
+    """Type into the notebook's active cell and run it (Shift+Enter)."""
+    page.locator(".jp-NotebookPanel .jp-Cell.jp-mod-active .cm-content").click()
+    page.keyboard.type(text)
+    page.keyboard.press("Shift+Enter")
+
+
+def _job_named(server: LabServer, name: str) -> dict[str, Any]:
+    jobs = [j for j in call(server, "GET", JOBS)["jobs"] if j["name"] == name]
+    assert jobs, f"no job named {name!r}"
+    return dict(jobs[0])
+
+
+def test_a_notebook_job_waits_runs_and_succeeds_while_its_log_is_followed(
+    page: Page, lab_server: LabServer, console: ConsoleLog, output_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    free_the_accelerators(lab_server)
+    open_lab(page, lab_server, console, workspace="notebook-job")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    panel = SidebarPanel(page)
+    panel.open()
+    before = kernel_ids(lab_server)
+    blocker: dict[str, Any] = {}
+    job: dict[str, Any] = {}
+    try:
+        panel.start.get_by_role("combobox", name="Flavor").select_option("cpu")
+        panel.start.get_by_role("button", name="New notebook").click()
+        expect(page.locator(".jp-mlinfra-KernelStatus")).to_contain_text("cpu", timeout=30_000)
+        idle = page.locator(".jp-StatusBar-Widget", has_text="Idle").first
+        expect(idle).to_be_visible(timeout=60_000)
+        # the notebook's kernel holds one of the machine's two CPUs, this job the other: the
+        # notebook's job has to wait behind it
+        hog = {"code": SLEEPER, "flavor": "h100x2", "name": "ui-hog"}
+        blocker = call(lab_server, "POST", JOBS, hog)
+        expect(panel.job_state(blocker["id"])).to_have_text("running", timeout=20_000)
+        _type_cell(page, "%load_ext jupyter_mlinfra")
+        _type_cell(page, f"%%mlinfra submit --flavor h100x2 --name ui-nb\n{STEPS}")
+        expect(panel.root.get_by_text("ui-nb", exact=True)).to_be_visible(timeout=30_000)
+        job = _job_named(lab_server, "ui-nb")
+        row = panel.job_row(job["id"])
+        expect(panel.job_state(job["id"])).to_have_text("queued")
+        expect(row).to_contain_text("position 1")
+        expect(row.locator(".jp-mlinfra-JobRow-reason")).not_to_be_empty()
+        row.scroll_into_view_if_needed()
+        page.screenshot(path=str(output_dir / "job-queued.png"))
+
+        row.get_by_role("button", name="Logs of job ui-nb").click()
+        viewer = page.locator(".jp-mlinfra-LogView")
+        state = viewer.get_by_role("status")
+        expect(state).to_contain_text("Queued (position 1)")
+
+        panel.job_row(blocker["id"]).get_by_role("button", name="Cancel job ui-hog").click()
+        expect(panel.job_state(blocker["id"])).to_have_text("cancelled", timeout=15_000)
+        expect(panel.job_state(job["id"])).to_have_text("running", timeout=30_000)
+        log = viewer.locator("pre")
+        expect(log).to_contain_text("[rank 0] step 0 of rank 0", timeout=15_000)
+        expect(state).to_contain_text("following the log")
+        expect(panel.job_state(job["id"])).to_have_text("succeeded", timeout=30_000)
+        expect(state).to_contain_text("Job succeeded · exit code 0")
+        expect(state).to_contain_text("The log is complete.")
+        for rank in (0, 1):
+            expect(log).to_contain_text(f"[rank {rank}] step 3 of rank {rank}")
+        page.screenshot(path=str(output_dir / "log-viewer.png"))
+
+        viewer.get_by_role("combobox", name="Rank").select_option(label="Rank 1")
+        expect(log).to_contain_text("step 3 of rank 1")
+        expect(log).not_to_contain_text("rank 0")
+        expect(log).not_to_contain_text("[rank")
+
+        # one viewer per job: "Logs" again brings the open one back
+        page.locator(".lm-TabBar-tab", has_text="Untitled").first.click()
+        expect(viewer).to_be_hidden()
+        row.get_by_role("button", name="Logs of job ui-nb").click()
+        expect(viewer).to_have_count(1)
+        expect(viewer).to_be_visible()
+
+        row.get_by_role("button", name="Copy the id of job ui-nb").click()
+        expect(page.get_by_text(f"Copied job id {job['id']}")).to_be_visible()
+        assert page.evaluate("navigator.clipboard.readText()") == job["id"]
+    finally:
+        cancel_if_active(lab_server, *(j["id"] for j in (blocker, job) if j))
+        stop_new_kernels(lab_server, before)
+    assert console.errors(mentioning="mlinfra") == []
+
+
+def test_palette_commands_new_console_and_switch(
+    page: Page, lab_server: LabServer, console: ConsoleLog, output_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    free_the_accelerators(lab_server)
+    open_lab(page, lab_server, console, workspace="palette")
+    panel = SidebarPanel(page)
+    panel.open()
+    job = call(lab_server, "POST", JOBS, {"code": SLEEPER, "flavor": "cpu", "name": "ui-pal"})
+    before = kernel_ids(lab_server)
+    try:
+        expect(panel.job_state(job["id"])).to_have_text("running", timeout=15_000)
+        # without a job id, the command asks which job
+        run_from_palette(page, "Cancel Job…")
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_role("combobox").select_option(label=f"ui-pal · {_state(lab_server, job)}")
+        page.screenshot(path=str(output_dir / "palette-cancel-job.png"))
+        dialog.get_by_role("button", name="Ok").click()
+        expect(panel.job_state(job["id"])).to_have_text("cancelled", timeout=15_000)
+
+        flavor = panel.start.get_by_role("combobox", name="Flavor")
+        flavor.select_option("h100x1")
+        panel.start.get_by_role("button", name="New console").click()
+        expect(page.locator(".jp-CodeConsole")).to_have_count(1, timeout=30_000)
+        panel.start.get_by_role("button", name="New notebook").click()
+        status = page.locator(".jp-mlinfra-KernelStatus")
+        expect(status).to_contain_text("h100x1", timeout=30_000)
+        flavor.select_option("h100x2")
+        panel.start.get_by_role("button", name="Switch this notebook's kernel").click()
+        expect(page.get_by_text("now runs on h100x2")).to_be_visible(timeout=30_000)
+        expect(status).to_contain_text("h100x2 · GPUs", timeout=30_000)
+        page.screenshot(path=str(output_dir / "switched-kernel.png"))
+    finally:
+        cancel_if_active(lab_server, job["id"])
+        new = stop_new_kernels(lab_server, before)
+    assert sorted(k["flavor"] for k in new) == ["h100x1", "h100x2"]
+    assert console.errors(mentioning="mlinfra") == []
+
+
+def _state(server: LabServer, job: dict[str, Any]) -> str:
+    """The rest of a job's label in the palette's job chooser: state, flavor, id."""
+    current = call(server, "GET", f"{JOBS}/{job['id']}")
+    return f"{current['state']} · {current['flavor']} · {current['id']}"
+
+
+def _submit_as(server_socket: str, user: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Submit a job as another user, straight to the local agent (as a hub would)."""
+
+    class AgentConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(server_socket)
+
+    connection = AgentConnection("mlinfra-agent", timeout=30)
+    identity = json.dumps({"user": user, "groups": [], "admin": False})
+    headers = {"Content-Type": "application/json", IDENTITY_HEADER: identity}
+    try:
+        connection.request("POST", "/mlinfra/api/v1/jobs", json.dumps(body), headers)
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 201, answer
+        return dict(answer)
+    finally:
+        connection.close()
+
+
+def _contrast(page: Page, selector: str) -> float:
+    """The WCAG contrast ratio of the first element matching ``selector``: its text color
+    against the first opaque background behind it."""
+    ratio = page.evaluate(
+        """selector => {
+          const node = document.querySelector(selector);
+          const rgb = text => text.match(/[\\d.]+/g).map(Number);
+          const lum = ([r, g, b]) => {
+            const f = c => {
+              c /= 255;
+              return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+            };
+            return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+          };
+          let back = null;
+          for (let n = node; n && !back; n = n.parentElement) {
+            const c = rgb(getComputedStyle(n).backgroundColor);
+            if (c.length < 4 || c[3] > 0.5) back = c;
+          }
+          const a = lum(rgb(getComputedStyle(node).color)), b = lum(back);
+          return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+        }""",
+        selector,
+    )
+    return float(ratio)
+
+
+def test_admins_see_all_users_jobs_and_the_panel_reads_well_in_the_dark_theme(
+    page: Page, lab_server: LabServer, agent_socket: str, console: ConsoleLog, output_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    open_lab(page, lab_server, console, workspace="admin")
+    panel = SidebarPanel(page)
+    panel.open()
+    mine = call(lab_server, "POST", JOBS, {"code": SLEEPER, "flavor": "cpu", "name": "ui-mine"})
+    theirs = _submit_as(agent_socket, "alice", {"code": SLEEPER, "flavor": "cpu", "name": "ui-al"})
+    try:
+        expect(panel.job_row(mine["id"])).to_have_count(1, timeout=15_000)
+        expect(panel.job_row(theirs["id"])).to_have_count(0)
+        everybody = panel.root.get_by_role("checkbox", name="All users")
+        expect(everybody).to_be_visible()
+        everybody.check()
+        row = panel.job_row(theirs["id"])
+        expect(row).to_have_count(1, timeout=15_000)
+        expect(row.locator(".jp-mlinfra-JobRow-owner")).to_have_text("alice")
+        expect(panel.job_row(mine["id"]).locator(".jp-mlinfra-JobRow-owner")).to_be_visible()
+
+        run_from_palette(page, "Use Theme: JupyterLab Dark")
+        expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
+        page.wait_for_timeout(500)  # the theme's stylesheet settles
+        page.screenshot(path=str(output_dir / "sidebar-dark.png"))
+        panel.root.screenshot(path=str(output_dir / "panel-dark.png"))
+        for selector in (
+            "#jp-mlinfra-panel .jp-mlinfra-Panel-title",
+            "#jp-mlinfra-panel .jp-mlinfra-FlavorCard-title",
+            "#jp-mlinfra-panel .jp-mlinfra-JobRow-name",
+            "#jp-mlinfra-panel .jp-mlinfra-JobRow-owner",
+            "#jp-mlinfra-panel .jp-mlinfra-JobRow-reason",
+            "#jp-mlinfra-panel .jp-mlinfra-JobState",
+            "#jp-mlinfra-panel .jp-mlinfra-JobRow-action",
+            "#jp-mlinfra-panel .jp-mlinfra-StartSection-field",
+        ):
+            assert _contrast(page, selector) >= 3.0, selector
+    finally:
+        run_from_palette(page, "Use Theme: JupyterLab Light")
+        cancel_if_active(lab_server, mine["id"], theirs["id"])
+    assert console.errors(mentioning="mlinfra") == []
