@@ -17,7 +17,7 @@ import { INotebookTracker } from '@jupyterlab/notebook';
 import { listFlavors, listJobs, listKernels, startKernel, switchKernelFlavor } from './api';
 import { showFlavorsDialog } from './flavors';
 import { mlinfraIcon } from './icon';
-import { JobLogView, createLogViewer } from './logViewer';
+import { JobLogView } from './logViewer';
 import { jobChoiceLabel } from './jobText';
 import { errorMessage, MLInfraModel } from './model';
 import { StartSection } from './startSection';
@@ -91,6 +91,21 @@ async function chooseJob(
     return null;
   }
   return labels.get(answer.value)?.id ?? null;
+}
+
+/** The main-area document of a job's log viewer. */
+export function createLogViewer(jobId: string): MainAreaWidget<JobLogView> {
+  const content = new JobLogView(jobId);
+  const widget = new MainAreaWidget({ content });
+  widget.id = `jp-mlinfra-log-${jobId}`;
+  widget.title.icon = mlinfraIcon;
+  widget.title.label = `Log: ${jobId}`;
+  widget.title.closable = true;
+  content.title.changed.connect(() => {
+    widget.title.label = content.title.label;
+    widget.title.caption = content.title.caption;
+  });
+  return widget;
 }
 
 /** Register every command of the extension. */

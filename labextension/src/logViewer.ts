@@ -2,14 +2,12 @@
  * The job log viewer: a main-area widget that follows one job's log live, for all ranks or
  * one, and says plainly when the job has ended and the log is complete.
  */
-import { MainAreaWidget } from '@jupyterlab/apputils';
 import { ServerConnection } from '@jupyterlab/services';
 import { Message } from '@lumino/messaging';
 import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
 import { getJob, MLInfraError, readJobLog } from './api';
-import { mlinfraIcon } from './icon';
 import { isFinished } from './jobText';
 import { isAtBottom, logStateText, rankChoices } from './logText';
 import { errorMessage } from './model';
@@ -207,19 +205,4 @@ export class JobLogView extends Widget {
   private _state = document.createElement('span');
   private _paused = document.createElement('span');
   private _log = document.createElement('pre');
-}
-
-/** The main-area document of a job's log viewer. */
-export function createLogViewer(jobId: string): MainAreaWidget<JobLogView> {
-  const content = new JobLogView(jobId);
-  const widget = new MainAreaWidget({ content });
-  widget.id = `jp-mlinfra-log-${jobId}`;
-  widget.title.icon = mlinfraIcon;
-  widget.title.label = `Log: ${jobId}`;
-  widget.title.closable = true;
-  content.title.changed.connect(() => {
-    widget.title.label = content.title.label;
-    widget.title.caption = content.title.caption;
-  });
-  return widget;
 }
