@@ -24,7 +24,7 @@ from tests.ui.panel import (
 from tests.ui.test_lab_extension import open_lab, run_from_palette
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Locator, Page
 
     from tests.ui.conftest import ConsoleLog
 
@@ -148,8 +148,14 @@ def test_palette_commands_new_console_and_switch(
         flavor.select_option("cpu")
         panel.start.get_by_role("button", name="New console").click()
         expect(page.locator(".jp-CodeConsole")).to_have_count(1, timeout=30_000)
+        # the console runs on the kernel the command started on the flavor
+        idle = page.locator(".jp-StatusBar-Widget", has_text="Idle").first
+        expect(idle).to_be_visible(timeout=30_000)
+        sessions = call(lab_server, "GET", "api/sessions")
         consoles = stop_new_kernels(lab_server, before)
         assert [k["flavor"] for k in consoles] == ["cpu"]
+        on = [s["kernel"]["id"] for s in sessions if s["type"] == "console"]
+        assert on == [consoles[0]["id"]], sessions
         before |= {k["id"] for k in consoles}
         panel.start.get_by_role("button", name="New notebook").click()
         status = page.locator(".jp-mlinfra-KernelStatus")
@@ -164,6 +170,56 @@ def test_palette_commands_new_console_and_switch(
         new = stop_new_kernels(lab_server, before)
     assert [k["flavor"] for k in new] == ["h100x1"]
     assert console.errors(mentioning="mlinfra") == []
+
+
+# Two bursts of lines, far enough apart for a reader to scroll up in between.
+BURSTS = (
+    "import time\n"
+    "for i in range(300): print(f'line {i}', flush=True)\n"
+    "time.sleep(6)\n"
+    "for i in range(300, 600): print(f'line {i}', flush=True)\n"
+)
+
+
+def test_the_log_viewer_scrolls_with_the_log_until_the_reader_scrolls_up(
+    page: Page, lab_server: LabServer, console: ConsoleLog, output_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    open_lab(page, lab_server, console, workspace="scroll")
+    panel = SidebarPanel(page)
+    panel.open()
+    job = call(lab_server, "POST", JOBS, {"code": BURSTS, "flavor": "cpu", "name": "ui-scroll"})
+    try:
+        expect(panel.job_state(job["id"])).to_have_text("running", timeout=15_000)
+        run_from_palette(page, "Open Logs of Job…")  # no job given: it asks which
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_role("combobox").select_option(label=f"ui-scroll · {_state(lab_server, job)}")
+        dialog.get_by_role("button", name="Ok").click()
+        viewer = page.locator(".jp-mlinfra-LogView")
+        log = viewer.locator("pre")
+        expect(log).to_contain_text("line 299", timeout=15_000)
+        assert "line 300" not in log.inner_text(), "the bursts came too close to test"
+        assert log.evaluate("n => n.scrollHeight > n.clientHeight")
+        assert _distance_from_end(log) < 30  # it followed the log to its end
+
+        log.evaluate("n => { n.scrollTop = 0; }")
+        paused = viewer.get_by_text("Auto-scroll paused")
+        expect(paused).to_be_visible()
+        expect(log).to_contain_text("line 599", timeout=20_000)
+        assert log.evaluate("n => n.scrollTop") == 0  # the reader stays where they are
+
+        log.evaluate("n => { n.scrollTop = n.scrollHeight; }")
+        expect(paused).to_be_hidden()
+        expect(viewer.get_by_role("status")).to_contain_text("Job succeeded", timeout=20_000)
+    finally:
+        cancel_if_active(lab_server, job["id"])
+    assert console.errors(mentioning="mlinfra") == []
+
+
+def _distance_from_end(log: Locator) -> float:
+    """How far (px) the log box is scrolled from its end."""
+    return float(log.evaluate("n => n.scrollHeight - n.scrollTop - n.clientHeight"))
 
 
 def _state(server: LabServer, job: dict[str, Any]) -> str:
