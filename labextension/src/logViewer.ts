@@ -37,7 +37,6 @@ export class JobLogView extends Widget {
     label.className = 'jp-mlinfra-LogView-rank';
     label.append('Show ');
     this._rank.setAttribute('aria-label', 'Rank');
-    this._rank.className = 'jp-mod-styled';
     this._rank.addEventListener('change', () => this.follow());
     label.appendChild(this._rank);
     this._state.className = 'jp-mlinfra-LogView-state';

@@ -219,7 +219,6 @@ export class TimelineSection extends Widget {
     }
     this._key = key;
     this._draws++;
-    this.node.dataset.draws = String(this._draws);
     this._charts.replaceChildren();
     let drawn = 0;
     for (const name of names) {
