@@ -67,6 +67,7 @@ export class JobLogView extends Widget {
         }
       },
       frequency: { interval: STATE_INTERVAL, backoff: true, max: 30000 },
+      linger: 0,
       name: `jupyter-mlinfra:log-state:${jobId}`,
       standby: 'when-hidden'
     });

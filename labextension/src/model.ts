@@ -49,6 +49,7 @@ export class MLInfraModel implements IDisposable {
     this._poll = new Poll({
       factory: () => this._fetch(true),
       frequency: { interval: REFRESH_INTERVAL, backoff: true, max: MAX_BACKOFF },
+      linger: 0, // a tab sent to the background stops asking at once
       name: 'jupyter-mlinfra:model',
       standby: () => (this._visible ? 'when-hidden' : true)
     });

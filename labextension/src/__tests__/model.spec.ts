@@ -1,6 +1,6 @@
 import { ServerConnection } from '@jupyterlab/services';
 
-import { MLInfraModel } from '../model';
+import { MLInfraModel, REFRESH_INTERVAL } from '../model';
 import { IJob } from '../tokens';
 import { FakeServer, json } from './fakeServer';
 import { FLAVORS, makeJob, makeUser } from './jobs';
@@ -108,6 +108,26 @@ describe('MLInfraModel', () => {
     await model.refresh();
     expect(model.error).toBeNull();
   });
+
+  it('polls only while the panel is visible and the browser tab is in front', async () => {
+    const wait = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+    await wait(REFRESH_INTERVAL + 500);
+    expect(server.requests).toHaveLength(0); // the panel is hidden
+
+    const visibility = jest.spyOn(document, 'visibilityState', 'get');
+    visibility.mockReturnValue('hidden');
+    document.dispatchEvent(new Event('visibilitychange'));
+    model.visible = true;
+    await wait(REFRESH_INTERVAL + 500);
+    expect(server.requests).toHaveLength(0); // the tab is in the background
+
+    visibility.mockReturnValue('visible');
+    document.dispatchEvent(new Event('visibilitychange'));
+    await wait(REFRESH_INTERVAL + 500);
+    expect(server.calls('flavors').length).toBeGreaterThan(0);
+    visibility.mockRestore();
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, 15000);
 
   it('shows a cancelled job at once, from the answer of the cancel', async () => {
     await model.refresh();
