@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
     from tests.ui.conftest import ConsoleLog
 
-# Two ranks (h100x2 runs one per accelerator), each printing four numbered steps.
+# Two ranks (h100x2 runs one per accelerator), each printing six numbered steps.
 STEPS = (
-    "import os, time\nfor step in range(4): print(f\"step {step} of rank {os.environ['RANK']}\","
+    "import os, time\nfor step in range(6): print(f\"step {step} of rank {os.environ['RANK']}\","
     " flush=True) or time.sleep(1)"
 )
 
@@ -98,11 +98,11 @@ def test_a_notebook_job_waits_runs_and_succeeds_while_its_log_is_followed(
         expect(state).to_contain_text("Job succeeded · exit code 0")
         expect(state).to_contain_text("The log is complete.")
         for rank in (0, 1):
-            expect(log).to_contain_text(f"[rank {rank}] step 3 of rank {rank}")
+            expect(log).to_contain_text(f"[rank {rank}] step 5 of rank {rank}")
         page.screenshot(path=str(output_dir / "log-viewer.png"))
 
         viewer.get_by_role("combobox", name="Rank").select_option(label="Rank 1")
-        expect(log).to_contain_text("step 3 of rank 1")
+        expect(log).to_contain_text("step 5 of rank 1")
         expect(log).not_to_contain_text("rank 0")
         expect(log).not_to_contain_text("[rank")
 
