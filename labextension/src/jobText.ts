@@ -46,7 +46,8 @@ export function detailText(job: IJob, now: number = Date.now() / 1000): string {
       parts.push(wait > 0 ? `ETA in ${durationText(wait)}` : 'ETA now');
     }
   } else if (job.started !== null) {
-    parts.push(`ran ${durationText((job.finished ?? now) - job.started)}`);
+    const verb = job.finished === null ? 'running for' : 'ran';
+    parts.push(`${verb} ${durationText((job.finished ?? now) - job.started)}`);
   }
   if (job.exit_code !== null && job.state !== 'succeeded') {
     parts.push(`exit ${job.exit_code}`);

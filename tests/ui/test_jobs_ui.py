@@ -306,6 +306,16 @@ def test_admins_see_all_users_jobs_and_the_panel_reads_well_in_the_dark_theme(
         expect(row.locator(".jp-mlinfra-JobRow-owner")).to_have_text("alice")
         expect(panel.job_row(mine["id"]).locator(".jp-mlinfra-JobRow-owner")).to_be_visible()
 
+        # keyboard: from the switch, Tab reaches the newest job's first action; Enter runs it
+        everybody.focus()
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.getAttribute('aria-label')")
+        assert focused == "Logs of job ui-al", focused
+        page.keyboard.press("Enter")
+        expect(page.locator(".jp-mlinfra-LogView").get_by_role("status")).to_contain_text(
+            "following the log", timeout=15_000
+        )
+
         expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
         page.screenshot(path=str(output_dir / "sidebar-dark.png"))
         panel.root.screenshot(path=str(output_dir / "panel-dark.png"))

@@ -22,6 +22,7 @@ describe('jobs in words', () => {
     expect(detailText(queued, 1000)).toBe('position 2 · ETA in 1 min 40 s');
     const failed = makeJob({ state: 'failed', started: 1010, finished: 1070, exit_code: 3 });
     expect(detailText(failed, 2000)).toBe('ran 1 min · exit 3');
+    expect(detailText(makeJob({ started: 1010 }), 1015)).toBe('running for 5 s');
   });
 
   it('labels jobs to choose from uniquely, by id', () => {
