@@ -56,7 +56,16 @@ function fill(
   } else if (usable(fallback)) {
     select.value = fallback;
   } else {
-    select.value = options.find(o => !o.disabled)?.value ?? '';
+    const first = options.find(o => !o.disabled);
+    if (first === undefined) {
+      // say so rather than show an empty box (the buttons stay disabled)
+      const none = document.createElement('option');
+      none.value = '';
+      none.textContent = options.length > 0 ? 'None free now' : 'None';
+      none.disabled = true;
+      select.prepend(none);
+    }
+    select.value = first?.value ?? '';
   }
 }
 
