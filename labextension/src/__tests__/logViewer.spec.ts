@@ -63,7 +63,8 @@ describe('JobLogView', () => {
     Widget.attach(view, document.body);
     await until(() => log() !== '');
     const select = view.node.querySelector('select') as HTMLSelectElement;
-    expect(Array.from(select.options, o => o.textContent)).toEqual(['All ranks', 'Rank 0', 'Rank 1']);
+    const labels = Array.from(select.options, o => o.textContent);
+    expect(labels).toEqual(['All ranks', 'Rank 0', 'Rank 1']);
     select.value = '1';
     select.dispatchEvent(new Event('change'));
     await until(() => server.calls('jobs/0123456789ab/logs').length === 2);

@@ -96,7 +96,7 @@ describe('MLInfraModel', () => {
     expect(server.calls('jobs').every(r => !r.url.includes('owner='))).toBe(true);
   });
 
-  it("keeps the server's message while refreshes fail, and clears it when one succeeds", async () => {
+  it("keeps the server's message while refreshes fail, then clears it", async () => {
     await model.refresh();
     server.routes.set('GET flavors', (_, res) =>
       json(res, 503, { message: 'the local agent did not answer', field: null })

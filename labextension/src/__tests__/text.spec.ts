@@ -62,7 +62,9 @@ describe('the log viewer', () => {
     );
     expect(logStateText(makeJob(), 1070)).toBe('Running for 1 min: following the log.');
     const done = makeJob({ state: 'succeeded', finished: 1014, exit_code: 0 });
-    expect(logStateText(done)).toBe('Job succeeded · exit code 0 · ran 4 s. The log is complete.');
+    expect(logStateText(done)).toBe(
+      'Job succeeded · exit code 0 · ran 4 s. The log is complete.'
+    );
     expect(logStateText(makeJob({ state: 'cancelled', started: null, finished: 1001 }))).toBe(
       'Job cancelled. The log is complete.'
     );
