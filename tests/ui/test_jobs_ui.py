@@ -67,8 +67,8 @@ def test_a_notebook_job_waits_runs_and_succeeds_while_its_log_is_followed(
         expect(page.locator(".jp-mlinfra-KernelStatus")).to_contain_text("cpu", timeout=30_000)
         idle = page.locator(".jp-StatusBar-Widget", has_text="Idle").first
         expect(idle).to_be_visible(timeout=60_000)
-        # the notebook's kernel holds one of the machine's two CPUs, this job the other: the
-        # notebook's job has to wait behind it
+        # an h100x2 job gets half the machine's CPUs and the notebook's kernel one more, so
+        # (on an even number of cores) a second h100x2 job has to wait behind this one
         hog = {"code": SLEEPER, "flavor": "h100x2", "name": "ui-hog"}
         blocker = call(lab_server, "POST", JOBS, hog)
         expect(panel.job_state(blocker["id"])).to_have_text("running", timeout=20_000)
