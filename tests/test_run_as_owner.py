@@ -32,11 +32,11 @@ from .test_cli import clean_env, mlinfra
 from .test_restarts import alive, ranks_of, wait_state, wait_until, write_config
 
 MAPPED = "bob"
-"""A user name with no account of its own, mapped to the ``daemon`` account."""
+"""A user name mapped to the ``daemon`` account (whatever account of its own it may have)."""
 UNKNOWN = "mlinfra-test-no-such-account"
 
 WHO_AM_I = """
-import os, stat
+import os
 
 def attempt(action):
     try:
@@ -193,6 +193,19 @@ def test_ranks_run_as_their_owners_account_and_cannot_read_each_others_jobs(
     cancelled = bob.cancel(sleeper["id"])
     assert cancelled["state"] == "cancelled"
     wait_until(lambda: not alive(pid), "the cancelled rank to be gone", 10)
+
+
+def test_a_rank_cannot_make_the_agent_read_a_file_for_it(home: AgentHome) -> None:
+    """The job directory is the owner's: what they put there is read without following links,
+    so a pulled result cannot be the agent's job store."""
+    alice = as_user(home, "nobody")
+    store = home.data_dir / "jobs.sqlite"
+    code = f"import os; os.symlink({str(store)!r}, 'pull.pkl')"
+    job = alice.submit({"code": code, "flavor": "tiny"})
+    done = wait_state(alice, job["id"], "succeeded", "failed")
+    assert done["state"] == "succeeded", done
+    assert (home.data_dir / "jobs" / job["id"] / "1" / "pull.pkl").is_symlink()
+    assert alice.request("GET", f"jobs/{job['id']}/result") == {"variables": ""}
 
 
 def test_a_job_whose_owner_has_no_account_is_refused_naming_them(home: AgentHome) -> None:

@@ -143,29 +143,9 @@ class Runner:
         NoAccount when its owner has no account to run as, OSError when a rank cannot start."""
         spec = job.spec
         account = self.accounts.for_owner(job.owner)
-        job_dir = self.job_dir(job.id, job.attempt)
-        if job_dir.exists():  # left by an agent that stopped before starting it: not reused
-            shutil.rmtree(job_dir)
-        job_dir.mkdir(parents=True)
-        if push:
-            (job_dir / "push.json").write_bytes(push)
+        job_dir = self._prepare_job_dir(job, account, push)
+        self._prepare_log_folder(job)
         python = environment.python or sys.executable
-        description = {
-            "code": spec.code,
-            "script": spec.script,
-            "args": list(spec.args),
-            "push_file": "push.json" if push else "",
-            "pull": list(spec.pull),
-            "cpus": [],  # per node: MLINFRA_CPUS below
-            "working_dir": spec.working_dir,
-        }
-        (job_dir / "job.json").write_text(json.dumps(description))
-        shutil.copyfile(ENTRY, job_dir / ENTRY.name)
-        if account is not None:
-            _hand_over(job_dir, account)
-        logs = self.log_path(job.id, job.attempt, 0).parent
-        for folder in reversed([logs, *logs.parents][:3]):  # logs/<id>/<attempt>: the agent's
-            folder.mkdir(mode=0o700, exist_ok=True)
         # a rank of another account starts in its own job directory and changes to the job's
         # working directory itself (entry.py): the agent never enters a folder for a user
         cwd = str(job_dir) if account is not None else spec.working_dir or str(job_dir)
@@ -224,6 +204,36 @@ class Runner:
             self._watch(rank, process.wait())
         self._ranks[(job.id, job.attempt)] = started
         return started
+
+    def _prepare_job_dir(self, job: Job, account: Account | None, push: bytes) -> Path:
+        """A fresh job directory with what the ranks read, handed to their account."""
+        job_dir = self.job_dir(job.id, job.attempt)
+        if job_dir.exists():  # left by an agent that stopped before starting it: not reused
+            shutil.rmtree(job_dir)
+        job_dir.mkdir(parents=True)
+        spec = job.spec
+        if push:
+            (job_dir / "push.json").write_bytes(push)
+        description = {
+            "code": spec.code,
+            "script": spec.script,
+            "args": list(spec.args),
+            "push_file": "push.json" if push else "",
+            "pull": list(spec.pull),
+            "cpus": [],  # per node: each rank's MLINFRA_CPUS
+            "working_dir": spec.working_dir,
+        }
+        (job_dir / "job.json").write_text(json.dumps(description))
+        shutil.copyfile(ENTRY, job_dir / ENTRY.name)
+        if account is not None:
+            _hand_over(job_dir, account)
+        return job_dir
+
+    def _prepare_log_folder(self, job: Job) -> None:
+        """``logs/<id>/<attempt>``, private to the agent at every level."""
+        attempt = self.log_path(job.id, job.attempt, 0).parent
+        for folder in (attempt.parent.parent, attempt.parent, attempt):
+            folder.mkdir(mode=0o700, exist_ok=True)
 
     def adopt(self, ranks: Sequence[RankProcess]) -> None:
         """Watch ranks a previous agent started; they are not our children, so poll them."""
