@@ -22,7 +22,11 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from jupyter_mlinfra.backends.local.accounts import cannot_run_as_owners
+from jupyter_mlinfra.backends.local.accounts import (
+    NoAccount,
+    RankAccounts,
+    cannot_run_as_owners,
+)
 from jupyter_mlinfra.backends.local.agent_client import ensure_agent
 from jupyter_mlinfra.client import ClientError, Connection, JobsClient
 
@@ -74,6 +78,29 @@ def account(name: str) -> pwd.struct_passwd:
         return pwd.getpwnam(name)
     except KeyError:
         pytest.fail(f"this test needs the system account {name!r}", pytrace=False)
+
+
+def test_hub_users_are_the_accounts_of_their_names_unless_mapped() -> None:
+    daemon = account("daemon")
+    accounts = RankAccounts("owner", {MAPPED: "daemon", "admin": "root"})
+    mapped = accounts.for_owner(MAPPED)
+    assert mapped is not None
+    assert (mapped.name, mapped.uid, mapped.gid) == ("daemon", daemon.pw_uid, daemon.pw_gid)
+    assert mapped.env() == {
+        "HOME": daemon.pw_dir,
+        "USER": "daemon",
+        "LOGNAME": "daemon",
+        "SHELL": daemon.pw_shell,
+    }
+    same = accounts.for_owner("nobody")
+    assert same is not None and same.uid == account("nobody").pw_uid
+    with pytest.raises(NoAccount, match=r"user 'admin' maps to 'root', a superuser account"):
+        accounts.for_owner("admin")
+    with pytest.raises(NoAccount, match=r"user 'root' maps to 'root'"):
+        accounts.for_owner("root")
+    with pytest.raises(NoAccount, match=rf"user '{UNKNOWN}' has no OS account"):
+        accounts.for_owner(UNKNOWN)
+    assert RankAccounts().for_owner(UNKNOWN) is None  # the agent's own account
 
 
 def runs_as_nobody(python: str) -> bool:
