@@ -33,7 +33,14 @@ from jupyter_mlinfra.client import ClientError, Connection, JobsClient
 from .agents import AgentHome, private_agent
 from .optional import need
 from .test_cli import clean_env, mlinfra
-from .test_restarts import alive, ranks_of, wait_state, wait_until, write_config
+from .test_restarts import (
+    alive,
+    kill_agent_hard,
+    ranks_of,
+    wait_state,
+    wait_until,
+    write_config,
+)
 
 MAPPED = "bob"
 """A user name mapped to the ``daemon`` account (whatever account of its own it may have)."""
@@ -55,7 +62,7 @@ me = {
     "groups": sorted(os.getgroups()),
     "env": [os.environ.get(k) for k in ("HOME", "USER", "LOGNAME")],
     "cwd": os.stat(os.getcwd()).st_uid,
-    "hub_token": "JUPYTERHUB_API_TOKEN" in os.environ,
+    "hub_token": [k for k in ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN") if k in os.environ],
     "pushed": pushed + 1,
     "other_job": attempt(lambda: os.listdir(os.environ["OTHER_JOB"])),
     "other_description": attempt(lambda: open(os.environ["OTHER_JOB"] + "/job.json").read()),
@@ -150,6 +157,7 @@ def home(monkeypatch: pytest.MonkeyPatch, rank_python: dict[str, Any]) -> Iterat
         )
         monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(config))
         monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "the-agent-service-secret")
+        monkeypatch.setenv("JPY_API_TOKEN", "the-agent-service-secret")
         ensure_agent(home.socket, str(home.data_dir), 0)
         yield home
 
@@ -205,7 +213,7 @@ def test_ranks_run_as_their_owners_account_and_cannot_read_each_others_jobs(
         "groups": sorted(os.getgrouplist("nobody", nobody.pw_gid)),
         "env": [nobody.pw_dir, "nobody", "nobody"],
         "cwd": nobody.pw_uid,  # it starts in its own job directory
-        "hub_token": False,  # the agent's secrets stay the agent's
+        "hub_token": [],  # the agent's secrets stay the agent's
         "pushed": 42,
         "other_job": "denied",
         "other_description": "denied",
@@ -220,6 +228,25 @@ def test_ranks_run_as_their_owners_account_and_cannot_read_each_others_jobs(
     cancelled = bob.cancel(sleeper["id"])
     assert cancelled["state"] == "cancelled"
     wait_until(lambda: not alive(pid), "the cancelled rank to be gone", 10)
+
+
+def test_a_restarted_agent_adopts_ranks_of_other_accounts_and_still_stops_them(
+    home: AgentHome,
+) -> None:
+    bob = as_user(home, MAPPED)
+    sleeper = bob.submit({"code": SLEEPER, "flavor": "tiny"})
+    wait_state(bob, sleeper["id"], "running")
+    [(_, _, pid, _, _)] = ranks_of(home, sleeper["id"])
+    kill_agent_hard(home)
+    ensure_agent(home.socket, str(home.data_dir), 0)
+    assert bob.job(sleeper["id"])["state"] == "running"
+    assert alive(pid)
+    bob.cancel(sleeper["id"])
+    wait_until(lambda: not alive(pid), "the adopted rank to be gone", 10)
+    wait_state(bob, sleeper["id"], "cancelled")
+    # not the agent's child any more: its exit code is the one it wrote in its job directory
+    [(_, _, _, _, code)] = ranks_of(home, sleeper["id"])
+    assert code == 143
 
 
 def test_a_rank_cannot_make_the_agent_read_a_file_for_it(home: AgentHome) -> None:

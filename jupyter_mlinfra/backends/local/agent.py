@@ -66,6 +66,7 @@ class Agent:
         if self.accounts.as_owner:  # ranks of other accounts reach their job directories
             (data_dir / "jobs").mkdir(exist_ok=True)
             open_to_ranks(data_dir, reachable=("jobs",))
+            log.info("ranks run as their owners' OS accounts (run_ranks_as='owner')")
         self.service = JobService(self.store, policy, self)
         self.leases = Leases(self)
         self._wake = asyncio.Event()

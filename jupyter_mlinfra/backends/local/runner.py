@@ -288,8 +288,8 @@ def _hand_over(job_dir: Path, account: Account) -> None:
 
 def _without_agent_secrets(env: Mapping[str, str]) -> dict[str, str]:
     """The agent's environment minus what belongs to its own account, for ranks that run as
-    another: its hub service token above all."""
-    return {k: v for k, v in env.items() if not k.startswith("JUPYTERHUB_")}
+    another: its hub service token above all (JupyterHub also sets the old name JPY_API_TOKEN)."""
+    return {k: v for k, v in env.items() if not k.startswith(("JUPYTERHUB_", "JPY_"))}
 
 
 def _signal_all(ranks: Sequence[RankProcess], signum: signal.Signals) -> None:
