@@ -100,7 +100,7 @@ def cannot_run_as_owners(data_dir: Path) -> str | None:
             "run_ranks_as='owner' needs the agent to run as root, to start each job as its "
             f"owner's account; this one runs as uid {os.geteuid()}"
         )
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)  # as the agent will: check what it gets
     for parent in reversed(data_dir.resolve().parents):
         if not parent.stat().st_mode & stat.S_IXOTH:
             return (

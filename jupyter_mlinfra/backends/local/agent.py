@@ -374,8 +374,7 @@ class Agent:
                 continue
             world = job.spec.nodes * job.spec.procs_per_node
             folder = self.job_dir(job.id, job.attempt)
-            marks = [ready_at(folder, r) for r in range(world)]
-            times = [t for t in marks if t is not None]
+            times = [t for t in (ready_at(folder, r) for r in range(world)) if t is not None]
             ready = len(times)
             if ready == world:
                 # it started when its last rank got ready, not when this pass noticed
