@@ -200,6 +200,27 @@ class MLInfraApp(ExtensionApp):
         before it exits; 0 keeps it running.""",
     )
 
+    run_ranks_as = CaselessStrEnum(
+        ["agent", "owner"],
+        default_value="agent",
+        config=True,
+        help="""Which OS account the local agent starts a job's ranks as. 'agent': its own (a
+        per-user agent runs as its user). 'owner': the job owner's account (see
+        owner_accounts), with its uid, groups, HOME, USER and LOGNAME and a private job
+        directory, as JupyterHub's LocalProcessSpawner runs each user's server; for the agent
+        a hub shares among users with OS accounts of their own. 'owner' needs the agent to run
+        as root, and a data_dir that other accounts can pass through (e.g.
+        /var/lib/jupyter-mlinfra); a job whose owner has no account is refused.""",
+    )
+
+    owner_accounts = Dict(
+        value_trait=Unicode(),
+        config=True,
+        help="""With run_ranks_as='owner': the OS account of each user whose account is not
+        named like them, as {user: account}; everybody else runs as the account of their own
+        name. Never a superuser account.""",
+    )
+
     flavor_launchers = Bool(
         False,
         config=True,

@@ -39,7 +39,9 @@ c.JupyterHub.load_groups = {
 
 # --- single-user servers: this Python, with the extension, calling the shared agent --------
 # "simple" runs every user's server as the hub's own OS account: fine for trying it. With
-# LocalProcessSpawner (real OS accounts) see the README: jobs run as the agent's account.
+# one OS account per user ("localprocess", the hub as root) also set
+# c.MLInfraApp.run_ranks_as = "owner" in jupyter_server_config.py, so that the agent starts
+# each job's ranks as its owner's account too (README: "Ranks as their owners' accounts").
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = str(STATE / "home" / "{username}")
 c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]

@@ -31,7 +31,15 @@ class Controller(Protocol):
 
     async def stop(self, job: Job, outcome: JobState, reason: str) -> None: ...
 
-    def job_dir(self, job_id: str, attempt: int) -> Path: ...
+    def log_path(self, job_id: str, attempt: int, rank: int) -> Path: ...
+
+    def rank_output(self, job_id: str, attempt: int, name: str) -> bytes | None:
+        """A file the job's ranks wrote, or None when there is none."""
+        ...
+
+    def check_owner(self, owner: str) -> None:
+        """Raise when a job of ``owner`` could never run here."""
+        ...
 
     def queued_view(self, job: Job) -> Job:
         """The job with its current queue position, reason and ETA, when it is queued."""
@@ -52,6 +60,7 @@ class JobService:
     def submit(self, identity: Identity, body: Any) -> tuple[Job, bool]:
         """The new job (True), or the existing one for a repeated idempotency key (False)."""
         spec = parse_submission(body)
+        self.controller.check_owner(identity.user)
         catalog = self.policy.catalog
         flavor = catalog.flavor(
             spec.flavor or catalog.for_identity(identity).default_flavor, identity
@@ -167,12 +176,11 @@ class JobService:
         self, identity: Identity, job_id: str, rank: int | None
     ) -> tuple[Job, builtins.list[Path]]:
         job = self.get(identity, job_id)
-        folder = self.controller.job_dir(job.id, job.attempt)
         ranks = range(job.spec.nodes * job.spec.procs_per_node)
         if rank is not None and rank not in ranks:
             raise InvalidInput(f"rank: job has ranks 0 to {len(ranks) - 1}, got {rank}", "rank")
         chosen = [rank] if rank is not None else list(ranks)
-        return job, [folder / f"rank-{r}.log" for r in chosen]
+        return job, [self.controller.log_path(job.id, job.attempt, r) for r in chosen]
 
     def pulled(self, identity: Identity, job_id: str) -> str:
         """The pulled variables (base64 cloudpickle of a dict), once the job succeeded."""
@@ -181,10 +189,8 @@ class JobService:
             raise Conflict(
                 f"job {job_id} is {job.state.value}; results exist once it succeeded", "id"
             )
-        path = self.controller.job_dir(job.id, job.attempt) / "pull.pkl"
-        if not path.exists():
-            return ""
-        return base64.b64encode(path.read_bytes()).decode()
+        data = self.controller.rank_output(job.id, job.attempt, "pull.pkl")
+        return base64.b64encode(data).decode() if data is not None else ""
 
     # --- changing -----------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from ...identity import Identity
 from ...jobs.policy import Policy
 from ...jobs.spec import JobState
 from ...json_errors import JSONErrors
+from .accounts import RankAccounts
 from .agent import Agent, install_signal_handlers, run_exclusively
 from .callers import Callers, HeaderCallers, HubCallers
 from .leases import KERNEL_ID
@@ -332,7 +333,13 @@ def make_app(agent: Agent, callers: Callers, prefix: str = "") -> web.Applicatio
     )
 
 
-async def serve(socket_path: Path, data_dir: Path, idle_timeout: float, policy: Policy) -> int:
+async def serve(
+    socket_path: Path,
+    data_dir: Path,
+    idle_timeout: float,
+    policy: Policy,
+    accounts: RankAccounts | None = None,
+) -> int:
     """Run a per-user agent on ``socket_path`` until it is idle or signalled; 0, or 3 when
     another agent owns data_dir."""
 
@@ -347,10 +354,18 @@ async def serve(socket_path: Path, data_dir: Path, idle_timeout: float, policy: 
         if socket_path.exists():
             socket_path.unlink()
 
-    return await _run(data_dir, idle_timeout, policy, listen, str(socket_path), stopped)
+    where = str(socket_path)
+    return await _run(data_dir, idle_timeout, policy, listen, where, stopped, accounts=accounts)
 
 
-async def serve_hub(host: str, port: int, prefix: str, data_dir: Path, policy: Policy) -> int:
+async def serve_hub(
+    host: str,
+    port: int,
+    prefix: str,
+    data_dir: Path,
+    policy: Policy,
+    accounts: RankAccounts | None = None,
+) -> int:
     """Run the agent shared by a JupyterHub's users (a hub service) on ``host:port`` until
     signalled. Its settings are its own config's: stored ones from a per-user past are not
     reused, and it never exits for idleness (the hub would not restart it)."""
@@ -363,7 +378,9 @@ async def serve_hub(host: str, port: int, prefix: str, data_dir: Path, policy: P
         return server
 
     where = f"http://{host}:{port}{prefix}"
-    return await _run(data_dir, 0, policy, listen, where, lambda: None, keep_stored=False)
+    return await _run(
+        data_dir, 0, policy, listen, where, lambda: None, keep_stored=False, accounts=accounts
+    )
 
 
 async def _run(
@@ -375,13 +392,14 @@ async def _run(
     stopped: Callable[[], None],
     *,
     keep_stored: bool = True,
+    accounts: RankAccounts | None = None,
 ) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = run_exclusively(data_dir / "agent.lock")
     if lock is None:
         log.error("another agent is running for %s", data_dir)
         return 3
-    agent = Agent(data_dir, policy, idle_timeout=idle_timeout)
+    agent = Agent(data_dir, policy, idle_timeout=idle_timeout, accounts=accounts)
     stored = agent.store.get_setting("policy") if keep_stored else None
     if stored:
         agent.set_policy(Policy.from_document(stored))
