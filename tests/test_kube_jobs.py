@@ -421,3 +421,31 @@ async def test_the_cli_submits_and_follows_a_cluster_job(
     assert "[rank 0] rank 0" in text and "[rank 1] rank 1" in text
     (job,) = (await call(jp_fetch, "jobs"))["jobs"]
     assert (job["state"], job["exit_code"], job["nodes"]) == ("failed", 4, 2)
+
+
+async def test_admins_reprioritise_under_kueue_and_see_usage(
+    jp_fetch: Any, jp_serverapp: Any, kube_cluster: Any
+) -> None:
+    kube_cluster.install("kueue")
+    for obj in kueue_objects(kube_cluster.namespace, cpus="1"):
+        kube_cluster.create(obj)
+    kube_cluster.create(
+        {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "WorkloadPriorityClass",
+         "metadata": {"name": "high"}, "value": 1000}
+    )  # fmt: skip
+    job = await call(jp_fetch, "jobs", "POST", {"code": "import time\ntime.sleep(30)\n"})
+    with pytest.raises(HTTPClientError) as refused:
+        await call(jp_fetch, f"jobs/{job['id']}", "PATCH", {"priority": "high"})
+    assert refused.value.code == 403  # this server's user is no admin
+    with pytest.raises(HTTPClientError) as hidden:
+        await call(jp_fetch, "usage")
+    assert hidden.value.code == 403
+    jobs = jp_serverapp.web_app.settings["mlinfra.jobs"]
+    admin = Identity("admin", admin=True)
+    moved = await jobs.reprioritise(admin, job["id"], {"priority": "high"})
+    assert moved["priority"] == "high"
+    made = kube_cluster.get("batch/v1", "Job", f"mlinfra-{job['id']}-1")
+    assert made["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "high"
+    usage = await jobs.usage(admin)
+    assert job["owner"] in json.dumps(usage)
+    await call(jp_fetch, f"jobs/{job['id']}", "DELETE")

@@ -170,7 +170,7 @@ class JobHandler(JobProxyHandler):
     @authorized
     async def patch(self, job_id: str) -> None:
         """Change the job's priority class (admins only)."""
-        await self.forward()
+        await self.forward(job_id)
 
 
 class JobRetryHandler(JobProxyHandler):

@@ -22,7 +22,7 @@ from .policy import Policy
 from .queue import refusal
 from .spec import Condition, Event, Job, JobState
 from .store import JobStore
-from .submission import new_job
+from .submission import new_job, priority_change
 
 
 class Controller(Protocol):
@@ -190,14 +190,7 @@ class JobService:
     def reprioritise(self, identity: Identity, job_id: str, body: Any) -> Job:
         """Admins move an unfinished job to another priority class: ahead of (or behind)
         others in the queue, and, with preemption, safe from (or open to) eviction."""
-        if not identity.admin:
-            raise NotAllowed("only admins may change a job's priority", "priority")
-        if not isinstance(body, dict) or set(body) != {"priority"}:
-            raise InvalidInput('the body must be {"priority": CLASS}', "priority")
-        priority = body["priority"]
-        if priority not in self.policy.priority_classes:
-            known = ", ".join(sorted(self.policy.priority_classes))
-            raise InvalidInput(f"priority: unknown class {priority!r} (known: {known})", "priority")
+        priority = priority_change(identity, body, self.policy.priority_classes)
         self.get(identity, job_id)
         job = self.store.get(job_id)  # as stored: without the queue view's position
         if job is None or job.state.finished:

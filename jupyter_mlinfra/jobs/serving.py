@@ -41,6 +41,10 @@ class JobsAPI(Protocol):
 
     async def retry(self, identity: Identity, job_id: str) -> dict[str, Any]: ...
 
+    async def reprioritise(self, identity: Identity, job_id: str, body: Any) -> dict[str, Any]: ...
+
+    async def usage(self, identity: Identity) -> dict[str, Any]: ...
+
     async def events(self, identity: Identity, job_id: str) -> dict[str, Any]: ...
 
     async def result(self, identity: Identity, job_id: str) -> dict[str, Any]: ...
@@ -74,6 +78,8 @@ async def answer(
     if not job_id:
         if action == "queue":
             reply = await jobs.queue(identity)
+        elif action == "usage":
+            reply = await jobs.usage(identity)
         elif method == "POST":
             reply, created = await jobs.submit(identity, _body(handler))
             status = 201 if created else 200
@@ -100,6 +106,8 @@ async def answer(
         reply = await jobs.result(identity, job_id)
     elif method == "DELETE":
         reply = await jobs.cancel(identity, job_id)
+    elif method == "PATCH":
+        reply = await jobs.reprioritise(identity, job_id, _body(handler))
     else:
         reply = await jobs.get(identity, job_id)
     handler.set_status(status)

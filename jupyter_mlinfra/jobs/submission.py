@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..catalog import Catalog
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotAllowed
 from ..identity import Identity
 from .spec import Job, Resources, parse_submission
 
@@ -56,3 +56,16 @@ def new_job(
         node=Resources.of(flavor),
         created=time.time(),
     )
+
+
+def priority_change(identity: Identity, body: Any, priority_classes: Mapping[str, int]) -> str:
+    """The priority class a ``PATCH jobs/{id}`` asks for; only admins may ask."""
+    if not identity.admin:
+        raise NotAllowed("only admins may change a job's priority", "priority")
+    if not isinstance(body, dict) or set(body) != {"priority"}:
+        raise InvalidInput('the body must be {"priority": CLASS}', "priority")
+    priority = body["priority"]
+    if priority not in priority_classes:
+        known = ", ".join(sorted(priority_classes))
+        raise InvalidInput(f"priority: unknown class {priority!r} (known: {known})", "priority")
+    return str(priority)

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 from traitlets import CaselessStrEnum, Dict, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ... import quotas
 from ...errors import CannotFit, Conflict, InvalidInput, NotAllowed, NotFound
-from ...identity import Identity
+from ...identity import Identity, resolve_identity
 from ...jobs.service import MAX_PAGE
 from ...jobs.spec import Condition, Event, Job, JobState
-from ...jobs.submission import new_job
+from ...jobs.submission import new_job, priority_change
 from . import kueue, manifests
 from .backend import KubernetesBackend
 from .names import label_value
@@ -37,6 +38,7 @@ from .workloads import (
     CANCELLED,
     LABEL_ATTEMPT,
     LABEL_JOB,
+    PRIORITY_CLASS,
     RECORD_COMPONENT,
     Placement,
     attachments,
@@ -520,6 +522,63 @@ class KubernetesJobs(LoggingConfigurable):
         await self._launch(again, rec)
         await self._settle(job.id, lambda j: j.attempt == again.attempt)
         return (await self._get(identity, job_id)).to_json()
+
+    async def reprioritise(self, identity: Identity, job_id: str, body: Any) -> dict[str, Any]:
+        """Admins move an unfinished job to another priority class: its record says so, and
+        under Kueue its workload's ``kueue.x-k8s.io/priority-class`` label, which Kueue reads."""
+        priority = priority_change(identity, body, self.app.priority_classes)
+        job = await self._get(identity, job_id)
+        if job.state.finished:
+            raise Conflict(f"job {job_id} already {job.state.value}", "id")
+        rec = self._record(job_id)
+        assert rec is not None and self.rest is not None
+        document = json.loads(rec["data"]["record.json"])
+        document["spec"]["priority"] = priority
+        document["priority_value"] = self.app.priority_classes[priority]
+        await self.rest.patch(
+            path_of("v1", "configmaps", self.namespace, record_name(job_id)),
+            {
+                "metadata": {"resourceVersion": rec["metadata"]["resourceVersion"]},
+                "data": {"record.json": json.dumps(document, sort_keys=True)},
+            },
+        )
+        _, obj = self._attempt_objects(job_id)
+        if obj is not None and self.queued_by_kueue:
+            plural = "jobsets" if obj["kind"] == "JobSet" else "jobs"
+            await self.rest.patch(
+                path_of(obj["apiVersion"], plural, self.namespace, obj["metadata"]["name"]),
+                {"metadata": {"labels": {PRIORITY_CLASS: priority}}},
+            )
+        await self._settle(job_id, lambda j: j.spec.priority == priority)
+        return await self.get(identity, job_id)
+
+    async def usage(self, identity: Identity) -> dict[str, Any]:
+        """Admins: usage against quotas of everybody with jobs here or a quota of their own."""
+        if not identity.admin:
+            raise NotAllowed("only admins see everybody's usage", None)
+        await self.start()
+        assert self.records is not None
+        app = self.app
+        jobs = [self._view(rec) for rec in list(self.records.objects.values())]
+        queued: dict[str, int] = {}
+        for job in jobs:
+            if job.state == JobState.QUEUED:
+                queued[job.owner] = queued.get(job.owner, 0) + 1
+        capacity = await self.backend.capacity()
+        policy = app.inventory.quotas
+        named = {j.owner for j in jobs} | {a.owner for a in capacity.allocations}
+        named |= set(policy.per_user) | {u for members in app.groups.values() for u in members}
+        people = [
+            resolve_identity(
+                user,
+                known_groups=(),
+                group_members=app.groups,
+                admin_users=app.admin_users,
+                admin_groups=app.admin_groups,
+            )
+            for user in sorted(u for u in named if u)
+        ]
+        return quotas.usage_report(people, policy, capacity.allocations, queued)
 
     async def _settle(
         self, job_id: str, done: Callable[[Job], bool], timeout: float = 10.0

@@ -21,7 +21,7 @@ from typing import Any
 
 from tornado import httpserver, netutil, web
 
-from ... import __version__, quotas
+from ... import __version__
 from ...capacity import Allocation
 from ...errors import InvalidInput, NotAllowed, NotAuthenticated
 from ...identity import Identity
@@ -33,7 +33,7 @@ from .accounts import RankAccounts
 from .agent import Agent, install_signal_handlers, run_exclusively
 from .callers import Callers, HeaderCallers, HubCallers
 from .leases import KERNEL_ID
-from .local_jobs import LocalJobs
+from .local_jobs import LocalJobs, queued_by_owner
 
 log = logging.getLogger("jupyter_mlinfra.agent")
 
@@ -99,8 +99,8 @@ class JobHandler(JobsAPIHandler):
     async def delete(self, job_id: str) -> None:
         await self.answer(job_id)
 
-    def patch(self, job_id: str) -> None:
-        self.reply(self.agent.service.reprioritise(self.identity, job_id, self.body()).to_json())
+    async def patch(self, job_id: str) -> None:
+        await self.answer(job_id)
 
 
 class RetryHandler(JobsAPIHandler):
@@ -108,11 +108,11 @@ class RetryHandler(JobsAPIHandler):
         await self.answer(job_id)
 
 
-class UsageHandler(AgentHandler):
+class UsageHandler(JobsAPIHandler):
     """Admins: every user's and group's usage against their quotas."""
 
-    def get(self) -> None:
-        self.reply(usage_report(self.agent, self.identity))
+    async def get(self) -> None:
+        await self.answer()
 
 
 class JobReadHandler(JobsAPIHandler):
@@ -159,7 +159,7 @@ class PolicyHandler(AgentHandler):
 class AllocationsHandler(AgentHandler):
     def get(self) -> None:
         allocations = self.agent.allocations()
-        queued = _queued_by_owner(self.agent)
+        queued = queued_by_owner(self.agent)
         if self.callers.shared and not self.identity.admin:
             allocations, queued = _only_own_names(self.identity.user, allocations, queued)
         self.reply(
@@ -204,33 +204,6 @@ class LeaseHandler(AgentHandler):
     def delete(self, kernel_id: str) -> None:
         self.agent.leases.release(self.identity, kernel_id)
         self.reply({"released": True})
-
-
-def usage_report(agent: Agent, identity: Identity) -> dict[str, Any]:
-    """Usage against quotas of everybody who holds or queues something here, or has a quota
-    or a group of their own in the settings."""
-    if not identity.admin:
-        raise NotAllowed("only admins see everybody's usage", None)
-    policy = agent.policy
-    allocations = agent.allocations()
-    queued = _queued_by_owner(agent)
-    known: dict[str, frozenset[str]] = {}
-    for job in agent.store.active():  # the groups their owners had when they submitted
-        known[job.owner] = known.get(job.owner, frozenset()) | frozenset(
-            agent.store.owner_groups(job.id)
-        )
-    named = {a.owner for a in allocations} | set(policy.quotas.per_user)
-    named |= {user for members in policy.group_members.values() for user in members}
-    people = [policy.identity(user, known.get(user, frozenset())) for user in named | set(known)]
-    return quotas.usage_report(people, policy.quotas, allocations, queued)
-
-
-def _queued_by_owner(agent: Agent) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for job in agent.store.active():
-        if job.state == JobState.QUEUED:
-            counts[job.owner] = counts.get(job.owner, 0) + 1
-    return counts
 
 
 ID = r"(?P<job_id>[0-9a-f]{12})"

@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ... import quotas
+from ...errors import NotAllowed
 from ...identity import Identity
-from ...jobs.spec import Job
+from ...jobs.spec import Job, JobState
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -53,6 +55,12 @@ class LocalJobs:
     async def queue(self, identity: Identity) -> dict[str, Any]:
         return self.agent.service.queue(identity)
 
+    async def reprioritise(self, identity: Identity, job_id: str, body: Any) -> dict[str, Any]:
+        return self.agent.service.reprioritise(identity, job_id, body).to_json()
+
+    async def usage(self, identity: Identity) -> dict[str, Any]:
+        return usage_report(self.agent, identity)
+
     async def logs(
         self, identity: Identity, job_id: str, *, rank: int | None, tail: int | None, follow: bool
     ) -> AsyncIterator[str]:
@@ -81,6 +89,33 @@ class LocalJobs:
             if done and not fresh:
                 break
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
+
+
+def usage_report(agent: Agent, identity: Identity) -> dict[str, Any]:
+    """Usage against quotas of everybody who holds or queues something here, or has a quota
+    or a group of their own in the settings."""
+    if not identity.admin:
+        raise NotAllowed("only admins see everybody's usage", None)
+    policy = agent.policy
+    allocations = agent.allocations()
+    queued = queued_by_owner(agent)
+    known: dict[str, frozenset[str]] = {}
+    for job in agent.store.active():  # the groups their owners had when they submitted
+        known[job.owner] = known.get(job.owner, frozenset()) | frozenset(
+            agent.store.owner_groups(job.id)
+        )
+    named = {a.owner for a in allocations} | set(policy.quotas.per_user)
+    named |= {user for members in policy.group_members.values() for user in members}
+    people = [policy.identity(user, known.get(user, frozenset())) for user in named | set(known)]
+    return quotas.usage_report(people, policy.quotas, allocations, queued)
+
+
+def queued_by_owner(agent: Agent) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in agent.store.active():
+        if job.state == JobState.QUEUED:
+            counts[job.owner] = counts.get(job.owner, 0) + 1
+    return counts
 
 
 class _LogReader:
