@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
@@ -28,6 +28,10 @@ from .kernels.specs import MLInfraKernelSpecManager
 from .quotas import QUOTA_FIELDS, QuotaPolicy
 from .routes import default_handlers
 
+if TYPE_CHECKING:
+    from .backends.kubernetes.jobs import KubernetesJobs
+    from .backends.kubernetes.kernels import KernelPods
+
 _QUOTA_HELP = ", ".join(QUOTA_FIELDS)
 
 
@@ -43,7 +47,8 @@ class MLInfraApp(ExtensionApp):
         default_value="local",
         config=True,
         help="""Where kernels and jobs run: 'local' (processes on this machine) or
-        'kubernetes' (pods and JobSets on a cluster; not available in this version yet).""",
+        'kubernetes' (pods, Jobs and JobSets on a cluster, queued by Kueue when installed;
+        see KubernetesCluster and KubernetesJobs).""",
     )
 
     flavors = List(
@@ -51,7 +56,8 @@ class MLInfraApp(ExtensionApp):
         config=True,
         help="""Accelerator flavors, each a dict with: name, display_name, description,
         accelerator ({kind, model, count}, or null for CPU only), cpu (cores or '500m'), memory
-        (bytes or '16Gi'), capacity_type (on-demand, spot, reserved), price_per_hour, max_nodes,
+        (bytes or '16Gi'), capacity_type (on-demand, spot, reserved, flex-start: capacity
+        provisioned for the job, e.g. by a Kueue ProvisioningRequest), price_per_hour, max_nodes,
         node_selector, tolerations (Kubernetes), users and groups (who may use it; empty means
         everybody). Overrides the flavors of catalog_file. Empty (and no catalog_file) means
         the built-in catalog of the backend: for 'local', a 'cpu' flavor and one flavor per GPU
@@ -303,8 +309,11 @@ class MLInfraApp(ExtensionApp):
             warning=self.accelerator_kernel_cull_warning,
             log=self.log,
         )
+        self.jobs = self.make_jobs(inventory)
+        self.kernel_pods = self.make_kernel_pods(inventory)
         self.settings.update(
             {
+                "mlinfra.jobs": self.jobs,
                 "mlinfra.inventory": inventory,
                 "mlinfra.app": self,
                 "mlinfra.agent": self.agent,
@@ -328,11 +337,13 @@ class MLInfraApp(ExtensionApp):
         if token:
             os.environ[ENV_TOKEN] = token
         await self._ask_hub_about_owner()
-        if self.agent_url or Path(self.agent_socket).exists():
+        local = self.jobs is None
+        if local and (self.agent_url or Path(self.agent_socket).exists()):
             try:
                 await self.agent.ensure()
             except MLInfraError as error:
                 self.log.warning("jupyter_mlinfra: local agent: %s", error.message)
+        await self.kernels.adopt_pods()
         self.culler.start()
 
     async def _ask_hub_about_owner(self) -> None:
@@ -351,6 +362,10 @@ class MLInfraApp(ExtensionApp):
         told (jupyter_server stops extensions before it shuts down kernels), then let go."""
         await self.culler.stop()
         await self.kernels.shutdown_all()
+        await self.kernels.leave_pods()
+        if self.jobs is not None:
+            await self.jobs.stop()
+        await self.inventory.backend.close()
         self.agent.client.close()
         registry.unregister(self)
 
@@ -358,15 +373,37 @@ class MLInfraApp(ExtensionApp):
 
     def make_backend(self) -> Backend:
         if self.backend == "kubernetes":
-            raise InvalidInput(
-                "backend 'kubernetes' is not available in this version yet; use 'local'", "backend"
-            )
+            from .backends.kubernetes.backend import KubernetesBackend
+            from .backends.kubernetes.client import KubernetesCluster
+
+            return KubernetesBackend(KubernetesCluster(parent=self))
         from .backends.local import LocalBackend
         from .backends.local.machine import detect_machine
 
         link = getattr(self, "agent", None)
         machine = detect_machine(inventory=self.local_accelerators)
         return LocalBackend(machine=machine, usage=link.client.allocations if link else None)
+
+    def make_jobs(self, inventory: Inventory) -> KubernetesJobs | None:
+        """The jobs service this server holds itself; None when the local agent holds it."""
+        if self.backend != "kubernetes":
+            return None
+        from .backends.kubernetes.backend import KubernetesBackend
+        from .backends.kubernetes.jobs import KubernetesJobs
+
+        if isinstance(inventory.backend, KubernetesBackend):
+            return KubernetesJobs(self, inventory.backend)
+        return None
+
+    def make_kernel_pods(self, inventory: Inventory) -> KernelPods | None:
+        """Where kernels run as pods (``c.KubernetesKernels``); None on the local backend."""
+        from .backends.kubernetes.backend import KubernetesBackend
+
+        if not isinstance(inventory.backend, KubernetesBackend):
+            return None
+        from .backends.kubernetes.kernels import KernelPods, KubernetesKernels
+
+        return KernelPods(inventory.backend.cluster, KubernetesKernels(parent=self), os.environ)
 
     def make_catalog(self, backend: Backend) -> Catalog:
         """Each list comes from the first place that has one: these settings, catalog_file,

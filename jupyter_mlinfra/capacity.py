@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .catalog import Flavor
 from .quantities import format_cpu, format_memory
@@ -82,6 +82,16 @@ class Availability:
 
     def to_json(self) -> dict[str, object]:
         return {"available": self.available, "free_nodes": self.free_nodes, "summary": self.summary}
+
+
+class CapacityView(Protocol):
+    """What every backend's capacity answers: one machine's (``Capacity``) or a cluster's."""
+
+    allocations: tuple[Allocation, ...]
+
+    def availability(self, flavor: Flavor) -> Availability: ...
+
+    def to_json(self) -> dict[str, object]: ...
 
 
 class Capacity:

@@ -19,7 +19,7 @@ from .identity import Identity
 from .quantities import format_cpu, format_memory, parse_cpu, parse_memory
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax", "generic")
-CAPACITY_TYPES = ("on-demand", "spot", "reserved")
+CAPACITY_TYPES = ("on-demand", "spot", "reserved", "flex-start")
 LAUNCHERS = ("process", "torchrun")
 
 

@@ -12,8 +12,20 @@ import sys
 from pathlib import Path
 
 from traitlets import TraitType
+from traitlets.config import Configurable
 
 from .app import MLInfraApp
+from .backends.kubernetes.client import KubernetesCluster
+from .backends.kubernetes.jobs import KubernetesJobs
+from .backends.kubernetes.kernels import KubernetesKernels
+
+CONFIGURABLES: tuple[type[Configurable], ...] = (
+    MLInfraApp,
+    KubernetesCluster,
+    KubernetesKernels,
+    KubernetesJobs,
+)
+"""Every class whose settings the reference lists, in this order."""
 
 BEGIN = "<!-- begin config reference (generated: python -m jupyter_mlinfra.config_reference) -->"
 END = "<!-- end config reference -->"
@@ -28,10 +40,12 @@ def _default(trait: TraitType) -> str:  # type: ignore[type-arg]
 
 def render() -> str:
     lines = [BEGIN, "", "| setting | type | default | what it does |", "| --- | --- | --- | --- |"]
-    for name, trait in sorted(MLInfraApp.class_own_traits(config=True).items()):
-        help_text = " ".join(inspect.cleandoc(trait.help).split()).replace("|", "\\|")
-        kind = type(trait).__name__
-        lines.append(f"| `c.MLInfraApp.{name}` | {kind} | {_default(trait)} | {help_text} |")
+    for cls in CONFIGURABLES:
+        for name, trait in sorted(cls.class_own_traits(config=True).items()):
+            help_text = " ".join(inspect.cleandoc(trait.help).split()).replace("|", "\\|")
+            kind = type(trait).__name__
+            setting = f"c.{cls.__name__}.{name}"
+            lines.append(f"| `{setting}` | {kind} | {_default(trait)} | {help_text} |")
     return "\n".join([*lines, "", END])
 
 

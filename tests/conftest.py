@@ -14,7 +14,7 @@ import pytest
 
 from .agents import AgentHome, private_agent
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+pytest_plugins = ["pytest_jupyter.jupyter_server", "tests.kube.plugin"]
 
 ME = getpass.getuser()
 

@@ -210,7 +210,8 @@ def test_environment_choices(key: str, value: str, options: str) -> None:
 
 def test_unknown_capacity_type() -> None:
     assert flavor_problems(capacity_type="preemptible") == [
-        "flavors[0] 'f'.capacity_type: must be one of on-demand, spot, reserved; got 'preemptible'"
+        "flavors[0] 'f'.capacity_type: must be one of on-demand, spot, reserved, flex-start; "
+        "got 'preemptible'"
     ]
 
 

@@ -16,7 +16,12 @@ def test_configuration_reference_is_in_sync_with_the_traitlets() -> None:
 
 
 def test_every_setting_has_help_text() -> None:
-    from jupyter_mlinfra.app import MLInfraApp
+    from jupyter_mlinfra.config_reference import CONFIGURABLES
 
-    missing = [n for n, t in MLInfraApp.class_own_traits(config=True).items() if not t.help]
+    missing = [
+        f"{cls.__name__}.{name}"
+        for cls in CONFIGURABLES
+        for name, trait in cls.class_own_traits(config=True).items()
+        if not trait.help
+    ]
     assert missing == []

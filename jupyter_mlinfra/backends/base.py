@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from ..capacity import Capacity, Machine
+from ..capacity import CapacityView, Machine
 
 
 class Backend(ABC):
@@ -17,9 +17,12 @@ class Backend(ABC):
         """A catalog document describing where this backend runs, for zero-config use."""
 
     @abstractmethod
-    async def capacity(self) -> Capacity:
+    async def capacity(self) -> CapacityView:
         """Total resources and what kernels and jobs hold now."""
 
     async def queued_jobs(self, owner: str) -> int:
         """How many of ``owner``'s jobs wait in the queue (for quota usage)."""
         return 0
+
+    async def close(self) -> None:  # noqa: B027 - most backends hold no connection
+        """Let go of connections (the server is stopping)."""

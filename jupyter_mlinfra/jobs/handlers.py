@@ -19,6 +19,7 @@ from ..backends.local.agent_client import STATUS, AgentClient, AgentUnavailable,
 from ..errors import MLInfraError
 from ..handlers import API, MLInfraHandler
 from .policy import settings_document
+from .serving import JobsAPI, answer
 
 POLICY = "/mlinfra/agent/v1/policy"
 
@@ -87,8 +88,13 @@ class JobProxyHandler(MLInfraHandler):
         path = self.request.path[self.request.path.index(API) :]
         return f"{path}?{self.request.query}" if self.request.query else path
 
-    async def forward(self) -> None:
-        """Relay the request; (re)start the agent first when none is known or it went away."""
+    async def forward(self, job_id: str = "") -> None:
+        """Relay the request; (re)start the agent first when none is known or it went away.
+        When this server holds a jobs service itself (Kubernetes), it answers instead."""
+        jobs: JobsAPI | None = self.settings.get("mlinfra.jobs")
+        if jobs is not None:
+            await answer(self, jobs, self.identity, job_id)
+            return
         if not self.link.ready:
             await self.link.ensure()
         try:
@@ -153,25 +159,25 @@ class JobHandler(JobProxyHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        await self.forward()
+        await self.forward(job_id)
 
     @web.authenticated
     @authorized
     async def delete(self, job_id: str) -> None:
-        await self.forward()
+        await self.forward(job_id)
 
     @web.authenticated
     @authorized
     async def patch(self, job_id: str) -> None:
         """Change the job's priority class (admins only)."""
-        await self.forward()
+        await self.forward(job_id)
 
 
 class JobRetryHandler(JobProxyHandler):
     @web.authenticated
     @authorized
     async def post(self, job_id: str) -> None:
-        await self.forward()
+        await self.forward(job_id)
 
 
 class JobReadHandler(JobProxyHandler):
@@ -180,7 +186,7 @@ class JobReadHandler(JobProxyHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        await self.forward()
+        await self.forward(job_id)
 
 
 class QueueHandler(JobProxyHandler):

@@ -204,7 +204,7 @@ def _exceeds_machine(d: _Demand, machine: Machine, all_devices: int) -> str | No
     return None
 
 
-def _exceeds_quota(gpus: int, quota: Quota | None) -> str | None:
+def exceeds_quota(gpus: int, quota: Quota | None) -> str | None:
     if quota is None:
         return None
     if quota.max_running_jobs is not None and quota.max_running_jobs <= 0:
@@ -223,7 +223,7 @@ def refusal(job: Job, machine: Machine, quota: Quota, max_nodes: int) -> str | N
     """
     if job.spec.nodes > max_nodes:
         return f"asks for {job.spec.nodes} nodes; the flavor allows at most {max_nodes}"
-    quota_problem = _exceeds_quota(job.gpus, quota)
+    quota_problem = exceeds_quota(job.gpus, quota)
     if quota_problem is not None:
         return quota_problem
     d = _demand(job.node, job.spec.nodes, machine)
@@ -584,7 +584,7 @@ def plan(
         if use is None:
             use = usage[job.owner] = [0, 0]
         if quota is not None:
-            never = _exceeds_quota(job.gpus, quota)
+            never = exceeds_quota(job.gpus, quota)
             if never is not None:
                 waiting.append((job, d, _NEVER_QUOTA, never))
                 continue

@@ -20,8 +20,9 @@ from ..errors import CannotFit, Conflict, InvalidInput, NotAllowed, NotFound
 from ..identity import Identity
 from .policy import Policy
 from .queue import refusal
-from .spec import Condition, Event, Job, JobState, Resources, parse_submission
+from .spec import Condition, Event, Job, JobState
 from .store import JobStore
+from .submission import new_job
 
 
 class Controller(Protocol):
@@ -59,40 +60,17 @@ class JobService:
 
     def submit(self, identity: Identity, body: Any) -> tuple[Job, bool]:
         """The new job (True), or the existing one for a repeated idempotency key (False)."""
-        spec = parse_submission(body)
+        job = new_job(
+            identity,
+            body,
+            self.policy.catalog,
+            self.policy.priority_classes,
+            self.policy.default_priority,
+            job_id=uuid.uuid4().hex[:12],
+        )
         self.controller.check_owner(identity.user)
-        catalog = self.policy.catalog
-        flavor = catalog.flavor(
-            spec.flavor or catalog.for_identity(identity).default_flavor, identity
-        )
-        environment = catalog.environment(
-            spec.environment or catalog.for_identity(identity).default_environment, identity
-        )
-        if environment.launcher != "process":
-            raise InvalidInput(
-                f"environment {environment.name!r} uses launcher {environment.launcher!r}, "
-                "which the local backend does not run yet; use launcher 'process'",
-                "environment",
-            )
-        priority = spec.priority or self.policy.default_priority
-        if priority not in self.policy.priority_classes:
-            known = ", ".join(sorted(self.policy.priority_classes))
-            raise InvalidInput(f"priority: unknown class {priority!r} (known: {known})", "priority")
-        spec = replace(
-            spec,
-            flavor=flavor.name,
-            environment=environment.name,
-            priority=priority,
-            procs_per_node=spec.procs_per_node or (flavor.accelerators or 1),
-        )
-        job = Job(
-            id=uuid.uuid4().hex[:12],
-            owner=identity.user,
-            spec=spec,
-            priority_value=self.policy.priority_classes[priority],
-            node=Resources.of(flavor),
-            created=time.time(),
-        )
+        spec = job.spec
+        flavor = self.policy.catalog.flavor(spec.flavor)
         quota = self.policy.quotas.for_identity(identity)
         why_not = refusal(job, self.policy.machine, quota, flavor.max_nodes)
         if why_not:

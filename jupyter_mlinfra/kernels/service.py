@@ -14,8 +14,13 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..backends.kubernetes.kernel_pod import (
+    ANNOTATION_ENVIRONMENT,
+    ANNOTATION_FLAVOR,
+    LABEL_KERNEL_ID,
+)
 from ..capacity import Capacity
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, MLInfraError, NotFound
 from ..identity import Identity
 from .lease import Lease
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
@@ -90,6 +95,38 @@ class KernelService:
             "ended": None,
         }
 
+    def pod_kernels(self) -> list[dict[str, Any]]:
+        """Kernels in pods (Kubernetes backend), those still starting included, with the
+        phase of their pod's start and the cluster's reason when they wait."""
+        pods = getattr(self.app, "kernel_pods", None)
+        if pods is None:
+            return []
+        models = []
+        for record in list(pods.records.values()):
+            manager = self.kernel_manager.get_kernel(record.kernel_id) if (
+                record.kernel_id in self.kernel_manager
+            ) else None  # fmt: skip
+            ready = record.startup.phase == "ready"
+            models.append(
+                {
+                    "id": record.kernel_id,
+                    "name": getattr(manager, "kernel_name", ""),
+                    "owner": record.owner,
+                    "flavor": record.flavor,
+                    "environment": record.environment,
+                    "devices": [],
+                    "cpus": [],
+                    "started": record.started,
+                    "last_activity": _epoch(getattr(manager, "last_activity", None)),
+                    "execution_state": getattr(manager, "execution_state", "starting"),
+                    "state": "running" if ready else "starting",
+                    "phase": record.startup.phase,
+                    "reason": record.startup.reason,
+                    "ended": None,
+                }
+            )
+        return models
+
     async def start(self, identity: Identity, body: Any) -> dict[str, Any]:
         request = parse_start(body)
         catalog = self.app.inventory.catalog
@@ -114,14 +151,21 @@ class KernelService:
     async def switch(self, identity: Identity, kernel_id: str, body: Any) -> dict[str, Any]:
         """Restart the kernel on another flavor ("Switch flavor"): same kernel id, so the
         notebook stays attached. Refused up front when the flavor has no room now, so a full
-        flavor never costs the user their running kernel."""
+        flavor never costs the user their running kernel. A kernel in a pod gets a new pod."""
         request = parse_fields(body, ("flavor",))
-        _, manager, lease = self._find(identity, kernel_id)
+        pod = self._pod_kernel(identity, kernel_id)
+        if pod is not None:
+            manager, current = self.kernel_manager.get_kernel(kernel_id), pod["flavor"]
+        else:
+            _, manager, lease = self._find(identity, kernel_id)
+            current = lease.flavor
         flavor = self.app.inventory.catalog.flavor(request["flavor"], identity)
-        if flavor.name != lease.flavor:
+        if flavor.name != current:
             held = await self.app.inventory.backend.capacity()
-            others = [a for a in held.allocations if a.holder != f"kernel:{kernel_id}"]
-            room = Capacity(held.machine, others).availability(flavor)  # its own lease goes
+            if isinstance(held, Capacity):  # one machine: its own lease goes
+                others = [a for a in held.allocations if a.holder != f"kernel:{kernel_id}"]
+                held = Capacity(held.machine, others)
+            room = held.availability(flavor)
             if not room.available:
                 raise Conflict(f"flavor {flavor.name} is full: {room.summary}", "flavor")
             try:
@@ -146,7 +190,7 @@ class KernelService:
         return identity.admin or owner == identity.user
 
     def list(self, identity: Identity) -> dict[str, Any]:
-        kernels = [self.model(*entry) for entry in self.running()]
+        kernels = [self.model(*entry) for entry in self.running()] + self.pod_kernels()
         kernels += list(reversed(self.ended))
         return {"kernels": [k for k in kernels if self.visible(identity, k["owner"])]}
 
@@ -159,20 +203,84 @@ class KernelService:
                 return entry
         raise NotFound(f"no mlinfra kernel {kernel_id!r}", "kernel_id")
 
+    def _pod_kernel(self, identity: Identity | None, kernel_id: str) -> dict[str, Any] | None:
+        for model in self.pod_kernels():
+            if model["id"] == kernel_id and (
+                identity is None or self.visible(identity, model["owner"])
+            ):
+                return model
+        return None
+
     def get(self, identity: Identity, kernel_id: str) -> dict[str, Any]:
-        return self.model(*self._find(identity, kernel_id))
+        return self._pod_kernel(identity, kernel_id) or self.model(*self._find(identity, kernel_id))
 
     async def stop(
         self, identity: Identity | None, kernel_id: str, *, reason: str = "", state: str = "stopped"
     ) -> dict[str, Any]:
         """Shut the kernel down through the kernel manager (which releases its lease); a
         culled kernel (``state`` "culled") is remembered with its reason."""
-        model = self.model(*self._find(identity, kernel_id))
+        model = self._pod_kernel(identity, kernel_id) or self.model(
+            *self._find(identity, kernel_id)
+        )
         await self.kernel_manager.shutdown_kernel(kernel_id)
         model.update(state=state, reason=reason, ended=time.time(), execution_state="dead")
         if state == "culled":
             self.ended.append(model)
         return model
+
+    async def adopt_pods(self) -> None:
+        """At server start (Kubernetes backend): take over the owner's kernel pods that a
+        previous server left running, with their kernel ids, so open notebooks reconnect;
+        expired or ended ones are deleted instead."""
+        pods = self.app.kernel_pods
+        if pods is None or self.kernel_manager is None:
+            return
+        identity = self.app.identity()
+        try:
+            namespace = await pods.namespace(identity.user)
+            found = await pods.left_behind(identity.user, namespace)
+        except (MLInfraError, OSError, asyncio.TimeoutError) as error:
+            self.app.log.warning("mlinfra: kernel pods not adopted: %r", error)
+            return
+        default = self.app.inventory.catalog.for_identity(identity).default_flavor
+        for pod in found:
+            annotations = pod["metadata"].get("annotations", {})
+            kernel_id = pod["metadata"]["labels"][LABEL_KERNEL_ID]
+            flavor = annotations.get(ANNOTATION_FLAVOR, "")
+            name = spec_name(
+                annotations.get(ANNOTATION_ENVIRONMENT, ""), "" if flavor == default else flavor
+            )
+            try:
+                await self.kernel_manager.start_kernel(
+                    kernel_id=kernel_id, kernel_name=name, **{FLAVOR_ARGUMENT: flavor}
+                )
+                self.app.log.info(
+                    "mlinfra: adopted kernel %s (pod %s)", kernel_id, pod["metadata"]["name"]
+                )
+            except (MLInfraError, KernelStartRefused, RuntimeError) as error:
+                self.forget_failed_starts()
+                self.app.log.warning("mlinfra: kernel %s not adopted: %s", kernel_id, error)
+
+    async def leave_pods(self) -> None:
+        """At server stop (Kubernetes backend): detach the kernels in pods, so the next
+        server adopts them, or shut them down (``KubernetesKernels.on_server_stop``)."""
+        pods = self.app.kernel_pods
+        if pods is None:
+            return
+        for kernel_id in list(pods.records):
+            if self.kernel_manager is None or kernel_id not in self.kernel_manager:
+                continue
+            if pods.settings.on_server_stop == "delete":
+                await self.kernel_manager.shutdown_kernel(kernel_id)
+                continue
+            manager = self.kernel_manager.get_kernel(kernel_id)
+            manager.provisioner.detached = True
+            manager.stop_restarter()
+            if hasattr(self.kernel_manager, "stop_watching_activity"):
+                self.kernel_manager.stop_watching_activity(kernel_id)
+            await manager.cleanup_resources(restart=False)
+            self.kernel_manager.remove_kernel(kernel_id)
+        await pods.close()
 
     async def shutdown_all(self) -> None:
         """Shut down every kernel holding a lease, releasing the leases (server shutdown)."""

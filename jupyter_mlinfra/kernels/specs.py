@@ -17,6 +17,8 @@ from ..catalog import Catalog, Environment, Flavor
 from . import registry
 
 PROVISIONER = "mlinfra-local-provisioner"
+PROVISIONERS = {"local": PROVISIONER, "kubernetes": "mlinfra-kubernetes-provisioner"}
+"""The provisioner of each backend; a pod's kernel is interrupted by message, not signal."""
 PREFIX = "mlinfra-"
 
 
@@ -25,7 +27,12 @@ def spec_name(environment: str, flavor: str = "") -> str:
 
 
 def make_spec(
-    environment: Environment, flavor: Flavor, *, per_flavor: bool, resource_dir: str
+    environment: Environment,
+    flavor: Flavor,
+    *,
+    per_flavor: bool,
+    resource_dir: str,
+    backend: str = "local",
 ) -> KernelSpec:
     """The kernelspec of ``environment`` on ``flavor``: the flavor's name in the display name
     reads "PyTorch · 1 × A100" for a per-flavor entry, "PyTorch (1 × A100)" for the default."""
@@ -40,10 +47,11 @@ def make_spec(
         display_name=display,
         language="python",
         resource_dir=resource_dir,
+        interrupt_mode="signal" if backend == "local" else "message",
         metadata={
             "debugger": True,
             "kernel_provisioner": {
-                "provisioner_name": PROVISIONER,
+                "provisioner_name": PROVISIONERS[backend],
                 "config": {
                     "environment": environment.name,
                     "flavor": flavor.name if per_flavor else "",
@@ -59,7 +67,7 @@ def make_spec(
 
 
 def generated_specs(
-    catalog: Catalog, *, flavor_launchers: bool, resource_dir: str
+    catalog: Catalog, *, flavor_launchers: bool, resource_dir: str, backend: str = "local"
 ) -> dict[str, KernelSpec]:
     """Name -> kernelspec for ``catalog`` (already narrowed to what its user may use)."""
     default = next((f for f in catalog.flavors if f.name == catalog.default_flavor), None)
@@ -68,12 +76,16 @@ def generated_specs(
         return specs
     for environment in catalog.environments:
         specs[spec_name(environment.name)] = make_spec(
-            environment, default, per_flavor=False, resource_dir=resource_dir
+            environment, default, per_flavor=False, resource_dir=resource_dir, backend=backend
         )
         if flavor_launchers:
             for flavor in catalog.flavors:
                 specs[spec_name(environment.name, flavor.name)] = make_spec(
-                    environment, flavor, per_flavor=True, resource_dir=resource_dir
+                    environment,
+                    flavor,
+                    per_flavor=True,
+                    resource_dir=resource_dir,
+                    backend=backend,
                 )
     return specs
 
@@ -91,6 +103,7 @@ class MLInfraKernelSpecManager(KernelSpecManager):
             catalog,
             flavor_launchers=every_flavor or app.flavor_launchers,
             resource_dir=self._resource_dir(),
+            backend=app.backend,
         )
 
     _native_resources: str = ""

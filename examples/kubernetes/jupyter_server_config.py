@@ -1,0 +1,37 @@
+# jupyter-mlinfra on a Kubernetes cluster: kernels are pods, jobs are Jobs/JobSets.
+# Use with the RBAC of rbac.yaml (the server runs as jupyter-mlinfra/jupyter-mlinfra-server)
+# and, for queued jobs, the Kueue objects of kueue.yaml.
+c = get_config()  # noqa: F821 (provided by Jupyter when it loads this file)
+
+c.MLInfraApp.backend = "kubernetes"
+c.MLInfraApp.catalog_file = "/etc/jupyter/mlinfra/catalog.yaml"  # e.g. examples/catalog.yaml
+
+# Which cluster: in a pod, its service account (in-cluster); elsewhere a kubeconfig.
+# c.KubernetesCluster.kubeconfig = "/home/admin/.kube/config"
+# c.KubernetesCluster.context = "training-cluster"
+c.KubernetesCluster.namespace = "jupyter-mlinfra"  # or "jupyter-{username}", see rbac.yaml
+
+# Kernel pods: the init image built from kernels/init/Dockerfile, pushed to your registry.
+c.KubernetesKernels.init_image = "registry.example.org/mlinfra/kernel-init:latest"
+c.KubernetesKernels.env_allowlist = ["HF_ENDPOINT", "WANDB_BASE_URL", "TZ"]
+c.KubernetesKernels.autoscaler_grace = 30.0  # the cluster autoscaler may add a GPU node
+c.KubernetesKernels.capacity_timeout = 900.0
+c.KubernetesKernels.pull_timeout = 1200.0  # Deep Learning images are large
+c.KubernetesKernels.on_server_stop = "detach"  # kernels survive server restarts
+c.KubernetesKernels.expiry = 8 * 3600.0
+
+# Spot and reserved capacity: how those nodes are labelled and tainted on this cluster.
+c.KubernetesCluster.capacity_placement = {
+    "spot": {
+        "node_selector": {"cloud.google.com/gke-spot": "true"},
+        "tolerations": [
+            {
+                "key": "cloud.google.com/gke-spot",
+                "operator": "Equal",
+                "value": "true",
+                "effect": "NoSchedule",
+            }
+        ],
+    },
+    "reserved": {"node_selector": {"cloud.google.com/reservation-name": "a100-reservation"}},
+}

@@ -1,0 +1,72 @@
+"""The Kubernetes backend: the cluster's nodes are the capacity, the cluster runs the jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...capacity import Allocation
+from ...catalog import Flavor
+from ...jobs.queue import exceeds_quota
+from ...jobs.spec import Job
+from ...quotas import Quota
+from ..base import Backend
+from .client import KubernetesCluster
+from .manifests import ANNOTATION_OWNER, GROUP, LABEL_COMPONENT, LABEL_FLAVOR, MANAGED_BY
+from .rest import Rest, path_of
+from .room import ClusterCapacity, node_rooms, pod_requests
+
+
+class KubernetesBackend(Backend):
+    name = "kubernetes"
+
+    def __init__(self, cluster: KubernetesCluster) -> None:
+        self.cluster = cluster
+
+    def builtin_catalog(self) -> dict[str, Any]:
+        """No zero-config catalog: a cluster's flavors and images are the admin's to name."""
+        return {}
+
+    async def capacity(self) -> ClusterCapacity:
+        """Nodes' allocatable minus the requests of the pods running on them, read now."""
+        rest = Rest(await self.cluster.api(), self.cluster.request_timeout)
+        nodes = (await rest.call("GET", "/api/v1/nodes")).get("items") or []
+        pods = (await rest.call("GET", path_of("v1", "pods"))).get("items") or []
+        return ClusterCapacity(
+            node_rooms(nodes, pods), self.cluster.capacity_placement, _allocations(pods)
+        )
+
+    async def close(self) -> None:
+        await self.cluster.close()
+
+    async def refusal(self, job: Job, flavor: Flavor, quota: Quota) -> str | None:
+        """Why ``job`` can never run on this cluster (422), or None."""
+        if job.spec.nodes > flavor.max_nodes:
+            return f"asks for {job.spec.nodes} nodes; the flavor allows at most {flavor.max_nodes}"
+        return exceeds_quota(job.gpus, quota) or (await self.capacity()).never_fits(flavor)
+
+
+def _allocations(pods: list[dict[str, Any]]) -> list[Allocation]:
+    """What this extension's running kernels and jobs hold, for quota usage."""
+    found = []
+    for pod in pods:
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        if labels.get("app.kubernetes.io/managed-by") != MANAGED_BY:
+            continue
+        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        component = labels.get(LABEL_COMPONENT, "")
+        ident = labels.get(f"{GROUP}/{component}-id", meta["name"])
+        held = pod_requests(pod)
+        gpus = sum(int(v) for k, v in held.items() if "/" in k)
+        found.append(
+            Allocation(
+                holder=f"{component}:{ident}",
+                owner=(meta.get("annotations") or {}).get(ANNOTATION_OWNER, ""),
+                flavor=labels.get(LABEL_FLAVOR, ""),
+                cpu=held.get("cpu", 0.0),
+                memory_bytes=int(held.get("memory", 0.0)),
+                devices=tuple(range(gpus)),
+            )
+        )
+    return found

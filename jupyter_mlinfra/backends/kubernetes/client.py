@@ -1,0 +1,162 @@
+"""The connection to a Kubernetes cluster: settings, one API client per server, discovery.
+
+Every call to the Kubernetes API goes through the ``ApiClient`` held here, so a server opens one
+connection pool whatever number of kernels and jobs it follows. Settings are traitlets of
+``KubernetesCluster`` (``c.KubernetesCluster.namespace = "jupyter-{username}"``), like
+kubespawner's: they describe the cluster, not the extension.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config.config_exception import ConfigException
+from traitlets import Dict, Float, TraitError, Unicode, validate
+from traitlets.config import LoggingConfigurable
+
+from ...errors import MLInfraError
+from .manifests import DEFAULT_CAPACITY_PLACEMENT
+from .names import dns_label, is_dns_label
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class ClusterUnavailable(MLInfraError):
+    """The cluster cannot be reached or its configuration is missing (HTTP 503)."""
+
+    status = 503
+
+
+class KubernetesCluster(LoggingConfigurable):
+    """Which cluster and namespace, and the API client for them."""
+
+    kubeconfig = Unicode(
+        "",
+        config=True,
+        help="""Path of the kubeconfig file to connect with. Empty: in a pod, the pod's service
+        account (in-cluster configuration); elsewhere $KUBECONFIG or ~/.kube/config.""",
+    )
+    context = Unicode(
+        "", config=True, help="The kubeconfig context to use; empty: its current-context."
+    )
+    namespace = Unicode(
+        "",
+        config=True,
+        help="""The namespace of a user's kernels and jobs. '{username}' in it is replaced by the
+        user's name, and the result made a DNS label (lower case, other characters as '-', with
+        a short hash when it had to change), e.g. 'jupyter-{username}'. Empty: the kubeconfig
+        context's namespace, else the server's own namespace when it runs in a pod, else
+        'default'.""",
+    )
+    capacity_placement = Dict(
+        default_value=DEFAULT_CAPACITY_PLACEMENT,
+        config=True,
+        help="""How pods of a flavor's capacity type reach its nodes: for 'spot' and 'reserved'
+        (and 'on-demand' if needed) a dict with 'node_selector' (labels) and 'tolerations'
+        (Kubernetes tolerations), added before the flavor's own. The default uses Karpenter's
+        'karpenter.sh/capacity-type' label and tolerates the taints of GKE and AKS spot nodes.""",
+    )
+    request_timeout = Float(
+        30.0,
+        config=True,
+        help="Seconds an API request (not a watch) may take before it fails.",
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._api: client.ApiClient | None = None
+        self._connecting = asyncio.Lock()
+        self._context_namespace = ""
+        self._resources: dict[str, frozenset[str]] = {}
+
+    @validate("namespace")
+    def _check_namespace(self, proposal: dict[str, Any]) -> str:
+        value: str = proposal["value"]
+        if value and not is_dns_label(value.replace("{username}", "user")):
+            raise TraitError(
+                f"KubernetesCluster.namespace: {value!r} is not a DNS label (lower case letters,"
+                " digits and '-', at most 63) even with '{username}' filled in"
+            )
+        return value
+
+    async def api(self) -> client.ApiClient:
+        """The server's one API client, connected on first use."""
+        async with self._connecting:
+            if self._api is None:
+                configuration = client.Configuration()
+                self._context_namespace = await self._load(configuration)
+                self._api = client.ApiClient(configuration)
+            return self._api
+
+    async def _load(self, configuration: client.Configuration) -> str:
+        """Fill ``configuration`` from the chosen source; returns the namespace it implies."""
+        try:
+            if not self.kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST"):
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+            path = self.kubeconfig or None
+            await config.load_kube_config(
+                config_file=path,
+                context=self.context or None,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+            contexts, current = config.list_kube_config_contexts(config_file=path)
+        except (ConfigException, OSError) as error:
+            source = self.kubeconfig or "the default kubeconfig"
+            raise ClusterUnavailable(
+                f"cannot connect to Kubernetes with {source}: {error}", "kubeconfig"
+            ) from None
+        chosen = next((c for c in contexts if c["name"] == self.context), None) or current or {}
+        namespace: str = chosen.get("context", {}).get("namespace", "")
+        return namespace
+
+    def namespace_for(self, username: str) -> str:
+        """The namespace holding ``username``'s kernels and jobs (call after ``api()``)."""
+        if self.namespace:
+            return dns_label(self.namespace.replace("{username}", username))
+        return self._context_namespace or "default"
+
+    async def has_api(self, group: str, version: str, kind: str) -> bool:
+        """Whether the cluster serves ``kind`` in ``group/version`` ("" is the core group), e.g.
+        ``has_api("jobset.x-k8s.io", "v1alpha2", "JobSet")``. Asked once per group version:
+        CRDs installed while the server runs are seen after ``forget_apis()``."""
+        key = f"{group}/{version}"
+        if key not in self._resources:
+            self._resources[key] = await self._kinds(group, version)
+        return kind in self._resources[key]
+
+    def forget_apis(self) -> None:
+        self._resources.clear()
+
+    async def _kinds(self, group: str, version: str) -> frozenset[str]:
+        api = await self.api()
+        try:
+            if group:
+                found = await client.CustomObjectsApi(api).get_api_resources(
+                    group, version, _request_timeout=self.request_timeout
+                )
+            elif version == "v1":
+                found = await client.CoreV1Api(api).get_api_resources(
+                    _request_timeout=self.request_timeout
+                )
+            else:
+                return frozenset()
+        except ApiException as error:
+            if error.status == 404:
+                return frozenset()
+            raise ClusterUnavailable(
+                f"Kubernetes API discovery of {group or 'core'}/{version} failed: "
+                f"{error.status} {error.reason}"
+            ) from None
+        return frozenset(resource.kind for resource in found.resources or ())
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+            self._api = None

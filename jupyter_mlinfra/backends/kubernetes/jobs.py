@@ -1,0 +1,643 @@
+"""Jobs on a Kubernetes cluster: the jobs API served from the cluster's own objects.
+
+There is no store besides the cluster: a job is its record ConfigMap (``workloads.record``)
+plus, per attempt, a Job or JobSet with its pods and, under Kueue, its Workload. Watches keep a
+local copy of each (``Reflector``), so reading jobs makes no API call; submitting, cancelling
+and retrying write to the cluster and the watches bring the result back.
+
+Users see and touch their own jobs; admins everybody's (in this server's namespace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from traitlets import CaselessStrEnum, Dict, Int, Unicode
+from traitlets.config import LoggingConfigurable
+
+from ...errors import CannotFit, Conflict, InvalidInput, NotAllowed, NotFound
+from ...identity import Identity
+from ...jobs.service import MAX_PAGE
+from ...jobs.spec import Condition, Event, Job, JobState
+from ...jobs.submission import new_job
+from . import kueue, manifests
+from .backend import KubernetesBackend
+from .names import label_value
+from .progress import Progress, attempt_progress, node_index, timestamp
+from .reflector import Reflector
+from .rest import KubeError, Rest, path_of
+from .workloads import (
+    CANCELLED,
+    LABEL_ATTEMPT,
+    LABEL_JOB,
+    RECORD_COMPONENT,
+    Placement,
+    attachments,
+    job_from_record,
+    node_pod,
+    object_name,
+    push_secret,
+    record,
+    record_name,
+    workload,
+)
+
+if TYPE_CHECKING:
+    from ...app import MLInfraApp
+
+JOBSET = ("jobset.x-k8s.io", "v1alpha2", "JobSet")
+KUEUE = ("kueue.x-k8s.io", "v1beta1", "Workload")
+VISIBILITY = "visibility.kueue.x-k8s.io/v1beta1"
+FOLLOW_SECONDS = 1.0
+FINISH_GRACE = 3.0
+"""Seconds a followed log keeps reading the pods' streams after the job ended."""
+CREATING = 60.0
+"""Seconds a record may wait for its first workload before the job counts as broken."""
+
+
+class KubernetesJobs(LoggingConfigurable):
+    """Queued distributed jobs as Jobs/JobSets in the user's namespace, Kueue if present."""
+
+    kueue = CaselessStrEnum(
+        ["auto", "on", "off"],
+        default_value="auto",
+        config=True,
+        help="""Whether Kueue queues jobs: 'auto' when the cluster serves Kueue's Workload API,
+        'on' always (jobs wait suspended until Kueue admits them), 'off' never (jobs start at
+        once and the cluster's scheduler decides).""",
+    )
+    local_queue = Unicode(
+        "{queue}",
+        config=True,
+        help="""Kueue LocalQueue of a job, in the user's namespace. '{queue}' is the job's queue
+        (default 'default'), '{flavor}' its flavor, '{username}' its owner.""",
+    )
+    flavor_queues = Dict(
+        value_trait=Unicode(),
+        config=True,
+        help="""LocalQueue per flavor ({flavor: queue}), overriding local_queue: e.g. a
+        flex-start flavor whose queue has a ProvisioningRequest admission check.""",
+    )
+    master_port = Int(
+        29500, config=True, help="Port of node 0 where ranks rendezvous (MASTER_PORT)."
+    )
+    result_api_url = Unicode(
+        "",
+        config=True,
+        help="""Kubernetes API address that a job's node 0 uses to write pulled variables into
+        the job's result Secret. Empty: the in-cluster address (KUBERNETES_SERVICE_HOST).""",
+    )
+
+    def __init__(self, app: MLInfraApp, backend: KubernetesBackend, **kwargs: Any) -> None:
+        super().__init__(parent=app, **kwargs)
+        self.app = app
+        self.backend = backend
+        self.cluster = backend.cluster
+        self.namespace = ""
+        self.rest: Rest | None = None
+        self.jobset = False
+        self.queued_by_kueue = False
+        self.records: Reflector | None = None
+        self.workloads: dict[str, Reflector] = {}
+        self.pods: Reflector | None = None
+        self.pod_events: Reflector | None = None
+        self.kueue_workloads: Reflector | None = None
+        self._visibility_denied = False
+        self._started = asyncio.Lock()
+
+    # --- connection and watches ----------------------------------------------------------
+
+    async def start(self) -> Rest:
+        """Connect, discover what the cluster serves, and start the watches (once)."""
+        async with self._started:
+            if self.rest is not None:
+                return self.rest
+            api = await self.cluster.api()
+            rest = Rest(api, self.cluster.request_timeout)
+            self.namespace = self.cluster.namespace_for(self.app.identity().user)
+            self.jobset = await self.cluster.has_api(*JOBSET)
+            has_kueue = await self.cluster.has_api(*KUEUE)
+            self.queued_by_kueue = self.kueue == "on" or (self.kueue == "auto" and has_kueue)
+            ns = self.namespace
+            managed = f"{manifests.LABEL_MANAGED_BY}={manifests.MANAGED_BY}"
+            self.records = Reflector(
+                rest,
+                path_of("v1", "configmaps", ns),
+                f"{managed},{manifests.LABEL_COMPONENT}={RECORD_COMPONENT}",
+            )
+            job_selector = f"{managed},{manifests.LABEL_COMPONENT}=job"
+            self.workloads["Job"] = Reflector(rest, path_of("batch/v1", "jobs", ns), job_selector)
+            if self.jobset:
+                self.workloads["JobSet"] = Reflector(
+                    rest, path_of("jobset.x-k8s.io/v1alpha2", "jobsets", ns), job_selector
+                )
+            self.pods = Reflector(rest, path_of("v1", "pods", ns), job_selector)
+            self.pod_events = Reflector(rest, path_of("v1", "events", ns))
+            if has_kueue:
+                self.kueue_workloads = Reflector(
+                    rest, path_of("kueue.x-k8s.io/v1beta1", "workloads", ns)
+                )
+            for reflector in self._reflectors():
+                reflector.start()
+            for reflector in self._reflectors():
+                await reflector.synced.wait()
+            self.rest = rest
+            return rest
+
+    def _reflectors(self) -> list[Reflector]:
+        found = [self.records, *self.workloads.values(), self.pods, self.pod_events]
+        found.append(self.kueue_workloads)
+        return [r for r in found if r is not None]
+
+    async def stop(self) -> None:
+        """Stop watching; the next request starts again from a fresh list."""
+        async with self._started:
+            for reflector in self._reflectors():
+                await reflector.stop()
+            self.rest = None
+            self.workloads = {}
+            self.records = self.pods = self.pod_events = self.kueue_workloads = None
+
+    # --- reading the cache -----------------------------------------------------------------
+
+    def _record(self, job_id: str) -> dict[str, Any] | None:
+        assert self.records is not None
+        return self.records.objects.get(record_name(job_id))
+
+    def _attempt_objects(self, job_id: str) -> tuple[int, dict[str, Any] | None]:
+        """The latest attempt number of a job and its workload (None when deleted)."""
+        latest, found = 0, None
+        for reflector in self.workloads.values():
+            for obj in reflector.objects.values():
+                meta = obj["metadata"]
+                if meta.get("labels", {}).get(LABEL_JOB) != job_id:
+                    continue
+                if any(o.get("kind") == "JobSet" for o in meta.get("ownerReferences", [])):
+                    continue  # a JobSet's child Job: the JobSet speaks for it
+                attempt = int(meta["labels"].get(LABEL_ATTEMPT, "0"))
+                if attempt > latest:
+                    latest, found = attempt, obj
+        return latest, found
+
+    def _pods(self, job_id: str, attempt: int) -> list[dict[str, Any]]:
+        assert self.pods is not None
+        return sorted(
+            (
+                p
+                for p in self.pods.objects.values()
+                if p["metadata"].get("labels", {}).get(LABEL_JOB) == job_id
+                and p["metadata"]["labels"].get(LABEL_ATTEMPT) == str(attempt)
+            ),
+            key=node_index,
+        )
+
+    def _kueue_workload(self, obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        if obj is None or self.kueue_workloads is None:
+            return None
+        uid = obj["metadata"].get("uid")
+        for candidate in self.kueue_workloads.objects.values():
+            if candidate["metadata"].get("labels", {}).get(kueue.JOB_UID) == uid:
+                return candidate
+        return None
+
+    def _view(self, rec: Mapping[str, Any]) -> Job:
+        """A job as every surface shows it, from its record and its latest attempt."""
+        job_id = rec["metadata"]["labels"][LABEL_JOB]
+        attempt, obj = self._attempt_objects(job_id)
+        annotations = rec["metadata"].get("annotations") or {}
+        attempt = max(attempt, max((_attempt_of(k) for k in annotations), default=0), 1)
+        job = job_from_record(rec, attempt)
+        pods = self._pods(job_id, attempt)
+        progress = attempt_progress(
+            obj,
+            pods,
+            job.spec.nodes,
+            kueue_workload=self._kueue_workload(obj),
+            queued_by_kueue=self.queued_by_kueue,
+            events=list(self.pod_events.objects.values()) if self.pod_events else [],
+            cancelled=annotations.get(f"{CANCELLED}{attempt}", ""),
+        )
+        born = timestamp(rec["metadata"].get("creationTimestamp")) or job.created
+        if obj is None and progress.state == JobState.FAILED and time.time() - born < CREATING:
+            progress = Progress(JobState.QUEUED, "being created")
+        return replace(
+            job,
+            state=progress.state,
+            reason=progress.reason,
+            admitted=progress.admitted,
+            started=progress.started,
+            finished=progress.finished,
+            exit_code=progress.exit_code,
+            message=progress.message,
+        )
+
+    def _visible(self, identity: Identity) -> list[Job]:
+        assert self.records is not None
+        jobs = [self._view(rec) for rec in list(self.records.objects.values())]
+        return [j for j in jobs if identity.admin or j.owner == identity.user]
+
+    async def _positions(self, jobs: list[Job]) -> dict[str, int]:
+        """Queue positions of queued jobs from Kueue's visibility API, by workload name; empty
+        when Kueue is absent or RBAC denies it (the reason alone is then shown)."""
+        if self.kueue_workloads is None or self._visibility_denied or self.rest is None:
+            return {}
+        positions: dict[str, int] = {}
+        queues = {self.queue_of(j) for j in jobs if j.state == JobState.QUEUED}
+        for queue in sorted(queues):
+            path = (
+                f"/apis/{VISIBILITY}/namespaces/{self.namespace}/localqueues/{queue}"
+                "/pendingworkloads"
+            )
+            try:
+                listing = await self.rest.call("GET", path)
+            except KubeError as error:
+                if error.status == 403:  # RBAC denies it: the reason alone is shown
+                    self._visibility_denied = True
+                    self.log.info("Kueue queue positions unavailable: %s", error.message)
+                    return {}
+                if error.status == 404:  # no such LocalQueue (yet): Kueue says so as reason
+                    continue
+                raise
+            for item in listing.get("items") or []:
+                position = item.get("positionInLocalQueue")
+                if position is not None:
+                    positions[item["metadata"]["name"]] = int(position) + 1
+        by_uid = {
+            w["metadata"]["name"]: w["metadata"].get("labels", {}).get(kueue.JOB_UID)
+            for w in (self.kueue_workloads.objects.values() if self.kueue_workloads else [])
+        }
+        result = {}
+        for job in jobs:
+            _, obj = self._attempt_objects(job.id)
+            uid = obj["metadata"].get("uid") if obj else None
+            for name, owner_uid in by_uid.items():
+                if owner_uid == uid and name in positions:
+                    result[job.id] = positions[name]
+        return result
+
+    async def _with_positions(self, jobs: list[Job]) -> list[Job]:
+        positions = await self._positions(jobs)
+        return [replace(j, position=positions.get(j.id)) for j in jobs]
+
+    def queue_of(self, job: Job) -> str:
+        """The job's Kueue LocalQueue (settings, not user text, decide the name)."""
+        chosen = self.flavor_queues.get(job.spec.flavor) or self.local_queue
+        return label_value(
+            chosen.replace("{queue}", job.spec.queue)
+            .replace("{flavor}", job.spec.flavor)
+            .replace("{username}", job.owner)
+        )
+
+    # --- the jobs API --------------------------------------------------------------------
+
+    async def submit(self, identity: Identity, body: Any) -> tuple[dict[str, Any], bool]:
+        rest = await self.start()
+        policy = self.app.inventory
+        job = new_job(
+            identity,
+            body,
+            policy.catalog,
+            dict(self.app.priority_classes),
+            self.app.default_priority,
+            job_id=uuid.uuid4().hex[:12],
+        )
+        spec = job.spec
+        key = spec.idempotency_key
+        if key:
+            for existing in self._visible(Identity(identity.user)):
+                if existing.owner == identity.user and existing.spec.idempotency_key == key:
+                    return (await self._with_positions([existing]))[0].to_json(), False
+        flavor = policy.catalog.flavor(spec.flavor)
+        environment = policy.catalog.environment(spec.environment)
+        if not environment.image:
+            raise InvalidInput(
+                f"environment {environment.name!r} has no container image; "
+                "the Kubernetes backend runs jobs in images",
+                "environment",
+            )
+        quota = policy.quotas.for_identity(identity)
+        why_not = await self.backend.refusal(job, flavor, quota)
+        if why_not:
+            raise CannotFit(why_not, "flavor")
+        if quota.max_queued_jobs is not None:
+            queued = sum(
+                j.state == JobState.QUEUED and j.owner == identity.user
+                for j in self._visible(identity)
+            )
+            if queued >= quota.max_queued_jobs:
+                raise CannotFit(
+                    f"user quota: {queued} of {quota.max_queued_jobs} queued jobs; "
+                    "wait for some to start or cancel them",
+                    "queue",
+                )
+        rec = await rest.create(record(job, sorted(identity.groups), self.namespace))
+        if spec.push:
+            await rest.create(push_secret(job, rec, json.dumps(dict(spec.push))))
+        await self._launch(job, rec)
+        return job.to_json(), True
+
+    def _placement(self) -> Placement:
+        return Placement(
+            namespace=self.namespace,
+            jobset=self.jobset,
+            queue_name="",
+            master_port=self.master_port,
+            result_api=self.result_api_url,
+        )
+
+    async def _launch(self, job: Job, rec: Mapping[str, Any]) -> None:
+        """Create an attempt: its workload suspended, what it needs owned by it, then let it
+        start (or let Kueue decide)."""
+        assert self.rest is not None
+        catalog = self.app.inventory.catalog
+        flavor = catalog.flavor(job.spec.flavor)
+        environment = catalog.environment(job.spec.environment)
+        placement = self._placement()
+        if self.queued_by_kueue:
+            placement = replace(placement, queue_name=self.queue_of(job))
+        created = await self.rest.create(
+            workload(
+                job,
+                environment,
+                flavor,
+                placement,
+                node_pod(flavor, self.cluster.capacity_placement),
+                rec,
+            )
+        )
+        for obj in attachments(job, placement, created):
+            await self.rest.create(obj)
+        if not self.queued_by_kueue:
+            plural = "jobsets" if created["kind"] == "JobSet" else "jobs"
+            path = path_of(
+                created["apiVersion"], plural, self.namespace, object_name(job.id, job.attempt)
+            )
+            await self.rest.patch(path, {"spec": {"suspend": False}})
+
+    async def get(self, identity: Identity, job_id: str) -> dict[str, Any]:
+        job = await self._get(identity, job_id)
+        return (await self._with_positions([job]))[0].to_json()
+
+    async def _get(self, identity: Identity, job_id: str) -> Job:
+        await self.start()
+        rec = self._record(job_id)
+        job = self._view(rec) if rec is not None else None
+        if job is None or not (identity.admin or job.owner == identity.user):
+            raise NotFound(f"no job {job_id!r}", "id")
+        return job
+
+    async def list(
+        self,
+        identity: Identity,
+        *,
+        owner: str = "",
+        states: Collection[str] = (),
+        flavor: str = "",
+        queue: str = "",
+        limit: int = 100,
+        before: str = "",
+    ) -> dict[str, Any]:
+        await self.start()
+        if owner and owner != identity.user and not identity.admin:
+            raise NotAllowed(f"only admins may list the jobs of {owner!r}", "owner")
+        known = {s.value for s in JobState}
+        unknown = [s for s in states if s not in known]
+        if unknown:
+            raise InvalidInput(
+                f"state: unknown {unknown[0]!r} (known: {', '.join(sorted(known))})", "state"
+            )
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit: must be between 1 and {MAX_PAGE}, got {limit}", "limit")
+        jobs = [
+            j
+            for j in self._visible(identity)
+            if (not owner or j.owner == owner)
+            and (not states or j.state.value in states)
+            and (not flavor or j.spec.flavor == flavor)
+            and (not queue or j.spec.queue == queue)
+        ]
+        jobs.sort(key=lambda j: (j.created, j.id), reverse=True)
+        if before:
+            created, _, last = before.partition(":")
+            try:
+                cursor = (float(created), last)
+            except ValueError:
+                raise InvalidInput(
+                    f"before: not a cursor from a previous page: {before!r}", "before"
+                ) from None
+            jobs = [j for j in jobs if (j.created, j.id) < cursor]
+        page, more = jobs[:limit], len(jobs) > limit
+        following = f"{page[-1].created!r}:{page[-1].id}" if more else None
+        return {"jobs": [j.to_json() for j in await self._with_positions(page)], "next": following}
+
+    async def queue(self, identity: Identity) -> dict[str, Any]:
+        await self.start()
+        assert self.records is not None
+        everyone = [self._view(rec) for rec in list(self.records.objects.values())]
+        queued = await self._with_positions([j for j in everyone if j.state == JobState.QUEUED])
+        queued.sort(key=lambda j: (j.position is None, j.position or 0, j.created))
+        visible = [j for j in queued if identity.admin or j.owner == identity.user]
+        return {"jobs": [j.to_json() for j in visible], "pending": len(queued)}
+
+    async def events(self, identity: Identity, job_id: str) -> dict[str, Any]:
+        job = await self._get(identity, job_id)
+        found = [Event(job.id, job.created, Condition.QUEUED, "Submitted", f"by {job.owner}")]
+        _, obj = self._attempt_objects(job.id)
+        for stamp, condition, reason, message in kueue.history(self._kueue_workload(obj) or {}):
+            found.append(
+                Event(job.id, timestamp(stamp) or 0.0, Condition(condition), reason, message)
+            )
+        if job.started:
+            found.append(Event(job.id, job.started, Condition.STARTED, "Running"))
+        if job.state.finished:
+            found.append(
+                Event(
+                    job.id,
+                    job.finished or time.time(),
+                    Condition.FINISHED,
+                    job.state.value.capitalize(),
+                    job.reason,
+                )
+            )
+        # the API's times have whole seconds: none may seem to precede the submission
+        found = [replace(e, time=max(e.time, job.created)) for e in found]
+        found.sort(key=lambda e: e.time)
+        return {"events": [e.to_json() for e in found]}
+
+    async def result(self, identity: Identity, job_id: str) -> dict[str, Any]:
+        job = await self._get(identity, job_id)
+        if job.state != JobState.SUCCEEDED:
+            raise Conflict(
+                f"job {job_id} is {job.state.value}; results exist once it succeeded", "id"
+            )
+        assert self.rest is not None
+        name = f"{object_name(job.id, job.attempt)}-result"
+        secret = await self.rest.get(path_of("v1", "secrets", self.namespace, name))
+        data = (secret or {}).get("data") or {}
+        return {"variables": data.get("pull.pkl", "")}
+
+    async def cancel(self, identity: Identity, job_id: str) -> dict[str, Any]:
+        job = await self._get(identity, job_id)
+        if job.state.finished:
+            raise Conflict(f"job {job_id} already {job.state.value}", "id")
+        assert self.rest is not None
+        who = "cancelled" if job.owner == identity.user else f"cancelled by {identity.user}"
+        rec_path = path_of("v1", "configmaps", self.namespace, record_name(job.id))
+        await self.rest.patch(
+            rec_path, {"metadata": {"annotations": {f"{CANCELLED}{job.attempt}": who}}}
+        )
+        _, obj = self._attempt_objects(job.id)
+        if obj is not None:
+            plural = "jobsets" if obj["kind"] == "JobSet" else "jobs"
+            await self.rest.delete(
+                path_of(obj["apiVersion"], plural, self.namespace, obj["metadata"]["name"])
+            )
+        await self._settle(job.id, lambda j: j.state == JobState.CANCELLED)
+        return (await self._get(identity, job_id)).to_json()
+
+    async def retry(self, identity: Identity, job_id: str) -> dict[str, Any]:
+        job = await self._get(identity, job_id)
+        if not job.state.finished:
+            raise Conflict(f"job {job_id} is still {job.state.value}; cancel it first", "id")
+        rec = self._record(job_id)
+        assert rec is not None and self.rest is not None
+        _, old = self._attempt_objects(job.id)
+        if old is not None:  # its pods and logs go; the record keeps the job
+            plural = "jobsets" if old["kind"] == "JobSet" else "jobs"
+            with contextlib.suppress(KubeError):
+                await self.rest.delete(
+                    path_of(old["apiVersion"], plural, self.namespace, old["metadata"]["name"]),
+                    propagation="Background",
+                )
+        again = replace(job, attempt=job.attempt + 1)
+        await self._launch(again, rec)
+        await self._settle(job.id, lambda j: j.attempt == again.attempt)
+        return (await self._get(identity, job_id)).to_json()
+
+    async def _settle(
+        self, job_id: str, done: Callable[[Job], bool], timeout: float = 10.0
+    ) -> None:
+        """Wait until the watches show what we just wrote, so the answer reflects it."""
+        assert self.records is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rec = self._record(job_id)
+            if rec is not None and done(self._view(rec)):
+                return
+            await self.records.wait_changed(0.2)
+
+    # --- logs ----------------------------------------------------------------------------
+
+    async def logs(
+        self,
+        identity: Identity,
+        job_id: str,
+        *,
+        rank: int | None,
+        tail: int | None,
+        follow: bool,
+    ) -> AsyncIterator[str]:
+        """The ranks' logs (all, ``[rank N]``-prefixed, or one's), from the pods' logs."""
+        job = await self._get(identity, job_id)
+        world = job.spec.nodes * job.spec.procs_per_node
+        if rank is not None and not 0 <= rank < world:
+            raise InvalidInput(f"rank: job has ranks 0 to {world - 1}, got {rank}", "rank")
+        return self._log_lines(job, rank, tail, follow)
+
+    async def _log_lines(
+        self, job: Job, rank: int | None, tail: int | None, follow: bool
+    ) -> AsyncIterator[str]:
+        assert self.rest is not None
+        world = job.spec.nodes * job.spec.procs_per_node
+        prefix = f"[rank {rank}] " if rank is not None else ""
+        strip = rank is not None or world == 1
+
+        def shown(line: str) -> str | None:
+            if prefix and not line.startswith(prefix):
+                return None
+            if strip and line.startswith("[rank "):
+                return line.split("] ", 1)[1] if "] " in line else line
+            return line
+
+        if not follow:
+            lines: list[str] = []
+            for pod in self._pods(job.id, job.attempt):
+                text = await self._pod_log(pod["metadata"]["name"])
+                lines += [s for s in map(shown, text.splitlines(keepends=True)) if s is not None]
+            if tail is not None:
+                lines = lines[-tail:] if tail else []
+            for line in lines:
+                yield line
+            return
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        streams: dict[str, asyncio.Task[None]] = {}
+
+        async def stream(pod_name: str) -> None:
+            try:
+                path = path_of("v1", "pods", self.namespace, pod_name) + "/log"
+                query = {"container": "node", "follow": "true"}
+                async for raw in self.rest.lines(path, query):  # type: ignore[union-attr]
+                    line = shown(raw.decode(errors="replace"))
+                    if line is not None:
+                        await queue.put(line)
+            except KubeError:
+                pass  # not started yet: tried again on the next change
+            finally:
+                await queue.put(None)
+
+        finished_at: float | None = None
+        try:
+            while True:
+                current = await self._get(Identity(job.owner, admin=True), job.id)
+                if current.attempt != job.attempt:
+                    break
+                for pod in self._pods(job.id, job.attempt):
+                    name = pod["metadata"]["name"]
+                    phase = pod.get("status", {}).get("phase")
+                    if name not in streams and phase in ("Running", "Succeeded", "Failed"):
+                        streams[name] = asyncio.ensure_future(stream(name))
+                while not queue.empty():
+                    item = queue.get_nowait()
+                    if item is not None:
+                        yield item
+                if current.state.finished and finished_at is None:
+                    finished_at = time.monotonic()
+                streams_ended = all(t.done() for t in streams.values())
+                if finished_at is not None and (
+                    streams_ended or time.monotonic() - finished_at > FINISH_GRACE
+                ):  # a deleted pod's log stream may outlive it: the job's end decides
+                    while not queue.empty():
+                        item = queue.get_nowait()
+                        if item is not None:
+                            yield item
+                    break
+                with contextlib.suppress(asyncio.TimeoutError):
+                    item = await asyncio.wait_for(queue.get(), FOLLOW_SECONDS)
+                    if item is not None:
+                        yield item
+        finally:
+            for task in streams.values():
+                task.cancel()
+
+    async def _pod_log(self, pod_name: str) -> str:
+        assert self.rest is not None
+        path = path_of("v1", "pods", self.namespace, pod_name) + "/log"
+        try:
+            response = await self.rest.call_text(path, {"container": "node"})
+        except KubeError:
+            return ""
+        return response
+
+
+def _attempt_of(annotation: str) -> int:
+    if annotation.startswith(CANCELLED):
+        tail = annotation[len(CANCELLED) :]
+        return int(tail) if tail.isdigit() else 0
+    return 0

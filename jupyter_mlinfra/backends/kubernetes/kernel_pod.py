@@ -1,0 +1,229 @@
+"""A kernel's pod and the Secret holding its key, as plain dicts: pure.
+
+The pod runs the environment's image unmodified: an init container (``kernels/init``) copies
+the single-file launcher (and ipykernel for images without it) into a shared emptyDir, and the
+main container runs that launcher with the image's own Python. The server chose the ports and
+the key before creating anything, so the kernel never dials back: the key travels in a Secret
+mounted into the pod, the ports are fixed inside the pod's own network namespace, the address
+is the pod IP. Labels and annotations carry what a later server needs to adopt the pod again.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...catalog import Environment, Flavor
+from ...launch.contract import thread_env
+from . import manifests
+from .launcher_control import CONTROL_OFFSET
+from .manifests import GROUP, Manifest
+from .names import label_value
+
+COMPONENT = "kernel"
+CONTAINER = "kernel"
+INIT_CONTAINER = "mlinfra-init"
+SHARED_DIR = "/var/lib/mlinfra-kernel"
+"""Where both containers mount the emptyDir the init container fills."""
+KEY_DIR = "/var/run/mlinfra-kernel-key"
+PODINFO_DIR = "/etc/mlinfra-podinfo"
+TERMINATION_LOG = "/dev/termination-log"
+KEY = "key"
+CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+
+LABEL_KERNEL_ID = f"{GROUP}/kernel-id"
+ANNOTATION_EXPIRES = f"{GROUP}/expires-at"
+"""Epoch seconds after which the launcher ends the kernel unless a server renewed it."""
+ANNOTATION_PORT = f"{GROUP}/kernel-port"
+ANNOTATION_FLAVOR = f"{GROUP}/flavor"
+ANNOTATION_ENVIRONMENT = f"{GROUP}/environment"
+
+
+@dataclass(frozen=True)
+class KernelPodOptions:
+    """What the admin decides about every kernel pod (``KubernetesKernels`` settings)."""
+
+    init_image: str
+    init_source: str = "/opt/mlinfra"
+    """The directory in the init image holding ``launcher.py`` (and ``site/``)."""
+    port: int = 50000
+    """The kernel's first port; its channels use port .. port+4, the launcher port+5."""
+    python: str = "python3"
+    """The image's interpreter, when the environment names none."""
+    image_pull_policy: str = "IfNotPresent"
+    grace_seconds: int = 10
+    service_account: str = ""
+    placement: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: manifests.DEFAULT_CAPACITY_PLACEMENT
+    )
+
+
+def pod_name(kernel_id: str) -> str:
+    return f"kernel-{kernel_id}"
+
+
+def secret_name(kernel_id: str) -> str:
+    return f"kernel-{kernel_id}-key"
+
+
+def kernel_labels(kernel_id: str, owner: str, flavor: str, environment: str) -> dict[str, str]:
+    return manifests.labels(COMPONENT, owner, flavor, environment, kernel_id=kernel_id)
+
+
+def kernel_selector(owner: str = "") -> str:
+    """The label selector of every kernel pod (of ``owner``, if given)."""
+    matches = {
+        manifests.LABEL_MANAGED_BY: manifests.MANAGED_BY,
+        manifests.LABEL_COMPONENT: COMPONENT,
+    }
+    if owner:
+        matches[manifests.LABEL_OWNER] = label_value(owner)
+    return manifests.selector(matches)
+
+
+def connection_info(ip: str, port: int, key: str) -> dict[str, Any]:
+    """What jupyter_client connects with: the pod IP, the fixed ports, the key."""
+    info: dict[str, Any] = {f"{name}_port": port + i for i, name in enumerate(CHANNELS)}
+    info.update(ip=ip, key=key, transport="tcp", signature_scheme="hmac-sha256")
+    return info
+
+
+def control_port(port: int) -> int:
+    return port + CONTROL_OFFSET
+
+
+def key_secret(kernel_id: str, namespace: str, labels: Mapping[str, str], key: str) -> Manifest:
+    """The Secret with the kernel's key; it gets the pod as owner once the pod exists."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": secret_name(kernel_id),
+            "namespace": namespace,
+            "labels": dict(labels),
+        },
+        "type": "Opaque",
+        "data": {KEY: base64.b64encode(key.encode()).decode()},
+    }
+
+
+def kernel_pod(
+    *,
+    kernel_id: str,
+    namespace: str,
+    owner: str,
+    flavor: Flavor,
+    environment: Environment,
+    options: KernelPodOptions,
+    env: Mapping[str, str],
+    expires_at: float,
+) -> Manifest:
+    """The pod of kernel ``kernel_id``. ``env`` are the variables allowed through from the
+    server; the environment's own and the kernel's (``MLINFRA_*``, thread counts) win."""
+    labels = kernel_labels(kernel_id, owner, flavor.name, environment.name)
+    shm, shm_mount = manifests.shm_volume(flavor)
+    shared_mount = {"name": "mlinfra", "mountPath": SHARED_DIR}
+    security = manifests.container_security_context()
+    variables = {
+        **env,
+        **environment.env,
+        **thread_env(max(1, int(flavor.cpu))),
+        "MLINFRA_KERNEL_ID": kernel_id,
+        "MLINFRA_FLAVOR": flavor.name,
+        "MLINFRA_ENVIRONMENT": environment.name,
+        "MLINFRA_KERNEL_PORT": str(options.port),
+        "MLINFRA_KERNEL_KEY_FILE": f"{KEY_DIR}/{KEY}",
+        "MLINFRA_RUNTIME_DIR": f"{SHARED_DIR}/run",
+        "MLINFRA_SITE": f"{SHARED_DIR}/site",
+        "MLINFRA_EXPIRES_FILE": f"{PODINFO_DIR}/expires-at",
+        "MLINFRA_TERMINATION_LOG": TERMINATION_LOG,
+    }
+    pod_ip = {"name": "MLINFRA_KERNEL_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    ports = [*CHANNELS, "launcher"]
+    spec: Manifest = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": options.grace_seconds,
+        "securityContext": manifests.pod_security_context(),
+        **manifests.scheduling(flavor, options.placement),
+        "volumes": [
+            {"name": "mlinfra", "emptyDir": {}},
+            {
+                "name": "kernel-key",
+                "secret": {"secretName": secret_name(kernel_id), "defaultMode": 0o440},
+            },
+            {
+                "name": "podinfo",
+                "downwardAPI": {
+                    "items": [
+                        {
+                            "path": "expires-at",
+                            "fieldRef": {
+                                "fieldPath": f"metadata.annotations['{ANNOTATION_EXPIRES}']"
+                            },
+                        }
+                    ]
+                },
+            },
+            shm,
+        ],
+        "initContainers": [
+            {
+                "name": INIT_CONTAINER,
+                "image": options.init_image,
+                "imagePullPolicy": options.image_pull_policy,
+                "command": ["cp", "-R", f"{options.init_source}/.", f"{SHARED_DIR}/"],
+                "volumeMounts": [shared_mount],
+                "securityContext": security,
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "64Mi"},
+                    "limits": {"memory": "256Mi"},
+                },
+            }
+        ],
+        "containers": [
+            {
+                "name": CONTAINER,
+                "image": environment.image,
+                "imagePullPolicy": options.image_pull_policy,
+                "command": [environment.python or options.python, f"{SHARED_DIR}/launcher.py"],
+                "env": [*manifests.env_list(variables), pod_ip],
+                "ports": [
+                    {"name": name, "containerPort": options.port + i, "protocol": "TCP"}
+                    for i, name in enumerate(ports)
+                ],
+                "resources": manifests.resources(flavor),
+                "volumeMounts": [
+                    shared_mount,
+                    {"name": "kernel-key", "mountPath": KEY_DIR, "readOnly": True},
+                    {"name": "podinfo", "mountPath": PODINFO_DIR, "readOnly": True},
+                    shm_mount,
+                ],
+                "securityContext": security,
+                "terminationMessagePath": TERMINATION_LOG,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        ],
+    }
+    if options.service_account:
+        spec["serviceAccountName"] = options.service_account
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(kernel_id),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {
+                manifests.ANNOTATION_OWNER: owner,
+                ANNOTATION_FLAVOR: flavor.name,
+                ANNOTATION_ENVIRONMENT: environment.name,
+                ANNOTATION_PORT: str(options.port),
+                ANNOTATION_EXPIRES: str(int(expires_at)),
+            },
+        },
+        "spec": spec,
+    }

@@ -1,0 +1,118 @@
+"""A local copy of one collection of cluster objects, kept current by a watch.
+
+List once, then watch from the list's resourceVersion; after a dropped connection resume from
+the last version seen, and relist when the API answers 410 Gone (the version is too old).
+Readers look at ``objects`` and wait on ``changed``: answering a request never calls the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from .rest import KubeError, Rest
+
+log = logging.getLogger("jupyter_mlinfra.kubernetes")
+
+WATCH_SECONDS = 300
+"""How long one watch request lasts before it is renewed (the API closes them anyway)."""
+RETRY_SECONDS = 1.0
+
+
+class Reflector:
+    def __init__(
+        self,
+        rest: Rest,
+        path: str,
+        label_selector: str = "",
+    ) -> None:
+        self.rest = rest
+        self.path = path
+        self.label_selector = label_selector
+        self.objects: dict[str, dict[str, Any]] = {}
+        """By name."""
+        self.synced = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._version = ""
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def wait_changed(self, timeout: float) -> None:
+        """Return at the next change, or after ``timeout`` seconds."""
+        async with self._changed:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _query(self) -> dict[str, str]:
+        return {"labelSelector": self.label_selector} if self.label_selector else {}
+
+    async def _relist(self) -> None:
+        listing = await self.rest.call("GET", self.path, self._query())
+        fresh = {item["metadata"]["name"]: item for item in listing.get("items") or []}
+        self.objects = fresh
+        self._version = listing.get("metadata", {}).get("resourceVersion", "")
+        self.synced.set()
+        await self._notify()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if not self._version:
+                    await self._relist()
+                await self._watch()
+            except asyncio.CancelledError:
+                raise
+            except KubeError as error:
+                if error.status in (404, 410):  # too old a version, or the kind is gone
+                    self._version = ""
+                else:
+                    log.warning("watch of %s: %s", self.path, error.message)
+                await asyncio.sleep(RETRY_SECONDS)
+            except Exception as error:  # a dropped connection: resume from the last version
+                log.debug("watch of %s interrupted: %r", self.path, error)
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _watch(self) -> None:
+        query = {
+            **self._query(),
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": self._version,
+            "timeoutSeconds": str(WATCH_SECONDS),
+        }
+        async for line in self.rest.lines(self.path, query, timeout=WATCH_SECONDS + 30):
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            kind, obj = event.get("type", ""), event.get("object") or {}
+            if kind == "ERROR":
+                if obj.get("code") == 410:
+                    self._version = ""
+                    return
+                raise KubeError(int(obj.get("code") or 500), str(obj.get("reason", "")), str(obj))
+            self._version = obj.get("metadata", {}).get("resourceVersion", self._version)
+            if kind == "BOOKMARK":
+                continue
+            name = obj["metadata"]["name"]
+            if kind == "DELETED":
+                self.objects.pop(name, None)
+            else:
+                self.objects[name] = obj
+            await self._notify()

@@ -1,0 +1,504 @@
+"""The cluster objects of one job: pure functions returning plain dicts.
+
+A one-node job is a batch/v1 Job; a multi-node job is a JobSet with one replicated job
+``node`` (an Indexed Job of ``nodes`` pods and the JobSet's headless Service), or, when the
+JobSet CRD is absent, an Indexed Job and a headless Service of its own with the pods'
+``subdomain`` set to it. Each pod is one node and runs ``launch/node.py``, which starts the
+node's ranks with ``launch/entry.py``, the same entry point as the local backend.
+
+The workload is created first, suspended, then everything it needs is created owned by it (so
+deleting the workload deletes them all), then it is unsuspended; under Kueue it stays
+suspended until Kueue admits it.
+
+**Pulled variables come back through a Secret** (``<name>-result``), patched by node 0 with a
+token of a ServiceAccount whose Role may ``get``/``patch`` that one Secret and nothing else.
+The alternative, a shared volume such as the user's home PVC, needs a ReadWriteMany volume
+mounted both in the server and in every job's pods, which many clusters lack and which ties a
+job to one user's storage; a Secret needs nothing but the API, is readable by the server with
+the permissions it has anyway, is deleted with the job, and is never exposed to other users.
+Its limit (about 1 MiB, the API's object size) is the price: larger results belong on storage
+the job writes itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...catalog import Environment, Flavor
+from ...jobs.spec import Job, JobSpec, Resources, RetryPolicy
+from ...launch import contract
+from .manifests import (
+    ANNOTATION_OWNER,
+    GROUP,
+    container_security_context,
+    labels,
+    owner_reference,
+    pod_security_context,
+    resources,
+    scheduling,
+    shm_volume,
+)
+
+LABEL_JOB = f"{GROUP}/job-id"
+LABEL_ATTEMPT = f"{GROUP}/attempt"
+RECORD_COMPONENT = "job-record"
+CANCELLED = f"{GROUP}/cancelled-"
+"""Annotation prefix on a record: ``cancelled-<attempt>`` says who cancelled that attempt."""
+
+QUEUE_NAME = "kueue.x-k8s.io/queue-name"
+PRIORITY_CLASS = "kueue.x-k8s.io/priority-class"
+MAX_EXEC_TIME = "kueue.x-k8s.io/max-exec-time-seconds"
+PROVREQ = "provreq.kueue.x-k8s.io/"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+
+CONTAINER = "node"
+REPLICATED_JOB = "node"
+SPEC_DIR = "/mlinfra/spec"
+RUN_DIR = "/mlinfra/run"
+TOKEN_DIR = "/var/run/secrets/mlinfra"
+PYTHON = "python"
+"""The image's own Python; the launcher needs nothing but its standard library."""
+
+LAUNCH_FILES = ("node.py", "entry.py", "contract.py")
+LAUNCH_DIR = Path(contract.__file__).parent
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a job's objects go: from settings and API discovery, not the user."""
+
+    namespace: str
+    jobset: bool
+    """The JobSet CRD is installed."""
+    queue_name: str = ""
+    """Kueue LocalQueue for the job; empty when Kueue does not manage jobs."""
+    master_port: int = 29500
+    result_api: str = ""
+    """The API address ranks use to write the result; empty: in-cluster service variables."""
+    token_seconds: int = 86400
+    """Lifetime of the result token (the kubelet renews it while the pod runs)."""
+
+
+def object_name(job_id: str, attempt: int) -> str:
+    """The name of an attempt's workload, its Service and attachments (a DNS label)."""
+    return f"mlinfra-{job_id}-{attempt}"
+
+
+def job_labels(job: Job) -> dict[str, str]:
+    """The standard labels, and the job's id and attempt that find its objects again."""
+    spec = job.spec
+    return labels(
+        "job", job.owner, spec.flavor, spec.environment, job_id=job.id, attempt=str(job.attempt)
+    )
+
+
+def node_addresses(job: Job, placement: Placement) -> list[str]:
+    """Each node's DNS name, by node rank, as the JobSet or Indexed Job names its pods."""
+    name = object_name(job.id, job.attempt)
+    domain = f"{name}.{placement.namespace}.svc"
+    if placement.jobset:
+        return [f"{name}-{REPLICATED_JOB}-0-{i}.{domain}" for i in range(job.spec.nodes)]
+    return [f"{name}-{i}.{domain}" for i in range(job.spec.nodes)]
+
+
+def record_name(job_id: str) -> str:
+    return f"mlinfra-{job_id}"
+
+
+def record(job: Job, groups: list[str], namespace: str) -> dict[str, Any]:
+    """The job's record, a ConfigMap that outlives its attempts: its owner, its spec with the
+    code (pushed variables go in a Secret beside it), and how cancelled attempts ended. Every
+    attempt's workload is owned by it, so deleting it deletes the job entirely."""
+    spec = {k: v for k, v in job.spec.to_json().items() if k not in ("code", "push")}
+    document = {
+        "owner": job.owner,
+        "groups": groups,
+        "spec": spec,
+        "priority_value": job.priority_value,
+        "node": vars(job.node),
+        "created": job.created,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": record_name(job.id),
+            "namespace": namespace,
+            "labels": labels(
+                RECORD_COMPONENT, job.owner, job.spec.flavor, job.spec.environment, job_id=job.id
+            ),
+        },
+        "data": {"record.json": json.dumps(document, sort_keys=True), "code": job.spec.code},
+    }
+
+
+def push_secret(job: Job, owner: Mapping[str, Any], push: str) -> dict[str, Any]:
+    """The pushed variables (``push`` is their JSON), kept for every attempt of the job."""
+    metadata = owner["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": f"{record_name(job.id)}-push",
+            "namespace": metadata["namespace"],
+            "labels": dict(metadata["labels"]),
+            "ownerReferences": [owner_reference(owner, controller=False)],
+        },
+        "type": "Opaque",
+        "stringData": {"push.json": push},
+    }
+
+
+def job_from_record(obj: Mapping[str, Any], attempt: int) -> Job:
+    """The job of a record (state and times come from its attempt's objects)."""
+    data = json.loads(obj["data"]["record.json"])
+    spec = dict(data["spec"])
+    retry = spec.pop("retry")
+    return Job(
+        id=obj["metadata"]["labels"][LABEL_JOB],
+        owner=data["owner"],
+        spec=JobSpec(
+            **{
+                **spec,
+                "args": tuple(spec["args"]),
+                "pull": tuple(spec["pull"]),
+                "code": obj["data"].get("code", ""),
+                "retry": RetryPolicy(retry["max_restarts"], tuple(retry["on_exit_codes"])),
+            }
+        ),
+        priority_value=data["priority_value"],
+        node=Resources(**data["node"]),
+        created=data["created"],
+        attempt=attempt,
+    )
+
+
+def rank_container_env(
+    job: Job, environment: Environment, flavor: Flavor, placement: Placement
+) -> list[dict[str, Any]]:
+    """What ``launch/node.py`` needs to compute each rank's environment at run time."""
+    spec = job.spec
+    name = object_name(job.id, job.attempt)
+    env: list[dict[str, Any]] = [
+        {"name": k, "value": v} for k, v in {**environment.env, **spec.env}.items()
+    ]
+    if spec.nodes == 1:
+        master: dict[str, Any] = {
+            "name": "MLINFRA_MASTER_ADDR",
+            "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+        }
+        addrs = ""
+    else:
+        nodes = node_addresses(job, placement)
+        master = {"name": "MLINFRA_MASTER_ADDR", "value": nodes[0]}
+        addrs = ",".join(nodes)
+    env += [
+        master,
+        {
+            "name": "MLINFRA_NODE_RANK",
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}},
+        },
+        {"name": "MLINFRA_NODES", "value": str(spec.nodes)},
+        {"name": "MLINFRA_PROCS_PER_NODE", "value": str(spec.procs_per_node)},
+        {"name": "MLINFRA_FRAMEWORK", "value": environment.framework},
+        {"name": "MLINFRA_MASTER_PORT", "value": str(placement.master_port)},
+        {"name": "MLINFRA_NODE_ADDRS", "value": addrs},
+        {"name": "MLINFRA_THREADS", "value": str(max(1, math.floor(flavor.cpu)))},
+        {"name": "MLINFRA_TERMINATION_LOG", "value": f"{RUN_DIR}/termination-log"},
+        {"name": "MLINFRA_JOB_ID", "value": job.id},
+        {"name": "MLINFRA_ATTEMPT", "value": str(job.attempt)},
+    ]
+    if spec.pull:
+        env += [
+            {"name": "MLINFRA_RESULT_SECRET", "value": f"{name}-result"},
+            {"name": "MLINFRA_RESULT_NAMESPACE", "value": placement.namespace},
+            {"name": "MLINFRA_RESULT_API", "value": placement.result_api},
+            {"name": "MLINFRA_RESULT_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"},
+            {"name": "MLINFRA_RESULT_CA_FILE", "value": f"{TOKEN_DIR}/ca.crt"},
+        ]
+    return env
+
+
+def node_pod(flavor: Flavor, capacity_placement: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A node's pod spec for ``flavor``: the same parts as a kernel's pod (resources,
+    scheduling, non-root security, /dev/shm), its container not yet told what to run."""
+    shm, shm_mount = shm_volume(flavor)
+    return {
+        "securityContext": pod_security_context(),
+        **scheduling(flavor, capacity_placement),
+        "containers": [
+            {
+                "name": CONTAINER,
+                "resources": resources(flavor),
+                "securityContext": container_security_context(),
+                "volumeMounts": [shm_mount],
+            }
+        ],
+        "volumes": [shm],
+    }
+
+
+def pod_template(
+    job: Job,
+    environment: Environment,
+    flavor: Flavor,
+    placement: Placement,
+    pod: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A node's pod template: ``pod`` (a pod spec sized and scheduled for the flavor, its
+    first container the rank container) with the launcher, its files and variables."""
+    name = object_name(job.id, job.attempt)
+    spec = json.loads(json.dumps(pod))  # a deep copy of plain data
+    container = spec["containers"][0]
+    container.update(
+        {
+            "name": CONTAINER,
+            "image": environment.image,
+            "command": [PYTHON, f"{SPEC_DIR}/node.py", SPEC_DIR, RUN_DIR],
+            "env": [
+                *container.get("env", []),
+                *rank_container_env(job, environment, flavor, placement),
+            ],
+            "terminationMessagePath": f"{RUN_DIR}/termination-log",
+            "terminationMessagePolicy": "File",
+        }
+    )
+    if job.spec.working_dir:
+        container["workingDir"] = job.spec.working_dir
+    mounts = [
+        {"name": "mlinfra-spec", "mountPath": SPEC_DIR, "readOnly": True},
+        {"name": "mlinfra-run", "mountPath": RUN_DIR},
+    ]
+    sources: list[dict[str, Any]] = [{"configMap": {"name": f"{name}-spec"}}]
+    if job.spec.push:
+        sources.append({"secret": {"name": f"{record_name(job.id)}-push"}})
+    volumes: list[dict[str, Any]] = [
+        {"name": "mlinfra-spec", "projected": {"sources": sources}},
+        {"name": "mlinfra-run", "emptyDir": {}},
+    ]
+    if job.spec.pull:
+        mounts.append({"name": "mlinfra-result-token", "mountPath": TOKEN_DIR, "readOnly": True})
+        volumes.append(
+            {
+                "name": "mlinfra-result-token",
+                "projected": {
+                    "sources": [
+                        {
+                            "serviceAccountToken": {
+                                "path": "token",
+                                "expirationSeconds": placement.token_seconds,
+                            }
+                        },
+                        {
+                            "configMap": {
+                                "name": "kube-root-ca.crt",
+                                "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                                "optional": True,
+                            }
+                        },
+                    ]
+                },
+            }
+        )
+        spec["serviceAccountName"] = name
+    container["volumeMounts"] = [*container.get("volumeMounts", []), *mounts]
+    spec["volumes"] = [*spec.get("volumes", []), *volumes]
+    spec["restartPolicy"] = "Never"
+    spec.setdefault("automountServiceAccountToken", False)
+    if job.spec.nodes > 1 and not placement.jobset:
+        spec["subdomain"] = name
+    metadata = {"labels": job_labels(job), "annotations": {ANNOTATION_OWNER: job.owner}}
+    return {"metadata": metadata, "spec": spec}
+
+
+def _queue_metadata(
+    job: Job, flavor: Flavor, placement: Placement
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Kueue's labels and the flex-start ProvisioningRequest parameters (annotations)."""
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    if not placement.queue_name:
+        return labels, annotations
+    labels[QUEUE_NAME] = placement.queue_name
+    if job.spec.priority:
+        labels[PRIORITY_CLASS] = job.spec.priority
+    runtime = job.spec.max_runtime_seconds
+    if runtime:
+        labels[MAX_EXEC_TIME] = str(math.ceil(runtime))
+        if flavor.capacity_type == "flex-start":
+            annotations[f"{PROVREQ}maxRunDurationSeconds"] = str(math.ceil(runtime))
+    return labels, annotations
+
+
+def _pod_failure_policy(retry: RetryPolicy) -> dict[str, Any] | None:
+    """Fail at once on exit codes that are not retried (only some codes are)."""
+    if not retry.on_exit_codes:
+        return None
+    codes = sorted(set(retry.on_exit_codes) - {0})
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": CONTAINER, "operator": "NotIn", "values": codes},
+            }
+        ]
+    }
+
+
+def workload(
+    job: Job,
+    environment: Environment,
+    flavor: Flavor,
+    placement: Placement,
+    pod: Mapping[str, Any],
+    owner: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The Job or JobSet of one attempt of ``job``, created suspended, owned by the job's
+    record (``owner``, as created)."""
+    spec = job.spec
+    name = object_name(job.id, job.attempt)
+    kueue_labels, annotations = _queue_metadata(job, flavor, placement)
+    metadata = {
+        "name": name,
+        "namespace": placement.namespace,
+        "labels": {**job_labels(job), **kueue_labels},
+        "annotations": annotations,
+        "ownerReferences": [owner_reference(owner, controller=False)],
+    }
+    template = pod_template(job, environment, flavor, placement, pod)
+    batch: dict[str, Any] = {"template": template}
+    if spec.nodes > 1:
+        batch.update(
+            {"completionMode": "Indexed", "completions": spec.nodes, "parallelism": spec.nodes}
+        )
+    if spec.max_runtime_seconds:
+        batch["activeDeadlineSeconds"] = math.ceil(spec.max_runtime_seconds)
+    failure_policy = _pod_failure_policy(spec.retry)
+    if failure_policy:
+        batch["podFailurePolicy"] = failure_policy
+    if spec.nodes > 1 and placement.jobset:
+        batch["backoffLimit"] = 0  # a failed node fails the gang; the JobSet restarts it whole
+        jobset_failure: dict[str, Any] = {"maxRestarts": spec.retry.max_restarts}
+        if failure_policy:
+            jobset_failure["rules"] = [
+                {"action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"]}
+            ]
+        return {
+            "apiVersion": "jobset.x-k8s.io/v1alpha2",
+            "kind": "JobSet",
+            "metadata": metadata,
+            "spec": {
+                "suspend": True,
+                "network": {"enableDNSHostnames": True, "subdomain": name},
+                "failurePolicy": jobset_failure,
+                "replicatedJobs": [
+                    {
+                        "name": REPLICATED_JOB,
+                        "replicas": 1,
+                        "template": {"metadata": {"labels": job_labels(job)}, "spec": batch},
+                    }
+                ],
+            },
+        }
+    batch["backoffLimit"] = spec.retry.max_restarts * spec.nodes
+    batch["suspend"] = True
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": batch}
+
+
+def launch_files() -> dict[str, str]:
+    """The launcher's files, as they go into every job's ConfigMap."""
+    return {name: (LAUNCH_DIR / name).read_text() for name in LAUNCH_FILES}
+
+
+def attachments(job: Job, placement: Placement, owner: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What an attempt's workload needs, owned by it: the job description and launcher
+    (ConfigMap), the headless Service (Indexed Job), the result Secret and its scoped
+    ServiceAccount, Role and RoleBinding."""
+    spec = job.spec
+    name = object_name(job.id, job.attempt)
+
+    def meta(object_name: str) -> dict[str, Any]:
+        return {
+            "name": object_name,
+            "namespace": placement.namespace,
+            "labels": job_labels(job),
+            "ownerReferences": [owner_reference(owner, controller=False)],
+        }
+
+    description = {
+        "code": spec.code,
+        "script": spec.script,
+        "args": list(spec.args),
+        "push_file": "push.json" if spec.push else "",
+        "pull": list(spec.pull),
+        "cpus": [],
+        "working_dir": spec.working_dir,
+    }
+    objects: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta(f"{name}-spec"),
+            "data": {"job.json": json.dumps(description), **launch_files()},
+        }
+    ]
+    if spec.nodes > 1 and not placement.jobset:
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": meta(name),
+                "spec": {
+                    "clusterIP": "None",
+                    "publishNotReadyAddresses": True,
+                    "selector": {LABEL_JOB: job.id, LABEL_ATTEMPT: str(job.attempt)},
+                },
+            }
+        )
+    if spec.pull:
+        objects += [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": meta(f"{name}-result"),
+                "type": "Opaque",
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": meta(name),
+                "automountServiceAccountToken": False,
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": meta(name),
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "resources": ["secrets"],
+                        "resourceNames": [f"{name}-result"],
+                        "verbs": ["get", "patch"],
+                    }
+                ],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": meta(name),
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": name,
+                },
+                "subjects": [
+                    {"kind": "ServiceAccount", "name": name, "namespace": placement.namespace}
+                ],
+            },
+        ]
+    return objects

@@ -1,0 +1,107 @@
+"""The jobs API answered from a ``JobsAPI``: one translation of HTTP for every jobs service.
+
+The local agent answers with its ``LocalJobs``; a Jupyter server in Kubernetes mode with its
+``KubernetesJobs`` (in local mode the server forwards to the agent, ``handlers.py``). Same
+paths, parameters and JSON everywhere, so every client works with either.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Collection
+from typing import Any, Protocol
+
+from tornado import web
+
+from ..errors import InvalidInput
+from ..identity import Identity
+from .queries import list_filters, log_options
+
+
+class JobsAPI(Protocol):
+    """Every jobs operation for one caller, answering the API's JSON."""
+
+    async def submit(self, identity: Identity, body: Any) -> tuple[dict[str, Any], bool]: ...
+
+    async def list(
+        self,
+        identity: Identity,
+        *,
+        owner: str,
+        states: Collection[str],
+        flavor: str,
+        queue: str,
+        limit: int,
+        before: str,
+    ) -> dict[str, Any]: ...
+
+    async def get(self, identity: Identity, job_id: str) -> dict[str, Any]: ...
+
+    async def cancel(self, identity: Identity, job_id: str) -> dict[str, Any]: ...
+
+    async def retry(self, identity: Identity, job_id: str) -> dict[str, Any]: ...
+
+    async def events(self, identity: Identity, job_id: str) -> dict[str, Any]: ...
+
+    async def result(self, identity: Identity, job_id: str) -> dict[str, Any]: ...
+
+    async def queue(self, identity: Identity) -> dict[str, Any]: ...
+
+    async def logs(
+        self, identity: Identity, job_id: str, *, rank: int | None, tail: int | None, follow: bool
+    ) -> AsyncIterator[str]: ...
+
+
+def _body(handler: web.RequestHandler) -> Any:
+    try:
+        return json.loads(handler.request.body or b"{}")
+    except ValueError as error:
+        raise InvalidInput(f"the request body is not JSON: {error}", None) from None
+
+
+async def answer(
+    handler: web.RequestHandler, jobs: JobsAPI, identity: Identity, job_id: str = ""
+) -> None:
+    """Answer the handler's request for ``identity`` (authenticated by the caller); its method
+    and the path's last part pick the call."""
+    method = handler.request.method or "GET"
+    action = handler.request.path.rstrip("/").rsplit("/", 1)[-1]
+
+    def argument(name: str, default: str) -> str:
+        return handler.get_query_argument(name, default) or default
+
+    status, reply = 200, None
+    if not job_id:
+        if action == "queue":
+            reply = await jobs.queue(identity)
+        elif method == "POST":
+            reply, created = await jobs.submit(identity, _body(handler))
+            status = 201 if created else 200
+        else:
+            reply = await jobs.list(identity, **list_filters(argument))
+    elif action == "logs":
+        options = log_options(argument)
+        lines = await jobs.logs(
+            identity, job_id, rank=options.rank, tail=options.tail, follow=options.follow
+        )
+        handler.set_header("Content-Type", "text/plain; charset=utf-8")
+        await handler.flush()  # headers out now, as set (APIHandler.finish would say JSON)
+        async for line in lines:
+            handler.write(line)
+            if options.follow:
+                await handler.flush()
+        handler.finish()
+        return
+    elif action == "retry":
+        reply = await jobs.retry(identity, job_id)
+    elif action == "events":
+        reply = await jobs.events(identity, job_id)
+    elif action == "result":
+        reply = await jobs.result(identity, job_id)
+    elif method == "DELETE":
+        reply = await jobs.cancel(identity, job_id)
+    else:
+        reply = await jobs.get(identity, job_id)
+    handler.set_status(status)
+    handler.set_header("Content-Type", "application/json")
+    handler.finish(json.dumps(reply))

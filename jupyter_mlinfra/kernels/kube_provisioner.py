@@ -1,0 +1,302 @@
+"""``KubernetesProvisioner``: a flavor kernel running in a pod of the environment's image.
+
+Registered as the ``mlinfra-kubernetes-provisioner`` kernel provisioner; the generated
+kernelspecs name it when ``MLInfraApp.backend`` is "kubernetes". The server picks the
+connection up front (fixed ports, a random key in a Secret), creates the pod, follows its start
+through a watch (progress and the cluster's reasons show in ``GET /mlinfra/api/v1/kernels``),
+and connects to the pod IP; nothing dials back.
+
+* interrupt: by message (the kernelspec's ``interrupt_mode``), no signal crosses the network;
+* restart: the launcher in the pod restarts the kernel process (same pod, same GPUs, seconds);
+  a restart on another flavor, or of a pod that is gone, replaces the pod (hard restart);
+* shutdown: the pod is deleted, its Secret with it (owner reference);
+* server stop: kernels are detached (``KubernetesKernels.on_server_stop``) and the next server
+  adopts them by kernel id: a start whose kernel id has a live pod connects to that pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import secrets
+import time
+from typing import Any, cast
+
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
+from traitlets import Unicode
+
+from ..backends.kubernetes import kernel_pod as pods
+from ..backends.kubernetes.kernel_startup import Startup
+from ..backends.kubernetes.kernels import KernelPods, KernelRecord, KernelStartFailed
+from ..backends.kubernetes.launcher_control import LauncherUnreachable, command
+from ..backends.kubernetes.rest import KubeError
+from ..errors import MLInfraError
+from . import registry
+from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused
+
+LAUNCHER_TIMEOUT = 10.0
+INFO_INTERVAL = 2.0
+"""Seconds between ``kernel_info`` requests while a kernel starts."""
+
+
+def _pods() -> tuple[Any, KernelPods]:
+    app = registry.current()
+    kernel_pods = getattr(app, "kernel_pods", None) if app is not None else None
+    if app is None or kernel_pods is None:
+        raise RuntimeError(
+            "mlinfra Kubernetes kernels start only in a Jupyter server with the jupyter_mlinfra"
+            " extension enabled and MLInfraApp.backend = 'kubernetes'"
+        )
+    return app, kernel_pods
+
+
+class KubernetesProvisioner(KernelProvisionerBase):
+    environment = Unicode(config=True, help="The catalog environment this kernel runs.")
+    flavor = Unicode(
+        config=True, help="The flavor used when the start names none; empty: the default flavor."
+    )
+
+    record: KernelRecord | None = None
+    key: str = ""
+    ip: str = ""
+    port: int = 0
+    detached = False
+    _restarting = False
+    _killed = False
+    _hard = False
+
+    @property
+    def has_process(self) -> bool:
+        return self.record is not None and bool(self.ip)
+
+    # --- starting -------------------------------------------------------------------------
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        requested = kwargs.pop(FLAVOR_ARGUMENT, None) or self.flavor
+        app, kernel_pods = _pods()
+        try:
+            identity = app.identity()
+            catalog = app.inventory.catalog
+            environment = catalog.environment(self.environment, identity)
+            flavor = catalog.flavor(
+                requested or catalog.for_identity(identity).default_flavor, identity
+            )
+        except MLInfraError as error:
+            raise KernelStartRefused(error) from None
+        self._flavor, self._environment = flavor, environment
+        if self.record is not None and self.record.flavor != flavor.name:
+            self._hard = True  # another flavor: another pod
+            self.record.flavor = flavor.name
+        if self.record is None:
+            namespace = await kernel_pods.namespace(identity.user)
+            self.record = KernelRecord(
+                self.kernel_id, identity.user, flavor.name, environment.name, namespace
+            )
+        kwargs = await super().pre_launch(**kwargs)
+        kwargs.setdefault("cmd", [])
+        return kwargs
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        _, kernel_pods = _pods()
+        record = self.record
+        assert record is not None
+        kernel_pods.records[record.kernel_id] = record
+        try:
+            if self._restarting and not self._hard and await self._restart_in_place(kernel_pods):
+                return self._connection()
+            existing = kernel_pods.cached(record.kernel_id, record.namespace) or (
+                await kernel_pods.watch(record.namespace)
+            ).objects.get(pods.pod_name(record.kernel_id))
+            if existing is not None and not self._hard and not self._restarting:
+                await self._adopt(kernel_pods, existing)
+                return self._connection()
+            if existing is not None:
+                await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
+                kernel_pods.records[record.kernel_id] = record
+                await self._gone(kernel_pods)
+            await self._create(kernel_pods)
+        except (KernelStartFailed, KubeError) as error:
+            await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
+            self.log.info("mlinfra kernel %s not started: %s", self.kernel_id, error.message)
+            raise KernelStartRefused(error) from None
+        return self._connection()
+
+    async def _create(self, kernel_pods: KernelPods) -> None:
+        record = self.record
+        assert record is not None
+        record.started = time.time()
+        record.startup = Startup("scheduling", "creating the pod", record.started)
+        self.key = secrets.token_hex(32)
+        self.port = kernel_pods.settings.kernel_port
+        self.ip = ""
+        await kernel_pods.create(record, self._flavor, self._environment, self.key)
+
+        def progress(startup: Startup) -> None:
+            self.log.info(
+                "mlinfra kernel %s: %s %s", record.kernel_id, startup.phase, startup.reason
+            )
+
+        pod = await kernel_pods.wait_started(record, progress)
+        self.ip = pod["status"]["podIP"]
+
+    async def _adopt(self, kernel_pods: KernelPods, pod: dict[str, Any]) -> None:
+        """Connect to a pod a previous server started for this kernel id."""
+        record = self.record
+        assert record is not None
+        annotations = pod["metadata"].get("annotations", {})
+        self.key = await kernel_pods.read_key(record.kernel_id, record.namespace)
+        self.port = int(annotations.get(pods.ANNOTATION_PORT) or kernel_pods.settings.kernel_port)
+        self.ip = pod.get("status", {}).get("podIP", "")
+        if not self.ip:
+            pod = await kernel_pods.wait_started(record, lambda _: None)
+            self.ip = pod["status"]["podIP"]
+        record.flavor = annotations.get(pods.ANNOTATION_FLAVOR, record.flavor)
+        self.log.info(
+            "mlinfra kernel %s: adopted pod %s", record.kernel_id, pod["metadata"]["name"]
+        )
+
+    async def _restart_in_place(self, kernel_pods: KernelPods) -> bool:
+        """Ask the pod's launcher for a fresh kernel process; False when the pod is gone."""
+        record = self.record
+        assert record is not None
+        pod = kernel_pods.cached(record.kernel_id, record.namespace)
+        if pod is None or pod.get("status", {}).get("phase") != "Running" or not self.ip:
+            return False
+        try:
+            await self._launcher("restart")
+        except LauncherUnreachable as error:
+            self.log.warning("mlinfra kernel %s: %s; replacing the pod", record.kernel_id, error)
+            return False
+        record.startup = Startup("starting", "kernel restarting", time.time())
+        return True
+
+    async def _gone(self, kernel_pods: KernelPods) -> None:
+        """Wait until the old pod has left the watch (a new one gets the same name)."""
+        record = self.record
+        assert record is not None
+        reflector = await kernel_pods.watch(record.namespace)
+        deadline = time.monotonic() + kernel_pods.settings.start_timeout
+        while pods.pod_name(record.kernel_id) in reflector.objects:
+            if time.monotonic() > deadline:
+                raise KernelStartFailed("the kernel's previous pod is not going away")
+            await reflector.wait_changed(1.0)
+
+    def _connection(self) -> KernelConnectionInfo:
+        """The key as bytes, as the kernel manager holds it, so the two compare equal."""
+        info = pods.connection_info(self.ip, self.port, self.key)
+        info["key"] = self.key.encode()
+        return cast(KernelConnectionInfo, info)
+
+    async def post_launch(self, **kwargs: Any) -> None:
+        """Ready once the kernel answers ``kernel_info``; a kernel process that exits first
+        fails the start with its exit code."""
+        _, kernel_pods = _pods()
+        record = self.record
+        assert record is not None
+        self._killed = False  # a new kernel process runs: poll() asks the launcher again
+        try:
+            await self._kernel_info(kernel_pods.settings.start_timeout)
+        except KernelStartFailed as error:
+            await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
+            raise KernelStartRefused(error) from None
+        record.startup = Startup("ready", "", time.time())
+        self._restarting = self._killed = self._hard = False
+        kernel_pods.start_renewing()
+
+    async def _kernel_info(self, timeout: float) -> None:
+        """Ask ``kernel_info`` until it is answered (the heartbeat is not used: its first
+        pings may go out before the kernel listens, and would read as a dead kernel)."""
+        client = AsyncKernelClient()
+        client.load_connection_info(self._connection())
+        client.start_channels(hb=False)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                asked = client.kernel_info()
+                try:
+                    while True:
+                        reply = await client.get_shell_msg(timeout=INFO_INTERVAL)
+                        if reply["parent_header"].get("msg_id") == asked:
+                            return
+                except queue.Empty:
+                    pass
+                code = await self.poll()
+                if code is not None:
+                    raise KernelStartFailed(f"the kernel exited with code {code} at start")
+            raise KernelStartFailed(f"the kernel did not answer kernel_info in {timeout:g}s")
+        finally:
+            client.stop_channels()
+
+    # --- running --------------------------------------------------------------------------
+
+    async def _launcher(self, name: str) -> dict[str, Any]:
+        port = pods.control_port(self.port)
+        return await command(self.ip, port, self.key.encode(), name, LAUNCHER_TIMEOUT)
+
+    async def poll(self) -> int | None:
+        """None while the kernel process runs: the pod (from the watch) is Running and its
+        launcher says so; an exit code otherwise."""
+        if self.record is None or not self.ip:
+            return 0
+        if self._restarting and self._killed:
+            return 0
+        _, kernel_pods = _pods()
+        pod = kernel_pods.cached(self.record.kernel_id, self.record.namespace)
+        if pod is None or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            return 1
+        try:
+            status = await self._launcher("status")
+        except LauncherUnreachable:
+            return None if pod.get("status", {}).get("phase") == "Pending" else 1
+        if status.get("kernel") == "running":
+            return None
+        return int(status.get("code", 1) or 0)
+
+    async def wait(self) -> int | None:
+        while (code := await self.poll()) is None:
+            await asyncio.sleep(0.5)
+        return code
+
+    async def send_signal(self, signum: int) -> None:
+        """Signals do not cross the network: interrupts go by message (the kernelspec's
+        interrupt_mode), and stopping is done by the pod's deletion."""
+        self.log.debug("mlinfra kernel %s: signal %s not sent to its pod", self.kernel_id, signum)
+
+    async def kill(self, restart: bool = False) -> None:
+        await self._end(restart, grace=0)
+
+    async def terminate(self, restart: bool = False) -> None:
+        await self._end(restart, grace=None)
+
+    async def _end(self, restart: bool, grace: int | None) -> None:
+        if restart:  # the launcher stops the old kernel process before starting the next
+            self._killed = True
+            return
+        await self._delete(grace)
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self._restarting = restart
+
+    async def cleanup(self, restart: bool = False) -> None:
+        if restart:
+            self._restarting = True
+            return
+        await self._delete(None)
+
+    async def _delete(self, grace: int | None) -> None:
+        if self.record is None:
+            return
+        _, kernel_pods = _pods()
+        if self.detached:
+            kernel_pods.records.pop(self.record.kernel_id, None)
+        else:
+            await kernel_pods.delete(self.record.kernel_id, self.record.namespace, grace)
+        self.ip = ""
+
+    def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
+        return max(recommended, 10.0)
+
+    def get_stable_start_time(self, recommended: float = 10.0) -> float:
+        return max(recommended, 10.0)

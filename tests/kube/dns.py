@@ -1,0 +1,162 @@
+"""Cluster DNS for the processes the fixture runs as pods.
+
+The fixture keeps one hosts file per namespace, rewritten on every pod or Service change:
+``<service>.<ns>.svc.cluster.local`` (also ``.svc``, ``<service>.<ns>`` and, inside ``<ns>``,
+plain ``<service>``) resolves to the IPs of the Service's selected pods, and
+``<hostname>.<subdomain>.<ns>.svc.cluster.local`` (and the same shorter forms) to a pod whose
+``subdomain`` names a headless Service that selects it, as CoreDNS does. Like the endpoints
+controller, only ready pods are published unless the Service says
+``publishNotReadyAddresses``. Pod processes resolve through nss_wrapper (``LD_PRELOAD``, so C
+code such as torch's TCPStore resolves too) when libnss-wrapper is installed, else through a
+``sitecustomize`` that patches Python's ``socket`` resolver functions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sysconfig
+from pathlib import Path
+
+from .resources import Registry
+from .selectors import matches_label_selector
+from .store import Change, Obj, Store, meta
+
+SITECUSTOMIZE = '''"""Cluster fixture DNS for Python pod processes (nss_wrapper is absent)."""
+import os
+import socket
+
+_HOSTS = os.environ.get("CLUSTER_FIXTURE_HOSTS", "")
+_getaddrinfo = socket.getaddrinfo
+
+
+def _lookup(name):
+    if not isinstance(name, str) or not _HOSTS:
+        return []
+    wanted = name.rstrip(".").lower()
+    try:
+        with open(_HOSTS) as hosts:
+            lines = hosts.read().splitlines()
+    except OSError:
+        return []
+    return [line.split()[0] for line in lines if wanted in line.split()[1:]]
+
+
+def getaddrinfo(host, *args, **kwargs):
+    addresses = _lookup(host)
+    if not addresses:
+        return _getaddrinfo(host, *args, **kwargs)
+    return [entry for address in addresses for entry in _getaddrinfo(address, *args, **kwargs)]
+
+
+def gethostbyname(host):
+    addresses = _lookup(host)
+    return addresses[0] if addresses else _gethostbyname(host)
+
+
+_gethostbyname = socket.gethostbyname
+socket.getaddrinfo = getaddrinfo
+socket.gethostbyname = gethostbyname
+'''
+
+
+def nss_wrapper() -> str | None:
+    """Path of libnss_wrapper.so (Debian: apt-get install libnss-wrapper), if installed."""
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    for folder in (f"/usr/lib/{multiarch}", "/usr/lib64", "/usr/lib", "/usr/local/lib"):
+        candidate = os.path.join(folder, "libnss_wrapper.so")
+        if os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def _ready(pod: Obj) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+class ClusterDns:
+    """Keeps the hosts files current and tells the kubelet what env a pod needs to use them."""
+
+    def __init__(self, store: Store, registry: Registry, folder: Path) -> None:
+        self.store = store
+        self.pods = registry.lookup("", "v1", "pods")
+        self.services = registry.lookup("", "v1", "services")
+        self.namespaces = registry.lookup("", "v1", "namespaces")
+        self.folder = folder
+        (folder / "python").mkdir(parents=True, exist_ok=True)
+        (folder / "python" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        self.library = nss_wrapper()
+        self._pending = False
+        store.subscribe(self._on_change)
+
+    def hosts_file(self, namespace: str) -> Path:
+        return self.folder / f"hosts.{namespace}"
+
+    def env(self, namespace: str) -> dict[str, str]:
+        """What a pod process in ``namespace`` needs in its environment to resolve names."""
+        hosts = os.fspath(self.hosts_file(namespace))
+        if self.library:
+            return {"LD_PRELOAD": self.library, "NSS_WRAPPER_HOSTS": hosts}
+        return {"CLUSTER_FIXTURE_HOSTS": hosts, "PYTHONPATH": os.fspath(self.folder / "python")}
+
+    def _on_change(self, change: Change) -> None:
+        if change.rtype in (self.pods, self.services, self.namespaces) and not self._pending:
+            self._pending = True
+            asyncio.get_running_loop().call_soon(self.refresh)
+
+    def records(self) -> list[tuple[str, str, str]]:
+        """(ip, namespace, relative name) for every name the cluster resolves; a relative name
+        is ``<service>`` or ``<hostname>.<subdomain>``, fully ``<name>.<ns>.svc.cluster.local``."""
+        assert self.pods is not None and self.services is not None
+        found = []
+        pods = self.store.list(
+            self.pods,
+            where=lambda p: (
+                bool(p.get("status", {}).get("podIP"))
+                and p["status"].get("phase") not in ("Succeeded", "Failed")
+            ),
+        )
+        for service in self.store.list(self.services):
+            spec = service.get("spec") or {}
+            if not spec.get("selector"):
+                continue
+            namespace = meta(service)["namespace"]
+            name = meta(service)["name"]
+            selected = [
+                pod
+                for pod in pods
+                if meta(pod)["namespace"] == namespace
+                and matches_label_selector(
+                    {"matchLabels": spec["selector"]}, meta(pod).get("labels") or {}
+                )
+                and (spec.get("publishNotReadyAddresses") or _ready(pod))
+            ]
+            for pod in selected:
+                ip = pod["status"]["podIP"]
+                found.append((ip, namespace, name))
+                pod_spec = pod["spec"]
+                if spec.get("clusterIP") == "None" and pod_spec.get("subdomain") == name:
+                    hostname = pod_spec.get("hostname") or meta(pod)["name"]
+                    found.append((ip, namespace, f"{hostname}.{name}"))
+        return found
+
+    def refresh(self) -> None:
+        self._pending = False
+        assert self.namespaces is not None
+        records = self.records()
+        for namespace_obj in self.store.list(self.namespaces):
+            here = meta(namespace_obj)["name"]
+            lines = []
+            for ip, namespace, name in records:
+                names = [
+                    f"{name}.{namespace}.svc.cluster.local",
+                    f"{name}.{namespace}.svc",
+                    f"{name}.{namespace}",
+                ]
+                if namespace == here:
+                    names.append(name)
+                lines.append(f"{ip} {' '.join(names)}\n")
+            target = self.hosts_file(here)
+            temporary = target.parent / f".{target.name}.tmp"
+            temporary.write_text("".join(lines))
+            os.replace(temporary, target)

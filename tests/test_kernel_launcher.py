@@ -1,0 +1,202 @@
+"""The pod kernel launcher (kernels/launcher.py) run as a real process, as a kernel pod's
+main container runs it: a kernel on fixed ports, restarted in place, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.asynchronous import AsyncKernelClient
+
+from jupyter_mlinfra.backends.kubernetes.launcher_control import (
+    CONTROL_OFFSET,
+    LauncherUnreachable,
+    command,
+)
+
+LAUNCHER = Path(__file__).parent.parent / "kernels" / "launcher.py"
+
+
+def free_port_block(size: int = 6) -> int:
+    """A first port with ``size`` free ports after it (checked, not guaranteed)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base: int = probe.getsockname()[1]
+        if base + size > 65535:
+            continue
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as taken:
+                    taken.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no block of free ports")
+
+
+class Pod:
+    def __init__(self, tmp: Path, key: bytes, port: int, process: subprocess.Popen[str]) -> None:
+        self.tmp, self.key, self.port, self.process = tmp, key, port, process
+
+    async def control(self, name: str) -> dict[str, object]:
+        return await command("127.0.0.1", self.port + CONTROL_OFFSET, self.key, name, 30)
+
+    def client(self) -> AsyncKernelClient:
+        info = json.loads((self.tmp / "run" / "kernel.json").read_text())
+        client = AsyncKernelClient()
+        client.load_connection_info(info)
+        client.start_channels()
+        return client
+
+
+@pytest.fixture
+def pod(tmp_path: Path) -> Iterator[Pod]:
+    key = secrets.token_hex(32).encode()
+    (tmp_path / "key").write_bytes(key)
+    port = free_port_block()
+    env = {
+        **os.environ,
+        "MLINFRA_KERNEL_IP": "127.0.0.1",
+        "MLINFRA_KERNEL_PORT": str(port),
+        "MLINFRA_KERNEL_KEY_FILE": str(tmp_path / "key"),
+        "MLINFRA_RUNTIME_DIR": str(tmp_path / "run"),
+        "MLINFRA_TERMINATION_LOG": str(tmp_path / "termination-log"),
+        "MLINFRA_FLAVOR": "a100x1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(LAUNCHER)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        yield Pod(tmp_path, key, port, process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+async def ready(pod: Pod) -> AsyncKernelClient:
+    for _ in range(200):
+        if (pod.tmp / "run" / "kernel.json").exists():
+            break
+        await asyncio.sleep(0.05)
+    client = pod.client()
+    await client.wait_for_ready(timeout=60)
+    return client
+
+
+async def run(client: AsyncKernelClient, code: str) -> str:
+    """What ``code`` prints in the kernel."""
+    printed: list[str] = []
+
+    def collect(message: dict[str, Any]) -> None:
+        if message["header"]["msg_type"] == "stream":
+            printed.append(message["content"]["text"])
+
+    reply = await client.execute_interactive(code, timeout=60, output_hook=collect)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return "".join(printed)
+
+
+async def test_kernel_runs_restarts_in_place_and_stops(pod: Pod) -> None:
+    client = await ready(pod)
+    try:
+        printed = await run(
+            client, "import os; x = 1; print(os.environ['MLINFRA_FLAVOR'], os.getpid())"
+        )
+        flavor, first_pid = printed.split()
+        assert flavor == "a100x1"
+        status = await pod.control("status")
+        assert status == {"kernel": "running", "pid": int(first_pid)}
+
+        # a restart: the kernel is asked to shut down, then the launcher starts a new one
+        client.shutdown(restart=True)
+        answer = await pod.control("restart")
+        assert answer["restarted"] is True and answer["pid"] != int(first_pid)
+        await client.wait_for_ready(timeout=60)
+        assert await run(client, "print('x' in dir())") == "False\n"  # fresh kernel, same ports
+    finally:
+        client.stop_channels()
+    pod.process.send_signal(signal.SIGTERM)
+    assert pod.process.wait(30) == 0
+    assert pod.process.stdout is not None
+    log = pod.process.stdout.read()
+    assert "mlinfra: python " in log and "mlinfra: stopping the kernel (SIGTERM)" in log
+
+
+async def test_unsigned_or_wrong_key_commands_are_refused(pod: Pod) -> None:
+    client = await ready(pod)
+    client.stop_channels()
+    with pytest.raises(LauncherUnreachable, match="bad signature"):
+        await command("127.0.0.1", pod.port + CONTROL_OFFSET, b"not-the-key", "restart", 30)
+    assert (await pod.control("status"))["kernel"] == "running"
+
+
+def test_missing_key_is_the_termination_message(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "MLINFRA_KERNEL_KEY_FILE": str(tmp_path / "absent"),
+        "MLINFRA_TERMINATION_LOG": str(tmp_path / "termination-log"),
+    }
+    done = subprocess.run([sys.executable, str(LAUNCHER)], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 1
+    assert "cannot read the kernel key" in (tmp_path / "termination-log").read_text()
+
+
+def test_image_without_ipykernel_and_no_site_dir_says_so(tmp_path: Path) -> None:
+    """``-S``: an interpreter without site-packages stands for an image without ipykernel."""
+    (tmp_path / "key").write_text("k")
+    env = {
+        **os.environ,
+        "MLINFRA_KERNEL_KEY_FILE": str(tmp_path / "key"),
+        "MLINFRA_SITE": str(tmp_path / "site"),
+        "MLINFRA_TERMINATION_LOG": str(tmp_path / "termination-log"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-S", str(LAUNCHER)], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 1
+    message = (tmp_path / "termination-log").read_text()
+    version = f"py{sys.version_info.major}.{sys.version_info.minor}"
+    assert "ipykernel is not installed" in message and f"site/{version}" in message
+
+
+def test_static_kernelspec_names_the_kubernetes_provisioner() -> None:
+    from importlib.metadata import entry_points
+
+    from jupyter_client.kernelspec import KernelSpec
+
+    folder = LAUNCHER.parent / "kernelspec" / "mlinfra-pytorch-kubernetes"
+    spec = KernelSpec.from_resource_dir(str(folder))
+    provisioner = spec.metadata["kernel_provisioner"]["provisioner_name"]
+    registered = {e.name for e in entry_points(group="jupyter_client.kernel_provisioners")}
+    assert provisioner in registered and spec.interrupt_mode == "message"
+
+
+def test_expired_pod_ends_its_kernel(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("k")
+    (tmp_path / "expires-at").write_text("1")  # the downward-API file of the annotation
+    env = {
+        **os.environ,
+        "MLINFRA_KERNEL_IP": "127.0.0.1",
+        "MLINFRA_KERNEL_PORT": str(free_port_block()),
+        "MLINFRA_KERNEL_KEY_FILE": str(tmp_path / "key"),
+        "MLINFRA_RUNTIME_DIR": str(tmp_path / "run"),
+        "MLINFRA_EXPIRES_FILE": str(tmp_path / "expires-at"),
+        "MLINFRA_TERMINATION_LOG": str(tmp_path / "termination-log"),
+    }
+    done = subprocess.run([sys.executable, str(LAUNCHER)], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 1
+    assert "expired" in (tmp_path / "termination-log").read_text()

@@ -1,0 +1,1005 @@
+"""The cluster fixture (tests/kube) through the real ``kubernetes_asyncio`` client and its
+kubeconfig: what the Kubernetes backend's tests rely on must hold here first."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .kube import crds, dns
+from .kube.fixture import ClusterFixture
+from .optional import need
+
+NS = "mlinfra-test"
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def api(kube_cluster: ClusterFixture) -> AsyncIterator[client.ApiClient]:
+    api_client = await config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
+    async with api_client:
+        yield api_client
+
+
+async def until(check: Callable[[], Any], timeout: float = 30) -> Any:
+    """Wait for ``check()`` to return something truthy (awaiting it if it is a coroutine)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def python_pod(name: str, code: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "t"}},
+        "spec": {
+            "restartPolicy": "Never",
+            **spec,
+            "containers": [
+                {"name": "main", "image": "python:3.11", "command": ["python", "-c", code]}
+            ],
+        },
+    }
+
+
+async def finished_pod(v1: client.CoreV1Api, name: str) -> Any:
+    async def done() -> Any:
+        pod = await v1.read_namespaced_pod(name, NS)
+        return pod if pod.status.phase in ("Succeeded", "Failed") else None
+
+    return await until(done)
+
+
+async def test_bearer_token_is_required(kube_cluster: ClusterFixture) -> None:
+    url = f"{kube_cluster.server_url}/api/v1/namespaces"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 401
+        assert (await response.json())["reason"] == "Unauthorized"
+
+
+async def test_discovery_and_crud(api: client.ApiClient) -> None:
+    v1 = client.CoreV1Api(api)
+    groups = await client.ApisApi(api).get_api_versions()
+    assert "batch" in [g.name for g in groups.groups]
+    assert "jobset.x-k8s.io" not in [g.name for g in groups.groups]
+    resources = await v1.get_api_resources()
+    assert {"pods", "pods/log", "pods/status"} <= {r.name for r in resources.resources}
+
+    created = await v1.create_namespaced_config_map(
+        NS, {"metadata": {"name": "cm", "labels": {"a": "1"}}, "data": {"k": "v"}}
+    )
+    assert created.metadata.uid and created.metadata.resource_version
+    with pytest.raises(ApiException) as exists:
+        await v1.create_namespaced_config_map(NS, {"metadata": {"name": "cm"}})
+    assert (exists.value.status, "AlreadyExists") == (409, _reason(exists.value))
+
+    patched = await v1.patch_namespaced_config_map(
+        "cm", NS, {"metadata": {"labels": {"b": "2"}}, "data": {"k": "w"}}
+    )
+    assert patched.metadata.labels == {"a": "1", "b": "2"} and patched.data == {"k": "w"}
+    stale = created
+    stale.data = {"k": "stale"}
+    with pytest.raises(ApiException) as conflict:
+        await v1.replace_namespaced_config_map("cm", NS, stale)
+    assert (conflict.value.status, _reason(conflict.value)) == (409, "Conflict")
+    json_patched = await v1.patch_namespaced_config_map(
+        "cm", NS, [{"op": "replace", "path": "/data/k", "value": "j"}]
+    )
+    assert json_patched.data == {"k": "j"}
+
+    await v1.create_namespaced_config_map(NS, {"metadata": {"name": "other", "labels": {"a": "2"}}})
+    selected = await v1.list_namespaced_config_map(NS, label_selector="a in (1),b")
+    assert [c.metadata.name for c in selected.items] == ["cm"]
+    by_field = await v1.list_namespaced_config_map(NS, field_selector="metadata.name=other")
+    assert [c.metadata.name for c in by_field.items] == ["other"]
+
+    await v1.delete_collection_namespaced_config_map(NS, label_selector="a=2")
+    await v1.delete_namespaced_config_map("cm", NS)
+    with pytest.raises(ApiException) as missing:
+        await v1.read_namespaced_config_map("cm", NS)
+    assert (missing.value.status, _reason(missing.value)) == (404, "NotFound")
+    assert (await v1.list_namespaced_config_map(NS)).items == []
+
+
+def _reason(error: ApiException) -> str:
+    import json
+
+    return str(json.loads(error.body)["reason"])
+
+
+async def test_invalid_pod_is_refused_with_the_field(api: client.ApiClient) -> None:
+    v1 = client.CoreV1Api(api)
+    pod = python_pod("bad", "pass")
+    pod["spec"]["containers"][0]["ports"] = [{"containerPort": "http"}]
+    with pytest.raises(ApiException) as refused:
+        await v1.create_namespaced_pod(NS, pod)
+    assert refused.value.status == 422
+    assert "spec.containers[0].ports[0].containerPort" in refused.value.body
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j"},
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "c", "image": "i", "command": ["true"]}]}}
+        },
+    }
+    with pytest.raises(ApiException) as restart:
+        await client.BatchV1Api(api).create_namespaced_job(NS, job)
+    assert restart.value.status == 422
+    assert "spec.template.spec.restartPolicy" in restart.value.body
+
+
+async def test_watch_resumes_and_reports_gone(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    listed = await v1.list_namespaced_config_map(NS)
+    start = listed.metadata.resource_version
+    await v1.create_namespaced_config_map(NS, {"metadata": {"name": "w1"}})
+    await v1.patch_namespaced_config_map("w1", NS, {"data": {"x": "1"}})
+    await v1.delete_namespaced_config_map("w1", NS)
+    seen = []
+    async with watch.Watch().stream(
+        v1.list_namespaced_config_map, NS, resource_version=start, timeout_seconds=1
+    ) as stream:
+        async for event in stream:
+            seen.append((event["type"], event["object"].metadata.name))
+    assert seen == [("ADDED", "w1"), ("MODIFIED", "w1"), ("DELETED", "w1")]
+
+    kube_cluster.compact()
+    with pytest.raises(ApiException) as gone:
+        async with watch.Watch().stream(
+            v1.list_namespaced_config_map, NS, resource_version=start, timeout_seconds=1
+        ) as stream:
+            async for _ in stream:
+                pass
+    assert gone.value.status == 410
+
+
+async def test_pod_runs_to_completion_with_its_log(api: client.ApiClient) -> None:
+    v1 = client.CoreV1Api(api)
+    code = "import os; print('hello from', os.environ['POD_NAME']); print('bye')"
+    pod = python_pod("hello", code)
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    ]
+    await v1.create_namespaced_pod(NS, pod)
+    done = await finished_pod(v1, "hello")
+    assert done.status.phase == "Succeeded"
+    assert done.status.pod_ip.startswith("127.")
+    terminated = done.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (0, "Completed")
+    log = await v1.read_namespaced_pod_log("hello", NS)
+    assert log == "hello from hello\nbye\n"
+    assert await v1.read_namespaced_pod_log("hello", NS, tail_lines=1) == "bye\n"
+    events = await v1.list_namespaced_event(NS, field_selector="involvedObject.name=hello")
+    assert [e.reason for e in events.items] == [
+        "Scheduled",
+        "Pulling",
+        "Pulled",
+        "Created",
+        "Started",
+    ]
+
+
+async def test_failed_container_reports_exit_code_and_message(api: client.ApiClient) -> None:
+    v1 = client.CoreV1Api(api)
+    code = "import sys; open('/dev/termination-log', 'w').write('boom'); sys.exit(3)"
+    pod = python_pod("fails", code.replace("'/dev/termination-log'", "sys.argv[1]"))
+    pod["spec"]["containers"][0]["args"] = ["/dev/termination-log"]
+    await v1.create_namespaced_pod(NS, pod)
+    done = await finished_pod(v1, "fails")
+    terminated = done.status.container_statuses[0].state.terminated
+    assert done.status.phase == "Failed"
+    assert (terminated.exit_code, terminated.reason, terminated.message) == (3, "Error", "boom")
+
+
+async def test_unschedulable_pod_gets_the_scheduler_message(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    kube_cluster.add_node("gpu-1", allocatable={"nvidia.com/gpu": "2"})
+    pod = python_pod("greedy", "pass")
+    pod["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "4"}}
+    await client.CoreV1Api(api).create_namespaced_pod(NS, pod)
+    message = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+
+    def failed_scheduling() -> list[Any]:
+        return [e for e in kube_cluster.events(NS) if e["reason"] == "FailedScheduling"]
+
+    events = await until(failed_scheduling)
+    assert events[0]["message"] == message
+    condition = kube_cluster.get("v1", "Pod", "greedy")["status"]["conditions"][0]
+    assert (condition["reason"], condition["message"]) == ("Unschedulable", message)
+    kube_cluster.add_node("gpu-2", allocatable={"nvidia.com/gpu": "8"})
+    pod_now = await until(
+        lambda: (kube_cluster.get("v1", "Pod", "greedy") or {}).get("spec", {}).get("nodeName")
+    )
+    assert pod_now == "gpu-2"
+
+
+async def test_deleting_a_pod_stops_its_process(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    code = "import time\nprint('up', flush=True)\nwhile True: time.sleep(1)"
+    await v1.create_namespaced_pod(NS, python_pod("sleeper", code))
+    pid = await until(lambda: kube_cluster.processes().get("sleeper"))
+    await until(lambda: v1.read_namespaced_pod_log("sleeper", NS))
+    await v1.delete_namespaced_pod("sleeper", NS, grace_period_seconds=5)
+    await until(lambda: kube_cluster.get("v1", "Pod", "sleeper") is None)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert "Killing" in [e["reason"] for e in kube_cluster.events(NS)]
+
+
+async def test_indexed_job_ranks_find_each_other_by_dns(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    server = (
+        "import os, socket\n"
+        "index = int(os.environ['JOB_COMPLETION_INDEX'])\n"
+        "if index == 0:\n"
+        "    s = socket.create_server((os.environ['POD_IP'], 29500))\n"
+        "    conn, _ = s.accept(); print('rank 0 got', conn.recv(100).decode())\n"
+        "else:\n"
+        "    import time\n"
+        "    for _ in range(200):\n"
+        "        try:\n"
+        "            c = socket.create_connection(('ranks-0.ranks', 29500)); break\n"
+        "        except OSError: time.sleep(0.05)\n"
+        "    c.sendall(b'hello from rank 1'); print('rank 1 sent')\n"
+    )
+    await client.CoreV1Api(api).create_namespaced_service(
+        NS,
+        {
+            "metadata": {"name": "ranks"},
+            "spec": {
+                "clusterIP": "None",
+                "publishNotReadyAddresses": True,
+                "selector": {"job-name": "ranks"},
+            },
+        },
+    )
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "ranks"},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": 2,
+            "parallelism": 2,
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "subdomain": "ranks",
+                    "containers": [
+                        {
+                            "name": "rank",
+                            "image": "python:3.11",
+                            "command": ["python", "-c", server],
+                            "env": [
+                                {
+                                    "name": "POD_IP",
+                                    "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+                                }
+                            ],
+                        }
+                    ],
+                }
+            },
+        },
+    }
+    await client.BatchV1Api(api).create_namespaced_job(NS, job)
+
+    def finished() -> dict[str, Any] | None:
+        found = kube_cluster.get("batch/v1", "Job", "ranks")
+        conditions = {c["type"]: c["status"] for c in found["status"].get("conditions", [])}
+        return (
+            found
+            if conditions.get("Complete") == "True" or conditions.get("Failed") == "True"
+            else None
+        )
+
+    done = await until(finished)
+    assert done["status"]["succeeded"] == 2
+    assert done["status"]["completedIndexes"] == "0-1"
+    pods = kube_cluster.list("v1", "Pod", NS, label_selector="job-name=ranks")
+    by_index = {
+        p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]: p for p in pods
+    }
+    assert by_index["0"]["spec"]["hostname"] == "ranks-0"
+    v1 = client.CoreV1Api(api)
+    log0 = await v1.read_namespaced_pod_log(by_index["0"]["metadata"]["name"], NS)
+    assert log0 == "rank 0 got hello from rank 1\n"
+
+
+def condition_true(obj: dict[str, Any] | None, kind: str) -> bool:
+    conditions = (obj or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == kind and c["status"] == "True" for c in conditions)
+
+
+def need_crds() -> None:
+    need(crds.available(), f"the JobSet and Kueue CRDs are not in {crds.CRD_FOLDER}")
+
+
+def rank_code() -> str:
+    """Rank 0 listens, rank 1 connects to rank 0 by its JobSet DNS name and says hello."""
+    return (
+        "import os, socket, time\n"
+        "index = int(os.environ['JOB_COMPLETION_INDEX'])\n"
+        "if index == 0:\n"
+        "    s = socket.create_server((os.environ['POD_IP'], 29500))\n"
+        "    conn, _ = s.accept(); print('rank 0 got', conn.recv(100).decode())\n"
+        "else:\n"
+        "    for _ in range(400):\n"
+        "        try:\n"
+        "            c = socket.create_connection((os.environ['MASTER'], 29500)); break\n"
+        "        except OSError: time.sleep(0.05)\n"
+        "    c.sendall(b'hello'); print('rank 1 sent')\n"
+        "attempt = int(os.environ['ATTEMPT'])\n"
+        "raise SystemExit(3 if index == 1 and attempt < int(os.environ['FAILURES']) else 0)\n"
+    )
+
+
+def jobset(name: str, failures: int, max_restarts: int) -> dict[str, Any]:
+    env = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "MASTER", "value": f"{name}-node-0-0.{name}"},
+        {"name": "FAILURES", "value": str(failures)},
+        {
+            "name": "ATTEMPT",
+            "valueFrom": {
+                "fieldRef": {"fieldPath": "metadata.labels['jobset.sigs.k8s.io/restart-attempt']"}
+            },
+        },
+    ]
+    return {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2",
+        "kind": "JobSet",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": {"maxRestarts": max_restarts},
+            "replicatedJobs": [
+                {
+                    "name": "node",
+                    "replicas": 1,
+                    "template": {
+                        "spec": {
+                            "parallelism": 2,
+                            "completions": 2,
+                            "backoffLimit": 0,
+                            "template": {
+                                "spec": {
+                                    "restartPolicy": "Never",
+                                    "containers": [
+                                        {
+                                            "name": "rank",
+                                            "image": "python:3.11",
+                                            "command": ["python", "-c", rank_code()],
+                                            "env": env,
+                                        }
+                                    ],
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+async def test_jobset_runs_ranks_and_restarts_on_failure(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    need_crds()
+    groups = await client.ApisApi(api).get_api_versions()
+    assert "jobset.x-k8s.io" not in [g.name for g in groups.groups]
+    kube_cluster.install("jobset")
+    groups = await client.ApisApi(api).get_api_versions()
+    assert "jobset.x-k8s.io" in [g.name for g in groups.groups]
+    custom = client.CustomObjectsApi(api)
+    await custom.create_namespaced_custom_object(
+        "jobset.x-k8s.io", "v1alpha2", NS, "jobsets", jobset("train", 1, 2)
+    )
+
+    def finished() -> dict[str, Any] | None:
+        found = kube_cluster.get("jobset.x-k8s.io/v1alpha2", "JobSet", "train")
+        done = condition_true(found, "Completed") or condition_true(found, "Failed")
+        return found if done else None
+
+    done = await until(finished, timeout=60)
+    assert condition_true(done, "Completed")
+    assert done["status"]["restarts"] == 1
+    service = kube_cluster.get("v1", "Service", "train")
+    assert service["spec"]["clusterIP"] == "None"
+    (job,) = kube_cluster.list("batch/v1", "Job", NS, "jobset.sigs.k8s.io/jobset-name=train")
+    assert job["metadata"]["name"] == "train-node-0"
+    assert job["metadata"]["labels"]["jobset.sigs.k8s.io/restart-attempt"] == "1"
+
+    await custom.create_namespaced_custom_object(
+        "jobset.x-k8s.io", "v1alpha2", NS, "jobsets", jobset("fails", 5, 1)
+    )
+    failed = await until(
+        lambda: (
+            kube_cluster.get("jobset.x-k8s.io/v1alpha2", "JobSet", "fails")
+            if condition_true(
+                kube_cluster.get("jobset.x-k8s.io/v1alpha2", "JobSet", "fails"), "Failed"
+            )
+            else None
+        ),
+        timeout=60,
+    )
+    reasons = {c["type"]: c["reason"] for c in failed["status"]["conditions"]}
+    assert reasons["Failed"] == "ReachedMaxRestarts"
+
+
+async def test_invalid_jobset_is_refused(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    need_crds()
+    kube_cluster.install("jobset")
+    bad = jobset("bad", 0, 0)
+    bad["spec"]["replicatedJobs"][0]["replicas"] = "two"
+    with pytest.raises(ApiException) as refused:
+        await client.CustomObjectsApi(api).create_namespaced_custom_object(
+            "jobset.x-k8s.io", "v1alpha2", NS, "jobsets", bad
+        )
+    assert refused.value.status == 422
+    assert "spec.replicatedJobs[0].replicas" in refused.value.body
+
+
+def queued_job(name: str, gate: str, priority: str | None = None) -> dict[str, Any]:
+    labels = {"kueue.x-k8s.io/queue-name": "user-queue"}
+    if priority:
+        labels["kueue.x-k8s.io/priority-class"] = priority
+    wait = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.05)\n"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "python:3.11",
+                            "command": ["python", "-c", wait],
+                            "args": [gate],
+                            "resources": {"requests": {"cpu": "1"}},
+                        }
+                    ],
+                }
+            }
+        },
+    }
+
+
+async def test_kueue_admits_by_priority_then_fifo_within_quota(
+    api: client.ApiClient, kube_cluster: ClusterFixture, tmp_path: Any
+) -> None:
+    need_crds()
+    kube_cluster.install("kueue")
+    kueue = "kueue.x-k8s.io/v1beta1"
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "ResourceFlavor",
+            "metadata": {"name": "cpu-flavor"},
+            "spec": {"nodeLabels": {"kubernetes.io/os": "linux"}},
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "ClusterQueue",
+            "metadata": {"name": "cluster-queue"},
+            "spec": {
+                "namespaceSelector": {},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu"],
+                        "flavors": [
+                            {
+                                "name": "cpu-flavor",
+                                "resources": [{"name": "cpu", "nominalQuota": "1"}],
+                            }
+                        ],
+                    }
+                ],
+            },
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "LocalQueue",
+            "metadata": {"name": "user-queue", "namespace": NS},
+            "spec": {"clusterQueue": "cluster-queue"},
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "WorkloadPriorityClass",
+            "metadata": {"name": "high"},
+            "value": 100,
+        }
+    )
+    batch = client.BatchV1Api(api)
+    gates = {name: tmp_path / name for name in ("first", "low", "high")}
+    await batch.create_namespaced_job(NS, queued_job("first", str(gates["first"])))
+    await until(
+        lambda: (
+            kube_cluster.processes().get("first")
+            or any(n.startswith("first-") for n in kube_cluster.processes())
+        )
+    )
+    await batch.create_namespaced_job(NS, queued_job("low", str(gates["low"])))
+    await batch.create_namespaced_job(NS, queued_job("high", str(gates["high"]), "high"))
+
+    def workload(job: str) -> dict[str, Any] | None:
+        uid = kube_cluster.get("batch/v1", "Job", job)["metadata"]["uid"]
+        found = kube_cluster.list(kueue, "Workload", NS, f"kueue.x-k8s.io/job-uid={uid}")
+        return found[0] if found else None
+
+    await until(lambda: workload("low") and workload("high"))
+    assert (await batch.read_namespaced_job("low", NS)).spec.suspend is True
+
+    def waiting() -> list[dict[str, Any]]:
+        found = [workload("low"), workload("high")]
+        return [
+            w
+            for w in found
+            if w
+            and any(
+                c["type"] == "QuotaReserved" and c["status"] == "False"
+                for c in (w.get("status") or {}).get("conditions", [])
+            )
+        ]
+
+    await until(lambda: len(waiting()) == 2)
+    reserved = {c["type"]: c for c in workload("low")["status"]["conditions"]}["QuotaReserved"]
+    assert reserved["reason"] == "Pending"
+    assert reserved["message"] == (
+        "couldn't assign flavors to pod set main: insufficient unused quota for cpu in flavor "
+        "cpu-flavor, 1 more needed"
+    )
+    assert workload("high")["spec"]["priority"] == 100
+
+    summary = await client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "visibility.kueue.x-k8s.io", "v1beta1", NS, "localqueues", "user-queue/pendingworkloads"
+    )
+    items = summary["items"]
+    assert [(i["metadata"]["name"].split("-")[1], i["positionInLocalQueue"]) for i in items] == [
+        ("high", 0),
+        ("low", 1),
+    ]
+
+    gates["first"].touch()
+    await until(lambda: condition_true(workload("high"), "Admitted"))
+    assert condition_true(workload("first"), "Finished")
+    assert not condition_true(workload("low"), "Admitted")
+    job = kube_cluster.get("batch/v1", "Job", "high")
+    assert job["spec"]["suspend"] is False
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    gates["high"].touch()
+    await until(lambda: condition_true(workload("low"), "Admitted"))
+    gates["low"].touch()
+    await until(lambda: condition_true(workload("low"), "Finished"))
+
+
+def simple_job(name: str, code: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            **spec,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {"name": "main", "image": "python:3.11", "command": ["python", "-c", code]}
+                    ],
+                }
+            },
+        },
+    }
+
+
+def job_conditions(cluster: ClusterFixture, name: str) -> dict[str, str]:
+    job = cluster.get("batch/v1", "Job", name) or {}
+    return {
+        c["type"]: c.get("reason", "")
+        for c in job.get("status", {}).get("conditions", [])
+        if c["status"] == "True"
+    }
+
+
+async def test_job_suspend_resume_and_backoff_limit(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    batch = client.BatchV1Api(api)
+    await batch.create_namespaced_job(NS, simple_job("held", "print('ran')", suspend=True))
+    await until(lambda: job_conditions(kube_cluster, "held").get("Suspended") == "JobSuspended")
+    assert kube_cluster.list("v1", "Pod", NS, "job-name=held") == []
+    await batch.patch_namespaced_job("held", NS, {"spec": {"suspend": False}})
+    await until(lambda: "Complete" in job_conditions(kube_cluster, "held"))
+    held = kube_cluster.get("batch/v1", "Job", "held")
+    assert held["status"]["succeeded"] == 1 and held["status"]["startTime"]
+    assert "Resumed" in [e["reason"] for e in kube_cluster.events(NS)]
+
+    await batch.create_namespaced_job(
+        NS, simple_job("flaky", "raise SystemExit(1)", backoffLimit=1)
+    )
+    await until(lambda: "Failed" in job_conditions(kube_cluster, "flaky"))
+    assert job_conditions(kube_cluster, "flaky")["Failed"] == "BackoffLimitExceeded"
+    assert kube_cluster.get("batch/v1", "Job", "flaky")["status"]["failed"] == 2
+
+
+async def test_job_deadline_kills_its_pods_and_deletion_propagates(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    batch = client.BatchV1Api(api)
+    forever = "import time\nwhile True: time.sleep(1)"
+    await batch.create_namespaced_job(
+        NS, simple_job("slow", forever, activeDeadlineSeconds=1, parallelism=2, completions=2)
+    )
+    await until(lambda: len(kube_cluster.processes()) == 2)
+    await until(lambda: "Failed" in job_conditions(kube_cluster, "slow"))
+    assert job_conditions(kube_cluster, "slow")["Failed"] == "DeadlineExceeded"
+    await until(lambda: not kube_cluster.processes())
+
+    await batch.create_namespaced_job(NS, simple_job("kept", forever))
+    await until(lambda: kube_cluster.processes())
+    await batch.delete_namespaced_job("kept", NS)  # Jobs orphan their pods by default
+    await until(lambda: kube_cluster.get("batch/v1", "Job", "kept") is None)
+    (orphan,) = kube_cluster.list("v1", "Pod", NS, "job-name=kept")
+    assert orphan["metadata"].get("ownerReferences") == []
+
+    await batch.create_namespaced_job(NS, simple_job("gone", forever))
+    await until(lambda: len(kube_cluster.processes()) == 2)
+    await batch.delete_namespaced_job("gone", NS, propagation_policy="Foreground")
+    waiting = kube_cluster.get("batch/v1", "Job", "gone")
+    assert waiting is not None and "foregroundDeletion" in waiting["metadata"]["finalizers"]
+    await until(lambda: kube_cluster.get("batch/v1", "Job", "gone") is None)
+    assert kube_cluster.list("v1", "Pod", NS, "job-name=gone") == []
+
+
+async def test_watch_survives_dropped_connections(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    seen: list[tuple[str, str]] = []
+    last = (await v1.list_namespaced_config_map(NS)).metadata.resource_version
+
+    async def consume(resource_version: str) -> str:
+        async with watch.Watch().stream(
+            v1.list_namespaced_config_map,
+            NS,
+            resource_version=resource_version,
+            label_selector="app=watched",
+            timeout_seconds=30,
+        ) as stream:
+            async for event in stream:
+                seen.append((event["type"], event["object"].metadata.name))
+                resource_version = event["object"].metadata.resource_version
+        return resource_version
+
+    first = asyncio.create_task(consume(last))
+    await v1.create_namespaced_config_map(
+        NS, {"metadata": {"name": "a", "labels": {"app": "watched"}}}
+    )
+    await until(lambda: seen)
+    kube_cluster.drop_watches()
+    last = await asyncio.wait_for(first, 10)
+    await v1.patch_namespaced_config_map("a", NS, {"metadata": {"labels": {"app": "other"}}})
+    await v1.create_namespaced_config_map(
+        NS, {"metadata": {"name": "b", "labels": {"app": "watched"}}}
+    )
+    second = asyncio.create_task(consume(last))
+    await until(lambda: len(seen) == 3)
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert seen == [("ADDED", "a"), ("DELETED", "a"), ("ADDED", "b")]
+
+
+async def test_image_pull_failure_is_reported(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    kube_cluster.fail_image_pull("registry.example/missing:1")
+    pod = python_pod("nopull", "pass")
+    pod["spec"]["containers"][0]["image"] = "registry.example/missing:1"
+    await client.CoreV1Api(api).create_namespaced_pod(NS, pod)
+
+    def waiting_reason() -> str | None:
+        statuses = (kube_cluster.get("v1", "Pod", "nopull") or {}).get("status", {}).get(
+            "containerStatuses"
+        ) or []
+        waiting = statuses[0]["state"].get("waiting") if statuses else None
+        return waiting["reason"] if waiting else None
+
+    await until(lambda: waiting_reason() == "ImagePullBackOff")
+    reasons = [e["reason"] for e in kube_cluster.events(NS)]
+    assert {"Failed", "BackOff"} <= set(reasons)
+    assert kube_cluster.get("v1", "Pod", "nopull")["status"]["phase"] == "Pending"
+
+
+async def test_init_container_hands_a_launcher_to_the_main_container(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    await v1.create_namespaced_secret(
+        NS, {"metadata": {"name": "kernel-key"}, "stringData": {"key": "s3cret"}}
+    )
+    await v1.create_namespaced_config_map(
+        NS, {"metadata": {"name": "settings"}, "data": {"MODE": "test"}}
+    )
+    launcher = "import os, pathlib; print(pathlib.Path(os.environ['KEY_FILE']).read_text(), os.environ['KEY'], os.environ['MODE'], os.getcwd() == os.environ['WORK'])"  # noqa: E501
+    copy = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "launch"},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [
+                {"name": "launcher", "emptyDir": {}},
+                {"name": "key", "secret": {"secretName": "kernel-key"}},
+                {"name": "work", "emptyDir": {}},
+            ],
+            "initContainers": [
+                {
+                    "name": "copy",
+                    "image": "launcher:1",
+                    "command": ["python", "-c", copy],
+                    "args": ["/opt/launcher/launch.py", launcher],
+                    "volumeMounts": [{"name": "launcher", "mountPath": "/opt/launcher"}],
+                }
+            ],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "pytorch:2",
+                    "workingDir": "/home/jovyan",
+                    "command": ["python3", "/opt/launcher/launch.py"],
+                    "env": [
+                        {"name": "KEY_FILE", "value": "/etc/kernel/key"},
+                        {"name": "WORK", "value": "/home/jovyan"},
+                        {
+                            "name": "KEY",
+                            "valueFrom": {"secretKeyRef": {"name": "kernel-key", "key": "key"}},
+                        },
+                    ],
+                    "envFrom": [{"configMapRef": {"name": "settings"}}],
+                    "volumeMounts": [
+                        {"name": "launcher", "mountPath": "/opt/launcher"},
+                        {"name": "key", "mountPath": "/etc/kernel", "readOnly": True},
+                        {"name": "work", "mountPath": "/home/jovyan"},
+                    ],
+                }
+            ],
+        },
+    }
+    await v1.create_namespaced_pod(NS, pod)
+    done = await finished_pod(v1, "launch")
+    assert done.status.phase == "Succeeded", done.status
+    assert done.status.init_container_statuses[0].state.terminated.reason == "Completed"
+    log = await v1.read_namespaced_pod_log("launch", NS, container="main")
+    assert log == "s3cret s3cret test True\n"
+
+
+async def test_log_follow_and_restart_on_failure(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    code = (
+        "import os, sys, time\n"
+        "marker = os.path.join(sys.argv[1], 'tried')\n"
+        "if not os.path.exists(marker):\n"
+        "    open(marker, 'w').close(); print('first try', flush=True); sys.exit(2)\n"
+        "for i in range(3):\n"
+        "    print('line', i, flush=True); time.sleep(0.2)\n"
+    )
+    pod = python_pod(
+        "retry", code, restartPolicy="OnFailure", volumes=[{"name": "state", "emptyDir": {}}]
+    )
+    pod["spec"]["containers"][0]["args"] = ["/state"]
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "state", "mountPath": "/state"}]
+    await v1.create_namespaced_pod(NS, pod)
+
+    async def second_run() -> bool:
+        pod_now = await v1.read_namespaced_pod("retry", NS)
+        statuses = pod_now.status.container_statuses or []
+        return bool(statuses) and statuses[0].restart_count == 1 and bool(statuses[0].state.running)
+
+    await until(second_run)
+    response = await v1.read_namespaced_pod_log(
+        "retry", NS, follow=True, timestamps=True, _preload_content=False
+    )
+    followed = (await response.read()).decode().splitlines()
+    assert [line.split(" ", 1)[1] for line in followed] == ["line 0", "line 1", "line 2"]
+    assert followed[0].split(" ", 1)[0].endswith("Z")
+    assert await v1.read_namespaced_pod_log("retry", NS, previous=True) == "first try\n"
+    done = await finished_pod(v1, "retry")
+    assert done.status.phase == "Succeeded"
+    assert done.status.container_statuses[0].last_state.terminated.exit_code == 2
+
+
+async def test_c_code_resolves_cluster_names_through_nss_wrapper(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    need(dns.nss_wrapper() is not None, "libnss-wrapper is not installed (Debian package)")
+    v1 = client.CoreV1Api(api)
+    await v1.create_namespaced_service(
+        NS,
+        {"metadata": {"name": "head"}, "spec": {"clusterIP": "None", "selector": {"app": "head"}}},
+    )
+    server = python_pod("head", "import time\nwhile True: time.sleep(1)")
+    server["metadata"]["labels"] = {"app": "head"}
+    await v1.create_namespaced_pod(NS, server)
+    head_ip = await until(lambda: kube_cluster.get("v1", "Pod", "head")["status"].get("podIP"))
+    await until(lambda: condition_true(kube_cluster.get("v1", "Pod", "head"), "Ready"))
+    lookup = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "lookup"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "getent",
+                    "image": "debian:12",
+                    "command": ["getent", "hosts", "head", f"head.{NS}.svc.cluster.local"],
+                }
+            ],
+        },
+    }
+    await v1.create_namespaced_pod(NS, lookup)
+    done = await finished_pod(v1, "lookup")
+    assert done.status.phase == "Succeeded"
+    log = await v1.read_namespaced_pod_log("lookup", NS)
+    assert [line.split()[0] for line in log.splitlines()] == [head_ip, head_ip]
+
+
+async def test_readiness_probe_gates_ready_and_deadline_fails_the_pod(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    code = (
+        "import os, socket, time\n"
+        "time.sleep(0.5)\n"
+        "server = socket.create_server((os.environ['POD_IP'], 8888))\n"
+        "while True: time.sleep(1)\n"
+    )
+    pod = python_pod("probed", code, activeDeadlineSeconds=4)
+    container = pod["spec"]["containers"][0]
+    container["env"] = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    ]
+    container["ports"] = [{"name": "kernel", "containerPort": 8888}]
+    container["readinessProbe"] = {"tcpSocket": {"port": "kernel"}, "periodSeconds": 1}
+    await v1.create_namespaced_pod(NS, pod)
+
+    def state() -> tuple[str, bool]:
+        found = kube_cluster.get("v1", "Pod", "probed") or {}
+        statuses = found.get("status", {}).get("containerStatuses") or [{}]
+        return found.get("status", {}).get("phase", ""), condition_true(found, "Ready") and (
+            statuses[0].get("ready", False)
+        )
+
+    await until(lambda: state() == ("Running", False))
+    await until(lambda: state() == ("Running", True))
+    pid = kube_cluster.processes()["probed"]
+    done = await finished_pod(v1, "probed")
+    assert (done.status.phase, done.status.reason) == ("Failed", "DeadlineExceeded")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert "DeadlineExceeded" in [e["reason"] for e in kube_cluster.events(NS)]
+
+
+async def test_removing_a_node_fails_its_pods_as_disrupted(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    kube_cluster.add_node("spot-1", labels={"capacity": "spot"})
+    pod = python_pod(
+        "on-spot", "import time\nwhile True: time.sleep(1)", nodeSelector={"capacity": "spot"}
+    )
+    await client.CoreV1Api(api).create_namespaced_pod(NS, pod)
+    pid = await until(lambda: kube_cluster.processes().get("on-spot"))
+    kube_cluster.remove_node("spot-1")
+    done = await finished_pod(client.CoreV1Api(api), "on-spot")
+    assert (done.status.phase, done.status.reason) == ("Failed", "Terminated")
+    disruption = {c.type: c for c in done.status.conditions}["DisruptionTarget"]
+    assert (disruption.status, disruption.reason) == ("True", "TerminationByKubelet")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+async def test_kueue_preempts_lower_priority_within_the_cluster_queue(
+    api: client.ApiClient, kube_cluster: ClusterFixture, tmp_path: Any
+) -> None:
+    need_crds()
+    kube_cluster.install("kueue")
+    kueue = "kueue.x-k8s.io/v1beta1"
+    kube_cluster.create(
+        {"apiVersion": kueue, "kind": "ResourceFlavor", "metadata": {"name": "cpu-flavor"}}
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "ClusterQueue",
+            "metadata": {"name": "cluster-queue"},
+            "spec": {
+                "preemption": {"withinClusterQueue": "LowerPriority"},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu"],
+                        "flavors": [
+                            {
+                                "name": "cpu-flavor",
+                                "resources": [{"name": "cpu", "nominalQuota": "1"}],
+                            }
+                        ],
+                    }
+                ],
+            },
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "LocalQueue",
+            "metadata": {"name": "user-queue", "namespace": NS},
+            "spec": {"clusterQueue": "cluster-queue"},
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "WorkloadPriorityClass",
+            "metadata": {"name": "urgent"},
+            "value": 1000,
+        }
+    )
+    batch = client.BatchV1Api(api)
+    await batch.create_namespaced_job(NS, queued_job("background", str(tmp_path / "b")))
+    await until(lambda: any(n.startswith("background-") for n in kube_cluster.processes()))
+    await batch.create_namespaced_job(NS, queued_job("urgent", str(tmp_path / "u"), "urgent"))
+    await until(lambda: any(n.startswith("urgent-") for n in kube_cluster.processes()))
+    assert not any(n.startswith("background-") for n in kube_cluster.processes())
+    (evicted,) = [
+        w
+        for w in kube_cluster.list(kueue, "Workload", NS)
+        if w["metadata"]["name"].startswith("job-background-")
+    ]
+    reasons = {
+        c["type"]: c["reason"] for c in evicted["status"]["conditions"] if c["status"] == "True"
+    }
+    assert (reasons["Evicted"], reasons["Preempted"]) == ("Preempted", "InClusterQueue")
+    assert kube_cluster.get("batch/v1", "Job", "background")["spec"]["suspend"] is True
+    (tmp_path / "u").touch()
+    await until(lambda: any(n.startswith("background-") for n in kube_cluster.processes()))
+    (tmp_path / "b").touch()
+    await until(lambda: "Complete" in job_conditions(kube_cluster, "background"))

@@ -1,0 +1,423 @@
+"""Jobs on a cluster through the real jupyter server REST API, with ``backend =
+"kubernetes"`` and the test API server fixture (``kube_cluster``): its Job / JobSet / Kueue
+controllers and its kubelet really run each node's pod as local processes, so ranks really
+exchange data over their DNS names and node 0 really writes the result Secret."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+import yaml
+from tornado.httpclient import HTTPClientError
+
+from jupyter_mlinfra.backends.kubernetes.backend import KubernetesBackend
+from jupyter_mlinfra.backends.kubernetes.client import KubernetesCluster
+from jupyter_mlinfra.backends.kubernetes.jobs import KubernetesJobs
+from jupyter_mlinfra.identity import Identity
+
+from .rbac import Request, allows, request_info
+from .test_handlers import conforms
+
+REPO = Path(__file__).parent.parent
+
+TERMINAL = {"succeeded", "failed", "cancelled", "preempted"}
+
+EXCHANGE = """
+import os, socket, time
+rank, port = int(os.environ["RANK"]), int(os.environ["MASTER_PORT"])
+addr = os.environ["MASTER_ADDR"]
+if rank == 0:
+    with socket.create_server((socket.gethostbyname(addr), port)) as server:
+        conn, _ = server.accept()
+        with conn:
+            total = 10 + int(conn.recv(16).decode())
+            conn.sendall(str(total).encode())
+else:
+    for _ in range(400):
+        try:
+            conn = socket.create_connection((addr, port))
+            break
+        except OSError:
+            time.sleep(0.05)
+    with conn:
+        conn.sendall(b"32")
+        total = int(conn.recv(16).decode())
+print("rank", rank, "of", os.environ["WORLD_SIZE"], "on node", os.environ["NODE_RANK"],
+      "total", total)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def jp_server_config(kube_cluster: Any) -> dict[str, Any]:
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_mlinfra": True}},
+        "MLInfraApp": {
+            "backend": "kubernetes",
+            "flavors": [
+                {"name": "cpu", "cpu": 1, "memory": "1Gi", "max_nodes": 4},
+                {
+                    "name": "a100x8",
+                    "accelerator": {"kind": "nvidia.com/gpu", "model": "A100", "count": 8},
+                    "cpu": 1,
+                    "memory": "1Gi",
+                },
+            ],
+            "environments": [
+                {"name": "python", "framework": "generic", "image": "python:3.12"},
+            ],
+            "default_quota": {"max_gpus": 16, "max_queued_jobs": 5},
+        },
+        "KubernetesCluster": {"kubeconfig": str(kube_cluster.kubeconfig)},
+        "KubernetesJobs": {
+            "result_api_url": kube_cluster.server_url,
+            "master_port": free_port(),
+        },
+    }
+
+
+@pytest.fixture(autouse=True)
+def stop_watches_first(
+    jp_serverapp: Any, kube_cluster: Any, jp_asyncio_loop: Any
+) -> Iterator[None]:
+    """Stop the server's watches before the cluster fixture stops (pytest-jupyter stops the
+    server only after every test fixture is gone, and open watches would hold the fixture's
+    shutdown for a minute)."""
+    yield
+    jobs = jp_serverapp.web_app.settings["mlinfra.jobs"]
+    jp_asyncio_loop.run_until_complete(jobs.stop())
+    jp_asyncio_loop.run_until_complete(jobs.backend.close())
+
+
+async def call(
+    jp_fetch: Any, path: str, method: str = "GET", body: Any = None, **params: str
+) -> Any:
+    kwargs: dict[str, Any] = {"method": method, "params": params}
+    if body is not None:
+        kwargs["body"] = json.dumps(body)
+    elif method == "POST":
+        kwargs["body"] = b""
+    response = await jp_fetch("mlinfra", "api", "v1", *path.split("/"), **kwargs)
+    if response.headers["Content-Type"].startswith("application/json"):
+        return json.loads(response.body)
+    return response.body.decode()
+
+
+async def wait_for(jp_fetch: Any, job_id: str, states: set[str], timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = await call(jp_fetch, f"jobs/{job_id}")
+        if job["state"] in states:
+            return job
+        assert time.monotonic() < deadline, f"job stayed {job['state']}: {job}"
+        await asyncio.sleep(0.2)
+
+
+async def run_exchange(jp_fetch: Any) -> dict[str, Any]:
+    job = await call(
+        jp_fetch, "jobs", "POST", {"code": EXCHANGE, "nodes": 2, "pull": ["total"], "name": "x"}
+    )
+    assert job["state"] == "queued" and job["nodes"] == 2
+    done = await wait_for(jp_fetch, job["id"], TERMINAL)
+    logs = await call(jp_fetch, f"jobs/{job['id']}/logs")
+    assert done["state"] == "succeeded", (done, logs)
+    conforms(done, "Job")
+    conforms(await call(jp_fetch, "jobs"), "JobList")
+    assert done["exit_code"] == 0 and done["started"] and done["finished"]
+    assert "[rank 0] rank 0 of 2 on node 0 total 42" in logs
+    assert "[rank 1] rank 1 of 2 on node 1 total 42" in logs
+    one = await call(jp_fetch, f"jobs/{job['id']}/logs", rank="1")
+    assert one.strip() == "rank 1 of 2 on node 1 total 42"
+    result = await call(jp_fetch, f"jobs/{job['id']}/result")
+    assert cloudpickle.loads(base64.b64decode(result["variables"])) == {"total": 42}
+    return done
+
+
+async def test_two_node_jobset_ranks_exchange_over_dns_and_pull_back(
+    jp_fetch: Any, kube_cluster: Any
+) -> None:
+    kube_cluster.install("jobset")
+    done = await run_exchange(jp_fetch)
+    (jobset,) = kube_cluster.list("jobset.x-k8s.io/v1alpha2", "JobSet", kube_cluster.namespace)
+    assert jobset["metadata"]["name"] == f"mlinfra-{done['id']}-1"
+    assert jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["completions"] == 2
+
+
+async def test_without_jobset_an_indexed_job_and_its_headless_service(
+    jp_fetch: Any, kube_cluster: Any
+) -> None:
+    done = await run_exchange(jp_fetch)
+    name = f"mlinfra-{done['id']}-1"
+    job = kube_cluster.get("batch/v1", "Job", name, kube_cluster.namespace)
+    assert job["spec"]["completionMode"] == "Indexed"
+    service = kube_cluster.get("v1", "Service", name, kube_cluster.namespace)
+    assert service["spec"]["clusterIP"] == "None"
+
+
+async def test_a_failing_rank_fails_the_job_with_its_traceback(jp_fetch: Any) -> None:
+    code = "import os\nif os.environ['RANK'] == '1':\n    raise ValueError('bad shard 7')\n"
+    job = await call(jp_fetch, "jobs", "POST", {"code": code, "nodes": 2})
+    done = await wait_for(jp_fetch, job["id"], TERMINAL)
+    assert done["state"] == "failed" and done["exit_code"] == 1
+    assert "bad shard 7" in done["message"] and done["reason"]
+    events = await call(jp_fetch, f"jobs/{job['id']}/events")
+    assert events["events"][-1]["condition"] == "Finished"
+
+
+async def test_cancel_removes_the_pods(jp_fetch: Any, kube_cluster: Any) -> None:
+    job = await call(jp_fetch, "jobs", "POST", {"code": "import time\ntime.sleep(600)\n"})
+    await wait_for(jp_fetch, job["id"], {"running"})
+    selector = f"mlinfra.jupyter.org/job-id={job['id']}"
+    assert kube_cluster.list("v1", "Pod", kube_cluster.namespace, selector)
+    cancelled = await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
+    assert cancelled["state"] == "cancelled" and cancelled["reason"] == "cancelled"
+    deadline = time.monotonic() + 30
+    while kube_cluster.list("v1", "Pod", kube_cluster.namespace, selector):
+        assert time.monotonic() < deadline, "the job's pods outlived its cancellation"
+        await asyncio.sleep(0.2)
+    with pytest.raises(HTTPClientError) as again:
+        await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
+    assert again.value.code == 409
+
+
+async def test_what_can_never_fit_is_refused(jp_fetch: Any) -> None:
+    with pytest.raises(HTTPClientError) as refused:
+        await call(jp_fetch, "jobs", "POST", {"code": "pass", "flavor": "a100x8"})
+    assert refused.value.code == 422
+    assert refused.value.response is not None
+    body = json.loads(refused.value.response.body)
+    assert body["field"] == "flavor" and "8 nvidia.com/gpu" in body["message"]
+
+
+async def test_capacity_comes_from_the_nodes(jp_fetch: Any, kube_cluster: Any) -> None:
+    kube_cluster.add_node("gpu-0", allocatable={"nvidia.com/gpu": "8"})
+    capacity = await call(jp_fetch, "capacity")
+    conforms(capacity, "Capacity")
+    assert capacity["backend"] == "kubernetes" and capacity["nodes"] == 2
+    assert capacity["accelerators"][0]["total"] == 8
+    flavors = await call(jp_fetch, "flavors")
+    cards = {f["name"]: f["availability"] for f in flavors["flavors"]}
+    assert cards["a100x8"]["free_nodes"] == 1
+
+
+def kueue_objects(namespace: str, cpus: str) -> list[dict[str, Any]]:
+    """A ClusterQueue of ``cpus`` CPUs, its flavor, a LocalQueue "default" and the priority."""
+    return [
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "ResourceFlavor",
+            "metadata": {"name": "cpu"},
+        },
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "ClusterQueue",
+            "metadata": {"name": "mlinfra"},
+            "spec": {
+                "namespaceSelector": {},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu", "memory"],
+                        "flavors": [
+                            {
+                                "name": "cpu",
+                                "resources": [
+                                    {"name": "cpu", "nominalQuota": cpus},
+                                    {"name": "memory", "nominalQuota": "8Gi"},
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "LocalQueue",
+            "metadata": {"name": "default", "namespace": namespace},
+            "spec": {"clusterQueue": "mlinfra"},
+        },
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "WorkloadPriorityClass",
+            "metadata": {"name": "normal"},
+            "value": 100,
+        },
+    ]
+
+
+async def test_under_kueue_a_job_waits_with_its_reason_and_position_then_runs(
+    jp_fetch: Any, kube_cluster: Any
+) -> None:
+    kube_cluster.install("kueue")
+    for obj in kueue_objects(kube_cluster.namespace, cpus="1"):
+        kube_cluster.create(obj)
+    first = await call(jp_fetch, "jobs", "POST", {"code": "import time\ntime.sleep(3)\n"})
+    second = await call(jp_fetch, "jobs", "POST", {"code": "print('second ran')\n"})
+    name = f"mlinfra-{first['id']}-1"
+    made = kube_cluster.get("batch/v1", "Job", name, kube_cluster.namespace)
+    assert made["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "default"
+    assert made["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "normal"
+    await wait_for(jp_fetch, first["id"], {"running"})
+    waiting = await wait_for(jp_fetch, second["id"], {"queued"})
+    deadline = time.monotonic() + 30
+    while "quota" not in waiting["reason"]:
+        assert time.monotonic() < deadline, waiting
+        await asyncio.sleep(0.2)
+        waiting = await call(jp_fetch, f"jobs/{second['id']}")
+    assert waiting["position"] == 1, waiting
+    queue = await call(jp_fetch, "queue")
+    assert [j["id"] for j in queue["jobs"]] == [second["id"]]
+    done = await wait_for(jp_fetch, second["id"], TERMINAL)
+    assert done["state"] == "succeeded"
+    assert "second ran" in await call(jp_fetch, f"jobs/{second['id']}/logs")
+
+
+async def test_jobs_outlive_the_server_they_are_cluster_objects(
+    jp_fetch: Any, jp_serverapp: Any, kube_cluster: Any
+) -> None:
+    job = await call(jp_fetch, "jobs", "POST", {"code": "print('kept')\n", "name": "kept"})
+    await wait_for(jp_fetch, job["id"], TERMINAL)
+    app = jp_serverapp.web_app.settings["mlinfra.app"]
+    cluster = KubernetesCluster(kubeconfig=str(kube_cluster.kubeconfig))
+    fresh = KubernetesJobs(app, KubernetesBackend(cluster))  # as a restarted server builds it
+    try:
+        listing = await fresh.list(Identity(app.identity().user))
+        (found,) = [j for j in listing["jobs"] if j["id"] == job["id"]]
+        assert (found["name"], found["state"]) == ("kept", "succeeded")
+    finally:
+        await fresh.stop()
+        await cluster.close()
+
+
+async def test_followed_logs_stream_until_the_job_ends(jp_fetch: Any) -> None:
+    code = "import time\nprint('first', flush=True)\ntime.sleep(1)\nprint('last')\n"
+    job = await call(jp_fetch, "jobs", "POST", {"code": code})
+    logs = await call(jp_fetch, f"jobs/{job['id']}/logs", follow="true")  # from queued on
+    assert logs == "first\nlast\n"
+    assert (await call(jp_fetch, f"jobs/{job['id']}"))["state"] == "succeeded"
+    assert await call(jp_fetch, f"jobs/{job['id']}/logs", tail="1") == "last\n"
+
+
+async def test_retry_runs_a_new_attempt_of_the_same_job(jp_fetch: Any, tmp_path: Any) -> None:
+    marker = tmp_path / "tried"
+    code = (
+        "import pathlib, sys\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "if not marker.exists():\n"
+        "    marker.write_text('once')\n"
+        "    sys.exit(3)\n"
+        "print('second attempt')\n"
+    )
+    job = await call(jp_fetch, "jobs", "POST", {"code": code})
+    failed = await wait_for(jp_fetch, job["id"], TERMINAL)
+    assert (failed["state"], failed["exit_code"], failed["attempt"]) == ("failed", 3, 1)
+    again = await call(jp_fetch, f"jobs/{job['id']}/retry", "POST")
+    assert again["attempt"] == 2 and again["state"] != "failed"
+    done = await wait_for(jp_fetch, job["id"], TERMINAL)
+    assert (done["state"], done["attempt"]) == ("succeeded", 2)
+    assert await call(jp_fetch, f"jobs/{job['id']}/logs") == "second attempt\n"
+
+
+async def test_bad_requests_name_the_field(jp_fetch: Any) -> None:
+    async def refused(path: str, method: str = "GET", body: Any = None, **params: str) -> Any:
+        with pytest.raises(HTTPClientError) as raised:
+            await call(jp_fetch, path, method, body, **params)
+        assert raised.value.response is not None
+        return raised.value.code, json.loads(raised.value.response.body)["field"]
+
+    assert await refused("jobs/0123456789ab") == (404, "id")
+    assert await refused("jobs", state="bogus") == (400, "state")
+    assert await refused("jobs", "POST", {"code": "pass", "nodes": 0}) == (400, "nodes")
+    assert await refused("jobs", "POST", {"code": "pass", "flavor": "nope"}) == (404, "flavor")
+    job = await call(jp_fetch, "jobs", "POST", {"code": "pass"})
+    assert await refused(f"jobs/{job['id']}/logs", rank="5") == (400, "rank")
+    assert await refused(f"jobs/{job['id']}/logs", tail="x") == (400, "tail")
+
+
+async def test_every_api_call_of_a_jobs_life_is_granted_by_the_example_rbac(
+    jp_fetch: Any, kube_cluster: Any
+) -> None:
+    """examples/kubernetes/rbac.yaml suffices for jobs too: JobSet, Kueue and its visibility
+    API, pulled variables, logs, cancel, retry and capacity, each request checked."""
+    kube_cluster.install("jobset")
+    kube_cluster.install("kueue")
+    for obj in kueue_objects(kube_cluster.namespace, cpus="2"):
+        kube_cluster.create(obj)
+    await run_exchange(jp_fetch)
+    failing = await call(jp_fetch, "jobs", "POST", {"code": "raise SystemExit(2)"})
+    await wait_for(jp_fetch, failing["id"], TERMINAL)
+    await call(jp_fetch, f"jobs/{failing['id']}/retry", "POST")
+    await wait_for(jp_fetch, failing["id"], TERMINAL)
+    sleeper = await call(jp_fetch, "jobs", "POST", {"code": "import time\ntime.sleep(60)\n"})
+    waiting = await call(jp_fetch, "jobs", "POST", {"code": "pass", "nodes": 2})
+    await wait_for(jp_fetch, sleeper["id"], {"running"})
+    await call(jp_fetch, "queue")
+    await call(jp_fetch, f"jobs/{waiting['id']}/events")
+    await call(jp_fetch, f"jobs/{sleeper['id']}", "DELETE")
+    await wait_for(jp_fetch, waiting["id"], TERMINAL)
+    await call(jp_fetch, "capacity")
+    documents = list(yaml.safe_load_all((REPO / "examples/kubernetes/rbac.yaml").read_text()))
+    roles = {d["metadata"]["name"]: d["rules"] for d in documents if d["kind"] == "ClusterRole"}
+    in_namespace = roles["jupyter-mlinfra-workloads"] + roles["jupyter-mlinfra-capacity"]
+    denied = []
+    for method, path in kube_cluster.requests:
+        request = request_info(method, path)
+        if request is None:
+            continue
+        rules = in_namespace if request.namespace else roles["jupyter-mlinfra-capacity"]
+        if not allows(rules, request):
+            denied.append((method, path))
+    assert denied == []
+    seen = {request_info(m, p) for m, p in kube_cluster.requests}
+    ns = kube_cluster.namespace
+    assert Request("get", "visibility.kueue.x-k8s.io", "localqueues/pendingworkloads", ns) in seen
+    assert Request("watch", "jobset.x-k8s.io", "jobsets", ns) in seen
+
+
+async def test_the_cli_submits_and_follows_a_cluster_job(
+    jp_fetch: Any, jp_serverapp: Any, jp_base_url: str, jp_http_port: int, tmp_path: Path
+) -> None:
+    """The CLI speaks the same API to a server in Kubernetes mode: submit waits and streams
+    the ranks' logs, and its exit code is the job's."""
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "rank = os.environ['RANK']\n"
+        "print('rank', rank, flush=True)\n"
+        "if rank == '0':\n"
+        "    time.sleep(1)  # rank 1 is done by then: a failed Job deletes running pods\n"
+        "    sys.exit(4)\n"
+    )
+    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+    cli = Path(sys.executable).parent / "jupyter-mlinfra"
+    command = [str(cli), "submit", str(script), "--nodes", "2", "--url", url]
+    token = jp_serverapp.identity_provider.token
+    done = await asyncio.to_thread(  # the server answers on this loop meanwhile
+        subprocess.run,
+        [*command, "--token", token],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    text = done.stdout + done.stderr
+    assert done.returncode == 4, text
+    assert "[rank 0] rank 0" in text and "[rank 1] rank 1" in text
+    (job,) = (await call(jp_fetch, "jobs"))["jobs"]
+    assert (job["state"], job["exit_code"], job["nodes"]) == ("failed", 4, 2)

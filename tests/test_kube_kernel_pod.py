@@ -1,0 +1,129 @@
+"""A kernel's pod and Secret (validated against the official schemas) and how its start is
+read from the pod and its events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+
+from jupyter_mlinfra.backends.kubernetes import kernel_pod as pods
+from jupyter_mlinfra.backends.kubernetes.kernel_startup import classify
+from jupyter_mlinfra.catalog import Accelerator, Environment, Flavor
+
+SCHEMA_VERSION = kubernetes_validate.latest_version()
+KERNEL_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+FLAVOR = Flavor(
+    name="h100x1",
+    display_name="1 × H100",
+    cpu=4,
+    memory_bytes=32 * 2**30,
+    accelerator=Accelerator(kind="nvidia.com/gpu", model="H100", count=1),
+)
+PYTORCH = Environment(
+    name="pytorch",
+    display_name="PyTorch",
+    framework="pytorch",
+    image="pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+    env={"HF_HOME": "/cache/hf"},
+)
+OPTIONS = pods.KernelPodOptions(init_image="ghcr.io/jupyter-mlinfra/kernel-init:1", port=50000)
+
+
+def pod() -> dict[str, Any]:
+    return pods.kernel_pod(
+        kernel_id=KERNEL_ID,
+        namespace="jupyter-ann",
+        owner="Ann Smith",
+        flavor=FLAVOR,
+        environment=PYTORCH,
+        options=OPTIONS,
+        env={"TZ": "UTC"},
+        expires_at=1_800_000_000.5,
+    )
+
+
+def test_kernel_pod_and_secret_are_valid_objects() -> None:
+    kubernetes_validate.validate(pod(), SCHEMA_VERSION, strict=True)
+    labels = pod()["metadata"]["labels"]
+    secret = pods.key_secret(KERNEL_ID, "jupyter-ann", labels, "k" * 64)
+    kubernetes_validate.validate(secret, SCHEMA_VERSION, strict=True)
+    assert secret["metadata"]["name"] == f"kernel-{KERNEL_ID}-key"
+
+
+def test_kernel_pod_runs_the_launcher_in_the_environments_image() -> None:
+    manifest = pod()
+    spec = manifest["spec"]
+    assert manifest["metadata"]["name"] == f"kernel-{KERNEL_ID}"
+    assert manifest["metadata"]["labels"][pods.LABEL_KERNEL_ID] == KERNEL_ID
+    assert manifest["metadata"]["annotations"] == {
+        "mlinfra.jupyter.org/owner": "Ann Smith",
+        "mlinfra.jupyter.org/flavor": "h100x1",
+        "mlinfra.jupyter.org/environment": "pytorch",
+        "mlinfra.jupyter.org/kernel-port": "50000",
+        "mlinfra.jupyter.org/expires-at": "1800000000",
+    }
+    assert spec["restartPolicy"] == "Never"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    (init,) = spec["initContainers"]
+    assert init["command"] == ["cp", "-R", "/opt/mlinfra/.", f"{pods.SHARED_DIR}/"]
+    (kernel,) = spec["containers"]
+    assert kernel["image"] == PYTORCH.image
+    assert kernel["command"] == ["python3", f"{pods.SHARED_DIR}/launcher.py"]
+    assert kernel["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in kernel["env"]}
+    assert env["MLINFRA_KERNEL_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["TZ"] == "UTC" and env["HF_HOME"] == "/cache/hf"
+    assert env["OMP_NUM_THREADS"] == "4"
+    assert not any("KEY" in name and name != "MLINFRA_KERNEL_KEY_FILE" for name in env)
+    assert [p["containerPort"] for p in kernel["ports"]] == list(range(50000, 50006))
+
+
+def test_connection_info_uses_the_fixed_ports() -> None:
+    info = pods.connection_info("10.1.2.3", 50000, "abc")
+    assert info == {
+        "shell_port": 50000, "iopub_port": 50001, "stdin_port": 50002, "control_port": 50003,
+        "hb_port": 50004, "ip": "10.1.2.3", "key": "abc", "transport": "tcp",
+        "signature_scheme": "hmac-sha256",
+    }  # fmt: skip
+    assert pods.control_port(50000) == 50005
+
+
+def event(reason: str, message: str, at: str = "2026-11-26T21:00:00Z") -> dict[str, Any]:
+    return {"reason": reason, "message": message, "lastTimestamp": at}
+
+
+def status(**status: Any) -> dict[str, Any]:
+    return {**pod(), "status": status}
+
+
+def test_start_phases_from_pod_and_events() -> None:
+    pending = status(phase="Pending")
+    assert classify(pending, []).phase == "scheduling"
+    refused = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+    unschedulable = classify(pending, [event("FailedScheduling", refused)])
+    assert (unschedulable.phase, unschedulable.reason) == (
+        "unschedulable",
+        f"unschedulable: {refused}",
+    )
+    scale_up = event("TriggeredScaleUp", "pod triggered scale-up", "2026-11-26T21:00:05Z")
+    assert classify(pending, [event("FailedScheduling", refused), scale_up]).phase == "scaling-up"
+
+    bound = {**pending, "spec": {**pending["spec"], "nodeName": "gpu-1"}}
+    pulling = classify(bound, [event("Pulling", 'Pulling image "pytorch/pytorch"')])
+    assert pulling.phase == "pulling" and pulling.since is not None
+
+    waiting = {"state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}},
+               "name": "kernel", "image": "nope:1"}  # fmt: skip
+    failed = classify({**bound, "status": {"phase": "Pending", "containerStatuses": [waiting]}}, [])
+    assert failed.failed and failed.reason == "cannot pull image nope:1: not found"
+
+    oom = {"name": "kernel", "state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}
+    ended = classify({**bound, "status": {"phase": "Failed", "containerStatuses": [oom]}}, [])
+    assert ended.failed and ended.reason.startswith("OOMKilled")
+
+    running = {"name": "kernel", "state": {"running": {"startedAt": "2026-11-26T21:01:00Z"}}}
+    up = classify({**bound, "status": {"phase": "Running", "containerStatuses": [running]}}, [])
+    assert up.phase == "starting"
+    assert classify(None, []).reason == "the kernel's pod was deleted"

@@ -1,0 +1,378 @@
+"""Kernels in pods, through a real jupyter server and the cluster fixture (tests/kube).
+
+The fixture runs each pod's containers as local processes: the init container really copies
+``kernels/`` (standing for the init image's /opt/mlinfra) into the pod's shared volume, and
+the kernel container really runs ``kernels/launcher.py``, which runs ipykernel on the pod's
+own loopback IP and fixed ports. The server connects to it with no dial-back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import random
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from tornado.httpclient import HTTPClientError
+
+from jupyter_mlinfra.backends.kubernetes import kernel_pod as pods
+from jupyter_mlinfra.backends.kubernetes.rest import path_of
+from jupyter_mlinfra.client import ENV_TOKEN
+from jupyter_mlinfra.kernels import registry
+
+from .conftest import ME
+from .kube.fixture import ClusterFixture
+from .lab_server import LabServer, running_lab
+from .rbac import Request, allows, request_info
+from .test_handlers import conforms
+from .test_kernels import SPEC_MANAGER, call, kernels_api, run
+
+REPO = Path(__file__).parent.parent
+PYTORCH_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
+MISSING_IMAGE = "registry.invalid/missing:1"
+CATALOG: dict[str, Any] = {
+    "flavors": [
+        {"name": "cpu", "cpu": 1, "memory": "1Gi"},
+        {
+            "name": "a100x1",
+            "accelerator": {"kind": "nvidia.com/gpu", "model": "A100", "count": 1},
+            "cpu": 2,
+            "memory": "2Gi",
+        },
+        {
+            "name": "a100x8",
+            "accelerator": {"kind": "nvidia.com/gpu", "model": "A100", "count": 8},
+            "cpu": 8,
+            "memory": "8Gi",
+        },
+    ],
+    "environments": [
+        {"name": "pytorch", "framework": "pytorch", "image": PYTORCH_IMAGE,
+         "env": {"FROM_ENVIRONMENT": "yes"}},
+        {"name": "missing", "image": MISSING_IMAGE},
+    ],
+    "default_flavor": "cpu",
+}  # fmt: skip
+
+SEEN = """
+import json, os
+names = ["MLINFRA_FLAVOR", "MLINFRA_KERNEL_ID", "FROM_ENVIRONMENT", "MLINFRA_TEST_ALLOWED",
+         "MLINFRA_TEST_SECRET", "OMP_NUM_THREADS", "TOKEN"]
+print(json.dumps({k: os.environ.get(k) for k in names}))
+""".replace("TOKEN", ENV_TOKEN)
+
+
+@pytest.fixture
+def cluster(kube_cluster: ClusterFixture) -> ClusterFixture:
+    kube_cluster.add_node("gpu-1", allocatable={"nvidia.com/gpu": "4"})
+    kube_cluster.fail_image_pull(MISSING_IMAGE)
+    return kube_cluster
+
+
+@pytest.fixture
+def jp_server_config(cluster: ClusterFixture, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("MLINFRA_TEST_ALLOWED", "passed")
+    monkeypatch.setenv("MLINFRA_TEST_SECRET", "never")
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_mlinfra": True},
+            "kernel_spec_manager_class": SPEC_MANAGER,
+        },
+        "MLInfraApp": {**CATALOG, "backend": "kubernetes"},
+        "KubernetesCluster": {"kubeconfig": str(cluster.kubeconfig)},
+        "KubernetesKernels": {
+            "init_source": str(REPO / "kernels"),
+            # pods have their own IPs; a random block keeps parallel test runs apart
+            "kernel_port": random.randrange(20000, 60000, 10),
+            "env_allowlist": ["MLINFRA_TEST_ALLOWED"],
+            "start_timeout": 60.0,
+        },
+    }
+
+
+@pytest.fixture(autouse=True)
+def stop_kernels(jp_serverapp: Any, jp_asyncio_loop: Any) -> Iterator[None]:
+    """Shut the kernels down and close the server's watches while the cluster fixture still
+    runs (pytest-jupyter stops the server itself only after the cluster fixture is gone)."""
+    yield
+    manager = jp_serverapp.kernel_manager
+    app = registry.current()
+
+    async def stop_all() -> None:
+        await asyncio.gather(*(manager.shutdown_kernel(k) for k in manager.list_kernel_ids()))
+        if app is not None and app.kernel_pods is not None:
+            await app.kernel_pods.close()
+        if app is not None and app.jobs is not None:
+            await app.jobs.stop()
+        if app is not None:
+            await app.inventory.backend.close()
+
+    jp_asyncio_loop.run_until_complete(stop_all())
+
+
+async def start(jp_fetch: Any, flavor: str, environment: str = "pytorch") -> dict[str, Any]:
+    code, kernel = await kernels_api(
+        jp_fetch, method="POST", body={"flavor": flavor, "environment": environment}
+    )
+    assert code == 201
+    return dict(kernel)
+
+
+async def refused_start(jp_fetch: Any, flavor: str, environment: str) -> tuple[int, str]:
+    with pytest.raises(HTTPClientError) as raised:
+        await start(jp_fetch, flavor, environment)
+    assert raised.value.response is not None
+    return raised.value.code, json.loads(raised.value.response.body)["message"]
+
+
+async def gone(cluster: ClusterFixture, kind: str, name: str) -> None:
+    for _ in range(200):
+        if cluster.get("v1", kind, name) is None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{kind} {name} still exists")
+
+
+async def test_gpu_kernel_runs_in_its_pod_with_its_environment(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture, jp_logging_stream: Any
+) -> None:
+    kernel = await start(jp_fetch, "a100x1")
+    conforms(kernel, "Kernel")
+    assert (kernel["state"], kernel["phase"], kernel["owner"]) == ("running", "ready", ME)
+    name = pods.pod_name(kernel["id"])
+    pod = cluster.get("v1", "Pod", name)
+    assert pod is not None and pod["spec"]["nodeName"] == "gpu-1"
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert name in cluster.processes()
+
+    seen = json.loads(await run(jp_serverapp, kernel["id"], SEEN))
+    assert seen == {
+        "MLINFRA_FLAVOR": "a100x1",
+        "MLINFRA_KERNEL_ID": kernel["id"],
+        "FROM_ENVIRONMENT": "yes",
+        "MLINFRA_TEST_ALLOWED": "passed",
+        "MLINFRA_TEST_SECRET": None,
+        "OMP_NUM_THREADS": "2",
+        ENV_TOKEN: None,
+    }
+    _, listing = await kernels_api(jp_fetch)
+    conforms(listing, "KernelList")
+    assert [k["id"] for k in listing["kernels"]] == [kernel["id"]]
+    secret = cluster.get("v1", "Secret", pods.secret_name(kernel["id"]))
+    assert secret is not None
+    key = base64.b64decode(secret["data"]["key"]).decode()
+    _, api_kernels = await call(jp_fetch, "api", "kernels")
+    for text in (json.dumps(listing), json.dumps(api_kernels), jp_logging_stream.getvalue()):
+        assert key not in text
+
+
+async def test_unschedulable_kernel_fails_with_the_schedulers_message(
+    jp_fetch: Any, cluster: ClusterFixture
+) -> None:
+    code, message = await refused_start(jp_fetch, "a100x8", "pytorch")
+    assert code == 409
+    assert "Insufficient nvidia.com/gpu" in message, message
+    assert cluster.list("v1", "Pod") == [] or all(
+        p["metadata"].get("deletionTimestamp") for p in cluster.list("v1", "Pod")
+    )
+    _, listing = await kernels_api(jp_fetch)
+    assert listing["kernels"] == []
+
+
+async def test_image_pull_error_fails_at_once(jp_fetch: Any, cluster: ClusterFixture) -> None:
+    code, message = await refused_start(jp_fetch, "cpu", "missing")
+    assert code == 409
+    assert message.startswith("cannot pull image") and MISSING_IMAGE in message, message
+
+
+async def test_restart_keeps_the_pod_and_shutdown_deletes_it(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    kernel = await start(jp_fetch, "cpu")
+    name = pods.pod_name(kernel["id"])
+    before = cluster.get("v1", "Pod", name)
+    assert before is not None
+    launcher = cluster.processes()[name]
+    await run(jp_serverapp, kernel["id"], "x = 1")
+
+    code, _ = await call(
+        jp_fetch, "api", "kernels", kernel["id"], "restart", method="POST", body={}
+    )
+    assert code == 200
+    assert await run(jp_serverapp, kernel["id"], "print('x' in dir())") == "False\n"
+    after = cluster.get("v1", "Pod", name)
+    assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert cluster.processes()[name] == launcher
+
+    code, _ = await kernels_api(jp_fetch, kernel["id"], method="DELETE")
+    assert code == 200
+    await gone(cluster, "Pod", name)
+    await gone(cluster, "Secret", pods.secret_name(kernel["id"]))
+
+
+async def test_a_second_server_adopts_a_detached_kernel(
+    jp_fetch: Any,
+    jp_serverapp: Any,
+    jp_server_config: dict[str, Any],
+    cluster: ClusterFixture,
+    tmp_path: Path,
+) -> None:
+    kernel = await start(jp_fetch, "a100x1")
+    await run(jp_serverapp, kernel["id"], "x = 42")
+    app = registry.current()
+    assert app is not None
+    await app.kernels.leave_pods()  # what this server does when it stops: detach
+    assert kernel["id"] not in jp_serverapp.kernel_manager
+    pod = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
+    assert pod is not None and pod["status"]["phase"] == "Running"
+
+    second = tmp_path / "second"
+    (second / "config").mkdir(parents=True)
+    config = {k: v for k, v in jp_server_config.items() if k != "ServerApp"}
+    (second / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
+
+    def adopted(server: LabServer) -> dict[str, Any]:
+        """The second server's kernels, once it has adopted ours (it does so once up)."""
+        request = urllib.request.Request(
+            server.url("mlinfra/api/v1/kernels"), headers=server.auth_header
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                listing: dict[str, Any] = json.loads(response.read())
+            phases = [k["phase"] for k in listing["kernels"] if k["id"] == kernel["id"]]
+            if phases == ["ready"] or time.monotonic() > deadline:
+                return listing
+            time.sleep(0.2)
+
+    with contextlib.ExitStack() as stack:
+        server = await asyncio.to_thread(stack.enter_context, running_lab(second))
+        listing = await asyncio.to_thread(adopted, server)
+        client = AsyncKernelClient(
+            connection_file=str(second / "runtime" / f"kernel-{kernel['id']}.json")
+        )
+        client.load_connection_file()  # written by the second server from the adopted pod
+        client.start_channels()
+        printed: list[str] = []
+        try:
+            await client.execute_interactive(
+                "print(x)",
+                timeout=60,
+                output_hook=lambda m: printed.append(m["content"].get("text", "")),
+            )
+        finally:
+            client.stop_channels()
+            await asyncio.to_thread(stack.pop_all().close)
+    listed = {k["id"]: k for k in listing["kernels"]}
+    assert listed[kernel["id"]]["phase"] == "ready"
+    assert listed[kernel["id"]]["flavor"] == "a100x1"
+    assert "".join(printed) == "42\n"  # the same kernel process: its state survived the server
+    after = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
+    assert after is not None and after["metadata"]["uid"] == pod["metadata"]["uid"]
+
+
+async def test_every_api_call_is_granted_by_the_example_rbac(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    """examples/kubernetes/rbac.yaml is least privilege that works: every request the server
+    made through a kernel's life (and a failed start) is allowed by it."""
+    kernel = await start(jp_fetch, "a100x1")
+    await call(jp_fetch, "api", "kernels", kernel["id"], "restart", method="POST", body={})
+    await kernels_api(jp_fetch, kernel["id"], method="DELETE")
+    await refused_start(jp_fetch, "cpu", "missing")
+    documents = list(yaml.safe_load_all((REPO / "examples/kubernetes/rbac.yaml").read_text()))
+    roles = {d["metadata"]["name"]: d["rules"] for d in documents if d["kind"] == "ClusterRole"}
+    in_namespace = roles["jupyter-mlinfra-workloads"] + roles["jupyter-mlinfra-capacity"]
+    denied = []
+    for method, path in cluster.requests:
+        request = request_info(method, path)
+        if request is None:
+            continue
+        rules = in_namespace if request.namespace else roles["jupyter-mlinfra-capacity"]
+        if not allows(rules, request):
+            denied.append((method, path, request))
+    assert denied == []
+    assert any(request_info(m, p) == Request("watch", "", "events", cluster.namespace)
+               for m, p in cluster.requests)  # fmt: skip
+
+
+async def test_switching_flavor_replaces_the_pod(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    kernel = await start(jp_fetch, "cpu")
+    name = pods.pod_name(kernel["id"])
+    before = cluster.get("v1", "Pod", name)
+    assert before is not None and before["spec"]["nodeName"] == "node-0"
+    code, switched = await kernels_api(
+        jp_fetch, kernel["id"], method="PATCH", body={"flavor": "a100x1"}
+    )
+    assert code == 200 and (switched["flavor"], switched["phase"]) == ("a100x1", "ready")
+    after = cluster.get("v1", "Pod", name)
+    assert after is not None and after["metadata"]["uid"] != before["metadata"]["uid"]
+    assert after["spec"]["nodeName"] == "gpu-1"
+    seen = json.loads(await run(jp_serverapp, kernel["id"], SEEN))
+    assert seen["MLINFRA_FLAVOR"] == "a100x1"
+
+
+async def test_expired_detached_pods_are_deleted_not_adopted(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    kernel = await start(jp_fetch, "cpu")
+    app = registry.current()
+    assert app is not None and app.kernel_pods is not None
+    await app.kernels.leave_pods()
+    rest = await app.kernel_pods.rest()
+    name = pods.pod_name(kernel["id"])
+    await rest.patch(  # as if its server had been gone for longer than the expiry
+        path_of("v1", "pods", cluster.namespace, name),
+        {"metadata": {"annotations": {pods.ANNOTATION_EXPIRES: "1"}}},
+    )
+    await app.kernels.adopt_pods()  # what the next server does when it starts
+    await gone(cluster, "Pod", name)
+    await gone(cluster, "Secret", pods.secret_name(kernel["id"]))
+    assert kernel["id"] not in jp_serverapp.kernel_manager
+
+
+async def test_interrupt_goes_by_message_and_expiry_is_renewed(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    kernel = await start(jp_fetch, "cpu")
+    client = jp_serverapp.kernel_manager.get_kernel(kernel["id"]).client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=30)
+        reply = asyncio.ensure_future(
+            client.execute_interactive("import time; time.sleep(60)", timeout=60)
+        )
+        await asyncio.sleep(1.0)
+        response = await jp_fetch(
+            "api", "kernels", kernel["id"], "interrupt", method="POST", body=""
+        )
+        assert response.code == 204
+        content = (await asyncio.wait_for(reply, 30))["content"]
+        assert (content["status"], content["ename"]) == ("error", "KeyboardInterrupt")
+    finally:
+        client.stop_channels()
+
+    app = registry.current()
+    assert app is not None and app.kernel_pods is not None
+    name = pods.pod_name(kernel["id"])
+
+    def expires() -> float:
+        pod = cluster.get("v1", "Pod", name)
+        assert pod is not None
+        return float(pod["metadata"]["annotations"][pods.ANNOTATION_EXPIRES])
+
+    before = expires()
+    await asyncio.sleep(1.1)
+    await app.kernel_pods.renew(app.kernel_pods.records[kernel["id"]])
+    assert expires() > before

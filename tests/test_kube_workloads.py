@@ -1,0 +1,253 @@
+"""A job's cluster objects: built from real catalog entries, validated against the official
+Kubernetes schemas (``kubernetes-validate``), and their rank wiring checked field by field."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from jupyter_mlinfra.backends.kubernetes import workloads
+from jupyter_mlinfra.backends.kubernetes.manifests import DEFAULT_CAPACITY_PLACEMENT
+from jupyter_mlinfra.catalog import Accelerator, Environment, Flavor
+from jupyter_mlinfra.jobs.spec import Job, JobSpec, Resources, RetryPolicy
+
+SCHEMA_VERSION = kubernetes_validate.latest_version()
+
+A100X2 = Flavor(
+    name="a100x2",
+    display_name="2 × A100",
+    cpu=8,
+    memory_bytes=64 * 2**30,
+    accelerator=Accelerator(kind="nvidia.com/gpu", model="A100", count=2),
+    max_nodes=4,
+)
+FLEX = Flavor(
+    name="h100-flex",
+    display_name="8 × H100 (flex-start)",
+    cpu=96,
+    memory_bytes=1024 * 2**30,
+    accelerator=Accelerator(kind="nvidia.com/gpu", model="H100", count=8),
+    capacity_type="flex-start",
+    max_nodes=4,
+)
+TORCH = Environment(
+    name="pytorch", display_name="PyTorch", framework="pytorch", image="pytorch/pytorch:2.5.1"
+)
+JAX = Environment(name="jax", display_name="JAX", framework="jax", image="jax:latest")
+
+
+def make_job(**spec: Any) -> Job:
+    flavor = spec.pop("flavor_obj", A100X2)
+    values: dict[str, Any] = {
+        "code": "print('hi')",
+        "flavor": flavor.name,
+        "environment": "pytorch",
+        "nodes": 2,
+        "procs_per_node": 2,
+        "priority": "high",
+        **spec,
+    }
+    return Job(
+        id="0123456789ab",
+        owner="ann.smith@example.org",
+        spec=JobSpec(**values),
+        priority_value=1000,
+        node=Resources.of(flavor),
+        created=1700000000.0,
+    )
+
+
+def created(obj: dict[str, Any], uid: str) -> dict[str, Any]:
+    """``obj`` as the API answers a create: with a uid."""
+    done = copy.deepcopy(obj)
+    done["metadata"]["uid"] = uid
+    return done
+
+
+def validate(obj: dict[str, Any]) -> None:
+    kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)
+
+
+def objects(job: Job, placement: workloads.Placement, flavor: Flavor = A100X2) -> list[Any]:
+    rec = created(workloads.record(job, ["research"], placement.namespace), "rec-uid")
+    pod = workloads.node_pod(flavor, DEFAULT_CAPACITY_PLACEMENT)
+    made = workloads.workload(job, TORCH, flavor, placement, pod, rec)
+    return [rec, made, *workloads.attachments(job, placement, created(made, "w-uid"))]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_multi_node_job_is_a_jobset_with_one_replicated_job_and_dns_names() -> None:
+    placement = workloads.Placement(namespace="team-a", jobset=True)
+    job = make_job(retry=RetryPolicy(max_restarts=3), max_runtime_seconds=3600.5)
+    rec, jobset, *rest = objects(job, placement)
+    assert jobset["kind"] == "JobSet" and jobset["apiVersion"] == "jobset.x-k8s.io/v1alpha2"
+    assert jobset["spec"]["suspend"] is True
+    assert jobset["spec"]["failurePolicy"] == {"maxRestarts": 3}
+    assert jobset["spec"]["network"] == {
+        "enableDNSHostnames": True,
+        "subdomain": "mlinfra-0123456789ab-1",
+    }
+    assert jobset["metadata"]["ownerReferences"][0]["uid"] == "rec-uid"
+    (replicated,) = jobset["spec"]["replicatedJobs"]
+    batch = replicated["template"]["spec"]
+    assert (replicated["name"], replicated["replicas"]) == ("node", 1)
+    assert (batch["completionMode"], batch["completions"], batch["parallelism"]) == (
+        "Indexed",
+        2,
+        2,
+    )
+    assert batch["backoffLimit"] == 0 and batch["activeDeadlineSeconds"] == 3601
+    # the child Job the JobSet makes is a valid batch/v1 Job
+    validate(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "mlinfra-0123456789ab-1-node-0", "namespace": "team-a"},
+            "spec": batch,
+        }
+    )
+    container = batch["template"]["spec"]["containers"][0]
+    env = env_of(container)
+    assert (
+        env["MLINFRA_MASTER_ADDR"]
+        == "mlinfra-0123456789ab-1-node-0-0.mlinfra-0123456789ab-1.team-a.svc"
+    )
+    assert env["MLINFRA_NODE_ADDRS"].split(",")[1].startswith("mlinfra-0123456789ab-1-node-0-1.")
+    assert env["MLINFRA_NODE_RANK"] == {
+        "fieldRef": {
+            "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        }
+    }
+    assert (env["MLINFRA_NODES"], env["MLINFRA_PROCS_PER_NODE"]) == ("2", "2")
+    assert env["MLINFRA_FRAMEWORK"] == "pytorch" and env["MLINFRA_THREADS"] == "8"
+    assert container["command"] == [
+        "python",
+        "/mlinfra/spec/node.py",
+        "/mlinfra/spec",
+        "/mlinfra/run",
+    ]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert "subdomain" not in batch["template"]["spec"]  # the JobSet sets it
+    for obj in [rec, *rest]:
+        validate(obj)
+    assert [o["kind"] for o in rest] == ["ConfigMap"]  # no Service: the JobSet makes it
+
+
+def test_without_jobset_an_indexed_job_with_its_own_headless_service() -> None:
+    placement = workloads.Placement(namespace="team-a", jobset=False)
+    job = make_job(retry=RetryPolicy(max_restarts=2, on_exit_codes=(3, 4)))
+    _, indexed, *rest = objects(job, placement)
+    validate(indexed)
+    spec = indexed["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["suspend"] is True
+    assert spec["backoffLimit"] == 4  # 2 restarts of 2 nodes
+    assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"] == {
+        "containerName": "node",
+        "operator": "NotIn",
+        "values": [3, 4],
+    }
+    pod = spec["template"]["spec"]
+    assert pod["subdomain"] == "mlinfra-0123456789ab-1" and pod["restartPolicy"] == "Never"
+    env = env_of(pod["containers"][0])
+    assert (
+        env["MLINFRA_MASTER_ADDR"] == "mlinfra-0123456789ab-1-0.mlinfra-0123456789ab-1.team-a.svc"
+    )
+    (service,) = [o for o in rest if o["kind"] == "Service"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == {
+        workloads.LABEL_JOB: "0123456789ab",
+        workloads.LABEL_ATTEMPT: "1",
+    }
+    assert service["metadata"]["ownerReferences"][0]["uid"] == "w-uid"
+    for obj in rest:
+        validate(obj)
+
+
+def test_one_node_job_is_a_plain_job_whose_master_is_its_own_pod() -> None:
+    placement = workloads.Placement(namespace="team-a", jobset=True)
+    job = make_job(nodes=1, procs_per_node=2)
+    _, plain, *_ = objects(job, placement)
+    validate(plain)
+    assert plain["kind"] == "Job" and "completionMode" not in plain["spec"]
+    env = env_of(plain["spec"]["template"]["spec"]["containers"][0])
+    assert env["MLINFRA_MASTER_ADDR"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["MLINFRA_NODE_ADDRS"] == ""
+
+
+def test_kueue_labels_max_runtime_and_flex_start_parameters() -> None:
+    placement = workloads.Placement(namespace="team-a", jobset=False, queue_name="flex")
+    job = make_job(flavor_obj=FLEX, max_runtime_seconds=7200)
+    _, made, *_ = objects(job, placement, FLEX)
+    validate(made)
+    assert made["metadata"]["labels"][workloads.QUEUE_NAME] == "flex"
+    assert made["metadata"]["labels"][workloads.PRIORITY_CLASS] == "high"
+    assert made["metadata"]["labels"][workloads.MAX_EXEC_TIME] == "7200"
+    assert made["metadata"]["annotations"] == {
+        "provreq.kueue.x-k8s.io/maxRunDurationSeconds": "7200"
+    }
+    without = objects(make_job(), workloads.Placement(namespace="team-a", jobset=False))[1]
+    assert workloads.QUEUE_NAME not in without["metadata"]["labels"]
+
+
+def test_pushed_variables_and_the_scoped_result_token() -> None:
+    placement = workloads.Placement(
+        namespace="team-a", jobset=False, result_api="https://api.example:6443"
+    )
+    job = make_job(push={"steps": "gASVAwAAAAAAAABLCi4="}, pull=("losses",))
+    rec = created(workloads.record(job, [], "team-a"), "rec-uid")
+    secret = workloads.push_secret(job, rec, json.dumps(dict(job.spec.push)))
+    validate(secret)
+    assert json.loads(secret["stringData"]["push.json"]) == {"steps": "gASVAwAAAAAAAABLCi4="}
+    _, made, *rest = objects(job, placement)
+    pod = made["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "mlinfra-0123456789ab-1"
+    assert pod["automountServiceAccountToken"] is False  # only the projected token is mounted
+    spec_volume = next(v for v in pod["volumes"] if v["name"] == "mlinfra-spec")
+    assert {"secret": {"name": "mlinfra-0123456789ab-push"}} in spec_volume["projected"]["sources"]
+    env = env_of(pod["containers"][0])
+    assert env["MLINFRA_RESULT_SECRET"] == "mlinfra-0123456789ab-1-result"
+    assert env["MLINFRA_RESULT_API"] == "https://api.example:6443"
+    (role,) = [o for o in rest if o["kind"] == "Role"]
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["mlinfra-0123456789ab-1-result"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    kinds = sorted(o["kind"] for o in rest)
+    assert kinds == ["ConfigMap", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]
+    for obj in rest:
+        validate(obj)
+    config = next(o for o in rest if o["kind"] == "ConfigMap")
+    assert set(config["data"]) == {"job.json", "node.py", "entry.py", "contract.py"}
+    assert json.loads(config["data"]["job.json"])["push_file"] == "push.json"
+
+
+def test_a_record_gives_the_job_back() -> None:
+    job = make_job(
+        args=(), pull=("a",), env={"X": "1"}, retry=RetryPolicy(1, (2,)), idempotency_key="k"
+    )
+    rec = workloads.record(job, ["g"], "team-a")
+    again = workloads.job_from_record(rec, attempt=3)
+    assert again.spec == job.spec and again.owner == job.owner and again.attempt == 3
+    assert again.node == job.node and again.created == job.created
+
+
+@pytest.mark.parametrize("framework", ["generic", "tensorflow", "jax"])
+def test_the_environment_picks_the_framework(framework: str) -> None:
+    env = Environment(name="e", display_name="E", framework=framework, image="img")
+    pod = workloads.node_pod(A100X2, DEFAULT_CAPACITY_PLACEMENT)
+    template = workloads.pod_template(
+        make_job(), env, A100X2, workloads.Placement("ns", jobset=True), pod
+    )
+    assert env_of(template["spec"]["containers"][0])["MLINFRA_FRAMEWORK"] == framework
+    assert JAX.framework == "jax"
