@@ -51,6 +51,7 @@ class PodRun:
         #: readiness by container name, for containers with a readinessProbe
         self.ready: dict[str, bool] = {}
         self.disrupted = False  # its node went away
+        self.volumes: dict[str, Path] = {}  # volume name -> host directory, once mounted
         #: pod-level failure reason and message (DeadlineExceeded, Terminated)
         self.reason: str | None = None
         self.message: str | None = None
@@ -263,9 +264,9 @@ class Kubelet:
 
     async def _run_containers(self, run: PodRun, pod: Obj) -> None:
         self._write(run)
-        mounts = await self._mount(run, pod)
+        run.volumes = await self._mount(run, pod)
         for container in pod["spec"].get("initContainers", []):
-            code = await self._keep_running(run, pod, container, mounts, init=True)
+            code = await self._keep_running(run, pod, container, init=True)
             if code != 0:
                 run.phase = "Failed"
                 self._write(run)
@@ -276,7 +277,7 @@ class Kubelet:
         run.phase = "Running"
         codes = await asyncio.gather(
             *(
-                self._keep_running(run, pod, container, mounts, init=False)
+                self._keep_running(run, pod, container, init=False)
                 for container in pod["spec"]["containers"]
             )
         )
@@ -396,7 +397,6 @@ class Kubelet:
         run: PodRun,
         pod: Obj,
         container: dict[str, Any],
-        mounts: dict[str, Path],
         *,
         init: bool,
     ) -> int:
@@ -406,7 +406,7 @@ class Kubelet:
             await self._pull(run, pod, container)
         delay, cap = self.restart_backoff
         while True:
-            code = await self._execute(run, pod, container, mounts)
+            code = await self._execute(run, pod, container)
             done = code == 0 and (init or policy != "Always")
             if done or policy == "Never" or run.stopping:
                 return code
@@ -423,37 +423,17 @@ class Kubelet:
             await asyncio.sleep(delay)
             delay = min(cap, delay * 2)
 
-    async def _execute(
-        self,
-        run: PodRun,
-        pod: Obj,
-        container: dict[str, Any],
-        mounts: dict[str, Path],
-    ) -> int:
+    async def _execute(self, run: PodRun, pod: Obj, container: dict[str, Any]) -> int:
         name = container["name"]
         status = run.statuses[name]
         record = self._recorder_for(pod, container)
         message_file = run.root / "termination" / f"{name}-{status['restartCount']}"
         message_file.parent.mkdir(parents=True, exist_ok=True)
         message_file.write_bytes(b"")
-        table = mount_table(container, mounts)
-        table[container.get("terminationMessagePath", "/dev/termination-log")] = os.fspath(
-            message_file
-        )
-        current = self._current(run, pod)
         log = self.logs.start(run.uid, name)
         started = now()
         try:
-            spec = process_spec(
-                current,
-                container,
-                base_env=self._base_env(run, current),
-                mounts=table,
-                default_cwd=run.root,
-                lookup=lambda kind, source, optional: self.volumes.source_data(
-                    kind, run.namespace, source, optional
-                ),
-            )
+            spec = self.process_spec(run, pod, container, message_file)
             process = await asyncio.create_subprocess_exec(
                 *spec.argv,
                 env=spec.env,
@@ -597,6 +577,38 @@ class Kubelet:
                     os.killpg(process.pid, signal.SIGKILL)
                 return
             await asyncio.sleep(float(probe.get("periodSeconds", 10)))
+
+    def process_spec(
+        self, run: PodRun, pod: Obj, container: dict[str, Any], message_file: Path | None = None
+    ) -> ProcessSpec:
+        """How ``container`` of a running pod becomes a process (also for exec and probes);
+        raises CannotRun."""
+        table = mount_table(container, run.volumes)
+        if message_file is not None:
+            path = container.get("terminationMessagePath", "/dev/termination-log")
+            table[path] = os.fspath(message_file)
+        current = self._current(run, pod)
+        return process_spec(
+            current,
+            container,
+            base_env=self._base_env(run, current),
+            mounts=table,
+            default_cwd=run.root,
+            lookup=lambda kind, source, optional: self.volumes.source_data(
+                kind, run.namespace, source, optional
+            ),
+        )
+
+    def running(self, namespace: str, name: str) -> PodRun | None:
+        """The run of a pod whose containers have started, for exec and port-forward."""
+        return next(
+            (
+                run
+                for run in self.runs.values()
+                if (run.namespace, run.name) == (namespace, name) and run.phase == "Running"
+            ),
+            None,
+        )
 
     def _current(self, run: PodRun, pod: Obj) -> Obj:
         assert self.pods is not None
