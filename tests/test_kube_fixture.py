@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio import client, config, stream, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .kube import crds, dns
@@ -1003,3 +1003,53 @@ async def test_kueue_preempts_lower_priority_within_the_cluster_queue(
     await until(lambda: any(n.startswith("background-") for n in kube_cluster.processes()))
     (tmp_path / "b").touch()
     await until(lambda: "Complete" in job_conditions(kube_cluster, "background"))
+
+
+async def test_exec_and_port_forward_reach_a_running_pod(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    echo = (
+        "import os, socket\n"
+        "server = socket.create_server((os.environ['POD_IP'], 7000))\n"
+        "while True:\n"
+        "    conn, _ = server.accept()\n"
+        "    conn.sendall(conn.recv(100).upper()); conn.close()\n"
+    )
+    pod = python_pod("echo", echo)
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "GREETING", "value": "hi"},
+    ]
+    pod["spec"]["containers"][0]["readinessProbe"] = {
+        "tcpSocket": {"port": 7000},
+        "periodSeconds": 1,
+    }
+    await v1.create_namespaced_pod(NS, pod)
+    await until(lambda: condition_true(kube_cluster.get("v1", "Pod", "echo"), "Ready"))
+
+    async with stream.WsApiClient(configuration=api.configuration) as ws_api:
+        ws_v1 = client.CoreV1Api(ws_api)
+        output = await ws_v1.connect_get_namespaced_pod_exec(
+            "echo",
+            NS,
+            command=["python", "-c", "import os; print(os.environ['GREETING'])"],
+            stderr=True,
+            stdout=True,
+        )
+        assert output == "hi\n"
+
+        async def ask() -> bytes:
+            websocket = await ws_v1.connect_get_namespaced_pod_portforward(
+                "echo", NS, ports="7000", _preload_content=False
+            )
+            async with websocket as connection:
+                opened = [await connection.receive_bytes() for _ in range(2)]
+                assert opened == [
+                    b"\x00" + (7000).to_bytes(2, "little"),
+                    b"\x01" + (7000).to_bytes(2, "little"),
+                ]
+                await connection.send_bytes(b"\x00hello")
+                return bytes(await connection.receive_bytes())
+
+        assert await ask() == b"\x00HELLO"

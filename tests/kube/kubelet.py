@@ -44,6 +44,8 @@ class PodRun:
         self.phase = "Pending"
         self.initialized = not pod["spec"].get("initContainers")
         self.processes: dict[str, asyncio.subprocess.Process] = {}
+        #: exec'd commands, killed with the pod
+        self.extra_processes: set[asyncio.subprocess.Process] = set()
         self.statuses: dict[str, dict[str, Any]] = {}
         self.stopping = False  # no more container (re)starts
         self.removing = False  # the pod is being deleted
@@ -630,7 +632,7 @@ class Kubelet:
     # -- stopping --------------------------------------------------------------------------
 
     def _kill(self, run: PodRun, signum: int) -> None:
-        for process in list(run.processes.values()):
+        for process in [*run.processes.values(), *run.extra_processes]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signum)
 
