@@ -1053,3 +1053,80 @@ async def test_exec_and_port_forward_reach_a_running_pod(
                 return bytes(await connection.receive_bytes())
 
         assert await ask() == b"\x00HELLO"
+
+
+async def test_patch_flavours_dry_run_apply_and_bookmarks(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    pod = python_pod("patched", "import time\nwhile True: time.sleep(1)")
+    pod["spec"]["containers"].append(
+        {"name": "side", "image": "python:3.11", "command": ["python", "-c", "pass"]}
+    )
+    dry = await v1.create_namespaced_pod(NS, pod, dry_run="All")
+    assert dry.metadata.name == "patched"
+    assert kube_cluster.get("v1", "Pod", "patched") is None
+    await v1.create_namespaced_pod(NS, pod)
+    # strategic merge: containers merge by name, labels merge
+    patched = await v1.patch_namespaced_pod(
+        "patched",
+        NS,
+        {
+            "metadata": {"labels": {"extra": "1"}},
+            "spec": {"containers": [{"name": "side", "image": "python:3.12"}]},
+        },
+    )
+    assert [(c.name, c.image) for c in patched.spec.containers] == [
+        ("main", "python:3.11"),
+        ("side", "python:3.12"),
+    ]
+    assert patched.metadata.labels == {"app": "t", "extra": "1"}
+
+    applied = await api.call_api(
+        f"/api/v1/namespaces/{NS}/configmaps/applied",
+        "PATCH",
+        header_params={"Content-Type": "application/apply-patch+yaml"},
+        body={
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "applied"},
+            "data": {"a": "1"},
+        },
+        auth_settings=["BearerToken"],
+        response_types_map={200: "V1ConfigMap"},
+        query_params=[("fieldManager", "test")],
+    )
+    assert applied[0].data == {"a": "1"}
+
+    seen = []
+    async with watch.Watch().stream(
+        v1.list_namespaced_config_map,
+        NS,
+        allow_watch_bookmarks=True,
+        timeout_seconds=2,
+    ) as events:
+        async for event in events:
+            seen.append(event["type"])
+    assert seen[0] == "ADDED" and "BOOKMARK" in seen
+
+
+async def test_deleting_a_namespace_empties_it(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    kube_cluster.add_namespace("scratch")
+    v1 = client.CoreV1Api(api)
+    pod = python_pod("doomed", "import time\nwhile True: time.sleep(1)")
+    await v1.create_namespaced_pod("scratch", pod)
+    await v1.create_namespaced_config_map("scratch", {"metadata": {"name": "cm"}})
+    pid = await until(lambda: kube_cluster.processes().get("doomed"))
+    await v1.delete_namespace("scratch")
+    terminating = kube_cluster.get("v1", "Namespace", "scratch")
+    assert terminating is not None and terminating["status"]["phase"] == "Terminating"
+    with pytest.raises(ApiException) as refused:
+        await v1.create_namespaced_config_map("scratch", {"metadata": {"name": "late"}})
+    assert refused.value.status == 403
+    await until(lambda: kube_cluster.get("v1", "Namespace", "scratch") is None)
+    assert kube_cluster.list("v1", "ConfigMap", "scratch") == []
+    await until(lambda: kube_cluster.get("v1", "Pod", "doomed", "scratch") is None)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # stopped gracefully (SIGTERM) before the pod went
