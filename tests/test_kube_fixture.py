@@ -1115,10 +1115,14 @@ async def test_deleting_a_namespace_empties_it(
 ) -> None:
     kube_cluster.add_namespace("scratch")
     v1 = client.CoreV1Api(api)
-    pod = python_pod("doomed", "import time\nwhile True: time.sleep(1)")
+    stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + (
+        "print('up', flush=True)\nwhile True: time.sleep(1)"
+    )
+    pod = python_pod("doomed", stubborn, terminationGracePeriodSeconds=2)
     await v1.create_namespaced_pod("scratch", pod)
     await v1.create_namespaced_config_map("scratch", {"metadata": {"name": "cm"}})
     pid = await until(lambda: kube_cluster.processes().get("doomed"))
+    await until(lambda: v1.read_namespaced_pod_log("doomed", "scratch"))  # SIGTERM ignored
     await v1.delete_namespace("scratch")
     terminating = kube_cluster.get("v1", "Namespace", "scratch")
     assert terminating is not None and terminating["status"]["phase"] == "Terminating"
@@ -1129,4 +1133,16 @@ async def test_deleting_a_namespace_empties_it(
     assert kube_cluster.list("v1", "ConfigMap", "scratch") == []
     await until(lambda: kube_cluster.get("v1", "Pod", "doomed", "scratch") is None)
     with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # stopped gracefully (SIGTERM) before the pod went
+        os.kill(pid, 0)  # SIGKILL after the grace period, reaped before the pod went
+
+
+async def test_long_lines_and_unterminated_output_reach_the_log(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    code = "import sys; sys.stdout.write('x' * 200000 + '\\rdone\\n' + 'tail')"
+    await v1.create_namespaced_pod(NS, python_pod("chatty", code))
+    done = await finished_pod(v1, "chatty")
+    assert done.status.phase == "Succeeded"
+    log = await v1.read_namespaced_pod_log("chatty", NS)
+    assert log == "x" * 200000 + "\rdone\ntail"

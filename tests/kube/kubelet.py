@@ -22,13 +22,31 @@ from typing import Any
 from .containers import CannotRun, ProcessSpec, command_line, process_spec
 from .dns import ClusterDns
 from .events import Recorder
-from .logs import LogBook
+from .logs import ContainerLog, LogBook
 from .probes import probe_once
 from .resources import Registry
 from .store import Change, Obj, Store, meta, now
 from .volumes import MissingSource, Volumes, mount_table
 
 TERMINATION_MESSAGE_LIMIT = 4096
+#: longer lines are split, as the container runtime splits log lines (it uses 16 KiB)
+LOG_LINE_LIMIT = 16384
+
+
+async def capture(output: asyncio.StreamReader, log: ContainerLog) -> None:
+    """Read a container's output into its log line by line, whatever it writes: a very long
+    line (a progress bar redrawn with ``\r``) is kept in parts instead of stalling the reader;
+    the parts join up again in the log text."""
+    pending = b""
+    while chunk := await output.read(65536):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            log.append(line + b"\n")
+        while len(pending) > LOG_LINE_LIMIT:
+            log.append(pending[:LOG_LINE_LIMIT])
+            pending = pending[LOG_LINE_LIMIT:]
+    if pending:
+        log.append(pending)
 
 
 class PodRun:
@@ -482,8 +500,7 @@ class Kubelet:
             if kind in container
         ]
         assert process.stdout is not None
-        async for line in process.stdout:
-            log.append(line)
+        await capture(process.stdout, log)
         code = await process.wait()
         for probe in probes:
             probe.cancel()
@@ -648,12 +665,13 @@ class Kubelet:
                 host=pod["spec"].get("nodeName"),
             )
         self._kill(run, signal.SIGTERM)
-        waits = [process.wait() for process in run.processes.values()]
-        if waits:
+        processes = list(run.processes.values())
+        if processes:
             try:
-                await asyncio.wait_for(asyncio.gather(*waits), grace)
+                await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), grace)
             except asyncio.TimeoutError:
                 self._kill(run, signal.SIGKILL)
+                await asyncio.gather(*(p.wait() for p in processes))  # reaped before it's gone
         if run.task is not None and asyncio.current_task() is not run.task:
             run.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
