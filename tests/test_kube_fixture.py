@@ -1146,3 +1146,28 @@ async def test_long_lines_and_unterminated_output_reach_the_log(
     assert done.status.phase == "Succeeded"
     log = await v1.read_namespaced_pod_log("chatty", NS)
     assert log == "x" * 200000 + "\rdone\ntail"
+
+
+async def test_a_missing_secret_holds_the_container_until_it_exists(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    pod = python_pod("needs-key", "import os; print(os.environ['KEY'])")
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "later", "key": "key"}}}
+    ]
+    await v1.create_namespaced_pod(NS, pod)
+
+    def waiting_reason() -> str | None:
+        statuses = (kube_cluster.get("v1", "Pod", "needs-key") or {}).get("status", {}).get(
+            "containerStatuses"
+        ) or [{}]
+        return (statuses[0].get("state") or {}).get("waiting", {}).get("reason")
+
+    await until(lambda: waiting_reason() == "CreateContainerConfigError")
+    await v1.create_namespaced_secret(
+        NS, {"metadata": {"name": "later"}, "stringData": {"key": "finally"}}
+    )
+    done = await finished_pod(v1, "needs-key")
+    assert done.status.phase == "Succeeded"
+    assert await v1.read_namespaced_pod_log("needs-key", NS) == "finally\n"

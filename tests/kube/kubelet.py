@@ -450,10 +450,12 @@ class Kubelet:
         message_file = run.root / "termination" / f"{name}-{status['restartCount']}"
         message_file.parent.mkdir(parents=True, exist_ok=True)
         message_file.write_bytes(b"")
+        spec = await self._configured(run, pod, container, message_file)
         log = self.logs.start(run.uid, name)
         started = now()
         try:
-            spec = self.process_spec(run, pod, container, message_file)
+            if spec is None:
+                spec = self.process_spec(run, pod, container, message_file)
             process = await asyncio.create_subprocess_exec(
                 *spec.argv,
                 env=spec.env,
@@ -596,6 +598,28 @@ class Kubelet:
                     os.killpg(process.pid, signal.SIGKILL)
                 return
             await asyncio.sleep(float(probe.get("periodSeconds", 10)))
+
+    async def _configured(
+        self, run: PodRun, pod: Obj, container: dict[str, Any], message_file: Path
+    ) -> ProcessSpec | None:
+        """The container's process spec once its env sources exist: while a Secret or
+        ConfigMap key it needs is missing, it waits in CreateContainerConfigError as upstream
+        (None: another problem, for the caller to report)."""
+        reported = ""
+        while True:
+            changed = self._sources_changed
+            try:
+                return self.process_spec(run, pod, container, message_file)
+            except CannotRun as error:
+                if error.reason != "CreateContainerConfigError":
+                    return None
+                if error.message != reported:
+                    reported = error.message
+                    self._recorder_for(pod, container)(
+                        "Failed", f"Error: {error.message}", warning=True
+                    )
+                    self._waiting(run, container, error.reason, error.message)
+            await changed.wait()
 
     def process_spec(
         self, run: PodRun, pod: Obj, container: dict[str, Any], message_file: Path | None = None
