@@ -1171,3 +1171,20 @@ async def test_a_missing_secret_holds_the_container_until_it_exists(
     done = await finished_pod(v1, "needs-key")
     assert done.status.phase == "Succeeded"
     assert await v1.read_namespaced_pod_log("needs-key", NS) == "finally\n"
+
+
+async def test_a_container_over_its_memory_limit_is_oom_killed(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    hog = "import time\nblob = bytearray(400 * 2**20)\ntime.sleep(60)"
+    pod = python_pod("hog", hog)
+    pod["spec"]["containers"][0]["resources"] = {"limits": {"memory": "200Mi"}}
+    await v1.create_namespaced_pod(NS, pod)
+    done = await finished_pod(v1, "hog")
+    terminated = done.status.container_statuses[0].state.terminated
+    assert (done.status.phase, terminated.reason, terminated.exit_code) == (
+        "Failed",
+        "OOMKilled",
+        137,
+    )

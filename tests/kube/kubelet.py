@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .amounts import amount
 from .containers import CannotRun, ProcessSpec, command_line, process_spec
 from .dns import ClusterDns
 from .events import Recorder
@@ -71,6 +72,7 @@ class PodRun:
         #: readiness by container name, for containers with a readinessProbe
         self.ready: dict[str, bool] = {}
         self.disrupted = False  # its node went away
+        self.oom_killed: set[str] = set()  # containers killed over their memory limit
         self.volumes: dict[str, Path] = {}  # volume name -> host directory, once mounted
         #: pod-level failure reason and message (DeadlineExceeded, Terminated)
         self.reason: str | None = None
@@ -123,6 +125,7 @@ class Kubelet:
         self.pulled: dict[str, set[str]] = {}
         self.runs: dict[str, PodRun] = {}
         self.restart_backoff = (0.1, 2.0)  # first delay and cap, doubled per restart
+        self.memory_check_seconds = 0.2
         self._next_ip = 2
         self._sources_changed = asyncio.Event()
         store.subscribe(self._on_change)
@@ -501,6 +504,13 @@ class Kubelet:
             for kind in ("readinessProbe", "livenessProbe")
             if kind in container
         ]
+        limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+        if limit is not None:
+            probes.append(
+                asyncio.get_running_loop().create_task(
+                    self._enforce_memory(run, name, process, int(amount("memory", limit)))
+                )
+            )
         assert process.stdout is not None
         await capture(process.stdout, log)
         code = await process.wait()
@@ -512,9 +522,13 @@ class Kubelet:
         log.finish()
         run.processes.pop(name, None)
         exit_code = code if code >= 0 else 128 - code
+        reason = "Completed" if exit_code == 0 else "Error"
+        if name in run.oom_killed:
+            run.oom_killed.discard(name)
+            reason = "OOMKilled"
         terminated: dict[str, Any] = {
             "exitCode": exit_code,
-            "reason": "Completed" if exit_code == 0 else "Error",
+            "reason": reason,
             "startedAt": started,
             "finishedAt": now(),
             "containerID": status["containerID"],
@@ -620,6 +634,26 @@ class Kubelet:
                     )
                     self._waiting(run, container, error.reason, error.message)
             await changed.wait()
+
+    async def _enforce_memory(
+        self, run: PodRun, name: str, process: asyncio.subprocess.Process, limit: int
+    ) -> None:
+        """A memory limit, enforced the way the kernel's OOM killer ends a cgroup that
+        exceeds it: the container's first process is sampled (resident set size every
+        ``memory_check_seconds``) and SIGKILLed over the limit; it ends ``OOMKilled``."""
+        page = os.sysconf("SC_PAGE_SIZE")
+        while process.returncode is None:
+            try:
+                with open(f"/proc/{process.pid}/statm") as statm:
+                    resident = int(statm.read().split()[1]) * page
+            except (OSError, IndexError, ValueError):
+                return
+            if resident > limit:
+                run.oom_killed.add(name)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                return
+            await asyncio.sleep(self.memory_check_seconds)
 
     def process_spec(
         self, run: PodRun, pod: Obj, container: dict[str, Any], message_file: Path | None = None
