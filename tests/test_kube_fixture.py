@@ -1188,3 +1188,78 @@ async def test_a_container_over_its_memory_limit_is_oom_killed(
         "OOMKilled",
         137,
     )
+
+
+async def test_kueue_admits_a_queued_jobset_with_its_flavor(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    need_crds()
+    kube_cluster.install("jobset")
+    kube_cluster.install("kueue")
+    kube_cluster.add_node("cpu-1", labels={"pool": "cpu"})
+    kueue = "kueue.x-k8s.io/v1beta1"
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "ResourceFlavor",
+            "metadata": {"name": "pool-cpu"},
+            "spec": {"nodeLabels": {"pool": "cpu"}},
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "ClusterQueue",
+            "metadata": {"name": "cluster-queue"},
+            "spec": {
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu"],
+                        "flavors": [
+                            {
+                                "name": "pool-cpu",
+                                "resources": [{"name": "cpu", "nominalQuota": "2"}],
+                            }
+                        ],
+                    }
+                ]
+            },
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "LocalQueue",
+            "metadata": {"name": "user-queue", "namespace": NS},
+            "spec": {"clusterQueue": "cluster-queue"},
+        }
+    )
+    queued = jobset("queued", 0, 0)
+    queued["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "user-queue"}
+    template = queued["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    template["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "1"}}
+    await client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "jobset.x-k8s.io", "v1alpha2", NS, "jobsets", queued
+    )
+
+    def workload() -> dict[str, Any] | None:
+        found = kube_cluster.list(kueue, "Workload", NS)
+        return found[0] if found else None
+
+    def finished() -> bool:
+        return condition_true(workload(), "Finished")
+
+    await until(finished, timeout=60)
+    admitted = workload()
+    assert admitted is not None
+    (pod_set,) = admitted["status"]["admission"]["podSetAssignments"]
+    assert (pod_set["name"], pod_set["count"], pod_set["flavors"]) == (
+        "node",
+        2,
+        {"cpu": "pool-cpu"},
+    )
+    assert condition_true(
+        kube_cluster.get("jobset.x-k8s.io/v1alpha2", "JobSet", "queued"), "Completed"
+    )
+    pods = kube_cluster.list("v1", "Pod", NS, "jobset.sigs.k8s.io/jobset-name=queued")
+    assert {p["spec"]["nodeName"] for p in pods} == {"cpu-1"}
