@@ -100,3 +100,8 @@ def test_example_z2jh_values_hold_valid_settings() -> None:
     assert quotas.for_identity(Identity("bob", frozenset({"students"}))).max_gpus == 1
     scopes = values["hub"]["config"]["Spawner"]["server_token_scopes"]
     assert "read:users:groups!user" in scopes
+    rbac = list(yaml.safe_load_all((EXAMPLES / "kubernetes" / "rbac.yaml").read_text()))
+    names = {(d["kind"], d["metadata"]["name"]) for d in rbac if d}
+    assert ("ServiceAccount", values["singleuser"]["serviceAccountName"]) in names
+    namespace = files["mlinfra-settings"]["data"]["KubernetesCluster"]["namespace"]
+    assert ("Namespace", namespace) in names

@@ -23,8 +23,9 @@ class ContainerLog:
         self._changed = asyncio.Event()
 
     def append(self, line: bytes) -> None:
+        """One line with its newline, or a part of a longer one (kept as written)."""
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        self.lines.append((stamp, line if line.endswith(b"\n") else line + b"\n"))
+        self.lines.append((stamp, line))
         self._wake()
 
     def finish(self) -> None:
@@ -58,10 +59,6 @@ class LogBook:
         for runs in self.runs.pop(pod_uid, {}).values():
             for log in runs:
                 log.finish()
-
-    def latest(self, pod_uid: str, container: str) -> ContainerLog | None:
-        runs = self.runs.get(pod_uid, {}).get(container) or []
-        return runs[-1] if runs else None
 
 
 class LogEndpoint:
