@@ -59,6 +59,7 @@ CATALOG: dict[str, Any] = {
         {"name": "pytorch", "framework": "pytorch", "image": PYTORCH_IMAGE,
          "env": {"FROM_ENVIRONMENT": "yes"}},
         {"name": "missing", "image": MISSING_IMAGE},
+        {"name": "crashing", "image": PYTORCH_IMAGE, "python": "false"},
     ],
     "default_flavor": "cpu",
 }  # fmt: skip
@@ -376,3 +377,49 @@ async def test_interrupt_goes_by_message_and_expiry_is_renewed(
     await asyncio.sleep(1.1)
     await app.kernel_pods.renew(app.kernel_pods.records[kernel["id"]])
     assert expires() > before
+
+
+async def test_progress_is_visible_while_the_image_pulls(
+    jp_fetch: Any, cluster: ClusterFixture
+) -> None:
+    cluster.image_pull_seconds = 2.0
+    starting = asyncio.ensure_future(start(jp_fetch, "a100x1"))
+    seen: list[tuple[str, str, str]] = []
+    while not starting.done():
+        _, listing = await kernels_api(jp_fetch)
+        conforms(listing, "KernelList")
+        seen += [(k["state"], k["phase"], k["reason"]) for k in listing["kernels"]]
+        await asyncio.sleep(0.1)
+    kernel = await starting
+    pulling = [s for s in seen if s[1] == "pulling"]
+    assert pulling and all(state == "starting" for state, _, _ in pulling), seen
+    reasons = {reason for _, _, reason in pulling}  # the init image's pull, then the kernel's
+    assert any(PYTORCH_IMAGE in r for r in reasons) and any("kernel-init" in r for r in reasons)
+    assert kernel["phase"] == "ready"
+
+
+async def test_slow_pull_times_out_and_crash_fails_with_the_exit(
+    jp_fetch: Any, cluster: ClusterFixture
+) -> None:
+    app = registry.current()
+    assert app is not None and app.kernel_pods is not None
+    app.kernel_pods.settings.pull_timeout = 0.5
+    cluster.image_pull_seconds = 30.0
+    code, message = await refused_start(jp_fetch, "cpu", "pytorch")
+    assert code == 409 and message.startswith("timed out after 0.5s (pull_timeout)"), message
+
+    cluster.image_pull_seconds = 0.0
+    app.kernel_pods.settings.pull_timeout = 60.0
+    code, message = await refused_start(jp_fetch, "cpu", "crashing")
+    assert code == 409 and "exited with code 1" in message, message
+
+
+async def test_server_stop_may_delete_instead_of_detaching(
+    jp_fetch: Any, cluster: ClusterFixture
+) -> None:
+    kernel = await start(jp_fetch, "cpu")
+    app = registry.current()
+    assert app is not None and app.kernel_pods is not None
+    app.kernel_pods.settings.on_server_stop = "delete"
+    await app.kernels.leave_pods()
+    await gone(cluster, "Pod", pods.pod_name(kernel["id"]))

@@ -248,8 +248,8 @@ class KubernetesProvisioner(KernelProvisionerBase):
             return 1
         try:
             status = await self._launcher("status")
-        except LauncherUnreachable:
-            return None if pod.get("status", {}).get("phase") == "Pending" else 1
+        except LauncherUnreachable:  # starting up; a launcher that is gone ends its pod
+            return None
         if status.get("kernel") == "running":
             return None
         return int(status.get("code", 1) or 0)
