@@ -88,7 +88,7 @@ def jp_server_config(cluster: ClusterFixture, monkeypatch: pytest.MonkeyPatch) -
             "jpserver_extensions": {"jupyter_mlinfra": True},
             "kernel_spec_manager_class": SPEC_MANAGER,
         },
-        "MLInfraApp": {**CATALOG, "backend": "kubernetes"},
+        "MLInfraApp": {**CATALOG, "backend": "kubernetes", "default_quota": {"max_gpus": 8}},
         "KubernetesCluster": {"kubeconfig": str(cluster.kubeconfig)},
         "KubernetesKernels": {
             "init_source": str(REPO / "kernels"),
@@ -394,7 +394,8 @@ async def test_progress_is_visible_while_the_image_pulls(
     pulling = [s for s in seen if s[1] == "pulling"]
     assert pulling and all(state == "starting" for state, _, _ in pulling), seen
     reasons = {reason for _, _, reason in pulling}  # the init image's pull, then the kernel's
-    assert any(PYTORCH_IMAGE in r for r in reasons) and any("kernel-init" in r for r in reasons)
+    assert any(PYTORCH_IMAGE in r for r in reasons), seen
+    assert any("kernel-init" in r for r in reasons), seen
     assert kernel["phase"] == "ready"
 
 
@@ -423,3 +424,15 @@ async def test_server_stop_may_delete_instead_of_detaching(
     app.kernel_pods.settings.on_server_stop = "delete"
     await app.kernels.leave_pods()
     await gone(cluster, "Pod", pods.pod_name(kernel["id"]))
+
+
+async def test_gpu_quota_counts_the_users_kernel_pods(
+    jp_fetch: Any, cluster: ClusterFixture
+) -> None:
+    await start(jp_fetch, "a100x1")
+    code, message = await refused_start(jp_fetch, "a100x8", "pytorch")
+    assert (code, message) == (
+        409, "user quota: 1 of 8 GPUs in use; flavor a100x8 needs 8"
+    )  # fmt: skip
+    assert len(cluster.list("v1", "Pod")) == 1  # refused before any pod was made
+    await start(jp_fetch, "cpu")  # no accelerator: not counted

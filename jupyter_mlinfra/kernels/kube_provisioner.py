@@ -32,7 +32,9 @@ from ..backends.kubernetes.kernel_startup import Startup
 from ..backends.kubernetes.kernels import KernelPods, KernelRecord, KernelStartFailed
 from ..backends.kubernetes.launcher_control import LauncherUnreachable, command
 from ..backends.kubernetes.rest import KubeError
-from ..errors import MLInfraError
+from ..catalog import Flavor
+from ..errors import Conflict, MLInfraError
+from ..identity import Identity
 from . import registry
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused
 
@@ -83,6 +85,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
             flavor = catalog.flavor(
                 requested or catalog.for_identity(identity).default_flavor, identity
             )
+            await self._check_quota(app, identity, flavor)
         except MLInfraError as error:
             raise KernelStartRefused(error) from None
         self._flavor, self._environment = flavor, environment
@@ -97,6 +100,25 @@ class KubernetesProvisioner(KernelProvisionerBase):
         kwargs = await super().pre_launch(**kwargs)
         kwargs.setdefault("cmd", [])
         return kwargs
+
+    async def _check_quota(self, app: Any, identity: Identity, flavor: Flavor) -> None:
+        """The owner's GPU quota counts the accelerators of all their kernel and job pods
+        (this kernel's own pod aside: a restart or an adoption never exceeds it)."""
+        quota = app.inventory.quotas.for_identity(identity)
+        if quota.max_gpus is None or not flavor.accelerators:
+            return
+        held = await app.inventory.backend.capacity()
+        used = sum(
+            len(a.devices)
+            for a in held.allocations
+            if a.owner == identity.user and a.holder != f"kernel:{self.kernel_id}"
+        )
+        if used + flavor.accelerators > quota.max_gpus:
+            raise Conflict(
+                f"user quota: {used} of {quota.max_gpus} GPUs in use; flavor {flavor.name}"
+                f" needs {flavor.accelerators}",
+                "flavor",
+            )
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         _, kernel_pods = _pods()

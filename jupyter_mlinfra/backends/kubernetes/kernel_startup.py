@@ -80,7 +80,7 @@ def terminated_reason(state: Mapping[str, Any], what: str) -> str:
 
 def classify(pod: Mapping[str, Any] | None, events: Sequence[Mapping[str, Any]]) -> Startup:
     """The phase of a kernel pod's start (``ready`` is decided by the caller, which asks the
-    kernel itself; here a running kernel container is ``starting``)."""
+    kernel itself; ``starting`` means the kernel container runs, and only that)."""
     if pod is None:
         return Startup("failed", "the kernel's pod was deleted")
     metadata, status = pod.get("metadata", {}), pod.get("status", {})
@@ -118,7 +118,7 @@ def classify(pod: Mapping[str, Any] | None, events: Sequence[Mapping[str, Any]])
         return Startup("pulling", message, _event_time(pulling))
     if init.get("state", {}).get("running") or not init.get("state", {}).get("terminated"):
         return Startup("preparing", "copying the kernel launcher", created)
-    return Startup("starting", "starting the kernel container", created)
+    return Startup("preparing", "creating the kernel container", created)
 
 
 def _image(event: Mapping[str, Any]) -> str:
