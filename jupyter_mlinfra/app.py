@@ -287,7 +287,7 @@ class MLInfraApp(ExtensionApp):
         token = getattr(serverapp.identity_provider, "token", "")
         if token:
             os.environ[ENV_TOKEN] = token
-        if Path(self.agent_socket).exists():
+        if self.jobs is None and Path(self.agent_socket).exists():  # local backend only
             try:
                 await self.agent.ensure()
             except MLInfraError as error:

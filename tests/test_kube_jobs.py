@@ -11,10 +11,12 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import pytest
+import yaml
 from tornado.httpclient import HTTPClientError
 
 from jupyter_mlinfra.backends.kubernetes.backend import KubernetesBackend
@@ -22,7 +24,10 @@ from jupyter_mlinfra.backends.kubernetes.client import KubernetesCluster
 from jupyter_mlinfra.backends.kubernetes.jobs import KubernetesJobs
 from jupyter_mlinfra.identity import Identity
 
+from .rbac import Request, allows, request_info
 from .test_handlers import conforms
+
+REPO = Path(__file__).parent.parent
 
 TERMINAL = {"succeeded", "failed", "cancelled", "preempted"}
 
@@ -210,53 +215,57 @@ async def test_capacity_comes_from_the_nodes(jp_fetch: Any, kube_cluster: Any) -
     assert cards["a100x8"]["free_nodes"] == 1
 
 
-KUEUE_OBJECTS = [
-    {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "ResourceFlavor", "metadata": {"name": "cpu"}},
-    {
-        "apiVersion": "kueue.x-k8s.io/v1beta1",
-        "kind": "ClusterQueue",
-        "metadata": {"name": "mlinfra"},
-        "spec": {
-            "namespaceSelector": {},
-            "resourceGroups": [
-                {
-                    "coveredResources": ["cpu", "memory"],
-                    "flavors": [
-                        {
-                            "name": "cpu",
-                            "resources": [
-                                {"name": "cpu", "nominalQuota": "1"},
-                                {"name": "memory", "nominalQuota": "4Gi"},
-                            ],
-                        }
-                    ],
-                }
-            ],
+def kueue_objects(namespace: str, cpus: str) -> list[dict[str, Any]]:
+    """A ClusterQueue of ``cpus`` CPUs, its flavor, a LocalQueue "default" and the priority."""
+    return [
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "ResourceFlavor",
+            "metadata": {"name": "cpu"},
         },
-    },
-    {
-        "apiVersion": "kueue.x-k8s.io/v1beta1",
-        "kind": "WorkloadPriorityClass",
-        "metadata": {"name": "normal"},
-        "value": 100,
-    },
-]
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "ClusterQueue",
+            "metadata": {"name": "mlinfra"},
+            "spec": {
+                "namespaceSelector": {},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu", "memory"],
+                        "flavors": [
+                            {
+                                "name": "cpu",
+                                "resources": [
+                                    {"name": "cpu", "nominalQuota": cpus},
+                                    {"name": "memory", "nominalQuota": "8Gi"},
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "LocalQueue",
+            "metadata": {"name": "default", "namespace": namespace},
+            "spec": {"clusterQueue": "mlinfra"},
+        },
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "WorkloadPriorityClass",
+            "metadata": {"name": "normal"},
+            "value": 100,
+        },
+    ]
 
 
 async def test_under_kueue_a_job_waits_with_its_reason_and_position_then_runs(
     jp_fetch: Any, kube_cluster: Any
 ) -> None:
     kube_cluster.install("kueue")
-    for obj in KUEUE_OBJECTS:
+    for obj in kueue_objects(kube_cluster.namespace, cpus="1"):
         kube_cluster.create(obj)
-    kube_cluster.create(
-        {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
-            "kind": "LocalQueue",
-            "metadata": {"name": "default", "namespace": kube_cluster.namespace},
-            "spec": {"clusterQueue": "mlinfra"},
-        }
-    )
     first = await call(jp_fetch, "jobs", "POST", {"code": "import time\ntime.sleep(3)\n"})
     second = await call(jp_fetch, "jobs", "POST", {"code": "print('second ran')\n"})
     name = f"mlinfra-{first['id']}-1"
@@ -338,3 +347,43 @@ async def test_bad_requests_name_the_field(jp_fetch: Any) -> None:
     job = await call(jp_fetch, "jobs", "POST", {"code": "pass"})
     assert await refused(f"jobs/{job['id']}/logs", rank="5") == (400, "rank")
     assert await refused(f"jobs/{job['id']}/logs", tail="x") == (400, "tail")
+
+
+async def test_every_api_call_of_a_jobs_life_is_granted_by_the_example_rbac(
+    jp_fetch: Any, kube_cluster: Any
+) -> None:
+    """examples/kubernetes/rbac.yaml suffices for jobs too: JobSet, Kueue and its visibility
+    API, pulled variables, logs, cancel, retry and capacity, each request checked."""
+    kube_cluster.install("jobset")
+    kube_cluster.install("kueue")
+    for obj in kueue_objects(kube_cluster.namespace, cpus="2"):
+        kube_cluster.create(obj)
+    await run_exchange(jp_fetch)
+    failing = await call(jp_fetch, "jobs", "POST", {"code": "raise SystemExit(2)"})
+    await wait_for(jp_fetch, failing["id"], TERMINAL)
+    await call(jp_fetch, f"jobs/{failing['id']}/retry", "POST")
+    await wait_for(jp_fetch, failing["id"], TERMINAL)
+    sleeper = await call(jp_fetch, "jobs", "POST", {"code": "import time\ntime.sleep(60)\n"})
+    waiting = await call(jp_fetch, "jobs", "POST", {"code": "pass", "nodes": 2})
+    await wait_for(jp_fetch, sleeper["id"], {"running"})
+    await call(jp_fetch, "queue")
+    await call(jp_fetch, f"jobs/{waiting['id']}/events")
+    await call(jp_fetch, f"jobs/{sleeper['id']}", "DELETE")
+    await wait_for(jp_fetch, waiting["id"], TERMINAL)
+    await call(jp_fetch, "capacity")
+    documents = list(yaml.safe_load_all((REPO / "examples/kubernetes/rbac.yaml").read_text()))
+    roles = {d["metadata"]["name"]: d["rules"] for d in documents if d["kind"] == "ClusterRole"}
+    in_namespace = roles["jupyter-mlinfra-workloads"] + roles["jupyter-mlinfra-capacity"]
+    denied = []
+    for method, path in kube_cluster.requests:
+        request = request_info(method, path)
+        if request is None:
+            continue
+        rules = in_namespace if request.namespace else roles["jupyter-mlinfra-capacity"]
+        if not allows(rules, request):
+            denied.append((method, path))
+    assert denied == []
+    seen = {request_info(m, p) for m, p in kube_cluster.requests}
+    ns = kube_cluster.namespace
+    assert Request("get", "visibility.kueue.x-k8s.io", "localqueues/pendingworkloads", ns) in seen
+    assert Request("watch", "jobset.x-k8s.io", "jobsets", ns) in seen

@@ -152,6 +152,10 @@ def test_attempt_states_follow_the_workload_and_its_pods() -> None:
     )
     assert result.reason == "a node failed and no retries are left"
     assert attempt_progress(None, [], 2, cancelled="cancelled by bob").state == JobState.CANCELLED
+    reclaimed = pod(0, "Failed")
+    reclaimed["status"].update(reason="NodeShutdown", message="node is shutting down")
+    lost = attempt_progress(failed, [reclaimed], 2)
+    assert lost.reason == "its node was reclaimed (NodeShutdown: node is shutting down)"
 
 
 def test_room_per_flavor_from_nodes_and_pods() -> None:

@@ -81,7 +81,7 @@ class JobProxyHandler(MLInfraHandler):
         When this server holds a jobs service itself (Kubernetes), it answers instead."""
         jobs: JobsAPI | None = self.settings.get("mlinfra.jobs")
         if jobs is not None:
-            await answer(self, jobs, job_id)
+            await answer(self, jobs, self.identity, job_id)
             return
         if not self.link.ready:
             await self.link.ensure()

@@ -1,8 +1,8 @@
-"""The jobs API answered in the Jupyter server itself, from a jobs service in this process.
+"""The jobs API answered from a ``JobsAPI``: one translation of HTTP for every jobs service.
 
-With the local backend the server forwards jobs requests to the local agent (``handlers.py``);
-with a backend whose jobs live elsewhere (a cluster's objects) there is no agent, and the same
-handlers call a ``JobsAPI`` here instead, with the same paths, parameters and JSON.
+The local agent answers with its ``LocalJobs``; a Jupyter server in Kubernetes mode with its
+``KubernetesJobs`` (in local mode the server forwards to the agent, ``handlers.py``). Same
+paths, parameters and JSON everywhere, so every client works with either.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import json
 from collections.abc import AsyncIterator, Collection
 from typing import Any, Protocol
 
+from tornado import web
+
 from ..errors import InvalidInput
-from ..handlers import MLInfraHandler
 from ..identity import Identity
 from .queries import list_filters, log_options
 
@@ -51,18 +52,20 @@ class JobsAPI(Protocol):
     ) -> AsyncIterator[str]: ...
 
 
-def _body(handler: MLInfraHandler) -> Any:
+def _body(handler: web.RequestHandler) -> Any:
     try:
         return json.loads(handler.request.body or b"{}")
     except ValueError as error:
         raise InvalidInput(f"the request body is not JSON: {error}", None) from None
 
 
-async def answer(handler: MLInfraHandler, jobs: JobsAPI, job_id: str = "") -> None:
-    """Answer the handler's request (its method and the path's last part pick the call)."""
+async def answer(
+    handler: web.RequestHandler, jobs: JobsAPI, identity: Identity, job_id: str = ""
+) -> None:
+    """Answer the handler's request for ``identity`` (authenticated by the caller); its method
+    and the path's last part pick the call."""
     method = handler.request.method or "GET"
     action = handler.request.path.rstrip("/").rsplit("/", 1)[-1]
-    identity = handler.identity
 
     def argument(name: str, default: str) -> str:
         return handler.get_query_argument(name, default) or default
@@ -82,11 +85,11 @@ async def answer(handler: MLInfraHandler, jobs: JobsAPI, job_id: str = "") -> No
             identity, job_id, rank=options.rank, tail=options.tail, follow=options.follow
         )
         handler.set_header("Content-Type", "text/plain; charset=utf-8")
+        await handler.flush()  # headers out now, as set (APIHandler.finish would say JSON)
         async for line in lines:
             handler.write(line)
             if options.follow:
                 await handler.flush()
-        await handler.flush()  # headers out as set: APIHandler.finish would say JSON
         handler.finish()
         return
     elif action == "retry":

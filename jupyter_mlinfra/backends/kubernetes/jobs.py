@@ -155,8 +155,13 @@ class KubernetesJobs(LoggingConfigurable):
         return [r for r in found if r is not None]
 
     async def stop(self) -> None:
-        for reflector in self._reflectors():
-            await reflector.stop()
+        """Stop watching; the next request starts again from a fresh list."""
+        async with self._started:
+            for reflector in self._reflectors():
+                await reflector.stop()
+            self.rest = None
+            self.workloads = {}
+            self.records = self.pods = self.pod_events = self.kueue_workloads = None
 
     # --- reading the cache -----------------------------------------------------------------
 
@@ -251,10 +256,12 @@ class KubernetesJobs(LoggingConfigurable):
             try:
                 listing = await self.rest.call("GET", path)
             except KubeError as error:
-                if error.status in (403, 404):
+                if error.status == 403:  # RBAC denies it: the reason alone is shown
                     self._visibility_denied = True
                     self.log.info("Kueue queue positions unavailable: %s", error.message)
                     return {}
+                if error.status == 404:  # no such LocalQueue (yet): Kueue says so as reason
+                    continue
                 raise
             for item in listing.get("items") or []:
                 position = item.get("positionInLocalQueue")

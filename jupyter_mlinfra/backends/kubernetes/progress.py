@@ -111,7 +111,7 @@ def attempt_progress(
     if failed is not None:
         code, message = failure(pods)
         why = str(failed.get("message") or failed.get("reason") or "failed")
-        reason = {
+        reason = kueue.spot_preemption(pods) or {
             "DeadlineExceeded": "max runtime exceeded",
             "BackoffLimitExceeded": "a node failed and no retries are left",
         }.get(str(failed.get("reason", "")), why)

@@ -23,17 +23,17 @@ from ...client import IDENTITY_HEADER
 from ...errors import InvalidInput
 from ...identity import Identity
 from ...jobs.policy import Policy
-from ...jobs.queries import list_filters, log_options
+from ...jobs.serving import answer
 from ...jobs.spec import JobState
 from ...json_errors import JSONErrors
 from .agent import Agent, install_signal_handlers, run_exclusively
 from .leases import KERNEL_ID
+from .local_jobs import LocalJobs
 
 log = logging.getLogger("jupyter_mlinfra.agent")
 
 API = "/mlinfra/api/v1"
 CONTROL = "/mlinfra/agent/v1"
-FOLLOW_POLL_SECONDS = 0.2
 
 
 class AgentHandler(JSONErrors):
@@ -72,99 +72,44 @@ class AgentHandler(JSONErrors):
         self.finish(json.dumps(body))
 
 
-class JobsHandler(AgentHandler):
-    def get(self) -> None:
-        filters = list_filters(self.get_query_argument)
-        self.reply(self.agent.service.list(self.identity, **filters))
+class JobsAPIHandler(AgentHandler):
+    """The jobs routes, answered as the Jupyter server answers them (``jobs/serving.py``)."""
 
-    def post(self) -> None:
-        job, created = self.agent.service.submit(self.identity, self.body())
-        self.reply(job.to_json(), 201 if created else 200)
+    async def answer(self, job_id: str = "") -> None:
+        await answer(self, LocalJobs(self.agent), self.identity, job_id)
 
 
-class JobHandler(AgentHandler):
-    def get(self, job_id: str) -> None:
-        self.reply(self.agent.service.get(self.identity, job_id).to_json())
+class JobsHandler(JobsAPIHandler):
+    async def get(self) -> None:
+        await self.answer()
+
+    async def post(self) -> None:
+        await self.answer()
+
+
+class JobHandler(JobsAPIHandler):
+    async def get(self, job_id: str) -> None:
+        await self.answer(job_id)
 
     async def delete(self, job_id: str) -> None:
-        job = await self.agent.service.cancel(self.identity, job_id)
-        self.reply(job.to_json())
+        await self.answer(job_id)
 
 
-class RetryHandler(AgentHandler):
-    def post(self, job_id: str) -> None:
-        self.reply(self.agent.service.retry(self.identity, job_id).to_json())
+class RetryHandler(JobsAPIHandler):
+    async def post(self, job_id: str) -> None:
+        await self.answer(job_id)
 
 
-class EventsHandler(AgentHandler):
-    def get(self, job_id: str) -> None:
-        events = self.agent.service.events(self.identity, job_id)
-        self.reply({"events": [e.to_json() for e in events]})
-
-
-class ResultHandler(AgentHandler):
-    def get(self, job_id: str) -> None:
-        self.reply({"variables": self.agent.service.pulled(self.identity, job_id)})
-
-
-class QueueHandler(AgentHandler):
-    def get(self) -> None:
-        self.reply(self.agent.service.queue(self.identity))
-
-
-class LogsHandler(AgentHandler):
-    """Rank logs as text: one rank's, or all merged with ``[rank N]`` prefixes; ``follow``
-    streams new lines until the job ends; ``tail`` keeps the last N lines."""
+class JobReadHandler(JobsAPIHandler):
+    """Logs, events and results of one job."""
 
     async def get(self, job_id: str) -> None:
-        options = log_options(self.get_query_argument)
-        rank, follow = options.rank, options.follow
-        job, paths = self.agent.service.log_files(self.identity, job_id, rank)
-        prefix = rank is None and len(paths) > 1
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        readers = [
-            _LogReader(path, f"[rank {n}] " if prefix else "") for n, path in _numbered(paths, rank)
-        ]
-        lines = [line for reader in readers for line in reader.read()]
-        if options.tail is not None:
-            lines = lines[-options.tail :] if options.tail else []
-        self.write("".join(lines))
-        await self.flush()
-        while follow:
-            current = self.agent.store.get(job.id)
-            done = current is None or current.attempt != job.attempt or current.state.finished
-            fresh = [line for reader in readers for line in reader.read()]
-            if fresh:
-                self.write("".join(fresh))
-                await self.flush()
-            if done and not fresh:
-                break
-            await asyncio.sleep(FOLLOW_POLL_SECONDS)
-        self.finish()
+        await self.answer(job_id)
 
 
-def _numbered(paths: list[Path], rank: int | None) -> list[tuple[int, Path]]:
-    return [(rank, paths[0])] if rank is not None else list(enumerate(paths))
-
-
-class _LogReader:
-    """Reads whole new lines of a growing log file, remembering where it stopped."""
-
-    def __init__(self, path: Path, prefix: str) -> None:
-        self.path, self.prefix, self.offset, self.partial = path, prefix, 0, ""
-
-    def read(self) -> list[str]:
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except OSError:
-            return []
-        self.offset += len(data)
-        text = self.partial + data.decode(errors="replace")
-        lines = text.splitlines(keepends=True)
-        self.partial = lines.pop() if lines and not lines[-1].endswith("\n") else ""
-        return [self.prefix + line for line in lines]
+class QueueHandler(JobsAPIHandler):
+    async def get(self) -> None:
+        await self.answer()
 
 
 class StatusHandler(AgentHandler):
@@ -240,9 +185,9 @@ def make_app(agent: Agent) -> web.Application:
             (rf"{API}/jobs", JobsHandler),
             (rf"{API}/jobs/{ID}", JobHandler),
             (rf"{API}/jobs/{ID}/retry", RetryHandler),
-            (rf"{API}/jobs/{ID}/logs", LogsHandler),
-            (rf"{API}/jobs/{ID}/events", EventsHandler),
-            (rf"{API}/jobs/{ID}/result", ResultHandler),
+            (rf"{API}/jobs/{ID}/logs", JobReadHandler),
+            (rf"{API}/jobs/{ID}/events", JobReadHandler),
+            (rf"{API}/jobs/{ID}/result", JobReadHandler),
             (rf"{API}/queue", QueueHandler),
             (rf"{CONTROL}/status", StatusHandler),
             (rf"{CONTROL}/policy", PolicyHandler),

@@ -1,0 +1,103 @@
+"""The local agent's jobs as a ``JobsAPI``: the agent answers the jobs routes with the same
+code as a Jupyter server holding a cluster's jobs (``jobs/serving.py``), over its store.
+
+Rank logs are files (``rank-N.log`` per attempt); following one reads what was appended
+since, until the attempt ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...identity import Identity
+from ...jobs.spec import Job
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+FOLLOW_POLL_SECONDS = 0.2
+
+
+class LocalJobs:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    async def submit(self, identity: Identity, body: Any) -> tuple[dict[str, Any], bool]:
+        job, created = self.agent.service.submit(identity, body)
+        return job.to_json(), created
+
+    async def list(self, identity: Identity, **filters: Any) -> dict[str, Any]:
+        """``filters`` as ``JobsAPI.list`` names them (``jobs/queries.list_filters``)."""
+        return self.agent.service.list(identity, **filters)
+
+    async def get(self, identity: Identity, job_id: str) -> dict[str, Any]:
+        return self.agent.service.get(identity, job_id).to_json()
+
+    async def cancel(self, identity: Identity, job_id: str) -> dict[str, Any]:
+        return (await self.agent.service.cancel(identity, job_id)).to_json()
+
+    async def retry(self, identity: Identity, job_id: str) -> dict[str, Any]:
+        return self.agent.service.retry(identity, job_id).to_json()
+
+    async def events(self, identity: Identity, job_id: str) -> dict[str, Any]:
+        events = self.agent.service.events(identity, job_id)
+        return {"events": [e.to_json() for e in events]}
+
+    async def result(self, identity: Identity, job_id: str) -> dict[str, Any]:
+        return {"variables": self.agent.service.pulled(identity, job_id)}
+
+    async def queue(self, identity: Identity) -> dict[str, Any]:
+        return self.agent.service.queue(identity)
+
+    async def logs(
+        self, identity: Identity, job_id: str, *, rank: int | None, tail: int | None, follow: bool
+    ) -> AsyncIterator[str]:
+        """One rank's log, or all merged with ``[rank N]`` prefixes (errors raised here,
+        before anything is sent)."""
+        job, paths = self.agent.service.log_files(identity, job_id, rank)
+        prefix = rank is None and len(paths) > 1
+        numbered = [(rank, paths[0])] if rank is not None else list(enumerate(paths))
+        readers = [_LogReader(path, f"[rank {n}] " if prefix else "") for n, path in numbered]
+        return self._lines(job, readers, tail, follow)
+
+    async def _lines(
+        self, job: Job, readers: builtins.list[_LogReader], tail: int | None, follow: bool
+    ) -> AsyncIterator[str]:
+        lines = [line for reader in readers for line in reader.read()]
+        if tail is not None:
+            lines = lines[-tail:] if tail else []
+        for line in lines:
+            yield line
+        while follow:
+            current = self.agent.store.get(job.id)
+            done = current is None or current.attempt != job.attempt or current.state.finished
+            fresh = [line for reader in readers for line in reader.read()]
+            for line in fresh:
+                yield line
+            if done and not fresh:
+                break
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+
+
+class _LogReader:
+    """Reads whole new lines of a growing log file, remembering where it stopped."""
+
+    def __init__(self, path: Path, prefix: str) -> None:
+        self.path, self.prefix, self.offset, self.partial = path, prefix, 0, ""
+
+    def read(self) -> list[str]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        text = self.partial + data.decode(errors="replace")
+        lines = text.splitlines(keepends=True)
+        self.partial = lines.pop() if lines and not lines[-1].endswith("\n") else ""
+        return [self.prefix + line for line in lines]
