@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio import client, config, stream, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .kube import crds, dns
@@ -1003,3 +1003,188 @@ async def test_kueue_preempts_lower_priority_within_the_cluster_queue(
     await until(lambda: any(n.startswith("background-") for n in kube_cluster.processes()))
     (tmp_path / "b").touch()
     await until(lambda: "Complete" in job_conditions(kube_cluster, "background"))
+
+
+async def test_exec_and_port_forward_reach_a_running_pod(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    echo = (
+        "import os, socket\n"
+        "server = socket.create_server((os.environ['POD_IP'], 7000))\n"
+        "while True:\n"
+        "    conn, _ = server.accept()\n"
+        "    conn.sendall(conn.recv(100).upper()); conn.close()\n"
+    )
+    pod = python_pod("echo", echo)
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "GREETING", "value": "hi"},
+    ]
+    pod["spec"]["containers"][0]["readinessProbe"] = {
+        "tcpSocket": {"port": 7000},
+        "periodSeconds": 1,
+    }
+    await v1.create_namespaced_pod(NS, pod)
+    await until(lambda: condition_true(kube_cluster.get("v1", "Pod", "echo"), "Ready"))
+
+    async with stream.WsApiClient(configuration=api.configuration) as ws_api:
+        ws_v1 = client.CoreV1Api(ws_api)
+        output = await ws_v1.connect_get_namespaced_pod_exec(
+            "echo",
+            NS,
+            command=["python", "-c", "import os; print(os.environ['GREETING'])"],
+            stderr=True,
+            stdout=True,
+        )
+        assert output == "hi\n"
+
+        async def ask() -> bytes:
+            websocket = await ws_v1.connect_get_namespaced_pod_portforward(
+                "echo", NS, ports="7000", _preload_content=False
+            )
+            async with websocket as connection:
+                opened = [await connection.receive_bytes() for _ in range(2)]
+                assert opened == [
+                    b"\x00" + (7000).to_bytes(2, "little"),
+                    b"\x01" + (7000).to_bytes(2, "little"),
+                ]
+                await connection.send_bytes(b"\x00hello")
+                return bytes(await connection.receive_bytes())
+
+        assert await ask() == b"\x00HELLO"
+
+
+async def test_patch_flavours_dry_run_apply_and_bookmarks(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    pod = python_pod("patched", "import time\nwhile True: time.sleep(1)")
+    pod["spec"]["containers"].append(
+        {"name": "side", "image": "python:3.11", "command": ["python", "-c", "pass"]}
+    )
+    dry = await v1.create_namespaced_pod(NS, pod, dry_run="All")
+    assert dry.metadata.name == "patched"
+    assert kube_cluster.get("v1", "Pod", "patched") is None
+    await v1.create_namespaced_pod(NS, pod)
+    # strategic merge: containers merge by name, labels merge
+    patched = await v1.patch_namespaced_pod(
+        "patched",
+        NS,
+        {
+            "metadata": {"labels": {"extra": "1"}},
+            "spec": {"containers": [{"name": "side", "image": "python:3.12"}]},
+        },
+    )
+    assert [(c.name, c.image) for c in patched.spec.containers] == [
+        ("main", "python:3.11"),
+        ("side", "python:3.12"),
+    ]
+    assert patched.metadata.labels == {"app": "t", "extra": "1"}
+
+    applied = await api.call_api(
+        f"/api/v1/namespaces/{NS}/configmaps/applied",
+        "PATCH",
+        header_params={"Content-Type": "application/apply-patch+yaml"},
+        body={
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "applied"},
+            "data": {"a": "1"},
+        },
+        auth_settings=["BearerToken"],
+        response_types_map={200: "V1ConfigMap"},
+        query_params=[("fieldManager", "test")],
+    )
+    assert applied[0].data == {"a": "1"}
+
+    seen = []
+    async with watch.Watch().stream(
+        v1.list_namespaced_config_map,
+        NS,
+        allow_watch_bookmarks=True,
+        timeout_seconds=2,
+    ) as events:
+        async for event in events:
+            seen.append(event["type"])
+    assert seen[0] == "ADDED" and "BOOKMARK" in seen
+
+
+async def test_deleting_a_namespace_empties_it(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    kube_cluster.add_namespace("scratch")
+    v1 = client.CoreV1Api(api)
+    stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + (
+        "print('up', flush=True)\nwhile True: time.sleep(1)"
+    )
+    pod = python_pod("doomed", stubborn, terminationGracePeriodSeconds=2)
+    await v1.create_namespaced_pod("scratch", pod)
+    await v1.create_namespaced_config_map("scratch", {"metadata": {"name": "cm"}})
+    pid = await until(lambda: kube_cluster.processes().get("doomed"))
+    await until(lambda: v1.read_namespaced_pod_log("doomed", "scratch"))  # SIGTERM ignored
+    await v1.delete_namespace("scratch")
+    terminating = kube_cluster.get("v1", "Namespace", "scratch")
+    assert terminating is not None and terminating["status"]["phase"] == "Terminating"
+    with pytest.raises(ApiException) as refused:
+        await v1.create_namespaced_config_map("scratch", {"metadata": {"name": "late"}})
+    assert refused.value.status == 403
+    await until(lambda: kube_cluster.get("v1", "Namespace", "scratch") is None)
+    assert kube_cluster.list("v1", "ConfigMap", "scratch") == []
+    await until(lambda: kube_cluster.get("v1", "Pod", "doomed", "scratch") is None)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # SIGKILL after the grace period, reaped before the pod went
+
+
+async def test_long_lines_and_unterminated_output_reach_the_log(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    code = "import sys; sys.stdout.write('x' * 200000 + '\\rdone\\n' + 'tail')"
+    await v1.create_namespaced_pod(NS, python_pod("chatty", code))
+    done = await finished_pod(v1, "chatty")
+    assert done.status.phase == "Succeeded"
+    log = await v1.read_namespaced_pod_log("chatty", NS)
+    assert log == "x" * 200000 + "\rdone\ntail"
+
+
+async def test_a_missing_secret_holds_the_container_until_it_exists(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    pod = python_pod("needs-key", "import os; print(os.environ['KEY'])")
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "later", "key": "key"}}}
+    ]
+    await v1.create_namespaced_pod(NS, pod)
+
+    def waiting_reason() -> str | None:
+        statuses = (kube_cluster.get("v1", "Pod", "needs-key") or {}).get("status", {}).get(
+            "containerStatuses"
+        ) or [{}]
+        return (statuses[0].get("state") or {}).get("waiting", {}).get("reason")
+
+    await until(lambda: waiting_reason() == "CreateContainerConfigError")
+    await v1.create_namespaced_secret(
+        NS, {"metadata": {"name": "later"}, "stringData": {"key": "finally"}}
+    )
+    done = await finished_pod(v1, "needs-key")
+    assert done.status.phase == "Succeeded"
+    assert await v1.read_namespaced_pod_log("needs-key", NS) == "finally\n"
+
+
+async def test_a_container_over_its_memory_limit_is_oom_killed(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    v1 = client.CoreV1Api(api)
+    hog = "import time\nblob = bytearray(400 * 2**20)\ntime.sleep(60)"
+    pod = python_pod("hog", hog)
+    pod["spec"]["containers"][0]["resources"] = {"limits": {"memory": "200Mi"}}
+    await v1.create_namespaced_pod(NS, pod)
+    done = await finished_pod(v1, "hog")
+    terminated = done.status.container_statuses[0].state.terminated
+    assert (done.status.phase, terminated.reason, terminated.exit_code) == (
+        "Failed",
+        "OOMKilled",
+        137,
+    )

@@ -18,6 +18,10 @@ def default_propagation(rtype: ResourceType) -> str:
     return "Orphan" if (rtype.group, rtype.kind) == ("batch", "Job") else "Background"
 
 
+def _is_namespace(rtype: ResourceType) -> bool:
+    return (rtype.group, rtype.kind) == ("", "Namespace")
+
+
 def _graceful(rtype: ResourceType, obj: Obj) -> bool:
     """A pod on a node has processes to stop: the kubelet finishes its deletion."""
     if rtype.kind != "Pod" or rtype.group:
@@ -54,6 +58,9 @@ class Deleter:
             raise bad_request(f"propagationPolicy: unsupported value {policy!r}")
         if policy == "Orphan":
             self._orphan(meta(obj)["uid"])
+        if _is_namespace(rtype):
+            obj["status"] = {"phase": "Terminating"}
+            return self.store.mark_deleting(rtype, obj, None)  # the namespace controller goes on
         finalizers = list(meta(obj).get("finalizers") or [])
         if policy == "Foreground" and self.store.owned_by(meta(obj)["uid"]):
             if FOREGROUND not in finalizers:
@@ -110,11 +117,14 @@ class Deleter:
 
     def _on_change(self, change: Change) -> None:
         uid = meta(change.obj).get("uid", "")
+        namespace = meta(change.obj).get("namespace")
         if change.type == "DELETED":
             self._delete_dependents(uid, "Background")
             self._finish_foreground(meta(change.obj).get("ownerReferences") or [])
-            if change.rtype.kind == "Namespace" and not change.rtype.group:
-                self._empty_namespace(meta(change.obj)["name"])
+            if namespace:
+                self._empty_namespace(namespace)
+        elif _is_namespace(change.rtype) and meta(change.obj).get("deletionTimestamp"):
+            self._empty_namespace(meta(change.obj)["name"])
         elif FOREGROUND in (meta(change.obj).get("finalizers") or []):
             if self.store.owned_by(uid):
                 self._delete_dependents(uid, "Foreground")
@@ -122,9 +132,19 @@ class Deleter:
                 self._finish_foreground([{"uid": uid}])
 
     def _empty_namespace(self, namespace: str) -> None:
+        """The namespace controller: a Terminating namespace has its content deleted (pods
+        gracefully), and goes once nothing is left in it."""
+        ns_type = self.types[("", "namespaces")]
+        found = self.store.find(ns_type, None, namespace)
+        if found is None or not meta(found).get("deletionTimestamp"):
+            return
+        left = False
         for rtype in self.types.values():
             if not rtype.namespaced:
                 continue
             for obj in self.store.list(rtype, namespace):
+                left = True
                 if not meta(obj).get("deletionTimestamp"):
-                    self.delete(rtype, namespace, meta(obj)["name"], grace=0)
+                    self.delete(rtype, namespace, meta(obj)["name"], propagation="Background")
+        if not left:
+            self.store.remove(ns_type, None, namespace)

@@ -3,8 +3,10 @@ SuccessfulCreate...), so clients that explain progress from events see real-look
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
+from .errors import ApiError
 from .resources import Registry
 from .store import Obj, Store, meta, now
 
@@ -30,6 +32,22 @@ class Recorder:
     ) -> None:
         metadata = meta(obj)
         namespace = metadata.get("namespace") or "default"
+        # like client-go's recorder: an event that cannot be written (its namespace is
+        # being deleted) is dropped, it never fails the controller that records it
+        with contextlib.suppress(ApiError):
+            self._create(obj, namespace, reason, message, component, warning, host)
+
+    def _create(
+        self,
+        obj: Obj,
+        namespace: str,
+        reason: str,
+        message: str,
+        component: str,
+        warning: bool,
+        host: str | None,
+    ) -> None:
+        metadata = meta(obj)
         stamp = now()
         source = {"component": component, **({"host": host} if host else {})}
         self.store.create(

@@ -24,12 +24,14 @@ from .defaults import apply_defaults
 from .deletion import Deleter
 from .dns import ClusterDns
 from .events import Recorder
+from .execute import ExecEndpoint
 from .http import ApiServer
 from .jobs import JobController
 from .jobset import JobSetController
 from .kubelet import Kubelet
 from .kueue import KueueController
 from .logs import LogBook, LogEndpoint
+from .portforward import PortForwardEndpoint
 from .resources import Registry
 from .scheduler import Scheduler
 from .selectors import parse_label_selector
@@ -96,6 +98,10 @@ class ClusterFixture:
             volumes,
             self.logs,
             self.root / "pods",
+        )
+        self.api.subresources[("", "pods", "exec")] = ExecEndpoint(self.store, self.kubelet)
+        self.api.subresources[("", "pods", "portforward")] = PortForwardEndpoint(
+            self.store, self.kubelet
         )
         self.jobs = JobController(self.store, self.registry, self.recorder, self.deleter)
         self.installed: set[str] = set()

@@ -19,16 +19,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .amounts import amount
 from .containers import CannotRun, ProcessSpec, command_line, process_spec
 from .dns import ClusterDns
 from .events import Recorder
-from .logs import LogBook
+from .logs import ContainerLog, LogBook
 from .probes import probe_once
 from .resources import Registry
 from .store import Change, Obj, Store, meta, now
 from .volumes import MissingSource, Volumes, mount_table
 
 TERMINATION_MESSAGE_LIMIT = 4096
+#: longer lines are split, as the container runtime splits log lines (it uses 16 KiB)
+LOG_LINE_LIMIT = 16384
+
+
+async def capture(output: asyncio.StreamReader, log: ContainerLog) -> None:
+    """Read a container's output into its log line by line, whatever it writes: a very long
+    line (a progress bar redrawn with ``\r``) is kept in parts instead of stalling the reader;
+    the parts join up again in the log text."""
+    pending = b""
+    while chunk := await output.read(65536):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            log.append(line + b"\n")
+        while len(pending) > LOG_LINE_LIMIT:
+            log.append(pending[:LOG_LINE_LIMIT])
+            pending = pending[LOG_LINE_LIMIT:]
+    if pending:
+        log.append(pending)
 
 
 class PodRun:
@@ -44,6 +63,8 @@ class PodRun:
         self.phase = "Pending"
         self.initialized = not pod["spec"].get("initContainers")
         self.processes: dict[str, asyncio.subprocess.Process] = {}
+        #: exec'd commands, killed with the pod
+        self.extra_processes: set[asyncio.subprocess.Process] = set()
         self.statuses: dict[str, dict[str, Any]] = {}
         self.stopping = False  # no more container (re)starts
         self.removing = False  # the pod is being deleted
@@ -51,6 +72,8 @@ class PodRun:
         #: readiness by container name, for containers with a readinessProbe
         self.ready: dict[str, bool] = {}
         self.disrupted = False  # its node went away
+        self.oom_killed: set[str] = set()  # containers killed over their memory limit
+        self.volumes: dict[str, Path] = {}  # volume name -> host directory, once mounted
         #: pod-level failure reason and message (DeadlineExceeded, Terminated)
         self.reason: str | None = None
         self.message: str | None = None
@@ -102,6 +125,7 @@ class Kubelet:
         self.pulled: dict[str, set[str]] = {}
         self.runs: dict[str, PodRun] = {}
         self.restart_backoff = (0.1, 2.0)  # first delay and cap, doubled per restart
+        self.memory_check_seconds = 0.2
         self._next_ip = 2
         self._sources_changed = asyncio.Event()
         store.subscribe(self._on_change)
@@ -263,9 +287,9 @@ class Kubelet:
 
     async def _run_containers(self, run: PodRun, pod: Obj) -> None:
         self._write(run)
-        mounts = await self._mount(run, pod)
+        run.volumes = await self._mount(run, pod)
         for container in pod["spec"].get("initContainers", []):
-            code = await self._keep_running(run, pod, container, mounts, init=True)
+            code = await self._keep_running(run, pod, container, init=True)
             if code != 0:
                 run.phase = "Failed"
                 self._write(run)
@@ -276,7 +300,7 @@ class Kubelet:
         run.phase = "Running"
         codes = await asyncio.gather(
             *(
-                self._keep_running(run, pod, container, mounts, init=False)
+                self._keep_running(run, pod, container, init=False)
                 for container in pod["spec"]["containers"]
             )
         )
@@ -396,7 +420,6 @@ class Kubelet:
         run: PodRun,
         pod: Obj,
         container: dict[str, Any],
-        mounts: dict[str, Path],
         *,
         init: bool,
     ) -> int:
@@ -406,7 +429,7 @@ class Kubelet:
             await self._pull(run, pod, container)
         delay, cap = self.restart_backoff
         while True:
-            code = await self._execute(run, pod, container, mounts)
+            code = await self._execute(run, pod, container)
             done = code == 0 and (init or policy != "Always")
             if done or policy == "Never" or run.stopping:
                 return code
@@ -423,37 +446,19 @@ class Kubelet:
             await asyncio.sleep(delay)
             delay = min(cap, delay * 2)
 
-    async def _execute(
-        self,
-        run: PodRun,
-        pod: Obj,
-        container: dict[str, Any],
-        mounts: dict[str, Path],
-    ) -> int:
+    async def _execute(self, run: PodRun, pod: Obj, container: dict[str, Any]) -> int:
         name = container["name"]
         status = run.statuses[name]
         record = self._recorder_for(pod, container)
         message_file = run.root / "termination" / f"{name}-{status['restartCount']}"
         message_file.parent.mkdir(parents=True, exist_ok=True)
         message_file.write_bytes(b"")
-        table = mount_table(container, mounts)
-        table[container.get("terminationMessagePath", "/dev/termination-log")] = os.fspath(
-            message_file
-        )
-        current = self._current(run, pod)
+        spec = await self._configured(run, pod, container, message_file)
         log = self.logs.start(run.uid, name)
         started = now()
         try:
-            spec = process_spec(
-                current,
-                container,
-                base_env=self._base_env(run, current),
-                mounts=table,
-                default_cwd=run.root,
-                lookup=lambda kind, source, optional: self.volumes.source_data(
-                    kind, run.namespace, source, optional
-                ),
-            )
+            if spec is None:
+                spec = self.process_spec(run, pod, container, message_file)
             process = await asyncio.create_subprocess_exec(
                 *spec.argv,
                 env=spec.env,
@@ -499,9 +504,15 @@ class Kubelet:
             for kind in ("readinessProbe", "livenessProbe")
             if kind in container
         ]
+        limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+        if limit is not None:
+            probes.append(
+                asyncio.get_running_loop().create_task(
+                    self._enforce_memory(run, name, process, int(amount("memory", limit)))
+                )
+            )
         assert process.stdout is not None
-        async for line in process.stdout:
-            log.append(line)
+        await capture(process.stdout, log)
         code = await process.wait()
         for probe in probes:
             probe.cancel()
@@ -511,9 +522,13 @@ class Kubelet:
         log.finish()
         run.processes.pop(name, None)
         exit_code = code if code >= 0 else 128 - code
+        reason = "Completed" if exit_code == 0 else "Error"
+        if name in run.oom_killed:
+            run.oom_killed.discard(name)
+            reason = "OOMKilled"
         terminated: dict[str, Any] = {
             "exitCode": exit_code,
-            "reason": "Completed" if exit_code == 0 else "Error",
+            "reason": reason,
             "startedAt": started,
             "finishedAt": now(),
             "containerID": status["containerID"],
@@ -598,6 +613,80 @@ class Kubelet:
                 return
             await asyncio.sleep(float(probe.get("periodSeconds", 10)))
 
+    async def _configured(
+        self, run: PodRun, pod: Obj, container: dict[str, Any], message_file: Path
+    ) -> ProcessSpec | None:
+        """The container's process spec once its env sources exist: while a Secret or
+        ConfigMap key it needs is missing, it waits in CreateContainerConfigError as upstream
+        (None: another problem, for the caller to report)."""
+        reported = ""
+        while True:
+            changed = self._sources_changed
+            try:
+                return self.process_spec(run, pod, container, message_file)
+            except CannotRun as error:
+                if error.reason != "CreateContainerConfigError":
+                    return None
+                if error.message != reported:
+                    reported = error.message
+                    self._recorder_for(pod, container)(
+                        "Failed", f"Error: {error.message}", warning=True
+                    )
+                    self._waiting(run, container, error.reason, error.message)
+            await changed.wait()
+
+    async def _enforce_memory(
+        self, run: PodRun, name: str, process: asyncio.subprocess.Process, limit: int
+    ) -> None:
+        """A memory limit, enforced the way the kernel's OOM killer ends a cgroup that
+        exceeds it: the container's first process is sampled (resident set size every
+        ``memory_check_seconds``) and SIGKILLed over the limit; it ends ``OOMKilled``."""
+        page = os.sysconf("SC_PAGE_SIZE")
+        while process.returncode is None:
+            try:
+                with open(f"/proc/{process.pid}/statm") as statm:
+                    resident = int(statm.read().split()[1]) * page
+            except (OSError, IndexError, ValueError):
+                return
+            if resident > limit:
+                run.oom_killed.add(name)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                return
+            await asyncio.sleep(self.memory_check_seconds)
+
+    def process_spec(
+        self, run: PodRun, pod: Obj, container: dict[str, Any], message_file: Path | None = None
+    ) -> ProcessSpec:
+        """How ``container`` of a running pod becomes a process (also for exec and probes);
+        raises CannotRun."""
+        table = mount_table(container, run.volumes)
+        if message_file is not None:
+            path = container.get("terminationMessagePath", "/dev/termination-log")
+            table[path] = os.fspath(message_file)
+        current = self._current(run, pod)
+        return process_spec(
+            current,
+            container,
+            base_env=self._base_env(run, current),
+            mounts=table,
+            default_cwd=run.root,
+            lookup=lambda kind, source, optional: self.volumes.source_data(
+                kind, run.namespace, source, optional
+            ),
+        )
+
+    def running(self, namespace: str, name: str) -> PodRun | None:
+        """The run of a pod whose containers have started, for exec and port-forward."""
+        return next(
+            (
+                run
+                for run in self.runs.values()
+                if (run.namespace, run.name) == (namespace, name) and run.phase == "Running"
+            ),
+            None,
+        )
+
     def _current(self, run: PodRun, pod: Obj) -> Obj:
         assert self.pods is not None
         found = self.store.find(self.pods, run.namespace, run.name)
@@ -618,7 +707,7 @@ class Kubelet:
     # -- stopping --------------------------------------------------------------------------
 
     def _kill(self, run: PodRun, signum: int) -> None:
-        for process in list(run.processes.values()):
+        for process in [*run.processes.values(), *run.extra_processes]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signum)
 
@@ -634,12 +723,13 @@ class Kubelet:
                 host=pod["spec"].get("nodeName"),
             )
         self._kill(run, signal.SIGTERM)
-        waits = [process.wait() for process in run.processes.values()]
-        if waits:
+        processes = list(run.processes.values())
+        if processes:
             try:
-                await asyncio.wait_for(asyncio.gather(*waits), grace)
+                await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), grace)
             except asyncio.TimeoutError:
                 self._kill(run, signal.SIGKILL)
+                await asyncio.gather(*(p.wait() for p in processes))  # reaped before it's gone
         if run.task is not None and asyncio.current_task() is not run.task:
             run.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

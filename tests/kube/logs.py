@@ -23,8 +23,9 @@ class ContainerLog:
         self._changed = asyncio.Event()
 
     def append(self, line: bytes) -> None:
+        """One line with its newline, or a part of a longer one (kept as written)."""
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        self.lines.append((stamp, line if line.endswith(b"\n") else line + b"\n"))
+        self.lines.append((stamp, line))
         self._wake()
 
     def finish(self) -> None:

@@ -55,7 +55,7 @@ class ResourceType:
                 "singularName": "",
                 "namespaced": self.namespaced,
                 "kind": self.kind,
-                "verbs": ["get"] if sub == "log" else ["get", "patch", "update"],
+                "verbs": ["get", "patch", "update"] if sub == "status" else ["get"],
             }
             for sub in self.subresources
         ]
@@ -65,7 +65,7 @@ class ResourceType:
 BUILTIN = (
     ResourceType("", "v1", "Namespace", "namespaces", False, ("ns",), ("status",)),
     ResourceType("", "v1", "Node", "nodes", False, ("no",), ("status",)),
-    ResourceType("", "v1", "Pod", "pods", True, ("po",), ("status", "log")),
+    ResourceType("", "v1", "Pod", "pods", True, ("po",), ("status", "log", "exec", "portforward")),
     ResourceType("", "v1", "Service", "services", True, ("svc",), ("status",)),
     ResourceType("", "v1", "Endpoints", "endpoints", True, ("ep",)),
     ResourceType("", "v1", "ConfigMap", "configmaps", True, ("cm",)),

@@ -170,10 +170,8 @@ class Store:
                     "generateName is required",
                 )
             metadata["name"] = prefix + uuid.uuid4().hex[:5]
-        if rtype.namespaced and rtype.plural != "events" and namespace:
-            namespaces = self._objects.get(("", "namespaces"), {})
-            if ("", namespace) not in namespaces:
-                raise not_found("", "namespaces", namespace)
+        if rtype.namespaced and namespace:
+            self._check_namespace(rtype, namespace)
         if (metadata.get("namespace", ""), metadata["name"]) in self._bucket(rtype):
             raise already_exists(rtype.group, rtype.plural, metadata["name"])
         for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
@@ -187,6 +185,19 @@ class Store:
         if dry_run:
             return self._as_served(rtype, obj)
         return self._commit("ADDED", rtype, obj, None)
+
+    def _check_namespace(self, rtype: ResourceType, namespace: str) -> None:
+        """New objects need their namespace, and not one being deleted (as upstream)."""
+        found = self._objects.get(("", "namespaces"), {}).get(("", namespace))
+        if found is None and rtype.plural != "events":
+            raise not_found("", "namespaces", namespace)
+        if found is not None and meta(found).get("deletionTimestamp"):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{rtype.plural} "{meta(found)["name"]}" is forbidden: unable to create new '
+                f"content in namespace {namespace} because it is being terminated",
+            )
 
     def replace(
         self,
