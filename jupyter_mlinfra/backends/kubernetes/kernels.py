@@ -208,9 +208,14 @@ class KernelPods:
         await self.watch(namespace)
         labels = pods.kernel_labels(record.kernel_id, record.owner, flavor.name, environment.name)
         secret = pods.key_secret(record.kernel_id, namespace, labels, key)
-        with contextlib.suppress(KubeError):  # a Secret left by an interrupted start
+        try:
+            await rest.create(secret)
+        except KubeError as error:
+            if error.status != 409:
+                raise
+            # a Secret left by an interrupted start of this kernel id
             await rest.delete(path_of("v1", "secrets", namespace, secret["metadata"]["name"]))
-        await rest.create(secret)
+            await rest.create(secret)
         manifest = pods.kernel_pod(
             kernel_id=record.kernel_id,
             namespace=namespace,
