@@ -102,7 +102,7 @@ def anchor(cluster: ClusterFixture, port: int) -> float:
             break
         time.sleep(0.005)
     client = BlockingKernelClient()
-    info = pods.connection_info(pod["status"]["podIP"], port, key)
+    info = pods.connection_info(pod["status"]["podIP"], pods.pod_ports(port), key)
     client.load_connection_info(info)
     client.start_channels(hb=False)
     try:

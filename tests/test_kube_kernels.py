@@ -436,3 +436,22 @@ async def test_gpu_quota_counts_the_users_kernel_pods(
     )  # fmt: skip
     assert len(cluster.list("v1", "Pod")) == 1  # refused before any pod was made
     await start(jp_fetch, "cpu")  # no accelerator: not counted
+
+
+async def test_port_forward_reaches_the_kernel_from_outside_the_cluster(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    app = registry.current()
+    assert app is not None and app.kernel_pods is not None
+    app.kernel_pods.settings.connection = "port-forward"
+    kernel = await start(jp_fetch, "cpu")
+    manager = jp_serverapp.kernel_manager.get_kernel(kernel["id"])
+    assert manager.ip == "127.0.0.1"  # a local forward, not the pod's IP
+    assert await run(jp_serverapp, kernel["id"], "x = 6; print(x * 7)") == "42\n"
+    code, _ = await call(
+        jp_fetch, "api", "kernels", kernel["id"], "restart", method="POST", body={}
+    )
+    assert code == 200
+    assert await run(jp_serverapp, kernel["id"], "print('x' in dir())") == "False\n"
+    forwarded = [p for m, p in cluster.requests if "/portforward" in p]
+    assert forwarded, "no pods/portforward request reached the API server"

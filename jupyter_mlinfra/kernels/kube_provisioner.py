@@ -31,6 +31,7 @@ from ..backends.kubernetes import kernel_pod as pods
 from ..backends.kubernetes.kernel_startup import Startup
 from ..backends.kubernetes.kernels import KernelPods, KernelRecord, KernelStartFailed
 from ..backends.kubernetes.launcher_control import LauncherUnreachable, command
+from ..backends.kubernetes.port_forward import PortForward
 from ..backends.kubernetes.rest import KubeError
 from ..catalog import Flavor
 from ..errors import Conflict, MLInfraError
@@ -61,6 +62,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
     )
 
     record: KernelRecord | None = None
+    forward: PortForward | None = None
     key: str = ""
     ip: str = ""
     port: int = 0
@@ -162,6 +164,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
 
         pod = await kernel_pods.wait_started(record, progress)
         self.ip = pod["status"]["podIP"]
+        await self._reach(kernel_pods)
 
     async def _adopt(self, kernel_pods: KernelPods, pod: dict[str, Any]) -> None:
         """Connect to a pod a previous server started for this kernel id."""
@@ -174,6 +177,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
         if not self.ip:
             pod = await kernel_pods.wait_started(record, lambda _: None)
             self.ip = pod["status"]["podIP"]
+        await self._reach(kernel_pods)
         record.flavor = annotations.get(pods.ANNOTATION_FLAVOR, record.flavor)
         self.log.info(
             "mlinfra kernel %s: adopted pod %s", record.kernel_id, pod["metadata"]["name"]
@@ -205,9 +209,32 @@ class KubernetesProvisioner(KernelProvisionerBase):
                 raise KernelStartFailed("the kernel's previous pod is not going away")
             await reflector.wait_changed(1.0)
 
+    def _endpoint(self) -> tuple[str, list[int]]:
+        """Where this server reaches the pod's ports: the pod IP, or local forwards."""
+        ports = pods.pod_ports(self.port)
+        if self.forward is None:
+            return self.ip, ports
+        return "127.0.0.1", [self.forward.local[port] for port in ports]
+
+    async def _reach(self, kernel_pods: KernelPods) -> None:
+        """Port-forward to the (new) pod when the server is outside the cluster."""
+        await self._unreach()
+        record = self.record
+        if kernel_pods.settings.connection != "port-forward" or record is None:
+            return
+        api = await kernel_pods.cluster.api()
+        self.forward = PortForward(api, record.namespace, pods.pod_name(record.kernel_id))
+        await self.forward.start(pods.pod_ports(self.port))
+
+    async def _unreach(self) -> None:
+        if self.forward is not None:
+            await self.forward.close()
+            self.forward = None
+
     def _connection(self) -> KernelConnectionInfo:
         """The key as bytes, as the kernel manager holds it, so the two compare equal."""
-        info = pods.connection_info(self.ip, self.port, self.key)
+        ip, ports = self._endpoint()
+        info = pods.connection_info(ip, ports, self.key)
         info["key"] = self.key.encode()
         return cast(KernelConnectionInfo, info)
 
@@ -254,8 +281,8 @@ class KubernetesProvisioner(KernelProvisionerBase):
     # --- running --------------------------------------------------------------------------
 
     async def _launcher(self, name: str) -> dict[str, Any]:
-        port = pods.control_port(self.port)
-        return await command(self.ip, port, self.key.encode(), name, LAUNCHER_TIMEOUT)
+        ip, ports = self._endpoint()
+        return await command(ip, ports[-1], self.key.encode(), name, LAUNCHER_TIMEOUT)
 
     async def poll(self) -> int | None:
         """None while the kernel process runs: the pod (from the watch) is Running and its
@@ -315,6 +342,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
             kernel_pods.records.pop(self.record.kernel_id, None)
         else:
             await kernel_pods.delete(self.record.kernel_id, self.record.namespace, grace)
+        await self._unreach()
         self.ip = ""
 
     def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:

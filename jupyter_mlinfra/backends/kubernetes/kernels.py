@@ -84,6 +84,15 @@ class KubernetesKernels(LoggingConfigurable):
         help="""Names of the server's environment variables a kernel pod gets (shell-style
         patterns such as 'HF_*'); nothing else of the server's environment reaches a pod.""",
     )
+    connection = CaselessStrEnum(
+        ["pod-ip", "port-forward"],
+        "pod-ip",
+        config=True,
+        help="""How the server reaches kernel pods: 'pod-ip' connects to the pod's IP (the
+        server runs in the cluster); 'port-forward' forwards each kernel port through the
+        API server (pods/portforward), for a server outside the cluster. A dropped forward
+        reconnects with the next connection ZeroMQ makes.""",
+    )
     capacity_timeout = Float(
         600.0,
         config=True,
