@@ -455,3 +455,26 @@ async def test_port_forward_reaches_the_kernel_from_outside_the_cluster(
     assert await run(jp_serverapp, kernel["id"], "print('x' in dir())") == "False\n"
     forwarded = [p for m, p in cluster.requests if "/portforward" in p]
     assert forwarded, "no pods/portforward request reached the API server"
+
+
+async def test_idle_gpu_pod_kernel_is_warned_then_culled(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    app = registry.current()
+    assert app is not None
+    app.culler.timeout, app.culler.warning = 3.0, 1.0  # as accelerator_kernel_idle_timeout
+    app.culler.start()
+    gpu = await start(jp_fetch, "a100x1")
+    cpu = await start(jp_fetch, "cpu")  # holds no accelerator: never culled
+    deadline = time.monotonic() + 30
+    while True:
+        _, listing = await kernels_api(jp_fetch)
+        states = {k["id"]: k for k in listing["kernels"]}
+        if states[gpu["id"]]["state"] == "culled" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert states[gpu["id"]]["state"] == "culled"
+    assert states[gpu["id"]]["reason"].startswith("idle for ")
+    assert states[cpu["id"]]["state"] == "running"
+    await gone(cluster, "Pod", pods.pod_name(gpu["id"]))
+    await app.culler.stop()

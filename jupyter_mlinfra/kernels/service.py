@@ -78,6 +78,22 @@ class KernelService:
             if isinstance(provisioner, MLInfraProvisioner) and provisioner.lease is not None:
                 yield kernel_id, manager, provisioner.lease
 
+    def cullable(self) -> Iterator[tuple[str, Any, bool]]:
+        """(kernel id, its KernelManager, whether it holds accelerators) of every running
+        flavor kernel: those holding a local lease and those in pods."""
+        for kernel_id, manager, lease in self.running():
+            yield kernel_id, manager, bool(lease.devices)
+        pods = self.app.kernel_pods
+        if pods is None or self.kernel_manager is None:
+            return
+        flavors = {f.name: f for f in self.app.inventory.catalog.flavors}
+        for record in list(pods.records.values()):
+            if record.startup.phase != "ready" or record.kernel_id not in self.kernel_manager:
+                continue
+            flavor = flavors.get(record.flavor)
+            manager = self.kernel_manager.get_kernel(record.kernel_id)
+            yield record.kernel_id, manager, bool(flavor and flavor.accelerators)
+
     def model(self, kernel_id: str, manager: Any, lease: Lease) -> dict[str, Any]:
         return {
             "id": kernel_id,
