@@ -17,6 +17,7 @@ and connects to the pod IP; nothing dials back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import secrets
 import time
@@ -32,7 +33,6 @@ from ..backends.kubernetes.kernel_startup import Startup
 from ..backends.kubernetes.kernels import KernelPods, KernelRecord, KernelStartFailed
 from ..backends.kubernetes.launcher_control import LauncherUnreachable, command
 from ..backends.kubernetes.port_forward import PortForward
-from ..backends.kubernetes.rest import KubeError
 from ..catalog import Flavor
 from ..errors import Conflict, MLInfraError
 from ..identity import Identity
@@ -42,6 +42,17 @@ from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused
 LAUNCHER_TIMEOUT = 10.0
 INFO_INTERVAL = 2.0
 """Seconds between ``kernel_info`` requests while a kernel starts."""
+
+
+CLUSTER_ERRORS = (MLInfraError, OSError, asyncio.TimeoutError)
+"""What a start may meet: a refusal, or a cluster that cannot be reached."""
+
+
+def _refused(error: BaseException) -> KernelStartRefused:
+    """The HTTP error a failed start answers with, naming the reason."""
+    if not isinstance(error, MLInfraError):
+        error = KernelStartFailed(f"cannot reach the cluster: {error!r}")
+    return KernelStartRefused(error)
 
 
 def _pods() -> tuple[Any, KernelPods]:
@@ -87,9 +98,10 @@ class KubernetesProvisioner(KernelProvisionerBase):
             flavor = catalog.flavor(
                 requested or catalog.for_identity(identity).default_flavor, identity
             )
-            await self._check_quota(app, identity, flavor)
-        except MLInfraError as error:
-            raise KernelStartRefused(error) from None
+            if self.record is None or self.record.flavor != flavor.name:  # not a restart
+                await self._check_quota(app, identity, flavor)
+        except CLUSTER_ERRORS as error:
+            raise _refused(error) from None
         self._flavor, self._environment = flavor, environment
         if self.record is not None and self.record.flavor != flavor.name:
             self._hard = True  # another flavor: another pod
@@ -141,10 +153,12 @@ class KubernetesProvisioner(KernelProvisionerBase):
                 kernel_pods.records[record.kernel_id] = record
                 await self._gone(kernel_pods)
             await self._create(kernel_pods)
-        except (KernelStartFailed, KubeError) as error:
-            await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
-            self.log.info("mlinfra kernel %s not started: %s", self.kernel_id, error.message)
-            raise KernelStartRefused(error) from None
+        except CLUSTER_ERRORS as error:
+            with contextlib.suppress(*CLUSTER_ERRORS):
+                await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
+            refused = _refused(error)
+            self.log.info("mlinfra kernel %s not started: %s", self.kernel_id, refused.error)
+            raise refused from None
         return self._connection()
 
     async def _create(self, kernel_pods: KernelPods) -> None:
