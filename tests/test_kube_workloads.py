@@ -148,7 +148,8 @@ def test_without_jobset_an_indexed_job_with_its_own_headless_service() -> None:
     spec = indexed["spec"]
     assert spec["completionMode"] == "Indexed" and spec["suspend"] is True
     assert spec["backoffLimit"] == 4  # 2 restarts of 2 nodes
-    assert spec["podFailurePolicy"]["rules"][0]["onExitCodes"] == {
+    assert spec["podFailurePolicy"]["rules"][0] == workloads.LOST_NODE
+    assert spec["podFailurePolicy"]["rules"][1]["onExitCodes"] == {
         "containerName": "node",
         "operator": "NotIn",
         "values": [3, 4],
@@ -251,3 +252,24 @@ def test_the_environment_picks_the_framework(framework: str) -> None:
     )
     assert env_of(template["spec"]["containers"][0])["MLINFRA_FRAMEWORK"] == framework
     assert JAX.framework == "jax"
+
+
+def test_the_jobset_passes_the_jobset_crd_schema(kube_cluster: Any) -> None:
+    """The cluster fixture validates custom resources against the real CRD's schema."""
+    kube_cluster.install("jobset")
+    placement = workloads.Placement(namespace=kube_cluster.namespace, jobset=True, queue_name="q")
+    job = make_job(
+        retry=RetryPolicy(max_restarts=2, on_exit_codes=(3,)), max_runtime_seconds=60, pull=("x",)
+    )
+    rec = kube_cluster.create(workloads.record(job, [], kube_cluster.namespace))
+    pod = workloads.node_pod(A100X2, DEFAULT_CAPACITY_PLACEMENT)
+    made = kube_cluster.create(workloads.workload(job, TORCH, A100X2, placement, pod, rec))
+    assert made["spec"]["failurePolicy"]["rules"] == [
+        {
+            "name": "exit-code-not-retried",
+            "action": "FailJobSet",
+            "onJobFailureReasons": ["PodFailurePolicy"],
+        }
+    ]
+    for obj in workloads.attachments(job, placement, made):
+        kube_cluster.create(obj)

@@ -56,6 +56,8 @@ JOBSET = ("jobset.x-k8s.io", "v1alpha2", "JobSet")
 KUEUE = ("kueue.x-k8s.io", "v1beta1", "Workload")
 VISIBILITY = "visibility.kueue.x-k8s.io/v1beta1"
 FOLLOW_SECONDS = 1.0
+FINISH_GRACE = 3.0
+"""Seconds a followed log keeps reading the pods' streams after the job ended."""
 CREATING = 60.0
 """Seconds a record may wait for its first workload before the job counts as broken."""
 
@@ -590,6 +592,7 @@ class KubernetesJobs(LoggingConfigurable):
             finally:
                 await queue.put(None)
 
+        finished_at: float | None = None
         try:
             while True:
                 current = await self._get(Identity(job.owner, admin=True), job.id)
@@ -604,7 +607,12 @@ class KubernetesJobs(LoggingConfigurable):
                     item = queue.get_nowait()
                     if item is not None:
                         yield item
-                if current.state.finished and all(t.done() for t in streams.values()):
+                if current.state.finished and finished_at is None:
+                    finished_at = time.monotonic()
+                streams_ended = all(t.done() for t in streams.values())
+                if finished_at is not None and (
+                    streams_ended or time.monotonic() - finished_at > FINISH_GRACE
+                ):  # a deleted pod's log stream may outlive it: the job's end decides
                     while not queue.empty():
                         item = queue.get_nowait()
                         if item is not None:

@@ -103,7 +103,7 @@ def attempt_progress(
         )
         return Progress(
             JobState.SUCCEEDED,
-            started=_gang_started(pods, nodes),
+            started=_gang_started(pods, 1),
             finished=finished,
             exit_code=0,
         )
@@ -118,7 +118,7 @@ def attempt_progress(
         return Progress(
             JobState.FAILED,
             reason,
-            started=_gang_started(pods, nodes),
+            started=_gang_started(pods, 1),  # some nodes may be gone: it ran if one did
             finished=timestamp(failed.get("lastTransitionTime")),
             exit_code=code,
             message=message,
@@ -127,7 +127,7 @@ def attempt_progress(
         if kueue_workload is not None:
             waiting = kueue.admission(kueue_workload)
             return Progress(JobState.QUEUED, waiting.reason)
-        why = "waiting for Kueue to admit it" if queued_by_kueue else "suspended"
+        why = "waiting for Kueue to admit it" if queued_by_kueue else "being created"
         return Progress(JobState.QUEUED, why)
     admitted = _admitted_at(kueue_workload) or timestamp(
         status.get("startTime") or workload.get("metadata", {}).get("creationTimestamp")
@@ -153,7 +153,8 @@ def _admitted_at(kueue_workload: Mapping[str, Any] | None) -> float | None:
 
 
 def _gang_started(pods: Sequence[Mapping[str, Any]], nodes: int) -> float | None:
-    """When the last node's container started: the job runs once all of them do."""
+    """When the last node's container started, once ``nodes`` of them have (a gang runs
+    when all of its nodes do)."""
     times = [t for t in (_running_since(p) for p in pods) if t is not None]
     return max(times) if len(times) >= nodes else None
 

@@ -335,19 +335,27 @@ def _queue_metadata(
     return labels, annotations
 
 
-def _pod_failure_policy(retry: RetryPolicy) -> dict[str, Any] | None:
-    """Fail at once on exit codes that are not retried (only some codes are)."""
-    if not retry.on_exit_codes:
-        return None
-    codes = sorted(set(retry.on_exit_codes) - {0})
-    return {
-        "rules": [
+LOST_NODE = {
+    "action": "Ignore",
+    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+}
+"""A pod lost with its node (spot reclaim, drain, preemption) is replaced without using up the
+job's retries: the user is told why (``kueue.spot_preemption``), not charged for it."""
+
+
+def _pod_failure_policy(retry: RetryPolicy) -> dict[str, Any]:
+    """Pods lost with their node are replaced; exit codes that are not retried (when only
+    some are) fail the job at once."""
+    rules: list[dict[str, Any]] = [LOST_NODE]
+    if retry.on_exit_codes:
+        codes = sorted(set(retry.on_exit_codes) - {0})
+        rules.append(
             {
                 "action": "FailJob",
                 "onExitCodes": {"containerName": CONTAINER, "operator": "NotIn", "values": codes},
             }
-        ]
-    }
+        )
+    return {"rules": rules}
 
 
 def workload(
@@ -378,15 +386,17 @@ def workload(
         )
     if spec.max_runtime_seconds:
         batch["activeDeadlineSeconds"] = math.ceil(spec.max_runtime_seconds)
-    failure_policy = _pod_failure_policy(spec.retry)
-    if failure_policy:
-        batch["podFailurePolicy"] = failure_policy
+    batch["podFailurePolicy"] = _pod_failure_policy(spec.retry)
     if spec.nodes > 1 and placement.jobset:
         batch["backoffLimit"] = 0  # a failed node fails the gang; the JobSet restarts it whole
         jobset_failure: dict[str, Any] = {"maxRestarts": spec.retry.max_restarts}
-        if failure_policy:
+        if spec.retry.on_exit_codes:
             jobset_failure["rules"] = [
-                {"action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"]}
+                {
+                    "name": "exit-code-not-retried",
+                    "action": "FailJobSet",
+                    "onJobFailureReasons": ["PodFailurePolicy"],
+                }
             ]
         return {
             "apiVersion": "jobset.x-k8s.io/v1alpha2",
