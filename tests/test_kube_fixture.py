@@ -1188,3 +1188,160 @@ async def test_a_container_over_its_memory_limit_is_oom_killed(
         "OOMKilled",
         137,
     )
+
+
+async def test_kueue_admits_a_queued_jobset_with_its_flavor(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    need_crds()
+    kube_cluster.install("jobset")
+    kube_cluster.install("kueue")
+    kube_cluster.add_node("cpu-1", labels={"pool": "cpu"})
+    kueue = "kueue.x-k8s.io/v1beta1"
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "ResourceFlavor",
+            "metadata": {"name": "pool-cpu"},
+            "spec": {"nodeLabels": {"pool": "cpu"}},
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "ClusterQueue",
+            "metadata": {"name": "cluster-queue"},
+            "spec": {
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu"],
+                        "flavors": [
+                            {
+                                "name": "pool-cpu",
+                                "resources": [{"name": "cpu", "nominalQuota": "2"}],
+                            }
+                        ],
+                    }
+                ]
+            },
+        }
+    )
+    kube_cluster.create(
+        {
+            "apiVersion": kueue,
+            "kind": "LocalQueue",
+            "metadata": {"name": "user-queue", "namespace": NS},
+            "spec": {"clusterQueue": "cluster-queue"},
+        }
+    )
+    queued = jobset("queued", 0, 0)
+    queued["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "user-queue"}
+    template = queued["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    template["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "1"}}
+    await client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "jobset.x-k8s.io", "v1alpha2", NS, "jobsets", queued
+    )
+
+    def workload() -> dict[str, Any] | None:
+        found = kube_cluster.list(kueue, "Workload", NS)
+        return found[0] if found else None
+
+    def finished() -> bool:
+        return condition_true(workload(), "Finished")
+
+    await until(finished, timeout=60)
+    admitted = workload()
+    assert admitted is not None
+    (pod_set,) = admitted["status"]["admission"]["podSetAssignments"]
+    assert (pod_set["name"], pod_set["count"], pod_set["flavors"]) == (
+        "node",
+        2,
+        {"cpu": "pool-cpu"},
+    )
+    assert condition_true(
+        kube_cluster.get("jobset.x-k8s.io/v1alpha2", "JobSet", "queued"), "Completed"
+    )
+    pods = kube_cluster.list("v1", "Pod", NS, "jobset.sigs.k8s.io/jobset-name=queued")
+    assert {p["spec"]["nodeName"] for p in pods} == {"cpu-1"}
+
+
+async def test_pod_failure_policy_fails_at_once_or_ignores_disruptions(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    batch = client.BatchV1Api(api)
+    fatal = simple_job(
+        "fatal",
+        "raise SystemExit(42)",
+        backoffLimit=5,
+        podFailurePolicy={
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {"containerName": "main", "operator": "NotIn", "values": [1]},
+                }
+            ]
+        },
+    )
+    await batch.create_namespaced_job(NS, fatal)
+    await until(lambda: "Failed" in job_conditions(kube_cluster, "fatal"))
+    failed = kube_cluster.get("batch/v1", "Job", "fatal")
+    condition = {c["type"]: c for c in failed["status"]["conditions"]}["Failed"]
+    assert condition["reason"] == "PodFailurePolicy"
+    assert "failed with exit code 42 matching FailJob rule at index 0" in condition["message"]
+    assert failed["status"]["failed"] == 1
+
+    kube_cluster.add_node("spot-1", labels={"capacity": "spot"})
+    gate = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.05)"
+    spot = simple_job(
+        "spot",
+        gate,
+        backoffLimit=0,
+        podFailurePolicy={
+            "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]
+        },
+    )
+    spot["spec"]["template"]["spec"]["nodeSelector"] = {"capacity": "spot"}
+    spot["spec"]["template"]["spec"]["containers"][0]["args"] = [
+        str(kube_cluster.root / "spot-done")
+    ]
+    await batch.create_namespaced_job(NS, spot)
+    await until(lambda: any(n.startswith("spot-") for n in kube_cluster.processes()))
+    kube_cluster.remove_node("spot-1")
+    await until(
+        lambda: any(
+            p["status"].get("phase") == "Pending"
+            for p in kube_cluster.list("v1", "Pod", NS, "job-name=spot")
+        )
+    )
+    kube_cluster.add_node("spot-2", labels={"capacity": "spot"})
+    await until(lambda: any(n.startswith("spot-") for n in kube_cluster.processes()))
+    (kube_cluster.root / "spot-done").touch()
+    await until(lambda: "Complete" in job_conditions(kube_cluster, "spot"))
+    assert kube_cluster.get("batch/v1", "Job", "spot")["status"]["failed"] == 0
+
+
+async def test_jobset_failure_policy_rule_fails_without_restarts(
+    api: client.ApiClient, kube_cluster: ClusterFixture
+) -> None:
+    need_crds()
+    kube_cluster.install("jobset")
+    doomed = jobset("doomed", 5, 3)
+    doomed["spec"]["failurePolicy"]["rules"] = [
+        {"name": "fatal-exit", "action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"]}
+    ]
+    job_spec = doomed["spec"]["replicatedJobs"][0]["template"]["spec"]
+    job_spec["podFailurePolicy"] = {
+        "rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [3]}}]
+    }
+    await client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "jobset.x-k8s.io", "v1alpha2", NS, "jobsets", doomed
+    )
+
+    def failed() -> dict[str, Any] | None:
+        found = kube_cluster.get("jobset.x-k8s.io/v1alpha2", "JobSet", "doomed")
+        return found if condition_true(found, "Failed") else None
+
+    done = await until(failed, timeout=60)
+    reasons = {c["type"]: c["reason"] for c in done["status"]["conditions"]}
+    assert reasons["Failed"] == "FailJobSetAction"
+    assert done["status"]["restarts"] == 0

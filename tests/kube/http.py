@@ -171,6 +171,8 @@ class ApiServer:
         handler = self.subresources.get((rtype.group, rtype.plural, sub or ""))
         if name is not None and sub is not None and handler is not None and method == "GET":
             return await handler(request, rtype, namespace, name)
+        if sub not in (None, "status"):
+            raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on {sub}")
         if name is None:
             if method == "GET" and (target.watch or _truthy(query.get("watch"))):
                 return await self._watch(request, rtype, namespace)

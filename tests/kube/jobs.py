@@ -13,6 +13,7 @@ from typing import Any
 
 from .deletion import Deleter
 from .events import Recorder
+from .failure_policy import pod_failure_action
 from .resources import Registry
 from .store import Change, Obj, Store, meta, now
 
@@ -94,6 +95,7 @@ class JobController:
         self.deleter = deleter
         self.counted: dict[str, dict[str, int | None]] = {}  # job uid -> pod uid -> index
         self.failed: dict[str, set[str]] = {}
+        self.ignored: dict[str, set[str]] = {}  # failed pods a podFailurePolicy rule ignores
         self._dirty: set[tuple[str, str]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         store.subscribe(self._on_change)
@@ -132,20 +134,31 @@ class JobController:
         pods = self.store.list(self.pods, namespace, lambda p: controller_uid(p) == uid)
         succeeded = self.counted.setdefault(uid, {})
         failed = self.failed.setdefault(uid, set())
+        ignored = self.ignored.setdefault(uid, set())
+        fail_job = None
         for pod in pods:
             phase = pod.get("status", {}).get("phase")
             index = meta(pod).get("annotations", {}).get(INDEX)
+            pod_uid = meta(pod)["uid"]
             if phase == "Succeeded":
-                succeeded[meta(pod)["uid"]] = None if index is None else int(index)
-            elif phase == "Failed":
-                failed.add(meta(pod)["uid"])
+                succeeded[pod_uid] = None if index is None else int(index)
+            elif phase == "Failed" and pod_uid not in failed and pod_uid not in ignored:
+                matched = pod_failure_action(spec.get("podFailurePolicy"), pod)
+                if matched is not None and matched[0] == "Ignore":
+                    ignored.add(pod_uid)  # replaced, not counted toward backoffLimit
+                    continue
+                failed.add(pod_uid)
+                if matched is not None and matched[0] == "FailJob":
+                    fail_job = matched[1]
         active = [
             p
             for p in pods
             if p.get("status", {}).get("phase") not in TERMINAL
             and not meta(p).get("deletionTimestamp")
         ]
-        if spec.get("suspend"):
+        if fail_job is not None:
+            self._fail(job, status, "PodFailurePolicy", fail_job, active)
+        elif spec.get("suspend"):
             self._suspend(job, status, active)
         else:
             self._resume(job, status)

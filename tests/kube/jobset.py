@@ -12,6 +12,7 @@ from typing import Any
 
 from .deletion import Deleter
 from .events import Recorder
+from .failure_policy import jobset_failure_action
 from .jobs import has_condition, owner_reference, set_condition
 from .resources import Registry, ResourceType
 from .store import Change, Obj, Store, meta
@@ -149,10 +150,25 @@ class JobSetController:
     def _on_failure(
         self, jobset: Obj, status: dict[str, Any], children: list[Obj], failed: Obj
     ) -> None:
+        """A child Job failed: the first matching failurePolicy rule decides (FailJobSet,
+        RestartJobSet, RestartJobSetAndIgnoreMaxRestarts); restarts count toward
+        ``maxRestarts`` unless the rule says otherwise."""
         policy = jobset["spec"].get("failurePolicy") or {}
+        action = jobset_failure_action(policy, failed)
         restarts = int(status.get("restarts", 0))
-        if restarts < int(policy.get("maxRestarts", 0)):
+        counted = int(status.get("restartsCountTowardsMax", 0))
+        job_name = meta(failed)["name"]
+        if action == "FailJobSet":
+            reason, message = (
+                "FailJobSetAction",
+                (f"applying FailJobSet failure policy action to failed job {job_name}"),
+            )
+        elif action == "RestartJobSetAndIgnoreMaxRestarts" or counted < int(
+            policy.get("maxRestarts", 0)
+        ):
             status["restarts"] = restarts + 1
+            if action != "RestartJobSetAndIgnoreMaxRestarts":
+                status["restartsCountTowardsMax"] = counted + 1
             for job in children:
                 if not meta(job).get("deletionTimestamp"):
                     self.deleter.delete(
@@ -164,16 +180,18 @@ class JobSetController:
             self.recorder.record(
                 jobset,
                 "Restarting",
-                f"restarting jobset, attempt {restarts + 1}: job {meta(failed)['name']} failed",
+                f"restarting jobset, attempt {restarts + 1}: job {job_name} failed",
                 component="jobset-controller",
                 warning=True,
             )
             return
-        reason, message = (
-            ("ReachedMaxRestarts", "jobset failed due to reaching max number of restarts")
-            if policy
-            else ("FailedJobs", "jobset failed due to one or more job failures")
-        )
+        elif policy:
+            reason, message = (
+                "ReachedMaxRestarts",
+                "jobset failed due to reaching max number of restarts",
+            )
+        else:
+            reason, message = "FailedJobs", "jobset failed due to one or more job failures"
         set_condition(status, "Failed", True, reason, message)
         self.recorder.record(jobset, reason, message, component="jobset-controller", warning=True)
 

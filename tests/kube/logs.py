@@ -60,10 +60,6 @@ class LogBook:
             for log in runs:
                 log.finish()
 
-    def latest(self, pod_uid: str, container: str) -> ContainerLog | None:
-        runs = self.runs.get(pod_uid, {}).get(container) or []
-        return runs[-1] if runs else None
-
 
 class LogEndpoint:
     """GET .../pods/{name}/log, errors worded like the API server's."""

@@ -1,17 +1,22 @@
-"""pytest plugin: the ``kube_cluster`` fixture (registered in tests/conftest.py)."""
+"""pytest plugin: the ``kube_cluster`` fixture (registered in tests/conftest.py). The fixture
+package is imported when a test asks for it, so other test runs do not pay for it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .fixture import ClusterFixture
+if TYPE_CHECKING:
+    from .fixture import ClusterFixture
 
 
 @pytest.fixture
 def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterFixture]:
     """A fresh test API server with one node (``node-0``) and namespace ``mlinfra-test``."""
+    from .fixture import ClusterFixture
+
     cluster = ClusterFixture(tmp_path_factory.mktemp("cluster"))
     try:
         yield cluster
