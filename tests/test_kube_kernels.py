@@ -453,8 +453,15 @@ async def test_port_forward_reaches_the_kernel_from_outside_the_cluster(
     )
     assert code == 200
     assert await run(jp_serverapp, kernel["id"], "print('x' in dir())") == "False\n"
-    forwarded = [p for m, p in cluster.requests if "/portforward" in p]
+    forwarded = [(m, p) for m, p in cluster.requests if "/portforward" in p]
     assert forwarded, "no pods/portforward request reached the API server"
+    documents = yaml.safe_load_all((REPO / "examples/kubernetes/rbac.yaml").read_text())
+    (rules,) = [
+        d["rules"] for d in documents if d["metadata"]["name"] == "jupyter-mlinfra-workloads"
+    ]
+    for method, path in forwarded:
+        request = request_info(method, path)
+        assert request is not None and allows(rules, request), path
 
 
 async def test_idle_gpu_pod_kernel_is_warned_then_culled(
