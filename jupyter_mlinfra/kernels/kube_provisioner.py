@@ -41,6 +41,9 @@ from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused
 
 LAUNCHER_TIMEOUT = 10.0
 INFO_INTERVAL = 2.0
+FORWARDED_STATUS_SECONDS = 10.0
+"""How long a port-forwarded kernel's "running" stands before its launcher is asked again:
+jupyter_client asks every few seconds, and each question costs a request to the API server."""
 """Seconds between ``kernel_info`` requests while a kernel starts."""
 
 
@@ -81,6 +84,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
     _restarting = False
     _killed = False
     _hard = False
+    _alive_until = 0.0
 
     @property
     def has_process(self) -> bool:
@@ -309,11 +313,15 @@ class KubernetesProvisioner(KernelProvisionerBase):
         pod = kernel_pods.cached(self.record.kernel_id, self.record.namespace)
         if pod is None or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return 1
+        if not self._restarting and time.monotonic() < self._alive_until:
+            return None
         try:
             status = await self._launcher("status")
         except LauncherUnreachable:  # starting up; a launcher that is gone ends its pod
             return None
         if status.get("kernel") == "running":
+            if self.forward is not None:  # each status is a websocket through the API server
+                self._alive_until = time.monotonic() + FORWARDED_STATUS_SECONDS
             return None
         return int(status.get("code", 1) or 0)
 

@@ -157,6 +157,8 @@ class KernelRecord:
 
 
 class KernelPods:
+    """The kernel pods of one server, and every API call made for them."""
+
     def __init__(
         self, cluster: KubernetesCluster, settings: KubernetesKernels, environ: Mapping[str, str]
     ) -> None:
@@ -418,6 +420,7 @@ class KernelPods:
         for reflector in self._watches.values():
             await reflector.stop()
         self._watches.clear()
+        self._rest = None  # the cluster's client may be closed next; a later use reconnects
 
 
 async def _either(*waits: Awaitable[Any]) -> None:
