@@ -17,6 +17,7 @@ from .backends.base import Backend
 from .catalog import Catalog, build_catalog, read_catalog_document
 from .client import ENV_TOKEN, ENV_URL
 from .errors import CatalogError, InvalidInput, MLInfraError
+from .hub import HubUser, fetch_user, hub_api_url
 from .identity import Identity, resolve_identity
 from .inventory import Inventory
 from .jobs.handlers import AgentLink
@@ -184,11 +185,46 @@ class MLInfraApp(ExtensionApp):
     def _default_agent_socket(self) -> str:
         return str(Path(jupyter_runtime_dir()) / "mlinfra-agent.sock")
 
+    agent_url = Unicode(
+        config=True,
+        help="""URL of the local agent that a JupyterHub runs as a service for every user of
+        this machine (`jupyter mlinfra agent --hub`), e.g.
+        'http://127.0.0.1:10101/services/mlinfra/'. Set, this server neither starts nor
+        configures an agent: it calls that one with its hub token ($JUPYTERHUB_API_TOKEN),
+        which needs the scope access:services!service=mlinfra. Empty (the default): a
+        per-user agent on agent_socket. Defaults to $JUPYTER_MLINFRA_AGENT_URL.""",
+    )
+
+    @default("agent_url")
+    def _default_agent_url(self) -> str:
+        return os.environ.get("JUPYTER_MLINFRA_AGENT_URL", "")
+
     agent_idle_timeout = Float(
         600.0,
         config=True,
         help="""Seconds the local agent waits, with no job queued or running and no request,
         before it exits; 0 keeps it running.""",
+    )
+
+    run_ranks_as = CaselessStrEnum(
+        ["agent", "owner"],
+        default_value="agent",
+        config=True,
+        help="""Which OS account the local agent starts a job's ranks as. 'agent': its own (a
+        per-user agent runs as its user). 'owner': the job owner's account (see
+        owner_accounts), with its uid, groups, HOME, USER and LOGNAME and a private job
+        directory, as JupyterHub's LocalProcessSpawner runs each user's server; for the agent
+        a hub shares among users with OS accounts of their own. 'owner' needs the agent to run
+        as root, and a data_dir that other accounts can pass through (e.g.
+        /var/lib/jupyter-mlinfra); a job whose owner has no account is refused.""",
+    )
+
+    owner_accounts = Dict(
+        value_trait=Unicode(),
+        config=True,
+        help="""With run_ranks_as='owner': the OS account of each user whose account is not
+        named like them, as {user: account}; everybody else runs as the account of their own
+        name. Never a superuser account.""",
     )
 
     flavor_launchers = Bool(
@@ -215,21 +251,34 @@ class MLInfraApp(ExtensionApp):
         message on its stderr, shown by consoles and the server log); 0 sends no warning.""",
     )
 
+    hub_owner: HubUser | None = None
+    """The server's owner as JupyterHub describes them (groups, admin), asked at start."""
+
     def identity(self, current_user: Any = None) -> Identity:
         """Who acts on this server: the authenticated ``current_user`` of a request, or,
         outside a request (kernel provisioners, the kernel spec manager), the server's owner.
 
         Outside JupyterHub the server belongs to the OS user who started it: jupyter_server's
         token login names an anonymous, per-browser user, which must not own jobs or kernels.
+        Under JupyterHub, groups and admin status are the hub's: from the request's hub user
+        model when its token may read them, and from ``hub_owner`` for the owner.
         """
         hub_user = os.environ.get("JUPYTERHUB_USER")
         if hub_user and current_user is not None:
             user = current_user.username
         else:
             user = hub_user or getpass.getuser()
+        model = getattr(current_user, "hub_user", None) or {}
+        groups = set(getattr(current_user, "groups", ())) | set(model.get("groups") or ())
+        admin = bool(model.get("admin", False))
+        owner = self.hub_owner
+        if owner is not None and owner.name == user:
+            groups |= owner.groups
+            admin = admin or owner.admin
         return resolve_identity(
             user,
-            known_groups=getattr(current_user, "groups", ()),
+            known_groups=groups,
+            known_admin=admin,
             group_members=self.groups,
             admin_users=self.admin_users,
             admin_groups=self.admin_groups,
@@ -287,13 +336,26 @@ class MLInfraApp(ExtensionApp):
         token = getattr(serverapp.identity_provider, "token", "")
         if token:
             os.environ[ENV_TOKEN] = token
-        if self.jobs is None and Path(self.agent_socket).exists():  # local backend only
+        await self._ask_hub_about_owner()
+        local = self.jobs is None
+        if local and (self.agent_url or Path(self.agent_socket).exists()):
             try:
                 await self.agent.ensure()
             except MLInfraError as error:
                 self.log.warning("jupyter_mlinfra: local agent: %s", error.message)
         await self.kernels.adopt_pods()
         self.culler.start()
+
+    async def _ask_hub_about_owner(self) -> None:
+        """Under JupyterHub, learn the owner's hub groups and admin status with the server's
+        own token (it needs read:users:groups!user and read:users:name!user for them)."""
+        api_url, token = hub_api_url(), os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        if not (api_url and token and os.environ.get("JUPYTERHUB_USER")):
+            return
+        try:
+            self.hub_owner = await fetch_user(api_url, token)
+        except MLInfraError as error:
+            self.log.warning("jupyter_mlinfra: no groups from JupyterHub: %s", error.message)
 
     async def stop_extension(self) -> None:
         """Stop culling, shut down the kernels holding leases while the agent can still be

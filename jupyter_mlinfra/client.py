@@ -198,6 +198,17 @@ class JobsClient(MLInfraClient):
         queue: dict[str, Any] = self.request("GET", "queue")
         return queue
 
+    def usage(self) -> dict[str, Any]:
+        """Admins: every user's and group's usage against their quotas."""
+        report: dict[str, Any] = self.request("GET", "usage")
+        return report
+
+    def set_priority(self, job_id: str, priority: str) -> dict[str, Any]:
+        """Admins: move a job to another priority class."""
+        path = f"jobs/{_job_id(job_id)}"
+        job: dict[str, Any] = self.request("PATCH", path, body={"priority": priority})
+        return job
+
     def logs(
         self, job_id: str, *, rank: int | None = None, tail: int | None = None, follow: bool = False
     ) -> Iterator[str]:

@@ -28,6 +28,12 @@ class InvalidInput(MLInfraError):
     status = 400
 
 
+class NotAuthenticated(MLInfraError):
+    """The request carries no credentials this service accepts (HTTP 401)."""
+
+    status = 401
+
+
 class NotAllowed(MLInfraError):
     """The caller may not use what they asked for (HTTP 403)."""
 

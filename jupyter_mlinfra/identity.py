@@ -27,9 +27,11 @@ def resolve_identity(
     group_members: Mapping[str, Iterable[str]],
     admin_users: Iterable[str],
     admin_groups: Iterable[str],
+    known_admin: bool = False,
 ) -> Identity:
-    """Combine what the authenticator knows (``known_groups``) with the admin's configuration."""
+    """Combine what the authenticator knows (``known_groups``, ``known_admin``: a JupyterHub
+    admin is an admin here too) with the admin's configuration, which can only add to it."""
     groups = set(known_groups)
     groups.update(name for name, members in group_members.items() if user in set(members))
-    admin = user in set(admin_users) or bool(groups & set(admin_groups))
+    admin = known_admin or user in set(admin_users) or bool(groups & set(admin_groups))
     return Identity(user=user, groups=frozenset(groups), admin=admin)

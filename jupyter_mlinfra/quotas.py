@@ -103,3 +103,46 @@ def usage_of(user: str, allocations: Iterable[Allocation], *, queued_jobs: int =
         queued_jobs=queued_jobs,
         kernels=len({a.holder for a in mine if not a.is_job}),
     )
+
+
+def usage_report(
+    people: Iterable[Identity],
+    policy: QuotaPolicy,
+    allocations: Iterable[Allocation],
+    queued_by_owner: Mapping[str, int],
+) -> dict[str, Any]:
+    """Every user's usage against their quota, and per group its members' usage summed next
+    to the quota each member gets from it (group quotas are per member, not shared)."""
+    held = list(allocations)
+    users = []
+    totals: dict[str, dict[str, Any]] = {}
+    for identity in sorted(people, key=lambda i: i.user):
+        usage = usage_of(identity.user, held, queued_jobs=queued_by_owner.get(identity.user, 0))
+        users.append(
+            {
+                "user": identity.user,
+                "groups": sorted(identity.groups),
+                "admin": identity.admin,
+                "quota": policy.for_identity(identity).to_json(),
+                "usage": usage.to_json(),
+            }
+        )
+        for group in identity.groups:
+            entry = totals.setdefault(group, {"members": [], "usage": Usage()})
+            entry["members"].append(identity.user)
+            entry["usage"] = Usage(
+                **{f.name: getattr(entry["usage"], f.name) + getattr(usage, f.name)
+                   for f in fields(Usage)}
+            )  # fmt: skip
+    for group in policy.per_group:
+        totals.setdefault(group, {"members": [], "usage": Usage()})
+    groups = [
+        {
+            "group": name,
+            "members": entry["members"],
+            "member_quota": policy.per_group[name].to_json() if name in policy.per_group else None,
+            "usage": entry["usage"].to_json(),
+        }
+        for name, entry in sorted(totals.items())
+    ]
+    return {"users": users, "groups": groups}

@@ -78,10 +78,12 @@ def capacity_rows(body: dict[str, Any]) -> Table:
     return rows
 
 
-def whoami_rows(body: dict[str, Any]) -> Table:
-    def limit(value: int | None) -> str:
-        return "unlimited" if value is None else str(value)
+def _limit(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
 
+
+def whoami_rows(body: dict[str, Any]) -> Table:
+    limit = _limit
     quota, usage = body["quota"], body["usage"]
     return [
         ("FIELD", "VALUE"),
@@ -96,9 +98,12 @@ def whoami_rows(body: dict[str, Any]) -> Table:
     ]
 
 
-def job_rows(page: dict[str, Any], now: float | None = None) -> Table:
+def job_rows(page: dict[str, Any], now: float | None = None, *, owners: bool = False) -> Table:
+    """One row per job; ``owners`` adds whose it is (an admin's view of everybody's)."""
     now = time.time() if now is None else now
     rows: Table = [("ID", "NAME", "STATE", "FLAVOR", "RANKS", "RUNTIME", "DETAIL")]
+    if owners:
+        rows = [(*rows[0][:2], "OWNER", *rows[0][2:])]
     for job in page["jobs"]:
         end = job["finished"] or now
         runtime = duration(end - job["started"]) if job["started"] else "-"
@@ -106,7 +111,56 @@ def job_rows(page: dict[str, Any], now: float | None = None) -> Table:
         if job["state"] == "queued":
             detail = f"#{job['position']} · {job['reason']} · starts {eta_text(job['eta'], now)}"
         ranks = str(job["nodes"] * job["procs_per_node"])
-        rows.append((job["id"], job["name"], job["state"], job["flavor"], ranks, runtime, detail))
+        whose = (job["owner"],) if owners else ()
+        rows.append(
+            (job["id"], job["name"], *whose, job["state"], job["flavor"], ranks, runtime, detail)
+        )
+    return rows
+
+
+def _used(usage: dict[str, int], quota: dict[str, int | None] | None, name: str) -> str:
+    value = str(usage[name])
+    return value if quota is None else f"{value} of {_limit(quota['max_' + name])}"
+
+
+def usage_rows(report: dict[str, Any]) -> Table:
+    """Each user's usage against their quota (``GET usage``)."""
+    rows: Table = [("USER", "GROUPS", "GPUS", "RUNNING JOBS", "QUEUED JOBS", "KERNELS")]
+    for entry in report["users"]:
+        usage, quota = entry["usage"], entry["quota"]
+        rows.append(
+            (
+                entry["user"] + (" (admin)" if entry["admin"] else ""),
+                ", ".join(entry["groups"]) or "-",
+                _used(usage, quota, "gpus"),
+                _used(usage, quota, "running_jobs"),
+                _used(usage, quota, "queued_jobs"),
+                str(usage["kernels"]),
+            )
+        )
+    return rows
+
+
+def group_usage_rows(report: dict[str, Any]) -> Table:
+    """Each group's members' usage summed, against the quota each member gets from it."""
+    rows: Table = [("GROUP", "MEMBERS", "GPUS", "RUNNING JOBS", "QUEUED JOBS", "PER MEMBER")]
+    for entry in report["groups"]:
+        usage, quota = entry["usage"], entry["member_quota"]
+        per_member = (
+            "-"
+            if quota is None
+            else ", ".join(f"{k.removeprefix('max_')} {_limit(v)}" for k, v in quota.items())
+        )
+        rows.append(
+            (
+                entry["group"],
+                ", ".join(entry["members"]) or "-",
+                str(usage["gpus"]),
+                str(usage["running_jobs"]),
+                str(usage["queued_jobs"]),
+                per_member,
+            )
+        )
     return rows
 
 

@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
+from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from jupyter_mlinfra.app import MLInfraApp
@@ -70,3 +72,36 @@ def test_distributed_pytorch_notebook_runs_top_to_bottom(
     assert any("working 2" in text for text in outputs.values())
     assert any("cancelled" in text for text in outputs.values())
     assert home.live_ranks() == []
+
+
+def test_example_hub_settings_build_catalog_and_quotas() -> None:
+    """The settings examples/jupyterhub shares between its agent and users' servers."""
+    folder = EXAMPLES / "jupyterhub"
+    config = PyFileConfigLoader("jupyter_server_config.py", path=str(folder)).load_config()
+    app = MLInfraApp(config=config)
+    inventory = app.make_inventory()
+    assert [d.index for d in inventory.backend.machine.devices] == [0, 1, 2, 3]
+    catalog = inventory.catalog
+    assert [f.name for f in catalog.flavors] == ["cpu", "a100x1", "a100x2"]
+    assert catalog.environments  # this Python at least
+    student = Identity("bob", frozenset({"students"}))
+    assert [f.name for f in catalog.for_identity(student).flavors] == ["cpu", "a100x1"]
+    assert app.make_quotas().for_identity(student).max_queued_jobs == 5
+
+
+def test_example_z2jh_values_hold_valid_settings() -> None:
+    """The settings examples/jupyterhub/values.yaml mounts into every user's server."""
+    values = yaml.safe_load((EXAMPLES / "jupyterhub" / "values.yaml").read_text())
+    files = values["singleuser"]["extraFiles"]
+    settings = files["mlinfra-settings"]["data"]["MLInfraApp"]
+    assert settings["catalog_file"] == files["mlinfra-catalog"]["mountPath"]
+    app = MLInfraApp(config=Config({"MLInfraApp": settings}))
+    quotas = app.make_quotas()
+    assert quotas.for_identity(Identity("bob", frozenset({"students"}))).max_gpus == 1
+    scopes = values["hub"]["config"]["Spawner"]["server_token_scopes"]
+    assert "read:users:groups!user" in scopes
+    rbac = list(yaml.safe_load_all((EXAMPLES / "kubernetes" / "rbac.yaml").read_text()))
+    names = {(d["kind"], d["metadata"]["name"]) for d in rbac if d}
+    assert ("ServiceAccount", values["singleuser"]["serviceAccountName"]) in names
+    namespace = files["mlinfra-settings"]["data"]["KubernetesCluster"]["namespace"]
+    assert ("Namespace", namespace) in names

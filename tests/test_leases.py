@@ -203,7 +203,7 @@ def test_jobs_and_leases_share_the_devices(
     assert call(home, "DELETE", f"{LEASES}/k-1")[0] == 200
     done = wait_state(client, waiting["id"], "succeeded")
     assert done["devices"] == [kernel["devices"]]
-    log = home.data_dir / "jobs" / waiting["id"] / "1" / "rank-0.log"
+    log = home.data_dir / "logs" / waiting["id"] / "1" / "rank-0.log"
     assert f"CUDA_VISIBLE_DEVICES={kernel['devices'][0]}" in log.read_text()
     release.touch()
     wait_state(client, running["id"], "succeeded")

@@ -12,12 +12,22 @@ import json
 import logging
 import os
 import sys
+import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..client import ClientError, Connection, JobsClient, discover
 from ..follow import follow
-from ..text import format_table, job_history, job_rows, queue_rows, status_line
+from ..text import (
+    format_table,
+    group_usage_rows,
+    job_history,
+    job_rows,
+    queue_rows,
+    status_line,
+    usage_rows,
+)
 from .config import local_app, local_identity
 
 
@@ -27,6 +37,12 @@ def register(commands: Any) -> None:
     agent.add_argument("--socket", help="Unix socket to serve on (default: agent_socket)")
     agent.add_argument("--data-dir", help="state directory (default: data_dir)")
     agent.add_argument("--idle-timeout", type=float, help="seconds idle before exiting")
+    agent.add_argument(
+        "--hub",
+        action="store_true",
+        help="run as the JupyterHub service shared by every user of this machine, on the "
+        "service's URL ($JUPYTERHUB_SERVICE_URL), authenticating callers by their hub tokens",
+    )
 
     submit = commands.add_parser(
         "submit",
@@ -73,6 +89,17 @@ def register(commands: Any) -> None:
     queue = commands.add_parser("queue", help="queued jobs with position, reason and ETA")
     _target(queue)
     queue.set_defaults(run=run_queue)
+    queue.add_argument(
+        "--all",
+        action="store_true",
+        help="admins: every user's unfinished jobs, and usage against quotas per user and group",
+    )
+
+    priority = commands.add_parser("priority", help="admins: move a job to a priority class")
+    _target(priority)
+    priority.set_defaults(run=run_priority)
+    priority.add_argument("id", help="the job id")
+    priority.add_argument("priority", help="a priority class, e.g. high")
 
 
 def _target(command: argparse.ArgumentParser) -> None:
@@ -103,16 +130,39 @@ def client_for(args: argparse.Namespace) -> JobsClient:
 
 
 def run_agent(args: argparse.Namespace) -> int:
-    from ..backends.local.agent_server import serve
+    from ..backends.local.accounts import RankAccounts, cannot_run_as_owners
+    from ..backends.local.agent_server import serve, serve_hub
     from ..jobs.policy import Policy
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("tornado.access").setLevel(logging.WARNING)  # errors only: not per request
     app = local_app()
-    socket_path = Path(args.socket or app.agent_socket)
     data_dir = Path(args.data_dir or app.data_dir)
+    policy = Policy.from_app(app)
+    accounts = RankAccounts(app.run_ranks_as.lower(), dict(app.owner_accounts))
+    problem = accounts.as_owner and cannot_run_as_owners(data_dir)
+    if problem:
+        raise ClientError(problem, field="run_ranks_as")
+    if args.hub:
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # imported with JupyterHub's auth
+        host, port, prefix = _hub_service_address(os.environ)
+        return asyncio.run(serve_hub(host, port, prefix, data_dir, policy, accounts))
+    socket_path = Path(args.socket or app.agent_socket)
     idle = app.agent_idle_timeout if args.idle_timeout is None else args.idle_timeout
-    return asyncio.run(serve(socket_path, data_dir, idle, Policy.from_app(app)))
+    return asyncio.run(serve(socket_path, data_dir, idle, policy, accounts))
+
+
+def _hub_service_address(environ: Mapping[str, str]) -> tuple[str, int, str]:
+    """Where JupyterHub expects its service: host and port of ``JUPYTERHUB_SERVICE_URL``
+    and the proxy's path prefix, which the agent serves too."""
+    url = urllib.parse.urlsplit(environ.get("JUPYTERHUB_SERVICE_URL", ""))
+    if not (url.hostname and url.port):
+        raise ClientError(
+            "--hub: JUPYTERHUB_SERVICE_URL must name a host and port (run the agent as a "
+            "JupyterHub service with a 'url', e.g. http://127.0.0.1:10101)",
+            field="hub",
+        )
+    return url.hostname, url.port, environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -191,10 +241,36 @@ def run_logs(args: argparse.Namespace) -> int:
 
 
 def run_queue(args: argparse.Namespace) -> int:
+    if args.all:
+        return _queue_all(args)
     queue = client_for(args).queue()
     if args.json:
         print(json.dumps(queue, indent=2))
     else:
         print(format_table(queue_rows(queue)))
         print(f"{queue['pending']} job(s) waiting in all")
+    return 0
+
+
+UNFINISHED = "queued,admitted,starting,running"
+
+
+def _queue_all(args: argparse.Namespace) -> int:
+    client = client_for(args)
+    report = client.usage()  # first: a user who is not an admin is told so here
+    page = client.jobs(state=UNFINISHED, limit=1000)
+    if args.json:
+        print(json.dumps({"jobs": page["jobs"], **report}, indent=2))
+        return 0
+    print(format_table(job_rows(page, owners=True)) if page["jobs"] else "no unfinished jobs")
+    print()
+    print(format_table(usage_rows(report)))
+    print()
+    print(format_table(group_usage_rows(report)))
+    return 0
+
+
+def run_priority(args: argparse.Namespace) -> int:
+    job = client_for(args).set_priority(args.id, args.priority)
+    print(json.dumps(job, indent=2) if args.json else f"{job['id']}: priority {job['priority']}")
     return 0

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..backends.local.agent_client import AgentClient, AgentUnavailable, ensure_agent
+from ..backends.local.agent_client import STATUS, AgentClient, AgentUnavailable, ensure_agent
 from ..errors import MLInfraError
 from ..handlers import API, MLInfraHandler
 from .policy import settings_document
@@ -32,7 +33,8 @@ class AgentLink:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.client = AgentClient(app.agent_socket)
+        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        self.client = AgentClient(app.agent_socket, app.agent_url, token)
         self._configured_pid: int | None = None
         self._lock = asyncio.Lock()
 
@@ -42,7 +44,17 @@ class AgentLink:
         return self._configured_pid is not None
 
     async def ensure(self) -> None:
-        """Start the agent if none answers, and give it this server's settings once."""
+        """Start the agent if none answers, and give it this server's settings once. A shared
+        agent (``agent_url``) is the hub's to run and configure: only check that it answers."""
+        if self.client.shared:
+            response = await self.client.fetch("GET", STATUS, timeout=10)
+            if response.code != 200:
+                raise AgentUnavailable(
+                    f"the shared agent at {self.client.where} answered HTTP {response.code}: "
+                    f"{response.body.decode(errors='replace')[:200] if response.body else ''}"
+                )
+            self._configured_pid = json.loads(response.body)["pid"]
+            return
         async with self._lock:
             status = await asyncio.get_running_loop().run_in_executor(
                 None,
@@ -94,7 +106,7 @@ class JobProxyHandler(MLInfraHandler):
 
     async def _relay(self) -> None:
         method = self.request.method or "GET"
-        body = self.request.body if method in ("POST", "PUT") else None
+        body = self.request.body if method in ("POST", "PUT", "PATCH") else None
         streamed = False
 
         def status_line(line: str) -> None:
@@ -154,6 +166,12 @@ class JobHandler(JobProxyHandler):
     async def delete(self, job_id: str) -> None:
         await self.forward(job_id)
 
+    @web.authenticated
+    @authorized
+    async def patch(self, job_id: str) -> None:
+        """Change the job's priority class (admins only)."""
+        await self.forward(job_id)
+
 
 class JobRetryHandler(JobProxyHandler):
     @web.authenticated
@@ -178,6 +196,15 @@ class QueueHandler(JobProxyHandler):
         await self.forward()
 
 
+class UsageHandler(JobProxyHandler):
+    """Admins: usage against quotas of every user and group, as the agent accounts it."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        await self.forward()
+
+
 JOB_ID = r"(?P<job_id>[0-9a-f]{12})"
 
 job_handlers = [
@@ -188,4 +215,5 @@ job_handlers = [
     (rf"{API}/jobs/{JOB_ID}/events", JobReadHandler),
     (rf"{API}/jobs/{JOB_ID}/result", JobReadHandler),
     (rf"{API}/queue", QueueHandler),
+    (rf"{API}/usage", UsageHandler),
 ]

@@ -68,10 +68,13 @@ class Policy:
 
         return cls.from_app(MLInfraApp(config=Config({"MLInfraApp": document})))
 
-    def identity(self, user: str, known_groups: frozenset[str] = frozenset()) -> Identity:
+    def identity(
+        self, user: str, known_groups: frozenset[str] = frozenset(), known_admin: bool = False
+    ) -> Identity:
         return resolve_identity(
             user,
             known_groups=known_groups,
+            known_admin=known_admin,
             group_members=self.group_members,
             admin_users=self.admin_users,
             admin_groups=self.admin_groups,

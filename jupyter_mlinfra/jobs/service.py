@@ -32,7 +32,15 @@ class Controller(Protocol):
 
     async def stop(self, job: Job, outcome: JobState, reason: str) -> None: ...
 
-    def job_dir(self, job_id: str, attempt: int) -> Path: ...
+    def log_path(self, job_id: str, attempt: int, rank: int) -> Path: ...
+
+    def rank_output(self, job_id: str, attempt: int, name: str) -> bytes | None:
+        """A file the job's ranks wrote, or None when there is none."""
+        ...
+
+    def check_owner(self, owner: str) -> None:
+        """Raise when a job of ``owner`` could never run here."""
+        ...
 
     def queued_view(self, job: Job) -> Job:
         """The job with its current queue position, reason and ETA, when it is queued."""
@@ -60,6 +68,7 @@ class JobService:
             self.policy.default_priority,
             job_id=uuid.uuid4().hex[:12],
         )
+        self.controller.check_owner(identity.user)
         spec = job.spec
         flavor = self.policy.catalog.flavor(spec.flavor)
         quota = self.policy.quotas.for_identity(identity)
@@ -145,12 +154,11 @@ class JobService:
         self, identity: Identity, job_id: str, rank: int | None
     ) -> tuple[Job, builtins.list[Path]]:
         job = self.get(identity, job_id)
-        folder = self.controller.job_dir(job.id, job.attempt)
         ranks = range(job.spec.nodes * job.spec.procs_per_node)
         if rank is not None and rank not in ranks:
             raise InvalidInput(f"rank: job has ranks 0 to {len(ranks) - 1}, got {rank}", "rank")
         chosen = [rank] if rank is not None else list(ranks)
-        return job, [folder / f"rank-{r}.log" for r in chosen]
+        return job, [self.controller.log_path(job.id, job.attempt, r) for r in chosen]
 
     def pulled(self, identity: Identity, job_id: str) -> str:
         """The pulled variables (base64 cloudpickle of a dict), once the job succeeded."""
@@ -159,10 +167,8 @@ class JobService:
             raise Conflict(
                 f"job {job_id} is {job.state.value}; results exist once it succeeded", "id"
             )
-        path = self.controller.job_dir(job.id, job.attempt) / "pull.pkl"
-        if not path.exists():
-            return ""
-        return base64.b64encode(path.read_bytes()).decode()
+        data = self.controller.rank_output(job.id, job.attempt, "pull.pkl")
+        return base64.b64encode(data).decode() if data is not None else ""
 
     # --- changing -----------------------------------------------------------------------------
 
@@ -179,6 +185,33 @@ class JobService:
             self.controller.wake()
             return job
         await self.controller.stop(job, JobState.CANCELLED, f"cancelled{who}")
+        return self.get(identity, job_id)
+
+    def reprioritise(self, identity: Identity, job_id: str, body: Any) -> Job:
+        """Admins move an unfinished job to another priority class: ahead of (or behind)
+        others in the queue, and, with preemption, safe from (or open to) eviction."""
+        if not identity.admin:
+            raise NotAllowed("only admins may change a job's priority", "priority")
+        if not isinstance(body, dict) or set(body) != {"priority"}:
+            raise InvalidInput('the body must be {"priority": CLASS}', "priority")
+        priority = body["priority"]
+        if priority not in self.policy.priority_classes:
+            known = ", ".join(sorted(self.policy.priority_classes))
+            raise InvalidInput(f"priority: unknown class {priority!r} (known: {known})", "priority")
+        self.get(identity, job_id)
+        job = self.store.get(job_id)  # as stored: without the queue view's position
+        if job is None or job.state.finished:
+            state = job.state.value if job else "gone"
+            raise Conflict(f"job {job_id} already {state}", "id")
+        job = replace(
+            job,
+            spec=replace(job.spec, priority=priority),
+            priority_value=self.policy.priority_classes[priority],
+        )
+        note = f"priority {priority} by {identity.user}"
+        event = Event(job.id, time.time(), Condition.QUEUED, "Reprioritised", note)
+        self.store.set_priority(job, event)
+        self.controller.wake()
         return self.get(identity, job_id)
 
     def retry(self, identity: Identity, job_id: str) -> Job:

@@ -512,6 +512,18 @@ class JobStore:
                 self._groups[job.id] = self.owner_groups(job.id)
             self._remember(job)
 
+    def set_priority(self, job: Job, event: Event) -> None:
+        """Write a job's new priority class (its spec) and value, with the event."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET spec = ?, priority_value = ? WHERE id = ?",
+                (_dumps(job.spec.to_json()), job.priority_value, job.id),
+            )
+            self._insert_event(db, event)
+        with self._lock:
+            if job.id in self._active:
+                self._remember(job)
+
     def list(
         self,
         *,

@@ -1,17 +1,21 @@
 /**
- * The Jobs section of the sidebar: one row per job, a state filter, cancel and retry.
+ * The Jobs section of the sidebar: one row per job with its actions (logs, cancel, retry,
+ * copy id), a state filter, and for admins an "All users" switch that adds an owner column.
  *
  * Rows are kept by job id and updated in place, so a refresh never takes the keyboard focus
  * away from a button.
  */
 import { Widget } from '@lumino/widgets';
 
+import { detailText, isActive, ranksText } from './jobText';
 import { ACTIVE_JOB_STATES, IJob, JOB_STATES, JobState } from './tokens';
 
 /** The actions a row offers; the panel carries them out. */
 export interface IJobActions {
+  logs(job: IJob): void;
   cancel(job: IJob): void;
   retry(job: IJob): void;
+  copyId(job: IJob): void;
 }
 
 /** The choices of the state filter: a label and the states it keeps (none: all). */
@@ -20,52 +24,6 @@ export const STATE_FILTERS: readonly { label: string; states: JobState[] }[] = [
   { label: 'Active', states: [...ACTIVE_JOB_STATES] },
   ...JOB_STATES.map(state => ({ label: state, states: [state] }))
 ];
-
-/** Whether a job still waits or runs. */
-export function isActive(job: IJob): boolean {
-  return ACTIVE_JOB_STATES.includes(job.state);
-}
-
-/** `1 min 5 s`, `2 h 3 min`: a duration for people. */
-export function durationText(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  if (s < 60) {
-    return `${s} s`;
-  }
-  if (s < 3600) {
-    const rest = s % 60;
-    return rest ? `${Math.floor(s / 60)} min ${rest} s` : `${s / 60} min`;
-  }
-  const minutes = Math.floor((s % 3600) / 60);
-  return `${Math.floor(s / 3600)} h${minutes ? ` ${minutes} min` : ''}`;
-}
-
-/** `1 node × 4 ranks`: how the job is spread. */
-export function ranksText(job: IJob): string {
-  const nodes = `${job.nodes} ${job.nodes === 1 ? 'node' : 'nodes'}`;
-  const procs = job.procs_per_node;
-  return procs > 0 ? `${nodes} × ${procs} ${procs === 1 ? 'rank' : 'ranks'}` : nodes;
-}
-
-/** The line under a job: position, reason and ETA while queued; runtime and outcome after. */
-export function detailText(job: IJob, now: number = Date.now() / 1000): string {
-  const parts: string[] = [];
-  if (job.state === 'queued') {
-    if (job.position !== null) {
-      parts.push(`position ${job.position}`);
-    }
-    if (job.eta !== null) {
-      const wait = job.eta - now;
-      parts.push(wait > 0 ? `ETA in ${durationText(wait)}` : 'ETA now');
-    }
-  } else if (job.started !== null) {
-    parts.push(`ran ${durationText((job.finished ?? now) - job.started)}`);
-  }
-  if (job.exit_code !== null && job.state !== 'succeeded') {
-    parts.push(`exit ${job.exit_code}`);
-  }
-  return parts.join(' · ');
-}
 
 function span(className: string): HTMLSpanElement {
   const node = document.createElement('span');
@@ -84,7 +42,7 @@ function button(label: string, className: string, onClick: () => void): HTMLButt
 
 /** One job, as an `<li>` updated in place. */
 class JobRow {
-  constructor(job: IJob, actions: IJobActions) {
+  constructor(job: IJob, actions: IJobActions, showOwner: boolean) {
     this._job = job;
     this.node.className = 'jp-mlinfra-JobRow';
     this._detail.className = 'jp-mlinfra-JobRow-detail';
@@ -94,20 +52,25 @@ class JobRow {
     head.append(this._name, this._state);
     const meta = document.createElement('div');
     meta.className = 'jp-mlinfra-JobRow-meta';
-    meta.append(this._flavor, this._ranks, this._id);
+    meta.append(this._owner, this._flavor, this._ranks, this._id);
     const buttons = document.createElement('div');
     buttons.className = 'jp-mlinfra-JobRow-actions';
+    this._logs = button('Logs', '', () => actions.logs(this._job));
     this._cancel = button('Cancel', 'jp-mod-warn', () => actions.cancel(this._job));
     this._retry = button('Retry', '', () => actions.retry(this._job));
-    buttons.append(this._cancel, this._retry);
+    this._copy = button('Copy id', '', () => actions.copyId(this._job));
+    buttons.append(this._logs, this._cancel, this._retry, this._copy);
     this.node.append(head, meta, this._detail, this._reason, buttons);
-    this.update(job);
+    this.update(job, showOwner);
   }
 
   readonly node = document.createElement('li');
 
-  update(job: IJob): void {
+  update(job: IJob, showOwner: boolean): void {
     this._job = job;
+    this._owner.textContent = job.owner;
+    this._owner.title = `Owner: ${job.owner}`;
+    this._owner.hidden = !showOwner;
     const label = job.name || job.id;
     this.node.dataset.jobId = job.id;
     this.node.dataset.state = job.state;
@@ -128,23 +91,34 @@ class JobRow {
     this._cancel.setAttribute('aria-label', `Cancel job ${label}`);
     this._retry.hidden = active;
     this._retry.setAttribute('aria-label', `Retry job ${label}`);
+    this._logs.setAttribute('aria-label', `Logs of job ${label}`);
+    this._copy.setAttribute('aria-label', `Copy the id of job ${label}`);
   }
 
   private _job: IJob;
   private _name = span('jp-mlinfra-JobRow-name');
+  private _owner = span('jp-mlinfra-JobRow-owner');
   private _state = span('jp-mlinfra-JobState');
   private _flavor = span('jp-mlinfra-JobRow-flavor');
   private _ranks = span('jp-mlinfra-JobRow-ranks');
   private _id = span('jp-mlinfra-JobRow-id');
   private _detail = document.createElement('div');
   private _reason = document.createElement('div');
+  private _logs: HTMLButtonElement;
   private _cancel: HTMLButtonElement;
   private _retry: HTMLButtonElement;
+  private _copy: HTMLButtonElement;
 }
 
-/** The jobs list with its state filter. */
+/** What the Jobs section's controls change; the panel applies it to the model. */
+export interface IJobFilters {
+  states(states: JobState[]): void;
+  allUsers(all: boolean): void;
+}
+
+/** The jobs list with its state filter and, for admins, the "All users" switch. */
 export class JobsSection extends Widget {
-  constructor(actions: IJobActions, onFilter: (states: JobState[]) => void) {
+  constructor(actions: IJobActions, filters: IJobFilters) {
     super();
     this._actions = actions;
     this.addClass('jp-mlinfra-JobsSection');
@@ -162,27 +136,48 @@ export class JobsSection extends Widget {
       select.appendChild(option);
     });
     select.addEventListener('change', () => {
-      onFilter([...STATE_FILTERS[Number(select.value)].states]);
+      filters.states([...STATE_FILTERS[Number(select.value)].states]);
     });
     bar.appendChild(select);
+
+    this._allUsers.className = 'jp-mlinfra-JobsSection-allUsers';
+    this._allUsers.title = "Admins: show every user's jobs, with their owner";
+    const everybody = document.createElement('input');
+    everybody.type = 'checkbox';
+    everybody.addEventListener('change', () => filters.allUsers(everybody.checked));
+    this._allUsers.append(everybody, ' All users');
+    this._allUsers.hidden = true;
 
     this._status.className = 'jp-mlinfra-Section-status';
     this._status.textContent = 'Loading jobs…';
     this._list.className = 'jp-mlinfra-JobList';
     this._list.setAttribute('aria-label', 'Jobs');
-    this.node.append(bar, this._status, this._list);
+    const controls = document.createElement('div');
+    controls.className = 'jp-mlinfra-JobsSection-controls';
+    controls.append(bar, this._allUsers);
+    this.node.append(controls, this._status, this._list);
   }
 
-  /** Show these jobs, in this order (`loaded`: false before the first answer). */
-  render(jobs: readonly IJob[], loaded: boolean): void {
+  /**
+   * Show these jobs, in this order (`loaded`: false before the first answer); `admin` offers
+   * the "All users" switch, `allUsers` shows each job's owner.
+   */
+  render(
+    jobs: readonly IJob[],
+    loaded: boolean,
+    view: { admin: boolean; allUsers: boolean } = { admin: false, allUsers: false }
+  ): void {
+    this._allUsers.hidden = !view.admin;
+    const showOwner = view.admin && view.allUsers;
+    this.toggleClass('jp-mod-allUsers', showOwner);
     const seen = new Set<string>();
     jobs.forEach((job, index) => {
       seen.add(job.id);
       let row = this._rows.get(job.id);
       if (row) {
-        row.update(job);
+        row.update(job, showOwner);
       } else {
-        row = new JobRow(job, this._actions);
+        row = new JobRow(job, this._actions, showOwner);
         this._rows.set(job.id, row);
       }
       if (this._list.children[index] !== row.node) {
@@ -203,4 +198,5 @@ export class JobsSection extends Widget {
   private _rows = new Map<string, JobRow>();
   private _list = document.createElement('ul');
   private _status = document.createElement('p');
+  private _allUsers = document.createElement('label');
 }

@@ -8,15 +8,18 @@ import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 import { IDisposable } from '@lumino/disposable';
 
+import { ServerConnection } from '@jupyterlab/services';
+
 import {
   cancelJob,
   listEnvironments,
   listFlavors,
   listJobs,
   MLInfraError,
-  retryJob
+  retryJob,
+  whoami
 } from './api';
-import { IEnvironmentList, IFlavorList, IJob, JobState } from './tokens';
+import { IEnvironmentList, IFlavorList, IJob, IWhoAmI, JobState } from './tokens';
 
 /** How often the model refreshes while the panel is visible (ms). */
 export const REFRESH_INTERVAL = 2000;
@@ -40,10 +43,13 @@ export function errorMessage(error: unknown): string {
 
 /** Flavors and jobs of the current user, refreshed every 2 s while someone looks. */
 export class MLInfraModel implements IDisposable {
-  constructor() {
+  /** `settings`: the server to ask (this page's by default). */
+  constructor(settings?: ServerConnection.ISettings) {
+    this._settings = settings ?? ServerConnection.makeSettings();
     this._poll = new Poll({
       factory: () => this._fetch(true),
       frequency: { interval: REFRESH_INTERVAL, backoff: true, max: MAX_BACKOFF },
+      linger: 0, // a tab sent to the background stops asking at once
       name: 'jupyter-mlinfra:model',
       standby: () => (this._visible ? 'when-hidden' : true)
     });
@@ -89,6 +95,24 @@ export class MLInfraModel implements IDisposable {
     return this._error;
   }
 
+  /** The current user, or null before the first answer. */
+  get user(): IWhoAmI | null {
+    return this._user;
+  }
+
+  /** Admins only: list everybody's jobs instead of their own. */
+  get allUsers(): boolean {
+    return this._allUsers;
+  }
+  set allUsers(value: boolean) {
+    if (value === this._allUsers) {
+      return;
+    }
+    this._allUsers = value;
+    this._changed.emit();
+    void this.refresh().catch(() => undefined);
+  }
+
   /** Only jobs in these states are listed; empty for all. */
   get stateFilter(): readonly JobState[] {
     return this._stateFilter;
@@ -127,7 +151,7 @@ export class MLInfraModel implements IDisposable {
 
   /** Cancel a job, then refresh. Rejects with the server's error. */
   async cancel(id: string): Promise<IJob> {
-    const job = await cancelJob(id);
+    const job = await cancelJob(id, this._settings);
     this._replace(job);
     void this._poll.refresh();
     return job;
@@ -135,7 +159,7 @@ export class MLInfraModel implements IDisposable {
 
   /** Queue a finished job again, then refresh. Rejects with the server's error. */
   async retry(id: string): Promise<IJob> {
-    const job = await retryJob(id);
+    const job = await retryJob(id, this._settings);
     void this._poll.refresh();
     return job;
   }
@@ -152,21 +176,27 @@ export class MLInfraModel implements IDisposable {
   /** Fetch flavors and jobs; `notify`: emit `failed` when a new error starts. */
   private async _fetch(notify: boolean): Promise<void> {
     const filter = this._stateFilter;
+    const allUsers = this._allUsers;
+    const settings = this._settings;
     try {
+      const user = this._user ?? (await whoami(settings));
+      // an admin sees everybody's jobs unless they ask for their own
+      const owner = user.admin && !allUsers ? user.user : undefined;
       const [flavors, jobs, environments, recent] = await Promise.all([
-        listFlavors(),
-        listJobs({ state: filter, limit: JOB_LIMIT }),
-        listEnvironments(),
-        listJobs({ limit: TIMELINE_JOB_LIMIT })
+        listFlavors(settings),
+        listJobs({ state: filter, owner, limit: JOB_LIMIT }, settings),
+        listEnvironments(settings),
+        listJobs({ owner, limit: TIMELINE_JOB_LIMIT }, settings)
       ]);
-      if (filter !== this._stateFilter) {
+      if (filter !== this._stateFilter || allUsers !== this._allUsers) {
         return; // the filter changed meanwhile; its own refresh follows
       }
       const fresh = JSON.stringify([flavors, jobs.jobs, environments, recent.jobs]);
       const wasFailing = this._error !== null;
       this._error = null;
-      if (fresh !== this._last || wasFailing || !this._loaded) {
+      if (fresh !== this._last || wasFailing || !this._loaded || this._user !== user) {
         this._last = fresh;
+        this._user = user;
         this._flavors = flavors;
         this._jobs = jobs.jobs;
         this._environments = environments;
@@ -200,7 +230,10 @@ export class MLInfraModel implements IDisposable {
     this._changed.emit();
   }
 
+  private _settings: ServerConnection.ISettings;
   private _poll: Poll;
+  private _user: IWhoAmI | null = null;
+  private _allUsers = false;
   private _visible = false;
   private _isDisposed = false;
   private _loaded = false;

@@ -1,22 +1,23 @@
 /**
- * The "ML Infrastructure" sidebar panel: Flavors and Jobs sections over one model.
+ * The "ML Infrastructure" sidebar panel: Flavors, Start, Jobs and Queue timeline sections over
+ * one model. Every button runs a command, so the panel and the palette act alike.
  */
-import { Notification } from '@jupyterlab/apputils';
 import { SidePanel } from '@jupyterlab/ui-components';
+import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { FlavorsSection } from './flavorCards';
 import { mlinfraIcon } from './icon';
 import { JobsSection } from './jobList';
-import { errorMessage, MLInfraModel } from './model';
-import { IStartActions, StartSection } from './startSection';
+import { MLInfraModel } from './model';
+import { StartSection } from './startSection';
 import { TimelineSection } from './timeline';
-import { IJob, PANEL_ID } from './tokens';
+import { CommandIDs, PANEL_ID } from './tokens';
 
 /** The sidebar panel; it refreshes its model while it is visible. */
 export class MLInfraPanel extends SidePanel {
-  constructor(model: MLInfraModel, start: IStartActions) {
+  constructor(model: MLInfraModel, commands: CommandRegistry) {
     super();
     this.id = PANEL_ID;
     this.addClass('jp-mlinfra-Panel');
@@ -34,14 +35,28 @@ export class MLInfraPanel extends SidePanel {
 
     this._model = model;
     this._flavors = new FlavorsSection();
-    this._start = new StartSection(start);
+    const run = (id: string, args: Record<string, string>): Promise<void> =>
+      commands.execute(id, args).then(() => undefined);
+    this._start = new StartSection({
+      newNotebook: (flavor, environment) => run(CommandIDs.newNotebook, { flavor, environment }),
+      newConsole: (flavor, environment) => run(CommandIDs.newConsole, { flavor, environment }),
+      switchKernel: flavor => run(CommandIDs.switchKernel, { flavor })
+    });
+    const onJob = (id: string) => (job: { id: string }) => void run(id, { jobId: job.id });
     this._jobs = new JobsSection(
       {
-        cancel: job => void this._act('cancel', job),
-        retry: job => void this._act('retry', job)
+        logs: onJob(CommandIDs.openLogs),
+        cancel: onJob(CommandIDs.cancelJob),
+        retry: onJob(CommandIDs.retryJob),
+        copyId: onJob(CommandIDs.copyJobId)
       },
-      states => {
-        model.stateFilter = states;
+      {
+        states: states => {
+          model.stateFilter = states;
+        },
+        allUsers: all => {
+          model.allUsers = all;
+        }
       }
     );
     this.addWidget(this._flavors);
@@ -71,28 +86,16 @@ export class MLInfraPanel extends SidePanel {
     this._model.visible = false;
   }
 
-  private async _act(action: 'cancel' | 'retry', job: IJob): Promise<void> {
-    const label = job.name || job.id;
-    try {
-      if (action === 'cancel') {
-        await this._model.cancel(job.id);
-      } else {
-        await this._model.retry(job.id);
-      }
-    } catch (error) {
-      Notification.error(`Cannot ${action} job ${label}: ${errorMessage(error)}`, {
-        autoClose: 8000
-      });
-    }
-  }
-
   private _render(): void {
     const model = this._model;
     this._error.setHidden(model.error === null);
     this._error.node.textContent = model.error ?? '';
     this._flavors.render(model.flavors);
     this._start.render(model.flavors, model.environments);
-    this._jobs.render(model.jobs, model.loaded);
+    this._jobs.render(model.jobs, model.loaded, {
+      admin: model.user?.admin ?? false,
+      allUsers: model.allUsers
+    });
     this._timeline.render(model.flavors, model.timelineJobs);
   }
 

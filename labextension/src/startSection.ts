@@ -1,6 +1,6 @@
 /**
  * The Start section of the sidebar: pick a flavor and an environment, then start a new
- * notebook on them or move the current notebook's kernel to the flavor.
+ * notebook or console on them, or move the current notebook's kernel to the flavor.
  */
 import { Widget } from '@lumino/widgets';
 
@@ -10,6 +10,7 @@ import { IEnvironmentList, IFlavorList } from './tokens';
 /** What the Start section's buttons do; each gets the chosen flavor and environment. */
 export interface IStartActions {
   newNotebook(flavor: string, environment: string): Promise<void>;
+  newConsole(flavor: string, environment: string): Promise<void>;
   switchKernel(flavor: string): Promise<void>;
 }
 
@@ -55,11 +56,20 @@ function fill(
   } else if (usable(fallback)) {
     select.value = fallback;
   } else {
-    select.value = options.find(o => !o.disabled)?.value ?? '';
+    const first = options.find(o => !o.disabled);
+    if (first === undefined) {
+      // say so rather than show an empty box (the buttons stay disabled)
+      const none = document.createElement('option');
+      none.value = '';
+      none.textContent = options.length > 0 ? 'None free now' : 'None';
+      none.disabled = true;
+      select.prepend(none);
+    }
+    select.value = first?.value ?? '';
   }
 }
 
-/** Flavor and environment pickers with "New notebook" and "Switch" buttons. */
+/** Flavor and environment pickers with "New notebook", "New console" and "Switch" buttons. */
 export class StartSection extends Widget {
   constructor(actions: IStartActions) {
     super();
@@ -76,13 +86,18 @@ export class StartSection extends Widget {
     buttons.className = 'jp-mlinfra-StartSection-buttons';
     const create = button('New notebook', true);
     create.title = 'Start a kernel on this flavor and environment and open a new notebook on it';
+    const console = button('New console', true);
+    console.title = 'Start a kernel on this flavor and environment and open a console on it';
     const swap = button("Switch this notebook's kernel", false);
     swap.title = "Restart the current notebook's kernel on this flavor";
-    buttons.append(create, swap);
-    this._buttons = [create, swap];
+    buttons.append(create, console, swap);
+    this._buttons = [create, console, swap];
 
     create.addEventListener('click', () =>
       this._busy(actions.newNotebook(this._flavor.value, this._environment.value))
+    );
+    console.addEventListener('click', () =>
+      this._busy(actions.newConsole(this._flavor.value, this._environment.value))
     );
     swap.addEventListener('click', () => this._busy(actions.switchKernel(this._flavor.value)));
     for (const select of [this._flavor, this._environment]) {
@@ -144,8 +159,9 @@ export class StartSection extends Widget {
 
   private _update(): void {
     const ready = !this._working && this._flavor.value !== '';
-    this._buttons[0].disabled = !ready || this._environment.value === '';
-    this._buttons[1].disabled = !ready;
+    const [create, console, swap] = this._buttons;
+    create.disabled = console.disabled = !ready || this._environment.value === '';
+    swap.disabled = !ready;
   }
 
   private _flavor = document.createElement('select');

@@ -166,6 +166,29 @@ export function renderTimeline(flavor: string, jobs: readonly IJob[], now: numbe
   return root;
 }
 
+/** How often a drawn timeline is worth redrawing just because time passed (s). */
+export const TIMELINE_TICK = 60;
+
+/**
+ * What a drawing depends on: the flavors, what each job's bar shows, and the minute (so
+ * running bars grow). Equal keys draw the same picture, so the section skips the redraw.
+ */
+export function timelineKey(names: readonly string[], jobs: readonly IJob[], now: number): string {
+  const bars = jobs.map(j => [
+    j.id,
+    j.name,
+    j.owner,
+    j.flavor,
+    j.state,
+    j.created,
+    j.started,
+    j.finished,
+    j.devices,
+    j.reason
+  ]);
+  return JSON.stringify([names, bars, Math.floor(now / TIMELINE_TICK)]);
+}
+
 /** A timeline per flavor that had jobs in the last hour. */
 export class TimelineSection extends Widget {
   constructor() {
@@ -177,15 +200,26 @@ export class TimelineSection extends Widget {
     this.node.append(this._status, this._charts);
   }
 
-  /** Draw these jobs, grouped by flavor in the flavors' order. */
+  /** How many times the charts were drawn (they are only when their data changed). */
+  get draws(): number {
+    return this._draws;
+  }
+
+  /** Draw these jobs, grouped by flavor in the flavors' order, unless nothing changed. */
   render(flavors: IFlavorList | null, jobs: readonly IJob[], now = Date.now() / 1000): void {
-    this._charts.replaceChildren();
     const names = (flavors?.flavors ?? []).map(f => f.name);
     for (const job of jobs) {
       if (!names.includes(job.flavor)) {
         names.push(job.flavor);
       }
     }
+    const key = timelineKey(names, jobs, now);
+    if (key === this._key) {
+      return;
+    }
+    this._key = key;
+    this._draws++;
+    this._charts.replaceChildren();
     let drawn = 0;
     for (const name of names) {
       const own = jobs.filter(j => j.flavor === name);
@@ -205,4 +239,6 @@ export class TimelineSection extends Widget {
 
   private _status = document.createElement('p');
   private _charts = document.createElement('div');
+  private _key = '';
+  private _draws = 0;
 }

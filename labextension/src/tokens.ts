@@ -16,7 +16,12 @@ export namespace CommandIDs {
   export const openPanel = 'mlinfra:open-panel';
   export const refresh = 'mlinfra:refresh';
   export const newNotebook = 'mlinfra:new-notebook';
+  export const newConsole = 'mlinfra:new-console';
   export const switchKernel = 'mlinfra:switch-kernel';
+  export const cancelJob = 'mlinfra:cancel-job';
+  export const retryJob = 'mlinfra:retry-job';
+  export const openLogs = 'mlinfra:open-job-logs';
+  export const copyJobId = 'mlinfra:copy-job-id';
 }
 
 /** The id of the sidebar panel (also its key in the layout restorer). */
@@ -110,6 +115,14 @@ export const JOB_STATES: readonly JobState[] = [
   'preempted'
 ];
 
+/** States in which a job has ended. */
+export const FINISHED_JOB_STATES: readonly JobState[] = [
+  'succeeded',
+  'failed',
+  'cancelled',
+  'preempted'
+];
+
 /** States in which a job still waits or runs, so it can be cancelled. */
 export const ACTIVE_JOB_STATES: readonly JobState[] = [
   'queued',
@@ -159,6 +172,8 @@ export interface IJobList {
 export interface IJobQuery {
   /** Only jobs in these states. */
   state?: readonly JobState[];
+  /** Admins only: this user's jobs (an admin without it sees everybody's). */
+  owner?: string;
   flavor?: string;
   limit?: number;
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import importlib.util
 import os
 import shutil
@@ -50,34 +51,50 @@ def jp_server_cleanup() -> None:
 
 
 @pytest.fixture(scope="session")
-def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+def agent_home() -> Iterator[AgentHome]:
+    """The private local agent of the session's ``jupyter lab``; stopped after."""
+    home = AgentHome(Path(tempfile.mkdtemp(prefix="mlu-", dir="/tmp")))
+    try:
+        yield home
+    finally:
+        home.stop()
+        shutil.rmtree(home.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def agent_socket(agent_home: AgentHome) -> str:
+    """Where the agent listens: tests speak to it as a hub would, for other users."""
+    return agent_home.socket
+
+
+@pytest.fixture(scope="session")
+def lab_server(
+    tmp_path_factory: pytest.TempPathFactory, agent_home: AgentHome
+) -> Iterator[LabServer]:
     """One ``jupyter lab`` for the whole session, under a non-root base URL.
 
     A base URL other than ``/`` makes sure the frontend joins API paths to it correctly; a
     stand-in ``nvidia-smi`` gives it four H100s, as on a GPU workstation; the Launcher offers
-    a kernel per flavor; a private agent holds the kernels' leases and is stopped after.
+    a kernel per flavor; its user is an admin (who may list everybody's jobs); a private
+    agent holds the kernels' leases.
     """
     tmp = tmp_path_factory.mktemp("lab")
     fake_bin = tmp / "bin"
     fake_bin.mkdir()
     write_fake_nvidia_smi(fake_bin, ["H100 80GB HBM3"] * 4)
     path = f"{fake_bin}{os.pathsep}{os.environ['PATH']}"
-    home = AgentHome(Path(tempfile.mkdtemp(prefix="mlu-", dir="/tmp")))
-    settings = [f"--MLInfraApp.{name}={value}" for name, value in home.settings.items()]
+    settings = [f"--MLInfraApp.{name}={value}" for name, value in agent_home.settings.items()]
     settings += [
         "--MLInfraApp.flavor_launchers=True",
+        f"--MLInfraApp.admin_users={getpass.getuser()}",
         # idle GPU kernels: a notice after 4 s, culled after 10 s
         "--MLInfraApp.accelerator_kernel_idle_timeout=10",
         "--MLInfraApp.accelerator_kernel_cull_warning=6",
     ]
-    try:
-        with running_lab(
-            tmp, base_path="/lab-test/", extra_env={"PATH": path}, extra_args=settings
-        ) as server:
-            yield server
-    finally:
-        home.stop()
-        shutil.rmtree(home.root, ignore_errors=True)
+    with running_lab(
+        tmp, base_path="/lab-test/", extra_env={"PATH": path}, extra_args=settings
+    ) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

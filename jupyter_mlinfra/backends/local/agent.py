@@ -30,8 +30,9 @@ from ...jobs.policy import Policy
 from ...jobs.service import JobService
 from ...jobs.spec import Condition, Event, Job, JobState, PendingReason
 from ...jobs.store import JobStore
+from .accounts import NoAccount, RankAccounts, open_to_ranks
 from .leases import Leases
-from .runner import RankProcess, Runner
+from .runner import RankProcess, Runner, read_output, ready_at, result_of
 
 log = logging.getLogger("jupyter_mlinfra.agent")
 
@@ -48,12 +49,24 @@ def free_port() -> int:
 
 
 class Agent:
-    def __init__(self, data_dir: Path, policy: Policy, *, idle_timeout: float = 600) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        policy: Policy,
+        *,
+        idle_timeout: float = 600,
+        accounts: RankAccounts | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.idle_timeout = idle_timeout
         data_dir.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(data_dir / "jobs.sqlite")
-        self.runner = Runner(data_dir, self._on_rank_exit)
+        self.accounts = accounts or RankAccounts()
+        self.runner = Runner(data_dir, self._on_rank_exit, self.accounts)
+        if self.accounts.as_owner:  # ranks of other accounts reach their job directories
+            (data_dir / "jobs").mkdir(exist_ok=True)
+            open_to_ranks(data_dir, reachable=("jobs",))
+            log.info("ranks run as their owners' OS accounts (run_ranks_as='owner')")
         self.service = JobService(self.store, policy, self)
         self.leases = Leases(self)
         self._wake = asyncio.Event()
@@ -96,6 +109,16 @@ class Agent:
 
     def job_dir(self, job_id: str, attempt: int) -> Path:
         return self.runner.job_dir(job_id, attempt)
+
+    def log_path(self, job_id: str, attempt: int, rank: int) -> Path:
+        return self.runner.log_path(job_id, attempt, rank)
+
+    def rank_output(self, job_id: str, attempt: int, name: str) -> bytes | None:
+        return read_output(self.job_dir(job_id, attempt), name)
+
+    def check_owner(self, owner: str) -> None:
+        """Refuse (NoAccount) a job whose ranks would have no account to run as."""
+        self.accounts.for_owner(owner)
 
     async def stop(self, job: Job, outcome: JobState, reason: str) -> None:
         """Stop a job's ranks; when they are gone the job ends as ``outcome``."""
@@ -327,7 +350,7 @@ class Agent:
                 base_env=_base_env(),
                 push=push,
             )
-        except OSError as error:
+        except (OSError, NoAccount) as error:
             self._finish(job, JobState.FAILED, f"could not start ranks: {error}", None)
             return
         for rank in ranks:
@@ -351,11 +374,11 @@ class Agent:
                 continue
             world = job.spec.nodes * job.spec.procs_per_node
             folder = self.job_dir(job.id, job.attempt)
-            marks = [folder / f"rank-{r}.ready" for r in range(world)]
-            ready = sum(mark.exists() for mark in marks)
+            times = [t for t in (ready_at(folder, r) for r in range(world)) if t is not None]
+            ready = len(times)
             if ready == world:
                 # it started when its last rank got ready, not when this pass noticed
-                started = max(mark.stat().st_mtime for mark in marks)
+                started = max(times)
                 running = replace(job, state=JobState.RUNNING, started=started)
                 self.store.update(
                     running, Event(job.id, started, Condition.STARTED, "Started", f"{world} ranks")
@@ -479,11 +502,8 @@ class Agent:
 
     def _traceback(self, job: Job, rank: int) -> str:
         """The failing rank's own traceback, as entry.py recorded it."""
-        path = self.job_dir(job.id, job.attempt) / f"rank-{rank}.result.json"
-        try:
-            traceback = str(json.loads(path.read_text()).get("traceback", ""))
-        except (OSError, ValueError):
-            return ""
+        result = result_of(self.job_dir(job.id, job.attempt), rank) or {}
+        traceback = str(result.get("traceback", ""))
         return f"rank {rank}:\n{traceback}" if traceback else ""
 
 

@@ -124,11 +124,23 @@ class _UnixResolver(Resolver):
 
 
 class AgentClient:
-    def __init__(self, socket_path: str) -> None:
+    """Talks to the per-user agent on its Unix socket, stating the caller's identity; or, given
+    ``url``, to the agent a JupyterHub shares, with ``token`` (the user's hub token) as the
+    only proof of who calls."""
+
+    def __init__(self, socket_path: str, url: str = "", token: str = "") -> None:
         self.socket_path = socket_path
-        self.http = SimpleAsyncHTTPClient(
-            force_instance=True, resolver=_UnixResolver(socket_path=socket_path)
-        )
+        self.token = token
+        if url:
+            self.base = url.rstrip("/")
+            self.http = SimpleAsyncHTTPClient(force_instance=True)
+        else:
+            self.base = "http://mlinfra-agent"
+            self.http = SimpleAsyncHTTPClient(
+                force_instance=True, resolver=_UnixResolver(socket_path=socket_path)
+            )
+        self.shared = bool(url)
+        self.where = url or socket_path
 
     async def fetch(
         self,
@@ -142,10 +154,12 @@ class AgentClient:
         timeout: float = 60.0,
     ) -> HTTPResponse:
         headers = {"Content-Type": "application/json"}
-        if identity is not None:
+        if self.shared:
+            headers["Authorization"] = f"token {self.token}"
+        elif identity is not None:
             headers[IDENTITY_HEADER] = json.dumps(identity.to_json())
         request = HTTPRequest(
-            f"http://mlinfra-agent{path}",
+            f"{self.base}{path}",
             method=method,
             headers=headers,
             body=body if body is not None else (b"" if method in ("POST", "PUT") else None),
@@ -156,9 +170,8 @@ class AgentClient:
         try:
             return await self.http.fetch(request, raise_error=False)
         except OSError as error:
-            raise AgentUnavailable(
-                f"cannot reach the local agent at {self.socket_path}: {error}"
-            ) from None
+            message = f"cannot reach the local agent at {self.where}: {error}"
+            raise AgentUnavailable(message) from None
 
     async def allocations(self) -> tuple[list[Allocation], dict[str, int]]:
         """What jobs hold now, and queued jobs per owner; nothing when no agent runs."""

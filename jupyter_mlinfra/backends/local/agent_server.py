@@ -1,9 +1,10 @@
-"""The local agent's HTTP face: the jobs API on a Unix socket only its owner can open.
+"""The local agent's HTTP face: the jobs API, per user on a Unix socket, or shared by a hub.
 
 Routes mirror the Jupyter server's ``/mlinfra/api/v1/jobs...`` so the server can forward
-requests unchanged (and the CLI can talk to the agent directly when no server runs). The
-caller's identity arrives in the ``X-MLInfra-Identity`` header, set by the authenticated
-server; the socket's 0600 permissions make the owner the only one who can set it.
+requests unchanged (and the CLI can talk to the agent directly when no server runs). Who the
+caller is depends on how the agent runs (``callers.py``): per user, the owner's server states
+it in the ``X-MLInfra-Identity`` header on a socket only the owner can open; as a JupyterHub
+service (``serve_hub``), every caller proves it with a hub token and the header is ignored.
 """
 
 from __future__ import annotations
@@ -13,20 +14,24 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tornado import httpserver, netutil, web
 
-from ... import __version__
-from ...client import IDENTITY_HEADER
-from ...errors import InvalidInput
+from ... import __version__, quotas
+from ...capacity import Allocation
+from ...errors import InvalidInput, NotAllowed, NotAuthenticated
 from ...identity import Identity
 from ...jobs.policy import Policy
 from ...jobs.serving import answer
 from ...jobs.spec import JobState
 from ...json_errors import JSONErrors
+from .accounts import RankAccounts
 from .agent import Agent, install_signal_handlers, run_exclusively
+from .callers import Callers, HeaderCallers, HubCallers
 from .leases import KERNEL_ID
 from .local_jobs import LocalJobs
 
@@ -38,27 +43,27 @@ CONTROL = "/mlinfra/agent/v1"
 
 class AgentHandler(JSONErrors):
     internal_error = "internal error in the local agent; see its log"
+    caller: Identity | None = None
 
     @property
     def agent(self) -> Agent:
         agent: Agent = self.settings["agent"]
         return agent
 
-    def prepare(self) -> None:
+    @property
+    def callers(self) -> Callers:
+        callers: Callers = self.settings["callers"]
+        return callers
+
+    async def prepare(self) -> None:
         self.agent.last_activity = time.monotonic()
+        self.caller = await self.callers.identify(self)
 
     @property
     def identity(self) -> Identity:
-        raw = self.request.headers.get(IDENTITY_HEADER, "")
-        try:
-            data = json.loads(raw)
-            return Identity(
-                user=str(data["user"]),
-                groups=frozenset(str(g) for g in data.get("groups", [])),
-                admin=bool(data.get("admin", False)),
-            )
-        except (ValueError, KeyError, TypeError):
-            raise web.HTTPError(401, "missing or malformed caller identity") from None
+        if self.caller is None:
+            raise NotAuthenticated("missing caller identity", None)
+        return self.caller
 
     def body(self) -> Any:
         try:
@@ -94,10 +99,20 @@ class JobHandler(JobsAPIHandler):
     async def delete(self, job_id: str) -> None:
         await self.answer(job_id)
 
+    def patch(self, job_id: str) -> None:
+        self.reply(self.agent.service.reprioritise(self.identity, job_id, self.body()).to_json())
+
 
 class RetryHandler(JobsAPIHandler):
     async def post(self, job_id: str) -> None:
         await self.answer(job_id)
+
+
+class UsageHandler(AgentHandler):
+    """Admins: every user's and group's usage against their quotas."""
+
+    def get(self) -> None:
+        self.reply(usage_report(self.agent, self.identity))
 
 
 class JobReadHandler(JobsAPIHandler):
@@ -126,9 +141,16 @@ class StatusHandler(AgentHandler):
 
 
 class PolicyHandler(AgentHandler):
-    """The owner's server sends its settings; the socket's permissions admit only the owner."""
+    """The owner's server sends its settings; the socket's permissions admit only the owner.
+    A shared agent takes its settings from its own config: no user's server may change them."""
 
     def put(self) -> None:
+        if self.callers.shared:
+            raise NotAllowed(
+                "this agent is shared through JupyterHub and takes its settings from its own "
+                "configuration",
+                None,
+            )
         self.agent.set_policy(Policy.from_document(self.body()))
         self.agent.store.put_setting("policy", self.body())
         self.reply({"ok": True})
@@ -136,12 +158,28 @@ class PolicyHandler(AgentHandler):
 
 class AllocationsHandler(AgentHandler):
     def get(self) -> None:
+        allocations = self.agent.allocations()
+        queued = _queued_by_owner(self.agent)
+        if self.callers.shared and not self.identity.admin:
+            allocations, queued = _only_own_names(self.identity.user, allocations, queued)
         self.reply(
             {
-                "allocations": [a.to_json() for a in self.agent.allocations()],
-                "queued_by_owner": _queued_by_owner(self.agent),
+                "allocations": [a.to_json() for a in allocations],
+                "queued_by_owner": queued,
             }
         )
+
+
+def _only_own_names(
+    user: str, allocations: list[Allocation], queued: dict[str, int]
+) -> tuple[list[Allocation], dict[str, int]]:
+    """What others hold still counts against capacity, but which jobs and kernels they are,
+    and whose, is not for other users of a shared agent to know."""
+    shown = [
+        a if a.owner == user else replace(a, holder=f"{a.holder.split(':')[0]}:{n}", owner="")
+        for n, a in enumerate(allocations)
+    ]
+    return shown, {user: queued[user]} if user in queued else {}
 
 
 class LeasesHandler(AgentHandler):
@@ -168,6 +206,25 @@ class LeaseHandler(AgentHandler):
         self.reply({"released": True})
 
 
+def usage_report(agent: Agent, identity: Identity) -> dict[str, Any]:
+    """Usage against quotas of everybody who holds or queues something here, or has a quota
+    or a group of their own in the settings."""
+    if not identity.admin:
+        raise NotAllowed("only admins see everybody's usage", None)
+    policy = agent.policy
+    allocations = agent.allocations()
+    queued = _queued_by_owner(agent)
+    known: dict[str, frozenset[str]] = {}
+    for job in agent.store.active():  # the groups their owners had when they submitted
+        known[job.owner] = known.get(job.owner, frozenset()) | frozenset(
+            agent.store.owner_groups(job.id)
+        )
+    named = {a.owner for a in allocations} | set(policy.quotas.per_user)
+    named |= {user for members in policy.group_members.values() for user in members}
+    people = [policy.identity(user, known.get(user, frozenset())) for user in named | set(known)]
+    return quotas.usage_report(people, policy.quotas, allocations, queued)
+
+
 def _queued_by_owner(agent: Agent) -> dict[str, int]:
     counts: dict[str, int] = {}
     for job in agent.store.active():
@@ -179,51 +236,109 @@ def _queued_by_owner(agent: Agent) -> dict[str, int]:
 ID = r"(?P<job_id>[0-9a-f]{12})"
 
 
-def make_app(agent: Agent) -> web.Application:
+def make_app(agent: Agent, callers: Callers, prefix: str = "") -> web.Application:
+    """The agent's routes, under ``prefix`` (a hub service's ``/services/<name>``, so that it
+    answers the same paths directly and through the hub's proxy)."""
+    routes: list[tuple[str, type[AgentHandler]]] = [
+        (rf"{API}/jobs", JobsHandler),
+        (rf"{API}/jobs/{ID}", JobHandler),
+        (rf"{API}/jobs/{ID}/retry", RetryHandler),
+        (rf"{API}/jobs/{ID}/logs", JobReadHandler),
+        (rf"{API}/jobs/{ID}/events", JobReadHandler),
+        (rf"{API}/jobs/{ID}/result", JobReadHandler),
+        (rf"{API}/queue", QueueHandler),
+        (rf"{API}/usage", UsageHandler),
+        (rf"{CONTROL}/status", StatusHandler),
+        (rf"{CONTROL}/policy", PolicyHandler),
+        (rf"{CONTROL}/allocations", AllocationsHandler),
+        (rf"{CONTROL}/leases", LeasesHandler),
+        (rf"{CONTROL}/leases/{KERNEL_ID}", LeaseHandler),
+    ]
+    base = prefix.rstrip("/")
     return web.Application(
-        [
-            (rf"{API}/jobs", JobsHandler),
-            (rf"{API}/jobs/{ID}", JobHandler),
-            (rf"{API}/jobs/{ID}/retry", RetryHandler),
-            (rf"{API}/jobs/{ID}/logs", JobReadHandler),
-            (rf"{API}/jobs/{ID}/events", JobReadHandler),
-            (rf"{API}/jobs/{ID}/result", JobReadHandler),
-            (rf"{API}/queue", QueueHandler),
-            (rf"{CONTROL}/status", StatusHandler),
-            (rf"{CONTROL}/policy", PolicyHandler),
-            (rf"{CONTROL}/allocations", AllocationsHandler),
-            (rf"{CONTROL}/leases", LeasesHandler),
-            (rf"{CONTROL}/leases/{KERNEL_ID}", LeaseHandler),
-        ],
-        agent=agent,
+        [(base + path, handler) for path, handler in routes], agent=agent, callers=callers
     )
 
 
-async def serve(socket_path: Path, data_dir: Path, idle_timeout: float, policy: Policy) -> int:
-    """Run the agent until it is idle or signalled; 0, or 3 when another agent owns data_dir."""
+async def serve(
+    socket_path: Path,
+    data_dir: Path,
+    idle_timeout: float,
+    policy: Policy,
+    accounts: RankAccounts | None = None,
+) -> int:
+    """Run a per-user agent on ``socket_path`` until it is idle or signalled; 0, or 3 when
+    another agent owns data_dir."""
+
+    def listen(agent: Agent) -> httpserver.HTTPServer:
+        socket_path.parent.mkdir(parents=True, exist_ok=True)
+        sock = netutil.bind_unix_socket(str(socket_path), mode=0o600)
+        server = httpserver.HTTPServer(make_app(agent, HeaderCallers()))
+        server.add_socket(sock)
+        return server
+
+    def stopped() -> None:
+        if socket_path.exists():
+            socket_path.unlink()
+
+    where = str(socket_path)
+    return await _run(data_dir, idle_timeout, policy, listen, where, stopped, accounts=accounts)
+
+
+async def serve_hub(
+    host: str,
+    port: int,
+    prefix: str,
+    data_dir: Path,
+    policy: Policy,
+    accounts: RankAccounts | None = None,
+) -> int:
+    """Run the agent shared by a JupyterHub's users (a hub service) on ``host:port`` until
+    signalled. Its settings are its own config's: stored ones from a per-user past are not
+    reused, and it never exits for idleness (the hub would not restart it)."""
+
+    def listen(agent: Agent) -> httpserver.HTTPServer:
+        server = httpserver.HTTPServer(
+            make_app(agent, HubCallers(lambda: agent.policy), prefix), xheaders=True
+        )
+        server.listen(port, address=host)
+        return server
+
+    where = f"http://{host}:{port}{prefix}"
+    return await _run(
+        data_dir, 0, policy, listen, where, lambda: None, keep_stored=False, accounts=accounts
+    )
+
+
+async def _run(
+    data_dir: Path,
+    idle_timeout: float,
+    policy: Policy,
+    listen: Callable[[Agent], httpserver.HTTPServer],
+    where: str,
+    stopped: Callable[[], None],
+    *,
+    keep_stored: bool = True,
+    accounts: RankAccounts | None = None,
+) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = run_exclusively(data_dir / "agent.lock")
     if lock is None:
         log.error("another agent is running for %s", data_dir)
         return 3
-    stored = None
-    agent = Agent(data_dir, policy, idle_timeout=idle_timeout)
-    stored = agent.store.get_setting("policy")
+    agent = Agent(data_dir, policy, idle_timeout=idle_timeout, accounts=accounts)
+    stored = agent.store.get_setting("policy") if keep_stored else None
     if stored:
         agent.set_policy(Policy.from_document(stored))
-    socket_path.parent.mkdir(parents=True, exist_ok=True)
-    sock = netutil.bind_unix_socket(str(socket_path), mode=0o600)
-    server = httpserver.HTTPServer(make_app(agent))
-    server.add_socket(sock)
+    server = listen(agent)
     install_signal_handlers(asyncio.get_running_loop(), agent.done)
     await agent.start()
-    log.info("local agent %s serving on %s (data in %s)", os.getpid(), socket_path, data_dir)
+    log.info("local agent %s serving on %s (data in %s)", os.getpid(), where, data_dir)
     try:
         await agent.done.wait()
     finally:
         server.stop()
-        if socket_path.exists():
-            socket_path.unlink()
+        stopped()
         await agent.close()
         lock.close()
     return 0

@@ -2,7 +2,17 @@
 stop them as a group, and find them again after an agent restart.
 
 Each rank runs ``launch/entry.py`` with the environment's Python in a session of its own, so a
-stop reaches everything the rank started (its process group) and ranks outlive the agent.
+stop reaches everything the rank started (its process group) and ranks outlive the agent. The
+entry point is copied into the job directory: a rank of another account may not be able to
+read where the agent is installed (a Python under /root), but always its own job directory.
+
+Two folders per attempt: the job directory (``jobs/<id>/<attempt>``), which the ranks read
+and write (job description, pushed and pulled variables, ready markers, results), and the
+log folder (``logs/<id>/<attempt>``), the agent's alone: it opens the log files and hands
+them to the ranks, so a rank can write its log but never swap it for another file. When ranks
+run as their owner's account (``accounts.py``) the job directory is that account's (0700), so
+whatever the agent reads back from it is read as a file the owner could have replaced:
+without following links, and only when it is a regular file of theirs.
 """
 
 from __future__ import annotations
@@ -11,7 +21,9 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
+import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -22,6 +34,7 @@ from ...catalog import Environment
 from ...jobs.spec import Job
 from ...launch import entry
 from ...launch.contract import rank_env, rank_slots, thread_env
+from .accounts import Account, RankAccounts
 
 ExitCallback = Callable[[str, int, int, "int | None"], None]
 """Called with (job id, attempt, rank, exit code; None when it cannot be known)."""
@@ -58,23 +71,60 @@ def is_alive(pid: int, start_time: int) -> bool:
     return process_start_time(pid) == start_time
 
 
-def result_of(job_dir: Path, rank: int) -> int | None:
-    """The exit code a rank recorded itself (entry.py), for ranks this agent did not start."""
+def read_output(job_dir: Path, name: str) -> bytes | None:
+    """A file the ranks wrote into ``job_dir``, or None when there is no such regular file
+    owned by the job directory's owner: never through a link, never a FIFO that would block
+    the agent, never someone else's file linked in."""
     try:
-        return int(json.loads((job_dir / f"rank-{rank}.result.json").read_text())["exit_code"])
-    except (OSError, ValueError, KeyError):
+        fd = os.open(job_dir / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.stat(job_dir).st_uid:
+            return None
+        return handle.read()
+
+
+def result_of(job_dir: Path, rank: int) -> dict[str, object] | None:
+    """What a rank recorded about its end (entry.py): exit code, traceback, times."""
+    data = read_output(job_dir, f"rank-{rank}.result.json")
+    try:
+        result = json.loads(data) if data is not None else None
+    except ValueError:
+        return None
+    return result if isinstance(result, dict) else None
+
+
+def exit_code_of(job_dir: Path, rank: int) -> int | None:
+    """The exit code a rank recorded itself, for ranks this agent did not start."""
+    code = (result_of(job_dir, rank) or {}).get("exit_code")
+    return code if isinstance(code, int) else None
+
+
+def ready_at(job_dir: Path, rank: int) -> float | None:
+    """When the rank reported ready (its marker's time), or None when it has not."""
+    try:
+        return os.lstat(job_dir / f"rank-{rank}.ready").st_mtime
+    except OSError:
         return None
 
 
 class Runner:
-    def __init__(self, data_dir: Path, on_exit: ExitCallback) -> None:
+    def __init__(
+        self, data_dir: Path, on_exit: ExitCallback, accounts: RankAccounts | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.on_exit = on_exit
+        self.accounts = accounts or RankAccounts()
         self._ranks: dict[tuple[str, int], list[RankProcess]] = {}
         self._watchers: set[asyncio.Task[None]] = set()
 
     def job_dir(self, job_id: str, attempt: int) -> Path:
         return self.data_dir / "jobs" / job_id / str(attempt)
+
+    def log_path(self, job_id: str, attempt: int, rank: int) -> Path:
+        return self.data_dir / "logs" / job_id / str(attempt) / f"rank-{rank}.log"
 
     def ranks(self, job_id: str, attempt: int) -> list[RankProcess]:
         return list(self._ranks.get((job_id, attempt), []))
@@ -89,30 +139,23 @@ class Runner:
         base_env: Mapping[str, str],
         push: bytes = b"",
     ) -> list[RankProcess]:
-        """Start every rank of ``job``; ``cpus`` are the CPU indices of each node."""
+        """Start every rank of ``job``; ``cpus`` are the CPU indices of each node. Raises
+        NoAccount when its owner has no account to run as, OSError when a rank cannot start."""
         spec = job.spec
-        job_dir = self.job_dir(job.id, job.attempt)
-        job_dir.mkdir(parents=True, exist_ok=True)
-        if push:
-            (job_dir / "push.json").write_bytes(push)
+        account = self.accounts.for_owner(job.owner)
+        job_dir = self._prepare_job_dir(job, account, push)
+        self._prepare_log_folder(job)
         python = environment.python or sys.executable
-        description = {
-            "code": spec.code,
-            "script": spec.script,
-            "args": list(spec.args),
-            "push_file": "push.json" if push else "",
-            "pull": list(spec.pull),
-            "cpus": [],  # per node: MLINFRA_CPUS below
-            "working_dir": spec.working_dir,
-        }
-        (job_dir / "job.json").write_text(json.dumps(description))
+        # a rank of another account starts in its own job directory and changes to the job's
+        # working directory itself (entry.py): the agent never enters a folder for a user
+        cwd = str(job_dir) if account is not None else spec.working_dir or str(job_dir)
         started: list[RankProcess] = []
         for slot in rank_slots(spec.nodes, spec.procs_per_node):
             node_cpus = list(cpus[slot.node_rank]) if cpus else []
             per_rank = max(1, len(node_cpus) // spec.procs_per_node) if node_cpus else 1
             devices = job.devices[slot.node_rank] if job.devices else ()
             env = {
-                **base_env,
+                **(base_env if account is None else _without_agent_secrets(base_env)),
                 **environment.env,
                 **spec.env,
                 **thread_env(per_rank),
@@ -129,19 +172,24 @@ class Runner:
                 "PYTHONUNBUFFERED": "1",
                 "MLINFRA_JOB_ID": job.id,
                 "MLINFRA_ATTEMPT": str(job.attempt),
+                **(account.env() if account is not None else {}),
             }
-            log_path = job_dir / f"rank-{slot.rank}.log"
+            log_path = self.log_path(job.id, job.attempt, slot.rank)
             with log_path.open("ab") as log:
                 process = await asyncio.create_subprocess_exec(
                     python,
-                    str(ENTRY),
+                    str(job_dir / ENTRY.name),
                     str(job_dir),
                     env=env,
-                    cwd=spec.working_dir or str(job_dir),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log,
                     stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True,
+                    cwd=cwd,
+                    # the account's ids and groups (none: the agent's), set after the fork
+                    user=account.uid if account else None,
+                    group=account.gid if account else None,
+                    extra_groups=list(account.groups) if account else None,
                 )
             rank = RankProcess(
                 job.id,
@@ -157,6 +205,36 @@ class Runner:
         self._ranks[(job.id, job.attempt)] = started
         return started
 
+    def _prepare_job_dir(self, job: Job, account: Account | None, push: bytes) -> Path:
+        """A fresh job directory with what the ranks read, handed to their account."""
+        job_dir = self.job_dir(job.id, job.attempt)
+        if job_dir.exists():  # left by an agent that stopped before starting it: not reused
+            shutil.rmtree(job_dir)
+        job_dir.mkdir(parents=True)
+        spec = job.spec
+        if push:
+            (job_dir / "push.json").write_bytes(push)
+        description = {
+            "code": spec.code,
+            "script": spec.script,
+            "args": list(spec.args),
+            "push_file": "push.json" if push else "",
+            "pull": list(spec.pull),
+            "cpus": [],  # per node: each rank's MLINFRA_CPUS
+            "working_dir": spec.working_dir,
+        }
+        (job_dir / "job.json").write_text(json.dumps(description))
+        shutil.copyfile(ENTRY, job_dir / ENTRY.name)
+        if account is not None:
+            _hand_over(job_dir, account)
+        return job_dir
+
+    def _prepare_log_folder(self, job: Job) -> None:
+        """``logs/<id>/<attempt>``, private to the agent at every level."""
+        attempt = self.log_path(job.id, job.attempt, 0).parent
+        for folder in (attempt.parent.parent, attempt.parent, attempt):
+            folder.mkdir(mode=0o700, exist_ok=True)
+
     def adopt(self, ranks: Sequence[RankProcess]) -> None:
         """Watch ranks a previous agent started; they are not our children, so poll them."""
         for rank in ranks:
@@ -166,7 +244,7 @@ class Runner:
     async def _poll_until_gone(self, rank: RankProcess) -> int | None:
         while is_alive(rank.pid, rank.start_time):
             await asyncio.sleep(POLL_SECONDS)
-        return result_of(self.job_dir(rank.job_id, rank.attempt), rank.rank)
+        return exit_code_of(self.job_dir(rank.job_id, rank.attempt), rank.rank)
 
     def _watch(self, rank: RankProcess, exited: Awaitable[int | None]) -> None:
         async def watch() -> None:
@@ -198,6 +276,20 @@ class Runner:
         for task in list(self._watchers):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _hand_over(job_dir: Path, account: Account) -> None:
+    """Give the job directory and what the agent wrote there to the account the ranks run
+    as, private to it: they write their results there, and read their pushed variables."""
+    for path in [job_dir, *job_dir.iterdir()]:
+        os.chown(path, account.uid, account.gid, follow_symlinks=False)
+    job_dir.chmod(0o700)
+
+
+def _without_agent_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """The agent's environment minus what belongs to its own account, for ranks that run as
+    another: its hub service token above all (JupyterHub also sets the old name JPY_API_TOKEN)."""
+    return {k: v for k, v in env.items() if not k.startswith(("JUPYTERHUB_", "JPY_"))}
 
 
 def _signal_all(ranks: Sequence[RankProcess], signum: signal.Signals) -> None:

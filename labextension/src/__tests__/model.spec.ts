@@ -1,0 +1,140 @@
+import { ServerConnection } from '@jupyterlab/services';
+
+import { MLInfraModel, REFRESH_INTERVAL } from '../model';
+import { IJob } from '../tokens';
+import { FakeServer, json } from './fakeServer';
+import { FLAVORS, makeJob, makeUser } from './jobs';
+
+describe('MLInfraModel', () => {
+  const server = new FakeServer();
+  let settings: ServerConnection.ISettings;
+  let jobs: IJob[];
+  let admin: boolean;
+  let model: MLInfraModel;
+
+  beforeAll(async () => {
+    settings = await server.start();
+  });
+  afterAll(() => server.stop());
+  beforeEach(() => {
+    server.requests.length = 0;
+    jobs = [makeJob()];
+    admin = false;
+    server.routes.clear();
+    server.routes.set('GET whoami', (_, res) => json(res, 200, makeUser(admin)));
+    server.routes.set('GET flavors', (_, res) => json(res, 200, FLAVORS));
+    server.routes.set('GET environments', (_, res) =>
+      json(res, 200, { default_environment: 'python', environments: [] })
+    );
+    server.routes.set('GET jobs', (_, res, query) => {
+      const owner = query.get('owner');
+      const states = query.get('state')?.split(',') ?? [];
+      const shown = jobs.filter(
+        j => (!owner || j.owner === owner) && (states.length === 0 || states.includes(j.state))
+      );
+      json(res, 200, { jobs: shown, next: null });
+    });
+    model = new MLInfraModel(settings);
+  });
+  afterEach(() => model.dispose());
+
+  it('loads flavors, jobs and the user, and says it changed', async () => {
+    let changes = 0;
+    model.changed.connect(() => changes++);
+    expect(model.loaded).toBe(false);
+    await model.refresh();
+    expect(model.loaded).toBe(true);
+    expect(model.flavors?.default_flavor).toBe('cpu');
+    expect(model.jobs.map(j => j.id)).toEqual(['0123456789ab']);
+    expect(model.user?.user).toBe('ada');
+    expect(changes).toBe(1);
+  });
+
+  it('stays quiet when a refresh brings nothing new, and speaks when a job changed', async () => {
+    await model.refresh();
+    let changes = 0;
+    model.changed.connect(() => changes++);
+    await model.refresh();
+    expect(changes).toBe(0);
+    jobs = [makeJob({ state: 'succeeded', finished: 1020, exit_code: 0 })];
+    await model.refresh();
+    expect(changes).toBe(1);
+    expect(model.jobs[0].state).toBe('succeeded');
+  });
+
+  it('asks for the user only once', async () => {
+    await model.refresh();
+    await model.refresh();
+    expect(server.calls('whoami')).toHaveLength(1);
+  });
+
+  it('lists the state filter only', async () => {
+    jobs = [makeJob(), makeJob({ id: 'ba9876543210', state: 'failed' })];
+    await model.refresh();
+    model.stateFilter = ['failed'];
+    await model.refresh();
+    expect(model.jobs.map(j => j.id)).toEqual(['ba9876543210']);
+    expect(server.calls('jobs').some(r => r.url.includes('state=failed'))).toBe(true);
+  });
+
+  it("shows an admin their own jobs, and everybody's with All users", async () => {
+    admin = true;
+    jobs = [makeJob(), makeJob({ id: 'ba9876543210', owner: 'bob' })];
+    await model.refresh();
+    expect(model.jobs.map(j => j.owner)).toEqual(['ada']);
+    model.allUsers = true;
+    await model.refresh();
+    expect(model.jobs.map(j => j.owner)).toEqual(['ada', 'bob']);
+    const last = server.calls('jobs').slice(-1)[0];
+    expect(last.url).not.toContain('owner=');
+  });
+
+  it('never asks for owners for a user who is not an admin', async () => {
+    await model.refresh();
+    model.allUsers = true;
+    await model.refresh();
+    expect(server.calls('jobs').every(r => !r.url.includes('owner='))).toBe(true);
+  });
+
+  it("keeps the server's message while refreshes fail, then clears it", async () => {
+    await model.refresh();
+    server.routes.set('GET flavors', (_, res) =>
+      json(res, 503, { message: 'the local agent did not answer', field: null })
+    );
+    await expect(model.refresh()).rejects.toThrow('the local agent did not answer');
+    expect(model.error).toBe('the local agent did not answer');
+    expect(model.jobs).toHaveLength(1); // what was known stays on screen
+    server.routes.set('GET flavors', (_, res) => json(res, 200, FLAVORS));
+    await model.refresh();
+    expect(model.error).toBeNull();
+  });
+
+  it('polls only while the panel is visible and the browser tab is in front', async () => {
+    const wait = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+    await wait(REFRESH_INTERVAL + 500);
+    expect(server.requests).toHaveLength(0); // the panel is hidden
+
+    const visibility = jest.spyOn(document, 'visibilityState', 'get');
+    visibility.mockReturnValue('hidden');
+    document.dispatchEvent(new Event('visibilitychange'));
+    model.visible = true;
+    await wait(REFRESH_INTERVAL + 500);
+    expect(server.requests).toHaveLength(0); // the tab is in the background
+
+    visibility.mockReturnValue('visible');
+    document.dispatchEvent(new Event('visibilitychange'));
+    await wait(REFRESH_INTERVAL + 500);
+    expect(server.calls('flavors').length).toBeGreaterThan(0);
+    visibility.mockRestore();
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, 15000);
+
+  it('shows a cancelled job at once, from the answer of the cancel', async () => {
+    await model.refresh();
+    server.routes.set('DELETE jobs/0123456789ab', (_, res) =>
+      json(res, 200, makeJob({ state: 'cancelled', finished: 1030 }))
+    );
+    await model.cancel('0123456789ab');
+    expect(model.jobs[0].state).toBe('cancelled');
+  });
+});

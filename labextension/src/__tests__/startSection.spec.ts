@@ -1,0 +1,58 @@
+import { StartSection } from '../startSection';
+import { IFlavorList } from '../tokens';
+import { FLAVORS } from './jobs';
+
+const ENVIRONMENTS = {
+  default_environment: 'python',
+  environments: [
+    {
+      name: 'python',
+      display_name: 'Python 3.11',
+      description: '',
+      framework: 'generic',
+      image: '',
+      python: 'python3',
+      launcher: 'python',
+      env: {}
+    }
+  ]
+};
+
+function withAvailability(available: boolean): IFlavorList {
+  const [cpu] = FLAVORS.flavors;
+  return {
+    ...FLAVORS,
+    flavors: [{ ...cpu, availability: { ...cpu.availability, available } }]
+  };
+}
+
+describe('StartSection', () => {
+  const started: string[] = [];
+  const record = async (what: string): Promise<void> => void started.push(what);
+  const section = new StartSection({
+    newNotebook: (flavor, environment) => record(`notebook ${flavor} ${environment}`),
+    newConsole: (flavor, environment) => record(`console ${flavor} ${environment}`),
+    switchKernel: flavor => record(`switch ${flavor}`)
+  });
+  const select = (name: string) =>
+    section.node.querySelector(`select[aria-label=${name}]`) as HTMLSelectElement;
+  const button = (text: string) =>
+    Array.from(section.node.querySelectorAll('button')).find(b => b.textContent === text)!;
+
+  it('chooses the default flavor and environment, and starts on them', async () => {
+    section.render(withAvailability(true), ENVIRONMENTS);
+    expect([section.flavor, section.environment]).toEqual(['cpu', 'python']);
+    button('New console').click();
+    await new Promise(resolve => setTimeout(resolve, 0));
+    expect(started).toEqual(['console cpu python']);
+  });
+
+  it('says when no flavor is free, and offers nothing to start', () => {
+    section.render(withAvailability(false), ENVIRONMENTS);
+    expect(section.flavor).toBe('');
+    expect(select('Flavor').selectedOptions[0].textContent).toBe('None free now');
+    for (const text of ['New notebook', 'New console', "Switch this notebook's kernel"]) {
+      expect(button(text).disabled).toBe(true);
+    }
+  });
+});
