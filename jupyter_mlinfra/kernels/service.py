@@ -296,6 +296,7 @@ class KernelService:
                 self.kernel_manager.stop_watching_activity(kernel_id)
             await manager.cleanup_resources(restart=False)
             self.kernel_manager.remove_kernel(kernel_id)
+            self.app.log.info("mlinfra: kernel %s detached; its pod keeps running", kernel_id)
         await pods.close()
 
     async def shutdown_all(self) -> None:
