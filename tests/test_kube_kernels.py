@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import random
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -395,6 +396,7 @@ async def test_progress_is_visible_while_the_image_pulls(
     assert pulling and all(state == "starting" for state, _, _ in pulling), seen
     reasons = {reason for _, _, reason in pulling}  # the init image's pull, then the kernel's
     assert any(PYTORCH_IMAGE in r for r in reasons), seen
+    assert all(re.search(r"\(\d+ s\)$", r) for r in reasons), reasons  # how long so far
     assert any("kernel-init" in r for r in reasons), seen
     assert kernel["phase"] == "ready"
 

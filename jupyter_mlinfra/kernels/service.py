@@ -57,6 +57,13 @@ def parse_fields(body: Any, fields: tuple[str, ...]) -> dict[str, str]:
     return parsed
 
 
+def _waiting(reason: str, since: float | None, ready: bool) -> str:
+    """A starting kernel's reason with how long it has been so ("Pulling image ... (42 s)")."""
+    if ready or since is None or not reason:
+        return reason
+    return f"{reason} ({max(0.0, time.time() - since):.0f} s)"
+
+
 def _epoch(value: Any) -> float | None:
     return value.timestamp() if value is not None else None
 
@@ -137,7 +144,7 @@ class KernelService:
                     "execution_state": getattr(manager, "execution_state", "starting"),
                     "state": "running" if ready else "starting",
                     "phase": record.startup.phase,
-                    "reason": record.startup.reason,
+                    "reason": _waiting(record.startup.reason, record.startup.since, ready),
                     "ended": None,
                 }
             )
