@@ -18,11 +18,8 @@ from typing import Any
 import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from jupyter_mlinfra.backends.kubernetes.launcher_control import (
-    CONTROL_OFFSET,
-    LauncherUnreachable,
-    command,
-)
+from jupyter_mlinfra.backends.kubernetes.kernel_pod import pod_ports
+from jupyter_mlinfra.backends.kubernetes.launcher_control import LauncherUnreachable, command
 
 LAUNCHER = Path(__file__).parent.parent / "kernels" / "launcher.py"
 
@@ -50,7 +47,7 @@ class Pod:
         self.tmp, self.key, self.port, self.process = tmp, key, port, process
 
     async def control(self, name: str) -> dict[str, object]:
-        return await command("127.0.0.1", self.port + CONTROL_OFFSET, self.key, name, 30)
+        return await command("127.0.0.1", pod_ports(self.port)[-1], self.key, name, 30)
 
     def client(self) -> AsyncKernelClient:
         info = json.loads((self.tmp / "run" / "kernel.json").read_text())
@@ -140,7 +137,7 @@ async def test_unsigned_or_wrong_key_commands_are_refused(pod: Pod) -> None:
     client = await ready(pod)
     client.stop_channels()
     with pytest.raises(LauncherUnreachable, match="bad signature"):
-        await command("127.0.0.1", pod.port + CONTROL_OFFSET, b"not-the-key", "restart", 30)
+        await command("127.0.0.1", pod_ports(pod.port)[-1], b"not-the-key", "restart", 30)
     assert (await pod.control("status"))["kernel"] == "running"
 
 

@@ -81,13 +81,13 @@ def test_kernel_pod_runs_the_launcher_in_the_environments_image() -> None:
 
 
 def test_connection_info_uses_the_fixed_ports() -> None:
-    info = pods.connection_info("10.1.2.3", 50000, "abc")
+    info = pods.connection_info("10.1.2.3", pods.pod_ports(50000), "abc")
     assert info == {
         "shell_port": 50000, "iopub_port": 50001, "stdin_port": 50002, "control_port": 50003,
         "hb_port": 50004, "ip": "10.1.2.3", "key": "abc", "transport": "tcp",
         "signature_scheme": "hmac-sha256",
     }  # fmt: skip
-    assert pods.control_port(50000) == 50005
+    assert pods.pod_ports(50000)[-1] == 50005  # the launcher's control port
 
 
 def event(reason: str, message: str, at: str = "2026-11-26T21:00:00Z") -> dict[str, Any]:

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import random
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -59,6 +60,7 @@ CATALOG: dict[str, Any] = {
         {"name": "pytorch", "framework": "pytorch", "image": PYTORCH_IMAGE,
          "env": {"FROM_ENVIRONMENT": "yes"}},
         {"name": "missing", "image": MISSING_IMAGE},
+        {"name": "crashing", "image": PYTORCH_IMAGE, "python": "false"},
     ],
     "default_flavor": "cpu",
 }  # fmt: skip
@@ -87,7 +89,7 @@ def jp_server_config(cluster: ClusterFixture, monkeypatch: pytest.MonkeyPatch) -
             "jpserver_extensions": {"jupyter_mlinfra": True},
             "kernel_spec_manager_class": SPEC_MANAGER,
         },
-        "MLInfraApp": {**CATALOG, "backend": "kubernetes"},
+        "MLInfraApp": {**CATALOG, "backend": "kubernetes", "default_quota": {"max_gpus": 8}},
         "KubernetesCluster": {"kubeconfig": str(cluster.kubeconfig)},
         "KubernetesKernels": {
             "init_source": str(REPO / "kernels"),
@@ -376,3 +378,112 @@ async def test_interrupt_goes_by_message_and_expiry_is_renewed(
     await asyncio.sleep(1.1)
     await app.kernel_pods.renew(app.kernel_pods.records[kernel["id"]])
     assert expires() > before
+
+
+async def test_progress_is_visible_while_the_image_pulls(
+    jp_fetch: Any, cluster: ClusterFixture
+) -> None:
+    cluster.image_pull_seconds = 2.0
+    starting = asyncio.ensure_future(start(jp_fetch, "a100x1"))
+    seen: list[tuple[str, str, str]] = []
+    while not starting.done():
+        _, listing = await kernels_api(jp_fetch)
+        conforms(listing, "KernelList")
+        seen += [(k["state"], k["phase"], k["reason"]) for k in listing["kernels"]]
+        await asyncio.sleep(0.1)
+    kernel = await starting
+    pulling = [s for s in seen if s[1] == "pulling"]
+    assert pulling and all(state == "starting" for state, _, _ in pulling), seen
+    reasons = {reason for _, _, reason in pulling}  # the init image's pull, then the kernel's
+    assert any(PYTORCH_IMAGE in r for r in reasons), seen
+    assert all(re.search(r"\(\d+ s\)$", r) for r in reasons), reasons  # how long so far
+    assert any("kernel-init" in r for r in reasons), seen
+    assert kernel["phase"] == "ready"
+
+
+async def test_slow_pull_times_out_and_crash_fails_with_the_exit(
+    jp_fetch: Any, cluster: ClusterFixture
+) -> None:
+    app = registry.current()
+    assert app is not None and app.kernel_pods is not None
+    app.kernel_pods.settings.pull_timeout = 0.5
+    cluster.image_pull_seconds = 30.0
+    code, message = await refused_start(jp_fetch, "cpu", "pytorch")
+    assert code == 409 and message.startswith("timed out after 0.5s (pull_timeout)"), message
+
+    cluster.image_pull_seconds = 0.0
+    app.kernel_pods.settings.pull_timeout = 60.0
+    code, message = await refused_start(jp_fetch, "cpu", "crashing")
+    assert code == 409 and "exited with code 1" in message, message
+
+
+async def test_server_stop_may_delete_instead_of_detaching(
+    jp_fetch: Any, cluster: ClusterFixture
+) -> None:
+    kernel = await start(jp_fetch, "cpu")
+    app = registry.current()
+    assert app is not None and app.kernel_pods is not None
+    app.kernel_pods.settings.on_server_stop = "delete"
+    await app.kernels.leave_pods()
+    await gone(cluster, "Pod", pods.pod_name(kernel["id"]))
+
+
+async def test_gpu_quota_counts_the_users_kernel_pods(
+    jp_fetch: Any, cluster: ClusterFixture
+) -> None:
+    await start(jp_fetch, "a100x1")
+    code, message = await refused_start(jp_fetch, "a100x8", "pytorch")
+    assert (code, message) == (
+        409, "user quota: 1 of 8 GPUs in use; flavor a100x8 needs 8"
+    )  # fmt: skip
+    assert len(cluster.list("v1", "Pod")) == 1  # refused before any pod was made
+    await start(jp_fetch, "cpu")  # no accelerator: not counted
+
+
+async def test_port_forward_reaches_the_kernel_from_outside_the_cluster(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    app = registry.current()
+    assert app is not None and app.kernel_pods is not None
+    app.kernel_pods.settings.connection = "port-forward"
+    kernel = await start(jp_fetch, "cpu")
+    manager = jp_serverapp.kernel_manager.get_kernel(kernel["id"])
+    assert manager.ip == "127.0.0.1"  # a local forward, not the pod's IP
+    assert await run(jp_serverapp, kernel["id"], "x = 6; print(x * 7)") == "42\n"
+    code, _ = await call(
+        jp_fetch, "api", "kernels", kernel["id"], "restart", method="POST", body={}
+    )
+    assert code == 200
+    assert await run(jp_serverapp, kernel["id"], "print('x' in dir())") == "False\n"
+    forwarded = [(m, p) for m, p in cluster.requests if "/portforward" in p]
+    assert forwarded, "no pods/portforward request reached the API server"
+    documents = yaml.safe_load_all((REPO / "examples/kubernetes/rbac.yaml").read_text())
+    (rules,) = [
+        d["rules"] for d in documents if d["metadata"]["name"] == "jupyter-mlinfra-workloads"
+    ]
+    for method, path in forwarded:
+        request = request_info(method, path)
+        assert request is not None and allows(rules, request), path
+
+
+async def test_idle_gpu_pod_kernel_is_warned_then_culled(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    app = registry.current()
+    assert app is not None
+    app.culler.timeout, app.culler.warning = 3.0, 1.0  # as accelerator_kernel_idle_timeout
+    app.culler.start()
+    gpu = await start(jp_fetch, "a100x1")
+    cpu = await start(jp_fetch, "cpu")  # holds no accelerator: never culled
+    deadline = time.monotonic() + 30
+    while True:
+        _, listing = await kernels_api(jp_fetch)
+        states = {k["id"]: k for k in listing["kernels"]}
+        if states[gpu["id"]]["state"] == "culled" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert states[gpu["id"]]["state"] == "culled"
+    assert states[gpu["id"]]["reason"].startswith("idle for ")
+    assert states[cpu["id"]]["state"] == "running"
+    await gone(cluster, "Pod", pods.pod_name(gpu["id"]))
+    await app.culler.stop()

@@ -88,14 +88,10 @@ class IdleCuller:
         """One pass: warn, or cull, each idle kernel that holds accelerators."""
         now = time.time()
         seen = set()
-        for kernel_id, manager, lease in list(self.kernels.running()):
+        for kernel_id, manager, accelerated in list(self.kernels.cullable()):
             seen.add(kernel_id)
             last = getattr(manager, "last_activity", None)
-            if (
-                not lease.devices
-                or last is None
-                or getattr(manager, "execution_state", "") == "busy"
-            ):
+            if not accelerated or last is None or getattr(manager, "execution_state", "") == "busy":
                 continue
             warned = self._warned.get(kernel_id)
             if warned is not None and last.timestamp() > warned.answered + OWN_ACTIVITY_SLACK:

@@ -17,6 +17,7 @@ and connects to the pod IP; nothing dials back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import secrets
 import time
@@ -31,14 +32,30 @@ from ..backends.kubernetes import kernel_pod as pods
 from ..backends.kubernetes.kernel_startup import Startup
 from ..backends.kubernetes.kernels import KernelPods, KernelRecord, KernelStartFailed
 from ..backends.kubernetes.launcher_control import LauncherUnreachable, command
-from ..backends.kubernetes.rest import KubeError
-from ..errors import MLInfraError
+from ..backends.kubernetes.port_forward import PortForward
+from ..catalog import Flavor
+from ..errors import Conflict, MLInfraError
+from ..identity import Identity
 from . import registry
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused
 
 LAUNCHER_TIMEOUT = 10.0
 INFO_INTERVAL = 2.0
+FORWARDED_STATUS_SECONDS = 10.0
+"""How long a port-forwarded kernel's "running" stands before its launcher is asked again:
+jupyter_client asks every few seconds, and each question costs a request to the API server."""
 """Seconds between ``kernel_info`` requests while a kernel starts."""
+
+
+CLUSTER_ERRORS = (MLInfraError, OSError, asyncio.TimeoutError)
+"""What a start may meet: a refusal, or a cluster that cannot be reached."""
+
+
+def _refused(error: BaseException) -> KernelStartRefused:
+    """The HTTP error a failed start answers with, naming the reason."""
+    if not isinstance(error, MLInfraError):
+        error = KernelStartFailed(f"cannot reach the cluster: {error!r}")
+    return KernelStartRefused(error)
 
 
 def _pods() -> tuple[Any, KernelPods]:
@@ -59,6 +76,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
     )
 
     record: KernelRecord | None = None
+    forward: PortForward | None = None
     key: str = ""
     ip: str = ""
     port: int = 0
@@ -66,6 +84,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
     _restarting = False
     _killed = False
     _hard = False
+    _alive_until = 0.0
 
     @property
     def has_process(self) -> bool:
@@ -83,8 +102,10 @@ class KubernetesProvisioner(KernelProvisionerBase):
             flavor = catalog.flavor(
                 requested or catalog.for_identity(identity).default_flavor, identity
             )
-        except MLInfraError as error:
-            raise KernelStartRefused(error) from None
+            if self.record is None or self.record.flavor != flavor.name:  # not a restart
+                await self._check_quota(app, identity, flavor)
+        except CLUSTER_ERRORS as error:
+            raise _refused(error) from None
         self._flavor, self._environment = flavor, environment
         if self.record is not None and self.record.flavor != flavor.name:
             self._hard = True  # another flavor: another pod
@@ -97,6 +118,25 @@ class KubernetesProvisioner(KernelProvisionerBase):
         kwargs = await super().pre_launch(**kwargs)
         kwargs.setdefault("cmd", [])
         return kwargs
+
+    async def _check_quota(self, app: Any, identity: Identity, flavor: Flavor) -> None:
+        """The owner's GPU quota counts the accelerators of all their kernel and job pods
+        (this kernel's own pod aside: a restart or an adoption never exceeds it)."""
+        quota = app.inventory.quotas.for_identity(identity)
+        if quota.max_gpus is None or not flavor.accelerators:
+            return
+        held = await app.inventory.backend.capacity()
+        used = sum(
+            len(a.devices)
+            for a in held.allocations
+            if a.owner == identity.user and a.holder != f"kernel:{self.kernel_id}"
+        )
+        if used + flavor.accelerators > quota.max_gpus:
+            raise Conflict(
+                f"user quota: {used} of {quota.max_gpus} GPUs in use; flavor {flavor.name}"
+                f" needs {flavor.accelerators}",
+                "flavor",
+            )
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         _, kernel_pods = _pods()
@@ -117,10 +157,12 @@ class KubernetesProvisioner(KernelProvisionerBase):
                 kernel_pods.records[record.kernel_id] = record
                 await self._gone(kernel_pods)
             await self._create(kernel_pods)
-        except (KernelStartFailed, KubeError) as error:
-            await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
-            self.log.info("mlinfra kernel %s not started: %s", self.kernel_id, error.message)
-            raise KernelStartRefused(error) from None
+        except CLUSTER_ERRORS as error:
+            with contextlib.suppress(*CLUSTER_ERRORS):
+                await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
+            refused = _refused(error)
+            self.log.info("mlinfra kernel %s not started: %s", self.kernel_id, refused.error)
+            raise refused from None
         return self._connection()
 
     async def _create(self, kernel_pods: KernelPods) -> None:
@@ -140,6 +182,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
 
         pod = await kernel_pods.wait_started(record, progress)
         self.ip = pod["status"]["podIP"]
+        await self._reach(kernel_pods)
 
     async def _adopt(self, kernel_pods: KernelPods, pod: dict[str, Any]) -> None:
         """Connect to a pod a previous server started for this kernel id."""
@@ -152,6 +195,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
         if not self.ip:
             pod = await kernel_pods.wait_started(record, lambda _: None)
             self.ip = pod["status"]["podIP"]
+        await self._reach(kernel_pods)
         record.flavor = annotations.get(pods.ANNOTATION_FLAVOR, record.flavor)
         self.log.info(
             "mlinfra kernel %s: adopted pod %s", record.kernel_id, pod["metadata"]["name"]
@@ -183,9 +227,32 @@ class KubernetesProvisioner(KernelProvisionerBase):
                 raise KernelStartFailed("the kernel's previous pod is not going away")
             await reflector.wait_changed(1.0)
 
+    def _endpoint(self) -> tuple[str, list[int]]:
+        """Where this server reaches the pod's ports: the pod IP, or local forwards."""
+        ports = pods.pod_ports(self.port)
+        if self.forward is None:
+            return self.ip, ports
+        return "127.0.0.1", [self.forward.local[port] for port in ports]
+
+    async def _reach(self, kernel_pods: KernelPods) -> None:
+        """Port-forward to the (new) pod when the server is outside the cluster."""
+        await self._unreach()
+        record = self.record
+        if kernel_pods.settings.connection != "port-forward" or record is None:
+            return
+        api = await kernel_pods.cluster.api()
+        self.forward = PortForward(api, record.namespace, pods.pod_name(record.kernel_id))
+        await self.forward.start(pods.pod_ports(self.port))
+
+    async def _unreach(self) -> None:
+        if self.forward is not None:
+            await self.forward.close()
+            self.forward = None
+
     def _connection(self) -> KernelConnectionInfo:
         """The key as bytes, as the kernel manager holds it, so the two compare equal."""
-        info = pods.connection_info(self.ip, self.port, self.key)
+        ip, ports = self._endpoint()
+        info = pods.connection_info(ip, ports, self.key)
         info["key"] = self.key.encode()
         return cast(KernelConnectionInfo, info)
 
@@ -232,8 +299,8 @@ class KubernetesProvisioner(KernelProvisionerBase):
     # --- running --------------------------------------------------------------------------
 
     async def _launcher(self, name: str) -> dict[str, Any]:
-        port = pods.control_port(self.port)
-        return await command(self.ip, port, self.key.encode(), name, LAUNCHER_TIMEOUT)
+        ip, ports = self._endpoint()
+        return await command(ip, ports[-1], self.key.encode(), name, LAUNCHER_TIMEOUT)
 
     async def poll(self) -> int | None:
         """None while the kernel process runs: the pod (from the watch) is Running and its
@@ -246,11 +313,15 @@ class KubernetesProvisioner(KernelProvisionerBase):
         pod = kernel_pods.cached(self.record.kernel_id, self.record.namespace)
         if pod is None or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return 1
+        if not self._restarting and time.monotonic() < self._alive_until:
+            return None
         try:
             status = await self._launcher("status")
-        except LauncherUnreachable:
-            return None if pod.get("status", {}).get("phase") == "Pending" else 1
+        except LauncherUnreachable:  # starting up; a launcher that is gone ends its pod
+            return None
         if status.get("kernel") == "running":
+            if self.forward is not None:  # each status is a websocket through the API server
+                self._alive_until = time.monotonic() + FORWARDED_STATUS_SECONDS
             return None
         return int(status.get("code", 1) or 0)
 
@@ -293,6 +364,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
             kernel_pods.records.pop(self.record.kernel_id, None)
         else:
             await kernel_pods.delete(self.record.kernel_id, self.record.namespace, grace)
+        await self._unreach()
         self.ip = ""
 
     def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:

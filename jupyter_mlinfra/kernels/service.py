@@ -57,6 +57,13 @@ def parse_fields(body: Any, fields: tuple[str, ...]) -> dict[str, str]:
     return parsed
 
 
+def _waiting(reason: str, since: float | None, ready: bool) -> str:
+    """A starting kernel's reason with how long it has been so ("Pulling image ... (42 s)")."""
+    if ready or since is None or not reason:
+        return reason
+    return f"{reason} ({max(0.0, time.time() - since):.0f} s)"
+
+
 def _epoch(value: Any) -> float | None:
     return value.timestamp() if value is not None else None
 
@@ -77,6 +84,22 @@ class KernelService:
             provisioner = getattr(manager, "provisioner", None)
             if isinstance(provisioner, MLInfraProvisioner) and provisioner.lease is not None:
                 yield kernel_id, manager, provisioner.lease
+
+    def cullable(self) -> Iterator[tuple[str, Any, bool]]:
+        """(kernel id, its KernelManager, whether it holds accelerators) of every running
+        flavor kernel: those holding a local lease and those in pods."""
+        for kernel_id, manager, lease in self.running():
+            yield kernel_id, manager, bool(lease.devices)
+        pods = self.app.kernel_pods
+        if pods is None or self.kernel_manager is None:
+            return
+        flavors = {f.name: f for f in self.app.inventory.catalog.flavors}
+        for record in list(pods.records.values()):
+            if record.startup.phase != "ready" or record.kernel_id not in self.kernel_manager:
+                continue
+            flavor = flavors.get(record.flavor)
+            manager = self.kernel_manager.get_kernel(record.kernel_id)
+            yield record.kernel_id, manager, bool(flavor and flavor.accelerators)
 
     def model(self, kernel_id: str, manager: Any, lease: Lease) -> dict[str, Any]:
         return {
@@ -121,7 +144,7 @@ class KernelService:
                     "execution_state": getattr(manager, "execution_state", "starting"),
                     "state": "running" if ready else "starting",
                     "phase": record.startup.phase,
-                    "reason": record.startup.reason,
+                    "reason": _waiting(record.startup.reason, record.startup.since, ready),
                     "ended": None,
                 }
             )
@@ -280,6 +303,7 @@ class KernelService:
                 self.kernel_manager.stop_watching_activity(kernel_id)
             await manager.cleanup_resources(restart=False)
             self.kernel_manager.remove_kernel(kernel_id)
+            self.app.log.info("mlinfra: kernel %s detached; its pod keeps running", kernel_id)
         await pods.close()
 
     async def shutdown_all(self) -> None:

@@ -11,14 +11,13 @@ is the pod IP. Labels and annotations carry what a later server needs to adopt t
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...catalog import Environment, Flavor
 from ...launch.contract import thread_env
 from . import manifests
-from .launcher_control import CONTROL_OFFSET
 from .manifests import GROUP, Manifest
 from .names import label_value
 
@@ -83,15 +82,17 @@ def kernel_selector(owner: str = "") -> str:
     return manifests.selector(matches)
 
 
-def connection_info(ip: str, port: int, key: str) -> dict[str, Any]:
-    """What jupyter_client connects with: the pod IP, the fixed ports, the key."""
-    info: dict[str, Any] = {f"{name}_port": port + i for i, name in enumerate(CHANNELS)}
+def pod_ports(port: int) -> list[int]:
+    """The pod's ports from the first: the five kernel channels, then the launcher's."""
+    return [port + i for i in range(len(CHANNELS) + 1)]
+
+
+def connection_info(ip: str, ports: Sequence[int], key: str) -> dict[str, Any]:
+    """What jupyter_client connects with: an address, the channels' ports, the key."""
+    channels = zip(CHANNELS, ports[: len(CHANNELS)], strict=True)  # the launcher's port aside
+    info: dict[str, Any] = {f"{name}_port": port for name, port in channels}
     info.update(ip=ip, key=key, transport="tcp", signature_scheme="hmac-sha256")
     return info
-
-
-def control_port(port: int) -> int:
-    return port + CONTROL_OFFSET
 
 
 def key_secret(kernel_id: str, namespace: str, labels: Mapping[str, str], key: str) -> Manifest:

@@ -11,6 +11,7 @@ container) → ``starting`` (launcher and kernel) → ``ready`` (answers ``kerne
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from .kernel_pod import CONTAINER, INIT_CONTAINER
 PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 CONTAINER_ERRORS = ("CreateContainerConfigError", "CreateContainerError", "CrashLoopBackOff",
                     "RunContainerError")  # fmt: skip
+_QUOTED = re.compile(r'"([^"]+)"')
 PHASES = ("scheduling", "unschedulable", "scaling-up", "pulling", "preparing", "starting",
           "ready", "failed")  # fmt: skip
 
@@ -78,7 +80,7 @@ def terminated_reason(state: Mapping[str, Any], what: str) -> str:
 
 def classify(pod: Mapping[str, Any] | None, events: Sequence[Mapping[str, Any]]) -> Startup:
     """The phase of a kernel pod's start (``ready`` is decided by the caller, which asks the
-    kernel itself; here a running kernel container is ``starting``)."""
+    kernel itself; ``starting`` means the kernel container runs, and only that)."""
     if pod is None:
         return Startup("failed", "the kernel's pod was deleted")
     metadata, status = pod.get("metadata", {}), pod.get("status", {})
@@ -110,14 +112,27 @@ def classify(pod: Mapping[str, Any] | None, events: Sequence[Mapping[str, Any]])
     pull_error = _latest(events, "Failed")
     if pull_error is not None and "pull" in str(pull_error.get("message", "")).lower():
         return Startup("failed", f"cannot pull image: {pull_error.get('message', '')}")
-    pulling = _latest(events, "Pulling")
-    pulled = _latest(events, "Pulled")
-    if pulling is not None and (pulled is None or _event_time(pulled) < _event_time(pulling)):
+    pulling = _pulling(events)
+    if pulling is not None:
         message = str(pulling.get("message") or "pulling image")
         return Startup("pulling", message, _event_time(pulling))
     if init.get("state", {}).get("running") or not init.get("state", {}).get("terminated"):
         return Startup("preparing", "copying the kernel launcher", created)
-    return Startup("starting", "starting the kernel container", created)
+    return Startup("preparing", "creating the kernel container", created)
+
+
+def _image(event: Mapping[str, Any]) -> str:
+    """The quoted image of a Pulling / Pulled event's message (kubelet's wording)."""
+    match = _QUOTED.search(str(event.get("message", "")))
+    return match.group(1) if match else ""
+
+
+def _pulling(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The latest pull that has not finished: events match by image, since the init
+    container's pull and the kernel's follow each other within the same second."""
+    pulled = {_image(e) for e in events if e.get("reason") == "Pulled"}
+    waiting = [e for e in events if e.get("reason") == "Pulling" and _image(e) not in pulled]
+    return max(waiting, key=_event_time) if waiting else None
 
 
 def _scheduling(

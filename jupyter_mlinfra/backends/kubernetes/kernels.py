@@ -84,6 +84,15 @@ class KubernetesKernels(LoggingConfigurable):
         help="""Names of the server's environment variables a kernel pod gets (shell-style
         patterns such as 'HF_*'); nothing else of the server's environment reaches a pod.""",
     )
+    connection = CaselessStrEnum(
+        ["pod-ip", "port-forward"],
+        "pod-ip",
+        config=True,
+        help="""How the server reaches kernel pods: 'pod-ip' connects to the pod's IP (the
+        server runs in the cluster); 'port-forward' forwards each kernel port through the
+        API server (pods/portforward), for a server outside the cluster. A dropped forward
+        reconnects with the next connection ZeroMQ makes.""",
+    )
     capacity_timeout = Float(
         600.0,
         config=True,
@@ -148,6 +157,8 @@ class KernelRecord:
 
 
 class KernelPods:
+    """The kernel pods of one server, and every API call made for them."""
+
     def __init__(
         self, cluster: KubernetesCluster, settings: KubernetesKernels, environ: Mapping[str, str]
     ) -> None:
@@ -208,9 +219,14 @@ class KernelPods:
         await self.watch(namespace)
         labels = pods.kernel_labels(record.kernel_id, record.owner, flavor.name, environment.name)
         secret = pods.key_secret(record.kernel_id, namespace, labels, key)
-        with contextlib.suppress(KubeError):  # a Secret left by an interrupted start
+        try:
+            await rest.create(secret)
+        except KubeError as error:
+            if error.status != 409:
+                raise
+            # a Secret left by an interrupted start of this kernel id
             await rest.delete(path_of("v1", "secrets", namespace, secret["metadata"]["name"]))
-        await rest.create(secret)
+            await rest.create(secret)
         manifest = pods.kernel_pod(
             kernel_id=record.kernel_id,
             namespace=namespace,
@@ -404,6 +420,7 @@ class KernelPods:
         for reflector in self._watches.values():
             await reflector.stop()
         self._watches.clear()
+        self._rest = None  # the cluster's client may be closed next; a later use reconnects
 
 
 async def _either(*waits: Awaitable[Any]) -> None:

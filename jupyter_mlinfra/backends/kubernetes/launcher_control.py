@@ -16,9 +16,6 @@ import json
 import time
 from typing import Any
 
-CONTROL_OFFSET = 5
-"""The control port is the kernel's first port plus this (after its five channels)."""
-
 
 class LauncherUnreachable(Exception):
     """The launcher did not answer (pod gone, network) or refused the command."""
