@@ -512,10 +512,12 @@ class Kubelet:
                 )
             )
         assert process.stdout is not None
-        await capture(process.stdout, log)
-        code = await process.wait()
-        for probe in probes:
-            probe.cancel()
+        try:
+            await capture(process.stdout, log)
+            code = await process.wait()
+        finally:  # also when the pod's run is cancelled (deletion, teardown)
+            for probe in probes:
+                probe.cancel()
         run.ready.pop(name, None)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # the container ends with its first process
