@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotAllowed
+from ..identity import Identity
+from .spec import Job, JobState
 
 Argument = Callable[[str, str], str]
 """``get_query_argument(name, default)`` of a request."""
@@ -26,6 +28,50 @@ def list_filters(argument: Argument) -> dict[str, Any]:
         "limit": int(limit),
         "before": argument("before", ""),
     }
+
+
+MAX_PAGE = 1000
+"""The most jobs one page of a listing holds."""
+
+Cursor = tuple[float, str]
+"""Where a page of a listing ends: (created, id) of its last job, newest first."""
+
+
+def listing_owner(identity: Identity, owner: str, states: Collection[str], limit: int) -> str:
+    """Check a listing's filters for ``identity``; the owner to list ('' for everybody's,
+    which only admins get): users see their own jobs, admins everybody's."""
+    if owner and owner != identity.user and not identity.admin:
+        raise NotAllowed(f"only admins may list the jobs of {owner!r}", "owner")
+    known = {s.value for s in JobState}
+    unknown = [s for s in states if s not in known]
+    if unknown:
+        raise InvalidInput(
+            f"state: unknown {unknown[0]!r} (known: {', '.join(sorted(known))})", "state"
+        )
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit: must be between 1 and {MAX_PAGE}, got {limit}", "limit")
+    return owner if identity.admin else identity.user
+
+
+def cursor(before: str) -> Cursor | None:
+    """The ``before`` parameter: a cursor a previous page gave (its ``next``), or None."""
+    if not before:
+        return None
+    created, _, job_id = before.partition(":")
+    try:
+        return float(created), job_id
+    except ValueError:
+        raise InvalidInput(
+            f"before: not a cursor from a previous page: {before!r}", "before"
+        ) from None
+
+
+def next_cursor(jobs: Sequence[Job], limit: int) -> str | None:
+    """The ``next`` of a page cut from ``jobs`` (up to limit + 1 of them, newest first)."""
+    if len(jobs) <= limit:
+        return None
+    last = jobs[limit - 1]
+    return f"{last.created!r}:{last.id}"
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import CannotFit, Conflict, InvalidInput, NotAllowed, NotFound
+from ..errors import CannotFit, Conflict, InvalidInput, NotFound
 from ..identity import Identity
 from .policy import Policy
+from .queries import cursor, listing_owner, next_cursor
 from .queue import refusal
 from .spec import Condition, Event, Job, JobState
 from .store import JobStore
@@ -45,9 +46,6 @@ class Controller(Protocol):
     def queued_view(self, job: Job) -> Job:
         """The job with its current queue position, reason and ETA, when it is queued."""
         ...
-
-
-MAX_PAGE = 1000
 
 
 class JobService:
@@ -109,31 +107,17 @@ class JobService:
         limit: int = 100,
         before: str = "",
     ) -> dict[str, Any]:
-        if owner and owner != identity.user and not identity.admin:
-            raise NotAllowed(f"only admins may list the jobs of {owner!r}", "owner")
-        if not identity.admin:
-            owner = identity.user
-        known = {s.value for s in JobState}
-        unknown = [s for s in states if s not in known]
-        if unknown:
-            raise InvalidInput(
-                f"state: unknown {unknown[0]!r} (known: {', '.join(sorted(known))})", "state"
-            )
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput(f"limit: must be between 1 and {MAX_PAGE}, got {limit}", "limit")
-        cursor = _cursor(before) if before else None
+        owner = listing_owner(identity, owner, states, limit)
         jobs = self.store.list(
             owner=owner or None,
             states=[JobState(s) for s in states] or None,
             flavor=flavor or None,
             queue=queue or None,
             limit=limit + 1,
-            before=cursor,
+            before=cursor(before),
         )
-        page, more = jobs[:limit], len(jobs) > limit
-        following = f"{page[-1].created!r}:{page[-1].id}" if more else None
-        shown = [self.controller.queued_view(j).to_json() for j in page]
-        return {"jobs": shown, "next": following}
+        shown = [self.controller.queued_view(j).to_json() for j in jobs[:limit]]
+        return {"jobs": shown, "next": next_cursor(jobs, limit)}
 
     def events(self, identity: Identity, job_id: str) -> builtins.list[Event]:
         self.get(identity, job_id)
@@ -229,13 +213,3 @@ class JobService:
         )
         self.controller.wake()
         return job
-
-
-def _cursor(text: str) -> tuple[float, str]:
-    created, _, job_id = text.partition(":")
-    try:
-        return float(created), job_id
-    except ValueError:
-        raise InvalidInput(
-            f"before: not a cursor from a previous page: {text!r}", "before"
-        ) from None

@@ -25,7 +25,7 @@ from traitlets.config import LoggingConfigurable
 from ... import quotas
 from ...errors import CannotFit, Conflict, InvalidInput, NotAllowed, NotFound
 from ...identity import Identity, resolve_identity
-from ...jobs.service import MAX_PAGE
+from ...jobs.queries import cursor, listing_owner, next_cursor
 from ...jobs.spec import Condition, Event, Job, JobState
 from ...jobs.submission import new_job, priority_change
 from . import kueue, manifests
@@ -407,16 +407,7 @@ class KubernetesJobs(LoggingConfigurable):
         before: str = "",
     ) -> dict[str, Any]:
         await self.start()
-        if owner and owner != identity.user and not identity.admin:
-            raise NotAllowed(f"only admins may list the jobs of {owner!r}", "owner")
-        known = {s.value for s in JobState}
-        unknown = [s for s in states if s not in known]
-        if unknown:
-            raise InvalidInput(
-                f"state: unknown {unknown[0]!r} (known: {', '.join(sorted(known))})", "state"
-            )
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput(f"limit: must be between 1 and {MAX_PAGE}, got {limit}", "limit")
+        owner = listing_owner(identity, owner, states, limit)
         jobs = [
             j
             for j in self._visible(identity)
@@ -426,18 +417,11 @@ class KubernetesJobs(LoggingConfigurable):
             and (not queue or j.spec.queue == queue)
         ]
         jobs.sort(key=lambda j: (j.created, j.id), reverse=True)
-        if before:
-            created, _, last = before.partition(":")
-            try:
-                cursor = (float(created), last)
-            except ValueError:
-                raise InvalidInput(
-                    f"before: not a cursor from a previous page: {before!r}", "before"
-                ) from None
-            jobs = [j for j in jobs if (j.created, j.id) < cursor]
-        page, more = jobs[:limit], len(jobs) > limit
-        following = f"{page[-1].created!r}:{page[-1].id}" if more else None
-        return {"jobs": [j.to_json() for j in await self._with_positions(page)], "next": following}
+        after = cursor(before)
+        if after is not None:
+            jobs = [j for j in jobs if (j.created, j.id) < after]
+        page = await self._with_positions(jobs[:limit])
+        return {"jobs": [j.to_json() for j in page], "next": next_cursor(jobs, limit)}
 
     async def queue(self, identity: Identity) -> dict[str, Any]:
         await self.start()
