@@ -289,6 +289,38 @@ async def test_under_kueue_a_job_waits_with_its_reason_and_position_then_runs(
     assert "second ran" in await call(jp_fetch, f"jobs/{second['id']}/logs")
 
 
+async def test_under_kueue_a_waiting_jobs_eta_is_when_the_running_ones_max_runtime_ends(
+    jp_fetch: Any, kube_cluster: Any
+) -> None:
+    """The ClusterQueue's 1 CPU holds one job of flavor cpu: the one behind it starts when
+    the first one's max runtime (activeDeadlineSeconds) runs out at the latest."""
+    kube_cluster.install("kueue")
+    for obj in kueue_objects(kube_cluster.namespace, cpus="1"):
+        kube_cluster.create(obj)
+    first = await call(
+        jp_fetch,
+        "jobs",
+        "POST",
+        {"code": "import time\ntime.sleep(120)\n", "max_runtime_seconds": 120},
+    )
+    second = await call(jp_fetch, "jobs", "POST", {"code": "print('second ran')\n"})
+    assert second["eta"] is None  # answered before the watches saw anything running
+    running = await wait_for(jp_fetch, first["id"], {"running"})
+    assert running["started"] and running["eta"] is None
+    waiting = await call(jp_fetch, f"jobs/{second['id']}")
+    assert waiting["state"] == "queued", waiting
+    conforms(waiting, "Job")
+    assert waiting["eta"] == pytest.approx(running["started"] + 120, abs=1), waiting
+    assert waiting["eta_basis"] == "max runtime of 1 running job"
+    queue = await call(jp_fetch, "queue")
+    assert [(j["id"], j["eta"]) for j in queue["jobs"]] == [(second["id"], waiting["eta"])]
+    listed = await call(jp_fetch, "jobs", state="queued")
+    assert [j["eta_basis"] for j in listed["jobs"]] == ["max runtime of 1 running job"]
+    await call(jp_fetch, f"jobs/{first['id']}", "DELETE")
+    done = await wait_for(jp_fetch, second["id"], TERMINAL)
+    assert done["state"] == "succeeded" and done["eta"] is None
+
+
 async def test_jobs_outlive_the_server_they_are_cluster_objects(
     jp_fetch: Any, jp_serverapp: Any, kube_cluster: Any
 ) -> None:

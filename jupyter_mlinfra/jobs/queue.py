@@ -46,6 +46,8 @@ from .spec import Job, PendingReason, Resources
 
 _EPS = 1e-9
 _INF = math.inf
+FREE_NOW = "free now"
+"""The ETA basis of a job that fits at once: nothing it waits for."""
 _NO_DURATIONS: Mapping[str, float] = MappingProxyType({})
 """The default for ``durations``: an immutable empty mapping (a ``{}`` default is shared)."""
 
@@ -382,7 +384,7 @@ class _Basis:
         if self.preempted:
             count = self.preempted
             parts.append(f"release of {count} preempted job{'s' * (count != 1)}")
-        return " and ".join(parts) if parts else "free now"
+        return " and ".join(parts) if parts else FREE_NOW
 
 
 @dataclass(slots=True)
@@ -506,6 +508,10 @@ def _quota_block(
     return None
 
 
+def _admission_order(job: Job) -> tuple[int, float, str]:
+    return (-job.priority_value, job.created, job.id)
+
+
 def plan(
     queued: Sequence[Job],
     running: Sequence[Job],
@@ -516,12 +522,15 @@ def plan(
     *,
     preemption: bool = False,
     durations: Mapping[str, float] = _NO_DURATIONS,
+    in_order: bool = False,
 ) -> Plan:
     """Decide what starts now, on which devices, what to preempt, and why the rest wait.
 
     ``running`` are the jobs that hold resources (admitted, starting, running), ``leases`` the
     other holders (kernels); ``quotas`` per owner (missing: unlimited); ``durations`` the
-    median observed run time per flavor name, for jobs without a max runtime.
+    median observed run time per flavor name, for jobs without a max runtime. ``in_order``
+    keeps ``queued`` in the order given, for a queue whose order someone else decides (Kueue's
+    visibility positions on a cluster) instead of priority then creation.
 
     Linear in the queue apart from the sort: fit checks are popcounts on device bit masks,
     jobs of the same shape share their demand, and the ETA simulation is one monotone pass.
@@ -551,7 +560,7 @@ def plan(
     for job in running:
         owner_ends.setdefault(job.owner, []).append((ends[job.id], job.gpus, True))
 
-    order = sorted(queued, key=lambda j: (-j.priority_value, j.created, j.id))
+    order = list(queued) if in_order else sorted(queued, key=_admission_order)
     shapes: dict[tuple[float, int, int, str, str, int], tuple[_Demand, str | None]] = {}
     admit: list[tuple[str, tuple[tuple[int, ...], ...]]] = []
     admitted: list[tuple[Job, int, _Demand]] = []

@@ -28,7 +28,7 @@ from ...identity import Identity, resolve_identity
 from ...jobs.queries import cursor, listing_owner, next_cursor
 from ...jobs.spec import Condition, Event, Job, JobState
 from ...jobs.submission import new_job, priority_change
-from . import kueue, manifests
+from . import eta, kueue, manifests
 from .backend import KubernetesBackend
 from .names import label_value
 from .progress import Progress, attempt_progress, node_index, timestamp
@@ -53,10 +53,14 @@ from .workloads import (
 
 if TYPE_CHECKING:
     from ...app import MLInfraApp
+    from ...catalog import Flavor
 
 JOBSET = ("jobset.x-k8s.io", "v1alpha2", "JobSet")
 KUEUE = ("kueue.x-k8s.io", "v1beta1", "Workload")
 VISIBILITY = "visibility.kueue.x-k8s.io/v1beta1"
+KUEUE_API = "kueue.x-k8s.io/v1beta1"
+HOLDING = (JobState.ADMITTED, JobState.STARTING, JobState.RUNNING)
+"""States of a job that holds room (quota under Kueue, node resources without)."""
 FOLLOW_SECONDS = 1.0
 FINISH_GRACE = 3.0
 """Seconds a followed log keeps reading the pods' streams after the job ended."""
@@ -112,6 +116,7 @@ class KubernetesJobs(LoggingConfigurable):
         self.pod_events: Reflector | None = None
         self.kueue_workloads: Reflector | None = None
         self._visibility_denied = False
+        self._quota_denied = False
         self._started = asyncio.Lock()
 
     # --- connection and watches ----------------------------------------------------------
@@ -285,8 +290,91 @@ class KubernetesJobs(LoggingConfigurable):
         return result
 
     async def _with_positions(self, jobs: list[Job]) -> list[Job]:
-        positions = await self._positions(jobs)
-        return [replace(j, position=positions.get(j.id)) for j in jobs]
+        """Jobs with their queue positions and, for those that wait, their ETAs (which need
+        every job here: what runs and what waits ahead)."""
+        if not any(self._waits(j) for j in jobs):
+            positions = await self._positions(jobs)
+            return [replace(j, position=positions.get(j.id)) for j in jobs]
+        assert self.records is not None
+        everyone = [self._view(rec) for rec in list(self.records.objects.values())]
+        positions = await self._positions(everyone)
+        estimates = await self._etas(everyone, positions)
+        unknown = eta.Estimate(None, "")
+        return [
+            replace(
+                j,
+                position=positions.get(j.id),
+                eta=estimates.get(j.id, unknown).eta,
+                eta_basis=estimates.get(j.id, unknown).eta_basis,
+            )
+            for j in jobs
+        ]
+
+    def _waits(self, job: Job) -> bool:
+        """Whether a job waits for room: queued, or, without Kueue, starting with a pod the
+        scheduler has not placed on a node yet."""
+        if job.state == JobState.QUEUED:
+            return True
+        if self.queued_by_kueue or job.state != JobState.STARTING:
+            return False
+        return any(not p["spec"].get("nodeName") for p in self._pods(job.id, job.attempt))
+
+    async def _etas(
+        self, everyone: list[Job], positions: dict[str, int]
+    ) -> dict[str, eta.Estimate]:
+        """ETAs of the waiting jobs, computed as in the local backend (see ``eta``): per
+        flavor (and LocalQueue under Kueue), the room they share, the jobs holding it and the
+        jobs ahead in Kueue's order."""
+        now = time.time()
+        durations = eta.medians(everyone, now - eta.HISTORY_SECONDS)
+        waiting = [j for j in everyone if self._waits(j)]
+        waiting_ids = {j.id for j in waiting}
+        holding = [j for j in everyone if j.state in HOLDING and j.id not in waiting_ids]
+        capacity = None if self.queued_by_kueue else await self.backend.capacity()
+        catalog = self.app.inventory.catalog
+        groups: dict[tuple[str, str], list[Job]] = {}
+        for job in waiting:
+            queue = self.queue_of(job) if self.queued_by_kueue else ""
+            groups.setdefault((job.spec.flavor, queue), []).append(job)
+        out: dict[str, eta.Estimate] = {}
+        for (name, queue), jobs in sorted(groups.items()):
+            try:
+                flavor = catalog.flavor(name)
+            except NotFound:  # removed from the catalog since: nothing to measure it by
+                continue
+            running = [
+                j
+                for j in holding
+                if j.spec.flavor == name and (capacity is not None or self.queue_of(j) == queue)
+            ]
+            if capacity is not None:
+                room: eta.Room | None = eta.node_room(capacity, flavor, running)
+            else:
+                room = await self._quota_room(queue, flavor, running)
+            if room is not None:
+                ordered = eta.kueue_order(jobs, positions)
+                out.update(eta.estimates(flavor, room, ordered, running, now, durations))
+        return out
+
+    async def _quota_room(self, queue: str, flavor: Flavor, running: list[Job]) -> eta.Room | None:
+        """The flavor's room in the ClusterQueue behind a LocalQueue; ``None`` when there is
+        none, or RBAC denies reading ClusterQueues (the ETA is then unknown)."""
+        assert self.rest is not None
+        if self._quota_denied:
+            return None
+        local = await self.rest.get(path_of(KUEUE_API, "localqueues", self.namespace, queue))
+        name = ((local or {}).get("spec") or {}).get("clusterQueue")
+        if not name:
+            return None
+        try:
+            cluster_queue = await self.rest.get(path_of(KUEUE_API, "clusterqueues", "", name))
+        except KubeError as error:
+            if error.status != 403:
+                raise
+            self._quota_denied = True
+            self.log.info("Kueue quotas unavailable, no ETAs: %s", error.message)
+            return None
+        return eta.quota_room(cluster_queue, flavor, running) if cluster_queue else None
 
     def queue_of(self, job: Job) -> str:
         """The job's Kueue LocalQueue (settings, not user text, decide the name)."""
