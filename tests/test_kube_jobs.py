@@ -321,6 +321,29 @@ async def test_under_kueue_a_waiting_jobs_eta_is_when_the_running_ones_max_runti
     assert done["state"] == "succeeded" and done["eta"] is None
 
 
+async def test_without_kueue_a_job_whose_pod_waits_for_a_node_gets_an_eta(
+    jp_fetch: Any, kube_cluster: Any
+) -> None:
+    """The one 8-GPU node holds the first job: the second one's pod stays unschedulable, and
+    its ETA is the first one's start plus its max runtime."""
+    kube_cluster.add_node("gpu-0", allocatable={"nvidia.com/gpu": "8"})
+    body = {"code": "import time\ntime.sleep(120)\n", "flavor": "a100x8"}
+    first = await call(jp_fetch, "jobs", "POST", {**body, "max_runtime_seconds": 120})
+    running = await wait_for(jp_fetch, first["id"], {"running"})
+    second = await call(jp_fetch, "jobs", "POST", body)
+    deadline = time.monotonic() + 30
+    waiting = second
+    while "unschedulable" not in waiting["reason"]:
+        assert time.monotonic() < deadline, waiting
+        await asyncio.sleep(0.2)
+        waiting = await call(jp_fetch, f"jobs/{second['id']}")
+    assert waiting["state"] == "starting"
+    assert waiting["eta"] == pytest.approx(running["started"] + 120, abs=1), waiting
+    assert waiting["eta_basis"] == "max runtime of 1 running job"
+    await call(jp_fetch, f"jobs/{first['id']}", "DELETE")
+    await call(jp_fetch, f"jobs/{second['id']}", "DELETE")
+
+
 async def test_jobs_outlive_the_server_they_are_cluster_objects(
     jp_fetch: Any, jp_serverapp: Any, kube_cluster: Any
 ) -> None:
