@@ -15,6 +15,7 @@ from jupyter_mlinfra.backends.kubernetes.eta import (
     medians,
     node_room,
     quota_room,
+    resource_flavor,
 )
 from jupyter_mlinfra.backends.kubernetes.manifests import DEFAULT_CAPACITY_PLACEMENT
 from jupyter_mlinfra.backends.kubernetes.room import ClusterCapacity, node_rooms
@@ -96,15 +97,58 @@ def cluster_queue(
 
 
 def test_a_clusterqueues_nominal_quota_less_what_others_reserve_is_the_room() -> None:
-    queue = cluster_queue(A100.name, {"cpu": "32", "memory": "128Gi", GPU: "16"})
-    assert quota_room(queue, A100, []) == Room(32.0, 128 * Gi, 16)
+    queue = cluster_queue("a100", {"cpu": "32", "memory": "128Gi", GPU: "16"})
+    assert quota_room(queue, "a100", GPU, []) == Room(32.0, 128 * Gi, 16)
     mine = running("r", A100)
     # Kueue reserves 12 GPUs: 4 are our running job's (plan counts those), 8 someone else's
     reserved = cluster_queue(
-        A100.name, {"cpu": "32", "memory": "128Gi", GPU: "16"}, {"cpu": "12", GPU: "12"}
+        "a100", {"cpu": "32", "memory": "128Gi", GPU: "16"}, {"cpu": "12", GPU: "12"}
     )
-    assert quota_room(reserved, A100, [mine]) == Room(24.0, 128 * Gi, 8)
-    assert quota_room(queue, CPU_FLAVOR, []) is None  # no ResourceFlavor of that name
+    assert quota_room(reserved, "a100", GPU, [mine]) == Room(24.0, 128 * Gi, 8)
+
+
+def test_the_resource_flavor_kueue_gives_a_flavor() -> None:
+    """Named as the flavor, else the first of the group the flavor's pods accept (labels,
+    taints) with quota for one node, as examples/kubernetes/kueue.yaml maps a100x4 to a100."""
+    spot_a100 = Flavor(
+        "a100x4-spot", "spot", cpu=4, memory_bytes=16 * Gi,
+        accelerator=Accelerator(GPU, "A100", 4), capacity_type="spot",
+    )  # fmt: skip
+    queue = {
+        "metadata": {"name": "mlinfra"},
+        "spec": {
+            "resourceGroups": [
+                {
+                    "coveredResources": ["cpu", "memory", GPU],
+                    "flavors": [
+                        {"name": name, "resources": [{"name": GPU, "nominalQuota": gpus},
+                                                     {"name": "cpu", "nominalQuota": "64"},
+                                                     {"name": "memory", "nominalQuota": "1Ti"}]}
+                        for name, gpus in (("small", "2"), ("a100", "8"), ("a100-spot", "8"))
+                    ],
+                }
+            ]
+        },
+    }  # fmt: skip
+    spot_taint = {"key": "cloud.google.com/gke-spot", "value": "true", "effect": "NoSchedule"}
+    flavors = {
+        "a100": {"spec": {"nodeLabels": {"karpenter.sh/capacity-type": "on-demand"}}},
+        "a100-spot": {
+            "spec": {
+                "nodeLabels": {"karpenter.sh/capacity-type": "spot"},
+                "nodeTaints": [spot_taint],
+            }
+        },
+    }
+    placement = DEFAULT_CAPACITY_PLACEMENT
+    assert resource_flavor(queue, flavors, A100, placement) == "a100"  # small holds 2 GPUs
+    assert resource_flavor(queue, flavors, spot_a100, placement) == "a100-spot"
+    assert resource_flavor(queue, flavors, CPU_FLAVOR, placement) == "small"  # first that fits
+    gpus_only = {"spec": {"resourceGroups": [{**queue["spec"]["resourceGroups"][0],
+                                              "coveredResources": [GPU]}]}}  # fmt: skip
+    assert resource_flavor(gpus_only, flavors, CPU_FLAVOR, placement) is None
+    named = Flavor("small", "small", cpu=1, memory_bytes=Gi, accelerator=Accelerator(GPU, "", 1))
+    assert resource_flavor(queue, flavors, named, placement) == "small"
 
 
 def test_the_nodes_a_flavor_may_use_are_the_room_without_kueue() -> None:
@@ -138,7 +182,7 @@ def test_the_nodes_a_flavor_may_use_are_the_room_without_kueue() -> None:
 def test_a_job_behind_one_with_a_max_runtime_starts_when_that_ends() -> None:
     first = running("first", started=NOW - 10, max_runtime=60)
     second = job("second", created=1)
-    got = estimates(CPU_FLAVOR, Room(0.5, Gi), [second], [first], NOW, {})
+    got = estimates("", Room(0.5, Gi), [second], [first], NOW, {})
     assert got == {"second": Estimate(NOW + 50, "max runtime of 1 running job")}
 
 
@@ -151,7 +195,7 @@ def test_estimates_are_the_local_backends_for_the_same_pool() -> None:
     ]
     waiting = [job("c", A100, nodes=2, created=1), job("d", A100, nodes=3, created=2)]
     durations = {A100.name: 400.0}
-    got = estimates(A100, Room(64, 256 * Gi, 16), waiting, holders, NOW, durations)
+    got = estimates(GPU, Room(64, 256 * Gi, 16), waiting, holders, NOW, durations)
     box = Machine("box", 64, 256 * Gi, tuple(Device(i, GPU, "A100-SXM4") for i in range(16)))
     placed = [
         replace(holders[0], devices=((0, 1, 2, 3),)),
@@ -180,13 +224,13 @@ def test_a_flavors_median_from_finished_jobs_when_there_is_no_max_runtime() -> N
     durations = medians(done, since=1000)
     assert durations == {"cpu": 30.0}
     holder = running("r", started=NOW - 20)
-    got = estimates(CPU_FLAVOR, Room(0.5, Gi), [job("w")], [holder], NOW, durations)
+    got = estimates("", Room(0.5, Gi), [job("w")], [holder], NOW, durations)
     assert got == {"w": Estimate(NOW + 10, "observed duration (median 30 s) of 1 job")}
 
 
 def test_unknown_only_when_what_it_waits_for_has_no_expected_end() -> None:
     holder = running("r")
-    got = estimates(CPU_FLAVOR, Room(0.5, Gi), [job("w")], [holder], NOW, {})
+    got = estimates("", Room(0.5, Gi), [job("w")], [holder], NOW, {})
     assert got == {"w": Estimate(None, "unknown: running job r has no max runtime and no history")}
 
 
@@ -200,7 +244,7 @@ def test_kueues_visibility_positions_decide_the_order() -> None:
     assert [j.id for j in kueue_order([late, low, high], {})] == ["high", "low", "late"]
     holder = running("r", started=NOW, max_runtime=100)
     timed = [replace_runtime(j, 100) for j in order]
-    got = estimates(CPU_FLAVOR, Room(0.5, Gi), timed, [holder], NOW, {})
+    got = estimates("", Room(0.5, Gi), timed, [holder], NOW, {})
     assert [got[j].eta for j in ("low", "high", "late")] == [NOW + 100, NOW + 200, NOW + 300]
     assert got["late"].eta_basis == "max runtime of 3 jobs"
 

@@ -3,17 +3,20 @@
 Pure. There is no second simulator: ``queue.plan`` already turns a pool, its holders with
 their expected ends (start + max runtime, else + the flavor's median observed duration) and a
 queue in order into an ETA and its basis for each waiting job. On a cluster, what a waiting
-job of a flavor competes for is one pool per flavor:
+job competes for is a pool:
 
-- under Kueue, the ClusterQueue's ``nominalQuota`` for the ResourceFlavor of the flavor's name
-  (less what other namespaces' workloads reserve, when Kueue reports its reservations);
+- under Kueue, the ClusterQueue's ``nominalQuota`` for the ResourceFlavor Kueue gives the
+  job (the one named as the flavor, else the first of the resource group whose node labels and
+  taints the flavor's pods accept and whose quota holds one node), shared by every flavor
+  that maps to it, less what other namespaces' workloads reserve when Kueue reports it;
 - without Kueue, the allocatable of the nodes the flavor may use (selector and taints), less
   what pods other than this flavor's running jobs request there, summed over those nodes.
 
-So each flavor becomes a ``Machine`` of that size whose devices are the flavor's accelerators,
-its running jobs get device indices in it, and ``plan`` runs once per flavor with the queue in
-Kueue's order. A Machine counts whole CPUs, so CPUs are counted in millicores inside; only
-``eta`` and ``eta_basis`` are read back, and neither mentions CPUs.
+So each pool becomes a ``Machine`` of that size whose devices are its accelerators (one kind,
+any model: the pool already chose the hardware), its running jobs get device indices in it,
+and ``plan`` runs once per pool with the queue in Kueue's order. A Machine counts whole CPUs,
+so CPUs are counted in millicores inside; only ``eta`` and ``eta_basis`` are read back, and
+neither mentions CPUs.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from ...catalog import Flavor
 from ...jobs import queue
 from ...jobs.spec import Job, JobState
 from ...quantities import parse_cpu, parse_memory
-from .room import CPU, MEMORY, ClusterCapacity, eligible
+from .manifests import scheduling
+from .room import CPU, MEMORY, ClusterCapacity, eligible, tolerated
 
 MILLI = 1000
 HISTORY_SECONDS = 7 * 86400
@@ -79,23 +83,71 @@ def _flavor_resources(
     return {}
 
 
+def _quotas(group: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Nominal quota per resource, per ResourceFlavor of a resource group, in Kueue's order."""
+    return {
+        str(entry["name"]): _flavor_resources([entry], str(entry["name"]), "nominalQuota")
+        for entry in group.get("flavors") or []
+    }
+
+
+def _accepts(
+    resource_flavor: Mapping[str, Any], flavor: Flavor, placement: Mapping[str, Mapping[str, Any]]
+) -> bool:
+    """Whether the flavor's pods may take this ResourceFlavor: no node label it pins differs
+    from the flavor's node selector, and the pods tolerate its node taints."""
+    spec = scheduling(flavor, placement)
+    selector = spec.get("nodeSelector", {})
+    rf_spec = resource_flavor.get("spec") or {}
+    labels = rf_spec.get("nodeLabels") or {}
+    if any(k in labels and labels[k] != v for k, v in selector.items()):
+        return False
+    tolerations = spec.get("tolerations", [])
+    return all(tolerated(t, tolerations) for t in rf_spec.get("nodeTaints") or [])
+
+
+def resource_flavor(
+    cluster_queue: Mapping[str, Any],
+    resource_flavors: Mapping[str, Mapping[str, Any]],
+    flavor: Flavor,
+    placement: Mapping[str, Mapping[str, Any]],
+) -> str | None:
+    """The ResourceFlavor of ``cluster_queue`` that a job of ``flavor`` gets: the one named as
+    the flavor, else, in the group covering its accelerator (or CPU), the first that its pods
+    accept (``resource_flavors`` by name; an unknown one has no labels or taints) and whose
+    quota holds one node; ``None`` when none does (Kueue then says why as the reason)."""
+    key = flavor.accelerator.kind if flavor.accelerator else CPU
+    one_node = {
+        CPU: flavor.cpu,
+        MEMORY: float(flavor.memory_bytes),
+        key: float(flavor.accelerators),
+    }
+    for group in cluster_queue.get("spec", {}).get("resourceGroups") or []:
+        quotas = _quotas(group)
+        if flavor.name in quotas:
+            return flavor.name
+        if key not in (group.get("coveredResources") or []):
+            continue
+        for name, quota in quotas.items():
+            holds = all(quota.get(r, 0.0) >= v for r, v in one_node.items() if v > 0)
+            if holds and _accepts(resource_flavors.get(name, {}), flavor, placement):
+                return name
+    return None
+
+
 def quota_room(
-    cluster_queue: Mapping[str, Any], flavor: Flavor, running: Sequence[Job]
-) -> Room | None:
-    """The flavor's share of a ClusterQueue: the nominal quota of the ResourceFlavor named as
-    the flavor, less the reservations Kueue reports beyond those of ``running`` (this
-    flavor's jobs we see, which ``plan`` counts itself); ``None`` when the ClusterQueue has no
-    such ResourceFlavor (Kueue then says so as the reason)."""
+    cluster_queue: Mapping[str, Any], name: str, kind: str, running: Sequence[Job]
+) -> Room:
+    """The room of ResourceFlavor ``name`` in a ClusterQueue: its nominal quota (accelerators
+    of ``kind``), less the reservations Kueue reports beyond those of ``running`` (the jobs we
+    see holding it, which ``plan`` counts itself)."""
     quota: dict[str, float] = {}
     for group in cluster_queue.get("spec", {}).get("resourceGroups") or []:
-        quota.update(_flavor_resources(group.get("flavors") or [], flavor.name, "nominalQuota"))
-    if not quota:
-        return None
+        quota.update(_quotas(group).get(name, {}))
     reserved = _flavor_resources(
-        cluster_queue.get("status", {}).get("flavorsReservation") or [], flavor.name, "total"
+        cluster_queue.get("status", {}).get("flavorsReservation") or [], name, "total"
     )
     ours = _held(running)
-    kind = flavor.accelerator.kind if flavor.accelerator else ""
 
     def left(resource: str, own: float) -> float:
         others = max(reserved.get(resource, 0.0) - own, 0.0)
@@ -155,27 +207,24 @@ def kueue_order(waiting: Iterable[Job], positions: Mapping[str, int]) -> list[Jo
     )
 
 
-def _in_millicores(job: Job) -> Job:
-    return replace(job, node=replace(job.node, cpu=job.node.cpu * MILLI))
+def _pooled(job: Job) -> Job:
+    """The job as ``plan`` sees it in a pool: CPUs in millicores, any model of the pool's
+    accelerators."""
+    return replace(job, node=replace(job.node, cpu=job.node.cpu * MILLI, accelerator_model=""))
 
 
 def estimates(
-    flavor: Flavor,
+    kind: str,
     room: Room,
     waiting: Sequence[Job],
     running: Sequence[Job],
     now: float,
     durations: Mapping[str, float],
 ) -> dict[str, Estimate]:
-    """ETA and basis of each of ``waiting`` (one flavor's jobs, in queue order) behind
-    ``running`` (the flavor's jobs that hold room), from ``queue.plan``. A job that would fit
-    now is one the cluster is about to start: due now."""
-    accelerator = flavor.accelerator
-    devices = (
-        tuple(Device(i, accelerator.kind, accelerator.model) for i in range(room.accelerators))
-        if accelerator is not None
-        else ()
-    )
+    """ETA and basis of each of ``waiting`` (one pool's jobs, in queue order) behind
+    ``running`` (the pool's jobs that hold room), from ``queue.plan``; the pool's accelerators
+    are of ``kind``. A job that would fit now is one the cluster is about to start: due now."""
+    devices = tuple(Device(i, kind, "") for i in range(room.accelerators if kind else 0))
     machine = Machine(
         hostname="",
         cpus=int(room.cpu * MILLI + 0.5),
@@ -189,9 +238,9 @@ def estimates(
         for _ in range(job.spec.nodes):
             per_node.append(tuple(range(next_device, next_device + job.node.accelerators)))
             next_device += job.node.accelerators
-        holders.append(replace(_in_millicores(job), devices=tuple(per_node)))
+        holders.append(replace(_pooled(job), devices=tuple(per_node)))
     plan = queue.plan(
-        [_in_millicores(j) for j in waiting],
+        [_pooled(j) for j in waiting],
         holders,
         (),
         machine,

@@ -322,43 +322,63 @@ class KubernetesJobs(LoggingConfigurable):
     async def _etas(
         self, everyone: list[Job], positions: dict[str, int]
     ) -> dict[str, eta.Estimate]:
-        """ETAs of the waiting jobs, computed as in the local backend (see ``eta``): per
-        flavor (and LocalQueue under Kueue), the room they share, the jobs holding it and the
-        jobs ahead in Kueue's order."""
+        """ETAs of the waiting jobs, computed as in the local backend (see ``eta``): per pool
+        (a ClusterQueue's ResourceFlavor under Kueue, else a flavor's nodes), the room, the jobs
+        holding it and the jobs ahead in Kueue's order."""
         now = time.time()
         durations = eta.medians(everyone, now - eta.HISTORY_SECONDS)
         waiting = [j for j in everyone if self._waits(j)]
         waiting_ids = {j.id for j in waiting}
         holding = [j for j in everyone if j.state in HOLDING and j.id not in waiting_ids]
-        capacity = None if self.queued_by_kueue else await self.backend.capacity()
         catalog = self.app.inventory.catalog
-        groups: dict[tuple[str, str], list[Job]] = {}
-        for job in waiting:
-            queue = self.queue_of(job) if self.queued_by_kueue else ""
-            groups.setdefault((job.spec.flavor, queue), []).append(job)
-        out: dict[str, eta.Estimate] = {}
-        for (name, queue), jobs in sorted(groups.items()):
+        capacity = None if self.queued_by_kueue else await self.backend.capacity()
+        cluster_queues: dict[str, dict[str, Any] | None] = {}  # by LocalQueue
+        resource_flavors: dict[str, dict[str, Any]] | None = None
+        pool_of: dict[str, tuple[str, str]] = {}
+        pools: dict[tuple[str, str], tuple[Flavor, dict[str, Any] | None]] = {}
+        for job in [*waiting, *holding]:
             try:
-                flavor = catalog.flavor(name)
+                flavor = catalog.flavor(job.spec.flavor)
             except NotFound:  # removed from the catalog since: nothing to measure it by
                 continue
-            running = [
-                j
-                for j in holding
-                if j.spec.flavor == name and (capacity is not None or self.queue_of(j) == queue)
-            ]
             if capacity is not None:
-                room: eta.Room | None = eta.node_room(capacity, flavor, running)
+                pool_of[job.id] = ("", flavor.name)
+                pools.setdefault(("", flavor.name), (flavor, None))
+                continue
+            queue = self.queue_of(job)
+            if queue not in cluster_queues:
+                cluster_queues[queue] = await self._cluster_queue(queue)
+            cluster_queue = cluster_queues[queue]
+            if cluster_queue is None:
+                continue
+            if resource_flavors is None:
+                resource_flavors = await self._resource_flavors()
+            placement = self.cluster.capacity_placement
+            name = eta.resource_flavor(cluster_queue, resource_flavors, flavor, placement)
+            if name is not None:
+                key = (cluster_queue["metadata"]["name"], name)
+                pool_of[job.id] = key
+                if flavor.accelerator or key not in pools:
+                    pools[key] = (flavor, cluster_queue)
+        out: dict[str, eta.Estimate] = {}
+        for key, (flavor, cluster_queue) in sorted(pools.items(), key=lambda item: item[0]):
+            queued = [j for j in waiting if pool_of.get(j.id) == key]
+            if not queued:
+                continue
+            held = [j for j in holding if pool_of.get(j.id) == key]
+            kind = flavor.accelerator.kind if flavor.accelerator else ""
+            if cluster_queue is None:
+                assert capacity is not None
+                room = eta.node_room(capacity, flavor, held)
             else:
-                room = await self._quota_room(queue, flavor, running)
-            if room is not None:
-                ordered = eta.kueue_order(jobs, positions)
-                out.update(eta.estimates(flavor, room, ordered, running, now, durations))
+                room = eta.quota_room(cluster_queue, key[1], kind, held)
+            ordered = eta.kueue_order(queued, positions)
+            out.update(eta.estimates(kind, room, ordered, held, now, durations))
         return out
 
-    async def _quota_room(self, queue: str, flavor: Flavor, running: list[Job]) -> eta.Room | None:
-        """The flavor's room in the ClusterQueue behind a LocalQueue; ``None`` when there is
-        none, or RBAC denies reading ClusterQueues (the ETA is then unknown)."""
+    async def _cluster_queue(self, queue: str) -> dict[str, Any] | None:
+        """The ClusterQueue behind a LocalQueue; ``None`` when there is none, or RBAC denies
+        reading ClusterQueues (the ETA is then unknown)."""
         assert self.rest is not None
         if self._quota_denied:
             return None
@@ -367,14 +387,25 @@ class KubernetesJobs(LoggingConfigurable):
         if not name:
             return None
         try:
-            cluster_queue = await self.rest.get(path_of(KUEUE_API, "clusterqueues", "", name))
+            return await self.rest.get(path_of(KUEUE_API, "clusterqueues", "", name))
         except KubeError as error:
             if error.status != 403:
                 raise
             self._quota_denied = True
             self.log.info("Kueue quotas unavailable, no ETAs: %s", error.message)
             return None
-        return eta.quota_room(cluster_queue, flavor, running) if cluster_queue else None
+
+    async def _resource_flavors(self) -> dict[str, dict[str, Any]]:
+        """Kueue's ResourceFlavors by name (their node labels and taints say which flavors
+        they serve); empty when RBAC denies listing them."""
+        assert self.rest is not None
+        try:
+            listing = await self.rest.call("GET", path_of(KUEUE_API, "resourceflavors"))
+        except KubeError as error:
+            if error.status != 403:
+                raise
+            return {}
+        return {item["metadata"]["name"]: item for item in listing.get("items") or []}
 
     def queue_of(self, job: Job) -> str:
         """The job's Kueue LocalQueue (settings, not user text, decide the name)."""

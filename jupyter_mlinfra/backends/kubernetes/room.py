@@ -92,7 +92,7 @@ def _needs(flavor: Flavor) -> dict[str, float]:
     return {k: v for k, v in needs.items() if v > 0}
 
 
-def _tolerated(taint: Mapping[str, Any], tolerations: Sequence[Mapping[str, Any]]) -> bool:
+def tolerated(taint: Mapping[str, Any], tolerations: Sequence[Mapping[str, Any]]) -> bool:
     if taint.get("effect") not in ("NoSchedule", "NoExecute"):
         return True
     for toleration in tolerations:
@@ -115,7 +115,7 @@ def eligible(flavor: Flavor, room: NodeRoom, placement: Mapping[str, Mapping[str
     if any(room.labels.get(k) != v for k, v in selector.items()):
         return False
     tolerations = spec.get("tolerations", [])
-    return all(_tolerated(t, tolerations) for t in room.taints)
+    return all(tolerated(t, tolerations) for t in room.taints)
 
 
 def _fits(needs: Mapping[str, float], have: Mapping[str, float]) -> int:
