@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from traitlets import CaselessStrEnum, Dict, Int, Unicode
@@ -32,6 +33,7 @@ from . import eta, kueue, manifests
 from .backend import KubernetesBackend
 from .names import label_value
 from .progress import Progress, attempt_progress, node_index, timestamp
+from .recent import Recent
 from .reflector import Reflector
 from .rest import KubeError, Rest, path_of
 from .workloads import (
@@ -61,6 +63,8 @@ VISIBILITY = "visibility.kueue.x-k8s.io/v1beta1"
 KUEUE_API = "kueue.x-k8s.io/v1beta1"
 HOLDING = (JobState.ADMITTED, JobState.STARTING, JobState.RUNNING)
 """States of a job that holds room (quota under Kueue, node resources without)."""
+KUEUE_CONFIG_SECONDS = 10.0
+"""How long ClusterQueues and ResourceFlavors read for ETAs are reused."""
 FOLLOW_SECONDS = 1.0
 FINISH_GRACE = 3.0
 """Seconds a followed log keeps reading the pods' streams after the job ended."""
@@ -117,6 +121,8 @@ class KubernetesJobs(LoggingConfigurable):
         self.kueue_workloads: Reflector | None = None
         self._visibility_denied = False
         self._quota_denied = False
+        self._queues: Recent[dict[str, Any] | None] = Recent(KUEUE_CONFIG_SECONDS)
+        self._flavors: Recent[dict[str, dict[str, Any]]] = Recent(KUEUE_CONFIG_SECONDS)
         self._started = asyncio.Lock()
 
     # --- connection and watches ----------------------------------------------------------
@@ -332,8 +338,6 @@ class KubernetesJobs(LoggingConfigurable):
         holding = [j for j in everyone if j.state in HOLDING and j.id not in waiting_ids]
         catalog = self.app.inventory.catalog
         capacity = None if self.queued_by_kueue else await self.backend.capacity()
-        cluster_queues: dict[str, dict[str, Any] | None] = {}  # by LocalQueue
-        resource_flavors: dict[str, dict[str, Any]] | None = None
         pool_of: dict[str, tuple[str, str]] = {}
         pools: dict[tuple[str, str], tuple[Flavor, dict[str, Any] | None]] = {}
         for job in [*waiting, *holding]:
@@ -346,13 +350,10 @@ class KubernetesJobs(LoggingConfigurable):
                 pools.setdefault(("", flavor.name), (flavor, None))
                 continue
             queue = self.queue_of(job)
-            if queue not in cluster_queues:
-                cluster_queues[queue] = await self._cluster_queue(queue)
-            cluster_queue = cluster_queues[queue]
+            cluster_queue = await self._queues.get(queue, partial(self._cluster_queue, queue))
             if cluster_queue is None:
                 continue
-            if resource_flavors is None:
-                resource_flavors = await self._resource_flavors()
+            resource_flavors = await self._flavors.get("", self._resource_flavors)
             placement = self.cluster.capacity_placement
             name = eta.resource_flavor(cluster_queue, resource_flavors, flavor, placement)
             if name is not None:
