@@ -8,13 +8,22 @@ plain ``<service>``) resolves to the IPs of the Service's selected pods, and
 controller, only ready pods are published unless the Service says
 ``publishNotReadyAddresses``. Pod processes resolve through nss_wrapper (``LD_PRELOAD``, so C
 code such as torch's TCPStore resolves too) when libnss-wrapper is installed, else through a
-``sitecustomize`` that patches Python's ``socket`` resolver functions."""
+``sitecustomize`` that patches Python's ``socket`` resolver functions.
+
+nss_wrapper alone answers an ``AF_INET6`` + ``AI_V4MAPPED`` query for an IPv4 name or address
+with ``EAI_ADDRFAMILY`` where glibc returns ``::ffff:a.b.c.d``; torch's TCPStore client asks
+exactly that and never connected. So ``v4mapped.c`` (compiled once per source, with the
+machine's C compiler) is preloaded before nss_wrapper to give glibc's answer."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import shutil
+import subprocess
 import sysconfig
+import tempfile
 from pathlib import Path
 
 from .resources import Registry
@@ -69,6 +78,31 @@ def nss_wrapper() -> str | None:
     return None
 
 
+V4MAPPED_SOURCE = Path(__file__).with_name("v4mapped.c")
+
+
+def v4mapped_shim() -> str | None:
+    """Path of ``v4mapped.c`` built as a preloadable library, compiled on first use into a
+    cache keyed by its source (kept across fixtures: a compile per test would cost more than
+    the tests it serves), or None without a C compiler."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    source = V4MAPPED_SOURCE.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / f"mlinfra-cluster-fixture-v4mapped-{digest}.so"
+    if not target.exists():
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            built = Path(scratch) / target.name
+            subprocess.run(
+                [compiler, "-shared", "-fPIC", "-O2", "-o", built, V4MAPPED_SOURCE, "-ldl"],
+                check=True,
+                capture_output=True,
+            )
+            os.replace(built, target)  # the same filesystem: atomic for concurrent fixtures
+    return os.fspath(target)
+
+
 def _ready(pod: Obj) -> bool:
     conditions = pod.get("status", {}).get("conditions") or []
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
@@ -86,6 +120,7 @@ class ClusterDns:
         (folder / "python").mkdir(parents=True, exist_ok=True)
         (folder / "python" / "sitecustomize.py").write_text(SITECUSTOMIZE)
         self.library = nss_wrapper()
+        self.v4mapped = v4mapped_shim() if self.library else None
         self._pending = False
         store.subscribe(self._on_change)
 
@@ -96,7 +131,8 @@ class ClusterDns:
         """What a pod process in ``namespace`` needs in its environment to resolve names."""
         hosts = os.fspath(self.hosts_file(namespace))
         if self.library:
-            return {"LD_PRELOAD": self.library, "NSS_WRAPPER_HOSTS": hosts}
+            preload = [self.v4mapped, self.library] if self.v4mapped else [self.library]
+            return {"LD_PRELOAD": ":".join(preload), "NSS_WRAPPER_HOSTS": hosts}
         return {"CLUSTER_FIXTURE_HOSTS": hosts, "PYTHONPATH": os.fspath(self.folder / "python")}
 
     def _on_change(self, change: Change) -> None:
