@@ -880,6 +880,17 @@ async def test_c_code_resolves_cluster_names_through_nss_wrapper(
                     {"name": name, "image": "debian:12", "command": ["getent", "ahostsv6", key]}
                     for name, key in (("mapped-name", "head"), ("mapped-ip", head_ip))
                 ),
+                {
+                    # the kubelet's /etc/hosts and UTS hostname: a pod's own name is its IP
+                    "name": "own-name",
+                    "image": "python:3.12",
+                    "command": [
+                        "python",
+                        "-c",
+                        "import socket; name = socket.gethostname(); "
+                        "print(name, socket.gethostbyname(name))",
+                    ],
+                },
             ],
         },
     }
@@ -888,6 +899,8 @@ async def test_c_code_resolves_cluster_names_through_nss_wrapper(
     assert done.status.phase == "Succeeded", done.status
     log = await v1.read_namespaced_pod_log("lookup", NS, container="getent")
     assert [line.split()[0] for line in log.splitlines()] == [head_ip, head_ip]
+    own = await v1.read_namespaced_pod_log("lookup", NS, container="own-name")
+    assert own.split() == ["lookup", kube_cluster.get("v1", "Pod", "lookup")["status"]["podIP"]]
     for container in ("mapped-name", "mapped-ip"):
         mapped = await v1.read_namespaced_pod_log("lookup", NS, container=container)
         assert {line.split()[0] for line in mapped.splitlines()} == {f"::ffff:{head_ip}"}

@@ -122,18 +122,39 @@ class ClusterDns:
         self.library = nss_wrapper()
         self.v4mapped = v4mapped_shim() if self.library else None
         self._pending = False
+        self._lines: dict[str, str] = {}
+        """Each namespace's hosts file text, as last written."""
+        self._own: dict[Path, tuple[tuple[str, str], str]] = {}
+        """A pod's own hosts file → (its namespace and name, the line naming itself)."""
         store.subscribe(self._on_change)
 
     def hosts_file(self, namespace: str) -> Path:
         return self.folder / f"hosts.{namespace}"
 
-    def env(self, namespace: str) -> dict[str, str]:
-        """What a pod process in ``namespace`` needs in its environment to resolve names."""
+    def env(self, namespace: str, pod: Obj) -> dict[str, str]:
+        """What a process of ``pod`` (in ``namespace``) needs in its environment to resolve
+        names. With nss_wrapper it also gets the pod's own hosts file and hostname, as the
+        kubelet writes /etc/hosts and sets the UTS hostname: gloo binds the address its
+        hostname resolves to, which must be the pod IP as on a cluster."""
         hosts = os.fspath(self.hosts_file(namespace))
-        if self.library:
-            preload = [self.v4mapped, self.library] if self.v4mapped else [self.library]
-            return {"LD_PRELOAD": ":".join(preload), "NSS_WRAPPER_HOSTS": hosts}
-        return {"CLUSTER_FIXTURE_HOSTS": hosts, "PYTHONPATH": os.fspath(self.folder / "python")}
+        if not self.library:
+            return {
+                "CLUSTER_FIXTURE_HOSTS": hosts,
+                "PYTHONPATH": os.fspath(self.folder / "python"),
+            }
+        preload = [self.v4mapped, self.library] if self.v4mapped else [self.library]
+        env = {"LD_PRELOAD": ":".join(preload), "NSS_WRAPPER_HOSTS": hosts}
+        spec, ip = pod["spec"], pod.get("status", {}).get("podIP")
+        hostname = spec.get("hostname") or meta(pod)["name"]
+        if ip:
+            own = [hostname]
+            if spec.get("subdomain"):
+                own.insert(0, f"{hostname}.{spec['subdomain']}.{namespace}.svc.cluster.local")
+            target = self.folder / f"hosts.{namespace}.{meta(pod)['name']}"
+            self._own[target] = ((namespace, meta(pod)["name"]), f"{ip} {' '.join(own)}\n")
+            self._write(target, self._lines.get(namespace, "") + self._own[target][1])
+            env.update({"NSS_WRAPPER_HOSTS": os.fspath(target), "NSS_WRAPPER_HOSTNAME": hostname})
+        return env
 
     def _on_change(self, change: Change) -> None:
         if change.rtype in (self.pods, self.services, self.namespaces) and not self._pending:
@@ -178,7 +199,7 @@ class ClusterDns:
 
     def refresh(self) -> None:
         self._pending = False
-        assert self.namespaces is not None
+        assert self.namespaces is not None and self.pods is not None
         records = self.records()
         for namespace_obj in self.store.list(self.namespaces):
             here = meta(namespace_obj)["name"]
@@ -192,7 +213,17 @@ class ClusterDns:
                 if namespace == here:
                     names.append(name)
                 lines.append(f"{ip} {' '.join(names)}\n")
-            target = self.hosts_file(here)
-            temporary = target.parent / f".{target.name}.tmp"
-            temporary.write_text("".join(lines))
-            os.replace(temporary, target)
+            self._lines[here] = "".join(lines)
+            self._write(self.hosts_file(here), self._lines[here])
+        for target, ((namespace, name), own) in list(self._own.items()):
+            if self.store.find(self.pods, namespace, name) is None:
+                del self._own[target]
+            else:
+                self._write(target, self._lines.get(namespace, "") + own)
+
+    @staticmethod
+    def _write(target: Path, text: str) -> None:
+        """Replace ``target`` at once: a process resolving meanwhile reads old or new."""
+        temporary = target.parent / f".{target.name}.tmp"
+        temporary.write_text(text)
+        os.replace(temporary, target)
