@@ -48,6 +48,9 @@ static struct addrinfo *mapped_node(const struct addrinfo *v4) {
 int getaddrinfo(const char *name, const char *service, const struct addrinfo *hints,
                 struct addrinfo **result) {
     getaddrinfo_fn next = (getaddrinfo_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+    if (next == NULL) {
+        return EAI_SYSTEM;
+    }
     int code = next(name, service, hints, result);
     if (code == 0 || hints == NULL || hints->ai_family != AF_INET6 ||
         !(hints->ai_flags & AI_V4MAPPED)) {
