@@ -851,6 +851,7 @@ async def test_c_code_resolves_cluster_names_through_nss_wrapper(
     api: client.ApiClient, kube_cluster: ClusterFixture
 ) -> None:
     need(dns.nss_wrapper() is not None, "libnss-wrapper is not installed (Debian package)")
+    need(kube_cluster.dns.v4mapped is not None, "no C compiler for the AI_V4MAPPED shim (gcc)")
     v1 = client.CoreV1Api(api)
     await v1.create_namespaced_service(
         NS,
@@ -872,15 +873,37 @@ async def test_c_code_resolves_cluster_names_through_nss_wrapper(
                     "name": "getent",
                     "image": "debian:12",
                     "command": ["getent", "hosts", "head", f"head.{NS}.svc.cluster.local"],
-                }
+                },
+                # AF_INET6 + AI_V4MAPPED, as torch's TCPStore client asks first: glibc answers
+                # ::ffff:<ip> for a name and for a numeric address alike
+                *(
+                    {"name": name, "image": "debian:12", "command": ["getent", "ahostsv6", key]}
+                    for name, key in (("mapped-name", "head"), ("mapped-ip", head_ip))
+                ),
+                {
+                    # the kubelet's /etc/hosts and UTS hostname: a pod's own name is its IP
+                    "name": "own-name",
+                    "image": "python:3.12",
+                    "command": [
+                        "python",
+                        "-c",
+                        "import socket; name = socket.gethostname(); "
+                        "print(name, socket.gethostbyname(name))",
+                    ],
+                },
             ],
         },
     }
     await v1.create_namespaced_pod(NS, lookup)
     done = await finished_pod(v1, "lookup")
-    assert done.status.phase == "Succeeded"
-    log = await v1.read_namespaced_pod_log("lookup", NS)
+    assert done.status.phase == "Succeeded", done.status
+    log = await v1.read_namespaced_pod_log("lookup", NS, container="getent")
     assert [line.split()[0] for line in log.splitlines()] == [head_ip, head_ip]
+    own = await v1.read_namespaced_pod_log("lookup", NS, container="own-name")
+    assert own.split() == ["lookup", kube_cluster.get("v1", "Pod", "lookup")["status"]["podIP"]]
+    for container in ("mapped-name", "mapped-ip"):
+        mapped = await v1.read_namespaced_pod_log("lookup", NS, container=container)
+        assert {line.split()[0] for line in mapped.splitlines()} == {f"::ffff:{head_ip}"}
 
 
 async def test_readiness_probe_gates_ready_and_deadline_fails_the_pod(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import json
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from jupyter_mlinfra.backends.kubernetes.client import KubernetesCluster
 from jupyter_mlinfra.backends.kubernetes.jobs import KubernetesJobs
 from jupyter_mlinfra.identity import Identity
 
+from .optional import need
 from .rbac import Request, allows, request_info
 from .test_handlers import conforms
 
@@ -57,6 +59,30 @@ print("rank", rank, "of", os.environ["WORLD_SIZE"], "on node", os.environ["NODE_
       "total", total)
 """
 
+TORCH_DDP = """
+import torch
+import torch.distributed as dist
+
+dist.init_process_group("gloo", init_method="env://")
+rank, world = dist.get_rank(), dist.get_world_size()
+summed = torch.tensor([float(rank + 1)])
+dist.all_reduce(summed)
+total = summed.item()
+layer = torch.nn.Linear(2, 1, bias=False)
+with torch.no_grad():
+    layer.weight.fill_(1.0)
+model = torch.nn.parallel.DistributedDataParallel(layer)
+optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+model(torch.full((1, 2), float(rank + 1))).sum().backward()
+grad = layer.weight.grad.tolist()
+optimizer.step()
+weight = layer.weight.tolist()
+dist.destroy_process_group()
+print("rank", rank, "of", world, "all_reduce", total, "ddp grad", grad)
+"""
+"""Rank r contributes r + 1: the all_reduce sums 1 + 2; DDP averages each rank's gradient of
+sum(w·x) (x = r + 1 everywhere), so every rank holds 1.5 and one SGD step leaves 1 - 1.5."""
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -82,6 +108,7 @@ def jp_server_config(kube_cluster: Any) -> dict[str, Any]:
             ],
             "environments": [
                 {"name": "python", "framework": "generic", "image": "python:3.12"},
+                {"name": "pytorch", "framework": "pytorch", "image": "pytorch/pytorch:2.13.0"},
             ],
             "default_quota": {"max_gpus": 16, "max_queued_jobs": 5},
         },
@@ -169,6 +196,44 @@ async def test_without_jobset_an_indexed_job_and_its_headless_service(
     assert job["spec"]["completionMode"] == "Indexed"
     service = kube_cluster.get("v1", "Service", name, kube_cluster.namespace)
     assert service["spec"]["clusterIP"] == "None"
+
+
+@pytest.mark.parametrize("jobset", [True, False], ids=["jobset", "indexed-job"])
+async def test_two_pods_run_pytorch_gloo_all_reduce_and_a_ddp_step(
+    jp_fetch: Any, kube_cluster: Any, jobset: bool
+) -> None:
+    need(importlib.util.find_spec("torch") is not None, "PyTorch is not installed")
+    need(
+        kube_cluster.dns.v4mapped is not None,
+        "torch resolves MASTER_ADDR in C: the cluster fixture needs libnss-wrapper "
+        "(apt-get install libnss-wrapper) and a C compiler for its AI_V4MAPPED shim",
+    )
+    if jobset:
+        kube_cluster.install("jobset")
+    job = await call(
+        jp_fetch,
+        "jobs",
+        "POST",
+        {
+            "code": TORCH_DDP,
+            "nodes": 2,
+            "environment": "pytorch",
+            "pull": ["total", "grad", "weight"],
+        },
+    )
+    done = await wait_for(jp_fetch, job["id"], TERMINAL)
+    logs = await call(jp_fetch, f"jobs/{job['id']}/logs")
+    assert done["state"] == "succeeded", (done, logs)
+    for rank in (0, 1):
+        assert f"[rank {rank}] rank {rank} of 2 all_reduce 3.0 ddp grad [[1.5, 1.5]]" in logs
+    result = await call(jp_fetch, f"jobs/{job['id']}/result")
+    assert cloudpickle.loads(base64.b64decode(result["variables"])) == {
+        "total": 3.0,
+        "grad": [[1.5, 1.5]],
+        "weight": [[-0.5, -0.5]],
+    }
+    kinds = kube_cluster.list("jobset.x-k8s.io/v1alpha2", "JobSet") if jobset else []
+    assert len(kinds) == (1 if jobset else 0)
 
 
 async def test_a_failing_rank_fails_the_job_with_its_traceback(jp_fetch: Any) -> None:

@@ -703,7 +703,7 @@ class Kubelet:
             "HOME": os.fspath(home),
             "HOSTNAME": pod["spec"].get("hostname") or run.name,
             "LANG": "C.UTF-8",
-            **self.dns.env(run.namespace),
+            **self.dns.env(run.namespace, pod),
         }
 
     # -- stopping --------------------------------------------------------------------------
