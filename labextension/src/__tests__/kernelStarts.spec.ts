@@ -1,0 +1,140 @@
+import * as http from 'http';
+
+import { Notification } from '@jupyterlab/apputils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { startKernel } from '../api';
+import {
+  activeKernels,
+  findStart,
+  progressMessage,
+  progressStatusText,
+  startingText
+} from '../kernelStarts';
+import { KernelStartProgress, PROGRESS_INTERVAL } from '../startProgress';
+import { IKernel } from '../tokens';
+import { FakeServer, json } from './fakeServer';
+import { makeKernel } from './jobs';
+
+const OLD = 'aaaaaaaa-0000-0000-0000-000000000000';
+
+describe('kernel start state', () => {
+  it("says a starting kernel's phase and the cluster's reason", () => {
+    const kernel = makeKernel();
+    expect(startingText(kernel)).toBe(
+      'pulling image: Pulling image "pytorch/pytorch:2.5.1" (12 s)'
+    );
+    expect(startingText(makeKernel({ phase: 'scheduling', reason: '' }))).toBe(
+      'waiting for a node'
+    );
+    expect(progressMessage('a100x1', null)).toBe('Starting a kernel on a100x1…');
+    expect(progressMessage('', kernel)).toBe(
+      'Starting a kernel on the default flavor — pulling image: ' +
+        'Pulling image "pytorch/pytorch:2.5.1" (12 s)'
+    );
+    expect(progressStatusText('a100x1', kernel)).toBe('a100x1 · pulling image (12 s)');
+    expect(progressStatusText('a100x1', null)).toBe('a100x1 · starting…');
+  });
+
+  it("lists the user's starting kernels, then running ones, and no ended ones", () => {
+    const kernels = [
+      makeKernel({ id: OLD, state: 'running', phase: 'ready', reason: '' }),
+      makeKernel({ id: 'b', owner: 'bob' }),
+      makeKernel({ id: 'c', state: 'stopped' }),
+      makeKernel({ id: 'd', phase: 'unschedulable', reason: '0/2 nodes are available' })
+    ];
+    expect(activeKernels(kernels, 'ada').map(k => k.id)).toEqual(['d', OLD]);
+  });
+
+  it('finds the new starting kernel of the flavor and environment asked for', () => {
+    const known = new Set([OLD]);
+    const kernels = [
+      makeKernel({ id: OLD }), // was there before this start
+      makeKernel({ id: 'other-flavor', flavor: 'cpu', started: 1003 }),
+      makeKernel({ id: 'older', started: 1001 }),
+      makeKernel({ id: 'newer', started: 1002 }),
+      makeKernel({ id: 'ready', state: 'running', phase: 'ready', started: 1004 })
+    ];
+    const request = { flavor: 'a100x1', environment: 'pytorch', known };
+    expect(findStart(kernels, request)?.id).toBe('newer');
+    expect(findStart(kernels, { ...request, flavor: '' })?.id).toBe('other-flavor');
+    expect(findStart(kernels, { ...request, environment: 'jax' })).toBeNull();
+    expect(findStart([], request)).toBeNull();
+  });
+});
+
+describe('KernelStartProgress', () => {
+  const server = new FakeServer();
+  let settings: ServerConnection.ISettings;
+  let kernels: IKernel[];
+  let post: Promise<http.ServerResponse>;
+
+  beforeAll(async () => {
+    settings = await server.start();
+  });
+  afterAll(() => server.stop());
+  beforeEach(() => {
+    server.routes.clear();
+    Notification.manager.dismiss();
+    kernels = [makeKernel({ id: OLD, state: 'running', phase: 'ready', reason: '' })];
+    server.routes.set('GET kernels', (_, res) => json(res, 200, { kernels }));
+    // POST kernels answers only when the test says the kernel is ready (or refused)
+    post = new Promise(resolve => {
+      server.routes.set('POST kernels', (_, res) => resolve(res));
+    });
+  });
+
+  const wait = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+  const notices = () => Notification.manager.notifications;
+
+  it('updates one notification in place, then says ready', async () => {
+    const progress = new KernelStartProgress(settings);
+    const seen: string[] = [];
+    progress.changed.connect(() => {
+      seen.push(progress.current?.kernel?.phase ?? (progress.current ? 'asked' : 'done'));
+    });
+    const started = progress.track('a100x1', 'pytorch', () =>
+      startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings)
+    );
+    const res = await post;
+    expect(notices()).toHaveLength(1);
+    expect(notices()[0].type).toBe('in-progress');
+    expect(notices()[0].message).toBe('Starting a kernel on a100x1…');
+
+    const mine = makeKernel({ id: 'new-kernel', started: 2000, phase: 'scheduling', reason: '' });
+    kernels = [...kernels, mine];
+    await wait(PROGRESS_INTERVAL * 1.6);
+    expect(progress.current?.kernel?.id).toBe('new-kernel');
+    expect(notices()[0].message).toBe('Starting a kernel on a100x1 — waiting for a node');
+
+    kernels = [kernels[0], { ...mine, phase: 'pulling', reason: 'Pulling image "x" (3 s)' }];
+    await wait(PROGRESS_INTERVAL * 1.2);
+    expect(notices()).toHaveLength(1); // the same notification, updated
+    expect(notices()[0].message).toBe(
+      'Starting a kernel on a100x1 — pulling image: Pulling image "x" (3 s)'
+    );
+
+    json(res, 201, { ...mine, state: 'running', phase: 'ready', reason: '' });
+    expect((await started).id).toBe('new-kernel');
+    expect(notices()).toHaveLength(1);
+    expect(notices()[0].type).toBe('success');
+    expect(notices()[0].message).toBe('Kernel ready on a100x1');
+    expect(progress.current).toBeNull();
+    expect(seen).toEqual(['asked', 'scheduling', 'pulling', 'done']);
+  }, 10000);
+
+  it("ends as an error carrying the cluster's reason when the start is refused", async () => {
+    const progress = new KernelStartProgress(settings);
+    const started = progress.track('a100x8', 'pytorch', () =>
+      startKernel({ flavor: 'a100x8', environment: 'pytorch' }, settings)
+    );
+    const reason = '0/2 nodes are available: 2 Insufficient nvidia.com/gpu.';
+    json(await post, 409, { message: reason, field: 'flavor' });
+    await expect(started).rejects.toThrow(reason);
+    expect(notices()).toHaveLength(1);
+    expect(notices()[0].type).toBe('error');
+    expect(notices()[0].message).toBe(`Cannot start a kernel on a100x8: ${reason}`);
+    expect(notices()[0].options.autoClose).toBe(false);
+    expect(progress.current).toBeNull();
+  });
+});

@@ -1,0 +1,119 @@
+/**
+ * Starts this page waits on, shown while they last: `POST kernels` answers only once the
+ * kernel is ready (a pod may first wait for a node and pull an image for minutes), so while it
+ * is pending this asks `GET kernels` where the start is and tells the user in a notification
+ * that updates in place, and tells listeners (the status bar) too.
+ */
+import { Notification } from '@jupyterlab/apputils';
+import { ServerConnection } from '@jupyterlab/services';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { listKernels } from './api';
+import { findStart, IStartRequest, progressMessage } from './kernelStarts';
+import { errorMessage } from './model';
+import { IKernel } from './tokens';
+
+/** How often a pending start is looked up (ms). */
+export const PROGRESS_INTERVAL = 1000;
+
+/** How long the "ready" notification stays (ms). */
+export const READY_CLOSE = 3000;
+
+/** One start under way: what was asked for and, once listed, its kernel. */
+export interface IStartProgress {
+  readonly request: IStartRequest;
+  /** The starting kernel as last listed, or null before the server lists it. */
+  readonly kernel: IKernel | null;
+}
+
+/** The kernel starts this page waits on, each with its notification. */
+export class KernelStartProgress {
+  /** `settings`: the server to ask (this page's by default). */
+  constructor(settings?: ServerConnection.ISettings) {
+    this._settings = settings ?? ServerConnection.makeSettings();
+  }
+
+  /** Emitted when a start begins, moves to another phase or reason, or ends. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /** The most recent start still under way, or null. */
+  get current(): IStartProgress | null {
+    return this._starts.length > 0 ? this._starts[this._starts.length - 1] : null;
+  }
+
+  /**
+   * Run `start` (the request that starts a kernel of `environment` on `flavor` and answers
+   * once it is ready), showing its progress until it settles; answers or rethrows its result.
+   * The notification ends as "ready" (closing by itself) or as the server's error.
+   */
+  async track<T>(flavor: string, environment: string, start: () => Promise<T>): Promise<T> {
+    const known = new Set<string>();
+    try {
+      for (const kernel of (await listKernels(this._settings)).kernels) {
+        known.add(kernel.id);
+      }
+    } catch {
+      // the start itself will say what is wrong with the server
+    }
+    const progress: { request: IStartRequest; kernel: IKernel | null } = {
+      request: { flavor, environment, known },
+      kernel: null
+    };
+    const id = Notification.emit(progressMessage(flavor, null), 'in-progress', {
+      autoClose: false
+    });
+    this._starts.push(progress);
+    this._changed.emit();
+    let pending = true;
+    const follow = async (): Promise<void> => {
+      while (pending) {
+        await new Promise(resolve => setTimeout(resolve, PROGRESS_INTERVAL));
+        if (!pending) {
+          return;
+        }
+        let kernel: IKernel | null;
+        try {
+          kernel = findStart((await listKernels(this._settings)).kernels, progress.request);
+        } catch {
+          continue; // the start's own answer reports a failing server
+        }
+        const moved = JSON.stringify(kernel) !== JSON.stringify(progress.kernel);
+        if (pending && kernel !== null && moved) {
+          progress.kernel = kernel;
+          Notification.update({ id, message: progressMessage(flavor, kernel) });
+          this._changed.emit();
+        }
+      }
+    };
+    void follow();
+    try {
+      const result = await start();
+      Notification.update({
+        id,
+        message: `Kernel ready on ${progress.kernel?.flavor || flavor || 'the default flavor'}`,
+        type: 'success',
+        autoClose: READY_CLOSE
+      });
+      return result;
+    } catch (error) {
+      const what = flavor || 'the default flavor';
+      Notification.update({
+        id,
+        message: `Cannot start a kernel on ${what}: ${errorMessage(error)}`,
+        type: 'error',
+        autoClose: false
+      });
+      throw error;
+    } finally {
+      pending = false;
+      this._starts.splice(this._starts.indexOf(progress), 1);
+      this._changed.emit();
+    }
+  }
+
+  private _settings: ServerConnection.ISettings;
+  private _starts: IStartProgress[] = [];
+  private _changed = new Signal<this, void>(this);
+}
