@@ -21,6 +21,7 @@ import { JobLogView } from './logViewer';
 import { MLInfraModel } from './model';
 import { watchNotices } from './notices';
 import { MLInfraPanel } from './panel';
+import { watchSessionStarts } from './sessionStarts';
 import { KernelStartProgress } from './startProgress';
 import { KernelFlavorStatus } from './statusItem';
 import { CommandIDs, PALETTE_CATEGORY, PANEL_ID, PLUGIN_ID } from './tokens';
@@ -53,6 +54,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     if (notebooks) {
       watchNotices(notebooks);
     }
+    watchSessionStarts(app, starts);
 
     const model = new MLInfraModel();
     model.failed.connect((_, message) => {

@@ -69,7 +69,7 @@ export function findStart(kernels: readonly IKernel[], request: IStartRequest): 
 
 /** What the notification says while `flavor`'s kernel starts (`kernel`: null until listed). */
 export function progressMessage(flavor: string, kernel: IKernel | null): string {
-  const what = `Starting a kernel on ${flavor || 'the default flavor'}`;
+  const what = `Starting a kernel on ${flavor || kernel?.flavor || 'the default flavor'}`;
   return kernel === null ? `${what}…` : `${what} — ${startingText(kernel)}`;
 }
 
@@ -81,4 +81,22 @@ export function progressStatusText(flavor: string, kernel: IKernel | null): stri
   }
   const elapsed = /\((\d+ s)\)$/.exec(kernel.reason);
   return `${name} · ${phaseLabel(kernel)}${elapsed ? ` (${elapsed[1]})` : ''}`;
+}
+
+/** The prefix of the kernelspecs the server generates for its environments. */
+export const SPEC_PREFIX = 'mlinfra-';
+
+/**
+ * The environment and flavor a generated kernelspec starts: `mlinfra-<environment>` (on the
+ * default flavor, '') or `mlinfra-<environment>--<flavor>`; null for any other kernelspec.
+ */
+export function specStart(name: string): { environment: string; flavor: string } | null {
+  if (!name.startsWith(SPEC_PREFIX) || name.length === SPEC_PREFIX.length) {
+    return null;
+  }
+  const rest = name.slice(SPEC_PREFIX.length);
+  const split = rest.indexOf('--');
+  return split < 0
+    ? { environment: rest, flavor: '' }
+    : { environment: rest.slice(0, split), flavor: rest.slice(split + 2) };
 }

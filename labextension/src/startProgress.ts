@@ -26,6 +26,12 @@ export interface IStartProgress {
   readonly kernel: IKernel | null;
 }
 
+/** How a start's failure is told. */
+export interface ITrackOptions {
+  /** Close the notification on failure: whoever ran the start shows the server's reason. */
+  quietFailure?: boolean;
+}
+
 /** The kernel starts this page waits on, each with its notification. */
 export class KernelStartProgress {
   /** `settings`: the server to ask (this page's by default). */
@@ -46,9 +52,15 @@ export class KernelStartProgress {
   /**
    * Run `start` (the request that starts a kernel of `environment` on `flavor` and answers
    * once it is ready), showing its progress until it settles; answers or rethrows its result.
-   * The notification ends as "ready" (closing by itself) or as the server's error.
+   * The notification, shown once the server lists the start, ends as "ready" (closing by
+   * itself); a failure shows the server's error (or, with `quietFailure`, closes it).
    */
-  async track<T>(flavor: string, environment: string, start: () => Promise<T>): Promise<T> {
+  async track<T>(
+    flavor: string,
+    environment: string,
+    start: () => Promise<T>,
+    options: ITrackOptions = {}
+  ): Promise<T> {
     const known = new Set<string>();
     try {
       for (const kernel of (await listKernels(this._settings)).kernels) {
@@ -61,9 +73,20 @@ export class KernelStartProgress {
       request: { flavor, environment, known },
       kernel: null
     };
-    const id = Notification.emit(progressMessage(flavor, null), 'in-progress', {
-      autoClose: false
-    });
+    // no notification until the server lists the start as under way: a kernel that is ready
+    // within a second (the local backend) needs none
+    let id: string | null = null;
+    const show = (
+      message: string,
+      type: Notification.TypeOptions,
+      autoClose: number | false
+    ): void => {
+      if (id === null) {
+        id = Notification.emit(message, type, { autoClose });
+      } else {
+        Notification.update({ id, message, type, autoClose });
+      }
+    };
     this._starts.push(progress);
     this._changed.emit();
     let pending = true;
@@ -82,7 +105,7 @@ export class KernelStartProgress {
         const moved = JSON.stringify(kernel) !== JSON.stringify(progress.kernel);
         if (pending && kernel !== null && moved) {
           progress.kernel = kernel;
-          Notification.update({ id, message: progressMessage(flavor, kernel) });
+          show(progressMessage(flavor, kernel), 'in-progress', false);
           this._changed.emit();
         }
       }
@@ -90,21 +113,18 @@ export class KernelStartProgress {
     void follow();
     try {
       const result = await start();
-      Notification.update({
-        id,
-        message: `Kernel ready on ${progress.kernel?.flavor || flavor || 'the default flavor'}`,
-        type: 'success',
-        autoClose: READY_CLOSE
-      });
+      if (id !== null) {
+        const where = progress.kernel?.flavor || flavor || 'the default flavor';
+        show(`Kernel ready on ${where}`, 'success', READY_CLOSE);
+      }
       return result;
     } catch (error) {
-      const what = flavor || 'the default flavor';
-      Notification.update({
-        id,
-        message: `Cannot start a kernel on ${what}: ${errorMessage(error)}`,
-        type: 'error',
-        autoClose: false
-      });
+      if (!options.quietFailure) {
+        const what = flavor || 'the default flavor';
+        show(`Cannot start a kernel on ${what}: ${errorMessage(error)}`, 'error', false);
+      } else if (id !== null) {
+        Notification.dismiss(id);
+      }
       throw error;
     } finally {
       pending = false;

@@ -137,3 +137,33 @@ def test_an_unschedulable_start_shows_the_schedulers_message(
     expect(panel.root.locator("li.jp-mlinfra-KernelRow")).to_have_count(0, timeout=10_000)
     page.screenshot(path=str(output_dir / "kube-kernel-unschedulable.png"))
     assert call(kube_lab, "GET", KERNELS)["kernels"] == []
+
+
+def test_a_notebook_from_the_launcher_shows_its_kernels_start(
+    page: Page,
+    kube_lab: LabServer,
+    kube_cluster: ClusterFixture,
+    console: ConsoleLog,
+    output_dir: Path,
+) -> None:
+    """The notebook starts its kernel itself (``POST /api/sessions``): the same progress."""
+    from playwright.sync_api import expect
+
+    kube_cluster.image_pull_seconds = PULL_SECONDS
+    open_lab(page, kube_lab, console)
+    launcher = page.locator(".jp-Launcher")
+    launcher.locator(".jp-LauncherCard", has_text="pytorch (").first.click()
+    page.locator(".jp-NotebookPanel").wait_for()
+
+    expect(toast(page, "Starting a kernel on cpu — pulling image: Pulling image")).to_have_count(
+        1, timeout=20_000
+    )
+    status = page.locator(".jp-mlinfra-KernelStatus")
+    expect(status).to_contain_text("cpu · pulling image")
+    page.screenshot(path=str(output_dir / "kube-launcher-pulling.png"))
+
+    expect(toast(page, "Kernel ready on cpu")).to_have_count(1, timeout=60_000)
+    expect(status).to_have_text("cpu", timeout=10_000)
+    kernels = call(kube_lab, "GET", KERNELS)["kernels"]
+    assert [(k["flavor"], k["state"]) for k in kernels] == [("cpu", "running")]
+    assert console.errors(mentioning="mlinfra") == []

@@ -9,6 +9,7 @@ import {
   findStart,
   progressMessage,
   progressStatusText,
+  specStart,
   startingText
 } from '../kernelStarts';
 import { KernelStartProgress, PROGRESS_INTERVAL } from '../startProgress';
@@ -28,12 +29,23 @@ describe('kernel start state', () => {
       'waiting for a node'
     );
     expect(progressMessage('a100x1', null)).toBe('Starting a kernel on a100x1…');
+    expect(progressMessage('', null)).toBe('Starting a kernel on the default flavor…');
     expect(progressMessage('', kernel)).toBe(
-      'Starting a kernel on the default flavor — pulling image: ' +
+      'Starting a kernel on a100x1 — pulling image: ' +
         'Pulling image "pytorch/pytorch:2.5.1" (12 s)'
     );
     expect(progressStatusText('a100x1', kernel)).toBe('a100x1 · pulling image (12 s)');
     expect(progressStatusText('a100x1', null)).toBe('a100x1 · starting…');
+  });
+
+  it('reads the environment and flavor of generated kernelspecs only', () => {
+    expect(specStart('mlinfra-pytorch')).toEqual({ environment: 'pytorch', flavor: '' });
+    expect(specStart('mlinfra-py-cuda--a100x1')).toEqual({
+      environment: 'py-cuda',
+      flavor: 'a100x1'
+    });
+    expect(specStart('python3')).toBeNull();
+    expect(specStart('mlinfra-')).toBeNull();
   });
 
   it("lists the user's starting kernels, then running ones, and no ended ones", () => {
@@ -86,6 +98,13 @@ describe('KernelStartProgress', () => {
 
   const wait = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
   const notices = () => Notification.manager.notifications;
+  /** Wait until `check` holds (the progress polls every second), at most 5 s. */
+  const until = async (check: () => boolean): Promise<void> => {
+    for (let waited = 0; !check() && waited < 5000; waited += 50) {
+      await wait(50);
+    }
+    expect(check()).toBe(true);
+  };
 
   it('updates one notification in place, then says ready', async () => {
     const progress = new KernelStartProgress(settings);
@@ -97,18 +116,18 @@ describe('KernelStartProgress', () => {
       startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings)
     );
     const res = await post;
-    expect(notices()).toHaveLength(1);
-    expect(notices()[0].type).toBe('in-progress');
-    expect(notices()[0].message).toBe('Starting a kernel on a100x1…');
+    await wait(PROGRESS_INTERVAL * 1.2);
+    expect(notices()).toHaveLength(0); // not listed yet: it may be ready at once
+    expect(progress.current?.kernel).toBeNull();
 
     const mine = makeKernel({ id: 'new-kernel', started: 2000, phase: 'scheduling', reason: '' });
     kernels = [...kernels, mine];
-    await wait(PROGRESS_INTERVAL * 1.6);
-    expect(progress.current?.kernel?.id).toBe('new-kernel');
+    await until(() => progress.current?.kernel?.id === 'new-kernel');
+    expect(notices()[0].type).toBe('in-progress');
     expect(notices()[0].message).toBe('Starting a kernel on a100x1 — waiting for a node');
 
     kernels = [kernels[0], { ...mine, phase: 'pulling', reason: 'Pulling image "x" (3 s)' }];
-    await wait(PROGRESS_INTERVAL * 1.2);
+    await until(() => progress.current?.kernel?.phase === 'pulling');
     expect(notices()).toHaveLength(1); // the same notification, updated
     expect(notices()[0].message).toBe(
       'Starting a kernel on a100x1 — pulling image: Pulling image "x" (3 s)'
@@ -122,6 +141,17 @@ describe('KernelStartProgress', () => {
     expect(progress.current).toBeNull();
     expect(seen).toEqual(['asked', 'scheduling', 'pulling', 'done']);
   }, 10000);
+
+  it('shows nothing for a kernel that is ready before it is listed as starting', async () => {
+    const progress = new KernelStartProgress(settings);
+    const started = progress.track('cpu', 'python', () =>
+      startKernel({ flavor: 'cpu', environment: 'python' }, settings)
+    );
+    json(await post, 201, makeKernel({ id: 'quick', state: 'running', phase: undefined }));
+    expect((await started).id).toBe('quick');
+    await wait(PROGRESS_INTERVAL * 1.2);
+    expect(notices()).toHaveLength(0);
+  });
 
   it("ends as an error carrying the cluster's reason when the start is refused", async () => {
     const progress = new KernelStartProgress(settings);
