@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.lab_server import LabServer, running_lab
-from tests.test_kube_kernels import CATALOG, PYTORCH_IMAGE, REPO
+from tests.test_kube_kernels import CATALOG, MISSING_IMAGE, PYTORCH_IMAGE, REPO
 from tests.ui.panel import SidebarPanel, call, stop_new_kernels
 from tests.ui.test_lab_extension import open_lab
 
@@ -36,9 +36,11 @@ PULL_SECONDS = 6.0
 def kube_lab(kube_cluster: ClusterFixture, tmp_path: Path) -> Iterator[LabServer]:
     """``jupyter lab`` with ``backend = "kubernetes"`` on the cluster fixture: ``gpu-1`` has
     4 GPUs; ``gpu-2`` has 8 but no pod slot left, which the cluster's free-capacity figures do
-    not show, so a100x8 is offered and then refused by the scheduler."""
+    not show, so a100x8 is offered and then refused by the scheduler. The image of the
+    ``missing`` environment cannot be pulled."""
     kube_cluster.add_node("gpu-1", allocatable={"nvidia.com/gpu": "4"})
     kube_cluster.add_node("gpu-2", allocatable={"nvidia.com/gpu": "8", "pods": "0"})
+    kube_cluster.fail_image_pull(MISSING_IMAGE)
     config = {
         "MLInfraApp": {**CATALOG, "backend": "kubernetes"},
         "KubernetesCluster": {"kubeconfig": str(kube_cluster.kubeconfig)},
@@ -167,3 +169,22 @@ def test_a_notebook_from_the_launcher_shows_its_kernels_start(
     kernels = call(kube_lab, "GET", KERNELS)["kernels"]
     assert [(k["flavor"], k["state"]) for k in kernels] == [("cpu", "running")]
     assert console.errors(mentioning="mlinfra") == []
+
+
+def test_a_notebook_whose_image_cannot_be_pulled_says_why(
+    page: Page, kube_lab: LabServer, console: ConsoleLog, output_dir: Path
+) -> None:
+    """JupyterLab's own dialog carries the cluster's reason; no progress notification stays."""
+    from playwright.sync_api import expect
+
+    open_lab(page, kube_lab, console)
+    launcher = page.locator(".jp-Launcher")
+    launcher.locator(".jp-LauncherCard", has_text="missing (").first.click()
+
+    dialog = page.get_by_role("dialog").filter(has_text="Error Starting Kernel")
+    expect(dialog).to_contain_text("cannot pull image", timeout=30_000)
+    expect(dialog).to_contain_text(MISSING_IMAGE)
+    page.screenshot(path=str(output_dir / "kube-kernel-pull-error.png"))
+    expect(toast(page, "Starting a kernel on")).to_have_count(0)
+    expect(page.locator(".jp-mlinfra-KernelStatus")).to_be_hidden()
+    assert call(kube_lab, "GET", KERNELS)["kernels"] == []
