@@ -98,7 +98,13 @@ export class KernelStartProgress {
         }
         let kernel: IKernel | null;
         try {
-          kernel = findStart((await listKernels(this._settings)).kernels, progress.request);
+          const { kernels } = await listKernels(this._settings);
+          // once found, a start keeps its kernel; the claim is made without a pause in between
+          const found = progress.kernel;
+          kernel =
+            found === null
+              ? findStart(kernels, { ...progress.request, known: this._claimed(progress) })
+              : (kernels.find(k => k.id === found.id) ?? null);
         } catch {
           continue; // the start's own answer reports a failing server
         }
@@ -131,6 +137,17 @@ export class KernelStartProgress {
       this._starts.splice(this._starts.indexOf(progress), 1);
       this._changed.emit();
     }
+  }
+
+  /** The ids `progress`'s kernel is not among: those there before it, and other starts'. */
+  private _claimed(progress: IStartProgress): Set<string> {
+    const ids = new Set(progress.request.known);
+    for (const other of this._starts) {
+      if (other !== progress && other.kernel !== null) {
+        ids.add(other.kernel.id);
+      }
+    }
+    return ids;
   }
 
   private _settings: ServerConnection.ISettings;

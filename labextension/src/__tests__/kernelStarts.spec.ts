@@ -142,6 +142,31 @@ describe('KernelStartProgress', () => {
     expect(seen).toEqual(['asked', 'scheduling', 'pulling', 'done']);
   }, 10000);
 
+  it('tells two starts of the same flavor and environment apart', async () => {
+    const answers: http.ServerResponse[] = [];
+    server.routes.set('POST kernels', (_, res) => answers.push(res));
+    const progress = new KernelStartProgress(settings);
+    const track = () =>
+      progress.track('a100x1', 'pytorch', () =>
+        startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings)
+      );
+    const starts = [track(), track()];
+    await until(() => answers.length === 2);
+    kernels = [
+      ...kernels,
+      makeKernel({ id: 'one', started: 2000, reason: 'Pulling image "one" (1 s)' }),
+      makeKernel({ id: 'two', started: 2001, reason: 'Pulling image "two" (1 s)' })
+    ];
+    await until(() => notices().length === 2);
+    const said = notices().map(n => n.message);
+    expect(said.some(m => m.includes('"one"'))).toBe(true);
+    expect(said.some(m => m.includes('"two"'))).toBe(true);
+    for (const res of answers) {
+      json(res, 201, makeKernel({ state: 'running', phase: 'ready', reason: '' }));
+    }
+    await Promise.all(starts);
+  }, 10000);
+
   it('shows nothing for a kernel that is ready before it is listed as starting', async () => {
     const progress = new KernelStartProgress(settings);
     const started = progress.track('cpu', 'python', () =>
