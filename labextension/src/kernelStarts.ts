@@ -44,13 +44,13 @@ export interface IStartRequest {
   flavor: string;
   /** The environment asked for ('' for the server's default). */
   environment: string;
-  /** The kernel ids listed before the start was asked for: the new one is not among them. */
+  /** Kernel ids the new one is not among (those listed, not starting, before the start). */
   known: ReadonlySet<string>;
 }
 
 /**
- * The kernel that stands for `request` in a listing: the newest starting kernel that was not
- * there before, of the flavor and environment asked for; null before the server lists it.
+ * The kernel that stands for `request` in a listing: the newest starting kernel not in
+ * `known`, of the flavor and environment asked for; null before the server lists it.
  */
 export function findStart(kernels: readonly IKernel[], request: IStartRequest): IKernel | null {
   const matches = (asked: string, value: string): boolean => asked === '' || asked === value;

@@ -61,10 +61,14 @@ export class KernelStartProgress {
     start: () => Promise<T>,
     options: ITrackOptions = {}
   ): Promise<T> {
+    // kernels already starting stay candidates: a notebook's own start is under way by the time
+    // it is followed, so the server may list it already
     const known = new Set<string>();
     try {
       for (const kernel of (await listKernels(this._settings)).kernels) {
-        known.add(kernel.id);
+        if (kernel.state !== 'starting') {
+          known.add(kernel.id);
+        }
       }
     } catch {
       // the start itself will say what is wrong with the server

@@ -167,6 +167,21 @@ describe('KernelStartProgress', () => {
     await Promise.all(starts);
   }, 10000);
 
+  it('follows a start the server lists before it is followed (a notebook session)', async () => {
+    const early = makeKernel({ id: 'early', started: 2000 });
+    kernels = [...kernels, early];
+    const progress = new KernelStartProgress(settings);
+    let ready!: () => void;
+    const started = progress.track('', 'pytorch', () => new Promise<void>(r => (ready = r)));
+    await until(() => progress.current?.kernel?.id === 'early');
+    expect(notices()[0].message).toBe(
+      'Starting a kernel on a100x1 — pulling image: Pulling image "pytorch/pytorch:2.5.1" (12 s)'
+    );
+    ready();
+    await started;
+    expect(notices()[0].message).toBe('Kernel ready on a100x1');
+  });
+
   it('shows nothing for a kernel that is ready before it is listed as starting', async () => {
     const progress = new KernelStartProgress(settings);
     const started = progress.track('cpu', 'python', () =>
