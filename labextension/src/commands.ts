@@ -21,6 +21,7 @@ import { JobLogView } from './logViewer';
 import { jobChoiceLabel } from './jobText';
 import { errorMessage, MLInfraModel } from './model';
 import { StartSection } from './startSection';
+import { KernelStartProgress } from './startProgress';
 import {
   ACTIVE_JOB_STATES,
   CommandIDs,
@@ -37,6 +38,8 @@ export interface ICommandContext {
   start: StartSection;
   notebooks: INotebookTracker | null;
   logs: WidgetTracker<MainAreaWidget<JobLogView>>;
+  /** The kernel starts this page waits on: commands that start kernels report through it. */
+  starts: KernelStartProgress;
   /** Called after a kernel moved to another flavor (the status bar looks again). */
   kernelSwitched(): void;
 }
@@ -145,11 +148,21 @@ export function addCommands(app: JupyterFrontEnd, context: ICommandContext): voi
   ): Promise<void> => {
     const flavor = (args.flavor as string) || start.flavor;
     const environment = (args.environment as string) || start.environment;
+    let kernel: { id: string; name: string };
     try {
-      await open(await startKernel({ flavor, environment }));
+      // its progress, and its failure with the server's reason, show in a notification
+      kernel = await context.starts.track(flavor, environment, () =>
+        startKernel({ flavor, environment })
+      );
+    } catch {
+      return;
+    } finally {
       void model.refresh().catch(() => undefined);
+    }
+    try {
+      await open(kernel);
     } catch (error) {
-      fail(`Cannot start a kernel on ${flavor}`, error);
+      fail(`Cannot open the kernel started on ${flavor}`, error);
     }
   };
 

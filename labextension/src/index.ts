@@ -21,6 +21,8 @@ import { JobLogView } from './logViewer';
 import { MLInfraModel } from './model';
 import { watchNotices } from './notices';
 import { MLInfraPanel } from './panel';
+import { watchSessionStarts } from './sessionStarts';
+import { KernelStartProgress } from './startProgress';
 import { KernelFlavorStatus } from './statusItem';
 import { CommandIDs, PALETTE_CATEGORY, PANEL_ID, PLUGIN_ID } from './tokens';
 
@@ -36,21 +38,23 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null,
     statusBar: IStatusBar | null
   ) => {
+    const starts = new KernelStartProgress();
     let status: KernelFlavorStatus | null = null;
     if (notebooks && statusBar) {
-      status = new KernelFlavorStatus(notebooks);
+      status = new KernelFlavorStatus(notebooks, starts);
       const item = status;
       statusBar.registerStatusItem(`${PLUGIN_ID}:kernel-flavor`, {
         item,
         align: 'left',
         rank: 5,
-        isActive: () => item.kernel !== null,
+        isActive: () => item.active,
         activeStateChanged: item.stateChanged
       });
     }
     if (notebooks) {
       watchNotices(notebooks);
     }
+    watchSessionStarts(app, starts);
 
     const model = new MLInfraModel();
     model.failed.connect((_, message) => {
@@ -67,6 +71,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       start: panel.start,
       notebooks,
       logs,
+      starts,
       kernelSwitched: () => void status?.refresh()
     });
     if (restorer) {

@@ -1,5 +1,5 @@
 /**
- * The state behind the sidebar panel: flavors and jobs, kept fresh by a poll.
+ * The state behind the sidebar panel: flavors, kernels and jobs, kept fresh by a poll.
  *
  * Only this module talks to `api.ts` on the panel's behalf; widgets read the model and listen
  * to its signals.
@@ -15,11 +15,13 @@ import {
   listEnvironments,
   listFlavors,
   listJobs,
+  listKernels,
   MLInfraError,
   retryJob,
   whoami
 } from './api';
-import { IEnvironmentList, IFlavorList, IJob, IWhoAmI, JobState } from './tokens';
+import { activeKernels } from './kernelStarts';
+import { IEnvironmentList, IFlavorList, IJob, IKernel, IWhoAmI, JobState } from './tokens';
 
 /** How often the model refreshes while the panel is visible (ms). */
 export const REFRESH_INTERVAL = 2000;
@@ -41,7 +43,7 @@ export function errorMessage(error: unknown): string {
   return String(error);
 }
 
-/** Flavors and jobs of the current user, refreshed every 2 s while someone looks. */
+/** Flavors, kernels and jobs of the current user, refreshed every 2 s while someone looks. */
 export class MLInfraModel implements IDisposable {
   /** `settings`: the server to ask (this page's by default). */
   constructor(settings?: ServerConnection.ISettings) {
@@ -83,6 +85,11 @@ export class MLInfraModel implements IDisposable {
   /** The jobs that pass the state filter, newest first. */
   get jobs(): readonly IJob[] {
     return this._jobs;
+  }
+
+  /** The user's starting kernels (with their phase and reason), then their running ones. */
+  get kernels(): readonly IKernel[] {
+    return this._kernels;
   }
 
   /** Whether at least one refresh has succeeded. */
@@ -182,16 +189,18 @@ export class MLInfraModel implements IDisposable {
       const user = this._user ?? (await whoami(settings));
       // an admin sees everybody's jobs unless they ask for their own
       const owner = user.admin && !allUsers ? user.user : undefined;
-      const [flavors, jobs, environments, recent] = await Promise.all([
+      const [flavors, jobs, environments, recent, kernels] = await Promise.all([
         listFlavors(settings),
         listJobs({ state: filter, owner, limit: JOB_LIMIT }, settings),
         listEnvironments(settings),
-        listJobs({ owner, limit: TIMELINE_JOB_LIMIT }, settings)
+        listJobs({ owner, limit: TIMELINE_JOB_LIMIT }, settings),
+        listKernels(settings)
       ]);
+      const mine = activeKernels(kernels.kernels, user.user);
       if (filter !== this._stateFilter || allUsers !== this._allUsers) {
         return; // the filter changed meanwhile; its own refresh follows
       }
-      const fresh = JSON.stringify([flavors, jobs.jobs, environments, recent.jobs]);
+      const fresh = JSON.stringify([flavors, jobs.jobs, environments, recent.jobs, mine]);
       const wasFailing = this._error !== null;
       this._error = null;
       if (fresh !== this._last || wasFailing || !this._loaded || this._user !== user) {
@@ -201,6 +210,7 @@ export class MLInfraModel implements IDisposable {
         this._jobs = jobs.jobs;
         this._environments = environments;
         this._timelineJobs = recent.jobs;
+        this._kernels = mine;
         this._loaded = true;
         this._changed.emit();
       }
@@ -241,6 +251,7 @@ export class MLInfraModel implements IDisposable {
   private _jobs: IJob[] = [];
   private _environments: IEnvironmentList | null = null;
   private _timelineJobs: IJob[] = [];
+  private _kernels: IKernel[] = [];
   private _stateFilter: JobState[] = [];
   private _error: string | null = null;
   private _last = '';

@@ -1,6 +1,6 @@
 /**
- * The "ML Infrastructure" sidebar panel: Flavors, Start, Jobs and Queue timeline sections over
- * one model. Every button runs a command, so the panel and the palette act alike.
+ * The "ML Infrastructure" sidebar panel: Flavors, Start, Kernels, Jobs and Queue timeline
+ * sections over one model. Every button runs a command, so the panel and the palette act alike.
  */
 import { SidePanel } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
@@ -10,6 +10,7 @@ import { Widget } from '@lumino/widgets';
 import { FlavorsSection } from './flavorCards';
 import { mlinfraIcon } from './icon';
 import { JobsSection } from './jobList';
+import { KernelsSection } from './kernelList';
 import { MLInfraModel } from './model';
 import { StartSection } from './startSection';
 import { TimelineSection } from './timeline';
@@ -61,6 +62,7 @@ export class MLInfraPanel extends SidePanel {
     );
     this.addWidget(this._flavors);
     this.addWidget(this._start);
+    this.addWidget(this._kernels);
     this.addWidget(this._jobs);
     this.addWidget(this._timeline);
     model.changed.connect(this._render, this);
@@ -92,6 +94,7 @@ export class MLInfraPanel extends SidePanel {
     this._error.node.textContent = model.error ?? '';
     this._flavors.render(model.flavors);
     this._start.render(model.flavors, model.environments);
+    this._kernels.render(model.kernels, model.loaded);
     this._jobs.render(model.jobs, model.loaded, {
       admin: model.user?.admin ?? false,
       allUsers: model.allUsers
@@ -103,6 +106,7 @@ export class MLInfraPanel extends SidePanel {
   private _flavors: FlavorsSection;
   private _start: StartSection;
   private _jobs: JobsSection;
+  private _kernels = new KernelsSection();
   private _timeline = new TimelineSection();
   private _error = new Widget();
 }

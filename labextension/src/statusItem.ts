@@ -1,11 +1,14 @@
 /**
- * A status-bar item: the flavor and accelerators of the current notebook's kernel.
+ * A status-bar item: the flavor and accelerators of the current notebook's kernel, and while
+ * a kernel this page asked for starts, where its start is (`a100x1 · pulling image (12 s)`).
  */
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { listKernels } from './api';
+import { progressStatusText, startingText } from './kernelStarts';
+import { KernelStartProgress } from './startProgress';
 import { IKernel } from './tokens';
 
 /** `h100x2 · GPUs 0,1`; only the flavor for a kernel that holds no accelerator. */
@@ -17,19 +20,29 @@ export function kernelStatusText(kernel: IKernel): string {
   return `${kernel.flavor} · ${noun} ${kernel.devices.join(',')}`;
 }
 
-/** Shows the current notebook's mlinfra kernel; inactive for any other kernel. */
+/**
+ * Shows a kernel start under way, else the current notebook's mlinfra kernel; inactive when
+ * there is neither.
+ */
 export class KernelFlavorStatus extends Widget {
-  constructor(tracker: INotebookTracker) {
+  constructor(tracker: INotebookTracker, starts: KernelStartProgress) {
     super();
     this.addClass('jp-mlinfra-KernelStatus');
     this._tracker = tracker;
+    this._starts = starts;
     tracker.currentChanged.connect(this._onCurrentChanged, this);
+    starts.changed.connect(this._render, this);
     this._onCurrentChanged();
   }
 
   /** The mlinfra kernel of the current notebook, or null. */
   get kernel(): IKernel | null {
     return this._kernel;
+  }
+
+  /** Whether the item has something to show. */
+  get active(): boolean {
+    return this._kernel !== null || this._starts.current !== null;
   }
 
   /** Emitted when the item starts or stops having something to show. */
@@ -66,9 +79,21 @@ export class KernelFlavorStatus extends Widget {
   }
 
   private _show(kernel: IKernel | null): void {
-    const had = this._kernel !== null;
     this._kernel = kernel;
-    if (kernel === null) {
+    this._render();
+  }
+
+  private _render(): void {
+    const had = this._wasActive;
+    const kernel = this._kernel;
+    const start = this._starts.current;
+    this.toggleClass('jp-mod-starting', start !== null);
+    if (start !== null) {
+      this.node.textContent = progressStatusText(start.request.flavor, start.kernel);
+      this.node.title = start.kernel
+        ? `Starting a kernel on ${start.kernel.flavor}: ${startingText(start.kernel)}`
+        : 'Starting a kernel';
+    } else if (kernel === null) {
       this.node.textContent = '';
       this.node.title = '';
     } else {
@@ -80,7 +105,8 @@ export class KernelFlavorStatus extends Widget {
           : ', no accelerators') +
         ` (environment ${kernel.environment})`;
     }
-    if (had !== (kernel !== null)) {
+    this._wasActive = this.active;
+    if (had !== this._wasActive) {
       this._stateChanged.emit();
     }
   }
@@ -114,6 +140,8 @@ export class KernelFlavorStatus extends Widget {
   }
 
   private _tracker: INotebookTracker;
+  private _starts: KernelStartProgress;
+  private _wasActive = false;
   private _watched: NotebookPanel | null = null;
   private _kernel: IKernel | null = null;
   private _ticket = 0;

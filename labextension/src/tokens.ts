@@ -196,6 +196,17 @@ export interface IEnvironmentList {
   environments: IEnvironment[];
 }
 
+/** The phases of a pod kernel's start, in the order they usually come. */
+export type KernelPhase =
+  | 'scheduling'
+  | 'unschedulable'
+  | 'scaling-up'
+  | 'pulling'
+  | 'preparing'
+  | 'starting'
+  | 'ready'
+  | 'failed';
+
 /** A flavor kernel holding resources (or a recently stopped or culled one). */
 export interface IKernel {
   id: string;
@@ -210,7 +221,11 @@ export interface IKernel {
   started: number;
   last_activity: number | null;
   execution_state: string;
-  state: 'running' | 'stopped' | 'culled';
+  /** `starting` only for a kernel in a pod whose start is under way (Kubernetes backend). */
+  state: 'starting' | 'running' | 'stopped' | 'culled';
+  /** Where a pod kernel's start is (absent for local kernels). */
+  phase?: KernelPhase;
+  /** Why a starting kernel waits, in the cluster's words, with how long so far. */
   reason: string;
   ended: number | null;
 }

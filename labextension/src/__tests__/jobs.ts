@@ -1,5 +1,5 @@
 /** Wire objects for tests, complete as the server sends them. */
-import { IFlavorList, IJob, IWhoAmI } from '../tokens';
+import { IFlavorList, IJob, IKernel, IWhoAmI } from '../tokens';
 
 export function makeJob(overrides: Partial<IJob> = {}): IJob {
   return {
@@ -52,4 +52,24 @@ export const FLAVORS: IFlavorList = {
 
 export function makeUser(admin: boolean): IWhoAmI {
   return { user: 'ada', groups: [], admin, quota: {}, usage: {} };
+}
+
+export function makeKernel(overrides: Partial<IKernel> = {}): IKernel {
+  return {
+    id: '11111111-2222-3333-4444-555555555555',
+    name: 'mlinfra-pytorch',
+    owner: 'ada',
+    flavor: 'a100x1',
+    environment: 'pytorch',
+    devices: [],
+    cpus: [],
+    started: 1000,
+    last_activity: null,
+    execution_state: 'starting',
+    state: 'starting',
+    phase: 'pulling',
+    reason: 'Pulling image "pytorch/pytorch:2.5.1" (12 s)',
+    ended: null,
+    ...overrides
+  };
 }

@@ -1,14 +1,15 @@
 import { ServerConnection } from '@jupyterlab/services';
 
 import { MLInfraModel, REFRESH_INTERVAL } from '../model';
-import { IJob } from '../tokens';
+import { IJob, IKernel } from '../tokens';
 import { FakeServer, json } from './fakeServer';
-import { FLAVORS, makeJob, makeUser } from './jobs';
+import { FLAVORS, makeJob, makeKernel, makeUser } from './jobs';
 
 describe('MLInfraModel', () => {
   const server = new FakeServer();
   let settings: ServerConnection.ISettings;
   let jobs: IJob[];
+  let kernels: IKernel[];
   let admin: boolean;
   let model: MLInfraModel;
 
@@ -26,6 +27,8 @@ describe('MLInfraModel', () => {
     server.routes.set('GET environments', (_, res) =>
       json(res, 200, { default_environment: 'python', environments: [] })
     );
+    kernels = [];
+    server.routes.set('GET kernels', (_, res) => json(res, 200, { kernels }));
     server.routes.set('GET jobs', (_, res, query) => {
       const owner = query.get('owner');
       const states = query.get('state')?.split(',') ?? [];
@@ -60,6 +63,28 @@ describe('MLInfraModel', () => {
     await model.refresh();
     expect(changes).toBe(1);
     expect(model.jobs[0].state).toBe('succeeded');
+  });
+
+  it("lists the user's starting kernels first, and follows their phase", async () => {
+    const running = makeKernel({
+      id: 'aaaaaaaa-0000-0000-0000-000000000000',
+      state: 'running',
+      phase: 'ready',
+      reason: ''
+    });
+    const starting = makeKernel({ started: 1005 });
+    const others = makeKernel({ id: 'bbbbbbbb-0000-0000-0000-000000000000', owner: 'bob' });
+    const culled = makeKernel({ id: 'cccccccc-0000-0000-0000-000000000000', state: 'culled' });
+    kernels = [running, starting, others, culled];
+    await model.refresh();
+    expect(model.kernels.map(k => k.id)).toEqual([starting.id, running.id]);
+
+    let changes = 0;
+    model.changed.connect(() => changes++);
+    kernels = [running, { ...starting, phase: 'starting', reason: 'kernel starting (1 s)' }];
+    await model.refresh();
+    expect(changes).toBe(1);
+    expect(model.kernels[0].phase).toBe('starting');
   });
 
   it('asks for the user only once', async () => {

@@ -1,0 +1,210 @@
+import * as http from 'http';
+
+import { Notification } from '@jupyterlab/apputils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { startKernel } from '../api';
+import {
+  activeKernels,
+  findStart,
+  progressMessage,
+  progressStatusText,
+  specStart,
+  startingText
+} from '../kernelStarts';
+import { KernelStartProgress, PROGRESS_INTERVAL } from '../startProgress';
+import { IKernel } from '../tokens';
+import { FakeServer, json } from './fakeServer';
+import { makeKernel } from './jobs';
+
+const OLD = 'aaaaaaaa-0000-0000-0000-000000000000';
+
+describe('kernel start state', () => {
+  it("says a starting kernel's phase and the cluster's reason", () => {
+    const kernel = makeKernel();
+    expect(startingText(kernel)).toBe(
+      'pulling image: Pulling image "pytorch/pytorch:2.5.1" (12 s)'
+    );
+    expect(startingText(makeKernel({ phase: 'scheduling', reason: '' }))).toBe(
+      'waiting for a node'
+    );
+    expect(progressMessage('a100x1', null)).toBe('Starting a kernel on a100x1…');
+    expect(progressMessage('', null)).toBe('Starting a kernel on the default flavor…');
+    expect(progressMessage('', kernel)).toBe(
+      'Starting a kernel on a100x1 — pulling image: ' +
+        'Pulling image "pytorch/pytorch:2.5.1" (12 s)'
+    );
+    expect(progressStatusText('a100x1', kernel)).toBe('a100x1 · pulling image (12 s)');
+    expect(progressStatusText('a100x1', null)).toBe('a100x1 · starting…');
+  });
+
+  it('reads the environment and flavor of generated kernelspecs only', () => {
+    expect(specStart('mlinfra-pytorch')).toEqual({ environment: 'pytorch', flavor: '' });
+    expect(specStart('mlinfra-py-cuda--a100x1')).toEqual({
+      environment: 'py-cuda',
+      flavor: 'a100x1'
+    });
+    expect(specStart('python3')).toBeNull();
+    expect(specStart('mlinfra-')).toBeNull();
+  });
+
+  it("lists the user's starting kernels, then running ones, and no ended ones", () => {
+    const kernels = [
+      makeKernel({ id: OLD, state: 'running', phase: 'ready', reason: '' }),
+      makeKernel({ id: 'b', owner: 'bob' }),
+      makeKernel({ id: 'c', state: 'stopped' }),
+      makeKernel({ id: 'd', phase: 'unschedulable', reason: '0/2 nodes are available' })
+    ];
+    expect(activeKernels(kernels, 'ada').map(k => k.id)).toEqual(['d', OLD]);
+  });
+
+  it('finds the new starting kernel of the flavor and environment asked for', () => {
+    const known = new Set([OLD]);
+    const kernels = [
+      makeKernel({ id: OLD }), // was there before this start
+      makeKernel({ id: 'other-flavor', flavor: 'cpu', started: 1003 }),
+      makeKernel({ id: 'older', started: 1001 }),
+      makeKernel({ id: 'newer', started: 1002 }),
+      makeKernel({ id: 'ready', state: 'running', phase: 'ready', started: 1004 })
+    ];
+    const request = { flavor: 'a100x1', environment: 'pytorch', known };
+    expect(findStart(kernels, request)?.id).toBe('newer');
+    expect(findStart(kernels, { ...request, flavor: '' })?.id).toBe('other-flavor');
+    expect(findStart(kernels, { ...request, environment: 'jax' })).toBeNull();
+    expect(findStart([], request)).toBeNull();
+  });
+});
+
+describe('KernelStartProgress', () => {
+  const server = new FakeServer();
+  let settings: ServerConnection.ISettings;
+  let kernels: IKernel[];
+  let post: Promise<http.ServerResponse>;
+
+  beforeAll(async () => {
+    settings = await server.start();
+  });
+  afterAll(() => server.stop());
+  beforeEach(() => {
+    server.routes.clear();
+    Notification.manager.dismiss();
+    kernels = [makeKernel({ id: OLD, state: 'running', phase: 'ready', reason: '' })];
+    server.routes.set('GET kernels', (_, res) => json(res, 200, { kernels }));
+    // POST kernels answers only when the test says the kernel is ready (or refused)
+    post = new Promise(resolve => {
+      server.routes.set('POST kernels', (_, res) => resolve(res));
+    });
+  });
+
+  const wait = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+  const notices = () => Notification.manager.notifications;
+  /** Wait until `check` holds (the progress polls every second), at most 5 s. */
+  const until = async (check: () => boolean): Promise<void> => {
+    for (let waited = 0; !check() && waited < 5000; waited += 50) {
+      await wait(50);
+    }
+    expect(check()).toBe(true);
+  };
+
+  it('updates one notification in place, then says ready', async () => {
+    const progress = new KernelStartProgress(settings);
+    const seen: string[] = [];
+    progress.changed.connect(() => {
+      seen.push(progress.current?.kernel?.phase ?? (progress.current ? 'asked' : 'done'));
+    });
+    const started = progress.track('a100x1', 'pytorch', () =>
+      startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings)
+    );
+    const res = await post;
+    await wait(PROGRESS_INTERVAL * 1.2);
+    expect(notices()).toHaveLength(0); // not listed yet: it may be ready at once
+    expect(progress.current?.kernel).toBeNull();
+
+    const mine = makeKernel({ id: 'new-kernel', started: 2000, phase: 'scheduling', reason: '' });
+    kernels = [...kernels, mine];
+    await until(() => progress.current?.kernel?.id === 'new-kernel');
+    expect(notices()[0].type).toBe('in-progress');
+    expect(notices()[0].message).toBe('Starting a kernel on a100x1 — waiting for a node');
+
+    kernels = [kernels[0], { ...mine, phase: 'pulling', reason: 'Pulling image "x" (3 s)' }];
+    await until(() => progress.current?.kernel?.phase === 'pulling');
+    expect(notices()).toHaveLength(1); // the same notification, updated
+    expect(notices()[0].message).toBe(
+      'Starting a kernel on a100x1 — pulling image: Pulling image "x" (3 s)'
+    );
+
+    json(res, 201, { ...mine, state: 'running', phase: 'ready', reason: '' });
+    expect((await started).id).toBe('new-kernel');
+    expect(notices()).toHaveLength(1);
+    expect(notices()[0].type).toBe('success');
+    expect(notices()[0].message).toBe('Kernel ready on a100x1');
+    expect(progress.current).toBeNull();
+    expect(seen).toEqual(['asked', 'scheduling', 'pulling', 'done']);
+  }, 10000);
+
+  it('tells two starts of the same flavor and environment apart', async () => {
+    const answers: http.ServerResponse[] = [];
+    server.routes.set('POST kernels', (_, res) => answers.push(res));
+    const progress = new KernelStartProgress(settings);
+    const track = () =>
+      progress.track('a100x1', 'pytorch', () =>
+        startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings)
+      );
+    const starts = [track(), track()];
+    await until(() => answers.length === 2);
+    kernels = [
+      ...kernels,
+      makeKernel({ id: 'one', started: 2000, reason: 'Pulling image "one" (1 s)' }),
+      makeKernel({ id: 'two', started: 2001, reason: 'Pulling image "two" (1 s)' })
+    ];
+    await until(() => notices().length === 2);
+    const said = notices().map(n => n.message);
+    expect(said.some(m => m.includes('"one"'))).toBe(true);
+    expect(said.some(m => m.includes('"two"'))).toBe(true);
+    for (const res of answers) {
+      json(res, 201, makeKernel({ state: 'running', phase: 'ready', reason: '' }));
+    }
+    await Promise.all(starts);
+  }, 10000);
+
+  it('follows a start the server lists before it is followed (a notebook session)', async () => {
+    const early = makeKernel({ id: 'early', started: 2000 });
+    kernels = [...kernels, early];
+    const progress = new KernelStartProgress(settings);
+    let ready!: () => void;
+    const started = progress.track('', 'pytorch', () => new Promise<void>(r => (ready = r)));
+    await until(() => progress.current?.kernel?.id === 'early');
+    expect(notices()[0].message).toBe(
+      'Starting a kernel on a100x1 — pulling image: Pulling image "pytorch/pytorch:2.5.1" (12 s)'
+    );
+    ready();
+    await started;
+    expect(notices()[0].message).toBe('Kernel ready on a100x1');
+  });
+
+  it('shows nothing for a kernel that is ready before it is listed as starting', async () => {
+    const progress = new KernelStartProgress(settings);
+    const started = progress.track('cpu', 'python', () =>
+      startKernel({ flavor: 'cpu', environment: 'python' }, settings)
+    );
+    json(await post, 201, makeKernel({ id: 'quick', state: 'running', phase: undefined }));
+    expect((await started).id).toBe('quick');
+    await wait(PROGRESS_INTERVAL * 1.2);
+    expect(notices()).toHaveLength(0);
+  });
+
+  it("ends as an error carrying the cluster's reason when the start is refused", async () => {
+    const progress = new KernelStartProgress(settings);
+    const started = progress.track('a100x8', 'pytorch', () =>
+      startKernel({ flavor: 'a100x8', environment: 'pytorch' }, settings)
+    );
+    const reason = '0/2 nodes are available: 2 Insufficient nvidia.com/gpu.';
+    json(await post, 409, { message: reason, field: 'flavor' });
+    await expect(started).rejects.toThrow(reason);
+    expect(notices()).toHaveLength(1);
+    expect(notices()[0].type).toBe('error');
+    expect(notices()[0].message).toBe(`Cannot start a kernel on a100x8: ${reason}`);
+    expect(notices()[0].options.autoClose).toBe(false);
+    expect(progress.current).toBeNull();
+  });
+});

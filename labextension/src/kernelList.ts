@@ -1,0 +1,102 @@
+/**
+ * The Kernels section of the sidebar: the user's kernels that are starting, each with the
+ * phase of its start and the cluster's reason (live, as the model refreshes), then the running
+ * ones with their flavor. Rows are kept by kernel id and updated in place.
+ */
+import { Widget } from '@lumino/widgets';
+
+import { phaseLabel } from './kernelStarts';
+import { IKernel } from './tokens';
+
+function span(className: string): HTMLSpanElement {
+  const node = document.createElement('span');
+  node.className = className;
+  return node;
+}
+
+/** One kernel, as an `<li>` updated in place. */
+class KernelRow {
+  constructor(kernel: IKernel) {
+    this.node.className = 'jp-mlinfra-KernelRow';
+    this._reason.className = 'jp-mlinfra-KernelRow-reason';
+    const head = document.createElement('div');
+    head.className = 'jp-mlinfra-KernelRow-head';
+    head.append(this._flavor, this._phase);
+    const meta = document.createElement('div');
+    meta.className = 'jp-mlinfra-KernelRow-meta';
+    meta.append(this._environment, this._id);
+    this.node.append(head, meta, this._reason);
+    this.update(kernel);
+  }
+
+  readonly node = document.createElement('li');
+
+  update(kernel: IKernel): void {
+    const phase = kernel.state === 'starting' ? phaseLabel(kernel) : kernel.state;
+    this.node.dataset.kernelId = kernel.id;
+    this.node.dataset.state = kernel.state;
+    this.node.dataset.phase = kernel.phase ?? '';
+    this.node.setAttribute('aria-label', `Kernel on ${kernel.flavor}: ${phase}`);
+    this._flavor.textContent = kernel.flavor;
+    this._phase.textContent = phase;
+    const trouble = kernel.phase === 'unschedulable' || kernel.phase === 'failed';
+    this._phase.className =
+      'jp-mlinfra-JobState jp-mlinfra-KernelRow-phase ' +
+      `jp-mlinfra-mod-${trouble ? 'failed' : kernel.state}`;
+    this._environment.textContent = kernel.environment;
+    this._id.textContent = kernel.id.slice(0, 8);
+    this._id.title = kernel.id;
+    this._reason.textContent = kernel.state === 'starting' ? kernel.reason : '';
+    this._reason.hidden = this._reason.textContent === '';
+  }
+
+  private _flavor = span('jp-mlinfra-KernelRow-flavor');
+  private _phase = span('jp-mlinfra-JobState');
+  private _environment = span('jp-mlinfra-KernelRow-environment');
+  private _id = span('jp-mlinfra-JobRow-id');
+  private _reason = document.createElement('div');
+}
+
+/** The user's starting and running flavor kernels. */
+export class KernelsSection extends Widget {
+  constructor() {
+    super();
+    this.addClass('jp-mlinfra-KernelsSection');
+    this.title.label = 'Kernels';
+    this._status.className = 'jp-mlinfra-Section-status';
+    this._status.textContent = 'Loading kernels…';
+    this._list.className = 'jp-mlinfra-KernelList';
+    this._list.setAttribute('aria-label', 'Kernels');
+    this.node.append(this._status, this._list);
+  }
+
+  /** Show these kernels, in this order (`loaded`: false before the first answer). */
+  render(kernels: readonly IKernel[], loaded: boolean): void {
+    const seen = new Set<string>();
+    kernels.forEach((kernel, index) => {
+      seen.add(kernel.id);
+      let row = this._rows.get(kernel.id);
+      if (row) {
+        row.update(kernel);
+      } else {
+        row = new KernelRow(kernel);
+        this._rows.set(kernel.id, row);
+      }
+      if (this._list.children[index] !== row.node) {
+        this._list.insertBefore(row.node, this._list.children[index] ?? null);
+      }
+    });
+    for (const [id, row] of this._rows) {
+      if (!seen.has(id)) {
+        row.node.remove();
+        this._rows.delete(id);
+      }
+    }
+    this._status.hidden = loaded && kernels.length > 0;
+    this._status.textContent = loaded ? 'No kernels.' : 'Loading kernels…';
+  }
+
+  private _rows = new Map<string, KernelRow>();
+  private _list = document.createElement('ul');
+  private _status = document.createElement('p');
+}

@@ -1,0 +1,102 @@
+/**
+ * What a kernel's start looks like to a person while a cluster gets it ready: pure functions
+ * over `GET kernels` answers, shared by the sidebar, the status bar and the notification.
+ */
+import { IKernel, KernelPhase } from './tokens';
+
+/** A few words for each phase of a pod kernel's start. */
+export const PHASE_LABELS: Record<KernelPhase, string> = {
+  scheduling: 'waiting for a node',
+  unschedulable: 'unschedulable',
+  'scaling-up': 'adding a node',
+  pulling: 'pulling image',
+  preparing: 'preparing',
+  starting: 'starting kernel',
+  ready: 'ready',
+  failed: 'failed'
+};
+
+/** A kernel's phase in words: `pulling image`, or its state for one without a phase. */
+export function phaseLabel(kernel: IKernel): string {
+  return kernel.phase ? PHASE_LABELS[kernel.phase] : kernel.state;
+}
+
+/** `pulling image: Pulling image "pytorch/..." (12 s)`; the phase alone without a reason. */
+export function startingText(kernel: IKernel): string {
+  const label = phaseLabel(kernel);
+  return kernel.reason ? `${label}: ${kernel.reason}` : label;
+}
+
+/** The kernels the sidebar lists: `user`'s starting and running ones, starting ones first. */
+export function activeKernels(kernels: readonly IKernel[], user: string): IKernel[] {
+  const mine = kernels.filter(
+    k => k.owner === user && (k.state === 'starting' || k.state === 'running')
+  );
+  return [
+    ...mine.filter(k => k.state === 'starting'),
+    ...mine.filter(k => k.state === 'running')
+  ];
+}
+
+/** A start this page asked for and still waits on. */
+export interface IStartRequest {
+  /** The flavor asked for ('' for the server's default). */
+  flavor: string;
+  /** The environment asked for ('' for the server's default). */
+  environment: string;
+  /** Kernel ids the new one is not among (those listed, not starting, before the start). */
+  known: ReadonlySet<string>;
+}
+
+/**
+ * The kernel that stands for `request` in a listing: the newest starting kernel not in
+ * `known`, of the flavor and environment asked for; null before the server lists it.
+ */
+export function findStart(kernels: readonly IKernel[], request: IStartRequest): IKernel | null {
+  const matches = (asked: string, value: string): boolean => asked === '' || asked === value;
+  const candidates = kernels.filter(
+    k =>
+      k.state === 'starting' &&
+      !request.known.has(k.id) &&
+      matches(request.flavor, k.flavor) &&
+      matches(request.environment, k.environment)
+  );
+  return candidates.reduce<IKernel | null>(
+    (newest, k) => (newest === null || k.started > newest.started ? k : newest),
+    null
+  );
+}
+
+/** What the notification says while `flavor`'s kernel starts (`kernel`: null until listed). */
+export function progressMessage(flavor: string, kernel: IKernel | null): string {
+  const what = `Starting a kernel on ${flavor || kernel?.flavor || 'the default flavor'}`;
+  return kernel === null ? `${what}…` : `${what} — ${startingText(kernel)}`;
+}
+
+/** What the status bar says while a kernel starts: `a100x1 · pulling image (12 s)`. */
+export function progressStatusText(flavor: string, kernel: IKernel | null): string {
+  const name = kernel?.flavor || flavor || 'kernel';
+  if (kernel === null) {
+    return `${name} · starting…`;
+  }
+  const elapsed = /\((\d+ s)\)$/.exec(kernel.reason);
+  return `${name} · ${phaseLabel(kernel)}${elapsed ? ` (${elapsed[1]})` : ''}`;
+}
+
+/** The prefix of the kernelspecs the server generates for its environments. */
+export const SPEC_PREFIX = 'mlinfra-';
+
+/**
+ * The environment and flavor a generated kernelspec starts: `mlinfra-<environment>` (on the
+ * default flavor, '') or `mlinfra-<environment>--<flavor>`; null for any other kernelspec.
+ */
+export function specStart(name: string): { environment: string; flavor: string } | null {
+  if (!name.startsWith(SPEC_PREFIX) || name.length === SPEC_PREFIX.length) {
+    return null;
+  }
+  const rest = name.slice(SPEC_PREFIX.length);
+  const split = rest.indexOf('--');
+  return split < 0
+    ? { environment: rest, flavor: '' }
+    : { environment: rest.slice(0, split), flavor: rest.slice(split + 2) };
+}

@@ -1,0 +1,190 @@
+"""A Kubernetes kernel's start, seen in JupyterLab: the sidebar's Kernels section, the status
+bar and a notification follow it phase by phase (the image pull included) until the kernel is
+ready, and a start the scheduler refuses ends with the scheduler's own message.
+
+The server runs with ``backend = "kubernetes"`` against the cluster fixture (tests/kube), whose
+kubelet really runs the kernel pod's containers, so the notebook gets a real kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.lab_server import LabServer, running_lab
+from tests.test_kube_kernels import CATALOG, MISSING_IMAGE, PYTORCH_IMAGE, REPO
+from tests.ui.panel import SidebarPanel, call, stop_new_kernels
+from tests.ui.test_lab_extension import open_lab
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+    from tests.kube.fixture import ClusterFixture
+    from tests.ui.conftest import ConsoleLog
+
+KERNELS = "mlinfra/api/v1/kernels"
+PULL_SECONDS = 6.0
+"""The fixture's simulated image pull: long enough to watch the pulling phase."""
+
+
+@pytest.fixture
+def kube_lab(kube_cluster: ClusterFixture, tmp_path: Path) -> Iterator[LabServer]:
+    """``jupyter lab`` with ``backend = "kubernetes"`` on the cluster fixture: ``gpu-1`` has
+    4 GPUs; ``gpu-2`` has 8 but no pod slot left, which the cluster's free-capacity figures do
+    not show, so a100x8 is offered and then refused by the scheduler. The image of the
+    ``missing`` environment cannot be pulled."""
+    kube_cluster.add_node("gpu-1", allocatable={"nvidia.com/gpu": "4"})
+    kube_cluster.add_node("gpu-2", allocatable={"nvidia.com/gpu": "8", "pods": "0"})
+    kube_cluster.fail_image_pull(MISSING_IMAGE)
+    config = {
+        "MLInfraApp": {**CATALOG, "backend": "kubernetes"},
+        "KubernetesCluster": {"kubeconfig": str(kube_cluster.kubeconfig)},
+        "KubernetesKernels": {
+            "init_source": str(REPO / "kernels"),
+            "kernel_port": random.randrange(20000, 60000, 10),
+            "start_timeout": 60.0,
+        },
+    }
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
+    with running_lab(tmp_path, base_path="/kube-lab/") as server:
+        try:
+            yield server
+        finally:
+            stop_new_kernels(server, set())
+
+
+def toast(page: Page, text: str) -> Locator:
+    """The JupyterLab notification (toast) that says ``text``."""
+    return page.locator(".Toastify__toast").filter(has_text=text)
+
+
+def start_from_panel(panel: SidebarPanel, flavor: str) -> None:
+    """Pick ``flavor`` and the pytorch environment in the Start section; "New notebook"."""
+    from playwright.sync_api import expect
+
+    start = panel.start
+    flavors = start.get_by_role("combobox", name="Flavor")
+    expect(flavors.locator(f"option[value='{flavor}']")).to_be_enabled()
+    flavors.select_option(flavor)
+    start.get_by_role("combobox", name="Environment").select_option("pytorch")
+    start.get_by_role("button", name="New notebook").click()
+
+
+def test_a_gpu_kernel_start_shows_its_image_pull_then_is_ready(
+    page: Page,
+    kube_lab: LabServer,
+    kube_cluster: ClusterFixture,
+    console: ConsoleLog,
+    output_dir: Path,
+) -> None:
+    from playwright.sync_api import expect
+
+    kube_cluster.image_pull_seconds = PULL_SECONDS
+    open_lab(page, kube_lab, console)
+    panel = SidebarPanel(page)
+    panel.open()
+    start_from_panel(panel, "a100x1")
+
+    pulling = panel.root.locator("li.jp-mlinfra-KernelRow[data-phase='pulling']")
+    expect(pulling).to_have_count(1, timeout=20_000)
+    expect(pulling.locator(".jp-mlinfra-KernelRow-phase")).to_have_text("pulling image")
+    expect(pulling.locator(".jp-mlinfra-KernelRow-reason")).to_contain_text("Pulling image")
+    expect(pulling).to_contain_text("a100x1")
+    notice = toast(page, "Starting a kernel on a100x1 — pulling image: Pulling image")
+    expect(notice).to_have_count(1)
+    status = page.locator(".jp-mlinfra-KernelStatus")
+    expect(status).to_contain_text("a100x1 · pulling image")
+    page.screenshot(path=str(output_dir / "kube-kernel-pulling.png"))
+    starting = call(kube_lab, "GET", KERNELS)["kernels"]
+    assert [(k["state"], k["phase"]) for k in starting] == [("starting", "pulling")]
+    assert PYTORCH_IMAGE in starting[0]["reason"] or "kernel-init" in starting[0]["reason"]
+
+    expect(toast(page, "Kernel ready on a100x1")).to_have_count(1, timeout=60_000)
+    expect(page.locator(".jp-NotebookPanel")).to_have_count(1)
+    ready = panel.root.locator(
+        f"li.jp-mlinfra-KernelRow[data-kernel-id='{starting[0]['id']}'][data-state='running']"
+    )
+    expect(ready.locator(".jp-mlinfra-KernelRow-phase")).to_have_text("running", timeout=10_000)
+    expect(ready.locator(".jp-mlinfra-KernelRow-reason")).to_be_hidden()
+    expect(status).to_have_text("a100x1", timeout=10_000)  # the notebook's kernel's flavor
+    expect(toast(page, "Starting a kernel on a100x1")).to_have_count(0)  # updated in place
+    page.screenshot(path=str(output_dir / "kube-kernel-ready.png"))
+    assert console.errors(mentioning="mlinfra") == []
+
+
+def test_an_unschedulable_start_shows_the_schedulers_message(
+    page: Page, kube_lab: LabServer, console: ConsoleLog, output_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    open_lab(page, kube_lab, console)
+    panel = SidebarPanel(page)
+    panel.open()
+    start_from_panel(panel, "a100x8")
+
+    refused = toast(page, "Cannot start a kernel on a100x8: ")
+    expect(refused).to_have_count(1, timeout=30_000)
+    expect(refused).to_contain_text("0/3 nodes are available")
+    expect(refused).to_contain_text("Insufficient nvidia.com/gpu")
+    expect(refused).to_contain_text("Too many pods")
+    expect(toast(page, "Starting a kernel on a100x8")).to_have_count(0)  # the same toast
+    expect(page.locator(".jp-mlinfra-KernelStatus")).to_be_hidden()
+    expect(page.locator(".jp-NotebookPanel")).to_have_count(0)
+    expect(panel.root.locator("li.jp-mlinfra-KernelRow")).to_have_count(0, timeout=10_000)
+    page.screenshot(path=str(output_dir / "kube-kernel-unschedulable.png"))
+    assert call(kube_lab, "GET", KERNELS)["kernels"] == []
+
+
+def test_a_notebook_from_the_launcher_shows_its_kernels_start(
+    page: Page,
+    kube_lab: LabServer,
+    kube_cluster: ClusterFixture,
+    console: ConsoleLog,
+    output_dir: Path,
+) -> None:
+    """The notebook starts its kernel itself (``POST /api/sessions``): the same progress."""
+    from playwright.sync_api import expect
+
+    kube_cluster.image_pull_seconds = PULL_SECONDS
+    open_lab(page, kube_lab, console)
+    launcher = page.locator(".jp-Launcher")
+    launcher.locator(".jp-LauncherCard", has_text="pytorch (").first.click()
+    page.locator(".jp-NotebookPanel").wait_for()
+
+    expect(toast(page, "Starting a kernel on cpu — pulling image: Pulling image")).to_have_count(
+        1, timeout=20_000
+    )
+    status = page.locator(".jp-mlinfra-KernelStatus")
+    expect(status).to_contain_text("cpu · pulling image")
+    page.screenshot(path=str(output_dir / "kube-launcher-pulling.png"))
+
+    expect(toast(page, "Kernel ready on cpu")).to_have_count(1, timeout=60_000)
+    expect(status).to_have_text("cpu", timeout=10_000)
+    kernels = call(kube_lab, "GET", KERNELS)["kernels"]
+    assert [(k["flavor"], k["state"]) for k in kernels] == [("cpu", "running")]
+    assert console.errors(mentioning="mlinfra") == []
+
+
+def test_a_notebook_whose_image_cannot_be_pulled_says_why(
+    page: Page, kube_lab: LabServer, console: ConsoleLog, output_dir: Path
+) -> None:
+    """JupyterLab's own dialog carries the cluster's reason; no progress notification stays."""
+    from playwright.sync_api import expect
+
+    open_lab(page, kube_lab, console)
+    launcher = page.locator(".jp-Launcher")
+    launcher.locator(".jp-LauncherCard", has_text="missing (").first.click()
+
+    dialog = page.get_by_role("dialog").filter(has_text="Error Starting Kernel")
+    expect(dialog).to_contain_text("cannot pull image", timeout=30_000)
+    expect(dialog).to_contain_text(MISSING_IMAGE)
+    page.screenshot(path=str(output_dir / "kube-kernel-pull-error.png"))
+    expect(toast(page, "Starting a kernel on")).to_have_count(0)
+    expect(page.locator(".jp-mlinfra-KernelStatus")).to_be_hidden()
+    assert call(kube_lab, "GET", KERNELS)["kernels"] == []
