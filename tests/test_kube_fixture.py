@@ -497,7 +497,7 @@ def queued_job(name: str, gate: str, priority: str | None = None) -> dict[str, A
 KUEUE = "kueue.x-k8s.io/v1beta1"
 
 
-def create_cpu_queue(
+def kueue_cpu_queue(
     cluster: ClusterFixture,
     flavor: str,
     node_labels: dict[str, str] | None,
@@ -505,9 +505,12 @@ def create_cpu_queue(
     priorities: dict[str, int] | None = None,
     **cluster_queue: Any,
 ) -> None:
-    """Kueue's objects for one queue of CPUs: ResourceFlavor ``flavor`` (on ``node_labels``),
-    ClusterQueue ``cluster-queue`` with ``quota`` CPUs of it (and the ``cluster_queue`` spec
-    fields given), LocalQueue ``user-queue`` in NS, and a WorkloadPriorityClass per priority."""
+    """Kueue installed, with the objects of one queue of CPUs: ResourceFlavor ``flavor`` (on
+    ``node_labels``), ClusterQueue ``cluster-queue`` with ``quota`` CPUs of it (and the
+    ``cluster_queue`` spec fields given), LocalQueue ``user-queue`` in NS, and a
+    WorkloadPriorityClass per priority."""
+    need_crds()
+    cluster.install("kueue")
     resource_flavor: dict[str, Any] = {
         "apiVersion": KUEUE,
         "kind": "ResourceFlavor",
@@ -550,9 +553,7 @@ def create_cpu_queue(
 async def test_kueue_admits_by_priority_then_fifo_within_quota(
     api: client.ApiClient, kube_cluster: ClusterFixture, tmp_path: Any
 ) -> None:
-    need_crds()
-    kube_cluster.install("kueue")
-    create_cpu_queue(
+    kueue_cpu_queue(
         kube_cluster,
         "cpu-flavor",
         {"kubernetes.io/os": "linux"},
@@ -978,9 +979,7 @@ async def test_removing_a_node_fails_its_pods_as_disrupted(
 async def test_kueue_preempts_lower_priority_within_the_cluster_queue(
     api: client.ApiClient, kube_cluster: ClusterFixture, tmp_path: Any
 ) -> None:
-    need_crds()
-    kube_cluster.install("kueue")
-    create_cpu_queue(
+    kueue_cpu_queue(
         kube_cluster,
         "cpu-flavor",
         None,
@@ -1200,9 +1199,8 @@ async def test_kueue_admits_a_queued_jobset_with_its_flavor(
 ) -> None:
     need_crds()
     kube_cluster.install("jobset")
-    kube_cluster.install("kueue")
     kube_cluster.add_node("cpu-1", labels={"pool": "cpu"})
-    create_cpu_queue(kube_cluster, "pool-cpu", {"pool": "cpu"}, "2")
+    kueue_cpu_queue(kube_cluster, "pool-cpu", {"pool": "cpu"}, "2")
     queued = jobset("queued", 0, 0)
     queued["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "user-queue"}
     template = queued["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
