@@ -1,7 +1,8 @@
 """Capacity accounting: what a machine has, what kernels and jobs hold, what is free.
 
-Pure. The local backend feeds it the detected machine and the current allocations; admission
-(jobs issue) and the flavor listing read free capacity from here, so both always agree.
+Pure. The local backend feeds it the detected machine and the current allocations (a job's
+ranks, a kernel's ``Lease``); admission (jobs issue) and the flavor listing read free capacity
+from here, so both always agree.
 """
 
 from __future__ import annotations
@@ -67,6 +68,78 @@ class Allocation:
             cpu=data["cpu"],
             memory_bytes=data["memory_bytes"],
             devices=tuple(data["devices"]),
+        )
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What an interactive kernel holds on this machine, from its start until it shuts down:
+    a one-rank job's share that never ends by itself, so the agent keeps it with the jobs,
+    which it competes with for the same devices. One type for the agent's store and for the
+    server that asked for it, so both ends of the lease API read and write the same fields."""
+
+    kernel_id: str
+    owner: str
+    flavor: str
+    environment: str
+    devices: tuple[int, ...]
+    cpus: tuple[int, ...]
+    """Whole CPUs to pin the kernel to; empty when too few were free (no pinning)."""
+    cpu: float
+    memory_bytes: int
+    created: float
+    requested: float
+    """When the kernel last asked for it (its start or restart): a process must be bound
+    within a while of that, or the kernel never started."""
+    pid: int | None = None
+    start_time: int | None = None
+    """With the pid, the kernel process's identity (clock ticks since boot, as for ranks)."""
+
+    @property
+    def holder(self) -> str:
+        return f"kernel:{self.kernel_id}"
+
+    def allocation(self) -> Allocation:
+        return Allocation(
+            holder=self.holder,
+            owner=self.owner,
+            flavor=self.flavor,
+            cpu=self.cpu,
+            memory_bytes=self.memory_bytes,
+            devices=self.devices,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kernel_id": self.kernel_id,
+            "owner": self.owner,
+            "flavor": self.flavor,
+            "environment": self.environment,
+            "devices": list(self.devices),
+            "cpus": list(self.cpus),
+            "cpu": self.cpu,
+            "memory_bytes": self.memory_bytes,
+            "created": self.created,
+            "requested": self.requested,
+            "pid": self.pid,
+            "start_time": self.start_time,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Lease:
+        return cls(
+            kernel_id=data["kernel_id"],
+            owner=data["owner"],
+            flavor=data["flavor"],
+            environment=data["environment"],
+            devices=tuple(int(d) for d in data["devices"]),
+            cpus=tuple(int(c) for c in data["cpus"]),
+            cpu=float(data["cpu"]),
+            memory_bytes=int(data["memory_bytes"]),
+            created=float(data["created"]),
+            requested=float(data["requested"]),
+            pid=data.get("pid"),
+            start_time=data.get("start_time"),
         )
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import stat
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from .agents import AgentHome, private_agent
+from .lab_server import LabServer, running_lab
 
 pytest_plugins = ["pytest_jupyter.jupyter_server", "tests.kube.plugin"]
 
@@ -83,6 +85,35 @@ def agent_home() -> Iterator[AgentHome]:
     """A private local agent: short socket path, own data dir; stopped with its ranks after."""
     with private_agent("mli-") as home:
         yield home
+
+
+@pytest.fixture(scope="module")
+def home() -> Iterator[AgentHome]:
+    """A private local agent shared by a module's tests (``lab`` talks to it)."""
+    with private_agent("mli-") as home:
+        yield home
+
+
+@pytest.fixture(scope="module")
+def lab_config() -> dict[str, Any]:
+    """MLInfraApp settings of ``lab`` beyond the agent, the test catalog and its groups;
+    override in a test module to change them."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def lab(
+    tmp_path_factory: pytest.TempPathFactory, home: AgentHome, lab_config: dict[str, Any]
+) -> Iterator[LabServer]:
+    """One real ``jupyter lab`` per module, with the extension and the module's agent: for
+    tests that drive it from outside, as a kernel or a notebook would."""
+    tmp = tmp_path_factory.mktemp("lab")
+    (tmp / "config").mkdir()
+    settings = {**home.settings, **TEST_CATALOG, "groups": {"gpu-users": [ME]}, **lab_config}
+    config = {"MLInfraApp": settings}
+    (tmp / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
+    with running_lab(tmp) as server:
+        yield server
 
 
 @pytest.fixture

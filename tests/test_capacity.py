@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from jupyter_mlinfra.capacity import Allocation, Availability, Capacity, Device, Machine
+from jupyter_mlinfra.capacity import Allocation, Availability, Capacity, Device, Lease, Machine
 from jupyter_mlinfra.catalog import Accelerator, Flavor
 from jupyter_mlinfra.errors import InvalidInput
 from jupyter_mlinfra.identity import Identity
@@ -388,3 +389,13 @@ def test_usage_of_counts_only_the_users_allocations() -> None:
     )
     assert usage_of("bob", iter(allocations)) == Usage(gpus=1, running_jobs=1, kernels=1)
     assert usage_of("carol", allocations) == Usage()
+
+
+def test_a_lease_reads_back_what_it_writes_and_holds_its_devices() -> None:
+    """The agent writes a lease with ``to_json`` and the server reads it with ``from_json``:
+    one type, so nothing the agent knows is lost on the way."""
+    lease = Lease("k", "ann", "a100x1", "python", (1,), (0, 2), 0.5, 2**30, 1.0, 2.0, 42, 7)
+    assert Lease.from_json(lease.to_json()) == lease
+    unbound = replace(lease, pid=None, start_time=None)
+    assert Lease.from_json(unbound.to_json()) == unbound
+    assert lease.allocation() == Allocation("kernel:k", "ann", "a100x1", 0.5, 2**30, (1,))

@@ -372,11 +372,11 @@ class TestCulling:
 
 
 def test_kernel_env_and_pinned_command_match_the_lease() -> None:
+    from jupyter_mlinfra.capacity import Lease
     from jupyter_mlinfra.catalog import Environment
     from jupyter_mlinfra.kernels.launch import PIN, kernel_env, pinned_command
-    from jupyter_mlinfra.kernels.lease import Lease
 
-    lease = Lease("k1", ME, "a100x2", "pytorch", (2, 3), (4, 5, 6), 3.0, 2**30, 1.0)
+    lease = Lease("k1", ME, "a100x2", "pytorch", (2, 3), (4, 5, 6), 3.0, 2**30, 1.0, 1.0)
     environment = Environment("pytorch", "PyTorch", env={"A": "1", "CUDA_VISIBLE_DEVICES": "9"})
     assert kernel_env(lease, environment) == {
         "A": "1",

@@ -494,56 +494,72 @@ def queued_job(name: str, gate: str, priority: str | None = None) -> dict[str, A
     }
 
 
-async def test_kueue_admits_by_priority_then_fifo_within_quota(
-    api: client.ApiClient, kube_cluster: ClusterFixture, tmp_path: Any
+KUEUE = "kueue.x-k8s.io/v1beta1"
+
+
+def kueue_cpu_queue(
+    cluster: ClusterFixture,
+    flavor: str,
+    node_labels: dict[str, str] | None,
+    quota: str,
+    priorities: dict[str, int] | None = None,
+    **cluster_queue: Any,
 ) -> None:
+    """Kueue installed, with the objects of one queue of CPUs: ResourceFlavor ``flavor`` (on
+    ``node_labels``), ClusterQueue ``cluster-queue`` with ``quota`` CPUs of it (and the
+    ``cluster_queue`` spec fields given), LocalQueue ``user-queue`` in NS, and a
+    WorkloadPriorityClass per priority."""
     need_crds()
-    kube_cluster.install("kueue")
-    kueue = "kueue.x-k8s.io/v1beta1"
-    kube_cluster.create(
+    cluster.install("kueue")
+    resource_flavor: dict[str, Any] = {
+        "apiVersion": KUEUE,
+        "kind": "ResourceFlavor",
+        "metadata": {"name": flavor},
+    }
+    if node_labels is not None:
+        resource_flavor["spec"] = {"nodeLabels": node_labels}
+    cluster.create(resource_flavor)
+    group = {
+        "coveredResources": ["cpu"],
+        "flavors": [{"name": flavor, "resources": [{"name": "cpu", "nominalQuota": quota}]}],
+    }
+    cluster.create(
         {
-            "apiVersion": kueue,
-            "kind": "ResourceFlavor",
-            "metadata": {"name": "cpu-flavor"},
-            "spec": {"nodeLabels": {"kubernetes.io/os": "linux"}},
-        }
-    )
-    kube_cluster.create(
-        {
-            "apiVersion": kueue,
+            "apiVersion": KUEUE,
             "kind": "ClusterQueue",
             "metadata": {"name": "cluster-queue"},
-            "spec": {
-                "namespaceSelector": {},
-                "resourceGroups": [
-                    {
-                        "coveredResources": ["cpu"],
-                        "flavors": [
-                            {
-                                "name": "cpu-flavor",
-                                "resources": [{"name": "cpu", "nominalQuota": "1"}],
-                            }
-                        ],
-                    }
-                ],
-            },
+            "spec": {**cluster_queue, "resourceGroups": [group]},
         }
     )
-    kube_cluster.create(
+    cluster.create(
         {
-            "apiVersion": kueue,
+            "apiVersion": KUEUE,
             "kind": "LocalQueue",
             "metadata": {"name": "user-queue", "namespace": NS},
             "spec": {"clusterQueue": "cluster-queue"},
         }
     )
-    kube_cluster.create(
-        {
-            "apiVersion": kueue,
-            "kind": "WorkloadPriorityClass",
-            "metadata": {"name": "high"},
-            "value": 100,
-        }
+    for name, value in (priorities or {}).items():
+        cluster.create(
+            {
+                "apiVersion": KUEUE,
+                "kind": "WorkloadPriorityClass",
+                "metadata": {"name": name},
+                "value": value,
+            }
+        )
+
+
+async def test_kueue_admits_by_priority_then_fifo_within_quota(
+    api: client.ApiClient, kube_cluster: ClusterFixture, tmp_path: Any
+) -> None:
+    kueue_cpu_queue(
+        kube_cluster,
+        "cpu-flavor",
+        {"kubernetes.io/os": "linux"},
+        "1",
+        {"high": 100},
+        namespaceSelector={},
     )
     batch = client.BatchV1Api(api)
     gates = {name: tmp_path / name for name in ("first", "low", "high")}
@@ -559,7 +575,7 @@ async def test_kueue_admits_by_priority_then_fifo_within_quota(
 
     def workload(job: str) -> dict[str, Any] | None:
         uid = kube_cluster.get("batch/v1", "Job", job)["metadata"]["uid"]
-        found = kube_cluster.list(kueue, "Workload", NS, f"kueue.x-k8s.io/job-uid={uid}")
+        found = kube_cluster.list(KUEUE, "Workload", NS, f"kueue.x-k8s.io/job-uid={uid}")
         return found[0] if found else None
 
     await until(lambda: workload("low") and workload("high"))
@@ -963,48 +979,13 @@ async def test_removing_a_node_fails_its_pods_as_disrupted(
 async def test_kueue_preempts_lower_priority_within_the_cluster_queue(
     api: client.ApiClient, kube_cluster: ClusterFixture, tmp_path: Any
 ) -> None:
-    need_crds()
-    kube_cluster.install("kueue")
-    kueue = "kueue.x-k8s.io/v1beta1"
-    kube_cluster.create(
-        {"apiVersion": kueue, "kind": "ResourceFlavor", "metadata": {"name": "cpu-flavor"}}
-    )
-    kube_cluster.create(
-        {
-            "apiVersion": kueue,
-            "kind": "ClusterQueue",
-            "metadata": {"name": "cluster-queue"},
-            "spec": {
-                "preemption": {"withinClusterQueue": "LowerPriority"},
-                "resourceGroups": [
-                    {
-                        "coveredResources": ["cpu"],
-                        "flavors": [
-                            {
-                                "name": "cpu-flavor",
-                                "resources": [{"name": "cpu", "nominalQuota": "1"}],
-                            }
-                        ],
-                    }
-                ],
-            },
-        }
-    )
-    kube_cluster.create(
-        {
-            "apiVersion": kueue,
-            "kind": "LocalQueue",
-            "metadata": {"name": "user-queue", "namespace": NS},
-            "spec": {"clusterQueue": "cluster-queue"},
-        }
-    )
-    kube_cluster.create(
-        {
-            "apiVersion": kueue,
-            "kind": "WorkloadPriorityClass",
-            "metadata": {"name": "urgent"},
-            "value": 1000,
-        }
+    kueue_cpu_queue(
+        kube_cluster,
+        "cpu-flavor",
+        None,
+        "1",
+        {"urgent": 1000},
+        preemption={"withinClusterQueue": "LowerPriority"},
     )
     batch = client.BatchV1Api(api)
     await batch.create_namespaced_job(NS, queued_job("background", str(tmp_path / "b")))
@@ -1014,7 +995,7 @@ async def test_kueue_preempts_lower_priority_within_the_cluster_queue(
     assert not any(n.startswith("background-") for n in kube_cluster.processes())
     (evicted,) = [
         w
-        for w in kube_cluster.list(kueue, "Workload", NS)
+        for w in kube_cluster.list(KUEUE, "Workload", NS)
         if w["metadata"]["name"].startswith("job-background-")
     ]
     reasons = {
@@ -1218,45 +1199,8 @@ async def test_kueue_admits_a_queued_jobset_with_its_flavor(
 ) -> None:
     need_crds()
     kube_cluster.install("jobset")
-    kube_cluster.install("kueue")
     kube_cluster.add_node("cpu-1", labels={"pool": "cpu"})
-    kueue = "kueue.x-k8s.io/v1beta1"
-    kube_cluster.create(
-        {
-            "apiVersion": kueue,
-            "kind": "ResourceFlavor",
-            "metadata": {"name": "pool-cpu"},
-            "spec": {"nodeLabels": {"pool": "cpu"}},
-        }
-    )
-    kube_cluster.create(
-        {
-            "apiVersion": kueue,
-            "kind": "ClusterQueue",
-            "metadata": {"name": "cluster-queue"},
-            "spec": {
-                "resourceGroups": [
-                    {
-                        "coveredResources": ["cpu"],
-                        "flavors": [
-                            {
-                                "name": "pool-cpu",
-                                "resources": [{"name": "cpu", "nominalQuota": "2"}],
-                            }
-                        ],
-                    }
-                ]
-            },
-        }
-    )
-    kube_cluster.create(
-        {
-            "apiVersion": kueue,
-            "kind": "LocalQueue",
-            "metadata": {"name": "user-queue", "namespace": NS},
-            "spec": {"clusterQueue": "cluster-queue"},
-        }
-    )
+    kueue_cpu_queue(kube_cluster, "pool-cpu", {"pool": "cpu"}, "2")
     queued = jobset("queued", 0, 0)
     queued["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "user-queue"}
     template = queued["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
@@ -1266,7 +1210,7 @@ async def test_kueue_admits_a_queued_jobset_with_its_flavor(
     )
 
     def workload() -> dict[str, Any] | None:
-        found = kube_cluster.list(kueue, "Workload", NS)
+        found = kube_cluster.list(KUEUE, "Workload", NS)
         return found[0] if found else None
 
     def finished() -> bool:

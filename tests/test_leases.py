@@ -18,7 +18,8 @@ import pytest
 
 from jupyter_mlinfra.backends.local import leases
 from jupyter_mlinfra.backends.local.agent_client import ensure_agent
-from jupyter_mlinfra.jobs.store import JobStore, Lease
+from jupyter_mlinfra.capacity import Lease
+from jupyter_mlinfra.jobs.store import JobStore
 from jupyter_mlinfra.transport import UnixHTTPConnection
 
 from .agents import AgentHome, private_agent
@@ -136,9 +137,10 @@ def test_leases_get_their_own_devices_and_a_full_flavor_is_refused_with_the_reas
         "no jobs ahead",
         "field": "flavor",
     }
-    # a kernel restart asks again with its id and keeps what it holds
+    # a kernel restart asks again with its id and keeps what it holds, asked for anew
     status, again = lease(home, "k-1")
-    assert status == 200 and again == first
+    assert status == 200 and again == {**first, "requested": again["requested"]}
+    assert again["requested"] > first["requested"]
     # CPU-only kernels still fit
     status, plain = lease(home, "k-cpu", "cpu")
     assert status == 201 and plain["devices"] == []

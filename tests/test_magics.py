@@ -30,9 +30,8 @@ from jupyter_mlinfra.magic_args import (
 )
 from jupyter_mlinfra.magics import JobHandle
 
-from .agents import AgentHome, private_agent
-from .conftest import ME, TEST_CATALOG
-from .lab_server import LabServer, running_kernel, running_lab
+from .agents import AgentHome
+from .lab_server import LabServer, running_kernel
 from .optional import need
 
 # --- argument parsing (pure) ----------------------------------------------------------------
@@ -183,22 +182,6 @@ def test_idempotency_key_changes_with_the_run_not_with_a_retried_request() -> No
 
 
 # --- the magics against a real server -------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def home() -> Iterator[AgentHome]:
-    with private_agent("mli-") as agent:
-        yield agent
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, home: AgentHome) -> Iterator[LabServer]:
-    tmp = tmp_path_factory.mktemp("magics-lab")
-    (tmp / "config").mkdir()
-    config = {"MLInfraApp": {**home.settings, **TEST_CATALOG, "groups": {"gpu-users": [ME]}}}
-    (tmp / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
-    with running_lab(tmp) as server:
-        yield server
 
 
 @pytest.fixture

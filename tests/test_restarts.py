@@ -74,6 +74,15 @@ def agent_client(home: AgentHome) -> JobsClient:
     )
 
 
+@pytest.fixture
+def client(tmp_path: Path, home: AgentHome, monkeypatch: pytest.MonkeyPatch) -> JobsClient:
+    """``home``'s agent started as a server would start it, configured by ``tmp_path/config``
+    (also for the CLI and the agents the tests start again), and a client to its socket."""
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(write_config(tmp_path / "config", home)))
+    ensure_agent(home.socket, str(home.data_dir), 0)
+    return agent_client(home)
+
+
 def wait_until(check: Callable[[], T | None], what: str, timeout: float = 30) -> T:
     deadline = time.monotonic() + timeout
     while True:
@@ -181,12 +190,9 @@ def test_restarting_the_server_keeps_the_running_and_the_queued_job(
 
 
 def test_a_new_agent_adopts_ranks_that_outlived_a_killed_one(
-    tmp_path: Path, home: AgentHome, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, home: AgentHome, client: JobsClient
 ) -> None:
-    config = write_config(tmp_path / "config", home)
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(config))
-    ensure_agent(home.socket, str(home.data_dir), 0)
-    client = agent_client(home)
+    config = tmp_path / "config"
     live, early = tmp_path / "release-live", tmp_path / "release-early"
     adopted = client.submit(
         {
@@ -263,11 +269,8 @@ print("attempt", os.environ["MLINFRA_ATTEMPT"], "succeeded")
 
 
 def test_ranks_that_died_with_no_agent_are_lost_and_retried_by_policy(
-    tmp_path: Path, home: AgentHome, monkeypatch: pytest.MonkeyPatch
+    home: AgentHome, client: JobsClient
 ) -> None:
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(write_config(tmp_path / "config", home)))
-    ensure_agent(home.socket, str(home.data_dir), 0)
-    client = agent_client(home)
     body = {"code": FAIL_ON_FIRST_ATTEMPT, "flavor": "tiny"}
     retried = client.submit({**body, "name": "retried", "retry": {"max_restarts": 1}})
     # a retry policy for other exit codes only: a lost job is not one of them
@@ -315,11 +318,8 @@ while not pathlib.Path(os.environ["RELEASE"]).exists() and time.time() < deadlin
 
 
 def test_a_gang_whose_rank_failed_before_the_kill_still_fails_and_stops(
-    tmp_path: Path, home: AgentHome, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, home: AgentHome, client: JobsClient
 ) -> None:
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(write_config(tmp_path / "config", home)))
-    ensure_agent(home.socket, str(home.data_dir), 0)
-    client = agent_client(home)
     release = tmp_path / "release"
     job = client.submit(
         {"code": RANK_ONE_FAILS, "procs_per_node": 2, "env": {"RELEASE": str(release)}}
@@ -378,11 +378,8 @@ time.sleep(60)
 
 
 def test_max_runtime_is_enforced_on_the_whole_process_group(
-    tmp_path: Path, home: AgentHome, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, home: AgentHome, client: JobsClient
 ) -> None:
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(write_config(tmp_path / "config", home)))
-    ensure_agent(home.socket, str(home.data_dir), 0)
-    client = agent_client(home)
     pidfile = tmp_path / "child.pid"
     job = client.submit(
         {"code": SPAWN_AND_SLEEP, "max_runtime_seconds": 1, "env": {"PIDFILE": str(pidfile)}}

@@ -105,7 +105,9 @@ def test_full_job_round_trips_and_survives_reopen(tmp_path: Path) -> None:
     assert store.get("j-1") == job
     assert store.owner_groups("j-1") == ("ml", "staff")
     store.put_setting("config", {"flavors": [{"name": "a100", "price": 3.5}]})
-    store.record_rank("j-1", 2, 0, node=0, pid=123, start_time=456, log_path="/logs/0.log")
+    store.record_rank(
+        RankRecord("j-1", 2, 0, node=0, pid=123, start_time=456, log_path="/logs/0.log")
+    )
     store.close()
 
     reopened = JobStore(path)
@@ -309,10 +311,8 @@ def test_events_keep_recording_order(store: JobStore) -> None:
 def test_ranks_record_and_exit(store: JobStore) -> None:
     store.add(make_job("j-1"), [])
     for rank in (1, 0):
-        store.record_rank(
-            "j-1", 1, rank, node=0, pid=100 + rank, start_time=5000, log_path=f"/l/{rank}"
-        )
-    store.record_rank("j-1", 2, 0, node=0, pid=200, start_time=6000, log_path="/l/2-0")
+        store.record_rank(RankRecord("j-1", 1, rank, 0, 100 + rank, 5000, f"/l/{rank}"))
+    store.record_rank(RankRecord("j-1", 2, 0, node=0, pid=200, start_time=6000, log_path="/l/2-0"))
     assert [r.rank for r in store.ranks("j-1", 1)] == [0, 1]
     assert all(r.exit_code is None for r in store.ranks("j-1", 1))
     store.set_rank_exit("j-1", 1, 1, 137)
@@ -324,7 +324,7 @@ def test_ranks_record_and_exit(store: JobStore) -> None:
     with pytest.raises(NotFound):
         store.set_rank_exit("j-1", 3, 0, 0)
     with pytest.raises(sqlite3.IntegrityError):
-        store.record_rank("nope", 1, 0, node=0, pid=1, start_time=1, log_path="/x")
+        store.record_rank(RankRecord("nope", 1, 0, node=0, pid=1, start_time=1, log_path="/x"))
 
 
 def test_durations_are_medians_of_succeeded_runs_per_flavor(store: JobStore) -> None:

@@ -3,11 +3,9 @@ follow real jobs; their text forms stay readable where widgets cannot render."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,35 +18,15 @@ from jupyter_mlinfra.client import JobsClient, KernelsClient, discover
 from jupyter_mlinfra.magics import JobHandle
 from jupyter_mlinfra.widgets import FlavorPicker, JobMonitor, JobTable, can_render_widgets
 
-from .agents import AgentHome, private_agent
-from .conftest import ME, TEST_CATALOG
-from .lab_server import LabServer, running_kernel, running_lab
+from .lab_server import LabServer, running_kernel
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
-def home() -> Iterator[AgentHome]:
-    with private_agent("mli-") as agent:
-        yield agent
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, home: AgentHome) -> Iterator[LabServer]:
-    tmp = tmp_path_factory.mktemp("widgets-lab")
-    (tmp / "config").mkdir()
-    config = {
-        "MLInfraApp": {
-            **home.settings,
-            **TEST_CATALOG,
-            "groups": {"gpu-users": [ME]},
-            # one running job at a time, so a second one really queues
-            "default_quota": {"max_running_jobs": 1},
-        }
-    }
-    (tmp / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
-    with running_lab(tmp) as server:
-        yield server
+def lab_config() -> dict[str, Any]:
+    # one running job at a time, so a second one really queues
+    return {"default_quota": {"max_running_jobs": 1}}
 
 
 @pytest.fixture

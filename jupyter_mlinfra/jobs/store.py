@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..capacity import Allocation
+from ..capacity import Lease
 from ..errors import Conflict, NotFound
 from .spec import Condition, Event, Job, JobSpec, JobState, Resources, RetryPolicy
 
@@ -38,9 +38,9 @@ class StoreError(RuntimeError):
 
 @dataclass(frozen=True)
 class RankRecord:
-    """One rank process of one attempt, enough to re-adopt it after an agent restart: the pid
-    is only the same process if its start time (clock ticks since boot, field 22 of
-    ``/proc/<pid>/stat``) matches too."""
+    """One rank process of one attempt, as the runner starts it and the store keeps it: enough
+    to re-adopt it after an agent restart. The pid is only the same process if its start time
+    (clock ticks since boot, field 22 of ``/proc/<pid>/stat``) matches too."""
 
     job_id: str
     attempt: int
@@ -51,58 +51,7 @@ class RankRecord:
     start_time: int
     log_path: str
     exit_code: int | None = None
-
-
-@dataclass(frozen=True)
-class Lease:
-    """What an interactive kernel holds on this machine, from its start until it shuts down:
-    a one-rank job's share that never ends by itself, so it is kept with the jobs, which it
-    competes with for the same devices."""
-
-    kernel_id: str
-    owner: str
-    flavor: str
-    environment: str
-    devices: tuple[int, ...]
-    cpus: tuple[int, ...]
-    """Whole CPUs to pin the kernel to; empty when too few were free (no pinning)."""
-    cpu: float
-    memory_bytes: int
-    created: float
-    requested: float
-    """When the kernel last asked for it (its start or restart): a process must be bound
-    within a while of that, or the kernel never started."""
-    pid: int | None = None
-    start_time: int | None = None
-    """With the pid, the kernel process's identity (clock ticks since boot, as for ranks)."""
-
-    @property
-    def holder(self) -> str:
-        return f"kernel:{self.kernel_id}"
-
-    def allocation(self) -> Allocation:
-        return Allocation(
-            holder=self.holder,
-            owner=self.owner,
-            flavor=self.flavor,
-            cpu=self.cpu,
-            memory_bytes=self.memory_bytes,
-            devices=self.devices,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kernel_id": self.kernel_id,
-            "owner": self.owner,
-            "flavor": self.flavor,
-            "environment": self.environment,
-            "devices": list(self.devices),
-            "cpus": list(self.cpus),
-            "cpu": self.cpu,
-            "memory_bytes": self.memory_bytes,
-            "created": self.created,
-            "pid": self.pid,
-        }
+    """Once it exited and the agent saw it: the rank's exit code."""
 
 
 def _v1_initial(db: sqlite3.Connection) -> None:
@@ -240,19 +189,8 @@ _LEASE_COLUMNS = (
 
 
 def _lease_from_row(row: sqlite3.Row) -> Lease:
-    return Lease(
-        kernel_id=row["kernel_id"],
-        owner=row["owner"],
-        flavor=row["flavor"],
-        environment=row["environment"],
-        devices=tuple(json.loads(row["devices"])),
-        cpus=tuple(json.loads(row["cpus"])),
-        cpu=row["cpu"],
-        memory_bytes=row["memory_bytes"],
-        created=row["created"],
-        requested=row["requested"],
-        pid=row["pid"],
-        start_time=row["start_time"],
+    return Lease.from_json(
+        {**dict(row), "devices": json.loads(row["devices"]), "cpus": json.loads(row["cpus"])}
     )
 
 
@@ -611,23 +549,14 @@ class JobStore:
 
     # -- ranks -----------------------------------------------------------------------------
 
-    def record_rank(
-        self,
-        job_id: str,
-        attempt: int,
-        rank: int,
-        node: int,
-        pid: int,
-        start_time: int,
-        log_path: str,
-    ) -> None:
+    def record_rank(self, rank: RankRecord) -> None:
         """Remember a started rank process (replacing an earlier record of the same rank)."""
         with self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO ranks "
                 "(job_id, attempt, rank, node, pid, start_time, log_path, exit_code) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-                (job_id, attempt, rank, node, pid, start_time, log_path),
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                dataclasses.astuple(rank),
             )
 
     def ranks(self, job_id: str, attempt: int) -> builtins.list[RankRecord]:

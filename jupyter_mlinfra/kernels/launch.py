@@ -11,9 +11,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..capacity import Lease
 from ..catalog import Environment
 from ..launch.contract import thread_env
-from .lease import Lease
 
 PIN = Path(__file__).resolve().parent.parent / "launch" / "pin.py"
 

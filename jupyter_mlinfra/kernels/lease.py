@@ -13,15 +13,19 @@ A refusal (409: full or over quota) carries the agent's reason for people.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from tornado.httpclient import HTTPResponse
 
 from ..backends.local.agent_client import AgentUnavailable
+from ..capacity import Lease
 from ..errors import CannotFit, Conflict, InvalidInput, MLInfraError, NotAllowed, NotFound
 from ..identity import Identity
 from ..jobs.handlers import AgentLink, AgentNoAnswer
+
+# ``Lease`` lives in ``capacity`` (the agent's store reads and writes it too); it is named here
+# as well because ``acquire`` returns it
+__all__ = ["LEASES", "AgentError", "Lease", "acquire", "bind", "release"]
 
 LEASES = "/mlinfra/agent/v1/leases"
 
@@ -39,35 +43,6 @@ _ERRORS: dict[int, type[MLInfraError]] = {
     409: Conflict,
     422: CannotFit,
 }
-
-
-@dataclass(frozen=True)
-class Lease:
-    kernel_id: str
-    owner: str
-    flavor: str
-    environment: str
-    devices: tuple[int, ...]
-    cpus: tuple[int, ...]
-    cpu: float
-    memory_bytes: int
-    created: float
-    pid: int | None = None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Lease:
-        return cls(
-            kernel_id=data["kernel_id"],
-            owner=data["owner"],
-            flavor=data["flavor"],
-            environment=data["environment"],
-            devices=tuple(int(d) for d in data["devices"]),
-            cpus=tuple(int(c) for c in data["cpus"]),
-            cpu=float(data["cpu"]),
-            memory_bytes=int(data["memory_bytes"]),
-            created=float(data["created"]),
-            pid=data.get("pid"),
-        )
 
 
 def _error(response: HTTPResponse) -> MLInfraError:

@@ -20,12 +20,12 @@ from tornado import web
 from traitlets import Unicode
 
 from ..backends.local.agent_client import AgentUnavailable
+from ..capacity import Lease
 from ..errors import MLInfraError
 from ..identity import Identity
 from . import lease as leases
 from . import registry
 from .launch import kernel_env, pinned_command
-from .lease import Lease
 
 FLAVOR_ARGUMENT = "mlinfra_flavor"
 """The ``start_kernel`` keyword that chooses the flavor; never passed on to Popen."""

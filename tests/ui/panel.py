@@ -7,10 +7,12 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from tests.lab_server import LabServer
-from tests.ui.test_lab_extension import run_from_palette
+from tests.ui.test_lab_extension import open_lab, run_from_palette
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
+
+    from tests.ui.conftest import ConsoleLog
 
 JOBS = "mlinfra/api/v1/jobs"
 SLEEPER = "import time; time.sleep(60)"
@@ -42,6 +44,14 @@ class SidebarPanel:
     @property
     def start(self) -> Locator:
         return self.root.locator(".jp-mlinfra-StartSection")
+
+
+def open_panel(page: Page, server: LabServer, console: ConsoleLog, workspace: str) -> SidebarPanel:
+    """JupyterLab on a fresh ``workspace`` (see ``open_lab``) with the panel open."""
+    open_lab(page, server, console, workspace=workspace)
+    panel = SidebarPanel(page)
+    panel.open()
+    return panel
 
 
 def call(server: LabServer, method: str, path: str, body: Any = None) -> Any:

@@ -14,14 +14,14 @@ from tests.lab_server import LabServer
 from tests.ui.panel import (
     JOBS,
     SLEEPER,
-    SidebarPanel,
     call,
     cancel_if_active,
     free_the_accelerators,
     kernel_ids,
+    open_panel,
     stop_new_kernels,
 )
-from tests.ui.test_lab_extension import open_lab, run_from_palette
+from tests.ui.test_lab_extension import run_from_palette
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -54,10 +54,8 @@ def test_a_notebook_job_waits_runs_and_succeeds_while_its_log_is_followed(
     from playwright.sync_api import expect
 
     free_the_accelerators(lab_server)
-    open_lab(page, lab_server, console, workspace="notebook-job")
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
-    panel = SidebarPanel(page)
-    panel.open()
+    panel = open_panel(page, lab_server, console, "notebook-job")
     before = kernel_ids(lab_server)
     blocker: dict[str, Any] = {}
     job: dict[str, Any] = {}
@@ -128,9 +126,7 @@ def test_palette_commands_new_console_and_switch(
     from playwright.sync_api import expect
 
     free_the_accelerators(lab_server)
-    open_lab(page, lab_server, console, workspace="palette")
-    panel = SidebarPanel(page)
-    panel.open()
+    panel = open_panel(page, lab_server, console, "palette")
     job = call(lab_server, "POST", JOBS, {"code": SLEEPER, "flavor": "cpu", "name": "ui-pal"})
     before = kernel_ids(lab_server)
     try:
@@ -186,9 +182,7 @@ def test_the_log_viewer_scrolls_with_the_log_until_the_reader_scrolls_up(
 ) -> None:
     from playwright.sync_api import expect
 
-    open_lab(page, lab_server, console, workspace="scroll")
-    panel = SidebarPanel(page)
-    panel.open()
+    panel = open_panel(page, lab_server, console, "scroll")
     job = call(lab_server, "POST", JOBS, {"code": BURSTS, "flavor": "cpu", "name": "ui-scroll"})
     try:
         expect(panel.job_state(job["id"])).to_have_text("running", timeout=15_000)
@@ -293,9 +287,7 @@ def test_admins_see_all_users_jobs_and_the_panel_reads_well_in_the_dark_theme(
     theirs = _submit_as(agent_socket, "alice", {"code": SLEEPER, "flavor": "cpu", "name": "ui-al"})
     _save_theme(lab_server, "JupyterLab Dark")
     try:
-        open_lab(page, lab_server, console, workspace="admin")
-        panel = SidebarPanel(page)
-        panel.open()
+        panel = open_panel(page, lab_server, console, "admin")
         expect(panel.job_row(mine["id"])).to_have_count(1, timeout=15_000)
         expect(panel.job_row(theirs["id"])).to_have_count(0)
         everybody = panel.root.get_by_role("checkbox", name="All users")

@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.lab_server import LabServer
-from tests.ui.panel import SLEEPER, SidebarPanel, call, free_the_accelerators, stop_new_kernels
-from tests.ui.test_lab_extension import open_lab
+from tests.ui.panel import SLEEPER, call, free_the_accelerators, open_panel, stop_new_kernels
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -21,9 +20,7 @@ def test_the_sidebar_shows_flavors_and_cancels_a_queued_job(
     from playwright.sync_api import expect
 
     free_the_accelerators(lab_server)
-    open_lab(page, lab_server, console, workspace="sidebar")
-    panel = SidebarPanel(page)
-    panel.open()
+    panel = open_panel(page, lab_server, console, "sidebar")
     expect(panel.root.get_by_text("ML Infrastructure", exact=True)).to_be_visible()
 
     card = panel.flavor_card("h100x4")
@@ -66,9 +63,7 @@ def test_the_start_section_opens_a_notebook_on_a_flavor(
     from playwright.sync_api import expect
 
     free_the_accelerators(lab_server)
-    open_lab(page, lab_server, console, workspace="start")
-    panel = SidebarPanel(page)
-    panel.open()
+    panel = open_panel(page, lab_server, console, "start")
     start = panel.root.locator(".jp-mlinfra-StartSection")
     flavor = start.get_by_role("combobox", name="Flavor")
     expect(flavor.locator("option[value='h100x1']")).to_have_count(1)
@@ -94,9 +89,7 @@ def test_the_queue_timeline_draws_a_bar_per_job(
     from playwright.sync_api import expect
 
     free_the_accelerators(lab_server)
-    open_lab(page, lab_server, console, workspace="timeline")
-    panel = SidebarPanel(page)
-    panel.open()
+    panel = open_panel(page, lab_server, console, "timeline")
     jobs = "mlinfra/api/v1/jobs"
     job = call(lab_server, "POST", jobs, {"code": SLEEPER, "flavor": "h100x2", "name": "ui-t"})
     try:

@@ -32,7 +32,7 @@ from ...jobs.spec import Condition, Event, Job, JobState, PendingReason
 from ...jobs.store import JobStore
 from .accounts import NoAccount, RankAccounts, open_to_ranks
 from .leases import Leases
-from .runner import RankProcess, Runner, read_output, ready_at, result_of
+from .runner import Runner, read_output, ready_at, result_of
 
 log = logging.getLogger("jupyter_mlinfra.agent")
 
@@ -180,13 +180,7 @@ class Agent:
                     Event(job.id, time.time(), Condition.REQUEUED, "AgentRestarted"),
                 )
                 continue
-            ranks = [
-                RankProcess(
-                    job.id, job.attempt, r.rank, r.node, r.pid, r.start_time, Path(r.log_path)
-                )
-                for r in records
-            ]
-            log.info("adopting %d ranks of job %s", len(ranks), job.id)
+            log.info("adopting %d ranks of job %s", len(records), job.id)
             key = (job.id, job.attempt)
             exits = {r.rank: r.exit_code for r in records if r.exit_code is not None}
             self._exits[key] = dict(exits)
@@ -197,7 +191,7 @@ class Agent:
                 rank, code = failed
                 reason = f"rank {rank} exited with {code}"
                 self._stopping[key] = _Ending(JobState.FAILED, reason, code, rank)
-            running = [r for r in ranks if r.rank not in exits]
+            running = [r for r in records if r.rank not in exits]
             if not running:  # every exit was recorded, the outcome was not
                 ending = self._stopping.get(
                     key, _Ending(JobState.SUCCEEDED, "all ranks exited with 0", 0)
@@ -354,15 +348,7 @@ class Agent:
             self._finish(job, JobState.FAILED, f"could not start ranks: {error}", None)
             return
         for rank in ranks:
-            self.store.record_rank(
-                job.id,
-                job.attempt,
-                rank.rank,
-                rank.node,
-                rank.pid,
-                rank.start_time,
-                str(rank.log_path),
-            )
+            self.store.record_rank(rank)
         self.store.update(replace(job, state=JobState.STARTING))
 
     def _check_readiness(self, active: list[Job]) -> None:

@@ -21,11 +21,11 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ...capacity import Lease
 from ...errors import CannotFit, Conflict, InvalidInput, NotFound
 from ...identity import Identity
 from ...jobs import queue
 from ...jobs.spec import Job, JobSpec, PendingReason, Resources
-from ...jobs.store import Lease
 from .runner import is_alive, process_start_time
 
 if TYPE_CHECKING:

@@ -27,11 +27,11 @@ import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from ...catalog import Environment
 from ...jobs.spec import Job
+from ...jobs.store import RankRecord
 from ...launch import entry
 from ...launch.contract import rank_env, rank_slots, thread_env
 from .accounts import Account, RankAccounts
@@ -41,18 +41,6 @@ ExitCallback = Callable[[str, int, int, "int | None"], None]
 
 ENTRY = Path(entry.__file__)
 POLL_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class RankProcess:
-    job_id: str
-    attempt: int
-    rank: int
-    node: int
-    pid: int
-    start_time: int
-    """Clock ticks since boot when the process started: with the pid, its identity."""
-    log_path: Path
 
 
 def process_start_time(pid: int) -> int | None:
@@ -117,7 +105,7 @@ class Runner:
         self.data_dir = data_dir
         self.on_exit = on_exit
         self.accounts = accounts or RankAccounts()
-        self._ranks: dict[tuple[str, int], list[RankProcess]] = {}
+        self._ranks: dict[tuple[str, int], list[RankRecord]] = {}
         self._watchers: set[asyncio.Task[None]] = set()
 
     def job_dir(self, job_id: str, attempt: int) -> Path:
@@ -126,7 +114,7 @@ class Runner:
     def log_path(self, job_id: str, attempt: int, rank: int) -> Path:
         return self.data_dir / "logs" / job_id / str(attempt) / f"rank-{rank}.log"
 
-    def ranks(self, job_id: str, attempt: int) -> list[RankProcess]:
+    def ranks(self, job_id: str, attempt: int) -> list[RankRecord]:
         return list(self._ranks.get((job_id, attempt), []))
 
     async def start(
@@ -138,7 +126,7 @@ class Runner:
         master_port: int,
         base_env: Mapping[str, str],
         push: bytes = b"",
-    ) -> list[RankProcess]:
+    ) -> list[RankRecord]:
         """Start every rank of ``job``; ``cpus`` are the CPU indices of each node. Raises
         NoAccount when its owner has no account to run as, OSError when a rank cannot start."""
         spec = job.spec
@@ -149,7 +137,7 @@ class Runner:
         # a rank of another account starts in its own job directory and changes to the job's
         # working directory itself (entry.py): the agent never enters a folder for a user
         cwd = str(job_dir) if account is not None else spec.working_dir or str(job_dir)
-        started: list[RankProcess] = []
+        started: list[RankRecord] = []
         for slot in rank_slots(spec.nodes, spec.procs_per_node):
             node_cpus = list(cpus[slot.node_rank]) if cpus else []
             per_rank = max(1, len(node_cpus) // spec.procs_per_node) if node_cpus else 1
@@ -191,14 +179,14 @@ class Runner:
                     group=account.gid if account else None,
                     extra_groups=list(account.groups) if account else None,
                 )
-            rank = RankProcess(
+            rank = RankRecord(
                 job.id,
                 job.attempt,
                 slot.rank,
                 slot.node_rank,
                 process.pid,
                 process_start_time(process.pid) or 0,
-                log_path,
+                str(log_path),
             )
             started.append(rank)
             self._watch(rank, process.wait())
@@ -235,18 +223,18 @@ class Runner:
         for folder in (attempt.parent.parent, attempt.parent, attempt):
             folder.mkdir(mode=0o700, exist_ok=True)
 
-    def adopt(self, ranks: Sequence[RankProcess]) -> None:
+    def adopt(self, ranks: Sequence[RankRecord]) -> None:
         """Watch ranks a previous agent started; they are not our children, so poll them."""
         for rank in ranks:
             self._ranks.setdefault((rank.job_id, rank.attempt), []).append(rank)
             self._watch(rank, self._poll_until_gone(rank))
 
-    async def _poll_until_gone(self, rank: RankProcess) -> int | None:
+    async def _poll_until_gone(self, rank: RankRecord) -> int | None:
         while is_alive(rank.pid, rank.start_time):
             await asyncio.sleep(POLL_SECONDS)
         return exit_code_of(self.job_dir(rank.job_id, rank.attempt), rank.rank)
 
-    def _watch(self, rank: RankProcess, exited: Awaitable[int | None]) -> None:
+    def _watch(self, rank: RankRecord, exited: Awaitable[int | None]) -> None:
         async def watch() -> None:
             code = await exited
             if code is not None and code < 0:
@@ -292,7 +280,7 @@ def _without_agent_secrets(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith(("JUPYTERHUB_", "JPY_"))}
 
 
-def _signal_all(ranks: Sequence[RankProcess], signum: signal.Signals) -> None:
+def _signal_all(ranks: Sequence[RankRecord], signum: signal.Signals) -> None:
     for rank in ranks:
         if is_alive(rank.pid, rank.start_time):
             with contextlib.suppress(ProcessLookupError, PermissionError):
