@@ -127,6 +127,8 @@ class Lease:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Lease:
+        """Also from an agent older than this server (agents outlive server upgrades), whose
+        answers lack ``requested``: the lease's creation stands in for it."""
         return cls(
             kernel_id=data["kernel_id"],
             owner=data["owner"],
@@ -137,7 +139,7 @@ class Lease:
             cpu=float(data["cpu"]),
             memory_bytes=int(data["memory_bytes"]),
             created=float(data["created"]),
-            requested=float(data["requested"]),
+            requested=float(data.get("requested", data["created"])),
             pid=data.get("pid"),
             start_time=data.get("start_time"),
         )

@@ -399,3 +399,11 @@ def test_a_lease_reads_back_what_it_writes_and_holds_its_devices() -> None:
     unbound = replace(lease, pid=None, start_time=None)
     assert Lease.from_json(unbound.to_json()) == unbound
     assert lease.allocation() == Allocation("kernel:k", "ann", "a100x1", 0.5, 2**30, (1,))
+
+
+def test_a_lease_from_an_agent_older_than_the_server_reads_without_requested() -> None:
+    """Agents outlive server upgrades: an older agent's answer has no ``requested``."""
+    old = Lease("k", "ann", "a100x1", "python", (1,), (), 0.5, 2**30, 1.0, 2.0).to_json()
+    del old["requested"], old["start_time"]
+    lease = Lease.from_json(old)
+    assert lease.requested == lease.created == 1.0 and lease.start_time is None

@@ -25,7 +25,6 @@ from ..jobs.handlers import AgentLink, AgentNoAnswer
 
 # ``Lease`` lives in ``capacity`` (the agent's store reads and writes it too); it is named here
 # as well because ``acquire`` returns it
-__all__ = ["LEASES", "AgentError", "Lease", "acquire", "bind", "release"]
 
 LEASES = "/mlinfra/agent/v1/leases"
 

@@ -19,10 +19,9 @@ from ..backends.kubernetes.kernel_pod import (
     ANNOTATION_FLAVOR,
     LABEL_KERNEL_ID,
 )
-from ..capacity import Capacity
+from ..capacity import Capacity, Lease
 from ..errors import Conflict, InvalidInput, MLInfraError, NotFound
 from ..identity import Identity
-from .lease import Lease
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
 from .specs import spec_name
 
