@@ -32,12 +32,15 @@ class KubernetesBackend(Backend):
     async def capacity(self) -> ClusterCapacity:
         """Nodes' allocatable minus the requests of the pods running on them, read now, and
         under Kueue the quota left in the flavors' ClusterQueues."""
+        return await self._capacity(queues=True)
+
+    async def _capacity(self, *, queues: bool) -> ClusterCapacity:
         rest = Rest(await self.cluster.api(), self.cluster.request_timeout)
         nodes = (await rest.call("GET", "/api/v1/nodes")).get("items") or []
         pods = (await rest.call("GET", path_of("v1", "pods"))).get("items") or []
-        queues = await self.queue_rooms() if self.queue_rooms is not None else {}
+        left = await self.queue_rooms() if queues and self.queue_rooms is not None else {}
         return ClusterCapacity(
-            node_rooms(nodes, pods), self.cluster.capacity_placement, _allocations(pods), queues
+            node_rooms(nodes, pods), self.cluster.capacity_placement, _allocations(pods), left
         )
 
     async def close(self) -> None:
@@ -47,7 +50,8 @@ class KubernetesBackend(Backend):
         """Why ``job`` can never run on this cluster (422), or None."""
         if job.spec.nodes > flavor.max_nodes:
             return f"asks for {job.spec.nodes} nodes; the flavor allows at most {flavor.max_nodes}"
-        return exceeds_quota(job.gpus, quota) or (await self.capacity()).never_fits(flavor)
+        nodes = await self._capacity(queues=False)  # what could never fit: nodes alone
+        return exceeds_quota(job.gpus, quota) or nodes.never_fits(flavor)
 
 
 def _allocations(pods: list[dict[str, Any]]) -> list[Allocation]:
