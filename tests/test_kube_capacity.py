@@ -196,4 +196,10 @@ async def test_a_users_running_jobs_quota_counts_their_unfinished_jobs(
     third = await call(jp_fetch, "jobs", "POST", {"code": "print('third ran')\n"})
     done = await wait_for(jp_fetch, third["id"], {"succeeded", "failed"})
     assert done["state"] == "succeeded"
-    await call(jp_fetch, f"jobs/{second['id']}", "DELETE")
+    fourth = await call(jp_fetch, "jobs", "POST", {"code": "import time\ntime.sleep(120)\n"})
+    with pytest.raises(HTTPClientError) as again:  # a retry is one more unfinished job too
+        await call(jp_fetch, f"jobs/{third['id']}/retry", "POST")
+    assert again.value.code == 422 and again.value.response is not None
+    assert json.loads(again.value.response.body)["message"] == error["message"]
+    for job in (second, fourth):
+        await call(jp_fetch, f"jobs/{job['id']}", "DELETE")

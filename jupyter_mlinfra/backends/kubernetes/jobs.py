@@ -487,32 +487,41 @@ class KubernetesJobs(LoggingConfigurable):
         why_not = await self.backend.refusal(job, flavor, quota)
         if why_not:
             raise CannotFit(why_not, "flavor")
-        mine = [j for j in self._visible(identity) if j.owner == identity.user]
         if quota.max_queued_jobs is not None:
-            queued = sum(j.state == JobState.QUEUED for j in mine)
+            queued = sum(
+                j.state == JobState.QUEUED and j.owner == identity.user
+                for j in self._visible(identity)
+            )
             if queued >= quota.max_queued_jobs:
                 raise CannotFit(
                     f"user quota: {queued} of {quota.max_queued_jobs} queued jobs; "
                     "wait for some to start or cancel them",
                     "queue",
                 )
-        if quota.max_running_jobs is not None:
-            # Kueue (or the scheduler) starts a queued job as soon as there is room, and we
-            # run no second scheduler to hold it back: so every unfinished job may run, and
-            # the cap is on unfinished jobs (see README, "Jobs on a Kubernetes cluster").
-            unfinished = sum(not j.state.finished for j in mine)
-            if unfinished >= quota.max_running_jobs:
-                raise CannotFit(
-                    f"user quota: {unfinished} of {quota.max_running_jobs} running jobs "
-                    "(on a cluster, queued jobs count: the cluster may start any of them); "
-                    "wait for one to finish or cancel one",
-                    "queue",
-                )
+        self._refuse_over_running_cap(identity, quota)
         rec = await rest.create(record(job, sorted(identity.groups), self.namespace))
         if spec.push:
             await rest.create(push_secret(job, rec, json.dumps(dict(spec.push))))
         await self._launch(job, rec)
         return job.to_json(), True
+
+    def _refuse_over_running_cap(self, identity: Identity, quota: quotas.Quota) -> None:
+        """``max_running_jobs`` on a cluster: Kueue (or the scheduler) starts a queued job as
+        soon as there is room, and we run no second scheduler to hold it back, so every
+        unfinished job may run: the cap is on unfinished jobs (README, "Quotas on a
+        cluster")."""
+        if quota.max_running_jobs is None:
+            return
+        unfinished = sum(
+            not j.state.finished for j in self._visible(identity) if j.owner == identity.user
+        )
+        if unfinished >= quota.max_running_jobs:
+            raise CannotFit(
+                f"user quota: {unfinished} of {quota.max_running_jobs} running jobs "
+                "(on a cluster, queued jobs count: the cluster may start any of them); "
+                "wait for one to finish or cancel one",
+                "queue",
+            )
 
     def _placement(self) -> Placement:
         return Placement(
@@ -661,6 +670,7 @@ class KubernetesJobs(LoggingConfigurable):
         job = await self._get(identity, job_id)
         if not job.state.finished:
             raise Conflict(f"job {job_id} is still {job.state.value}; cancel it first", "id")
+        self._refuse_over_running_cap(identity, self.app.inventory.quotas.for_identity(identity))
         rec = self._record(job_id)
         assert rec is not None and self.rest is not None
         _, old = self._attempt_objects(job.id)
