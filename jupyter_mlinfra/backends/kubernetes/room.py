@@ -101,8 +101,9 @@ def node_rooms(
 
 
 def _ready(node: Mapping[str, Any]) -> bool:
-    """Whether the node's Ready condition is True: the node controller taints any other
-    node ``node.kubernetes.io/not-ready`` (or ``unreachable``), so no new pod goes there."""
+    """Whether the node's Ready condition is True: the node controller taints a node whose
+    condition is False or Unknown ``node.kubernetes.io/not-ready`` (or ``unreachable``), so
+    no new pod goes there."""
     conditions = node.get("status", {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
@@ -141,8 +142,8 @@ def eligible(flavor: Flavor, room: NodeRoom, placement: Mapping[str, Mapping[str
 
 
 def _fits(needs: Mapping[str, float], have: Mapping[str, float]) -> int:
-    """How many times ``needs`` fits in ``have``; a resource ``have`` does not count at all
-    (pod slots of a quota) does not limit it."""
+    """How many times ``needs`` fits in ``have``; pod slots limit it only where ``have``
+    counts them (a node that reports no ``allocatable.pods`` is not limited by them)."""
     counted = {k: v for k, v in needs.items() if k in have or k != PODS}
     return int(min(have.get(k, 0.0) / v + 1e-9 for k, v in counted.items())) if counted else 1
 
