@@ -156,7 +156,10 @@ def test_the_nodes_a_flavor_may_use_are_the_room_without_kueue() -> None:
         return {
             "metadata": {"name": name, "labels": {}},
             "spec": {"taints": taints},
-            "status": {"allocatable": {"cpu": "16", "memory": "64Gi", GPU: "8"}},
+            "status": {
+                "allocatable": {"cpu": "16", "memory": "64Gi", GPU: "8"},
+                "conditions": [{"type": "Ready", "status": "True"}],
+            },
         }
 
     def pod(node_name: str, cpu: str, gpus: str) -> dict[str, Any]:

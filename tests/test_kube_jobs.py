@@ -91,8 +91,8 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-def jp_server_config(kube_cluster: Any) -> dict[str, Any]:
+def server_config(kube_cluster: Any) -> dict[str, Any]:
+    """The server's configuration for jobs on ``kube_cluster``: flavors cpu and a100x8."""
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_mlinfra": True}},
         "MLInfraApp": {
@@ -118,6 +118,11 @@ def jp_server_config(kube_cluster: Any) -> dict[str, Any]:
             "master_port": free_port(),
         },
     }
+
+
+@pytest.fixture
+def jp_server_config(kube_cluster: Any) -> dict[str, Any]:
+    return server_config(kube_cluster)
 
 
 @pytest.fixture(autouse=True)

@@ -167,7 +167,10 @@ def test_room_per_flavor_from_nodes_and_pods() -> None:
         {
             "metadata": {"name": f"n{i}", "labels": {}},
             "spec": {},
-            "status": {"allocatable": {"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": "4"}},
+            "status": {
+                "allocatable": {"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": "4"},
+                "conditions": [{"type": "Ready", "status": "True"}],
+            },
         }
         for i in range(2)
     ]

@@ -156,9 +156,19 @@ class ClusterFixture:
         allocatable: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
         taints: list[dict[str, str]] | None = None,
+        ready: bool = True,
+        cordoned: bool = False,
     ) -> Obj:
-        """A Ready node; ``allocatable`` adds extended resources (``{"nvidia.com/gpu": "8"}``)."""
+        """A Ready node; ``allocatable`` adds extended resources (``{"nvidia.com/gpu": "8"}``).
+        ``ready=False`` makes it NotReady, tainted ``node.kubernetes.io/not-ready`` as the node
+        controller does; ``cordoned`` marks it unschedulable as ``kubectl cordon`` does."""
         resources = {"cpu": cpu, "memory": memory, "pods": "110", **(allocatable or {})}
+        taints = [*(taints or [])]
+        if not ready:
+            taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
+        spec: dict[str, Any] = {"taints": taints} if taints else {}
+        if cordoned:
+            spec["unschedulable"] = True
         return self.create(
             {
                 "apiVersion": "v1",
@@ -172,16 +182,18 @@ class ClusterFixture:
                         **(labels or {}),
                     },
                 },
-                "spec": {"taints": taints} if taints else {},
+                "spec": spec,
                 "status": {
                     "capacity": resources,
                     "allocatable": resources,
                     "conditions": [
                         {
                             "type": "Ready",
-                            "status": "True",
-                            "reason": "KubeletReady",
-                            "message": "kubelet is posting ready status",
+                            "status": "True" if ready else "Unknown",
+                            "reason": "KubeletReady" if ready else "NodeStatusUnknown",
+                            "message": "kubelet is posting ready status"
+                            if ready
+                            else "Kubelet stopped posting node status.",
                         }
                     ],
                     "addresses": [
@@ -266,6 +278,11 @@ class ClusterFixture:
     def processes(self) -> dict[str, int]:
         """Pod name -> pid of a running container process."""
         return self._call(self.kubelet.processes)
+
+    def forbid(self, group: str, plural: str) -> None:
+        """Answer 403 Forbidden to every request on ``plural`` of API ``group`` from now on, as
+        when the server's Role does not grant it."""
+        self.api.forbidden.add((group, plural))
 
     def drop_watches(self) -> None:
         """End every open watch stream (clients must reconnect and resume)."""

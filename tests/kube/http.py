@@ -66,6 +66,8 @@ class ApiServer:
         self.bookmark_seconds = 1.0
         self._watches: set[asyncio.Queue[Change | None]] = set()
         self.requests: list[tuple[str, str]] = []
+        self.forbidden: set[tuple[str, str]] = set()
+        """(group, plural) that RBAC denies the client, as a least-privilege Role would."""
         self.app = web.Application(middlewares=[self._errors, self._auth])
         self.app.router.add_route("*", "/{path:.*}", self._dispatch)
 
@@ -131,6 +133,14 @@ class ApiServer:
         if not rest:
             return _json(self._resource_list(group, version))
         target = self._target(group, version, rest)
+        if (group, target.rtype.plural) in self.forbidden:
+            resource = f"{target.rtype.plural}.{group}" if group else target.rtype.plural
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{resource} is forbidden: User "system:serviceaccount:mlinfra:jupyter" cannot '
+                f"{request.method.lower()} resource {target.rtype.plural!r} in API group {group!r}",
+            )
         return await self._serve(request, target)
 
     def _target(self, group: str, version: str, rest: list[str]) -> Target:

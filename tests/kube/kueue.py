@@ -534,17 +534,52 @@ class KueueController:
         for local in self.store.list(self.localqueues):
             counts = by_local.get((meta(local)["namespace"], meta(local)["name"]), Counter())
             self._set_counts(self.localqueues, local, counts)
+        usage = self._usage()
         for cluster in self.store.list(self.clusterqueues):
+            name = meta(cluster)["name"]
+            reserved = self._flavors_status(cluster, usage.get(name, {}))
             self._set_counts(
-                self.clusterqueues, cluster, by_cluster.get(meta(cluster)["name"], Counter())
+                self.clusterqueues,
+                cluster,
+                by_cluster.get(name, Counter()),
+                {"flavorsReservation": reserved, "flavorsUsage": reserved},
             )
 
-    def _set_counts(self, rtype: ResourceType, obj: Obj, counts: Counter[str]) -> None:
+    @staticmethod
+    def _flavors_status(cluster: Obj, used: dict[str, Amounts]) -> list[dict[str, Any]]:
+        """Kueue's ``flavorsReservation`` of a ClusterQueue: per flavor of its resource groups,
+        each covered resource's total reserved by admitted workloads (nothing is borrowed)."""
+        return [
+            {
+                "name": flavor["name"],
+                "resources": [
+                    {
+                        "name": resource["name"],
+                        "total": _quantity(
+                            resource["name"], used.get(flavor["name"], Amounts())[resource["name"]]
+                        ),
+                        "borrowed": "0",
+                    }
+                    for resource in flavor.get("resources") or []
+                ],
+            }
+            for group in cluster["spec"].get("resourceGroups") or []
+            for flavor in group.get("flavors") or []
+        ]
+
+    def _set_counts(
+        self,
+        rtype: ResourceType,
+        obj: Obj,
+        counts: Counter[str],
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         status = dict(obj.get("status") or {})
         wanted = {
             "pendingWorkloads": counts["pendingWorkloads"],
             "admittedWorkloads": counts["admittedWorkloads"],
             "reservingWorkloads": counts["admittedWorkloads"],
+            **(extra or {}),
         }
         if any(status.get(k) != v for k, v in wanted.items()):
             status.update(wanted)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,11 +35,10 @@ PULL_SECONDS = 6.0
 @pytest.fixture
 def kube_lab(kube_cluster: ClusterFixture, tmp_path: Path) -> Iterator[LabServer]:
     """``jupyter lab`` with ``backend = "kubernetes"`` on the cluster fixture: ``gpu-1`` has
-    4 GPUs; ``gpu-2`` has 8 but no pod slot left, which the cluster's free-capacity figures do
-    not show, so a100x8 is offered and then refused by the scheduler. The image of the
-    ``missing`` environment cannot be pulled."""
+    4 GPUs, ``gpu-2`` 8 (see ``take_gpu_2`` for a start the scheduler refuses). The image of
+    the ``missing`` environment cannot be pulled."""
     kube_cluster.add_node("gpu-1", allocatable={"nvidia.com/gpu": "4"})
-    kube_cluster.add_node("gpu-2", allocatable={"nvidia.com/gpu": "8", "pods": "0"})
+    kube_cluster.add_node("gpu-2", allocatable={"nvidia.com/gpu": "8"})
     kube_cluster.fail_image_pull(MISSING_IMAGE)
     config = {
         "MLInfraApp": {**CATALOG, "backend": "kubernetes"},
@@ -64,8 +63,36 @@ def toast(page: Page, text: str) -> Locator:
     return page.locator(".Toastify__toast").filter(has_text=text)
 
 
-def start_from_panel(panel: SidebarPanel, flavor: str) -> None:
-    """Pick ``flavor`` and the pytorch environment in the Start section; "New notebook"."""
+def take_gpu_2(kube_cluster: ClusterFixture) -> None:
+    """Another team's pod takes all 8 GPUs of ``gpu-2``, placed there at once (as by another
+    scheduler): what the panel offered a moment ago is gone when the kernel's pod comes."""
+    kube_cluster.add_namespace("other-team")
+    kube_cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "gpu-taker", "namespace": "other-team"},
+            "spec": {
+                "nodeName": "gpu-2",
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "python:3.12",
+                        "command": ["python", "-c", "import time; time.sleep(300)"],
+                        "resources": {"limits": {"nvidia.com/gpu": "8"}},
+                    }
+                ],
+            },
+        }
+    )
+
+
+def start_from_panel(
+    panel: SidebarPanel, flavor: str, before_click: Callable[[], None] = lambda: None
+) -> None:
+    """Pick ``flavor`` and the pytorch environment in the Start section; ``before_click()``;
+    "New notebook"."""
     from playwright.sync_api import expect
 
     start = panel.start
@@ -73,6 +100,7 @@ def start_from_panel(panel: SidebarPanel, flavor: str) -> None:
     expect(flavors.locator(f"option[value='{flavor}']")).to_be_enabled()
     flavors.select_option(flavor)
     start.get_by_role("combobox", name="Environment").select_option("pytorch")
+    before_click()
     start.get_by_role("button", name="New notebook").click()
 
 
@@ -119,20 +147,24 @@ def test_a_gpu_kernel_start_shows_its_image_pull_then_is_ready(
 
 
 def test_an_unschedulable_start_shows_the_schedulers_message(
-    page: Page, kube_lab: LabServer, console: ConsoleLog, output_dir: Path
+    page: Page,
+    kube_lab: LabServer,
+    kube_cluster: ClusterFixture,
+    console: ConsoleLog,
+    output_dir: Path,
 ) -> None:
+    """a100x8 is offered (``gpu-2`` is free), then another team takes ``gpu-2`` between the
+    offer and the click: the scheduler refuses the kernel's pod, in its own words."""
     from playwright.sync_api import expect
 
     open_lab(page, kube_lab, console)
     panel = SidebarPanel(page)
     panel.open()
-    start_from_panel(panel, "a100x8")
+    start_from_panel(panel, "a100x8", before_click=lambda: take_gpu_2(kube_cluster))
 
     refused = toast(page, "Cannot start a kernel on a100x8: ")
     expect(refused).to_have_count(1, timeout=30_000)
-    expect(refused).to_contain_text("0/3 nodes are available")
-    expect(refused).to_contain_text("Insufficient nvidia.com/gpu")
-    expect(refused).to_contain_text("Too many pods")
+    expect(refused).to_contain_text("0/3 nodes are available: 3 Insufficient nvidia.com/gpu")
     expect(toast(page, "Starting a kernel on a100x8")).to_have_count(0)  # the same toast
     expect(page.locator(".jp-mlinfra-KernelStatus")).to_be_hidden()
     expect(page.locator(".jp-NotebookPanel")).to_have_count(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ...capacity import Allocation
@@ -13,7 +14,7 @@ from ..base import Backend
 from .client import KubernetesCluster
 from .manifests import ANNOTATION_OWNER, GROUP, LABEL_COMPONENT, LABEL_FLAVOR, MANAGED_BY
 from .rest import Rest, path_of
-from .room import ClusterCapacity, node_rooms, pod_requests
+from .room import ClusterCapacity, QueueRoom, node_rooms, pod_requests
 
 
 class KubernetesBackend(Backend):
@@ -21,18 +22,25 @@ class KubernetesBackend(Backend):
 
     def __init__(self, cluster: KubernetesCluster) -> None:
         self.cluster = cluster
+        self.queue_rooms: Callable[[], Awaitable[Mapping[str, QueueRoom]]] | None = None
+        """Set by the jobs service, which knows the Kueue queues: the quota left per flavor."""
 
     def builtin_catalog(self) -> dict[str, Any]:
         """No zero-config catalog: a cluster's flavors and images are the admin's to name."""
         return {}
 
     async def capacity(self) -> ClusterCapacity:
-        """Nodes' allocatable minus the requests of the pods running on them, read now."""
+        """Nodes' allocatable minus the requests of the pods running on them, read now, and
+        under Kueue the quota left in the flavors' ClusterQueues."""
+        return await self._capacity(queues=True)
+
+    async def _capacity(self, *, queues: bool) -> ClusterCapacity:
         rest = Rest(await self.cluster.api(), self.cluster.request_timeout)
         nodes = (await rest.call("GET", "/api/v1/nodes")).get("items") or []
         pods = (await rest.call("GET", path_of("v1", "pods"))).get("items") or []
+        left = await self.queue_rooms() if queues and self.queue_rooms is not None else {}
         return ClusterCapacity(
-            node_rooms(nodes, pods), self.cluster.capacity_placement, _allocations(pods)
+            node_rooms(nodes, pods), self.cluster.capacity_placement, _allocations(pods), left
         )
 
     async def close(self) -> None:
@@ -42,7 +50,8 @@ class KubernetesBackend(Backend):
         """Why ``job`` can never run on this cluster (422), or None."""
         if job.spec.nodes > flavor.max_nodes:
             return f"asks for {job.spec.nodes} nodes; the flavor allows at most {flavor.max_nodes}"
-        return exceeds_quota(job.gpus, quota) or (await self.capacity()).never_fits(flavor)
+        nodes = await self._capacity(queues=False)  # what could never fit: nodes alone
+        return exceeds_quota(job.gpus, quota) or nodes.never_fits(flavor)
 
 
 def _allocations(pods: list[dict[str, Any]]) -> list[Allocation]:

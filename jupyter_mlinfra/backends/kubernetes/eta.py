@@ -32,7 +32,7 @@ from ...jobs import queue
 from ...jobs.spec import Job, JobState
 from ...quantities import parse_cpu, parse_memory
 from .manifests import scheduling
-from .room import CPU, MEMORY, ClusterCapacity, eligible, tolerated
+from .room import CPU, MEMORY, ClusterCapacity, QueueRoom, eligible, tolerated
 
 MILLI = 1000
 HISTORY_SECONDS = 7 * 86400
@@ -135,18 +135,42 @@ def resource_flavor(
     return None
 
 
+def _nominal(cluster_queue: Mapping[str, Any], name: str) -> dict[str, float]:
+    """ResourceFlavor ``name``'s nominal quota per resource in a ClusterQueue."""
+    quota: dict[str, float] = {}
+    for group in cluster_queue.get("spec", {}).get("resourceGroups") or []:
+        quota.update(_quotas(group).get(name, {}))
+    return quota
+
+
+def _reserved(cluster_queue: Mapping[str, Any], name: str) -> dict[str, float]:
+    """What admitted workloads reserve of ResourceFlavor ``name``, as Kueue reports it."""
+    reservations = cluster_queue.get("status", {}).get("flavorsReservation") or []
+    return _flavor_resources(reservations, name, "total")
+
+
+def queue_room(cluster_queue: Mapping[str, Any], name: str) -> QueueRoom:
+    """What ResourceFlavor ``name`` of a ClusterQueue has left for anyone now: its nominal
+    quota less every reservation (what the flavor cards show; borrowing from a cohort is
+    Kueue's to grant, so it is not counted as room)."""
+    quota = _nominal(cluster_queue, name)
+    reserved = _reserved(cluster_queue, name)
+    return QueueRoom(
+        cluster_queue=str(cluster_queue["metadata"]["name"]),
+        resource_flavor=name,
+        quota=quota,
+        free={k: max(v - reserved.get(k, 0.0), 0.0) for k, v in quota.items()},
+    )
+
+
 def quota_room(
     cluster_queue: Mapping[str, Any], name: str, kind: str, running: Sequence[Job]
 ) -> Room:
     """The room of ResourceFlavor ``name`` in a ClusterQueue: its nominal quota (accelerators
     of ``kind``), less the reservations Kueue reports beyond those of ``running`` (the jobs we
     see holding it, which ``plan`` counts itself)."""
-    quota: dict[str, float] = {}
-    for group in cluster_queue.get("spec", {}).get("resourceGroups") or []:
-        quota.update(_quotas(group).get(name, {}))
-    reserved = _flavor_resources(
-        cluster_queue.get("status", {}).get("flavorsReservation") or [], name, "total"
-    )
+    quota = _nominal(cluster_queue, name)
+    reserved = _reserved(cluster_queue, name)
     ours = _held(running)
 
     def left(resource: str, own: float) -> float:

@@ -36,6 +36,7 @@ from .progress import Progress, attempt_progress, node_index, timestamp
 from .recent import Recent
 from .reflector import Reflector
 from .rest import KubeError, Rest, path_of
+from .room import QueueRoom
 from .workloads import (
     CANCELLED,
     LABEL_ATTEMPT,
@@ -124,6 +125,9 @@ class KubernetesJobs(LoggingConfigurable):
         self._queues: Recent[dict[str, Any] | None] = Recent(KUEUE_CONFIG_SECONDS)
         self._flavors: Recent[dict[str, dict[str, Any]]] = Recent(KUEUE_CONFIG_SECONDS)
         self._started = asyncio.Lock()
+        self._reader: Rest | None = None
+        """A client for reads outside the watches (quotas), once discovery ran."""
+        backend.queue_rooms = self.queue_rooms
 
     # --- connection and watches ----------------------------------------------------------
 
@@ -132,12 +136,7 @@ class KubernetesJobs(LoggingConfigurable):
         async with self._started:
             if self.rest is not None:
                 return self.rest
-            api = await self.cluster.api()
-            rest = Rest(api, self.cluster.request_timeout)
-            self.namespace = self.cluster.namespace_for(self.app.identity().user)
-            self.jobset = await self.cluster.has_api(*JOBSET)
-            has_kueue = await self.cluster.has_api(*KUEUE)
-            self.queued_by_kueue = self.kueue == "on" or (self.kueue == "auto" and has_kueue)
+            rest, has_kueue = await self._discover()
             ns = self.namespace
             managed = f"{manifests.LABEL_MANAGED_BY}={manifests.MANAGED_BY}"
             self.records = Reflector(
@@ -163,6 +162,18 @@ class KubernetesJobs(LoggingConfigurable):
                 await reflector.synced.wait()
             self.rest = rest
             return rest
+
+    async def _discover(self) -> tuple[Rest, bool]:
+        """A client, the user's namespace, and whether the cluster serves JobSets and Kueue
+        (whether Kueue queues jobs follows from it): what the watches and the quota reads of
+        the capacity need, the latter without starting the watches."""
+        rest = Rest(await self.cluster.api(), self.cluster.request_timeout)
+        self.namespace = self.cluster.namespace_for(self.app.identity().user)
+        self.jobset = await self.cluster.has_api(*JOBSET)
+        has_kueue = await self.cluster.has_api(*KUEUE)
+        self.queued_by_kueue = self.kueue == "on" or (self.kueue == "auto" and has_kueue)
+        self._reader = rest
+        return rest, has_kueue
 
     def _reflectors(self) -> list[Reflector]:
         found = [self.records, *self.workloads.values(), self.pods, self.pod_events]
@@ -380,28 +391,30 @@ class KubernetesJobs(LoggingConfigurable):
     async def _cluster_queue(self, queue: str) -> dict[str, Any] | None:
         """The ClusterQueue behind a LocalQueue; ``None`` when there is none, or RBAC denies
         reading ClusterQueues (the ETA is then unknown)."""
-        assert self.rest is not None
+        assert self._reader is not None
         if self._quota_denied:
             return None
-        local = await self.rest.get(path_of(KUEUE_API, "localqueues", self.namespace, queue))
+        local = await self._reader.get(path_of(KUEUE_API, "localqueues", self.namespace, queue))
         name = ((local or {}).get("spec") or {}).get("clusterQueue")
         if not name:
             return None
         try:
-            return await self.rest.get(path_of(KUEUE_API, "clusterqueues", "", name))
+            return await self._reader.get(path_of(KUEUE_API, "clusterqueues", "", name))
         except KubeError as error:
             if error.status != 403:
                 raise
             self._quota_denied = True
-            self.log.info("Kueue quotas unavailable, no ETAs: %s", error.message)
+            self.log.info(
+                "Kueue quotas unavailable (no ETAs; capacity from nodes alone): %s", error.message
+            )
             return None
 
     async def _resource_flavors(self) -> dict[str, dict[str, Any]]:
         """Kueue's ResourceFlavors by name (their node labels and taints say which flavors
         they serve); empty when RBAC denies listing them."""
-        assert self.rest is not None
+        assert self._reader is not None
         try:
-            listing = await self.rest.call("GET", path_of(KUEUE_API, "resourceflavors"))
+            listing = await self._reader.call("GET", path_of(KUEUE_API, "resourceflavors"))
         except KubeError as error:
             if error.status != 403:
                 raise
@@ -410,12 +423,38 @@ class KubernetesJobs(LoggingConfigurable):
 
     def queue_of(self, job: Job) -> str:
         """The job's Kueue LocalQueue (settings, not user text, decide the name)."""
-        chosen = self.flavor_queues.get(job.spec.flavor) or self.local_queue
+        return self._local_queue(job.spec.flavor, job.spec.queue, job.owner)
+
+    def _local_queue(self, flavor: str, queue: str, owner: str) -> str:
+        chosen = self.flavor_queues.get(flavor) or self.local_queue
         return label_value(
-            chosen.replace("{queue}", job.spec.queue)
-            .replace("{flavor}", job.spec.flavor)
-            .replace("{username}", job.owner)
+            chosen.replace("{queue}", queue)
+            .replace("{flavor}", flavor)
+            .replace("{username}", owner)
         )
+
+    async def queue_rooms(self) -> dict[str, QueueRoom]:
+        """Under Kueue, per flavor, what its ClusterQueue has left of the ResourceFlavor a job
+        of it gets (the capacity's second bound; see ``room``): the queue is the one a job of
+        the server's user in queue "default" goes to. Empty without Kueue, and for flavors
+        whose queue or ClusterQueue is missing or unreadable (RBAC): node room alone then."""
+        if self._reader is None:
+            await self._discover()
+        if not self.queued_by_kueue:
+            return {}
+        rooms = {}
+        owner = self.app.identity().user
+        for flavor in self.app.inventory.catalog.flavors:
+            queue = self._local_queue(flavor.name, "default", owner)
+            cluster_queue = await self._queues.get(queue, partial(self._cluster_queue, queue))
+            if cluster_queue is None:
+                continue
+            resource_flavors = await self._flavors.get("", self._resource_flavors)
+            placement = self.cluster.capacity_placement
+            name = eta.resource_flavor(cluster_queue, resource_flavors, flavor, placement)
+            if name is not None:
+                rooms[flavor.name] = eta.queue_room(cluster_queue, name)
+        return rooms
 
     # --- the jobs API --------------------------------------------------------------------
 
@@ -459,11 +498,30 @@ class KubernetesJobs(LoggingConfigurable):
                     "wait for some to start or cancel them",
                     "queue",
                 )
+        self._refuse_over_running_cap(identity, quota)
         rec = await rest.create(record(job, sorted(identity.groups), self.namespace))
         if spec.push:
             await rest.create(push_secret(job, rec, json.dumps(dict(spec.push))))
         await self._launch(job, rec)
         return job.to_json(), True
+
+    def _refuse_over_running_cap(self, identity: Identity, quota: quotas.Quota) -> None:
+        """``max_running_jobs`` on a cluster: Kueue (or the scheduler) starts a queued job as
+        soon as there is room, and we run no second scheduler to hold it back, so every
+        unfinished job may run: the cap is on unfinished jobs (README, "Quotas on a
+        cluster")."""
+        if quota.max_running_jobs is None:
+            return
+        unfinished = sum(
+            not j.state.finished for j in self._visible(identity) if j.owner == identity.user
+        )
+        if unfinished >= quota.max_running_jobs:
+            raise CannotFit(
+                f"user quota: {unfinished} of {quota.max_running_jobs} running jobs "
+                "(on a cluster, queued jobs count: the cluster may start any of them); "
+                "wait for one to finish or cancel one",
+                "queue",
+            )
 
     def _placement(self) -> Placement:
         return Placement(
@@ -612,6 +670,7 @@ class KubernetesJobs(LoggingConfigurable):
         job = await self._get(identity, job_id)
         if not job.state.finished:
             raise Conflict(f"job {job_id} is still {job.state.value}; cancel it first", "id")
+        self._refuse_over_running_cap(identity, self.app.inventory.quotas.for_identity(identity))
         rec = self._record(job_id)
         assert rec is not None and self.rest is not None
         _, old = self._attempt_objects(job.id)

@@ -2,7 +2,10 @@
 
 Pure. Answers the same questions as ``capacity.Capacity`` does for one machine (how many of a
 flavor fit now, and the scarcest resource as the reason; what could never fit), node by node,
-honouring each flavor's node selector and tolerations against nodes' labels and taints.
+honouring each flavor's node selector and tolerations against nodes' labels and taints, and
+what the scheduler honours besides resources: a node's pod slots (``allocatable.pods``), and
+no room at all on cordoned or NotReady nodes. Under Kueue, a flavor's room is also bounded by
+its ClusterQueue's quota left (``QueueRoom``): "free now" is the smaller of the two.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from ...catalog import Flavor
 from ...quantities import format_cpu, format_memory, parse_cpu, parse_memory
 from .manifests import scheduling
 
-CPU, MEMORY = "cpu", "memory"
+CPU, MEMORY, PODS = "cpu", "memory", "pods"
 DONE_PHASES = ("Succeeded", "Failed")
 
 
@@ -52,21 +55,33 @@ class NodeRoom:
     free: Mapping[str, float]
 
 
+@dataclass(frozen=True)
+class QueueRoom:
+    """Under Kueue, what a flavor's ClusterQueue has left of the ResourceFlavor Kueue gives
+    it: ``quota`` (nominal, per covered resource) less all reservations, in ``free``."""
+
+    cluster_queue: str
+    resource_flavor: str
+    quota: Mapping[str, float]
+    free: Mapping[str, float]
+
+
 def node_rooms(
     nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
 ) -> list[NodeRoom]:
-    """Each schedulable node with what is left on it."""
+    """Each schedulable node (neither cordoned nor NotReady) with what is left on it, pod
+    slots included: every pod bound to it and not done takes one."""
     used: dict[str, dict[str, float]] = {}
     for pod in pods:
         node = pod.get("spec", {}).get("nodeName")
         if not node or pod.get("status", {}).get("phase") in DONE_PHASES:
             continue
         held = used.setdefault(node, {})
-        for key, value in pod_requests(pod).items():
+        for key, value in {**pod_requests(pod), PODS: 1.0}.items():
             held[key] = held.get(key, 0.0) + value
     rooms = []
     for node in nodes:
-        if node.get("spec", {}).get("unschedulable"):
+        if node.get("spec", {}).get("unschedulable") or not _ready(node):
             continue
         name = node["metadata"]["name"]
         allocatable = {
@@ -85,8 +100,16 @@ def node_rooms(
     return rooms
 
 
+def _ready(node: Mapping[str, Any]) -> bool:
+    """Whether the node's Ready condition is True: the node controller taints a node whose
+    condition is False or Unknown ``node.kubernetes.io/not-ready`` (or ``unreachable``), so
+    no new pod goes there."""
+    conditions = node.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def _needs(flavor: Flavor) -> dict[str, float]:
-    needs = {CPU: flavor.cpu, MEMORY: float(flavor.memory_bytes)}
+    needs = {CPU: flavor.cpu, MEMORY: float(flavor.memory_bytes), PODS: 1.0}
     if flavor.accelerator is not None and flavor.accelerator.count:
         needs[flavor.accelerator.kind] = float(flavor.accelerator.count)
     return {k: v for k, v in needs.items() if v > 0}
@@ -119,7 +142,10 @@ def eligible(flavor: Flavor, room: NodeRoom, placement: Mapping[str, Mapping[str
 
 
 def _fits(needs: Mapping[str, float], have: Mapping[str, float]) -> int:
-    return int(min(have.get(k, 0.0) / v + 1e-9 for k, v in needs.items())) if needs else 1
+    """How many times ``needs`` fits in ``have``; pod slots limit it only where ``have``
+    counts them (a node that reports no ``allocatable.pods`` is not limited by them)."""
+    counted = {k: v for k, v in needs.items() if k in have or k != PODS}
+    return int(min(have.get(k, 0.0) / v + 1e-9 for k, v in counted.items())) if counted else 1
 
 
 class ClusterCapacity:
@@ -130,10 +156,13 @@ class ClusterCapacity:
         rooms: Sequence[NodeRoom],
         placement: Mapping[str, Mapping[str, Any]],
         allocations: Iterable[Allocation] = (),
+        queues: Mapping[str, QueueRoom] | None = None,
     ) -> None:
         self.rooms = tuple(rooms)
         self.placement = placement
         self.allocations = tuple(allocations)
+        self.queues = dict(queues or {})
+        """Per flavor name, its ClusterQueue's room under Kueue (none without Kueue)."""
 
     def _eligible(self, flavor: Flavor) -> list[NodeRoom]:
         return [r for r in self.rooms if eligible(flavor, r, self.placement)]
@@ -151,6 +180,22 @@ class ClusterCapacity:
         whole = format_cpu(total) if key == CPU else f"{total:g}"
         label = "CPUs" if key == CPU else key
         summary = f"{shown} of {whole} {label} free on {len(rooms)} node(s)"
+        resources = {k: v for k, v in needs.items() if k != PODS}
+        if not fit and any(_fits(resources, r.free) for r in rooms):
+            summary += ", but no pod slot left where they would fit"
+        queue = self.queues.get(flavor.name)
+        if queue is not None:  # Kueue admits no more than the quota left, whatever the nodes
+            covered = {k: v for k, v in needs.items() if k in queue.quota}
+            fit = min(fit, _fits(covered, queue.free))
+            left, nominal = queue.free.get(key, 0.0), queue.quota.get(key, 0.0)
+            if key == CPU:
+                left_text, nominal_text = format_cpu(left), format_cpu(nominal)
+            else:
+                left_text, nominal_text = f"{left:g}", f"{nominal:g}"
+            summary += (
+                f"; {left_text} of {nominal_text} {label} left in the quota of ClusterQueue "
+                f"{queue.cluster_queue} ({queue.resource_flavor})"
+            )
         return Availability(free_nodes=min(fit, flavor.max_nodes), summary=summary)
 
     def never_fits(self, flavor: Flavor) -> str | None:
@@ -170,6 +215,7 @@ class ClusterCapacity:
             if k == MEMORY
             else f"{v:g} {k}"
             for k, v in needs.items()
+            if k != PODS
         )
         return f"no node of the cluster has {wanted} for one node of flavor {flavor.name!r}"
 
@@ -203,4 +249,26 @@ class ClusterCapacity:
                 if total(kind, False)
             ],
             "allocations": len(self.allocations),
+            "queues": self._queues_json(),
         }
+
+    def _queues_json(self) -> list[dict[str, object]]:
+        """Each ClusterQueue ResourceFlavor the flavors take, once, with its quota left."""
+        seen: dict[tuple[str, str], dict[str, object]] = {}
+        for flavor, queue in sorted(self.queues.items()):
+            entry = seen.setdefault(
+                (queue.cluster_queue, queue.resource_flavor),
+                {
+                    "cluster_queue": queue.cluster_queue,
+                    "resource_flavor": queue.resource_flavor,
+                    "flavors": [],
+                    "resources": [
+                        {"name": k, "quota": v, "free": queue.free.get(k, 0.0)}
+                        for k, v in sorted(queue.quota.items())
+                    ],
+                },
+            )
+            flavors = entry["flavors"]
+            assert isinstance(flavors, list)
+            flavors.append(flavor)
+        return list(seen.values())
