@@ -13,6 +13,7 @@ Measures, for a `jupyter lab` with `backend = "kubernetes"`:
    follows a job through watches, with no request per unit of run time.
 
     .venv/bin/python benchmarks/kubernetes.py [--starts 10] [--jobs 2] [--durations 1,5]
+                                              [--jobset]
 
 Everything runs on 127.0.0.1; the fixture and the labs are stopped at the end (by pid).
 """
@@ -223,6 +224,7 @@ def main() -> None:
     parser.add_argument(
         "--durations", default="1,5", help="seconds each job sleeps, comma-separated"
     )
+    parser.add_argument("--jobset", action="store_true", help="install JobSet: jobs run as JobSets")
     args = parser.parse_args()
     durations = [float(d) for d in args.durations.split(",")]
     with tempfile.TemporaryDirectory(prefix="mli-kube-") as tmp_dir:
@@ -234,6 +236,8 @@ def main() -> None:
                 if args.starts
                 else ([], [], Counter[str](), Counter[str]())
             )
+            if args.jobset:
+                cluster.install("jobset")
             jobs = jobs_phase(tmp, cluster, args.jobs, durations) if args.jobs else {}
         finally:
             cluster.stop()
@@ -247,7 +251,9 @@ def main() -> None:
               f"{anchor50 * 1000:.0f} ms: the extension adds {(p50 - anchor50) * 1000:.0f} ms "
               f"({p50 / anchor50:.2f}x)")  # fmt: skip
     if jobs:
-        print(f"job lifecycles: {args.jobs} per duration (2 nodes, submit, watch, logs, result)")
+        workload = "JobSet" if args.jobset else "Indexed Job"
+        print(f"job lifecycles: {args.jobs} per duration (2 nodes, {workload}; submit, watch, "
+              "logs, result)")  # fmt: skip
         for seconds, (counted, polls) in jobs.items():
             print_counts(f"API requests per {seconds:g} s job", counted, args.jobs)
             reads = ", ".join(f"{s} {c / args.jobs:.1f}" for s, c in polls.most_common())
