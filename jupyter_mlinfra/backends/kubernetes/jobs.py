@@ -36,7 +36,7 @@ from .progress import Progress, attempt_progress, node_index, timestamp
 from .recent import Recent
 from .reflector import Reflector
 from .rest import KubeError, Rest, path_of
-from .room import QueueRoom
+from .room import ClusterCapacity, QueueRoom
 from .workloads import (
     CANCELLED,
     LABEL_ATTEMPT,
@@ -66,6 +66,9 @@ HOLDING = (JobState.ADMITTED, JobState.STARTING, JobState.RUNNING)
 """States of a job that holds room (quota under Kueue, node resources without)."""
 KUEUE_CONFIG_SECONDS = 10.0
 """How long ClusterQueues and ResourceFlavors read for ETAs are reused."""
+ROOM_SECONDS = 2.0
+"""How long the nodes' room read for ETAs without Kueue is reused: each read lists every node
+and pod, and clients poll waiting jobs; an estimate may be that much behind."""
 FOLLOW_SECONDS = 1.0
 FINISH_GRACE = 3.0
 """Seconds a followed log keeps reading the pods' streams after the job ended."""
@@ -124,6 +127,7 @@ class KubernetesJobs(LoggingConfigurable):
         self._quota_denied = False
         self._queues: Recent[dict[str, Any] | None] = Recent(KUEUE_CONFIG_SECONDS)
         self._flavors: Recent[dict[str, dict[str, Any]]] = Recent(KUEUE_CONFIG_SECONDS)
+        self._room: Recent[ClusterCapacity] = Recent(ROOM_SECONDS)
         self._started = asyncio.Lock()
         self._reader: Rest | None = None
         """A client for reads outside the watches (quotas), once discovery ran."""
@@ -348,7 +352,7 @@ class KubernetesJobs(LoggingConfigurable):
         waiting_ids = {j.id for j in waiting}
         holding = [j for j in everyone if j.state in HOLDING and j.id not in waiting_ids]
         catalog = self.app.inventory.catalog
-        capacity = None if self.queued_by_kueue else await self.backend.capacity()
+        capacity = None if self.queued_by_kueue else await self._room.get("", self.backend.capacity)
         pool_of: dict[str, tuple[str, str]] = {}
         pools: dict[tuple[str, str], tuple[Flavor, dict[str, Any] | None]] = {}
         for job in [*waiting, *holding]:
