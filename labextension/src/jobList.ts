@@ -8,6 +8,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { detailText, isActive, ranksText } from './jobText';
+import { renderRows, span } from './rows';
 import { ACTIVE_JOB_STATES, IJob, JOB_STATES, JobState } from './tokens';
 
 /** The actions a row offers; the panel carries them out. */
@@ -24,12 +25,6 @@ export const STATE_FILTERS: readonly { label: string; states: JobState[] }[] = [
   { label: 'Active', states: [...ACTIVE_JOB_STATES] },
   ...JOB_STATES.map(state => ({ label: state, states: [state] }))
 ];
-
-function span(className: string): HTMLSpanElement {
-  const node = document.createElement('span');
-  node.className = className;
-  return node;
-}
 
 function button(label: string, className: string, onClick: () => void): HTMLButtonElement {
   const node = document.createElement('button');
@@ -170,26 +165,13 @@ export class JobsSection extends Widget {
     this._allUsers.hidden = !view.admin;
     const showOwner = view.admin && view.allUsers;
     this.toggleClass('jp-mod-allUsers', showOwner);
-    const seen = new Set<string>();
-    jobs.forEach((job, index) => {
-      seen.add(job.id);
-      let row = this._rows.get(job.id);
-      if (row) {
-        row.update(job, showOwner);
-      } else {
-        row = new JobRow(job, this._actions, showOwner);
-        this._rows.set(job.id, row);
-      }
-      if (this._list.children[index] !== row.node) {
-        this._list.insertBefore(row.node, this._list.children[index] ?? null);
-      }
-    });
-    for (const [id, row] of this._rows) {
-      if (!seen.has(id)) {
-        row.node.remove();
-        this._rows.delete(id);
-      }
-    }
+    renderRows(
+      this._list,
+      this._rows,
+      jobs,
+      job => new JobRow(job, this._actions, showOwner),
+      (row, job) => row.update(job, showOwner)
+    );
     this._status.hidden = loaded && jobs.length > 0;
     this._status.textContent = loaded ? 'No jobs.' : 'Loading jobs…';
   }

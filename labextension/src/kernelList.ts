@@ -6,13 +6,8 @@
 import { Widget } from '@lumino/widgets';
 
 import { phaseLabel } from './kernelStarts';
+import { renderRows, span } from './rows';
 import { IKernel } from './tokens';
-
-function span(className: string): HTMLSpanElement {
-  const node = document.createElement('span');
-  node.className = className;
-  return node;
-}
 
 /** One kernel, as an `<li>` updated in place. */
 class KernelRow {
@@ -72,26 +67,13 @@ export class KernelsSection extends Widget {
 
   /** Show these kernels, in this order (`loaded`: false before the first answer). */
   render(kernels: readonly IKernel[], loaded: boolean): void {
-    const seen = new Set<string>();
-    kernels.forEach((kernel, index) => {
-      seen.add(kernel.id);
-      let row = this._rows.get(kernel.id);
-      if (row) {
-        row.update(kernel);
-      } else {
-        row = new KernelRow(kernel);
-        this._rows.set(kernel.id, row);
-      }
-      if (this._list.children[index] !== row.node) {
-        this._list.insertBefore(row.node, this._list.children[index] ?? null);
-      }
-    });
-    for (const [id, row] of this._rows) {
-      if (!seen.has(id)) {
-        row.node.remove();
-        this._rows.delete(id);
-      }
-    }
+    renderRows(
+      this._list,
+      this._rows,
+      kernels,
+      kernel => new KernelRow(kernel),
+      (row, kernel) => row.update(kernel)
+    );
     this._status.hidden = loaded && kernels.length > 0;
     this._status.textContent = loaded ? 'No kernels.' : 'Loading kernels…';
   }
