@@ -16,6 +16,10 @@ class Identity:
     groups: frozenset[str] = field(default_factory=frozenset)
     admin: bool = False
 
+    def may_see(self, owner: str) -> bool:
+        """Users see (and act on) their own jobs, kernels and leases; admins everybody's."""
+        return self.admin or owner == self.user
+
     def to_json(self) -> dict[str, object]:
         return {"user": self.user, "groups": sorted(self.groups), "admin": self.admin}
 

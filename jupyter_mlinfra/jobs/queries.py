@@ -40,7 +40,7 @@ Cursor = tuple[float, str]
 def listing_owner(identity: Identity, owner: str, states: Collection[str], limit: int) -> str:
     """Check a listing's filters for ``identity``; the owner to list ('' for everybody's,
     which only admins get): users see their own jobs, admins everybody's."""
-    if owner and owner != identity.user and not identity.admin:
+    if owner and not identity.may_see(owner):
         raise NotAllowed(f"only admins may list the jobs of {owner!r}", "owner")
     known = {s.value for s in JobState}
     unknown = [s for s in states if s not in known]

@@ -92,7 +92,7 @@ class JobService:
     def get(self, identity: Identity, job_id: str) -> Job:
         """The job, if the caller may see it; 404 otherwise (existence is not disclosed)."""
         job = self.store.get(job_id)
-        if job is None or not (identity.admin or job.owner == identity.user):
+        if job is None or not identity.may_see(job.owner):
             raise NotFound(f"no job {job_id!r}", "id")
         return self.controller.queued_view(job)
 
@@ -131,7 +131,7 @@ class JobService:
             if j.state == JobState.QUEUED
         ]
         queued.sort(key=lambda j: (j.position is None, j.position or 0, j.created))
-        visible = [j for j in queued if identity.admin or j.owner == identity.user]
+        visible = [j for j in queued if identity.may_see(j.owner)]
         return {"jobs": [j.to_json() for j in visible], "pending": len(queued)}
 
     def log_files(

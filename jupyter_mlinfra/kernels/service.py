@@ -208,28 +208,21 @@ class KernelService:
             if task.done() and kernel_id not in self.kernel_manager:
                 pending.pop(kernel_id, None)
 
-    def visible(self, identity: Identity, owner: str) -> bool:
-        return identity.admin or owner == identity.user
-
     def list(self, identity: Identity) -> dict[str, Any]:
         kernels = [self.model(*entry) for entry in self.running()] + self.pod_kernels()
         kernels += list(reversed(self.ended))
-        return {"kernels": [k for k in kernels if self.visible(identity, k["owner"])]}
+        return {"kernels": [k for k in kernels if identity.may_see(k["owner"])]}
 
     def _find(self, identity: Identity | None, kernel_id: str) -> tuple[str, Any, Lease]:
         """The running kernel ``kernel_id`` if ``identity`` may see it (None: anybody may)."""
         for entry in self.running():
-            if entry[0] == kernel_id and (
-                identity is None or self.visible(identity, entry[2].owner)
-            ):
+            if entry[0] == kernel_id and (identity is None or identity.may_see(entry[2].owner)):
                 return entry
         raise NotFound(f"no mlinfra kernel {kernel_id!r}", "kernel_id")
 
     def _pod_kernel(self, identity: Identity | None, kernel_id: str) -> dict[str, Any] | None:
         for model in self.pod_kernels():
-            if model["id"] == kernel_id and (
-                identity is None or self.visible(identity, model["owner"])
-            ):
+            if model["id"] == kernel_id and (identity is None or identity.may_see(model["owner"])):
                 return model
         return None
 

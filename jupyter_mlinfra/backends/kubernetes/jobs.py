@@ -269,7 +269,7 @@ class KubernetesJobs(LoggingConfigurable):
     def _visible(self, identity: Identity) -> list[Job]:
         assert self.records is not None
         jobs = [self._view(rec) for rec in list(self.records.objects.values())]
-        return [j for j in jobs if identity.admin or j.owner == identity.user]
+        return [j for j in jobs if identity.may_see(j.owner)]
 
     async def _positions(self, jobs: list[Job]) -> dict[str, int]:
         """Queue positions of queued jobs from Kueue's visibility API, by workload name; empty
@@ -573,7 +573,7 @@ class KubernetesJobs(LoggingConfigurable):
         await self.start()
         rec = self._record(job_id)
         job = self._view(rec) if rec is not None else None
-        if job is None or not (identity.admin or job.owner == identity.user):
+        if job is None or not identity.may_see(job.owner):
             raise NotFound(f"no job {job_id!r}", "id")
         return job
 
@@ -611,7 +611,7 @@ class KubernetesJobs(LoggingConfigurable):
         everyone = [self._view(rec) for rec in list(self.records.objects.values())]
         queued = await self._with_positions([j for j in everyone if j.state == JobState.QUEUED])
         queued.sort(key=lambda j: (j.position is None, j.position or 0, j.created))
-        visible = [j for j in queued if identity.admin or j.owner == identity.user]
+        visible = [j for j in queued if identity.may_see(j.owner)]
         return {"jobs": [j.to_json() for j in visible], "pending": len(queued)}
 
     async def events(self, identity: Identity, job_id: str) -> dict[str, Any]:

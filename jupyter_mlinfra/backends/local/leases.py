@@ -171,12 +171,12 @@ class Leases:
     def mine(self, identity: Identity, kernel_id: str) -> Lease:
         """The kernel's lease if the caller owns it (or is an admin); 404 otherwise."""
         lease = self.agent.store.lease(kernel_id)
-        if lease is None or not (identity.admin or lease.owner == identity.user):
+        if lease is None or not identity.may_see(lease.owner):
             raise NotFound(f"no lease for kernel {kernel_id!r}", "kernel_id")
         return lease
 
     def visible(self, identity: Identity) -> list[Lease]:
-        return [lease for lease in self.held() if identity.admin or lease.owner == identity.user]
+        return [lease for lease in self.held() if identity.may_see(lease.owner)]
 
     def bind(self, identity: Identity, kernel_id: str, body: Any) -> Lease:
         """Tie the lease to the kernel's process, which the agent then watches."""
