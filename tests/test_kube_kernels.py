@@ -287,7 +287,11 @@ async def test_every_api_call_is_granted_by_the_example_rbac(
 ) -> None:
     """examples/kubernetes/rbac.yaml is least privilege that works: every request the server
     made through a kernel's life (and a failed start) is allowed by it."""
+    # a start that takes a while, so that it surely watches the pod's events too (a pod
+    # already running when first seen needs no events, and their watch is then never opened)
+    cluster.image_pull_seconds = 1.0
     kernel = await start(jp_fetch, "a100x1")
+    cluster.image_pull_seconds = 0.0
     await call(jp_fetch, "api", "kernels", kernel["id"], "restart", method="POST", body={})
     await kernels_api(jp_fetch, kernel["id"], method="DELETE")
     await refused_start(jp_fetch, "cpu", "missing")
