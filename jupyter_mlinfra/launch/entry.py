@@ -193,6 +193,15 @@ def _job_frames(error: BaseException) -> types.TracebackType | None:
     return tb or error.__traceback__
 
 
+def _stopped_at(error: BaseException) -> str:
+    """Where the job was when it was stopped: its frames without the signal handler's own,
+    which Python appends to the job's innermost one."""
+    frames = traceback.extract_tb(_job_frames(error))
+    while len(frames) > 1 and frames[-1].filename == _on_sigterm.__code__.co_filename:
+        frames.pop()
+    return "".join(traceback.format_list(frames))
+
+
 def _job_traceback(error: BaseException) -> str:
     return "".join(traceback.format_exception(type(error), error, _job_frames(error)))
 
@@ -251,7 +260,7 @@ def run(job_dir: str) -> int:
         what = "SIGTERM" if isinstance(error, Terminated) else "KeyboardInterrupt"
         exit_code = TERMINATED
         message = f"mlinfra: rank {rank} stopped by {what} (exit code {TERMINATED}) in:\n"
-        message += "".join(traceback.format_tb(_job_frames(error)))
+        message += _stopped_at(error)
     except BaseException as error:
         exit_code, message = 1, _job_traceback(error)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the result be written
