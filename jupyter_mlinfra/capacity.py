@@ -150,13 +150,26 @@ class Availability:
     free_nodes: int
     """How many more of this flavor fit right now (nodes on a cluster, slices of this machine)."""
     summary: str
+    free_kernels: int | None = None
+    """How many kernels of this flavor could start now, where that differs from ``free_nodes``:
+    under Kueue a job waits for quota, but a kernel pod is not a Kueue workload and needs only
+    the nodes' room. ``None``: the same as ``free_nodes``."""
 
     @property
     def available(self) -> bool:
         return self.free_nodes > 0
 
+    @property
+    def kernels_available(self) -> bool:
+        return (self.free_nodes if self.free_kernels is None else self.free_kernels) > 0
+
     def to_json(self) -> dict[str, object]:
-        return {"available": self.available, "free_nodes": self.free_nodes, "summary": self.summary}
+        return {
+            "available": self.available,
+            "kernels_available": self.kernels_available,
+            "free_nodes": self.free_nodes,
+            "summary": self.summary,
+        }
 
 
 class CapacityView(Protocol):

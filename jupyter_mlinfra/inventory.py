@@ -35,6 +35,7 @@ class Inventory:
             if not entry["entitled"]:
                 entry["availability"] = {
                     "available": False,
+                    "kernels_available": False,
                     "free_nodes": 0,
                     "summary": f"not available to {identity.user}: ask an admin for access",
                 }

@@ -51,11 +51,18 @@ def flavor_rows(body: dict[str, Any]) -> Table:
                 f["memory"],
                 f["capacity_type"],
                 "-" if f["price_per_hour"] is None else f"{f['price_per_hour']:.2f}",
-                ("yes: " if f["availability"]["available"] else "no: ")
-                + f["availability"]["summary"],
+                _available_now(f["availability"]),
             )
         )
     return rows
+
+
+def _available_now(availability: dict[str, Any]) -> str:
+    if availability["available"]:
+        return f"yes: {availability['summary']}"
+    if availability["kernels_available"]:  # under Kueue: jobs wait for quota, kernels need none
+        return f"kernels only: {availability['summary']}"
+    return f"no: {availability['summary']}"
 
 
 def environment_rows(body: dict[str, Any]) -> Table:

@@ -200,7 +200,8 @@ class FlavorPicker(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is un
 def _flavor_label(flavor: dict[str, Any]) -> str:
     label = flavor["display_name"] or flavor["name"]
     availability = flavor["availability"]
-    return label if availability["available"] else f"{label} ({availability['summary']})"
+    # the picker starts kernels, which Kueue's quota does not hold back
+    return label if availability["kernels_available"] else f"{label} ({availability['summary']})"
 
 
 def _default(preferred: str, names: list[str]) -> str | None:

@@ -100,6 +100,7 @@ def test_availability_of_a_cpu_flavor() -> None:
     assert availability.available
     assert availability.to_json() == {
         "available": True,
+        "kernels_available": True,
         "free_nodes": 4,
         "summary": "16 of 16 CPUs free",
     }
@@ -118,6 +119,7 @@ def test_availability_names_the_scarce_cpu() -> None:
     assert not availability.available
     assert availability.to_json() == {
         "available": False,
+        "kernels_available": False,
         "free_nodes": 0,
         "summary": "2 of 16 CPUs free",
     }

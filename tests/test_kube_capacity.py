@@ -152,7 +152,25 @@ async def test_under_kueue_free_now_is_the_smaller_of_nodes_and_quota_left(
         {"name": "cpu", "quota": 2.0, "free": 1.0},
         {"name": "memory", "quota": 8.0 * GiB, "free": 7.0 * GiB},
     ]
-    await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
+
+    # with the quota used up, a job would wait for Kueue; a kernel pod, which Kueue does not
+    # admit, still has the node's room
+    other = await call(jp_fetch, "jobs", "POST", {"code": "import time\ntime.sleep(120)\n"})
+    await wait_for(jp_fetch, other["id"], {"running"})
+
+    async def quota_used_up() -> Any:
+        seen = (await cards(jp_fetch))["cpu"]
+        return seen if seen["free_nodes"] == 0 else None
+
+    assert await until(quota_used_up) == {
+        "available": False,
+        "kernels_available": True,
+        "free_nodes": 0,
+        "summary": "14 of 16 CPUs free on 1 node(s); 0 of 2 CPUs left in the quota of "
+        "ClusterQueue mlinfra (cpu)",
+    }
+    for running in (job, other):
+        await call(jp_fetch, f"jobs/{running['id']}", "DELETE")
 
 
 async def test_under_kueue_without_rights_on_clusterqueues_node_room_alone(
@@ -165,6 +183,7 @@ async def test_under_kueue_without_rights_on_clusterqueues_node_room_alone(
     cpu = (await cards(jp_fetch))["cpu"]
     assert cpu == {
         "available": True,
+        "kernels_available": True,
         "free_nodes": 4,  # the flavor's max_nodes: 16 CPUs hold more
         "summary": "16 of 16 CPUs free on 1 node(s)",
     }

@@ -188,7 +188,7 @@ class KernelService:
                 others = [a for a in held.allocations if a.holder != f"kernel:{kernel_id}"]
                 held = Capacity(held.machine, others)
             room = held.availability(flavor)
-            if not room.available:
+            if not room.kernels_available:
                 raise Conflict(f"flavor {flavor.name} is full: {room.summary}", "flavor")
             try:
                 await manager.restart_kernel(now=False, **{FLAVOR_ARGUMENT: flavor.name})

@@ -19,8 +19,11 @@ export function unavailableReason(flavor: IFlavor): string | null {
   if (!flavor.entitled) {
     return 'Not entitled: ask an administrator for access';
   }
+  if (!flavor.availability.kernels_available) {
+    return 'Unavailable now: no room for a kernel, and new jobs wait in the queue';
+  }
   if (!flavor.availability.available) {
-    return 'Unavailable now: new kernels and jobs wait in the queue';
+    return 'Kernels can start, but new jobs wait in the queue for quota';
   }
   return null;
 }

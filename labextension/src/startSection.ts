@@ -127,7 +127,7 @@ export class StartSection extends Widget {
           .map(f => ({
             value: f.name,
             label: `${f.name} · ${acceleratorText(f)}`,
-            disabled: !f.availability.available,
+            disabled: !f.availability.kernels_available,
             title: f.availability.summary
           })),
         flavors.default_flavor

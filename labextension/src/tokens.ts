@@ -45,7 +45,10 @@ export type CapacityType = 'on-demand' | 'spot' | 'reserved';
 
 /** Live availability of a flavor. */
 export interface IAvailability {
+  /** Whether a job would start now rather than wait in the queue. */
   available: boolean;
+  /** Whether a kernel could start now (under Kueue, quota holds jobs back, not kernels). */
+  kernels_available: boolean;
   free_nodes: number;
   /** A human-readable sentence, e.g. "2 of 4 nodes free". */
   summary: string;

@@ -184,9 +184,10 @@ class ClusterCapacity:
         if not fit and any(_fits(resources, r.free) for r in rooms):
             summary += ", but no pod slot left where they would fit"
         queue = self.queues.get(flavor.name)
-        if queue is not None:  # Kueue admits no more than the quota left, whatever the nodes
+        kernels = None
+        if queue is not None:  # Kueue admits no more jobs than the quota left, whatever the nodes
             covered = {k: v for k, v in needs.items() if k in queue.quota}
-            fit = min(fit, _fits(covered, queue.free))
+            kernels, fit = fit, min(fit, _fits(covered, queue.free))
             left, nominal = queue.free.get(key, 0.0), queue.quota.get(key, 0.0)
             if key == CPU:
                 left_text, nominal_text = format_cpu(left), format_cpu(nominal)
@@ -196,7 +197,7 @@ class ClusterCapacity:
                 f"; {left_text} of {nominal_text} {label} left in the quota of ClusterQueue "
                 f"{queue.cluster_queue} ({queue.resource_flavor})"
             )
-        return Availability(free_nodes=min(fit, flavor.max_nodes), summary=summary)
+        return Availability(min(fit, flavor.max_nodes), summary, free_kernels=kernels)
 
     def never_fits(self, flavor: Flavor) -> str | None:
         """Why one node of ``flavor`` could never be placed, even on an empty cluster."""

@@ -45,7 +45,12 @@ export const FLAVORS: IFlavorList = {
       node_selector: {},
       tolerations: [],
       entitled: true,
-      availability: { available: true, free_nodes: 1, summary: '2 of 2 CPUs free' }
+      availability: {
+        available: true,
+        kernels_available: true,
+        free_nodes: 1,
+        summary: '2 of 2 CPUs free'
+      }
     }
   ]
 };

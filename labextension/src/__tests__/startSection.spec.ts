@@ -18,12 +18,10 @@ const ENVIRONMENTS = {
   ]
 };
 
-function withAvailability(available: boolean): IFlavorList {
+function withAvailability(available: boolean, kernelsAvailable = available): IFlavorList {
   const [cpu] = FLAVORS.flavors;
-  return {
-    ...FLAVORS,
-    flavors: [{ ...cpu, availability: { ...cpu.availability, available } }]
-  };
+  const availability = { ...cpu.availability, available, kernels_available: kernelsAvailable };
+  return { ...FLAVORS, flavors: [{ ...cpu, availability }] };
 }
 
 describe('StartSection', () => {
@@ -45,6 +43,12 @@ describe('StartSection', () => {
     button('New console').click();
     await new Promise(resolve => setTimeout(resolve, 0));
     expect(started).toEqual(['console cpu python']);
+  });
+
+  it('offers a flavor whose jobs wait for quota, since its kernels need none', () => {
+    section.render(withAvailability(false, true), ENVIRONMENTS);
+    expect(section.flavor).toBe('cpu');
+    expect(button('New notebook').disabled).toBe(false);
   });
 
   it('says when no flavor is free, and offers nothing to start', () => {

@@ -1,3 +1,4 @@
+import { unavailableReason } from '../flavorCards';
 import { detailText, durationText, jobChoiceLabel, ranksText } from '../jobText';
 import { isAtBottom, logStateText, rankChoices } from '../logText';
 import { TimelineSection, timelineKey, timelineSpans } from '../timeline';
@@ -28,6 +29,25 @@ describe('jobs in words', () => {
   it('labels jobs to choose from uniquely, by id', () => {
     expect(jobChoiceLabel(makeJob())).toBe('train · running · h100x2 · 0123456789ab');
     expect(jobChoiceLabel(makeJob({ name: '' }))).toBe('running · h100x2 · 0123456789ab');
+  });
+});
+
+describe('flavor cards', () => {
+  const [cpu] = FLAVORS.flavors;
+  const reason = (available: boolean, kernels_available: boolean, entitled = true) =>
+    unavailableReason({
+      ...cpu,
+      entitled,
+      availability: { ...cpu.availability, available, kernels_available }
+    });
+
+  it('say what waits: nothing, jobs only (Kueue quota), or kernels and jobs', () => {
+    expect(reason(true, true)).toBeNull();
+    expect(reason(false, true)).toBe('Kernels can start, but new jobs wait in the queue for quota');
+    expect(reason(false, false)).toBe(
+      'Unavailable now: no room for a kernel, and new jobs wait in the queue'
+    );
+    expect(reason(true, true, false)).toBe('Not entitled: ask an administrator for access');
   });
 });
 
