@@ -155,6 +155,17 @@ export function retryJob(id: string, settings: Settings = here()): Promise<IJob>
   return requestAPI<IJob>(`jobs/${encodeURIComponent(id)}/retry`, { method: 'POST' }, settings);
 }
 
+/** The address of a job's whole log (one rank's, or all ranks'), e.g. for a download link. */
+export function jobLogUrl(
+  id: string,
+  rank: number | null,
+  settings: Settings = here()
+): string {
+  const params = rank === null ? {} : { rank: String(rank) };
+  const path = `jobs/${encodeURIComponent(id)}/logs${URLExt.objectToQueryString(params)}`;
+  return URLExt.join(settings.baseUrl, API_NAMESPACE, path);
+}
+
 /**
  * Read a job's log (all ranks merged with `[rank N]` prefixes, or one rank's), handing each
  * piece of text to `onText` as it arrives. With `follow` the server keeps the answer open

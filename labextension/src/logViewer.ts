@@ -7,7 +7,7 @@ import { Message } from '@lumino/messaging';
 import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
-import { getJob, MLInfraError, readJobLog } from './api';
+import { getJob, jobLogUrl, MLInfraError, readJobLog } from './api';
 import { isFinished } from './jobText';
 import { isAtBottom, logStateText, rankChoices } from './logText';
 import { errorMessage } from './model';
@@ -19,16 +19,27 @@ export const RECONNECT_DELAY = 3000;
 /** How often the state line is refreshed while the log is followed (ms). */
 export const STATE_INTERVAL = 2000;
 
+/**
+ * How much of a log the viewer keeps (characters): a job printing for days must not grow the
+ * page without bound. Older text gives way; the whole log stays a download away.
+ */
+export const MAX_LOG_CHARS = 2_000_000;
+
 function isAbort(error: unknown): boolean {
   return error instanceof Error && error.name === 'AbortError';
 }
 
 /** One job's log, followed while the job waits or runs. */
 export class JobLogView extends Widget {
-  constructor(jobId: string, settings?: ServerConnection.ISettings) {
+  constructor(
+    jobId: string,
+    settings?: ServerConnection.ISettings,
+    maxChars: number = MAX_LOG_CHARS
+  ) {
     super();
     this.jobId = jobId;
     this._settings = settings;
+    this._maxChars = maxChars;
     this.addClass('jp-mlinfra-LogView');
 
     const bar = document.createElement('div');
@@ -44,7 +55,17 @@ export class JobLogView extends Widget {
     this._paused.className = 'jp-mlinfra-LogView-paused';
     this._paused.textContent = 'Auto-scroll paused: scroll to the end to resume';
     this._paused.hidden = true;
-    bar.append(label, this._state, this._paused);
+    this._download.className = 'jp-mlinfra-LogView-download';
+    this._download.textContent = 'Download';
+    this._download.download = `job-${jobId}.log`;
+    this._download.title = 'Download the whole log of the ranks shown';
+    bar.append(label, this._state, this._paused, this._download);
+
+    this._trimmed.className = 'jp-mlinfra-LogView-trimmed';
+    this._trimmed.textContent =
+      'Earlier output is not shown: this view keeps the end of the log. ' +
+      'Download gives the whole log.';
+    this._trimmed.hidden = true;
 
     this._log.className = 'jp-mlinfra-LogView-log';
     this._log.tabIndex = 0;
@@ -57,7 +78,7 @@ export class JobLogView extends Widget {
       );
       this._paused.hidden = this._stick || this._ended;
     });
-    this.node.append(bar, this._log);
+    this.node.append(bar, this._trimmed, this._log);
     // the stream carries only text: the job's state (queued → running) is asked for beside it
     this._poll = new Poll({
       factory: async () => {
@@ -92,6 +113,9 @@ export class JobLogView extends Widget {
     const abort = new AbortController();
     this._abort = abort;
     this._log.textContent = '';
+    this._chars = 0;
+    this._trimmed.hidden = true;
+    this._download.href = jobLogUrl(this.jobId, this.rank, this._settings);
     this._stick = true;
     this._ended = false;
     this._paused.hidden = true;
@@ -179,8 +203,33 @@ export class JobLogView extends Widget {
 
   private _append(text: string): void {
     this._log.appendChild(document.createTextNode(text));
+    this._chars += text.length;
+    this._trim();
     if (this._stick) {
       this._log.scrollTop = this._log.scrollHeight;
+    }
+  }
+
+  /** Drop the oldest text beyond the limit, up to a line's end, so the view starts on a line. */
+  private _trim(): void {
+    let excess = this._chars - this._maxChars;
+    if (excess <= 0) {
+      return;
+    }
+    this._trimmed.hidden = false;
+    let atLineStart = false;
+    while (this._log.firstChild !== null && (excess > 0 || !atLineStart)) {
+      const node = this._log.firstChild as Text;
+      const newline = node.data.indexOf('\n', Math.max(excess - 1, 0));
+      const cut = newline === -1 ? node.data.length : newline + 1;
+      atLineStart = node.data[cut - 1] === '\n';
+      excess -= cut;
+      this._chars -= cut;
+      if (cut === node.data.length) {
+        node.remove();
+      } else {
+        node.deleteData(0, cut);
+      }
     }
   }
 
@@ -195,6 +244,10 @@ export class JobLogView extends Widget {
   }
 
   private _settings: ServerConnection.ISettings | undefined;
+  private _maxChars: number;
+  private _chars = 0;
+  private _download = document.createElement('a');
+  private _trimmed = document.createElement('div');
   private _poll: Poll;
   private _job: IJob | null = null;
   private _abort: AbortController | null = null;

@@ -103,6 +103,11 @@ def test_a_notebook_job_waits_runs_and_succeeds_while_its_log_is_followed(
         expect(log).to_contain_text("step 5 of rank 1")
         expect(log).not_to_contain_text("rank 0")
         expect(log).not_to_contain_text("[rank")
+        with page.expect_download() as download:  # the whole log, through the browser's session
+            viewer.get_by_role("link", name="Download").click()
+        assert download.value.suggested_filename == f"job-{job['id']}.log"
+        whole = Path(download.value.path()).read_text()
+        assert "step 0 of rank 1" in whole and "step 5 of rank 1" in whole and "[rank" not in whole
 
         # one viewer per job: "Logs" again brings the open one back
         page.locator(".lm-TabBar-tab", has_text="Untitled").first.click()

@@ -83,6 +83,25 @@ describe('JobLogView', () => {
     expect(state()).toContain('Queued');
   });
 
+  it('keeps the end of a long log, from a line start, and offers the whole log', async () => {
+    view.dispose();
+    view = new JobLogView('0123456789ab', settings, 30);
+    Widget.attach(view, document.body);
+    await until(() => log() === 'log of running job\n');
+    const notice = view.node.querySelector('.jp-mlinfra-LogView-trimmed') as HTMLElement;
+    expect(notice.hidden).toBe(true);
+    stream?.write('line two\nline three\n');
+    await until(() => log().endsWith('line three\n'));
+    expect(log()).toBe('line two\nline three\n'); // 39 characters would not fit in 30
+    expect(notice.hidden).toBe(false);
+    stream?.write('a line far longer than the limit itself\nend\n');
+    await until(() => log().endsWith('end\n'));
+    expect(log()).toBe('end\n');
+    const download = view.node.querySelector('a') as HTMLAnchorElement;
+    expect(download.download).toBe('job-0123456789ab.log');
+    expect(download.href).toBe(`${settings.baseUrl}mlinfra/api/v1/jobs/0123456789ab/logs`);
+  });
+
   it("stops with the server's message when the job is not there", async () => {
     server.routes.set('GET jobs/0123456789ab', (_, res) =>
       json(res, 404, { message: "no job '0123456789ab'", field: 'id' })
