@@ -213,7 +213,12 @@ export function addCommands(app: JupyterFrontEnd, context: ICommandContext): voi
         if (!ours) {
           throw new Error('this notebook does not run on an ML Infrastructure kernel');
         }
-        await switchKernelFlavor(id, flavor);
+        // a pod kernel moves to a new pod, which may wait for a node and pull an image: its
+        // progress shows as a start's would
+        await context.starts.track(flavor, '', () => switchKernelFlavor(id, flavor), {
+          kernelId: id,
+          quietFailure: true
+        });
         Notification.success(`The kernel of ${current.title.label} now runs on ${flavor}`, {
           autoClose: 5000
         });

@@ -46,18 +46,21 @@ export interface IStartRequest {
   environment: string;
   /** Kernel ids the new one is not among (those listed, not starting, before the start). */
   known: ReadonlySet<string>;
+  /** The kernel that starts again, for a kernel moved to another flavor (same id). */
+  kernelId?: string;
 }
 
 /**
  * The kernel that stands for `request` in a listing: the newest starting kernel not in
- * `known`, of the flavor and environment asked for; null before the server lists it.
+ * `known` (or the kernel moved, by its id), of the flavor and environment asked for; null
+ * before the server lists it.
  */
 export function findStart(kernels: readonly IKernel[], request: IStartRequest): IKernel | null {
   const matches = (asked: string, value: string): boolean => asked === '' || asked === value;
   const candidates = kernels.filter(
     k =>
       k.state === 'starting' &&
-      !request.known.has(k.id) &&
+      (request.kernelId === undefined ? !request.known.has(k.id) : k.id === request.kernelId) &&
       matches(request.flavor, k.flavor) &&
       matches(request.environment, k.environment)
   );

@@ -30,6 +30,8 @@ export interface IStartProgress {
 export interface ITrackOptions {
   /** Close the notification on failure: whoever ran the start shows the server's reason. */
   quietFailure?: boolean;
+  /** The kernel this starts again elsewhere (a flavor switch keeps the kernel's id). */
+  kernelId?: string;
 }
 
 /** The kernel starts this page waits on, each with its notification. */
@@ -74,7 +76,7 @@ export class KernelStartProgress {
       // the start itself will say what is wrong with the server
     }
     const progress: { request: IStartRequest; kernel: IKernel | null } = {
-      request: { flavor, environment, known },
+      request: { flavor, environment, known, kernelId: options.kernelId },
       kernel: null
     };
     // no notification until the server lists the start as under way: a kernel that is ready

@@ -180,7 +180,8 @@ def test_a_notebook_from_the_launcher_shows_its_kernels_start(
     console: ConsoleLog,
     output_dir: Path,
 ) -> None:
-    """The notebook starts its kernel itself (``POST /api/sessions``): the same progress."""
+    """The notebook starts its kernel itself (``POST /api/sessions``): the same progress; and
+    again when the notebook's kernel moves to another flavor."""
     from playwright.sync_api import expect
 
     kube_cluster.image_pull_seconds = PULL_SECONDS
@@ -200,6 +201,21 @@ def test_a_notebook_from_the_launcher_shows_its_kernels_start(
     expect(status).to_have_text("cpu", timeout=10_000)
     kernels = call(kube_lab, "GET", KERNELS)["kernels"]
     assert [(k["flavor"], k["state"]) for k in kernels] == [("cpu", "running")]
+
+    # moving the notebook's kernel to a GPU flavor takes a new pod: the same progress, then
+    # the same kernel on the new flavor
+    panel = SidebarPanel(page)
+    panel.open()
+    panel.start.get_by_role("combobox", name="Flavor").select_option("a100x1")
+    panel.start.get_by_role("button", name="Switch this notebook's kernel").click()
+    expect(toast(page, "Starting a kernel on a100x1 — ")).to_have_count(1, timeout=20_000)
+    expect(status).to_contain_text("a100x1 · ")  # its phase: preparing, pulling image...
+    expect(toast(page, "now runs on a100x1")).to_have_count(1, timeout=60_000)
+    expect(status).to_have_text("a100x1", timeout=10_000)
+    moved = call(kube_lab, "GET", KERNELS)["kernels"]
+    assert [(k["id"], k["flavor"], k["state"]) for k in moved] == [
+        (kernels[0]["id"], "a100x1", "running")
+    ]
     assert console.errors(mentioning="mlinfra") == []
 
 

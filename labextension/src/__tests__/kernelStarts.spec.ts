@@ -73,6 +73,14 @@ describe('kernel start state', () => {
     expect(findStart(kernels, { ...request, environment: 'jax' })).toBeNull();
     expect(findStart([], request)).toBeNull();
   });
+
+  it('finds a kernel moved to another flavor by its id, though it was there before', () => {
+    const request = { flavor: 'a100x1', environment: '', known: new Set([OLD]), kernelId: OLD };
+    const moving = makeKernel({ id: OLD, phase: 'pulling', started: 1000 });
+    const newer = makeKernel({ id: 'newer', started: 1002 });
+    expect(findStart([newer, moving], request)?.id).toBe(OLD);
+    expect(findStart([newer, { ...moving, state: 'running', phase: 'ready' }], request)).toBeNull();
+  });
 });
 
 describe('KernelStartProgress', () => {
