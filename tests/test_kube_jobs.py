@@ -475,6 +475,24 @@ async def test_bad_requests_name_the_field(jp_fetch: Any) -> None:
     assert await refused(f"jobs/{job['id']}/logs", tail="x") == (400, "tail")
 
 
+async def test_a_role_without_the_rights_it_needs_is_named_at_once(
+    jp_fetch: Any, kube_cluster: Any
+) -> None:
+    """A Role that does not let the server list pods: the jobs API says so in the cluster's
+    words right away (the watches' first listing fails), not after a timeout; once granted,
+    the next request works."""
+    kube_cluster.forbid("", "pods")
+    with pytest.raises(HTTPClientError) as raised:
+        await call(jp_fetch, "jobs")
+    assert raised.value.response is not None
+    assert raised.value.code == 403
+    message = json.loads(raised.value.response.body)["message"]
+    assert message.startswith(f"GET /api/v1/namespaces/{kube_cluster.namespace}/pods"), message
+    assert "forbidden" in message.lower()
+    kube_cluster.api.forbidden.clear()
+    assert (await call(jp_fetch, "jobs"))["jobs"] == []
+
+
 async def test_every_api_call_of_a_jobs_life_is_granted_by_the_example_rbac(
     jp_fetch: Any, kube_cluster: Any
 ) -> None:

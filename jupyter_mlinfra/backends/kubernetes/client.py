@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
@@ -22,6 +23,7 @@ from traitlets.config import LoggingConfigurable
 from ...errors import MLInfraError
 from .manifests import DEFAULT_CAPACITY_PLACEMENT
 from .names import dns_label, is_dns_label
+from .rest import KubeError
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -30,6 +32,28 @@ class ClusterUnavailable(MLInfraError):
     """The cluster cannot be reached or its configuration is missing (HTTP 503)."""
 
     status = 503
+
+
+def _unreachable(host: str | None, error: Exception) -> KubeError:
+    if isinstance(error, aiohttp.ClientConnectorError):
+        why = error.os_error.strerror or str(error.os_error)
+    elif isinstance(error, asyncio.TimeoutError):
+        why = "no answer in time"
+    else:
+        why = str(error) or type(error).__name__
+    return KubeError(503, "ServiceUnavailable", f"cannot reach the Kubernetes API at {host}: {why}")
+
+
+class _ApiClient(client.ApiClient):
+    """An API client whose failures to reach the cluster are ``KubeError``s (HTTP 503, naming
+    the API's address) like the API's own refusals, rather than aiohttp's exceptions: callers
+    handle one kind of failure, and users get a sentence instead of a 500."""
+
+    async def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().call_api(*args, **kwargs)
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as error:
+            raise _unreachable(self.configuration.host, error) from None
 
 
 class KubernetesCluster(LoggingConfigurable):
@@ -90,7 +114,7 @@ class KubernetesCluster(LoggingConfigurable):
             if self._api is None:
                 configuration = client.Configuration()
                 self._context_namespace = await self._load(configuration)
-                self._api = client.ApiClient(configuration)
+                self._api = _ApiClient(configuration)
             return self._api
 
     async def _load(self, configuration: client.Configuration) -> str:

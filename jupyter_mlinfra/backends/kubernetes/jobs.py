@@ -162,8 +162,12 @@ class KubernetesJobs(LoggingConfigurable):
                 )
             for reflector in self._reflectors():
                 reflector.start()
-            for reflector in self._reflectors():
-                await reflector.synced.wait()
+            try:
+                for reflector in self._reflectors():
+                    await reflector.wait_synced(self.cluster.request_timeout)
+            except (KubeError, asyncio.TimeoutError):
+                await self._stop_watches()  # the next request tries afresh
+                raise
             self.rest = rest
             return rest
 
@@ -187,11 +191,14 @@ class KubernetesJobs(LoggingConfigurable):
     async def stop(self) -> None:
         """Stop watching; the next request starts again from a fresh list."""
         async with self._started:
-            for reflector in self._reflectors():
-                await reflector.stop()
-            self.rest = None
-            self.workloads = {}
-            self.records = self.pods = self.pod_events = self.kueue_workloads = None
+            await self._stop_watches()
+
+    async def _stop_watches(self) -> None:
+        for reflector in self._reflectors():
+            await reflector.stop()
+        self.rest = None
+        self.workloads = {}
+        self.records = self.pods = self.pod_events = self.kueue_workloads = None
 
     # --- reading the cache -----------------------------------------------------------------
 

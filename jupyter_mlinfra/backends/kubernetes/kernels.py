@@ -189,7 +189,7 @@ class KernelPods:
             self._watches[namespace] = reflector
             reflector.start()
         reflector = self._watches[namespace]
-        await asyncio.wait_for(reflector.synced.wait(), self.cluster.request_timeout)
+        await reflector.wait_synced(self.cluster.request_timeout)
         return reflector
 
     def cached(self, kernel_id: str, namespace: str) -> dict[str, Any] | None:

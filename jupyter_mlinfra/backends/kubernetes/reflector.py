@@ -35,6 +35,9 @@ class Reflector:
         self.objects: dict[str, dict[str, Any]] = {}
         """By name."""
         self.synced = asyncio.Event()
+        self.failure: KubeError | None = None
+        """Why the last list or watch failed, until one succeeds again."""
+        self._tried = asyncio.Event()
         self._changed = asyncio.Condition()
         self._version = ""
         self._task: asyncio.Task[None] | None = None
@@ -49,6 +52,14 @@ class Reflector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    async def wait_synced(self, timeout: float) -> None:
+        """Until the first listing is in. A failure to list (the API unreachable, RBAC) is
+        raised at once, rather than as a timeout that says nothing of the cause; the watch
+        keeps trying meanwhile."""
+        await asyncio.wait_for(self._tried.wait(), timeout)
+        if not self.synced.is_set():
+            raise self.failure or KubeError(503, "", f"cannot list {self.path}")
 
     async def wait_changed(self, timeout: float) -> None:
         """Return at the next change, or after ``timeout`` seconds."""
@@ -68,7 +79,9 @@ class Reflector:
         fresh = {item["metadata"]["name"]: item for item in listing.get("items") or []}
         self.objects = fresh
         self._version = listing.get("metadata", {}).get("resourceVersion", "")
+        self.failure = None
         self.synced.set()
+        self._tried.set()
         await self._notify()
 
     async def _run(self) -> None:
@@ -82,8 +95,10 @@ class Reflector:
             except KubeError as error:
                 if error.status in (404, 410):  # too old a version, or the kind is gone
                     self._version = ""
-                else:
-                    log.warning("watch of %s: %s", self.path, error.message)
+                elif self.failure is None or self.failure.message != error.message:
+                    log.warning("watch of %s: %s", self.path, error.message)  # once a streak
+                self.failure = error
+                self._tried.set()
                 await asyncio.sleep(RETRY_SECONDS)
             except Exception as error:  # a dropped connection: resume from the last version
                 log.debug("watch of %s interrupted: %r", self.path, error)
@@ -98,6 +113,7 @@ class Reflector:
             "timeoutSeconds": str(WATCH_SECONDS),
         }
         async for line in self.rest.lines(self.path, query, timeout=WATCH_SECONDS + 30):
+            self.failure = None  # the API answers again
             if not line.strip():
                 continue
             event = json.loads(line)
