@@ -1,10 +1,10 @@
 /**
  * Kernel starts that notebooks and consoles run themselves (a Launcher card, a kernel chosen
- * for a new notebook): JupyterLab asks `POST /api/sessions`, which answers only once the
- * kernel is ready, so while it waits this follows the start through `KernelStartProgress` as
- * for a start from the sidebar. Only kernels of the server's generated kernelspecs are
- * followed; on failure JupyterLab's own "Error Starting Kernel" dialog shows the server's
- * reason, so the progress notification just closes.
+ * for a new notebook, "Change Kernel"): JupyterLab asks `POST /api/sessions` (or `PATCH` to
+ * change), which answers only once the kernel is ready, so while it waits this follows the
+ * start through `KernelStartProgress` as for a start from the sidebar. Only kernels of the
+ * server's generated kernelspecs are followed; on failure JupyterLab's own "Error Starting
+ * Kernel" dialog shows the server's reason, so the progress notification just closes.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { ISessionContext } from '@jupyterlab/apputils';
@@ -13,55 +13,84 @@ import { Widget } from '@lumino/widgets';
 import { specStart } from './kernelStarts';
 import { KernelStartProgress } from './startProgress';
 
-/** Whether a session context is starting its first kernel (it has none yet). */
-function startingFirstKernel(context: ISessionContext): boolean {
-  const status = context.kernelDisplayStatus; // 'initializing' until the new session answers
-  return (status === 'initializing' || status === 'starting') && !context.session?.kernel;
+/** How often a followed start looks whether its session settled (ms). */
+const SETTLE_CHECK = 500;
+
+function starting(context: ISessionContext): boolean {
+  const status = context.kernelDisplayStatus; // 'initializing' until a new session answers
+  return status === 'initializing' || status === 'starting';
 }
 
-/** Settles when `context`'s pending kernel start ends: resolves once it has a kernel. */
-export function sessionStarted(context: ISessionContext): Promise<void> {
+/**
+ * The kernelspec `context` is starting a kernel of, or null: its first kernel (it has none
+ * yet), or another one (JupyterLab's "Change Kernel": the old kernel stays until the new one
+ * is ready, and the context's display name already is the new spec's). A restart keeps the
+ * kernel's own spec, and a preference with an id joins a kernel already running (one started
+ * from the panel): neither is a start to follow.
+ */
+export function specBeingStarted(context: ISessionContext): string | null {
+  if (!starting(context)) {
+    return null;
+  }
+  const kernel = context.session?.kernel;
+  const preference = context.kernelPreference;
+  if (!kernel) {
+    return preference.id ? null : (preference.name ?? null);
+  }
+  const specs = context.specsManager.specs?.kernelspecs ?? {};
+  if (specs[kernel.name]?.display_name === context.kernelDisplayName) {
+    return null;
+  }
+  const spec = Object.values(specs).find(s => s?.display_name === context.kernelDisplayName);
+  return spec?.name ?? null;
+}
+
+/**
+ * Settles when `context`'s start of a `spec` kernel ends: resolves once its kernel is one of
+ * `spec`, rejects when it stops starting without one (JupyterLab's own dialog says why).
+ */
+export function sessionStarted(context: ISessionContext, spec: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const settle = (error: Error | null): void => {
-      context.kernelChanged.disconnect(onKernel);
-      context.statusChanged.disconnect(onStatus);
-      context.disposed.disconnect(onDisposed);
+      window.clearInterval(timer);
+      context.kernelChanged.disconnect(check);
+      context.statusChanged.disconnect(check);
+      context.disposed.disconnect(check);
       if (error === null) {
         resolve();
       } else {
         reject(error);
       }
     };
-    const onKernel = (_: unknown, change: { newValue: unknown }): void => {
-      if (change.newValue) {
+    const check = (): void => {
+      if (context.session?.kernel?.name === spec) {
         settle(null);
-      }
-    };
-    const onStatus = (_: unknown, status: string): void => {
-      if (status !== 'starting' && !context.session?.kernel) {
+      } else if (context.isDisposed) {
+        settle(new Error('closed before its kernel started'));
+      } else if (!starting(context)) {
         settle(new Error('the kernel did not start'));
       }
     };
-    const onDisposed = (): void => settle(new Error('closed before its kernel started'));
-    context.kernelChanged.connect(onKernel);
-    context.statusChanged.connect(onStatus);
-    context.disposed.connect(onDisposed);
+    // a failed "Change Kernel" emits no signal once it gives up: look now and then as well
+    const timer = window.setInterval(check, SETTLE_CHECK);
+    context.kernelChanged.connect(check);
+    context.statusChanged.connect(check);
+    context.disposed.connect(check);
   });
 }
 
-/** Follow the first kernel start of `context` when it runs a generated kernelspec. */
+/** Follow the kernel starts of `context` that run a generated kernelspec. */
 function follow(context: ISessionContext, progress: KernelStartProgress): void {
   let following = false;
   const check = (): void => {
-    const preference = context.kernelPreference;
-    const asked = specStart(preference.name ?? '');
-    // a preference with an id joins a kernel that is already running (started from the panel)
-    if (following || asked === null || preference.id || !startingFirstKernel(context)) {
+    const spec = following ? null : specBeingStarted(context);
+    const asked = specStart(spec ?? '');
+    if (spec === null || asked === null) {
       return;
     }
     following = true;
     void progress
-      .track(asked.flavor, asked.environment, () => sessionStarted(context), {
+      .track(asked.flavor, asked.environment, () => sessionStarted(context, spec), {
         quietFailure: true
       })
       .catch(() => undefined)

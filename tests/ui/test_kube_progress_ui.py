@@ -19,7 +19,7 @@ import pytest
 from tests.lab_server import LabServer, running_lab
 from tests.test_kube_kernels import CATALOG, MISSING_IMAGE, PYTORCH_IMAGE, REPO
 from tests.ui.panel import SidebarPanel, call, stop_new_kernels
-from tests.ui.test_lab_extension import open_lab
+from tests.ui.test_lab_extension import open_lab, run_from_palette
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -41,7 +41,8 @@ def kube_lab(kube_cluster: ClusterFixture, tmp_path: Path) -> Iterator[LabServer
     kube_cluster.add_node("gpu-2", allocatable={"nvidia.com/gpu": "8"})
     kube_cluster.fail_image_pull(MISSING_IMAGE)
     config = {
-        "MLInfraApp": {**CATALOG, "backend": "kubernetes"},
+        # a kernelspec per flavor too, as JupyterLab's "Change Kernel" offers them
+        "MLInfraApp": {**CATALOG, "backend": "kubernetes", "flavor_launchers": True},
         "KubernetesCluster": {"kubeconfig": str(kube_cluster.kubeconfig)},
         "KubernetesKernels": {
             "init_source": str(REPO / "kernels"),
@@ -181,7 +182,8 @@ def test_a_notebook_from_the_launcher_shows_its_kernels_start(
     output_dir: Path,
 ) -> None:
     """The notebook starts its kernel itself (``POST /api/sessions``): the same progress; and
-    again when the notebook's kernel moves to another flavor."""
+    again when the notebook's kernel moves to another flavor, and when JupyterLab's "Change
+    Kernel…" replaces it."""
     from playwright.sync_api import expect
 
     kube_cluster.image_pull_seconds = PULL_SECONDS
@@ -216,6 +218,23 @@ def test_a_notebook_from_the_launcher_shows_its_kernels_start(
     assert [(k["id"], k["flavor"], k["state"]) for k in moved] == [
         (kernels[0]["id"], "a100x1", "running")
     ]
+
+    # JupyterLab's own "Change Kernel…" to the cpu flavor's kernelspec: a new kernel, followed
+    # (its node pulls the image again, as it would after the image changed)
+    kube_cluster.kubelet.pulled.clear()
+    specs = call(kube_lab, "GET", "api/kernelspecs")["kernelspecs"]
+    cpu_spec = specs["mlinfra-pytorch--cpu"]["spec"]["display_name"]
+    run_from_palette(page, "Change Kernel…")
+    dialog = page.get_by_role("dialog")
+    dialog.locator("select").select_option(label=cpu_spec)
+    dialog.get_by_role("button", name="Select Kernel").click()
+    expect(toast(page, "Starting a kernel on cpu — ")).to_have_count(1, timeout=20_000)
+    expect(status).to_contain_text("cpu · ")
+    expect(toast(page, "Kernel ready on cpu")).to_have_count(1, timeout=60_000)
+    expect(status).to_have_text("cpu", timeout=10_000)
+    changed = call(kube_lab, "GET", KERNELS)["kernels"]
+    assert [(k["flavor"], k["state"]) for k in changed] == [("cpu", "running")]
+    assert changed[0]["id"] != kernels[0]["id"]
     assert console.errors(mentioning="mlinfra") == []
 
 

@@ -1,0 +1,47 @@
+import { ISessionContext } from '@jupyterlab/apputils';
+
+import { specBeingStarted } from '../sessionStarts';
+
+/** What `specBeingStarted` reads of a notebook's session context. */
+function context(options: {
+  status: string;
+  kernel?: string;
+  displayName?: string;
+  preference?: { name?: string; id?: string };
+}): ISessionContext {
+  const kernelspecs = {
+    'mlinfra-pytorch': { name: 'mlinfra-pytorch', display_name: 'PyTorch (CPU)' },
+    'mlinfra-pytorch--a100x1': {
+      name: 'mlinfra-pytorch--a100x1',
+      display_name: 'PyTorch · 1 × A100'
+    }
+  };
+  return {
+    kernelDisplayStatus: options.status,
+    kernelDisplayName: options.displayName ?? '',
+    kernelPreference: options.preference ?? {},
+    session: options.kernel ? { kernel: { name: options.kernel } } : null,
+    specsManager: { specs: { default: 'python3', kernelspecs } }
+  } as unknown as ISessionContext;
+}
+
+describe('specBeingStarted', () => {
+  it("is a notebook's first kernel, unless it joins one already running", () => {
+    const first = { name: 'mlinfra-pytorch--a100x1' };
+    expect(specBeingStarted(context({ status: 'initializing', preference: first }))).toBe(
+      'mlinfra-pytorch--a100x1'
+    );
+    const join = { ...first, id: 'abc' };
+    expect(specBeingStarted(context({ status: 'starting', preference: join }))).toBeNull();
+    expect(specBeingStarted(context({ status: 'idle', preference: first }))).toBeNull();
+  });
+
+  it('is the new kernelspec while "Change Kernel" waits, not a restart of the same one', () => {
+    const change = { status: 'starting', kernel: 'mlinfra-pytorch' };
+    expect(specBeingStarted(context({ ...change, displayName: 'PyTorch · 1 × A100' }))).toBe(
+      'mlinfra-pytorch--a100x1'
+    );
+    expect(specBeingStarted(context({ ...change, displayName: 'PyTorch (CPU)' }))).toBeNull();
+    expect(specBeingStarted(context({ ...change, displayName: 'Python 3' }))).toBeNull();
+  });
+});
