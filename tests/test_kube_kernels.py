@@ -36,6 +36,7 @@ from .lab_server import LabServer, running_lab
 from .rbac import Request, allows, request_info
 from .test_handlers import conforms
 from .test_kernels import SPEC_MANAGER, call, kernels_api, run
+from .test_kube_capacity import until
 
 REPO = Path(__file__).parent.parent
 PYTORCH_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
@@ -327,6 +328,37 @@ async def test_switching_flavor_replaces_the_pod(
     assert after["spec"]["nodeName"] == "gpu-1"
     seen = json.loads(await run(jp_serverapp, kernel["id"], SEEN))
     assert seen["MLINFRA_FLAVOR"] == "a100x1"
+
+
+async def test_a_kernel_killed_for_memory_comes_back_saying_why(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    """The kernel allocates more than the cpu flavor's 1Gi: the container is OOMKilled (its
+    processes together, as with the kubelet's memory.oom.group), the server restarts the
+    kernel in a new pod under the same id, and the kernel tells why it died."""
+    kernel = await start(jp_fetch, "cpu")
+    first = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
+    assert first is not None
+    client = jp_serverapp.kernel_manager.get_kernel(kernel["id"]).client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=30)
+        client.execute("blob = bytearray(1300 * 2**20)")
+    finally:
+        client.stop_channels()
+
+    async def back() -> dict[str, Any] | None:
+        _, seen = await kernels_api(jp_fetch, kernel["id"])
+        ready = seen["last_exit"] is not None and seen["phase"] == "ready"
+        return dict(seen) if ready else None
+
+    seen = await until(back, timeout=90)
+    assert seen["state"] == "running"
+    assert seen["last_exit"]["reason"] == "OOMKilled: the kernel ran out of the flavor's memory"
+    assert seen["last_exit"]["at"] > kernel["started"]
+    second = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
+    assert second is not None and second["metadata"]["uid"] != first["metadata"]["uid"]
+    assert await run(jp_serverapp, kernel["id"], "print('alive')") == "alive\n"
 
 
 async def test_expired_detached_pods_are_deleted_not_adopted(

@@ -29,7 +29,7 @@ from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from traitlets import Unicode
 
 from ..backends.kubernetes import kernel_pod as pods
-from ..backends.kubernetes.kernel_startup import Startup
+from ..backends.kubernetes.kernel_startup import Startup, classify, process_exit_reason
 from ..backends.kubernetes.kernels import KernelPods, KernelRecord, KernelStartFailed
 from ..backends.kubernetes.launcher_control import LauncherUnreachable, command
 from ..backends.kubernetes.port_forward import PortForward
@@ -312,6 +312,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
         _, kernel_pods = _pods()
         pod = kernel_pods.cached(self.record.kernel_id, self.record.namespace)
         if pod is None or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            self._died(classify(pod, ()).reason)
             return 1
         if not self._restarting and time.monotonic() < self._alive_until:
             return None
@@ -323,7 +324,14 @@ class KubernetesProvisioner(KernelProvisionerBase):
             if self.forward is not None:  # each status is a websocket through the API server
                 self._alive_until = time.monotonic() + FORWARDED_STATUS_SECONDS
             return None
-        return int(status.get("code", 1) or 0)
+        code = int(status.get("code", 1) or 0)
+        self._died(process_exit_reason(code))
+        return code
+
+    def _died(self, reason: str) -> None:
+        """The kernel ended without being asked to: remember why, for the user."""
+        if self.record is not None and not self._restarting:
+            self.record.died(reason)
 
     async def wait(self) -> int | None:
         while (code := await self.poll()) is None:

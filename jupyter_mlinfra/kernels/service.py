@@ -145,6 +145,9 @@ class KernelService:
                     "phase": record.startup.phase,
                     "reason": _waiting(record.startup.reason, record.startup.since, ready),
                     "ended": None,
+                    "last_exit": None
+                    if record.last_exit is None
+                    else {"at": record.last_exit[0], "reason": record.last_exit[1]},
                 }
             )
         return models

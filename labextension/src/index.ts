@@ -17,6 +17,7 @@ import { INotebookTracker } from '@jupyterlab/notebook';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { addCommands, PALETTE_COMMANDS } from './commands';
+import { watchKernelDeaths } from './kernelDeaths';
 import { JobLogView } from './logViewer';
 import { MLInfraModel } from './model';
 import { watchNotices } from './notices';
@@ -53,6 +54,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
     if (notebooks) {
       watchNotices(notebooks);
+      watchKernelDeaths(notebooks);
     }
     watchSessionStarts(app, starts);
 

@@ -9,6 +9,18 @@ import { phaseLabel } from './kernelStarts';
 import { renderRows, span } from './rows';
 import { IKernel } from './tokens';
 
+/** Why a starting kernel waits; for a running one, why it last died and was restarted. */
+export function reasonText(kernel: IKernel): string {
+  if (kernel.state === 'starting') {
+    return kernel.reason;
+  }
+  if (kernel.state === 'running' && kernel.last_exit) {
+    const at = new Date(kernel.last_exit.at * 1000).toLocaleTimeString();
+    return `Restarted after it died at ${at}: ${kernel.last_exit.reason}`;
+  }
+  return '';
+}
+
 /** One kernel, as an `<li>` updated in place. */
 class KernelRow {
   constructor(kernel: IKernel) {
@@ -41,7 +53,7 @@ class KernelRow {
     this._environment.textContent = kernel.environment;
     this._id.textContent = kernel.id.slice(0, 8);
     this._id.title = kernel.id;
-    this._reason.textContent = kernel.state === 'starting' ? kernel.reason : '';
+    this._reason.textContent = reasonText(kernel);
     this._reason.hidden = this._reason.textContent === '';
   }
 

@@ -231,6 +231,8 @@ export interface IKernel {
   /** Why a starting kernel waits, in the cluster's words, with how long so far. */
   reason: string;
   ended: number | null;
+  /** When and why a pod kernel last died by itself and was restarted (Kubernetes backend). */
+  last_exit?: { at: number; reason: string } | null;
 }
 
 /** `GET kernels` */

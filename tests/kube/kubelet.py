@@ -97,6 +97,26 @@ class PodRun:
             }
 
 
+def _tree_resident(pid: int) -> int | None:
+    """Resident bytes of ``pid`` and its descendants (what a container's memory cgroup
+    counts); None once ``pid`` is gone."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total, pending, first = 0, [pid], True
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/statm") as statm:
+                total += int(statm.read().split()[1]) * page
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    pending.extend(int(child) for child in children.read().split())
+        except (OSError, IndexError, ValueError):
+            if first:
+                return None
+        first = False
+    return total
+
+
 class Kubelet:
     """Runs bound pods; one per fixture, serving every node (they share this machine)."""
 
@@ -641,14 +661,13 @@ class Kubelet:
         self, run: PodRun, name: str, process: asyncio.subprocess.Process, limit: int
     ) -> None:
         """A memory limit, enforced the way the kernel's OOM killer ends a cgroup that
-        exceeds it: the container's first process is sampled (resident set size every
-        ``memory_check_seconds``) and SIGKILLed over the limit; it ends ``OOMKilled``."""
-        page = os.sysconf("SC_PAGE_SIZE")
+        exceeds it (with ``memory.oom.group``, as the kubelet sets since Kubernetes 1.28): the
+        resident memory of the container's processes (its first one and their descendants)
+        is sampled every ``memory_check_seconds``; over the limit they are all SIGKILLed and
+        the container ends ``OOMKilled``."""
         while process.returncode is None:
-            try:
-                with open(f"/proc/{process.pid}/statm") as statm:
-                    resident = int(statm.read().split()[1]) * page
-            except (OSError, IndexError, ValueError):
+            resident = _tree_resident(process.pid)
+            if resident is None:
                 return
             if resident > limit:
                 run.oom_killed.add(name)

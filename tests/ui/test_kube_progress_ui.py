@@ -255,3 +255,38 @@ def test_a_notebook_whose_image_cannot_be_pulled_says_why(
     expect(toast(page, "Starting a kernel on")).to_have_count(0)
     expect(page.locator(".jp-mlinfra-KernelStatus")).to_be_hidden()
     assert call(kube_lab, "GET", KERNELS)["kernels"] == []
+
+
+def test_a_kernel_killed_for_memory_says_why_when_it_comes_back(
+    page: Page, kube_lab: LabServer, console: ConsoleLog, output_dir: Path
+) -> None:
+    """A cell allocates more than the cpu flavor's 1Gi: the cluster OOM-kills the kernel's
+    container, JupyterLab restarts the kernel, and a notification and the Kernels section say
+    why it died."""
+    from playwright.sync_api import expect
+
+    open_lab(page, kube_lab, console)
+    page.locator(".jp-Launcher .jp-LauncherCard", has_text="pytorch (").first.click()
+    idle = page.locator(".jp-StatusBar-Widget", has_text="Idle").first
+    expect(idle).to_be_visible(timeout=60_000)
+    panel = SidebarPanel(page)
+    panel.open()
+    page.locator(".jp-NotebookPanel .jp-Cell.jp-mod-active .cm-content").click()
+    page.keyboard.type("blob = bytearray(1300 * 2**20)")
+    page.keyboard.press("Shift+Enter")
+
+    # JupyterLab's own dialog says only that the kernel died; the notification says why
+    dialog = page.get_by_role("dialog").filter(has_text="appears to have died")
+    expect(dialog).to_be_visible(timeout=60_000)
+    died = toast(page, "The kernel on cpu died and is restarting: OOMKilled: the kernel ran out")
+    expect(died).to_have_count(1, timeout=30_000)
+    dialog.get_by_role("button").first.click()
+    row = panel.root.locator("li.jp-mlinfra-KernelRow[data-state='running']")
+    expect(row.locator(".jp-mlinfra-KernelRow-reason")).to_contain_text(
+        "Restarted after it died at", timeout=30_000
+    )
+    expect(row.locator(".jp-mlinfra-KernelRow-reason")).to_contain_text("OOMKilled")
+    expect(died).to_be_visible()  # it stays until dismissed
+    page.screenshot(path=str(output_dir / "kube-kernel-oom.png"))
+    assert console.errors(mentioning="mlinfra") == []
+

@@ -12,6 +12,7 @@ container) → ``starting`` (launcher and kernel) → ``ready`` (answers ``kerne
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,16 +67,29 @@ def _latest(events: Sequence[Mapping[str, Any]], *reasons: str) -> Mapping[str, 
 
 
 def terminated_reason(state: Mapping[str, Any], what: str) -> str:
-    """ "OOMKilled: the kernel ran out of its flavor's memory" and the like, with the exit
-    code and the termination message the launcher wrote."""
+    """ "OOMKilled: the kernel ran out of the flavor's memory", or the exit code with the
+    termination message the launcher wrote."""
     reason = str(state.get("reason") or "Error")
     code = state.get("exitCode")
     message = str(state.get("message") or "").strip()
-    if reason == "OOMKilled":
-        text = f"OOMKilled: the {what} ran out of the flavor's memory"
-    else:
-        text = f"{reason}: the {what} exited with code {code}"
+    if reason == "OOMKilled":  # its message would only be the log's tail: nothing to add
+        return f"OOMKilled: the {what} ran out of the flavor's memory"
+    text = f"{reason}: the {what} exited with code {code}"
     return f"{text}: {message}" if message else text
+
+
+def process_exit_reason(code: int) -> str:
+    """Why the kernel process ended, from the exit code its launcher reports."""
+    if code >= 0:
+        return f"the kernel process exited with code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    text = f"the kernel process was killed by {name}"
+    if -code == signal.SIGKILL:  # what the OOM killer sends, and the usual cause in a notebook
+        text += " (as the out-of-memory killer does when a kernel exceeds the flavor's memory)"
+    return text
 
 
 def classify(pod: Mapping[str, Any] | None, events: Sequence[Mapping[str, Any]]) -> Startup:

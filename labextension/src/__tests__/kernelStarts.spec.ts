@@ -4,6 +4,8 @@ import { Notification } from '@jupyterlab/apputils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { startKernel } from '../api';
+import { explainDeath } from '../kernelDeaths';
+import { reasonText } from '../kernelList';
 import {
   activeKernels,
   findStart,
@@ -214,5 +216,36 @@ describe('KernelStartProgress', () => {
     expect(notices()[0].message).toBe(`Cannot start a kernel on a100x8: ${reason}`);
     expect(notices()[0].options.autoClose).toBe(false);
     expect(progress.current).toBeNull();
+  });
+});
+
+describe('a kernel that died', () => {
+  const server = new FakeServer();
+  let settings: ServerConnection.ISettings;
+  let kernels: IKernel[];
+  const oom = { at: 1100, reason: "OOMKilled: the kernel ran out of the flavor's memory" };
+
+  beforeAll(async () => {
+    settings = await server.start();
+    server.routes.set('GET kernels', (_, res) => json(res, 200, { kernels }));
+  });
+  afterAll(() => server.stop());
+
+  it('is explained once per death, with the reason the server recorded', async () => {
+    const id = 'died-once';
+    kernels = [makeKernel({ id, state: 'running', phase: 'ready', reason: '', last_exit: oom })];
+    expect(await explainDeath(id, settings)).toBe(
+      `The kernel on a100x1 died and is restarting: ${oom.reason}`
+    );
+    const again = explainDeath(id, settings); // the same death is not told twice...
+    kernels = [{ ...kernels[0], last_exit: { at: 1200, reason: 'Evicted: node drained' } }];
+    expect(await again).toBe('The kernel on a100x1 died and is restarting: Evicted: node drained');
+  });
+
+  it('says in the Kernels section why a running kernel was restarted', () => {
+    const running = makeKernel({ state: 'running', phase: 'ready', reason: '', last_exit: oom });
+    expect(reasonText(running)).toMatch(/^Restarted after it died at .+: OOMKilled: the kernel/);
+    expect(reasonText({ ...running, last_exit: null })).toBe('');
+    expect(reasonText(makeKernel())).toBe('Pulling image "pytorch/pytorch:2.5.1" (12 s)');
   });
 });
