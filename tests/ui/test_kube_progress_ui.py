@@ -289,4 +289,3 @@ def test_a_kernel_killed_for_memory_says_why_when_it_comes_back(
     expect(died).to_be_visible()  # it stays until dismissed
     page.screenshot(path=str(output_dir / "kube-kernel-oom.png"))
     assert console.errors(mentioning="mlinfra") == []
-
