@@ -58,6 +58,17 @@ def python_pod(name: str, code: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+def assert_gone(pid: int) -> None:
+    """The process (a pod's container) has ended and been reaped."""
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def event_reasons(kube_cluster: ClusterFixture) -> list[str]:
+    """The reasons of the events the controllers wrote in the test namespace."""
+    return [e["reason"] for e in kube_cluster.events(NS)]
+
+
 async def finished_pod(v1: client.CoreV1Api, name: str) -> Any:
     async def done() -> Any:
         pod = await v1.read_namespaced_pod(name, NS)
@@ -243,9 +254,8 @@ async def test_deleting_a_pod_stops_its_process(
     await until(lambda: v1.read_namespaced_pod_log("sleeper", NS))
     await v1.delete_namespaced_pod("sleeper", NS, grace_period_seconds=5)
     await until(lambda: kube_cluster.get("v1", "Pod", "sleeper") is None)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-    assert "Killing" in [e["reason"] for e in kube_cluster.events(NS)]
+    assert_gone(pid)
+    assert "Killing" in event_reasons(kube_cluster)
 
 
 async def test_indexed_job_ranks_find_each_other_by_dns(
@@ -337,6 +347,12 @@ def condition_true(obj: dict[str, Any] | None, kind: str) -> bool:
 
 def need_crds() -> None:
     need(crds.available(), f"the JobSet and Kueue CRDs are not in {crds.CRD_FOLDER}")
+
+
+def install(cluster: ClusterFixture, name: str) -> None:
+    """``cluster.install(name)`` ("jobset" or "kueue") where the CRDs are at hand."""
+    need_crds()
+    cluster.install(name)
 
 
 def rank_code() -> str:
@@ -454,8 +470,7 @@ async def test_jobset_runs_ranks_and_restarts_on_failure(
 async def test_invalid_jobset_is_refused(
     api: client.ApiClient, kube_cluster: ClusterFixture
 ) -> None:
-    need_crds()
-    kube_cluster.install("jobset")
+    install(kube_cluster, "jobset")
     bad = jobset("bad", 0, 0)
     bad["spec"]["replicatedJobs"][0]["replicas"] = "two"
     with pytest.raises(ApiException) as refused:
@@ -509,8 +524,7 @@ def kueue_cpu_queue(
     ``node_labels``), ClusterQueue ``cluster-queue`` with ``quota`` CPUs of it (and the
     ``cluster_queue`` spec fields given), LocalQueue ``user-queue`` in NS, and a
     WorkloadPriorityClass per priority."""
-    need_crds()
-    cluster.install("kueue")
+    install(cluster, "kueue")
     resource_flavor: dict[str, Any] = {
         "apiVersion": KUEUE,
         "kind": "ResourceFlavor",
@@ -663,7 +677,7 @@ async def test_job_suspend_resume_and_backoff_limit(
     await until(lambda: "Complete" in job_conditions(kube_cluster, "held"))
     held = kube_cluster.get("batch/v1", "Job", "held")
     assert held["status"]["succeeded"] == 1 and held["status"]["startTime"]
-    assert "Resumed" in [e["reason"] for e in kube_cluster.events(NS)]
+    assert "Resumed" in event_reasons(kube_cluster)
 
     await batch.create_namespaced_job(
         NS, simple_job("flaky", "raise SystemExit(1)", backoffLimit=1)
@@ -757,7 +771,7 @@ async def test_image_pull_failure_is_reported(
         return waiting["reason"] if waiting else None
 
     await until(lambda: waiting_reason() == "ImagePullBackOff")
-    reasons = [e["reason"] for e in kube_cluster.events(NS)]
+    reasons = event_reasons(kube_cluster)
     assert {"Failed", "BackOff"} <= set(reasons)
     assert kube_cluster.get("v1", "Pod", "nopull")["status"]["phase"] == "Pending"
 
@@ -953,9 +967,8 @@ async def test_readiness_probe_gates_ready_and_deadline_fails_the_pod(
     pid = kube_cluster.processes()["probed"]
     done = await finished_pod(v1, "probed")
     assert (done.status.phase, done.status.reason) == ("Failed", "DeadlineExceeded")
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-    assert "DeadlineExceeded" in [e["reason"] for e in kube_cluster.events(NS)]
+    assert_gone(pid)
+    assert "DeadlineExceeded" in event_reasons(kube_cluster)
 
 
 async def test_removing_a_node_fails_its_pods_as_disrupted(
@@ -972,8 +985,7 @@ async def test_removing_a_node_fails_its_pods_as_disrupted(
     assert (done.status.phase, done.status.reason) == ("Failed", "Terminated")
     disruption = {c.type: c for c in done.status.conditions}["DisruptionTarget"]
     assert (disruption.status, disruption.reason) == ("True", "TerminationByKubelet")
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    assert_gone(pid)
 
 
 async def test_kueue_preempts_lower_priority_within_the_cluster_queue(
@@ -1136,8 +1148,7 @@ async def test_deleting_a_namespace_empties_it(
     await until(lambda: kube_cluster.get("v1", "Namespace", "scratch") is None)
     assert kube_cluster.list("v1", "ConfigMap", "scratch") == []
     await until(lambda: kube_cluster.get("v1", "Pod", "doomed", "scratch") is None)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # SIGKILL after the grace period, reaped before the pod went
+    assert_gone(pid)  # SIGKILL after the grace period, reaped before the pod went
 
 
 async def test_long_lines_and_unterminated_output_reach_the_log(
@@ -1197,8 +1208,7 @@ async def test_a_container_over_its_memory_limit_is_oom_killed(
 async def test_kueue_admits_a_queued_jobset_with_its_flavor(
     api: client.ApiClient, kube_cluster: ClusterFixture
 ) -> None:
-    need_crds()
-    kube_cluster.install("jobset")
+    install(kube_cluster, "jobset")
     kube_cluster.add_node("cpu-1", labels={"pool": "cpu"})
     kueue_cpu_queue(kube_cluster, "pool-cpu", {"pool": "cpu"}, "2")
     queued = jobset("queued", 0, 0)
@@ -1290,8 +1300,7 @@ async def test_pod_failure_policy_fails_at_once_or_ignores_disruptions(
 async def test_jobset_failure_policy_rule_fails_without_restarts(
     api: client.ApiClient, kube_cluster: ClusterFixture
 ) -> None:
-    need_crds()
-    kube_cluster.install("jobset")
+    install(kube_cluster, "jobset")
     doomed = jobset("doomed", 5, 3)
     doomed["spec"]["failurePolicy"]["rules"] = [
         {"name": "fatal-exit", "action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"]}
