@@ -62,17 +62,37 @@ def test_generic_env_is_exact() -> None:
     ]
 
 
-def test_pytorch_env_is_exact_and_torchrun_compatible() -> None:
-    env = rank_env("pytorch", RankSlot(3, 1, 1), **SHAPE)
-    assert env == {
-        **generic(3, 1, 1),
-        "PET_NNODES": "2",
-        "PET_NODE_RANK": "1",
-        "PET_NPROC_PER_NODE": "2",
-        "PET_MASTER_ADDR": "10.0.0.1",
-        "PET_MASTER_PORT": "29500",
-    }
-    assert not any(name.startswith("TORCHELASTIC") for name in env)
+@pytest.mark.parametrize(
+    ("framework", "slot", "extra"),
+    [
+        # torchrun-compatible; no TORCHELASTIC_* (torch would think an agent supervises it)
+        (
+            "pytorch",
+            RankSlot(3, 1, 1),
+            {
+                "PET_NNODES": "2",
+                "PET_NODE_RANK": "1",
+                "PET_NPROC_PER_NODE": "2",
+                "PET_MASTER_ADDR": "10.0.0.1",
+                "PET_MASTER_PORT": "29500",
+            },
+        ),
+        (
+            "jax",
+            RankSlot(2, 0, 1),
+            {
+                "JAX_COORDINATOR_ADDRESS": "10.0.0.1:29500",
+                "JAX_PROCESS_ID": "2",
+                "JAX_NUM_PROCESSES": "4",
+                "JAX_LOCAL_PROCESS_ID": "0",
+            },
+        ),
+    ],
+)
+def test_framework_env_is_exact(framework: str, slot: RankSlot, extra: dict[str, str]) -> None:
+    """Exactly the generic variables and the framework's own: nothing else is set."""
+    generic_env = generic(slot.rank, slot.local_rank, slot.node_rank)
+    assert rank_env(framework, slot, **SHAPE) == {**generic_env, **extra}
 
 
 def test_tensorflow_env_is_exact() -> None:
@@ -112,17 +132,6 @@ def test_tensorflow_needs_a_port_per_rank_below_65536() -> None:
             master_addr="h",
             master_port=65534,
         )
-
-
-def test_jax_env_is_exact() -> None:
-    env = rank_env("jax", RankSlot(2, 0, 1), **SHAPE)
-    assert env == {
-        **generic(2, 0, 1),
-        "JAX_COORDINATOR_ADDRESS": "10.0.0.1:29500",
-        "JAX_PROCESS_ID": "2",
-        "JAX_NUM_PROCESSES": "4",
-        "JAX_LOCAL_PROCESS_ID": "0",
-    }
 
 
 def test_ipv6_addresses_are_bracketed() -> None:

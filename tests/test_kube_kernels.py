@@ -33,7 +33,7 @@ from jupyter_mlinfra.kernels import registry
 from .conftest import ME
 from .kube.fixture import ClusterFixture
 from .lab_server import LabServer, running_lab
-from .rbac import Request, allows, request_info
+from .rbac import EXAMPLE, Request, allows, denied_by_example, request_info
 from .test_handlers import conforms
 from .test_kernels import SPEC_MANAGER, call, kernels_api, run
 
@@ -295,18 +295,7 @@ async def test_every_api_call_is_granted_by_the_example_rbac(
     await call(jp_fetch, "api", "kernels", kernel["id"], "restart", method="POST", body={})
     await kernels_api(jp_fetch, kernel["id"], method="DELETE")
     await refused_start(jp_fetch, "cpu", "missing")
-    documents = list(yaml.safe_load_all((REPO / "examples/kubernetes/rbac.yaml").read_text()))
-    roles = {d["metadata"]["name"]: d["rules"] for d in documents if d["kind"] == "ClusterRole"}
-    in_namespace = roles["jupyter-mlinfra-workloads"] + roles["jupyter-mlinfra-capacity"]
-    denied = []
-    for method, path in cluster.requests:
-        request = request_info(method, path)
-        if request is None:
-            continue
-        rules = in_namespace if request.namespace else roles["jupyter-mlinfra-capacity"]
-        if not allows(rules, request):
-            denied.append((method, path, request))
-    assert denied == []
+    assert denied_by_example(cluster.requests) == []
     assert any(request_info(m, p) == Request("watch", "", "events", cluster.namespace)
                for m, p in cluster.requests)  # fmt: skip
 
@@ -461,7 +450,7 @@ async def test_port_forward_reaches_the_kernel_from_outside_the_cluster(
     assert await run(jp_serverapp, kernel["id"], "print('x' in dir())") == "False\n"
     forwarded = [(m, p) for m, p in cluster.requests if "/portforward" in p]
     assert forwarded, "no pods/portforward request reached the API server"
-    documents = yaml.safe_load_all((REPO / "examples/kubernetes/rbac.yaml").read_text())
+    documents = yaml.safe_load_all(EXAMPLE.read_text())
     (rules,) = [
         d["rules"] for d in documents if d["metadata"]["name"] == "jupyter-mlinfra-workloads"
     ]
