@@ -108,14 +108,8 @@ def test_tensorflow_env_is_exact() -> None:
 
 
 def test_tensorflow_on_one_machine_uses_master_addr_and_a_port_per_rank() -> None:
-    env = rank_env(
-        "tensorflow",
-        RankSlot(1, 1, 0),
-        nodes=1,
-        procs_per_node=2,
-        master_addr="127.0.0.1",
-        master_port=40000,
-    )
+    one_machine = {**SHAPE, "nodes": 1, "master_addr": "127.0.0.1", "master_port": 40000}
+    env = rank_env("tensorflow", RankSlot(1, 1, 0), **one_machine)
     assert json.loads(env["TF_CONFIG"]) == {
         "cluster": {"worker": ["127.0.0.1:40000", "127.0.0.1:40001"]},
         "task": {"type": "worker", "index": 1},
@@ -124,14 +118,7 @@ def test_tensorflow_on_one_machine_uses_master_addr_and_a_port_per_rank() -> Non
 
 def test_tensorflow_needs_a_port_per_rank_below_65536() -> None:
     with pytest.raises(ValueError, match=r"65534\.\.65537"):
-        rank_env(
-            "tensorflow",
-            RankSlot(0, 0, 0),
-            nodes=2,
-            procs_per_node=2,
-            master_addr="h",
-            master_port=65534,
-        )
+        rank_env("tensorflow", RankSlot(0, 0, 0), **{**SHAPE, "master_port": 65534})
 
 
 def test_ipv6_addresses_are_bracketed() -> None:

@@ -136,6 +136,14 @@ async def refused_start(jp_fetch: Any, flavor: str, environment: str) -> tuple[i
     return raised.value.code, json.loads(raised.value.response.body)["message"]
 
 
+def pod_of(cluster: ClusterFixture, kernel: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The name and object of the kernel's pod, which must exist."""
+    name = pods.pod_name(kernel["id"])
+    pod = cluster.get("v1", "Pod", name)
+    assert pod is not None, f"kernel {kernel['id']} has no pod"
+    return name, pod
+
+
 async def gone(cluster: ClusterFixture, kind: str, name: str) -> None:
     for _ in range(200):
         if cluster.get("v1", kind, name) is None:
@@ -150,9 +158,8 @@ async def test_gpu_kernel_runs_in_its_pod_with_its_environment(
     kernel = await start(jp_fetch, "a100x1")
     conforms(kernel, "Kernel")
     assert (kernel["state"], kernel["phase"], kernel["owner"]) == ("running", "ready", ME)
-    name = pods.pod_name(kernel["id"])
-    pod = cluster.get("v1", "Pod", name)
-    assert pod is not None and pod["spec"]["nodeName"] == "gpu-1"
+    name, pod = pod_of(cluster, kernel)
+    assert pod["spec"]["nodeName"] == "gpu-1"
     assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert name in cluster.processes()
 
@@ -200,9 +207,7 @@ async def test_restart_keeps_the_pod_and_shutdown_deletes_it(
     jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
 ) -> None:
     kernel = await start(jp_fetch, "cpu")
-    name = pods.pod_name(kernel["id"])
-    before = cluster.get("v1", "Pod", name)
-    assert before is not None
+    name, before = pod_of(cluster, kernel)
     launcher = cluster.processes()[name]
     await run(jp_serverapp, kernel["id"], "x = 1")
 
@@ -234,8 +239,8 @@ async def test_a_second_server_adopts_a_detached_kernel(
     assert app is not None
     await app.kernels.leave_pods()  # what this server does when it stops: detach
     assert kernel["id"] not in jp_serverapp.kernel_manager
-    pod = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
-    assert pod is not None and pod["status"]["phase"] == "Running"
+    _, pod = pod_of(cluster, kernel)
+    assert pod["status"]["phase"] == "Running"
 
     second = tmp_path / "second"
     (second / "config").mkdir(parents=True)
@@ -278,8 +283,8 @@ async def test_a_second_server_adopts_a_detached_kernel(
     assert listed[kernel["id"]]["phase"] == "ready"
     assert listed[kernel["id"]]["flavor"] == "a100x1"
     assert "".join(printed) == "42\n"  # the same kernel process: its state survived the server
-    after = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
-    assert after is not None and after["metadata"]["uid"] == pod["metadata"]["uid"]
+    _, after = pod_of(cluster, kernel)
+    assert after["metadata"]["uid"] == pod["metadata"]["uid"]
 
 
 async def test_every_api_call_is_granted_by_the_example_rbac(
@@ -304,9 +309,8 @@ async def test_switching_flavor_replaces_the_pod(
     jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
 ) -> None:
     kernel = await start(jp_fetch, "cpu")
-    name = pods.pod_name(kernel["id"])
-    before = cluster.get("v1", "Pod", name)
-    assert before is not None and before["spec"]["nodeName"] == "node-0"
+    name, before = pod_of(cluster, kernel)
+    assert before["spec"]["nodeName"] == "node-0"
     code, switched = await kernels_api(
         jp_fetch, kernel["id"], method="PATCH", body={"flavor": "a100x1"}
     )

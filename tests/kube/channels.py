@@ -1,9 +1,7 @@
-"""What exec and port-forward share: the pod must be running, and its container is named by
-the ``container`` query parameter unless it has only one (the API server's rules and words)."""
+"""What exec and port-forward share: websocket subprotocols, and a pod that must be running
+(the API server's rules and words)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from aiohttp import web
 
@@ -37,19 +35,3 @@ class PodChannelEndpoint:
     async def serve(self, request: web.Request, pod: Obj, run: PodRun) -> web.StreamResponse:
         """Answer the request for the running ``pod``."""
         raise NotImplementedError
-
-
-def chosen_container(pod: Obj, request: web.Request) -> dict[str, Any]:
-    containers = pod["spec"]["containers"]
-    wanted = request.query.get("container")
-    if wanted is None:
-        if len(containers) != 1:
-            raise bad_request(
-                f"a container name must be specified for pod {pod['metadata']['name']}, "
-                f"choose one of: [{' '.join(c['name'] for c in containers)}]"
-            )
-        return containers[0]  # type: ignore[no-any-return]
-    for container in containers:
-        if container["name"] == wanted:
-            return container  # type: ignore[no-any-return]
-    raise bad_request(f"container {wanted} is not valid for pod {pod['metadata']['name']}")

@@ -10,7 +10,8 @@ import json
 from aiohttp import WSMsgType, web
 
 from . import processes
-from .channels import PROTOCOLS, PodChannelEndpoint, chosen_container
+from .channels import PROTOCOLS, PodChannelEndpoint
+from .container_param import chosen_container
 from .containers import CannotRun, command_line
 from .errors import bad_request
 from .kubelet import PodRun
@@ -36,7 +37,7 @@ class ExecEndpoint(PodChannelEndpoint):
     """GET (websocket) .../pods/{name}/exec?command=...&container=...&stdin=true"""
 
     async def serve(self, request: web.Request, pod: Obj, run: PodRun) -> web.StreamResponse:
-        container = chosen_container(pod, request)
+        container = chosen_container(pod, request.query.get("container"))
         command = request.query.getall("command", [])
         if not command:
             raise bad_request("you must specify at least 1 command")
