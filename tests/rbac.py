@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import yaml
+
+EXAMPLE = Path(__file__).parent.parent / "examples/kubernetes/rbac.yaml"
 DISCOVERY = ("/api", "/apis", "/version", "/openapi")
 
 
@@ -56,3 +60,20 @@ def allows(rules: Iterable[Mapping[str, Any]], request: Request) -> bool:
         and request.verb in rule.get("verbs", ())
         for rule in rules
     )
+
+
+def denied_by_example(requests: Iterable[tuple[str, str]]) -> list[tuple[str, str, Request]]:
+    """The calls among ``requests`` that ``examples/kubernetes/rbac.yaml`` does not grant:
+    in a namespace the workloads and capacity roles apply, cluster-wide the capacity role."""
+    documents = yaml.safe_load_all(EXAMPLE.read_text())
+    roles = {d["metadata"]["name"]: d["rules"] for d in documents if d["kind"] == "ClusterRole"}
+    in_namespace = roles["jupyter-mlinfra-workloads"] + roles["jupyter-mlinfra-capacity"]
+    denied = []
+    for method, path in requests:
+        request = request_info(method, path)
+        if request is None:
+            continue
+        rules = in_namespace if request.namespace else roles["jupyter-mlinfra-capacity"]
+        if not allows(rules, request):
+            denied.append((method, path, request))
+    return denied

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from .conftest import ME
-from .test_jobs_api import call, failure, wait_for
+from .jobs_client import call, failure, wait_for
 
 HOLD = {"code": "import time; time.sleep(120)", "flavor": "cpu"}
 

@@ -62,17 +62,37 @@ def test_generic_env_is_exact() -> None:
     ]
 
 
-def test_pytorch_env_is_exact_and_torchrun_compatible() -> None:
-    env = rank_env("pytorch", RankSlot(3, 1, 1), **SHAPE)
-    assert env == {
-        **generic(3, 1, 1),
-        "PET_NNODES": "2",
-        "PET_NODE_RANK": "1",
-        "PET_NPROC_PER_NODE": "2",
-        "PET_MASTER_ADDR": "10.0.0.1",
-        "PET_MASTER_PORT": "29500",
-    }
-    assert not any(name.startswith("TORCHELASTIC") for name in env)
+@pytest.mark.parametrize(
+    ("framework", "slot", "extra"),
+    [
+        # torchrun-compatible; no TORCHELASTIC_* (torch would think an agent supervises it)
+        (
+            "pytorch",
+            RankSlot(3, 1, 1),
+            {
+                "PET_NNODES": "2",
+                "PET_NODE_RANK": "1",
+                "PET_NPROC_PER_NODE": "2",
+                "PET_MASTER_ADDR": "10.0.0.1",
+                "PET_MASTER_PORT": "29500",
+            },
+        ),
+        (
+            "jax",
+            RankSlot(2, 0, 1),
+            {
+                "JAX_COORDINATOR_ADDRESS": "10.0.0.1:29500",
+                "JAX_PROCESS_ID": "2",
+                "JAX_NUM_PROCESSES": "4",
+                "JAX_LOCAL_PROCESS_ID": "0",
+            },
+        ),
+    ],
+)
+def test_framework_env_is_exact(framework: str, slot: RankSlot, extra: dict[str, str]) -> None:
+    """Exactly the generic variables and the framework's own: nothing else is set."""
+    generic_env = generic(slot.rank, slot.local_rank, slot.node_rank)
+    assert rank_env(framework, slot, **SHAPE) == {**generic_env, **extra}
 
 
 def test_tensorflow_env_is_exact() -> None:
@@ -88,14 +108,8 @@ def test_tensorflow_env_is_exact() -> None:
 
 
 def test_tensorflow_on_one_machine_uses_master_addr_and_a_port_per_rank() -> None:
-    env = rank_env(
-        "tensorflow",
-        RankSlot(1, 1, 0),
-        nodes=1,
-        procs_per_node=2,
-        master_addr="127.0.0.1",
-        master_port=40000,
-    )
+    one_machine = {**SHAPE, "nodes": 1, "master_addr": "127.0.0.1", "master_port": 40000}
+    env = rank_env("tensorflow", RankSlot(1, 1, 0), **one_machine)
     assert json.loads(env["TF_CONFIG"]) == {
         "cluster": {"worker": ["127.0.0.1:40000", "127.0.0.1:40001"]},
         "task": {"type": "worker", "index": 1},
@@ -104,25 +118,7 @@ def test_tensorflow_on_one_machine_uses_master_addr_and_a_port_per_rank() -> Non
 
 def test_tensorflow_needs_a_port_per_rank_below_65536() -> None:
     with pytest.raises(ValueError, match=r"65534\.\.65537"):
-        rank_env(
-            "tensorflow",
-            RankSlot(0, 0, 0),
-            nodes=2,
-            procs_per_node=2,
-            master_addr="h",
-            master_port=65534,
-        )
-
-
-def test_jax_env_is_exact() -> None:
-    env = rank_env("jax", RankSlot(2, 0, 1), **SHAPE)
-    assert env == {
-        **generic(2, 0, 1),
-        "JAX_COORDINATOR_ADDRESS": "10.0.0.1:29500",
-        "JAX_PROCESS_ID": "2",
-        "JAX_NUM_PROCESSES": "4",
-        "JAX_LOCAL_PROCESS_ID": "0",
-    }
+        rank_env("tensorflow", RankSlot(0, 0, 0), **{**SHAPE, "master_port": 65534})
 
 
 def test_ipv6_addresses_are_bracketed() -> None:

@@ -12,40 +12,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from .agents import AgentHome
-
-TERMINAL = {"succeeded", "failed", "cancelled", "preempted"}
-
-
-async def call(jp_fetch: Any, path: str, method: str = "GET", body: Any = None, **kw: Any) -> Any:
-    kwargs: dict[str, Any] = {"method": method, **kw}
-    if body is not None:
-        kwargs["body"] = json.dumps(body)
-    elif method in ("POST", "PUT"):
-        kwargs["body"] = b""
-    response = await jp_fetch("mlinfra", "api", "v1", *path.split("/"), **kwargs)
-    if response.headers["Content-Type"].startswith("application/json"):
-        return json.loads(response.body)
-    return response.body.decode()
-
-
-async def failure(
-    jp_fetch: Any, path: str, method: str = "GET", body: Any = None
-) -> tuple[int, Any]:
-    with pytest.raises(HTTPClientError) as raised:
-        await call(jp_fetch, path, method, body)
-    assert raised.value.response is not None
-    return raised.value.code, json.loads(raised.value.response.body)
-
-
-async def wait_for(jp_fetch: Any, job_id: str, states: set[str], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = await call(jp_fetch, f"jobs/{job_id}")
-        if job["state"] in states:
-            return job
-        assert time.monotonic() < deadline, f"job stayed {job['state']}: {job}"
-        await asyncio.sleep(0.1)
-
+from .jobs_client import TERMINAL, call, failure, wait_for
 
 SOCKET_PAIR = """
 import os, socket
@@ -78,10 +45,7 @@ async def test_two_rank_job_exchanges_data_and_logs_both_ranks(jp_fetch: Any) ->
     logs = await call(jp_fetch, f"jobs/{job['id']}/logs")
     assert "[rank 0] rank 0 got: from rank 1" in logs
     assert "[rank 1] rank 1 got: from rank 0" in logs
-    assert (
-        await call(jp_fetch, f"jobs/{job['id']}/logs", params={"rank": "1"})
-        == "rank 1 got: from rank 0\n"
-    )
+    assert await call(jp_fetch, f"jobs/{job['id']}/logs", rank="1") == "rank 1 got: from rank 0\n"
     events = (await call(jp_fetch, f"jobs/{job['id']}/events"))["events"]
     assert [e["condition"] for e in events] == ["Queued", "Admitted", "Started", "Finished"]
 
@@ -152,7 +116,7 @@ class TestWithoutQuotas:
             *(call(jp_fetch, "jobs", "POST", body) for body in bodies + bodies)
         )
         assert len({job["id"] for job in results}) == 200
-        page = await call(jp_fetch, "jobs", params={"limit": "1000"})
+        page = await call(jp_fetch, "jobs", limit="1000")
         assert len(page["jobs"]) == 200
 
 
@@ -215,7 +179,7 @@ async def test_queued_job_shows_position_reason_and_eta(jp_fetch: Any) -> None:
 
 async def test_users_see_only_their_jobs(jp_fetch: Any) -> None:
     with pytest.raises(HTTPClientError) as raised:
-        await call(jp_fetch, "jobs", params={"owner": "somebody-else"})
+        await call(jp_fetch, "jobs", owner="somebody-else")
     assert raised.value.response is not None
     code, error = raised.value.code, json.loads(raised.value.response.body)
     assert (code, error["field"]) == (403, "owner")

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from .jobs_client import call
 from .test_handlers import conforms
-from .test_kube_jobs import call, kueue_objects, server_config, stop_watches_first, wait_for
+from .test_kube_jobs import kueue_objects, server_config, stop_watches_first, wait_for
 
 __all__ = ["stop_watches_first"]  # the autouse fixture, for this module too
 

@@ -29,6 +29,12 @@ async def api(kube_cluster: ClusterFixture) -> AsyncIterator[client.ApiClient]:
         yield api_client
 
 
+@pytest.fixture
+def v1(api: client.ApiClient) -> client.CoreV1Api:
+    """The cluster's core/v1 API through the real client."""
+    return client.CoreV1Api(api)
+
+
 async def until(check: Callable[[], Any], timeout: float = 30) -> Any:
     """Wait for ``check()`` to return something truthy (awaiting it if it is a coroutine)."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -58,6 +64,17 @@ def python_pod(name: str, code: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+def assert_gone(pid: int) -> None:
+    """The process (a pod's container) has ended and been reaped."""
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def event_reasons(kube_cluster: ClusterFixture) -> list[str]:
+    """The reasons of the events the controllers wrote in the test namespace."""
+    return [e["reason"] for e in kube_cluster.events(NS)]
+
+
 async def finished_pod(v1: client.CoreV1Api, name: str) -> Any:
     async def done() -> Any:
         pod = await v1.read_namespaced_pod(name, NS)
@@ -73,8 +90,7 @@ async def test_bearer_token_is_required(kube_cluster: ClusterFixture) -> None:
         assert (await response.json())["reason"] == "Unauthorized"
 
 
-async def test_discovery_and_crud(api: client.ApiClient) -> None:
-    v1 = client.CoreV1Api(api)
+async def test_discovery_and_crud(api: client.ApiClient, v1: client.CoreV1Api) -> None:
     groups = await client.ApisApi(api).get_api_versions()
     assert "batch" in [g.name for g in groups.groups]
     assert "jobset.x-k8s.io" not in [g.name for g in groups.groups]
@@ -123,8 +139,9 @@ def _reason(error: ApiException) -> str:
     return str(json.loads(error.body)["reason"])
 
 
-async def test_invalid_pod_is_refused_with_the_field(api: client.ApiClient) -> None:
-    v1 = client.CoreV1Api(api)
+async def test_invalid_pod_is_refused_with_the_field(
+    api: client.ApiClient, v1: client.CoreV1Api
+) -> None:
     pod = python_pod("bad", "pass")
     pod["spec"]["containers"][0]["ports"] = [{"containerPort": "http"}]
     with pytest.raises(ApiException) as refused:
@@ -146,9 +163,8 @@ async def test_invalid_pod_is_refused_with_the_field(api: client.ApiClient) -> N
 
 
 async def test_watch_resumes_and_reports_gone(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
-    v1 = client.CoreV1Api(api)
     listed = await v1.list_namespaced_config_map(NS)
     start = listed.metadata.resource_version
     await v1.create_namespaced_config_map(NS, {"metadata": {"name": "w1"}})
@@ -172,8 +188,7 @@ async def test_watch_resumes_and_reports_gone(
     assert gone.value.status == 410
 
 
-async def test_pod_runs_to_completion_with_its_log(api: client.ApiClient) -> None:
-    v1 = client.CoreV1Api(api)
+async def test_pod_runs_to_completion_with_its_log(v1: client.CoreV1Api) -> None:
     code = "import os; print('hello from', os.environ['POD_NAME']); print('bye')"
     pod = python_pod("hello", code)
     pod["spec"]["containers"][0]["env"] = [
@@ -198,8 +213,7 @@ async def test_pod_runs_to_completion_with_its_log(api: client.ApiClient) -> Non
     ]
 
 
-async def test_failed_container_reports_exit_code_and_message(api: client.ApiClient) -> None:
-    v1 = client.CoreV1Api(api)
+async def test_failed_container_reports_exit_code_and_message(v1: client.CoreV1Api) -> None:
     code = "import sys; open('/dev/termination-log', 'w').write('boom'); sys.exit(3)"
     pod = python_pod("fails", code.replace("'/dev/termination-log'", "sys.argv[1]"))
     pod["spec"]["containers"][0]["args"] = ["/dev/termination-log"]
@@ -211,12 +225,12 @@ async def test_failed_container_reports_exit_code_and_message(api: client.ApiCli
 
 
 async def test_unschedulable_pod_gets_the_scheduler_message(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
     kube_cluster.add_node("gpu-1", allocatable={"nvidia.com/gpu": "2"})
     pod = python_pod("greedy", "pass")
     pod["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "4"}}
-    await client.CoreV1Api(api).create_namespaced_pod(NS, pod)
+    await v1.create_namespaced_pod(NS, pod)
     message = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
 
     def failed_scheduling() -> list[Any]:
@@ -234,22 +248,20 @@ async def test_unschedulable_pod_gets_the_scheduler_message(
 
 
 async def test_deleting_a_pod_stops_its_process(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
-    v1 = client.CoreV1Api(api)
     code = "import time\nprint('up', flush=True)\nwhile True: time.sleep(1)"
     await v1.create_namespaced_pod(NS, python_pod("sleeper", code))
     pid = await until(lambda: kube_cluster.processes().get("sleeper"))
     await until(lambda: v1.read_namespaced_pod_log("sleeper", NS))
     await v1.delete_namespaced_pod("sleeper", NS, grace_period_seconds=5)
     await until(lambda: kube_cluster.get("v1", "Pod", "sleeper") is None)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-    assert "Killing" in [e["reason"] for e in kube_cluster.events(NS)]
+    assert_gone(pid)
+    assert "Killing" in event_reasons(kube_cluster)
 
 
 async def test_indexed_job_ranks_find_each_other_by_dns(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    api: client.ApiClient, v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
     server = (
         "import os, socket\n"
@@ -265,7 +277,7 @@ async def test_indexed_job_ranks_find_each_other_by_dns(
         "        except OSError: time.sleep(0.05)\n"
         "    c.sendall(b'hello from rank 1'); print('rank 1 sent')\n"
     )
-    await client.CoreV1Api(api).create_namespaced_service(
+    await v1.create_namespaced_service(
         NS,
         {
             "metadata": {"name": "ranks"},
@@ -325,7 +337,6 @@ async def test_indexed_job_ranks_find_each_other_by_dns(
         p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]: p for p in pods
     }
     assert by_index["0"]["spec"]["hostname"] == "ranks-0"
-    v1 = client.CoreV1Api(api)
     log0 = await v1.read_namespaced_pod_log(by_index["0"]["metadata"]["name"], NS)
     assert log0 == "rank 0 got hello from rank 1\n"
 
@@ -337,6 +348,12 @@ def condition_true(obj: dict[str, Any] | None, kind: str) -> bool:
 
 def need_crds() -> None:
     need(crds.available(), f"the JobSet and Kueue CRDs are not in {crds.CRD_FOLDER}")
+
+
+def install(cluster: ClusterFixture, name: str) -> None:
+    """``cluster.install(name)`` ("jobset" or "kueue") where the CRDs are at hand."""
+    need_crds()
+    cluster.install(name)
 
 
 def rank_code() -> str:
@@ -454,8 +471,7 @@ async def test_jobset_runs_ranks_and_restarts_on_failure(
 async def test_invalid_jobset_is_refused(
     api: client.ApiClient, kube_cluster: ClusterFixture
 ) -> None:
-    need_crds()
-    kube_cluster.install("jobset")
+    install(kube_cluster, "jobset")
     bad = jobset("bad", 0, 0)
     bad["spec"]["replicatedJobs"][0]["replicas"] = "two"
     with pytest.raises(ApiException) as refused:
@@ -509,8 +525,7 @@ def kueue_cpu_queue(
     ``node_labels``), ClusterQueue ``cluster-queue`` with ``quota`` CPUs of it (and the
     ``cluster_queue`` spec fields given), LocalQueue ``user-queue`` in NS, and a
     WorkloadPriorityClass per priority."""
-    need_crds()
-    cluster.install("kueue")
+    install(cluster, "kueue")
     resource_flavor: dict[str, Any] = {
         "apiVersion": KUEUE,
         "kind": "ResourceFlavor",
@@ -663,7 +678,7 @@ async def test_job_suspend_resume_and_backoff_limit(
     await until(lambda: "Complete" in job_conditions(kube_cluster, "held"))
     held = kube_cluster.get("batch/v1", "Job", "held")
     assert held["status"]["succeeded"] == 1 and held["status"]["startTime"]
-    assert "Resumed" in [e["reason"] for e in kube_cluster.events(NS)]
+    assert "Resumed" in event_reasons(kube_cluster)
 
     await batch.create_namespaced_job(
         NS, simple_job("flaky", "raise SystemExit(1)", backoffLimit=1)
@@ -703,9 +718,8 @@ async def test_job_deadline_kills_its_pods_and_deletion_propagates(
 
 
 async def test_watch_survives_dropped_connections(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
-    v1 = client.CoreV1Api(api)
     seen: list[tuple[str, str]] = []
     last = (await v1.list_namespaced_config_map(NS)).metadata.resource_version
 
@@ -742,12 +756,12 @@ async def test_watch_survives_dropped_connections(
 
 
 async def test_image_pull_failure_is_reported(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
     kube_cluster.fail_image_pull("registry.example/missing:1")
     pod = python_pod("nopull", "pass")
     pod["spec"]["containers"][0]["image"] = "registry.example/missing:1"
-    await client.CoreV1Api(api).create_namespaced_pod(NS, pod)
+    await v1.create_namespaced_pod(NS, pod)
 
     def waiting_reason() -> str | None:
         statuses = (kube_cluster.get("v1", "Pod", "nopull") or {}).get("status", {}).get(
@@ -757,15 +771,14 @@ async def test_image_pull_failure_is_reported(
         return waiting["reason"] if waiting else None
 
     await until(lambda: waiting_reason() == "ImagePullBackOff")
-    reasons = [e["reason"] for e in kube_cluster.events(NS)]
+    reasons = event_reasons(kube_cluster)
     assert {"Failed", "BackOff"} <= set(reasons)
     assert kube_cluster.get("v1", "Pod", "nopull")["status"]["phase"] == "Pending"
 
 
 async def test_init_container_hands_a_launcher_to_the_main_container(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
-    v1 = client.CoreV1Api(api)
     await v1.create_namespaced_secret(
         NS, {"metadata": {"name": "kernel-key"}, "stringData": {"key": "s3cret"}}
     )
@@ -827,9 +840,8 @@ async def test_init_container_hands_a_launcher_to_the_main_container(
 
 
 async def test_log_follow_and_restart_on_failure(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
-    v1 = client.CoreV1Api(api)
     code = (
         "import os, sys, time\n"
         "marker = os.path.join(sys.argv[1], 'tried')\n"
@@ -864,11 +876,10 @@ async def test_log_follow_and_restart_on_failure(
 
 
 async def test_c_code_resolves_cluster_names_through_nss_wrapper(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
     need(dns.nss_wrapper() is not None, "libnss-wrapper is not installed (Debian package)")
     need(kube_cluster.dns.v4mapped is not None, "no C compiler for the AI_V4MAPPED shim (gcc)")
-    v1 = client.CoreV1Api(api)
     await v1.create_namespaced_service(
         NS,
         {"metadata": {"name": "head"}, "spec": {"clusterIP": "None", "selector": {"app": "head"}}},
@@ -923,9 +934,8 @@ async def test_c_code_resolves_cluster_names_through_nss_wrapper(
 
 
 async def test_readiness_probe_gates_ready_and_deadline_fails_the_pod(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
-    v1 = client.CoreV1Api(api)
     code = (
         "import os, socket, time\n"
         "time.sleep(0.5)\n"
@@ -953,27 +963,25 @@ async def test_readiness_probe_gates_ready_and_deadline_fails_the_pod(
     pid = kube_cluster.processes()["probed"]
     done = await finished_pod(v1, "probed")
     assert (done.status.phase, done.status.reason) == ("Failed", "DeadlineExceeded")
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-    assert "DeadlineExceeded" in [e["reason"] for e in kube_cluster.events(NS)]
+    assert_gone(pid)
+    assert "DeadlineExceeded" in event_reasons(kube_cluster)
 
 
 async def test_removing_a_node_fails_its_pods_as_disrupted(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
     kube_cluster.add_node("spot-1", labels={"capacity": "spot"})
     pod = python_pod(
         "on-spot", "import time\nwhile True: time.sleep(1)", nodeSelector={"capacity": "spot"}
     )
-    await client.CoreV1Api(api).create_namespaced_pod(NS, pod)
+    await v1.create_namespaced_pod(NS, pod)
     pid = await until(lambda: kube_cluster.processes().get("on-spot"))
     kube_cluster.remove_node("spot-1")
-    done = await finished_pod(client.CoreV1Api(api), "on-spot")
+    done = await finished_pod(v1, "on-spot")
     assert (done.status.phase, done.status.reason) == ("Failed", "Terminated")
     disruption = {c.type: c for c in done.status.conditions}["DisruptionTarget"]
     assert (disruption.status, disruption.reason) == ("True", "TerminationByKubelet")
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    assert_gone(pid)
 
 
 async def test_kueue_preempts_lower_priority_within_the_cluster_queue(
@@ -1010,9 +1018,8 @@ async def test_kueue_preempts_lower_priority_within_the_cluster_queue(
 
 
 async def test_exec_and_port_forward_reach_a_running_pod(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    api: client.ApiClient, v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
-    v1 = client.CoreV1Api(api)
     echo = (
         "import os, socket\n"
         "server = socket.create_server((os.environ['POD_IP'], 7000))\n"
@@ -1060,9 +1067,8 @@ async def test_exec_and_port_forward_reach_a_running_pod(
 
 
 async def test_patch_flavours_dry_run_apply_and_bookmarks(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    api: client.ApiClient, v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
-    v1 = client.CoreV1Api(api)
     pod = python_pod("patched", "import time\nwhile True: time.sleep(1)")
     pod["spec"]["containers"].append(
         {"name": "side", "image": "python:3.11", "command": ["python", "-c", "pass"]}
@@ -1115,10 +1121,9 @@ async def test_patch_flavours_dry_run_apply_and_bookmarks(
 
 
 async def test_deleting_a_namespace_empties_it(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
     kube_cluster.add_namespace("scratch")
-    v1 = client.CoreV1Api(api)
     stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + (
         "print('up', flush=True)\nwhile True: time.sleep(1)"
     )
@@ -1136,14 +1141,12 @@ async def test_deleting_a_namespace_empties_it(
     await until(lambda: kube_cluster.get("v1", "Namespace", "scratch") is None)
     assert kube_cluster.list("v1", "ConfigMap", "scratch") == []
     await until(lambda: kube_cluster.get("v1", "Pod", "doomed", "scratch") is None)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # SIGKILL after the grace period, reaped before the pod went
+    assert_gone(pid)  # SIGKILL after the grace period, reaped before the pod went
 
 
 async def test_long_lines_and_unterminated_output_reach_the_log(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
-    v1 = client.CoreV1Api(api)
     code = "import sys; sys.stdout.write('x' * 200000 + '\\rdone\\n' + 'tail')"
     await v1.create_namespaced_pod(NS, python_pod("chatty", code))
     done = await finished_pod(v1, "chatty")
@@ -1153,9 +1156,8 @@ async def test_long_lines_and_unterminated_output_reach_the_log(
 
 
 async def test_a_missing_secret_holds_the_container_until_it_exists(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
-    v1 = client.CoreV1Api(api)
     pod = python_pod("needs-key", "import os; print(os.environ['KEY'])")
     pod["spec"]["containers"][0]["env"] = [
         {"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "later", "key": "key"}}}
@@ -1178,9 +1180,8 @@ async def test_a_missing_secret_holds_the_container_until_it_exists(
 
 
 async def test_a_container_over_its_memory_limit_is_oom_killed(
-    api: client.ApiClient, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture
 ) -> None:
-    v1 = client.CoreV1Api(api)
     hog = "import time\nblob = bytearray(400 * 2**20)\ntime.sleep(60)"
     pod = python_pod("hog", hog)
     pod["spec"]["containers"][0]["resources"] = {"limits": {"memory": "200Mi"}}
@@ -1197,8 +1198,7 @@ async def test_a_container_over_its_memory_limit_is_oom_killed(
 async def test_kueue_admits_a_queued_jobset_with_its_flavor(
     api: client.ApiClient, kube_cluster: ClusterFixture
 ) -> None:
-    need_crds()
-    kube_cluster.install("jobset")
+    install(kube_cluster, "jobset")
     kube_cluster.add_node("cpu-1", labels={"pool": "cpu"})
     kueue_cpu_queue(kube_cluster, "pool-cpu", {"pool": "cpu"}, "2")
     queued = jobset("queued", 0, 0)
@@ -1290,8 +1290,7 @@ async def test_pod_failure_policy_fails_at_once_or_ignores_disruptions(
 async def test_jobset_failure_policy_rule_fails_without_restarts(
     api: client.ApiClient, kube_cluster: ClusterFixture
 ) -> None:
-    need_crds()
-    kube_cluster.install("jobset")
+    install(kube_cluster, "jobset")
     doomed = jobset("doomed", 5, 3)
     doomed["spec"]["failurePolicy"]["rules"] = [
         {"name": "fatal-exit", "action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"]}

@@ -19,7 +19,6 @@ from typing import Any
 
 import cloudpickle
 import pytest
-import yaml
 from tornado.httpclient import HTTPClientError
 
 from jupyter_mlinfra.backends.kubernetes.backend import KubernetesBackend
@@ -27,13 +26,11 @@ from jupyter_mlinfra.backends.kubernetes.client import KubernetesCluster
 from jupyter_mlinfra.backends.kubernetes.jobs import KubernetesJobs
 from jupyter_mlinfra.identity import Identity
 
+from . import jobs_client
+from .jobs_client import TERMINAL, call
 from .optional import need
-from .rbac import Request, allows, request_info
+from .rbac import Request, denied_by_example, request_info
 from .test_handlers import conforms
-
-REPO = Path(__file__).parent.parent
-
-TERMINAL = {"succeeded", "failed", "cancelled", "preempted"}
 
 EXCHANGE = """
 import os, socket, time
@@ -138,28 +135,10 @@ def stop_watches_first(
     jp_asyncio_loop.run_until_complete(jobs.backend.close())
 
 
-async def call(
-    jp_fetch: Any, path: str, method: str = "GET", body: Any = None, **params: str
-) -> Any:
-    kwargs: dict[str, Any] = {"method": method, "params": params}
-    if body is not None:
-        kwargs["body"] = json.dumps(body)
-    elif method == "POST":
-        kwargs["body"] = b""
-    response = await jp_fetch("mlinfra", "api", "v1", *path.split("/"), **kwargs)
-    if response.headers["Content-Type"].startswith("application/json"):
-        return json.loads(response.body)
-    return response.body.decode()
-
-
 async def wait_for(jp_fetch: Any, job_id: str, states: set[str], timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = await call(jp_fetch, f"jobs/{job_id}")
-        if job["state"] in states:
-            return job
-        assert time.monotonic() < deadline, f"job stayed {job['state']}: {job}"
-        await asyncio.sleep(0.2)
+    """Jobs on the cluster fixture take longer (pods start as processes): waited for longer,
+    asked about less often."""
+    return await jobs_client.wait_for(jp_fetch, job_id, states, timeout, interval=0.2)
 
 
 async def run_exchange(jp_fetch: Any) -> dict[str, Any]:
@@ -515,18 +494,7 @@ async def test_every_api_call_of_a_jobs_life_is_granted_by_the_example_rbac(
     await call(jp_fetch, f"jobs/{sleeper['id']}", "DELETE")
     await wait_for(jp_fetch, waiting["id"], TERMINAL)
     await call(jp_fetch, "capacity")
-    documents = list(yaml.safe_load_all((REPO / "examples/kubernetes/rbac.yaml").read_text()))
-    roles = {d["metadata"]["name"]: d["rules"] for d in documents if d["kind"] == "ClusterRole"}
-    in_namespace = roles["jupyter-mlinfra-workloads"] + roles["jupyter-mlinfra-capacity"]
-    denied = []
-    for method, path in kube_cluster.requests:
-        request = request_info(method, path)
-        if request is None:
-            continue
-        rules = in_namespace if request.namespace else roles["jupyter-mlinfra-capacity"]
-        if not allows(rules, request):
-            denied.append((method, path))
-    assert denied == []
+    assert denied_by_example(kube_cluster.requests) == []
     seen = {request_info(m, p) for m, p in kube_cluster.requests}
     ns = kube_cluster.namespace
     assert Request("get", "visibility.kueue.x-k8s.io", "localqueues/pendingworkloads", ns) in seen

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import kubernetes_validate
-
 from jupyter_mlinfra.backends.kubernetes import kernel_pod as pods
 from jupyter_mlinfra.backends.kubernetes.kernel_startup import classify, process_exit_reason
 from jupyter_mlinfra.catalog import Accelerator, Environment, Flavor
 
-SCHEMA_VERSION = kubernetes_validate.latest_version()
+from .schema import validate
+
 KERNEL_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 FLAVOR = Flavor(
     name="h100x1",
@@ -44,10 +43,10 @@ def pod() -> dict[str, Any]:
 
 
 def test_kernel_pod_and_secret_are_valid_objects() -> None:
-    kubernetes_validate.validate(pod(), SCHEMA_VERSION, strict=True)
+    validate(pod())
     labels = pod()["metadata"]["labels"]
     secret = pods.key_secret(KERNEL_ID, "jupyter-ann", labels, "k" * 64)
-    kubernetes_validate.validate(secret, SCHEMA_VERSION, strict=True)
+    validate(secret)
     assert secret["metadata"]["name"] == f"kernel-{KERNEL_ID}-key"
 
 

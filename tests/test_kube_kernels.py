@@ -33,7 +33,7 @@ from jupyter_mlinfra.kernels import registry
 from .conftest import ME
 from .kube.fixture import ClusterFixture
 from .lab_server import LabServer, running_lab
-from .rbac import Request, allows, request_info
+from .rbac import EXAMPLE, Request, allows, denied_by_example, request_info
 from .test_handlers import conforms
 from .test_kernels import SPEC_MANAGER, call, kernels_api, run
 from .test_kube_capacity import until
@@ -137,6 +137,14 @@ async def refused_start(jp_fetch: Any, flavor: str, environment: str) -> tuple[i
     return raised.value.code, json.loads(raised.value.response.body)["message"]
 
 
+def pod_of(cluster: ClusterFixture, kernel: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The name and object of the kernel's pod, which must exist."""
+    name = pods.pod_name(kernel["id"])
+    pod = cluster.get("v1", "Pod", name)
+    assert pod is not None, f"kernel {kernel['id']} has no pod"
+    return name, pod
+
+
 async def gone(cluster: ClusterFixture, kind: str, name: str) -> None:
     for _ in range(200):
         if cluster.get("v1", kind, name) is None:
@@ -151,9 +159,8 @@ async def test_gpu_kernel_runs_in_its_pod_with_its_environment(
     kernel = await start(jp_fetch, "a100x1")
     conforms(kernel, "Kernel")
     assert (kernel["state"], kernel["phase"], kernel["owner"]) == ("running", "ready", ME)
-    name = pods.pod_name(kernel["id"])
-    pod = cluster.get("v1", "Pod", name)
-    assert pod is not None and pod["spec"]["nodeName"] == "gpu-1"
+    name, pod = pod_of(cluster, kernel)
+    assert pod["spec"]["nodeName"] == "gpu-1"
     assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert name in cluster.processes()
 
@@ -201,9 +208,7 @@ async def test_restart_keeps_the_pod_and_shutdown_deletes_it(
     jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
 ) -> None:
     kernel = await start(jp_fetch, "cpu")
-    name = pods.pod_name(kernel["id"])
-    before = cluster.get("v1", "Pod", name)
-    assert before is not None
+    name, before = pod_of(cluster, kernel)
     launcher = cluster.processes()[name]
     await run(jp_serverapp, kernel["id"], "x = 1")
 
@@ -235,8 +240,8 @@ async def test_a_second_server_adopts_a_detached_kernel(
     assert app is not None
     await app.kernels.leave_pods()  # what this server does when it stops: detach
     assert kernel["id"] not in jp_serverapp.kernel_manager
-    pod = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
-    assert pod is not None and pod["status"]["phase"] == "Running"
+    _, pod = pod_of(cluster, kernel)
+    assert pod["status"]["phase"] == "Running"
 
     second = tmp_path / "second"
     (second / "config").mkdir(parents=True)
@@ -279,8 +284,8 @@ async def test_a_second_server_adopts_a_detached_kernel(
     assert listed[kernel["id"]]["phase"] == "ready"
     assert listed[kernel["id"]]["flavor"] == "a100x1"
     assert "".join(printed) == "42\n"  # the same kernel process: its state survived the server
-    after = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
-    assert after is not None and after["metadata"]["uid"] == pod["metadata"]["uid"]
+    _, after = pod_of(cluster, kernel)
+    assert after["metadata"]["uid"] == pod["metadata"]["uid"]
 
 
 async def test_every_api_call_is_granted_by_the_example_rbac(
@@ -296,18 +301,7 @@ async def test_every_api_call_is_granted_by_the_example_rbac(
     await call(jp_fetch, "api", "kernels", kernel["id"], "restart", method="POST", body={})
     await kernels_api(jp_fetch, kernel["id"], method="DELETE")
     await refused_start(jp_fetch, "cpu", "missing")
-    documents = list(yaml.safe_load_all((REPO / "examples/kubernetes/rbac.yaml").read_text()))
-    roles = {d["metadata"]["name"]: d["rules"] for d in documents if d["kind"] == "ClusterRole"}
-    in_namespace = roles["jupyter-mlinfra-workloads"] + roles["jupyter-mlinfra-capacity"]
-    denied = []
-    for method, path in cluster.requests:
-        request = request_info(method, path)
-        if request is None:
-            continue
-        rules = in_namespace if request.namespace else roles["jupyter-mlinfra-capacity"]
-        if not allows(rules, request):
-            denied.append((method, path, request))
-    assert denied == []
+    assert denied_by_example(cluster.requests) == []
     assert any(request_info(m, p) == Request("watch", "", "events", cluster.namespace)
                for m, p in cluster.requests)  # fmt: skip
 
@@ -316,9 +310,8 @@ async def test_switching_flavor_replaces_the_pod(
     jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
 ) -> None:
     kernel = await start(jp_fetch, "cpu")
-    name = pods.pod_name(kernel["id"])
-    before = cluster.get("v1", "Pod", name)
-    assert before is not None and before["spec"]["nodeName"] == "node-0"
+    name, before = pod_of(cluster, kernel)
+    assert before["spec"]["nodeName"] == "node-0"
     code, switched = await kernels_api(
         jp_fetch, kernel["id"], method="PATCH", body={"flavor": "a100x1"}
     )
@@ -493,7 +486,7 @@ async def test_port_forward_reaches_the_kernel_from_outside_the_cluster(
     assert await run(jp_serverapp, kernel["id"], "print('x' in dir())") == "False\n"
     forwarded = [(m, p) for m, p in cluster.requests if "/portforward" in p]
     assert forwarded, "no pods/portforward request reached the API server"
-    documents = yaml.safe_load_all((REPO / "examples/kubernetes/rbac.yaml").read_text())
+    documents = yaml.safe_load_all(EXAMPLE.read_text())
     (rules,) = [
         d["rules"] for d in documents if d["metadata"]["name"] == "jupyter-mlinfra-workloads"
     ]

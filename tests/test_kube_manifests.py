@@ -3,6 +3,7 @@ validated against the official Kubernetes schemas (``kubernetes-validate``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import kubernetes_validate
@@ -12,16 +13,10 @@ from jupyter_mlinfra.backends.kubernetes import manifests
 from jupyter_mlinfra.backends.kubernetes.names import dns_label, is_dns_label, label_value
 from jupyter_mlinfra.catalog import Accelerator, Flavor
 
-SCHEMA_VERSION = kubernetes_validate.latest_version()
+from . import flavors
+from .schema import validate
 
-A100X2 = Flavor(
-    name="a100x2",
-    display_name="2 × A100",
-    cpu=8,
-    memory_bytes=64 * 2**30,
-    accelerator=Accelerator(kind="nvidia.com/gpu", model="A100", count=2),
-    node_selector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
-)
+A100X2 = replace(flavors.A100X2, node_selector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"})
 MIG = Flavor(
     name="mig-1g",
     display_name="1g.10gb",
@@ -68,7 +63,7 @@ def pod(flavor: Flavor) -> dict[str, Any]:
 
 @pytest.mark.parametrize("flavor", [A100X2, MIG, CPU], ids=lambda f: f.name)
 def test_pod_of_parts_is_valid(flavor: Flavor) -> None:
-    kubernetes_validate.validate(pod(flavor), SCHEMA_VERSION, strict=True)
+    validate(pod(flavor))
 
 
 def test_invalid_pod_is_refused_by_the_schema() -> None:
@@ -76,7 +71,7 @@ def test_invalid_pod_is_refused_by_the_schema() -> None:
     broken = pod(CPU)
     broken["spec"]["containers"][0]["resources"]["requests"]["cpu"] = ["2"]
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(broken, SCHEMA_VERSION, strict=True)
+        validate(broken)
 
 
 def test_accelerators_request_what_they_limit() -> None:

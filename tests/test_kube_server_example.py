@@ -7,13 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import yaml
 from traitlets.config.loader import PyFileConfigLoader
 
 from jupyter_mlinfra.app import MLInfraApp
 from jupyter_mlinfra.backends.kubernetes.client import KubernetesCluster
 from jupyter_mlinfra.backends.kubernetes.kernels import KubernetesKernels
+
+from .schema import validate
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "kubernetes"
 SERVED = {"ServiceAccount", "RoleBinding"}
@@ -23,7 +24,7 @@ SERVED = {"ServiceAccount", "RoleBinding"}
 def test_rbac_objects_are_valid_and_apply(kube_cluster: Any) -> None:
     documents = [d for d in yaml.safe_load_all((EXAMPLES / "rbac.yaml").read_text()) if d]
     for document in documents:
-        kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
+        validate(document)
     (namespace,) = [d["metadata"]["name"] for d in documents if d["kind"] == "Namespace"]
     kube_cluster.add_namespace(namespace)
     for document in documents:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from typing import Any
 
-import kubernetes_validate
 import pytest
 
 from jupyter_mlinfra.backends.kubernetes import workloads
@@ -15,16 +15,10 @@ from jupyter_mlinfra.backends.kubernetes.manifests import DEFAULT_CAPACITY_PLACE
 from jupyter_mlinfra.catalog import Accelerator, Environment, Flavor
 from jupyter_mlinfra.jobs.spec import Job, JobSpec, Resources, RetryPolicy
 
-SCHEMA_VERSION = kubernetes_validate.latest_version()
+from . import flavors
+from .schema import validate
 
-A100X2 = Flavor(
-    name="a100x2",
-    display_name="2 × A100",
-    cpu=8,
-    memory_bytes=64 * 2**30,
-    accelerator=Accelerator(kind="nvidia.com/gpu", model="A100", count=2),
-    max_nodes=4,
-)
+A100X2 = replace(flavors.A100X2, max_nodes=4)
 FLEX = Flavor(
     name="h100-flex",
     display_name="8 × H100 (flex-start)",
@@ -66,10 +60,6 @@ def created(obj: dict[str, Any], uid: str) -> dict[str, Any]:
     done = copy.deepcopy(obj)
     done["metadata"]["uid"] = uid
     return done
-
-
-def validate(obj: dict[str, Any]) -> None:
-    kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)
 
 
 def objects(job: Job, placement: workloads.Placement, flavor: Flavor = A100X2) -> list[Any]:

@@ -40,35 +40,32 @@ class ApiError(Exception):
         return body
 
 
+def _resource(group: str, plural: str) -> str:
+    """How the API server names a resource in messages: ``plural.group``, or ``plural`` in
+    the core group."""
+    return f"{plural}.{group}" if group else plural
+
+
+def _details(group: str, plural: str, name: str) -> dict[str, Any]:
+    return {"name": name, "group": group, "kind": plural}
+
+
 def not_found(group: str, plural: str, name: str) -> ApiError:
-    resource = f"{plural}.{group}" if group else plural
-    return ApiError(
-        404,
-        "NotFound",
-        f'{resource} "{name}" not found',
-        details={"name": name, "group": group, "kind": plural},
-    )
+    message = f'{_resource(group, plural)} "{name}" not found'
+    return ApiError(404, "NotFound", message, details=_details(group, plural, name))
 
 
 def already_exists(group: str, plural: str, name: str) -> ApiError:
-    resource = f"{plural}.{group}" if group else plural
-    return ApiError(
-        409,
-        "AlreadyExists",
-        f'{resource} "{name}" already exists',
-        details={"name": name, "group": group, "kind": plural},
-    )
+    message = f'{_resource(group, plural)} "{name}" already exists'
+    return ApiError(409, "AlreadyExists", message, details=_details(group, plural, name))
 
 
 def conflict(group: str, plural: str, name: str) -> ApiError:
-    resource = f"{plural}.{group}" if group else plural
-    return ApiError(
-        409,
-        "Conflict",
-        f'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; '
-        "please apply your changes to the latest version and try again",
-        details={"name": name, "group": group, "kind": plural},
+    message = (
+        f'Operation cannot be fulfilled on {_resource(group, plural)} "{name}": the object '
+        "has been modified; please apply your changes to the latest version and try again"
     )
+    return ApiError(409, "Conflict", message, details=_details(group, plural, name))
 
 
 def invalid(kind: str, name: str, causes: list[tuple[str, str]]) -> ApiError:

@@ -5,19 +5,17 @@ stdout (1), stderr (2) and the final ``Status`` (3) as kubernetes clients expect
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
 
 from aiohttp import WSMsgType, web
 
-from .channels import PROTOCOLS, chosen_container, running_pod
+from . import processes
+from .channels import PROTOCOLS, PodChannelEndpoint
+from .container_param import chosen_container
 from .containers import CannotRun, command_line
 from .errors import bad_request
-from .kubelet import Kubelet
-from .resources import ResourceType
-from .store import Store
+from .kubelet import PodRun
+from .store import Obj
 
 
 def _status(code: int, command: list[str]) -> bytes:
@@ -35,18 +33,11 @@ def _status(code: int, command: list[str]) -> bytes:
     ).encode()
 
 
-class ExecEndpoint:
+class ExecEndpoint(PodChannelEndpoint):
     """GET (websocket) .../pods/{name}/exec?command=...&container=...&stdin=true"""
 
-    def __init__(self, store: Store, kubelet: Kubelet) -> None:
-        self.store = store
-        self.kubelet = kubelet
-
-    async def __call__(
-        self, request: web.Request, rtype: ResourceType, namespace: str | None, name: str
-    ) -> web.StreamResponse:
-        pod, run = running_pod(self.store, self.kubelet, rtype, namespace, name)
-        container = chosen_container(pod, request)
+    async def serve(self, request: web.Request, pod: Obj, run: PodRun) -> web.StreamResponse:
+        container = chosen_container(pod, request.query.get("container"))
         command = request.query.getall("command", [])
         if not command:
             raise bad_request("you must specify at least 1 command")
@@ -58,14 +49,12 @@ class ExecEndpoint:
         socket = web.WebSocketResponse(protocols=PROTOCOLS)
         await socket.prepare(request)
         try:
-            process = await asyncio.create_subprocess_exec(
-                *command_line(command, spec.env, spec.mounts),
-                env=spec.env,
-                cwd=spec.cwd,
+            process = await processes.start(
+                command_line(command, spec.env, spec.mounts),
+                spec,
                 stdin=asyncio.subprocess.PIPE if wants_stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
             )
         except OSError as error:
             await socket.send_bytes(
@@ -94,8 +83,7 @@ class ExecEndpoint:
         finally:
             feeder.cancel()
             run.extra_processes.discard(process)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+            processes.signal_group(process)
             await socket.close()
         return socket
 

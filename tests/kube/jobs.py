@@ -16,6 +16,7 @@ from .events import Recorder
 from .failure_policy import pod_failure_action
 from .resources import Registry
 from .store import Change, Obj, Store, meta, now
+from .sync_queue import SyncQueue
 
 INDEX = "batch.kubernetes.io/job-completion-index"
 TERMINAL = ("Succeeded", "Failed")
@@ -96,27 +97,17 @@ class JobController:
         self.counted: dict[str, dict[str, int | None]] = {}  # job uid -> pod uid -> index
         self.failed: dict[str, set[str]] = {}
         self.ignored: dict[str, set[str]] = {}  # failed pods a podFailurePolicy rule ignores
-        self._dirty: set[tuple[str, str]] = set()
+        self._queue = SyncQueue(self.sync)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         store.subscribe(self._on_change)
 
     def _on_change(self, change: Change) -> None:
         if change.rtype is self.jobs:
-            self._mark(meta(change.obj)["namespace"], meta(change.obj)["name"])
+            self._queue.mark(meta(change.obj)["namespace"], meta(change.obj)["name"])
         elif change.rtype is self.pods:
             for ref in meta(change.obj).get("ownerReferences") or []:
                 if ref.get("controller") and ref.get("kind") == "Job":
-                    self._mark(meta(change.obj)["namespace"], ref["name"])
-
-    def _mark(self, namespace: str, name: str) -> None:
-        if not self._dirty:
-            asyncio.get_running_loop().call_soon(self._sync_dirty)
-        self._dirty.add((namespace, name))
-
-    def _sync_dirty(self) -> None:
-        dirty, self._dirty = self._dirty, set()
-        for namespace, name in sorted(dirty):
-            self.sync(namespace, name)
+                    self._queue.mark(meta(change.obj)["namespace"], ref["name"])
 
     def _record(self, job: Obj, reason: str, message: str, warning: bool = False) -> None:
         self.recorder.record(job, reason, message, component="job-controller", warning=warning)

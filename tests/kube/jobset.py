@@ -6,7 +6,6 @@ gives pods their DNS names, ``suspend`` passed down to the Jobs, ``failurePolicy
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from typing import Any
 
@@ -16,6 +15,7 @@ from .failure_policy import jobset_failure_action
 from .jobs import has_condition, owner_reference, set_condition
 from .resources import Registry, ResourceType
 from .store import Change, Obj, Store, meta
+from .sync_queue import SyncQueue
 
 PREFIX = "jobset.sigs.k8s.io/"
 
@@ -40,26 +40,16 @@ class JobSetController:
         self.services = services
         self.recorder = recorder
         self.deleter = deleter
-        self._dirty: set[tuple[str, str]] = set()
+        self._queue = SyncQueue(self.sync)
         store.subscribe(self._on_change)
 
     def _on_change(self, change: Change) -> None:
         if change.rtype is self.jobsets:
-            self._mark(meta(change.obj)["namespace"], meta(change.obj)["name"])
+            self._queue.mark(meta(change.obj)["namespace"], meta(change.obj)["name"])
         elif change.rtype is self.jobs:
             name = (meta(change.obj).get("labels") or {}).get(PREFIX + "jobset-name")
             if name:
-                self._mark(meta(change.obj)["namespace"], name)
-
-    def _mark(self, namespace: str, name: str) -> None:
-        if not self._dirty:
-            asyncio.get_running_loop().call_soon(self._sync_dirty)
-        self._dirty.add((namespace, name))
-
-    def _sync_dirty(self) -> None:
-        dirty, self._dirty = self._dirty, set()
-        for namespace, name in sorted(dirty):
-            self.sync(namespace, name)
+                self._queue.mark(meta(change.obj)["namespace"], name)
 
     def sync(self, namespace: str, name: str) -> None:
         jobset = self.store.find(self.jobsets, namespace, name)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import processes
 from .amounts import amount
 from .containers import CannotRun, ProcessSpec, command_line, process_spec
 from .dns import ClusterDns
@@ -357,9 +358,7 @@ class Kubelet:
             return
         run.stopping = True
         run.reason, run.message = reason, message
-        self.recorder.record(
-            pod, reason, message, component="kubelet", warning=True, host=pod["spec"]["nodeName"]
-        )
+        self._record(pod, reason, message, warning=True)
         grace = int(pod["spec"].get("terminationGracePeriodSeconds", 30))
         asyncio.get_running_loop().create_task(self._fail_after_stop(run, pod, grace))
 
@@ -377,13 +376,8 @@ class Kubelet:
             except MissingSource as missing:
                 if str(missing) != reported:
                     reported = str(missing)
-                    self.recorder.record(
-                        pod,
-                        "FailedMount",
-                        f"MountVolume.SetUp failed: {missing}",
-                        component="kubelet",
-                        warning=True,
-                        host=pod["spec"]["nodeName"],
+                    self._record(
+                        pod, "FailedMount", f"MountVolume.SetUp failed: {missing}", warning=True
                     )
             await changed.wait()
 
@@ -391,43 +385,41 @@ class Kubelet:
         image = container.get("image", "")
         node = pod["spec"]["nodeName"]
         cached = self.pulled.setdefault(node, set())
-        record = self._recorder_for(pod, container)
         if image in self.failing_images:
-            record("Pulling", f'Pulling image "{image}"')
+            self._record(pod, "Pulling", f'Pulling image "{image}"')
             message = (
                 f'Failed to pull image "{image}": rpc error: code = NotFound desc = '
                 f'failed to pull and unpack image "{image}": not found'
             )
-            record("Failed", message, warning=True)
+            self._record(pod, "Failed", message, warning=True)
             self._waiting(run, container, "ErrImagePull", message)
-            record("BackOff", f'Back-off pulling image "{image}"', warning=True)
+            self._record(pod, "BackOff", f'Back-off pulling image "{image}"', warning=True)
             self._waiting(run, container, "ImagePullBackOff", f'Back-off pulling image "{image}"')
             await asyncio.Event().wait()  # like a kubelet retrying forever, until deleted
         if container.get("imagePullPolicy") != "Always" and image in cached:
-            record("Pulled", f'Container image "{image}" already present on machine')
+            self._record(pod, "Pulled", f'Container image "{image}" already present on machine')
             return
-        record("Pulling", f'Pulling image "{image}"')
+        self._record(pod, "Pulling", f'Pulling image "{image}"')
         await asyncio.sleep(self.image_pull_seconds)
         cached.add(image)
         seconds = f"{self.image_pull_seconds:.3f}s"
-        record(
+        self._record(
+            pod,
             "Pulled",
             f'Successfully pulled image "{image}" in {seconds} ({seconds} '
             "including waiting). Image size: 0 bytes.",
         )
 
-    def _recorder_for(self, pod: Obj, container: dict[str, Any]) -> Any:
-        def record(reason: str, message: str, *, warning: bool = False) -> None:
-            self.recorder.record(
-                pod,
-                reason,
-                message,
-                component="kubelet",
-                warning=warning,
-                host=pod["spec"]["nodeName"],
-            )
-
-        return record
+    def _record(self, pod: Obj, reason: str, message: str, *, warning: bool = False) -> None:
+        """An event about ``pod`` from the kubelet of its node."""
+        self.recorder.record(
+            pod,
+            reason,
+            message,
+            component="kubelet",
+            warning=warning,
+            host=pod["spec"].get("nodeName"),  # a pod being stopped may never have been placed
+        )
 
     def _waiting(self, run: PodRun, container: dict[str, Any], reason: str, message: str) -> None:
         run.statuses[container["name"]]["state"] = {
@@ -469,7 +461,6 @@ class Kubelet:
     async def _execute(self, run: PodRun, pod: Obj, container: dict[str, Any]) -> int:
         name = container["name"]
         status = run.statuses[name]
-        record = self._recorder_for(pod, container)
         message_file = run.root / "termination" / f"{name}-{status['restartCount']}"
         message_file.parent.mkdir(parents=True, exist_ok=True)
         message_file.write_bytes(b"")
@@ -479,14 +470,12 @@ class Kubelet:
         try:
             if spec is None:
                 spec = self.process_spec(run, pod, container, message_file)
-            process = await asyncio.create_subprocess_exec(
-                *spec.argv,
-                env=spec.env,
-                cwd=spec.cwd,
+            process = await processes.start(
+                spec.argv,
+                spec,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
             )
         except (CannotRun, OSError) as error:
             reason = error.reason if isinstance(error, CannotRun) else "StartError"
@@ -496,7 +485,7 @@ class Kubelet:
                 else (f"failed to start container {name!r}: {error}")
             )
             log.finish()
-            record("Failed", f"Error: {text}", warning=True)
+            self._record(pod, "Failed", f"Error: {text}", warning=True)
             status["state"] = {
                 "terminated": {
                     "exitCode": 128,
@@ -509,8 +498,8 @@ class Kubelet:
             self._write(run)
             return 128
         run.processes[name] = process
-        record("Created", f"Created container: {name}")
-        record("Started", f"Started container {name}")
+        self._record(pod, "Created", f"Created container: {name}")
+        self._record(pod, "Started", f"Started container {name}")
         status["state"] = {"running": {"startedAt": started}}
         status["started"] = True
         status["containerID"] = f"fixture://{process.pid}"
@@ -539,8 +528,7 @@ class Kubelet:
             for probe in probes:
                 probe.cancel()
         run.ready.pop(name, None)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)  # the container ends with its first process
+        processes.signal_group(process)  # the container ends with its first process
         log.finish()
         run.processes.pop(name, None)
         exit_code = code if code >= 0 else 128 - code
@@ -587,20 +575,17 @@ class Kubelet:
         successes = failures = 0
 
         async def run_exec(command: list[str], timeout: float) -> int:
-            checker = await asyncio.create_subprocess_exec(
-                *command_line(command, spec.env, spec.mounts),
-                env=spec.env,
-                cwd=spec.cwd,
+            checker = await processes.start(
+                command_line(command, spec.env, spec.mounts),
+                spec,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
             )
             try:
                 return await asyncio.wait_for(checker.wait(), timeout)
             except asyncio.TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(checker.pid, signal.SIGKILL)
+                processes.signal_group(checker)
                 await checker.wait()
                 return -1
 
@@ -609,29 +594,17 @@ class Kubelet:
             why = await probe_once(probe, run.ip, container, run_exec)
             successes, failures = (successes + 1, 0) if why is None else (0, failures + 1)
             if why is not None:
-                self.recorder.record(
-                    pod,
-                    "Unhealthy",
-                    f"{label} probe failed: {why}",
-                    component="kubelet",
-                    warning=True,
-                    host=pod["spec"]["nodeName"],
-                )
+                self._record(pod, "Unhealthy", f"{label} probe failed: {why}", warning=True)
             if kind == "readinessProbe":
                 ready = run.ready.get(name, False)
                 if (successes >= needed and not ready) or (failures >= limit and ready):
                     run.ready[name] = not ready
                     self._write(run)
             elif failures >= limit:
-                self.recorder.record(
-                    pod,
-                    "Killing",
-                    f"Container {name} failed liveness probe, will be restarted",
-                    component="kubelet",
-                    host=pod["spec"]["nodeName"],
+                self._record(
+                    pod, "Killing", f"Container {name} failed liveness probe, will be restarted"
                 )
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                processes.signal_group(process)
                 return
             await asyncio.sleep(float(probe.get("periodSeconds", 10)))
 
@@ -651,9 +624,7 @@ class Kubelet:
                     return None
                 if error.message != reported:
                     reported = error.message
-                    self._recorder_for(pod, container)(
-                        "Failed", f"Error: {error.message}", warning=True
-                    )
+                    self._record(pod, "Failed", f"Error: {error.message}", warning=True)
                     self._waiting(run, container, error.reason, error.message)
             await changed.wait()
 
@@ -671,8 +642,7 @@ class Kubelet:
                 return
             if resident > limit:
                 run.oom_killed.add(name)
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                processes.signal_group(process)
                 return
             await asyncio.sleep(self.memory_check_seconds)
 
@@ -729,20 +699,13 @@ class Kubelet:
 
     def _kill(self, run: PodRun, signum: int) -> None:
         for process in [*run.processes.values(), *run.extra_processes]:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signum)
+            processes.signal_group(process, signum)
 
     async def _stop_processes(self, run: PodRun, pod: Obj, grace: int) -> None:
         """SIGTERM every container's process group, SIGKILL what is left after ``grace``
         seconds, then end the pod's run (a pod still pulling images has no processes)."""
         for name in list(run.processes):
-            self.recorder.record(
-                pod,
-                "Killing",
-                f"Stopping container {name}",
-                component="kubelet",
-                host=pod["spec"].get("nodeName"),
-            )
+            self._record(pod, "Killing", f"Stopping container {name}")
         self._kill(run, signal.SIGTERM)
         processes = list(run.processes.values())
         if processes:

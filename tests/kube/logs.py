@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
+from .container_param import chosen_container
 from .errors import bad_request
 from .resources import ResourceType
 from .store import Store, meta
@@ -73,19 +74,7 @@ class LogEndpoint:
     ) -> web.StreamResponse:
         pod = self.store.get(rtype, namespace, name)
         query = request.query
-        names = [
-            c["name"] for c in [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]
-        ]
-        container = query.get("container")
-        if container is None:
-            if len(pod["spec"]["containers"]) != 1:
-                raise bad_request(
-                    f"a container name must be specified for pod {name}, choose one of: "
-                    f"[{' '.join(c['name'] for c in pod['spec']['containers'])}]"
-                )
-            container = pod["spec"]["containers"][0]["name"]
-        if container not in names:
-            raise bad_request(f"container {container} is not valid for pod {name}")
+        container = chosen_container(pod, query.get("container"), with_init=True)["name"]
         runs = self.book.runs.get(meta(pod)["uid"], {}).get(container) or []
         previous = query.get("previous", "").lower() in ("true", "1")
         if previous and len(runs) < 2:

@@ -10,24 +10,17 @@ import contextlib
 
 from aiohttp import WSMsgType, web
 
-from .channels import PROTOCOLS, running_pod
+from .channels import PROTOCOLS, PodChannelEndpoint
 from .errors import bad_request
-from .kubelet import Kubelet
-from .resources import ResourceType
-from .store import Store
+from .kubelet import PodRun
+from .store import Obj, meta
 
 
-class PortForwardEndpoint:
+class PortForwardEndpoint(PodChannelEndpoint):
     """GET (websocket) .../pods/{name}/portforward?ports=8888,8889"""
 
-    def __init__(self, store: Store, kubelet: Kubelet) -> None:
-        self.store = store
-        self.kubelet = kubelet
-
-    async def __call__(
-        self, request: web.Request, rtype: ResourceType, namespace: str | None, name: str
-    ) -> web.StreamResponse:
-        _, run = running_pod(self.store, self.kubelet, rtype, namespace, name)
+    async def serve(self, request: web.Request, pod: Obj, run: PodRun) -> web.StreamResponse:
+        name = meta(pod)["name"]
         try:
             ports = [
                 int(port)
