@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -226,6 +228,7 @@ async def test_a_restarted_kernel_keeps_its_lease(jp_fetch: Any, jp_serverapp: A
     _, listing = await kernels_api(jp_fetch)
     [after] = listing["kernels"]
     assert (after["id"], after["devices"]) == (kernel["id"], kernel["devices"])
+    assert after["last_exit"] is None  # a restart asked for is no death
     app = registry.current()
     assert app is not None  # the agent holds one lease, bound to the new process
     answer = await app.agent.client.fetch("GET", LEASES, identity=app.identity())
@@ -236,6 +239,29 @@ async def test_a_restarted_kernel_keeps_its_lease(jp_fetch: Any, jp_serverapp: A
         kernel["devices"],
         pid,
     )
+
+
+async def test_a_kernel_killed_comes_back_saying_why(jp_fetch: Any, jp_serverapp: Any) -> None:
+    """SIGKILL, as the out-of-memory killer sends: jupyter_server restarts the kernel by itself
+    (same id, same lease), and the kernel's last_exit says how it died, once."""
+    kernel = await start(jp_fetch, "a100x1")
+    manager = jp_serverapp.kernel_manager.get_kernel(kernel["id"])
+    first = manager.provisioner.pid
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while manager.provisioner.pid in (None, first) or not await manager.is_alive():
+        assert time.monotonic() < deadline, "the kernel was not restarted"
+        await asyncio.sleep(0.2)
+    _, seen = await kernels_api(jp_fetch, kernel["id"])
+    assert (seen["state"], seen["devices"]) == ("running", kernel["devices"])
+    assert seen["last_exit"]["reason"] == (
+        "the kernel process was killed by SIGKILL (as the out-of-memory killer does when memory "
+        "runs out)"
+    )
+    assert seen["last_exit"]["at"] >= kernel["started"]
+    assert await run(jp_serverapp, kernel["id"], "print(6 * 7)") == "42\n"
+    _, again = await kernels_api(jp_fetch, kernel["id"])
+    assert again["last_exit"] == seen["last_exit"]  # one death, told once
 
 
 async def test_cpu_kernel_hides_accelerators(jp_fetch: Any, jp_serverapp: Any) -> None:

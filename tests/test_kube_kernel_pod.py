@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from jupyter_mlinfra.backends.kubernetes import kernel_pod as pods
-from jupyter_mlinfra.backends.kubernetes.kernel_startup import classify, process_exit_reason
+from jupyter_mlinfra.backends.kubernetes.kernel_startup import classify
 from jupyter_mlinfra.catalog import Accelerator, Environment, Flavor
 
 from .schema import validate
@@ -126,14 +126,3 @@ def test_start_phases_from_pod_and_events() -> None:
     up = classify({**bound, "status": {"phase": "Running", "containerStatuses": [running]}}, [])
     assert up.phase == "starting"
     assert classify(None, []).reason == "the kernel's pod was deleted"
-
-
-def test_a_kernel_process_that_ended_says_how() -> None:
-    """What a kernel's launcher reports when the kernel process alone ended (the pod lives)."""
-    assert process_exit_reason(1) == "the kernel process exited with code 1"
-    assert process_exit_reason(-9) == (
-        "the kernel process was killed by SIGKILL (as the out-of-memory killer does when a "
-        "kernel exceeds the flavor's memory)"
-    )
-    assert process_exit_reason(-11) == "the kernel process was killed by SIGSEGV"
-    assert process_exit_reason(-200) == "the kernel process was killed by signal 200"

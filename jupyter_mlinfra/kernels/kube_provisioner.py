@@ -29,7 +29,7 @@ from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from traitlets import Unicode
 
 from ..backends.kubernetes import kernel_pod as pods
-from ..backends.kubernetes.kernel_startup import Startup, classify, process_exit_reason
+from ..backends.kubernetes.kernel_startup import Startup, classify
 from ..backends.kubernetes.kernels import KernelPods, KernelRecord, KernelStartFailed
 from ..backends.kubernetes.launcher_control import LauncherUnreachable, command
 from ..backends.kubernetes.port_forward import PortForward
@@ -37,6 +37,7 @@ from ..catalog import Flavor
 from ..errors import Conflict, MLInfraError
 from ..identity import Identity
 from . import registry
+from .deaths import process_exit_reason
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused
 
 LAUNCHER_TIMEOUT = 10.0
@@ -330,8 +331,11 @@ class KubernetesProvisioner(KernelProvisionerBase):
 
     def _died(self, reason: str) -> None:
         """The kernel ended without being asked to: remember why, for the user."""
-        if self.record is not None and not self._restarting:
-            self.record.died(reason)
+        app = registry.current()
+        record = self.record
+        if app is None or record is None or self._restarting or record.startup.phase != "ready":
+            return
+        app.kernels.deaths.died(record.kernel_id, reason, record.startup.since or 0.0)
 
     async def wait(self) -> int | None:
         while (code := await self.poll()) is None:

@@ -13,6 +13,7 @@ thread variables to match; after launch it binds the lease to the kernel's pid; 
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
@@ -25,6 +26,7 @@ from ..errors import MLInfraError
 from ..identity import Identity
 from . import lease as leases
 from . import registry
+from .deaths import process_exit_reason
 from .launch import kernel_env, pinned_command
 
 FLAVOR_ARGUMENT = "mlinfra_flavor"
@@ -52,6 +54,8 @@ class MLInfraProvisioner(LocalProvisioner):
 
     lease: Lease | None = None
     owner: Identity | None = None
+    _alive_since: float | None = None
+    """When the running kernel process started; None while none runs or it is being ended."""
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         requested = kwargs.pop(FLAVOR_ARGUMENT, None) or self.flavor
@@ -97,6 +101,7 @@ class MLInfraProvisioner(LocalProvisioner):
 
     async def post_launch(self, **kwargs: Any) -> None:
         await super().post_launch(**kwargs)
+        self._alive_since = time.time()
         app = registry.current()
         if app is None or self.lease is None or self.owner is None or self.pid is None:
             return
@@ -104,6 +109,26 @@ class MLInfraProvisioner(LocalProvisioner):
             await leases.bind(app.agent, self.owner, self.kernel_id, self.pid)
         except MLInfraError as error:  # the kernel runs; the lease just is not tied to its pid
             self.log.warning("mlinfra kernel %s: lease not bound: %s", self.kernel_id, error)
+
+    async def poll(self) -> int | None:
+        code = await super().poll()
+        app = registry.current()
+        if code is not None and self._alive_since is not None and app is not None:
+            # it ended without being asked to (an ending asked for clears _alive_since first)
+            app.kernels.deaths.died(self.kernel_id, process_exit_reason(code), self._alive_since)
+        return code
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self._alive_since = None
+        await super().shutdown_requested(restart=restart)
+
+    async def kill(self, restart: bool = False) -> None:
+        self._alive_since = None
+        await super().kill(restart=restart)
+
+    async def terminate(self, restart: bool = False) -> None:
+        self._alive_since = None
+        await super().terminate(restart=restart)
 
     async def cleanup(self, restart: bool = False) -> None:
         await super().cleanup(restart=restart)

@@ -22,6 +22,7 @@ from ..backends.kubernetes.kernel_pod import (
 from ..capacity import Capacity, Lease
 from ..errors import Conflict, InvalidInput, MLInfraError, NotFound
 from ..identity import Identity
+from .deaths import Deaths
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
 from .specs import spec_name
 
@@ -72,6 +73,7 @@ class KernelService:
         self.app = app
         self.kernel_manager = kernel_manager
         self.ended: deque[dict[str, Any]] = deque(maxlen=ENDED_KEPT)
+        self.deaths = Deaths()
 
     def running(self) -> Iterator[tuple[str, Any, Lease]]:
         """(kernel id, its KernelManager, its lease) of each kernel holding a lease."""
@@ -115,6 +117,7 @@ class KernelService:
             "state": "running",
             "reason": "",
             "ended": None,
+            "last_exit": self.deaths.to_json(kernel_id),
         }
 
     def pod_kernels(self) -> list[dict[str, Any]]:
@@ -145,9 +148,7 @@ class KernelService:
                     "phase": record.startup.phase,
                     "reason": _waiting(record.startup.reason, record.startup.since, ready),
                     "ended": None,
-                    "last_exit": None
-                    if record.last_exit is None
-                    else {"at": record.last_exit[0], "reason": record.last_exit[1]},
+                    "last_exit": self.deaths.to_json(record.kernel_id),
                 }
             )
         return models
@@ -212,6 +213,7 @@ class KernelService:
                 pending.pop(kernel_id, None)
 
     def list(self, identity: Identity) -> dict[str, Any]:
+        self.deaths.forget_all_but(self.kernel_manager)
         kernels = [self.model(*entry) for entry in self.running()] + self.pod_kernels()
         kernels += list(reversed(self.ended))
         return {"kernels": [k for k in kernels if identity.may_see(k["owner"])]}

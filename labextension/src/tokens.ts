@@ -231,7 +231,7 @@ export interface IKernel {
   /** Why a starting kernel waits, in the cluster's words, with how long so far. */
   reason: string;
   ended: number | null;
-  /** When and why a pod kernel last died by itself and was restarted (Kubernetes backend). */
+  /** When and why the kernel last died by itself and was restarted. */
   last_exit?: { at: number; reason: string } | null;
 }
 

@@ -12,7 +12,6 @@ container) → ``starting`` (launcher and kernel) → ``ready`` (answers ``kerne
 from __future__ import annotations
 
 import re
-import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,20 +75,6 @@ def terminated_reason(state: Mapping[str, Any], what: str) -> str:
         return f"OOMKilled: the {what} ran out of the flavor's memory"
     text = f"{reason}: the {what} exited with code {code}"
     return f"{text}: {message}" if message else text
-
-
-def process_exit_reason(code: int) -> str:
-    """Why the kernel process ended, from the exit code its launcher reports."""
-    if code >= 0:
-        return f"the kernel process exited with code {code}"
-    try:
-        name = signal.Signals(-code).name
-    except ValueError:
-        name = f"signal {-code}"
-    text = f"the kernel process was killed by {name}"
-    if -code == signal.SIGKILL:  # what the OOM killer sends, and the usual cause in a notebook
-        text += " (as the out-of-memory killer does when a kernel exceeds the flavor's memory)"
-    return text
 
 
 def classify(pod: Mapping[str, Any] | None, events: Sequence[Mapping[str, Any]]) -> Startup:

@@ -154,15 +154,6 @@ class KernelRecord:
     namespace: str
     started: float = field(default_factory=time.time)
     startup: Startup = field(default_factory=lambda: Startup("scheduling", "creating the pod"))
-    last_exit: tuple[float, str] | None = None
-    """When and why the kernel last died by itself (OOMKilled, evicted, crashed): JupyterLab
-    only says that it died and restarts it; this says why."""
-
-    def died(self, reason: str) -> None:
-        """Note a death of the running kernel, once (the restarter asks again and again)."""
-        ready_since = self.startup.since or 0.0
-        if self.startup.phase == "ready" and (self.last_exit or (0.0, ""))[0] < ready_since:
-            self.last_exit = (time.time(), reason)
 
 
 class KernelPods:
