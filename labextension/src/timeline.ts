@@ -1,13 +1,35 @@
 /**
- * The Queue timeline section: per flavor, one bar per job over the last hour, from when it
- * started (or was queued: hatched while it waited) to when it finished (or now).
+ * The Queue timeline section: per flavor, one bar per job over the last hour (or 6 or 24),
+ * from when it was queued (hatched while it waited) and started to when it finished (or now).
  */
 import { Widget } from '@lumino/widgets';
 
 import { IFlavorList, IJob } from './tokens';
 
-/** How far back the timeline looks (seconds). */
-export const TIMELINE_WINDOW = 3600;
+/** A span of time the timeline can show: how far back, its grid step, and its name. */
+export interface ITimelineWindow {
+  seconds: number;
+  step: number;
+  label: string;
+}
+
+/** The spans offered, the first by default (seconds). */
+export const TIMELINE_WINDOWS: readonly ITimelineWindow[] = [
+  { seconds: 3600, step: 900, label: 'last hour' },
+  { seconds: 6 * 3600, step: 3600, label: 'last 6 hours' },
+  { seconds: 24 * 3600, step: 6 * 3600, label: 'last 24 hours' }
+];
+
+/** How far back the timeline looks by default (seconds). */
+export const TIMELINE_WINDOW = TIMELINE_WINDOWS[0].seconds;
+
+/** A grid line's label: `-45m`, `-6h`, `now`. */
+export function tickLabel(secondsAgo: number): string {
+  if (secondsAgo === 0) {
+    return 'now';
+  }
+  return secondsAgo < 7200 ? `-${secondsAgo / 60}m` : `-${secondsAgo / 3600}h`;
+}
 
 const SVG = 'http://www.w3.org/2000/svg';
 const WIDTH = 300;
@@ -86,11 +108,16 @@ export function barTitle(span: IBarSpan, now: number): string {
 }
 
 /** One flavor's timeline as an inline SVG. */
-export function renderTimeline(flavor: string, jobs: readonly IJob[], now: number): SVGSVGElement {
-  const spans = timelineSpans(jobs, now);
+export function renderTimeline(
+  flavor: string,
+  jobs: readonly IJob[],
+  now: number,
+  window: ITimelineWindow = TIMELINE_WINDOWS[0]
+): SVGSVGElement {
+  const spans = timelineSpans(jobs, now, window.seconds);
   const height = AXIS + Math.max(1, spans.length) * ROW + 2;
-  const from = now - TIMELINE_WINDOW;
-  const x = (t: number): number => ((Math.max(t, from) - from) / TIMELINE_WINDOW) * WIDTH;
+  const from = now - window.seconds;
+  const x = (t: number): number => ((Math.max(t, from) - from) / window.seconds) * WIDTH;
   const root = svg('svg', {
     class: 'jp-mlinfra-Timeline-chart',
     viewBox: `0 0 ${WIDTH} ${height}`,
@@ -113,9 +140,8 @@ export function renderTimeline(flavor: string, jobs: readonly IJob[], now: numbe
   defs.appendChild(pattern);
   root.appendChild(defs);
 
-  for (const minutes of [60, 45, 30, 15, 0]) {
-    const t = now - minutes * 60;
-    const px = x(t);
+  for (let ago = window.seconds; ago >= 0; ago -= window.step) {
+    const px = x(now - ago);
     root.appendChild(
       svg('line', { x1: px, x2: px, y1: AXIS - 2, y2: height, class: 'jp-mlinfra-Timeline-grid' })
     );
@@ -125,7 +151,7 @@ export function renderTimeline(flavor: string, jobs: readonly IJob[], now: numbe
       'text-anchor': 'middle',
       class: 'jp-mlinfra-Timeline-axis'
     });
-    label.textContent = minutes === 0 ? 'now' : `-${minutes}m`;
+    label.textContent = tickLabel(ago);
     root.appendChild(label);
   }
 
@@ -173,7 +199,12 @@ export const TIMELINE_TICK = 60;
  * What a drawing depends on: the flavors, what each job's bar shows, and the minute (so
  * running bars grow). Equal keys draw the same picture, so the section skips the redraw.
  */
-export function timelineKey(names: readonly string[], jobs: readonly IJob[], now: number): string {
+export function timelineKey(
+  names: readonly string[],
+  jobs: readonly IJob[],
+  now: number,
+  window = TIMELINE_WINDOW
+): string {
   const bars = jobs.map(j => [
     j.id,
     j.name,
@@ -186,18 +217,34 @@ export function timelineKey(names: readonly string[], jobs: readonly IJob[], now
     j.devices,
     j.reason
   ]);
-  return JSON.stringify([names, bars, Math.floor(now / TIMELINE_TICK)]);
+  return JSON.stringify([names, bars, window, Math.floor(now / TIMELINE_TICK)]);
 }
 
-/** A timeline per flavor that had jobs in the last hour. */
+/** A timeline per flavor that had jobs in the chosen span (the last hour at first). */
 export class TimelineSection extends Widget {
   constructor() {
     super();
     this.addClass('jp-mlinfra-TimelineSection');
     this.title.label = 'Queue timeline';
+    const label = document.createElement('label');
+    label.className = 'jp-mlinfra-Timeline-window';
+    label.append('Show the ');
+    this._window.setAttribute('aria-label', 'Time span');
+    for (const [index, span] of TIMELINE_WINDOWS.entries()) {
+      const option = document.createElement('option');
+      option.value = String(index);
+      option.textContent = span.label;
+      this._window.appendChild(option);
+    }
+    this._window.addEventListener('change', () => this.render(this._flavors, this._jobs));
+    label.appendChild(this._window);
     this._status.className = 'jp-mlinfra-Section-status';
-    this._status.textContent = 'No jobs in the last hour.';
-    this.node.append(this._status, this._charts);
+    this.node.append(label, this._status, this._charts);
+  }
+
+  /** The span shown. */
+  get window(): ITimelineWindow {
+    return TIMELINE_WINDOWS[Number(this._window.value) || 0];
   }
 
   /** How many times the charts were drawn (they are only when their data changed). */
@@ -207,13 +254,16 @@ export class TimelineSection extends Widget {
 
   /** Draw these jobs, grouped by flavor in the flavors' order, unless nothing changed. */
   render(flavors: IFlavorList | null, jobs: readonly IJob[], now = Date.now() / 1000): void {
+    this._flavors = flavors;
+    this._jobs = jobs;
+    const window = this.window;
     const names = (flavors?.flavors ?? []).map(f => f.name);
     for (const job of jobs) {
       if (!names.includes(job.flavor)) {
         names.push(job.flavor);
       }
     }
-    const key = timelineKey(names, jobs, now);
+    const key = timelineKey(names, jobs, now, window.seconds);
     if (key === this._key) {
       return;
     }
@@ -223,20 +273,24 @@ export class TimelineSection extends Widget {
     let drawn = 0;
     for (const name of names) {
       const own = jobs.filter(j => j.flavor === name);
-      if (timelineSpans(own, now).length === 0) {
+      if (timelineSpans(own, now, window.seconds).length === 0) {
         continue;
       }
       const figure = document.createElement('figure');
       figure.className = 'jp-mlinfra-Timeline';
       const caption = document.createElement('figcaption');
       caption.textContent = name;
-      figure.append(caption, renderTimeline(name, own, now));
+      figure.append(caption, renderTimeline(name, own, now, window));
       this._charts.appendChild(figure);
       drawn++;
     }
+    this._status.textContent = `No jobs in the ${window.label}.`;
     this._status.hidden = drawn > 0;
   }
 
+  private _window = document.createElement('select');
+  private _flavors: IFlavorList | null = null;
+  private _jobs: readonly IJob[] = [];
   private _status = document.createElement('p');
   private _charts = document.createElement('div');
   private _key = '';

@@ -101,6 +101,10 @@ def test_the_queue_timeline_draws_a_bar_per_job(
         expect(bar.locator("rect.jp-mlinfra-Timeline-run")).to_have_count(1)
         panel.root.locator(".jp-mlinfra-TimelineSection").scroll_into_view_if_needed()
         page.screenshot(path=str(output_dir / "queue-timeline.png"))
+        # a day at a glance: the same bar, on a grid in hours
+        panel.root.get_by_role("combobox", name="Time span").select_option(label="last 24 hours")
+        expect(chart.locator("text").first).to_have_text("-24h")
+        expect(bar).to_have_count(1)
     finally:
         call(lab_server, "DELETE", f"{jobs}/{job['id']}")
     assert console.errors(mentioning="mlinfra") == []

@@ -1,7 +1,7 @@
 import { unavailableReason } from '../flavorCards';
 import { detailText, durationText, jobChoiceLabel, ranksText } from '../jobText';
 import { isAtBottom, logStateText, rankChoices } from '../logText';
-import { TimelineSection, timelineKey, timelineSpans } from '../timeline';
+import { tickLabel, TimelineSection, timelineKey, timelineSpans } from '../timeline';
 import { FLAVORS, makeJob } from './jobs';
 
 describe('jobs in words', () => {
@@ -111,5 +111,31 @@ describe('the queue timeline', () => {
     section.render(FLAVORS, [makeJob({ ...jobs[0], state: 'succeeded', finished: 9120 })], 9190);
     expect(section.draws).toBe(3); // a new minute: bars and the axis move
     expect(timelineKey(['cpu'], jobs, 9100)).not.toEqual(timelineKey(['cpu'], jobs, 9160));
+  });
+
+  it('looks back 6 or 24 hours when asked, with its grid in hours', () => {
+    const now = Date.now() / 1000;
+    const section = new TimelineSection();
+    const yesterday = makeJob({ flavor: 'cpu', created: now - 20 * 3600, started: now - 20 * 3600 });
+    const done = { ...yesterday, state: 'succeeded' as const, finished: now - 19 * 3600 };
+    section.render(FLAVORS, [done], now);
+    const status = section.node.querySelector('p') as HTMLElement;
+    expect([status.hidden, status.textContent]).toEqual([false, 'No jobs in the last hour.']);
+    const span = section.node.querySelector('select[aria-label="Time span"]') as HTMLSelectElement;
+    expect(Array.from(span.options, o => o.textContent)).toEqual([
+      'last hour',
+      'last 6 hours',
+      'last 24 hours'
+    ]);
+    span.value = '1';
+    span.dispatchEvent(new Event('change'));
+    expect(status.textContent).toBe('No jobs in the last 6 hours.');
+    span.value = '2';
+    span.dispatchEvent(new Event('change'));
+    expect(status.hidden).toBe(true);
+    const axis = Array.from(section.node.querySelectorAll('text'), t => t.textContent);
+    expect(axis).toEqual(['-24h', '-18h', '-12h', '-6h', 'now']);
+    expect(section.node.querySelectorAll('g.jp-mlinfra-Timeline-bar')).toHaveLength(1);
+    expect([tickLabel(2700), tickLabel(3600), tickLabel(7200)]).toEqual(['-45m', '-60m', '-2h']);
   });
 });
