@@ -245,11 +245,20 @@ class KernelsClient(MLInfraClient):
         )
         return kernel
 
+    def stop_kernel(self, kernel_id: str) -> dict[str, Any]:
+        """Shut the kernel down, giving its CPUs and accelerators back."""
+        kernel: dict[str, Any] = self.request("DELETE", f"kernels/{_quoted(kernel_id)}")
+        return kernel
+
     def switch_kernel(self, kernel_id: str, flavor: str) -> dict[str, Any]:
         """Restart the kernel (same id) on another flavor."""
-        path = f"kernels/{urllib.parse.quote(kernel_id, safe='')}"
+        path = f"kernels/{_quoted(kernel_id)}"
         kernel: dict[str, Any] = self.request("PATCH", path, body={"flavor": flavor})
         return kernel
+
+
+def _quoted(kernel_id: str) -> str:
+    return urllib.parse.quote(kernel_id, safe="")
 
 
 def encode_push(variables: Mapping[str, Any]) -> dict[str, str]:

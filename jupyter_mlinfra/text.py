@@ -125,6 +125,34 @@ def job_rows(page: dict[str, Any], now: float | None = None, *, owners: bool = F
     return rows
 
 
+def kernel_rows(listing: dict[str, Any], now: float | None = None) -> Table:
+    """One row per kernel: what it holds, how long it idles, and how it last died, if it did."""
+    now = time.time() if now is None else now
+    rows: Table = [("ID", "OWNER", "FLAVOR", "ENVIRONMENT", "STATE", "DEVICES", "IDLE", "DETAIL")]
+    for kernel in listing["kernels"]:
+        state = kernel["state"]
+        detail = kernel["reason"]
+        if state == "starting":
+            state = f"starting: {kernel.get('phase') or '-'}"
+        elif state == "running" and kernel.get("last_exit"):
+            exit_ = kernel["last_exit"]
+            detail = f"restarted {duration(now - exit_['at'])} ago after: {exit_['reason']}"
+        idle = kernel["last_activity"] if state == "running" else None
+        rows.append(
+            (
+                kernel["id"],
+                kernel["owner"],
+                kernel["flavor"],
+                kernel["environment"],
+                state,
+                ",".join(str(d) for d in kernel["devices"]) or "-",
+                duration(now - idle) if idle else "-",
+                detail,
+            )
+        )
+    return rows
+
+
 def _used(usage: dict[str, int], quota: dict[str, int | None] | None, name: str) -> str:
     value = str(usage[name])
     return value if quota is None else f"{value} of {_limit(quota['max_' + name])}"

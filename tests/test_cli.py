@@ -59,9 +59,14 @@ def mlinfra(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     )
 
 
-def rest(lab: LabServer, path: str) -> Any:
-    request = urllib.request.Request(lab.url(f"mlinfra/api/v1/{path}"), headers=lab.auth_header)
-    with urllib.request.urlopen(request, timeout=10) as response:
+def rest(lab: LabServer, path: str, method: str = "GET", body: Any = None) -> Any:
+    request = urllib.request.Request(
+        lab.url(f"mlinfra/api/v1/{path}"),
+        method=method,
+        headers={**lab.auth_header, "Content-Type": "application/json"},
+        data=None if body is None else json.dumps(body).encode(),
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
 
@@ -176,3 +181,34 @@ def test_kernels_started_by_the_server_reach_it_through_the_client(lab: LabServe
     )
     with running_kernel(lab) as execute:
         assert execute(code).split() == [lab.base_url, ME, "1"]
+
+
+def test_kernels_lists_what_each_holds_and_stops_one(lab: LabServer) -> None:
+    env = clean_env()
+    server = ("--url", lab.base_url, "--token", lab.token)
+    kernel = rest(lab, "kernels", "POST", {"flavor": "a100x1", "environment": "python"})
+    try:
+        table = mlinfra("kernels", *server, env=env)
+        assert table.returncode == 0, table.stderr
+        header, *rows = table.stdout.splitlines()
+        assert header.split() == [
+            "ID", "OWNER", "FLAVOR", "ENVIRONMENT", "STATE", "DEVICES", "IDLE", "DETAIL"
+        ]  # fmt: skip
+        [row] = [r for r in rows if r.startswith(kernel["id"])]
+        assert row.split()[1:6] == [ME, "a100x1", "python", "running", str(kernel["devices"][0])]
+        as_json = mlinfra("kernels", "--json", *server, env=env)
+        assert kernel["id"] in {k["id"] for k in json.loads(as_json.stdout)["kernels"]}
+
+        stopped = mlinfra("kernels", "--stop", kernel["id"], *server, env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert stopped.stdout == f"stopped kernel {kernel['id']} (a100x1, python)\n"
+        assert kernel["id"] not in {k["id"] for k in rest(lab, "kernels")["kernels"]}
+    finally:
+        if kernel["id"] in {k["id"] for k in rest(lab, "kernels")["kernels"]}:
+            rest(lab, f"kernels/{kernel['id']}", "DELETE")
+
+    missing = mlinfra("kernels", "--stop", "00000000-0000-0000-0000-000000000000", *server, env=env)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("jupyter mlinfra kernels: ")
+    assert "00000000-0000-0000-0000-000000000000" in missing.stderr
+    assert "Traceback" not in missing.stderr and lab.token not in missing.stderr

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ..client import ClientError
 from ..errors import MLInfraError
-from . import catalog, jobs, profiles
+from . import catalog, jobs, kernels, profiles
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     catalog.register(commands)
     jobs.register(commands)
+    kernels.register(commands)
     profiles.register(commands)
     return root
 
