@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,9 +86,12 @@ def pod(tmp_path: Path) -> Iterator[Pod]:
 
 
 async def ready(pod: Pod) -> AsyncKernelClient:
-    for _ in range(200):
-        if (pod.tmp / "run" / "kernel.json").exists():
-            break
+    # until the launcher has written the whole connection file: it opens it, then writes it
+    deadline = time.monotonic() + 60
+    connection = pod.tmp / "run" / "kernel.json"
+    while not (connection.exists() and connection.read_text().strip().endswith("}")):
+        assert pod.process.poll() is None, f"the launcher exited with {pod.process.returncode}"
+        assert time.monotonic() < deadline, "the launcher wrote no connection file"
         await asyncio.sleep(0.05)
     client = pod.client()
     await client.wait_for_ready(timeout=60)

@@ -46,11 +46,13 @@ if rank == 0:
             total = 10 + int(conn.recv(16).decode())
             conn.sendall(str(total).encode())
 else:
-    for _ in range(400):
+    deadline = time.monotonic() + 60  # rank 0's pod may start late on a loaded machine
+    while True:
         try:
             conn = socket.create_connection((addr, port))
             break
         except OSError:
+            assert time.monotonic() < deadline, "rank 0 never listened"
             time.sleep(0.05)
     with conn:
         conn.sendall(b"32")
@@ -258,7 +260,7 @@ async def test_cancel_removes_the_pods(jp_fetch: Any, kube_cluster: Any) -> None
     assert kube_cluster.list("v1", "Pod", kube_cluster.namespace, selector)
     cancelled = await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
     assert cancelled["state"] == "cancelled" and cancelled["reason"] == "cancelled"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while kube_cluster.list("v1", "Pod", kube_cluster.namespace, selector):
         assert time.monotonic() < deadline, "the job's pods outlived its cancellation"
         await asyncio.sleep(0.2)
@@ -333,12 +335,17 @@ def kueue_objects(namespace: str, cpus: str) -> list[dict[str, Any]]:
 
 
 async def test_under_kueue_a_job_waits_with_its_reason_and_position_then_runs(
-    jp_fetch: Any, kube_cluster: Any
+    jp_fetch: Any, kube_cluster: Any, tmp_path: Any
 ) -> None:
     kube_cluster.install("kueue")
     for obj in kueue_objects(kube_cluster.namespace, cpus="1"):
         kube_cluster.create(obj)
-    first = await call(jp_fetch, "jobs", "POST", {"code": "import time\ntime.sleep(3)\n"})
+    release = tmp_path / "release"
+    hold = (  # runs until the test has seen the second job wait, however slow that is
+        f"import pathlib, time\nwhile not pathlib.Path({str(release)!r}).exists():\n"
+        "    time.sleep(0.05)\n"
+    )
+    first = await call(jp_fetch, "jobs", "POST", {"code": hold})
     second = await call(jp_fetch, "jobs", "POST", {"code": "print('second ran')\n"})
     name = f"mlinfra-{first['id']}-1"
     made = kube_cluster.get("batch/v1", "Job", name, kube_cluster.namespace)
@@ -346,7 +353,7 @@ async def test_under_kueue_a_job_waits_with_its_reason_and_position_then_runs(
     assert made["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "normal"
     await wait_for(jp_fetch, first["id"], {"running"})
     waiting = await wait_for(jp_fetch, second["id"], {"queued"})
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while "quota" not in waiting["reason"]:
         assert time.monotonic() < deadline, waiting
         await asyncio.sleep(0.2)
@@ -354,6 +361,7 @@ async def test_under_kueue_a_job_waits_with_its_reason_and_position_then_runs(
     assert waiting["position"] == 1, waiting
     queue = await call(jp_fetch, "queue")
     assert [j["id"] for j in queue["jobs"]] == [second["id"]]
+    release.touch()
     done = await wait_for(jp_fetch, second["id"], TERMINAL)
     assert done["state"] == "succeeded"
     assert "second ran" in await call(jp_fetch, f"jobs/{second['id']}/logs")
@@ -400,7 +408,7 @@ async def test_without_kueue_a_job_whose_pod_waits_for_a_node_gets_an_eta(
     first = await call(jp_fetch, "jobs", "POST", {**body, "max_runtime_seconds": 120})
     running = await wait_for(jp_fetch, first["id"], {"running"})
     second = await call(jp_fetch, "jobs", "POST", body)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     waiting = second
     while "unschedulable" not in waiting["reason"]:
         assert time.monotonic() < deadline, waiting
@@ -539,12 +547,18 @@ async def test_the_cli_submits_and_follows_a_cluster_job(
     """The CLI speaks the same API to a server in Kubernetes mode: submit waits and streams
     the ranks' logs, and its exit code is the job's."""
     script = tmp_path / "train.py"
+    done_marker = tmp_path / "rank-1-done"
     script.write_text(
-        "import os, sys, time\n"
+        "import os, pathlib, sys, time\n"
         "rank = os.environ['RANK']\n"
         "print('rank', rank, flush=True)\n"
-        "if rank == '0':\n"
-        "    time.sleep(1)  # rank 1 is done by then: a failed Job deletes running pods\n"
+        f"done = pathlib.Path({str(done_marker)!r})\n"
+        "if rank == '1':\n"
+        "    done.touch()\n"
+        "else:  # fails once rank 1 is done: a failed Job deletes running pods\n"
+        "    deadline = time.monotonic() + 60\n"
+        "    while not done.exists() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.05)\n"
         "    sys.exit(4)\n"
     )
     url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"

@@ -115,9 +115,7 @@ def test_flavor_picker_starts_a_kernel_or_shows_why_not(found: LabServer) -> Non
         urllib.request.urlopen(request, timeout=30).close()
 
 
-def test_job_monitor_follows_a_job_and_cancels_another(
-    client: JobsClient, tmp_path: Path
-) -> None:
+def test_job_monitor_follows_a_job_and_cancels_another(client: JobsClient, tmp_path: Path) -> None:
     blocker = JobMonitor(submit(client, "blocker", SLEEPER), poll_seconds=0.1)
     wait_until(lambda: blocker.state == "running")
     wait_until(lambda: "sleeping" in blocker.log_view.value)

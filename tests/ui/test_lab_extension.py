@@ -29,7 +29,7 @@ def open_lab(
     page.goto(server.url(f"{where}token={server.token}"))
     page.get_by_role("menubar").first.wait_for(state="visible")
     page.locator("#jupyterlab-splash").wait_for(state="detached")
-    for _ in range(150):  # plugins activate before the splash goes; allow 15 s anyway
+    for _ in range(600):  # plugins activate before the splash goes; allow 60 s anyway
         if ACTIVATED in console.texts("log"):
             break
         page.wait_for_timeout(100)
