@@ -542,22 +542,25 @@ async def test_every_api_call_of_a_jobs_life_is_granted_by_the_example_rbac(
 
 
 async def test_the_cli_submits_and_follows_a_cluster_job(
-    jp_fetch: Any, jp_serverapp: Any, jp_base_url: str, jp_http_port: int, tmp_path: Path
+    jp_fetch: Any,
+    jp_serverapp: Any,
+    jp_base_url: str,
+    jp_http_port: int,
+    tmp_path: Path,
+    kube_cluster: Any,
 ) -> None:
     """The CLI speaks the same API to a server in Kubernetes mode: submit waits and streams
     the ranks' logs, and its exit code is the job's."""
     script = tmp_path / "train.py"
-    done_marker = tmp_path / "rank-1-done"
+    release = tmp_path / "release"
     script.write_text(
         "import os, pathlib, sys, time\n"
         "rank = os.environ['RANK']\n"
         "print('rank', rank, flush=True)\n"
-        f"done = pathlib.Path({str(done_marker)!r})\n"
-        "if rank == '1':\n"
-        "    done.touch()\n"
-        "else:  # fails once rank 1 is done: a failed Job deletes running pods\n"
-        "    deadline = time.monotonic() + 60\n"
-        "    while not done.exists() and time.monotonic() < deadline:\n"
+        "if rank == '0':  # fails once released\n"
+        f"    release = pathlib.Path({str(release)!r})\n"
+        "    deadline = time.monotonic() + 120\n"
+        "    while not release.exists() and time.monotonic() < deadline:\n"
         "        time.sleep(0.05)\n"
         "    sys.exit(4)\n"
     )
@@ -565,13 +568,27 @@ async def test_the_cli_submits_and_follows_a_cluster_job(
     cli = Path(sys.executable).parent / "jupyter-mlinfra"
     command = [str(cli), "submit", str(script), "--nodes", "2", "--url", url]
     token = jp_serverapp.identity_provider.token
-    done = await asyncio.to_thread(  # the server answers on this loop meanwhile
-        subprocess.run,
-        [*command, "--token", token],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    run = asyncio.ensure_future(
+        asyncio.to_thread(  # the server answers on this loop meanwhile
+            subprocess.run,
+            [*command, "--token", token],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     )
+    # rank 0 fails only once the cluster has seen rank 1 succeed: a failed Job deletes the
+    # pods it still counts as running, and their logs with them
+    rank_1 = "batch.kubernetes.io/job-completion-index=1"
+    deadline = time.monotonic() + 90
+    while not any(
+        pod.get("status", {}).get("phase") == "Succeeded"
+        for pod in kube_cluster.list("v1", "Pod", kube_cluster.namespace, rank_1)
+    ):
+        assert not run.done() and time.monotonic() < deadline, "rank 1 never succeeded"
+        await asyncio.sleep(0.1)
+    release.touch()
+    done = await run
     text = done.stdout + done.stderr
     assert done.returncode == 4, text
     assert "[rank 0] rank 0" in text and "[rank 1] rank 1" in text
