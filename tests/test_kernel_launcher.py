@@ -22,6 +22,8 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_mlinfra.backends.kubernetes.kernel_pod import pod_ports
 from jupyter_mlinfra.backends.kubernetes.launcher_control import LauncherUnreachable, command
 
+from .lab_server import patient_heartbeat
+
 LAUNCHER = Path(__file__).parent.parent / "kernels" / "launcher.py"
 
 
@@ -54,6 +56,7 @@ class Pod:
         info = json.loads((self.tmp / "run" / "kernel.json").read_text())
         client = AsyncKernelClient()
         client.load_connection_info(info)
+        patient_heartbeat(client)  # the kernel restarts under it
         client.start_channels()
         return client
 
