@@ -82,7 +82,13 @@ def pod(tmp_path: Path) -> Iterator[Pod]:
         yield Pod(tmp_path, key, port, process)
     finally:
         if process.poll() is None:
-            process.kill()
+            # SIGTERM, as a pod deletion: the launcher stops its kernel, which a SIGKILL of
+            # the launcher alone would leave running after the test
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
         process.wait()
         assert process.stdout is not None
         process.stdout.close()
