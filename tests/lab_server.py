@@ -180,6 +180,14 @@ def running_lab(
         _stop(proc)
 
 
+def patient_heartbeat(client: Any) -> None:
+    """Give the kernel 30 s, not jupyter_client's 1 s, to answer each heartbeat of a client
+    that no kernel manager owns (started from a connection file). ``wait_for_ready`` takes a
+    single missed beat for a dead kernel, and a kernel still starting, or starting again
+    after a restart, misses one on a loaded machine. Before ``start_channels``."""
+    client.hb_channel.time_to_dead = 30.0
+
+
 @contextmanager
 def running_kernel(server: LabServer) -> Iterator[Callable[[str], str]]:
     """A kernel started by ``server`` (POST /api/kernels), as the server would for a notebook;
@@ -200,6 +208,7 @@ def running_kernel(server: LabServer) -> Iterator[Callable[[str], str]]:
         connection_file=str(server.root_dir.parent / "runtime" / f"kernel-{kernel_id}.json")
     )
     client.load_connection_file()
+    patient_heartbeat(client)
     client.start_channels()
 
     def execute(code: str) -> str:

@@ -5,6 +5,7 @@ admins and two users.)"""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -31,14 +32,18 @@ class TestAsAdmin:
         first = await call(jp_fetch, "jobs", "POST", {**HOLD, "name": "first"})
         second = await call(jp_fetch, "jobs", "POST", {**HOLD, "name": "second"})
 
-        async def order() -> list[str]:
-            await asyncio.sleep(1.2)  # a scheduling pass
-            return [j["name"] for j in (await call(jp_fetch, "queue"))["jobs"]]
+        async def order_becomes(names: list[str]) -> None:
+            """Positions are those of the last scheduling pass: wait for one that ordered
+            the queue so (a pass comes every second, later on a loaded machine)."""
+            deadline = time.monotonic() + 30
+            while (now := [j["name"] for j in (await call(jp_fetch, "queue"))["jobs"]]) != names:
+                assert time.monotonic() < deadline, now
+                await asyncio.sleep(0.2)
 
-        assert await order() == ["first", "second"]
+        await order_becomes(["first", "second"])
         moved = await call(jp_fetch, f"jobs/{second['id']}", "PATCH", {"priority": "high"})
         assert moved["priority"] == "high"
-        assert await order() == ["second", "first"]
+        await order_becomes(["second", "first"])
         events = (await call(jp_fetch, f"jobs/{second['id']}/events"))["events"]
         assert events[-1]["reason"] == "Reprioritised"
         assert events[-1]["message"] == f"priority high by {ME}"

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,15 +95,27 @@ class Setup:
             Connection("http://localhost/", socket=self.home.socket, identity=identity)
         )
 
-    def wait(self, job_id: str, *states: str, timeout: float = 30) -> Any:
+    def wait(self, job_id: str, *states: str, timeout: float = 60) -> Any:
         """Until the job is in one of ``states``."""
+        return self.wait_for(job_id, lambda job: job["state"] in states, timeout)
+
+    def wait_for(self, job_id: str, check: Callable[[Any], bool], timeout: float = 60) -> Any:
+        """Until ``check`` holds for the job."""
         client = self.client()
         deadline = time.monotonic() + timeout
         while True:
             job = client.job(job_id)
-            if job["state"] in states:
+            if check(job):
                 return job
             assert time.monotonic() < deadline, f"job stayed {job['state']}: {job}"
+            time.sleep(0.05)
+
+    def wait_for_log(self, job_id: str, text: str, timeout: float = 60) -> None:
+        """Until the job's log holds ``text`` (a rank is running before it prints)."""
+        client = self.client()
+        deadline = time.monotonic() + timeout
+        while text not in (log := "".join(client.logs(job_id))):
+            assert time.monotonic() < deadline, f"no {text!r} in the log: {log!r}"
             time.sleep(0.05)
 
 
@@ -161,10 +173,13 @@ def test_detach_status_logs_queue_and_jobs(cli: Setup, tmp_path: Path) -> None:
     blocker = detached.stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{12}", blocker), detached.stdout
     cli.wait(blocker, "running")
+    cli.wait_for_log(blocker, "blocker started\n")
 
     queued = cli.json("submit", cli.script("after.py", "print('after ran')\n"), "--detach")
     assert queued["state"] == "queued" and queued["name"] == "after"
-    cli.wait(queued["id"], "queued")  # and placed: the scheduler has given its position
+    # and placed: a scheduling pass has given its position (the next one, on a loaded machine)
+    placed = cli.wait_for(queued["id"], lambda job: job["position"] is not None)
+    assert placed["state"] == "queued", placed
     queue_json, queue_table, jobs_json, jobs_table, only_queued, logs = cli.run_all(
         ("queue", "--json"),
         ("queue",),

@@ -93,6 +93,16 @@ def wait_state(hub: Hub, user: str, token: str, job_id: str, states: set[str]) -
     raise AssertionError(f"job {job_id} still {job['state']}, wanted {states}")
 
 
+def wait_judged(hub: Hub, user: str, token: str, job_id: str) -> Any:
+    """The job once a scheduling pass has said why it waits (or admitted it)."""
+    deadline = time.monotonic() + 30
+    while not (job := hub.mlinfra(user, token, "GET", f"jobs/{job_id}"))["reason"]:
+        assert job["state"] == "queued", job
+        assert time.monotonic() < deadline, f"no scheduling pass judged job {job_id}"
+        time.sleep(0.2)
+    return job
+
+
 def refused(hub: Hub, user: str, token: str, method: str, path: str, body: Any = None) -> int:
     """The status of a call to ``user``'s server that must fail."""
     with pytest.raises(HubError) as raised:
@@ -124,10 +134,7 @@ def test_users_share_one_capacity_one_queue_and_quotas(
 
     # bob's job waits for alice's GPUs: one capacity, one queue for both servers
     bob = submit(hub, "bob", tokens["bob"], sleeper, "a100x1")
-    deadline = time.monotonic() + 30
-    while not (waiting := hub.mlinfra("bob", tokens["bob"], "GET", f"jobs/{bob['id']}"))["reason"]:
-        assert time.monotonic() < deadline, "no scheduling pass judged bob's job"
-        time.sleep(0.2)
+    waiting = wait_judged(hub, "bob", tokens["bob"], bob["id"])
     assert waiting["state"] == "queued"
     assert "nvidia.com/gpu" in waiting["reason"]
 
@@ -281,8 +288,8 @@ def test_a_kernels_gpu_is_nobody_elses_until_it_shuts_down(
         assert kernel["owner"] == "bob" and len(kernel["devices"]) == 1
         # alice's two-GPU job waits for the GPU bob's kernel holds, on another user's server
         job = submit(hub, "alice", alice, sleeper, "a100x2")
-        time.sleep(1.5)  # a few scheduling passes
-        assert hub.mlinfra("alice", alice, "GET", f"jobs/{job['id']}")["state"] == "queued"
+        waiting = wait_judged(hub, "alice", alice, job["id"])
+        assert waiting["state"] == "queued" and "nvidia.com/gpu" in waiting["reason"], waiting
     finally:
         hub.mlinfra("bob", bob, "DELETE", f"kernels/{kernel['id']}")
     started = wait_state(hub, "alice", alice, job["id"], {"starting", "running"})

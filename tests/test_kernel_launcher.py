@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from jupyter_client.asynchronous import AsyncKernelClient
 
 from jupyter_mlinfra.backends.kubernetes.kernel_pod import pod_ports
 from jupyter_mlinfra.backends.kubernetes.launcher_control import LauncherUnreachable, command
+
+from .lab_server import patient_heartbeat
 
 LAUNCHER = Path(__file__).parent.parent / "kernels" / "launcher.py"
 
@@ -53,6 +56,7 @@ class Pod:
         info = json.loads((self.tmp / "run" / "kernel.json").read_text())
         client = AsyncKernelClient()
         client.load_connection_info(info)
+        patient_heartbeat(client)  # the kernel restarts under it
         client.start_channels()
         return client
 
@@ -78,16 +82,25 @@ def pod(tmp_path: Path) -> Iterator[Pod]:
         yield Pod(tmp_path, key, port, process)
     finally:
         if process.poll() is None:
-            process.kill()
+            # SIGTERM, as a pod deletion: the launcher stops its kernel, which a SIGKILL of
+            # the launcher alone would leave running after the test
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
         process.wait()
         assert process.stdout is not None
         process.stdout.close()
 
 
 async def ready(pod: Pod) -> AsyncKernelClient:
-    for _ in range(200):
-        if (pod.tmp / "run" / "kernel.json").exists():
-            break
+    # until the launcher has written the whole connection file: it opens it, then writes it
+    deadline = time.monotonic() + 60
+    connection = pod.tmp / "run" / "kernel.json"
+    while not (connection.exists() and connection.read_text().strip().endswith("}")):
+        assert pod.process.poll() is None, f"the launcher exited with {pod.process.returncode}"
+        assert time.monotonic() < deadline, "the launcher wrote no connection file"
         await asyncio.sleep(0.05)
     client = pod.client()
     await client.wait_for_ready(timeout=60)

@@ -30,7 +30,7 @@ def jp_server_config(kube_cluster: Any) -> dict[str, Any]:
     return config
 
 
-async def until(check: Callable[[], Awaitable[Any]], timeout: float = 30) -> Any:
+async def until(check: Callable[[], Awaitable[Any]], timeout: float = 60) -> Any:
     """``check()``'s first true answer (the server reuses Kueue objects for a few seconds)."""
     deadline = time.monotonic() + timeout
     while True:

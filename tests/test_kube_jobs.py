@@ -43,11 +43,13 @@ if rank == 0:
             total = 10 + int(conn.recv(16).decode())
             conn.sendall(str(total).encode())
 else:
-    for _ in range(400):
+    deadline = time.monotonic() + 60  # rank 0's pod may start late on a loaded machine
+    while True:
         try:
             conn = socket.create_connection((addr, port))
             break
         except OSError:
+            assert time.monotonic() < deadline, "rank 0 never listened"
             time.sleep(0.05)
     with conn:
         conn.sendall(b"32")
@@ -237,7 +239,7 @@ async def test_cancel_removes_the_pods(jp_fetch: Any, kube_cluster: Any) -> None
     assert kube_cluster.list("v1", "Pod", kube_cluster.namespace, selector)
     cancelled = await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
     assert cancelled["state"] == "cancelled" and cancelled["reason"] == "cancelled"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while kube_cluster.list("v1", "Pod", kube_cluster.namespace, selector):
         assert time.monotonic() < deadline, "the job's pods outlived its cancellation"
         await asyncio.sleep(0.2)
@@ -312,12 +314,17 @@ def kueue_objects(namespace: str, cpus: str) -> list[dict[str, Any]]:
 
 
 async def test_under_kueue_a_job_waits_with_its_reason_and_position_then_runs(
-    jp_fetch: Any, kube_cluster: Any
+    jp_fetch: Any, kube_cluster: Any, tmp_path: Any
 ) -> None:
     kube_cluster.install("kueue")
     for obj in kueue_objects(kube_cluster.namespace, cpus="1"):
         kube_cluster.create(obj)
-    first = await call(jp_fetch, "jobs", "POST", {"code": "import time\ntime.sleep(3)\n"})
+    release = tmp_path / "release"
+    hold = (  # runs until the test has seen the second job wait, however slow that is
+        f"import pathlib, time\nwhile not pathlib.Path({str(release)!r}).exists():\n"
+        "    time.sleep(0.05)\n"
+    )
+    first = await call(jp_fetch, "jobs", "POST", {"code": hold})
     second = await call(jp_fetch, "jobs", "POST", {"code": "print('second ran')\n"})
     name = f"mlinfra-{first['id']}-1"
     made = kube_cluster.get("batch/v1", "Job", name, kube_cluster.namespace)
@@ -325,7 +332,7 @@ async def test_under_kueue_a_job_waits_with_its_reason_and_position_then_runs(
     assert made["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "normal"
     await wait_for(jp_fetch, first["id"], {"running"})
     waiting = await wait_for(jp_fetch, second["id"], {"queued"})
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while "quota" not in waiting["reason"]:
         assert time.monotonic() < deadline, waiting
         await asyncio.sleep(0.2)
@@ -333,6 +340,7 @@ async def test_under_kueue_a_job_waits_with_its_reason_and_position_then_runs(
     assert waiting["position"] == 1, waiting
     queue = await call(jp_fetch, "queue")
     assert [j["id"] for j in queue["jobs"]] == [second["id"]]
+    release.touch()
     done = await wait_for(jp_fetch, second["id"], TERMINAL)
     assert done["state"] == "succeeded"
     assert "second ran" in await call(jp_fetch, f"jobs/{second['id']}/logs")
@@ -379,7 +387,7 @@ async def test_without_kueue_a_job_whose_pod_waits_for_a_node_gets_an_eta(
     first = await call(jp_fetch, "jobs", "POST", {**body, "max_runtime_seconds": 120})
     running = await wait_for(jp_fetch, first["id"], {"running"})
     second = await call(jp_fetch, "jobs", "POST", body)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     waiting = second
     while "unschedulable" not in waiting["reason"]:
         assert time.monotonic() < deadline, waiting
@@ -502,30 +510,53 @@ async def test_every_api_call_of_a_jobs_life_is_granted_by_the_example_rbac(
 
 
 async def test_the_cli_submits_and_follows_a_cluster_job(
-    jp_fetch: Any, jp_serverapp: Any, jp_base_url: str, jp_http_port: int, tmp_path: Path
+    jp_fetch: Any,
+    jp_serverapp: Any,
+    jp_base_url: str,
+    jp_http_port: int,
+    tmp_path: Path,
+    kube_cluster: Any,
 ) -> None:
     """The CLI speaks the same API to a server in Kubernetes mode: submit waits and streams
     the ranks' logs, and its exit code is the job's."""
     script = tmp_path / "train.py"
+    release = tmp_path / "release"
     script.write_text(
-        "import os, sys, time\n"
+        "import os, pathlib, sys, time\n"
         "rank = os.environ['RANK']\n"
         "print('rank', rank, flush=True)\n"
-        "if rank == '0':\n"
-        "    time.sleep(1)  # rank 1 is done by then: a failed Job deletes running pods\n"
+        "if rank == '0':  # fails once released\n"
+        f"    release = pathlib.Path({str(release)!r})\n"
+        "    deadline = time.monotonic() + 120\n"
+        "    while not release.exists() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.05)\n"
         "    sys.exit(4)\n"
     )
     url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
     cli = Path(sys.executable).parent / "jupyter-mlinfra"
     command = [str(cli), "submit", str(script), "--nodes", "2", "--url", url]
     token = jp_serverapp.identity_provider.token
-    done = await asyncio.to_thread(  # the server answers on this loop meanwhile
-        subprocess.run,
-        [*command, "--token", token],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    run = asyncio.ensure_future(
+        asyncio.to_thread(  # the server answers on this loop meanwhile
+            subprocess.run,
+            [*command, "--token", token],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     )
+    # rank 0 fails only once the cluster has seen rank 1 succeed: a failed Job deletes the
+    # pods it still counts as running, and their logs with them
+    rank_1 = "batch.kubernetes.io/job-completion-index=1"
+    deadline = time.monotonic() + 90
+    while not any(
+        pod.get("status", {}).get("phase") == "Succeeded"
+        for pod in kube_cluster.list("v1", "Pod", kube_cluster.namespace, rank_1)
+    ):
+        assert not run.done() and time.monotonic() < deadline, "rank 1 never succeeded"
+        await asyncio.sleep(0.1)
+    release.touch()
+    done = await run
     text = done.stdout + done.stderr
     assert done.returncode == 4, text
     assert "[rank 0] rank 0" in text and "[rank 1] rank 1" in text

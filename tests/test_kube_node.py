@@ -32,12 +32,15 @@ if rank == 0:
             total = 10 + int(conn.recv(16).decode())
             conn.sendall(str(total).encode())
 else:
-    for _ in range(200):
+    import time
+    deadline = time.monotonic() + 60  # rank 0 may take long to listen on a loaded machine
+    while True:
         try:
             conn = socket.create_connection((addr, port))
             break
         except OSError:
-            import time; time.sleep(0.05)
+            assert time.monotonic() < deadline, "rank 0 never listened"
+            time.sleep(0.05)
     with conn:
         conn.sendall(b"32")
         total = int(conn.recv(16).decode())

@@ -22,7 +22,7 @@ def configmap(name: str) -> dict[str, Any]:
     }
 
 
-async def until(condition: Any, reflector: Reflector, timeout: float = 10) -> None:
+async def until(condition: Any, reflector: Reflector, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, sorted(reflector.objects)
@@ -37,7 +37,7 @@ async def test_follows_resumes_and_relists(kube_cluster: Any) -> None:
         kube_cluster.create(configmap("a"))
         kube_cluster.create({**configmap("other"), "metadata": {"name": "other"}})
         reflector.start()
-        await asyncio.wait_for(reflector.synced.wait(), 10)
+        await asyncio.wait_for(reflector.synced.wait(), 60)
         assert set(reflector.objects) == {"a"}  # the selector holds
         kube_cluster.create(configmap("b"))
         await until(lambda: "b" in reflector.objects, reflector)

@@ -248,7 +248,7 @@ def test_a_lease_lives_as_long_as_its_kernel_process_even_across_agent_restarts(
         kernel.wait()
         pid = home.agent_pids()[0]
         # released within a few ticks; then, idle and holding nothing, the agent leaves
-        wait_until(lambda: not alive(pid), "the agent to release the lease and exit", 15)
+        wait_until(lambda: not alive(pid), "the agent to release the lease and exit", 60)
         with contextlib.closing(JobStore(home.data_dir / "jobs.sqlite")) as store:
             assert store.leases() == []
     finally:

@@ -227,7 +227,7 @@ def test_ranks_run_as_their_owners_account_and_cannot_read_each_others_jobs(
 
     cancelled = bob.cancel(sleeper["id"])
     assert cancelled["state"] == "cancelled"
-    wait_until(lambda: not alive(pid), "the cancelled rank to be gone", 10)
+    wait_until(lambda: not alive(pid), "the cancelled rank to be gone", 60)
 
 
 def test_a_restarted_agent_adopts_ranks_of_other_accounts_and_still_stops_them(
@@ -242,7 +242,7 @@ def test_a_restarted_agent_adopts_ranks_of_other_accounts_and_still_stops_them(
     assert bob.job(sleeper["id"])["state"] == "running"
     assert alive(pid)
     bob.cancel(sleeper["id"])
-    wait_until(lambda: not alive(pid), "the adopted rank to be gone", 10)
+    wait_until(lambda: not alive(pid), "the adopted rank to be gone", 60)
     wait_state(bob, sleeper["id"], "cancelled")
     # not the agent's child any more: its exit code is the one it wrote in its job directory
     [(_, _, _, _, code)] = ranks_of(home, sleeper["id"])

@@ -43,7 +43,7 @@ def client(found: LabServer) -> JobsClient:
     return JobsClient(discover())
 
 
-def wait_until(check: Any, timeout: float = 20) -> Any:
+def wait_until(check: Any, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := check()):
         assert time.monotonic() < deadline, "timed out"
@@ -51,12 +51,20 @@ def wait_until(check: Any, timeout: float = 20) -> Any:
     return value
 
 
-def submit(client: JobsClient, name: str, code: str) -> dict[str, Any]:
-    return client.submit({"code": code, "name": name, "flavor": "cpu", "procs_per_node": 2})
+def submit(
+    client: JobsClient, name: str, code: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    body = {"code": code, "name": name, "flavor": "cpu", "procs_per_node": 2, "env": env or {}}
+    return client.submit(body)
 
 
 SLEEPER = "import time\nprint('sleeping', flush=True)\ntime.sleep(60)"
-WORKER = "import os, time\ntime.sleep(1.5)\nprint('step', os.environ['RANK'], 'done')"
+WORKER = """\
+import os, pathlib, time
+while not pathlib.Path(os.environ["RELEASE"]).exists():  # until the test saw it running
+    time.sleep(0.05)
+print('step', os.environ['RANK'], 'done')
+"""
 
 
 def test_flavor_picker_offers_the_entitled_flavors(found: LabServer) -> None:
@@ -107,7 +115,7 @@ def test_flavor_picker_starts_a_kernel_or_shows_why_not(found: LabServer) -> Non
         urllib.request.urlopen(request, timeout=30).close()
 
 
-def test_job_monitor_follows_a_job_and_cancels_another(client: JobsClient) -> None:
+def test_job_monitor_follows_a_job_and_cancels_another(client: JobsClient, tmp_path: Path) -> None:
     blocker = JobMonitor(submit(client, "blocker", SLEEPER), poll_seconds=0.1)
     wait_until(lambda: blocker.state == "running")
     wait_until(lambda: "sleeping" in blocker.log_view.value)
@@ -115,7 +123,8 @@ def test_job_monitor_follows_a_job_and_cancels_another(client: JobsClient) -> No
     assert "rank 0: running · [rank 0] sleeping" not in blocker.ranks.value  # prefix stripped
     assert "rank 1: running · sleeping" in blocker.ranks.value
 
-    job = submit(client, "worker", WORKER)
+    release = tmp_path / "release"
+    job = submit(client, "worker", WORKER, {"RELEASE": str(release)})
     monitor = JobMonitor(job, poll_seconds=0.1)
     states = [monitor.state]
     monitor.observe(lambda change: states.append(change["new"]), names="state")
@@ -125,10 +134,13 @@ def test_job_monitor_follows_a_job_and_cancels_another(client: JobsClient) -> No
     assert "queued" in repr(monitor).splitlines()[0]
 
     blocker.cancel_button.click()  # the Cancel button, as a click
-    assert blocker.join(timeout=10) and blocker.state == "cancelled"
+    assert blocker.join(timeout=30) and blocker.state == "cancelled"
     assert blocker.cancel_button.disabled and blocker.status.value.startswith("blocker: cancel")
 
-    assert monitor.join(timeout=20), "the monitor's thread did not stop"
+    # the worker runs until released: the monitor sees it running however slow its polls
+    wait_until(lambda: monitor.state == "running")
+    release.touch()
+    assert monitor.join(timeout=60), "the monitor's thread did not stop"
     assert monitor.state == "succeeded", monitor.status.value
     assert states[0] == "queued" and "running" in states and states[-1] == "succeeded"
     assert monitor.status.value.startswith("worker: succeeded in ")
@@ -156,7 +168,7 @@ def test_close_stops_the_refresh_thread(client: JobsClient) -> None:
     monitor = JobMonitor(submit(client, "closed", SLEEPER), poll_seconds=0.1)
     wait_until(lambda: monitor.state == "running")
     monitor.close()
-    assert monitor.join(timeout=5)
+    assert monitor.join(timeout=30)
     assert repr(monitor).startswith(f"{monitor.job_id} · closed: running")  # text survives
     client.cancel(monitor.job_id)
     wait_until(lambda: client.job(monitor.job_id)["state"] == "cancelled")
@@ -182,7 +194,7 @@ def test_the_magics_show_widgets_only_where_they_render(
         assert isinstance(handle, JobHandle) and handle.live is None
         monitor = handle.monitor
         assert isinstance(monitor, JobMonitor) and monitor.job_id == handle.id
-        assert monitor.join(timeout=20) and monitor.state == "succeeded"
+        assert monitor.join(timeout=60) and monitor.state == "succeeded"
         ip.run_line_magic("mlinfra", "jobs --state succeeded")
         out, err = capsys.readouterr()
         assert err == ""
@@ -194,8 +206,8 @@ def test_the_magics_show_widgets_only_where_they_render(
         monkeypatch.setenv("JUPYTER_MLINFRA_WIDGETS", "0")
         handle = ip.run_cell_magic("mlinfra", "submit --name plain", "print('hi')")
         assert isinstance(handle, JobHandle) and handle.monitor is None and handle.live
-        handle.wait(timeout=20)
-        handle.live.join(timeout=5)
+        handle.wait(timeout=60)
+        handle.live.join(timeout=30)
         assert capsys.readouterr().out.splitlines()[-1].startswith("plain: succeeded")
     finally:
         InteractiveShell.clear_instance()
@@ -206,7 +218,7 @@ handle = get_ipython().run_cell_magic("mlinfra", "submit --name in-kernel", "pri
 """
 CHECK = """\
 monitor = handle.monitor
-print(type(monitor).__name__, monitor.join(timeout=20), monitor.state, handle.live)
+print(type(monitor).__name__, monitor.join(timeout=60), monitor.state, handle.live)
 print(monitor._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"] != "")
 """
 

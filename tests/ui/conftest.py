@@ -168,6 +168,10 @@ def page(browser: Browser, console: ConsoleLog) -> Iterator[Page]:
     page.on("console", console.on_console)
     page.on("pageerror", console.on_page_error)
     page.set_default_timeout(30_000)
+    from playwright.sync_api import expect
+
+    # assertions wait for what the page shows next: 5 s by default, short on a loaded machine
+    expect.set_options(timeout=20_000)
     try:
         yield page
     finally:

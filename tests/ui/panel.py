@@ -79,11 +79,14 @@ def free_the_accelerators(server: LabServer) -> None:
 
 
 def stop_new_kernels(server: LabServer, before: set[str]) -> list[dict[str, Any]]:
-    """Stop the running kernels not in ``before``; answers them."""
+    """Stop the running kernels not in ``before``; answers them, and those culled already
+    (this server culls a GPU kernel idle for 10 s, which a slow run may reach first)."""
     new = []
     for kernel in call(server, "GET", "mlinfra/api/v1/kernels")["kernels"]:
-        if kernel["id"] not in before and kernel["state"] == "running":
-            new.append(kernel)
+        if kernel["id"] in before or kernel["state"] not in ("running", "culled"):
+            continue
+        new.append(kernel)
+        if kernel["state"] == "running":
             call(server, "DELETE", f"mlinfra/api/v1/kernels/{kernel['id']}")
     return new
 

@@ -173,22 +173,24 @@ def test_palette_commands_new_console_and_switch(
     assert console.errors(mentioning="mlinfra") == []
 
 
-# Two bursts of lines, far enough apart for a reader to scroll up in between.
+# Two bursts of lines; the second once the reader has scrolled up (the test touches RELEASE).
 BURSTS = (
-    "import time\n"
+    "import os, pathlib, time\n"
     "for i in range(300): print(f'line {i}', flush=True)\n"
-    "time.sleep(6)\n"
+    "while not pathlib.Path(os.environ['RELEASE']).exists(): time.sleep(0.05)\n"
     "for i in range(300, 600): print(f'line {i}', flush=True)\n"
 )
 
 
 def test_the_log_viewer_scrolls_with_the_log_until_the_reader_scrolls_up(
-    page: Page, lab_server: LabServer, console: ConsoleLog, output_dir: Path
+    page: Page, lab_server: LabServer, console: ConsoleLog, output_dir: Path, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
     panel = open_panel(page, lab_server, console, "scroll")
-    job = call(lab_server, "POST", JOBS, {"code": BURSTS, "flavor": "cpu", "name": "ui-scroll"})
+    release = tmp_path / "release"
+    body = {"code": BURSTS, "flavor": "cpu", "name": "ui-scroll", "env": {"RELEASE": str(release)}}
+    job = call(lab_server, "POST", JOBS, body)
     try:
         expect(panel.job_state(job["id"])).to_have_text("running", timeout=15_000)
         run_from_palette(page, "Open Logs of Job…")  # no job given: it asks which
@@ -198,13 +200,14 @@ def test_the_log_viewer_scrolls_with_the_log_until_the_reader_scrolls_up(
         viewer = page.locator(".jp-mlinfra-LogView")
         log = viewer.locator("pre")
         expect(log).to_contain_text("line 299", timeout=15_000)
-        assert "line 300" not in log.inner_text(), "the bursts came too close to test"
+        assert "line 300" not in log.inner_text()  # the second burst waits for the release
         assert log.evaluate("n => n.scrollHeight > n.clientHeight")
         assert _distance_from_end(log) < 30  # it followed the log to its end
 
         log.evaluate("n => { n.scrollTop = 0; }")
         paused = viewer.get_by_text("Auto-scroll paused")
         expect(paused).to_be_visible()
+        release.touch()
         expect(log).to_contain_text("line 599", timeout=20_000)
         assert log.evaluate("n => n.scrollTop") == 0  # the reader stays where they are
 

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from tests.ui.conftest import ConsoleLog
 
 KERNELS = "mlinfra/api/v1/kernels"
-PULL_SECONDS = 6.0
-"""The fixture's simulated image pull: long enough to watch the pulling phase."""
+PULL_SECONDS = 10.0
+"""The fixture's simulated image pull: long enough to watch the pulling phase, and to check
+it through the page and the API, on a loaded machine too."""
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ def open_lab(
     page.goto(server.url(f"{where}token={server.token}"))
     page.get_by_role("menubar").first.wait_for(state="visible")
     page.locator("#jupyterlab-splash").wait_for(state="detached")
-    for _ in range(150):  # plugins activate before the splash goes; allow 15 s anyway
+    for _ in range(600):  # plugins activate before the splash goes; allow 60 s anyway
         if ACTIVATED in console.texts("log"):
             break
         page.wait_for_timeout(100)
@@ -41,17 +42,19 @@ def run_from_palette(page: Page, label: str) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
     search = page.get_by_placeholder("SEARCH", exact=True)
-    for attempt in range(3):
-        # the shell may still be activating restored widgets, which closes the palette
+    item = page.get_by_role("menuitem", name=label).first
+    deadline = time.monotonic() + 60
+    while True:
+        # the shell may still be activating restored widgets, which takes the key press or
+        # closes the palette (also between the typing and the click): open it again
         page.keyboard.press("Control+Shift+C")
-        search.wait_for(state="visible")
         try:
-            search.fill(label, timeout=3_000)
-            break
+            search.fill(label, timeout=5_000)
+            item.click(timeout=5_000)
+            return
         except PlaywrightTimeoutError:
-            if attempt == 2:
+            if time.monotonic() > deadline:
                 raise
-    page.get_by_role("menuitem", name=label).first.click()
 
 
 def test_show_flavors_dialog(
