@@ -125,10 +125,14 @@ def connection(key: bytes) -> dict[str, object]:
 
 
 def write_private(path: Path, text: str) -> None:
+    """Write ``path`` readable by this user only, whole or not at all (a reader never sees it
+    half written: ipykernel reads the connection file as soon as it exists)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(text)
+    os.replace(partial, path)
 
 
 def expiry() -> float | None:

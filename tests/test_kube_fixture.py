@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -271,10 +272,13 @@ async def test_indexed_job_ranks_find_each_other_by_dns(
         "    conn, _ = s.accept(); print('rank 0 got', conn.recv(100).decode())\n"
         "else:\n"
         "    import time\n"
-        "    for _ in range(200):\n"
+        "    deadline = time.monotonic() + 60\n"
+        "    while True:\n"
         "        try:\n"
         "            c = socket.create_connection(('ranks-0.ranks', 29500)); break\n"
-        "        except OSError: time.sleep(0.05)\n"
+        "        except OSError:\n"
+        "            assert time.monotonic() < deadline, 'rank 0 never listened'\n"
+        "            time.sleep(0.05)\n"
         "    c.sendall(b'hello from rank 1'); print('rank 1 sent')\n"
     )
     await v1.create_namespaced_service(
@@ -365,10 +369,13 @@ def rank_code() -> str:
         "    s = socket.create_server((os.environ['POD_IP'], 29500))\n"
         "    conn, _ = s.accept(); print('rank 0 got', conn.recv(100).decode())\n"
         "else:\n"
-        "    for _ in range(400):\n"
+        "    deadline = time.monotonic() + 60\n"
+        "    while True:\n"
         "        try:\n"
         "            c = socket.create_connection((os.environ['MASTER'], 29500)); break\n"
-        "        except OSError: time.sleep(0.05)\n"
+        "        except OSError:\n"
+        "            assert time.monotonic() < deadline, 'rank 0 never listened'\n"
+        "            time.sleep(0.05)\n"
         "    c.sendall(b'hello'); print('rank 1 sent')\n"
         "attempt = int(os.environ['ATTEMPT'])\n"
         "raise SystemExit(3 if index == 1 and attempt < int(os.environ['FAILURES']) else 0)\n"
@@ -840,20 +847,22 @@ async def test_init_container_hands_a_launcher_to_the_main_container(
 
 
 async def test_log_follow_and_restart_on_failure(
-    v1: client.CoreV1Api, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture, tmp_path: Path
 ) -> None:
     code = (
         "import os, sys, time\n"
         "marker = os.path.join(sys.argv[1], 'tried')\n"
         "if not os.path.exists(marker):\n"
         "    open(marker, 'w').close(); print('first try', flush=True); sys.exit(2)\n"
+        "while not os.path.exists(sys.argv[2]): time.sleep(0.05)  # the test is following\n"
         "for i in range(3):\n"
         "    print('line', i, flush=True); time.sleep(0.2)\n"
     )
     pod = python_pod(
         "retry", code, restartPolicy="OnFailure", volumes=[{"name": "state", "emptyDir": {}}]
     )
-    pod["spec"]["containers"][0]["args"] = ["/state"]
+    go = tmp_path / "go"
+    pod["spec"]["containers"][0]["args"] = ["/state", str(go)]
     pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "state", "mountPath": "/state"}]
     await v1.create_namespaced_pod(NS, pod)
 
@@ -866,6 +875,7 @@ async def test_log_follow_and_restart_on_failure(
     response = await v1.read_namespaced_pod_log(
         "retry", NS, follow=True, timestamps=True, _preload_content=False
     )
+    go.touch()
     followed = (await response.read()).decode().splitlines()
     assert [line.split(" ", 1)[1] for line in followed] == ["line 0", "line 1", "line 2"]
     assert followed[0].split(" ", 1)[0].endswith("Z")
@@ -934,16 +944,18 @@ async def test_c_code_resolves_cluster_names_through_nss_wrapper(
 
 
 async def test_readiness_probe_gates_ready_and_deadline_fails_the_pod(
-    v1: client.CoreV1Api, kube_cluster: ClusterFixture
+    v1: client.CoreV1Api, kube_cluster: ClusterFixture, tmp_path: Path
 ) -> None:
+    go = tmp_path / "listen"
     code = (
-        "import os, socket, time\n"
-        "time.sleep(0.5)\n"
+        "import os, socket, sys, time\n"
+        "while not os.path.exists(sys.argv[1]): time.sleep(0.05)  # not ready until told\n"
         "server = socket.create_server((os.environ['POD_IP'], 8888))\n"
         "while True: time.sleep(1)\n"
     )
-    pod = python_pod("probed", code, activeDeadlineSeconds=4)
+    pod = python_pod("probed", code, activeDeadlineSeconds=10)
     container = pod["spec"]["containers"][0]
+    container["args"] = [str(go)]
     container["env"] = [
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
     ]
@@ -959,6 +971,7 @@ async def test_readiness_probe_gates_ready_and_deadline_fails_the_pod(
         )
 
     await until(lambda: state() == ("Running", False))
+    go.touch()
     await until(lambda: state() == ("Running", True))
     pid = kube_cluster.processes()["probed"]
     done = await finished_pod(v1, "probed")

@@ -70,8 +70,9 @@ ROOM_SECONDS = 2.0
 """How long the nodes' room read for ETAs without Kueue is reused: each read lists every node
 and pod, and clients poll waiting jobs; an estimate may be that much behind."""
 FOLLOW_SECONDS = 1.0
-FINISH_GRACE = 3.0
-"""Seconds a followed log keeps reading the pods' streams after the job ended."""
+FINISH_GRACE = 10.0
+"""Seconds a followed log may keep waiting, after the job ended, for its pods' streams to end
+(a deleted pod's stream may outlive it) or for pods the watch has not shown yet."""
 CREATING = 60.0
 """Seconds a record may wait for its first workload before the job counts as broken."""
 
@@ -799,11 +800,14 @@ class KubernetesJobs(LoggingConfigurable):
                 return line.split("] ", 1)[1] if "] " in line else line
             return line
 
+        async def whole_log(pod_name: str) -> list[str]:
+            text = await self._pod_log(pod_name)
+            return [s for s in map(shown, text.splitlines(keepends=True)) if s is not None]
+
         if not follow:
             lines: list[str] = []
             for pod in self._pods(job.id, job.attempt):
-                text = await self._pod_log(pod["metadata"]["name"])
-                lines += [s for s in map(shown, text.splitlines(keepends=True)) if s is not None]
+                lines += await whole_log(pod["metadata"]["name"])
             if tail is not None:
                 lines = lines[-tail:] if tail else []
             for line in lines:
@@ -821,7 +825,7 @@ class KubernetesJobs(LoggingConfigurable):
                     if line is not None:
                         await queue.put(line)
             except KubeError:
-                pass  # not started yet: tried again on the next change
+                streams.pop(pod_name, None)  # not started yet: tried again on the next turn
             finally:
                 await queue.put(None)
 
@@ -842,14 +846,27 @@ class KubernetesJobs(LoggingConfigurable):
                         yield item
                 if current.state.finished and finished_at is None:
                     finished_at = time.monotonic()
-                streams_ended = all(t.done() for t in streams.values())
+                pods = self._pods(job.id, job.attempt)
+                unread = [
+                    p["metadata"]["name"] for p in pods if p["metadata"]["name"] not in streams
+                ]
+                # a cancelled job's pods are being deleted: no need to wait for the missing ones
+                wanted = 0 if current.state == JobState.CANCELLED else job.spec.nodes
+                complete = (
+                    len(pods) >= wanted
+                    and not unread
+                    and all(t.done() for t in streams.values())
+                )
                 if finished_at is not None and (
-                    streams_ended or time.monotonic() - finished_at > FINISH_GRACE
+                    complete or time.monotonic() - finished_at > FINISH_GRACE
                 ):  # a deleted pod's log stream may outlive it: the job's end decides
                     while not queue.empty():
                         item = queue.get_nowait()
                         if item is not None:
                             yield item
+                    for name in unread:  # never streamed (seen late): its whole log at once
+                        for line in await whole_log(name):
+                            yield line
                     break
                 with contextlib.suppress(asyncio.TimeoutError):
                     item = await asyncio.wait_for(queue.get(), FOLLOW_SECONDS)

@@ -40,6 +40,8 @@ TICK_SECONDS = 1.0
 MAX_REST_SECONDS = 0.25
 MAX_BACKOFF_SECONDS = 60.0
 STOP_GRACE_ON_FAILURE = 5.0
+EXIT_NOTICE_SECONDS = 30.0
+"""How long a stop waits, once every rank was killed, for their exits to be noticed."""
 
 
 def free_port() -> int:
@@ -72,6 +74,8 @@ class Agent:
         self._wake = asyncio.Event()
         self._stopping: dict[tuple[str, int], _Ending] = {}
         """Jobs being stopped, with how they will end."""
+        self._ended: dict[tuple[str, int], asyncio.Event] = {}
+        """Set when a stopped job's attempt has ended (its ranks' exits were all noticed)."""
         self._exits: dict[tuple[str, int], dict[int, int | None]] = {}
         self._cpus: dict[str, list[list[int]]] = {}
         self.last_activity = time.monotonic()
@@ -127,14 +131,12 @@ class Agent:
             self._finish(job, outcome, reason, None)
             return
         self._stopping[key] = _Ending(outcome, reason)
+        ended = self._ended.setdefault(key, asyncio.Event())
         await self.runner.stop(job.id, job.attempt, self.policy.grace_seconds)
-        for _ in range(100):  # the exit callbacks finish the job; wait for them briefly
-            current = self.store.get(job.id)
-            if current is None or current.state.finished or current.attempt != job.attempt:
-                return
-            if current.state == JobState.QUEUED:
-                return
-            await asyncio.sleep(0.02)
+        # the ranks are gone; the exit callbacks end the job: answer once they have, so that
+        # whoever stopped it sees it ended
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ended.wait(), EXIT_NOTICE_SECONDS)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -421,6 +423,8 @@ class Agent:
     ) -> None:
         key = (job.id, job.attempt)
         self._stopping.pop(key, None)
+        if key in self._ended:
+            self._ended.pop(key).set()
         self._exits.pop(key, None)
         self._cpus.pop(job.id, None)
         self.runner.forget(job.id, job.attempt)
