@@ -853,9 +853,7 @@ class KubernetesJobs(LoggingConfigurable):
                 # a cancelled job's pods are being deleted: no need to wait for the missing ones
                 wanted = 0 if current.state == JobState.CANCELLED else job.spec.nodes
                 complete = (
-                    len(pods) >= wanted
-                    and not unread
-                    and all(t.done() for t in streams.values())
+                    len(pods) >= wanted and not unread and all(t.done() for t in streams.values())
                 )
                 if finished_at is not None and (
                     complete or time.monotonic() - finished_at > FINISH_GRACE
