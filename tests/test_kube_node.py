@@ -19,7 +19,7 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from jupyter_mlinfra.backends.kubernetes.workloads import launch_files
+from jupyter_mlinfra.backends.kubernetes.attachments import launch_files
 
 EXCHANGE = """
 import os, socket

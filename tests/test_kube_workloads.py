@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_mlinfra.backends.kubernetes import workloads
+from jupyter_mlinfra.backends.kubernetes import attachments, records, workloads
 from jupyter_mlinfra.backends.kubernetes.manifests import DEFAULT_CAPACITY_PLACEMENT
 from jupyter_mlinfra.catalog import Accelerator, Environment, Flavor
 from jupyter_mlinfra.jobs.spec import Job, JobSpec, Resources, RetryPolicy
@@ -63,10 +63,10 @@ def created(obj: dict[str, Any], uid: str) -> dict[str, Any]:
 
 
 def objects(job: Job, placement: workloads.Placement, flavor: Flavor = A100X2) -> list[Any]:
-    rec = created(workloads.record(job, ["research"], placement.namespace), "rec-uid")
+    rec = created(records.record(job, ["research"], placement.namespace), "rec-uid")
     pod = workloads.node_pod(flavor, DEFAULT_CAPACITY_PLACEMENT)
     made = workloads.workload(job, TORCH, flavor, placement, pod, rec)
-    return [rec, made, *workloads.attachments(job, placement, created(made, "w-uid"))]
+    return [rec, made, *attachments.attachments(job, placement, created(made, "w-uid"))]
 
 
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
@@ -153,8 +153,8 @@ def test_without_jobset_an_indexed_job_with_its_own_headless_service() -> None:
     (service,) = [o for o in rest if o["kind"] == "Service"]
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["selector"] == {
-        workloads.LABEL_JOB: "0123456789ab",
-        workloads.LABEL_ATTEMPT: "1",
+        records.LABEL_JOB: "0123456789ab",
+        records.LABEL_ATTEMPT: "1",
     }
     assert service["metadata"]["ownerReferences"][0]["uid"] == "w-uid"
     for obj in rest:
@@ -192,8 +192,8 @@ def test_pushed_variables_and_the_scoped_result_token() -> None:
         namespace="team-a", jobset=False, result_api="https://api.example:6443"
     )
     job = make_job(push={"steps": "gASVAwAAAAAAAABLCi4="}, pull=("losses",))
-    rec = created(workloads.record(job, [], "team-a"), "rec-uid")
-    secret = workloads.push_secret(job, rec, json.dumps(dict(job.spec.push)))
+    rec = created(records.record(job, [], "team-a"), "rec-uid")
+    secret = records.push_secret(job, rec, json.dumps(dict(job.spec.push)))
     validate(secret)
     assert json.loads(secret["stringData"]["push.json"]) == {"steps": "gASVAwAAAAAAAABLCi4="}
     _, made, *rest = objects(job, placement)
@@ -227,8 +227,8 @@ def test_a_record_gives_the_job_back() -> None:
     job = make_job(
         args=(), pull=("a",), env={"X": "1"}, retry=RetryPolicy(1, (2,)), idempotency_key="k"
     )
-    rec = workloads.record(job, ["g"], "team-a")
-    again = workloads.job_from_record(rec, attempt=3)
+    rec = records.record(job, ["g"], "team-a")
+    again = records.job_from_record(rec, attempt=3)
     assert again.spec == job.spec and again.owner == job.owner and again.attempt == 3
     assert again.node == job.node and again.created == job.created
 
@@ -251,7 +251,7 @@ def test_the_jobset_passes_the_jobset_crd_schema(kube_cluster: Any) -> None:
     job = make_job(
         retry=RetryPolicy(max_restarts=2, on_exit_codes=(3,)), max_runtime_seconds=60, pull=("x",)
     )
-    rec = kube_cluster.create(workloads.record(job, [], kube_cluster.namespace))
+    rec = kube_cluster.create(records.record(job, [], kube_cluster.namespace))
     pod = workloads.node_pod(A100X2, DEFAULT_CAPACITY_PLACEMENT)
     made = kube_cluster.create(workloads.workload(job, TORCH, A100X2, placement, pod, rec))
     assert made["spec"]["failurePolicy"]["rules"] == [
@@ -261,5 +261,5 @@ def test_the_jobset_passes_the_jobset_crd_schema(kube_cluster: Any) -> None:
             "onJobFailureReasons": ["PodFailurePolicy"],
         }
     ]
-    for obj in workloads.attachments(job, placement, made):
+    for obj in attachments.attachments(job, placement, made):
         kube_cluster.create(obj)

@@ -1,4 +1,6 @@
-"""The cluster objects of one job: pure functions returning plain dicts.
+"""The workload of one attempt of a job, its Job or JobSet and their pods: pure functions
+returning plain dicts (the job's record is in ``records``, what the workload owns in
+``attachments``).
 
 A one-node job is a batch/v1 Job; a multi-node job is a JobSet with one replicated job
 ``node`` (an Indexed Job of ``nodes`` pods and the JobSet's headless Service), or, when the
@@ -26,15 +28,12 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ...catalog import Environment, Flavor
-from ...jobs.spec import Job, JobSpec, Resources, RetryPolicy
-from ...launch import contract
+from ...jobs.spec import Job, RetryPolicy
 from .manifests import (
     ANNOTATION_OWNER,
-    GROUP,
     container_security_context,
     labels,
     owner_reference,
@@ -43,12 +42,7 @@ from .manifests import (
     scheduling,
     shm_volume,
 )
-
-LABEL_JOB = f"{GROUP}/job-id"
-LABEL_ATTEMPT = f"{GROUP}/attempt"
-RECORD_COMPONENT = "job-record"
-CANCELLED = f"{GROUP}/cancelled-"
-"""Annotation prefix on a record: ``cancelled-<attempt>`` says who cancelled that attempt."""
+from .records import record_name
 
 QUEUE_NAME = "kueue.x-k8s.io/queue-name"
 PRIORITY_CLASS = "kueue.x-k8s.io/priority-class"
@@ -63,9 +57,6 @@ RUN_DIR = "/mlinfra/run"
 TOKEN_DIR = "/var/run/secrets/mlinfra"
 PYTHON = "python"
 """The image's own Python; the launcher needs nothing but its standard library."""
-
-LAUNCH_FILES = ("node.py", "entry.py", "contract.py")
-LAUNCH_DIR = Path(contract.__file__).parent
 
 
 @dataclass(frozen=True)
@@ -104,78 +95,6 @@ def node_addresses(job: Job, placement: Placement) -> list[str]:
     if placement.jobset:
         return [f"{name}-{REPLICATED_JOB}-0-{i}.{domain}" for i in range(job.spec.nodes)]
     return [f"{name}-{i}.{domain}" for i in range(job.spec.nodes)]
-
-
-def record_name(job_id: str) -> str:
-    return f"mlinfra-{job_id}"
-
-
-def record(job: Job, groups: list[str], namespace: str) -> dict[str, Any]:
-    """The job's record, a ConfigMap that outlives its attempts: its owner, its spec with the
-    code (pushed variables go in a Secret beside it), and how cancelled attempts ended. Every
-    attempt's workload is owned by it, so deleting it deletes the job entirely."""
-    spec = {k: v for k, v in job.spec.to_json().items() if k not in ("code", "push")}
-    document = {
-        "owner": job.owner,
-        "groups": groups,
-        "spec": spec,
-        "priority_value": job.priority_value,
-        "node": vars(job.node),
-        "created": job.created,
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": record_name(job.id),
-            "namespace": namespace,
-            "labels": labels(
-                RECORD_COMPONENT, job.owner, job.spec.flavor, job.spec.environment, job_id=job.id
-            ),
-        },
-        "data": {"record.json": json.dumps(document, sort_keys=True), "code": job.spec.code},
-    }
-
-
-def push_secret(job: Job, owner: Mapping[str, Any], push: str) -> dict[str, Any]:
-    """The pushed variables (``push`` is their JSON), kept for every attempt of the job."""
-    metadata = owner["metadata"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": f"{record_name(job.id)}-push",
-            "namespace": metadata["namespace"],
-            "labels": dict(metadata["labels"]),
-            "ownerReferences": [owner_reference(owner, controller=False)],
-        },
-        "type": "Opaque",
-        "stringData": {"push.json": push},
-    }
-
-
-def job_from_record(obj: Mapping[str, Any], attempt: int) -> Job:
-    """The job of a record (state and times come from its attempt's objects)."""
-    data = json.loads(obj["data"]["record.json"])
-    spec = dict(data["spec"])
-    retry = spec.pop("retry")
-    return Job(
-        id=obj["metadata"]["labels"][LABEL_JOB],
-        owner=data["owner"],
-        spec=JobSpec(
-            **{
-                **spec,
-                "args": tuple(spec["args"]),
-                "pull": tuple(spec["pull"]),
-                "code": obj["data"].get("code", ""),
-                "retry": RetryPolicy(retry["max_restarts"], tuple(retry["on_exit_codes"])),
-            }
-        ),
-        priority_value=data["priority_value"],
-        node=Resources(**data["node"]),
-        created=data["created"],
-        attempt=attempt,
-    )
 
 
 def rank_container_env(
@@ -418,97 +337,3 @@ def workload(
     batch["backoffLimit"] = spec.retry.max_restarts * spec.nodes
     batch["suspend"] = True
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": batch}
-
-
-def launch_files() -> dict[str, str]:
-    """The launcher's files, as they go into every job's ConfigMap."""
-    return {name: (LAUNCH_DIR / name).read_text() for name in LAUNCH_FILES}
-
-
-def attachments(job: Job, placement: Placement, owner: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """What an attempt's workload needs, owned by it: the job description and launcher
-    (ConfigMap), the headless Service (Indexed Job), the result Secret and its scoped
-    ServiceAccount, Role and RoleBinding."""
-    spec = job.spec
-    name = object_name(job.id, job.attempt)
-
-    def meta(object_name: str) -> dict[str, Any]:
-        return {
-            "name": object_name,
-            "namespace": placement.namespace,
-            "labels": job_labels(job),
-            "ownerReferences": [owner_reference(owner, controller=False)],
-        }
-
-    description = {
-        "code": spec.code,
-        "script": spec.script,
-        "args": list(spec.args),
-        "push_file": "push.json" if spec.push else "",
-        "pull": list(spec.pull),
-        "cpus": [],
-        "working_dir": spec.working_dir,
-    }
-    objects: list[dict[str, Any]] = [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": meta(f"{name}-spec"),
-            "data": {"job.json": json.dumps(description), **launch_files()},
-        }
-    ]
-    if spec.nodes > 1 and not placement.jobset:
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": meta(name),
-                "spec": {
-                    "clusterIP": "None",
-                    "publishNotReadyAddresses": True,
-                    "selector": {LABEL_JOB: job.id, LABEL_ATTEMPT: str(job.attempt)},
-                },
-            }
-        )
-    if spec.pull:
-        objects += [
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": meta(f"{name}-result"),
-                "type": "Opaque",
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": meta(name),
-                "automountServiceAccountToken": False,
-            },
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "Role",
-                "metadata": meta(name),
-                "rules": [
-                    {
-                        "apiGroups": [""],
-                        "resources": ["secrets"],
-                        "resourceNames": [f"{name}-result"],
-                        "verbs": ["get", "patch"],
-                    }
-                ],
-            },
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": meta(name),
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "Role",
-                    "name": name,
-                },
-                "subjects": [
-                    {"kind": "ServiceAccount", "name": name, "namespace": placement.namespace}
-                ],
-            },
-        ]
-    return objects

@@ -1,0 +1,248 @@
+"""Where waiting jobs stand on a cluster: queue positions, ETAs, and the room queues have left.
+
+Positions come from Kueue's visibility API; ETAs are computed as in the local backend (see
+``eta``) from the jobs the watches show and the room of each pool: a ClusterQueue's quota of a
+ResourceFlavor under Kueue, else a flavor's nodes. ClusterQueues, ResourceFlavors and the
+nodes' room are read outside the watches, so they are reused for a few seconds (``Recent``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from ...errors import NotFound
+from ...jobs.spec import Job, JobState
+from . import eta, kueue
+from .backend import KubernetesBackend
+from .job_watches import JobWatches
+from .recent import Recent
+from .rest import KubeError, path_of
+from .room import ClusterCapacity, QueueRoom
+
+if TYPE_CHECKING:
+    from ...app import MLInfraApp
+    from ...catalog import Flavor
+
+VISIBILITY = "visibility.kueue.x-k8s.io/v1beta1"
+KUEUE_API = "kueue.x-k8s.io/v1beta1"
+HOLDING = (JobState.ADMITTED, JobState.STARTING, JobState.RUNNING)
+"""States of a job that holds room (quota under Kueue, node resources without)."""
+KUEUE_CONFIG_SECONDS = 10.0
+"""How long ClusterQueues and ResourceFlavors read for ETAs are reused."""
+ROOM_SECONDS = 2.0
+"""How long the nodes' room read for ETAs without Kueue is reused: each read lists every node
+and pod, and clients poll waiting jobs; an estimate may be that much behind."""
+
+
+class JobQueues:
+    """The queues jobs wait in: their Kueue LocalQueues, positions, ETAs and rooms."""
+
+    def __init__(
+        self,
+        app: MLInfraApp,
+        backend: KubernetesBackend,
+        watches: JobWatches,
+        local_queue: Callable[[str, str, str], str],
+        log: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        self.app = app
+        self.backend = backend
+        self.watches = watches
+        self._local_queue = local_queue
+        """The LocalQueue of (flavor, queue, owner), as the service's settings name it."""
+        self.log = log
+        self._visibility_denied = False
+        self._quota_denied = False
+        self._queues: Recent[dict[str, Any] | None] = Recent(KUEUE_CONFIG_SECONDS)
+        self._flavors: Recent[dict[str, dict[str, Any]]] = Recent(KUEUE_CONFIG_SECONDS)
+        self._room: Recent[ClusterCapacity] = Recent(ROOM_SECONDS)
+
+    def queue_of(self, job: Job) -> str:
+        """The job's Kueue LocalQueue (settings, not user text, decide the name)."""
+        return self._local_queue(job.spec.flavor, job.spec.queue, job.owner)
+
+    async def _positions(self, jobs: list[Job]) -> dict[str, int]:
+        """Queue positions of queued jobs from Kueue's visibility API, by workload name; empty
+        when Kueue is absent or RBAC denies it (the reason alone is then shown)."""
+        watches = self.watches
+        if watches.kueue_workloads is None or self._visibility_denied or watches.rest is None:
+            return {}
+        positions: dict[str, int] = {}
+        queues = {self.queue_of(j) for j in jobs if j.state == JobState.QUEUED}
+        for queue in sorted(queues):
+            path = (
+                f"/apis/{VISIBILITY}/namespaces/{watches.namespace}/localqueues/{queue}"
+                "/pendingworkloads"
+            )
+            try:
+                listing = await watches.rest.call("GET", path)
+            except KubeError as error:
+                if error.status == 403:  # RBAC denies it: the reason alone is shown
+                    self._visibility_denied = True
+                    self.log.info("Kueue queue positions unavailable: %s", error.message)
+                    return {}
+                if error.status == 404:  # no such LocalQueue (yet): Kueue says so as reason
+                    continue
+                raise
+            for item in listing.get("items") or []:
+                position = item.get("positionInLocalQueue")
+                if position is not None:
+                    positions[item["metadata"]["name"]] = int(position) + 1
+        by_uid = {
+            w["metadata"]["name"]: w["metadata"].get("labels", {}).get(kueue.JOB_UID)
+            for w in (watches.kueue_workloads.objects.values() if watches.kueue_workloads else [])
+        }
+        result = {}
+        for job in jobs:
+            _, obj = watches.attempt_objects(job.id)
+            uid = obj["metadata"].get("uid") if obj else None
+            for name, owner_uid in by_uid.items():
+                if owner_uid == uid and name in positions:
+                    result[job.id] = positions[name]
+        return result
+
+    async def with_positions(self, jobs: list[Job]) -> list[Job]:
+        """Jobs with their queue positions and, for those that wait, their ETAs (which need
+        every job here: what runs and what waits ahead)."""
+        if not any(self._waits(j) for j in jobs):
+            positions = await self._positions(jobs)
+            return [replace(j, position=positions.get(j.id)) for j in jobs]
+        everyone = self.watches.everyone()
+        positions = await self._positions(everyone)
+        estimates = await self._etas(everyone, positions)
+        unknown = eta.Estimate(None, "")
+        return [
+            replace(
+                j,
+                position=positions.get(j.id),
+                eta=estimates.get(j.id, unknown).eta,
+                eta_basis=estimates.get(j.id, unknown).eta_basis,
+            )
+            for j in jobs
+        ]
+
+    def _waits(self, job: Job) -> bool:
+        """Whether a job waits for room: queued, or, without Kueue, starting with a pod the
+        scheduler has not placed on a node yet."""
+        if job.state == JobState.QUEUED:
+            return True
+        if self.watches.queued_by_kueue or job.state != JobState.STARTING:
+            return False
+        pods = self.watches.attempt_pods(job.id, job.attempt)
+        return any(not p["spec"].get("nodeName") for p in pods)
+
+    async def _etas(
+        self, everyone: list[Job], positions: dict[str, int]
+    ) -> dict[str, eta.Estimate]:
+        """ETAs of the waiting jobs, computed as in the local backend (see ``eta``): per pool
+        (a ClusterQueue's ResourceFlavor under Kueue, else a flavor's nodes), the room, the jobs
+        holding it and the jobs ahead in Kueue's order."""
+        now = time.time()
+        durations = eta.medians(everyone, now - eta.HISTORY_SECONDS)
+        waiting = [j for j in everyone if self._waits(j)]
+        waiting_ids = {j.id for j in waiting}
+        holding = [j for j in everyone if j.state in HOLDING and j.id not in waiting_ids]
+        catalog = self.app.inventory.catalog
+        by_kueue = self.watches.queued_by_kueue
+        capacity = None if by_kueue else await self._room.get("", self.backend.capacity)
+        pool_of: dict[str, tuple[str, str]] = {}
+        pools: dict[tuple[str, str], tuple[Flavor, dict[str, Any] | None]] = {}
+        for job in [*waiting, *holding]:
+            try:
+                flavor = catalog.flavor(job.spec.flavor)
+            except NotFound:  # removed from the catalog since: nothing to measure it by
+                continue
+            if capacity is not None:
+                pool_of[job.id] = ("", flavor.name)
+                pools.setdefault(("", flavor.name), (flavor, None))
+                continue
+            found = await self._pool(self.queue_of(job), flavor)
+            if found is not None:
+                key = (found[0]["metadata"]["name"], found[1])
+                pool_of[job.id] = key
+                if flavor.accelerator or key not in pools:
+                    pools[key] = (flavor, found[0])
+        out: dict[str, eta.Estimate] = {}
+        for key, (flavor, cluster_queue) in sorted(pools.items(), key=lambda item: item[0]):
+            queued = [j for j in waiting if pool_of.get(j.id) == key]
+            if not queued:
+                continue
+            held = [j for j in holding if pool_of.get(j.id) == key]
+            kind = flavor.accelerator.kind if flavor.accelerator else ""
+            if cluster_queue is None:
+                assert capacity is not None
+                room = eta.node_room(capacity, flavor, held)
+            else:
+                room = eta.quota_room(cluster_queue, key[1], kind, held)
+            ordered = eta.kueue_order(queued, positions)
+            out.update(eta.estimates(kind, room, ordered, held, now, durations))
+        return out
+
+    async def _pool(self, queue: str, flavor: Flavor) -> tuple[dict[str, Any], str] | None:
+        """The ClusterQueue behind LocalQueue ``queue`` and the name of the ResourceFlavor a
+        job of ``flavor`` gets from it; None when either is missing or unreadable."""
+        cluster_queue = await self._queues.get(queue, partial(self._cluster_queue, queue))
+        if cluster_queue is None:
+            return None
+        resource_flavors = await self._flavors.get("", self._resource_flavors)
+        placement = self.watches.cluster.capacity_placement
+        name = eta.resource_flavor(cluster_queue, resource_flavors, flavor, placement)
+        return None if name is None else (cluster_queue, name)
+
+    async def _cluster_queue(self, queue: str) -> dict[str, Any] | None:
+        """The ClusterQueue behind a LocalQueue; ``None`` when there is none, or RBAC denies
+        reading ClusterQueues (the ETA is then unknown)."""
+        reader = self.watches.reader
+        assert reader is not None
+        if self._quota_denied:
+            return None
+        namespace = self.watches.namespace
+        local = await reader.get(path_of(KUEUE_API, "localqueues", namespace, queue))
+        name = ((local or {}).get("spec") or {}).get("clusterQueue")
+        if not name:
+            return None
+        try:
+            return await reader.get(path_of(KUEUE_API, "clusterqueues", "", name))
+        except KubeError as error:
+            if error.status != 403:
+                raise
+            self._quota_denied = True
+            self.log.info(
+                "Kueue quotas unavailable (no ETAs; capacity from nodes alone): %s", error.message
+            )
+            return None
+
+    async def _resource_flavors(self) -> dict[str, dict[str, Any]]:
+        """Kueue's ResourceFlavors by name (their node labels and taints say which flavors
+        they serve); empty when RBAC denies listing them."""
+        reader = self.watches.reader
+        assert reader is not None
+        try:
+            listing = await reader.call("GET", path_of(KUEUE_API, "resourceflavors"))
+        except KubeError as error:
+            if error.status != 403:
+                raise
+            return {}
+        return {item["metadata"]["name"]: item for item in listing.get("items") or []}
+
+    async def queue_rooms(self) -> dict[str, QueueRoom]:
+        """Under Kueue, per flavor, what its ClusterQueue has left of the ResourceFlavor a job
+        of it gets (the capacity's second bound; see ``room``): the queue is the one a job of
+        the server's user in queue "default" goes to. Empty without Kueue, and for flavors
+        whose queue or ClusterQueue is missing or unreadable (RBAC): node room alone then."""
+        if self.watches.reader is None:
+            await self.watches.discover()
+        if not self.watches.queued_by_kueue:
+            return {}
+        rooms = {}
+        owner = self.app.identity().user
+        for flavor in self.app.inventory.catalog.flavors:
+            found = await self._pool(self._local_queue(flavor.name, "default", owner), flavor)
+            if found is not None:
+                rooms[flavor.name] = eta.queue_room(*found)
+        return rooms
