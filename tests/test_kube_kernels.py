@@ -340,9 +340,11 @@ async def test_a_kernel_killed_for_memory_comes_back_saying_why(
         client.stop_channels()
 
     async def back() -> dict[str, Any] | None:
+        """The kernel, once it is ready again in a pod started after its death."""
         _, seen = await kernels_api(jp_fetch, kernel["id"])
-        ready = seen["last_exit"] is not None and seen["phase"] == "ready"
-        return dict(seen) if ready else None
+        died = seen["last_exit"]
+        again = died is not None and seen["started"] > died["at"] and seen["phase"] == "ready"
+        return dict(seen) if again else None
 
     seen = await until(back, timeout=90)
     assert seen["state"] == "running"

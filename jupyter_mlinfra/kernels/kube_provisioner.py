@@ -330,12 +330,14 @@ class KubernetesProvisioner(KernelProvisionerBase):
         return code
 
     def _died(self, reason: str) -> None:
-        """The kernel ended without being asked to: remember why, for the user."""
+        """The kernel ended without being asked to: remember why, for the user, and list it
+        as failed (no longer ready) until the restart that follows starts it again."""
         app = registry.current()
         record = self.record
         if app is None or record is None or self._restarting or record.startup.phase != "ready":
             return
         app.kernels.deaths.died(record.kernel_id, reason, record.startup.since or 0.0)
+        record.startup = Startup("failed", reason, time.time())
 
     async def wait(self) -> int | None:
         while (code := await self.poll()) is None:
