@@ -26,6 +26,7 @@ from typing import Any
 
 from ...capacity import Allocation, Machine
 from ...jobs import queue
+from ...jobs.pending import Pending
 from ...jobs.policy import Policy
 from ...jobs.service import JobService
 from ...jobs.spec import Condition, Event, Job, JobState, PendingReason
@@ -83,7 +84,7 @@ class Agent:
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self._closing = False
-        self.pending: dict[str, queue.Pending] = {}
+        self.pending: dict[str, Pending] = {}
         self._durations_cache: Mapping[str, float] = {}
         self._durations_at = 0.0
 
@@ -274,7 +275,7 @@ class Agent:
             self._background(self.stop(job, JobState.PREEMPTED, reason))
         self.pending = dict(plan.pending)
         for place, job in enumerate(backing_off, start=len(plan.pending) + 1):
-            self.pending[job.id] = queue.Pending(
+            self.pending[job.id] = Pending(
                 position=place,
                 reason=f"backing off after: {job.reason}",
                 code=PendingReason.WAITING_FOR_CAPACITY,
