@@ -38,20 +38,13 @@ def running(attempt: int = 1, retries: int = 0, state: JobState = JobState.RUNNI
     )
 
 
-def requeued(job: Job, ending: Ending, message: str, not_before: float | None) -> Job:
-    return replace(
-        job,
-        state=JobState.QUEUED,
-        attempt=job.attempt + 1,
-        reason=ending.reason,
-        admitted=None,
-        started=None,
-        finished=None,
-        exit_code=ending.exit_code,
-        devices=(),
-        message=message,
-        not_before=not_before,
-    )
+def attempt_fields(job: Job) -> tuple[object, ...]:
+    """What an end changes: state, attempt, reason, admitted, started, finished, exit code,
+    devices, message, not before."""
+    return (
+        job.state, job.attempt, job.reason, job.admitted, job.started, job.finished,
+        job.exit_code, job.devices, job.message, job.not_before,
+    )  # fmt: skip
 
 
 def test_success_finishes_the_job() -> None:
@@ -67,12 +60,12 @@ def test_success_finishes_the_job() -> None:
 def test_a_failure_with_restarts_left_is_requeued_with_doubling_backoff() -> None:
     ending = Ending(JobState.FAILED, "rank 1 exited with 3", 3, 1)
     first = running(attempt=1, retries=3)
-    assert end_of_attempt(first, ending, "tb", NOW, ranks_ran=True) == [
-        (
-            requeued(first, ending, "tb", NOW + 1),
-            Event("j1", NOW, Condition.REQUEUED, "Requeued", f"{ending.reason}; retry in 1 s"),
-        )
-    ]
+    [(job, event)] = end_of_attempt(first, ending, "tb", NOW, ranks_ran=True)
+    reason = "rank 1 exited with 3"
+    queued = (JobState.QUEUED, 2, reason, None, None, None, 3, (), "tb", NOW + 1)
+    assert attempt_fields(job) == queued
+    assert (job.id, job.spec, job.created) == (first.id, first.spec, first.created)
+    assert event == Event("j1", NOW, Condition.REQUEUED, "Requeued", f"{reason}; retry in 1 s")
     third = running(attempt=3, retries=3)
     [(job, event)] = end_of_attempt(third, ending, "tb", NOW, ranks_ran=True)
     assert job.not_before == NOW + 4
@@ -95,22 +88,24 @@ def test_a_job_stopped_at_its_max_runtime_is_not_retried() -> None:
 def test_preemption_records_the_eviction_then_requeues_at_once() -> None:
     job = running(attempt=2)
     ending = Ending(JobState.PREEMPTED, "preempted by job j9 of higher priority")
-    assert end_of_attempt(job, ending, "", NOW, ranks_ran=True) == [
-        (job, Event("j1", NOW, Condition.EVICTED, "Preempted", ending.reason)),
-        (
-            requeued(job, ending, "", None),
-            Event("j1", NOW, Condition.PREEMPTED, "Requeued", ending.reason),
-        ),
-    ]
+    [(evicted, eviction), (again, requeue)] = end_of_attempt(job, ending, "", NOW, ranks_ran=True)
+    assert (evicted, eviction) == (
+        job,
+        Event("j1", NOW, Condition.EVICTED, "Preempted", ending.reason),
+    )
+    queued = (JobState.QUEUED, 3, ending.reason, None, None, None, None, (), "", None)
+    assert attempt_fields(again) == queued
+    assert requeue == Event("j1", NOW, Condition.PREEMPTED, "Requeued", ending.reason)
 
 
 def test_an_eviction_by_the_agent_requeues_with_backoff() -> None:
     job = running(state=JobState.STARTING)
     ending = Ending(JobState.QUEUED, "1 of 4 ranks ready after 30 s")
+    [(again, event)] = end_of_attempt(job, ending, "", NOW, ranks_ran=True)
+    queued = (JobState.QUEUED, 2, ending.reason, None, None, None, None, (), "", NOW + 1)
+    assert attempt_fields(again) == queued
     note = f"{ending.reason}; retry in 1 s"
-    assert end_of_attempt(job, ending, "", NOW, ranks_ran=True) == [
-        (requeued(job, ending, "", NOW + 1), Event("j1", NOW, Condition.EVICTED, "Requeued", note))
-    ]
+    assert event == Event("j1", NOW, Condition.EVICTED, "Requeued", note)
 
 
 def test_a_starting_job_whose_ranks_ran_is_recorded_as_started_first() -> None:
