@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from jupyter_mlinfra.capacity import Allocation, Device, Machine
-from jupyter_mlinfra.jobs.queue import Pending, Plan, plan, refusal
+from jupyter_mlinfra.jobs.pending import Pending
+from jupyter_mlinfra.jobs.queue import Plan, plan, refusal
 from jupyter_mlinfra.jobs.spec import Job, JobSpec, JobState, PendingReason, Resources
 from jupyter_mlinfra.quotas import Quota
 

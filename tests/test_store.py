@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_mlinfra.errors import Conflict, NotFound
+from jupyter_mlinfra.jobs.migrations import MIGRATIONS
 from jupyter_mlinfra.jobs.spec import (
     Condition,
     Event,
@@ -22,7 +23,7 @@ from jupyter_mlinfra.jobs.spec import (
     Resources,
     RetryPolicy,
 )
-from jupyter_mlinfra.jobs.store import MIGRATIONS, JobStore, RankRecord, StoreError
+from jupyter_mlinfra.jobs.store import JobStore, RankRecord, StoreError
 
 NODE = Resources(
     cpu=8.0, memory_bytes=64 * 2**30, accelerators=4, accelerator_kind="nvidia.com/gpu"

@@ -1,10 +1,8 @@
 """The job store: one SQLite database written by one process only, the local agent.
 
 WAL journal, ``synchronous=NORMAL`` (a commit survives a crash of the agent; a power cut may
-lose the last few), foreign keys on. The schema is versioned by ``PRAGMA user_version`` and
-grown by ``MIGRATIONS``, an ordered list of functions: migration *n* (1-based) takes a database
-at version *n - 1* to version *n*, each in one transaction at open. To change the schema, append
-a function; never edit one that has shipped.
+lose the last few), foreign keys on. The schema is versioned and grown by ``migrations.py`` at
+open; rows map to jobs and leases in ``rows.py``.
 
 One connection serves every thread, guarded by a lock, so concurrent submissions from the
 agent's threads serialize on it; an idempotency key is checked and inserted in one immediate
@@ -19,7 +17,7 @@ import json
 import sqlite3
 import statistics
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +25,17 @@ from typing import Any
 
 from ..capacity import Lease
 from ..errors import Conflict, NotFound
-from .spec import Condition, Event, Job, JobSpec, JobState, Resources, RetryPolicy
-
-Migration = Callable[[sqlite3.Connection], None]
+from .migrations import MIGRATIONS, Migration
+from .rows import (
+    JOB_COLUMNS,
+    LEASE_COLUMNS,
+    compact_json,
+    filters,
+    job_from_row,
+    lease_from_row,
+    mutable_values,
+)
+from .spec import Condition, Event, Job, JobState
 
 
 class StoreError(RuntimeError):
@@ -52,233 +58,6 @@ class RankRecord:
     log_path: str
     exit_code: int | None = None
     """Once it exited and the agent saw it: the rank's exit code."""
-
-
-def _v1_initial(db: sqlite3.Connection) -> None:
-    statements = [
-        """CREATE TABLE jobs (
-            id TEXT PRIMARY KEY,
-            owner TEXT NOT NULL,
-            owner_groups TEXT NOT NULL DEFAULT '[]',
-            state TEXT NOT NULL,
-            created REAL NOT NULL,
-            admitted REAL,
-            started REAL,
-            finished REAL,
-            exit_code INTEGER,
-            attempt INTEGER NOT NULL DEFAULT 1,
-            priority_value INTEGER NOT NULL DEFAULT 0,
-            node_cpu REAL NOT NULL,
-            node_memory_bytes INTEGER NOT NULL,
-            node_accelerators INTEGER NOT NULL,
-            node_accelerator_kind TEXT NOT NULL DEFAULT '',
-            node_accelerator_model TEXT NOT NULL DEFAULT '',
-            devices TEXT NOT NULL DEFAULT '[]',
-            reason TEXT NOT NULL DEFAULT '',
-            position INTEGER,
-            eta REAL,
-            eta_basis TEXT NOT NULL DEFAULT '',
-            message TEXT NOT NULL DEFAULT '',
-            flavor TEXT NOT NULL DEFAULT '',
-            queue TEXT NOT NULL DEFAULT '',
-            spec TEXT NOT NULL,
-            idempotency_key TEXT NOT NULL DEFAULT ''
-        )""",
-        """CREATE UNIQUE INDEX jobs_idempotency ON jobs (owner, idempotency_key)
-            WHERE idempotency_key != ''""",
-        "CREATE INDEX jobs_created ON jobs (created, id)",
-        "CREATE INDEX jobs_owner_created ON jobs (owner, created, id)",
-        "CREATE INDEX jobs_state_created ON jobs (state, created, id)",
-        """CREATE TABLE events (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-            time REAL NOT NULL,
-            condition TEXT NOT NULL,
-            reason TEXT NOT NULL DEFAULT '',
-            message TEXT NOT NULL DEFAULT ''
-        )""",
-        "CREATE INDEX events_job ON events (job_id, seq)",
-        """CREATE TABLE ranks (
-            job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-            attempt INTEGER NOT NULL,
-            rank INTEGER NOT NULL,
-            node INTEGER NOT NULL,
-            pid INTEGER NOT NULL,
-            start_time INTEGER NOT NULL,
-            log_path TEXT NOT NULL,
-            exit_code INTEGER,
-            PRIMARY KEY (job_id, attempt, rank)
-        )""",
-        """CREATE TABLE settings (
-            key TEXT PRIMARY KEY,
-            value TEXT NOT NULL
-        )""",
-    ]
-    for statement in statements:
-        db.execute(statement)
-
-
-def _v2_backoff(db: sqlite3.Connection) -> None:
-    """Requeued jobs may wait out a backoff before they are admitted again."""
-    db.execute("ALTER TABLE jobs ADD COLUMN not_before REAL")
-
-
-def _v3_leases(db: sqlite3.Connection) -> None:
-    """Kernels hold leases on devices, kept where jobs are so both survive agent restarts."""
-    db.execute(
-        """CREATE TABLE leases (
-            kernel_id TEXT PRIMARY KEY,
-            owner TEXT NOT NULL,
-            flavor TEXT NOT NULL,
-            environment TEXT NOT NULL,
-            devices TEXT NOT NULL DEFAULT '[]',
-            cpus TEXT NOT NULL DEFAULT '[]',
-            cpu REAL NOT NULL,
-            memory_bytes INTEGER NOT NULL,
-            created REAL NOT NULL,
-            requested REAL NOT NULL,
-            pid INTEGER,
-            start_time INTEGER
-        )"""
-    )
-
-
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_backoff, _v3_leases)
-"""Schema migrations in order; the schema version is the number applied."""
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-_SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(JobSpec))
-
-
-def spec_from_json(data: dict[str, Any]) -> JobSpec:
-    """The inverse of ``JobSpec.to_json`` (fields it lacks keep their defaults)."""
-    values = {k: v for k, v in data.items() if k in _SPEC_FIELDS}
-    for name in ("args", "pull"):
-        if name in values:
-            values[name] = tuple(values[name])
-    for name in ("env", "push"):
-        if name in values:
-            values[name] = dict(values[name])
-    if "retry" in values:
-        retry = values["retry"] or {}
-        values["retry"] = RetryPolicy(
-            max_restarts=int(retry.get("max_restarts", 0)),
-            on_exit_codes=tuple(retry.get("on_exit_codes", ())),
-        )
-    if values.get("max_runtime_seconds") is not None:
-        values["max_runtime_seconds"] = float(values["max_runtime_seconds"])
-    return JobSpec(**values)
-
-
-_JOB_COLUMNS = (
-    "id, owner, state, created, admitted, started, finished, exit_code, attempt, "
-    "priority_value, node_cpu, node_memory_bytes, node_accelerators, node_accelerator_kind, "
-    "node_accelerator_model, devices, reason, position, eta, eta_basis, message, spec, "
-    "not_before"
-)
-
-
-_LEASE_COLUMNS = (
-    "kernel_id, owner, flavor, environment, devices, cpus, cpu, memory_bytes, created, "
-    "requested, pid, start_time"
-)
-
-
-def _lease_from_row(row: sqlite3.Row) -> Lease:
-    return Lease.from_json(
-        {**dict(row), "devices": json.loads(row["devices"]), "cpus": json.loads(row["cpus"])}
-    )
-
-
-def _devices(text: str) -> tuple[tuple[int, ...], ...]:
-    return () if text == "[]" else tuple(tuple(node) for node in json.loads(text))
-
-
-def _job_from_row(row: sqlite3.Row) -> Job:
-    return Job(
-        id=row["id"],
-        owner=row["owner"],
-        spec=spec_from_json(json.loads(row["spec"])),
-        priority_value=row["priority_value"],
-        node=Resources(
-            cpu=row["node_cpu"],
-            memory_bytes=row["node_memory_bytes"],
-            accelerators=row["node_accelerators"],
-            accelerator_kind=row["node_accelerator_kind"],
-            accelerator_model=row["node_accelerator_model"],
-        ),
-        state=JobState(row["state"]),
-        reason=row["reason"],
-        created=row["created"],
-        admitted=row["admitted"],
-        started=row["started"],
-        finished=row["finished"],
-        exit_code=row["exit_code"],
-        attempt=row["attempt"],
-        devices=_devices(row["devices"]),
-        position=row["position"],
-        eta=row["eta"],
-        eta_basis=row["eta_basis"],
-        message=row["message"],
-        not_before=row["not_before"],
-    )
-
-
-def _mutable_values(job: Job) -> dict[str, Any]:
-    """Column values of everything about a job that changes after submission."""
-    return {
-        "state": job.state.value,
-        "admitted": job.admitted,
-        "started": job.started,
-        "finished": job.finished,
-        "exit_code": job.exit_code,
-        "attempt": job.attempt,
-        "priority_value": job.priority_value,
-        "node_cpu": job.node.cpu,
-        "node_memory_bytes": job.node.memory_bytes,
-        "node_accelerators": job.node.accelerators,
-        "node_accelerator_kind": job.node.accelerator_kind,
-        "node_accelerator_model": job.node.accelerator_model,
-        "devices": json.dumps([list(node) for node in job.devices]),
-        "reason": job.reason,
-        "position": job.position,
-        "eta": job.eta,
-        "eta_basis": job.eta_basis,
-        "message": job.message,
-        "not_before": job.not_before,
-    }
-
-
-def _filters(
-    owner: str | None,
-    states: Collection[JobState] | None,
-    flavor: str | None,
-    queue: str | None,
-    before: tuple[float, str] | None,
-) -> tuple[str, list[Any]]:
-    """A WHERE clause (or "") and its parameters for the listing filters."""
-    where: list[str] = []
-    params: list[Any] = []
-    if owner is not None:
-        where.append("owner = ?")
-        params.append(owner)
-    if states is not None:
-        where.append(f"state IN ({', '.join('?' for _ in states)})")
-        params.extend(JobState(s).value for s in states)
-    if flavor is not None:
-        where.append("flavor = ?")
-        params.append(flavor)
-    if queue is not None:
-        where.append("queue = ?")
-        params.append(queue)
-    if before is not None:
-        where.append("(created, id) < (?, ?)")
-        params.extend(before)
-    return (f"WHERE {' AND '.join(where)}" if where else ""), params
 
 
 class JobStore:
@@ -358,10 +137,10 @@ class JobStore:
         """The owner's job submitted with this idempotency key, if any."""
         with self._lock:
             row = self._db.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE owner = ? AND idempotency_key = ?",
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ? AND idempotency_key = ?",
                 (owner, idempotency_key),
             ).fetchone()
-        return _job_from_row(row) if row else None
+        return job_from_row(row) if row else None
 
     def add(self, job: Job, owner_groups: Sequence[str]) -> tuple[Job, bool]:
         """Store a new job and its Queued event; ``(job, True)``.
@@ -374,7 +153,7 @@ class JobStore:
         with self._transaction() as db:
             if key:
                 row = db.execute(
-                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE owner = ? AND idempotency_key = ?",
+                    f"SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ? AND idempotency_key = ?",
                     (job.owner, key),
                 ).fetchone()
                 if row is not None:
@@ -384,8 +163,8 @@ class JobStore:
                             "with a different submission",
                             "idempotency_key",
                         )
-                    return _job_from_row(row), False
-            values = _mutable_values(job)
+                    return job_from_row(row), False
+            values = mutable_values(job)
             values.update(
                 id=job.id,
                 owner=job.owner,
@@ -393,7 +172,7 @@ class JobStore:
                 created=job.created,
                 flavor=job.spec.flavor,
                 queue=job.spec.queue,
-                spec=_dumps(spec),
+                spec=compact_json(spec),
                 idempotency_key=key,
             )
             names = ", ".join(values)
@@ -418,9 +197,9 @@ class JobStore:
             if job_id in self._active:
                 return self._active[job_id]
             row = self._db.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()
-        return None if row is None else _job_from_row(row)
+        return None if row is None else job_from_row(row)
 
     def owner_groups(self, job_id: str) -> tuple[str, ...]:
         """The owner's groups as they were at submission (for quotas and visibility)."""
@@ -436,7 +215,7 @@ class JobStore:
 
     def update(self, job: Job, event: Event | None = None) -> None:
         """Write every field of the job that can change, and the event, in one transaction."""
-        values = _mutable_values(job)
+        values = mutable_values(job)
         assignments = ", ".join(f"{name} = :{name}" for name in values)
         values["id"] = job.id
         with self._transaction() as db:
@@ -455,7 +234,7 @@ class JobStore:
         with self._transaction() as db:
             db.execute(
                 "UPDATE jobs SET spec = ?, priority_value = ? WHERE id = ?",
-                (_dumps(job.spec.to_json()), job.priority_value, job.id),
+                (compact_json(job.spec.to_json()), job.priority_value, job.id),
             )
             self._insert_event(db, event)
         with self._lock:
@@ -475,14 +254,14 @@ class JobStore:
         """Jobs newest first. For the next page pass ``before=(last.created, last.id)``."""
         if states is not None and not states:
             return []
-        clause, params = _filters(owner, states, flavor, queue, before)
+        clause, params = filters(owner, states, flavor, queue, before)
         params.append(max(0, limit))
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY created DESC, id DESC LIMIT ?",
+                f"SELECT {JOB_COLUMNS} FROM jobs {clause} ORDER BY created DESC, id DESC LIMIT ?",
                 params,
             ).fetchall()
-        return [_job_from_row(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     def count(
         self,
@@ -495,7 +274,7 @@ class JobStore:
         """How many jobs ``list`` would find with these filters and no limit."""
         if states is not None and not states:
             return 0
-        clause, params = _filters(owner, states, flavor, queue, None)
+        clause, params = filters(owner, states, flavor, queue, None)
         with self._lock:
             return int(
                 self._db.execute(f"SELECT count(*) FROM jobs {clause}", params).fetchone()[0]
@@ -513,11 +292,10 @@ class JobStore:
         marks = ", ".join("?" for _ in finished)
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state NOT IN ({marks}) "
-                "ORDER BY created, id",
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE state NOT IN ({marks}) ORDER BY created, id",
                 finished,
             ).fetchall()
-        return [_job_from_row(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     # -- events ----------------------------------------------------------------------------
 
@@ -583,7 +361,7 @@ class JobStore:
         """Store a new lease, or replace the kernel's lease (a restart asks again)."""
         with self._transaction() as db:
             db.execute(
-                f"INSERT OR REPLACE INTO leases ({_LEASE_COLUMNS}) "
+                f"INSERT OR REPLACE INTO leases ({LEASE_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     lease.kernel_id, lease.owner, lease.flavor, lease.environment,
@@ -596,17 +374,17 @@ class JobStore:
     def lease(self, kernel_id: str) -> Lease | None:
         with self._lock:
             row = self._db.execute(
-                f"SELECT {_LEASE_COLUMNS} FROM leases WHERE kernel_id = ?", (kernel_id,)
+                f"SELECT {LEASE_COLUMNS} FROM leases WHERE kernel_id = ?", (kernel_id,)
             ).fetchone()
-        return None if row is None else _lease_from_row(row)
+        return None if row is None else lease_from_row(row)
 
     def leases(self) -> builtins.list[Lease]:
         """Every lease held, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_LEASE_COLUMNS} FROM leases ORDER BY created, kernel_id"
+                f"SELECT {LEASE_COLUMNS} FROM leases ORDER BY created, kernel_id"
             ).fetchall()
-        return [_lease_from_row(row) for row in rows]
+        return [lease_from_row(row) for row in rows]
 
     def bind_lease(self, kernel_id: str, pid: int | None, start_time: int | None) -> Lease:
         """Tie the lease to the kernel's process (``None``: to none, until it is bound)."""

@@ -1,36 +1,37 @@
 """The local agent: the one process per machine that owns the job store and every rank.
 
 It admits queued jobs (``jobs/queue.plan``), starts their ranks (``Runner``), notices when they
-end, enforces max runtime, stops and requeues what is preempted, and, when restarted, adopts
-the ranks a previous agent left running. It also holds interactive kernels' leases on devices
-(``leases.py``), which count wherever jobs' holdings do. It outlives Jupyter servers (so jobs
-do) and exits by itself once idle. ``jupyter mlinfra agent`` runs it; servers and the CLI
-start it on demand.
+end (``endings.py`` decides what is recorded then: finished, retried or requeued), enforces max
+runtime, stops what is preempted, and, when restarted, adopts the ranks a previous agent left
+running. It also holds interactive kernels' leases on devices (``leases.py``), which count
+wherever jobs' holdings do. It outlives Jupyter servers (so jobs do) and exits by itself once
+idle. ``jupyter mlinfra agent`` runs it (``agent_server.py``); servers and the CLI start it on
+demand.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ...capacity import Allocation, Machine
 from ...jobs import queue
+from ...jobs.pending import Pending
 from ...jobs.policy import Policy
 from ...jobs.service import JobService
 from ...jobs.spec import Condition, Event, Job, JobState, PendingReason
 from ...jobs.store import JobStore
 from .accounts import NoAccount, RankAccounts, open_to_ranks
+from .endings import Ending, end_of_attempt
 from .leases import Leases
 from .runner import Runner, read_output, ready_at, result_of
 
@@ -38,7 +39,6 @@ log = logging.getLogger("jupyter_mlinfra.agent")
 
 TICK_SECONDS = 1.0
 MAX_REST_SECONDS = 0.25
-MAX_BACKOFF_SECONDS = 60.0
 STOP_GRACE_ON_FAILURE = 5.0
 EXIT_NOTICE_SECONDS = 30.0
 """How long a stop waits, once every rank was killed, for their exits to be noticed."""
@@ -72,7 +72,7 @@ class Agent:
         self.service = JobService(self.store, policy, self)
         self.leases = Leases(self)
         self._wake = asyncio.Event()
-        self._stopping: dict[tuple[str, int], _Ending] = {}
+        self._stopping: dict[tuple[str, int], Ending] = {}
         """Jobs being stopped, with how they will end."""
         self._ended: dict[tuple[str, int], asyncio.Event] = {}
         """Set when a stopped job's attempt has ended (its ranks' exits were all noticed)."""
@@ -83,7 +83,7 @@ class Agent:
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
         self._closing = False
-        self.pending: dict[str, queue.Pending] = {}
+        self.pending: dict[str, Pending] = {}
         self._durations_cache: Mapping[str, float] = {}
         self._durations_at = 0.0
 
@@ -128,9 +128,9 @@ class Agent:
         """Stop a job's ranks; when they are gone the job ends as ``outcome``."""
         key = (job.id, job.attempt)
         if job.state == JobState.QUEUED or not self.runner.ranks(*key):
-            self._finish(job, outcome, reason, None)
+            self._finish(job, Ending(outcome, reason))
             return
-        self._stopping[key] = _Ending(outcome, reason)
+        self._stopping[key] = Ending(outcome, reason)
         ended = self._ended.setdefault(key, asyncio.Event())
         await self.runner.stop(job.id, job.attempt, self.policy.grace_seconds)
         # the ranks are gone; the exit callbacks end the job: answer once they have, so that
@@ -192,13 +192,13 @@ class Agent:
             if failed is not None:
                 rank, code = failed
                 reason = f"rank {rank} exited with {code}"
-                self._stopping[key] = _Ending(JobState.FAILED, reason, code, rank)
+                self._stopping[key] = Ending(JobState.FAILED, reason, code, rank)
             running = [r for r in records if r.rank not in exits]
             if not running:  # every exit was recorded, the outcome was not
                 ending = self._stopping.get(
-                    key, _Ending(JobState.SUCCEEDED, "all ranks exited with 0", 0)
+                    key, Ending(JobState.SUCCEEDED, "all ranks exited with 0", 0)
                 )
-                self._finish(job, ending.outcome, ending.reason, ending.exit_code, ending.rank)
+                self._finish(job, ending)
                 continue
             self.runner.adopt(running)
             if failed is not None:
@@ -274,7 +274,7 @@ class Agent:
             self._background(self.stop(job, JobState.PREEMPTED, reason))
         self.pending = dict(plan.pending)
         for place, job in enumerate(backing_off, start=len(plan.pending) + 1):
-            self.pending[job.id] = queue.Pending(
+            self.pending[job.id] = Pending(
                 position=place,
                 reason=f"backing off after: {job.reason}",
                 code=PendingReason.WAITING_FOR_CAPACITY,
@@ -347,7 +347,7 @@ class Agent:
                 push=push,
             )
         except (OSError, NoAccount) as error:
-            self._finish(job, JobState.FAILED, f"could not start ranks: {error}", None)
+            self._finish(job, Ending(JobState.FAILED, f"could not start ranks: {error}"))
             return
         for rank in ranks:
             self.store.record_rank(rank)
@@ -405,22 +405,15 @@ class Agent:
             # not hang waiting for it
             lost = code is None
             reason = "lost: agent restarted" if lost else f"rank {rank} exited with {code}"
-            self._stopping[key] = _Ending(JobState.FAILED, reason, code, rank)
+            self._stopping[key] = Ending(JobState.FAILED, reason, code, rank)
             if len(exits) < world:
                 self._background(self.runner.stop(job_id, attempt, STOP_GRACE_ON_FAILURE))
         if len(exits) < world:
             return
-        ending = self._stopping.get(key, _Ending(JobState.SUCCEEDED, "all ranks exited with 0", 0))
-        self._finish(job, ending.outcome, ending.reason, ending.exit_code, ending.rank)
+        ending = self._stopping.get(key, Ending(JobState.SUCCEEDED, "all ranks exited with 0", 0))
+        self._finish(job, ending)
 
-    def _finish(
-        self,
-        job: Job,
-        outcome: JobState,
-        reason: str,
-        exit_code: int | None,
-        failed_rank: int | None = None,
-    ) -> None:
+    def _finish(self, job: Job, ending: Ending) -> None:
         key = (job.id, job.attempt)
         self._stopping.pop(key, None)
         if key in self._ended:
@@ -428,84 +421,17 @@ class Agent:
         self._exits.pop(key, None)
         self._cpus.pop(job.id, None)
         self.runner.forget(job.id, job.attempt)
-        now = time.time()
-        message = self._traceback(job, failed_rank) if failed_rank is not None else ""
-        retried = (
-            outcome == JobState.FAILED
-            and not reason.startswith("max runtime")
-            and job.spec.retry.retries(exit_code, job.attempt - 1)
-        )
-        if outcome == JobState.PREEMPTED:
-            self.store.update(job, Event(job.id, now, Condition.EVICTED, "Preempted", reason))
-            self._requeue(job, Condition.PREEMPTED, reason, exit_code, message, backoff=False)
-        elif outcome == JobState.QUEUED:  # evicted by the agent itself: try again later
-            self._requeue(job, Condition.EVICTED, reason, exit_code, message, backoff=True)
-        elif retried:
-            self._requeue(job, Condition.REQUEUED, reason, exit_code, message, backoff=True)
-        else:
-            if job.state == JobState.STARTING and self.store.ranks(job.id, job.attempt):
-                # its ranks ran, and ended before the readiness check saw them all ready
-                ranks = f"{job.spec.nodes * job.spec.procs_per_node} ranks"
-                job = replace(job, state=JobState.RUNNING, started=job.admitted)
-                self.store.update(job, Event(job.id, now, Condition.STARTED, "Started", ranks))
-            finished = replace(
-                job,
-                state=outcome,
-                finished=now,
-                exit_code=exit_code,
-                reason=reason,
-                message=message,
-            )
-            self.store.update(
-                finished, Event(job.id, now, Condition.FINISHED, outcome.value, reason)
-            )
+        message = self._traceback(job, ending.rank) if ending.rank is not None else ""
+        ranks_ran = job.state == JobState.STARTING and bool(self.store.ranks(job.id, job.attempt))
+        for record, event in end_of_attempt(job, ending, message, time.time(), ranks_ran=ranks_ran):
+            self.store.update(record, event)
         self.wake()
-
-    def _requeue(
-        self,
-        job: Job,
-        condition: Condition,
-        reason: str,
-        exit_code: int | None,
-        message: str,
-        *,
-        backoff: bool,
-    ) -> None:
-        """Queue the job again as its next attempt; with backoff, not before 1, 2, 4 ... 60 s."""
-        now = time.time()
-        delay = min(2.0 ** (job.attempt - 1), MAX_BACKOFF_SECONDS) if backoff else 0.0
-        requeued = replace(
-            job,
-            state=JobState.QUEUED,
-            attempt=job.attempt + 1,
-            reason=reason,
-            admitted=None,
-            started=None,
-            finished=None,
-            exit_code=exit_code,
-            devices=(),
-            message=message,
-            not_before=now + delay if delay else None,
-        )
-        note = f"{reason}; retry in {delay:g} s" if delay else reason
-        self.store.update(requeued, Event(job.id, now, condition, "Requeued", note))
 
     def _traceback(self, job: Job, rank: int) -> str:
         """The failing rank's own traceback, as entry.py recorded it."""
         result = result_of(self.job_dir(job.id, job.attempt), rank) or {}
         traceback = str(result.get("traceback", ""))
         return f"rank {rank}:\n{traceback}" if traceback else ""
-
-
-@dataclass(frozen=True)
-class _Ending:
-    """How a job that is being stopped will be recorded once its ranks are gone."""
-
-    outcome: JobState
-    reason: str
-    exit_code: int | None = None
-    rank: int | None = None
-    """The rank whose failure ended the job, if one did."""
 
 
 def _devices(job: Job) -> str:
@@ -524,19 +450,3 @@ def _push_bytes(job: Job) -> bytes:
 def _base_env() -> dict[str, str]:
     """The agent's environment for ranks, minus what only the agent itself should see."""
     return {k: v for k, v in os.environ.items() if not k.startswith("MLINFRA_AGENT_")}
-
-
-def run_exclusively(lock_path: Path) -> Any:
-    """Hold an exclusive lock for this process's lifetime: one agent per data dir."""
-    handle = lock_path.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
-
-
-def install_signal_handlers(loop: asyncio.AbstractEventLoop, done: asyncio.Event) -> None:
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, done.set)

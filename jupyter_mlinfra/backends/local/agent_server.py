@@ -10,9 +10,11 @@ service (``serve_hub``), every caller proves it with a hub token and the header 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,7 +32,7 @@ from ...jobs.serving import answer
 from ...jobs.spec import JobState
 from ...json_errors import JSONErrors
 from .accounts import RankAccounts
-from .agent import Agent, install_signal_handlers, run_exclusively
+from .agent import Agent
 from .callers import Callers, HeaderCallers, HubCallers
 from .leases import KERNEL_ID
 from .local_jobs import LocalJobs, queued_by_owner
@@ -283,6 +285,23 @@ async def serve_hub(
     )
 
 
+def _run_exclusively(lock_path: Path) -> Any:
+    """Hold an exclusive lock for this process's lifetime: one agent per data dir."""
+    handle = lock_path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop, done: asyncio.Event) -> None:
+    """SIGTERM and SIGINT end the agent as an idle exit does, so it closes its store cleanly."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, done.set)
+
+
 async def _run(
     data_dir: Path,
     idle_timeout: float,
@@ -295,7 +314,7 @@ async def _run(
     accounts: RankAccounts | None = None,
 ) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
-    lock = run_exclusively(data_dir / "agent.lock")
+    lock = _run_exclusively(data_dir / "agent.lock")
     if lock is None:
         log.error("another agent is running for %s", data_dir)
         return 3
@@ -304,7 +323,7 @@ async def _run(
     if stored:
         agent.set_policy(Policy.from_document(stored))
     server = listen(agent)
-    install_signal_handlers(asyncio.get_running_loop(), agent.done)
+    _install_signal_handlers(asyncio.get_running_loop(), agent.done)
     await agent.start()
     log.info("local agent %s serving on %s (data in %s)", os.getpid(), where, data_dir)
     try:

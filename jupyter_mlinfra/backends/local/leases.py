@@ -25,6 +25,7 @@ from ...capacity import Lease
 from ...errors import CannotFit, Conflict, InvalidInput, NotFound
 from ...identity import Identity
 from ...jobs import queue
+from ...jobs.pending import Pending
 from ...jobs.spec import Job, JobSpec, PendingReason, Resources
 from .runner import is_alive, process_start_time
 
@@ -65,7 +66,7 @@ def _in(seconds: float) -> str:
     return f"~{seconds / 3600:.1f}h"
 
 
-def refusal_message(flavor: str, pending: queue.Pending, waiting_jobs: int, now: float) -> str:
+def refusal_message(flavor: str, pending: Pending, waiting_jobs: int, now: float) -> str:
     """Why a lease does not fit now, in the words jobs use, with the queued jobs counted
     (the synthetic job is alone in its plan, so the plan's own count is always zero)."""
     if pending.code == PendingReason.WAITING_FOR_CAPACITY:
