@@ -56,9 +56,6 @@ from .pending import (
 )
 from .pool import EPS, Demand, Pool, assign, demand_of, mask_of
 from .spec import Job
-
-# Exported: what the plan admits fits at once, and that is its ETA basis (kubernetes/eta.py).
-from .timeline import FREE_NOW as FREE_NOW
 from .timeline import INF, End, Release, duration, expected_end, first_fit_time
 
 _NO_DURATIONS: Mapping[str, float] = MappingProxyType({})

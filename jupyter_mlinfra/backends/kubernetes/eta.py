@@ -30,6 +30,7 @@ from ...capacity import Device, Machine
 from ...catalog import Flavor
 from ...jobs import queue
 from ...jobs.spec import Job, JobState
+from ...jobs.timeline import FREE_NOW
 from ...quantities import parse_cpu, parse_memory
 from .manifests import scheduling
 from .room import CPU, MEMORY, ClusterCapacity, QueueRoom, eligible, tolerated
@@ -273,7 +274,7 @@ def estimates(
         durations=durations,
         in_order=True,
     )
-    out = {job_id: Estimate(now, queue.FREE_NOW) for job_id, _ in plan.admit}
+    out = {job_id: Estimate(now, FREE_NOW) for job_id, _ in plan.admit}
     for job_id, pending in plan.pending.items():
         out[job_id] = Estimate(pending.eta, pending.eta_basis)
     return out
