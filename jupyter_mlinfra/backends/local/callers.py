@@ -72,7 +72,9 @@ class HubCallers:
         except ImportError:
             raise InvalidInput("--hub: JupyterHub is not installed here", "hub") from None
         self.policy = policy
-        self.auth = HubAuth()  # from the service's environment: hub API URL, token, name
+        # from the service's environment (hub API URL, token, name); a token the hub revoked is
+        # refused within a minute, like a changed group (HubAuth's own default: 5 minutes)
+        self.auth = HubAuth(cache_max_age=int(HUB_USER_CACHE_SECONDS))
         self._users: dict[str, tuple[float, HubUser]] = {}
 
     async def identify(self, handler: web.RequestHandler) -> Identity:
