@@ -82,6 +82,11 @@ export class MLInfraModel implements IDisposable {
     return this._timelineJobs;
   }
 
+  /** Whether `timelineJobs` are all the jobs there are (no older page). */
+  get timelineComplete(): boolean {
+    return this._timelineComplete;
+  }
+
   /** The jobs that pass the state filter, newest first. */
   get jobs(): readonly IJob[] {
     return this._jobs;
@@ -200,7 +205,7 @@ export class MLInfraModel implements IDisposable {
       if (filter !== this._stateFilter || allUsers !== this._allUsers) {
         return; // the filter changed meanwhile; its own refresh follows
       }
-      const fresh = JSON.stringify([flavors, jobs.jobs, environments, recent.jobs, mine]);
+      const fresh = JSON.stringify([flavors, jobs.jobs, environments, recent, mine]);
       const wasFailing = this._error !== null;
       this._error = null;
       if (fresh !== this._last || wasFailing || !this._loaded || this._user !== user) {
@@ -210,6 +215,7 @@ export class MLInfraModel implements IDisposable {
         this._jobs = jobs.jobs;
         this._environments = environments;
         this._timelineJobs = recent.jobs;
+        this._timelineComplete = recent.next === null;
         this._kernels = mine;
         this._loaded = true;
         this._changed.emit();
@@ -251,6 +257,7 @@ export class MLInfraModel implements IDisposable {
   private _jobs: IJob[] = [];
   private _environments: IEnvironmentList | null = null;
   private _timelineJobs: IJob[] = [];
+  private _timelineComplete = true;
   private _kernels: IKernel[] = [];
   private _stateFilter: JobState[] = [];
   private _error: string | null = null;

@@ -99,7 +99,12 @@ export class MLInfraPanel extends SidePanel {
       admin: model.user?.admin ?? false,
       allUsers: model.allUsers
     });
-    this._timeline.render(model.flavors, model.timelineJobs);
+    this._timeline.render(
+      model.flavors,
+      model.timelineJobs,
+      Date.now() / 1000,
+      model.timelineComplete
+    );
   }
 
   private _model: MLInfraModel;

@@ -236,10 +236,14 @@ export class TimelineSection extends Widget {
       option.textContent = span.label;
       this._window.appendChild(option);
     }
-    this._window.addEventListener('change', () => this.render(this._flavors, this._jobs));
+    this._window.addEventListener('change', () =>
+      this.render(this._flavors, this._jobs, Date.now() / 1000, this._complete)
+    );
     label.appendChild(this._window);
     this._status.className = 'jp-mlinfra-Section-status';
-    this.node.append(label, this._status, this._charts);
+    this._partial.className = 'jp-mlinfra-Section-status';
+    this._partial.hidden = true;
+    this.node.append(label, this._status, this._partial, this._charts);
   }
 
   /** The span shown. */
@@ -252,11 +256,26 @@ export class TimelineSection extends Widget {
     return this._draws;
   }
 
-  /** Draw these jobs, grouped by flavor in the flavors' order, unless nothing changed. */
-  render(flavors: IFlavorList | null, jobs: readonly IJob[], now = Date.now() / 1000): void {
+  /**
+   * Draw these jobs, grouped by flavor in the flavors' order, unless nothing changed.
+   * `complete`: false when `jobs` is the newest page of a longer list, so that older jobs of
+   * the span may be missing (then it says so).
+   */
+  render(
+    flavors: IFlavorList | null,
+    jobs: readonly IJob[],
+    now = Date.now() / 1000,
+    complete = true
+  ): void {
     this._flavors = flavors;
     this._jobs = jobs;
+    this._complete = complete;
     const window = this.window;
+    const oldest = Math.min(...jobs.map(j => j.created));
+    this._partial.hidden = complete || oldest <= now - window.seconds;
+    this._partial.textContent =
+      `Only the ${jobs.length} most recent jobs are drawn: ` +
+      `older ones of the ${window.label} are left out.`;
     const names = (flavors?.flavors ?? []).map(f => f.name);
     for (const job of jobs) {
       if (!names.includes(job.flavor)) {
@@ -289,6 +308,8 @@ export class TimelineSection extends Widget {
   }
 
   private _window = document.createElement('select');
+  private _partial = document.createElement('p');
+  private _complete = true;
   private _flavors: IFlavorList | null = null;
   private _jobs: readonly IJob[] = [];
   private _status = document.createElement('p');

@@ -138,4 +138,21 @@ describe('the queue timeline', () => {
     expect(section.node.querySelectorAll('g.jp-mlinfra-Timeline-bar')).toHaveLength(1);
     expect([tickLabel(2700), tickLabel(3600), tickLabel(7200)]).toEqual(['-45m', '-60m', '-2h']);
   });
+
+  it('says when older jobs of the span are not drawn', () => {
+    const now = 100_000;
+    const section = new TimelineSection();
+    const partial = () => section.node.querySelectorAll('p')[1] as HTMLElement;
+    const recent = [makeJob({ flavor: 'cpu', created: now - 600, started: now - 590 })];
+    section.render(FLAVORS, recent, now, false); // a full page, all of it within the hour
+    expect([partial().hidden, partial().textContent]).toEqual([
+      false,
+      'Only the 1 most recent jobs are drawn: older ones of the last hour are left out.'
+    ]);
+    section.render(FLAVORS, recent, now, true);
+    expect(partial().hidden).toBe(true);
+    const older = [...recent, makeJob({ id: 'old', flavor: 'cpu', created: now - 7200 })];
+    section.render(FLAVORS, older, now, false); // the page reaches back before the span
+    expect(partial().hidden).toBe(true);
+  });
 });
