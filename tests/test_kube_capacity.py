@@ -5,10 +5,7 @@ the flavors' ClusterQueues; and a user's running-jobs quota on a cluster."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,6 +14,7 @@ from tornado.httpclient import HTTPClientError
 from .jobs_client import call
 from .test_handlers import conforms
 from .test_kube_jobs import kueue_objects, server_config, stop_watches_first, wait_for
+from .waits import until
 
 __all__ = ["stop_watches_first"]  # the autouse fixture, for this module too
 
@@ -28,17 +26,6 @@ def jp_server_config(kube_cluster: Any) -> dict[str, Any]:
     config = server_config(kube_cluster)
     config["MLInfraApp"]["default_quota"] = {"max_gpus": 16, "max_running_jobs": 2}
     return config
-
-
-async def until(check: Callable[[], Awaitable[Any]], timeout: float = 60) -> Any:
-    """``check()``'s first true answer (the server reuses Kueue objects for a few seconds)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, "never happened"
-        await asyncio.sleep(0.3)
 
 
 async def cards(jp_fetch: Any) -> dict[str, dict[str, Any]]:

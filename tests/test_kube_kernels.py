@@ -36,7 +36,7 @@ from .lab_server import LabServer, running_lab
 from .rbac import EXAMPLE, Request, allows, denied_by_example, request_info
 from .test_handlers import conforms
 from .test_kernels import SPEC_MANAGER, call, kernels_api, run
-from .test_kube_capacity import until
+from .waits import until
 
 REPO = Path(__file__).parent.parent
 PYTORCH_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
