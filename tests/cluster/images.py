@@ -1,0 +1,44 @@
+"""The container images of the release manifests, and the built binaries that stand for them.
+
+No image can be pulled here: the test kubelet runs a container of one of these images by running
+the binary that ``build.sh`` built from the same release, with Kubernetes' rule for the command
+line (``command`` replaces the image's ENTRYPOINT, ``args`` its CMD; the entrypoint's path in the
+image is the binary)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .binaries import Built
+
+
+@dataclass(frozen=True)
+class Image:
+    """``reference`` as the release manifests name it; ``entrypoint`` is the image's ENTRYPOINT
+    (the path the manifests' ``command`` names too); ``binary`` the host file that stands for it."""
+
+    reference: str
+    entrypoint: tuple[str, ...]
+    binary: str
+
+    def argv(self, command: list[str] | None, args: list[str] | None) -> list[str]:
+        """The host command line of a container of this image (the image has no CMD)."""
+        line = list(command) if command else list(self.entrypoint)
+        line += args or []
+        if line and line[0] == self.entrypoint[0]:
+            line[0] = self.binary
+        return line
+
+
+def release_images(built: Built) -> dict[str, Image]:
+    """Image reference → Image, for the versions ``build.sh`` built (the images' Dockerfiles
+    both say ``ENTRYPOINT ["/manager"]``)."""
+    versions = built.versions
+    images = [
+        Image(f"registry.k8s.io/kueue/kueue:{versions['kueue']}", ("/manager",), "kueue"),
+        Image(f"registry.k8s.io/jobset/jobset:{versions['jobset']}", ("/manager",), "jobset"),
+    ]
+    return {
+        image.reference: Image(image.reference, image.entrypoint, built.binary(image.binary))
+        for image in images
+    }
