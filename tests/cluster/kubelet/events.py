@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
+import time
 from typing import Any
 
 from .api import Api, ApiError
@@ -60,7 +60,8 @@ class Recorder:
                 "apiVersion": "v1",
                 "kind": "Event",
                 "metadata": {
-                    "name": f"{metadata['name']}.{secrets.token_hex(8)}",
+                    # as client-go names them: in the order they happened
+                    "name": f"{metadata['name']}.{time.time_ns():x}",
                     "namespace": metadata["namespace"],
                 },
                 "involvedObject": involved,

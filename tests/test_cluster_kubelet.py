@@ -1,0 +1,469 @@
+"""The test kubelet against the real control plane: nodes register and keep their leases, the
+real scheduler binds pods to them, and pods run as local processes in their own network
+namespaces, reported through the real API; what the API server proxies to a kubelet (logs,
+exec, port-forward) works through it, as kubectl and the product's own clients use it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.stream import WsApiClient
+
+from jupyter_mlinfra.backends.kubernetes.port_forward import PortForward
+from tests.cluster.control_plane import ControlPlane
+from tests.cluster.kubelet import Kubelet
+
+NAMESPACE = "kubelet-test"
+
+
+@pytest.fixture(scope="module")
+def kubelet(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Kubelet]:
+    """A kubelet with one plain node, ``node-a``, and the test namespace."""
+    if NAMESPACE not in control_plane.kubectl("get", "namespaces", "-o", "name"):
+        control_plane.create_namespace(NAMESPACE)
+    running = Kubelet(control_plane, tmp_path_factory.mktemp("kubelet")).start()
+    try:
+        running.add_node("node-a", cpu="4", memory="8Gi")
+        yield running
+    finally:
+        running.stop()
+
+
+def kubectl(plane: ControlPlane, *args: str, input: str | None = None) -> str:
+    return plane.kubectl(*args, f"--namespace={NAMESPACE}", input=input)
+
+
+def run_pod(plane: ControlPlane, name: str, script: str, **spec: Any) -> None:
+    """A pod of one ``python`` container running ``script``."""
+    container = {
+        "name": "main",
+        "image": "python:3.11",
+        "command": ["python", "-c", textwrap.dedent(script)],
+        **spec.pop("container", {}),
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"test": name}},
+        "spec": {"containers": [container], "terminationGracePeriodSeconds": 5, **spec},
+    }
+    plane.kubectl("create", "-f", "-", input=json.dumps(pod))
+
+
+def wait(plane: ControlPlane, name: str, condition: str, timeout: int = 120) -> None:
+    """``kubectl wait`` (a watch, not a poll) for ``condition`` of pod ``name``."""
+    kubectl(plane, "wait", f"pod/{name}", f"--for={condition}", f"--timeout={timeout}s")
+
+
+def pod(plane: ControlPlane, name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(kubectl(plane, "get", "pod", name, "-o", "json"))
+    return loaded
+
+
+def delete(plane: ControlPlane, name: str) -> None:
+    kubectl(plane, "delete", "pod", name, "--wait=true", "--timeout=120s")
+
+
+def test_a_node_registers_with_its_resources_labels_taints_and_lease(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    kubelet.add_node(
+        "gpu-1",
+        allocatable={"nvidia.com/gpu": "8"},
+        labels={"nvidia.com/gpu.product": "A100", "node-role.kubernetes.io/gpu": ""},
+        taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
+    )
+    try:
+        node = json.loads(control_plane.kubectl("get", "node", "gpu-1", "-o", "json"))
+        assert node["status"]["allocatable"]["nvidia.com/gpu"] == "8"
+        assert node["status"]["capacity"]["cpu"] == "16"
+        assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == "A100"
+        assert "node-role.kubernetes.io/gpu" in node["metadata"]["labels"]  # set as the admin
+        assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in node[
+            "spec"
+        ]["taints"]
+        ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
+        assert ready == "True"
+        assert node["status"]["addresses"][0] == {
+            "type": "InternalIP",
+            "address": control_plane.host,
+        }
+        lease = json.loads(
+            control_plane.kubectl("get", "lease", "gpu-1", "-n", "kube-node-lease", "-o", "json")
+        )
+        assert lease["spec"]["holderIdentity"] == "gpu-1"
+        assert lease["metadata"]["ownerReferences"][0]["uid"] == node["metadata"]["uid"]
+        kubelet.set_ready("gpu-1", False)
+        control_plane.kubectl(
+            "wait",
+            "node/gpu-1",
+            '--for=jsonpath={.spec.taints[?(@.key=="node.kubernetes.io/not-ready")].effect}=NoSchedule',
+            "--timeout=60s",
+        )
+    finally:
+        kubelet.remove_node("gpu-1")
+    assert "gpu-1" not in control_plane.kubectl("get", "nodes", "-o", "name")
+
+
+def test_a_pod_runs_logs_and_reports_its_status_and_events(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    run_pod(
+        control_plane,
+        "hello",
+        """
+        import os, socket
+        print("hello from", socket.gethostname(), os.environ["MY_IP"], flush=True)
+        for i in range(3):
+            print("line", i, flush=True)
+        """,
+        container={
+            "env": [{"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+        },
+        restartPolicy="Never",
+    )
+    wait(control_plane, "hello", "jsonpath={.status.phase}=Succeeded")
+    found = pod(control_plane, "hello")
+    ip = found["status"]["podIP"]
+    assert ip.startswith(control_plane.host.rsplit(".", 1)[0] + ".") and ip != control_plane.host
+    assert found["spec"]["nodeName"] == "node-a"
+    terminated = found["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (0, "Completed")
+    logs = kubectl(control_plane, "logs", "hello")
+    assert logs == f"hello from hello {ip}\nline 0\nline 1\nline 2\n"
+    assert kubectl(control_plane, "logs", "hello", "--tail=1") == "line 2\n"
+    stamped = kubectl(control_plane, "logs", "hello", "--timestamps", "--tail=1")
+    assert stamped.endswith("Z line 2\n")
+    events = json.loads(
+        kubectl(
+            control_plane,
+            "get",
+            "events",
+            "--field-selector=involvedObject.name=hello",
+            "-o",
+            "json",
+        )
+    )
+    items = sorted(events["items"], key=lambda e: e["metadata"]["name"])  # <pod>.<hex ns>
+    assert "Scheduled" in [e["reason"] for e in items]
+    kubelet_reasons = [e["reason"] for e in items if e["source"].get("component") == "kubelet"]
+    assert kubelet_reasons == ["Pulling", "Pulled", "Created", "Started"]
+    delete(control_plane, "hello")
+
+
+def test_exec_and_port_forward_through_the_api_server(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    """A server listening on the pod's own loopback only: reachable by port-forward (the
+    product's, over the API server) as on a real node; exec by kubernetes_asyncio (v4) and by
+    kubectl (v5, passed to the kubelet because the node declares ExtendWebSocketsToKubelet)."""
+    run_pod(
+        control_plane,
+        "serves",
+        """
+        import http.server
+        class Hello(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200); self.end_headers(); self.wfile.write(b"from the pod")
+        http.server.HTTPServer(("127.0.0.1", 8080), Hello).serve_forever()
+        """,
+    )
+    wait(control_plane, "serves", "condition=Ready")
+    out = kubectl(control_plane, "exec", "serves", "--", "sh", "-c", "echo out; cat /etc/hostname")
+    assert out == "out\nserves\n"
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        kubectl(control_plane, "exec", "serves", "--", "sh", "-c", "exit 3")
+    assert failed.value.returncode == 3
+
+    async def through_the_product() -> tuple[str, str]:
+        api = await config.new_client_from_config(config_file=str(control_plane.admin_kubeconfig))
+        ws = WsApiClient(configuration=api.configuration)
+        try:
+            executed = await client.CoreV1Api(ws).connect_get_namespaced_pod_exec(
+                "serves",
+                NAMESPACE,
+                command=["cat", "/etc/hostname"],
+                stdout=True,
+                stderr=True,
+                stdin=False,
+                tty=False,
+            )
+            forward = PortForward(api, NAMESPACE, "serves")
+            local = await forward.start([8080])
+            try:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(f"http://127.0.0.1:{local[8080]}/") as answer,
+                ):
+                    body = await answer.text()
+            finally:
+                await forward.close()
+            return str(executed), body
+        finally:
+            await ws.close()
+            await api.close()
+
+    executed, body = asyncio.run(through_the_product())
+    assert executed.strip() == "serves"
+    assert body == "from the pod"
+    delete(control_plane, "serves")
+
+
+def test_probes_make_a_pod_ready_and_restart_it(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    run_pod(
+        control_plane,
+        "probed",
+        """
+        import http.server, os
+        class Health(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200); self.end_headers()
+        http.server.HTTPServer(("0.0.0.0", 8081), Health).serve_forever()
+        """,
+        container={
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8081}, "periodSeconds": 1},
+            "livenessProbe": {
+                "exec": {"command": ["sh", "-c", "test ! -e /tmp/sick"]},
+                "periodSeconds": 1,
+                "failureThreshold": 1,
+            },
+        },
+    )
+    wait(control_plane, "probed", "condition=Ready")
+    kubectl(control_plane, "exec", "probed", "--", "touch", "/tmp/sick")
+    wait(control_plane, "probed", "jsonpath={.status.containerStatuses[0].restartCount}=1")
+    wait(control_plane, "probed", "condition=Ready")  # a new container: a fresh /tmp
+    events = kubectl(control_plane, "get", "events", "--field-selector=involvedObject.name=probed")
+    assert "Liveness probe failed" in events
+    delete(control_plane, "probed")
+
+
+def test_a_memory_limit_kills_the_whole_container(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    run_pod(
+        control_plane,
+        "hungry",
+        """
+        import subprocess, sys, time
+        hog = "x = bytearray(512 * 1024 * 1024); import time; time.sleep(60)"
+        subprocess.Popen([sys.executable, "-c", hog])
+        time.sleep(60)  # the parent is small: the container still ends
+        """,
+        container={"resources": {"limits": {"memory": "128Mi"}}},
+        restartPolicy="Never",
+    )
+    wait(control_plane, "hungry", "jsonpath={.status.phase}=Failed")
+    terminated = pod(control_plane, "hungry")["status"]["containerStatuses"][0]["state"][
+        "terminated"
+    ]
+    assert (terminated["reason"], terminated["exitCode"]) == ("OOMKilled", 137)
+    delete(control_plane, "hungry")
+
+
+def test_deletion_sends_sigterm_then_waits_the_grace_period(
+    control_plane: ControlPlane, kubelet: Kubelet, tmp_path: Path
+) -> None:
+    run_pod(
+        control_plane,
+        "graceful",
+        """
+        import signal, time
+        def stop(*_):
+            open("/out/got-sigterm", "w").write("yes")
+            raise SystemExit(0)
+        signal.signal(signal.SIGTERM, stop)
+        print("waiting", flush=True)
+        time.sleep(600)
+        """,
+        container={"volumeMounts": [{"name": "out", "mountPath": "/out"}]},
+        volumes=[{"name": "out", "hostPath": {"path": str(tmp_path), "type": "Directory"}}],
+    )
+    wait(control_plane, "graceful", "condition=Ready")
+    run_pod(
+        control_plane,
+        "stubborn",
+        """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(600)
+        """,
+        terminationGracePeriodSeconds=2,
+    )
+    wait(control_plane, "stubborn", "condition=Ready")
+    delete(control_plane, "graceful")
+    assert (tmp_path / "got-sigterm").read_text() == "yes"
+    started = time.monotonic()
+    delete(control_plane, "stubborn")
+    assert time.monotonic() - started >= 2  # SIGTERM ignored: SIGKILL after the grace period
+    assert "stubborn" not in kubelet.processes()
+
+
+def test_a_pod_calls_the_api_server_with_its_projected_token(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    """The ServiceAccount admission plugin adds the kube-api-access volume; the kubelet fills it
+    with a token from the TokenRequest API and kube-root-ca.crt; the pod reaches the API server
+    at KUBERNETES_SERVICE_HOST/PORT and is who it should be."""
+    run_pod(
+        control_plane,
+        "in-cluster",
+        """
+        import json, os, ssl, urllib.request, urllib.error
+        folder = "/var/run/secrets/kubernetes.io/serviceaccount"
+        token = open(f"{folder}/token").read()
+        context = ssl.create_default_context(cafile=f"{folder}/ca.crt")
+        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+        request = urllib.request.Request(
+            f"https://{host}:{port}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            data=b'{"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}',
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        review = json.load(urllib.request.urlopen(request, context=context))
+        print(review["status"]["userInfo"]["username"], open(f"{folder}/namespace").read())
+        """,
+        restartPolicy="Never",
+    )
+    wait(control_plane, "in-cluster", "jsonpath={.status.phase}=Succeeded")
+    assert kubectl(control_plane, "logs", "in-cluster") == (
+        f"system:serviceaccount:{NAMESPACE}:default {NAMESPACE}\n"
+    )
+    delete(control_plane, "in-cluster")
+
+
+def test_restarts_keep_the_previous_log_and_a_deadline_fails_the_pod(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    run_pod(
+        control_plane,
+        "flaky",
+        """
+        import os, sys
+        first = not os.path.exists("/state/ran")
+        open("/state/ran", "w").close()
+        print("first run" if first else "second run", flush=True)
+        sys.exit(3 if first else 0)
+        """,
+        container={"volumeMounts": [{"name": "state", "mountPath": "/state"}]},
+        volumes=[{"name": "state", "emptyDir": {}}],
+        restartPolicy="OnFailure",
+    )
+    wait(control_plane, "flaky", "jsonpath={.status.phase}=Succeeded")
+    status = pod(control_plane, "flaky")["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 1
+    assert status["lastState"]["terminated"]["exitCode"] == 3
+    assert kubectl(control_plane, "logs", "flaky", "--previous") == "first run\n"
+    assert kubectl(control_plane, "logs", "flaky") == "second run\n"
+    run_pod(control_plane, "late", "import time; time.sleep(600)", activeDeadlineSeconds=2)
+    wait(control_plane, "late", "jsonpath={.status.reason}=DeadlineExceeded")
+    assert pod(control_plane, "late")["status"]["phase"] == "Failed"
+    delete(control_plane, "flaky")
+    delete(control_plane, "late")
+
+
+def test_an_indexed_job_spans_two_nodes_and_its_pods_find_each_other_by_name(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    """One GPU per node, a pod per GPU: the real scheduler puts the two pods on two nodes;
+    pod 1 reaches pod 0 at its stable DNS name (headless Service, CoreDNS) across nodes."""
+    for name in ("gpu-a", "gpu-b"):
+        kubelet.add_node(name, cpu="4", memory="8Gi", allocatable={"nvidia.com/gpu": "1"})
+    try:
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "ranks", "namespace": NAMESPACE},
+            "spec": {
+                "clusterIP": "None",
+                "selector": {"job-name": "ranks"},
+                "publishNotReadyAddresses": True,
+            },
+        }
+        script = textwrap.dedent(
+            """
+            import os, socket, time
+            index = int(os.environ["JOB_COMPLETION_INDEX"])
+            if index == 0:
+                server = socket.create_server(("0.0.0.0", 29500))
+                connection, _ = server.accept()
+                print("rank 0 got", connection.recv(100).decode(), flush=True)
+            else:
+                for _ in range(600):
+                    try:
+                        connection = socket.create_connection(("ranks-0.ranks", 29500), timeout=2)
+                        break
+                    except OSError:
+                        time.sleep(0.2)
+                connection.sendall(f"hello from {socket.gethostname()}".encode())
+                print("rank 1 sent", flush=True)
+            """
+        )
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "ranks", "namespace": NAMESPACE},
+            "spec": {
+                "completions": 2,
+                "parallelism": 2,
+                "completionMode": "Indexed",
+                "backoffLimit": 0,
+                "template": {
+                    "spec": {
+                        "subdomain": "ranks",
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "rank",
+                                "image": "python:3.11",
+                                "command": ["python", "-c", script],
+                                "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                            }
+                        ],
+                    }
+                },
+            },
+        }
+        control_plane.apply([service, job])
+        kubectl(control_plane, "wait", "job/ranks", "--for=condition=Complete", "--timeout=180s")
+        pods = json.loads(
+            kubectl(control_plane, "get", "pods", "-l", "job-name=ranks", "-o", "json")
+        )
+        assert sorted(p["spec"]["nodeName"] for p in pods["items"]) == ["gpu-a", "gpu-b"]
+        logs = kubectl(control_plane, "logs", "-l", "job-name=ranks", "--prefix=false")
+        assert "rank 0 got hello from ranks-1" in logs
+    finally:
+        kubectl(
+            control_plane, "delete", "job", "ranks", "--cascade=foreground", "--ignore-not-found"
+        )
+        kubectl(control_plane, "delete", "service", "ranks", "--ignore-not-found")
+        for name in ("gpu-a", "gpu-b"):
+            kubelet.remove_node(name)
+
+
+def test_a_removed_node_fails_its_pods_as_a_reclaimed_node(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    kubelet.add_node("spot-1", labels={"pool": "spot"})
+    run_pod(control_plane, "on-spot", "import time; time.sleep(600)", nodeSelector={"pool": "spot"})
+    wait(control_plane, "on-spot", "condition=Ready")
+    kubelet.remove_node("spot-1")
+    status = pod(control_plane, "on-spot")["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "Terminated")
+    disruption = {c["type"]: c for c in status["conditions"]}["DisruptionTarget"]
+    assert (disruption["status"], disruption["reason"]) == ("True", "TerminationByKubelet")
+    assert "spot-1" not in control_plane.kubectl("get", "nodes", "-o", "name")
+    kubectl(control_plane, "delete", "pod", "on-spot", "--grace-period=0", "--force")
