@@ -29,7 +29,7 @@ from .cgroups import Cgroups, ContainerCgroup
 from .containers import CannotRun, Image, ProcessSpec, command_line, process_spec
 from .events import Recorder
 from .logs import LogBook, capture
-from .pod_network import PodNetwork, PodSandboxNetwork
+from .pod_network import NetworkError, PodNetwork, PodSandboxNetwork
 from .probes import probe_once
 from .sources import Key, Sources
 from .status import Obj, PodState, initial_container_status, now
@@ -39,6 +39,8 @@ log = logging.getLogger("tests.cluster.kubelet")
 
 ENTER = Path(__file__).with_name("enter.py")
 TERMINATION_MESSAGE_LIMIT = 4096
+#: how long a stopped container's bookkeeping may take before the pod's run is cancelled
+SETTLE_SECONDS = 5.0
 #: a projected token's lifetime when the pod does not say (the API server's default for the
 #: kube-api-access volume is 3607 s); the kubelet renews at 80 %
 TOKEN_SECONDS = 3607
@@ -204,7 +206,13 @@ class PodWorker:
                 asyncio.get_running_loop().call_later(float(deadline), self._deadline_exceeded)
             )
         self.root.mkdir(parents=True, exist_ok=True)
-        self.sandbox = await asyncio.to_thread(self.settings.network.add_pod)
+        try:
+            self.sandbox = await asyncio.to_thread(self.settings.network.add_pod)
+        except NetworkError as error:  # the pod stays Pending, as on a node whose CNI fails
+            self.record(
+                "FailedCreatePodSandBox", f"Failed to create pod sandbox: {error}", warning=True
+            )
+            return
         self.state.ip = self.sandbox.ip
         self._write_etc()
         self.state.sandbox_ready = True
@@ -395,7 +403,8 @@ class PodWorker:
         """Run a container until it is done for good under the pod's restartPolicy."""
         policy = self.pod["spec"].get("restartPolicy", "Always")
         delay, cap = self.settings.restart_backoff
-        while True:
+        code = 137  # stopped before it ran
+        while not self.stopping:
             code = await self._execute(container)
             done = code == 0 and (init or policy != "Always")
             if done or policy == "Never" or self.stopping:
@@ -412,6 +421,7 @@ class PodWorker:
                 )
             await asyncio.sleep(delay)
             delay = min(cap, delay * 2)
+        return code
 
     def base_env(self) -> dict[str, str]:
         """What a kubelet puts in every container's environment (before the image's and the
@@ -456,7 +466,7 @@ class PodWorker:
             try:
                 return self.process_spec(container)
             except CannotRun as error:
-                if error.reason != "CreateContainerConfigError" or "runAsNonRoot" in error.message:
+                if error.reason != "CreateContainerConfigError":
                     return error
                 if error.message != reported:
                     reported = error.message
@@ -808,7 +818,7 @@ class PodWorker:
     async def _stop_processes(self, grace: int) -> None:
         """SIGTERM each container's first process, SIGKILL what is left of every container
         after ``grace`` seconds, then end the pod's run (a pod still pulling images or waiting
-        for a volume has no processes)."""
+        for a volume has no processes) and mark what never ran as a kubelet does."""
         running = list(self.running.items())
         for name, _ in running:
             self.record("Killing", f"Stopping container {name}", container=name)
@@ -824,14 +834,27 @@ class PodWorker:
                     container.cgroup.kill()
                 await waits
         if self.task is not None and not self.task.done():
+            if running:  # the containers' own bookkeeping records how they ended
+                await asyncio.wait({self.task}, timeout=SETTLE_SECONDS)
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        for entry in self.state.containers.values():
+            if "terminated" not in entry["state"]:
+                entry["state"] = {
+                    "terminated": {
+                        "exitCode": 137,
+                        "reason": "ContainerStatusUnknown",
+                        "message": "The container could not be located when the pod was terminated",
+                        "startedAt": None,
+                        "finishedAt": now(),
+                    }
+                }
+                entry["started"] = entry["ready"] = False
         if self.state.phase not in ("Succeeded", "Failed"):
             ok = all(
-                (entry["state"].get("terminated") or {}).get("exitCode") == 0
-                for name, entry in self.state.containers.items()
-                if name in {c["name"] for c in self.pod["spec"]["containers"]}
+                self.state.containers[c["name"]]["state"]["terminated"]["exitCode"] == 0
+                for c in self.pod["spec"]["containers"]
             )
             self.state.phase = "Succeeded" if ok and self.state.reason is None else "Failed"
 
