@@ -232,7 +232,8 @@ def test_a_container_in_its_own_namespaces_root_and_cgroup(tmp_path: Path) -> No
             f"print(json.dumps([open('{config_path}').read(),"
             f" os.listdir('{certs_path}'), os.getuid(),"
             " socket.gethostname(), socket.gethostbyname(socket.gethostname()),"
-            " sorted(os.listdir('/dev'))]))\n"
+            " sorted(os.listdir('/dev')),"
+            " sum(' - nsfs ' in line for line in open('/proc/self/mountinfo'))]))\n"
             f"open('/written-{mark}', 'w').write('x')\n"
         )
 
@@ -281,6 +282,7 @@ def test_a_container_in_its_own_namespaces_root_and_cgroup(tmp_path: Path) -> No
         seen = json.loads(out)
         assert seen[:5] == ["hello: 1\n", ["tls.crt"], 1000, "pod-a", sandbox.ip]
         assert {"null", "zero", "urandom", "shm", "pts"} <= set(seen[5])
+        assert seen[6] == 0  # no other pod's network namespace kept alive by this one
         assert kills == 0
         for path in (config_path, f"/tmp/webhook-{mark}", f"/written-{mark}"):
             assert not os.path.lexists(path), f"{path} leaked onto the host"

@@ -34,6 +34,7 @@ MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
+MNT_DETACH = 0x2
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 DEVICE_LINKS = {
@@ -78,6 +79,19 @@ def _join_cgroup(procs: str | None) -> None:
     if procs:
         with open(procs, "w") as cgroup:
             cgroup.write(str(os.getpid()))
+
+
+def _drop_namespace_files() -> None:
+    """Unmount, in the new mount namespace, every namespace file it copied from the host
+    (``ip netns`` keeps each pod's network namespace as a mount under ``/run/netns``): a copy
+    would keep other pods' namespaces, and their addresses, alive as long as this container."""
+    with open("/proc/self/mountinfo") as table:
+        entries = [line.split() for line in table]
+    for fields in entries:
+        fstype = fields[fields.index("-") + 1]
+        if fstype == "nsfs":
+            path = fields[4].encode().decode("unicode_escape")
+            libc.umount2(path.encode(), MNT_DETACH)  # one already gone with a parent is fine
 
 
 def _private_dev(root: str) -> None:
@@ -168,6 +182,7 @@ def start(spec: dict[str, Any]) -> None:
         _setns(spec["netns"], CLONE_NEWNET)
         _check(libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare")
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
+        _drop_namespace_files()
         # opened in the new namespace (a bind from another one is refused), before the chroot
         # hides them
         sources = [_open_path(mount["source"]) for mount in spec["mounts"]]
