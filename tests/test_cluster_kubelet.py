@@ -22,6 +22,7 @@ from kubernetes_asyncio.stream import WsApiClient
 from jupyter_mlinfra.backends.kubernetes.port_forward import PortForward
 from tests.cluster.control_plane import ControlPlane
 from tests.cluster.kubelet import Kubelet
+from tests.waits import until
 
 NAMESPACE = "kubelet-test"
 
@@ -106,12 +107,16 @@ def test_a_node_registers_with_its_resources_labels_taints_and_lease(
         assert lease["spec"]["holderIdentity"] == "gpu-1"
         assert lease["metadata"]["ownerReferences"][0]["uid"] == node["metadata"]["uid"]
         kubelet.set_ready("gpu-1", False)
-        control_plane.kubectl(
-            "wait",
-            "node/gpu-1",
-            '--for=jsonpath={.spec.taints[?(@.key=="node.kubernetes.io/not-ready")].effect}=NoSchedule',
-            "--timeout=60s",
-        )
+
+        def tainted_not_ready() -> bool:
+            taints = json.loads(
+                control_plane.kubectl("get", "node", "gpu-1", "-o", "jsonpath={.spec.taints}")
+            )
+            return {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"} in [
+                {"key": t["key"], "effect": t["effect"]} for t in taints
+            ]
+
+        asyncio.run(until(lambda: asyncio.to_thread(tainted_not_ready)))  # the node controller
     finally:
         kubelet.remove_node("gpu-1")
     assert "gpu-1" not in control_plane.kubectl("get", "nodes", "-o", "name")
