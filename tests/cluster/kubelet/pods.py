@@ -530,9 +530,7 @@ class PodWorker:
             return why.decode(errors="replace")
         return process
 
-    def _container_mounts(
-        self, container: Obj, spec: ProcessSpec, message_file: Path, folder: Path
-    ) -> list[Obj]:
+    def _container_mounts(self, container: Obj, message_file: Path) -> list[Obj]:
         found = mounts(container, self.volumes)
         etc = self.root / "etc"
         for name in ("hosts", "hostname", "resolv.conf"):
@@ -552,18 +550,6 @@ class PodWorker:
                 "readOnly": False,
             }
         )
-        if spec.user.home != "/":  # the "image's" home is empty, not the host's
-            home = folder / "home"
-            home.mkdir(exist_ok=True)
-            os.chown(home, spec.user.uid, spec.user.gid)
-            found.append(
-                {
-                    "source": os.fspath(home),
-                    "target": spec.user.home,
-                    "file": False,
-                    "readOnly": False,
-                }
-            )
         return sorted(found, key=lambda m: m["target"].count("/"))
 
     async def _execute(self, container: Obj) -> int:
@@ -602,7 +588,7 @@ class PodWorker:
                         "work": os.fspath(folder / "work"),
                         "submounts": self.settings.submounts,
                     },
-                    "mounts": self._container_mounts(container, spec, message_file, folder),
+                    "mounts": self._container_mounts(container, message_file),
                 },
             )
             started_process = await self._launch(
