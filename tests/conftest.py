@@ -16,7 +16,7 @@ import pytest
 from .agents import AgentHome, private_agent
 from .lab_server import LabServer, running_lab
 
-pytest_plugins = ["pytest_jupyter.jupyter_server", "tests.kube.plugin"]
+pytest_plugins = ["pytest_jupyter.jupyter_server", "tests.kube.plugin", "tests.cluster.plugin"]
 
 ME = getpass.getuser()
 
