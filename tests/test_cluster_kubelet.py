@@ -43,7 +43,7 @@ def kubelet(
 
 
 def kubectl(plane: ControlPlane, *args: str, input: str | None = None) -> str:
-    return plane.kubectl(*args, f"--namespace={NAMESPACE}", input=input)
+    return plane.kubectl(f"--namespace={NAMESPACE}", *args, input=input)
 
 
 def run_pod(plane: ControlPlane, name: str, script: str, **spec: Any) -> None:

@@ -155,10 +155,10 @@ class ContainerCgroup:
         loop = asyncio.get_running_loop()
 
         def fired() -> None:
+            # told as the cgroup runs out of memory, before the kernel picks its victim
             with contextlib.suppress(BlockingIOError):
                 os.eventfd_read(self._eventfd)  # type: ignore[arg-type]
-            if self.oom_kills():
-                callback()
+            callback()
 
         loop.add_reader(self._eventfd, fired)
 
