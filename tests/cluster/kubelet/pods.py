@@ -269,11 +269,21 @@ class PodWorker:
         for name in ("hosts", "hostname", "resolv.conf"):
             (etc / name).chmod(0o644)
 
+    def view(self) -> Obj:
+        """The pod with the addresses the kubelet knows, which the API's copy may not show
+        yet: the downward API (env, volumes) reads ``status.podIP`` from here, as from a real
+        kubelet's own state."""
+        status = dict(self.pod.get("status") or {})
+        status.update(hostIP=self.state.host_ip, hostIPs=[{"ip": self.state.host_ip}])
+        if self.state.ip:
+            status.update(podIP=self.state.ip, podIPs=[{"ip": self.state.ip}])
+        return {**self.pod, "status": status}
+
     # -- volumes ---------------------------------------------------------------------------
 
     def _volumes(self) -> Volumes:
         return Volumes(
-            self.pod,
+            self.view(),
             self.root,
             lambda kind, name: self.node.sources.data((kind, self.namespace, name)),
             lambda volume, index: self.tokens[(volume, index)],
@@ -290,7 +300,7 @@ class PodWorker:
         while True:
             changed = self._changed
             try:
-                self.volumes = self._volumes().set_up(self.pod, claims)
+                self.volumes = self._volumes().set_up(self.view(), claims)
                 return
             except MissingSource as missing:
                 if str(missing) != reported:
@@ -302,7 +312,7 @@ class PodWorker:
         """Rewrite content volumes after a change (a Secret, a label, a token); a source that
         went away leaves the files as they were, as upstream."""
         with contextlib.suppress(MissingSource):
-            self._volumes().set_up(self.pod, self._claim_paths)
+            self._volumes().set_up(self.view(), self._claim_paths)
 
     async def _claims(self) -> dict[str, str]:
         """PersistentVolumeClaim name -> the host path of its bound PersistentVolume."""
@@ -446,7 +456,7 @@ class PodWorker:
         """How ``container`` becomes a process (also for exec); raises CannotRun."""
         image = container.get("image", "")
         return process_spec(
-            self.pod,
+            self.view(),
             container,
             base_env=self.base_env(),
             lookup=lambda kind, name, _optional: self.node.sources.data(
@@ -873,7 +883,8 @@ class PodWorker:
             if task is not None and task is not asyncio.current_task():
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self._writer is not None:
+        if self._writer is not None:  # a last write answers 404 at once when the pod is gone
+            await asyncio.wait({self._writer}, timeout=SETTLE_SECONDS)
             self._writer.cancel()
         self.settings.logs.forget(self.uid)
         await self.node.sources.release(self.uid)
