@@ -191,6 +191,8 @@ def test_exec_and_port_forward_through_the_api_server(
     with pytest.raises(subprocess.CalledProcessError) as failed:
         kubectl(control_plane, "exec", "serves", "--", "sh", "-c", "exit 3")
     assert failed.value.returncode == 3
+    counted = kubectl(control_plane, "exec", "-i", "serves", "--", "wc", "-c", input="hello")
+    assert counted.strip() == "5"  # stdin, closed by kubectl at its end (v5's channel 255)
 
     async def through_the_product() -> tuple[str, str]:
         api = await config.new_client_from_config(config_file=str(control_plane.admin_kubeconfig))
@@ -472,3 +474,23 @@ def test_a_removed_node_fails_its_pods_as_a_reclaimed_node(
     assert (disruption["status"], disruption["reason"]) == ("True", "TerminationByKubelet")
     assert "spot-1" not in control_plane.kubectl("get", "nodes", "-o", "name")
     kubectl(control_plane, "delete", "pod", "on-spot", "--grace-period=0", "--force")
+
+
+def test_the_kubelet_carries_on_after_an_api_server_restart_and_a_compaction(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    """Its watches resume from their last resourceVersion after a restart; after a compaction
+    and another restart, resuming gets 410 Gone and they list again. A pod created after each
+    still runs, and a pod that ran throughout is still served."""
+    run_pod(control_plane, "survivor", "import time; print('up', flush=True); time.sleep(600)")
+    wait(control_plane, "survivor", "condition=Ready")
+    control_plane.restart_apiserver()
+    run_pod(control_plane, "after-restart", "print('ran')", restartPolicy="Never")
+    wait(control_plane, "after-restart", "jsonpath={.status.phase}=Succeeded")
+    control_plane.compact()
+    control_plane.restart_apiserver()
+    run_pod(control_plane, "after-compaction", "print('ran')", restartPolicy="Never")
+    wait(control_plane, "after-compaction", "jsonpath={.status.phase}=Succeeded")
+    assert kubectl(control_plane, "logs", "survivor") == "up\n"
+    for name in ("survivor", "after-restart", "after-compaction"):
+        delete(control_plane, name)
