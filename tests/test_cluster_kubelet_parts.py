@@ -97,7 +97,7 @@ def test_user_from_security_context_with_groups_and_the_images_home() -> None:
     assert (found.uid, found.gid, found.groups) == (5, 99, (99, 7))
     assert user(pod, pod["spec"]["containers"][0], None).home == "/"  # no such user here
     assert user(a_pod(), {"name": "c"}, None).home == "/root"
-    assert user(a_pod(), {"name": "c"}, 65532).uid == 65532  # the image's user
+    assert user(a_pod(), {"name": "c"}, (65532, 65532)).gid == 65532  # the image's user
     refused = a_pod(securityContext={"runAsNonRoot": True})
     with pytest.raises(CannotRun, match="runAsNonRoot and image will run as root"):
         user(refused, refused["spec"]["containers"][0], None)

@@ -198,10 +198,10 @@ def _argv(container: Obj, env: Mapping[str, str], images: Mapping[str, Image]) -
     return command_line([*command, *args], env)
 
 
-def user(pod: Obj, container: Obj, image_user: int | None) -> User:
+def user(pod: Obj, container: Obj, image_user: tuple[int, int] | None) -> User:
     """Who the process runs as: ``runAsUser``/``runAsGroup`` (the container's over the pod's),
-    else the image's user; ``fsGroup`` and ``supplementalGroups`` added; home from the "image's"
-    passwd (this machine's), ``/`` for a user it does not know, as runtimes do."""
+    else the image's user (uid, gid); ``fsGroup`` and ``supplementalGroups`` added; home from
+    the "image's" passwd (this machine's), ``/`` for a user it does not know, as runtimes do."""
     pod_context = pod["spec"].get("securityContext") or {}
     own = container.get("securityContext") or {}
 
@@ -209,13 +209,18 @@ def user(pod: Obj, container: Obj, image_user: int | None) -> User:
         return own.get(name, pod_context.get(name))
 
     uid = setting("runAsUser")
-    uid = int(uid if uid is not None else (image_user or 0))
+    image_uid, image_gid = image_user if image_user is not None else (0, None)
+    uid = int(uid if uid is not None else image_uid)
     try:
         entry: pwd.struct_passwd | None = pwd.getpwuid(uid)
     except KeyError:
         entry = None
     gid = setting("runAsGroup")
-    gid = int(gid if gid is not None else (entry.pw_gid if entry else 0))
+    if gid is None:
+        gid = image_gid if setting("runAsUser") is None and image_gid is not None else None
+    if gid is None:
+        gid = entry.pw_gid if entry else 0
+    gid = int(gid)
     if setting("runAsNonRoot") and uid == 0:
         raise CannotRun(
             "CreateContainerConfigError",
@@ -237,7 +242,7 @@ def process_spec(
     base_env: Mapping[str, str],
     lookup: SourceLookup,
     images: Mapping[str, Image],
-    image_user: int | None,
+    image_user: tuple[int, int] | None,
     allocatable: Obj,
 ) -> ProcessSpec:
     """Everything needed to start the container's process; raises CannotRun."""

@@ -191,10 +191,12 @@ def start(spec: dict[str, Any]) -> None:
         os.chroot(".")
         os.chdir("/")
         _bind_volumes(spec["mounts"], sources)
-        hostname = spec["hostname"].encode()
-        _check(libc.sethostname(hostname, len(hostname)), "sethostname")
         if spec["user"]["uid"] != 0:
             _reachable(spec["argv"][0] if os.path.isabs(spec["argv"][0]) else sys.executable)
+        if spec.get("readOnlyRoot"):  # readOnlyRootFilesystem: the volumes stay writable
+            _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        hostname = spec["hostname"].encode()
+        _check(libc.sethostname(hostname, len(hostname)), "sethostname")
     _become(spec["user"])
     os.chdir(spec["cwd"])
 

@@ -31,8 +31,6 @@ log = logging.getLogger("tests.cluster.kubelet")
 
 T = TypeVar("T")
 
-#: the user of Kueue's and JobSet's images (their Dockerfiles say ``USER 65532:65532``)
-RELEASE_IMAGE_USER = 65532
 STOP_SECONDS = 120.0
 
 
@@ -108,7 +106,7 @@ class Kubelet:
                 cgroups=self.cgroups,
                 logs=self.logs,
                 images=release,
-                image_users={reference: RELEASE_IMAGE_USER for reference in release},
+                image_users={reference: image.user for reference, image in release.items()},
                 submounts=top_level_mounts(),
                 nameserver=nameserver,
             )

@@ -57,7 +57,7 @@ class Settings:
     cgroups: Cgroups
     logs: LogBook
     images: Mapping[str, Image]
-    image_users: Mapping[str, int]
+    image_users: Mapping[str, tuple[int, int]]
     submounts: list[str]
     nameserver: str | None
     cluster_domain: str = "cluster.local"
@@ -599,6 +599,9 @@ class PodWorker:
                         "submounts": self.settings.submounts,
                     },
                     "mounts": self._container_mounts(container, message_file),
+                    "readOnlyRoot": bool(
+                        (container.get("securityContext") or {}).get("readOnlyRootFilesystem")
+                    ),
                 },
             )
             started_process = await self._launch(
