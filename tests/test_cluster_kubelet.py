@@ -494,3 +494,57 @@ def test_the_kubelet_carries_on_after_an_api_server_restart_and_a_compaction(
     assert kubectl(control_plane, "logs", "survivor") == "up\n"
     for name in ("survivor", "after-restart", "after-compaction"):
         delete(control_plane, name)
+
+
+def test_secrets_reach_env_and_volumes_and_volumes_follow_their_changes(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    """A missing Secret holds the container in CreateContainerConfigError until it exists; a
+    Secret volume's files then follow the Secret's changes (the ``..data`` swap), as the
+    webhook certificates of Kueue's and JobSet's managers need."""
+    run_pod(
+        control_plane,
+        "secretive",
+        "import time; time.sleep(600)",
+        container={
+            "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "t"}}}],
+            "volumeMounts": [{"name": "s", "mountPath": "/etc/s", "readOnly": True}],
+        },
+        volumes=[{"name": "s", "secret": {"secretName": "s", "optional": True}}],
+    )
+    wait(
+        control_plane,
+        "secretive",
+        "jsonpath={.status.containerStatuses[0].state.waiting.reason}=CreateContainerConfigError",
+    )
+    kubectl(control_plane, "create", "secret", "generic", "s", "--from-literal=t=one")
+    wait(control_plane, "secretive", "condition=Ready")
+    assert kubectl(control_plane, "exec", "secretive", "--", "printenv", "TOKEN") == "one\n"
+    assert kubectl(control_plane, "exec", "secretive", "--", "cat", "/etc/s/t") == "one"
+    patch = json.dumps({"stringData": {"t": "two"}})
+    kubectl(control_plane, "patch", "secret", "s", "--type=merge", "-p", patch)
+
+    def updated() -> bool:
+        return kubectl(control_plane, "exec", "secretive", "--", "cat", "/etc/s/t") == "two"
+
+    asyncio.run(until(lambda: asyncio.to_thread(updated)))
+    delete(control_plane, "secretive")
+    kubectl(control_plane, "delete", "secret", "s")
+
+
+def test_an_image_that_cannot_be_pulled_backs_off_and_logs_say_why(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    kubelet.fail_image_pull("registry.example/missing:1")
+    run_pod(
+        control_plane, "unpullable", "print(1)", container={"image": "registry.example/missing:1"}
+    )
+    wait(
+        control_plane,
+        "unpullable",
+        "jsonpath={.status.containerStatuses[0].state.waiting.reason}=ImagePullBackOff",
+    )
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        kubectl(control_plane, "logs", "unpullable")
+    assert "is waiting to start: trying and failing to pull image" in refused.value.stderr
+    delete(control_plane, "unpullable")

@@ -50,8 +50,10 @@ def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").lower() in ("1", "true")
 
 
-def _error(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text, content_type="text/plain")
+def _error(status: int, text: str) -> web.HTTPException:
+    """An error answer in the kubelet's words (plain text; the API server makes it a Status)."""
+    kind = {400: web.HTTPBadRequest, 404: web.HTTPNotFound}[status]
+    return kind(text=text, content_type="text/plain")
 
 
 def _exit_status(code: int) -> bytes:
@@ -95,26 +97,24 @@ class KubeletServer:
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    def _worker(self, request: web.Request) -> PodWorker | web.Response:
+    def _worker(self, request: web.Request) -> PodWorker:
         name = request.match_info["pod"]
         worker = self.lookup(request.match_info["namespace"], name)
         if worker is None:
-            return _error(404, f'pod "{name}" does not exist')
+            raise _error(404, f'pod "{name}" does not exist')
         return worker
 
     # -- logs ------------------------------------------------------------------------------
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         worker = self._worker(request)
-        if isinstance(worker, web.Response):
-            return worker
         name, container = worker.name, request.match_info["container"]
         if container not in worker.state.containers:
-            return _error(404, f'container "{container}" not found in pod "{name}"')
+            raise _error(404, f'container "{container}" not found in pod "{name}"')
         runs = worker.settings.logs.of(worker.uid, container)
         previous = _flag(request, "previous")
         if previous and len(runs) < 2:
-            return _error(
+            raise _error(
                 400, f'previous terminated container "{container}" in pod "{name}" not found'
             )
         if not runs:
@@ -122,7 +122,7 @@ class KubeletServer:
             reason = waiting.get("reason", "ContainerCreating")
             if reason in ("ErrImagePull", "ImagePullBackOff"):
                 reason = "trying and failing to pull image"
-            return _error(
+            raise _error(
                 400, f'container "{container}" in pod "{name}" is waiting to start: {reason}'
             )
         log = runs[-2] if previous else runs[-1]
@@ -130,7 +130,7 @@ class KubeletServer:
             first = self._first_line(request, log)
             limit = int(request.query["limitBytes"]) if "limitBytes" in request.query else None
         except ValueError:
-            return _error(400, '{"message": "Unable to decode query."}')
+            raise _error(400, '{"message": "Unable to decode query."}') from None
         timestamps = _flag(request, "timestamps")
         follow = _flag(request, "follow") and not previous
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
@@ -175,26 +175,22 @@ class KubeletServer:
 
     # -- exec ------------------------------------------------------------------------------
 
-    def _running(self, worker: PodWorker, container: str) -> Running | web.Response:
+    def _running(self, worker: PodWorker, container: str) -> Running:
         running = worker.running.get(container)
         if running is None:
             if container not in worker.state.containers:
-                return _error(404, f'container not found ("{container}")')
-            return _error(400, f'container "{container}" is not running')
+                raise _error(404, f'container not found ("{container}")')
+            raise _error(400, f'container "{container}" is not running')
         return running
 
     async def _exec(self, request: web.Request) -> web.StreamResponse:
         worker = self._worker(request)
-        if isinstance(worker, web.Response):
-            return worker
         running = self._running(worker, request.match_info["container"])
-        if isinstance(running, web.Response):
-            return running
         command = request.query.getall("command", [])
         if not command:
-            return _error(400, "you must specify at least 1 command")
+            raise _error(400, "you must specify at least 1 command")
         if _flag(request, "tty"):
-            return _error(400, "the test kubelet does not run exec with a tty")
+            raise _error(400, "the test kubelet does not run exec with a tty")
         socket = web.WebSocketResponse(protocols=EXEC_PROTOCOLS)
         await socket.prepare(request)
         pipe = asyncio.subprocess.PIPE
@@ -259,8 +255,6 @@ class KubeletServer:
 
     async def _port_forward(self, request: web.Request) -> web.StreamResponse:
         worker = self._worker(request)
-        if isinstance(worker, web.Response):
-            return worker
         try:
             ports = [
                 int(port)
@@ -269,11 +263,11 @@ class KubeletServer:
                 if port
             ]
         except ValueError:
-            return _error(400, "invalid port")
+            raise _error(400, "invalid port") from None
         if not ports:
-            return _error(400, "at least 1 port must be specified")
+            raise _error(400, "at least 1 port must be specified")
         if worker.sandbox is None:
-            return _error(400, f"pod {worker.name} has no network yet")
+            raise _error(400, f"pod {worker.name} has no network yet")
         sandbox = worker.sandbox
         socket = web.WebSocketResponse(protocols=PORT_FORWARD_PROTOCOLS)
         await socket.prepare(request)
