@@ -15,11 +15,14 @@ from .binaries import Built
 @dataclass(frozen=True)
 class Image:
     """``reference`` as the release manifests name it; ``entrypoint`` is the image's ENTRYPOINT
-    (the path the manifests' ``command`` names too); ``binary`` the host file that stands for it."""
+    (the path the manifests' ``command`` names too); ``binary`` the host file that stands for it;
+    ``user`` the image's USER (uid, gid), which a container runs as unless its securityContext
+    says otherwise."""
 
     reference: str
     entrypoint: tuple[str, ...]
     binary: str
+    user: tuple[int, int]
 
     def argv(self, command: list[str] | None, args: list[str] | None) -> list[str]:
         """The host command line of a container of this image (the image has no CMD)."""
@@ -31,14 +34,22 @@ class Image:
 
 
 def release_images(built: Built) -> dict[str, Image]:
-    """Image reference → Image, for the versions ``build.sh`` built (the images' Dockerfiles
-    both say ``ENTRYPOINT ["/manager"]``)."""
+    """Image reference → Image, for the versions ``build.sh`` built (both images' Dockerfiles
+    say ``ENTRYPOINT ["/manager"]`` and ``USER 65532:65532``, distroless's nonroot)."""
     versions = built.versions
+    nonroot = (65532, 65532)
     images = [
-        Image(f"registry.k8s.io/kueue/kueue:{versions['kueue']}", ("/manager",), "kueue"),
-        Image(f"registry.k8s.io/jobset/jobset:{versions['jobset']}", ("/manager",), "jobset"),
+        Image(
+            f"registry.k8s.io/kueue/kueue:{versions['kueue']}",
+            ("/manager",),
+            built.binary("kueue"),
+            nonroot,
+        ),
+        Image(
+            f"registry.k8s.io/jobset/jobset:{versions['jobset']}",
+            ("/manager",),
+            built.binary("jobset"),
+            nonroot,
+        ),
     ]
-    return {
-        image.reference: Image(image.reference, image.entrypoint, built.binary(image.binary))
-        for image in images
-    }
+    return {image.reference: image for image in images}
