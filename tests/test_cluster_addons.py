@@ -1,0 +1,85 @@
+"""Kueue and JobSet from their own release manifests on the real control plane, their managers
+running as pods on the test kubelet: their admission webhooks are served (the API server reaches
+them through their Services' endpoints) and Kueue's visibility API answers through the
+aggregation layer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.cluster import addons
+from tests.cluster.control_plane import ControlPlane
+
+
+def test_jobset_defaulting_webhook_is_served(kueue_and_jobset: ControlPlane) -> None:
+    answer = addons.webhook_answer(kueue_and_jobset, "jobset")
+    assert isinstance(answer, dict), answer
+    pod = answer["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "OnFailure"
+
+
+def test_jobset_validating_webhook_refuses(kueue_and_jobset: ControlPlane) -> None:
+    jobset = addons.ADDONS["jobset"].probe()
+    # valid by the CRD's schema; JobSet's own rule: replicas × parallelism fits in an int32
+    replicated = jobset["spec"]["replicatedJobs"][0]
+    replicated["replicas"] = 4
+    replicated["template"]["spec"]["parallelism"] = 2**30
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        kueue_and_jobset.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(jobset))
+    # controller-runtime answers with an Invalid status, which the API server reports as is:
+    # the words are JobSet's own (pkg/webhooks/jobset_webhook.go)
+    assert "the product of replicas and parallelism must not exceed" in refused.value.stderr
+
+
+def test_kueue_suspends_a_job_that_names_a_queue(kueue_and_jobset: ControlPlane) -> None:
+    answer = addons.webhook_answer(kueue_and_jobset, "kueue")
+    assert isinstance(answer, dict), answer
+    assert answer["spec"]["suspend"] is True
+
+
+def test_kueue_visibility_api_lists_pending_workloads(kueue_and_jobset: ControlPlane) -> None:
+    plane = kueue_and_jobset
+    plane.apply(
+        [
+            {
+                "apiVersion": "kueue.x-k8s.io/v1beta2",
+                "kind": "ResourceFlavor",
+                "metadata": {"name": "visibility-flavor"},
+            },
+            {
+                "apiVersion": "kueue.x-k8s.io/v1beta2",
+                "kind": "ClusterQueue",
+                "metadata": {"name": "visibility-cq"},
+                "spec": {
+                    "namespaceSelector": {},
+                    "resourceGroups": [
+                        {
+                            "coveredResources": ["cpu"],
+                            "flavors": [
+                                {
+                                    "name": "visibility-flavor",
+                                    "resources": [{"name": "cpu", "nominalQuota": "1"}],
+                                }
+                            ],
+                        }
+                    ],
+                },
+            },
+            {
+                "apiVersion": "kueue.x-k8s.io/v1beta2",
+                "kind": "LocalQueue",
+                "metadata": {"name": "visibility-lq", "namespace": "default"},
+                "spec": {"clusterQueue": "visibility-cq"},
+            },
+        ]
+    )
+    path = (
+        "/apis/visibility.kueue.x-k8s.io/v1beta2/namespaces/default/localqueues/visibility-lq"
+        "/pendingworkloads"
+    )
+    answer = json.loads(plane.kubectl("get", "--raw", path))
+    assert answer["kind"] == "PendingWorkloadsSummary"
+    assert answer["items"] == []
