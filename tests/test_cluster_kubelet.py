@@ -27,19 +27,17 @@ from tests.waits import until
 NAMESPACE = "kubelet-test"
 
 
-@pytest.fixture(scope="module")
-def kubelet(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Kubelet]:
-    """A kubelet with one plain node, ``node-a``, and the test namespace."""
+@pytest.fixture(scope="module", autouse=True)
+def node_a(control_plane: ControlPlane, kubelet: Kubelet) -> Iterator[None]:
+    """The test namespace and one plain node, ``node-a``, for the pods of this module."""
     if NAMESPACE not in control_plane.kubectl("get", "namespaces", "-o", "name"):
         control_plane.create_namespace(NAMESPACE)
-    running = Kubelet(control_plane, tmp_path_factory.mktemp("kubelet")).start()
+    kubelet.add_node("node-a", cpu="4", memory="8Gi")
     try:
-        running.add_node("node-a", cpu="4", memory="8Gi")
-        yield running
+        yield
     finally:
-        running.stop()
+        kubelet.remove_node("node-a")
+        control_plane.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
 
 
 def kubectl(plane: ControlPlane, *args: str, input: str | None = None) -> str:

@@ -164,6 +164,8 @@ class Kubelet:
                     self._call(self._admin.close())
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(30)
+            if not self._thread.is_alive():
+                self._loop.close()
         finally:
             try:
                 if self.dns is not None:

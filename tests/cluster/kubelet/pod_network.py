@@ -91,6 +91,14 @@ class PodNetwork:
 
     def start(self) -> None:
         reap_orphans()
+        marker = MARKERS / f"{self.bridge}.pid"
+        with contextlib.suppress(OSError, ValueError):
+            owner = int(marker.read_text())
+            if _alive(owner):
+                raise NetworkError(
+                    f"a test kubelet (pid {owner}) runs the pod network of {self.subnet} already:"
+                    " one kubelet per control plane"
+                )
         _remove(self.bridge)  # the subnet is ours now: anything of that name is a dead one's
         MARKERS.mkdir(parents=True, exist_ok=True)
         (MARKERS / f"{self.bridge}.pid").write_text(str(os.getpid()))
