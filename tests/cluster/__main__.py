@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    # both set the event, also where SIGINT came ignored (started in the background)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     plane = ControlPlane(root)
     kubelet: Kubelet | None = None
     try:
@@ -58,8 +60,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("Ctrl-C stops it.", flush=True)
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     finally:
         print("stopping...", file=sys.stderr, flush=True)
         try:
