@@ -149,6 +149,10 @@ def test_a_pod_runs_logs_and_reports_its_status_and_events(
     assert kubectl(control_plane, "logs", "hello", "--tail=1") == "line 2\n"
     stamped = kubectl(control_plane, "logs", "hello", "--timestamps", "--tail=1")
     assert stamped.endswith("Z line 2\n")
+    later = "2999-01-01T00:00:00Z"  # sinceTime reaches the kubelet in whole seconds
+    assert kubectl(control_plane, "logs", "hello", f"--since-time={later}") == ""
+    assert kubectl(control_plane, "logs", "hello", "--since=1h") == logs
+    assert kubectl(control_plane, "logs", "hello", "--limit-bytes=5") == "hello"
     events = json.loads(
         kubectl(
             control_plane,
@@ -546,3 +550,48 @@ def test_an_image_that_cannot_be_pulled_backs_off_and_logs_say_why(
         kubectl(control_plane, "logs", "unpullable")
     assert "is waiting to start: trying and failing to pull image" in refused.value.stderr
     delete(control_plane, "unpullable")
+
+
+def test_following_a_log_streams_lines_as_they_come_until_the_container_ends(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    run_pod(
+        control_plane,
+        "talker",
+        """
+        import time
+        print("first", flush=True)
+        while True:
+            try:
+                open("/tmp/go").close()
+                break
+            except FileNotFoundError:
+                time.sleep(0.05)
+        print("second", flush=True)
+        """,
+        restartPolicy="Never",
+    )
+    wait(control_plane, "talker", "condition=Ready")
+    follower = subprocess.Popen(
+        [
+            control_plane.built.binary("kubectl"),
+            f"--kubeconfig={control_plane.admin_kubeconfig}",
+            f"--namespace={NAMESPACE}",
+            "logs",
+            "-f",
+            "talker",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "first\n"  # while the container still runs
+        kubectl(control_plane, "exec", "talker", "--", "touch", "/tmp/go")
+        assert follower.stdout.readline() == "second\n"
+        assert follower.wait(timeout=60) == 0  # the stream ends with the container
+    finally:
+        follower.kill()
+        follower.wait()
+        follower.stdout.close()
+    delete(control_plane, "talker")
