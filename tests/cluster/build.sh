@@ -38,7 +38,11 @@ main() {
   )"
   out=$cache_root/$key
   if [[ ${1:-} == --print ]]; then echo "$out"; return; fi
-  if [[ -f $out/complete ]]; then echo "$out"; return; fi
+  if [[ -f $out/complete ]]; then
+    touch "$out" # in use: see prune
+    echo "$out"
+    return
+  fi
 
   mkdir -p "$cache_root/store"
   # One build at a time per cache (two test sessions may start together); the second one
@@ -80,13 +84,22 @@ main() {
   rm -rf "$out"
   mv "$work" "$out"
   trap - EXIT
+  prune
   log "built $out"
   echo "$out"
 }
 
-# Paths of the build machine stay out of the binaries; -ldflags adds "-s -w" (no symbol table,
-# no DWARF: a third of the size).
-go_flags=(-trimpath)
+# Builds of other versions that no run has used for a week go (each run touches its folder; a
+# binary still linked from a kept folder stays on disk through that link).
+prune() {
+  find "$cache_root" "$cache_root/store" -mindepth 1 -maxdepth 1 -type d \
+    ! -name store ! -name '.*' -mtime +7 -exec rm -rf {} +
+}
+
+# Paths of the build machine and our repository's commit stay out of the binaries (the same
+# inputs give the same binary; no git needed); -ldflags adds "-s -w" (no symbol table, no DWARF:
+# a third of the size).
+go_flags=(-trimpath -buildvcs=false)
 
 log() { printf '[build.sh %4ss] %s\n' "$SECONDS" "$*" >&2; }
 
