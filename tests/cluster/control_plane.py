@@ -14,7 +14,6 @@ import json
 import socket
 import ssl
 import subprocess
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,7 +25,7 @@ from . import kubeconfigs
 from .binaries import Built, built
 from .network import Subnet
 from .pki import Authority, KeyPair, signing_key
-from .processes import STOP_GRACE_SECONDS, Component, ComponentFailed, tail
+from .processes import STOP_GRACE_SECONDS, Component, tail
 
 SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of SERVICE_CIDR, the apiserver's Service
@@ -87,6 +86,7 @@ class ControlPlane:
         self.server = ""
         self.etcd_url = ""
         self.admin_kubeconfig = self.config_dir / "admin.kubeconfig"
+        self._health_ports: dict[str, int] = {}  # controller manager, scheduler: /healthz
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -359,8 +359,6 @@ class ControlPlane:
             f"--v={self.verbosity}",
         ]
 
-    _health_ports: dict[str, int]
-
     def _healthy(self, name: str, checks: frozenset[str] = frozenset()) -> bool:
         """``/healthz`` passes and lists ``checks`` among its passing checks."""
         context = ssl.create_default_context()
@@ -376,7 +374,6 @@ class ControlPlane:
         return checks <= passing
 
     def _start_controller_manager(self) -> None:
-        self._health_ports = {}
         assert self.ca is not None
         manager = self._component(
             "kube-controller-manager",
@@ -478,13 +475,3 @@ class ControlPlane:
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
-
-
-def started(root: Path | None = None) -> ControlPlane:
-    """A started control plane under ``root`` (a new temporary folder if None)."""
-    plane = ControlPlane(root or Path(tempfile.mkdtemp(prefix="mlinfra-cluster-")))
-    plane.start()
-    return plane
-
-
-__all__ = ["ComponentFailed", "ControlPlane", "started"]
