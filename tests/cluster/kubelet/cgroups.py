@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import time
 from collections.abc import Callable
@@ -54,12 +55,13 @@ def _kill_all(folder: Path) -> None:
 
 
 class Cgroups:
-    """The kubelet's folder of cgroups: ``mlinfra-kubelet-<pid>`` under its own."""
+    """The kubelet's folder of cgroups: ``mlinfra-kubelet-<pid>-<token>`` under its own."""
 
     def __init__(self) -> None:
         own, self.version = _own_memory_cgroup()
         self.parent = own.parent if own.name.startswith("mlinfra-kubelet-") else own
-        self.root = self.parent / f"mlinfra-kubelet-{os.getpid()}"
+        # the pid says whose it is (for reaping); the token keeps two in one process apart
+        self.root = self.parent / f"mlinfra-kubelet-{os.getpid()}-{secrets.token_hex(4)}"
 
     def start(self) -> None:
         self._reap_orphans()
@@ -73,7 +75,7 @@ class Cgroups:
     def _reap_orphans(self) -> None:
         """Cgroups of test kubelets that died without cleaning up: their processes are ended."""
         for folder in self.parent.glob("mlinfra-kubelet-*"):
-            pid = int(folder.name.rsplit("-", 1)[1])
+            pid = int(folder.name.split("-")[2])
             if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
                 _remove_tree(folder)
 
