@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from tests.cluster import addons
 from tests.cluster.control_plane import ControlPlane
+
+RBAC_EXAMPLE = Path(__file__).parent.parent / "examples" / "kubernetes" / "rbac.yaml"
 
 
 def test_jobset_defaulting_webhook_is_served(kueue_and_jobset: ControlPlane) -> None:
@@ -40,46 +43,71 @@ def test_kueue_suspends_a_job_that_names_a_queue(kueue_and_jobset: ControlPlane)
     assert answer["spec"]["suspend"] is True
 
 
-def test_kueue_visibility_api_lists_pending_workloads(kueue_and_jobset: ControlPlane) -> None:
-    plane = kueue_and_jobset
-    plane.apply(
-        [
-            {
-                "apiVersion": "kueue.x-k8s.io/v1beta2",
-                "kind": "ResourceFlavor",
-                "metadata": {"name": "visibility-flavor"},
+def queue_objects(namespace: str) -> list[dict[str, object]]:
+    """A ResourceFlavor, a ClusterQueue open to every namespace, a LocalQueue in ``namespace``."""
+    return [
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "ResourceFlavor",
+            "metadata": {"name": "visibility-flavor"},
+        },
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "ClusterQueue",
+            "metadata": {"name": "visibility-cq"},
+            "spec": {
+                "namespaceSelector": {},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu"],
+                        "flavors": [
+                            {
+                                "name": "visibility-flavor",
+                                "resources": [{"name": "cpu", "nominalQuota": "1"}],
+                            }
+                        ],
+                    }
+                ],
             },
-            {
-                "apiVersion": "kueue.x-k8s.io/v1beta2",
-                "kind": "ClusterQueue",
-                "metadata": {"name": "visibility-cq"},
-                "spec": {
-                    "namespaceSelector": {},
-                    "resourceGroups": [
-                        {
-                            "coveredResources": ["cpu"],
-                            "flavors": [
-                                {
-                                    "name": "visibility-flavor",
-                                    "resources": [{"name": "cpu", "nominalQuota": "1"}],
-                                }
-                            ],
-                        }
-                    ],
-                },
-            },
-            {
-                "apiVersion": "kueue.x-k8s.io/v1beta2",
-                "kind": "LocalQueue",
-                "metadata": {"name": "visibility-lq", "namespace": "default"},
-                "spec": {"clusterQueue": "visibility-cq"},
-            },
-        ]
-    )
-    path = (
-        "/apis/visibility.kueue.x-k8s.io/v1beta2/namespaces/default/localqueues/visibility-lq"
+        },
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "LocalQueue",
+            "metadata": {"name": "visibility-lq", "namespace": namespace},
+            "spec": {"clusterQueue": "visibility-cq"},
+        },
+    ]
+
+
+def pending_path(namespace: str) -> str:
+    return (
+        f"/apis/visibility.kueue.x-k8s.io/v1beta2/namespaces/{namespace}/localqueues/visibility-lq"
         "/pendingworkloads"
     )
-    answer = json.loads(plane.kubectl("get", "--raw", path))
+
+
+def test_kueue_visibility_api_lists_pending_workloads(kueue_and_jobset: ControlPlane) -> None:
+    kueue_and_jobset.apply(queue_objects("default"))
+    answer = json.loads(kueue_and_jobset.kubectl("get", "--raw", pending_path("default")))
     assert answer["kind"] == "PendingWorkloadsSummary"
     assert answer["items"] == []
+
+
+def test_the_example_service_account_reads_pending_workloads_of_its_namespace_only(
+    kueue_and_jobset: ControlPlane,
+) -> None:
+    """Through the aggregation layer: the API server authenticates the ServiceAccount's token and
+    passes the user on as front-proxy-client; Kueue's visibility server asks the API server
+    whether that user may (a SubjectAccessReview), which examples/kubernetes/rbac.yaml grants in
+    the namespace jupyter-mlinfra only."""
+    plane = kueue_and_jobset
+    plane.apply(RBAC_EXAMPLE.read_text())
+    plane.apply(queue_objects("jupyter-mlinfra") + queue_objects("default")[-1:])
+    kubeconfig = plane.service_account_kubeconfig("jupyter-mlinfra", "jupyter-mlinfra-server")
+    answer = json.loads(
+        plane.kubectl("get", "--raw", pending_path("jupyter-mlinfra"), kubeconfig=kubeconfig)
+    )
+    assert answer["kind"] == "PendingWorkloadsSummary"
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        plane.kubectl("get", "--raw", pending_path("default"), kubeconfig=kubeconfig)
+    assert "forbidden" in refused.value.stderr.lower(), refused.value.stderr
