@@ -111,3 +111,14 @@ def test_the_example_service_account_reads_pending_workloads_of_its_namespace_on
     with pytest.raises(subprocess.CalledProcessError) as refused:
         plane.kubectl("get", "--raw", pending_path("default"), kubeconfig=kubeconfig)
     assert "forbidden" in refused.value.stderr.lower(), refused.value.stderr
+
+
+def test_webhooks_are_served_again_after_an_apiserver_restart(
+    kueue_and_jobset: ControlPlane,
+) -> None:
+    """The managers keep their leader election: a restart that outlasts their lease's renew
+    deadline makes them exit, and the kubelet restarts them, as on a real cluster."""
+    plane = kueue_and_jobset
+    plane.restart_apiserver()
+    for name in ("kueue", "jobset"):
+        addons.wait_served(plane, name, timeout=180)
