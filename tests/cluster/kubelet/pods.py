@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import secrets
 import shutil
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ log = logging.getLogger("tests.cluster.kubelet")
 
 ENTER = Path(__file__).with_name("enter.py")
 TERMINATION_MESSAGE_LIMIT = 4096
+#: retrying a volume whose API request was refused: first delay and cap
+MOUNT_RETRY = (0.2, 5.0)
 #: how long a stopped container's bookkeeping may take before the pod's run is cancelled
 SETTLE_SECONDS = 5.0
 #: a projected token's lifetime when the pod does not say (the API server's default for the
@@ -180,12 +183,27 @@ class PodWorker:
                 "metadata": {"uid": self.uid},
                 "status": pod_status.pod_status(self.pod, self.state),
             }
-            try:
-                self.pod = await self.node.api.patch(_path(self.pod) + "/status", body)
-            except ApiError as error:
-                if error.status not in (404, 409):  # gone, or a successor of the same name
-                    log.warning("status of %s/%s: %s", self.namespace, self.name, error)
+            written = await self._persist(
+                "status", functools.partial(self.node.api.patch, _path(self.pod) + "/status", body)
+            )
+            if written is None:
                 return
+            self.pod = written
+
+    async def _persist(self, what: str, call: Callable[[], Awaitable[Obj | None]]) -> Obj | None:
+        """A request the kubelet must get through: what the API server refuses a kubelet in
+        passing (its Node authorizer's graph lags behind a binding, as after a restart) is
+        retried with a back-off; 404 and 409 (the pod is gone, or replaced) end it (None)."""
+        delay, cap = MOUNT_RETRY
+        while True:
+            try:
+                return await call()
+            except ApiError as error:
+                if error.status in (404, 409):
+                    return None
+                log.warning("%s of %s/%s: %s; retrying", what, self.namespace, self.name, error)
+            await asyncio.sleep(delay)
+            delay = min(cap, delay * 2)
 
     async def flush(self) -> None:
         """Wait until the newest state is written."""
@@ -291,21 +309,31 @@ class PodWorker:
         )
 
     async def _mount(self) -> None:
+        """Set the volumes up. A missing Secret or ConfigMap waits for it; a refused request
+        (the API server's authorizer may not know yet that the pod is bound here, as after a
+        restart) is retried with a back-off, as a kubelet's volume manager does: both are
+        FailedMount events."""
         keys = {(kind, self.namespace, name) for kind, name in sources_of(self.pod)}
         await self.node.sources.use(keys, self.uid)
-        for volume, index, projection in token_projections(self.pod):
-            await self._request_token(volume, index, projection)
-        claims = self._claim_paths = await self._claims()
         reported = ""
+        delay, cap = MOUNT_RETRY
         while True:
             changed = self._changed
             try:
-                self.volumes = self._volumes().set_up(self.view(), claims)
+                for volume, index, projection in token_projections(self.pod):
+                    if (volume, index) not in self.tokens:
+                        await self._request_token(volume, index, projection)
+                self._claim_paths = await self._claims()
+                self.volumes = self._volumes().set_up(self.view(), self._claim_paths)
                 return
-            except MissingSource as missing:
-                if str(missing) != reported:
-                    reported = str(missing)
-                    self.record("FailedMount", f"MountVolume.SetUp failed: {missing}", warning=True)
+            except (MissingSource, ApiError) as why:
+                if str(why) != reported:
+                    reported = str(why)
+                    self.record("FailedMount", f"MountVolume.SetUp failed: {why}", warning=True)
+                if isinstance(why, ApiError):
+                    await asyncio.sleep(delay)
+                    delay = min(cap, delay * 2)
+                    continue
             await changed.wait()
 
     def _refresh_volumes(self) -> None:
@@ -362,7 +390,11 @@ class PodWorker:
         self._timers.append(asyncio.get_running_loop().call_later(0.8 * seconds, renew))
 
     async def _renew_token(self, volume: str, index: int, projection: Obj) -> None:
-        await self._request_token(volume, index, projection)
+        async def renew() -> Obj:
+            await self._request_token(volume, index, projection)
+            return {}
+
+        await self._persist("token renewal", renew)
         self._refresh_volumes()
 
     # -- images ----------------------------------------------------------------------------
@@ -863,10 +895,8 @@ class PodWorker:
         await self._stop_processes(grace)
         self.write()
         await self.flush()
-        await self.node.api.delete(
-            _path(self.pod),
-            {"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}},
-        )
+        body = {"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}}
+        await self._persist("deletion", lambda: self.node.api.delete(_path(self.pod), body))
 
     async def close(self) -> None:
         """Kill everything, free the sandbox, forget the pod (it is gone, or the kubelet
