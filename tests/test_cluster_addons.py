@@ -117,8 +117,10 @@ def test_webhooks_are_served_again_after_an_apiserver_restart(
     kueue_and_jobset: ControlPlane,
 ) -> None:
     """The managers keep their leader election: a restart that outlasts their lease's renew
-    deadline makes them exit, and the kubelet restarts them, as on a real cluster."""
+    deadline makes them exit, and the kubelet restarts them, as on a real cluster;
+    restart_apiserver returns once their webhooks answer again."""
     plane = kueue_and_jobset
     plane.restart_apiserver()
     for name in ("kueue", "jobset"):
-        addons.wait_served(plane, name, timeout=180)
+        answer = addons.webhook_answer(plane, name)
+        assert isinstance(answer, dict) and addons.ADDONS[name].probed(answer), answer

@@ -10,6 +10,7 @@ changes it (Kueue suspends a Job that names a queue; JobSet defaults a replicate
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
@@ -123,6 +124,7 @@ def install(plane: ControlPlane, name: str, timeout: float = 300) -> None:
     run: a test kubelet node is needed for that)."""
     apply_manifest(plane, name)
     wait_served(plane, name, timeout)
+    plane.after_restart.append(functools.partial(wait_served, plane, name, timeout))
 
 
 def apply_manifest(plane: ControlPlane, name: str) -> None:

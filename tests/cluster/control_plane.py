@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,13 @@ CONTROLLERS = frozenset(
 )
 
 
+class KubectlFailed(subprocess.CalledProcessError):
+    """kubectl exited non-zero; the message ends with what kubectl said."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr}"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -87,6 +95,8 @@ class ControlPlane:
         self.etcd_url = ""
         self.admin_kubeconfig = self.config_dir / "admin.kubeconfig"
         self._health_ports: dict[str, int] = {}  # controller manager, scheduler: /healthz
+        # what must hold again before restart_apiserver returns (each raises if it does not)
+        self.after_restart: list[Callable[[], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -307,10 +317,17 @@ class ControlPlane:
 
     def restart_apiserver(self) -> None:
         """Stop the API server and start it again (same address, same store): every open watch
-        ends, and clients must resume from their last resourceVersion."""
+        ends, and clients must resume from their last resourceVersion.
+
+        Returns once it is ready and every check in ``after_restart`` passes: installed add-ons
+        register theirs (their webhooks served again), since their managers may exit when the
+        restart outlasts their leader-election lease, and until the kubelet has restarted them,
+        every request their webhooks cover is refused (``failurePolicy: Fail``)."""
         apiserver = self.components["kube-apiserver"]
         apiserver.stop()
         self._run_apiserver(apiserver)
+        for check in self.after_restart:
+            check()
 
     def _ssl_context(self, client: KeyPair | None) -> ssl.SSLContext:
         assert self.ca is not None
@@ -430,9 +447,7 @@ class ControlPlane:
             timeout=120,
         )
         if done.returncode != 0:
-            raise subprocess.CalledProcessError(
-                done.returncode, ["kubectl", *args], done.stdout, done.stderr
-            )
+            raise KubectlFailed(done.returncode, ["kubectl", *args], done.stdout, done.stderr)
         return done.stdout
 
     def apply(self, objects: list[dict[str, Any]] | str) -> str:
