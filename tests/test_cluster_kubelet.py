@@ -41,7 +41,11 @@ def node_a(control_plane: ControlPlane, kubelet: Kubelet) -> Iterator[None]:
 
 
 def kubectl(plane: ControlPlane, *args: str, input: str | None = None) -> str:
-    return plane.kubectl(f"--namespace={NAMESPACE}", *args, input=input)
+    try:
+        return plane.kubectl(f"--namespace={NAMESPACE}", *args, input=input)
+    except subprocess.CalledProcessError as error:
+        error.add_note(f"kubectl said: {error.stderr}")
+        raise
 
 
 def run_pod(plane: ControlPlane, name: str, script: str, **spec: Any) -> None:
@@ -249,6 +253,7 @@ def test_probes_make_a_pod_ready_and_restart_it(
                 "exec": {"command": ["sh", "-c", "test ! -e /tmp/sick"]},
                 "periodSeconds": 1,
                 "failureThreshold": 1,
+                "timeoutSeconds": 30,  # only the check fails it, not a loaded machine
             },
         },
     )
