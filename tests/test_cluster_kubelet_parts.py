@@ -17,9 +17,9 @@ import pytest
 
 from tests.cluster.kubelet.cgroups import Cgroups
 from tests.cluster.kubelet.containers import CannotRun, environment, process_spec, user
+from tests.cluster.kubelet.launcher import ENTER
 from tests.cluster.kubelet.node import kubelet_may_set
 from tests.cluster.kubelet.pod_network import PodNetwork
-from tests.cluster.kubelet.pods import ENTER
 from tests.cluster.kubelet.status import PodState, initial_container_status, pod_status
 from tests.cluster.kubelet.volumes import atomic_write, mounts
 from tests.cluster.network import Subnet

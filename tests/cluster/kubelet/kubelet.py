@@ -21,11 +21,11 @@ from ..network import Subnet
 from ..pki import Authority
 from .api import Api
 from .cgroups import Cgroups
+from .context import Settings
 from .dns import ClusterDns
 from .logs import LogBook
 from .node import NodeAgent, NodeSpec
 from .pod_network import PodNetwork
-from .pods import Settings
 
 log = logging.getLogger("tests.cluster.kubelet")
 

@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .api import MERGE, Api, Obj, Watch
+from .context import NodeContext, Settings
 from .events import Recorder
-from .pods import NodeContext, PodWorker, Settings
+from .pods import PodWorker
 from .server import KubeletServer
 from .sources import Key, Sources
 from .status import now

@@ -10,86 +10,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import os
-import secrets
 import shutil
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from jupyter_mlinfra.quantities import parse_memory
 
 from . import status as pod_status
-from .api import Api, ApiError
-from .cgroups import Cgroups, ContainerCgroup
-from .containers import CannotRun, Image, ProcessSpec, command_line, process_spec
-from .events import Recorder
-from .logs import LogBook, capture
-from .pod_network import NetworkError, PodNetwork, PodSandboxNetwork
-from .probes import probe_once
-from .sources import Key, Sources
+from .api import ApiError
+from .cgroups import ContainerCgroup
+from .containers import CannotRun, ProcessSpec, command_line, process_spec
+from .context import NodeContext, Running
+from .launcher import launch, launch_file
+from .logs import capture
+from .mounting import claim_paths, request_token
+from .pod_network import NetworkError, PodSandboxNetwork
+from .probing import run_probes
+from .pulls import pull
+from .sources import Key
 from .status import Obj, PodState, initial_container_status, now
 from .volumes import MissingSource, Volumes, mounts, sources_of, token_projections
 
 log = logging.getLogger("tests.cluster.kubelet")
 
-ENTER = Path(__file__).with_name("enter.py")
 TERMINATION_MESSAGE_LIMIT = 4096
 #: retrying a volume whose API request was refused: first delay and cap
 MOUNT_RETRY = (0.2, 5.0)
 #: how long a stopped container's bookkeeping may take before the pod's run is cancelled
 SETTLE_SECONDS = 5.0
-#: a projected token's lifetime when the pod does not say (the API server's default for the
-#: kube-api-access volume is 3607 s); the kubelet renews at 80 %
-TOKEN_SECONDS = 3607
-
-
-@dataclass
-class Settings:
-    """What every node's kubelet shares, some of it changeable by tests."""
-
-    root: Path
-    host_ip: str
-    apiserver_port: int
-    network: PodNetwork
-    cgroups: Cgroups
-    logs: LogBook
-    images: Mapping[str, Image]
-    image_users: Mapping[str, tuple[int, int]]
-    submounts: list[str]
-    nameserver: str | None
-    cluster_domain: str = "cluster.local"
-    image_pull_seconds: float = 0.0
-    failing_images: set[str] = field(default_factory=set)
-    #: first delay and cap of the restart back-off (a real kubelet's: 10 s doubling to 5 min)
-    restart_backoff: tuple[float, float] = (0.1, 2.0)
-
-
-@dataclass
-class NodeContext:
-    """What a pod worker needs from its node."""
-
-    name: str
-    api: Api
-    recorder: Recorder
-    sources: Sources
-    settings: Settings
-    allocatable: Obj
-    pulled: set[str] = field(default_factory=set)
-
-
-@dataclass
-class Running:
-    """A container's process while it runs."""
-
-    process: asyncio.subprocess.Process
-    cgroup: ContainerCgroup
-    spec: ProcessSpec
 
 
 def _path(pod: Obj) -> str:
@@ -238,7 +191,7 @@ class PodWorker:
         await self._mount()
         spec = self.pod["spec"]
         for container in spec.get("initContainers") or []:
-            await self._pull(container)
+            await pull(self, container)
             code = await self._keep_running(container, init=True)
             if code != 0:
                 self.state.phase = "Failed"
@@ -246,7 +199,7 @@ class PodWorker:
                 return
         self.state.initialized = True
         for container in spec["containers"]:
-            await self._pull(container)
+            await pull(self, container)
         self.state.phase = "Running"
         codes = await asyncio.gather(
             *(self._keep_running(container, init=False) for container in spec["containers"])
@@ -323,7 +276,7 @@ class PodWorker:
                 for volume, index, projection in token_projections(self.pod):
                     if (volume, index) not in self.tokens:
                         await self._request_token(volume, index, projection)
-                self._claim_paths = await self._claims()
+                self._claim_paths = await claim_paths(self.node.api, self.pod)
                 self.volumes = self._volumes().set_up(self.view(), self._claim_paths)
                 return
             except (MissingSource, ApiError) as why:
@@ -342,46 +295,11 @@ class PodWorker:
         with contextlib.suppress(MissingSource):
             self._volumes().set_up(self.view(), self._claim_paths)
 
-    async def _claims(self) -> dict[str, str]:
-        """PersistentVolumeClaim name -> the host path of its bound PersistentVolume."""
-        found = {}
-        for volume in self.pod["spec"].get("volumes") or []:
-            if "persistentVolumeClaim" not in volume:
-                continue
-            name = volume["persistentVolumeClaim"]["claimName"]
-            claim = await self.node.api.get_or_none(
-                f"/api/v1/namespaces/{self.namespace}/persistentvolumeclaims/{name}"
-            )
-            bound = (claim or {}).get("spec", {}).get("volumeName")
-            if not bound:
-                continue
-            volume_obj = await self.node.api.get_or_none(f"/api/v1/persistentvolumes/{bound}")
-            source = (volume_obj or {}).get("spec", {})
-            path = (source.get("hostPath") or source.get("local") or {}).get("path")
-            if path:
-                found[name] = path
-        return found
-
     async def _request_token(self, volume: str, index: int, projection: Obj) -> None:
-        """A token from the TokenRequest API, bound to this pod, renewed at 80 % of its life."""
-        seconds = int(projection.get("expirationSeconds", TOKEN_SECONDS))
-        spec: Obj = {
-            "expirationSeconds": seconds,
-            "boundObjectRef": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": self.name,
-                "uid": self.uid,
-            },
-        }
-        if projection.get("audience"):
-            spec["audiences"] = [projection["audience"]]
-        account = self.pod["spec"].get("serviceAccountName") or "default"
-        answer = await self.node.api.post(
-            f"/api/v1/namespaces/{self.namespace}/serviceaccounts/{account}/token",
-            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
+        """A token for the projection, renewed at 80 % of its life."""
+        self.tokens[(volume, index)], seconds = await request_token(
+            self.node.api, self.pod, projection
         )
-        self.tokens[(volume, index)] = answer["status"]["token"]
 
         def renew() -> None:
             if not self.removing:
@@ -397,43 +315,7 @@ class PodWorker:
         await self._persist("token renewal", renew)
         self._refresh_volumes()
 
-    # -- images ----------------------------------------------------------------------------
-
-    async def _pull(self, container: Obj) -> None:
-        """An image pull, simulated: events as a kubelet writes them, the pull time a test
-        set, images a test made fail stay in ImagePullBackOff."""
-        image = container.get("image", "")
-        name = container["name"]
-        if image in self.settings.failing_images:
-            self.record("Pulling", f'Pulling image "{image}"', container=name)
-            message = (
-                f'Failed to pull image "{image}": rpc error: code = NotFound desc = '
-                f'failed to pull and unpack image "{image}": not found'
-            )
-            self.record("Failed", message, warning=True, container=name)
-            self._waiting(container, "ErrImagePull", message)
-            self.record(
-                "BackOff", f'Back-off pulling image "{image}"', warning=True, container=name
-            )
-            self._waiting(container, "ImagePullBackOff", f'Back-off pulling image "{image}"')
-            await asyncio.Event().wait()  # a kubelet retries forever, until the pod goes
-        if container.get("imagePullPolicy") != "Always" and image in self.node.pulled:
-            self.record(
-                "Pulled", f'Container image "{image}" already present on machine', container=name
-            )
-            return
-        self.record("Pulling", f'Pulling image "{image}"', container=name)
-        await asyncio.sleep(self.settings.image_pull_seconds)
-        self.node.pulled.add(image)
-        seconds = f"{self.settings.image_pull_seconds:.3f}s"
-        self.record(
-            "Pulled",
-            f'Successfully pulled image "{image}" in {seconds} ({seconds} including waiting).'
-            " Image size: 0 bytes.",
-            container=name,
-        )
-
-    def _waiting(self, container: Obj, reason: str, message: str) -> None:
+    def waiting(self, container: Obj, reason: str, message: str) -> None:
         self.state.containers[container["name"]]["state"] = {
             "waiting": {"reason": reason, "message": message}
         }
@@ -455,7 +337,7 @@ class PodWorker:
             entry["restartCount"] += 1
             entry["lastState"] = entry["state"]
             if code != 0:
-                self._waiting(
+                self.waiting(
                     container,
                     "CrashLoopBackOff",
                     f"back-off {delay:g}s restarting failed container={container['name']} "
@@ -518,59 +400,8 @@ class PodWorker:
                         warning=True,
                         container=container["name"],
                     )
-                    self._waiting(container, error.reason, error.message)
+                    self.waiting(container, error.reason, error.message)
             await changed.wait()
-
-    def _launch_file(self, folder: Path, spec: ProcessSpec, extra: Obj) -> Path:
-        launch = folder / f"launch-{secrets.token_hex(4)}.json"
-        launch.touch(mode=0o600)
-        launch.write_text(
-            json.dumps(
-                {
-                    "argv": spec.argv,
-                    "env": spec.env,
-                    "cwd": spec.cwd,
-                    "user": {
-                        "uid": spec.user.uid,
-                        "gid": spec.user.gid,
-                        "groups": list(spec.user.groups),
-                    },
-                    **extra,
-                }
-            )
-        )
-        return launch
-
-    async def _launch(
-        self, launch: Path, *, stdin: int, stdout: int, stderr: int
-    ) -> asyncio.subprocess.Process | str:
-        """Run ``enter.py``: the process once its command runs, or why it could not start."""
-        report, report_w = os.pipe()
-        try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",
-                "-S",
-                os.fspath(ENTER),
-                os.fspath(launch),
-                str(report_w),
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                pass_fds=(report_w,),
-                start_new_session=True,
-                env={},
-            )
-        finally:
-            os.close(report_w)
-        try:
-            why = await asyncio.to_thread(os.read, report, 4096)
-        finally:
-            os.close(report)
-        if why:
-            await process.wait()
-            return why.decode(errors="replace")
-        return process
 
     def _container_mounts(self, container: Obj, message_file: Path) -> list[Obj]:
         found = mounts(container, self.volumes)
@@ -617,7 +448,7 @@ class PodWorker:
                 None if limit is None else parse_memory(limit),
             )
             assert self.sandbox is not None
-            launch = self._launch_file(
+            path = launch_file(
                 folder,
                 spec,
                 {
@@ -636,8 +467,8 @@ class PodWorker:
                     ),
                 },
             )
-            started_process = await self._launch(
-                launch,
+            started_process = await launch(
+                path,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -673,7 +504,7 @@ class PodWorker:
         if "readinessProbe" in container:
             self.state.ready[name] = False
         self.write()
-        probes = [asyncio.get_running_loop().create_task(self._probes(container, running))]
+        probes = [asyncio.get_running_loop().create_task(run_probes(self, container, running))]
         assert process.stdout is not None
         try:
             await capture(process.stdout, log_)
@@ -717,86 +548,6 @@ class PodWorker:
         self.oom_killed.add(name)
         running.cgroup.kill()
 
-    # -- probes ----------------------------------------------------------------------------
-
-    async def _probes(self, container: Obj, running: Running) -> None:
-        """startupProbe first (the others wait for it), then readiness and liveness."""
-        if "startupProbe" in container:
-            if not await self._probe(container, running, "startupProbe"):
-                return
-            self.state.containers[container["name"]]["started"] = True
-            self.write()
-        await asyncio.gather(
-            *(
-                self._probe(container, running, kind)
-                for kind in ("readinessProbe", "livenessProbe")
-                if kind in container
-            )
-        )
-
-    async def _probe(self, container: Obj, running: Running, kind: str) -> bool:
-        """One probe, until the container exits (readiness), fails it (liveness, startup:
-        the container is killed and False returned) or, for startup, succeeds (True)."""
-        probe = container[kind]
-        name = container["name"]
-        label = {
-            "readinessProbe": "Readiness",
-            "livenessProbe": "Liveness",
-            "startupProbe": "Startup",
-        }[kind]
-        needed = int(probe.get("successThreshold", 1))
-        limit = int(probe.get("failureThreshold", 3))
-        successes = failures = 0
-        assert self.state.ip is not None
-        await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
-        while running.process.returncode is None:
-            why = await probe_once(
-                probe,
-                self.state.ip,
-                container,
-                lambda command, timeout: self._exec_probe(running, command, timeout),
-            )
-            successes, failures = (successes + 1, 0) if why is None else (0, failures + 1)
-            if why is not None:
-                self.record(
-                    "Unhealthy", f"{label} probe failed: {why}", warning=True, container=name
-                )
-            if kind == "startupProbe" and successes >= needed:
-                return True
-            if kind == "readinessProbe":
-                ready = self.state.ready.get(name, False)
-                if (successes >= needed and not ready) or (failures >= limit and ready):
-                    self.state.ready[name] = not ready
-                    self.write()
-            elif failures >= limit:
-                self.record(
-                    "Killing",
-                    f"Container {name} failed {label.lower()} probe, will be restarted",
-                    container=name,
-                )
-                running.cgroup.kill()
-                return False
-            await asyncio.sleep(float(probe.get("periodSeconds", 10)))
-        return False
-
-    async def _exec_probe(self, running: Running, command: list[str], timeout: float) -> int:
-        process = await self.exec(
-            running,
-            command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        if isinstance(process, str):
-            return -1
-        try:
-            return await asyncio.wait_for(process.wait(), timeout)
-        except asyncio.TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
-            return -1
-
     async def exec(
         self, running: Running, command: list[str], *, stdin: int, stdout: int, stderr: int
     ) -> asyncio.subprocess.Process | str:
@@ -804,12 +555,12 @@ class PodWorker:
         environment): the process, or why it could not start."""
         spec = running.spec
         argv = command_line(command, spec.env)
-        launch = self._launch_file(
+        path = launch_file(
             self.root,
             ProcessSpec(argv, spec.env, spec.cwd, spec.user),
             {"cgroup": running.cgroup.procs, "enter": running.process.pid},
         )
-        process = await self._launch(launch, stdin=stdin, stdout=stdout, stderr=stderr)
+        process = await launch(path, stdin=stdin, stdout=stdout, stderr=stderr)
         if not isinstance(process, str):
             self.execs.add(process)
             process_done = asyncio.ensure_future(process.wait())

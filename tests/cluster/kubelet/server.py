@@ -36,8 +36,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from .context import Running
 from .logs import ContainerLog
-from .pods import PodWorker, Running
+from .pods import PodWorker
 
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 PORT_FORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io")
