@@ -600,3 +600,85 @@ def test_following_a_log_streams_lines_as_they_come_until_the_container_ends(
         follower.wait()
         follower.stdout.close()
     delete(control_plane, "talker")
+
+
+def test_pytorch_ranks_on_two_nodes_rendezvous_by_dns_name(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    """gloo's ``init_process_group`` across pods, rank 0 named by its stable DNS name: c10d's
+    TCPStore client asks for ``AF_INET6`` with ``AI_V4MAPPED``, which glibc answers from CoreDNS's
+    A record as on a node (the old fixture's nss_wrapper needed a shim for it)."""
+    for name in ("cpu-a", "cpu-b"):
+        kubelet.add_node(name, cpu="2", memory="8Gi")
+    script = textwrap.dedent(
+        """
+        import os, torch, torch.distributed as dist
+        rank = int(os.environ["JOB_COMPLETION_INDEX"])
+        dist.init_process_group("gloo", init_method="tcp://torch-0.torch:29500", rank=rank,
+                                world_size=2)
+        total = torch.tensor([rank + 1.0])
+        dist.all_reduce(total)
+        print("rank", rank, "sum", total.item(), flush=True)
+        dist.destroy_process_group()
+        """
+    )
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "torch", "namespace": NAMESPACE},
+        "spec": {
+            "clusterIP": "None",
+            "selector": {"job-name": "torch"},
+            "publishNotReadyAddresses": True,
+        },
+    }
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "torch", "namespace": NAMESPACE},
+        "spec": {
+            "completions": 2,
+            "parallelism": 2,
+            "completionMode": "Indexed",
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "subdomain": "torch",
+                    "restartPolicy": "Never",
+                    "affinity": {
+                        "podAntiAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": [
+                                {
+                                    "labelSelector": {"matchLabels": {"job-name": "torch"}},
+                                    "topologyKey": "kubernetes.io/hostname",
+                                }
+                            ]
+                        }
+                    },
+                    "containers": [
+                        {
+                            "name": "rank",
+                            "image": "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+                            "command": ["python", "-c", script],
+                        }
+                    ],
+                }
+            },
+        },
+    }
+    try:
+        control_plane.apply([service, job])
+        kubectl(control_plane, "wait", "job/torch", "--for=condition=Complete", "--timeout=300s")
+        pods = json.loads(
+            kubectl(control_plane, "get", "pods", "-l", "job-name=torch", "-o", "json")
+        )
+        assert len({p["spec"]["nodeName"] for p in pods["items"]}) == 2
+        logs = kubectl(control_plane, "logs", "-l", "job-name=torch")
+        assert sorted(logs.splitlines()) == ["rank 0 sum 3.0", "rank 1 sum 3.0"]
+    finally:
+        kubectl(
+            control_plane, "delete", "job", "torch", "--cascade=foreground", "--ignore-not-found"
+        )
+        kubectl(control_plane, "delete", "service", "torch", "--ignore-not-found")
+        for name in ("cpu-a", "cpu-b"):
+            kubelet.remove_node(name)
