@@ -14,6 +14,9 @@ from .status import now
 
 log = logging.getLogger("tests.cluster.kubelet")
 
+#: how long stopping waits for queued events to be written
+FLUSH_SECONDS = 10.0
+
 
 class Recorder:
     """Writes events as ``node``'s kubelet, in the order they were recorded."""
@@ -28,8 +31,9 @@ class Recorder:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        """Write what is queued, then stop."""
-        await self._queue.join()
+        """Write what is queued (for a while: the API server may be gone), then stop."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._queue.join(), FLUSH_SECONDS)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
