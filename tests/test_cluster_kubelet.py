@@ -682,3 +682,19 @@ def test_pytorch_ranks_on_two_nodes_rendezvous_by_dns_name(
         kubectl(control_plane, "delete", "service", "torch", "--ignore-not-found")
         for name in ("cpu-a", "cpu-b"):
             kubelet.remove_node(name)
+
+
+def test_a_force_deleted_pod_has_its_processes_killed(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    """``--grace-period=0 --force`` removes the object at once; the kubelet, seeing it gone,
+    kills what ran (a real kubelet does too) and reaps it."""
+    run_pod(control_plane, "forced", "import time; time.sleep(600)")
+    wait(control_plane, "forced", "condition=Ready")
+    pid = kubelet.processes()["forced"]
+    kubectl(control_plane, "delete", "pod", "forced", "--grace-period=0", "--force")
+
+    async def ended() -> bool:
+        return "forced" not in kubelet.processes() and not Path(f"/proc/{pid}").exists()
+
+    asyncio.run(until(ended))

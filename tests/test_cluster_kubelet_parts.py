@@ -5,6 +5,7 @@ namespaces, root and cgroup (root only)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -275,7 +276,7 @@ def test_a_container_in_its_own_namespaces_root_and_cgroup(tmp_path: Path) -> No
             os.close(report)
             out, _ = done.communicate(timeout=60)
             kills = cgroup.oom_kills()
-            cgroup.remove()
+            asyncio.run(cgroup.remove())
             return kills, out.decode()
 
         kills, out = launch("sees", [sys.executable, "-c", script], 1000, None)

@@ -184,6 +184,19 @@ class ContainerCgroup:
             os.close(fd)
         self._files.clear()
 
-    def remove(self) -> None:
+    async def remove(self) -> None:
+        """Kill what is left and remove the cgroup once its processes have exited (moments
+        after SIGKILL; waited for without blocking the loop)."""
         self.close()
-        _remove_tree(self.folder)
+        deadline = time.monotonic() + REMOVE_SECONDS
+        while True:
+            self.kill()
+            try:
+                self.folder.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.005)

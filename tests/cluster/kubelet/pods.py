@@ -478,7 +478,7 @@ class PodWorker:
         except CannotRun as error:
             log_.finish()
             if cgroup is not None:
-                cgroup.remove()
+                await cgroup.remove()
             self.record("Failed", f"Error: {error.message}", warning=True, container=name)
             entry["state"] = {
                 "terminated": {
@@ -515,7 +515,7 @@ class PodWorker:
             cgroup.kill()  # the container ends with its first process
         oom = cgroup.oom_kills() > 0 or name in self.oom_killed
         self.oom_killed.discard(name)
-        cgroup.remove()
+        await cgroup.remove()
         self.state.ready.pop(name, None)
         log_.finish()
         self.running.pop(name, None)
@@ -655,9 +655,11 @@ class PodWorker:
         self.stopping = True
         for timer in self._timers:
             timer.cancel()
-        for running in list(self.running.values()):
-            running.cgroup.kill()
-        for process in list(self.execs):
+        running = list(self.running.values())
+        processes = [r.process for r in running] + list(self.execs)
+        for container in running:
+            container.cgroup.kill()
+        for process in self.execs:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
         for task in [self.task, *self._helpers]:
@@ -667,6 +669,11 @@ class PodWorker:
             if task is not None and task is not asyncio.current_task():
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        # reaped, so no process or transport outlives the pod (killed above: at once)
+        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), SETTLE_SECONDS)
+        for container in running:
+            await container.cgroup.remove()
+        self.running.clear()
         if self._writer is not None:  # a last write answers 404 at once when the pod is gone
             await asyncio.wait({self._writer}, timeout=SETTLE_SECONDS)
             self._writer.cancel()
