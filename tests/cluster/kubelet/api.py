@@ -200,9 +200,14 @@ class Watch:
             self.known.pop(key, None)
         else:
             self.known[key] = obj
-        result = self.handler(kind, obj)
-        if result is not None:
-            await result
+        try:
+            result = self.handler(kind, obj)
+            if result is not None:
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # one event's failure must not end the watch of all the others
+            log.exception("watch %s: handling %s %s", self.path, kind, key)
 
     async def _relist(self) -> str:
         listed = await self.api.get(self.path, self.params)
