@@ -6,6 +6,7 @@ exec, port-forward) works through it, as kubectl and the product's own clients u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import textwrap
@@ -77,6 +78,46 @@ def pod(plane: ControlPlane, name: str) -> dict[str, Any]:
 
 def delete(plane: ControlPlane, name: str) -> None:
     kubectl(plane, "delete", "pod", name, "--wait=true", "--timeout=120s")
+
+
+@contextlib.contextmanager
+def indexed_job(
+    plane: ControlPlane, name: str, script: str, **pod_spec: Any
+) -> Iterator[dict[str, Any]]:
+    """An Indexed Job of two ``python`` pods running ``script`` and the headless Service that
+    names them ``<name>-<index>.<name>``; yields its pods once it completed, deletes both."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "clusterIP": "None",
+            "selector": {"job-name": name},
+            "publishNotReadyAddresses": True,
+        },
+    }
+    container = {"name": "rank", "image": "python:3.11", "command": ["python", "-c", script]}
+    container.update(pod_spec.pop("container", {}))
+    template = {"subdomain": name, "restartPolicy": "Never", "containers": [container]}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "completions": 2,
+            "parallelism": 2,
+            "completionMode": "Indexed",
+            "backoffLimit": 0,
+            "template": {"spec": {**template, **pod_spec}},
+        },
+    }
+    try:
+        plane.apply([service, job])
+        kubectl(plane, "wait", f"job/{name}", "--for=condition=Complete", "--timeout=300s")
+        yield json.loads(kubectl(plane, "get", "pods", "-l", f"job-name={name}", "-o", "json"))
+    finally:
+        kubectl(plane, "delete", "job", name, "--cascade=foreground", "--ignore-not-found")
+        kubectl(plane, "delete", "service", name, "--ignore-not-found")
 
 
 def test_a_node_registers_with_its_resources_labels_taints_and_lease(
@@ -397,16 +438,6 @@ def test_an_indexed_job_spans_two_nodes_and_its_pods_find_each_other_by_name(
     for name in ("gpu-a", "gpu-b"):
         kubelet.add_node(name, cpu="4", memory="8Gi", allocatable={"nvidia.com/gpu": "1"})
     try:
-        service = {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "ranks", "namespace": NAMESPACE},
-            "spec": {
-                "clusterIP": "None",
-                "selector": {"job-name": "ranks"},
-                "publishNotReadyAddresses": True,
-            },
-        }
         script = textwrap.dedent(
             """
             import os, socket, time
@@ -426,44 +457,12 @@ def test_an_indexed_job_spans_two_nodes_and_its_pods_find_each_other_by_name(
                 print("rank 1 sent", flush=True)
             """
         )
-        job = {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": "ranks", "namespace": NAMESPACE},
-            "spec": {
-                "completions": 2,
-                "parallelism": 2,
-                "completionMode": "Indexed",
-                "backoffLimit": 0,
-                "template": {
-                    "spec": {
-                        "subdomain": "ranks",
-                        "restartPolicy": "Never",
-                        "containers": [
-                            {
-                                "name": "rank",
-                                "image": "python:3.11",
-                                "command": ["python", "-c", script],
-                                "resources": {"limits": {"nvidia.com/gpu": "1"}},
-                            }
-                        ],
-                    }
-                },
-            },
-        }
-        control_plane.apply([service, job])
-        kubectl(control_plane, "wait", "job/ranks", "--for=condition=Complete", "--timeout=180s")
-        pods = json.loads(
-            kubectl(control_plane, "get", "pods", "-l", "job-name=ranks", "-o", "json")
-        )
-        assert sorted(p["spec"]["nodeName"] for p in pods["items"]) == ["gpu-a", "gpu-b"]
-        logs = kubectl(control_plane, "logs", "-l", "job-name=ranks", "--prefix=false")
-        assert "rank 0 got hello from ranks-1" in logs
+        gpu = {"container": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}
+        with indexed_job(control_plane, "ranks", script, **gpu) as pods:
+            assert sorted(p["spec"]["nodeName"] for p in pods["items"]) == ["gpu-a", "gpu-b"]
+            logs = kubectl(control_plane, "logs", "-l", "job-name=ranks", "--prefix=false")
+            assert "rank 0 got hello from ranks-1" in logs
     finally:
-        kubectl(
-            control_plane, "delete", "job", "ranks", "--cascade=foreground", "--ignore-not-found"
-        )
-        kubectl(control_plane, "delete", "service", "ranks", "--ignore-not-found")
         for name in ("gpu-a", "gpu-b"):
             kubelet.remove_node(name)
 
@@ -622,64 +621,22 @@ def test_pytorch_ranks_on_two_nodes_rendezvous_by_dns_name(
         dist.destroy_process_group()
         """
     )
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "torch", "namespace": NAMESPACE},
-        "spec": {
-            "clusterIP": "None",
-            "selector": {"job-name": "torch"},
-            "publishNotReadyAddresses": True,
-        },
-    }
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "torch", "namespace": NAMESPACE},
-        "spec": {
-            "completions": 2,
-            "parallelism": 2,
-            "completionMode": "Indexed",
-            "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    "subdomain": "torch",
-                    "restartPolicy": "Never",
-                    "affinity": {
-                        "podAntiAffinity": {
-                            "requiredDuringSchedulingIgnoredDuringExecution": [
-                                {
-                                    "labelSelector": {"matchLabels": {"job-name": "torch"}},
-                                    "topologyKey": "kubernetes.io/hostname",
-                                }
-                            ]
-                        }
-                    },
-                    "containers": [
-                        {
-                            "name": "rank",
-                            "image": "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
-                            "command": ["python", "-c", script],
-                        }
-                    ],
+    spread = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {"job-name": "torch"}},
+                    "topologyKey": "kubernetes.io/hostname",
                 }
-            },
-        },
+            ]
+        }
     }
     try:
-        control_plane.apply([service, job])
-        kubectl(control_plane, "wait", "job/torch", "--for=condition=Complete", "--timeout=300s")
-        pods = json.loads(
-            kubectl(control_plane, "get", "pods", "-l", "job-name=torch", "-o", "json")
-        )
-        assert len({p["spec"]["nodeName"] for p in pods["items"]}) == 2
-        logs = kubectl(control_plane, "logs", "-l", "job-name=torch")
-        assert sorted(logs.splitlines()) == ["rank 0 sum 3.0", "rank 1 sum 3.0"]
+        with indexed_job(control_plane, "torch", script, affinity=spread) as pods:
+            assert len({p["spec"]["nodeName"] for p in pods["items"]}) == 2
+            logs = kubectl(control_plane, "logs", "-l", "job-name=torch")
+            assert sorted(logs.splitlines()) == ["rank 0 sum 3.0", "rank 1 sum 3.0"]
     finally:
-        kubectl(
-            control_plane, "delete", "job", "torch", "--cascade=foreground", "--ignore-not-found"
-        )
-        kubectl(control_plane, "delete", "service", "torch", "--ignore-not-found")
         for name in ("cpu-a", "cpu-b"):
             kubelet.remove_node(name)
 
