@@ -130,7 +130,7 @@ def client_for(args: argparse.Namespace) -> JobsClient:
 
 
 def run_agent(args: argparse.Namespace) -> int:
-    from ..backends.local.accounts import RankAccounts, cannot_run_as_owners
+    from ..backends.local.accounts import choose_rank_accounts
     from ..backends.local.agent_server import serve, serve_hub
     from ..jobs.policy import Policy
 
@@ -139,10 +139,13 @@ def run_agent(args: argparse.Namespace) -> int:
     app = local_app()
     data_dir = Path(args.data_dir or app.data_dir)
     policy = Policy.from_app(app)
-    accounts = RankAccounts(app.run_ranks_as.lower(), dict(app.owner_accounts))
-    problem = accounts.as_owner and cannot_run_as_owners(data_dir)
-    if problem:
-        raise ClientError(problem, field="run_ranks_as")
+    accounts = choose_rank_accounts(
+        app.run_ranks_as,
+        dict(app.owner_accounts),
+        shared=args.hub,
+        unsafe_ranks_as_root=app.unsafe_ranks_as_root,
+        data_dir=data_dir,
+    )
     if args.hub:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # imported with JupyterHub's auth
         host, port, prefix = _hub_service_address(os.environ)
