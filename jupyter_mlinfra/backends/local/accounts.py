@@ -66,6 +66,14 @@ class Account:
         return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name, "SHELL": self.shell}
 
 
+def agent_account() -> str:
+    """The name of the account this process runs as (its uid when it has none)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
 @dataclass(frozen=True)
 class RankAccounts:
     """Who ranks run as (``run_ranks_as``, ``owner_accounts``), and for whom this agent runs."""
@@ -77,6 +85,8 @@ class RankAccounts:
     """The agent runs several users' jobs (a JupyterHub's service)."""
     warning: str = ""
     """Why several users' ranks run as one account: said at every start and in whoami."""
+    own_account: str = field(default_factory=agent_account)
+    """The agent's account, which ranks run as unless they run as their owners'."""
 
     @property
     def as_owner(self) -> bool:
@@ -116,7 +126,7 @@ class RankAccounts:
         """What ``owner``'s ranks run as and whether other users' jobs can reach theirs, with
         the reason in one line (``whoami``'s ``isolation``)."""
         if not self.as_owner:
-            me = agent_account()
+            me = self.own_account
             if self.shared:
                 return {"ranks_run_as": me, "isolated": False, "reason": self.warning}
             reason = f"this agent is yours alone: your jobs run as its account {me!r}"
@@ -152,14 +162,6 @@ class RankAccounts:
         return {k: v for k, v in environ.items() if k in LOGIN_VARIABLES or k.startswith("LC_")}
 
 
-def agent_account() -> str:
-    """The name of the account this process runs as (its uid when it has none)."""
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return f"uid {os.geteuid()}"
-
-
 def choose_rank_accounts(
     run_ranks_as: str | None,
     names: Mapping[str, str],
@@ -190,21 +192,17 @@ def choose_rank_accounts(
             "run_ranks_as",
         )
     if root:
-        why = "UNSAFE: unsafe_ranks_as_root is set, so every hub user's jobs run as root"
+        cause = "UNSAFE: unsafe_ranks_as_root is set"
+    elif run_ranks_as:
+        cause = "run_ranks_as is 'agent'"
     else:
-        cause = (
-            "run_ranks_as='agent'"
-            if run_ranks_as
-            else f"this agent runs as {me!r}, not root, so it cannot start jobs as their "
-            "owners' accounts"
-        )
-        why = f"{cause}: every hub user's jobs run as {me!r}"
+        cause = "this agent does not run as root and cannot start jobs as their owners' accounts"
     warning = (
-        f"{why}, so any user's job can read and change other users' jobs and the job store, and "
-        "no job's results are handed out (to isolate users, run the hub and this agent as root "
-        "with one OS account per user)"
+        f"{cause}, so every hub user's jobs run as {me!r}: any user's job can read and change "
+        "other users' jobs and the job store, and no job's results are handed out (to isolate "
+        "users, run the hub and this agent as root with one OS account per user)"
     )
-    return RankAccounts(AGENT, names, shared=True, warning=warning)
+    return RankAccounts(AGENT, names, shared=True, warning=warning, own_account=me)
 
 
 def cannot_run_as_owners(data_dir: Path) -> str | None:

@@ -66,10 +66,11 @@ class Agent:
         self.store = JobStore(data_dir / "jobs.sqlite")
         self.accounts = accounts or RankAccounts()
         self.runner = Runner(data_dir, self._on_rank_exit, self.accounts)
-        if self.accounts.as_owner:  # ranks of other accounts reach their job directories
-            (data_dir / "jobs").mkdir(exist_ok=True)
-            log.info("ranks run as their owners' OS accounts (run_ranks_as='owner')")
+        (data_dir / "jobs").mkdir(exist_ok=True)
+        # ranks of other accounts pass through to their job directories; nobody else gets in
         keep_private(data_dir, open_jobs=self.accounts.as_owner)
+        if self.accounts.as_owner:
+            log.info("ranks run as their owners' OS accounts (run_ranks_as='owner')")
         if self.accounts.warning:  # at every start, where the admin looks
             log.warning("%s", self.accounts.warning)
         self.service = JobService(self.store, policy, self)
