@@ -223,6 +223,11 @@ def cannot_run_as_owners(data_dir: Path) -> str | None:
     return None
 
 
+STATE = ("jobs", "logs", "jobs.sqlite", "jobs.sqlite-wal", "jobs.sqlite-shm", "jobs.sqlite-journal",
+         "agent.lock", "agent.start.lock", "agent.log")  # fmt: skip
+"""What the agent and its starters keep in ``data_dir``: only these are tightened there."""
+
+
 def keep_private(data_dir: Path, *, open_jobs: bool) -> None:
     """Keep ``data_dir`` to the agent: 0700 folders and owner-only files (the job store holds
     every job's code, environment and pushed variables), however an earlier version or
@@ -230,12 +235,12 @@ def keep_private(data_dir: Path, *, open_jobs: bool) -> None:
     accounts may pass through ``data_dir`` and ``data_dir/jobs`` to their own job directories,
     without listing either (0711)."""
     data_dir.chmod(0o700)  # first: nothing below is reachable while it is tightened
-    for entry in data_dir.iterdir():
-        if entry.is_symlink():
+    for entry in (data_dir / name for name in STATE):
+        if entry.is_symlink() or not entry.exists():
             continue
         if entry.is_dir():
             entry.chmod(0o711 if open_jobs and entry.name == "jobs" else 0o700)
-        elif entry.is_file():
+        else:
             entry.chmod(entry.stat().st_mode & 0o700)
     if open_jobs:
         data_dir.chmod(0o711)
