@@ -32,6 +32,7 @@ from jupyter_mlinfra.client import ClientError, Connection, JobsClient
 from .hub import Hub, HubError, running_hub
 from .os_accounts import PREFIX, os_accounts
 from .test_restarts import ranks_of, wait_state
+from .test_run_as_owner import ATTEMPT
 
 ALICE, BOB, CAROL = (PREFIX + name for name in ("alice", "bob", "carol"))
 USERS = (ALICE, BOB)
@@ -45,16 +46,10 @@ SETTINGS: dict[str, Any] = {
 SLEEPER = "import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n"
 VICTIM = "result = secret + ', pulled back'\nprint('done', flush=True)\n"
 
-ATTACK = '''
-import os, pickle, signal
-
-def attempt(action):
-    try:
-        action()
-    except PermissionError:
-        return "denied"
-    return "allowed"
-
+ATTACK = (
+    "import os, pickle, signal\n"
+    + ATTEMPT
+    + '''
 class Payload:
     """Runs the attacker's command in whoever loads it."""
     def __reduce__(self):
@@ -102,6 +97,7 @@ report = {
 environment = dict(os.environ)
 uid = os.getuid()
 '''
+)
 
 DENIED = {
     "list their finished job": "denied",
