@@ -103,36 +103,45 @@ def _closed_folders(paths: Sequence[Path]) -> list[Path]:
     return closed
 
 
-def _acl(mode: int, gid: int) -> bytes:
-    """A folder's ACL equal to its mode plus: group ``gid`` may pass through."""
-    group = (mode >> 3) & 7
-    entries = [
-        (USER_OBJ, (mode >> 6) & 7, NO_ID),
-        (GROUP_OBJ, group, NO_ID),
-        (NAMED_GROUP, EXECUTE, gid),
-        (MASK, group | EXECUTE, NO_ID),
-        (OTHER, mode & 7, NO_ID),
-    ]
+def _acl(current: bytes | None, mode: int, gid: int) -> bytes:
+    """A folder's ACL (``current``, or none beyond its ``mode``) plus: group ``gid`` may pass
+    through."""
+    if current is None:
+        entries = [(USER_OBJ, (mode >> 6) & 7, NO_ID), (GROUP_OBJ, (mode >> 3) & 7, NO_ID),
+                   (OTHER, mode & 7, NO_ID)]  # fmt: skip
+    else:
+        entries = [struct.unpack_from("<HHI", current, at) for at in range(4, len(current), 8)]
+    entries = [e for e in entries if (e[0], e[2]) != (NAMED_GROUP, gid)]
+    entries.append((NAMED_GROUP, EXECUTE, gid))
+    mask = [e for e in entries if e[0] == MASK]
+    group = next(perm for tag, perm, _ in entries if tag == GROUP_OBJ)
+    entries = [e for e in entries if e[0] != MASK]
+    entries.append((MASK, (mask[0][1] if mask else group) | EXECUTE, NO_ID))
+    entries.sort(key=lambda e: (e[0], e[2]))
     return struct.pack("<I", ACL_VERSION) + b"".join(struct.pack("<HHI", *e) for e in entries)
 
 
 @contextmanager
 def _passable(folders: Sequence[Path], gid: int) -> Iterator[None]:
-    modes: dict[Path, int] = {}
+    before: dict[Path, tuple[bytes | None, int]] = {}
     try:
         for folder in folders:
-            with contextlib.suppress(OSError):  # no ACL yet: the usual case
-                os.getxattr(folder, ACL)
-                need(False, f"{folder} has an ACL already, which this test would not restore")
+            try:
+                current: bytes | None = os.getxattr(folder, ACL)
+            except OSError:  # none: the usual case
+                current = None
             mode = stat.S_IMODE(folder.stat().st_mode)
-            os.setxattr(folder, ACL, _acl(mode, gid))
-            modes[folder] = mode
+            os.setxattr(folder, ACL, _acl(current, mode, gid))
+            before[folder] = (current, mode)
         yield
     finally:
-        for folder, mode in modes.items():
+        for folder, (acl, mode) in before.items():
             with contextlib.suppress(OSError):
-                os.removexattr(folder, ACL)
-                folder.chmod(mode)
+                if acl is None:
+                    os.removexattr(folder, ACL)
+                    folder.chmod(mode)
+                else:
+                    os.setxattr(folder, ACL, acl)
 
 
 def _environment() -> list[Path]:
