@@ -65,4 +65,5 @@ class Inventory:
                 queued_jobs=await self.backend.queued_jobs(identity.user),
             ).to_json(),
             "flavors": [f.name for f in self.catalog.for_identity(identity).flavors],
+            "isolation": await self.backend.isolation(identity),
         }

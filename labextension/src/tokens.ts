@@ -80,6 +80,13 @@ export interface IFlavorList {
   flavors: IFlavor[];
 }
 
+/** What the caller's job ranks run as, and whether other users' jobs can reach them. */
+export interface IIsolation {
+  ranks_run_as: string | null;
+  isolated: boolean;
+  reason: string;
+}
+
 /** `GET whoami` */
 export interface IWhoAmI {
   user: string;
@@ -87,6 +94,8 @@ export interface IWhoAmI {
   admin: boolean;
   quota: Record<string, unknown>;
   usage: Record<string, unknown>;
+  /** Null where the backend does not say (Kubernetes). */
+  isolation?: IIsolation | null;
 }
 
 /** The body of every error response. */

@@ -25,7 +25,7 @@ from ... import quotas
 from ...errors import CannotFit, Conflict, InvalidInput, NotAllowed
 from ...identity import Identity, resolve_identity
 from ...jobs.queries import cursor, listing_owner, next_cursor
-from ...jobs.spec import Condition, Event, Job, JobState
+from ...jobs.spec import Condition, Event, Job, JobState, check_pull
 from ...jobs.submission import new_job, priority_change
 from . import kueue
 from .attachments import attachments
@@ -289,10 +289,7 @@ class KubernetesJobs(LoggingConfigurable):
 
     async def result(self, identity: Identity, job_id: str) -> dict[str, Any]:
         job = await self._get(identity, job_id)
-        if job.state != JobState.SUCCEEDED:
-            raise Conflict(
-                f"job {job_id} is {job.state.value}; results exist once it succeeded", "id"
-            )
+        check_pull(job, identity.user)
         rest = self._rest()
         name = f"{object_name(job.id, job.attempt)}-result"
         secret = await rest.get(path_of("v1", "secrets", self.watches.namespace, name))
