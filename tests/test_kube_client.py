@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from traitlets import TraitError
 from traitlets.config import Config
 
 from jupyter_mlinfra.backends.kubernetes.client import ClusterUnavailable, KubernetesCluster
 from jupyter_mlinfra.backends.kubernetes.names import is_dns_label
+from jupyter_mlinfra.backends.kubernetes.rest import Rest
 
 KUBECONFIG = """\
 apiVersion: v1
@@ -71,3 +75,113 @@ async def test_missing_kubeconfig_says_which(tmp_path: Path) -> None:
     with pytest.raises(ClusterUnavailable, match="absent") as caught:
         await cluster.api()
     assert caught.value.status == 503 and caught.value.field == "kubeconfig"
+
+
+PLUGIN = """\
+import json, pathlib, sys, time
+here = pathlib.Path(sys.argv[1])
+with (here / "runs").open("a") as runs:
+    runs.write("run\\n")
+status = {"token": (here / "token").read_text()}
+lifetime = (here / "lifetime").read_text()
+if lifetime:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + float(lifetime)))
+    status["expirationTimestamp"] = stamp
+print(json.dumps({
+    "apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", "status": status
+}))
+"""
+"""An exec credential plugin as EKS's and GKE's are: it hands out the token in ``token``,
+valid for ``lifetime`` seconds (none when empty), and counts its runs in ``runs``."""
+
+
+def user_kubeconfig(kube_cluster: Any, folder: Path, user: dict[str, Any]) -> Path:
+    """The fixture's kubeconfig with ``user`` as its user's credentials."""
+    document = yaml.safe_load(kube_cluster.kubeconfig.read_text())
+    document["users"][0]["user"] = user
+    path = folder / "kubeconfig"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def exec_plugin(kube_cluster: Any, folder: Path, lifetime: str) -> Path:
+    (folder / "plugin.py").write_text(PLUGIN)
+    (folder / "token").write_text(kube_cluster.token)
+    (folder / "lifetime").write_text(lifetime)
+    user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": sys.executable,
+            "args": [str(folder / "plugin.py"), str(folder)],
+            "interactiveMode": "Never",
+        }
+    }
+    return user_kubeconfig(kube_cluster, folder, user)
+
+
+def runs(folder: Path) -> int:
+    return len((folder / "runs").read_text().splitlines())
+
+
+async def test_an_exec_credential_is_renewed_before_it_expires(
+    kube_cluster: Any, tmp_path: Path
+) -> None:
+    """A plugin's token that expires (within the renewal margin here: every request finds it
+    due) is renewed before a request is sent: after the cluster moved on to a new token, no
+    request is ever refused."""
+    cluster = KubernetesCluster(kubeconfig=str(exec_plugin(kube_cluster, tmp_path, "5")))
+    try:
+        rest = Rest(await cluster.api(), 10)
+        await rest.call("GET", "/api/v1/nodes")
+        (tmp_path / "token").write_text(kube_cluster.rotate_token())
+        nodes = await rest.call("GET", "/api/v1/nodes")
+        assert [n["metadata"]["name"] for n in nodes["items"]] == ["node-0"]
+        assert kube_cluster.unauthorized == []
+        assert runs(tmp_path) == 3  # loading the kubeconfig, then before each request
+    finally:
+        await cluster.close()
+
+
+async def test_a_refused_token_is_renewed_and_the_request_sent_again(
+    kube_cluster: Any, tmp_path: Path
+) -> None:
+    """A plugin's token without an expiry is used until the API refuses it (revoked,
+    rotated): the plugin runs again and the request goes through, once more; so do the
+    port-forwards' client, which shares the token."""
+    cluster = KubernetesCluster(kubeconfig=str(exec_plugin(kube_cluster, tmp_path, "")))
+    try:
+        rest = Rest(await cluster.api(), 10)
+        for _ in range(3):
+            await rest.call("GET", "/api/v1/nodes")
+        assert runs(tmp_path) == 1  # no expiry: no new token is asked for
+        (tmp_path / "token").write_text(kube_cluster.rotate_token())
+        await rest.call("GET", "/api/v1/nodes")
+        assert kube_cluster.unauthorized == [("GET", "/api/v1/nodes")]
+        assert runs(tmp_path) == 2
+        forwards = await cluster.port_forward_api()
+        headers = dict(
+            (s["key"], s["value"]) for s in (await forwards.configuration.auth_settings()).values()
+        )
+        assert headers["authorization"] == f"Bearer {kube_cluster.token}"
+    finally:
+        await cluster.close()
+
+
+async def test_a_token_file_is_read_again_when_the_token_is_refused(
+    kube_cluster: Any, tmp_path: Path
+) -> None:
+    """A token in a file that something else rotates (a kubeconfig's tokenFile; in a pod,
+    the projected service-account token, read the same way): a refused token is read again
+    from the file."""
+    token = tmp_path / "token"
+    token.write_text(kube_cluster.token)
+    kubeconfig = user_kubeconfig(kube_cluster, tmp_path, {"tokenFile": "token"})  # relative
+    cluster = KubernetesCluster(kubeconfig=str(kubeconfig))
+    try:
+        rest = Rest(await cluster.api(), 10)
+        await rest.call("GET", "/api/v1/nodes")
+        token.write_text(kube_cluster.rotate_token())
+        await rest.call("GET", "/api/v1/namespaces")
+        assert kube_cluster.unauthorized == [("GET", "/api/v1/namespaces")]
+    finally:
+        await cluster.close()

@@ -66,6 +66,8 @@ class ApiServer:
         self.bookmark_seconds = 1.0
         self._watches: set[asyncio.Queue[Change | None]] = set()
         self.requests: list[tuple[str, str]] = []
+        self.unauthorized: list[tuple[str, str]] = []
+        """Requests refused with 401 (no token, or not the current one)."""
         self.forbidden: set[tuple[str, str]] = set()
         """(group, plural) that RBAC denies the client, as a least-privilege Role would."""
         self.app = web.Application(middlewares=[self._errors, self._auth])
@@ -88,6 +90,7 @@ class ApiServer:
     ) -> web.StreamResponse:
         sent = request.headers.get("Authorization", "")
         if not hmac.compare_digest(sent.encode(), f"Bearer {self.token}".encode()):
+            self.unauthorized.append((request.method, request.path_qs))
             raise ApiError(401, "Unauthorized", "Unauthorized")
         self.requests.append((request.method, request.path_qs))
         return await handler(request)
