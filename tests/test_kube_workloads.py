@@ -118,7 +118,7 @@ def test_multi_node_job_is_a_jobset_with_one_replicated_job_and_dns_names() -> N
     assert (env["MLINFRA_NODES"], env["MLINFRA_PROCS_PER_NODE"]) == ("2", "2")
     assert env["MLINFRA_FRAMEWORK"] == "pytorch" and env["MLINFRA_THREADS"] == "8"
     assert container["command"] == [
-        "python",
+        "python3",
         "/mlinfra/spec/node.py",
         "/mlinfra/spec",
         "/mlinfra/run",
@@ -170,6 +170,101 @@ def test_one_node_job_is_a_plain_job_whose_master_is_its_own_pod() -> None:
     env = env_of(plain["spec"]["template"]["spec"]["containers"][0])
     assert env["MLINFRA_MASTER_ADDR"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert env["MLINFRA_NODE_ADDRS"] == ""
+
+
+def test_a_node_runs_the_environments_python_with_a_home_it_can_write() -> None:
+    """The whole pod of a one-node job: the environment's interpreter (``python3`` when it
+    names none: many images have no ``python``), HOME an emptyDir (the fixed non-root uid may
+    have no home in the image), which the environment's own HOME would override."""
+    conda = replace(TORCH, python="/opt/conda/bin/python", env={"HF_HOME": "/data/hf"})
+    job = make_job(nodes=1, procs_per_node=1)
+    placement = workloads.Placement(namespace="team-a", jobset=False)
+    pod = workloads.node_pod(A100X2, DEFAULT_CAPACITY_PLACEMENT)
+    template = workloads.pod_template(job, conda, A100X2, placement, pod)
+    field = {"fieldRef": {"fieldPath": "status.podIP"}}
+    index = {"fieldRef": {"fieldPath": f"metadata.annotations['{workloads.COMPLETION_INDEX}']"}}
+    assert template == {
+        "metadata": {
+            "labels": workloads.job_labels(job),
+            "annotations": {"mlinfra.jupyter.org/owner": "ann.smith@example.org"},
+        },
+        "spec": {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "runAsGroup": 100,
+                "fsGroup": 100,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "node",
+                    "image": "pytorch/pytorch:2.5.1",
+                    "command": [
+                        "/opt/conda/bin/python",
+                        "/mlinfra/spec/node.py",
+                        "/mlinfra/spec",
+                        "/mlinfra/run",
+                    ],
+                    "resources": {
+                        "requests": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "2"},
+                        "limits": {"memory": "64Gi", "nvidia.com/gpu": "2"},
+                    },
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [
+                        {"name": "dshm", "mountPath": "/dev/shm"},
+                        {"name": "mlinfra-spec", "mountPath": "/mlinfra/spec", "readOnly": True},
+                        {"name": "mlinfra-run", "mountPath": "/mlinfra/run"},
+                        {"name": "mlinfra-home", "mountPath": "/home/mlinfra"},
+                    ],
+                    "env": [
+                        {"name": "HOME", "value": "/home/mlinfra"},
+                        {"name": "HF_HOME", "value": "/data/hf"},
+                        {"name": "MLINFRA_MASTER_ADDR", "valueFrom": field},
+                        {"name": "MLINFRA_NODE_RANK", "valueFrom": index},
+                        {"name": "MLINFRA_NODES", "value": "1"},
+                        {"name": "MLINFRA_PROCS_PER_NODE", "value": "1"},
+                        {"name": "MLINFRA_FRAMEWORK", "value": "pytorch"},
+                        {"name": "MLINFRA_MASTER_PORT", "value": "29500"},
+                        {"name": "MLINFRA_NODE_ADDRS", "value": ""},
+                        {"name": "MLINFRA_THREADS", "value": "8"},
+                        {
+                            "name": "MLINFRA_TERMINATION_LOG",
+                            "value": "/mlinfra/run/termination-log",
+                        },
+                        {"name": "MLINFRA_JOB_ID", "value": "0123456789ab"},
+                        {"name": "MLINFRA_ATTEMPT", "value": "1"},
+                    ],
+                    "terminationMessagePath": "/mlinfra/run/termination-log",
+                    "terminationMessagePolicy": "File",
+                }
+            ],
+            "volumes": [
+                {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Gi"}},
+                {
+                    "name": "mlinfra-spec",
+                    "projected": {
+                        "sources": [{"configMap": {"name": "mlinfra-0123456789ab-1-spec"}}]
+                    },
+                },
+                {"name": "mlinfra-run", "emptyDir": {}},
+                {"name": "mlinfra-home", "emptyDir": {}},
+            ],
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+        },
+    }
+    plain = workloads.pod_template(
+        job, replace(TORCH, env={"HOME": "/data"}), A100X2, placement, pod
+    )
+    (container,) = plain["spec"]["containers"]
+    assert container["command"][0] == "python3"
+    assert [e for e in container["env"] if e["name"] == "HOME"] == [
+        {"name": "HOME", "value": "/data"}
+    ]
 
 
 def test_kueue_labels_max_runtime_and_flex_start_parameters() -> None:

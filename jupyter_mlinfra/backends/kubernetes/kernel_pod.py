@@ -49,7 +49,7 @@ class KernelPodOptions:
     """The directory in the init image holding ``launcher.py`` (and ``site/``)."""
     port: int = 50000
     """The kernel's first port; its channels use port .. port+4, the launcher port+5."""
-    python: str = "python3"
+    python: str = manifests.DEFAULT_PYTHON
     """The image's interpreter, when the environment names none."""
     image_pull_policy: str = "IfNotPresent"
     grace_seconds: int = 10

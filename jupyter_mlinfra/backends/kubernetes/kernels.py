@@ -26,7 +26,7 @@ from ...errors import MLInfraError
 from . import kernel_pod as pods
 from .client import KubernetesCluster
 from .kernel_startup import Startup, classify
-from .manifests import allowed_env, owner_reference
+from .manifests import DEFAULT_PYTHON, allowed_env, owner_reference
 from .reflector import Reflector
 from .rest import KubeError, Rest, path_of
 
@@ -61,7 +61,7 @@ class KubernetesKernels(LoggingConfigurable):
         so every kernel can use the same ports.""",
     )
     python = Unicode(
-        "python3",
+        DEFAULT_PYTHON,
         config=True,
         help="The interpreter in the image that runs the kernel, when an environment names none.",
     )

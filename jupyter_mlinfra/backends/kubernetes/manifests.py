@@ -32,6 +32,9 @@ ANNOTATION_OWNER = f"{GROUP}/owner"
 """The owner's name as written, since the label holds a sanitised form."""
 
 SHM_PATH = "/dev/shm"
+DEFAULT_PYTHON = "python3"
+"""The interpreter in an image whose environment names none: ``python3`` is the name every
+Python 3 image has (PEP 394); many (Debian's, NVIDIA's) have no ``python``."""
 NON_ROOT_UID = 1000
 NON_ROOT_GID = 100
 """The Jupyter Docker Stacks' ``jovyan`` user and ``users`` group, which most DL images accept."""

@@ -34,6 +34,7 @@ from ...catalog import Environment, Flavor
 from ...jobs.spec import Job, RetryPolicy
 from .manifests import (
     ANNOTATION_OWNER,
+    DEFAULT_PYTHON,
     container_security_context,
     labels,
     owner_reference,
@@ -55,8 +56,10 @@ REPLICATED_JOB = "node"
 SPEC_DIR = "/mlinfra/spec"
 RUN_DIR = "/mlinfra/run"
 TOKEN_DIR = "/var/run/secrets/mlinfra"
-PYTHON = "python"
-"""The image's own Python; the launcher needs nothing but its standard library."""
+HOME_DIR = "/home/mlinfra"
+"""The ranks' HOME, an emptyDir: the pod runs as a fixed non-root uid that the image need not
+know (no passwd entry: the runtime then sets HOME to "/", which that uid cannot write), and
+caches (pip, torch, Hugging Face, matplotlib) write under HOME."""
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,9 @@ def rank_container_env(
     """What ``launch/node.py`` needs to compute each rank's environment at run time."""
     spec = job.spec
     name = object_name(job.id, job.attempt)
-    env: list[dict[str, Any]] = [
-        {"name": k, "value": v} for k, v in {**environment.env, **spec.env}.items()
+    env: list[dict[str, Any]] = [  # HOME first: the environment's or the job's own wins
+        {"name": k, "value": v}
+        for k, v in {"HOME": HOME_DIR, **environment.env, **spec.env}.items()
     ]
     if spec.nodes == 1:
         master: dict[str, Any] = {
@@ -178,7 +182,12 @@ def pod_template(
         {
             "name": CONTAINER,
             "image": environment.image,
-            "command": [PYTHON, f"{SPEC_DIR}/node.py", SPEC_DIR, RUN_DIR],
+            "command": [
+                environment.python or DEFAULT_PYTHON,
+                f"{SPEC_DIR}/node.py",
+                SPEC_DIR,
+                RUN_DIR,
+            ],
             "env": [
                 *container.get("env", []),
                 *rank_container_env(job, environment, flavor, placement),
@@ -192,6 +201,7 @@ def pod_template(
     mounts = [
         {"name": "mlinfra-spec", "mountPath": SPEC_DIR, "readOnly": True},
         {"name": "mlinfra-run", "mountPath": RUN_DIR},
+        {"name": "mlinfra-home", "mountPath": HOME_DIR},
     ]
     sources: list[dict[str, Any]] = [{"configMap": {"name": f"{name}-spec"}}]
     if job.spec.push:
@@ -199,6 +209,7 @@ def pod_template(
     volumes: list[dict[str, Any]] = [
         {"name": "mlinfra-spec", "projected": {"sources": sources}},
         {"name": "mlinfra-run", "emptyDir": {}},
+        {"name": "mlinfra-home", "emptyDir": {}},
     ]
     if job.spec.pull:
         mounts.append({"name": "mlinfra-result-token", "mountPath": TOKEN_DIR, "readOnly": True})
