@@ -87,6 +87,17 @@ export interface IWhoAmI {
   admin: boolean;
   quota: Record<string, unknown>;
   usage: Record<string, unknown>;
+  /** Kubernetes only: who queues jobs; `by: 'none'` means outside any quota. */
+  queueing?: IQueueing;
+}
+
+/** Who queues jobs on a cluster (`GET whoami` and `capacity`). */
+export interface IQueueing {
+  by: 'kueue' | 'none';
+  /** The Kueue API version served, e.g. `kueue.x-k8s.io/v1beta2`. */
+  api: string;
+  /** Why Kueue does not queue jobs (empty when it does). */
+  reason: string;
 }
 
 /** The body of every error response. */
