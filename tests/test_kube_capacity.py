@@ -223,10 +223,7 @@ async def test_a_sidebar_refresh_makes_no_api_request(jp_fetch: Any, kube_cluste
     for what in ("flavors", "capacity", "whoami"):  # the first answers list and watch
         await call(jp_fetch, what)
     pods = [path for _, path in kube_cluster.requests if path.startswith("/api/v1/pods")]
-    assert (
-        pods[0]
-        == "/api/v1/pods?fieldSelector=status.phase!%3DSucceeded,status.phase!%3DFailed"
-    )
+    assert pods[0] == "/api/v1/pods?fieldSelector=status.phase!%3DSucceeded,status.phase!%3DFailed"
     seen = len(kube_cluster.requests)
     for _ in range(3):
         for what in ("flavors", "capacity", "whoami"):
