@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,11 @@ from traitlets.config import Config
 
 from jupyter_mlinfra.backends.kubernetes.client import ClusterUnavailable, KubernetesCluster
 from jupyter_mlinfra.backends.kubernetes.names import is_dns_label
-from jupyter_mlinfra.backends.kubernetes.rest import Rest
+from jupyter_mlinfra.backends.kubernetes.port_forward import PortForward
+from jupyter_mlinfra.backends.kubernetes.reflector import Reflector
+from jupyter_mlinfra.backends.kubernetes.rest import Rest, path_of
+
+from .waits import until
 
 KUBECONFIG = """\
 apiVersion: v1
@@ -184,4 +189,88 @@ async def test_a_token_file_is_read_again_when_the_token_is_refused(
         await rest.call("GET", "/api/v1/namespaces")
         assert kube_cluster.unauthorized == [("GET", "/api/v1/namespaces")]
     finally:
+        await cluster.close()
+
+
+ECHO = """\
+import asyncio, os
+
+async def serve(reader, writer):
+    while data := await reader.read(100):
+        writer.write(data.upper())
+        await writer.drain()
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(serve, os.environ["POD_IP"], 7000)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+async def test_port_forwards_never_take_the_connections_of_api_calls(
+    kube_cluster: Any,
+) -> None:
+    """Kernels' port-forwards (a kernel holds up to six websockets while it is open) have a
+    connection pool of their own: with every connection of the API calls' pool (4 here) held
+    by watches but one, a dozen open forwarded connections still leave an API call its
+    connection, and they all stay open meanwhile."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "echo"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "echo",
+                    "image": "python:3.12",
+                    "command": ["python", "-c", ECHO],
+                    "env": [
+                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+                    ],
+                    "readinessProbe": {"tcpSocket": {"port": 7000}, "periodSeconds": 1},
+                }
+            ],
+        },
+    }
+    kube_cluster.create(pod)
+
+    async def ready() -> bool:
+        found = kube_cluster.get("v1", "Pod", "echo") or {}
+        conditions = found.get("status", {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    await until(ready)
+    cluster = KubernetesCluster(kubeconfig=str(kube_cluster.kubeconfig), connections=4)
+    rest = Rest(await cluster.api(), 10)
+    watches = [
+        Reflector(rest, path_of("v1", plural, namespace))
+        for plural, namespace in (("pods", ""), ("nodes", ""), ("configmaps", "default"))
+    ]
+    forward = PortForward(await cluster.port_forward_api(), kube_cluster.namespace, "echo")
+    streams = []
+    try:
+        for watch in watches:
+            watch.start()
+            await watch.wait_synced(30)
+        local = (await forward.start([7000]))[7000]
+        for i in range(12):
+            reader, writer = await asyncio.open_connection("127.0.0.1", local)
+            streams.append((reader, writer))
+            writer.write(f"hello {i}".encode())
+            assert await asyncio.wait_for(reader.read(100), 60) == f"HELLO {i}".encode()
+        nodes = await asyncio.wait_for(rest.call("GET", "/api/v1/nodes"), 60)
+        assert [n["metadata"]["name"] for n in nodes["items"]] == ["node-0"]
+        for i, (reader, writer) in enumerate(streams):  # still open, still answering
+            writer.write(f"again {i}".encode())
+            assert await asyncio.wait_for(reader.read(100), 60) == f"AGAIN {i}".encode()
+    finally:
+        for _, writer in streams:
+            writer.close()
+        await forward.close()
+        for watch in watches:
+            await watch.stop()
         await cluster.close()

@@ -241,7 +241,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
         record = self.record
         if kernel_pods.settings.connection != "port-forward" or record is None:
             return
-        api = await kernel_pods.cluster.api()
+        api = await kernel_pods.cluster.port_forward_api()  # a pool apart from the API calls
         self.forward = PortForward(api, record.namespace, pods.pod_name(record.kernel_id))
         await self.forward.start(pods.pod_ports(self.port))
 
