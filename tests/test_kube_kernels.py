@@ -322,6 +322,42 @@ async def test_switching_flavor_replaces_the_pod(
     assert seen["MLINFRA_FLAVOR"] == "a100x1"
 
 
+async def test_a_replaced_pod_never_reads_its_predecessors_events(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    """A switch replaces the kernel's pod by one of the same name, and events outlive their
+    pod: one saying that the former pod's image could not be pulled must not fail the new
+    pod's start while its image pulls (its start reads the events of its own uid only)."""
+    kernel = await start(jp_fetch, "cpu")
+    name, before = pod_of(cluster, kernel)
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{name}.stale"},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": name,
+                "namespace": cluster.namespace,
+                "uid": before["metadata"]["uid"],
+            },
+            "reason": "Failed",
+            "message": f'Failed to pull image "{PYTORCH_IMAGE}": not found',
+            "type": "Warning",
+            "lastTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
+    cluster.image_pull_seconds = 2.0  # the new pod waits for its image on gpu-1 meanwhile
+    code, switched = await kernels_api(
+        jp_fetch, kernel["id"], method="PATCH", body={"flavor": "a100x1"}
+    )
+    cluster.image_pull_seconds = 0.0
+    assert code == 200 and (switched["flavor"], switched["phase"]) == ("a100x1", "ready")
+    _, after = pod_of(cluster, kernel)
+    assert after["metadata"]["uid"] != before["metadata"]["uid"]
+
+
 async def test_a_kernel_killed_for_memory_comes_back_saying_why(
     jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
 ) -> None:

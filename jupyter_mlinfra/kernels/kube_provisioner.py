@@ -190,6 +190,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
         record = self.record
         assert record is not None
         annotations = pod["metadata"].get("annotations", {})
+        record.pod_uid = pod["metadata"].get("uid", "")
         self.key = await kernel_pods.read_key(record.kernel_id, record.namespace)
         self.port = int(annotations.get(pods.ANNOTATION_PORT) or kernel_pods.settings.kernel_port)
         self.ip = pod.get("status", {}).get("podIP", "")

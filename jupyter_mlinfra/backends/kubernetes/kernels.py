@@ -154,6 +154,9 @@ class KernelRecord:
     namespace: str
     started: float = field(default_factory=time.time)
     startup: Startup = field(default_factory=lambda: Startup("scheduling", "creating the pod"))
+    pod_uid: str = ""
+    """The uid of the pod this kernel runs in now: its events are those of this uid, never of
+    an earlier pod of the same name (a restart replaces the pod, and events outlive it)."""
 
 
 class KernelPods:
@@ -206,8 +209,8 @@ class KernelPods:
         environment: Environment,
         key: str,
     ) -> None:
-        """The kernel's Secret, then its pod, then the pod as the Secret's owner (so the
-        Secret goes with the pod)."""
+        """The kernel's Secret, then its pod (its uid in ``record``), then the pod as the
+        Secret's owner (so the Secret goes with the pod)."""
         if not environment.image:
             raise KernelStartFailed(
                 f"environment {environment.name!r} has no image: the Kubernetes backend runs"
@@ -242,6 +245,7 @@ class KernelPods:
         except KubeError:
             await rest.delete(path_of("v1", "secrets", namespace, secret["metadata"]["name"]))
             raise
+        record.pod_uid = pod["metadata"]["uid"]
         await rest.patch(
             path_of("v1", "secrets", namespace, secret["metadata"]["name"]),
             {"metadata": {"ownerReferences": [owner_reference(pod)]}},
@@ -262,6 +266,8 @@ class KernelPods:
             while True:
                 changed.clear()
                 pod = reflector.objects.get(pods.pod_name(record.kernel_id))
+                if pod is not None and pod["metadata"].get("uid") != record.pod_uid:
+                    pod = None  # the watch still shows the pod this one replaced
                 seen = seen or pod is not None
                 # just created: the watch may not have brought the pod yet
                 startup = classify(pod, events) if seen else record.startup
@@ -303,17 +309,18 @@ class KernelPods:
     async def _follow_events(
         self, record: KernelRecord, events: list[dict[str, Any]], changed: asyncio.Event
     ) -> None:
-        """The events about the kernel's pod, as they come (a watch, resumed on drops)."""
+        """The events about the kernel's pod, as they come (a watch, resumed on drops): about
+        this pod, by uid, not an earlier one of the same name."""
         rest = await self.rest()
-        name = pods.pod_name(record.kernel_id)
-        query = {"fieldSelector": f"involvedObject.name={name}"}
+        name, uid = pods.pod_name(record.kernel_id), record.pod_uid
+        query = {"fieldSelector": f"involvedObject.name={name},involvedObject.uid={uid}"}
         path = path_of("v1", "events", record.namespace)
         version = ""
         while True:
             try:
                 if not version:
                     listing = await rest.call("GET", path, query)
-                    events[:] = listing.get("items") or []
+                    events[:] = [e for e in listing.get("items") or [] if _about(e, uid)]
                     version = listing.get("metadata", {}).get("resourceVersion", "")
                     changed.set()
                 watch = {
@@ -332,7 +339,7 @@ class KernelPods:
                         version = ""
                         break
                     version = obj.get("metadata", {}).get("resourceVersion", version)
-                    if event.get("type") in ("ADDED", "MODIFIED"):
+                    if event.get("type") in ("ADDED", "MODIFIED") and _about(obj, uid):
                         events.append(obj)
                         changed.set()
             except KubeError as error:
@@ -421,6 +428,11 @@ class KernelPods:
             await reflector.stop()
         self._watches.clear()
         self._rest = None  # the cluster's client may be closed next; a later use reconnects
+
+
+def _about(event: Mapping[str, Any], uid: str) -> bool:
+    """Whether an event is about the pod of ``uid`` (what the field selector asked for)."""
+    return bool(uid) and (event.get("involvedObject") or {}).get("uid") == uid
 
 
 async def _either(*waits: Awaitable[Any]) -> None:
