@@ -291,6 +291,11 @@ class ClusterFixture:
         self.api.token = self.token
         return self.token
 
+    def make_unavailable(self, group: str, plural: str) -> None:
+        """Answer 503 to every request on ``plural`` of API ``group`` from now on, as the API
+        server does for an aggregated API (Kueue's visibility API) whose server is down."""
+        self.api.unavailable.add((group, plural))
+
     def drop_watches(self) -> None:
         """End every open watch stream (clients must reconnect and resume)."""
         self._call(self.api.drop_watches)
