@@ -127,7 +127,8 @@ def test_multi_node_job_is_a_jobset_with_one_replicated_job_and_dns_names() -> N
     assert "subdomain" not in batch["template"]["spec"]  # the JobSet sets it
     for obj in [rec, *rest]:
         validate(obj)
-    assert [o["kind"] for o in rest] == ["ConfigMap"]  # no Service: the JobSet makes it
+    # no Service: the JobSet makes it
+    assert [o["kind"] for o in rest] == ["ConfigMap", "NetworkPolicy"]
 
 
 def test_without_jobset_an_indexed_job_with_its_own_headless_service() -> None:
@@ -310,12 +311,69 @@ def test_pushed_variables_and_the_scoped_result_token() -> None:
         }
     ]
     kinds = sorted(o["kind"] for o in rest)
-    assert kinds == ["ConfigMap", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]
+    assert kinds == [
+        "ConfigMap",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+    ]
     for obj in rest:
         validate(obj)
     config = next(o for o in rest if o["kind"] == "ConfigMap")
     assert set(config["data"]) == {"job.json", "node.py", "entry.py", "contract.py"}
     assert json.loads(config["data"]["job.json"])["push_file"] == "push.json"
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector of matchLabels alone selects ``labels``."""
+    assert set(selector) == {"matchLabels"}
+    return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+
+
+def test_a_jobs_pods_let_in_only_each_other() -> None:
+    """Ranks talk to each other (rendezvous, NCCL); nothing else needs to reach a job's pods
+    (logs and results go through the API): its NetworkPolicy lets in only the pods of the
+    same attempt, and is owned by the workload. NetworkPolicies take effect only where the
+    cluster's network plugin enforces them."""
+    placement = workloads.Placement(namespace="team-a", jobset=True)
+    job = make_job()
+    _, made, *rest = objects(job, placement)
+    (policy,) = [o for o in rest if o["kind"] == "NetworkPolicy"]
+    validate(policy)
+    own = {"mlinfra.jupyter.org/job-id": "0123456789ab", "mlinfra.jupyter.org/attempt": "1"}
+    assert policy == {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": "mlinfra-0123456789ab-1",
+            "namespace": "team-a",
+            "labels": workloads.job_labels(job),
+            "ownerReferences": [
+                {
+                    "apiVersion": "jobset.x-k8s.io/v1alpha2",
+                    "kind": "JobSet",
+                    "name": "mlinfra-0123456789ab-1",
+                    "uid": "w-uid",
+                    "controller": False,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "spec": {
+            "podSelector": {"matchLabels": own},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": own}}]}],
+        },
+    }
+    pod_labels = made["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["metadata"]
+    assert selects(policy["spec"]["podSelector"], pod_labels["labels"])
+    other = {**pod_labels["labels"], "mlinfra.jupyter.org/job-id": "another"}
+    assert not selects(policy["spec"]["ingress"][0]["from"][0]["podSelector"], other)
+    without = workloads.Placement(namespace="team-a", jobset=True, network_policy=False)
+    assert "NetworkPolicy" not in [o["kind"] for o in objects(job, without)]
 
 
 def test_a_record_gives_the_job_back() -> None:

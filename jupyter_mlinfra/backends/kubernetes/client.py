@@ -22,7 +22,7 @@ import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
-from traitlets import Dict, Float, Int, TraitError, Unicode, validate
+from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
 from ...errors import MLInfraError
@@ -113,6 +113,15 @@ class KubernetesCluster(LoggingConfigurable):
         (and 'on-demand' if needed) a dict with 'node_selector' (labels) and 'tolerations'
         (Kubernetes tolerations), added before the flavor's own. The default uses Karpenter's
         'karpenter.sh/capacity-type' label and tolerates the taints of GKE and AKS spot nodes.""",
+    )
+    network_policies = Bool(
+        True,
+        config=True,
+        help="""Give every kernel pod and job a NetworkPolicy: a kernel pod accepts connections
+        (on its ports) only from its owner's server, a job's pods only from the job's own pods.
+        Takes effect where the cluster's network plugin enforces NetworkPolicies (Calico,
+        Cilium, ...); elsewhere they are stored and do nothing. See
+        KubernetesKernels.server_pod_labels for how the server's pod is named.""",
     )
     request_timeout = Float(
         30.0,
@@ -205,6 +214,16 @@ class KubernetesCluster(LoggingConfigurable):
         chosen = next((c for c in contexts if c["name"] == self.context), None) or current or {}
         namespace: str = chosen.get("context", {}).get("namespace", "")
         return namespace, credentials
+
+    def own_pod(self) -> tuple[str, str] | None:
+        """(namespace, name) of the pod this server runs in; None outside a pod."""
+        name = os.environ.get("HOSTNAME", "")
+        if not (os.environ.get("KUBERNETES_SERVICE_HOST") and name):
+            return None
+        try:
+            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip(), name
+        except OSError:
+            return None
 
     def namespace_for(self, username: str) -> str:
         """The namespace holding ``username``'s kernels and jobs (call after ``api()``)."""

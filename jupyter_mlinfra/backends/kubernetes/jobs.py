@@ -209,6 +209,7 @@ class KubernetesJobs(LoggingConfigurable):
             queue_name="",
             master_port=self.master_port,
             result_api=self.result_api_url,
+            network_policy=self.cluster.network_policies,
         )
 
     async def _launch(self, job: Job, rec: Mapping[str, Any]) -> None:

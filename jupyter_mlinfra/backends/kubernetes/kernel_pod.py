@@ -110,6 +110,27 @@ def key_secret(kernel_id: str, namespace: str, labels: Mapping[str, str], key: s
     }
 
 
+def kernel_network_policy(
+    kernel_id: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    port: int,
+    server: Manifest | None,
+) -> Manifest:
+    """The kernel pod's NetworkPolicy: connections to the kernel's ports only from its
+    owner's server (``server``, a NetworkPolicyPeer selecting that server's pod), nothing
+    else; ``server`` None: from nowhere, for a server outside the cluster, which reaches the
+    kernel through port-forwards, which no NetworkPolicy governs."""
+    rules: list[Manifest] = []
+    if server is not None:
+        last = pod_ports(port)[-1]
+        rules.append(
+            {"from": [server], "ports": [{"protocol": "TCP", "port": port, "endPort": last}]}
+        )
+    selected = {LABEL_KERNEL_ID: labels[LABEL_KERNEL_ID]}
+    return manifests.network_policy(pod_name(kernel_id), namespace, labels, selected, rules)
+
+
 def kernel_pod(
     *,
     kernel_id: str,

@@ -165,6 +165,36 @@ def allowed_env(source: Mapping[str, str], allow: Iterable[str]) -> dict[str, st
     }
 
 
+def network_policy(
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    selected: Mapping[str, str],
+    ingress: list[Manifest],
+) -> Manifest:
+    """A NetworkPolicy letting into the pods that match ``selected`` only what ``ingress``
+    (NetworkPolicyIngressRules) allows: none means nothing. Enforced by the cluster's network
+    plugin (Calico, Cilium...); stored but without effect where there is none."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "podSelector": {"matchLabels": dict(selected)},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
+        },
+    }
+
+
+def server_peer(labels: Mapping[str, str], namespace: str) -> Manifest:
+    """A NetworkPolicyPeer: the pods with ``labels`` in ``namespace`` (a server's pod)."""
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "podSelector": {"matchLabels": dict(labels)},
+    }
+
+
 def owner_reference(obj: Mapping[str, Any], *, controller: bool = True) -> Manifest:
     """An ownerReference to ``obj`` (as read back from the API, so it has a uid): objects owned
     this way are deleted by the cluster's garbage collector with their owner."""

@@ -76,6 +76,8 @@ class Placement:
     """The API address ranks use to write the result; empty: in-cluster service variables."""
     token_seconds: int = 86400
     """Lifetime of the result token (the kubelet renews it while the pod runs)."""
+    network_policy: bool = True
+    """Each attempt gets a NetworkPolicy letting into its pods only its own pods."""
 
 
 def object_name(job_id: str, attempt: int) -> str:
