@@ -242,9 +242,9 @@ class KubernetesCluster(LoggingConfigurable):
 
     async def served_version(self, group: str, versions: Sequence[str], kind: str) -> str:
         """The first of ``versions`` (newest first) in which the cluster serves ``kind`` of API
-        ``group``, as ``group/version``; "" when it serves none of them. Kueue stores
-        ``v1beta2`` since v0.15 and will stop serving ``v1beta1``: asking which one is served
-        keeps a server working on either side of that change."""
+        ``group``, as ``group/version``; "" when it serves none of them. Kueue serves
+        ``v1beta2`` since v0.15, stores it since v0.16 and plans to stop serving ``v1beta1``:
+        asking which one is served keeps a server working on either side of that change."""
         served = await self._group_versions(group)
         for version in versions:
             if version in served and await self.has_api(group, version, kind):

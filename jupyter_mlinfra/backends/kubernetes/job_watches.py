@@ -40,8 +40,11 @@ JOBSET = ("jobset.x-k8s.io", "v1alpha2", "JobSet")
 KUEUE_GROUP = "kueue.x-k8s.io"
 VISIBILITY_GROUP = "visibility.kueue.x-k8s.io"
 KUEUE_VERSIONS = ("v1beta2", "v1beta1")
-"""Kueue's API versions this server speaks, newest first: Kueue stores ``v1beta2`` since
-v0.15 and plans to stop serving ``v1beta1``; the fields read here are the same in both."""
+"""Kueue's API versions this server speaks, newest first: Kueue serves ``v1beta2`` since
+v0.15, stores it since v0.16 and plans to stop serving ``v1beta1``; the fields read here
+(Workload conditions and admission checks, LocalQueue ``clusterQueue``, ClusterQueue resource
+groups and ``flavorsReservation``, ResourceFlavor node labels and taints) are the same in
+both, and the visibility API's pending workloads too."""
 CREATING = 60.0
 """Seconds a record may wait for its first workload before the job counts as broken."""
 
