@@ -33,7 +33,6 @@ from .rest import PLURALS, KubeError, Rest, path_of
 
 log = logging.getLogger("jupyter_mlinfra.kubernetes")
 
-NETWORKING = "networking.k8s.io/v1"
 REVISION_LABELS = frozenset(
     {"pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name",
      "apps.kubernetes.io/pod-index"}
@@ -421,7 +420,8 @@ class KernelPods:
 
     async def delete(self, kernel_id: str, namespace: str, grace: int | None = None) -> None:
         """Delete the kernel's pod (its Secret and NetworkPolicy follow through the owner
-        reference) and those themselves, in case the pod was never created."""
+        reference) and the Secret itself, in case the pod was never created (a NetworkPolicy
+        left so selects no pod, and the next start of the kernel id replaces it)."""
         rest = await self.rest()
         query = {"gracePeriodSeconds": str(grace)} if grace is not None else {}
         with contextlib.suppress(KubeError):
@@ -433,9 +433,6 @@ class KernelPods:
                       "propagationPolicy": "Background"},
             )  # fmt: skip
         await rest.delete(path_of("v1", "secrets", namespace, pods.secret_name(kernel_id)))
-        if self.cluster.network_policies:
-            policy = pods.pod_name(kernel_id)
-            await rest.delete(path_of(NETWORKING, "networkpolicies", namespace, policy))
         self.records.pop(kernel_id, None)
 
     async def read_key(self, kernel_id: str, namespace: str) -> str:
