@@ -73,6 +73,8 @@ def test_namespace_template_is_a_dns_label_per_user() -> None:
 def test_invalid_namespace_setting_names_itself() -> None:
     with pytest.raises(TraitError, match=r"KubernetesCluster.namespace: 'Team_ML'"):
         KubernetesCluster(namespace="Team_ML")
+    with pytest.raises(TraitError, match="run_as_user"):  # pods never run as root
+        KubernetesCluster(run_as_user=0)
 
 
 async def test_missing_kubeconfig_says_which(tmp_path: Path) -> None:

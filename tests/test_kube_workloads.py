@@ -258,6 +258,14 @@ def test_a_node_runs_the_environments_python_with_a_home_it_can_write() -> None:
             "automountServiceAccountToken": False,
         },
     }
+    own_user = workloads.node_pod(A100X2, DEFAULT_CAPACITY_PLACEMENT, (1001, 1001))
+    assert own_user["securityContext"] == {  # c.KubernetesCluster.run_as_user / run_as_group
+        "runAsNonRoot": True,
+        "runAsUser": 1001,
+        "runAsGroup": 1001,
+        "fsGroup": 1001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     plain = workloads.pod_template(
         job, replace(TORCH, env={"HOME": "/data"}), A100X2, placement, pod
     )

@@ -27,7 +27,7 @@ from traitlets.config import LoggingConfigurable
 
 from ...errors import MLInfraError
 from .credentials import Credentials, TokenFile, kubeconfig_credentials
-from .manifests import DEFAULT_CAPACITY_PLACEMENT
+from .manifests import DEFAULT_CAPACITY_PLACEMENT, NON_ROOT_GID, NON_ROOT_UID
 from .names import dns_label, is_dns_label
 from .rest import KubeError
 
@@ -113,6 +113,21 @@ class KubernetesCluster(LoggingConfigurable):
         (and 'on-demand' if needed) a dict with 'node_selector' (labels) and 'tolerations'
         (Kubernetes tolerations), added before the flavor's own. The default uses Karpenter's
         'karpenter.sh/capacity-type' label and tolerates the taints of GKE and AKS spot nodes.""",
+    )
+    run_as_user = Int(
+        NON_ROOT_UID,
+        min=1,
+        config=True,
+        help="""The uid kernel and job pods run as (never root: runAsNonRoot, as Kubernetes'
+        restricted Pod Security Standard wants). The default, 1000, is the Jupyter Docker
+        Stacks' user; the image need not know it: a kernel's launcher and a job's pods set a
+        writable HOME. Set the image's own user where its files are that user's alone.""",
+    )
+    run_as_group = Int(
+        NON_ROOT_GID,
+        min=0,
+        config=True,
+        help="The gid kernel and job pods run as, which also owns their volumes' files (fsGroup).",
     )
     network_policies = Bool(
         True,

@@ -228,7 +228,11 @@ class KubernetesJobs(LoggingConfigurable):
                 environment,
                 flavor,
                 placement,
-                node_pod(flavor, self.cluster.capacity_placement),
+                node_pod(
+                    flavor,
+                    self.cluster.capacity_placement,
+                    (self.cluster.run_as_user, self.cluster.run_as_group),
+                ),
                 rec,
             )
         )

@@ -54,6 +54,8 @@ class KernelPodOptions:
     image_pull_policy: str = "IfNotPresent"
     grace_seconds: int = 10
     service_account: str = ""
+    run_as: tuple[int, int] = (manifests.NON_ROOT_UID, manifests.NON_ROOT_GID)
+    """The uid and gid the pod runs as."""
     placement: Mapping[str, Mapping[str, Any]] = field(
         default_factory=lambda: manifests.DEFAULT_CAPACITY_PLACEMENT
     )
@@ -169,7 +171,7 @@ def kernel_pod(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": options.grace_seconds,
-        "securityContext": manifests.pod_security_context(),
+        "securityContext": manifests.pod_security_context(*options.run_as),
         **manifests.scheduling(flavor, options.placement),
         "volumes": [
             {"name": "mlinfra", "emptyDir": {}},

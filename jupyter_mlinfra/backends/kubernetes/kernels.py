@@ -158,6 +158,7 @@ class KubernetesKernels(LoggingConfigurable):
             python=self.python,
             image_pull_policy=self.image_pull_policy,
             service_account=self.service_account,
+            run_as=(cluster.run_as_user, cluster.run_as_group),
             placement=cluster.capacity_placement,
         )
 

@@ -35,6 +35,8 @@ from ...jobs.spec import Job, RetryPolicy
 from .manifests import (
     ANNOTATION_OWNER,
     DEFAULT_PYTHON,
+    NON_ROOT_GID,
+    NON_ROOT_UID,
     container_security_context,
     labels,
     owner_reference,
@@ -149,12 +151,17 @@ def rank_container_env(
     return env
 
 
-def node_pod(flavor: Flavor, capacity_placement: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def node_pod(
+    flavor: Flavor,
+    capacity_placement: Mapping[str, Mapping[str, Any]],
+    run_as: tuple[int, int] = (NON_ROOT_UID, NON_ROOT_GID),
+) -> dict[str, Any]:
     """A node's pod spec for ``flavor``: the same parts as a kernel's pod (resources,
-    scheduling, non-root security, /dev/shm), its container not yet told what to run."""
+    scheduling, non-root security as ``run_as`` (uid, gid), /dev/shm), its container not yet
+    told what to run."""
     shm, shm_mount = shm_volume(flavor)
     return {
-        "securityContext": pod_security_context(),
+        "securityContext": pod_security_context(*run_as),
         **scheduling(flavor, capacity_placement),
         "containers": [
             {
