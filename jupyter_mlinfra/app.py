@@ -69,7 +69,8 @@ class MLInfraApp(ExtensionApp):
         config=True,
         help="""Environments, each a dict with: name, display_name, description, framework
         (pytorch, tensorflow, jax, generic), image (container image, Kubernetes), python
-        (interpreter, local backend), launcher (process or torchrun), env (extra variables),
+        (the interpreter: locally a path or a name on PATH, empty for this server's; in a
+        Kubernetes image, empty for python3), launcher (process or torchrun), env (extra variables),
         users and groups. Overrides the environments of catalog_file. Empty means this
         server's Python plus each framework it can import.""",
     )
@@ -358,6 +359,8 @@ class MLInfraApp(ExtensionApp):
             except MLInfraError as error:
                 self.log.warning("jupyter_mlinfra: local agent: %s", error.message)
         await self.kernels.adopt_pods()
+        if self.jobs is not None:
+            await self.jobs.announce()
         self.culler.start()
 
     async def _ask_hub_about_owner(self) -> None:

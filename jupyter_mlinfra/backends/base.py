@@ -30,5 +30,10 @@ class Backend(ABC):
         (``ranks_run_as``, ``isolated``, ``reason``); None where the backend does not say."""
         return None
 
+    async def queueing(self) -> dict[str, str] | None:
+        """Who queues jobs (``by``, ``api``, ``reason``), where a backend may not queue them
+        itself; None where it always does (the local agent's queue)."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 - most backends hold no connection
         """Let go of connections (the server is stopping)."""

@@ -96,6 +96,17 @@ export interface IWhoAmI {
   usage: Record<string, unknown>;
   /** Null where the backend does not say (Kubernetes). */
   isolation?: IIsolation | null;
+  /** Kubernetes only: who queues jobs; `by: 'none'` means outside any quota. */
+  queueing?: IQueueing;
+}
+
+/** Who queues jobs on a cluster (`GET whoami` and `capacity`). */
+export interface IQueueing {
+  by: 'kueue' | 'none';
+  /** The Kueue API version served, e.g. `kueue.x-k8s.io/v1beta2`. */
+  api: string;
+  /** Why Kueue does not queue jobs (empty when it does). */
+  reason: string;
 }
 
 /** The body of every error response. */
