@@ -28,7 +28,7 @@ from .capture import captured
 from .kube.fixture import ClusterFixture
 from .lab_server import running_lab
 from .server_channels import execute_through_server
-from .test_kernels import call, run
+from .test_kernels import call, kernels_api, run
 from .test_kube_kernels import (  # noqa: F401 (cluster and stop_kernels: fixtures)
     CATALOG,
     adopted,
@@ -104,6 +104,13 @@ async def test_pod_kernels_get_curve_keys_through_their_secret_unless_disabled(
     code, _ = await call(jp_fetch, *restart, method="POST", body={})
     assert code == 200  # in place: the same pod, the same keys
     assert await run(jp_serverapp, kernel["id"], "print('x' in dir())") == "False\n"
+    code, switched = await kernels_api(
+        jp_fetch, kernel["id"], method="PATCH", body={"flavor": "a100x1"}
+    )
+    assert code == 200 and switched["phase"] == "ready"  # another pod, the same keys
+    info = jp_serverapp.kernel_manager.get_kernel(kernel["id"]).get_connection_info()
+    assert ("curve_secretkey" in info) == encrypted
+    assert await run(jp_serverapp, kernel["id"], "print('switched')") == "switched\n"
     _, listing = await call(jp_fetch, "mlinfra", "api", "v1", "environments")
     pytorch = next(e for e in listing["environments"] if e["name"] == "pytorch")["kernels"]
     assert pytorch["available"] and pytorch["encrypted"] == encrypted

@@ -50,13 +50,15 @@ class KernelSupport:
     """Transport encryption schemes the kernel takes, as kernelspecs name them ("curve")."""
     why_unencrypted: str = ""
     problem: str = ""
+    checked_at_start: bool = False
+    """Not asked ahead: the kernel checks its own ipykernel when it starts (pods)."""
 
     @property
     def curve(self) -> bool:
         return "curve" in self.encryption
 
 
-POD_LAUNCHER = KernelSupport(encryption=("curve",))
+POD_LAUNCHER = KernelSupport(encryption=("curve",), checked_at_start=True)
 """Kernels in pods: the launcher takes CurveZMQ keys, checks the image's ipykernel in the pod
 and either runs it encrypted or fails (``required``) or runs it without (``auto``), saying why;
 the protocol version is the image's, unknown here."""
@@ -182,7 +184,9 @@ def transport_of(policy: str, support: KernelSupport) -> KernelTransport:
     if policy == "disabled":
         return KernelTransport(True, False, "transport encryption is off on this server")
     if support.curve:
-        return KernelTransport(True, True, "kernels run with CurveZMQ transport encryption")
+        checked = " (the image's ipykernel is checked as each pod starts)"
+        summary = "kernels run with CurveZMQ transport encryption"
+        return KernelTransport(True, True, summary + (checked if support.checked_at_start else ""))
     why = support.why_unencrypted or support.problem
     if policy == "required":
         return KernelTransport(
