@@ -1,9 +1,10 @@
-"""What really crosses a TCP connection on this machine: a packet capture on the loopback
-interface (an AF_PACKET socket, as tcpdump opens one; root or CAP_NET_RAW), kept to the TCP
-payloads to and from chosen ports.
+"""What really crosses a TCP connection on this machine: a packet capture on every interface
+of the test's network namespace (an AF_PACKET socket, as tcpdump opens one; root or
+CAP_NET_RAW), kept to the TCP payloads to and from chosen ports.
 
-Kernels run on this machine in every test (local kernels on 127.0.0.1, pods of the cluster
-fixture on their own 127.0.0.N addresses), so the server's traffic with a kernel crosses ``lo``.
+Kernels run on this machine in every test: local kernels on 127.0.0.1, pods of the cluster
+fixture on their own 127.0.0.N addresses (``lo``), pods of a cluster whose kubelet gives them
+network namespaces behind a bridge (its veths and bridge are seen too).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from .optional import need
 
 ETH_P_ALL = 0x0003
 ETHERNET_HEADER = 14
+ETHERNET_LIKE = {1, 772}
+"""ARPHRD_ETHER (ethernet, veth, bridge) and ARPHRD_LOOPBACK: frames with an ethernet header."""
 IPV4 = 0x0800
 TCP = 6
 
@@ -42,7 +45,7 @@ def tcp_payload(frame: bytes) -> tuple[int, int, bytes] | None:
 
 
 class Capture:
-    """The payload bytes of TCP segments to or from ``ports`` seen on ``lo`` while running."""
+    """The payload bytes of TCP segments to or from ``ports`` seen while running."""
 
     def __init__(self, ports: Collection[int]) -> None:
         self.ports = set(ports)
@@ -53,7 +56,6 @@ class Capture:
         except PermissionError:
             need(False, "capturing packets needs root or CAP_NET_RAW")
             raise
-        self._socket.bind(("lo", 0))
         self._thread = threading.Thread(target=self._read, daemon=True)
 
     def _read(self) -> None:
@@ -65,7 +67,8 @@ class Capture:
                 if stopping:
                     return
                 continue
-            found = tcp_payload(self._socket.recv(65535))
+            frame, (_, _, _, hardware, _) = self._socket.recvfrom(65535)
+            found = tcp_payload(frame) if hardware in ETHERNET_LIKE else None
             if found and self.ports & {found[0], found[1]}:
                 self.payload += found[2]
 
