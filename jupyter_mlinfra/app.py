@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Set, Unicod
 
 from . import __version__
 from .backends.base import Backend
-from .catalog import Catalog, build_catalog, read_catalog_document
+from .catalog import Catalog, Environment, build_catalog, read_catalog_document
 from .client import ENV_TOKEN, ENV_URL
 from .errors import CatalogError, InvalidInput, MLInfraError
 from .hub import HubUser, fetch_user, hub_api_url
@@ -23,6 +24,14 @@ from .inventory import Inventory
 from .jobs.handlers import AgentLink
 from .kernels import registry
 from .kernels.culler import IdleCuller
+from .kernels.interpreters import (
+    POD_LAUNCHER,
+    POLICIES,
+    Interpreters,
+    KernelSupport,
+    KernelTransport,
+    transport_of,
+)
 from .kernels.service import KernelService
 from .kernels.specs import MLInfraKernelSpecManager
 from .quotas import QUOTA_FIELDS, QuotaPolicy
@@ -69,7 +78,8 @@ class MLInfraApp(ExtensionApp):
         config=True,
         help="""Environments, each a dict with: name, display_name, description, framework
         (pytorch, tensorflow, jax, generic), image (container image, Kubernetes), python
-        (interpreter, local backend), launcher (process or torchrun), env (extra variables),
+        (the interpreter: locally a path or a name on PATH, empty for this server's; in a
+        Kubernetes image, empty for python3), launcher (process or torchrun), env (extra variables),
         users and groups. Overrides the environments of catalog_file. Empty means this
         server's Python plus each framework it can import.""",
     )
@@ -208,15 +218,29 @@ class MLInfraApp(ExtensionApp):
 
     run_ranks_as = CaselessStrEnum(
         ["agent", "owner"],
-        default_value="agent",
+        default_value=None,
+        allow_none=True,
         config=True,
-        help="""Which OS account the local agent starts a job's ranks as. 'agent': its own (a
-        per-user agent runs as its user). 'owner': the job owner's account (see
-        owner_accounts), with its uid, groups, HOME, USER and LOGNAME and a private job
-        directory, as JupyterHub's LocalProcessSpawner runs each user's server; for the agent
-        a hub shares among users with OS accounts of their own. 'owner' needs the agent to run
-        as root, and a data_dir that other accounts can pass through (e.g.
-        /var/lib/jupyter-mlinfra); a job whose owner has no account is refused.""",
+        help="""Which OS account the local agent starts a job's ranks as. 'owner': the job
+        owner's account (see owner_accounts), with its uid, groups, HOME, USER and LOGNAME and a
+        private job directory, as JupyterHub's LocalProcessSpawner runs each user's server, so
+        that no user's job can read or change another's; it needs the agent to run as root, and
+        a data_dir that other accounts can pass through (e.g. /var/lib/jupyter-mlinfra); a job
+        whose owner has no account is refused. 'agent': the agent's own account. Unset (the
+        default): 'owner' for the agent a JupyterHub shares (jupyter mlinfra agent --hub) when
+        it runs as root; else 'agent', which for a per-user agent is its user's account, and
+        for a shared agent that is not root means no isolation between users (said at every
+        start and in whoami). A shared agent running as root refuses 'agent' unless
+        unsafe_ranks_as_root is set.""",
+    )
+
+    unsafe_ranks_as_root = Bool(
+        False,
+        config=True,
+        help="""Let the agent a JupyterHub shares, running as root, run every user's jobs as
+        root (run_ranks_as='agent'): any user's job can then read and change everybody's jobs
+        and the whole machine, and no job's results are handed out. Only for a machine whose
+        users all have root anyway; the agent says so in its log at every start.""",
     )
 
     owner_accounts = Dict(
@@ -294,6 +318,43 @@ class MLInfraApp(ExtensionApp):
         if "kernel_spec_manager_class" not in serverapp.config.get("ServerApp", {}):
             serverapp.kernel_spec_manager_class = MLInfraKernelSpecManager
 
+    _interpreters: Interpreters | None = None
+
+    @property
+    def interpreters(self) -> Interpreters:
+        """What each environment's interpreter supports as a kernel, asked once per app."""
+        if self._interpreters is None:
+            self._interpreters = Interpreters()
+        return self._interpreters
+
+    def transport_policy(self) -> str:
+        """``MappingKernelManager.transport_encryption`` of this server: its kernel manager's,
+        or (the CLI's --local mode, a gateway's manager) the configured one."""
+        manager = getattr(self.serverapp, "kernel_manager", None)
+        value = getattr(manager, "transport_encryption", None)
+        if value is None:
+            value = self.config.get("MappingKernelManager", {}).get("transport_encryption")
+        policy = str(value or "disabled").lower()
+        return policy if policy in POLICIES else "disabled"
+
+    def _interpreter(self, environment: Environment) -> tuple[str, dict[str, str]]:
+        """The interpreter that runs ``environment``'s local kernels, and their variables."""
+        return environment.python or sys.executable, dict(environment.env)
+
+    def kernel_support(self, environment: Environment) -> KernelSupport:
+        """What ``environment``'s kernels support (the generated kernelspecs declare it)."""
+        if self.backend == "kubernetes":
+            return POD_LAUNCHER
+        return self.interpreters.support(*self._interpreter(environment))
+
+    async def kernel_transport(self, environment: Environment) -> KernelTransport:
+        """How ``environment``'s kernels talk to this server under its policy."""
+        if self.backend == "kubernetes":
+            support = POD_LAUNCHER
+        else:
+            support = await self.interpreters.asupport(*self._interpreter(environment))
+        return transport_of(self.transport_policy(), support)
+
     def initialize_settings(self) -> None:
         self.agent = AgentLink(self)
         try:
@@ -337,6 +398,9 @@ class MLInfraApp(ExtensionApp):
         if token:
             os.environ[ENV_TOKEN] = token
         await self._ask_hub_about_owner()
+        if self.backend == "local":  # ahead of the first kernelspec listing
+            environments = self.inventory.catalog.environments
+            await self.interpreters.probe_all(self._interpreter(e) for e in environments)
         local = self.jobs is None
         if local and (self.agent_url or Path(self.agent_socket).exists()):
             try:
@@ -344,6 +408,8 @@ class MLInfraApp(ExtensionApp):
             except MLInfraError as error:
                 self.log.warning("jupyter_mlinfra: local agent: %s", error.message)
         await self.kernels.adopt_pods()
+        if self.jobs is not None:
+            await self.jobs.announce()
         self.culler.start()
 
     async def _ask_hub_about_owner(self) -> None:
@@ -382,7 +448,11 @@ class MLInfraApp(ExtensionApp):
 
         link = getattr(self, "agent", None)
         machine = detect_machine(inventory=self.local_accelerators)
-        return LocalBackend(machine=machine, usage=link.client.allocations if link else None)
+        return LocalBackend(
+            machine=machine,
+            usage=link.client.allocations if link else None,
+            isolation=link.isolation if link else None,
+        )
 
     def make_jobs(self, inventory: Inventory) -> KubernetesJobs | None:
         """The jobs service this server holds itself; None when the local agent holds it."""
@@ -446,5 +516,8 @@ class MLInfraApp(ExtensionApp):
     def make_inventory(self) -> Inventory:
         backend = self.make_backend()
         return Inventory(
-            catalog=self.make_catalog(backend), backend=backend, quotas=self.make_quotas()
+            catalog=self.make_catalog(backend),
+            backend=backend,
+            quotas=self.make_quotas(),
+            kernel_transport=self.kernel_transport,
         )

@@ -6,12 +6,14 @@ and the CLI's ``--local`` mode, so both answer the same thing the same way.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .backends.base import Backend
-from .catalog import Catalog
+from .catalog import Catalog, Environment
 from .identity import Identity
+from .kernels.interpreters import KernelTransport
 from .quotas import QuotaPolicy, usage_of
 
 
@@ -20,6 +22,8 @@ class Inventory:
     catalog: Catalog
     backend: Backend
     quotas: QuotaPolicy
+    kernel_transport: Callable[[Environment], Awaitable[KernelTransport]]
+    """How an environment's kernels talk to the server (whether they can start, encrypted)."""
 
     async def flavors(self, identity: Identity, *, include_all: bool = False) -> dict[str, Any]:
         """Entitled flavors with availability now; ``include_all`` adds the others, disabled."""
@@ -42,20 +46,26 @@ class Inventory:
             flavors.append(entry)
         return {"default_flavor": mine.default_flavor, "flavors": flavors}
 
-    def environments(self, identity: Identity) -> dict[str, Any]:
+    async def environments(self, identity: Identity) -> dict[str, Any]:
         mine = self.catalog.for_identity(identity)
-        return {
-            "default_environment": mine.default_environment,
-            "environments": [e.to_json() for e in mine.environments],
-        }
+        environments = []
+        for environment in mine.environments:
+            transport = await self.kernel_transport(environment)
+            environments.append({**environment.to_json(), "kernels": transport.to_json()})
+        return {"default_environment": mine.default_environment, "environments": environments}
 
     async def capacity(self) -> dict[str, Any]:
         capacity = await self.backend.capacity()
-        return {"backend": self.backend.name, **capacity.to_json()}
+        return {"backend": self.backend.name, **capacity.to_json(), **await self._queueing()}
+
+    async def _queueing(self) -> dict[str, Any]:
+        queueing = await self.backend.queueing()
+        return {} if queueing is None else {"queueing": queueing}
 
     async def whoami(self, identity: Identity) -> dict[str, Any]:
         capacity = await self.backend.capacity()
         return {
+            **await self._queueing(),
             **identity.to_json(),
             "backend": self.backend.name,
             "quota": self.quotas.for_identity(identity).to_json(),
@@ -65,4 +75,5 @@ class Inventory:
                 queued_jobs=await self.backend.queued_jobs(identity.user),
             ).to_json(),
             "flavors": [f.name for f in self.catalog.for_identity(identity).flavors],
+            "isolation": await self.backend.isolation(identity),
         }

@@ -66,11 +66,20 @@ def _available_now(availability: dict[str, Any]) -> str:
 
 
 def environment_rows(body: dict[str, Any]) -> Table:
-    rows: Table = [("NAME", "FRAMEWORK", "LAUNCHER", "RUNS ON", "DESCRIPTION")]
+    """KERNELS: how its kernels talk to the server; one that cannot start says why."""
+    rows: Table = [("NAME", "FRAMEWORK", "LAUNCHER", "RUNS ON", "KERNELS", "DESCRIPTION")]
     for e in body["environments"]:
         default = " *" if e["name"] == body["default_environment"] else ""
         runs_on = e["image"] or e["python"] or "this server's Python"
-        rows.append((e["name"] + default, e["framework"], e["launcher"], runs_on, e["description"]))
+        kernels = e["kernels"]
+        if not kernels["available"]:
+            transport, description = "cannot start", kernels["summary"]
+        else:
+            transport = "encrypted" if kernels["encrypted"] else "unencrypted"
+            description = e["description"]
+        rows.append(
+            (e["name"] + default, e["framework"], e["launcher"], runs_on, transport, description)
+        )
     return rows
 
 
@@ -102,7 +111,19 @@ def whoami_rows(body: dict[str, Any]) -> Table:
         ("running jobs", f"{usage['running_jobs']} of {limit(quota['max_running_jobs'])}"),
         ("queued jobs", f"{usage['queued_jobs']} of {limit(quota['max_queued_jobs'])}"),
         ("kernels", str(usage["kernels"])),
+        *_isolation_rows(body.get("isolation")),
     ]
+
+
+def _isolation_rows(isolation: dict[str, Any] | None) -> Table:
+    """What the caller's jobs run as, and why; said loudly where other users' jobs can reach
+    them."""
+    if isolation is None:
+        return []
+    account = isolation["ranks_run_as"] or "- (refused)"
+    if not isolation["isolated"]:
+        account += " (NOT isolated from other users)"
+    return [("jobs run as", account), ("isolation", isolation["reason"])]
 
 
 def job_rows(page: dict[str, Any], now: float | None = None, *, owners: bool = False) -> Table:

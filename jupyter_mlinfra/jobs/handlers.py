@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import weakref
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..backends.local.accounts import AGENT, RankAccounts
 from ..backends.local.agent_client import STATUS, AgentClient, AgentUnavailable, ensure_agent
 from ..errors import MLInfraError
 from ..handlers import API, MLInfraHandler
+from ..identity import Identity
 from .policy import settings_document
 from .serving import JobsAPI, answer
 
@@ -36,7 +39,11 @@ class AgentLink:
         token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
         self.client = AgentClient(app.agent_socket, app.agent_url, token)
         self._configured_pid: int | None = None
-        self._lock = asyncio.Lock()
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        """One per event loop: kernel provisioners may call from jupyter_client's threads,
+        and an asyncio lock waits on one loop only (agents are started under a file lock)."""
 
     @property
     def ready(self) -> bool:
@@ -55,7 +62,8 @@ class AgentLink:
                 )
             self._configured_pid = json.loads(response.body)["pid"]
             return
-        async with self._lock:
+        lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
             status = await asyncio.get_running_loop().run_in_executor(
                 None,
                 ensure_agent,
@@ -71,6 +79,14 @@ class AgentLink:
                         f"the local agent refused this server's settings: {response.body!r}"
                     )
                 self._configured_pid = status["pid"]
+
+    async def isolation(self, identity: Identity) -> dict[str, Any] | None:
+        """What ``identity``'s ranks run as (``whoami``): a shared agent says, for each caller;
+        a per-user agent runs them as this server's settings say, running or not."""
+        if self.client.shared:
+            return await self.client.isolation(identity)
+        accounts = RankAccounts(self.app.run_ranks_as or AGENT, dict(self.app.owner_accounts))
+        return accounts.isolation(identity.user)
 
     def forget(self) -> None:
         """The agent went away: find or start one again on the next request."""

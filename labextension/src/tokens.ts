@@ -80,6 +80,13 @@ export interface IFlavorList {
   flavors: IFlavor[];
 }
 
+/** What the caller's job ranks run as, and whether other users' jobs can reach them. */
+export interface IIsolation {
+  ranks_run_as: string | null;
+  isolated: boolean;
+  reason: string;
+}
+
 /** `GET whoami` */
 export interface IWhoAmI {
   user: string;
@@ -87,6 +94,19 @@ export interface IWhoAmI {
   admin: boolean;
   quota: Record<string, unknown>;
   usage: Record<string, unknown>;
+  /** Null where the backend does not say (Kubernetes). */
+  isolation?: IIsolation | null;
+  /** Kubernetes only: who queues jobs; `by: 'none'` means outside any quota. */
+  queueing?: IQueueing;
+}
+
+/** Who queues jobs on a cluster (`GET whoami` and `capacity`). */
+export interface IQueueing {
+  by: 'kueue' | 'none';
+  /** The Kueue API version served, e.g. `kueue.x-k8s.io/v1beta2`. */
+  api: string;
+  /** Why Kueue does not queue jobs (empty when it does). */
+  reason: string;
 }
 
 /** The body of every error response. */
@@ -191,6 +211,17 @@ export interface IEnvironment {
   python: string;
   launcher: string;
   env: Record<string, string>;
+  /** How its kernels talk to the server (transport encryption). */
+  kernels: IKernelTransport;
+}
+
+/** Whether an environment's kernels can start under the server's transport encryption. */
+export interface IKernelTransport {
+  /** false: the server requires encryption that this environment's kernels cannot do. */
+  available: boolean;
+  encrypted: boolean;
+  /** Why (not), e.g. "kernels run with CurveZMQ transport encryption". */
+  summary: string;
 }
 
 /** `GET environments` */
