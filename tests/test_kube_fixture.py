@@ -19,6 +19,13 @@ from .kube import crds, dns
 from .kube.fixture import ClusterFixture
 from .optional import need
 
+
+@pytest.fixture
+def kube_cluster(fake_kube_cluster: ClusterFixture) -> ClusterFixture:
+    """Not yet ported to the real cluster (``tests/cluster``): the home-made one, until then."""
+    return fake_kube_cluster
+
+
 NS = "mlinfra-test"
 pytestmark = pytest.mark.asyncio
 

@@ -44,6 +44,13 @@ from .test_kube_kernels import (  # noqa: F401 (cluster and stop_kernels: fixtur
 )
 from .waits import until
 
+
+@pytest.fixture
+def kube_cluster(fake_kube_cluster: ClusterFixture) -> ClusterFixture:
+    """Not yet ported to the real cluster (``tests/cluster``): the home-made one, until then."""
+    return fake_kube_cluster
+
+
 pytestmark = pytest.mark.usefixtures("cluster", "stop_kernels")
 
 

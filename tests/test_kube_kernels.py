@@ -38,6 +38,13 @@ from .test_handlers import conforms
 from .test_kernels import SPEC_MANAGER, call, kernels_api, run
 from .waits import until
 
+
+@pytest.fixture
+def kube_cluster(fake_kube_cluster: ClusterFixture) -> ClusterFixture:
+    """Not yet ported to the real cluster (``tests/cluster``): the home-made one, until then."""
+    return fake_kube_cluster
+
+
 REPO = Path(__file__).parent.parent
 PYTORCH_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
 MISSING_IMAGE = "registry.invalid/missing:1"

@@ -10,8 +10,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .lab_server import free_port, running_kernel, running_lab
 from .optional import need
+
+
+@pytest.fixture
+def kube_cluster(fake_kube_cluster: Any) -> Any:
+    """Not yet ported to the real cluster (``tests/cluster``): the home-made one, until then."""
+    return fake_kube_cluster
+
 
 TWO_NODE_ALL_REDUCE = """\
 %%mlinfra submit --nodes 2 --env pytorch --wait --pull reduced,nodes

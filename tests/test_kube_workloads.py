@@ -18,6 +18,13 @@ from jupyter_mlinfra.jobs.spec import Job, JobSpec, Resources, RetryPolicy
 from . import flavors
 from .schema import validate
 
+
+@pytest.fixture
+def kube_cluster(fake_kube_cluster: Any) -> Any:
+    """Not yet ported to the real cluster (``tests/cluster``): the home-made one, until then."""
+    return fake_kube_cluster
+
+
 A100X2 = replace(flavors.A100X2, max_nodes=4)
 FLEX = Flavor(
     name="h100-flex",

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from . import kubeconfigs
+from .audit import POLICY, AuditLog
 from .binaries import Built, built
 from .network import Subnet
 from .pki import Authority, KeyPair, signing_key
@@ -94,6 +95,7 @@ class ControlPlane:
         self.server = ""
         self.etcd_url = ""
         self.admin_kubeconfig = self.config_dir / "admin.kubeconfig"
+        self.audit = AuditLog(self.logs_dir / "audit.log")
         self._health_ports: dict[str, int] = {}  # controller manager, scheduler: /healthz
         # what must hold again before restart_apiserver returns (each raises if it does not)
         self.after_restart: list[Callable[[], None]] = []
@@ -300,6 +302,12 @@ class ControlPlane:
                 # at its ClusterIP: nothing here (no kube-proxy) routes ClusterIPs.
                 "--enable-aggregator-routing=true",
                 f"--cert-dir={pki / 'apiserver-generated'}",
+                # every request but the cluster's own, for tests that count or check them
+                f"--audit-policy-file={self._audit_policy()}",
+                f"--audit-log-path={self.audit.path}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
+                "--audit-log-maxsize=0",  # one file, never rotated: tests read from an offset
                 f"--v={self.verbosity}",
             ],
             stop_grace=APISERVER_STOP_GRACE,
@@ -308,6 +316,11 @@ class ControlPlane:
         self.admin_kubeconfig = kubeconfigs.write(
             self.admin_kubeconfig, self.server, self.ca.pem, client=self.admin_pair
         )
+
+    def _audit_policy(self) -> Path:
+        path = self.config_dir / "audit-policy.yaml"
+        path.write_text(POLICY)
+        return path
 
     def _run_apiserver(self, apiserver: Component) -> None:
         apiserver.start()
@@ -328,6 +341,14 @@ class ControlPlane:
         self._run_apiserver(apiserver)
         for check in self.after_restart:
             check()
+
+    def admin_ssl_context(self) -> ssl.SSLContext:
+        """TLS to the API server as the admin (its client certificate, the cluster's CA)."""
+        return self._ssl_context(self.admin_pair)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS to the API server with no client certificate (for a bearer token)."""
+        return self._ssl_context(None)
 
     def _ssl_context(self, client: KeyPair | None) -> ssl.SSLContext:
         assert self.ca is not None

@@ -12,7 +12,7 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 
     from tests.kube.fixture import ClusterFixture
     from tests.ui.conftest import ConsoleLog
+
+
+@pytest.fixture
+def kube_cluster(fake_kube_cluster: Any) -> Any:
+    """Not yet ported to the real cluster (``tests/cluster``): the home-made one, until then."""
+    return fake_kube_cluster
+
 
 KERNELS = "mlinfra/api/v1/kernels"
 PULL_SECONDS = 10.0

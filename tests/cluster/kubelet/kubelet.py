@@ -233,6 +233,11 @@ class Kubelet:
         pods' objects stay until the pod garbage collector removes them, as on a cluster)."""
         self._call(self._remove_node(name))
 
+    def stop_node(self, name: str) -> None:
+        """The node's kubelet stops: its pods' processes are killed, and the Node and its
+        pods' objects are deleted (a test's node, gone with the test)."""
+        self._call(self._stop_node(name, delete=True))
+
     async def _remove_node(self, name: str) -> None:
         agent = self.nodes[name]
         await agent.fail_pods(
@@ -259,15 +264,17 @@ class Kubelet:
 
     # -- what tests look at and change ---------------------------------------------------------
 
-    def processes(self) -> dict[str, int]:
+    def processes(self, namespace: str | None = None) -> dict[str, int]:
         """Pod name -> pid of a running container's first process (the first container's when
-        several run)."""
-        return self._call(self._processes())
+        several run), of the pods in ``namespace`` (all pods when None)."""
+        return self._call(self._processes(namespace))
 
-    async def _processes(self) -> dict[str, int]:
+    async def _processes(self, namespace: str | None) -> dict[str, int]:
         found: dict[str, int] = {}
         for agent in self.nodes.values():
             for worker in agent.workers.values():
+                if namespace is not None and worker.namespace != namespace:
+                    continue
                 for running in worker.running.values():
                     found.setdefault(worker.name, running.process.pid)
         return found
@@ -276,6 +283,11 @@ class Kubelet:
         """Pods using ``image`` get ErrImagePull then ImagePullBackOff and stay Pending."""
         assert self.settings is not None
         self._loop.call_soon_threadsafe(self.settings.failing_images.add, image)
+
+    def pull_image_again(self, image: str) -> None:
+        """Undo ``fail_image_pull(image)``: pods using ``image`` start again."""
+        assert self.settings is not None
+        self._loop.call_soon_threadsafe(self.settings.failing_images.discard, image)
 
     @property
     def image_pull_seconds(self) -> float:
