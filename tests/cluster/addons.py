@@ -112,11 +112,28 @@ SYSTEM_NODE = "system"
 def install_all(plane: ControlPlane, kubelet: Kubelet) -> None:
     """Kueue and JobSet, their pods on a node of their own, ``system``, cordoned once they run
     (so no other pod lands there and capacity counts only the other nodes). Kueue first: its pod
-    webhook covers every namespace but its own and kube-system, JobSet's included."""
+    webhook covers every namespace but its own and kube-system, JobSet's included. Before
+    them the ProvisioningRequest CRD, which Kueue's flex-start admission check needs."""
     kubelet.add_node(SYSTEM_NODE, cpu="2", memory="2Gi")
+    install_provisioning_requests(plane)
     for name in ("kueue", "jobset"):
         install(plane, name)
     plane.kubectl("cordon", SYSTEM_NODE)
+
+
+PROVISIONING_REQUESTS = "provisioningrequests.autoscaling.x-k8s.io"
+
+
+def install_provisioning_requests(plane: ControlPlane) -> None:
+    """The ProvisioningRequest CRD, as a cluster autoscaler that supports it installs it (GKE's
+    does): Kueue runs its provisioning admission check controller (flex-start) only where that
+    API is served when it starts. No autoscaler acts on the requests: a test that wants one
+    provisioned adds the node and sets the request's ``Provisioned`` condition, as the
+    autoscaler would."""
+    plane.apply(plane.built.manifest("provisioningrequest").read_text())
+    plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=120s", f"crd/{PROVISIONING_REQUESTS}"
+    )
 
 
 def install(plane: ControlPlane, name: str, timeout: float = 300) -> None:

@@ -2,7 +2,8 @@
 # Builds the real control plane the tests run against, from upstream Go modules at the versions
 # pinned by the go.mod/go.sum files under tests/cluster/modules/ (and CoreDNS's under
 # tests/cluster/kubelet/coredns/), and renders Kueue's and JobSet's release manifests from their
-# modules' config/ folders as their release process does.
+# modules' config/ folders as their release process does (and copies the ProvisioningRequest CRD
+# that Kueue is built against: a cluster autoscaler's API, which Kueue's flex-start check drives).
 #
 # Output: one folder per set of versions, outside the repository (binaries are large and the same
 # for every worktree), printed as the last line of stdout:
@@ -77,6 +78,12 @@ main() {
   log "release manifests"
   render "$modules/kueue" sigs.k8s.io/kueue "registry.k8s.io/kueue/kueue:$kueue" kueue
   render "$modules/jobset" sigs.k8s.io/jobset "registry.k8s.io/jobset/jobset:$jobset" jobset
+  # The ProvisioningRequest CRD (a cluster autoscaler's API, which Kueue's flex-start admission
+  # check drives) at the version Kueue is built against, as Kueue's own e2e tests install it
+  # (`make dep-crds`): Kueue starts its provisioning controller only if it is served.
+  cp "$(go list -C "$modules/kueue" -m -f '{{.Dir}}' k8s.io/autoscaler/cluster-autoscaler/apis)/config/crd/autoscaling.x-k8s.io_provisioningrequests.yaml" \
+    "$work/manifests/provisioningrequest.yaml"
+  chmod u+w "$work/manifests/provisioningrequest.yaml"
 
   printf '{"kubernetes": "%s", "etcd": "%s", "jobset": "%s", "kueue": "%s", "kustomize": "%s", "coredns": "%s"}\n' \
     "$k8s" "$etcd" "$jobset" "$kueue" "$kustomize" "$coredns" >"$work/versions.json"
