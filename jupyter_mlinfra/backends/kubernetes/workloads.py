@@ -331,8 +331,8 @@ def workload(
         jobset_failure: dict[str, Any] = {"maxRestarts": spec.retry.max_restarts}
         if spec.retry.on_exit_codes:
             jobset_failure["rules"] = [
-                {
-                    "name": "exit-code-not-retried",
+                {  # JobSet's webhook takes letters, digits, "_", "," and ":" in a rule's name
+                    "name": "exit_code_not_retried",
                     "action": "FailJobSet",
                     "onJobFailureReasons": ["PodFailurePolicy"],
                 }
