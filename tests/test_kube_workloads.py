@@ -1,5 +1,6 @@
 """A job's cluster objects: built from real catalog entries, validated against the official
-Kubernetes schemas (``kubernetes-validate``), and their rank wiring checked field by field."""
+Kubernetes schemas (``kubernetes-validate``), their rank wiring checked field by field, and
+accepted as they are by a real API server with JobSet's and Kueue's admission webhooks."""
 
 from __future__ import annotations
 
@@ -16,13 +17,8 @@ from jupyter_mlinfra.catalog import Accelerator, Environment, Flavor
 from jupyter_mlinfra.jobs.spec import Job, JobSpec, Resources, RetryPolicy
 
 from . import flavors
+from .cluster.fixture import KubeCluster
 from .schema import validate
-
-
-@pytest.fixture
-def kube_cluster(fake_kube_cluster: Any) -> Any:
-    """Not yet ported to the real cluster (``tests/cluster``): the home-made one, until then."""
-    return fake_kube_cluster
 
 
 A100X2 = replace(flavors.A100X2, max_nodes=4)
@@ -412,22 +408,55 @@ def test_the_environment_picks_the_framework(framework: str) -> None:
     assert JAX.framework == "jax"
 
 
-def test_the_jobset_passes_the_jobset_crd_schema(kube_cluster: Any) -> None:
-    """The cluster fixture validates custom resources against the real CRD's schema."""
-    kube_cluster.install("jobset")
+def create_attempt(
+    kube_cluster: KubeCluster, job: Job, placement: workloads.Placement
+) -> dict[str, Any]:
+    """A job's record, its workload and the workload's attachments, created as they are on the
+    cluster (strict field validation: an unknown field is refused); the workload as created."""
+    rec = kube_cluster.create(records.record(job, [], kube_cluster.namespace))
+    pod = workloads.node_pod(A100X2, DEFAULT_CAPACITY_PLACEMENT)
+    made = kube_cluster.create(workloads.workload(job, TORCH, A100X2, placement, pod, rec))
+    for obj in attachments.attachments(job, placement, made):
+        kube_cluster.create(obj)
+    return made
+
+
+@pytest.mark.kueue_and_jobset
+def test_jobset_and_kueue_admission_accept_the_jobset(kube_cluster: KubeCluster) -> None:
+    """JobSet's validating webhook and CRD schema and Kueue's JobSet webhook take the JobSet of
+    a multi-node job with retries, exit codes, a max runtime and pulled variables, as built.
+    Kueue's webhook keeps it suspended (a queue is named) and its failure policy is stored as
+    sent."""
     placement = workloads.Placement(namespace=kube_cluster.namespace, jobset=True, queue_name="q")
     job = make_job(
         retry=RetryPolicy(max_restarts=2, on_exit_codes=(3,)), max_runtime_seconds=60, pull=("x",)
     )
-    rec = kube_cluster.create(records.record(job, [], kube_cluster.namespace))
-    pod = workloads.node_pod(A100X2, DEFAULT_CAPACITY_PLACEMENT)
-    made = kube_cluster.create(workloads.workload(job, TORCH, A100X2, placement, pod, rec))
-    assert made["spec"]["failurePolicy"]["rules"] == [
-        {
-            "name": "exit-code-not-retried",
-            "action": "FailJobSet",
-            "onJobFailureReasons": ["PodFailurePolicy"],
-        }
-    ]
-    for obj in attachments.attachments(job, placement, made):
-        kube_cluster.create(obj)
+    made = create_attempt(kube_cluster, job, placement)
+    assert made["spec"]["suspend"] is True
+    assert made["spec"]["failurePolicy"] == {
+        "maxRestarts": 2,
+        "restartStrategy": "Recreate",  # JobSet's default, added by its webhook
+        "rules": [
+            {
+                "name": "exit_code_not_retried",
+                "action": "FailJobSet",
+                "onJobFailureReasons": ["PodFailurePolicy"],
+            }
+        ],
+    }
+
+
+def test_the_api_server_accepts_the_indexed_job_and_the_one_node_job(
+    kube_cluster: KubeCluster,
+) -> None:
+    """Without JobSet, the Indexed Job (its pod failure policy by exit codes and lost nodes,
+    its pods' subdomain) and its headless Service, and a one-node Job: all pass the real API
+    server's validation as built."""
+    placement = workloads.Placement(namespace=kube_cluster.namespace, jobset=False)
+    retry = RetryPolicy(max_restarts=2, on_exit_codes=(3, 4))
+    indexed = create_attempt(kube_cluster, make_job(retry=retry, pull=("x",)), placement)
+    assert indexed["spec"]["podFailurePolicy"]["rules"][1]["onExitCodes"]["values"] == [3, 4]
+    assert indexed["spec"]["suspend"] is True
+    one = make_job(nodes=1, max_runtime_seconds=60.5)
+    plain = create_attempt(kube_cluster, replace(one, id="0123456789ac"), placement)
+    assert plain["spec"]["activeDeadlineSeconds"] == 61
