@@ -6,7 +6,8 @@ without ipykernel, a site directory per Python version) into a shared volume.
 
 It writes the kernel's connection file from the pod's settings (the server chose the ports and
 the key up front, so nothing dials back), prints an environment report, then keeps one
-ipykernel process running on the pod IP:
+ipykernel process running on every address of the pod (its pod IP for a server in the
+cluster, its loopback for a kubelet's port-forward):
 
 * the kernel's five ports are ``MLINFRA_KERNEL_PORT`` .. +4; the launcher's own control port
   is +5. Its commands (one line each, signed with the kernel's key) are ``status`` (is the

@@ -73,7 +73,8 @@ def test_kernel_pod_runs_the_launcher_in_the_environments_image() -> None:
     assert kernel["command"] == ["python3", f"{pods.SHARED_DIR}/launcher.py"]
     assert kernel["resources"]["limits"]["nvidia.com/gpu"] == "1"
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in kernel["env"]}
-    assert env["MLINFRA_KERNEL_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    # every address of the pod: its IP (pod-ip servers) and loopback (kubelets' port-forwards)
+    assert "MLINFRA_KERNEL_IP" not in env
     assert env["TZ"] == "UTC" and env["HF_HOME"] == "/cache/hf"
     assert env["OMP_NUM_THREADS"] == "4"
     assert not any("KEY" in name and name != "MLINFRA_KERNEL_KEY_FILE" for name in env)

@@ -4,8 +4,11 @@ The pod runs the environment's image unmodified: an init container (``kernels/in
 the single-file launcher (and ipykernel for images without it) into a shared emptyDir, and the
 main container runs that launcher with the image's own Python. The server chose the ports and
 the key before creating anything, so the kernel never dials back: the key travels in a Secret
-mounted into the pod, the ports are fixed inside the pod's own network namespace, the address
-is the pod IP. Labels and annotations carry what a later server needs to adopt the pod again.
+mounted into the pod, the ports are fixed inside the pod's own network namespace, and the
+kernel listens on all of that namespace's addresses: its pod IP, where a server in the cluster
+connects, and its loopback, where a kubelet's port-forward connects (containerd and CRI-O dial
+``localhost`` inside the pod's network namespace). Labels and annotations carry what a later
+server needs to adopt the pod again, whichever way it connects.
 
 With transport encryption (``MappingKernelManager.transport_encryption``), the kernel's
 CurveZMQ keypair travels the same way, in the same Secret, and the pod is told the server's
@@ -208,7 +211,6 @@ def kernel_pod(
     }
     if encryption != "disabled":  # its keys are in the Secret, next to the key
         variables["MLINFRA_KERNEL_ENCRYPTION"] = encryption
-    pod_ip = {"name": "MLINFRA_KERNEL_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
     ports = [*CHANNELS, "launcher"]
     spec: Manifest = {
         "restartPolicy": "Never",
@@ -258,7 +260,7 @@ def kernel_pod(
                 "image": environment.image,
                 "imagePullPolicy": options.image_pull_policy,
                 "command": [environment.python or options.python, f"{SHARED_DIR}/launcher.py"],
-                "env": [*manifests.env_list(variables), pod_ip],
+                "env": manifests.env_list(variables),
                 "ports": [
                     {"name": name, "containerPort": options.port + i, "protocol": "TCP"}
                     for i, name in enumerate(ports)
