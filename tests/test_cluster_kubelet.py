@@ -556,6 +556,44 @@ def test_an_image_that_cannot_be_pulled_backs_off_and_logs_say_why(
     delete(control_plane, "unpullable")
 
 
+def test_an_added_image_carries_its_files_and_env_to_its_non_root_containers(
+    control_plane: ControlPlane, kubelet: Kubelet, tmp_path: Path
+) -> None:
+    """``add_image``: the image's files are read-only at their paths in the container, even
+    for a user who could not reach the host folder (pytest's own is private to root), and its
+    ``ENV`` comes before the pod's variables, which win."""
+    layer = tmp_path / "layer"
+    layer.mkdir(mode=0o777)  # the bind alone keeps writes out
+    layer.chmod(0o777)
+    (layer / "carried.txt").write_text("from the image")
+    image = "registry.example/carrying:1"
+    kubelet.add_image(image, {"/opt/carried": layer}, {"FROM_IMAGE": "image", "BOTH": "image"})
+    try:
+        script = """
+            import errno, os, pathlib
+            print(pathlib.Path("/opt/carried/carried.txt").read_text())
+            print(os.environ["FROM_IMAGE"], os.environ["BOTH"])
+            try:
+                pathlib.Path("/opt/carried/written").write_text("x")
+            except OSError as error:
+                print(errno.errorcode[error.errno])
+        """
+        run_pod(
+            control_plane,
+            "carried",
+            script,
+            securityContext={"runAsUser": 1000, "runAsGroup": 100},
+            restartPolicy="Never",
+            container={"image": image, "env": [{"name": "BOTH", "value": "pod"}]},
+        )
+        wait(control_plane, "carried", "jsonpath={.status.phase}=Succeeded")
+        assert kubectl(control_plane, "logs", "carried") == "from the image\nimage pod\nEROFS\n"
+        assert not (layer / "written").exists()
+        delete(control_plane, "carried")
+    finally:
+        kubelet.remove_image(image)
+
+
 def test_following_a_log_streams_lines_as_they_come_until_the_container_ends(
     control_plane: ControlPlane, kubelet: Kubelet
 ) -> None:

@@ -18,6 +18,18 @@ from .sources import Sources
 from .status import Obj
 
 
+@dataclass(frozen=True)
+class ImageContent:
+    """What an image a test added carries besides this machine's programs (which every image
+    has: a container's root is the host's): files, and the image's ``ENV``."""
+
+    files: Mapping[str, str]
+    """Path in the container -> host path, bound read-only (an image's own files, readable by
+    its users whatever the host's folders above them allow)."""
+    env: Mapping[str, str]
+    """Variables before the pod's own (which win), as a runtime applies an image's ``ENV``."""
+
+
 @dataclass
 class Settings:
     """What every node's kubelet shares, some of it changeable by tests."""
@@ -35,6 +47,7 @@ class Settings:
     cluster_domain: str = "cluster.local"
     image_pull_seconds: float = 0.0
     failing_images: set[str] = field(default_factory=set)
+    image_contents: dict[str, ImageContent] = field(default_factory=dict)
     #: first delay and cap of the restart back-off (a real kubelet's: 10 s doubling to 5 min)
     restart_backoff: tuple[float, float] = (0.1, 2.0)
 

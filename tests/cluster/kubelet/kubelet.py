@@ -21,7 +21,7 @@ from ..network import Subnet
 from ..pki import Authority
 from .api import Api
 from .cgroups import Cgroups
-from .context import Settings
+from .context import ImageContent, Settings
 from .dns import ClusterDns
 from .logs import LogBook
 from .node import NodeAgent, NodeSpec
@@ -288,6 +288,23 @@ class Kubelet:
         """Undo ``fail_image_pull(image)``: pods using ``image`` start again."""
         assert self.settings is not None
         self._loop.call_soon_threadsafe(self.settings.failing_images.discard, image)
+
+    def add_image(
+        self, reference: str, files: Mapping[str, Path], env: Mapping[str, str] | None = None
+    ) -> None:
+        """An image that carries ``files`` (path in the container -> host file or folder,
+        bound read-only) and ``env`` (its ``ENV``, which the pod's variables override), on
+        top of this machine's programs, which every image stands for."""
+        assert self.settings is not None
+        content = ImageContent({t: os.fspath(s) for t, s in files.items()}, dict(env or {}))
+        self._loop.call_soon_threadsafe(
+            self.settings.image_contents.__setitem__, reference, content
+        )
+
+    def remove_image(self, reference: str) -> None:
+        """Undo ``add_image(reference)``."""
+        assert self.settings is not None
+        self._loop.call_soon_threadsafe(self.settings.image_contents.pop, reference, None)
 
     @property
     def image_pull_seconds(self) -> float:

@@ -369,10 +369,11 @@ class PodWorker:
     def process_spec(self, container: Obj) -> ProcessSpec:
         """How ``container`` becomes a process (also for exec); raises CannotRun."""
         image = container.get("image", "")
+        content = self.settings.image_contents.get(image)
         return process_spec(
             self.view(),
             container,
-            base_env=self.base_env(),
+            base_env={**self.base_env(), **(content.env if content else {})},
             lookup=lambda kind, name, _optional: self.node.sources.data(
                 (kind, self.namespace, name)
             ),
@@ -405,6 +406,12 @@ class PodWorker:
 
     def _container_mounts(self, container: Obj, message_file: Path) -> list[Obj]:
         found = mounts(container, self.volumes)
+        content = self.settings.image_contents.get(container.get("image", ""))
+        for target, source in (content.files if content else {}).items():
+            found.append(
+                {"source": source, "target": target, "file": os.path.isfile(source),
+                 "readOnly": True}
+            )  # fmt: skip
         etc = self.root / "etc"
         for name in ("hosts", "hostname", "resolv.conf"):
             found.append(
