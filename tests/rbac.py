@@ -1,5 +1,11 @@
-"""Which RBAC rules an API request needs: enough of Kubernetes' request-info rules to check
-that a Role grants every call a test saw (``ClusterFixture.requests``)."""
+"""Which rights the server under test used, and which it was refused, as the API server's RBAC
+decided: from its calls in the audit log (``KubeCluster.requests``). The server runs as the
+ServiceAccount of ``examples/kubernetes/rbac.yaml`` with the example's rules, so "nothing was
+refused" means the example grants every call a flow made.
+
+``request_info``, ``allows`` and ``denied_by_example`` judge a request log by the example's
+rules in Python, for the modules still on the home-made cluster (``tests/kube``), which has no
+RBAC; they go with it."""
 
 from __future__ import annotations
 
@@ -11,16 +17,38 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from .cluster.audit import ApiCall
+
 EXAMPLE = Path(__file__).parent.parent / "examples/kubernetes/rbac.yaml"
-DISCOVERY = ("/api", "/apis", "/version", "/openapi")
 
 
 @dataclass(frozen=True)
 class Request:
+    """A right: a verb on a resource (``pods/log`` for a subresource) of a group, in a
+    namespace ("" for cluster-wide)."""
+
     verb: str
     group: str
     resource: str
     namespace: str
+
+    @classmethod
+    def of(cls, call: ApiCall) -> Request:
+        return cls(call.verb, call.group, call.resource, call.namespace)
+
+
+def refused(calls: Iterable[ApiCall]) -> list[ApiCall]:
+    """The calls that RBAC (or an aggregated API's authorization) answered 403 Forbidden. Read
+    the calls with ``answered_within`` so that their codes are in."""
+    return [call for call in calls if call.code == 403]
+
+
+def rights(calls: Iterable[ApiCall]) -> set[Request]:
+    """The rights that ``calls`` used (API discovery, which needs none, left out)."""
+    return {Request.of(call) for call in calls if call.resource}
+
+
+# -- for the home-made cluster's request log ----------------------------------------------------
 
 
 def request_info(method: str, path_qs: str) -> Request | None:

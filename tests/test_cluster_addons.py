@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.cluster import addons
 from tests.cluster.control_plane import ControlPlane
-
-RBAC_EXAMPLE = Path(__file__).parent.parent / "examples" / "kubernetes" / "rbac.yaml"
+from tests.cluster.fixture import KubeCluster
 
 
 def test_jobset_defaulting_webhook_is_served(kueue_and_jobset: ControlPlane) -> None:
@@ -86,30 +84,32 @@ def pending_path(namespace: str) -> str:
     )
 
 
-def test_kueue_visibility_api_lists_pending_workloads(kueue_and_jobset: ControlPlane) -> None:
-    kueue_and_jobset.apply(queue_objects("default"))
-    answer = json.loads(kueue_and_jobset.kubectl("get", "--raw", pending_path("default")))
+@pytest.mark.kueue_and_jobset
+def test_kueue_visibility_api_lists_pending_workloads(kube_cluster: KubeCluster) -> None:
+    for obj in queue_objects(kube_cluster.namespace):
+        kube_cluster.create(obj)
+    path = pending_path(kube_cluster.namespace)
+    answer = json.loads(kube_cluster.kubectl("get", "--raw", path))
     assert answer["kind"] == "PendingWorkloadsSummary"
     assert answer["items"] == []
 
 
+@pytest.mark.kueue_and_jobset
 def test_the_example_service_account_reads_pending_workloads_of_its_namespace_only(
-    kueue_and_jobset: ControlPlane,
+    kube_cluster: KubeCluster,
 ) -> None:
     """Through the aggregation layer: the API server authenticates the ServiceAccount's token and
     passes the user on as front-proxy-client; Kueue's visibility server asks the API server
     whether that user may (a SubjectAccessReview), which examples/kubernetes/rbac.yaml grants in
-    the namespace jupyter-mlinfra only."""
-    plane = kueue_and_jobset
-    plane.apply(RBAC_EXAMPLE.read_text())
-    plane.apply(queue_objects("jupyter-mlinfra") + queue_objects("default")[-1:])
-    kubeconfig = plane.service_account_kubeconfig("jupyter-mlinfra", "jupyter-mlinfra-server")
-    answer = json.loads(
-        plane.kubectl("get", "--raw", pending_path("jupyter-mlinfra"), kubeconfig=kubeconfig)
-    )
+    the server's namespace only."""
+    other = kube_cluster.add_namespace(f"{kube_cluster.namespace}-other")
+    for obj in [*queue_objects(kube_cluster.namespace), queue_objects(other)[-1]]:
+        kube_cluster.create(obj)
+    path = pending_path(kube_cluster.namespace)
+    answer = json.loads(kube_cluster.kubectl("get", "--raw", path, as_server=True))
     assert answer["kind"] == "PendingWorkloadsSummary"
     with pytest.raises(subprocess.CalledProcessError) as refused:
-        plane.kubectl("get", "--raw", pending_path("default"), kubeconfig=kubeconfig)
+        kube_cluster.kubectl("get", "--raw", pending_path(other), as_server=True)
     assert "forbidden" in refused.value.stderr.lower(), refused.value.stderr
 
 

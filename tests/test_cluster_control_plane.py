@@ -81,6 +81,13 @@ def test_a_job_waits_pending_with_no_node_to_run_on(control_plane: ControlPlane)
 
 def test_the_example_service_account_is_bound_by_rbac(control_plane: ControlPlane) -> None:
     control_plane.apply(RBAC_EXAMPLE.read_text())
+    try:
+        check_the_example_service_account(control_plane)
+    finally:  # the session's other tests may apply it again
+        control_plane.kubectl("delete", "--wait=true", "-f", str(RBAC_EXAMPLE))
+
+
+def check_the_example_service_account(control_plane: ControlPlane) -> None:
     kubeconfig = control_plane.service_account_kubeconfig(
         "jupyter-mlinfra", "jupyter-mlinfra-server"
     )

@@ -1,5 +1,5 @@
 """What the cluster can take now, as the flavor cards and ``/capacity`` show it, through the
-real jupyter server against the test API server (``kube_cluster``): only room the scheduler
+real jupyter server against a real API server (``kube_cluster``): only room the scheduler
 would use (pod slots, no cordoned or NotReady node), bounded under Kueue by the quota left in
 the flavors' ClusterQueues; and a user's running-jobs quota on a cluster."""
 
@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from .cluster.fixture import KubeCluster
 from .jobs_client import call
+from .kube_server import kueue_objects, server_config, stop_watches_first, wait_for
 from .test_handlers import conforms
-from .test_kube_jobs import kueue_objects, server_config, stop_watches_first, wait_for
 from .waits import until
 
 __all__ = ["stop_watches_first"]  # the autouse fixture, for this module too
@@ -22,7 +23,7 @@ GiB = 2**30
 
 
 @pytest.fixture
-def jp_server_config(kube_cluster: Any) -> dict[str, Any]:
+def jp_server_config(kube_cluster: KubeCluster) -> dict[str, Any]:
     config = server_config(kube_cluster)
     config["MLInfraApp"]["default_quota"] = {"max_gpus": 16, "max_running_jobs": 2}
     return config
@@ -33,12 +34,12 @@ async def cards(jp_fetch: Any) -> dict[str, dict[str, Any]]:
     return {f["name"]: f["availability"] for f in flavors["flavors"]}
 
 
-def tenant_pod(name: str, node: str) -> dict[str, Any]:
+def tenant_pod(name: str, namespace: str, node: str) -> dict[str, Any]:
     """Another team's pod, placed on ``node`` by the scheduler, asking for nothing but a slot."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": "other-team"},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "restartPolicy": "Never",
             "nodeSelector": {"kubernetes.io/hostname": node},
@@ -54,7 +55,7 @@ def tenant_pod(name: str, node: str) -> dict[str, Any]:
 
 
 async def test_only_room_the_scheduler_would_use_is_offered(
-    jp_fetch: Any, kube_cluster: Any
+    jp_fetch: Any, kube_cluster: KubeCluster
 ) -> None:
     """Three 8-GPU nodes, of which one is cordoned and one NotReady: one node's worth is free;
     once another team's pod takes that node's only pod slot, none is, and the scheduler
@@ -71,8 +72,8 @@ async def test_only_room_the_scheduler_would_use_is_offered(
     assert a100["free_nodes"] == 1
     assert a100["summary"] == "8 of 8 nvidia.com/gpu free on 2 node(s)"
 
-    kube_cluster.add_namespace("other-team")
-    kube_cluster.create(tenant_pod("slot-taker", "gpu-0"))
+    other_team = kube_cluster.add_namespace(f"{kube_cluster.namespace}-other-team")
+    kube_cluster.create(tenant_pod("slot-taker", other_team, "gpu-0"))
 
     async def slot_taken() -> Any:
         seen = (await cards(jp_fetch))["a100x8"]
@@ -94,12 +95,12 @@ async def test_only_room_the_scheduler_would_use_is_offered(
     await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
 
 
+@pytest.mark.kueue_and_jobset
 async def test_under_kueue_free_now_is_the_smaller_of_nodes_and_quota_left(
-    jp_fetch: Any, kube_cluster: Any
+    jp_fetch: Any, kube_cluster: KubeCluster
 ) -> None:
     """A ClusterQueue of 2 CPUs on a 16-CPU node: two 1-CPU nodes of flavor cpu are free;
     while one job holds a CPU of the quota, one is."""
-    kube_cluster.install("kueue")
     for obj in kueue_objects(kube_cluster.namespace, cpus="2"):
         kube_cluster.create(obj)
     cpu = (await cards(jp_fetch))["cpu"]
@@ -110,8 +111,8 @@ async def test_under_kueue_free_now_is_the_smaller_of_nodes_and_quota_left(
     )
     capacity = await call(jp_fetch, "capacity")
     conforms(capacity, "Capacity")
-    # the fixture serves Kueue as v1beta1 only: the server falls back to it
-    assert capacity["queueing"] == {"by": "kueue", "api": "kueue.x-k8s.io/v1beta1", "reason": ""}
+    # Kueue v0.17 serves v1beta2 and v1beta1: the server speaks the newest
+    assert capacity["queueing"] == {"by": "kueue", "api": "kueue.x-k8s.io/v1beta2", "reason": ""}
     assert capacity["queues"] == [
         {
             "cluster_queue": "mlinfra",
@@ -163,10 +164,10 @@ async def test_under_kueue_free_now_is_the_smaller_of_nodes_and_quota_left(
         await call(jp_fetch, f"jobs/{running['id']}", "DELETE")
 
 
+@pytest.mark.kueue_and_jobset
 async def test_under_kueue_without_rights_on_clusterqueues_node_room_alone(
-    jp_fetch: Any, kube_cluster: Any
+    jp_fetch: Any, kube_cluster: KubeCluster
 ) -> None:
-    kube_cluster.install("kueue")
     for obj in kueue_objects(kube_cluster.namespace, cpus="2"):
         kube_cluster.create(obj)
     kube_cluster.forbid("kueue.x-k8s.io", "clusterqueues")
@@ -179,12 +180,12 @@ async def test_under_kueue_without_rights_on_clusterqueues_node_room_alone(
     }
     assert (await call(jp_fetch, "capacity"))["queues"] == []
     await cards(jp_fetch)
-    denied = [path for method, path in kube_cluster.requests if "/clusterqueues" in path]
-    assert denied == ["/apis/kueue.x-k8s.io/v1beta1/clusterqueues"]  # asked once
+    asked = [c for c in kube_cluster.requests(answered_within=5) if c.resource == "clusterqueues"]
+    assert [(c.uri, c.code) for c in asked] == [("/apis/kueue.x-k8s.io/v1beta2/clusterqueues", 403)]
 
 
 async def test_a_users_running_jobs_quota_counts_their_unfinished_jobs(
-    jp_fetch: Any, kube_cluster: Any
+    jp_fetch: Any, kube_cluster: KubeCluster
 ) -> None:
     """max_running_jobs = 2: with one job running and one waiting for a node, a third is
     refused (the cluster could start the waiting one any moment); once one ends, it is taken."""
@@ -215,20 +216,34 @@ async def test_a_users_running_jobs_quota_counts_their_unfinished_jobs(
         await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
 
 
-async def test_a_sidebar_refresh_makes_no_api_request(jp_fetch: Any, kube_cluster: Any) -> None:
+async def test_a_sidebar_refresh_makes_no_api_request(
+    jp_fetch: Any, kube_cluster: KubeCluster
+) -> None:
     """Capacity comes from one watched copy of the nodes and of the pods not done (a field
     selector), not from listing them per request: after the first answers, refreshing the
     flavor cards, the capacity and whoami asks the API nothing, and a node added later
     reaches them through the watch."""
     for what in ("flavors", "capacity", "whoami"):  # the first answers list and watch
         await call(jp_fetch, what)
-    pods = [path for _, path in kube_cluster.requests if path.startswith("/api/v1/pods")]
-    assert pods[0] == "/api/v1/pods?fieldSelector=status.phase!%3DSucceeded,status.phase!%3DFailed"
-    seen = len(kube_cluster.requests)
+    not_done = {"fieldSelector": "status.phase!=Succeeded,status.phase!=Failed"}
+
+    async def watching() -> Any:  # each listed once, then watched
+        calls = [c for c in kube_cluster.requests() if c.resource in ("pods", "nodes")]
+        return calls if len(calls) == 4 else None
+
+    calls = await until(watching)
+    assert sorted((c.verb, c.path) for c in calls) == [
+        ("list", "/api/v1/nodes"),
+        ("list", "/api/v1/pods"),
+        ("watch", "/api/v1/nodes"),
+        ("watch", "/api/v1/pods"),
+    ]
+    assert all(not_done.items() <= c.query.items() for c in calls if c.resource == "pods")
+    seen = kube_cluster.audit_mark()
     for _ in range(3):
         for what in ("flavors", "capacity", "whoami"):
             await call(jp_fetch, what)
-    assert kube_cluster.requests[seen:] == []
+    assert kube_cluster.requests(since=seen) == []
 
     kube_cluster.add_node("gpu-0", allocatable={"nvidia.com/gpu": "8"})
 
@@ -239,7 +254,7 @@ async def test_a_sidebar_refresh_makes_no_api_request(jp_fetch: Any, kube_cluste
     capacity = await until(two_nodes)
     assert capacity["accelerators"][0]["total"] == 8
     assert (await cards(jp_fetch))["a100x8"]["free_nodes"] == 1
-    assert kube_cluster.requests[seen:] == []
+    assert kube_cluster.requests(since=seen) == []
 
 
 async def test_without_kueue_capacity_and_whoami_say_jobs_start_outside_quota(

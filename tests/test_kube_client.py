@@ -18,6 +18,7 @@ from jupyter_mlinfra.backends.kubernetes.port_forward import PortForward
 from jupyter_mlinfra.backends.kubernetes.reflector import Reflector
 from jupyter_mlinfra.backends.kubernetes.rest import Rest, path_of
 
+from .cluster.fixture import KubeCluster
 from .waits import until
 
 KUBECONFIG = """\
@@ -102,8 +103,8 @@ print(json.dumps({
 valid for ``lifetime`` seconds (none when empty), and counts its runs in ``runs``."""
 
 
-def user_kubeconfig(kube_cluster: Any, folder: Path, user: dict[str, Any]) -> Path:
-    """The fixture's kubeconfig with ``user`` as its user's credentials."""
+def user_kubeconfig(kube_cluster: KubeCluster, folder: Path, user: dict[str, Any]) -> Path:
+    """The ServiceAccount's kubeconfig with ``user`` as its user's credentials."""
     document = yaml.safe_load(kube_cluster.kubeconfig.read_text())
     document["users"][0]["user"] = user
     path = folder / "kubeconfig"
@@ -111,7 +112,7 @@ def user_kubeconfig(kube_cluster: Any, folder: Path, user: dict[str, Any]) -> Pa
     return path
 
 
-def exec_plugin(kube_cluster: Any, folder: Path, lifetime: str) -> Path:
+def exec_plugin(kube_cluster: KubeCluster, folder: Path, lifetime: str) -> Path:
     (folder / "plugin.py").write_text(PLUGIN)
     (folder / "token").write_text(kube_cluster.token)
     (folder / "lifetime").write_text(lifetime)
@@ -131,11 +132,11 @@ def runs(folder: Path) -> int:
 
 
 async def test_an_exec_credential_is_renewed_before_it_expires(
-    kube_cluster: Any, tmp_path: Path
+    kube_cluster: KubeCluster, tmp_path: Path
 ) -> None:
     """A plugin's token that expires (within the renewal margin here: every request finds it
-    due) is renewed before a request is sent: after the cluster moved on to a new token, no
-    request is ever refused."""
+    due) is renewed before a request is sent: after the old token was revoked, no request is
+    ever refused."""
     cluster = KubernetesCluster(kubeconfig=str(exec_plugin(kube_cluster, tmp_path, "5")))
     try:
         rest = Rest(await cluster.api(), 10)
@@ -143,14 +144,14 @@ async def test_an_exec_credential_is_renewed_before_it_expires(
         (tmp_path / "token").write_text(kube_cluster.rotate_token())
         nodes = await rest.call("GET", "/api/v1/nodes")
         assert [n["metadata"]["name"] for n in nodes["items"]] == ["node-0"]
-        assert kube_cluster.unauthorized == []
+        assert kube_cluster.unauthorized() == []
         assert runs(tmp_path) == 3  # loading the kubeconfig, then before each request
     finally:
         await cluster.close()
 
 
 async def test_a_refused_token_is_renewed_and_the_request_sent_again(
-    kube_cluster: Any, tmp_path: Path
+    kube_cluster: KubeCluster, tmp_path: Path
 ) -> None:
     """A plugin's token without an expiry is used until the API refuses it (revoked,
     rotated): the plugin runs again and the request goes through, once more; so do the
@@ -163,7 +164,8 @@ async def test_a_refused_token_is_renewed_and_the_request_sent_again(
         assert runs(tmp_path) == 1  # no expiry: no new token is asked for
         (tmp_path / "token").write_text(kube_cluster.rotate_token())
         await rest.call("GET", "/api/v1/nodes")
-        assert kube_cluster.unauthorized == [("GET", "/api/v1/nodes")]
+        refused = kube_cluster.unauthorized()
+        assert [(c.verb, c.uri) for c in refused] == [("list", "/api/v1/nodes")]
         assert runs(tmp_path) == 2
         forwards = await cluster.port_forward_api()
         headers = dict(
@@ -175,7 +177,7 @@ async def test_a_refused_token_is_renewed_and_the_request_sent_again(
 
 
 async def test_a_token_file_is_read_again_when_the_token_is_refused(
-    kube_cluster: Any, tmp_path: Path
+    kube_cluster: KubeCluster, tmp_path: Path
 ) -> None:
     """A token in a file that something else rotates (a kubeconfig's tokenFile; in a pod,
     the projected service-account token, read the same way): a refused token is read again
@@ -188,8 +190,9 @@ async def test_a_token_file_is_read_again_when_the_token_is_refused(
         rest = Rest(await cluster.api(), 10)
         await rest.call("GET", "/api/v1/nodes")
         token.write_text(kube_cluster.rotate_token())
-        await rest.call("GET", "/api/v1/namespaces")
-        assert kube_cluster.unauthorized == [("GET", "/api/v1/namespaces")]
+        configmaps = f"/api/v1/namespaces/{kube_cluster.namespace}/configmaps"
+        await rest.call("GET", configmaps)
+        assert [c.uri for c in kube_cluster.unauthorized()] == [configmaps]
     finally:
         await cluster.close()
 
@@ -204,16 +207,19 @@ async def serve(reader, writer):
     writer.close()
 
 async def main():
-    server = await asyncio.start_server(serve, os.environ["POD_IP"], 7000)
+    server = await asyncio.start_server(serve, "0.0.0.0", 7000)
     async with server:
         await server.serve_forever()
 
 asyncio.run(main())
 """
+"""An echo server on every address of its pod: a port-forward reaches the pod's own
+``localhost`` (a kubelet's runtime dials ``localhost:<port>`` inside the pod's network
+namespace), the readiness probe its pod IP."""
 
 
 async def test_port_forwards_never_take_the_connections_of_api_calls(
-    kube_cluster: Any,
+    kube_cluster: KubeCluster,
 ) -> None:
     """Kernels' port-forwards (a kernel holds up to six websockets while it is open) have a
     connection pool of their own: with every connection of the API calls' pool (4 here) held
@@ -230,9 +236,6 @@ async def test_port_forwards_never_take_the_connections_of_api_calls(
                     "name": "echo",
                     "image": "python:3.12",
                     "command": ["python", "-c", ECHO],
-                    "env": [
-                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
-                    ],
                     "readinessProbe": {"tcpSocket": {"port": 7000}, "periodSeconds": 1},
                 }
             ],
@@ -250,7 +253,11 @@ async def test_port_forwards_never_take_the_connections_of_api_calls(
     rest = Rest(await cluster.api(), 10)
     watches = [
         Reflector(rest, path_of("v1", plural, namespace))
-        for plural, namespace in (("pods", ""), ("nodes", ""), ("configmaps", "default"))
+        for plural, namespace in (
+            ("pods", ""),
+            ("nodes", ""),
+            ("configmaps", kube_cluster.namespace),
+        )
     ]
     forward = PortForward(await cluster.port_forward_api(), kube_cluster.namespace, "echo")
     streams = []

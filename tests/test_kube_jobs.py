@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +25,14 @@ from jupyter_mlinfra.backends.kubernetes.client import KubernetesCluster
 from jupyter_mlinfra.backends.kubernetes.jobs import KubernetesJobs
 from jupyter_mlinfra.identity import Identity
 
-from . import jobs_client
+from . import kube_server
 from .jobs_client import TERMINAL, call
+from .kube_server import kueue_objects, stop_watches_first, wait_for
 from .optional import need
 from .rbac import Request, denied_by_example, request_info
 from .test_handlers import conforms
+
+__all__ = ["stop_watches_first"]  # the autouse fixture, for this module too
 
 
 @pytest.fixture
@@ -98,56 +100,23 @@ def free_port() -> int:
 
 
 def server_config(kube_cluster: Any) -> dict[str, Any]:
-    """The server's configuration for jobs on ``kube_cluster``: flavors cpu and a100x8."""
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_mlinfra": True}},
-        "MLInfraApp": {
-            "backend": "kubernetes",
-            "flavors": [
-                {"name": "cpu", "cpu": 1, "memory": "1Gi", "max_nodes": 4},
-                {
-                    "name": "a100x8",
-                    "accelerator": {"kind": "nvidia.com/gpu", "model": "A100", "count": 8},
-                    "cpu": 1,
-                    "memory": "1Gi",
-                },
-            ],
-            "environments": [
-                {"name": "python", "framework": "generic", "image": "python:3.12"},
-                {"name": "pytorch", "framework": "pytorch", "image": "pytorch/pytorch:2.13.0"},
-            ],
-            "default_quota": {"max_gpus": 16, "max_queued_jobs": 5},
-        },
-        "KubernetesCluster": {"kubeconfig": str(kube_cluster.kubeconfig)},
-        "KubernetesJobs": {
-            "result_api_url": kube_cluster.server_url,
-            "master_port": free_port(),
-        },
+    """The server's configuration on the home-made cluster, whose pods share this machine's
+    network: node 0 reaches the API at the fixture's address, ranks meet on a free port."""
+    config = kube_server.server_config(kube_cluster)
+    config["KubernetesJobs"] = {
+        "result_api_url": kube_cluster.server_url,
+        "master_port": free_port(),
     }
+    return config
+
+
+FAKE_KUEUE = "kueue.x-k8s.io/v1beta1"
+"""The only Kueue version the home-made cluster serves."""
 
 
 @pytest.fixture
 def jp_server_config(kube_cluster: Any) -> dict[str, Any]:
     return server_config(kube_cluster)
-
-
-@pytest.fixture(autouse=True)
-def stop_watches_first(
-    jp_serverapp: Any, kube_cluster: Any, jp_asyncio_loop: Any
-) -> Iterator[None]:
-    """Stop the server's watches before the cluster fixture stops (pytest-jupyter stops the
-    server only after every test fixture is gone, and open watches would hold the fixture's
-    shutdown for a minute)."""
-    yield
-    jobs = jp_serverapp.web_app.settings["mlinfra.jobs"]
-    jp_asyncio_loop.run_until_complete(jobs.stop())
-    jp_asyncio_loop.run_until_complete(jobs.backend.close())
-
-
-async def wait_for(jp_fetch: Any, job_id: str, states: set[str], timeout: float = 90) -> Any:
-    """Jobs on the cluster fixture take longer (pods start as processes): waited for longer,
-    asked about less often."""
-    return await jobs_client.wait_for(jp_fetch, job_id, states, timeout, interval=0.2)
 
 
 async def run_exchange(jp_fetch: Any) -> dict[str, Any]:
@@ -275,56 +244,11 @@ async def test_capacity_comes_from_the_nodes(jp_fetch: Any, kube_cluster: Any) -
     assert cards["a100x8"]["free_nodes"] == 1
 
 
-def kueue_objects(namespace: str, cpus: str) -> list[dict[str, Any]]:
-    """A ClusterQueue of ``cpus`` CPUs, its flavor, a LocalQueue "default" and the priority."""
-    return [
-        {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
-            "kind": "ResourceFlavor",
-            "metadata": {"name": "cpu"},
-        },
-        {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
-            "kind": "ClusterQueue",
-            "metadata": {"name": "mlinfra"},
-            "spec": {
-                "namespaceSelector": {},
-                "resourceGroups": [
-                    {
-                        "coveredResources": ["cpu", "memory"],
-                        "flavors": [
-                            {
-                                "name": "cpu",
-                                "resources": [
-                                    {"name": "cpu", "nominalQuota": cpus},
-                                    {"name": "memory", "nominalQuota": "8Gi"},
-                                ],
-                            }
-                        ],
-                    }
-                ],
-            },
-        },
-        {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
-            "kind": "LocalQueue",
-            "metadata": {"name": "default", "namespace": namespace},
-            "spec": {"clusterQueue": "mlinfra"},
-        },
-        {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
-            "kind": "WorkloadPriorityClass",
-            "metadata": {"name": "normal"},
-            "value": 100,
-        },
-    ]
-
-
 async def test_under_kueue_a_job_waits_with_its_reason_and_position_then_runs(
     jp_fetch: Any, kube_cluster: Any, tmp_path: Any
 ) -> None:
     kube_cluster.install("kueue")
-    for obj in kueue_objects(kube_cluster.namespace, cpus="1"):
+    for obj in kueue_objects(kube_cluster.namespace, cpus="1", api_version=FAKE_KUEUE):
         kube_cluster.create(obj)
     release = tmp_path / "release"
     hold = (  # runs until the test has seen the second job wait, however slow that is
@@ -359,7 +283,7 @@ async def test_under_kueue_a_waiting_jobs_eta_is_when_the_running_ones_max_runti
     """The ClusterQueue's 1 CPU holds one job of flavor cpu: the one behind it starts when
     the first one's max runtime (activeDeadlineSeconds) runs out at the latest."""
     kube_cluster.install("kueue")
-    for obj in kueue_objects(kube_cluster.namespace, cpus="1"):
+    for obj in kueue_objects(kube_cluster.namespace, cpus="1", api_version=FAKE_KUEUE):
         kube_cluster.create(obj)
     first = await call(
         jp_fetch,
@@ -494,7 +418,7 @@ async def test_every_api_call_of_a_jobs_life_is_granted_by_the_example_rbac(
     API, pulled variables, logs, cancel, retry and capacity, each request checked."""
     kube_cluster.install("jobset")
     kube_cluster.install("kueue")
-    for obj in kueue_objects(kube_cluster.namespace, cpus="2"):
+    for obj in kueue_objects(kube_cluster.namespace, cpus="2", api_version=FAKE_KUEUE):
         kube_cluster.create(obj)
     await run_exchange(jp_fetch)
     failing = await call(jp_fetch, "jobs", "POST", {"code": "raise SystemExit(2)"})
@@ -575,7 +499,7 @@ async def test_admins_reprioritise_under_kueue_and_see_usage(
     jp_fetch: Any, jp_serverapp: Any, kube_cluster: Any
 ) -> None:
     kube_cluster.install("kueue")
-    for obj in kueue_objects(kube_cluster.namespace, cpus="1"):
+    for obj in kueue_objects(kube_cluster.namespace, cpus="1", api_version=FAKE_KUEUE):
         kube_cluster.create(obj)
     kube_cluster.create(
         {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "WorkloadPriorityClass",

@@ -2,9 +2,8 @@
 nobody, which is never silent; and queue positions that degrade, never fail, when Kueue's
 visibility API is denied, overloaded or down.
 
-The cluster fixture serves Kueue as ``v1beta1`` only, so the server's fallback is exercised
-here; ``v1beta2`` (what Kueue v0.17 stores) is chosen by the same code when served, which
-``queueing`` and ``served_version`` are tested for without a cluster."""
+The test cluster's Kueue (v0.17) serves ``v1beta2`` and ``v1beta1``: the server speaks
+``v1beta2``, and falls back to ``v1beta1`` where only that is served (asked for alone here)."""
 
 from __future__ import annotations
 
@@ -17,8 +16,9 @@ from tornado.httpclient import HTTPClientError
 from jupyter_mlinfra.backends.kubernetes.client import KubernetesCluster
 from jupyter_mlinfra.backends.kubernetes.job_watches import KUEUE_VERSIONS, Queueing, queueing
 
+from .cluster.fixture import KubeCluster
 from .jobs_client import call
-from .test_kube_jobs import kueue_objects, server_config, stop_watches_first, wait_for
+from .kube_server import kueue_objects, server_config, stop_watches_first, wait_for
 from .waits import until
 
 __all__ = ["stop_watches_first"]  # the autouse fixture, for this module too
@@ -57,22 +57,31 @@ def test_kueue_is_spoken_in_the_newest_version_served_and_its_absence_is_said() 
     }
 
 
-async def test_discovery_picks_the_first_served_version(kube_cluster: Any) -> None:
-    """The fixture serves Kueue as v1beta1 only: asked for v1beta2 then v1beta1, discovery
-    gives v1beta1; for a group or a kind the cluster does not serve, nothing."""
+async def test_discovery_finds_no_kueue_where_it_is_not_installed(
+    kube_cluster: KubeCluster,
+) -> None:
     cluster = KubernetesCluster(kubeconfig=str(kube_cluster.kubeconfig))
     try:
         assert await cluster.served_version("kueue.x-k8s.io", KUEUE_VERSIONS, "Workload") == ""
-        kube_cluster.install("kueue")
-        cluster.forget_apis()
+        assert await cluster.group_version("visibility.kueue.x-k8s.io", KUEUE_VERSIONS) == ""
+    finally:
+        await cluster.close()
+
+
+@pytest.mark.kueue_and_jobset
+async def test_discovery_picks_the_first_served_version(kube_cluster: KubeCluster) -> None:
+    """Asked for v1beta2 then v1beta1, discovery gives v1beta2; for v1beta1 alone, v1beta1;
+    for a group or a kind the cluster does not serve, nothing."""
+    cluster = KubernetesCluster(kubeconfig=str(kube_cluster.kubeconfig))
+    try:
         group = "kueue.x-k8s.io"
-        assert await cluster.served_version(group, KUEUE_VERSIONS, "Workload") == (
+        assert await cluster.served_version(group, KUEUE_VERSIONS, "Workload") == V1BETA2
+        assert await cluster.served_version(group, ("v1beta1",), "Workload") == (
             "kueue.x-k8s.io/v1beta1"
         )
-        assert await cluster.served_version(group, ("v1beta2",), "Workload") == ""
         assert await cluster.served_version(group, KUEUE_VERSIONS, "NoSuchKind") == ""
         assert await cluster.group_version("visibility.kueue.x-k8s.io", KUEUE_VERSIONS) == (
-            "visibility.kueue.x-k8s.io/v1beta1"
+            "visibility.kueue.x-k8s.io/v1beta2"
         )
         assert await cluster.group_version("example.com", KUEUE_VERSIONS) == ""
     finally:
@@ -80,14 +89,14 @@ async def test_discovery_picks_the_first_served_version(kube_cluster: Any) -> No
 
 
 @pytest.fixture
-def jp_server_config(kube_cluster: Any) -> dict[str, Any]:
+def jp_server_config(kube_cluster: KubeCluster) -> dict[str, Any]:
     config = server_config(kube_cluster)
     config["KubernetesJobs"]["kueue"] = "required"
     return config
 
 
 async def test_when_kueue_is_required_but_absent_jobs_are_refused(
-    jp_fetch: Any, kube_cluster: Any
+    jp_fetch: Any, kube_cluster: KubeCluster
 ) -> None:
     """``kueue = "required"`` on a cluster without Kueue: a job is refused (503, naming
     why) rather than started outside any quota, and nothing is created for it."""
@@ -99,20 +108,22 @@ async def test_when_kueue_is_required_but_absent_jobs_are_refused(
         "jobs are refused",
         "field": "kueue",
     }
-    assert kube_cluster.list("v1", "ConfigMap", kube_cluster.namespace) == []
+    assert [c for c in kube_cluster.requests() if c.verb not in ("get", "list", "watch")] == []
+    configmaps = kube_cluster.list("v1", "ConfigMap")
+    assert [c["metadata"]["name"] for c in configmaps] == ["kube-root-ca.crt"]  # the cluster's
     assert (await call(jp_fetch, "whoami"))["queueing"]["by"] == "none"
 
 
+@pytest.mark.kueue_and_jobset
 async def test_positions_are_unknown_while_the_visibility_api_is_down(
-    jp_fetch: Any, kube_cluster: Any, tmp_path: Any
+    jp_fetch: Any, kube_cluster: KubeCluster, tmp_path: Any
 ) -> None:
     """Kueue's visibility API answering 503 (its server down; 429 alike) degrades as a 403
     does: a waiting job shows Kueue's reason with no position, and no error; positions are
     not asked for again at once."""
-    kube_cluster.install("kueue")
     for obj in kueue_objects(kube_cluster.namespace, cpus="1"):
         kube_cluster.create(obj)
-    kube_cluster.make_unavailable("visibility.kueue.x-k8s.io", "localqueues")
+    kube_cluster.make_unavailable("visibility.kueue.x-k8s.io")
     release = tmp_path / "release"
     hold = f"import pathlib, time\nwhile not pathlib.Path({str(release)!r}).exists():\n"
     hold += "    time.sleep(0.05)\n"
@@ -127,14 +138,15 @@ async def test_positions_are_unknown_while_the_visibility_api_is_down(
     waiting = await until(waiting_for_quota)
     assert waiting["state"] == "queued" and waiting["position"] is None
 
-    def asked() -> list[str]:
-        return [p for _, p in kube_cluster.requests if p.endswith("/pendingworkloads")]
+    def asked() -> list[tuple[str, int | None]]:
+        calls = kube_cluster.requests(answered_within=5)
+        return [(c.uri, c.code) for c in calls if c.resource == "localqueues/pendingworkloads"]
 
     path = (
-        f"/apis/visibility.kueue.x-k8s.io/v1beta1/namespaces/{kube_cluster.namespace}"
+        f"/apis/visibility.kueue.x-k8s.io/v1beta2/namespaces/{kube_cluster.namespace}"
         "/localqueues/default/pendingworkloads"
     )
-    assert set(asked()) == {path}
+    assert set(asked()) == {(path, 503)}
     before = len(asked())
     assert (await call(jp_fetch, "queue"))["jobs"][0]["position"] is None
     assert (await call(jp_fetch, f"jobs/{second['id']}"))["position"] is None

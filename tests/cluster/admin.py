@@ -50,7 +50,7 @@ class Admin:
         self.server = plane.server
         self._context = plane.ssl_context() if token else plane.admin_ssl_context()
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._kinds: dict[tuple[str, str], tuple[str, bool]] = {}
+        self._kinds: dict[tuple[str, str], tuple[str, bool, frozenset[str]]] = {}
 
     def call(
         self,
@@ -92,15 +92,24 @@ class Admin:
         for resource in listing.get("resources", []):
             if "/" not in resource["name"]:
                 key = (api_version, resource["kind"])
-                self._kinds[key] = (resource["name"], bool(resource["namespaced"]))
+                verbs = frozenset(resource.get("verbs", ()))
+                self._kinds[key] = (resource["name"], bool(resource["namespaced"]), verbs)
 
-    def resource(self, api_version: str, kind: str) -> tuple[str, bool]:
-        """The plural of ``kind`` and whether it is namespaced."""
+    def _kind(self, api_version: str, kind: str) -> tuple[str, bool, frozenset[str]]:
         if (api_version, kind) not in self._kinds:
             self._discover(api_version)
         if (api_version, kind) not in self._kinds:
             raise KeyError(f"the cluster serves no {api_version} {kind}")
         return self._kinds[(api_version, kind)]
+
+    def resource(self, api_version: str, kind: str) -> tuple[str, bool]:
+        """The plural of ``kind`` and whether it is namespaced."""
+        plural, namespaced, _ = self._kind(api_version, kind)
+        return plural, namespaced
+
+    def stored(self, api_version: str, kind: str) -> bool:
+        """Whether objects of ``kind`` are kept (not a review that is only answered)."""
+        return "delete" in self._kind(api_version, kind)[2]
 
     def path(self, api_version: str, kind: str, namespace: str | None, name: str = "") -> str:
         """The collection's path (or the object's, with ``name``); ``namespace`` None for every

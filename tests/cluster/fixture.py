@@ -113,6 +113,7 @@ class KubeCluster:
         return self.plane.admin_kubeconfig
 
     def start(self) -> KubeCluster:
+        self.folder.mkdir(parents=True, exist_ok=True)
         self._create_namespace(self.namespace)
         self._bind_example_rbac()
         self.add_node(DEFAULT_NODE)
@@ -330,9 +331,9 @@ class KubeCluster:
     ) -> None:
         """A node of the test kubelet, whose pods run as processes; it goes at the test's end.
         ``allocatable`` adds extended resources (``{"nvidia.com/gpu": "8"}``) or overrides
-        ``pods`` (110). ``ready=False``: the kubelet reports NotReady, and the node lifecycle
-        controller taints it ``node.kubernetes.io/not-ready`` (waited for). ``cordoned``:
-        ``spec.unschedulable``."""
+        ``pods`` (110). Returns once the node lifecycle controller has seen it Ready (no
+        ``node.kubernetes.io/not-ready`` taint). ``ready=False``: the kubelet reports NotReady,
+        and the controller taints it (waited for). ``cordoned``: ``spec.unschedulable``."""
         self.kubelet.add_node(
             name,
             cpu=cpu,
@@ -344,8 +345,13 @@ class KubeCluster:
             cordoned=cordoned,
         )
         self._nodes.append(name)
-        if not ready:
-            wait(lambda: self._tainted_not_ready(name), f"node {name} is tainted not-ready")
+        # The node lifecycle controller taints a Node not-ready until it has seen it Ready (the
+        # Node is created before its first status): until then the scheduler, and the product
+        # as it should, take it for unusable.
+        wait(
+            lambda: self._tainted_not_ready(name) != ready,
+            f"node {name} is {'un' if ready else ''}tainted not-ready",
+        )
 
     def _tainted_not_ready(self, name: str) -> bool:
         node = self.admin.get("v1", "Node", name, None) or {}
@@ -398,7 +404,7 @@ class KubeCluster:
         namespaced = self.admin.namespaced(obj["apiVersion"], obj["kind"])
         namespace = obj["metadata"].get("namespace", self.namespace) if namespaced else None
         created = self.admin.create(obj, namespace)
-        if not namespaced:
+        if not namespaced and self.admin.stored(obj["apiVersion"], obj["kind"]):
             self._cluster_objects.append((obj["apiVersion"], obj["kind"], obj["metadata"]["name"]))
         return created
 

@@ -146,6 +146,10 @@ class NodeAgent:
         }
         if self.spec.unschedulable:
             node["spec"]["unschedulable"] = True
+        # with its status, as a kubelet registers (initialNode sets it before the create): the
+        # node lifecycle controller never sees a Ready node without conditions, which it
+        # would taint node.kubernetes.io/not-ready for a moment
+        node["status"] = self._status()
         created = await self.api.post("/api/v1/nodes", node)
         self._node_uid = created["metadata"]["uid"]
         others = {k: v for k, v in labels.items() if k not in own}
@@ -153,7 +157,6 @@ class NodeAgent:
             await self.admin.patch(
                 f"/api/v1/nodes/{self.name}", {"metadata": {"labels": others}}, MERGE
             )
-        await self.report()
         await self._renew_lease()
         self.pods.start()
         await self.pods.synced.wait()
@@ -187,6 +190,9 @@ class NodeAgent:
 
     async def report(self) -> None:
         """Post the node's status (what a kubelet reports on a change, and every 5 minutes)."""
+        await self.api.patch(f"/api/v1/nodes/{self.name}/status", {"status": self._status()})
+
+    def _status(self) -> Obj:
         resources = self.spec.resources()
         ready = (
             self._condition("Ready", "True", "KubeletReady", "kubelet is posting ready status")
@@ -195,7 +201,7 @@ class NodeAgent:
                 "Ready", "False", "KubeletNotReady", "container runtime network not ready"
             )
         )
-        status = {
+        return {
             "capacity": resources,
             "allocatable": resources,
             "conditions": [
@@ -238,7 +244,6 @@ class NodeAgent:
                 "architecture": "amd64",
             },
         }
-        await self.api.patch(f"/api/v1/nodes/{self.name}/status", {"status": status})
 
     async def _renew_lease(self) -> None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.name}"
