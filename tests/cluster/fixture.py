@@ -265,6 +265,10 @@ class KubeCluster:
         for node in reversed(self._nodes):
             attempt(lambda n=node: self.kubelet.stop_node(n))  # type: ignore[misc]
         attempt(self._delete_cluster_objects)
+        # once more: a controller's pod created just as the namespace began terminating (before
+        # the API server's admission saw it) must not wait for the next test's nodes
+        for name in namespaces:
+            attempt(lambda n=name: self._force_delete_pods(n))  # type: ignore[misc]
         for obj in self._rbac:
             attempt(
                 lambda o=obj: self.admin.delete(  # type: ignore[misc]
