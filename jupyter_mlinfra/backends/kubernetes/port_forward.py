@@ -41,6 +41,9 @@ class PortForward:
         """Pod port -> local port on 127.0.0.1."""
         self._servers: list[asyncio.Server] = []
         self._pipes: set[asyncio.Task[None]] = set()
+        self._accepted: set[asyncio.StreamWriter] = set()
+        """Local connections not yet closed: a pipe cancelled before it ran never closes its
+        own (ZeroMQ reconnects while the kernel shuts down, just before ``close``)."""
 
     async def start(self, ports: Iterable[int]) -> dict[int, int]:
         for port in ports:
@@ -54,6 +57,7 @@ class PortForward:
     def _accept(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
     ) -> None:
+        self._accepted.add(writer)
         task = asyncio.ensure_future(self._pipe(reader, writer, port))
         self._pipes.add(task)
         task.add_done_callback(self._pipes.discard)
@@ -85,9 +89,8 @@ class PortForward:
         except (aiohttp.ClientError, OSError) as error:
             log.debug("port-forward to %s:%s: %r", self.name, port, error)
         finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            await _closed(writer)
+            self._accepted.discard(writer)
 
     async def close(self) -> None:
         for server in self._servers:
@@ -95,10 +98,19 @@ class PortForward:
         for task in list(self._pipes):
             task.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
+        for writer in list(self._accepted):
+            await _closed(writer)
+        self._accepted.clear()
         for server in self._servers:
             with contextlib.suppress(OSError):
                 await server.wait_closed()
         self._servers.clear()
+
+
+async def _closed(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
 
 
 async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, socket: Any) -> None:
