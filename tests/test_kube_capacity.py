@@ -95,6 +95,21 @@ async def test_only_room_the_scheduler_would_use_is_offered(
     await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
 
 
+async def test_a_job_whose_only_node_is_not_ready_waits_for_it_rather_than_refused(
+    jp_fetch: Any, kube_cluster: KubeCluster
+) -> None:
+    """The only 8-GPU node is NotReady (its kubelet restarting; a new node is so until the node
+    controller has seen it Ready): a job of that flavor is no job that can never run, it waits
+    for the node, and runs once the node is Ready again."""
+    kube_cluster.add_node("gpu-0", allocatable={"nvidia.com/gpu": "8"}, ready=False)
+    assert (await cards(jp_fetch))["a100x8"]["free_nodes"] == 0
+    job = await call(jp_fetch, "jobs", "POST", {"code": "print('ran')", "flavor": "a100x8"})
+    assert job["state"] == "queued"
+    kube_cluster.set_ready("gpu-0", True)
+    done = await wait_for(jp_fetch, job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded", done
+
+
 @pytest.mark.kueue_and_jobset
 async def test_under_kueue_free_now_is_the_smaller_of_nodes_and_quota_left(
     jp_fetch: Any, kube_cluster: KubeCluster

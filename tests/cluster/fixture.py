@@ -362,6 +362,15 @@ class KubeCluster:
         taints = node.get("spec", {}).get("taints") or []
         return any(t["key"] == "node.kubernetes.io/not-ready" for t in taints)
 
+    def set_ready(self, name: str, ready: bool) -> None:
+        """The node's kubelet reports Ready (or NotReady); returns once the node lifecycle
+        controller has untainted (or tainted) it ``node.kubernetes.io/not-ready``."""
+        self.kubelet.set_ready(name, ready)
+        wait(
+            lambda: self._tainted_not_ready(name) != ready,
+            f"node {name} is {'un' if ready else ''}tainted not-ready",
+        )
+
     def remove_node(self, name: str) -> None:
         """The node goes away as a reclaimed spot VM does: its pods fail (``reason:
         Terminated``, condition ``DisruptionTarget``) after their grace periods, then the Node

@@ -21,6 +21,22 @@ from .manifests import scheduling
 
 CPU, MEMORY, PODS = "cpu", "memory", "pods"
 DONE_PHASES = ("Succeeded", "Failed")
+CONDITION_TAINTS = frozenset(
+    f"node.kubernetes.io/{condition}"
+    for condition in (
+        "not-ready",
+        "unreachable",
+        "unschedulable",
+        "memory-pressure",
+        "disk-pressure",
+        "pid-pressure",
+        "network-unavailable",
+    )
+)
+"""The taints Kubernetes itself puts on a node for a passing state (the node lifecycle
+controller for its conditions, ``kubectl cordon``): not what a flavor is shaped by. A node is
+created NotReady and so tainted until the controller has seen it Ready; a kubelet restart, a
+drain for maintenance set them for a while."""
 
 
 def _amount(key: str, text: Any) -> float:
@@ -53,6 +69,8 @@ class NodeRoom:
     taints: tuple[Mapping[str, Any], ...]
     allocatable: Mapping[str, float]
     free: Mapping[str, float]
+    schedulable: bool = True
+    """Neither cordoned nor NotReady: the scheduler places new pods here now."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +87,8 @@ class QueueRoom:
 def node_rooms(
     nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
 ) -> list[NodeRoom]:
-    """Each schedulable node (neither cordoned nor NotReady) with what is left on it, pod
-    slots included: every pod bound to it and not done takes one."""
+    """Each node with what is left on it, pod slots included: every pod bound to it and not
+    done takes one; and whether it is schedulable (neither cordoned nor NotReady)."""
     used: dict[str, dict[str, float]] = {}
     for pod in pods:
         node = pod.get("spec", {}).get("nodeName")
@@ -81,8 +99,6 @@ def node_rooms(
             held[key] = held.get(key, 0.0) + value
     rooms = []
     for node in nodes:
-        if node.get("spec", {}).get("unschedulable") or not _ready(node):
-            continue
         name = node["metadata"]["name"]
         allocatable = {
             k: _amount(k, v) for k, v in (node.get("status", {}).get("allocatable") or {}).items()
@@ -95,6 +111,7 @@ def node_rooms(
                 taints=tuple(node.get("spec", {}).get("taints") or ()),
                 allocatable=allocatable,
                 free={k: v - held.get(k, 0.0) for k, v in allocatable.items()},
+                schedulable=not node.get("spec", {}).get("unschedulable") and _ready(node),
             )
         )
     return rooms
@@ -131,14 +148,20 @@ def tolerated(taint: Mapping[str, Any], tolerations: Sequence[Mapping[str, Any]]
     return False
 
 
-def eligible(flavor: Flavor, room: NodeRoom, placement: Mapping[str, Mapping[str, Any]]) -> bool:
-    """Whether the flavor's pods may go on this node (selector and taints, not resources)."""
+def eligible(
+    flavor: Flavor,
+    room: NodeRoom,
+    placement: Mapping[str, Mapping[str, Any]],
+    passing: frozenset[str] = frozenset(),
+) -> bool:
+    """Whether the flavor's pods may go on this node (selector and taints, not resources),
+    taints whose key is in ``passing`` aside."""
     spec = scheduling(flavor, placement)
     selector = spec.get("nodeSelector", {})
     if any(room.labels.get(k) != v for k, v in selector.items()):
         return False
     tolerations = spec.get("tolerations", [])
-    return all(tolerated(t, tolerations) for t in room.taints)
+    return all(tolerated(t, tolerations) for t in room.taints if t.get("key") not in passing)
 
 
 def _fits(needs: Mapping[str, float], have: Mapping[str, float]) -> int:
@@ -158,7 +181,10 @@ class ClusterCapacity:
         allocations: Iterable[Allocation] = (),
         queues: Mapping[str, QueueRoom] | None = None,
     ) -> None:
-        self.rooms = tuple(rooms)
+        self.nodes = tuple(rooms)
+        """Every node, also those the scheduler does not use now."""
+        self.rooms = tuple(r for r in rooms if r.schedulable)
+        """The nodes the scheduler places new pods on now."""
         self.placement = placement
         self.allocations = tuple(allocations)
         self.queues = dict(queues or {})
@@ -200,9 +226,12 @@ class ClusterCapacity:
         return Availability(min(fit, flavor.max_nodes), summary, free_kernels=kernels)
 
     def never_fits(self, flavor: Flavor) -> str | None:
-        """Why one node of ``flavor`` could never be placed, even on an empty cluster."""
+        """Why one node of ``flavor`` could never be placed, even on an empty cluster whose
+        nodes are all up: a cordoned or NotReady node, and the taints Kubernetes sets for
+        such a passing state, count as the node it will be again (a job that waits for it is
+        not one that can never run)."""
         needs = _needs(flavor)
-        rooms = self._eligible(flavor)
+        rooms = [r for r in self.nodes if eligible(flavor, r, self.placement, CONDITION_TAINTS)]
         if not rooms:
             return (
                 f"no node of the cluster matches flavor {flavor.name!r}'s node selector and taints"
