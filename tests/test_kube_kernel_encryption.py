@@ -1,10 +1,11 @@
-"""Transport encryption of kernels in pods, through a real jupyter server and the cluster
-fixture (whose pods are local processes on their own 127.0.0.N addresses).
+"""Transport encryption of kernels in pods, through a real jupyter server and a real cluster
+(``kube_cluster``), whose pods run as local processes in their own network namespaces.
 
 The kernel's CurveZMQ keys travel in the pod's Secret with its key; the launcher in the pod
-checks the ipykernel it runs, and the server connects as the launcher says. ipykernel 7.2 on
-an environment's PYTHONPATH stands for an image whose ipykernel cannot encrypt. Nothing here
-depends on the fixture's internals beyond what a real cluster shows (pods, Secrets, pod IPs).
+checks the ipykernel it runs, and the server connects as the launcher says. An image that
+carries ipykernel 7.2 on its ``PYTHONPATH`` (``OLD_IMAGE``) stands for one whose ipykernel
+cannot encrypt. Nothing here depends on the kubelet's internals beyond what a real cluster
+shows (pods, Secrets, pod IPs).
 """
 
 from __future__ import annotations
@@ -13,19 +14,18 @@ import asyncio
 import base64
 import contextlib
 import json
-import urllib.parse
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from jupyter_mlinfra.backends.kubernetes import kernel_pod as pods
 from jupyter_mlinfra.kernels import registry
 
 from .capture import captured
-from .kube.fixture import ClusterFixture
+from .cluster.fixture import KubeCluster
 from .lab_server import running_lab
 from .server_channels import execute_through_server
 from .test_kernels import call, kernels_api, run
@@ -44,11 +44,19 @@ from .test_kube_kernels import (  # noqa: F401 (cluster and stop_kernels: fixtur
 )
 from .waits import until
 
+OLD_IMAGE = "registry.example/ipykernel:7.2"
+OLD_SITE = "/opt/ipykernel-7.2"
+
 
 @pytest.fixture
-def kube_cluster(fake_kube_cluster: ClusterFixture) -> ClusterFixture:
-    """Not yet ported to the real cluster (``tests/cluster``): the home-made one, until then."""
-    return fake_kube_cluster
+def old_image(kube_cluster: KubeCluster, old_ipykernel: str) -> Iterator[str]:
+    """An image whose Python finds ipykernel 7.2 first (its ``ENV PYTHONPATH``), readable by
+    the kernel's non-root user as an image's packages are."""
+    site = Path(old_ipykernel)
+    site.chmod(0o755)  # pytest made it private to root
+    kube_cluster.kubelet.add_image(OLD_IMAGE, {OLD_SITE: site}, {"PYTHONPATH": OLD_SITE})
+    yield OLD_IMAGE
+    kube_cluster.kubelet.remove_image(OLD_IMAGE)
 
 
 pytestmark = pytest.mark.usefixtures("cluster", "stop_kernels")
@@ -61,11 +69,8 @@ def policy() -> str:
 
 
 @pytest.fixture
-def jp_server_config(
-    kube_cluster: ClusterFixture, old_ipykernel: str, policy: str
-) -> dict[str, Any]:
-    old = {"name": "old", "image": CATALOG["environments"][0]["image"],
-           "env": {"PYTHONPATH": old_ipykernel}}  # fmt: skip
+def jp_server_config(kube_cluster: KubeCluster, old_image: str, policy: str) -> dict[str, Any]:
+    old = {"name": "old", "image": old_image}
     catalog = {**CATALOG, "environments": [*CATALOG["environments"], old]}
     return {
         **kube_server_config(kube_cluster, catalog),
@@ -73,15 +78,7 @@ def jp_server_config(
     }
 
 
-def api_server_port(kube_cluster: ClusterFixture) -> int:
-    """The API server's port, from the kubeconfig the server uses."""
-    config = yaml.safe_load(kube_cluster.kubeconfig.read_text())
-    port = urllib.parse.urlsplit(config["clusters"][0]["cluster"]["server"]).port
-    assert port is not None
-    return port
-
-
-def secret_keys(kube_cluster: ClusterFixture, kernel_id: str) -> set[str]:
+def secret_keys(kube_cluster: KubeCluster, kernel_id: str) -> set[str]:
     secret = kube_cluster.get("v1", "Secret", pods.secret_name(kernel_id))
     assert secret is not None
     return set(secret["data"])
@@ -89,7 +86,7 @@ def secret_keys(kube_cluster: ClusterFixture, kernel_id: str) -> set[str]:
 
 @pytest.mark.parametrize("policy", ["disabled", "auto", "required"])
 async def test_pod_kernels_get_curve_keys_through_their_secret_unless_disabled(
-    jp_fetch: Any, jp_serverapp: Any, kube_cluster: ClusterFixture, policy: str
+    jp_fetch: Any, jp_serverapp: Any, kube_cluster: KubeCluster, policy: str
 ) -> None:
     kernel = await start(jp_fetch, "cpu")
     encrypted = policy != "disabled"
@@ -125,7 +122,7 @@ async def test_pod_kernels_get_curve_keys_through_their_secret_unless_disabled(
 
 @pytest.mark.parametrize("policy", ["required"])
 async def test_required_fails_a_pod_whose_ipykernel_cannot_encrypt_saying_why(
-    jp_fetch: Any, kube_cluster: ClusterFixture
+    jp_fetch: Any, kube_cluster: KubeCluster
 ) -> None:
     code, message = await refused_start(jp_fetch, "cpu", "old")
     assert code == 409
@@ -152,12 +149,14 @@ async def test_the_code_crosses_no_socket_in_clear_text_with_encryption(
     jp_fetch: Any,
     jp_ws_fetch: Any,
     jp_serverapp: Any,
-    kube_cluster: ClusterFixture,
+    kube_cluster: KubeCluster,
     policy: str,
     connection: str,
 ) -> None:
-    """Every leg between the server and the pod: the server to the pod IP, or the server to
-    its local forward and the forward's websocket through the API server to the pod."""
+    """Every leg between the server and the pod that crosses this machine's interfaces: the
+    server to the pod IP, or the server to its local forward, the forward's websocket to the
+    API server and the API server's to the node's kubelet (whose last hop, into the pod's
+    loopback, stays inside the pod's network namespace, as on a node)."""
     app = registry.current()
     assert app is not None and app.kernel_pods is not None
     app.kernel_pods.settings.connection = connection
@@ -169,7 +168,11 @@ async def test_the_code_crosses_no_socket_in_clear_text_with_encryption(
     ports = set(pods.pod_ports(provisioner.port))
     if provisioner.forward is not None:
         ports |= set(provisioner.forward.local.values())
-    ports.add(api_server_port(kube_cluster))
+    ports.add(kube_cluster.plane.apiserver_port)
+    _, pod = pod_of(kube_cluster, kernel)
+    node = kube_cluster.get("v1", "Node", pod["spec"]["nodeName"])
+    assert node is not None
+    ports.add(node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"])
     marker = f"clear_{uuid.uuid4().hex}"
     with captured(ports) as capture:
         code = f"{marker} = 6 * 7; print({marker})"
@@ -183,7 +186,7 @@ async def test_a_second_server_adopts_an_encrypted_pod_and_refuses_an_unencrypte
     jp_fetch: Any,
     jp_serverapp: Any,
     jp_server_config: dict[str, Any],
-    kube_cluster: ClusterFixture,
+    kube_cluster: KubeCluster,
     tmp_path: Path,
     policy: str,
     second: str,
