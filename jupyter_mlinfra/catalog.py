@@ -19,7 +19,9 @@ from .identity import Identity
 from .quantities import format_cpu, format_memory, parse_cpu, parse_memory
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax", "generic")
-CAPACITY_TYPES = ("on-demand", "spot", "reserved", "flex-start")
+FLEX_START = "flex-start"
+"""Capacity provisioned for each job when it is admitted (a ProvisioningRequest under Kueue)."""
+CAPACITY_TYPES = ("on-demand", "spot", "reserved", FLEX_START)
 LAUNCHERS = ("process", "torchrun")
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ...capacity import Allocation
-from ...catalog import Flavor
+from ...catalog import FLEX_START, Flavor
 from ...jobs.queue import exceeds_quota
 from ...jobs.spec import Job
 from ...quotas import Quota
@@ -68,9 +68,13 @@ class KubernetesBackend(Backend):
         await self.cluster.close()
 
     async def refusal(self, job: Job, flavor: Flavor, quota: Quota) -> str | None:
-        """Why ``job`` can never run on this cluster (422), or None."""
+        """Why ``job`` can never run on this cluster (422), or None. A flex-start flavor's
+        nodes do not exist until they are provisioned for the job (a ProvisioningRequest, which
+        Kueue's admission check makes): the nodes of now say nothing about it."""
         if job.spec.nodes > flavor.max_nodes:
             return f"asks for {job.spec.nodes} nodes; the flavor allows at most {flavor.max_nodes}"
+        if flavor.capacity_type == FLEX_START:
+            return exceeds_quota(job.gpus, quota)
         nodes = await self._capacity(queues=False)  # what could never fit: nodes alone
         return exceeds_quota(job.gpus, quota) or nodes.never_fits(flavor)
 

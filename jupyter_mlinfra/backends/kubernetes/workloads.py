@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ...catalog import Environment, Flavor
+from ...catalog import FLEX_START, Environment, Flavor
 from ...jobs.spec import Job, RetryPolicy
 from .manifests import (
     ANNOTATION_OWNER,
@@ -205,8 +205,6 @@ def pod_template(
             "terminationMessagePolicy": "File",
         }
     )
-    if job.spec.working_dir:
-        container["workingDir"] = job.spec.working_dir
     mounts = [
         {"name": "mlinfra-spec", "mountPath": SPEC_DIR, "readOnly": True},
         {"name": "mlinfra-run", "mountPath": RUN_DIR},
@@ -269,7 +267,7 @@ def _queue_metadata(
     runtime = job.spec.max_runtime_seconds
     if runtime:
         labels[MAX_EXEC_TIME] = str(math.ceil(runtime))
-        if flavor.capacity_type == "flex-start":
+        if flavor.capacity_type == FLEX_START:
             annotations[f"{PROVREQ}maxRunDurationSeconds"] = str(math.ceil(runtime))
     return labels, annotations
 
