@@ -20,7 +20,6 @@ from . import flavors
 from .cluster.fixture import KubeCluster
 from .schema import validate
 
-
 A100X2 = replace(flavors.A100X2, max_nodes=4)
 FLEX = Flavor(
     name="h100-flex",
@@ -277,6 +276,17 @@ def test_a_node_runs_the_environments_python_with_a_home_it_can_write() -> None:
     assert [e for e in container["env"] if e["name"] == "HOME"] == [
         {"name": "HOME", "value": "/data"}
     ]
+
+
+def test_a_job_runs_in_its_images_folder_not_the_submitters() -> None:
+    """The folder a job was submitted from is on the user's server, not in the pod: a pod
+    told to work there would get it made empty and root's by the runtime, or be refused it."""
+    job = make_job(nodes=1, working_dir="/home/ann/project")
+    placement = workloads.Placement(namespace="team-a", jobset=False)
+    rec, made, spec, *_ = objects(job, placement)
+    (container,) = made["spec"]["template"]["spec"]["containers"]
+    assert "workingDir" not in container
+    assert json.loads(spec["data"]["job.json"])["working_dir"] == ""
 
 
 def test_kueue_labels_max_runtime_and_flex_start_parameters() -> None:

@@ -1,0 +1,238 @@
+"""Jobs under the real Kueue (v0.17, from its release manifest, with its webhooks and visibility
+API) through the real jupyter server: queueing, admission, quotas, preemption, reasons, queue
+positions, ETAs, priority changes, the flex-start admission check, and what an admin sees of
+a user's jobs with ``kubectl``.
+
+Each test makes its own Kueue objects (cluster-scoped ones go at its end): a ClusterQueue
+"mlinfra" of a few CPUs, its ResourceFlavor "cpu", the LocalQueue "default" in the test's
+namespace and the WorkloadPriorityClasses the server's priority classes name."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from jupyter_mlinfra.identity import Identity
+
+from .cluster.fixture import KubeCluster
+from .job_gate import Gate, gates
+from .jobs_client import TERMINAL, call
+from .kube_server import KUEUE_API, kueue_objects, server_config, stop_watches_first, wait_for
+from .test_handlers import conforms
+from .waits import until
+
+__all__ = ["gates", "stop_watches_first"]  # fixtures, for this module too
+
+pytestmark = pytest.mark.kueue_and_jobset
+
+SLEEP = "import time\ntime.sleep(600)\n"
+
+
+@pytest.fixture
+def jp_server_config(kube_cluster: KubeCluster) -> dict[str, Any]:
+    return server_config(kube_cluster)
+
+
+def priority_class(name: str, value: int) -> dict[str, Any]:
+    return {
+        "apiVersion": KUEUE_API,
+        "kind": "WorkloadPriorityClass",
+        "metadata": {"name": name},
+        "value": value,
+    }
+
+
+def with_queues(kube_cluster: KubeCluster, cpus: str, *, preemption: bool = False) -> None:
+    """The ClusterQueue "mlinfra" of ``cpus`` CPUs and the LocalQueue "default", with the
+    priority classes low, normal and high; ``preemption``: a higher priority evicts a lower
+    one within the ClusterQueue."""
+    for obj in kueue_objects(kube_cluster.namespace, cpus=cpus):
+        if obj["kind"] == "ClusterQueue" and preemption:
+            obj["spec"]["preemption"] = {"withinClusterQueue": "LowerPriority"}
+        kube_cluster.create(obj)
+    kube_cluster.create(priority_class("low", 0))
+    kube_cluster.create(priority_class("high", 1000))
+
+
+async def state_of(jp_fetch: Any, job: dict[str, Any], check: Callable[[Any], bool]) -> Any:
+    """The job once ``check`` holds of it (as the API shows it)."""
+
+    async def seen() -> Any:
+        now = await call(jp_fetch, f"jobs/{job['id']}")
+        return now if check(now) else None
+
+    return await until(seen, timeout=90)
+
+
+def kueue_workload(kube_cluster: KubeCluster, job: dict[str, Any]) -> dict[str, Any] | None:
+    """Kueue's Workload of the job's current attempt (Kueue names it after the Job/JobSet)."""
+    name = f"mlinfra-{job['id']}-{job.get('attempt', 1)}"
+    for found in kube_cluster.list(KUEUE_API, "Workload"):
+        owners = found["metadata"].get("ownerReferences") or []
+        if any(o["name"] == name for o in owners):
+            return found
+    return None
+
+
+async def test_a_job_waits_with_kueues_reason_and_position_then_runs(
+    jp_fetch: Any, kube_cluster: KubeCluster, gates: Callable[[], Gate]
+) -> None:
+    """The ClusterQueue's 1 CPU holds one job: the two behind it wait, with Kueue's reason and
+    their positions from its visibility API, and run in that order once it ends."""
+    with_queues(kube_cluster, cpus="1")
+    gate = gates()
+    first = await call(jp_fetch, "jobs", "POST", {"code": gate.code()})
+    second = await call(jp_fetch, "jobs", "POST", {"code": "print('second ran')\n"})
+    third = await call(jp_fetch, "jobs", "POST", {"code": "print('third ran')\n"})
+    made = kube_cluster.get("batch/v1", "Job", f"mlinfra-{first['id']}-1")
+    assert made is not None
+    assert made["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "default"
+    assert made["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "normal"
+    await wait_for(jp_fetch, first["id"], {"running"})
+    waiting = await state_of(jp_fetch, second, lambda j: "quota" in j["reason"])
+    assert waiting["state"] == "queued", waiting
+    assert "insufficient unused quota for cpu in flavor cpu" in waiting["reason"], waiting
+    assert waiting["position"] == 1, waiting
+    behind = await state_of(jp_fetch, third, lambda j: j["position"] == 2)
+    assert behind["state"] == "queued"
+    queue = await call(jp_fetch, "queue")
+    assert [j["id"] for j in queue["jobs"]] == [second["id"], third["id"]]
+    assert [j["position"] for j in queue["jobs"]] == [1, 2]
+    events = await call(jp_fetch, f"jobs/{first['id']}/events")
+    conditions = [e["condition"] for e in events["events"]]
+    assert conditions[:3] == ["Queued", "QuotaReserved", "Admitted"], events
+    gate.open()
+    done = await wait_for(jp_fetch, third["id"], TERMINAL)
+    assert done["state"] == "succeeded"
+    second_done = await call(jp_fetch, f"jobs/{second['id']}")
+    assert second_done["state"] == "succeeded"
+    assert second_done["started"] <= done["started"]  # Kueue's order: FIFO within a priority
+    assert "third ran" in await call(jp_fetch, f"jobs/{third['id']}/logs")
+
+
+async def test_a_waiting_jobs_eta_is_when_the_running_ones_max_runtime_ends(
+    jp_fetch: Any, kube_cluster: KubeCluster
+) -> None:
+    """The ClusterQueue's 1 CPU holds one job of flavor cpu: the one behind it starts when
+    the first one's max runtime (activeDeadlineSeconds) runs out at the latest."""
+    with_queues(kube_cluster, cpus="1")
+    first = await call(jp_fetch, "jobs", "POST", {"code": SLEEP, "max_runtime_seconds": 120})
+    second = await call(jp_fetch, "jobs", "POST", {"code": "print('second ran')\n"})
+    running = await wait_for(jp_fetch, first["id"], {"running"})
+    assert running["started"] and running["eta"] is None
+    waiting = await state_of(jp_fetch, second, lambda j: j["eta"] is not None)
+    assert waiting["state"] == "queued", waiting
+    conforms(waiting, "Job")
+    assert waiting["eta"] == pytest.approx(running["started"] + 120, abs=1), waiting
+    assert waiting["eta_basis"] == "max runtime of 1 running job"
+    queue = await call(jp_fetch, "queue")
+    assert [(j["id"], j["eta"]) for j in queue["jobs"]] == [(second["id"], waiting["eta"])]
+    listed = await call(jp_fetch, "jobs", state="queued")
+    assert [j["eta_basis"] for j in listed["jobs"]] == ["max runtime of 1 running job"]
+    made = kube_cluster.get("batch/v1", "Job", f"mlinfra-{first['id']}-1")
+    assert made is not None
+    assert made["metadata"]["labels"]["kueue.x-k8s.io/max-exec-time-seconds"] == "120"
+    workload = kueue_workload(kube_cluster, first)
+    assert workload is not None and workload["spec"]["maximumExecutionTimeSeconds"] == 120
+    await call(jp_fetch, f"jobs/{first['id']}", "DELETE")
+    done = await wait_for(jp_fetch, second["id"], TERMINAL)
+    assert done["state"] == "succeeded" and done["eta"] is None
+
+
+async def test_a_job_larger_than_its_queues_quota_says_so(
+    jp_fetch: Any, kube_cluster: KubeCluster
+) -> None:
+    """Two nodes of 1 CPU in a ClusterQueue of 1 CPU: Kueue never admits it, and says why."""
+    with_queues(kube_cluster, cpus="1")
+    job = await call(jp_fetch, "jobs", "POST", {"code": "pass", "nodes": 2})
+    waiting = await state_of(jp_fetch, job, lambda j: "quota" in j["reason"])
+    assert waiting["state"] == "queued"
+    assert "insufficient quota for cpu in flavor cpu" in waiting["reason"], waiting
+    assert "> maximum capacity (1)" in waiting["reason"], waiting
+
+
+async def test_a_higher_priority_job_preempts_a_lower_one_which_runs_again_later(
+    jp_fetch: Any, kube_cluster: KubeCluster, gates: Callable[[], Gate]
+) -> None:
+    """With preemption within the ClusterQueue, a high-priority job evicts the running
+    low-priority one: its pods go, it waits again saying why, and runs once the high one is
+    done."""
+    with_queues(kube_cluster, cpus="1", preemption=True)
+    low_gate, high_gate = gates(), gates()
+    low = await call(jp_fetch, "jobs", "POST", {"code": low_gate.code(), "priority": "low"})
+    await wait_for(jp_fetch, low["id"], {"running"})
+    high = await call(jp_fetch, "jobs", "POST", {"code": high_gate.code(), "priority": "high"})
+    await wait_for(jp_fetch, high["id"], {"running"})
+    evicted = await state_of(jp_fetch, low, lambda j: j["state"] == "queued")
+    assert evicted["reason"].startswith("requeued: Preempted to accommodate a workload"), evicted
+    assert "due to prioritization in the ClusterQueue" in evicted["reason"], evicted
+    selector = f"mlinfra.jupyter.org/job-id={low['id']}"
+
+    def low_pods_running() -> list[dict[str, Any]]:
+        pods = kube_cluster.list("v1", "Pod", label_selector=selector)
+        return [p for p in pods if p["status"].get("phase") == "Running"]
+
+    async def low_pods_gone() -> bool:
+        return not low_pods_running()
+
+    await until(low_pods_gone)
+    events = await call(jp_fetch, f"jobs/{low['id']}/events")
+    assert "Preempted" in [e["condition"] for e in events["events"]], events
+    high_gate.open()
+    assert (await wait_for(jp_fetch, high["id"], TERMINAL))["state"] == "succeeded"
+    again = await wait_for(jp_fetch, low["id"], {"running"})
+    assert again["attempt"] == 1  # Kueue requeued the same workload: not a retry
+    low_gate.open()
+    assert (await wait_for(jp_fetch, low["id"], TERMINAL))["state"] == "succeeded"
+
+
+async def test_admins_reprioritise_and_kueue_follows_and_see_usage(
+    jp_fetch: Any, jp_serverapp: Any, kube_cluster: KubeCluster, gates: Callable[[], Gate]
+) -> None:
+    """A waiting job moved to a higher priority by an admin: its Job's priority-class label
+    changes, Kueue's Workload takes the new priority, and the job jumps the queue."""
+    with_queues(kube_cluster, cpus="1")
+    gate = gates()
+    holder = await call(jp_fetch, "jobs", "POST", {"code": gate.code()})
+    await wait_for(jp_fetch, holder["id"], {"running"})
+    first = await call(jp_fetch, "jobs", "POST", {"code": "pass"})
+    second = await call(jp_fetch, "jobs", "POST", {"code": "pass"})
+    await state_of(jp_fetch, second, lambda j: j["position"] == 2)
+    with pytest.raises(HTTPClientError) as refused_:
+        await call(jp_fetch, f"jobs/{second['id']}", "PATCH", {"priority": "high"})
+    assert refused_.value.code == 403  # this server's user is no admin
+    with pytest.raises(HTTPClientError) as hidden:
+        await call(jp_fetch, "usage")
+    assert hidden.value.code == 403
+    jobs = jp_serverapp.web_app.settings["mlinfra.jobs"]
+    admin = Identity("admin", admin=True)
+    moved = await jobs.reprioritise(admin, second["id"], {"priority": "high"})
+    assert moved["priority"] == "high"
+    made = kube_cluster.get("batch/v1", "Job", f"mlinfra-{second['id']}-1")
+    assert made is not None
+    assert made["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "high"
+
+    def kueue_took_it() -> bool:
+        workload = kueue_workload(kube_cluster, second)
+        return workload is not None and workload["spec"].get("priority") == 1000
+
+    await until_sync(kueue_took_it)
+    ahead = await state_of(jp_fetch, second, lambda j: j["position"] == 1)
+    assert ahead["priority"] == "high"
+    assert (await call(jp_fetch, f"jobs/{first['id']}"))["position"] == 2
+    usage = await jobs.usage(admin)
+    assert holder["owner"] in json.dumps(usage)
+    gate.open()
+    for job in (first, second):
+        assert (await wait_for(jp_fetch, job["id"], TERMINAL))["state"] == "succeeded"
+
+
+async def until_sync(check: Callable[[], bool]) -> None:
+    async def asked() -> bool:
+        return check()
+
+    await until(asked)
