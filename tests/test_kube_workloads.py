@@ -283,7 +283,7 @@ def test_a_job_runs_in_its_images_folder_not_the_submitters() -> None:
     told to work there would get it made empty and root's by the runtime, or be refused it."""
     job = make_job(nodes=1, working_dir="/home/ann/project")
     placement = workloads.Placement(namespace="team-a", jobset=False)
-    rec, made, spec, *_ = objects(job, placement)
+    _, made, spec, *_ = objects(job, placement)
     (container,) = made["spec"]["template"]["spec"]["containers"]
     assert "workingDir" not in container
     assert json.loads(spec["data"]["job.json"])["working_dir"] == ""

@@ -47,11 +47,13 @@ def attachments(job: Job, placement: Placement, owner: Mapping[str, Any]) -> lis
     description = {
         "code": spec.code,
         "script": spec.script,
+        "source": spec.source,
         "args": list(spec.args),
         "push_file": "push.json" if spec.push else "",
         "pull": list(spec.pull),
         "cpus": [],
-        "working_dir": spec.working_dir,
+        # the submitter's folder is on its server, not in the pod: the image's WORKDIR
+        "working_dir": "",
     }
     objects: list[dict[str, Any]] = [
         {
