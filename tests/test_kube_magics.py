@@ -1,26 +1,21 @@
 """The magics are backend-agnostic: from a real kernel that a ``jupyter lab`` with ``backend =
-"kubernetes"`` started, ``%%mlinfra submit --nodes 2`` runs a PyTorch gloo job as two pods of
-the cluster fixture (two ranks on their own pod IPs, meeting at node 0's DNS name), follows
-both ranks' logs and pulls the reduced tensor back into the kernel."""
+"kubernetes"`` started, ``%%mlinfra submit --nodes 2`` runs a PyTorch gloo job as a JobSet of
+two pods on a real cluster with JobSet and Kueue (two ranks on their own pod IPs, meeting at
+node 0's DNS name, which the cluster's CoreDNS answers), follows both ranks' logs and pulls the
+reduced tensor back into the kernel."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .lab_server import free_port, running_kernel, running_lab
+from .cluster.fixture import KubeCluster
+from .kube_server import kueue_objects
+from .lab_server import running_kernel, running_lab
 from .optional import need
-
-
-@pytest.fixture
-def kube_cluster(fake_kube_cluster: Any) -> Any:
-    """Not yet ported to the real cluster (``tests/cluster``): the home-made one, until then."""
-    return fake_kube_cluster
-
 
 TWO_NODE_ALL_REDUCE = """\
 %%mlinfra submit --nodes 2 --env pytorch --wait --pull reduced,nodes
@@ -38,14 +33,11 @@ dist.destroy_process_group()
 """
 
 
-def test_two_node_pytorch_job_from_a_real_kernel(kube_cluster: Any, tmp_path: Path) -> None:
+@pytest.mark.kueue_and_jobset
+def test_two_node_pytorch_job_from_a_real_kernel(kube_cluster: KubeCluster, tmp_path: Path) -> None:
     need(importlib.util.find_spec("torch") is not None, "PyTorch is not installed")
-    need(
-        kube_cluster.dns.v4mapped is not None,
-        "torch resolves MASTER_ADDR in C: the cluster fixture needs libnss-wrapper "
-        "(apt-get install libnss-wrapper) and a C compiler for its AI_V4MAPPED shim",
-    )
-    kube_cluster.install("jobset")
+    for obj in kueue_objects(kube_cluster.namespace, cpus="4"):  # the queue jobs go to
+        kube_cluster.create(obj)
     config = {
         "MLInfraApp": {
             "backend": "kubernetes",
@@ -55,7 +47,6 @@ def test_two_node_pytorch_job_from_a_real_kernel(kube_cluster: Any, tmp_path: Pa
             ],
         },
         "KubernetesCluster": {"kubeconfig": str(kube_cluster.kubeconfig)},
-        "KubernetesJobs": {"result_api_url": kube_cluster.server_url, "master_port": free_port()},
     }
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
@@ -69,3 +60,4 @@ def test_two_node_pytorch_job_from_a_real_kernel(kube_cluster: Any, tmp_path: Pa
         assert check == "torch [3.0, 20.0] 2\n"
     (jobset,) = kube_cluster.list("jobset.x-k8s.io/v1alpha2", "JobSet")
     assert jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["completions"] == 2
+    assert jobset["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "default"
