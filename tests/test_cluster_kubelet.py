@@ -594,6 +594,26 @@ def test_an_added_image_carries_its_files_and_env_to_its_non_root_containers(
         kubelet.remove_image(image)
 
 
+def test_an_image_on_the_node_is_not_pulled_again_until_forgotten(
+    control_plane: ControlPlane, kubelet: Kubelet
+) -> None:
+    """Pulled once per node; after ``forget_images`` (image garbage collection) again."""
+    image = "registry.example/pulled-once:1"
+
+    def pulls(name: str) -> list[str]:
+        run_pod(control_plane, name, "pass", restartPolicy="Never", container={"image": image})
+        wait(control_plane, name, "jsonpath={.status.phase}=Succeeded")
+        selector = f"--field-selector=involvedObject.name={name}"
+        events = json.loads(kubectl(control_plane, "get", "events", selector, "-o", "json"))
+        delete(control_plane, name)
+        return [e["message"] for e in events["items"] if e["reason"] == "Pulled"]
+
+    assert pulls("first-pull")[0].startswith(f'Successfully pulled image "{image}"')
+    assert pulls("cached") == [f'Container image "{image}" already present on machine']
+    kubelet.forget_images()
+    assert pulls("pulled-again")[0].startswith(f'Successfully pulled image "{image}"')
+
+
 def test_following_a_log_streams_lines_as_they_come_until_the_container_ends(
     control_plane: ControlPlane, kubelet: Kubelet
 ) -> None:

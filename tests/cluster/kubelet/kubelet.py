@@ -289,6 +289,16 @@ class Kubelet:
         assert self.settings is not None
         self._loop.call_soon_threadsafe(self.settings.failing_images.discard, image)
 
+    def forget_images(self) -> None:
+        """Every node's images are gone, as after the kubelet's image garbage collection: the
+        next pod of each image pulls it again (Pulling, then Pulled after
+        ``image_pull_seconds``)."""
+        self._call(self._forget_images())
+
+    async def _forget_images(self) -> None:
+        for agent in self.nodes.values():
+            agent.context.pulled.clear()
+
     def add_image(
         self, reference: str, files: Mapping[str, Path], env: Mapping[str, str] | None = None
     ) -> None:
