@@ -40,6 +40,7 @@ def sleeper(name: str) -> dict[str, Any]:
 def test_the_server_is_the_example_service_account_with_its_rights_only(
     kube_cluster: KubeCluster,
 ) -> None:
+    kube_cluster.allow_refusals()
     review = json.loads(kube_cluster.kubectl("auth", "whoami", "-o", "json", as_server=True))
     assert review["status"]["userInfo"]["username"] == kube_cluster.user
     kube_cluster.kubectl("get", "pods", as_server=True)
@@ -52,6 +53,14 @@ def test_the_server_is_the_example_service_account_with_its_rights_only(
     ]
     assert Request("list", "", "pods", kube_cluster.namespace) in rights(calls)
     assert kube_cluster.unauthorized() == []
+
+
+def test_a_refusal_the_test_did_not_ask_for_fails_it(kube_cluster: KubeCluster) -> None:
+    """A right the example lacks fails the test even where the product would carry on."""
+    with pytest.raises(KubectlFailed):
+        kube_cluster.kubectl("get", "secrets", as_server=True)
+    with pytest.raises(AssertionError, match=r"list /api/v1/namespaces/mlinfra-\w+/secrets"):
+        kube_cluster.stop()
 
 
 def test_forbid_takes_a_right_away_until_the_example_is_restored(

@@ -106,7 +106,8 @@ class AuditLog:
         except FileNotFoundError:
             return 0
 
-    def _events(self, since: int) -> list[dict[str, Any]]:
+    def _events(self, since: int) -> list[tuple[bytes, dict[str, Any]]]:
+        """Each complete line from ``since`` on (with its newline), and its event."""
         try:
             with self.path.open("rb") as log:
                 log.seek(since)
@@ -114,24 +115,32 @@ class AuditLog:
         except FileNotFoundError:
             return []
         complete = data[: data.rfind(b"\n") + 1]  # a line being written is not read
-        return [json.loads(line) for line in complete.splitlines() if line.strip()]
+        lines = complete.splitlines(keepends=True)
+        return [(line, json.loads(line)) for line in lines if line.strip()]
 
-    def calls(self, since: int = 0, *, answered_within: float = 0.0) -> list[ApiCall]:
-        """Every request logged since the offset ``since``, in the order they came.
+    def calls(
+        self, since: int = 0, until: int | None = None, *, answered_within: float = 0.0
+    ) -> list[ApiCall]:
+        """Every request logged since the offset ``since`` (and before the offset ``until``:
+        their answers may come after it), in the order they came.
 
         With ``answered_within``, wait up to that many seconds for the calls already made to
         have their response codes (a call still running keeps ``code`` None)."""
         deadline = time.monotonic() + answered_within
         while True:
             calls: dict[str, ApiCall] = {}
-            for event in self._events(since):
+            offset = since
+            for line, event in self._events(since):
                 audit_id = event.get("auditID", "")
                 known = calls.get(audit_id)
-                if known is None or "responseStatus" in event:
+                if known is None and until is not None and offset >= until:
+                    pass  # a request made after ``until``
+                elif known is None or "responseStatus" in event:
                     call = _call(event)
                     if known is not None and not call.user:  # later stages keep the user
                         call = ApiCall(**{**call.__dict__, "user": known.user})
                     calls[audit_id] = call
+                offset += len(line)
             if all(c.code is not None for c in calls.values()) or time.monotonic() > deadline:
                 return list(calls.values())
             time.sleep(0.05)

@@ -12,7 +12,10 @@ first, so none is left for the next test's nodes), its nodes (``node-0`` include
 starts with one fresh 16-CPU node), the cluster-scoped objects it created (ClusterQueues,
 ResourceFlavors, PriorityClasses...: deleted, and waited for, so the next test may create them
 again under the same names), its copies of the example's ClusterRoles and their bindings, and
-what it changed in the kubelet or Kueue's visibility API."""
+what it changed in the kubelet or Kueue's visibility API. Then a 403 that the server under test
+met fails the test, unless the test asked for it (``forbid``, ``allow_refusals``): a right that
+the product uses and the example lacks never goes unnoticed, even where the product carries on
+without it."""
 
 from __future__ import annotations
 
@@ -100,6 +103,8 @@ class KubeCluster:
         self._unavailable: list[tuple[str, str]] = []  # Services whose selector was changed
         self._failing_images: set[str] = set()
         self._pull_seconds = kubelet.image_pull_seconds
+        self._refusals_expected = False
+        self._stopped = False
 
     # -- set-up and teardown ----------------------------------------------------------------
 
@@ -246,7 +251,13 @@ class KubeCluster:
 
     def stop(self) -> None:
         """Take away everything the test added (see the module's doc); what fails is raised at
-        the end, after every step was tried."""
+        the end, after every step was tried. Then fail the test if the server under test was
+        refused a call (403) that the test did not ask for (``forbid``, ``allow_refusals``):
+        the example's RBAC lacks a right the product uses."""
+        if self._stopped:
+            return
+        self._stopped = True
+        refused = [] if self._refusals_expected else self._refused_calls()
         errors: list[BaseException] = []
 
         def attempt(step: Callable[[], object]) -> None:
@@ -288,6 +299,18 @@ class KubeCluster:
             )
         if errors:
             raise errors[0]
+        if refused:
+            raise AssertionError(
+                f"{self.user} was refused (403) what examples/kubernetes/rbac.yaml should grant "
+                "(or call kube_cluster.allow_refusals() where the test means it):\n"
+                + "\n".join(f"  {c.verb} {c.uri}" for c in refused)
+            )
+
+    def _refused_calls(self) -> builtins.list[ApiCall]:
+        """The server's calls answered 403 until now (its teardown's refusals aside)."""
+        end = self.plane.audit.mark()
+        calls = self.plane.audit.calls(self.mark, end, answered_within=2)
+        return [c for c in calls if c.user == self.user and c.code == 403]
 
     def _force_delete_pods(self, namespace: str) -> None:
         """Until no pod is left in the (terminating) namespace: none may linger Pending and be
@@ -490,10 +513,16 @@ class KubeCluster:
 
     # -- what tests change -------------------------------------------------------------------
 
+    def allow_refusals(self) -> None:
+        """The test makes the server under test meet 403s on purpose: they do not fail it."""
+        self._refusals_expected = True
+
     def forbid(self, group: str, plural: str) -> None:
         """The ServiceAccount's roles (this test's copies of the example's) without ``plural``
         of API ``group`` and its subresources, from now on: the API server answers 403, as on
-        a cluster whose RBAC lacks them. Returns once the API server's RBAC says so."""
+        a cluster whose RBAC lacks them (which then does not fail the test). Returns once the
+        API server's RBAC says so."""
+        self.allow_refusals()
         verbs = self._change_roles(lambda rules: without(rules, group, plural))
         for verb, namespace in verbs:
             self._wait_allowed(verb, group, plural, namespace, False)
