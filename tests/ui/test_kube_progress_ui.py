@@ -2,8 +2,9 @@
 bar and a notification follow it phase by phase (the image pull included) until the kernel is
 ready, and a start the scheduler refuses ends with the scheduler's own message.
 
-The server runs with ``backend = "kubernetes"`` against the cluster fixture (tests/kube), whose
-kubelet really runs the kernel pod's containers, so the notebook gets a real kernel.
+The server runs with ``backend = "kubernetes"`` on a real cluster (``kube_cluster``: a real
+API server and scheduler, as the example's ServiceAccount), whose test kubelet really runs the
+kernel pod's containers, so the notebook gets a real kernel.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -24,25 +25,18 @@ from tests.ui.test_lab_extension import open_lab, run_from_palette
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
-    from tests.kube.fixture import ClusterFixture
+    from tests.cluster.fixture import KubeCluster
     from tests.ui.conftest import ConsoleLog
-
-
-@pytest.fixture
-def kube_cluster(fake_kube_cluster: Any) -> Any:
-    """Not yet ported to the real cluster (``tests/cluster``): the home-made one, until then."""
-    return fake_kube_cluster
-
 
 KERNELS = "mlinfra/api/v1/kernels"
 PULL_SECONDS = 10.0
-"""The fixture's simulated image pull: long enough to watch the pulling phase, and to check
+"""The kubelet's simulated image pull: long enough to watch the pulling phase, and to check
 it through the page and the API, on a loaded machine too."""
 
 
 @pytest.fixture
-def kube_lab(kube_cluster: ClusterFixture, tmp_path: Path) -> Iterator[LabServer]:
-    """``jupyter lab`` with ``backend = "kubernetes"`` on the cluster fixture: ``gpu-1`` has
+def kube_lab(kube_cluster: KubeCluster, tmp_path: Path) -> Iterator[LabServer]:
+    """``jupyter lab`` with ``backend = "kubernetes"`` on the test's cluster: ``gpu-1`` has
     4 GPUs, ``gpu-2`` 8 (see ``take_gpu_2`` for a start the scheduler refuses). The image of
     the ``missing`` environment cannot be pulled."""
     kube_cluster.add_node("gpu-1", allocatable={"nvidia.com/gpu": "4"})
@@ -72,15 +66,15 @@ def toast(page: Page, text: str) -> Locator:
     return page.locator(".Toastify__toast").filter(has_text=text)
 
 
-def take_gpu_2(kube_cluster: ClusterFixture) -> None:
+def take_gpu_2(kube_cluster: KubeCluster) -> None:
     """Another team's pod takes all 8 GPUs of ``gpu-2``, placed there at once (as by another
     scheduler): what the panel offered a moment ago is gone when the kernel's pod comes."""
-    kube_cluster.add_namespace("other-team")
+    other_team = kube_cluster.add_namespace(f"{kube_cluster.namespace}-other-team")
     kube_cluster.create(
         {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": "gpu-taker", "namespace": "other-team"},
+            "metadata": {"name": "gpu-taker", "namespace": other_team},
             "spec": {
                 "nodeName": "gpu-2",
                 "restartPolicy": "Never",
@@ -116,7 +110,7 @@ def start_from_panel(
 def test_a_gpu_kernel_start_shows_its_image_pull_then_is_ready(
     page: Page,
     kube_lab: LabServer,
-    kube_cluster: ClusterFixture,
+    kube_cluster: KubeCluster,
     console: ConsoleLog,
     output_dir: Path,
 ) -> None:
@@ -158,7 +152,7 @@ def test_a_gpu_kernel_start_shows_its_image_pull_then_is_ready(
 def test_an_unschedulable_start_shows_the_schedulers_message(
     page: Page,
     kube_lab: LabServer,
-    kube_cluster: ClusterFixture,
+    kube_cluster: KubeCluster,
     console: ConsoleLog,
     output_dir: Path,
 ) -> None:
@@ -185,7 +179,7 @@ def test_an_unschedulable_start_shows_the_schedulers_message(
 def test_a_notebook_from_the_launcher_shows_its_kernels_start(
     page: Page,
     kube_lab: LabServer,
-    kube_cluster: ClusterFixture,
+    kube_cluster: KubeCluster,
     console: ConsoleLog,
     output_dir: Path,
 ) -> None:
@@ -229,7 +223,7 @@ def test_a_notebook_from_the_launcher_shows_its_kernels_start(
 
     # JupyterLab's own "Change Kernel…" to the cpu flavor's kernelspec: a new kernel, followed
     # (its node pulls the image again, as it would after the image changed)
-    kube_cluster.kubelet.pulled.clear()
+    kube_cluster.kubelet.forget_images()
     specs = call(kube_lab, "GET", "api/kernelspecs")["kernelspecs"]
     cpu_spec = specs["mlinfra-pytorch--cpu"]["spec"]["display_name"]
     run_from_palette(page, "Change Kernel…")
