@@ -69,6 +69,7 @@ async def test_gpu_job_gets_its_devices(jp_fetch: Any) -> None:
     [
         ({"code": "1", "gpus": 2}, 400, "gpus", "unknown field"),
         ({"code": "1", "script": "x.py"}, 400, "code", "exactly one of code"),
+        ({"code": "1", "source": "print(1)"}, 400, "source", "only a script has a source"),
         ({"code": "1", "nodes": 0}, 400, "nodes", "between 1 and 64"),
         ({"code": "1", "priority": "urgent"}, 400, "priority", "unknown class 'urgent'"),
         ({"code": "1", "flavor": "nope"}, 404, "flavor", "unknown flavor 'nope'"),

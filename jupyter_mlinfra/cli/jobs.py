@@ -175,6 +175,7 @@ def run_submit(args: argparse.Namespace) -> int:
     extra = list(getattr(args, "script_args", []))
     submission: dict[str, Any] = {
         "script": str(script.resolve()),
+        "source": script.read_text(encoding="utf-8"),  # a cluster's pods cannot read the path
         "args": extra,
         "flavor": args.flavor,
         "environment": args.environment,

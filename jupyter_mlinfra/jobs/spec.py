@@ -85,6 +85,9 @@ class JobSpec:
     name: str = ""
     code: str = ""
     script: str = ""
+    source: str = ""
+    """The script's text, for backends whose nodes cannot read ``script`` (a cluster's pods
+    have none of the client's files): the job then runs a copy of it, named as it."""
     args: tuple[str, ...] = ()
     flavor: str = ""
     environment: str = ""
@@ -116,8 +119,8 @@ class JobSpec:
 
 
 SUBMISSION_FIELDS = (
-    "name", "code", "script", "args", "flavor", "environment", "nodes", "procs_per_node", "env",
-    "priority", "queue", "max_runtime_seconds", "retry", "push", "pull", "working_dir",
+    "name", "code", "script", "source", "args", "flavor", "environment", "nodes", "procs_per_node",
+    "env", "priority", "queue", "max_runtime_seconds", "retry", "push", "pull", "working_dir",
     "idempotency_key",
 )  # fmt: skip
 
@@ -190,6 +193,9 @@ def parse_submission(body: Any) -> JobSpec:
     code, script = _string(body, "code", 1_000_000), _string(body, "script", 4096)
     if bool(code) == bool(script):
         raise InvalidInput("give exactly one of code (a cell) or script (a path)", "code")
+    source = _string(body, "source", 1_000_000)
+    if source and not script:
+        raise _bad("source", "only a script has a source (the text of the script)")
     args = body.get("args") or []
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise _bad("args", "must be a list of strings")
@@ -224,6 +230,7 @@ def parse_submission(body: Any) -> JobSpec:
         name=_string(body, "name", 63),
         code=code,
         script=script,
+        source=source,
         args=tuple(args),
         flavor=_string(body, "flavor", 63),
         environment=_string(body, "environment", 63),

@@ -12,6 +12,8 @@ emptyDir), each with the one rank-environment contract computed here, at run tim
 node's rank is the pod's completion index, unknown when the pod template is written. Each
 output line becomes ``[rank N] line`` on the pod's log, so every log of the job reads the same
 whatever the number of ranks per pod. SIGTERM (pod deletion, a deadline) goes to every rank.
+A script job comes with the script's text (``source`` in ``job.json``: the pod has none of the
+submitter's files), written under ``RUN_DIR/script/`` before the ranks start and run from there.
 
 On success, node 0 sends the pulled variables (``RUN_DIR/pull.pkl``) back by writing them into
 the job's result Secret through the Kubernetes API, with a token that may patch that one Secret
@@ -163,12 +165,32 @@ def send_result(run_dir: str) -> str:
         return f"cannot send the pulled variables: {error}"
 
 
+def write_script(run_dir: str) -> None:
+    """A script job came with its text (``source``; the pod has none of the submitter's
+    files): write it into ``RUN_DIR/script/`` under the script's own name, which the ranks
+    then run (``sys.argv[0]`` and tracebacks name it as the user did)."""
+    path = os.path.join(run_dir, "job.json")
+    with open(path, encoding="utf-8") as file:
+        job = json.load(file)
+    if not job.get("source"):
+        return
+    folder = os.path.join(run_dir, "script")
+    os.makedirs(folder, exist_ok=True)
+    script = os.path.join(folder, os.path.basename(job["script"]) or "script.py")
+    with open(script, "w", encoding="utf-8") as file:
+        file.write(job.pop("source"))
+    job["script"] = script
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(job, file)
+
+
 def run(spec_dir: str, run_dir: str) -> int:
     """Run this node's ranks; the first failing rank's exit code, or 0."""
     os.makedirs(run_dir, exist_ok=True)
     for name in ("job.json", "push.json"):
         if os.path.exists(os.path.join(spec_dir, name)):
             shutil.copyfile(os.path.join(spec_dir, name), os.path.join(run_dir, name))
+    write_script(run_dir)
     entry = os.path.join(os.path.dirname(os.path.abspath(__file__)), "entry.py")
     lock = threading.Lock()
     ranks = []

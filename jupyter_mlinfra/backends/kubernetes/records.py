@@ -27,9 +27,10 @@ def record_name(job_id: str) -> str:
 
 def record(job: Job, groups: list[str], namespace: str) -> dict[str, Any]:
     """The job's record, a ConfigMap that outlives its attempts: its owner, its spec with the
-    code (pushed variables go in a Secret beside it), and how cancelled attempts ended. Every
-    attempt's workload is owned by it, so deleting it deletes the job entirely."""
-    spec = {k: v for k, v in job.spec.to_json().items() if k not in ("code", "push")}
+    code or the script's text (pushed variables go in a Secret beside it), and how cancelled
+    attempts ended. Every attempt's workload is owned by it, so deleting it deletes the job
+    entirely."""
+    spec = {k: v for k, v in job.spec.to_json().items() if k not in ("code", "source", "push")}
     document = {
         "owner": job.owner,
         "groups": groups,
@@ -48,7 +49,11 @@ def record(job: Job, groups: list[str], namespace: str) -> dict[str, Any]:
                 RECORD_COMPONENT, job.owner, job.spec.flavor, job.spec.environment, job_id=job.id
             ),
         },
-        "data": {"record.json": json.dumps(document, sort_keys=True), "code": job.spec.code},
+        "data": {
+            "record.json": json.dumps(document, sort_keys=True),
+            "code": job.spec.code,
+            **({"source": job.spec.source} if job.spec.source else {}),
+        },
     }
 
 
@@ -83,6 +88,7 @@ def job_from_record(obj: Mapping[str, Any], attempt: int) -> Job:
                 "args": tuple(spec["args"]),
                 "pull": tuple(spec["pull"]),
                 "code": obj["data"].get("code", ""),
+                "source": obj["data"].get("source", ""),
                 "retry": RetryPolicy(retry["max_restarts"], tuple(retry["on_exit_codes"])),
             }
         ),
