@@ -72,6 +72,22 @@ def without(rules: list[Obj], group: str, plural: str) -> list[Obj]:
     return kept
 
 
+def without_verb(rules: list[Obj], group: str, resource: str, verb: str) -> list[Obj]:
+    """``rules`` with ``verb`` taken out of those granting ``resource`` (``pods/portforward``
+    for a subresource) of API ``group``; their other verbs and resources stay."""
+    kept = []
+    for rule in rules:
+        granted = group in rule.get("apiGroups", ()) and resource in rule.get("resources", ())
+        if not granted or verb not in rule.get("verbs", ()):
+            kept.append(rule)
+            continue
+        others = [r for r in rule["resources"] if r != resource]
+        verbs = [v for v in rule["verbs"] if v != verb]
+        kept += [{**rule, "resources": others}] if others else []
+        kept += [{**rule, "resources": [resource], "verbs": verbs}] if verbs else []
+    return kept
+
+
 class KubeCluster:
     """A test's namespace, ServiceAccount, nodes and admin access on a shared real cluster."""
 
@@ -527,6 +543,14 @@ class KubeCluster:
         for verb, namespace in verbs:
             self._wait_allowed(verb, group, plural, namespace, False)
 
+    def forbid_verb(self, group: str, resource: str, verb: str) -> None:
+        """As ``forbid``, for one verb on one resource alone (``create`` on
+        ``pods/portforward``: a Role written before Kubernetes 1.35 authorized websockets as
+        create too)."""
+        self.allow_refusals()
+        self._change_roles(lambda rules: without_verb(rules, group, resource, verb))
+        self._wait_allowed(verb, group, resource, self.namespace, False)
+
     def restore_rbac(self) -> None:
         """The example's rules again (after ``forbid``)."""
         verbs = self._change_roles(lambda rules: rules)
@@ -534,7 +558,7 @@ class KubeCluster:
             self._wait_allowed(verb, "", "pods", namespace, True)
 
     def _change_roles(
-        self, change: Callable[[list[Obj]], list[Obj]]
+        self, change: Callable[[builtins.list[Obj]], builtins.list[Obj]]
     ) -> builtins.list[tuple[str, str]]:
         """Replace the rules of this test's ClusterRoles by ``change(the example's rules)``;
         (verb, namespace) pairs to check: a verb each role granted, where it is bound."""
