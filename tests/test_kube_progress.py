@@ -140,6 +140,12 @@ def test_spot_reclaim_is_told() -> None:
         "its node was reclaimed (TerminationByKubelet: node shutdown)"
     )
     assert kueue.spot_preemption([pod(0, "Running")]) == ""
+    running = {"spec": {"suspend": False}, "status": {"startTime": T0}}
+    replaced = attempt_progress(running, [reclaimed, pod(0, "Pending", uid="new")], 1)
+    assert (replaced.state, replaced.reason) == (  # its replacement waits: why there is one
+        JobState.STARTING,
+        "its node was reclaimed (TerminationByKubelet: node shutdown)",
+    )
 
 
 def test_attempt_states_follow_the_workload_and_its_pods() -> None:

@@ -142,6 +142,9 @@ def attempt_progress(
     uids = {p["metadata"].get("uid") for p in live}  # not names: a replaced pod may reuse one
     about = [e for e in events if e.get("involvedObject", {}).get("uid") in uids - {None}]
     reason = kueue.scheduling_reason(about) or _waiting_reason(live)
+    lost = kueue.spot_preemption(pods)  # its replacement waits: say why there is one
+    if lost:
+        reason = f"{lost}; {reason}" if reason else lost
     return Progress(JobState.STARTING, reason, admitted=admitted)
 
 
