@@ -560,6 +560,24 @@ async def test_port_forward_reaches_the_kernel_from_outside_the_cluster(
     }
 
 
+async def test_a_port_forward_the_api_server_refuses_fails_the_start_saying_why(
+    jp_fetch: Any, cluster: KubeCluster
+) -> None:
+    """A Role granting only get on pods/portforward (as written before Kubernetes 1.35, which
+    authorizes the websocket as create too): the start fails at once with what is missing,
+    not after start_timeout (longer than the request here may take)."""
+    app = registry.current()
+    assert app is not None and app.kernel_pods is not None
+    app.kernel_pods.settings.connection = "port-forward"
+    cluster.forbid_verb("", "pods/portforward", "create")
+    code, message = await refused_start(jp_fetch, "cpu", "pytorch")
+    assert code == 409
+    assert "needs get and create on pods/portforward" in message, message
+    await nothing_left(jp_fetch, cluster)
+    refused = [c for c in cluster.requests(answered_within=5) if c.code == 403]
+    assert refused and {c.resource for c in refused} == {"pods/portforward"}
+
+
 async def test_a_kernel_pod_lets_in_only_its_owners_server(
     jp_fetch: Any, jp_serverapp: Any, cluster: KubeCluster
 ) -> None:

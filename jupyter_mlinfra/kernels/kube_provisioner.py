@@ -305,11 +305,18 @@ class KubernetesProvisioner(KernelProvisionerBase):
                 startup = classify(kernel_pods.cached(record.kernel_id, record.namespace), ())
                 if startup.failed:
                     raise KernelStartFailed(startup.reason) from None
+                self._check_forward()
                 if time.monotonic() > deadline:
                     raise KernelStartFailed(
                         f"the kernel's launcher did not answer: {error}"
                     ) from None
             await asyncio.sleep(0.2)
+
+    def _check_forward(self) -> None:
+        """A start through a port-forward that the API server refuses (RBAC) fails saying so,
+        rather than waiting for a kernel it can never reach."""
+        if self.forward is not None and self.forward.refused:
+            raise KernelStartFailed(self.forward.refused)
 
     def _connection(self) -> KernelConnectionInfo:
         """The key as bytes, as the kernel manager holds it, so the two compare equal."""
@@ -351,6 +358,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
                             return
                 except queue.Empty:
                     pass
+                self._check_forward()
                 code = await self.poll()
                 if code is not None:
                     raise KernelStartFailed(f"the kernel exited with code {code} at start")

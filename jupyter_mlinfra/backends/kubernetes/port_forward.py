@@ -41,6 +41,9 @@ class PortForward:
         """Pod port -> local port on 127.0.0.1."""
         self._servers: list[asyncio.Server] = []
         self._pipes: set[asyncio.Task[None]] = set()
+        self.refused = ""
+        """Why the API server refused a forward for good (RBAC): a kernel start that waits
+        for the kernel through it fails with this at once instead of timing out."""
         self._accepted: set[asyncio.StreamWriter] = set()
         """Local connections not yet closed: a pipe cancelled before it ran never closes its
         own (ZeroMQ reconnects while the kernel shuts down, just before ``close``)."""
@@ -85,6 +88,12 @@ class PortForward:
             credentials = getattr(self.api, "credentials", None)
             if error.status == 401 and credentials is not None:  # ZMQ reconnects: with a new token
                 await credentials.refresh(self.api.configuration, force=True)
+            if error.status == 403:
+                self.refused = (
+                    f"the API server refused the port-forward to pod {self.name} (403 "
+                    "Forbidden): this server's account needs get and create on "
+                    "pods/portforward (since Kubernetes 1.35 a websocket is authorized as both)"
+                )
             log.debug("port-forward to %s:%s: %r", self.name, port, error)
         except (aiohttp.ClientError, OSError) as error:
             log.debug("port-forward to %s:%s: %r", self.name, port, error)
