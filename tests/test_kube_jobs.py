@@ -1,7 +1,8 @@
-"""Jobs on a cluster through the real jupyter server REST API, with ``backend =
-"kubernetes"`` and the test API server fixture (``kube_cluster``): its Job / JobSet / Kueue
-controllers and its kubelet really run each node's pod as local processes, so ranks really
-exchange data over their DNS names and node 0 really writes the result Secret."""
+"""Jobs on a real cluster through the real jupyter server REST API, with ``backend =
+"kubernetes"``: the server runs as the example's ServiceAccount on a real API server, whose
+controllers (Job; JobSet and Kueue where the test is marked ``kueue_and_jobset``) make the pods
+that the test kubelet runs as processes, so ranks really find each other by the cluster's DNS
+names and node 0 really writes the result Secret through the API."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import asyncio
 import base64
 import importlib.util
 import json
-import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +25,18 @@ from jupyter_mlinfra.backends.kubernetes.client import KubernetesCluster
 from jupyter_mlinfra.backends.kubernetes.jobs import KubernetesJobs
 from jupyter_mlinfra.identity import Identity
 
-from . import kube_server
+from .cluster.fixture import KubeCluster
+from .job_gate import Gate, gates
 from .jobs_client import TERMINAL, call
-from .kube_server import kueue_objects, stop_watches_first, wait_for
+from .kube_server import kueue_objects, server_config, stop_watches_first, wait_for
 from .optional import need
-from .rbac import Request, denied_by_example, request_info
+from .rbac import Request, refused, rights
 from .test_handlers import conforms
+from .waits import until
 
-__all__ = ["stop_watches_first"]  # the autouse fixture, for this module too
+__all__ = ["gates", "stop_watches_first"]  # fixtures, for this module too
 
-
-@pytest.fixture
-def kube_cluster(fake_kube_cluster: Any) -> Any:
-    """Not yet ported to the real cluster (``tests/cluster``): the home-made one, until then."""
-    return fake_kube_cluster
-
+JOBSET = "jobset.x-k8s.io/v1alpha2"
 
 EXCHANGE = """
 import os, socket, time
@@ -91,32 +88,41 @@ print("rank", rank, "of", world, "all_reduce", total, "ddp grad", grad)
 """Rank r contributes r + 1: the all_reduce sums 1 + 2; DDP averages each rank's gradient of
 sum(w·x) (x = r + 1 everywhere), so every rank holds 1.5 and one SGD step leaves 1 - 1.5."""
 
+SLEEP = "import time\ntime.sleep(600)\n"
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def server_config(kube_cluster: Any) -> dict[str, Any]:
-    """The server's configuration on the home-made cluster, whose pods share this machine's
-    network: node 0 reaches the API at the fixture's address, ranks meet on a free port."""
-    config = kube_server.server_config(kube_cluster)
-    config["KubernetesJobs"] = {
-        "result_api_url": kube_cluster.server_url,
-        "master_port": free_port(),
-    }
-    return config
-
-
-FAKE_KUEUE = "kueue.x-k8s.io/v1beta1"
-"""The only Kueue version the home-made cluster serves."""
+WITH_JOBSET = pytest.param(True, id="jobset", marks=pytest.mark.kueue_and_jobset)
+"""On the cluster with JobSet (and Kueue: jobs go to its queue "default")."""
+INDEXED_JOB = pytest.param(False, id="indexed-job")
+"""On the cluster without JobSet: an Indexed Job and its headless Service."""
 
 
 @pytest.fixture
-def jp_server_config(kube_cluster: Any) -> dict[str, Any]:
-    return server_config(kube_cluster)
+def jp_server_config(kube_cluster: KubeCluster) -> dict[str, Any]:
+    """The shared settings, and a spot flavor: its pods go to nodes labelled
+    ``karpenter.sh/capacity-type: spot`` and tolerate GKE's spot taint (the default placement
+    of capacity type spot)."""
+    config = server_config(kube_cluster)
+    config["MLInfraApp"]["flavors"].append(
+        {"name": "cpu-spot", "cpu": 1, "memory": "1Gi", "capacity_type": "spot"}
+    )
+    return config
+
+
+SPOT_NODE = {
+    "labels": {"karpenter.sh/capacity-type": "spot"},
+    "taints": [{"key": "cloud.google.com/gke-spot", "value": "true", "effect": "NoSchedule"}],
+}
+
+
+def with_queues(kube_cluster: KubeCluster, cpus: str = "4") -> None:
+    """Under Kueue a job waits for a LocalQueue and quota: the queue "default" of ``cpus``."""
+    if kube_cluster.kueue_and_jobset:
+        for obj in kueue_objects(kube_cluster.namespace, cpus=cpus):
+            kube_cluster.create(obj)
+
+
+def workload_name(job: dict[str, Any]) -> str:
+    return f"mlinfra-{job['id']}-{job.get('attempt', 1)}"
 
 
 async def run_exchange(jp_fetch: Any) -> dict[str, Any]:
@@ -124,7 +130,7 @@ async def run_exchange(jp_fetch: Any) -> dict[str, Any]:
         jp_fetch, "jobs", "POST", {"code": EXCHANGE, "nodes": 2, "pull": ["total"], "name": "x"}
     )
     assert job["state"] == "queued" and job["nodes"] == 2
-    done = await wait_for(jp_fetch, job["id"], TERMINAL)
+    done: dict[str, Any] = await wait_for(jp_fetch, job["id"], TERMINAL)
     logs = await call(jp_fetch, f"jobs/{job['id']}/logs")
     assert done["state"] == "succeeded", (done, logs)
     conforms(done, "Job")
@@ -139,39 +145,37 @@ async def run_exchange(jp_fetch: Any) -> dict[str, Any]:
     return done
 
 
+@pytest.mark.kueue_and_jobset
 async def test_two_node_jobset_ranks_exchange_over_dns_and_pull_back(
-    jp_fetch: Any, kube_cluster: Any
+    jp_fetch: Any, kube_cluster: KubeCluster
 ) -> None:
-    kube_cluster.install("jobset")
+    with_queues(kube_cluster)
     done = await run_exchange(jp_fetch)
-    (jobset,) = kube_cluster.list("jobset.x-k8s.io/v1alpha2", "JobSet", kube_cluster.namespace)
-    assert jobset["metadata"]["name"] == f"mlinfra-{done['id']}-1"
+    (jobset,) = kube_cluster.list(JOBSET, "JobSet")
+    assert jobset["metadata"]["name"] == workload_name(done)
     assert jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["completions"] == 2
+    assert jobset["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "default"
 
 
 async def test_without_jobset_an_indexed_job_and_its_headless_service(
-    jp_fetch: Any, kube_cluster: Any
+    jp_fetch: Any, kube_cluster: KubeCluster
 ) -> None:
     done = await run_exchange(jp_fetch)
-    name = f"mlinfra-{done['id']}-1"
-    job = kube_cluster.get("batch/v1", "Job", name, kube_cluster.namespace)
-    assert job["spec"]["completionMode"] == "Indexed"
-    service = kube_cluster.get("v1", "Service", name, kube_cluster.namespace)
-    assert service["spec"]["clusterIP"] == "None"
+    name = workload_name(done)
+    job = kube_cluster.get("batch/v1", "Job", name)
+    assert job is not None and job["spec"]["completionMode"] == "Indexed"
+    service = kube_cluster.get("v1", "Service", name)
+    assert service is not None and service["spec"]["clusterIP"] == "None"
 
 
-@pytest.mark.parametrize("jobset", [True, False], ids=["jobset", "indexed-job"])
+@pytest.mark.parametrize("jobset", [WITH_JOBSET, INDEXED_JOB])
 async def test_two_pods_run_pytorch_gloo_all_reduce_and_a_ddp_step(
-    jp_fetch: Any, kube_cluster: Any, jobset: bool
+    jp_fetch: Any, kube_cluster: KubeCluster, jobset: bool
 ) -> None:
+    """Two pods, each a node with its own network namespace: PyTorch's TCPStore and gloo find
+    node 0 by its DNS name (glibc through the cluster's DNS, as in an image)."""
     need(importlib.util.find_spec("torch") is not None, "PyTorch is not installed")
-    need(
-        kube_cluster.dns.v4mapped is not None,
-        "torch resolves MASTER_ADDR in C: the cluster fixture needs libnss-wrapper "
-        "(apt-get install libnss-wrapper) and a C compiler for its AI_V4MAPPED shim",
-    )
-    if jobset:
-        kube_cluster.install("jobset")
+    with_queues(kube_cluster)
     job = await call(
         jp_fetch,
         "jobs",
@@ -183,7 +187,7 @@ async def test_two_pods_run_pytorch_gloo_all_reduce_and_a_ddp_step(
             "pull": ["total", "grad", "weight"],
         },
     )
-    done = await wait_for(jp_fetch, job["id"], TERMINAL)
+    done = await wait_for(jp_fetch, job["id"], TERMINAL, timeout=180)
     logs = await call(jp_fetch, f"jobs/{job['id']}/logs")
     assert done["state"] == "succeeded", (done, logs)
     for rank in (0, 1):
@@ -194,8 +198,9 @@ async def test_two_pods_run_pytorch_gloo_all_reduce_and_a_ddp_step(
         "grad": [[1.5, 1.5]],
         "weight": [[-0.5, -0.5]],
     }
-    kinds = kube_cluster.list("jobset.x-k8s.io/v1alpha2", "JobSet") if jobset else []
-    assert len(kinds) == (1 if jobset else 0)
+    nodes = {p["spec"]["nodeName"] for p in kube_cluster.list("v1", "Pod")}
+    assert len(kube_cluster.list(JOBSET, "JobSet") if jobset else []) == int(jobset)
+    assert nodes == {"node-0"}  # both on the one node: the DNS names still differ
 
 
 async def test_a_failing_rank_fails_the_job_with_its_traceback(jp_fetch: Any) -> None:
@@ -208,32 +213,34 @@ async def test_a_failing_rank_fails_the_job_with_its_traceback(jp_fetch: Any) ->
     assert events["events"][-1]["condition"] == "Finished"
 
 
-async def test_cancel_removes_the_pods(jp_fetch: Any, kube_cluster: Any) -> None:
-    job = await call(jp_fetch, "jobs", "POST", {"code": "import time\ntime.sleep(600)\n"})
+async def test_cancel_removes_the_pods(jp_fetch: Any, kube_cluster: KubeCluster) -> None:
+    job = await call(jp_fetch, "jobs", "POST", {"code": SLEEP})
     await wait_for(jp_fetch, job["id"], {"running"})
     selector = f"mlinfra.jupyter.org/job-id={job['id']}"
-    assert kube_cluster.list("v1", "Pod", kube_cluster.namespace, selector)
+    assert kube_cluster.list("v1", "Pod", label_selector=selector)
     cancelled = await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
     assert cancelled["state"] == "cancelled" and cancelled["reason"] == "cancelled"
-    deadline = time.monotonic() + 60
-    while kube_cluster.list("v1", "Pod", kube_cluster.namespace, selector):
-        assert time.monotonic() < deadline, "the job's pods outlived its cancellation"
-        await asyncio.sleep(0.2)
+
+    async def pods_gone() -> bool:
+        return not kube_cluster.list("v1", "Pod", label_selector=selector)
+
+    await until(pods_gone)
+    assert kube_cluster.processes() == {}
     with pytest.raises(HTTPClientError) as again:
         await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
     assert again.value.code == 409
 
 
 async def test_what_can_never_fit_is_refused(jp_fetch: Any) -> None:
-    with pytest.raises(HTTPClientError) as refused:
+    with pytest.raises(HTTPClientError) as refused_:
         await call(jp_fetch, "jobs", "POST", {"code": "pass", "flavor": "a100x8"})
-    assert refused.value.code == 422
-    assert refused.value.response is not None
-    body = json.loads(refused.value.response.body)
+    assert refused_.value.code == 422
+    assert refused_.value.response is not None
+    body = json.loads(refused_.value.response.body)
     assert body["field"] == "flavor" and "8 nvidia.com/gpu" in body["message"]
 
 
-async def test_capacity_comes_from_the_nodes(jp_fetch: Any, kube_cluster: Any) -> None:
+async def test_capacity_comes_from_the_nodes(jp_fetch: Any, kube_cluster: KubeCluster) -> None:
     kube_cluster.add_node("gpu-0", allocatable={"nvidia.com/gpu": "8"})
     capacity = await call(jp_fetch, "capacity")
     conforms(capacity, "Capacity")
@@ -244,87 +251,56 @@ async def test_capacity_comes_from_the_nodes(jp_fetch: Any, kube_cluster: Any) -
     assert cards["a100x8"]["free_nodes"] == 1
 
 
-async def test_under_kueue_a_job_waits_with_its_reason_and_position_then_runs(
-    jp_fetch: Any, kube_cluster: Any, tmp_path: Any
+async def test_a_job_whose_spot_node_is_reclaimed_runs_again_on_the_next_one(
+    jp_fetch: Any, kube_cluster: KubeCluster, gates: Callable[[], Gate]
 ) -> None:
-    kube_cluster.install("kueue")
-    for obj in kueue_objects(kube_cluster.namespace, cpus="1", api_version=FAKE_KUEUE):
-        kube_cluster.create(obj)
-    release = tmp_path / "release"
-    hold = (  # runs until the test has seen the second job wait, however slow that is
-        f"import pathlib, time\nwhile not pathlib.Path({str(release)!r}).exists():\n"
-        "    time.sleep(0.05)\n"
-    )
-    first = await call(jp_fetch, "jobs", "POST", {"code": hold})
-    second = await call(jp_fetch, "jobs", "POST", {"code": "print('second ran')\n"})
-    name = f"mlinfra-{first['id']}-1"
-    made = kube_cluster.get("batch/v1", "Job", name, kube_cluster.namespace)
-    assert made["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "default"
-    assert made["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "normal"
-    await wait_for(jp_fetch, first["id"], {"running"})
-    waiting = await wait_for(jp_fetch, second["id"], {"queued"})
-    deadline = time.monotonic() + 60
-    while "quota" not in waiting["reason"]:
-        assert time.monotonic() < deadline, waiting
-        await asyncio.sleep(0.2)
-        waiting = await call(jp_fetch, f"jobs/{second['id']}")
-    assert waiting["position"] == 1, waiting
-    queue = await call(jp_fetch, "queue")
-    assert [j["id"] for j in queue["jobs"]] == [second["id"]]
-    release.touch()
-    done = await wait_for(jp_fetch, second["id"], TERMINAL)
-    assert done["state"] == "succeeded"
-    assert "second ran" in await call(jp_fetch, f"jobs/{second['id']}/logs")
+    """The spot VM under a running job goes away (its pod fails with ``DisruptionTarget``, the
+    Node is deleted): the Job replaces the pod without spending a retry (the job has none),
+    the job says why it waits, and runs to success once another spot node comes."""
+    kube_cluster.add_node("spot-0", **SPOT_NODE)  # type: ignore[arg-type]
+    gate = gates()
+    job = await call(jp_fetch, "jobs", "POST", {"code": gate.code("print('done')\n"),
+                                                "flavor": "cpu-spot"})  # fmt: skip
+    await wait_for(jp_fetch, job["id"], {"running"})
+    selector = f"mlinfra.jupyter.org/job-id={job['id']}"
+    (pod,) = kube_cluster.list("v1", "Pod", label_selector=selector)
+    assert pod["spec"]["nodeName"] == "spot-0"
+    kube_cluster.remove_node("spot-0")
 
+    async def waits_for_a_node() -> Any:
+        seen = await call(jp_fetch, f"jobs/{job['id']}")
+        return seen if seen["state"] == "starting" and seen["reason"] else None
 
-async def test_under_kueue_a_waiting_jobs_eta_is_when_the_running_ones_max_runtime_ends(
-    jp_fetch: Any, kube_cluster: Any
-) -> None:
-    """The ClusterQueue's 1 CPU holds one job of flavor cpu: the one behind it starts when
-    the first one's max runtime (activeDeadlineSeconds) runs out at the latest."""
-    kube_cluster.install("kueue")
-    for obj in kueue_objects(kube_cluster.namespace, cpus="1", api_version=FAKE_KUEUE):
-        kube_cluster.create(obj)
-    first = await call(
-        jp_fetch,
-        "jobs",
-        "POST",
-        {"code": "import time\ntime.sleep(120)\n", "max_runtime_seconds": 120},
-    )
-    second = await call(jp_fetch, "jobs", "POST", {"code": "print('second ran')\n"})
-    running = await wait_for(jp_fetch, first["id"], {"running"})
-    assert running["started"] and running["eta"] is None
-    waiting = await call(jp_fetch, f"jobs/{second['id']}")
-    assert waiting["state"] == "queued", waiting
-    conforms(waiting, "Job")
-    assert waiting["eta"] == pytest.approx(running["started"] + 120, abs=1), waiting
-    assert waiting["eta_basis"] == "max runtime of 1 running job"
-    queue = await call(jp_fetch, "queue")
-    assert [(j["id"], j["eta"]) for j in queue["jobs"]] == [(second["id"], waiting["eta"])]
-    listed = await call(jp_fetch, "jobs", state="queued")
-    assert [j["eta_basis"] for j in listed["jobs"]] == ["max runtime of 1 running job"]
-    await call(jp_fetch, f"jobs/{first['id']}", "DELETE")
-    done = await wait_for(jp_fetch, second["id"], TERMINAL)
-    assert done["state"] == "succeeded" and done["eta"] is None
+    waiting = await until(waits_for_a_node)
+    assert waiting["reason"].startswith("its node was reclaimed"), waiting
+    kube_cluster.add_node("spot-1", **SPOT_NODE)  # type: ignore[arg-type]
+    running = await wait_for(jp_fetch, job["id"], {"running"})
+    assert running["attempt"] == 1
+    gate.open()
+    done = await wait_for(jp_fetch, job["id"], TERMINAL)
+    assert (done["state"], done["attempt"]) == ("succeeded", 1), done
+    assert "done" in await call(jp_fetch, f"jobs/{job['id']}/logs")
 
 
 async def test_without_kueue_a_job_whose_pod_waits_for_a_node_gets_an_eta(
-    jp_fetch: Any, kube_cluster: Any
+    jp_fetch: Any, kube_cluster: KubeCluster
 ) -> None:
-    """The one 8-GPU node holds the first job: the second one's pod stays unschedulable, and
-    its ETA is the first one's start plus its max runtime."""
+    """The one 8-GPU node holds the first job: the second one's pod stays unschedulable (the
+    real scheduler's FailedScheduling), and its ETA is the first one's start plus its max
+    runtime."""
     kube_cluster.add_node("gpu-0", allocatable={"nvidia.com/gpu": "8"})
-    body = {"code": "import time\ntime.sleep(120)\n", "flavor": "a100x8"}
+    body = {"code": SLEEP, "flavor": "a100x8"}
     first = await call(jp_fetch, "jobs", "POST", {**body, "max_runtime_seconds": 120})
     running = await wait_for(jp_fetch, first["id"], {"running"})
     second = await call(jp_fetch, "jobs", "POST", body)
-    deadline = time.monotonic() + 60
-    waiting = second
-    while "unschedulable" not in waiting["reason"]:
-        assert time.monotonic() < deadline, waiting
-        await asyncio.sleep(0.2)
-        waiting = await call(jp_fetch, f"jobs/{second['id']}")
+
+    async def unschedulable() -> Any:
+        seen = await call(jp_fetch, f"jobs/{second['id']}")
+        return seen if "unschedulable" in seen["reason"] else None
+
+    waiting = await until(unschedulable)
     assert waiting["state"] == "starting"
+    assert "Insufficient nvidia.com/gpu" in waiting["reason"], waiting
     assert waiting["eta"] == pytest.approx(running["started"] + 120, abs=1), waiting
     assert waiting["eta_basis"] == "max runtime of 1 running job"
     await call(jp_fetch, f"jobs/{first['id']}", "DELETE")
@@ -332,7 +308,7 @@ async def test_without_kueue_a_job_whose_pod_waits_for_a_node_gets_an_eta(
 
 
 async def test_jobs_outlive_the_server_they_are_cluster_objects(
-    jp_fetch: Any, jp_serverapp: Any, kube_cluster: Any
+    jp_fetch: Any, jp_serverapp: Any, kube_cluster: KubeCluster
 ) -> None:
     job = await call(jp_fetch, "jobs", "POST", {"code": "print('kept')\n", "name": "kept"})
     await wait_for(jp_fetch, job["id"], TERMINAL)
@@ -348,22 +324,32 @@ async def test_jobs_outlive_the_server_they_are_cluster_objects(
         await cluster.close()
 
 
-async def test_followed_logs_stream_until_the_job_ends(jp_fetch: Any) -> None:
-    code = "import time\nprint('first', flush=True)\ntime.sleep(1)\nprint('last')\n"
+async def test_followed_logs_stream_until_the_job_ends(
+    jp_fetch: Any, gates: Callable[[], Gate]
+) -> None:
+    """Followed from the moment the job is queued: the first line comes while the job still
+    runs (it waits at the gate until the test has read it), the last when it ends."""
+    gate = gates()
+    code = "print('first', flush=True)\n" + gate.code("print('last')\n")
     job = await call(jp_fetch, "jobs", "POST", {"code": code})
-    logs = await call(jp_fetch, f"jobs/{job['id']}/logs", follow="true")  # from queued on
+    followed = asyncio.ensure_future(call(jp_fetch, f"jobs/{job['id']}/logs", follow="true"))
+    await wait_for(jp_fetch, job["id"], {"running"})
+    assert not followed.done()
+    gate.open()
+    logs = await followed
     assert logs == "first\nlast\n"
     assert (await call(jp_fetch, f"jobs/{job['id']}"))["state"] == "succeeded"
     assert await call(jp_fetch, f"jobs/{job['id']}/logs", tail="1") == "last\n"
 
 
-async def test_retry_runs_a_new_attempt_of_the_same_job(jp_fetch: Any, tmp_path: Any) -> None:
-    marker = tmp_path / "tried"
+async def test_retry_runs_a_new_attempt_of_the_same_job(
+    jp_fetch: Any, kube_cluster: KubeCluster
+) -> None:
+    """The first attempt fails (exit 3), a retry runs attempt 2 as a new workload, the first
+    one's objects go."""
     code = (
-        "import pathlib, sys\n"
-        f"marker = pathlib.Path({str(marker)!r})\n"
-        "if not marker.exists():\n"
-        "    marker.write_text('once')\n"
+        "import os, sys\n"
+        "if os.environ['MLINFRA_ATTEMPT'] == '1':\n"
         "    sys.exit(3)\n"
         "print('second attempt')\n"
     )
@@ -375,26 +361,74 @@ async def test_retry_runs_a_new_attempt_of_the_same_job(jp_fetch: Any, tmp_path:
     done = await wait_for(jp_fetch, job["id"], TERMINAL)
     assert (done["state"], done["attempt"]) == ("succeeded", 2)
     assert await call(jp_fetch, f"jobs/{job['id']}/logs") == "second attempt\n"
+    names = [j["metadata"]["name"] for j in kube_cluster.list("batch/v1", "Job")]
+    assert names == [workload_name(done)]
+
+
+@pytest.mark.parametrize("jobset", [WITH_JOBSET, INDEXED_JOB])
+async def test_retries_are_spent_on_listed_exit_codes_and_others_fail_at_once(
+    jp_fetch: Any, kube_cluster: KubeCluster, jobset: bool
+) -> None:
+    """``retry``: 1 restart on exit code 3. A job that exits 3 runs twice (a second set of pods:
+    the JobSet restarts, or the Indexed Job's backoff limit allows one more) then fails; one
+    that exits 5 fails at once (the pod failure policy's FailJob rule, and the JobSet's
+    FailJobSet rule on it)."""
+    with_queues(kube_cluster)
+    retry = {"max_restarts": 1, "on_exit_codes": [3]}
+    crash = "import os, sys\nprint('attempt', os.environ['MLINFRA_ATTEMPT'])\nsys.exit({})\n"
+    retried = await call(
+        jp_fetch, "jobs", "POST", {"code": crash.format(3), "nodes": 2, "retry": retry}
+    )
+    at_once = await call(
+        jp_fetch, "jobs", "POST", {"code": crash.format(5), "nodes": 2, "retry": retry}
+    )
+    spent = await wait_for(jp_fetch, retried["id"], TERMINAL, timeout=180)
+    assert (spent["state"], spent["exit_code"], spent["attempt"]) == ("failed", 3, 1), spent
+    failed = await wait_for(jp_fetch, at_once["id"], TERMINAL, timeout=180)
+    assert (failed["state"], failed["exit_code"]) == ("failed", 5), failed
+
+    def pods_of(job: dict[str, Any]) -> list[dict[str, Any]]:
+        return kube_cluster.list(
+            "v1", "Pod", label_selector=f"mlinfra.jupyter.org/job-id={job['id']}"
+        )
+
+    if jobset:
+        (spent_set,) = [s for s in kube_cluster.list(JOBSET, "JobSet")
+                        if s["metadata"]["name"] == workload_name(spent)]  # fmt: skip
+        assert spent_set["status"]["restarts"] == 1
+        (failed_set,) = [s for s in kube_cluster.list(JOBSET, "JobSet")
+                         if s["metadata"]["name"] == workload_name(failed)]  # fmt: skip
+        assert failed_set["status"].get("restarts", 0) == 0
+    else:
+        assert len(pods_of(spent)) >= 3  # 2 nodes, then the backoff limit's 2 more: 1 restart
+        assert len(pods_of(failed)) <= 2
+        assert "FailJob" in failed["reason"] or "PodFailurePolicy" in failed["reason"], failed
+
+
+async def test_a_job_past_its_max_runtime_is_stopped(jp_fetch: Any) -> None:
+    job = await call(jp_fetch, "jobs", "POST", {"code": SLEEP, "max_runtime_seconds": 2})
+    done = await wait_for(jp_fetch, job["id"], TERMINAL)
+    assert (done["state"], done["reason"]) == ("failed", "max runtime exceeded"), done
 
 
 async def test_bad_requests_name_the_field(jp_fetch: Any) -> None:
-    async def refused(path: str, method: str = "GET", body: Any = None, **params: str) -> Any:
+    async def refused_with(path: str, method: str = "GET", body: Any = None, **params: str) -> Any:
         with pytest.raises(HTTPClientError) as raised:
             await call(jp_fetch, path, method, body, **params)
         assert raised.value.response is not None
         return raised.value.code, json.loads(raised.value.response.body)["field"]
 
-    assert await refused("jobs/0123456789ab") == (404, "id")
-    assert await refused("jobs", state="bogus") == (400, "state")
-    assert await refused("jobs", "POST", {"code": "pass", "nodes": 0}) == (400, "nodes")
-    assert await refused("jobs", "POST", {"code": "pass", "flavor": "nope"}) == (404, "flavor")
+    assert await refused_with("jobs/0123456789ab") == (404, "id")
+    assert await refused_with("jobs", state="bogus") == (400, "state")
+    assert await refused_with("jobs", "POST", {"code": "pass", "nodes": 0}) == (400, "nodes")
+    assert await refused_with("jobs", "POST", {"code": "pass", "flavor": "nope"}) == (404, "flavor")
     job = await call(jp_fetch, "jobs", "POST", {"code": "pass"})
-    assert await refused(f"jobs/{job['id']}/logs", rank="5") == (400, "rank")
-    assert await refused(f"jobs/{job['id']}/logs", tail="x") == (400, "tail")
+    assert await refused_with(f"jobs/{job['id']}/logs", rank="5") == (400, "rank")
+    assert await refused_with(f"jobs/{job['id']}/logs", tail="x") == (400, "tail")
 
 
 async def test_a_role_without_the_rights_it_needs_is_named_at_once(
-    jp_fetch: Any, kube_cluster: Any
+    jp_fetch: Any, kube_cluster: KubeCluster
 ) -> None:
     """A Role that does not let the server list pods: the jobs API says so in the cluster's
     words right away (the watches' first listing fails), not after a timeout; once granted,
@@ -407,37 +441,39 @@ async def test_a_role_without_the_rights_it_needs_is_named_at_once(
     message = json.loads(raised.value.response.body)["message"]
     assert message.startswith(f"GET /api/v1/namespaces/{kube_cluster.namespace}/pods"), message
     assert "forbidden" in message.lower()
-    kube_cluster.api.forbidden.clear()
+    kube_cluster.restore_rbac()
     assert (await call(jp_fetch, "jobs"))["jobs"] == []
 
 
+@pytest.mark.kueue_and_jobset
 async def test_every_api_call_of_a_jobs_life_is_granted_by_the_example_rbac(
-    jp_fetch: Any, kube_cluster: Any
+    jp_fetch: Any, kube_cluster: KubeCluster, gates: Callable[[], Gate]
 ) -> None:
     """examples/kubernetes/rbac.yaml suffices for jobs too: JobSet, Kueue and its visibility
-    API, pulled variables, logs, cancel, retry and capacity, each request checked."""
-    kube_cluster.install("jobset")
-    kube_cluster.install("kueue")
-    for obj in kueue_objects(kube_cluster.namespace, cpus="2", api_version=FAKE_KUEUE):
-        kube_cluster.create(obj)
+    API, pulled variables, logs, cancel, retry and capacity, the API server's RBAC refusing
+    none of the server's requests."""
+    with_queues(kube_cluster, cpus="2")
     await run_exchange(jp_fetch)
     failing = await call(jp_fetch, "jobs", "POST", {"code": "raise SystemExit(2)"})
     await wait_for(jp_fetch, failing["id"], TERMINAL)
     await call(jp_fetch, f"jobs/{failing['id']}/retry", "POST")
     await wait_for(jp_fetch, failing["id"], TERMINAL)
-    sleeper = await call(jp_fetch, "jobs", "POST", {"code": "import time\ntime.sleep(60)\n"})
-    waiting = await call(jp_fetch, "jobs", "POST", {"code": "pass", "nodes": 2})
-    await wait_for(jp_fetch, sleeper["id"], {"running"})
-    await call(jp_fetch, "queue")
+    gate = gates()
+    holder = await call(jp_fetch, "jobs", "POST", {"code": gate.code(), "nodes": 2})
+    waiting = await call(jp_fetch, "jobs", "POST", {"code": "pass"})
+    await wait_for(jp_fetch, holder["id"], {"running"})
+    assert (await call(jp_fetch, "queue"))["jobs"][0]["id"] == waiting["id"]
     await call(jp_fetch, f"jobs/{waiting['id']}/events")
-    await call(jp_fetch, f"jobs/{sleeper['id']}", "DELETE")
+    await call(jp_fetch, f"jobs/{holder['id']}", "DELETE")
     await wait_for(jp_fetch, waiting["id"], TERMINAL)
     await call(jp_fetch, "capacity")
-    assert denied_by_example(kube_cluster.requests) == []
-    seen = {request_info(m, p) for m, p in kube_cluster.requests}
+    calls = kube_cluster.requests(answered_within=5)
+    assert refused(calls) == []
     ns = kube_cluster.namespace
-    assert Request("get", "visibility.kueue.x-k8s.io", "localqueues/pendingworkloads", ns) in seen
-    assert Request("watch", "jobset.x-k8s.io", "jobsets", ns) in seen
+    used = rights(calls)
+    assert Request("get", "visibility.kueue.x-k8s.io", "localqueues/pendingworkloads", ns) in used
+    assert Request("watch", "jobset.x-k8s.io", "jobsets", ns) in used
+    assert Request("watch", "kueue.x-k8s.io", "workloads", ns) in used
 
 
 async def test_the_cli_submits_and_follows_a_cluster_job(
@@ -446,22 +482,20 @@ async def test_the_cli_submits_and_follows_a_cluster_job(
     jp_base_url: str,
     jp_http_port: int,
     tmp_path: Path,
-    kube_cluster: Any,
+    kube_cluster: KubeCluster,
+    gates: Callable[[], Gate],
 ) -> None:
     """The CLI speaks the same API to a server in Kubernetes mode: submit waits and streams
     the ranks' logs, and its exit code is the job's."""
+    gate = gates()
     script = tmp_path / "train.py"
-    release = tmp_path / "release"
     script.write_text(
-        "import os, pathlib, sys, time\n"
+        "import os, sys\n"
         "rank = os.environ['RANK']\n"
         "print('rank', rank, flush=True)\n"
-        "if rank == '0':  # fails once released\n"
-        f"    release = pathlib.Path({str(release)!r})\n"
-        "    deadline = time.monotonic() + 120\n"
-        "    while not release.exists() and time.monotonic() < deadline:\n"
-        "        time.sleep(0.05)\n"
-        "    sys.exit(4)\n"
+        "if rank == '0':  # fails once the gate opens\n"
+        + "".join(f"    {line}\n" for line in gate.code().splitlines())
+        + "    sys.exit(4)\n"
     )
     url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
     cli = Path(sys.executable).parent / "jupyter-mlinfra"
@@ -473,51 +507,23 @@ async def test_the_cli_submits_and_follows_a_cluster_job(
             [*command, "--token", token],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=180,
         )
     )
     # rank 0 fails only once the cluster has seen rank 1 succeed: a failed Job deletes the
     # pods it still counts as running, and their logs with them
     rank_1 = "batch.kubernetes.io/job-completion-index=1"
-    deadline = time.monotonic() + 90
-    while not any(
-        pod.get("status", {}).get("phase") == "Succeeded"
-        for pod in kube_cluster.list("v1", "Pod", kube_cluster.namespace, rank_1)
-    ):
-        assert not run.done() and time.monotonic() < deadline, "rank 1 never succeeded"
-        await asyncio.sleep(0.1)
-    release.touch()
+
+    async def rank_1_succeeded() -> bool:
+        assert not run.done(), run.result().stdout + run.result().stderr
+        pods = kube_cluster.list("v1", "Pod", label_selector=rank_1)
+        return any(pod.get("status", {}).get("phase") == "Succeeded" for pod in pods)
+
+    await until(rank_1_succeeded, timeout=120)
+    gate.open()
     done = await run
     text = done.stdout + done.stderr
     assert done.returncode == 4, text
     assert "[rank 0] rank 0" in text and "[rank 1] rank 1" in text
     (job,) = (await call(jp_fetch, "jobs"))["jobs"]
     assert (job["state"], job["exit_code"], job["nodes"]) == ("failed", 4, 2)
-
-
-async def test_admins_reprioritise_under_kueue_and_see_usage(
-    jp_fetch: Any, jp_serverapp: Any, kube_cluster: Any
-) -> None:
-    kube_cluster.install("kueue")
-    for obj in kueue_objects(kube_cluster.namespace, cpus="1", api_version=FAKE_KUEUE):
-        kube_cluster.create(obj)
-    kube_cluster.create(
-        {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "WorkloadPriorityClass",
-         "metadata": {"name": "high"}, "value": 1000}
-    )  # fmt: skip
-    job = await call(jp_fetch, "jobs", "POST", {"code": "import time\ntime.sleep(30)\n"})
-    with pytest.raises(HTTPClientError) as refused:
-        await call(jp_fetch, f"jobs/{job['id']}", "PATCH", {"priority": "high"})
-    assert refused.value.code == 403  # this server's user is no admin
-    with pytest.raises(HTTPClientError) as hidden:
-        await call(jp_fetch, "usage")
-    assert hidden.value.code == 403
-    jobs = jp_serverapp.web_app.settings["mlinfra.jobs"]
-    admin = Identity("admin", admin=True)
-    moved = await jobs.reprioritise(admin, job["id"], {"priority": "high"})
-    assert moved["priority"] == "high"
-    made = kube_cluster.get("batch/v1", "Job", f"mlinfra-{job['id']}-1")
-    assert made["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "high"
-    usage = await jobs.usage(admin)
-    assert job["owner"] in json.dumps(usage)
-    await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
