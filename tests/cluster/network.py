@@ -33,8 +33,8 @@ def add_address(address: str) -> bool:
     )
     if done.returncode == 0:
         return True
-    if "File exists" in done.stderr:
-        return False
+    if "File exists" in done.stderr or "already assigned" in done.stderr:
+        return False  # iproute2 words it either way (seen: "ipv4: Address already assigned.")
     raise NetworkUnavailable(f"ip addr add {address}/32 dev {DEVICE}: {done.stderr.strip()}")
 
 
