@@ -669,13 +669,20 @@ class PodWorker:
         for process in self.execs:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-        for task in [self.task, *self._helpers]:
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
-        for task in [self.task, *self._helpers]:
-            if task is not None and task is not asyncio.current_task():
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        tasks = [t for t in [self.task, *self._helpers] if t not in (None, asyncio.current_task())]
+        for task in tasks:
+            task.cancel()
+        interrupted = False
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    interrupted = True  # the caller is stopped meanwhile: it ends after this
+                    current.uncancel()
+            except Exception:  # how the task failed does not matter: it is over
+                pass
         # reaped, so no process or transport outlives the pod (killed above: at once)
         await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), SETTLE_SECONDS)
         for container in running:
@@ -690,3 +697,5 @@ class PodWorker:
             await asyncio.to_thread(self.settings.network.release, self.sandbox)
             self.sandbox = None
         await asyncio.to_thread(shutil.rmtree, self.root, True)
+        if interrupted:  # not swallowed: a pod watch stopped while it closed this pod must end
+            raise asyncio.CancelledError
