@@ -10,6 +10,7 @@ namespace and the WorkloadPriorityClasses the server's priority classes name."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -236,3 +237,95 @@ async def until_sync(check: Callable[[], bool]) -> None:
         return check()
 
     await until(asked)
+
+
+def kubectl_tables(text: str) -> dict[str, list[dict[str, str]]]:
+    """``kubectl get`` of several kinds, as rows by kind (the names' ``kind.group/`` prefix):
+    each table's columns are where its header's names start (kubectl aligns them; a name such
+    as "RESERVED IN" holds one space, columns are apart by more), empty cells included."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for section in text.strip().split("\n\n"):
+        header, *rows = section.splitlines()
+        columns = [(m.group(), m.start()) for m in re.finditer(r"\S+(?: \S+)*", header)]
+        for row in rows:
+            cells = {
+                name: row[start : columns[i + 1][1] if i + 1 < len(columns) else None].strip()
+                for i, (name, start) in enumerate(columns)
+            }
+            kind, _, cells["NAME"] = cells["NAME"].rpartition("/")
+            found.setdefault(kind, []).append(cells)
+    return found
+
+
+async def test_an_admin_sees_each_jobs_objects_with_their_queue_and_priority_in_kubectl(
+    jp_fetch: Any, kube_cluster: KubeCluster, gates: Callable[[], Gate]
+) -> None:
+    """What an admin types to see a user's jobs: ``kubectl get workloads,jobsets,jobs,pods``
+    in the user's namespace, with the labels the server puts on each job's objects as
+    columns: every job's Workload in its queue, its JobSet or Job with queue, priority, owner
+    and job id, and the pods of the one running; the LocalQueue counts them."""
+    with_queues(kube_cluster, cpus="2")
+    gate = gates()
+    train = await call(jp_fetch, "jobs", "POST", {"code": gate.code(), "nodes": 2, "name": "train"})
+    evaluate = await call(
+        jp_fetch, "jobs", "POST", {"code": "pass", "priority": "high", "name": "eval"}
+    )
+    await wait_for(jp_fetch, train["id"], {"running"})
+    await state_of(jp_fetch, evaluate, lambda j: "quota" in j["reason"])
+    labels = "kueue.x-k8s.io/queue-name,kueue.x-k8s.io/priority-class,mlinfra.jupyter.org/owner"
+    text = kube_cluster.kubectl(
+        "get", "workloads,jobsets,jobs,pods", "-n", kube_cluster.namespace,
+        "-L", f"{labels},mlinfra.jupyter.org/job-id",
+    )  # fmt: skip
+    tables = kubectl_tables(text)
+    owner = train["owner"]
+    by_job = {row["JOB-ID"]: row for row in tables["jobset.jobset.x-k8s.io"]}
+    assert by_job[train["id"]]["NAME"] == f"mlinfra-{train['id']}-1"
+    assert (by_job[train["id"]]["QUEUE-NAME"], by_job[train["id"]]["PRIORITY-CLASS"]) == (
+        "default",
+        "normal",
+    )
+    assert by_job[train["id"]]["OWNER"] == owner
+    assert by_job[train["id"]]["SUSPENDED"] == "false"
+    jobs = {row["NAME"]: row for row in tables["job.batch"]}
+    waiting = jobs[f"mlinfra-{evaluate['id']}-1"]
+    assert (waiting["QUEUE-NAME"], waiting["PRIORITY-CLASS"], waiting["OWNER"]) == (
+        "default",
+        "high",
+        owner,
+    )
+    assert waiting["JOB-ID"] == evaluate["id"]
+    assert f"mlinfra-{train['id']}-1-node-0" in jobs  # the JobSet's child, which Kueue leaves be
+    workloads = {row["NAME"]: row for row in tables["workload.kueue.x-k8s.io"]}
+    assert len(workloads) == 2
+    (admitted,) = [w for n, w in workloads.items() if n.startswith(f"jobset-mlinfra-{train['id']}")]
+    (pending,) = [w for n, w in workloads.items() if n.startswith(f"job-mlinfra-{evaluate['id']}")]
+    assert (admitted["QUEUE"], admitted["RESERVED IN"], admitted["ADMITTED"]) == (
+        "default",
+        "mlinfra",
+        "True",
+    )
+    assert (pending["QUEUE"], pending["RESERVED IN"]) == ("default", "")
+    pods = tables["pod"]
+    assert {p["JOB-ID"] for p in pods} == {train["id"]} and len(pods) == 2
+    assert {p["STATUS"] for p in pods} == {"Running"}
+    priorities = kube_cluster.kubectl(
+        "get", "workloads", "-n", kube_cluster.namespace, "--sort-by=.spec.priority",
+        "-o", "custom-columns=PRIORITY:.spec.priorityClassRef.name,VALUE:.spec.priority",
+        "--no-headers",
+    )  # fmt: skip
+    assert priorities.split() == ["normal", "100", "high", "1000"]
+    (queue,) = kubectl_tables(
+        kube_cluster.kubectl("get", "localqueues", "-n", kube_cluster.namespace)
+    ).values()
+    assert queue == [
+        {
+            "NAME": "default",
+            "CLUSTERQUEUE": "mlinfra",
+            "PENDING WORKLOADS": "1",
+            "ADMITTED WORKLOADS": "1",
+        }
+    ]
+    gate.open()
+    for job in (train, evaluate):
+        assert (await wait_for(jp_fetch, job["id"], TERMINAL))["state"] == "succeeded"
