@@ -332,11 +332,16 @@ async def test_followed_logs_stream_until_the_job_ends(
     gate = gates()
     code = "print('first', flush=True)\n" + gate.code("print('last')\n")
     job = await call(jp_fetch, "jobs", "POST", {"code": code})
-    followed = asyncio.ensure_future(call(jp_fetch, f"jobs/{job['id']}/logs", follow="true"))
+    followed = asyncio.ensure_future(
+        jp_fetch(  # for as long as the pod takes to start on a loaded machine
+            "mlinfra", "api", "v1", "jobs", job["id"], "logs",
+            params={"follow": "true"}, request_timeout=180,
+        )
+    )  # fmt: skip
     await wait_for(jp_fetch, job["id"], {"running"})
     assert not followed.done()
     gate.open()
-    logs = await followed
+    logs = (await followed).body.decode()
     assert logs == "first\nlast\n"
     assert (await call(jp_fetch, f"jobs/{job['id']}"))["state"] == "succeeded"
     assert await call(jp_fetch, f"jobs/{job['id']}/logs", tail="1") == "last\n"
