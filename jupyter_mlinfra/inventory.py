@@ -12,6 +12,7 @@ from typing import Any
 from .backends.base import Backend
 from .catalog import Catalog
 from .identity import Identity
+from .priorities import Priorities
 from .quotas import QuotaPolicy, usage_of
 
 
@@ -20,6 +21,7 @@ class Inventory:
     catalog: Catalog
     backend: Backend
     quotas: QuotaPolicy
+    priorities: Priorities
 
     async def flavors(self, identity: Identity, *, include_all: bool = False) -> dict[str, Any]:
         """Entitled flavors with availability now; ``include_all`` adds the others, disabled."""
@@ -65,4 +67,6 @@ class Inventory:
                 queued_jobs=await self.backend.queued_jobs(identity.user),
             ).to_json(),
             "flavors": [f.name for f in self.catalog.for_identity(identity).flavors],
+            "priorities": self.priorities.for_identity(identity),
+            "default_priority": self.priorities.default,
         }

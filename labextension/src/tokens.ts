@@ -87,6 +87,9 @@ export interface IWhoAmI {
   admin: boolean;
   quota: Record<string, unknown>;
   usage: Record<string, unknown>;
+  /** The priority classes the caller may submit at, highest first. */
+  priorities: string[];
+  default_priority: string;
 }
 
 /** The body of every error response. */
