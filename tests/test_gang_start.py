@@ -114,7 +114,7 @@ def test_a_rank_that_cannot_start_fails_its_job_alone(tmp_path: Path, agent: Age
 
 RANKS = 100
 KILLS = int(os.environ.get("MLINFRA_GANG_KILLS", "10"))
-"""Agent deaths during the start of one gang; a stress run sets more (README, Development)."""
+"""Agent deaths during the start of one gang; a stress run sets more (README: Development)."""
 
 HOLD = "import time\ntime.sleep(3600)\n"
 
