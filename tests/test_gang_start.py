@@ -203,6 +203,19 @@ class Killer:
         ensure_agent(self.home.socket, str(self.home.data_dir), 0)
 
 
+def test_a_gang_cancelled_while_its_ranks_start_ends_with_none_left(agent: AgentHome) -> None:
+    client = as_user(agent, "ada")
+    job = client.submit({"code": HOLD, "procs_per_node": RANKS, "name": "gang"})
+    deadline = time.monotonic() + 120
+    while state_of(agent, job["id"]) != "admitted" or len(rank_processes(job["id"])) < 5:
+        assert time.monotonic() < deadline, "the gang's start never began"
+        time.sleep(0.005)
+    cancelled = client.cancel(job["id"])  # answered once the start ended and its ranks did
+    assert (cancelled["state"], cancelled["reason"]) == ("cancelled", "cancelled"), cancelled
+    assert rank_processes(job["id"]) == {}  # nor does the start go on after the answer
+    assert state_of(agent, job["id"]) == "cancelled"
+
+
 def test_an_agent_killed_while_starting_a_gang_leaves_each_rank_once(
     agent: AgentHome,
 ) -> None:
