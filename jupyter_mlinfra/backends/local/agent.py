@@ -390,6 +390,9 @@ class Agent:
         Whatever keeps a rank from starting fails this job alone, with the reason, and
         releases what it holds; the other jobs of the pass start as if it had not been."""
         key = (job.id, job.attempt)
+        current = self.store.get(job.id)
+        if current is None or current.state != JobState.ADMITTED or current.attempt != job.attempt:
+            return  # cancelled while the jobs admitted before it were started
         starting = self._starting[key] = asyncio.Event()
         try:
             try:
