@@ -70,7 +70,8 @@ class MLInfraApp(ExtensionApp):
         config=True,
         help="""Environments, each a dict with: name, display_name, description, framework
         (pytorch, tensorflow, jax, generic), image (container image, Kubernetes), python
-        (interpreter, local backend), launcher (process or torchrun), env (extra variables),
+        (the interpreter: locally a path or a name on PATH, empty for this server's; in a
+        Kubernetes image, empty for python3), launcher (process or torchrun), env (extra variables),
         users and groups. Overrides the environments of catalog_file. Empty means this
         server's Python plus each framework it can import.""",
     )
@@ -223,15 +224,29 @@ class MLInfraApp(ExtensionApp):
 
     run_ranks_as = CaselessStrEnum(
         ["agent", "owner"],
-        default_value="agent",
+        default_value=None,
+        allow_none=True,
         config=True,
-        help="""Which OS account the local agent starts a job's ranks as. 'agent': its own (a
-        per-user agent runs as its user). 'owner': the job owner's account (see
-        owner_accounts), with its uid, groups, HOME, USER and LOGNAME and a private job
-        directory, as JupyterHub's LocalProcessSpawner runs each user's server; for the agent
-        a hub shares among users with OS accounts of their own. 'owner' needs the agent to run
-        as root, and a data_dir that other accounts can pass through (e.g.
-        /var/lib/jupyter-mlinfra); a job whose owner has no account is refused.""",
+        help="""Which OS account the local agent starts a job's ranks as. 'owner': the job
+        owner's account (see owner_accounts), with its uid, groups, HOME, USER and LOGNAME and a
+        private job directory, as JupyterHub's LocalProcessSpawner runs each user's server, so
+        that no user's job can read or change another's; it needs the agent to run as root, and
+        a data_dir that other accounts can pass through (e.g. /var/lib/jupyter-mlinfra); a job
+        whose owner has no account is refused. 'agent': the agent's own account. Unset (the
+        default): 'owner' for the agent a JupyterHub shares (jupyter mlinfra agent --hub) when
+        it runs as root; else 'agent', which for a per-user agent is its user's account, and
+        for a shared agent that is not root means no isolation between users (said at every
+        start and in whoami). A shared agent running as root refuses 'agent' unless
+        unsafe_ranks_as_root is set.""",
+    )
+
+    unsafe_ranks_as_root = Bool(
+        False,
+        config=True,
+        help="""Let the agent a JupyterHub shares, running as root, run every user's jobs as
+        root (run_ranks_as='agent'): any user's job can then read and change everybody's jobs
+        and the whole machine, and no job's results are handed out. Only for a machine whose
+        users all have root anyway; the agent says so in its log at every start.""",
     )
 
     owner_accounts = Dict(
@@ -359,6 +374,8 @@ class MLInfraApp(ExtensionApp):
             except MLInfraError as error:
                 self.log.warning("jupyter_mlinfra: local agent: %s", error.message)
         await self.kernels.adopt_pods()
+        if self.jobs is not None:
+            await self.jobs.announce()
         self.culler.start()
 
     async def _ask_hub_about_owner(self) -> None:
@@ -397,7 +414,11 @@ class MLInfraApp(ExtensionApp):
 
         link = getattr(self, "agent", None)
         machine = detect_machine(inventory=self.local_accelerators)
-        return LocalBackend(machine=machine, usage=link.client.allocations if link else None)
+        return LocalBackend(
+            machine=machine,
+            usage=link.client.allocations if link else None,
+            isolation=link.isolation if link else None,
+        )
 
     def make_jobs(self, inventory: Inventory) -> KubernetesJobs | None:
         """The jobs service this server holds itself; None when the local agent holds it."""

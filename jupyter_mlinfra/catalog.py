@@ -95,7 +95,9 @@ class Environment:
     image: str = ""
     """Container image for the Kubernetes backend; unused by the local backend."""
     python: str = ""
-    """Interpreter for the local backend (a path, or a name on PATH); empty means this server's."""
+    """The interpreter: on the local backend a path or a name on PATH, empty meaning this
+    server's; on Kubernetes the image's (a name on its PATH or a path), empty meaning
+    ``python3``."""
     launcher: str = "process"
     """``process``: one process per rank with the rank contract; ``torchrun``: one per node."""
     description: str = ""

@@ -53,11 +53,16 @@ class Inventory:
 
     async def capacity(self) -> dict[str, Any]:
         capacity = await self.backend.capacity()
-        return {"backend": self.backend.name, **capacity.to_json()}
+        return {"backend": self.backend.name, **capacity.to_json(), **await self._queueing()}
+
+    async def _queueing(self) -> dict[str, Any]:
+        queueing = await self.backend.queueing()
+        return {} if queueing is None else {"queueing": queueing}
 
     async def whoami(self, identity: Identity) -> dict[str, Any]:
         capacity = await self.backend.capacity()
         return {
+            **await self._queueing(),
             **identity.to_json(),
             "backend": self.backend.name,
             "quota": self.quotas.for_identity(identity).to_json(),
@@ -69,4 +74,5 @@ class Inventory:
             "flavors": [f.name for f in self.catalog.for_identity(identity).flavors],
             "priorities": self.priorities.for_identity(identity),
             "default_priority": self.priorities.default,
+            "isolation": await self.backend.isolation(identity),
         }

@@ -103,7 +103,19 @@ def whoami_rows(body: dict[str, Any]) -> Table:
         ("running jobs", f"{usage['running_jobs']} of {limit(quota['max_running_jobs'])}"),
         ("queued jobs", f"{usage['queued_jobs']} of {limit(quota['max_queued_jobs'])}"),
         ("kernels", str(usage["kernels"])),
+        *_isolation_rows(body.get("isolation")),
     ]
+
+
+def _isolation_rows(isolation: dict[str, Any] | None) -> Table:
+    """What the caller's jobs run as, and why; said loudly where other users' jobs can reach
+    them."""
+    if isolation is None:
+        return []
+    account = isolation["ranks_run_as"] or "- (refused)"
+    if not isolation["isolated"]:
+        account += " (NOT isolated from other users)"
+    return [("jobs run as", account), ("isolation", isolation["reason"])]
 
 
 def job_rows(page: dict[str, Any], now: float | None = None, *, owners: bool = False) -> Table:

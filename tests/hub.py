@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +84,7 @@ agent["url"] = "http://127.0.0.1:{agent_port}"
 agent["environment"] = {environment!r}
 c.Spawner.environment = {{**{environment!r}, "JUPYTER_MLINFRA_AGENT_URL": {agent_url!r}}}
 
+{people}
 c.JupyterHub.services.append({{"name": "test-admin", "api_token": {admin_token!r}}})
 c.JupyterHub.load_roles.append(
     {{"name": "test-admin", "services": ["test-admin"],
@@ -210,10 +211,40 @@ def _ours(root: Path) -> list[int]:
     return mine
 
 
+SIMPLE_SPAWNER = """\
+# No OS accounts for the example's users: every server runs as the hub's own account
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = "{root}/home/{{username}}"
+c.Spawner.args = {args!r}
+"""
+
+ACCOUNTS = """\
+# Hub users with OS accounts of the same name, which LocalProcessSpawner runs their servers as
+c.Authenticator.allowed_users = {users!r}
+c.Authenticator.admin_users = {admins!r}
+c.JupyterHub.load_groups = {{}}
+"""
+
+
+def _people(root: Path, users: Sequence[str], admins: Sequence[str]) -> str:
+    if not users:
+        args = ["--allow-root"] if os.geteuid() == 0 else []
+        return SIMPLE_SPAWNER.format(root=root, args=args)
+    root.chmod(0o711)  # users' servers read the config in here, their ranks pass through
+    return ACCOUNTS.format(users=set(users), admins=set(admins))
+
+
 @contextmanager
-def running_hub(mlinfra_settings: Mapping[str, Any]) -> Iterator[Hub]:
-    """The example hub (examples/jupyterhub: users alice in group research, bob in students,
-    carol a hub admin), its users' servers and shared agent reading ``mlinfra_settings``."""
+def running_hub(
+    mlinfra_settings: Mapping[str, Any], users: Sequence[str] = (), admins: Sequence[str] = ()
+) -> Iterator[Hub]:
+    """The example hub, its users' servers and shared agent reading ``mlinfra_settings``.
+
+    With ``users`` (and ``admins`` among them), names of OS accounts (``os_accounts.py``):
+    the example as it is, LocalProcessSpawner running each server as its user's account and
+    the agent each job's ranks as its owner's, for those hub users, with no groups. Without:
+    the example's users (alice in group research, bob in students, carol a hub admin), who
+    have no OS accounts, so with the "simple" spawner, every server as the hub's account."""
     chp = configurable_http_proxy()
     root = Path(tempfile.mkdtemp(prefix="mli-hub-", dir="/tmp"))
     config_dir = root / "jupyter-config"
@@ -239,6 +270,7 @@ def running_hub(mlinfra_settings: Mapping[str, Any]) -> Iterator[Hub]:
             agent_url=agent_url,
             admin_token=admin_token,
             service=SERVICE,
+            people=_people(root, users, admins),
         )
     )
     passwords = {  # the example's shared-password login, unused by the tests' tokens

@@ -2,9 +2,11 @@
 service.
 
 The hub runs examples/jupyterhub/jupyterhub_config.py (with configurable-http-proxy from npm;
-the test changes only ports, paths and the extension's settings): alice is in group research,
-bob in students, carol a hub admin. The extension's settings name no group member and no
-admin, so everything group- and admin-related comes from the hub. Single-user servers are real
+the test changes only ports, paths and the extension's settings, and, since its users have no
+OS accounts, uses the "simple" spawner, which isolates nobody: test_hub_isolation.py runs the
+example with accounts): alice is in group research, bob in students, carol a hub admin. The
+extension's settings name no group member and no admin, so everything group- and
+admin-related comes from the hub. Single-user servers are real
 ``jupyterhub-singleuser`` processes with the extension, reaching the shared agent with their
 hub tokens. The machine has two accelerators (from ``local_accelerators``: the inventory is
 config, the assignment is real).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 import time
@@ -40,6 +43,9 @@ SETTINGS: dict[str, Any] = {
     "environments": [{"name": "python", "framework": "generic", "python": sys.executable}],
     "group_quotas": {"students": {"max_queued_jobs": 1}},
     "preemption_grace_seconds": 1,
+    # the example's users have no OS accounts here: every job runs as the agent's account
+    "run_ranks_as": "agent",
+    "unsafe_ranks_as_root": True,
 }
 
 pytestmark = pytest.mark.timeout(300)
@@ -305,3 +311,52 @@ def test_the_shared_agent_needs_the_hub_services_url(tmp_path: Any) -> None:
     )  # fmt: skip
     assert result.returncode == 1
     assert "JUPYTERHUB_SERVICE_URL must name a host and port" in result.stderr
+
+
+PLANT = """
+import os, pickle
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch " + os.environ["MARKER"],))
+
+path = os.environ["VICTIM"] + "/pull.pkl"
+with open(path + ".tmp", "wb") as planted:
+    pickle.dump({"x": Payload()}, planted)
+os.replace(path + ".tmp", path)
+"""
+
+
+@pytest.mark.usefixtures("cleanup")
+def test_where_all_jobs_share_one_account_the_agent_says_so_and_hands_out_no_results(
+    hub: Hub, tokens: dict[str, str]
+) -> None:
+    """Issue 11's pull attack on a hub without OS accounts: bob's job replaces the variables
+    alice's job pulled with a pickle that runs his code when loaded; alice is never given it."""
+    agent_account = pwd.getpwuid(os.geteuid()).pw_name
+    for user in USERS:
+        isolation = hub.mlinfra(user, tokens[user], "GET", "whoami")["isolation"]
+        assert (isolation["ranks_run_as"], isolation["isolated"]) == (agent_account, False)
+        assert f"every hub user's jobs run as {agent_account!r}" in isolation["reason"]
+        assert "no job's results are handed out" in isolation["reason"]
+    assert "every hub user's jobs run as" in hub.log()  # the agent's warning at its start
+
+    alice, bob = tokens["alice"], tokens["bob"]
+    code = {"code": "x = 41 + 1", "pull": ["x"], "flavor": "cpu", "procs_per_node": 1}
+    victim = hub.mlinfra("alice", alice, "POST", "jobs", code)
+    wait_state(hub, "alice", alice, victim["id"], {"succeeded"})
+    marker = hub.root / f"bob-ran-in-{victim['id']}"
+    folder = hub.agent.data_dir / "jobs" / victim["id"] / "1"
+    env = {"VICTIM": str(folder), "MARKER": str(marker)}
+    attack = hub.mlinfra("bob", bob, "POST", "jobs", {"code": PLANT, "env": env, "flavor": "cpu"})
+    planted = wait_state(hub, "bob", bob, attack["id"], {"succeeded", "failed"})
+    assert planted["state"] == "succeeded", planted
+
+    with pytest.raises(HubError) as pulled:
+        hub.mlinfra("alice", alice, "GET", f"jobs/{victim['id']}/result")
+    assert pulled.value.status == 403
+    assert pulled.value.body["message"].startswith(
+        f"job {victim['id']}'s results are not handed out: this agent runs every user's jobs "
+        "as its own account, so another user's job may have written them"
+    )
+    assert not marker.exists()

@@ -110,6 +110,8 @@ async def test_under_kueue_free_now_is_the_smaller_of_nodes_and_quota_left(
     )
     capacity = await call(jp_fetch, "capacity")
     conforms(capacity, "Capacity")
+    # the fixture serves Kueue as v1beta1 only: the server falls back to it
+    assert capacity["queueing"] == {"by": "kueue", "api": "kueue.x-k8s.io/v1beta1", "reason": ""}
     assert capacity["queues"] == [
         {
             "cluster_queue": "mlinfra",
@@ -176,8 +178,9 @@ async def test_under_kueue_without_rights_on_clusterqueues_node_room_alone(
         "summary": "16 of 16 CPUs free on 1 node(s)",
     }
     assert (await call(jp_fetch, "capacity"))["queues"] == []
-    denied = [path for method, path in kube_cluster.requests if "/clusterqueues/" in path]
-    assert denied == ["/apis/kueue.x-k8s.io/v1beta1/clusterqueues/mlinfra"]  # asked once
+    await cards(jp_fetch)
+    denied = [path for method, path in kube_cluster.requests if "/clusterqueues" in path]
+    assert denied == ["/apis/kueue.x-k8s.io/v1beta1/clusterqueues"]  # asked once
 
 
 async def test_a_users_running_jobs_quota_counts_their_unfinished_jobs(
@@ -210,3 +213,54 @@ async def test_a_users_running_jobs_quota_counts_their_unfinished_jobs(
     assert json.loads(again.value.response.body)["message"] == error["message"]
     for job in (second, fourth):
         await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
+
+
+async def test_a_sidebar_refresh_makes_no_api_request(jp_fetch: Any, kube_cluster: Any) -> None:
+    """Capacity comes from one watched copy of the nodes and of the pods not done (a field
+    selector), not from listing them per request: after the first answers, refreshing the
+    flavor cards, the capacity and whoami asks the API nothing, and a node added later
+    reaches them through the watch."""
+    for what in ("flavors", "capacity", "whoami"):  # the first answers list and watch
+        await call(jp_fetch, what)
+    pods = [path for _, path in kube_cluster.requests if path.startswith("/api/v1/pods")]
+    assert pods[0] == "/api/v1/pods?fieldSelector=status.phase!%3DSucceeded,status.phase!%3DFailed"
+    seen = len(kube_cluster.requests)
+    for _ in range(3):
+        for what in ("flavors", "capacity", "whoami"):
+            await call(jp_fetch, what)
+    assert kube_cluster.requests[seen:] == []
+
+    kube_cluster.add_node("gpu-0", allocatable={"nvidia.com/gpu": "8"})
+
+    async def two_nodes() -> Any:
+        capacity = await call(jp_fetch, "capacity")
+        return capacity if capacity["nodes"] == 2 else None
+
+    capacity = await until(two_nodes)
+    assert capacity["accelerators"][0]["total"] == 8
+    assert (await cards(jp_fetch))["a100x8"]["free_nodes"] == 1
+    assert kube_cluster.requests[seen:] == []
+
+
+async def test_without_kueue_capacity_and_whoami_say_jobs_start_outside_quota(
+    jp_fetch: Any, jp_serverapp: Any, caplog: Any
+) -> None:
+    """``kueue = "auto"`` on a cluster without Kueue: jobs start at once, outside any
+    ClusterQueue quota, which is logged as a warning when the server starts and said by
+    ``GET capacity`` and ``whoami``."""
+    jobs = jp_serverapp.web_app.settings["mlinfra.jobs"]
+    await jobs.announce()
+    reason = (
+        "Kueue is not installed (the cluster serves no Kueue Workload API (kueue.x-k8s.io "
+        "v1beta2 or v1beta1)): jobs start at once, outside any ClusterQueue quota; set "
+        "c.KubernetesJobs.kueue = 'required' to refuse jobs instead"
+    )
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and reason in r.getMessage()]
+    assert len(warned) == 1
+    expected = {"by": "none", "api": "", "reason": reason}
+    capacity = await call(jp_fetch, "capacity")
+    conforms(capacity, "Capacity")
+    assert capacity["queueing"] == expected
+    whoami = await call(jp_fetch, "whoami")
+    conforms(whoami, "Whoami")
+    assert whoami["queueing"] == expected

@@ -1,44 +1,138 @@
-"""examples/kubernetes/kueue.yaml is what an admin applies: the cluster fixture with Kueue
-installed accepts every object of a kind it serves (validated against Kueue's CRD schemas),
-and the queues fit together and with the server's defaults."""
+"""examples/kubernetes/kueue.yaml and examples/jupyterhub/localqueue.yaml are what an admin
+applies: valid objects of Kueue's v1beta2 API as Kueue v0.17 serves it (its own CRDs, strictly:
+a field they lack is an error), whose queues fit together and with the server's defaults; and
+examples/jupyterhub/values.yaml opens users' servers exactly the network they need."""
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from jupyter_mlinfra.app import MLInfraApp
+from jupyter_mlinfra.backends.kubernetes import kernel_pod as pods
+from jupyter_mlinfra.backends.kubernetes import manifests
+from jupyter_mlinfra.backends.kubernetes.kernels import KubernetesKernels
+from jupyter_mlinfra.catalog import Environment, Flavor
 
-KUEUE_YAML = Path(__file__).parent.parent / "examples" / "kubernetes" / "kueue.yaml"
-NOT_SERVED = {"AdmissionCheck", "ProvisioningRequestConfig"}
-"""Kinds whose CRDs are not among ../shared/kubernetes/crds, so the fixture cannot take them."""
+from .kueue_crds import problems
+from .schema import validate
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+KUEUE_YAML = EXAMPLES / "kubernetes" / "kueue.yaml"
+LOCALQUEUE_YAML = EXAMPLES / "jupyterhub" / "localqueue.yaml"
 
 
-def test_kueue_example_applies_and_fits_together(kube_cluster: Any) -> None:
-    documents = [d for d in yaml.safe_load_all(KUEUE_YAML.read_text()) if d]
-    kube_cluster.install("kueue")
-    kube_cluster.add_namespace("jupyter-mlinfra")
-    for document in documents:
-        if document["kind"] not in NOT_SERVED:
-            kube_cluster.create(document)
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def test_kueue_examples_are_valid_v1beta2_objects_of_kueue_v0_17() -> None:
+    for document in [*documents(KUEUE_YAML), *documents(LOCALQUEUE_YAML)]:
+        assert document["apiVersion"] == "kueue.x-k8s.io/v1beta2", document["metadata"]
+        assert problems(document) == [], document["metadata"]["name"]
+    (flex,) = [d for d in documents(KUEUE_YAML) if d["metadata"]["name"] == "mlinfra-flex"]
+    old = copy.deepcopy(flex)  # as v1beta1 wrote it: v1beta2 has no such field
+    del old["spec"]["admissionChecksStrategy"]
+    old["spec"]["admissionChecks"] = ["dws-prov"]
+    assert problems(old) == ["unknown field spec.admissionChecks"]
+    assert problems({**flex, "apiVersion": "kueue.x-k8s.io/v1beta3"}) == [
+        "Kueue sigs.k8s.io/kueue@v0.17.0 serves no kueue.x-k8s.io/v1beta3 ClusterQueue"
+    ]
+
+
+def test_kueue_example_fits_together() -> None:
     by_kind: dict[str, dict[str, Any]] = {}
-    for document in documents:
+    for document in documents(KUEUE_YAML):
         by_kind.setdefault(document["kind"], {})[document["metadata"]["name"]] = document
     flavors = set(by_kind["ResourceFlavor"])
     for queue in by_kind["ClusterQueue"].values():
         for group in queue["spec"]["resourceGroups"]:
             assert {f["name"] for f in group["flavors"]} <= flavors
     assert {"a100-spot", "h100-flex"} <= flavors
-    flex = by_kind["ClusterQueue"]["mlinfra-flex"]["spec"]["admissionChecks"]
-    (check,) = [by_kind["AdmissionCheck"][name] for name in flex]
+    strategy = by_kind["ClusterQueue"]["mlinfra-flex"]["spec"]["admissionChecksStrategy"]
+    (check,) = [by_kind["AdmissionCheck"][rule["name"]] for rule in strategy["admissionChecks"]]
     assert check["spec"]["controllerName"] == "kueue.x-k8s.io/provisioning-request"
     assert check["spec"]["parameters"]["name"] in by_kind["ProvisioningRequestConfig"]
     for local in by_kind["LocalQueue"].values():
         assert local["spec"]["clusterQueue"] in by_kind["ClusterQueue"]
     assert {"default", "flex"} == set(by_kind["LocalQueue"])  # local_queue's default is "{queue}"
+    (per_namespace,) = documents(LOCALQUEUE_YAML)
+    assert per_namespace["spec"]["clusterQueue"] in by_kind["ClusterQueue"]
     priorities = {n: d["value"] for n, d in by_kind["WorkloadPriorityClass"].items()}
     assert priorities == MLInfraApp().priority_classes
-    created = kube_cluster.list("kueue.x-k8s.io/v1beta1", "ClusterQueue")
-    assert {q["metadata"]["name"] for q in created} == {"mlinfra", "mlinfra-flex"}
+
+
+VALUES_YAML = EXAMPLES / "jupyterhub" / "values.yaml"
+
+
+def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a selector of matchLabels alone selects ``labels``."""
+    assert set(selector) <= {"matchLabels"}, selector
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def test_zero_to_jupyterhub_servers_may_reach_the_api_and_kernel_pods_and_nothing_private() -> None:
+    """z2jh keeps users' servers from private addresses: values.yaml opens exactly the API
+    server and kernel pods on their ports (as a NetworkPolicy the chart would render, the
+    rules are valid), no private range; with the NetworkPolicy each kernel pod gets, only its
+    owner's server gets through. (Stored but not enforced without a network plugin, so only
+    their shape and what they select can be checked without a real one.)"""
+    policy = yaml.safe_load(VALUES_YAML.read_text())["singleuser"]["networkPolicy"]
+    assert not policy.get("egressAllowRules", {}).get("privateIPs", False)
+    rendered = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "singleuser", "namespace": "jupyter-mlinfra"},
+        "spec": {
+            "podSelector": {"matchLabels": {"component": "singleuser-server"}},
+            "policyTypes": ["Egress"],
+            "egress": policy["egress"],
+        },
+    }
+    validate(rendered)
+    api, kernels = policy["egress"]
+    for rule in policy["egress"]:  # no address range at all: one address each
+        for peer in rule["to"]:
+            if "ipBlock" in peer:
+                assert ipaddress.ip_network(peer["ipBlock"]["cidr"]).num_addresses == 1
+    assert [set(peer) for peer in api["to"]] == [{"ipBlock"}]
+    assert api["ports"] == [{"protocol": "TCP", "port": 443}]
+
+    options = pods.KernelPodOptions(init_image="init:1", port=KubernetesKernels().kernel_port)
+    flavor = Flavor(name="cpu", display_name="CPU", cpu=1, memory_bytes=2**30)
+    environment = Environment(name="py", display_name="Python", image="python:3.12")
+    kernel = pods.kernel_pod(
+        kernel_id="k1",
+        namespace="jupyter-mlinfra",
+        owner="alice",
+        flavor=flavor,
+        environment=environment,
+        options=options,
+        env={},
+        expires_at=0,
+    )
+    labels = kernel["metadata"]["labels"]
+    ((peer,),) = [rule["to"] for rule in [kernels]]
+    assert set(peer) == {"podSelector"} and matches(peer["podSelector"], labels)
+    ports = [p["containerPort"] for p in kernel["spec"]["containers"][0]["ports"]]
+    assert kernels["ports"] == [{"protocol": "TCP", "port": min(ports), "endPort": max(ports)}]
+    job_pod = {**labels, "app.kubernetes.io/component": "job"}
+    assert not matches(peer["podSelector"], job_pod)  # the server never dials job pods
+
+    alice = {"component": "singleuser-server", "hub.jupyter.org/username": "alice"}
+    bob = {**alice, "hub.jupyter.org/username": "bob"}
+    own = pods.kernel_network_policy(
+        "k1",
+        "jupyter-mlinfra",
+        labels,
+        options.port,
+        manifests.server_peer(alice, "jupyter-mlinfra"),
+    )
+    validate(own)
+    assert matches(own["spec"]["podSelector"], labels)
+    ((allowed,),) = [rule["from"] for rule in own["spec"]["ingress"]]
+    assert matches(allowed["podSelector"], alice) and not matches(allowed["podSelector"], bob)

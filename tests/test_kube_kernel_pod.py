@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from jupyter_mlinfra.backends.kubernetes import kernel_pod as pods
+from jupyter_mlinfra.backends.kubernetes import manifests
 from jupyter_mlinfra.backends.kubernetes.kernel_startup import classify
 from jupyter_mlinfra.catalog import Accelerator, Environment, Flavor
 
@@ -77,6 +78,44 @@ def test_kernel_pod_runs_the_launcher_in_the_environments_image() -> None:
     assert env["OMP_NUM_THREADS"] == "4"
     assert not any("KEY" in name and name != "MLINFRA_KERNEL_KEY_FILE" for name in env)
     assert [p["containerPort"] for p in kernel["ports"]] == list(range(50000, 50006))
+
+
+def test_a_kernel_pod_lets_in_only_its_owners_server_on_its_ports() -> None:
+    """The NetworkPolicy made with each kernel pod: it selects that pod alone, and lets in
+    the pods of the server's labels in the server's namespace, on the kernel's six ports;
+    for a server outside the cluster (port-forwards, which no policy governs), nobody."""
+    labels = pod()["metadata"]["labels"]
+    server = {"component": "singleuser-server", "hub.jupyter.org/username": "ann"}
+    peer = manifests.server_peer(server, "jupyter-hub")
+    policy = pods.kernel_network_policy(KERNEL_ID, "jupyter-ann", labels, 50000, peer)
+    validate(policy)
+    assert policy == {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"kernel-{KERNEL_ID}", "namespace": "jupyter-ann", "labels": labels},
+        "spec": {
+            "podSelector": {"matchLabels": {pods.LABEL_KERNEL_ID: KERNEL_ID}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "jupyter-hub"}
+                            },
+                            "podSelector": {"matchLabels": server},
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": 50000, "endPort": 50005}],
+                }
+            ],
+        },
+    }
+    ports = [p["containerPort"] for p in pod()["spec"]["containers"][0]["ports"]]
+    assert (min(ports), max(ports)) == (50000, 50005)
+    closed = pods.kernel_network_policy(KERNEL_ID, "jupyter-ann", labels, 50000, None)
+    validate(closed)
+    assert closed["spec"]["ingress"] == [] and closed["spec"]["policyTypes"] == ["Ingress"]
 
 
 def test_connection_info_uses_the_fixed_ports() -> None:

@@ -322,6 +322,42 @@ async def test_switching_flavor_replaces_the_pod(
     assert seen["MLINFRA_FLAVOR"] == "a100x1"
 
 
+async def test_a_replaced_pod_never_reads_its_predecessors_events(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    """A switch replaces the kernel's pod by one of the same name, and events outlive their
+    pod: one saying that the former pod's image could not be pulled must not fail the new
+    pod's start while its image pulls (its start reads the events of its own uid only)."""
+    kernel = await start(jp_fetch, "cpu")
+    name, before = pod_of(cluster, kernel)
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{name}.stale"},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": name,
+                "namespace": cluster.namespace,
+                "uid": before["metadata"]["uid"],
+            },
+            "reason": "Failed",
+            "message": f'Failed to pull image "{PYTORCH_IMAGE}": not found',
+            "type": "Warning",
+            "lastTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
+    cluster.image_pull_seconds = 2.0  # the new pod waits for its image on gpu-1 meanwhile
+    code, switched = await kernels_api(
+        jp_fetch, kernel["id"], method="PATCH", body={"flavor": "a100x1"}
+    )
+    cluster.image_pull_seconds = 0.0
+    assert code == 200 and (switched["flavor"], switched["phase"]) == ("a100x1", "ready")
+    _, after = pod_of(cluster, kernel)
+    assert after["metadata"]["uid"] != before["metadata"]["uid"]
+
+
 async def test_a_kernel_killed_for_memory_comes_back_saying_why(
     jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
 ) -> None:
@@ -486,6 +522,9 @@ async def test_port_forward_reaches_the_kernel_from_outside_the_cluster(
     kernel = await start(jp_fetch, "cpu")
     manager = jp_serverapp.kernel_manager.get_kernel(kernel["id"])
     assert manager.ip == "127.0.0.1"  # a local forward, not the pod's IP
+    # port-forwards pass no NetworkPolicy: the kernel pod lets nobody in over the network
+    policy = cluster.get("networking.k8s.io/v1", "NetworkPolicy", pods.pod_name(kernel["id"]))
+    assert policy is not None and policy["spec"]["ingress"] == []
     assert await run(jp_serverapp, kernel["id"], "x = 6; print(x * 7)") == "42\n"
     code, _ = await call(
         jp_fetch, "api", "kernels", kernel["id"], "restart", method="POST", body={}
@@ -501,6 +540,44 @@ async def test_port_forward_reaches_the_kernel_from_outside_the_cluster(
     for method, path in forwarded:
         request = request_info(method, path)
         assert request is not None and allows(rules, request), path
+
+
+async def test_a_kernel_pod_lets_in_only_its_owners_server(
+    jp_fetch: Any, jp_serverapp: Any, cluster: ClusterFixture
+) -> None:
+    """Each kernel pod comes with a NetworkPolicy, created before it and owned by it: only
+    the server's pod (here named by server_pod_labels, as this server runs in no pod) may
+    connect, on the kernel's ports. The fixture stores it; a network plugin would enforce it."""
+    app = registry.current()
+    assert app is not None and app.kernel_pods is not None
+    server = {"component": "singleuser-server", "hub.jupyter.org/username": "ann"}
+    app.kernel_pods.settings.server_pod_labels = server
+    kernel = await start(jp_fetch, "cpu")
+    name, pod = pod_of(cluster, kernel)
+    policy = cluster.get("networking.k8s.io/v1", "NetworkPolicy", name)
+    assert policy is not None
+    assert policy["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
+    selected = policy["spec"]["podSelector"]["matchLabels"]
+    assert selected.items() <= pod["metadata"]["labels"].items()
+    port = app.kernel_pods.settings.kernel_port
+    assert policy["spec"]["ingress"] == [
+        {
+            "from": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": cluster.namespace}
+                    },
+                    "podSelector": {"matchLabels": server},
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": port, "endPort": port + 5}],
+        }
+    ]
+    await kernels_api(jp_fetch, kernel["id"], method="DELETE")
+    deadline = time.monotonic() + 60
+    while cluster.get("networking.k8s.io/v1", "NetworkPolicy", name) is not None:
+        assert time.monotonic() < deadline, "the kernel's NetworkPolicy outlived it"
+        await asyncio.sleep(0.05)
 
 
 async def test_idle_gpu_pod_kernel_is_warned_then_culled(

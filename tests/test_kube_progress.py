@@ -31,10 +31,11 @@ def workload_with(*conditions: Any, checks: Any = ()) -> dict[str, Any]:
     return {"status": {"conditions": list(conditions), "admissionChecks": list(checks)}}
 
 
-def pod(index: int, phase: str, **state: Any) -> dict[str, Any]:
+def pod(index: int, phase: str, uid: str = "", **state: Any) -> dict[str, Any]:
     return {
         "metadata": {
             "name": f"p-{index}",
+            "uid": uid or f"uid-{index}",
             "annotations": {"batch.kubernetes.io/job-completion-index": str(index)},
         },
         "status": {
@@ -106,6 +107,23 @@ def test_scheduling_events_without_kueue() -> None:
     assert kueue.scheduling_reason(events[:1]) == (
         "unschedulable: 0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
     )
+
+
+def test_a_pods_events_are_its_own_not_a_predecessors_of_the_same_name() -> None:
+    """Events name their pod by uid too: a pod that replaced one of the same name (an
+    indexed pod with a hostname, a kernel restarted in a new pod) never reads the old one's."""
+    running = {"spec": {"suspend": False}, "status": {"startTime": T0}}
+    refused = {
+        "reason": "FailedScheduling",
+        "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu.",
+        "lastTimestamp": T0,
+        "involvedObject": {"kind": "Pod", "name": "p-0", "uid": "old"},
+    }
+    waiting = attempt_progress(running, [pod(0, "Pending", uid="new")], 1, events=[refused])
+    assert (waiting.state, waiting.reason) == (JobState.STARTING, "")
+    mine = {**refused, "involvedObject": {"kind": "Pod", "name": "p-0", "uid": "new"}}
+    seen = attempt_progress(running, [pod(0, "Pending", uid="new")], 1, events=[refused, mine])
+    assert seen.reason == "unschedulable: 0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
 
 
 def test_spot_reclaim_is_told() -> None:

@@ -118,7 +118,7 @@ def test_multi_node_job_is_a_jobset_with_one_replicated_job_and_dns_names() -> N
     assert (env["MLINFRA_NODES"], env["MLINFRA_PROCS_PER_NODE"]) == ("2", "2")
     assert env["MLINFRA_FRAMEWORK"] == "pytorch" and env["MLINFRA_THREADS"] == "8"
     assert container["command"] == [
-        "python",
+        "python3",
         "/mlinfra/spec/node.py",
         "/mlinfra/spec",
         "/mlinfra/run",
@@ -127,7 +127,8 @@ def test_multi_node_job_is_a_jobset_with_one_replicated_job_and_dns_names() -> N
     assert "subdomain" not in batch["template"]["spec"]  # the JobSet sets it
     for obj in [rec, *rest]:
         validate(obj)
-    assert [o["kind"] for o in rest] == ["ConfigMap"]  # no Service: the JobSet makes it
+    # no Service: the JobSet makes it
+    assert [o["kind"] for o in rest] == ["ConfigMap", "NetworkPolicy"]
 
 
 def test_without_jobset_an_indexed_job_with_its_own_headless_service() -> None:
@@ -170,6 +171,109 @@ def test_one_node_job_is_a_plain_job_whose_master_is_its_own_pod() -> None:
     env = env_of(plain["spec"]["template"]["spec"]["containers"][0])
     assert env["MLINFRA_MASTER_ADDR"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert env["MLINFRA_NODE_ADDRS"] == ""
+
+
+def test_a_node_runs_the_environments_python_with_a_home_it_can_write() -> None:
+    """The whole pod of a one-node job: the environment's interpreter (``python3`` when it
+    names none: many images have no ``python``), HOME an emptyDir (the fixed non-root uid may
+    have no home in the image), which the environment's own HOME would override."""
+    conda = replace(TORCH, python="/opt/conda/bin/python", env={"HF_HOME": "/data/hf"})
+    job = make_job(nodes=1, procs_per_node=1)
+    placement = workloads.Placement(namespace="team-a", jobset=False)
+    pod = workloads.node_pod(A100X2, DEFAULT_CAPACITY_PLACEMENT)
+    template = workloads.pod_template(job, conda, A100X2, placement, pod)
+    field = {"fieldRef": {"fieldPath": "status.podIP"}}
+    index = {"fieldRef": {"fieldPath": f"metadata.annotations['{workloads.COMPLETION_INDEX}']"}}
+    assert template == {
+        "metadata": {
+            "labels": workloads.job_labels(job),
+            "annotations": {"mlinfra.jupyter.org/owner": "ann.smith@example.org"},
+        },
+        "spec": {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "runAsGroup": 100,
+                "fsGroup": 100,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "node",
+                    "image": "pytorch/pytorch:2.5.1",
+                    "command": [
+                        "/opt/conda/bin/python",
+                        "/mlinfra/spec/node.py",
+                        "/mlinfra/spec",
+                        "/mlinfra/run",
+                    ],
+                    "resources": {
+                        "requests": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "2"},
+                        "limits": {"memory": "64Gi", "nvidia.com/gpu": "2"},
+                    },
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [
+                        {"name": "dshm", "mountPath": "/dev/shm"},
+                        {"name": "mlinfra-spec", "mountPath": "/mlinfra/spec", "readOnly": True},
+                        {"name": "mlinfra-run", "mountPath": "/mlinfra/run"},
+                        {"name": "mlinfra-home", "mountPath": "/home/mlinfra"},
+                    ],
+                    "env": [
+                        {"name": "HOME", "value": "/home/mlinfra"},
+                        {"name": "HF_HOME", "value": "/data/hf"},
+                        {"name": "MLINFRA_MASTER_ADDR", "valueFrom": field},
+                        {"name": "MLINFRA_NODE_RANK", "valueFrom": index},
+                        {"name": "MLINFRA_NODES", "value": "1"},
+                        {"name": "MLINFRA_PROCS_PER_NODE", "value": "1"},
+                        {"name": "MLINFRA_FRAMEWORK", "value": "pytorch"},
+                        {"name": "MLINFRA_MASTER_PORT", "value": "29500"},
+                        {"name": "MLINFRA_NODE_ADDRS", "value": ""},
+                        {"name": "MLINFRA_THREADS", "value": "8"},
+                        {
+                            "name": "MLINFRA_TERMINATION_LOG",
+                            "value": "/mlinfra/run/termination-log",
+                        },
+                        {"name": "MLINFRA_JOB_ID", "value": "0123456789ab"},
+                        {"name": "MLINFRA_ATTEMPT", "value": "1"},
+                    ],
+                    "terminationMessagePath": "/mlinfra/run/termination-log",
+                    "terminationMessagePolicy": "File",
+                }
+            ],
+            "volumes": [
+                {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Gi"}},
+                {
+                    "name": "mlinfra-spec",
+                    "projected": {
+                        "sources": [{"configMap": {"name": "mlinfra-0123456789ab-1-spec"}}]
+                    },
+                },
+                {"name": "mlinfra-run", "emptyDir": {}},
+                {"name": "mlinfra-home", "emptyDir": {}},
+            ],
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+        },
+    }
+    own_user = workloads.node_pod(A100X2, DEFAULT_CAPACITY_PLACEMENT, (1001, 1001))
+    assert own_user["securityContext"] == {  # c.KubernetesCluster.run_as_user / run_as_group
+        "runAsNonRoot": True,
+        "runAsUser": 1001,
+        "runAsGroup": 1001,
+        "fsGroup": 1001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    plain = workloads.pod_template(
+        job, replace(TORCH, env={"HOME": "/data"}), A100X2, placement, pod
+    )
+    (container,) = plain["spec"]["containers"]
+    assert container["command"][0] == "python3"
+    assert [e for e in container["env"] if e["name"] == "HOME"] == [
+        {"name": "HOME", "value": "/data"}
+    ]
 
 
 def test_kueue_labels_max_runtime_and_flex_start_parameters() -> None:
@@ -215,12 +319,69 @@ def test_pushed_variables_and_the_scoped_result_token() -> None:
         }
     ]
     kinds = sorted(o["kind"] for o in rest)
-    assert kinds == ["ConfigMap", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]
+    assert kinds == [
+        "ConfigMap",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+    ]
     for obj in rest:
         validate(obj)
     config = next(o for o in rest if o["kind"] == "ConfigMap")
     assert set(config["data"]) == {"job.json", "node.py", "entry.py", "contract.py"}
     assert json.loads(config["data"]["job.json"])["push_file"] == "push.json"
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector of matchLabels alone selects ``labels``."""
+    assert set(selector) == {"matchLabels"}
+    return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+
+
+def test_a_jobs_pods_let_in_only_each_other() -> None:
+    """Ranks talk to each other (rendezvous, NCCL); nothing else needs to reach a job's pods
+    (logs and results go through the API): its NetworkPolicy lets in only the pods of the
+    same attempt, and is owned by the workload. NetworkPolicies take effect only where the
+    cluster's network plugin enforces them."""
+    placement = workloads.Placement(namespace="team-a", jobset=True)
+    job = make_job()
+    _, made, *rest = objects(job, placement)
+    (policy,) = [o for o in rest if o["kind"] == "NetworkPolicy"]
+    validate(policy)
+    own = {"mlinfra.jupyter.org/job-id": "0123456789ab", "mlinfra.jupyter.org/attempt": "1"}
+    assert policy == {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": "mlinfra-0123456789ab-1",
+            "namespace": "team-a",
+            "labels": workloads.job_labels(job),
+            "ownerReferences": [
+                {
+                    "apiVersion": "jobset.x-k8s.io/v1alpha2",
+                    "kind": "JobSet",
+                    "name": "mlinfra-0123456789ab-1",
+                    "uid": "w-uid",
+                    "controller": False,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "spec": {
+            "podSelector": {"matchLabels": own},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": own}}]}],
+        },
+    }
+    pod_labels = made["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["metadata"]
+    assert selects(policy["spec"]["podSelector"], pod_labels["labels"])
+    other = {**pod_labels["labels"], "mlinfra.jupyter.org/job-id": "another"}
+    assert not selects(policy["spec"]["ingress"][0]["from"][0]["podSelector"], other)
+    without = workloads.Placement(namespace="team-a", jobset=True, network_policy=False)
+    assert "NetworkPolicy" not in [o["kind"] for o in objects(job, without)]
 
 
 def test_a_record_gives_the_job_back() -> None:

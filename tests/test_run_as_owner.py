@@ -46,16 +46,20 @@ MAPPED = "bob"
 """A user name mapped to the ``daemon`` account (whatever account of its own it may have)."""
 UNKNOWN = "mlinfra-test-no-such-account"
 
-WHO_AM_I = """
-import os
-
+ATTEMPT = """
 def attempt(action):
     try:
         action()
     except PermissionError:
         return "denied"
     return "allowed"
+"""
+"""Job code's helper: whether an action on another's files was allowed or denied."""
 
+WHO_AM_I = (
+    "import os\n"
+    + ATTEMPT
+    + """
 me = {
     "uid": os.getuid(),
     "gid": os.getgid(),
@@ -72,6 +76,7 @@ me = {
 }
 print("ran as", me["uid"])
 """
+)
 
 SLEEPER = """
 import os, time

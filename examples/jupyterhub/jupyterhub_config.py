@@ -6,7 +6,7 @@
 # The extension's settings (catalog, quotas) are in jupyter_server_config.py beside this file,
 # read by the agent and by every single-user server alike. Walk-through: README.md here.
 #
-#   MLINFRA_HUB_PASSWORD=<8+ characters> MLINFRA_HUB_ADMIN_PASSWORD=<another> \
+#   sudo MLINFRA_HUB_PASSWORD=<8+ characters> MLINFRA_HUB_ADMIN_PASSWORD=<another> \
 #       jupyterhub -f examples/jupyterhub/jupyterhub_config.py
 import os
 import sys
@@ -37,18 +37,21 @@ c.JupyterHub.load_groups = {
     "students": {"users": ["bob"]},
 }
 
-# --- single-user servers: this Python, with the extension, calling the shared agent --------
-# "simple" runs every user's server as the hub's own OS account: fine for trying it. With
-# one OS account per user ("localprocess", the hub as root) also set
-# c.MLInfraApp.run_ranks_as = "owner" in jupyter_server_config.py, so that the agent starts
-# each job's ranks as its owner's account too (README: "Ranks as their owners' accounts").
-c.JupyterHub.spawner_class = "simple"
-c.SimpleLocalProcessSpawner.home_dir_template = str(STATE / "home" / "{username}")
+# --- single-user servers: each user's own OS account, running this Python -----------------
+# LocalProcessSpawner (the hub running as root) starts each user's server as the OS account of
+# the user's name, and the agent (root too, as the hub's service) starts each job's ranks as
+# its owner's account: no user can read, change or run another's files, jobs or results
+# (README: "What is isolated from what"). Create one account per hub user first, and install
+# this Python where every account can run it (not under /root).
+# For a quick try without accounts, spawner_class = "simple" runs every server as the hub's
+# account and isolates nobody. Not root, the agent then runs every job as its own account;
+# as root it refuses jobs of users without accounts, unless c.MLInfraApp.run_ranks_as =
+# "agent" and unsafe_ranks_as_root = True. Either way it says at every start, and in each
+# user's whoami, that users are not isolated.
+c.JupyterHub.spawner_class = "localprocess"
 c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
 c.Spawner.default_url = "/lab"
 c.Spawner.environment = {**SETTINGS, "JUPYTER_MLINFRA_AGENT_URL": AGENT_URL}
-if os.geteuid() == 0:
-    c.Spawner.args = ["--allow-root"]
 # The server's own token ($JUPYTERHUB_API_TOKEN) reads its owner's groups and admin status,
 # and may call the shared agent.
 c.Spawner.server_token_scopes = [

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from ..capacity import CapacityView, Machine
+from ..identity import Identity
 
 
 class Backend(ABC):
@@ -23,6 +24,16 @@ class Backend(ABC):
     async def queued_jobs(self, owner: str) -> int:
         """How many of ``owner``'s jobs wait in the queue (for quota usage)."""
         return 0
+
+    async def isolation(self, identity: Identity) -> dict[str, Any] | None:
+        """What ``identity``'s job ranks run as and whether other users' jobs can reach them
+        (``ranks_run_as``, ``isolated``, ``reason``); None where the backend does not say."""
+        return None
+
+    async def queueing(self) -> dict[str, str] | None:
+        """Who queues jobs (``by``, ``api``, ``reason``), where a backend may not queue them
+        itself; None where it always does (the local agent's queue)."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 - most backends hold no connection
         """Let go of connections (the server is stopping)."""

@@ -132,7 +132,7 @@ def client_for(args: argparse.Namespace) -> JobsClient:
 
 
 def run_agent(args: argparse.Namespace) -> int:
-    from ..backends.local.accounts import RankAccounts, cannot_run_as_owners
+    from ..backends.local.accounts import choose_rank_accounts
     from ..backends.local.agent_server import serve, serve_hub
     from ..jobs.policy import Policy
 
@@ -141,14 +141,17 @@ def run_agent(args: argparse.Namespace) -> int:
     app = local_app()
     data_dir = Path(args.data_dir or app.data_dir)
     policy = Policy.from_app(app)
-    accounts = RankAccounts(app.run_ranks_as.lower(), dict(app.owner_accounts))
-    problem = accounts.as_owner and cannot_run_as_owners(data_dir)
-    if problem:
-        raise ClientError(problem, field="run_ranks_as")
-    if args.hub:
+    address = _hub_service_address(os.environ) if args.hub else None
+    accounts = choose_rank_accounts(
+        app.run_ranks_as,
+        dict(app.owner_accounts),
+        shared=args.hub,
+        unsafe_ranks_as_root=app.unsafe_ranks_as_root,
+        data_dir=data_dir,
+    )
+    if address is not None:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # imported with JupyterHub's auth
-        host, port, prefix = _hub_service_address(os.environ)
-        return asyncio.run(serve_hub(host, port, prefix, data_dir, policy, accounts))
+        return asyncio.run(serve_hub(*address, data_dir, policy, accounts))
     socket_path = Path(args.socket or app.agent_socket)
     idle = app.agent_idle_timeout if args.idle_timeout is None else args.idle_timeout
     return asyncio.run(serve(socket_path, data_dir, idle, policy, accounts))

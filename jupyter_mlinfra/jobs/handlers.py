@@ -15,9 +15,11 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..backends.local.accounts import AGENT, RankAccounts
 from ..backends.local.agent_client import STATUS, AgentClient, AgentUnavailable, ensure_agent
 from ..errors import MLInfraError
 from ..handlers import API, MLInfraHandler
+from ..identity import Identity
 from .policy import settings_document
 from .serving import JobsAPI, answer
 
@@ -71,6 +73,14 @@ class AgentLink:
                         f"the local agent refused this server's settings: {response.body!r}"
                     )
                 self._configured_pid = status["pid"]
+
+    async def isolation(self, identity: Identity) -> dict[str, Any] | None:
+        """What ``identity``'s ranks run as (``whoami``): a shared agent says, for each caller;
+        a per-user agent runs them as this server's settings say, running or not."""
+        if self.client.shared:
+            return await self.client.isolation(identity)
+        accounts = RankAccounts(self.app.run_ranks_as or AGENT, dict(self.app.owner_accounts))
+        return accounts.isolation(identity.user)
 
     def forget(self) -> None:
         """The agent went away: find or start one again on the next request."""

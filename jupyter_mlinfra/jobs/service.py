@@ -21,7 +21,7 @@ from ..identity import Identity
 from .policy import Policy
 from .queries import cursor, listing_owner, next_cursor
 from .queue import refusal
-from .spec import Condition, Event, Job, JobState
+from .spec import Condition, Event, Job, JobState, check_pull
 from .store import JobStore
 from .submission import entitled, new_job, priority_change
 
@@ -167,12 +167,10 @@ class JobService:
         return job, [self.controller.log_path(job.id, job.attempt, r) for r in chosen]
 
     def pulled(self, identity: Identity, job_id: str) -> str:
-        """The pulled variables (base64 cloudpickle of a dict), once the job succeeded."""
+        """The pulled variables (base64 cloudpickle of a dict), once the job succeeded, for
+        its owner alone (``check_pull``)."""
         job = self.get(identity, job_id)
-        if job.state != JobState.SUCCEEDED:
-            raise Conflict(
-                f"job {job_id} is {job.state.value}; results exist once it succeeded", "id"
-            )
+        check_pull(job, identity.user)
         data = self.controller.rank_output(job.id, job.attempt, "pull.pkl")
         return base64.b64encode(data).decode() if data is not None else ""
 

@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any
 
 from ..catalog import Flavor
-from ..errors import InvalidInput
+from ..errors import Conflict, InvalidInput, NotAllowed
 
 
 class JobState(str, Enum):
@@ -321,6 +321,20 @@ class Job:
             "devices": [list(d) for d in self.devices],
             "message": self.message,
         }
+
+
+def check_pull(job: Job, user: str) -> None:
+    """Refuse ``user`` the job's pulled variables unless they are its owner and it succeeded.
+    The variables are a pickle, and loading one runs whatever code its writer put in it: an
+    admin (or anybody) who loaded a user's would run that user's code with their own rights."""
+    if user != job.owner:
+        raise NotAllowed(
+            f"job {job.id} is {job.owner}'s: only they may pull its results, which are pickles "
+            "(loading one runs code of whoever wrote it); its logs and events show how it went",
+            "id",
+        )
+    if job.state != JobState.SUCCEEDED:
+        raise Conflict(f"job {job.id} is {job.state.value}; results exist once it succeeded", "id")
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
         record = self.record
         assert record is not None
         annotations = pod["metadata"].get("annotations", {})
+        record.pod_uid = pod["metadata"].get("uid", "")
         self.key = await kernel_pods.read_key(record.kernel_id, record.namespace)
         self.port = int(annotations.get(pods.ANNOTATION_PORT) or kernel_pods.settings.kernel_port)
         self.ip = pod.get("status", {}).get("podIP", "")
@@ -241,7 +242,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
         record = self.record
         if kernel_pods.settings.connection != "port-forward" or record is None:
             return
-        api = await kernel_pods.cluster.api()
+        api = await kernel_pods.cluster.port_forward_api()  # a pool apart from the API calls
         self.forward = PortForward(api, record.namespace, pods.pod_name(record.kernel_id))
         await self.forward.start(pods.pod_ports(self.port))
 

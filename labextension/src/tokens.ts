@@ -80,6 +80,13 @@ export interface IFlavorList {
   flavors: IFlavor[];
 }
 
+/** What the caller's job ranks run as, and whether other users' jobs can reach them. */
+export interface IIsolation {
+  ranks_run_as: string | null;
+  isolated: boolean;
+  reason: string;
+}
+
 /** `GET whoami` */
 export interface IWhoAmI {
   user: string;
@@ -90,6 +97,19 @@ export interface IWhoAmI {
   /** The priority classes the caller may submit at, highest first. */
   priorities: string[];
   default_priority: string;
+  /** Null where the backend does not say (Kubernetes). */
+  isolation?: IIsolation | null;
+  /** Kubernetes only: who queues jobs; `by: 'none'` means outside any quota. */
+  queueing?: IQueueing;
+}
+
+/** Who queues jobs on a cluster (`GET whoami` and `capacity`). */
+export interface IQueueing {
+  by: 'kueue' | 'none';
+  /** The Kueue API version served, e.g. `kueue.x-k8s.io/v1beta2`. */
+  api: string;
+  /** Why Kueue does not queue jobs (empty when it does). */
+  reason: string;
 }
 
 /** The body of every error response. */

@@ -284,6 +284,18 @@ class ClusterFixture:
         when the server's Role does not grant it."""
         self.api.forbidden.add((group, plural))
 
+    def rotate_token(self) -> str:
+        """Accept a new bearer token, and no longer the current one (as when an exec plugin's
+        credential expires or the kubelet rotates a projected token); returns the new one."""
+        self.token = secrets.token_urlsafe(24)
+        self.api.token = self.token
+        return self.token
+
+    def make_unavailable(self, group: str, plural: str) -> None:
+        """Answer 503 to every request on ``plural`` of API ``group`` from now on, as the API
+        server does for an aggregated API (Kueue's visibility API) whose server is down."""
+        self.api.unavailable.add((group, plural))
+
     def drop_watches(self) -> None:
         """End every open watch stream (clients must reconnect and resume)."""
         self._call(self.api.drop_watches)
@@ -296,6 +308,11 @@ class ClusterFixture:
     def requests(self) -> builtins.list[tuple[str, str]]:
         """(method, path with query) of every authenticated API request so far."""
         return list(self.api.requests)
+
+    @property
+    def unauthorized(self) -> builtins.list[tuple[str, str]]:
+        """(method, path with query) of every request refused with 401 so far."""
+        return list(self.api.unauthorized)
 
     # -- teardown ----------------------------------------------------------------------------
 

@@ -66,8 +66,12 @@ class ApiServer:
         self.bookmark_seconds = 1.0
         self._watches: set[asyncio.Queue[Change | None]] = set()
         self.requests: list[tuple[str, str]] = []
+        self.unauthorized: list[tuple[str, str]] = []
+        """Requests refused with 401 (no token, or not the current one)."""
         self.forbidden: set[tuple[str, str]] = set()
         """(group, plural) that RBAC denies the client, as a least-privilege Role would."""
+        self.unavailable: set[tuple[str, str]] = set()
+        """(group, plural) answered 503, as an aggregated API whose server is down."""
         self.app = web.Application(middlewares=[self._errors, self._auth])
         self.app.router.add_route("*", "/{path:.*}", self._dispatch)
 
@@ -88,6 +92,7 @@ class ApiServer:
     ) -> web.StreamResponse:
         sent = request.headers.get("Authorization", "")
         if not hmac.compare_digest(sent.encode(), f"Bearer {self.token}".encode()):
+            self.unauthorized.append((request.method, request.path_qs))
             raise ApiError(401, "Unauthorized", "Unauthorized")
         self.requests.append((request.method, request.path_qs))
         return await handler(request)
@@ -140,6 +145,10 @@ class ApiServer:
                 "Forbidden",
                 f'{resource} is forbidden: User "system:serviceaccount:mlinfra:jupyter" cannot '
                 f"{request.method.lower()} resource {target.rtype.plural!r} in API group {group!r}",
+            )
+        if (group, target.rtype.plural) in self.unavailable:
+            raise ApiError(
+                503, "ServiceUnavailable", "the server is currently unable to handle the request"
             )
         return await self._serve(request, target)
 

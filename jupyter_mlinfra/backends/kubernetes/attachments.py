@@ -14,7 +14,7 @@ from typing import Any
 
 from ...jobs.spec import Job
 from ...launch import contract
-from .manifests import owner_reference
+from .manifests import network_policy, owner_reference
 from .records import LABEL_ATTEMPT, LABEL_JOB
 from .workloads import Placement, job_labels, object_name
 
@@ -29,8 +29,10 @@ def launch_files() -> dict[str, str]:
 
 def attachments(job: Job, placement: Placement, owner: Mapping[str, Any]) -> list[dict[str, Any]]:
     """What an attempt's workload needs, owned by it: the job description and launcher
-    (ConfigMap), the headless Service (Indexed Job), the result Secret and its scoped
-    ServiceAccount, Role and RoleBinding."""
+    (ConfigMap), the NetworkPolicy that lets into its pods only its own pods (ranks talk to
+    each other; nothing else needs to reach them: logs and results go through the API), the
+    headless Service (Indexed Job), the result Secret and its scoped ServiceAccount, Role and
+    RoleBinding."""
     spec = job.spec
     name = object_name(job.id, job.attempt)
 
@@ -59,6 +61,20 @@ def attachments(job: Job, placement: Placement, owner: Mapping[str, Any]) -> lis
             "data": {"job.json": json.dumps(description), **launch_files()},
         }
     ]
+    if placement.network_policy:
+        own = {LABEL_JOB: job.id, LABEL_ATTEMPT: str(job.attempt)}
+        objects.append(
+            {
+                **network_policy(
+                    name,
+                    placement.namespace,
+                    job_labels(job),
+                    own,
+                    [{"from": [{"podSelector": {"matchLabels": own}}]}],
+                ),
+                "metadata": meta(name),
+            }
+        )
     if spec.nodes > 1 and not placement.jobset:
         objects.append(
             {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ...capacity import Allocation
 from ...catalog import Flavor
@@ -11,10 +11,24 @@ from ...jobs.queue import exceeds_quota
 from ...jobs.spec import Job
 from ...quotas import Quota
 from ..base import Backend
+from .capacity_watch import CapacityWatch
 from .client import KubernetesCluster
 from .manifests import ANNOTATION_OWNER, GROUP, LABEL_COMPONENT, LABEL_FLAVOR, MANAGED_BY
-from .rest import Rest, path_of
+from .rest import Rest
 from .room import ClusterCapacity, QueueRoom, node_rooms, pod_requests
+
+if TYPE_CHECKING:
+    from .job_watches import Queueing
+
+
+class Queues(Protocol):
+    """What the jobs service knows of the queues (Kueue's, when it queues jobs)."""
+
+    async def queue_rooms(self) -> Mapping[str, QueueRoom]:
+        """The quota left per flavor (empty without Kueue)."""
+
+    async def queueing(self) -> Queueing:
+        """Who queues jobs, and why not Kueue."""
 
 
 class KubernetesBackend(Backend):
@@ -22,28 +36,35 @@ class KubernetesBackend(Backend):
 
     def __init__(self, cluster: KubernetesCluster) -> None:
         self.cluster = cluster
-        self.queue_rooms: Callable[[], Awaitable[Mapping[str, QueueRoom]]] | None = None
-        """Set by the jobs service, which knows the Kueue queues: the quota left per flavor."""
+        self.queues: Queues | None = None
+        """Set by the jobs service, which knows the Kueue queues."""
+        self.watch = CapacityWatch()
 
     def builtin_catalog(self) -> dict[str, Any]:
         """No zero-config catalog: a cluster's flavors and images are the admin's to name."""
         return {}
 
     async def capacity(self) -> ClusterCapacity:
-        """Nodes' allocatable minus the requests of the pods running on them, read now, and
-        under Kueue the quota left in the flavors' ClusterQueues."""
+        """Nodes' allocatable minus the requests of the pods running on them, as the watches
+        show them now (no API request once they are synced), and under Kueue the quota left
+        in the flavors' ClusterQueues."""
         return await self._capacity(queues=True)
 
     async def _capacity(self, *, queues: bool) -> ClusterCapacity:
         rest = Rest(await self.cluster.api(), self.cluster.request_timeout)
-        nodes = (await rest.call("GET", "/api/v1/nodes")).get("items") or []
-        pods = (await rest.call("GET", path_of("v1", "pods"))).get("items") or []
-        left = await self.queue_rooms() if queues and self.queue_rooms is not None else {}
+        nodes, pods = await self.watch.read(rest, self.cluster.request_timeout)
+        left = await self.queues.queue_rooms() if queues and self.queues is not None else {}
         return ClusterCapacity(
             node_rooms(nodes, pods), self.cluster.capacity_placement, _allocations(pods), left
         )
 
+    async def queueing(self) -> dict[str, str] | None:
+        """Whether Kueue queues jobs here, and if not why (``GET capacity`` and ``whoami``
+        say it: without Kueue, jobs start outside any quota)."""
+        return (await self.queues.queueing()).to_json() if self.queues is not None else None
+
     async def close(self) -> None:
+        await self.watch.stop()
         await self.cluster.close()
 
     async def refusal(self, job: Job, flavor: Flavor, quota: Quota) -> str | None:

@@ -9,9 +9,10 @@ and retrying write to the cluster and the watches bring the result back (``settl
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ...errors import NotFound
@@ -36,9 +37,71 @@ if TYPE_CHECKING:
     from .client import KubernetesCluster
 
 JOBSET = ("jobset.x-k8s.io", "v1alpha2", "JobSet")
-KUEUE = ("kueue.x-k8s.io", "v1beta1", "Workload")
+KUEUE_GROUP = "kueue.x-k8s.io"
+VISIBILITY_GROUP = "visibility.kueue.x-k8s.io"
+KUEUE_VERSIONS = ("v1beta2", "v1beta1")
+"""Kueue's API versions this server speaks, newest first: Kueue serves ``v1beta2`` since
+v0.15, stores it since v0.16 and plans to stop serving ``v1beta1``; the fields read here
+(Workload conditions and admission checks, LocalQueue ``clusterQueue``, ClusterQueue resource
+groups and ``flavorsReservation``, ResourceFlavor node labels and taints) are the same in
+both, and the visibility API's pending workloads too."""
 CREATING = 60.0
 """Seconds a record may wait for its first workload before the job counts as broken."""
+
+log = logging.getLogger("jupyter_mlinfra.kubernetes")
+
+
+@dataclass(frozen=True)
+class Queueing:
+    """Who queues this server's jobs, as discovery found and ``KubernetesJobs.kueue`` chose."""
+
+    by: str
+    """``kueue``, or ``none``: jobs start at once and only the scheduler decides."""
+    reason: str
+    """Why, for admins and users (empty under Kueue)."""
+    kueue_api: str = ""
+    """``kueue.x-k8s.io/v1beta2`` or ``v1beta1``, as served; empty when Kueue is not."""
+    visibility_api: str = ""
+    """Kueue's visibility API (queue positions) as served; empty when it is not."""
+    refused: bool = False
+    """``kueue = 'required'`` and no Kueue: jobs are refused rather than started."""
+
+    def to_json(self) -> dict[str, str]:
+        return {"by": self.by, "api": self.kueue_api, "reason": self.reason}
+
+
+def queueing(mode: str, kueue_api: str, visibility_api: str) -> Queueing:
+    """Whether Kueue queues jobs, from ``KubernetesJobs.kueue`` (``mode``) and the Kueue API
+    version the cluster serves ("" for none). Pure."""
+    if mode == "off":
+        return Queueing(
+            "none",
+            "c.KubernetesJobs.kueue is 'off': jobs start at once and the cluster's scheduler "
+            "decides; no ClusterQueue quota applies",
+        )
+    if kueue_api:
+        return Queueing("kueue", "", kueue_api, visibility_api)
+    missing = (
+        f"the cluster serves no Kueue Workload API ({KUEUE_GROUP} {' or '.join(KUEUE_VERSIONS)})"
+    )
+    if mode == "on":
+        return Queueing(
+            "kueue",
+            f"c.KubernetesJobs.kueue is 'on' but {missing}: jobs wait suspended until Kueue "
+            "is installed",
+        )
+    if mode == "required":
+        return Queueing(
+            "none",
+            f"Kueue is required (c.KubernetesJobs.kueue = 'required') but {missing}: jobs are "
+            "refused",
+            refused=True,
+        )
+    return Queueing(
+        "none",
+        f"Kueue is not installed ({missing}): jobs start at once, outside any ClusterQueue "
+        "quota; set c.KubernetesJobs.kueue = 'required' to refuse jobs instead",
+    )
 
 
 class JobWatches:
@@ -48,11 +111,12 @@ class JobWatches:
         self.app = app
         self.cluster = cluster
         self.kueue_mode = kueue_mode
-        """``KubernetesJobs.kueue``: 'auto', 'on' or 'off'."""
+        """``KubernetesJobs.kueue``: 'auto', 'on', 'off' or 'required'."""
         self.namespace = ""
         self.rest: Rest | None = None
         self.jobset = False
-        self.queued_by_kueue = False
+        self.queueing: Queueing | None = None
+        """Once discovery ran."""
         self.records: Reflector | None = None
         self.workloads: dict[str, Reflector] = {}
         self.pods: Reflector | None = None
@@ -69,7 +133,7 @@ class JobWatches:
         async with self._started:
             if self.rest is not None:
                 return self.rest
-            rest, has_kueue = await self.discover()
+            rest, queueing = await self.discover()
             ns = self.namespace
             managed = f"{manifests.LABEL_MANAGED_BY}={manifests.MANAGED_BY}"
             self.records = Reflector(
@@ -85,10 +149,8 @@ class JobWatches:
                 )
             self.pods = Reflector(rest, path_of("v1", "pods", ns), job_selector)
             self.pod_events = Reflector(rest, path_of("v1", "events", ns))
-            if has_kueue:
-                self.kueue_workloads = Reflector(
-                    rest, path_of("kueue.x-k8s.io/v1beta1", "workloads", ns)
-                )
+            if queueing.kueue_api:  # served: its Workloads say why jobs wait
+                self.kueue_workloads = Reflector(rest, path_of(queueing.kueue_api, "workloads", ns))
             for reflector in self._reflectors():
                 reflector.start()
             try:
@@ -100,18 +162,28 @@ class JobWatches:
             self.rest = rest
             return rest
 
-    async def discover(self) -> tuple[Rest, bool]:
-        """A client, the user's namespace, and whether the cluster serves JobSets and Kueue
-        (whether Kueue queues jobs follows from it): what the watches and the quota reads of
-        the capacity need, the latter without starting the watches."""
+    async def discover(self) -> tuple[Rest, Queueing]:
+        """A client, the user's namespace, whether the cluster serves JobSets, and who queues
+        jobs (Kueue, in the newest API version served): what the watches and the quota reads
+        of the capacity need, the latter without starting the watches. Kueue's absence is
+        logged as a warning, once: jobs then start outside any quota."""
         rest = Rest(await self.cluster.api(), self.cluster.request_timeout)
         self.namespace = self.cluster.namespace_for(self.app.identity().user)
         self.jobset = await self.cluster.has_api(*JOBSET)
-        has_kueue = await self.cluster.has_api(*KUEUE)
-        mode = self.kueue_mode
-        self.queued_by_kueue = mode == "on" or (mode == "auto" and has_kueue)
+        kueue_api = await self.cluster.served_version(KUEUE_GROUP, KUEUE_VERSIONS, "Workload")
+        visibility = ""
+        if kueue_api:
+            visibility = await self.cluster.group_version(VISIBILITY_GROUP, KUEUE_VERSIONS)
+        found = queueing(self.kueue_mode, kueue_api, visibility)
+        if found != self.queueing and found.reason:
+            log.warning("jupyter_mlinfra: %s", found.reason)
+        self.queueing = found
         self.reader = rest
-        return rest, has_kueue
+        return rest, found
+
+    @property
+    def queued_by_kueue(self) -> bool:
+        return self.queueing is not None and self.queueing.by == "kueue"
 
     def _reflectors(self) -> list[Reflector]:
         found = [self.records, *self.workloads.values(), self.pods, self.pod_events]

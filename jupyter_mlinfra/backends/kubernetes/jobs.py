@@ -10,6 +10,7 @@ Users see and touch their own jobs; admins everybody's (in this server's namespa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -22,14 +23,15 @@ from traitlets import CaselessStrEnum, Dict, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ... import quotas
-from ...errors import CannotFit, Conflict, InvalidInput, NotAllowed
+from ...errors import CannotFit, Conflict, InvalidInput, MLInfraError, NotAllowed
 from ...identity import Identity, resolve_identity
 from ...jobs.queries import cursor, listing_owner, next_cursor
-from ...jobs.spec import Condition, Event, Job, JobState
+from ...jobs.spec import Condition, Event, Job, JobState, check_pull
 from ...jobs.submission import entitled, new_job, priority_change
 from . import kueue
 from .attachments import attachments
 from .backend import KubernetesBackend
+from .client import ClusterUnavailable
 from .job_watches import JobWatches
 from .names import label_value
 from .pod_logs import PodLogs
@@ -47,12 +49,15 @@ class KubernetesJobs(LoggingConfigurable):
     """Queued distributed jobs as Jobs/JobSets in the user's namespace, Kueue if present."""
 
     kueue = CaselessStrEnum(
-        ["auto", "on", "off"],
+        ["auto", "on", "off", "required"],
         default_value="auto",
         config=True,
-        help="""Whether Kueue queues jobs: 'auto' when the cluster serves Kueue's Workload API,
-        'on' always (jobs wait suspended until Kueue admits them), 'off' never (jobs start at
-        once and the cluster's scheduler decides).""",
+        help="""Whether Kueue queues jobs: 'auto' when the cluster serves Kueue's Workload API
+        (v1beta2, else v1beta1), else jobs start at once outside any quota, which the server
+        logs as a warning and GET capacity and whoami say ("queueing"); 'required' like auto,
+        but without Kueue jobs are refused (503) rather than started; 'on' always (jobs wait
+        suspended until Kueue admits them); 'off' never (jobs start at once and the
+        cluster's scheduler decides).""",
     )
     local_queue = Unicode(
         "{queue}",
@@ -84,7 +89,7 @@ class KubernetesJobs(LoggingConfigurable):
         self.watches = JobWatches(app, self.cluster, self.kueue)
         self.queues = JobQueues(app, backend, self.watches, self._local_queue, self.log)
         self.pod_logs = PodLogs(self.watches)
-        backend.queue_rooms = self.queues.queue_rooms
+        backend.queues = self.queues
 
     async def start(self) -> Rest:
         """Connect, discover what the cluster serves, and start the watches (once)."""
@@ -93,6 +98,7 @@ class KubernetesJobs(LoggingConfigurable):
     async def stop(self) -> None:
         """Stop watching; the next request starts again from a fresh list."""
         await self.watches.stop()
+        await self.queues.kueue.stop()
 
     def _local_queue(self, flavor: str, queue: str, owner: str) -> str:
         """The LocalQueue of a job of ``flavor`` in ``queue`` by ``owner``, as
@@ -115,6 +121,20 @@ class KubernetesJobs(LoggingConfigurable):
         return path_of(obj["apiVersion"], plural, self.watches.namespace, obj["metadata"]["name"])
 
     # --- the jobs API --------------------------------------------------------------------
+
+    async def announce(self) -> None:
+        """At server start: find out who queues jobs, so that a cluster without Kueue is
+        logged at once (a warning), not at the first job."""
+        try:
+            await self.queues.queueing()
+        except (MLInfraError, OSError, asyncio.TimeoutError) as error:
+            self.log.warning("jupyter_mlinfra: jobs' queueing not discovered yet: %r", error)
+
+    def _refuse_without_kueue(self) -> None:
+        """``kueue = 'required'`` on a cluster without Kueue: no job starts outside quota."""
+        queueing = self.watches.queueing
+        if queueing is not None and queueing.refused:
+            raise ClusterUnavailable(queueing.reason, "kueue")
 
     async def submit(self, identity: Identity, body: Any) -> tuple[dict[str, Any], bool]:
         rest = await self.start()
@@ -139,6 +159,7 @@ class KubernetesJobs(LoggingConfigurable):
         """``job`` as it may enter the queue now, or the error that keeps it out: the rules a
         submission and a retry both pass through, as of now. Entitlements are the caller's
         (an admin who retries someone's job vouches for it), quotas the owner's."""
+        self._refuse_without_kueue()
         policy = self.app.inventory
         job = entitled(caller, job, policy.catalog, policy.priorities)
         environment = policy.catalog.environment(job.spec.environment)
@@ -206,6 +227,7 @@ class KubernetesJobs(LoggingConfigurable):
             queue_name="",
             master_port=self.master_port,
             result_api=self.result_api_url,
+            network_policy=self.cluster.network_policies,
         )
 
     async def _launch(self, job: Job, rec: Mapping[str, Any]) -> None:
@@ -224,7 +246,11 @@ class KubernetesJobs(LoggingConfigurable):
                 environment,
                 flavor,
                 placement,
-                node_pod(flavor, self.cluster.capacity_placement),
+                node_pod(
+                    flavor,
+                    self.cluster.capacity_placement,
+                    (self.cluster.run_as_user, self.cluster.run_as_group),
+                ),
                 rec,
             )
         )
@@ -307,10 +333,7 @@ class KubernetesJobs(LoggingConfigurable):
 
     async def result(self, identity: Identity, job_id: str) -> dict[str, Any]:
         job = await self._get(identity, job_id)
-        if job.state != JobState.SUCCEEDED:
-            raise Conflict(
-                f"job {job_id} is {job.state.value}; results exist once it succeeded", "id"
-            )
+        check_pull(job, identity.user)
         rest = self._rest()
         name = f"{object_name(job.id, job.attempt)}-result"
         secret = await rest.get(path_of("v1", "secrets", self.watches.namespace, name))

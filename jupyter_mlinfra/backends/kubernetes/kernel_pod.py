@@ -49,11 +49,13 @@ class KernelPodOptions:
     """The directory in the init image holding ``launcher.py`` (and ``site/``)."""
     port: int = 50000
     """The kernel's first port; its channels use port .. port+4, the launcher port+5."""
-    python: str = "python3"
+    python: str = manifests.DEFAULT_PYTHON
     """The image's interpreter, when the environment names none."""
     image_pull_policy: str = "IfNotPresent"
     grace_seconds: int = 10
     service_account: str = ""
+    run_as: tuple[int, int] = (manifests.NON_ROOT_UID, manifests.NON_ROOT_GID)
+    """The uid and gid the pod runs as."""
     placement: Mapping[str, Mapping[str, Any]] = field(
         default_factory=lambda: manifests.DEFAULT_CAPACITY_PLACEMENT
     )
@@ -110,6 +112,27 @@ def key_secret(kernel_id: str, namespace: str, labels: Mapping[str, str], key: s
     }
 
 
+def kernel_network_policy(
+    kernel_id: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    port: int,
+    server: Manifest | None,
+) -> Manifest:
+    """The kernel pod's NetworkPolicy: connections to the kernel's ports only from its
+    owner's server (``server``, a NetworkPolicyPeer selecting that server's pod), nothing
+    else; ``server`` None: from nowhere, for a server outside the cluster, which reaches the
+    kernel through port-forwards, which no NetworkPolicy governs."""
+    rules: list[Manifest] = []
+    if server is not None:
+        last = pod_ports(port)[-1]
+        rules.append(
+            {"from": [server], "ports": [{"protocol": "TCP", "port": port, "endPort": last}]}
+        )
+    selected = {LABEL_KERNEL_ID: labels[LABEL_KERNEL_ID]}
+    return manifests.network_policy(pod_name(kernel_id), namespace, labels, selected, rules)
+
+
 def kernel_pod(
     *,
     kernel_id: str,
@@ -148,7 +171,7 @@ def kernel_pod(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": options.grace_seconds,
-        "securityContext": manifests.pod_security_context(),
+        "securityContext": manifests.pod_security_context(*options.run_as),
         **manifests.scheduling(flavor, options.placement),
         "volumes": [
             {"name": "mlinfra", "emptyDir": {}},

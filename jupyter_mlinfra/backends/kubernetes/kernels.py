@@ -18,19 +18,27 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from traitlets import CaselessStrEnum, Float, Int, List, Unicode
+from traitlets import CaselessStrEnum, Dict, Float, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ...catalog import Environment, Flavor
 from ...errors import MLInfraError
 from . import kernel_pod as pods
+from . import manifests
 from .client import KubernetesCluster
 from .kernel_startup import Startup, classify
-from .manifests import allowed_env, owner_reference
+from .manifests import DEFAULT_PYTHON, allowed_env, owner_reference
 from .reflector import Reflector
-from .rest import KubeError, Rest, path_of
+from .rest import PLURALS, KubeError, Rest, path_of
 
 log = logging.getLogger("jupyter_mlinfra.kubernetes")
+
+REVISION_LABELS = frozenset(
+    {"pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name",
+     "apps.kubernetes.io/pod-index"}
+)  # fmt: skip
+"""Labels a controller gives each revision or replica of a pod: a replaced server pod (a
+rollout) has others, and must still reach the kernels it adopts."""
 
 
 class KernelStartFailed(MLInfraError):
@@ -61,7 +69,7 @@ class KubernetesKernels(LoggingConfigurable):
         so every kernel can use the same ports.""",
     )
     python = Unicode(
-        "python3",
+        DEFAULT_PYTHON,
         config=True,
         help="The interpreter in the image that runs the kernel, when an environment names none.",
     )
@@ -76,6 +84,17 @@ class KubernetesKernels(LoggingConfigurable):
         config=True,
         help="""ServiceAccount of kernel pods; empty: the namespace's default. Its token is
         never mounted (automountServiceAccountToken is false).""",
+    )
+    server_pod_labels = Dict(
+        value_trait=Unicode(),
+        default_value={},
+        config=True,
+        help="""Labels of the pods a kernel pod accepts connections from (its NetworkPolicy;
+        see KubernetesCluster.network_policies), in this server's namespace. Empty: the
+        labels of this server's own pod when it runs in one (read once; $HOSTNAME names it),
+        such as z2jh's hub.jupyter.org/username, so only the owner's server reaches its
+        kernels; outside a pod with connection = 'port-forward', none (port-forwards do not
+        pass NetworkPolicies); outside a pod with 'pod-ip', kernel pods get no policy.""",
     )
     env_allowlist = List(
         Unicode(),
@@ -139,6 +158,7 @@ class KubernetesKernels(LoggingConfigurable):
             python=self.python,
             image_pull_policy=self.image_pull_policy,
             service_account=self.service_account,
+            run_as=(cluster.run_as_user, cluster.run_as_group),
             placement=cluster.capacity_placement,
         )
 
@@ -154,6 +174,9 @@ class KernelRecord:
     namespace: str
     started: float = field(default_factory=time.time)
     startup: Startup = field(default_factory=lambda: Startup("scheduling", "creating the pod"))
+    pod_uid: str = ""
+    """The uid of the pod this kernel runs in now: its events are those of this uid, never of
+    an earlier pod of the same name (a restart replaces the pod, and events outlive it)."""
 
 
 class KernelPods:
@@ -167,6 +190,9 @@ class KernelPods:
         self.environ = environ
         self.records: dict[str, KernelRecord] = {}
         self._rest: Rest | None = None
+        self._server: tuple[dict[str, str], str] | None = None
+        """The labels of the server's pod that kernel pods let in, and its namespace."""
+        self._warned = False
         self._watches: dict[str, Reflector] = {}
         self._renewal: asyncio.Task[None] | None = None
 
@@ -206,8 +232,8 @@ class KernelPods:
         environment: Environment,
         key: str,
     ) -> None:
-        """The kernel's Secret, then its pod, then the pod as the Secret's owner (so the
-        Secret goes with the pod)."""
+        """The kernel's Secret, then its pod (its uid in ``record``), then the pod as the
+        Secret's owner (so the Secret goes with the pod)."""
         if not environment.image:
             raise KernelStartFailed(
                 f"environment {environment.name!r} has no image: the Kubernetes backend runs"
@@ -218,15 +244,15 @@ class KernelPods:
         namespace = record.namespace
         await self.watch(namespace)
         labels = pods.kernel_labels(record.kernel_id, record.owner, flavor.name, environment.name)
-        secret = pods.key_secret(record.kernel_id, namespace, labels, key)
-        try:
-            await rest.create(secret)
-        except KubeError as error:
-            if error.status != 409:
-                raise
-            # a Secret left by an interrupted start of this kernel id
-            await rest.delete(path_of("v1", "secrets", namespace, secret["metadata"]["name"]))
-            await rest.create(secret)
+        attached = [pods.key_secret(record.kernel_id, namespace, labels, key)]
+        ingress = await self._ingress(namespace)
+        if ingress is not None:  # before the pod: it is never open to others, not even briefly
+            port = self.settings.kernel_port
+            attached.append(
+                pods.kernel_network_policy(record.kernel_id, namespace, labels, port, ingress[0])
+            )
+        for obj in attached:
+            await _create_afresh(rest, obj)
         manifest = pods.kernel_pod(
             kernel_id=record.kernel_id,
             namespace=namespace,
@@ -240,12 +266,57 @@ class KernelPods:
         try:
             pod = await rest.create(manifest)
         except KubeError:
-            await rest.delete(path_of("v1", "secrets", namespace, secret["metadata"]["name"]))
+            for obj in attached:
+                await rest.delete(_path(obj))
             raise
-        await rest.patch(
-            path_of("v1", "secrets", namespace, secret["metadata"]["name"]),
-            {"metadata": {"ownerReferences": [owner_reference(pod)]}},
-        )
+        record.pod_uid = pod["metadata"]["uid"]
+        for obj in attached:  # they go with the pod
+            await rest.patch(_path(obj), {"metadata": {"ownerReferences": [owner_reference(pod)]}})
+
+    async def _ingress(self, namespace: str) -> tuple[dict[str, Any] | None] | None:
+        """Whether kernel pods in ``namespace`` get a NetworkPolicy (None: not), and whom it
+        lets in: this server's pod, or (None) nobody, for a server outside the cluster, which
+        port-forwards. The server's pod is named by ``server_pod_labels``, else by its own
+        labels, read once."""
+        if not self.cluster.network_policies:
+            return None
+        if self._server is None:
+            labels = dict(self.settings.server_pod_labels)
+            own = self.cluster.own_pod()
+            if not labels and own is not None:
+                labels = await self._own_labels(*own)
+            self._server = (labels, own[0] if own is not None else "")
+        labels, own_namespace = self._server
+        if labels:
+            return (manifests.server_peer(labels, own_namespace or namespace),)
+        if self.settings.connection == "port-forward":
+            return (None,)
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "kernel pods get no NetworkPolicy: this server runs in no pod and reaches "
+                "them by their IPs; set c.KubernetesKernels.server_pod_labels to the labels of "
+                "the pods they may accept connections from"
+            )
+        return None
+
+    async def _own_labels(self, namespace: str, name: str) -> dict[str, str]:
+        """This server's pod's labels, less those that change when it is replaced."""
+        rest = await self.rest()
+        try:
+            pod = await rest.get(path_of("v1", "pods", namespace, name))
+        except KubeError as error:
+            pod, why = None, error.message
+        else:
+            why = "not found"
+        if pod is None:
+            raise KernelStartFailed(
+                f"cannot read this server's pod {namespace}/{name} to let only it reach kernel "
+                f"pods ({why}); set c.KubernetesKernels.server_pod_labels, or "
+                "c.KubernetesCluster.network_policies = False"
+            )
+        labels = pod["metadata"].get("labels") or {}
+        return {k: v for k, v in labels.items() if k not in REVISION_LABELS}
 
     async def wait_started(
         self, record: KernelRecord, on_progress: Callable[[Startup], None]
@@ -262,6 +333,8 @@ class KernelPods:
             while True:
                 changed.clear()
                 pod = reflector.objects.get(pods.pod_name(record.kernel_id))
+                if pod is not None and pod["metadata"].get("uid") != record.pod_uid:
+                    pod = None  # the watch still shows the pod this one replaced
                 seen = seen or pod is not None
                 # just created: the watch may not have brought the pod yet
                 startup = classify(pod, events) if seen else record.startup
@@ -303,17 +376,18 @@ class KernelPods:
     async def _follow_events(
         self, record: KernelRecord, events: list[dict[str, Any]], changed: asyncio.Event
     ) -> None:
-        """The events about the kernel's pod, as they come (a watch, resumed on drops)."""
+        """The events about the kernel's pod, as they come (a watch, resumed on drops): about
+        this pod, by uid, not an earlier one of the same name."""
         rest = await self.rest()
-        name = pods.pod_name(record.kernel_id)
-        query = {"fieldSelector": f"involvedObject.name={name}"}
+        name, uid = pods.pod_name(record.kernel_id), record.pod_uid
+        query = {"fieldSelector": f"involvedObject.name={name},involvedObject.uid={uid}"}
         path = path_of("v1", "events", record.namespace)
         version = ""
         while True:
             try:
                 if not version:
                     listing = await rest.call("GET", path, query)
-                    events[:] = listing.get("items") or []
+                    events[:] = [e for e in listing.get("items") or [] if _about(e, uid)]
                     version = listing.get("metadata", {}).get("resourceVersion", "")
                     changed.set()
                 watch = {
@@ -332,7 +406,7 @@ class KernelPods:
                         version = ""
                         break
                     version = obj.get("metadata", {}).get("resourceVersion", version)
-                    if event.get("type") in ("ADDED", "MODIFIED"):
+                    if event.get("type") in ("ADDED", "MODIFIED") and _about(obj, uid):
                         events.append(obj)
                         changed.set()
             except KubeError as error:
@@ -346,8 +420,9 @@ class KernelPods:
     # --- holding, renewing, deleting, adopting ---------------------------------------------
 
     async def delete(self, kernel_id: str, namespace: str, grace: int | None = None) -> None:
-        """Delete the kernel's pod (its Secret follows through the owner reference) and the
-        Secret itself, in case the pod was never created."""
+        """Delete the kernel's pod (its Secret and NetworkPolicy follow through the owner
+        reference) and the Secret itself, in case the pod was never created (a NetworkPolicy
+        left so selects no pod, and the next start of the kernel id replaces it)."""
         rest = await self.rest()
         query = {"gracePeriodSeconds": str(grace)} if grace is not None else {}
         with contextlib.suppress(KubeError):
@@ -421,6 +496,27 @@ class KernelPods:
             await reflector.stop()
         self._watches.clear()
         self._rest = None  # the cluster's client may be closed next; a later use reconnects
+
+
+async def _create_afresh(rest: Rest, obj: Mapping[str, Any]) -> None:
+    """Create ``obj``, replacing one of its name an interrupted start of the kernel left."""
+    try:
+        await rest.create(obj)
+    except KubeError as error:
+        if error.status != 409:
+            raise
+        await rest.delete(_path(obj))
+        await rest.create(obj)
+
+
+def _path(obj: Mapping[str, Any]) -> str:
+    metadata = obj["metadata"]
+    return path_of(obj["apiVersion"], PLURALS[obj["kind"]], metadata["namespace"], metadata["name"])
+
+
+def _about(event: Mapping[str, Any], uid: str) -> bool:
+    """Whether an event is about the pod of ``uid`` (what the field selector asked for)."""
+    return bool(uid) and (event.get("involvedObject") or {}).get("uid") == uid
 
 
 async def _either(*waits: Awaitable[Any]) -> None:

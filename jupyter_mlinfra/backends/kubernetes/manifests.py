@@ -32,6 +32,9 @@ ANNOTATION_OWNER = f"{GROUP}/owner"
 """The owner's name as written, since the label holds a sanitised form."""
 
 SHM_PATH = "/dev/shm"
+DEFAULT_PYTHON = "python3"
+"""The interpreter in an image whose environment names none: ``python3`` is the name every
+Python 3 image has (PEP 394); many (Debian's, NVIDIA's) have no ``python``."""
 NON_ROOT_UID = 1000
 NON_ROOT_GID = 100
 """The Jupyter Docker Stacks' ``jovyan`` user and ``users`` group, which most DL images accept."""
@@ -159,6 +162,36 @@ def allowed_env(source: Mapping[str, str], allow: Iterable[str]) -> dict[str, st
         name: value
         for name, value in source.items()
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    }
+
+
+def network_policy(
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    selected: Mapping[str, str],
+    ingress: list[Manifest],
+) -> Manifest:
+    """A NetworkPolicy letting into the pods that match ``selected`` only what ``ingress``
+    (NetworkPolicyIngressRules) allows: none means nothing. Enforced by the cluster's network
+    plugin (Calico, Cilium...); stored but without effect where there is none."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "podSelector": {"matchLabels": dict(selected)},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
+        },
+    }
+
+
+def server_peer(labels: Mapping[str, str], namespace: str) -> Manifest:
+    """A NetworkPolicyPeer: the pods with ``labels`` in ``namespace`` (a server's pod)."""
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "podSelector": {"matchLabels": dict(labels)},
     }
 
 

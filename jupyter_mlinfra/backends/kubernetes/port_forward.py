@@ -5,6 +5,11 @@ For each of the pod's ports, a listener on 127.0.0.1; every connection to it bec
 errors, each first sends the port number as two little-endian bytes). ZeroMQ reconnects a
 dropped TCP connection by itself, and each reconnection opens a new websocket, so a forward
 survives an API server restart or a network blip without any state of its own.
+
+The websockets go through the cluster's port-forward client (``port_forward_api``), whose
+connection pool is apart from the one of API calls and watches: a kernel holds up to six
+websockets as long as it is open, and a dozen kernels would otherwise take every connection
+that watches and requests wait for.
 """
 
 from __future__ import annotations
@@ -72,6 +77,11 @@ class PortForward:
                 headers=await self._headers(),
             ) as socket:
                 await _relay(reader, writer, socket)
+        except aiohttp.WSServerHandshakeError as error:
+            credentials = getattr(self.api, "credentials", None)
+            if error.status == 401 and credentials is not None:  # ZMQ reconnects: with a new token
+                await credentials.refresh(self.api.configuration, force=True)
+            log.debug("port-forward to %s:%s: %r", self.name, port, error)
         except (aiohttp.ClientError, OSError) as error:
             log.debug("port-forward to %s:%s: %r", self.name, port, error)
         finally:

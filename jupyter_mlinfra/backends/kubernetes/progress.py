@@ -90,7 +90,7 @@ def attempt_progress(
     cancelled: str = "",
 ) -> Progress:
     """The state of an attempt. ``cancelled`` is who cancelled it ("" when nobody did);
-    ``events`` are the events about its pods."""
+    ``events`` are events of the namespace: those about its live pods (by uid) are read."""
     if cancelled:
         return Progress(JobState.CANCELLED, cancelled)
     if workload is None:
@@ -139,8 +139,8 @@ def attempt_progress(
     if not live:
         lost = kueue.spot_preemption(pods)
         return Progress(JobState.ADMITTED, f"requeued: {lost}" if lost else "", admitted=admitted)
-    names = {p["metadata"]["name"] for p in live}
-    about = [e for e in events if e.get("involvedObject", {}).get("name") in names]
+    uids = {p["metadata"].get("uid") for p in live}  # not names: a replaced pod may reuse one
+    about = [e for e in events if e.get("involvedObject", {}).get("uid") in uids - {None}]
     reason = kueue.scheduling_reason(about) or _waiting_reason(live)
     return Progress(JobState.STARTING, reason, admitted=admitted)
 

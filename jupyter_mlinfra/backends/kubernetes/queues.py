@@ -1,9 +1,9 @@
 """Where waiting jobs stand on a cluster: queue positions, ETAs, and the room queues have left.
 
-Positions come from Kueue's visibility API; ETAs are computed as in the local backend (see
-``eta``) from the jobs the watches show and the room of each pool: a ClusterQueue's quota of a
-ResourceFlavor under Kueue, else a flavor's nodes. ClusterQueues, ResourceFlavors and the
-nodes' room are read outside the watches, so they are reused for a few seconds (``Recent``).
+Positions come from Kueue's visibility API (when it answers: denied, overloaded or down, the
+reason alone is shown); ETAs are computed as in the local backend (see ``eta``) from the jobs
+the watches show and the room of each pool: a ClusterQueue's quota of a ResourceFlavor under
+Kueue (``kueue_watch``), else a flavor's nodes (the backend's capacity watch).
 """
 
 from __future__ import annotations
@@ -12,31 +12,26 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ...errors import NotFound
 from ...jobs.spec import Job, JobState
 from . import eta, kueue
 from .backend import KubernetesBackend
-from .job_watches import JobWatches
-from .recent import Recent
-from .rest import KubeError, path_of
-from .room import ClusterCapacity, QueueRoom
+from .job_watches import JobWatches, Queueing
+from .kueue_watch import KueueWatch
+from .rest import KubeError
+from .room import QueueRoom
 
 if TYPE_CHECKING:
     from ...app import MLInfraApp
     from ...catalog import Flavor
 
-VISIBILITY = "visibility.kueue.x-k8s.io/v1beta1"
-KUEUE_API = "kueue.x-k8s.io/v1beta1"
 HOLDING = (JobState.ADMITTED, JobState.STARTING, JobState.RUNNING)
 """States of a job that holds room (quota under Kueue, node resources without)."""
-KUEUE_CONFIG_SECONDS = 10.0
-"""How long ClusterQueues and ResourceFlavors read for ETAs are reused."""
-ROOM_SECONDS = 2.0
-"""How long the nodes' room read for ETAs without Kueue is reused: each read lists every node
-and pod, and clients poll waiting jobs; an estimate may be that much behind."""
+VISIBILITY_PAUSE_SECONDS = 30.0
+"""How long positions are not asked for after the visibility API answered 429 or 503 (Kueue's
+visibility server overloaded or down): positions are then unknown, as when RBAC denies them."""
 
 
 class JobQueues:
@@ -57,10 +52,8 @@ class JobQueues:
         """The LocalQueue of (flavor, queue, owner), as the service's settings name it."""
         self.log = log
         self._visibility_denied = False
-        self._quota_denied = False
-        self._queues: Recent[dict[str, Any] | None] = Recent(KUEUE_CONFIG_SECONDS)
-        self._flavors: Recent[dict[str, dict[str, Any]]] = Recent(KUEUE_CONFIG_SECONDS)
-        self._room: Recent[ClusterCapacity] = Recent(ROOM_SECONDS)
+        self._visibility_paused_until = 0.0
+        self.kueue = KueueWatch(log)
 
     def queue_of(self, job: Job) -> str:
         """The job's Kueue LocalQueue (settings, not user text, decide the name)."""
@@ -70,13 +63,20 @@ class JobQueues:
         """Queue positions of queued jobs from Kueue's visibility API, by workload name; empty
         when Kueue is absent or RBAC denies it (the reason alone is then shown)."""
         watches = self.watches
-        if watches.kueue_workloads is None or self._visibility_denied or watches.rest is None:
+        visibility = watches.queueing.visibility_api if watches.queueing else ""
+        if (
+            watches.kueue_workloads is None
+            or not visibility
+            or self._visibility_denied
+            or time.monotonic() < self._visibility_paused_until
+            or watches.rest is None
+        ):
             return {}
         positions: dict[str, int] = {}
         queues = {self.queue_of(j) for j in jobs if j.state == JobState.QUEUED}
         for queue in sorted(queues):
             path = (
-                f"/apis/{VISIBILITY}/namespaces/{watches.namespace}/localqueues/{queue}"
+                f"/apis/{visibility}/namespaces/{watches.namespace}/localqueues/{queue}"
                 "/pendingworkloads"
             )
             try:
@@ -85,6 +85,10 @@ class JobQueues:
                 if error.status == 403:  # RBAC denies it: the reason alone is shown
                     self._visibility_denied = True
                     self.log.info("Kueue queue positions unavailable: %s", error.message)
+                    return {}
+                if error.status in (429, 503):  # overloaded or down: unknown for a while
+                    self._visibility_paused_until = time.monotonic() + VISIBILITY_PAUSE_SECONDS
+                    self.log.info("Kueue queue positions unavailable for now: %s", error.message)
                     return {}
                 if error.status == 404:  # no such LocalQueue (yet): Kueue says so as reason
                     continue
@@ -149,7 +153,7 @@ class JobQueues:
         holding = [j for j in everyone if j.state in HOLDING and j.id not in waiting_ids]
         catalog = self.app.inventory.catalog
         by_kueue = self.watches.queued_by_kueue
-        capacity = None if by_kueue else await self._room.get("", self.backend.capacity)
+        capacity = None if by_kueue else await self.backend.capacity()
         pool_of: dict[str, tuple[str, str]] = {}
         pools: dict[tuple[str, str], tuple[Flavor, dict[str, Any] | None]] = {}
         for job in [*waiting, *holding]:
@@ -185,59 +189,36 @@ class JobQueues:
 
     async def _pool(self, queue: str, flavor: Flavor) -> tuple[dict[str, Any], str] | None:
         """The ClusterQueue behind LocalQueue ``queue`` and the name of the ResourceFlavor a
-        job of ``flavor`` gets from it; None when either is missing or unreadable."""
-        cluster_queue = await self._queues.get(queue, partial(self._cluster_queue, queue))
+        job of ``flavor`` gets from it; None when either is missing or unreadable (RBAC: the
+        ETA is then unknown, and the capacity that of the nodes alone)."""
+        watches = self.watches
+        api = watches.queueing.kueue_api if watches.queueing else ""
+        reader, timeout = watches.reader, watches.cluster.request_timeout
+        if not api or reader is None:
+            return None
+        local = await self.kueue.local_queue(reader, api, watches.namespace, queue, timeout)
+        name = ((local or {}).get("spec") or {}).get("clusterQueue")
+        cluster_queue = await self.kueue.cluster_queue(reader, api, name, timeout) if name else None
         if cluster_queue is None:
             return None
-        resource_flavors = await self._flavors.get("", self._resource_flavors)
-        placement = self.watches.cluster.capacity_placement
-        name = eta.resource_flavor(cluster_queue, resource_flavors, flavor, placement)
-        return None if name is None else (cluster_queue, name)
+        resource_flavors = await self.kueue.resource_flavors(reader, api, timeout)
+        placement = watches.cluster.capacity_placement
+        found = eta.resource_flavor(cluster_queue, resource_flavors, flavor, placement)
+        return None if found is None else (cluster_queue, found)
 
-    async def _cluster_queue(self, queue: str) -> dict[str, Any] | None:
-        """The ClusterQueue behind a LocalQueue; ``None`` when there is none, or RBAC denies
-        reading ClusterQueues (the ETA is then unknown)."""
-        reader = self.watches.reader
-        assert reader is not None
-        if self._quota_denied:
-            return None
-        namespace = self.watches.namespace
-        local = await reader.get(path_of(KUEUE_API, "localqueues", namespace, queue))
-        name = ((local or {}).get("spec") or {}).get("clusterQueue")
-        if not name:
-            return None
-        try:
-            return await reader.get(path_of(KUEUE_API, "clusterqueues", "", name))
-        except KubeError as error:
-            if error.status != 403:
-                raise
-            self._quota_denied = True
-            self.log.info(
-                "Kueue quotas unavailable (no ETAs; capacity from nodes alone): %s", error.message
-            )
-            return None
-
-    async def _resource_flavors(self) -> dict[str, dict[str, Any]]:
-        """Kueue's ResourceFlavors by name (their node labels and taints say which flavors
-        they serve); empty when RBAC denies listing them."""
-        reader = self.watches.reader
-        assert reader is not None
-        try:
-            listing = await reader.call("GET", path_of(KUEUE_API, "resourceflavors"))
-        except KubeError as error:
-            if error.status != 403:
-                raise
-            return {}
-        return {item["metadata"]["name"]: item for item in listing.get("items") or []}
+    async def queueing(self) -> Queueing:
+        """Who queues jobs (discovering it on first use)."""
+        if self.watches.queueing is None:
+            await self.watches.discover()
+        assert self.watches.queueing is not None
+        return self.watches.queueing
 
     async def queue_rooms(self) -> dict[str, QueueRoom]:
         """Under Kueue, per flavor, what its ClusterQueue has left of the ResourceFlavor a job
         of it gets (the capacity's second bound; see ``room``): the queue is the one a job of
         the server's user in queue "default" goes to. Empty without Kueue, and for flavors
         whose queue or ClusterQueue is missing or unreadable (RBAC): node room alone then."""
-        if self.watches.reader is None:
-            await self.watches.discover()
-        if not self.watches.queued_by_kueue:
+        if not (await self.queueing()).kueue_api:
             return {}
         rooms = {}
         owner = self.app.identity().user

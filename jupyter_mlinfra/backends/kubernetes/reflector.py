@@ -3,6 +3,8 @@
 List once, then watch from the list's resourceVersion; after a dropped connection resume from
 the last version seen, and relist when the API answers 410 Gone (the version is too old).
 Readers look at ``objects`` and wait on ``changed``: answering a request never calls the API.
+A ``transform`` keeps only what readers use of each object (as client-go's informers' transform
+functions do), so a watch of every pod of a large cluster holds a few fields per pod.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .rest import KubeError, Rest
@@ -22,18 +25,38 @@ WATCH_SECONDS = 300
 RETRY_SECONDS = 1.0
 
 
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["name"])
+
+
+def namespaced_name(obj: dict[str, Any]) -> str:
+    """The key of an object in a watch across namespaces, where names repeat."""
+    metadata = obj["metadata"]
+    return f"{metadata.get('namespace', '')}/{metadata['name']}"
+
+
 class Reflector:
     def __init__(
         self,
         rest: Rest,
         path: str,
         label_selector: str = "",
+        *,
+        field_selector: str = "",
+        transform: Transform | None = None,
+        key: Callable[[dict[str, Any]], str] = _name,
     ) -> None:
         self.rest = rest
         self.path = path
         self.label_selector = label_selector
+        self.field_selector = field_selector
+        self._transform = transform
+        self._key = key
         self.objects: dict[str, dict[str, Any]] = {}
-        """By name."""
+        """By name (by ``key``: ``namespaced_name`` for a watch across namespaces)."""
         self.synced = asyncio.Event()
         self.failure: KubeError | None = None
         """Why the last list or watch failed, until one succeeds again."""
@@ -72,11 +95,15 @@ class Reflector:
             self._changed.notify_all()
 
     def _query(self) -> dict[str, str]:
-        return {"labelSelector": self.label_selector} if self.label_selector else {}
+        query = {"labelSelector": self.label_selector, "fieldSelector": self.field_selector}
+        return {k: v for k, v in query.items() if v}
+
+    def _kept(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return self._transform(obj) if self._transform is not None else obj
 
     async def _relist(self) -> None:
         listing = await self.rest.call("GET", self.path, self._query())
-        fresh = {item["metadata"]["name"]: item for item in listing.get("items") or []}
+        fresh = {self._key(item): self._kept(item) for item in listing.get("items") or []}
         self.objects = fresh
         self._version = listing.get("metadata", {}).get("resourceVersion", "")
         self.failure = None
@@ -126,9 +153,9 @@ class Reflector:
             self._version = obj.get("metadata", {}).get("resourceVersion", self._version)
             if kind == "BOOKMARK":
                 continue
-            name = obj["metadata"]["name"]
+            name = self._key(obj)
             if kind == "DELETED":
                 self.objects.pop(name, None)
             else:
-                self.objects[name] = obj
+                self.objects[name] = self._kept(obj)
             await self._notify()

@@ -45,6 +45,7 @@ PLURALS = {
     "Pod": "pods",
     "Event": "events",
     "Workload": "workloads",
+    "NetworkPolicy": "networkpolicies",
 }
 
 

@@ -34,6 +34,9 @@ from ...catalog import Environment, Flavor
 from ...jobs.spec import Job, RetryPolicy
 from .manifests import (
     ANNOTATION_OWNER,
+    DEFAULT_PYTHON,
+    NON_ROOT_GID,
+    NON_ROOT_UID,
     container_security_context,
     labels,
     owner_reference,
@@ -55,8 +58,10 @@ REPLICATED_JOB = "node"
 SPEC_DIR = "/mlinfra/spec"
 RUN_DIR = "/mlinfra/run"
 TOKEN_DIR = "/var/run/secrets/mlinfra"
-PYTHON = "python"
-"""The image's own Python; the launcher needs nothing but its standard library."""
+HOME_DIR = "/home/mlinfra"
+"""The ranks' HOME, an emptyDir: the pod runs as a fixed non-root uid that the image need not
+know (no passwd entry: the runtime then sets HOME to "/", which that uid cannot write), and
+caches (pip, torch, Hugging Face, matplotlib) write under HOME."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class Placement:
     """The API address ranks use to write the result; empty: in-cluster service variables."""
     token_seconds: int = 86400
     """Lifetime of the result token (the kubelet renews it while the pod runs)."""
+    network_policy: bool = True
+    """Each attempt gets a NetworkPolicy letting into its pods only its own pods."""
 
 
 def object_name(job_id: str, attempt: int) -> str:
@@ -103,8 +110,9 @@ def rank_container_env(
     """What ``launch/node.py`` needs to compute each rank's environment at run time."""
     spec = job.spec
     name = object_name(job.id, job.attempt)
-    env: list[dict[str, Any]] = [
-        {"name": k, "value": v} for k, v in {**environment.env, **spec.env}.items()
+    env: list[dict[str, Any]] = [  # HOME first: the environment's or the job's own wins
+        {"name": k, "value": v}
+        for k, v in {"HOME": HOME_DIR, **environment.env, **spec.env}.items()
     ]
     if spec.nodes == 1:
         master: dict[str, Any] = {
@@ -143,12 +151,17 @@ def rank_container_env(
     return env
 
 
-def node_pod(flavor: Flavor, capacity_placement: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def node_pod(
+    flavor: Flavor,
+    capacity_placement: Mapping[str, Mapping[str, Any]],
+    run_as: tuple[int, int] = (NON_ROOT_UID, NON_ROOT_GID),
+) -> dict[str, Any]:
     """A node's pod spec for ``flavor``: the same parts as a kernel's pod (resources,
-    scheduling, non-root security, /dev/shm), its container not yet told what to run."""
+    scheduling, non-root security as ``run_as`` (uid, gid), /dev/shm), its container not yet
+    told what to run."""
     shm, shm_mount = shm_volume(flavor)
     return {
-        "securityContext": pod_security_context(),
+        "securityContext": pod_security_context(*run_as),
         **scheduling(flavor, capacity_placement),
         "containers": [
             {
@@ -178,7 +191,12 @@ def pod_template(
         {
             "name": CONTAINER,
             "image": environment.image,
-            "command": [PYTHON, f"{SPEC_DIR}/node.py", SPEC_DIR, RUN_DIR],
+            "command": [
+                environment.python or DEFAULT_PYTHON,
+                f"{SPEC_DIR}/node.py",
+                SPEC_DIR,
+                RUN_DIR,
+            ],
             "env": [
                 *container.get("env", []),
                 *rank_container_env(job, environment, flavor, placement),
@@ -192,6 +210,7 @@ def pod_template(
     mounts = [
         {"name": "mlinfra-spec", "mountPath": SPEC_DIR, "readOnly": True},
         {"name": "mlinfra-run", "mountPath": RUN_DIR},
+        {"name": "mlinfra-home", "mountPath": HOME_DIR},
     ]
     sources: list[dict[str, Any]] = [{"configMap": {"name": f"{name}-spec"}}]
     if job.spec.push:
@@ -199,6 +218,7 @@ def pod_template(
     volumes: list[dict[str, Any]] = [
         {"name": "mlinfra-spec", "projected": {"sources": sources}},
         {"name": "mlinfra-run", "emptyDir": {}},
+        {"name": "mlinfra-home", "emptyDir": {}},
     ]
     if job.spec.pull:
         mounts.append({"name": "mlinfra-result-token", "mountPath": TOKEN_DIR, "readOnly": True})

@@ -31,7 +31,7 @@ from ...jobs.service import JobService
 from ...jobs.spec import Condition, Event, Job, JobState, PendingReason
 from ...jobs.store import JobStore
 from . import strays
-from .accounts import RankAccounts, open_to_ranks
+from .accounts import RankAccounts, keep_private
 from .endings import Ending, end_of_attempt
 from .leases import Leases
 from .runner import RankStartError, Runner, read_output, ready_at, result_of
@@ -65,13 +65,17 @@ class Agent:
         self.data_dir = data_dir
         self.idle_timeout = idle_timeout
         data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / "jobs.sqlite").touch(mode=0o600)  # the agent's alone from its first byte
         self.store = JobStore(data_dir / "jobs.sqlite")
         self.accounts = accounts or RankAccounts()
         self.runner = Runner(data_dir, self._on_rank_exit, self.accounts)
-        if self.accounts.as_owner:  # ranks of other accounts reach their job directories
-            (data_dir / "jobs").mkdir(exist_ok=True)
-            open_to_ranks(data_dir, reachable=("jobs",))
+        (data_dir / "jobs").mkdir(exist_ok=True)
+        # ranks of other accounts pass through to their job directories; nobody else gets in
+        keep_private(data_dir, open_jobs=self.accounts.as_owner)
+        if self.accounts.as_owner:
             log.info("ranks run as their owners' OS accounts (run_ranks_as='owner')")
+        if self.accounts.warning:  # at every start, where the admin looks
+            log.warning("%s", self.accounts.warning)
         self.service = JobService(self.store, policy, self)
         self.leases = Leases(self)
         self._wake = asyncio.Event()
@@ -125,6 +129,7 @@ class Agent:
         return self.runner.log_path(job_id, attempt, rank)
 
     def rank_output(self, job_id: str, attempt: int, name: str) -> bytes | None:
+        self.accounts.check_results(job_id)
         return read_output(self.job_dir(job_id, attempt), name)
 
     def check_owner(self, owner: str) -> None:

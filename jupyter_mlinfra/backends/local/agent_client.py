@@ -185,5 +185,18 @@ class AgentClient:
         allocations = [Allocation.from_json(a) for a in data["allocations"]]
         return allocations, dict(data["queued_by_owner"])
 
+    async def isolation(self, identity: Identity) -> dict[str, Any] | None:
+        """What ``identity``'s ranks run as (``whoami``), or None when the agent does not say."""
+        try:
+            response = await self.fetch(
+                "GET", "/mlinfra/agent/v1/isolation", identity=identity, timeout=5
+            )
+        except AgentUnavailable:
+            return None
+        if response.code != 200:
+            return None
+        isolation: dict[str, Any] = json.loads(response.body)
+        return isolation
+
     def close(self) -> None:
         self.http.close()

@@ -142,6 +142,14 @@ class StatusHandler(AgentHandler):
         )
 
 
+class IsolationHandler(AgentHandler):
+    """What the caller's ranks run as here, and whether other users' jobs can reach theirs
+    (``whoami``'s ``isolation``)."""
+
+    def get(self) -> None:
+        self.reply(self.agent.accounts.isolation(self.identity.user))
+
+
 class PolicyHandler(AgentHandler):
     """The owner's server sends its settings; the socket's permissions admit only the owner.
     A shared agent takes its settings from its own config: no user's server may change them."""
@@ -225,6 +233,7 @@ def make_app(agent: Agent, callers: Callers, prefix: str = "") -> web.Applicatio
         (rf"{API}/usage", UsageHandler),
         (rf"{CONTROL}/status", StatusHandler),
         (rf"{CONTROL}/policy", PolicyHandler),
+        (rf"{CONTROL}/isolation", IsolationHandler),
         (rf"{CONTROL}/allocations", AllocationsHandler),
         (rf"{CONTROL}/leases", LeasesHandler),
         (rf"{CONTROL}/leases/{KERNEL_ID}", LeaseHandler),

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...capacity import Allocation, Capacity, Machine
+from ...identity import Identity
 from ..base import Backend
 from .builtin import builtin_catalog
 from .machine import detect_frameworks, detect_machine
@@ -13,14 +14,24 @@ from .machine import detect_frameworks, detect_machine
 Usage = Callable[[], Awaitable[tuple[list[Allocation], dict[str, int]]]]
 
 
+Isolation = Callable[[Identity], Awaitable[dict[str, Any] | None]]
+
+
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, machine: Machine | None = None, usage: Usage | None = None) -> None:
-        """``usage`` reports what jobs and kernels hold now and queued jobs per owner (the
-        local agent knows); without it nothing is held."""
+    def __init__(
+        self,
+        machine: Machine | None = None,
+        usage: Usage | None = None,
+        isolation: Isolation | None = None,
+    ) -> None:
+        """``usage`` reports what jobs and kernels hold now and queued jobs per owner, and
+        ``isolation`` what a user's ranks run as (the local agent knows); without ``usage``
+        nothing is held, without ``isolation`` nothing is said."""
         self.machine = machine or detect_machine()
         self._usage = usage
+        self._isolation = isolation
 
     def builtin_catalog(self) -> dict[str, Any]:
         return builtin_catalog(self.machine, detect_frameworks())
@@ -32,3 +43,6 @@ class LocalBackend(Backend):
     async def queued_jobs(self, owner: str) -> int:
         _, queued = await self._usage() if self._usage else ([], {})
         return queued.get(owner, 0)
+
+    async def isolation(self, identity: Identity) -> dict[str, Any] | None:
+        return await self._isolation(identity) if self._isolation else None

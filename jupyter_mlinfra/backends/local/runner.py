@@ -60,16 +60,20 @@ def is_alive(pid: int, start_time: int) -> bool:
 
 
 def read_output(job_dir: Path, name: str) -> bytes | None:
-    """A file the ranks wrote into ``job_dir``, or None when there is no such regular file
-    owned by the job directory's owner: never through a link, never a FIFO that would block
-    the agent, never someone else's file linked in."""
+    """A file the ranks wrote into ``job_dir``, or None unless it is a regular file of the
+    job directory's owner with no other name: never through a link, never a FIFO that would
+    block the agent, never another account's file, nor a hard link to one kept elsewhere. Only
+    the agent (root) gives a job directory to an account, writable by it alone, so such a file
+    was written as the job's owner."""
     try:
         fd = os.open(job_dir / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.stat(job_dir).st_uid:
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            return None
+        if info.st_uid != os.stat(job_dir).st_uid:
             return None
         return handle.read()
 
@@ -184,7 +188,7 @@ class Runner:
             per_rank = max(1, len(node_cpus) // spec.procs_per_node) if node_cpus else 1
             devices = job.devices[slot.node_rank] if job.devices else ()
             env = {
-                **(base_env if account is None else _without_agent_secrets(base_env)),
+                **self.accounts.base_env(base_env, account),
                 **environment.env,
                 **spec.env,
                 **thread_env(per_rank),
@@ -331,16 +335,12 @@ def _closing(fd: int) -> Iterator[None]:
 
 def _hand_over(job_dir: Path, account: Account) -> None:
     """Give the job directory and what the agent wrote there to the account the ranks run
-    as, private to it: they write their results there, and read their pushed variables."""
+    as, private to it: they write their results there, and read their pushed variables. The
+    job's folder above it stays the agent's, passable but not listable (0711)."""
     for path in [job_dir, *job_dir.iterdir()]:
         os.chown(path, account.uid, account.gid, follow_symlinks=False)
     job_dir.chmod(0o700)
-
-
-def _without_agent_secrets(env: Mapping[str, str]) -> dict[str, str]:
-    """The agent's environment minus what belongs to its own account, for ranks that run as
-    another: its hub service token above all (JupyterHub also sets the old name JPY_API_TOKEN)."""
-    return {k: v for k, v in env.items() if not k.startswith(("JUPYTERHUB_", "JPY_"))}
+    job_dir.parent.chmod(0o711)
 
 
 def _signal_all(ranks: Sequence[RankRecord], signum: signal.Signals) -> None:

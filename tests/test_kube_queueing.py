@@ -1,0 +1,145 @@
+"""Who queues jobs on a cluster: Kueue in the newest API version the cluster serves, or
+nobody, which is never silent; and queue positions that degrade, never fail, when Kueue's
+visibility API is denied, overloaded or down.
+
+The cluster fixture serves Kueue as ``v1beta1`` only, so the server's fallback is exercised
+here; ``v1beta2`` (what Kueue v0.17 stores) is chosen by the same code when served, which
+``queueing`` and ``served_version`` are tested for without a cluster."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from jupyter_mlinfra.backends.kubernetes.client import KubernetesCluster
+from jupyter_mlinfra.backends.kubernetes.job_watches import KUEUE_VERSIONS, Queueing, queueing
+
+from .jobs_client import call
+from .test_kube_jobs import kueue_objects, server_config, stop_watches_first, wait_for
+from .waits import until
+
+__all__ = ["stop_watches_first"]  # the autouse fixture, for this module too
+
+V1BETA2 = "kueue.x-k8s.io/v1beta2"
+NO_KUEUE = "the cluster serves no Kueue Workload API (kueue.x-k8s.io v1beta2 or v1beta1)"
+
+
+def test_kueue_is_spoken_in_the_newest_version_served_and_its_absence_is_said() -> None:
+    assert KUEUE_VERSIONS == ("v1beta2", "v1beta1")
+    served = "visibility.kueue.x-k8s.io/v1beta2"
+    for mode in ("auto", "on", "required"):
+        assert queueing(mode, V1BETA2, served) == Queueing("kueue", "", V1BETA2, served)
+    assert queueing("auto", "", "") == Queueing(
+        "none",
+        f"Kueue is not installed ({NO_KUEUE}): jobs start at once, outside any ClusterQueue "
+        "quota; set c.KubernetesJobs.kueue = 'required' to refuse jobs instead",
+    )
+    assert queueing("required", "", "") == Queueing(
+        "none",
+        f"Kueue is required (c.KubernetesJobs.kueue = 'required') but {NO_KUEUE}: jobs are refused",
+        refused=True,
+    )
+    assert queueing("on", "", "") == Queueing(
+        "kueue",
+        f"c.KubernetesJobs.kueue is 'on' but {NO_KUEUE}: jobs wait suspended until Kueue is "
+        "installed",
+    )
+    off = queueing("off", V1BETA2, served)
+    assert (off.by, off.kueue_api, off.refused) == ("none", "", False)
+    assert off.to_json() == {
+        "by": "none",
+        "api": "",
+        "reason": "c.KubernetesJobs.kueue is 'off': jobs start at once and the cluster's "
+        "scheduler decides; no ClusterQueue quota applies",
+    }
+
+
+async def test_discovery_picks_the_first_served_version(kube_cluster: Any) -> None:
+    """The fixture serves Kueue as v1beta1 only: asked for v1beta2 then v1beta1, discovery
+    gives v1beta1; for a group or a kind the cluster does not serve, nothing."""
+    cluster = KubernetesCluster(kubeconfig=str(kube_cluster.kubeconfig))
+    try:
+        assert await cluster.served_version("kueue.x-k8s.io", KUEUE_VERSIONS, "Workload") == ""
+        kube_cluster.install("kueue")
+        cluster.forget_apis()
+        group = "kueue.x-k8s.io"
+        assert await cluster.served_version(group, KUEUE_VERSIONS, "Workload") == (
+            "kueue.x-k8s.io/v1beta1"
+        )
+        assert await cluster.served_version(group, ("v1beta2",), "Workload") == ""
+        assert await cluster.served_version(group, KUEUE_VERSIONS, "NoSuchKind") == ""
+        assert await cluster.group_version("visibility.kueue.x-k8s.io", KUEUE_VERSIONS) == (
+            "visibility.kueue.x-k8s.io/v1beta1"
+        )
+        assert await cluster.group_version("example.com", KUEUE_VERSIONS) == ""
+    finally:
+        await cluster.close()
+
+
+@pytest.fixture
+def jp_server_config(kube_cluster: Any) -> dict[str, Any]:
+    config = server_config(kube_cluster)
+    config["KubernetesJobs"]["kueue"] = "required"
+    return config
+
+
+async def test_when_kueue_is_required_but_absent_jobs_are_refused(
+    jp_fetch: Any, kube_cluster: Any
+) -> None:
+    """``kueue = "required"`` on a cluster without Kueue: a job is refused (503, naming
+    why) rather than started outside any quota, and nothing is created for it."""
+    with pytest.raises(HTTPClientError) as refused:
+        await call(jp_fetch, "jobs", "POST", {"code": "pass"})
+    assert refused.value.code == 503 and refused.value.response is not None
+    assert json.loads(refused.value.response.body) == {
+        "message": f"Kueue is required (c.KubernetesJobs.kueue = 'required') but {NO_KUEUE}: "
+        "jobs are refused",
+        "field": "kueue",
+    }
+    assert kube_cluster.list("v1", "ConfigMap", kube_cluster.namespace) == []
+    assert (await call(jp_fetch, "whoami"))["queueing"]["by"] == "none"
+
+
+async def test_positions_are_unknown_while_the_visibility_api_is_down(
+    jp_fetch: Any, kube_cluster: Any, tmp_path: Any
+) -> None:
+    """Kueue's visibility API answering 503 (its server down; 429 alike) degrades as a 403
+    does: a waiting job shows Kueue's reason with no position, and no error; positions are
+    not asked for again at once."""
+    kube_cluster.install("kueue")
+    for obj in kueue_objects(kube_cluster.namespace, cpus="1"):
+        kube_cluster.create(obj)
+    kube_cluster.make_unavailable("visibility.kueue.x-k8s.io", "localqueues")
+    release = tmp_path / "release"
+    hold = f"import pathlib, time\nwhile not pathlib.Path({str(release)!r}).exists():\n"
+    hold += "    time.sleep(0.05)\n"
+    first = await call(jp_fetch, "jobs", "POST", {"code": hold})
+    second = await call(jp_fetch, "jobs", "POST", {"code": "print('second ran')\n"})
+    await wait_for(jp_fetch, first["id"], {"running"})
+
+    async def waiting_for_quota() -> Any:
+        seen = await call(jp_fetch, f"jobs/{second['id']}")
+        return seen if "quota" in seen["reason"] else None
+
+    waiting = await until(waiting_for_quota)
+    assert waiting["state"] == "queued" and waiting["position"] is None
+
+    def asked() -> list[str]:
+        return [p for _, p in kube_cluster.requests if p.endswith("/pendingworkloads")]
+
+    path = (
+        f"/apis/visibility.kueue.x-k8s.io/v1beta1/namespaces/{kube_cluster.namespace}"
+        "/localqueues/default/pendingworkloads"
+    )
+    assert set(asked()) == {path}
+    before = len(asked())
+    assert (await call(jp_fetch, "queue"))["jobs"][0]["position"] is None
+    assert (await call(jp_fetch, f"jobs/{second['id']}"))["position"] is None
+    assert len(asked()) == before  # paused after the 503
+    release.touch()
+    assert (await wait_for(jp_fetch, second["id"], {"succeeded", "failed"}))["state"] == (
+        "succeeded"
+    )
