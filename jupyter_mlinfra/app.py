@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Set, Unicod
 
 from . import __version__
 from .backends.base import Backend
-from .catalog import Catalog, build_catalog, read_catalog_document
+from .catalog import Catalog, Environment, build_catalog, read_catalog_document
 from .client import ENV_TOKEN, ENV_URL
 from .errors import CatalogError, InvalidInput, MLInfraError
 from .hub import HubUser, fetch_user, hub_api_url
@@ -23,6 +24,14 @@ from .inventory import Inventory
 from .jobs.handlers import AgentLink
 from .kernels import registry
 from .kernels.culler import IdleCuller
+from .kernels.interpreters import (
+    POD_LAUNCHER,
+    POLICIES,
+    Interpreters,
+    KernelSupport,
+    KernelTransport,
+    transport_of,
+)
 from .kernels.service import KernelService
 from .kernels.specs import MLInfraKernelSpecManager
 from .priorities import Priorities
@@ -324,6 +333,43 @@ class MLInfraApp(ExtensionApp):
         if "kernel_spec_manager_class" not in serverapp.config.get("ServerApp", {}):
             serverapp.kernel_spec_manager_class = MLInfraKernelSpecManager
 
+    _interpreters: Interpreters | None = None
+
+    @property
+    def interpreters(self) -> Interpreters:
+        """What each environment's interpreter supports as a kernel, asked once per app."""
+        if self._interpreters is None:
+            self._interpreters = Interpreters()
+        return self._interpreters
+
+    def transport_policy(self) -> str:
+        """``MappingKernelManager.transport_encryption`` of this server: its kernel manager's,
+        or (the CLI's --local mode, a gateway's manager) the configured one."""
+        manager = getattr(self.serverapp, "kernel_manager", None)
+        value = getattr(manager, "transport_encryption", None)
+        if value is None:
+            value = self.config.get("MappingKernelManager", {}).get("transport_encryption")
+        policy = str(value or "disabled").lower()
+        return policy if policy in POLICIES else "disabled"
+
+    def _interpreter(self, environment: Environment) -> tuple[str, dict[str, str]]:
+        """The interpreter that runs ``environment``'s local kernels, and their variables."""
+        return environment.python or sys.executable, dict(environment.env)
+
+    def kernel_support(self, environment: Environment) -> KernelSupport:
+        """What ``environment``'s kernels support (the generated kernelspecs declare it)."""
+        if self.backend == "kubernetes":
+            return POD_LAUNCHER
+        return self.interpreters.support(*self._interpreter(environment))
+
+    async def kernel_transport(self, environment: Environment) -> KernelTransport:
+        """How ``environment``'s kernels talk to this server under its policy."""
+        if self.backend == "kubernetes":
+            support = POD_LAUNCHER
+        else:
+            support = await self.interpreters.asupport(*self._interpreter(environment))
+        return transport_of(self.transport_policy(), support)
+
     def initialize_settings(self) -> None:
         self.agent = AgentLink(self)
         try:
@@ -367,6 +413,9 @@ class MLInfraApp(ExtensionApp):
         if token:
             os.environ[ENV_TOKEN] = token
         await self._ask_hub_about_owner()
+        if self.backend == "local":  # ahead of the first kernelspec listing
+            environments = self.inventory.catalog.environments
+            await self.interpreters.probe_all(self._interpreter(e) for e in environments)
         local = self.jobs is None
         if local and (self.agent_url or Path(self.agent_socket).exists()):
             try:
@@ -491,4 +540,5 @@ class MLInfraApp(ExtensionApp):
             backend=backend,
             quotas=self.make_quotas(),
             priorities=self.make_priorities(),
+            kernel_transport=self.kernel_transport,
         )

@@ -73,7 +73,7 @@ class EnvironmentsHandler(MLInfraHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.reply(self.inventory.environments(self.identity))
+        self.reply(await self.inventory.environments(self.identity))
 
 
 class CapacityHandler(MLInfraHandler):

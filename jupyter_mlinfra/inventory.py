@@ -6,12 +6,14 @@ and the CLI's ``--local`` mode, so both answer the same thing the same way.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .backends.base import Backend
-from .catalog import Catalog
+from .catalog import Catalog, Environment
 from .identity import Identity
+from .kernels.interpreters import KernelTransport
 from .priorities import Priorities
 from .quotas import QuotaPolicy, usage_of
 
@@ -22,6 +24,8 @@ class Inventory:
     backend: Backend
     quotas: QuotaPolicy
     priorities: Priorities
+    kernel_transport: Callable[[Environment], Awaitable[KernelTransport]]
+    """How an environment's kernels talk to the server (whether they can start, encrypted)."""
 
     async def flavors(self, identity: Identity, *, include_all: bool = False) -> dict[str, Any]:
         """Entitled flavors with availability now; ``include_all`` adds the others, disabled."""
@@ -44,12 +48,13 @@ class Inventory:
             flavors.append(entry)
         return {"default_flavor": mine.default_flavor, "flavors": flavors}
 
-    def environments(self, identity: Identity) -> dict[str, Any]:
+    async def environments(self, identity: Identity) -> dict[str, Any]:
         mine = self.catalog.for_identity(identity)
-        return {
-            "default_environment": mine.default_environment,
-            "environments": [e.to_json() for e in mine.environments],
-        }
+        environments = []
+        for environment in mine.environments:
+            transport = await self.kernel_transport(environment)
+            environments.append({**environment.to_json(), "kernels": transport.to_json()})
+        return {"default_environment": mine.default_environment, "environments": environments}
 
     async def capacity(self) -> dict[str, Any]:
         capacity = await self.backend.capacity()

@@ -66,11 +66,20 @@ def _available_now(availability: dict[str, Any]) -> str:
 
 
 def environment_rows(body: dict[str, Any]) -> Table:
-    rows: Table = [("NAME", "FRAMEWORK", "LAUNCHER", "RUNS ON", "DESCRIPTION")]
+    """KERNELS: how its kernels talk to the server; one that cannot start says why."""
+    rows: Table = [("NAME", "FRAMEWORK", "LAUNCHER", "RUNS ON", "KERNELS", "DESCRIPTION")]
     for e in body["environments"]:
         default = " *" if e["name"] == body["default_environment"] else ""
         runs_on = e["image"] or e["python"] or "this server's Python"
-        rows.append((e["name"] + default, e["framework"], e["launcher"], runs_on, e["description"]))
+        kernels = e["kernels"]
+        if not kernels["available"]:
+            transport, description = "cannot start", kernels["summary"]
+        else:
+            transport = "encrypted" if kernels["encrypted"] else "unencrypted"
+            description = e["description"]
+        rows.append(
+            (e["name"] + default, e["framework"], e["launcher"], runs_on, transport, description)
+        )
     return rows
 
 

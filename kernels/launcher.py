@@ -20,13 +20,20 @@ ipykernel process running on the pod IP:
   pod's expiry annotation, renewed by the server while it uses the kernel), so a kernel pod
   dies even when no server is left to delete it;
 * a failure is written to the termination log (``terminationMessagePath``), where the server
-  reads the reason.
+  reads the reason;
+* with ``MLINFRA_KERNEL_ENCRYPTION`` ("auto" or "required": the server's transport encryption),
+  the kernel's CurveZMQ keys are read from ``curve_publickey`` and ``curve_secretkey`` next to
+  the key file (the same Secret) and written into the connection file, so ipykernel serves
+  encrypted, once the kernel's ipykernel (the image's, or the site directory's) is checked to
+  take them; if it does not, "required" fails the pod with the reason and "auto" runs the
+  kernel unencrypted. ``status`` answers which (``encryption``: "curve" or "none", and
+  ``unencrypted``: why not), and the server connects accordingly.
 
 Settings (environment): ``MLINFRA_KERNEL_IP`` (default 0.0.0.0), ``MLINFRA_KERNEL_PORT``
 (default 50000), ``MLINFRA_KERNEL_KEY_FILE`` (the key, from the pod's Secret),
-``MLINFRA_RUNTIME_DIR`` (where the connection file goes), ``MLINFRA_SITE`` (site directories
-``py3.X`` used when the image lacks ipykernel), ``MLINFRA_TERMINATION_LOG`` (default
-/dev/termination-log), ``MLINFRA_EXPIRES_FILE``.
+``MLINFRA_KERNEL_ENCRYPTION``, ``MLINFRA_RUNTIME_DIR`` (where the connection file goes),
+``MLINFRA_SITE`` (site directories ``py3.X`` used when the image lacks ipykernel),
+``MLINFRA_TERMINATION_LOG`` (default /dev/termination-log), ``MLINFRA_EXPIRES_FILE``.
 """
 
 from __future__ import annotations
@@ -58,6 +65,19 @@ EXIT_GRACE = 5.0
 """Seconds a kernel gets to exit by itself (after a shutdown request) before it is killed."""
 EXPIRY_CHECK = 15.0
 FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "numpy", "ipykernel")
+CURVE_FILES = ("curve_publickey", "curve_secretkey")
+CURVE_CHECK = """
+import ipykernel, zmq
+from ipykernel.kernelspec import get_kernel_dict
+schemes = get_kernel_dict().get("metadata", {}).get("supported_encryption") or []
+if "curve" not in ([schemes] if isinstance(schemes, str) else schemes):
+    print(f"ipykernel {ipykernel.__version__} here does not support CurveZMQ transport"
+          " encryption (ipykernel 7.3 and later do)")
+elif not zmq.has("curve"):
+    print("pyzmq here has no CURVE support (libzmq built without libsodium)")
+"""
+"""Run with the kernel's Python and PYTHONPATH: prints why its ipykernel cannot take CurveZMQ
+keys (an old one would ignore them and serve unencrypted), nothing when it can."""
 
 
 class LaunchError(Exception):
@@ -124,6 +144,44 @@ def connection(key: bytes) -> dict[str, object]:
     return info
 
 
+def curve_refusal(env: dict[str, str]) -> str:
+    """Why the kernel's ipykernel cannot serve with CurveZMQ keys; empty when it can."""
+    try:
+        checked = subprocess.run(
+            [sys.executable, "-c", CURVE_CHECK],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"its ipykernel could not be checked: {error}"
+    if checked.returncode != 0:
+        last = (checked.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"its ipykernel could not be checked: {last}"
+    return checked.stdout.strip()
+
+
+Transport = dict[str, object]
+
+
+def encryption(
+    policy: str, key_file: Path, env: dict[str, str]
+) -> tuple[dict[str, str], Transport]:
+    """The connection file's CurveZMQ keys under ``policy`` ("", "auto", "required"), and what
+    ``status`` says of the kernel's transport."""
+    if not policy:
+        return {}, {"encryption": "none", "unencrypted": "transport encryption is off"}
+    try:
+        keys = {name: (key_file.parent / name).read_text().strip() for name in CURVE_FILES}
+    except OSError as error:
+        raise LaunchError(f"cannot read the kernel's CurveZMQ keys: {error}") from None
+    refusal = curve_refusal(env)
+    if not refusal:
+        return keys, {"encryption": "curve"}
+    if policy == "required":
+        raise LaunchError(f"transport encryption is required but {refusal}")
+    print(f"mlinfra: the kernel runs without transport encryption: {refusal}", flush=True)
+    return {}, {"encryption": "none", "unencrypted": refusal}
+
+
 def write_private(path: Path, text: str) -> None:
     """Write ``path`` readable by this user only, whole or not at all (a reader never sees it
     half written: ipykernel reads the connection file as soon as it exists)."""
@@ -148,9 +206,11 @@ def expiry() -> float | None:
 class Kernel:
     """One ipykernel process at a time, on the same connection file."""
 
-    def __init__(self, connection_file: Path, env: dict[str, str]) -> None:
+    def __init__(self, connection_file: Path, env: dict[str, str], transport: Transport) -> None:
         self.connection_file = connection_file
         self.env = env
+        self.transport = transport
+        """``encryption`` ("curve" or "none") and, when none, ``unencrypted``: why."""
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr_tail: deque[str] = deque(maxlen=20)
 
@@ -171,11 +231,11 @@ class Kernel:
 
     def status(self) -> dict[str, object]:
         if self.process is None:
-            return {"kernel": "none"}
+            return {"kernel": "none", **self.transport}
         code = self.process.poll()
         if code is None:
-            return {"kernel": "running", "pid": self.process.pid}
-        return {"kernel": "exited", "code": code}
+            return {"kernel": "running", "pid": self.process.pid, **self.transport}
+        return {"kernel": "exited", "code": code, **self.transport}
 
     def stop(self, grace: float) -> None:
         """Let the kernel exit within ``grace`` seconds (it may be shutting down), else kill."""
@@ -257,9 +317,10 @@ def run() -> int:
         env["HOME"] = str(runtime / "home")
         Path(env["HOME"]).mkdir(parents=True, exist_ok=True)
     info = connection(key)
+    keys, transport = encryption(setting("KERNEL_ENCRYPTION"), Path(key_file), env)
     connection_file = runtime / "kernel.json"
-    write_private(connection_file, json.dumps(info))
-    kernel = Kernel(connection_file, env)
+    write_private(connection_file, json.dumps({**info, **keys}))
+    kernel = Kernel(connection_file, env, transport)
     try:
         control = Control(key, str(info["ip"]), int(str(info["shell_port"])) + CONTROL_OFFSET,
                           kernel)  # fmt: skip

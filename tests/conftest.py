@@ -1,5 +1,6 @@
 """Shared fixtures: a real jupyter server with the extension (pytest-jupyter), a fake
-``nvidia-smi`` so GPU detection runs for real on machines without GPUs, and a test catalog."""
+``nvidia-smi`` so GPU detection runs for real on machines without GPUs, a test catalog, and an
+ipykernel without CurveZMQ support."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import getpass
 import json
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import pytest
 
 from .agents import AgentHome, private_agent
 from .lab_server import LabServer, running_lab
+from .optional import need
 
 pytest_plugins = ["pytest_jupyter.jupyter_server", "tests.kube.plugin"]
 
@@ -134,3 +138,21 @@ def jp_server_config(mlinfra_config: dict[str, Any], fake_gpus: list[str]) -> di
         "ServerApp": {"jpserver_extensions": {"jupyter_mlinfra": True}},
         "MLInfraApp": mlinfra_config,
     }
+
+
+OLD_IPYKERNEL = "ipykernel==7.2.0"
+"""The last ipykernel without CurveZMQ transport encryption."""
+
+
+@pytest.fixture(scope="session")
+def old_ipykernel(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A folder holding ipykernel 7.2 alone, from PyPI: on an environment's PYTHONPATH, this
+    interpreter (its other packages unchanged) stands for one whose ipykernel cannot encrypt."""
+    folder = tmp_path_factory.mktemp("ipykernel-7.2")
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(folder),
+         OLD_IPYKERNEL],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    need(installed.returncode == 0, f"cannot install {OLD_IPYKERNEL}: {installed.stderr[-300:]}")
+    return str(folder)

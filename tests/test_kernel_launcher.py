@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 from jupyter_client.asynchronous import AsyncKernelClient
 
 from jupyter_mlinfra.backends.kubernetes.kernel_pod import pod_ports
@@ -62,9 +63,21 @@ class Pod:
 
 
 @pytest.fixture
-def pod(tmp_path: Path) -> Iterator[Pod]:
+def pod_env() -> dict[str, str]:
+    """Variables of the pod beyond the usual ones; tests parametrize it."""
+    return {}
+
+
+@pytest.fixture
+def pod(tmp_path: Path, pod_env: dict[str, str]) -> Iterator[Pod]:
+    """A launcher as a pod runs it; its Secret's files (the key, and CurveZMQ keys when the pod
+    is told to encrypt) in ``tmp_path``."""
     key = secrets.token_hex(32).encode()
     (tmp_path / "key").write_bytes(key)
+    if "MLINFRA_KERNEL_ENCRYPTION" in pod_env:
+        public, secret = zmq.curve_keypair()
+        (tmp_path / "curve_publickey").write_bytes(public)
+        (tmp_path / "curve_secretkey").write_bytes(secret)
     port = free_port_block()
     env = {
         **os.environ,
@@ -74,6 +87,7 @@ def pod(tmp_path: Path) -> Iterator[Pod]:
         "MLINFRA_RUNTIME_DIR": str(tmp_path / "run"),
         "MLINFRA_TERMINATION_LOG": str(tmp_path / "termination-log"),
         "MLINFRA_FLAVOR": "a100x1",
+        **pod_env,
     }
     process = subprocess.Popen(
         [sys.executable, str(LAUNCHER)], env=env, stdout=subprocess.PIPE, text=True
@@ -129,7 +143,8 @@ async def test_kernel_runs_restarts_in_place_and_stops(pod: Pod) -> None:
         flavor, first_pid = printed.split()
         assert flavor == "a100x1"
         status = await pod.control("status")
-        assert status == {"kernel": "running", "pid": int(first_pid)}
+        unencrypted = {"encryption": "none", "unencrypted": "transport encryption is off"}
+        assert status == {"kernel": "running", "pid": int(first_pid), **unencrypted}
 
         # a restart: the kernel is asked to shut down, then the launcher starts a new one
         client.shutdown(restart=True)
@@ -152,6 +167,77 @@ async def test_unsigned_or_wrong_key_commands_are_refused(pod: Pod) -> None:
     with pytest.raises(LauncherUnreachable, match="bad signature"):
         await command("127.0.0.1", pod_ports(pod.port)[-1], b"not-the-key", "restart", 30)
     assert (await pod.control("status"))["kernel"] == "running"
+
+
+@pytest.mark.parametrize("pod_env", [{"MLINFRA_KERNEL_ENCRYPTION": "required"}])
+async def test_kernel_serves_encrypted_with_the_secrets_curve_keys(pod: Pod) -> None:
+    client = await ready(pod)
+    try:
+        info = json.loads((pod.tmp / "run" / "kernel.json").read_text())
+        assert info["curve_secretkey"] == (pod.tmp / "curve_secretkey").read_text()
+        assert info["curve_publickey"] == (pod.tmp / "curve_publickey").read_text()
+        assert await run(client, "print(6 * 7)") == "42\n"
+        assert (await pod.control("status"))["encryption"] == "curve"
+    finally:
+        client.stop_channels()
+
+
+@pytest.mark.parametrize("policy", ["auto", "required"])
+def test_an_ipykernel_without_curve_runs_unencrypted_only_under_auto(
+    tmp_path: Path, old_ipykernel: str, policy: str
+) -> None:
+    """ipykernel 7.2 on the PYTHONPATH stands for an image whose ipykernel cannot encrypt: it
+    would ignore the keys and serve in clear text, so the launcher never gives them to it."""
+    (tmp_path / "key").write_text("k")
+    public, secret = zmq.curve_keypair()
+    (tmp_path / "curve_publickey").write_bytes(public)
+    (tmp_path / "curve_secretkey").write_bytes(secret)
+    port = free_port_block()
+    env = {
+        **os.environ,
+        "PYTHONPATH": old_ipykernel,
+        "MLINFRA_KERNEL_IP": "127.0.0.1",
+        "MLINFRA_KERNEL_PORT": str(port),
+        "MLINFRA_KERNEL_KEY_FILE": str(tmp_path / "key"),
+        "MLINFRA_KERNEL_ENCRYPTION": policy,
+        "MLINFRA_RUNTIME_DIR": str(tmp_path / "run"),
+        "MLINFRA_TERMINATION_LOG": str(tmp_path / "termination-log"),
+    }
+    process = subprocess.Popen([sys.executable, str(LAUNCHER)], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        if policy == "required":
+            assert process.wait(120) == 1
+            message = (tmp_path / "termination-log").read_text()
+            assert message == (
+                "transport encryption is required but ipykernel 7.2.0 here does not support"
+                " CurveZMQ transport encryption (ipykernel 7.3 and later do)"
+            )
+            return
+        status = asyncio.run(
+            until_answered(lambda: command("127.0.0.1", pod_ports(port)[-1], b"k", "status", 5))
+        )
+        assert status["encryption"] == "none" and "ipykernel 7.2.0" in status["unencrypted"]
+        info = json.loads((tmp_path / "run" / "kernel.json").read_text())
+        assert "curve_secretkey" not in info and "curve_publickey" not in info
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(30)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+async def until_answered(ask: Any) -> dict[str, Any]:
+    """The launcher's first answer (it listens once the kernel's transport is decided)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            answer: dict[str, Any] = await ask()
+            return answer
+        except LauncherUnreachable:
+            assert time.monotonic() < deadline, "the launcher never answered"
+            await asyncio.sleep(0.1)
 
 
 def test_missing_key_is_the_termination_message(tmp_path: Path) -> None:
@@ -193,6 +279,7 @@ def test_static_kernelspec_names_the_kubernetes_provisioner() -> None:
     provisioner = spec.metadata["kernel_provisioner"]["provisioner_name"]
     registered = {e.name for e in entry_points(group="jupyter_client.kernel_provisioners")}
     assert provisioner in registered and spec.interrupt_mode == "message"
+    assert spec.metadata["supported_encryption"] == ["curve"]  # the launcher takes the keys
 
 
 def test_expired_pod_ends_its_kernel(tmp_path: Path) -> None:

@@ -81,16 +81,14 @@ def cluster(kube_cluster: ClusterFixture) -> ClusterFixture:
     return kube_cluster
 
 
-@pytest.fixture
-def jp_server_config(cluster: ClusterFixture, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setenv("MLINFRA_TEST_ALLOWED", "passed")
-    monkeypatch.setenv("MLINFRA_TEST_SECRET", "never")
+def kube_server_config(cluster: ClusterFixture, catalog: dict[str, Any]) -> dict[str, Any]:
+    """A server whose kernels are pods of ``cluster``, with ``catalog``."""
     return {
         "ServerApp": {
             "jpserver_extensions": {"jupyter_mlinfra": True},
             "kernel_spec_manager_class": SPEC_MANAGER,
         },
-        "MLInfraApp": {**CATALOG, "backend": "kubernetes", "default_quota": {"max_gpus": 8}},
+        "MLInfraApp": {**catalog, "backend": "kubernetes", "default_quota": {"max_gpus": 8}},
         "KubernetesCluster": {"kubeconfig": str(cluster.kubeconfig)},
         "KubernetesKernels": {
             "init_source": str(REPO / "kernels"),
@@ -100,6 +98,13 @@ def jp_server_config(cluster: ClusterFixture, monkeypatch: pytest.MonkeyPatch) -
             "start_timeout": 60.0,
         },
     }
+
+
+@pytest.fixture
+def jp_server_config(cluster: ClusterFixture, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("MLINFRA_TEST_ALLOWED", "passed")
+    monkeypatch.setenv("MLINFRA_TEST_SECRET", "never")
+    return kube_server_config(cluster, CATALOG)
 
 
 @pytest.fixture(autouse=True)
@@ -190,9 +195,12 @@ async def test_unschedulable_kernel_fails_with_the_schedulers_message(
     code, message = await refused_start(jp_fetch, "a100x8", "pytorch")
     assert code == 409
     assert "Insufficient nvidia.com/gpu" in message, message
-    assert cluster.list("v1", "Pod") == [] or all(
-        p["metadata"].get("deletionTimestamp") for p in cluster.list("v1", "Pod")
-    )
+    await nothing_left(jp_fetch, cluster)
+
+
+async def nothing_left(jp_fetch: Any, cluster: ClusterFixture) -> None:
+    """After a refused start: no kernel listed, and no pod but one being deleted."""
+    assert all(p["metadata"].get("deletionTimestamp") for p in cluster.list("v1", "Pod"))
     _, listing = await kernels_api(jp_fetch)
     assert listing["kernels"] == []
 
@@ -226,6 +234,37 @@ async def test_restart_keeps_the_pod_and_shutdown_deletes_it(
     await gone(cluster, "Secret", pods.secret_name(kernel["id"]))
 
 
+async def printed_by(connection_file: Path, code: str) -> str:
+    """What ``code`` prints in the kernel of ``connection_file``, run by a client of ours."""
+    client = AsyncKernelClient(connection_file=str(connection_file))
+    client.load_connection_file()
+    client.start_channels()
+    printed: list[str] = []
+    try:
+        await client.execute_interactive(
+            code, timeout=60, output_hook=lambda m: printed.append(m["content"].get("text", ""))
+        )
+    finally:
+        client.stop_channels()
+    return "".join(printed)
+
+
+def adopted(server: LabServer, kernel_id: str, timeout: float = 60) -> dict[str, Any]:
+    """``server``'s kernels once it has adopted ``kernel_id`` (it does so once up), or after
+    ``timeout`` seconds."""
+    request = urllib.request.Request(
+        server.url("mlinfra/api/v1/kernels"), headers=server.auth_header
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            listing: dict[str, Any] = json.loads(response.read())
+        phases = [k["phase"] for k in listing["kernels"] if k["id"] == kernel_id]
+        if phases == ["ready"] or time.monotonic() > deadline:
+            return listing
+        time.sleep(0.2)
+
+
 async def test_a_second_server_adopts_a_detached_kernel(
     jp_fetch: Any,
     jp_serverapp: Any,
@@ -247,42 +286,20 @@ async def test_a_second_server_adopts_a_detached_kernel(
     config = {k: v for k, v in jp_server_config.items() if k != "ServerApp"}
     (second / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
 
-    def adopted(server: LabServer) -> dict[str, Any]:
-        """The second server's kernels, once it has adopted ours (it does so once up)."""
-        request = urllib.request.Request(
-            server.url("mlinfra/api/v1/kernels"), headers=server.auth_header
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                listing: dict[str, Any] = json.loads(response.read())
-            phases = [k["phase"] for k in listing["kernels"] if k["id"] == kernel["id"]]
-            if phases == ["ready"] or time.monotonic() > deadline:
-                return listing
-            time.sleep(0.2)
-
     with contextlib.ExitStack() as stack:
         server = await asyncio.to_thread(stack.enter_context, running_lab(second))
-        listing = await asyncio.to_thread(adopted, server)
-        client = AsyncKernelClient(
-            connection_file=str(second / "runtime" / f"kernel-{kernel['id']}.json")
-        )
-        client.load_connection_file()  # written by the second server from the adopted pod
-        client.start_channels()
-        printed: list[str] = []
         try:
-            await client.execute_interactive(
-                "print(x)",
-                timeout=60,
-                output_hook=lambda m: printed.append(m["content"].get("text", "")),
+            listing = await asyncio.to_thread(adopted, server, kernel["id"])
+            # the connection file the second server wrote from the adopted pod
+            printed = await printed_by(
+                second / "runtime" / f"kernel-{kernel['id']}.json", "print(x)"
             )
         finally:
-            client.stop_channels()
             await asyncio.to_thread(stack.pop_all().close)
     listed = {k["id"]: k for k in listing["kernels"]}
     assert listed[kernel["id"]]["phase"] == "ready"
     assert listed[kernel["id"]]["flavor"] == "a100x1"
-    assert "".join(printed) == "42\n"  # the same kernel process: its state survived the server
+    assert printed == "42\n"  # the same kernel process: its state survived the server
     _, after = pod_of(cluster, kernel)
     assert after["metadata"]["uid"] == pod["metadata"]["uid"]
 

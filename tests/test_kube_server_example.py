@@ -46,3 +46,4 @@ def test_server_example_loads_with_the_rbac_namespace() -> None:
     cluster = KubernetesCluster(config=config)
     assert cluster.namespace_for("anybody") == "jupyter-mlinfra"  # rbac.yaml's namespace
     assert set(cluster.capacity_placement) == {"spot", "reserved"}
+    assert config.MappingKernelManager.transport_encryption == "required"

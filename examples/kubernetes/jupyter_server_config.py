@@ -20,6 +20,10 @@ c.KubernetesKernels.pull_timeout = 1200.0  # Deep Learning images are large
 c.KubernetesKernels.on_server_stop = "detach"  # kernels survive server restarts
 c.KubernetesKernels.expiry = 8 * 3600.0
 
+# Kernel messages cross the pod network: encrypt them (CurveZMQ), and start no kernel that
+# cannot be (an image whose own ipykernel is older than 7.3 fails its start, saying so).
+c.MappingKernelManager.transport_encryption = "required"
+
 # Spot and reserved capacity: how those nodes are labelled and tainted on this cluster.
 c.KubernetesCluster.capacity_placement = {
     "spot": {

@@ -76,7 +76,7 @@ def _from_local_config(args: argparse.Namespace) -> dict[str, Any]:
     inventory = app.make_inventory()
     identity = local_identity(app)
     if args.command == "environments":
-        return inventory.environments(identity)
+        return asyncio.run(inventory.environments(identity))
     if args.command == "flavors":
         return asyncio.run(inventory.flavors(identity, include_all=args.all))
     if args.command == "capacity":

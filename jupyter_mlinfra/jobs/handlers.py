@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import weakref
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -38,7 +39,11 @@ class AgentLink:
         token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
         self.client = AgentClient(app.agent_socket, app.agent_url, token)
         self._configured_pid: int | None = None
-        self._lock = asyncio.Lock()
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        """One per event loop: kernel provisioners may call from jupyter_client's threads,
+        and an asyncio lock waits on one loop only (agents are started under a file lock)."""
 
     @property
     def ready(self) -> bool:
@@ -57,7 +62,8 @@ class AgentLink:
                 )
             self._configured_pid = json.loads(response.body)["pid"]
             return
-        async with self._lock:
+        lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
             status = await asyncio.get_running_loop().run_in_executor(
                 None,
                 ensure_agent,

@@ -11,7 +11,12 @@ and connects to the pod IP; nothing dials back.
   a restart on another flavor, or of a pod that is gone, replaces the pod (hard restart);
 * shutdown: the pod is deleted, its Secret with it (owner reference);
 * server stop: kernels are detached (``KubernetesKernels.on_server_stop``) and the next server
-  adopts them by kernel id: a start whose kernel id has a live pod connects to that pod.
+  adopts them by kernel id: a start whose kernel id has a live pod connects to that pod;
+* transport encryption (``MappingKernelManager.transport_encryption``): the kernel's CurveZMQ
+  keys go into its Secret with the key; the pod's launcher, which alone can see the image's
+  ipykernel, says whether the kernel runs encrypted, and the server connects the same way. A
+  kernel that cannot be encrypted (the image's ipykernel, an older launcher, an adopted pod
+  started without keys) fails its start under "required", saying why.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import secrets
 import time
 from typing import Any, cast
 
+import zmq
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
@@ -79,6 +85,11 @@ class KubernetesProvisioner(KernelProvisionerBase):
     record: KernelRecord | None = None
     forward: PortForward | None = None
     key: str = ""
+    curve: pods.CurveKeys | None = None
+    encryption = "disabled"
+    """The server's policy for this kernel: "disabled", "auto" or "required"."""
+    encrypted = False
+    """Whether the kernel runs with ``curve`` (its launcher says)."""
     ip: str = ""
     port: int = 0
     detached = False
@@ -108,6 +119,13 @@ class KubernetesProvisioner(KernelProvisionerBase):
         except CLUSTER_ERRORS as error:
             raise _refused(error) from None
         self._flavor, self._environment = flavor, environment
+        policy = kwargs.pop("transport_encryption", None) or getattr(
+            self.parent, "transport_encryption", "disabled"
+        )
+        self.encryption = str(policy).lower()
+        if self.encryption != "disabled" and self.curve is None:  # kept across restarts
+            public, secret = zmq.curve_keypair()
+            self.curve = pods.CurveKeys(public.decode(), secret.decode())
         if self.record is not None and self.record.flavor != flavor.name:
             self._hard = True  # another flavor: another pod
             self.record.flavor = flavor.name
@@ -174,7 +192,11 @@ class KubernetesProvisioner(KernelProvisionerBase):
         self.key = secrets.token_hex(32)
         self.port = kernel_pods.settings.kernel_port
         self.ip = ""
-        await kernel_pods.create(record, self._flavor, self._environment, self.key)
+        if self.encryption == "disabled":  # an adopted pod's keys go with it
+            self.curve = None
+        await kernel_pods.create(
+            record, self._flavor, self._environment, self.key, self.curve, self.encryption
+        )
 
         def progress(startup: Startup) -> None:
             self.log.info(
@@ -184,6 +206,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
         pod = await kernel_pods.wait_started(record, progress)
         self.ip = pod["status"]["podIP"]
         await self._reach(kernel_pods)
+        await self._transport(kernel_pods)
 
     async def _adopt(self, kernel_pods: KernelPods, pod: dict[str, Any]) -> None:
         """Connect to a pod a previous server started for this kernel id."""
@@ -191,13 +214,14 @@ class KubernetesProvisioner(KernelProvisionerBase):
         assert record is not None
         annotations = pod["metadata"].get("annotations", {})
         record.pod_uid = pod["metadata"].get("uid", "")
-        self.key = await kernel_pods.read_key(record.kernel_id, record.namespace)
+        self.key, self.curve = await kernel_pods.read_keys(record.kernel_id, record.namespace)
         self.port = int(annotations.get(pods.ANNOTATION_PORT) or kernel_pods.settings.kernel_port)
         self.ip = pod.get("status", {}).get("podIP", "")
         if not self.ip:
             pod = await kernel_pods.wait_started(record, lambda _: None)
             self.ip = pod["status"]["podIP"]
         await self._reach(kernel_pods)
+        await self._transport(kernel_pods)
         record.flavor = annotations.get(pods.ANNOTATION_FLAVOR, record.flavor)
         self.log.info(
             "mlinfra kernel %s: adopted pod %s", record.kernel_id, pod["metadata"]["name"]
@@ -251,10 +275,46 @@ class KubernetesProvisioner(KernelProvisionerBase):
             await self.forward.close()
             self.forward = None
 
+    async def _transport(self, kernel_pods: KernelPods) -> None:
+        """Whether the kernel runs encrypted, as its launcher decided in the pod (it answers
+        once it has, before the kernel starts); under "required", unencrypted is a failure."""
+        self.encrypted = False
+        status: dict[str, Any] = {}
+        if self.curve is not None:
+            status = await self._first_status(kernel_pods)
+            self.encrypted = status.get("encryption") == "curve"
+        if self.encryption == "required" and not self.encrypted:
+            why = status.get("unencrypted") or (
+                "its pod was started without transport encryption"
+                if self.curve is None
+                else "its pod's launcher is older than transport encryption (update"
+                " KubernetesKernels.init_image)"
+            )
+            raise KernelStartFailed(f"transport encryption is required but {why}", "environment")
+
+    async def _first_status(self, kernel_pods: KernelPods) -> dict[str, Any]:
+        """The launcher's first answer; a pod that ends first fails the start with its
+        reason (the launcher's, from the termination log)."""
+        record = self.record
+        assert record is not None
+        deadline = time.monotonic() + kernel_pods.settings.start_timeout
+        while True:
+            try:
+                return await self._launcher("status")
+            except LauncherUnreachable as error:
+                startup = classify(kernel_pods.cached(record.kernel_id, record.namespace), ())
+                if startup.failed:
+                    raise KernelStartFailed(startup.reason) from None
+                if time.monotonic() > deadline:
+                    raise KernelStartFailed(
+                        f"the kernel's launcher did not answer: {error}"
+                    ) from None
+            await asyncio.sleep(0.2)
+
     def _connection(self) -> KernelConnectionInfo:
         """The key as bytes, as the kernel manager holds it, so the two compare equal."""
         ip, ports = self._endpoint()
-        info = pods.connection_info(ip, ports, self.key)
+        info = pods.connection_info(ip, ports, self.key, self.curve if self.encrypted else None)
         info["key"] = self.key.encode()
         return cast(KernelConnectionInfo, info)
 

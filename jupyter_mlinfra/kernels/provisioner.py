@@ -143,4 +143,7 @@ class MLInfraProvisioner(LocalProvisioner):
             await leases.release(app.agent, self.owner, self.kernel_id)
         except (MLInfraError, AgentUnavailable) as error:
             self.log.warning("mlinfra kernel %s: lease not released: %s", self.kernel_id, error)
+        except Exception:  # the kernel is gone whatever happened: its shutdown must not fail
+            # the agent still releases the lease once it sees the kernel's process has ended
+            self.log.exception("mlinfra kernel %s: lease not released", self.kernel_id)
         self.lease = None

@@ -161,6 +161,9 @@ class KernelService:
             request["environment"] or mine.default_environment, identity
         )
         flavor = catalog.flavor(request["flavor"] or mine.default_flavor, identity)
+        transport = await self.app.kernel_transport(environment)
+        if not transport.available:  # jupyter_client would refuse it, saying less
+            raise Conflict(f"environment {environment.name!r}: {transport.summary}", "environment")
         try:
             kernel_id = await self.kernel_manager.start_kernel(
                 kernel_name=spec_name(

@@ -5,16 +5,23 @@ starts on the default flavor; with ``MLInfraApp.flavor_launchers`` on, also one 
 flavor, ``mlinfra-<environment>--<flavor>`` ("PyTorch · 1 × A100"). They are built from the
 catalog on every listing, never written to disk, and run through ``MLInfraProvisioner``. Other
 kernelspecs (the plain ``python3`` among them) are left as they are.
+
+What a spec declares of its kernel (``kernel_protocol_version``, ``supported_encryption``) is
+what the environment's interpreter answered (``interpreters``), as ipykernel's own spec would
+say it; jupyter_client encrypts a kernel's transport, or refuses it under
+``transport_encryption = "required"``, by that declaration.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpec, KernelSpecManager
 
 from ..catalog import Catalog, Environment, Flavor
 from . import registry
+from .interpreters import KernelSupport
 
 PROVISIONER = "mlinfra-local-provisioner"
 PROVISIONERS = {"local": PROVISIONER, "kubernetes": "mlinfra-kubernetes-provisioner"}
@@ -32,24 +39,29 @@ def make_spec(
     *,
     per_flavor: bool,
     resource_dir: str,
+    support: KernelSupport,
     backend: str = "local",
 ) -> KernelSpec:
     """The kernelspec of ``environment`` on ``flavor``: the flavor's name in the display name
-    reads "PyTorch · 1 × A100" for a per-flavor entry, "PyTorch (1 × A100)" for the default."""
+    reads "PyTorch · 1 × A100" for a per-flavor entry, "PyTorch (1 × A100)" for the default;
+    ``support`` is what its kernel takes (an unknown protocol version is left out)."""
     display = (
         f"{environment.display_name} · {flavor.display_name}"
         if per_flavor
         else f"{environment.display_name} ({flavor.display_name})"
     )
     python = environment.python or sys.executable
+    declared = {"supported_encryption": list(support.encryption)} if support.encryption else {}
     return KernelSpec(
         argv=[python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         display_name=display,
         language="python",
         resource_dir=resource_dir,
         interrupt_mode="signal" if backend == "local" else "message",
+        kernel_protocol_version=support.protocol_version,
         metadata={
             "debugger": True,
+            **declared,
             "kernel_provisioner": {
                 "provisioner_name": PROVISIONERS[backend],
                 "config": {
@@ -67,7 +79,12 @@ def make_spec(
 
 
 def generated_specs(
-    catalog: Catalog, *, flavor_launchers: bool, resource_dir: str, backend: str = "local"
+    catalog: Catalog,
+    *,
+    flavor_launchers: bool,
+    resource_dir: str,
+    support: Callable[[Environment], KernelSupport],
+    backend: str = "local",
 ) -> dict[str, KernelSpec]:
     """Name -> kernelspec for ``catalog`` (already narrowed to what its user may use)."""
     default = next((f for f in catalog.flavors if f.name == catalog.default_flavor), None)
@@ -75,18 +92,19 @@ def generated_specs(
     if default is None:  # no flavor to run on
         return specs
     for environment in catalog.environments:
-        specs[spec_name(environment.name)] = make_spec(
-            environment, default, per_flavor=False, resource_dir=resource_dir, backend=backend
-        )
+        supported = support(environment)
+        flavors = [(default, False)]
         if flavor_launchers:
-            for flavor in catalog.flavors:
-                specs[spec_name(environment.name, flavor.name)] = make_spec(
-                    environment,
-                    flavor,
-                    per_flavor=True,
-                    resource_dir=resource_dir,
-                    backend=backend,
-                )
+            flavors += [(flavor, True) for flavor in catalog.flavors]
+        for flavor, per_flavor in flavors:
+            specs[spec_name(environment.name, flavor.name if per_flavor else "")] = make_spec(
+                environment,
+                flavor,
+                per_flavor=per_flavor,
+                resource_dir=resource_dir,
+                support=supported,
+                backend=backend,
+            )
     return specs
 
 
@@ -103,6 +121,7 @@ class MLInfraKernelSpecManager(KernelSpecManager):
             catalog,
             flavor_launchers=every_flavor or app.flavor_launchers,
             resource_dir=self._resource_dir(),
+            support=app.kernel_support,
             backend=app.backend,
         )
 

@@ -33,11 +33,15 @@ function button(text: string, primary: boolean): HTMLButtonElement {
   return node;
 }
 
-/** Fill a `<select>` with options, keeping the chosen one when it is still there. */
+/**
+ * Fill a `<select>` with options, keeping the chosen one when it is still there; `unusable`
+ * is what it shows when every option is disabled.
+ */
 function fill(
   select: HTMLSelectElement,
   options: { value: string; label: string; disabled: boolean; title: string }[],
-  fallback: string
+  fallback: string,
+  unusable: string
 ): void {
   const previous = select.value;
   select.replaceChildren();
@@ -61,7 +65,7 @@ function fill(
       // say so rather than show an empty box (the buttons stay disabled)
       const none = document.createElement('option');
       none.value = '';
-      none.textContent = options.length > 0 ? 'None free now' : 'None';
+      none.textContent = options.length > 0 ? unusable : 'None';
       none.disabled = true;
       select.prepend(none);
     }
@@ -130,7 +134,8 @@ export class StartSection extends Widget {
             disabled: !f.availability.kernels_available,
             title: f.availability.summary
           })),
-        flavors.default_flavor
+        flavors.default_flavor,
+        'None free now'
       );
     }
     if (environments !== null) {
@@ -138,11 +143,14 @@ export class StartSection extends Widget {
         this._environment,
         environments.environments.map(e => ({
           value: e.name,
-          label: e.display_name || e.name,
-          disabled: false,
-          title: e.description
+          label: e.kernels.available
+            ? e.display_name || e.name
+            : `${e.display_name || e.name} · cannot start kernels`,
+          disabled: !e.kernels.available,
+          title: e.kernels.available ? e.description : e.kernels.summary
         })),
-        environments.default_environment
+        environments.default_environment,
+        'None can start kernels'
       );
     }
     this._update();

@@ -214,6 +214,17 @@ export interface IEnvironment {
   python: string;
   launcher: string;
   env: Record<string, string>;
+  /** How its kernels talk to the server (transport encryption). */
+  kernels: IKernelTransport;
+}
+
+/** Whether an environment's kernels can start under the server's transport encryption. */
+export interface IKernelTransport {
+  /** false: the server requires encryption that this environment's kernels cannot do. */
+  available: boolean;
+  encrypted: boolean;
+  /** Why (not), e.g. "kernels run with CurveZMQ transport encryption". */
+  summary: string;
 }
 
 /** `GET environments` */

@@ -6,6 +6,10 @@ main container runs that launcher with the image's own Python. The server chose 
 the key before creating anything, so the kernel never dials back: the key travels in a Secret
 mounted into the pod, the ports are fixed inside the pod's own network namespace, the address
 is the pod IP. Labels and annotations carry what a later server needs to adopt the pod again.
+
+With transport encryption (``MappingKernelManager.transport_encryption``), the kernel's
+CurveZMQ keypair travels the same way, in the same Secret, and the pod is told the server's
+policy: the launcher encrypts, or under "required" fails rather than run unencrypted.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ KEY_DIR = "/var/run/mlinfra-kernel-key"
 PODINFO_DIR = "/etc/mlinfra-podinfo"
 TERMINATION_LOG = "/dev/termination-log"
 KEY = "key"
+CURVE_PUBLIC = "curve_publickey"
+CURVE_SECRET = "curve_secretkey"
+"""The kernel's CurveZMQ keys in its Secret (and files next to the key), as connection files
+name them: ipykernel serves with the pair, and a client that connects uses the same pair."""
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 
 LABEL_KERNEL_ID = f"{GROUP}/kernel-id"
@@ -38,6 +46,14 @@ ANNOTATION_EXPIRES = f"{GROUP}/expires-at"
 ANNOTATION_PORT = f"{GROUP}/kernel-port"
 ANNOTATION_FLAVOR = f"{GROUP}/flavor"
 ANNOTATION_ENVIRONMENT = f"{GROUP}/environment"
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """A kernel's CurveZMQ keypair (Z85 text)."""
+
+    public: str
+    secret: str
 
 
 @dataclass(frozen=True)
@@ -89,16 +105,31 @@ def pod_ports(port: int) -> list[int]:
     return [port + i for i in range(len(CHANNELS) + 1)]
 
 
-def connection_info(ip: str, ports: Sequence[int], key: str) -> dict[str, Any]:
-    """What jupyter_client connects with: an address, the channels' ports, the key."""
+def connection_info(
+    ip: str, ports: Sequence[int], key: str, curve: CurveKeys | None = None
+) -> dict[str, Any]:
+    """What jupyter_client connects with: an address, the channels' ports, the key, and the
+    CurveZMQ keys of a kernel that runs encrypted."""
     channels = zip(CHANNELS, ports[: len(CHANNELS)], strict=True)  # the launcher's port aside
     info: dict[str, Any] = {f"{name}_port": port for name, port in channels}
     info.update(ip=ip, key=key, transport="tcp", signature_scheme="hmac-sha256")
+    if curve is not None:
+        info.update({CURVE_PUBLIC: curve.public, CURVE_SECRET: curve.secret})
     return info
 
 
-def key_secret(kernel_id: str, namespace: str, labels: Mapping[str, str], key: str) -> Manifest:
-    """The Secret with the kernel's key; it gets the pod as owner once the pod exists."""
+def key_secret(
+    kernel_id: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    key: str,
+    curve: CurveKeys | None = None,
+) -> Manifest:
+    """The Secret with the kernel's key (and CurveZMQ keys); it gets the pod as owner once
+    the pod exists."""
+    values = {KEY: key}
+    if curve is not None:
+        values.update({CURVE_PUBLIC: curve.public, CURVE_SECRET: curve.secret})
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -108,7 +139,7 @@ def key_secret(kernel_id: str, namespace: str, labels: Mapping[str, str], key: s
             "labels": dict(labels),
         },
         "type": "Opaque",
-        "data": {KEY: base64.b64encode(key.encode()).decode()},
+        "data": {name: base64.b64encode(value.encode()).decode() for name, value in values.items()},
     }
 
 
@@ -133,6 +164,15 @@ def kernel_network_policy(
     return manifests.network_policy(pod_name(kernel_id), namespace, labels, selected, rules)
 
 
+def keys_of(secret: Mapping[str, Any]) -> tuple[str, CurveKeys | None]:
+    """The key, and the CurveZMQ keys if any, of a kernel's Secret (adoption)."""
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    curve = None
+    if CURVE_PUBLIC in data and CURVE_SECRET in data:
+        curve = CurveKeys(data[CURVE_PUBLIC], data[CURVE_SECRET])
+    return data[KEY], curve
+
+
 def kernel_pod(
     *,
     kernel_id: str,
@@ -143,9 +183,11 @@ def kernel_pod(
     options: KernelPodOptions,
     env: Mapping[str, str],
     expires_at: float,
+    encryption: str = "disabled",
 ) -> Manifest:
     """The pod of kernel ``kernel_id``. ``env`` are the variables allowed through from the
-    server; the environment's own and the kernel's (``MLINFRA_*``, thread counts) win."""
+    server; the environment's own and the kernel's (``MLINFRA_*``, thread counts) win.
+    ``encryption`` is the server's transport encryption policy for it ("auto", "required")."""
     labels = kernel_labels(kernel_id, owner, flavor.name, environment.name)
     shm, shm_mount = manifests.shm_volume(flavor)
     shared_mount = {"name": "mlinfra", "mountPath": SHARED_DIR}
@@ -164,6 +206,8 @@ def kernel_pod(
         "MLINFRA_EXPIRES_FILE": f"{PODINFO_DIR}/expires-at",
         "MLINFRA_TERMINATION_LOG": TERMINATION_LOG,
     }
+    if encryption != "disabled":  # its keys are in the Secret, next to the key
+        variables["MLINFRA_KERNEL_ENCRYPTION"] = encryption
     pod_ip = {"name": "MLINFRA_KERNEL_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
     ports = [*CHANNELS, "launcher"]
     spec: Manifest = {

@@ -9,7 +9,6 @@ and finds the pods a previous server left (to adopt them, or to delete them once
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -231,9 +230,12 @@ class KernelPods:
         flavor: Flavor,
         environment: Environment,
         key: str,
+        curve: pods.CurveKeys | None = None,
+        encryption: str = "disabled",
     ) -> None:
         """The kernel's Secret, then its pod (its uid in ``record``), then the pod as the
-        Secret's owner (so the Secret goes with the pod)."""
+        Secret's owner (so the Secret goes with the pod). ``curve`` and ``encryption``: see
+        ``kernel_pod``."""
         if not environment.image:
             raise KernelStartFailed(
                 f"environment {environment.name!r} has no image: the Kubernetes backend runs"
@@ -244,7 +246,7 @@ class KernelPods:
         namespace = record.namespace
         await self.watch(namespace)
         labels = pods.kernel_labels(record.kernel_id, record.owner, flavor.name, environment.name)
-        attached = [pods.key_secret(record.kernel_id, namespace, labels, key)]
+        attached = [pods.key_secret(record.kernel_id, namespace, labels, key, curve)]
         ingress = await self._ingress(namespace)
         if ingress is not None:  # before the pod: it is never open to others, not even briefly
             port = self.settings.kernel_port
@@ -262,6 +264,7 @@ class KernelPods:
             options=self.settings.options(self.cluster),
             env=allowed_env(self.environ, self.settings.env_allowlist),
             expires_at=time.time() + self.settings.expiry,
+            encryption=encryption,
         )
         try:
             pod = await rest.create(manifest)
@@ -436,13 +439,13 @@ class KernelPods:
         await rest.delete(path_of("v1", "secrets", namespace, pods.secret_name(kernel_id)))
         self.records.pop(kernel_id, None)
 
-    async def read_key(self, kernel_id: str, namespace: str) -> str:
-        """The key of a kernel another server started (adoption)."""
+    async def read_keys(self, kernel_id: str, namespace: str) -> tuple[str, pods.CurveKeys | None]:
+        """The keys of a kernel another server started (adoption)."""
         rest = await self.rest()
         secret = await rest.get(path_of("v1", "secrets", namespace, pods.secret_name(kernel_id)))
         if secret is None or pods.KEY not in secret.get("data", {}):
             raise KernelStartFailed(f"kernel {kernel_id}: its key Secret is gone")
-        return base64.b64decode(secret["data"][pods.KEY]).decode()
+        return pods.keys_of(secret)
 
     def start_renewing(self) -> None:
         if self._renewal is None:

@@ -4,15 +4,23 @@
 server or shell that started it) unless one already answers on the socket; a lock file makes
 concurrent starters agree on one agent. ``AgentClient`` is the server's async side of the
 socket, built on tornado's HTTP client with a resolver that dials the Unix socket.
+
+A tornado client and its connections belong to one event loop. The server calls the agent
+from its own loop, but kernel provisioners also run on the loops of jupyter_client's worker
+threads (the synchronous ``MappingKernelManager`` runs each kernel operation there while the
+server's loop waits for it): those calls go through a loop of the client's own, in a thread
+of its own, so no connection of one loop is ever touched from another.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -131,16 +139,21 @@ class AgentClient:
     def __init__(self, socket_path: str, url: str = "", token: str = "") -> None:
         self.socket_path = socket_path
         self.token = token
-        if url:
-            self.base = url.rstrip("/")
-            self.http = SimpleAsyncHTTPClient(force_instance=True)
-        else:
-            self.base = "http://mlinfra-agent"
-            self.http = SimpleAsyncHTTPClient(
-                force_instance=True, resolver=_UnixResolver(socket_path=socket_path)
-            )
+        self.base = url.rstrip("/") if url else "http://mlinfra-agent"
         self.shared = bool(url)
         self.where = url or socket_path
+        self.http = self._http()
+        """The client of the loop this was made on (the server's)."""
+        self._elsewhere: _LoopThread | None = None
+        self._lock = threading.Lock()
+
+    def _http(self) -> SimpleAsyncHTTPClient:
+        """A tornado client of the current loop."""
+        if self.shared:
+            return SimpleAsyncHTTPClient(force_instance=True)
+        return SimpleAsyncHTTPClient(
+            force_instance=True, resolver=_UnixResolver(socket_path=self.socket_path)
+        )
 
     async def fetch(
         self,
@@ -168,10 +181,20 @@ class AgentClient:
             request_timeout=timeout,
         )
         try:
-            return await self.http.fetch(request, raise_error=False)
+            if asyncio.get_running_loop() is self.http.io_loop.asyncio_loop:  # type: ignore[attr-defined]
+                return await self.http.fetch(request, raise_error=False)
+            return await self._fetch_elsewhere(request)
         except OSError as error:
             message = f"cannot reach the local agent at {self.where}: {error}"
             raise AgentUnavailable(message) from None
+
+    async def _fetch_elsewhere(self, request: HTTPRequest) -> HTTPResponse:
+        """``request`` sent from the client's own loop thread (started on first use)."""
+        with self._lock:
+            if self._elsewhere is None:
+                self._elsewhere = _LoopThread(self._http)
+            elsewhere = self._elsewhere
+        return await elsewhere.fetch(request)
 
     async def allocations(self) -> tuple[list[Allocation], dict[str, int]]:
         """What jobs hold now, and queued jobs per owner; nothing when no agent runs."""
@@ -200,3 +223,35 @@ class AgentClient:
 
     def close(self) -> None:
         self.http.close()
+        with self._lock:
+            elsewhere, self._elsewhere = self._elsewhere, None
+        if elsewhere is not None:
+            elsewhere.close()
+
+
+class _LoopThread:
+    """An event loop in a daemon thread, with a tornado client made on it."""
+
+    def __init__(self, make_http: Callable[[], SimpleAsyncHTTPClient]) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="mlinfra-agent-client", daemon=True
+        )
+        self.thread.start()
+
+        async def make() -> SimpleAsyncHTTPClient:
+            return make_http()
+
+        self.http = asyncio.run_coroutine_threadsafe(make(), self.loop).result()
+
+    async def fetch(self, request: HTTPRequest) -> HTTPResponse:
+        async def send() -> HTTPResponse:
+            return await self.http.fetch(request, raise_error=False)
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(send(), self.loop))
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.http.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()

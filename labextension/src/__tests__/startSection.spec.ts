@@ -13,9 +13,20 @@ const ENVIRONMENTS = {
       image: '',
       python: 'python3',
       launcher: 'python',
-      env: {}
+      env: {},
+      kernels: { available: true, encrypted: true, summary: 'kernels run encrypted' }
     }
   ]
+};
+
+const REFUSED =
+  'kernels cannot start: this server requires transport encryption and ipykernel 7.2.0' +
+  ' of /opt/old/python does not support CurveZMQ';
+const OLD = {
+  ...ENVIRONMENTS.environments[0],
+  name: 'old',
+  display_name: 'Old',
+  kernels: { available: false, encrypted: false, summary: REFUSED }
 };
 
 function withAvailability(available: boolean, kernelsAvailable = available): IFlavorList {
@@ -49,6 +60,26 @@ describe('StartSection', () => {
     section.render(withAvailability(false, true), ENVIRONMENTS);
     expect(section.flavor).toBe('cpu');
     expect(button('New notebook').disabled).toBe(false);
+  });
+
+  it('shows an environment whose kernels cannot start, saying why, and never chooses it', () => {
+    const environments = {
+      default_environment: 'old',
+      environments: [OLD, ...ENVIRONMENTS.environments]
+    };
+    section.render(withAvailability(true), environments);
+    expect(section.environment).toBe('python');
+    const old = Array.from(select('Environment').options).find(o => o.value === 'old')!;
+    expect([old.disabled, old.textContent, old.title]).toEqual([
+      true,
+      'Old · cannot start kernels',
+      REFUSED
+    ]);
+    const alone = { default_environment: 'old', environments: [OLD] };
+    section.render(withAvailability(true), alone);
+    expect(section.environment).toBe('');
+    expect(select('Environment').selectedOptions[0].textContent).toBe('None can start kernels');
+    expect(button('New notebook').disabled).toBe(true);
   });
 
   it('says when no flavor is free, and offers nothing to start', () => {
