@@ -34,6 +34,7 @@ from .kernels.interpreters import (
 )
 from .kernels.service import KernelService
 from .kernels.specs import MLInfraKernelSpecManager
+from .priorities import Priorities
 from .quotas import QUOTA_FIELDS, QuotaPolicy
 from .routes import default_handlers
 
@@ -159,11 +160,25 @@ class MLInfraApp(ExtensionApp):
         default_value={"low": 0, "normal": 100, "high": 1000},
         config=True,
         help="""Job priority classes, as {name: value}, like Kueue's WorkloadPriorityClasses:
-        higher values are admitted first and, with preemption, may evict lower ones.""",
+        higher values are admitted first and, with preemption, may evict lower ones. Who may
+        submit at which class: priority_entitlements.""",
     )
 
     default_priority = Unicode(
-        "normal", config=True, help="The priority class of a job that names none."
+        "normal",
+        config=True,
+        help="The priority class of a job that names none; every user may submit at it.",
+    )
+
+    priority_entitlements = Dict(
+        value_trait=Dict(),
+        config=True,
+        help="""Who may submit at (or retry into) each priority class other than
+        default_priority, as {class: {"users": [...], "groups": [...]}}, said as a flavor's
+        users and groups are ({} means everybody). A class with no entry is for admins only,
+        who may use every class; so by default users submit at default_priority alone, and
+        nobody can jump the queue or, with preemption, evict others without being allowed
+        to. A refused class is answered 403, naming it.""",
     )
 
     preemption = Bool(
@@ -513,11 +528,17 @@ class MLInfraApp(ExtensionApp):
     def make_quotas(self) -> QuotaPolicy:
         return QuotaPolicy.from_config(self.default_quota, self.user_quotas, self.group_quotas)
 
+    def make_priorities(self) -> Priorities:
+        return Priorities.from_config(
+            self.priority_classes, self.default_priority, self.priority_entitlements
+        )
+
     def make_inventory(self) -> Inventory:
         backend = self.make_backend()
         return Inventory(
             catalog=self.make_catalog(backend),
             backend=backend,
             quotas=self.make_quotas(),
+            priorities=self.make_priorities(),
             kernel_transport=self.kernel_transport,
         )

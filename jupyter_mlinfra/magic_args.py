@@ -168,7 +168,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="processes per node (default: per accelerator)",
     )
-    submit.add_argument("--priority", default="", help="priority class")
+    submit.add_argument(
+        "--priority",
+        default="",
+        help="priority class, one you may use (jupyter mlinfra whoami lists them)",
+    )
     submit.add_argument("--name", default="", help="the job's name")
     submit.add_argument(
         "--push", type=_names, default=(), metavar="NAMES", help="variables to send: a,b"

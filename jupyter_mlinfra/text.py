@@ -107,6 +107,7 @@ def whoami_rows(body: dict[str, Any]) -> Table:
         ("groups", ", ".join(body["groups"]) or "-"),
         ("backend", body["backend"]),
         ("flavors", ", ".join(body["flavors"]) or "-"),
+        ("priorities", ", ".join(body["priorities"]) or "-"),
         ("gpus", f"{usage['gpus']} of {limit(quota['max_gpus'])}"),
         ("running jobs", f"{usage['running_jobs']} of {limit(quota['max_running_jobs'])}"),
         ("queued jobs", f"{usage['queued_jobs']} of {limit(quota['max_queued_jobs'])}"),

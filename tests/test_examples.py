@@ -87,6 +87,10 @@ def test_example_hub_settings_build_catalog_and_quotas() -> None:
     student = Identity("bob", frozenset({"students"}))
     assert [f.name for f in catalog.for_identity(student).flavors] == ["cpu", "a100x1"]
     assert app.make_quotas().for_identity(student).max_queued_jobs == 5
+    # students cannot jump the queue, nor evict anybody with preemption on
+    assert inventory.priorities.for_identity(student) == ["normal", "low"]
+    researcher = Identity("alice", frozenset({"research"}))
+    assert inventory.priorities.for_identity(researcher) == ["high", "normal", "low"]
 
 
 def test_example_z2jh_values_hold_valid_settings() -> None:
@@ -98,6 +102,10 @@ def test_example_z2jh_values_hold_valid_settings() -> None:
     app = MLInfraApp(config=Config({"MLInfraApp": settings}))
     quotas = app.make_quotas()
     assert quotas.for_identity(Identity("bob", frozenset({"students"}))).max_gpus == 1
+    assert app.make_priorities().for_identity(Identity("bob", frozenset({"students"}))) == [
+        "normal",
+        "low",
+    ]
     scopes = values["hub"]["config"]["Spawner"]["server_token_scopes"]
     assert "read:users:groups!user" in scopes
     rbac = list(yaml.safe_load_all((EXAMPLES / "kubernetes" / "rbac.yaml").read_text()))

@@ -121,6 +121,7 @@ async def test_whoami_gives_groups_quota_and_usage(jp_fetch: Any) -> None:
     assert body["quota"] == {"max_gpus": 4, "max_running_jobs": None, "max_queued_jobs": 10}
     assert body["usage"] == {"gpus": 0, "running_jobs": 0, "queued_jobs": 0, "kernels": 0}
     assert body["flavors"] == ["cpu", "a100x1"]
+    assert (body["priorities"], body["default_priority"]) == (["normal"], "normal")
 
 
 def _templated(pattern: str) -> str:

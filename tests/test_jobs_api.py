@@ -71,6 +71,8 @@ async def test_gpu_job_gets_its_devices(jp_fetch: Any) -> None:
         ({"code": "1", "script": "x.py"}, 400, "code", "exactly one of code"),
         ({"code": "1", "nodes": 0}, 400, "nodes", "between 1 and 64"),
         ({"code": "1", "priority": "urgent"}, 400, "priority", "unknown class 'urgent'"),
+        # priority classes are entitlements: a user has the default one (and those granted)
+        ({"code": "1", "priority": "high"}, 403, "priority", "may not use priority class 'high'"),
         ({"code": "1", "flavor": "nope"}, 404, "flavor", "unknown flavor 'nope'"),
         ({"code": "1", "flavor": "a100x4"}, 403, "flavor", "may not use flavor 'a100x4'"),
         ({"code": "1", "flavor": "a100x1", "nodes": 5}, 422, "flavor", ""),
@@ -200,6 +202,7 @@ class TestPreemption:
             "group_quotas": {},  # full capacity, not a quota, is what makes it preempt
             "preemption": True,
             "preemption_grace_seconds": 2,
+            "priority_entitlements": {"low": {}, "high": {"groups": ["gpu-users"]}},
         }
 
     async def test_a_high_priority_job_preempts_the_newest_low_one(self, jp_fetch: Any) -> None:

@@ -56,7 +56,9 @@ def register(commands: Any) -> None:
     submit.add_argument("--env", dest="environment", default="", help="environment")
     submit.add_argument("--nodes", type=int, default=1)
     submit.add_argument("--procs", type=int, default=0, help="processes per node")
-    submit.add_argument("--priority", default="", help="priority class")
+    submit.add_argument(
+        "--priority", default="", help="priority class, one you may use (whoami lists them)"
+    )
     submit.add_argument("--name", default="")
     submit.add_argument("--retries", type=int, default=0, help="restarts on failure")
     submit.add_argument("--timeout", type=float, default=None, help="max runtime, seconds")

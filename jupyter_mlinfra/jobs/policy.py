@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..capacity import Machine
 from ..catalog import Catalog
 from ..identity import Identity, resolve_identity
+from ..priorities import Priorities
 from ..quotas import QuotaPolicy
 
 if TYPE_CHECKING:
@@ -34,8 +35,7 @@ class Policy:
     machine: Machine
     """This machine as the settings describe it (detected, or the admin's inventory)."""
     quotas: QuotaPolicy
-    priority_classes: dict[str, int]
-    default_priority: str
+    priorities: Priorities
     preemption: bool
     grace_seconds: float
     readiness_timeout: float
@@ -50,8 +50,7 @@ class Policy:
             catalog=inventory.catalog,
             machine=inventory.backend.machine,
             quotas=inventory.quotas,
-            priority_classes=dict(app.priority_classes),
-            default_priority=app.default_priority,
+            priorities=inventory.priorities,
             preemption=app.preemption,
             grace_seconds=app.preemption_grace_seconds,
             readiness_timeout=app.readiness_timeout_seconds,

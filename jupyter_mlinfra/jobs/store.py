@@ -213,9 +213,21 @@ class JobStore:
             raise NotFound(f"no job {job_id!r}", "id")
         return tuple(json.loads(row[0]))
 
-    def update(self, job: Job, event: Event | None = None) -> None:
-        """Write every field of the job that can change, and the event, in one transaction."""
+    def update(
+        self,
+        job: Job,
+        event: Event | None = None,
+        *,
+        owner_groups: Sequence[str] | None = None,
+        forget_ranks: bool = False,
+    ) -> None:
+        """Write every field of the job that can change, and the event, in one transaction;
+        also the owner's groups when given (their owner retried it: their groups now), and,
+        with ``forget_ranks``, without the rank records of its current attempt (a start that
+        an agent's death interrupted, begun again from nothing)."""
         values = mutable_values(job)
+        if owner_groups is not None:
+            values["owner_groups"] = json.dumps(list(owner_groups))
         assignments = ", ".join(f"{name} = :{name}" for name in values)
         values["id"] = job.id
         with self._transaction() as db:
@@ -224,7 +236,13 @@ class JobStore:
                 raise NotFound(f"no job {job.id!r}", "id")
             if event is not None:
                 self._insert_event(db, event)
+            if forget_ranks:
+                db.execute(
+                    "DELETE FROM ranks WHERE job_id = ? AND attempt = ?", (job.id, job.attempt)
+                )
         with self._lock:
+            if owner_groups is not None:
+                self._groups.pop(job.id, None)
             if job.id not in self._groups and not job.state.finished:  # e.g. retried
                 self._groups[job.id] = self.owner_groups(job.id)
             self._remember(job)

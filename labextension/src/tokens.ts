@@ -94,6 +94,9 @@ export interface IWhoAmI {
   admin: boolean;
   quota: Record<string, unknown>;
   usage: Record<string, unknown>;
+  /** The priority classes the caller may submit at, highest first. */
+  priorities: string[];
+  default_priority: string;
   /** Null where the backend does not say (Kubernetes). */
   isolation?: IIsolation | null;
   /** Kubernetes only: who queues jobs; `by: 'none'` means outside any quota. */
