@@ -2,7 +2,9 @@
 
 Every handler is authenticated and authorized through jupyter_server's authorizer with the
 resource name ``mlinfra``; domain errors become JSON ``{"message", "field"}`` with their status
-in one place (``MLInfraHandler.send_error``).
+in one place (``JSONErrors``). A request without credentials is a 401 (jupyter_server answers
+403, which means "not allowed" to clients); a path under the API that no route matches is a JSON
+404 (``UnknownPathHandler``), not the server's HTML page.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from .errors import InvalidInput
+from . import arguments
+from .errors import NotAuthenticated, NotFound, shown
 from .identity import Identity
 from .inventory import Inventory
 from .json_errors import JSONErrors
@@ -28,6 +31,23 @@ AUTH_RESOURCE = "mlinfra"
 
 class MLInfraHandler(JSONErrors, APIHandler):
     auth_resource = AUTH_RESOURCE
+
+    async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler's
+        try:
+            await super().prepare()
+        except web.HTTPError as error:
+            # jupyter_server refuses a request with no (or unknown) credentials as 403, before
+            # or while checking XSRF; one whose host is not allowed keeps its 403
+            anonymous = getattr(self, "_jupyter_current_user", None) is None
+            if error.status_code == 403 and anonymous and self.check_host():
+                raise NotAuthenticated(
+                    "authentication required: send 'Authorization: token <token>'", None
+                ) from None
+            raise
+
+    def max_request_bytes(self) -> int:
+        limit: int = self.settings["mlinfra.app"].max_request_bytes
+        return limit
 
     @property
     def inventory(self) -> Inventory:
@@ -42,12 +62,7 @@ class MLInfraHandler(JSONErrors, APIHandler):
 
     def flag(self, name: str) -> bool:
         """A boolean query argument; anything but true/false/1/0 is a 400 naming it."""
-        value = self.get_query_argument(name, "false").lower()
-        if value not in ("true", "false", "1", "0"):
-            raise InvalidInput(
-                f"query parameter {name!r} must be true or false, got {value!r}", name
-            )
-        return value in ("true", "1")
+        return arguments.flag(self.get_query_argument, name)
 
     def reply(self, body: Any) -> None:
         self.finish(json.dumps(body))
@@ -105,6 +120,40 @@ class OpenAPIHandler(MLInfraHandler):
     async def get(self) -> None:
         self.reply(openapi_document())
 
+
+class UnknownPathHandler(MLInfraHandler):
+    """Every path under the API that no route matches (listed last)."""
+
+    def unknown(self) -> None:
+        raise NotFound(f"no such API path: {shown(self.request.path, 100)}", None)
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.unknown()
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        self.unknown()
+
+    @web.authenticated
+    @authorized
+    async def put(self) -> None:
+        self.unknown()
+
+    @web.authenticated
+    @authorized
+    async def patch(self) -> None:
+        self.unknown()
+
+    @web.authenticated
+    @authorized
+    async def delete(self) -> None:
+        self.unknown()
+
+
+unknown_path_handlers = [(rf"{API}/.*", UnknownPathHandler)]
 
 NAME = r"(?P<name>[A-Za-z0-9._-]+)"
 

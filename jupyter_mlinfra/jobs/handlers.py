@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -18,6 +19,7 @@ from tornado import web
 from ..backends.local.agent_client import STATUS, AgentClient, AgentUnavailable, ensure_agent
 from ..errors import MLInfraError
 from ..handlers import API, MLInfraHandler
+from ..json_body import check_size
 from .policy import settings_document
 from .serving import JobsAPI, answer
 
@@ -28,8 +30,16 @@ class AgentNoAnswer(MLInfraError):
     status = 504
 
 
+BACKOFF_SECONDS = (5.0, 300.0)
+"""How long after an agent failed to start the next start is tried: the first wait, doubled
+after each failure in a row up to the second."""
+
+
 class AgentLink:
-    """The server's connection to its local agent, (re)started and configured on demand."""
+    """The server's connection to its local agent, (re)started and configured on demand.
+
+    An agent that fails to start (a damaged store, say) is not started again on every request:
+    until the backoff ends, requests get the same one-line reason at once (HTTP 503)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -37,6 +47,9 @@ class AgentLink:
         self.client = AgentClient(app.agent_socket, app.agent_url, token)
         self._configured_pid: int | None = None
         self._lock = asyncio.Lock()
+        self._failures = 0
+        self._failed: tuple[float, str] | None = None
+        """(monotonic time of the next start, why the last one failed) while backing off."""
 
     @property
     def ready(self) -> bool:
@@ -56,13 +69,7 @@ class AgentLink:
             self._configured_pid = json.loads(response.body)["pid"]
             return
         async with self._lock:
-            status = await asyncio.get_running_loop().run_in_executor(
-                None,
-                ensure_agent,
-                self.app.agent_socket,
-                self.app.data_dir,
-                self.app.agent_idle_timeout,
-            )
+            status = await self._started_agent()
             if status["pid"] != self._configured_pid:
                 body = json.dumps(settings_document(self.app)).encode()
                 response = await self.client.fetch("PUT", POLICY, identity=None, body=body)
@@ -71,6 +78,33 @@ class AgentLink:
                         f"the local agent refused this server's settings: {response.body!r}"
                     )
                 self._configured_pid = status["pid"]
+
+    async def _started_agent(self) -> dict[str, Any]:
+        """The agent's status, starting it unless a start failed within the backoff."""
+        if self._failed is not None:
+            retry_at, why = self._failed
+            wait = retry_at - time.monotonic()
+            if wait > 0:
+                raise AgentUnavailable(f"{why} (not started again for {wait:.0f} s)")
+        try:
+            status: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
+                None,
+                ensure_agent,
+                self.app.agent_socket,
+                self.app.data_dir,
+                self.app.agent_idle_timeout,
+            )
+        except AgentUnavailable as error:
+            first, most = BACKOFF_SECONDS
+            delay = min(most, first * 2**self._failures)
+            self._failures += 1
+            self._failed = (time.monotonic() + delay, error.message)
+            self.app.log.warning(
+                "jupyter_mlinfra: %s; the next start is tried in %.0f s", error.message, delay
+            )
+            raise
+        self._failures, self._failed = 0, None
+        return status
 
     def forget(self) -> None:
         """The agent went away: find or start one again on the next request."""
@@ -91,6 +125,7 @@ class JobProxyHandler(MLInfraHandler):
     async def forward(self, job_id: str = "") -> None:
         """Relay the request; (re)start the agent first when none is known or it went away.
         When this server holds a jobs service itself (Kubernetes), it answers instead."""
+        check_size(self.request.body or b"", self.max_request_bytes())  # before any agent starts
         jobs: JobsAPI | None = self.settings.get("mlinfra.jobs")
         if jobs is not None:
             await answer(self, jobs, self.identity, job_id)

@@ -14,6 +14,7 @@ from ..capacity import Machine
 from ..catalog import Catalog
 from ..identity import Identity, resolve_identity
 from ..quotas import QuotaPolicy
+from .spec import RequestLimits
 
 if TYPE_CHECKING:
     from ..app import MLInfraApp
@@ -42,6 +43,7 @@ class Policy:
     group_members: dict[str, list[str]]
     admin_users: frozenset[str]
     admin_groups: frozenset[str]
+    limits: RequestLimits
 
     @classmethod
     def from_app(cls, app: MLInfraApp) -> Policy:
@@ -58,6 +60,7 @@ class Policy:
             group_members={g: list(m) for g, m in app.groups.items()},
             admin_users=frozenset(app.admin_users),
             admin_groups=frozenset(app.admin_groups),
+            limits=app.request_limits(),
         )
 
     @classmethod

@@ -65,6 +65,7 @@ class JobService:
             self.policy.priority_classes,
             self.policy.default_priority,
             job_id=uuid.uuid4().hex[:12],
+            limits=self.policy.limits,
         )
         self.controller.check_owner(identity.user)
         spec = job.spec

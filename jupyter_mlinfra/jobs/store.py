@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..capacity import Lease
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, MLInfraError, NotFound
 from .migrations import MIGRATIONS, Migration
 from .rows import (
     JOB_COLUMNS,
@@ -38,8 +38,11 @@ from .rows import (
 from .spec import Condition, Event, Job, JobState
 
 
-class StoreError(RuntimeError):
-    """The database cannot be used by this version of the code."""
+class StoreError(MLInfraError):
+    """The database cannot be used by this version of the code: damaged, another program's,
+    or a newer release's. Its message is one line that says which file and what to do."""
+
+    status = 503
 
 
 @dataclass(frozen=True)
@@ -77,20 +80,47 @@ class JobStore:
             str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False
         )
         try:
-            self._db.row_factory = sqlite3.Row
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"job store {self.path}: cannot use WAL journal mode ({mode})")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate(migrations)
-            self._active: dict[str, Job] = {}
-            self._groups: dict[str, tuple[str, ...]] = {}
-            for job in self._load_active():
-                self._remember(job, self.owner_groups(job.id))
+            self._open(migrations)
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            raise StoreError(
+                f"job store {self.path} cannot be used: {error} (a damaged file, or not a "
+                "job store: move it away, or point data_dir elsewhere)"
+            ) from None
         except BaseException:
             self._db.close()
             raise
+
+    def _open(self, migrations: Sequence[Migration]) -> None:
+        self._db.row_factory = sqlite3.Row
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"job store {self.path}: cannot use WAL journal mode ({mode})")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._check_foreign()
+        self._migrate(migrations)
+        self._active: dict[str, Job] = {}
+        self._groups: dict[str, tuple[str, ...]] = {}
+        for job in self._load_active():
+            self._remember(job, self.owner_groups(job.id))
+
+    def _check_foreign(self) -> None:
+        """Refuse a database that has tables but never had a schema version of ours: another
+        program's, which migrating would mix our tables into."""
+        if self.schema_version:
+            return
+        tables = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        if tables:
+            raise StoreError(
+                f"job store {self.path} holds tables of something else ({', '.join(tables[:5])}) "
+                "and no jupyter-mlinfra schema version: point data_dir elsewhere"
+            )
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 from ..catalog import Catalog
 from ..errors import InvalidInput, NotAllowed
 from ..identity import Identity
-from .spec import Job, Resources, parse_submission
+from .spec import Job, RequestLimits, Resources, parse_submission
 
 
 def new_job(
@@ -25,9 +25,10 @@ def new_job(
     default_priority: str,
     *,
     job_id: str,
+    limits: RequestLimits,
 ) -> Job:
-    """The queued job ``body`` asks for; 400/403/404 naming the field when it cannot be."""
-    spec = parse_submission(body)
+    """The queued job ``body`` asks for; 400/403/404/413 naming the field when it cannot be."""
+    spec = parse_submission(body, limits)
     mine = catalog.for_identity(identity)
     flavor = catalog.flavor(spec.flavor or mine.default_flavor, identity)
     environment = catalog.environment(spec.environment or mine.default_environment, identity)

@@ -126,6 +126,7 @@ class KubernetesJobs(LoggingConfigurable):
             dict(self.app.priority_classes),
             self.app.default_priority,
             job_id=uuid.uuid4().hex[:12],
+            limits=self.app.request_limits(),
         )
         spec = job.spec
         key = spec.idempotency_key
