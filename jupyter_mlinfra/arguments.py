@@ -23,7 +23,7 @@ MAX_TEXT = 255
 
 def flag(argument: Argument, name: str) -> bool:
     """A boolean parameter (default false)."""
-    value = argument(name, "false").lower()
+    value = argument(name, "false")
     if value not in ("true", "false", "1", "0"):
         raise InvalidInput(
             f"query parameter {name!r} must be true or false, got {shown(value)}", name

@@ -33,17 +33,23 @@ class MLInfraHandler(JSONErrors, APIHandler):
     auth_resource = AUTH_RESOURCE
 
     async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler's
+        """Every method here needs a user: a request without one is refused now, as 401.
+
+        jupyter_server answers 403 (its XSRF check, or ``web.authenticated``), which tells a
+        client "not allowed" rather than "log in"; a host it does not allow keeps its 403."""
         try:
             await super().prepare()
         except web.HTTPError as error:
-            # jupyter_server refuses a request with no (or unknown) credentials as 403, before
-            # or while checking XSRF; one whose host is not allowed keeps its 403
-            anonymous = getattr(self, "_jupyter_current_user", None) is None
-            if error.status_code == 403 and anonymous and self.check_host():
-                raise NotAuthenticated(
-                    "authentication required: send 'Authorization: token <token>'", None
-                ) from None
+            if error.status_code == 403 and self._anonymous() and self.check_host():
+                raise NotAuthenticated(self.login_needed, None) from None
             raise
+        if self._anonymous():
+            raise NotAuthenticated(self.login_needed, None)
+
+    login_needed = "authentication required: send 'Authorization: token <token>'"
+
+    def _anonymous(self) -> bool:
+        return getattr(self, "_jupyter_current_user", None) is None
 
     def max_request_bytes(self) -> int:
         limit: int = self.settings["mlinfra.app"].max_request_bytes

@@ -143,12 +143,15 @@ class JobProxyHandler(MLInfraHandler):
         method = self.request.method or "GET"
         body = self.request.body if method in ("POST", "PUT", "PATCH") else None
         streamed = False
+        content_type = "application/json"
 
         def status_line(line: str) -> None:
+            nonlocal content_type
             if line.startswith("HTTP/"):
                 self.set_status(int(line.split()[1]))
             elif line.lower().startswith("content-type:"):
-                self.set_header("Content-Type", line.split(":", 1)[1].strip())
+                content_type = line.split(":", 1)[1].strip()
+                self.set_header("Content-Type", content_type)
 
         def relay(chunk: bytes) -> None:
             nonlocal streamed
@@ -170,12 +173,10 @@ class JobProxyHandler(MLInfraHandler):
             raise AgentNoAnswer(f"the local agent did not answer: {response.error}")
         if not streamed:
             self.set_status(response.code)
-            self.set_header(
-                "Content-Type", response.headers.get("Content-Type", "application/json")
-            )
+            content_type = response.headers.get("Content-Type", content_type)
             if response.body:
                 self.write(response.body)
-        self.finish()
+        self.finish(set_content_type=content_type)  # APIHandler.finish would say JSON
 
 
 class JobsHandler(JobProxyHandler):

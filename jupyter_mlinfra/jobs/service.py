@@ -70,6 +70,8 @@ class JobService:
         self.controller.check_owner(identity.user)
         spec = job.spec
         flavor = self.policy.catalog.flavor(spec.flavor)
+        job = replace(job, node=job.node.running(spec.procs_per_node))
+        self._check_processes(job, flavor.cpu)
         quota = self.policy.quotas.for_identity(identity)
         why_not = refusal(job, self.policy.machine, quota, flavor.max_nodes)
         if why_not:
@@ -87,6 +89,16 @@ class JobService:
         if created:
             self.controller.wake()
         return job, created
+
+    def _check_processes(self, job: Job, flavor_cpu: float) -> None:
+        """A job whose processes hold more CPUs than this machine has can never start."""
+        cpus, machine = job.node.cpu * job.spec.nodes, self.policy.machine.cpus
+        if job.node.cpu > flavor_cpu and cpus > machine:
+            raise CannotFit(
+                f"procs_per_node: {job.spec.procs_per_node} processes per node hold a CPU each, "
+                f"{cpus:g} in all; this machine has {machine}",
+                "procs_per_node",
+            )
 
     # --- reading ------------------------------------------------------------------------------
 

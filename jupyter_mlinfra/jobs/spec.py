@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -340,6 +340,14 @@ class Resources:
             accelerator_kind=accelerator.kind if accelerator else "",
             accelerator_model=accelerator.model if accelerator else "",
         )
+
+    def running(self, procs: int) -> Resources:
+        """This node's share when it runs ``procs`` processes. A flavor is sized for one process
+        per accelerator (or one, without); a node that runs more holds a CPU for each, or the
+        flavor's CPUs if more, so that every process it starts is counted."""
+        if procs <= max(1, self.accelerators):
+            return self
+        return replace(self, cpu=max(self.cpu, float(procs)))
 
 
 @dataclass(frozen=True)

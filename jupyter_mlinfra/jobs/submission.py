@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..catalog import Catalog
-from ..errors import InvalidInput, NotAllowed
+from ..errors import InvalidInput, NotAllowed, shown
 from ..identity import Identity
 from .spec import Job, RequestLimits, Resources, parse_submission
 
@@ -66,7 +66,10 @@ def priority_change(identity: Identity, body: Any, priority_classes: Mapping[str
     if not isinstance(body, dict) or set(body) != {"priority"}:
         raise InvalidInput('the body must be {"priority": CLASS}', "priority")
     priority = body["priority"]
+    if not isinstance(priority, str):
+        raise InvalidInput(f"priority: must be a string, got {type(priority).__name__}", "priority")
     if priority not in priority_classes:
         known = ", ".join(sorted(priority_classes))
-        raise InvalidInput(f"priority: unknown class {priority!r} (known: {known})", "priority")
+        message = f"priority: unknown class {shown(priority)} (known: {known})"
+        raise InvalidInput(message, "priority")
     return str(priority)

@@ -333,6 +333,7 @@ class Agent:
         return job
 
     async def _start_job(self, job: Job) -> None:
+        job = self.store.with_payload(job)  # its code, pushed variables, env and args
         environment = self.policy.catalog.environment(job.spec.environment)
         cpus = self._pick_cpus(job)
         self._cpus[job.id] = cpus  # now, not after the await: a kernel may ask meanwhile
