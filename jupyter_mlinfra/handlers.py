@@ -131,7 +131,8 @@ class UnknownPathHandler(MLInfraHandler):
     """Every path under the API that no route matches (listed last)."""
 
     def unknown(self) -> None:
-        raise NotFound(f"no such API path: {shown(self.request.path, 100)}", None)
+        path = self.request.path
+        raise NotFound(f"no such API path: {shown(path[path.index(API) :], 100)}", None)
 
     @web.authenticated
     @authorized

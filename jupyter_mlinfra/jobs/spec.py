@@ -178,12 +178,17 @@ def _os_string(body: Mapping[str, Any], name: str, limit: int) -> str:
     return value
 
 
-def _whole(body: Mapping[str, Any], name: str, default: int, minimum: int, maximum: int) -> int:
+def _whole(
+    body: Mapping[str, Any], name: str, default: int, minimum: int, maximum: int, within: str = ""
+) -> int:
+    """A whole number between ``minimum`` and ``maximum``; ``within`` names the object that
+    holds it, for the error ("retry.max_restarts")."""
     value = _given(body, name, default)
+    field = f"{within}.{name}" if within else name
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(name, f"must be a whole number, got {type(value).__name__}")
+        raise _bad(field, f"must be a whole number, got {type(value).__name__}")
     if not minimum <= value <= maximum:
-        raise _bad(name, f"must be between {minimum} and {maximum}")
+        raise _bad(field, f"must be between {minimum} and {maximum}")
     return value
 
 
@@ -251,7 +256,7 @@ def _retry(body: Mapping[str, Any]) -> RetryPolicy:
         raise _bad(
             f"retry.{sorted(unknown)[0]}", "unknown field; known: max_restarts, on_exit_codes"
         )
-    max_restarts = _whole(value, "max_restarts", 0, 0, 100)
+    max_restarts = _whole(value, "max_restarts", 0, 0, 100, within="retry")
     codes = _given(value, "on_exit_codes", [])
     if not isinstance(codes, list) or not all(
         isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in codes
