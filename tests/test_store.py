@@ -457,3 +457,24 @@ def test_a_version_1_store_gains_backoff_on_open(tmp_path: Path) -> None:
         )
     finally:
         reopened.close()
+
+
+def test_what_only_ranks_read_stays_on_disk(store: JobStore) -> None:
+    """A queued job's code, pushed variables, env and args are not held in memory with the
+    queue nor read into listings: only ``with_payload`` (to start its ranks) reads them."""
+    spec = JobSpec(
+        script="train.py",
+        args=("--data", "d" * 10_000),
+        env={"E": "e" * 10_000},
+        push={"weights": "A" * 100_000},
+        priority="low",
+    )
+    job = replace(make_job("j-1"), spec=spec)
+    added, _ = store.add(job, [])
+    assert added.spec == replace(spec, args=(), env={}, push={})
+    assert store.active() == [added]
+    assert store.list() == [added] and store.get("j-1") == added
+    raised = replace(added, spec=replace(added.spec, priority="high"))
+    store.set_priority(raised, Event("j-1", 1001.0, Condition.QUEUED, "Reprioritised"))
+    full = store.with_payload(store.active()[0])
+    assert full.spec == replace(spec, priority="high")  # the payload kept
