@@ -95,8 +95,8 @@ class JobService:
         cpus, machine = job.node.cpu * job.spec.nodes, self.policy.machine.cpus
         if job.node.cpu > flavor_cpu and cpus > machine:
             raise CannotFit(
-                f"procs_per_node: {job.spec.procs_per_node} processes per node hold a CPU each, "
-                f"{cpus:g} in all; this machine has {machine}",
+                f"procs_per_node: {job.spec.procs_per_node} processes per node take "
+                f"{cpus:g} CPUs in all (the flavor's share for each); this machine has {machine}",
                 "procs_per_node",
             )
 

@@ -348,11 +348,12 @@ class Resources:
 
     def running(self, procs: int) -> Resources:
         """This node's share when it runs ``procs`` processes. A flavor is sized for one process
-        per accelerator (or one, without); a node that runs more holds a CPU for each, or the
-        flavor's CPUs if more, so that every process it starts is counted."""
-        if procs <= max(1, self.accelerators):
+        per accelerator (or one, without); a node that runs more holds the CPUs of one such
+        process for each, so that every process it starts is counted."""
+        sized_for = max(1, self.accelerators)
+        if procs <= sized_for:
             return self
-        return replace(self, cpu=max(self.cpu, float(procs)))
+        return replace(self, cpu=self.cpu * procs / sized_for)
 
 
 @dataclass(frozen=True)
