@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import time
 from typing import Any
@@ -85,7 +86,7 @@ class AgentLink:
             retry_at, why = self._failed
             wait = retry_at - time.monotonic()
             if wait > 0:
-                raise AgentUnavailable(f"{why} (not started again for {wait:.0f} s)")
+                raise AgentUnavailable(f"{why} (not started again for {math.ceil(wait)} s)")
         try:
             status: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
                 None,
