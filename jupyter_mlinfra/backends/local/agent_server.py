@@ -29,7 +29,7 @@ from ...errors import NotAllowed, NotAuthenticated, NotFound, shown
 from ...identity import Identity
 from ...jobs.policy import Policy
 from ...jobs.serving import answer
-from ...jobs.spec import JobState
+from ...jobs.spec import JobState, RequestLimits
 from ...json_errors import JSONErrors
 from .accounts import RankAccounts
 from .agent import Agent
@@ -150,9 +150,15 @@ class PolicyHandler(AgentHandler):
                 "configuration",
                 None,
             )
-        self.agent.set_policy(Policy.from_document(self.json_body()))
-        self.agent.store.put_setting("policy", self.json_body())
+        document = self.json_body()
+        self.agent.set_policy(Policy.from_document(document))
+        self.agent.store.put_setting("policy", document)
         self.reply({"ok": True})
+
+    def max_request_bytes(self) -> int:
+        """The default, whatever the settings say: settings that lower the limit below their
+        own size must still reach the agent."""
+        return RequestLimits().max_request_bytes
 
 
 class AllocationsHandler(AgentHandler):
