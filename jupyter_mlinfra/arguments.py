@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 from .errors import InvalidInput, shown
 
-Argument = Callable[[str, str], str]
-"""``get_query_argument(name, default)`` of a request."""
+Argument = Callable[[str, str | None], str | None]
+"""``get_query_argument(name, default)`` of a request: the default when the parameter is
+absent, its (stripped) value, perhaps empty, when present."""
 
 _DIGITS = re.compile(r"[0-9]{1,9}")
 MAX_TEXT = 255
@@ -23,7 +24,7 @@ MAX_TEXT = 255
 
 def flag(argument: Argument, name: str) -> bool:
     """A boolean parameter (default false)."""
-    value = argument(name, "false")
+    value = argument(name, "false") or ""
     if value not in ("true", "false", "1", "0"):
         raise InvalidInput(
             f"query parameter {name!r} must be true or false, got {shown(value)}", name
@@ -32,9 +33,10 @@ def flag(argument: Argument, name: str) -> bool:
 
 
 def whole(argument: Argument, name: str, *, minimum: int = 0, maximum: int) -> int | None:
-    """A whole-number parameter between ``minimum`` and ``maximum``; None when absent."""
-    text = argument(name, "")
-    if not text:
+    """A whole-number parameter between ``minimum`` and ``maximum``; None when absent (an
+    empty value is not a number)."""
+    text = argument(name, None)
+    if text is None:
         return None
     if not _DIGITS.fullmatch(text):
         raise InvalidInput(f"{name}: must be a whole number, got {shown(text)}", name)
@@ -46,7 +48,7 @@ def whole(argument: Argument, name: str, *, minimum: int = 0, maximum: int) -> i
 
 def text(argument: Argument, name: str, maximum: int = MAX_TEXT) -> str:
     """A text parameter ('' when absent), at most ``maximum`` characters."""
-    value = argument(name, "")
+    value = argument(name, "") or ""
     if len(value) > maximum:
         raise InvalidInput(f"{name}: at most {maximum} characters, got {len(value)}", name)
     return value

@@ -208,10 +208,12 @@ async def test_every_query_parameter(jp_fetch: Any) -> None:
     cursor = f"1764000000.5:{JOB}"
     bad: list[tuple[str, str, str | bytes]] = [
         ("flavors", "all", "maybe"),
+        ("flavors", "all", ""),
         ("flavors", "all", "True"),
         ("flavors", "all", b"\xff"),
         *[("flavors", "all", digit) for digit in DIGITS],
         ("jobs", "limit", "0"),
+        ("jobs", "limit", ""),
         ("jobs", "limit", "1001"),
         ("jobs", "limit", "ten"),
         ("jobs", "limit", "9" * 30),
@@ -237,9 +239,12 @@ async def test_every_query_parameter(jp_fetch: Any) -> None:
         (f"jobs/{JOB}/logs", "rank", "99999999"),
         *[(f"jobs/{JOB}/logs", "rank", digit) for digit in DIGITS],
         (f"jobs/{JOB}/logs", "tail", "all"),
+        (f"jobs/{JOB}/logs", "tail", ""),
+        (f"jobs/{JOB}/logs", "rank", ""),
         (f"jobs/{JOB}/logs", "tail", "9" * 30),
         *[(f"jobs/{JOB}/logs", "tail", digit) for digit in DIGITS],
         (f"jobs/{JOB}/logs", "follow", "yes"),
+        (f"jobs/{JOB}/logs", "follow", ""),
         (f"jobs/{JOB}/logs", "follow", b"\xff"),
     ]
     cases = [Case("GET", path, 400, name, params={name: value}) for path, name, value in bad]

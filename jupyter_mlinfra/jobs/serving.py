@@ -60,9 +60,6 @@ async def answer(handler: JSONErrors, jobs: JobsAPI, identity: Identity, job_id:
     method = handler.request.method or "GET"
     action = handler.request.path.rstrip("/").rsplit("/", 1)[-1]
 
-    def argument(name: str, default: str) -> str:
-        return handler.get_query_argument(name, default) or default
-
     status, reply = 200, None
     if not job_id:
         if action == "queue":
@@ -73,9 +70,9 @@ async def answer(handler: JSONErrors, jobs: JobsAPI, identity: Identity, job_id:
             reply, created = await jobs.submit(identity, handler.json_body())
             status = 201 if created else 200
         else:
-            reply = await jobs.list(identity, **list_filters(argument))
+            reply = await jobs.list(identity, **list_filters(handler.get_query_argument))
     elif action == "logs":
-        options = log_options(argument)
+        options = log_options(handler.get_query_argument)
         lines = await jobs.logs(
             identity, job_id, rank=options.rank, tail=options.tail, follow=options.follow
         )
