@@ -17,6 +17,10 @@ from typing import Any
 
 import pytest
 
+from jupyter_mlinfra.client import IDENTITY_HEADER
+from jupyter_mlinfra.transport import UnixHTTPConnection
+
+from .agents import AgentHome
 from .conftest import ME
 
 UUID = "0000aaaa-0000-4000-8000-000000000000"
@@ -362,3 +366,22 @@ class TestLimits:
         assert response.code == 201
         job = json.loads(response.body)
         await jp_fetch("mlinfra", "api", "v1", "jobs", job["id"], method="DELETE")
+
+
+async def test_the_agent_answers_an_unknown_path_in_json(
+    jp_fetch: Any, agent_home: AgentHome
+) -> None:
+    """What the CLI meets when it talks to the agent itself, without a server."""
+    await jp_fetch("mlinfra", "api", "v1", "jobs")  # the server starts the agent
+    connection = UnixHTTPConnection(agent_home.socket, timeout=10)
+    try:
+        me = json.dumps({"user": ME})
+        connection.request("GET", "/mlinfra/api/v1/nope", headers={IDENTITY_HEADER: me})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+    finally:
+        connection.close()
+    assert (response.status, answer) == (
+        404,
+        {"message": "no such path: '/mlinfra/api/v1/nope'", "field": None},
+    )
