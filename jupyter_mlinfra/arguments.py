@@ -3,7 +3,7 @@
 Numbers are ASCII digits only (``str.isdigit`` also takes '²' and '٣', and ``int`` then
 fails or reads another script's digits), bounded in length before they are converted;
 booleans are true/false/1/0; text is bounded. Anything else is a 400 naming the parameter.
-Pure: a route passes its ``get_query_argument``.
+Pure: a route passes its ``JSONErrors.query_argument``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Callable
 from .errors import InvalidInput, shown
 
 Argument = Callable[[str, str | None], str | None]
-"""``get_query_argument(name, default)`` of a request: the default when the parameter is
-absent, its (stripped) value, perhaps empty, when present."""
+"""``query_argument(name, default)`` of a request: the default when the parameter is absent,
+its value as sent, perhaps empty, when present."""
 
 _DIGITS = re.compile(r"[0-9]{1,9}")
 MAX_TEXT = 255

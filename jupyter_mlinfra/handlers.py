@@ -68,7 +68,7 @@ class MLInfraHandler(JSONErrors, APIHandler):
 
     def flag(self, name: str) -> bool:
         """A boolean query argument; anything but true/false/1/0 is a 400 naming it."""
-        return arguments.flag(self.get_query_argument, name)
+        return arguments.flag(self.query_argument, name)
 
     def reply(self, body: Any) -> None:
         self.finish(json.dumps(body))

@@ -35,6 +35,11 @@ class JSONErrors(web.RequestHandler):
         """The request's JSON body, ``{}`` when empty; 400 or 413 when malformed or too big."""
         return parse_json_body(self.request.body or b"", self.max_request_bytes())
 
+    def query_argument(self, name: str, default: str | None) -> str | None:
+        """A query parameter as sent (``arguments.Argument``): not stripped, so that what a
+        client sent is what is judged ("5 " is not a number, 256 spaces are too long)."""
+        return self.get_query_argument(name, default, strip=False)
+
     def decode_argument(self, value: bytes, name: str | None = None) -> str:
         """Query and path arguments as text; bytes that are not UTF-8 are a 400 naming the
         parameter (tornado's own message names no field)."""

@@ -230,6 +230,9 @@ async def test_every_query_parameter(jp_fetch: Any) -> None:
         ("jobs", "owner", "o" * 256),
         ("jobs", "owner", b"\xed\xa0\x80"),  # a surrogate, UTF-8-encoded
         ("jobs", "flavor", "f" * 256),
+        ("jobs", "flavor", " " * 256),  # as sent: not stripped to nothing
+        ("jobs", "before", "\t"),
+        ("jobs", "limit", "5 "),
         ("jobs", "queue", "q" * 256),
         ("jobs", "before", "yesterday"),
         ("jobs", "before", f"nan:{JOB}"),

@@ -70,9 +70,9 @@ async def answer(handler: JSONErrors, jobs: JobsAPI, identity: Identity, job_id:
             reply, created = await jobs.submit(identity, handler.json_body())
             status = 201 if created else 200
         else:
-            reply = await jobs.list(identity, **list_filters(handler.get_query_argument))
+            reply = await jobs.list(identity, **list_filters(handler.query_argument))
     elif action == "logs":
-        options = log_options(handler.get_query_argument)
+        options = log_options(handler.query_argument)
         lines = await jobs.logs(
             identity, job_id, rank=options.rank, tail=options.tail, follow=options.follow
         )
