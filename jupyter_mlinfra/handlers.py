@@ -33,7 +33,8 @@ class MLInfraHandler(JSONErrors, APIHandler):
     auth_resource = AUTH_RESOURCE
 
     async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler's
-        """Every method here needs a user: a request without one is refused now, as 401.
+        """Every method here but CORS preflight (``OPTIONS``) needs a user: a request without
+        one is refused now, as 401.
 
         jupyter_server answers 403 (its XSRF check, or ``web.authenticated``), which tells a
         client "not allowed" rather than "log in"; a host it does not allow keeps its 403."""
@@ -43,7 +44,8 @@ class MLInfraHandler(JSONErrors, APIHandler):
             if error.status_code == 403 and self._anonymous() and self.check_host():
                 raise NotAuthenticated(self.login_needed, None) from None
             raise
-        if self._anonymous():
+        method = getattr(self, (self.request.method or "").lower(), None)
+        if self._anonymous() and not getattr(method, "__allow_unauthenticated", False):
             raise NotAuthenticated(self.login_needed, None)
 
     login_needed = "authentication required: send 'Authorization: token <token>'"
