@@ -79,7 +79,7 @@ async def test_gpu_job_gets_its_devices(jp_fetch: Any) -> None:
             {"code": "1", "nodes": 64, "procs_per_node": 256},
             422,
             "procs_per_node",
-            "256 processes per node take 16384 CPUs in all (the flavor's share for each)",
+            "256 processes per node take 16384 CPUs in all (a CPU each",
         ),
     ],
 )
@@ -92,9 +92,9 @@ async def test_bad_submissions_are_refused_with_the_field(
 
 
 async def test_processes_beyond_the_flavors_are_counted_as_cpus(jp_fetch: Any) -> None:
-    """The cpu flavor is sized for one process (1 CPU): a job of two holds its CPU for each,
-    and its ranks are pinned to those two, a thread pool of one each; one process per
-    accelerator stays within the flavor's share."""
+    """The cpu flavor is sized for one process (1 CPU): a job of two holds a CPU for each, and
+    its ranks are pinned to those two, a thread pool of one each; one process per accelerator
+    stays within the flavor's share."""
     hold = (
         "import os, time\n"
         "print(len(os.sched_getaffinity(0)), os.environ['OMP_NUM_THREADS'], flush=True)\n"

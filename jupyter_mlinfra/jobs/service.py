@@ -96,7 +96,8 @@ class JobService:
         if job.node.cpu > flavor_cpu and cpus > machine:
             raise CannotFit(
                 f"procs_per_node: {job.spec.procs_per_node} processes per node take "
-                f"{cpus:g} CPUs in all (the flavor's share for each); this machine has {machine}",
+                f"{cpus:g} CPUs in all (a CPU each, or the flavor's share of one); this machine "
+                f"has {machine}",
                 "procs_per_node",
             )
 

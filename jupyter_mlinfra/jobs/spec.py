@@ -348,12 +348,12 @@ class Resources:
 
     def running(self, procs: int) -> Resources:
         """This node's share when it runs ``procs`` processes. A flavor is sized for one process
-        per accelerator (or one, without); a node that runs more holds the CPUs of one such
-        process for each, so that every process it starts is counted."""
-        sized_for = max(1, self.accelerators)
-        if procs <= sized_for:
+        per accelerator (or one, without). A node that runs more holds a CPU for each process
+        (a flavor of less than one CPU: that much for each), or the flavor's CPUs if more: the
+        processes share the flavor's CPUs, and every one beyond them is counted."""
+        if procs <= max(1, self.accelerators):
             return self
-        return replace(self, cpu=self.cpu * procs / sized_for)
+        return replace(self, cpu=max(self.cpu, procs * min(1.0, self.cpu)))
 
 
 @dataclass(frozen=True)
