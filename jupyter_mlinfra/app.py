@@ -22,6 +22,7 @@ from .hub import HubUser, fetch_user, hub_api_url
 from .identity import Identity, resolve_identity
 from .inventory import Inventory
 from .jobs.handlers import AgentLink
+from .jobs.spec import RequestLimits
 from .kernels import registry
 from .kernels.culler import IdleCuller
 from .kernels.interpreters import (
@@ -32,6 +33,7 @@ from .kernels.interpreters import (
     KernelTransport,
     transport_of,
 )
+from .kernels.provisioner import QuietRefusals
 from .kernels.service import KernelService
 from .kernels.specs import MLInfraKernelSpecManager
 from .priorities import Priorities
@@ -200,6 +202,45 @@ class MLInfraApp(ExtensionApp):
         is evicted and requeued with backoff.""",
     )
 
+    max_request_bytes = Int(
+        RequestLimits().max_request_bytes,
+        config=True,
+        help="""The largest request body the REST API reads, in bytes (a job submission with its
+        code and pushed variables is the largest); a larger one is refused with HTTP 413.
+        jupyter_server's ServerApp.max_body_size, the connection's own limit, applies first.""",
+    )
+
+    max_push_bytes = Int(
+        RequestLimits().max_push_bytes,
+        config=True,
+        help="""The most a job's pushed variables may take, all together, as the base64 text of
+        their cloudpickle (about 4/3 of the pickled size); more is refused with HTTP 413. The
+        local agent keeps them on disk until the job starts, not in memory.""",
+    )
+
+    max_env_bytes = Int(
+        RequestLimits().max_env_bytes,
+        config=True,
+        help="""The most a job's environment variables (names and values, in UTF-8) may take;
+        more is refused with HTTP 413. The operating system limits a process's environment
+        and arguments together (about 2 MiB on Linux).""",
+    )
+
+    max_args_bytes = Int(
+        RequestLimits().max_args_bytes,
+        config=True,
+        help="""The most a job script's arguments (in UTF-8) may take; more is refused with
+        HTTP 413.""",
+    )
+
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(
+            max_request_bytes=self.max_request_bytes,
+            max_push_bytes=self.max_push_bytes,
+            max_env_bytes=self.max_env_bytes,
+            max_args_bytes=self.max_args_bytes,
+        )
+
     agent_socket = Unicode(
         config=True,
         help="""Unix socket of the local agent (the process that queues and runs jobs on this
@@ -289,6 +330,8 @@ class MLInfraApp(ExtensionApp):
         help="""Seconds before culling an idle accelerator kernel at which it is warned (a
         message on its stderr, shown by consoles and the server log); 0 sends no warning.""",
     )
+
+    quiet_refusals = QuietRefusals()
 
     hub_owner: HubUser | None = None
     """The server's owner as JupyterHub describes them (groups, admin), asked at start."""
@@ -397,6 +440,8 @@ class MLInfraApp(ExtensionApp):
             }
         )
         registry.register(self)
+        if self.serverapp is not None:  # its kernel managers log there
+            self.serverapp.log.addFilter(self.quiet_refusals)
         flavors = ", ".join(f.name for f in inventory.catalog.flavors)
         self.log.info(
             "jupyter_mlinfra %s: %s backend; flavors: %s", __version__, self.backend, flavors
@@ -448,6 +493,8 @@ class MLInfraApp(ExtensionApp):
             await self.jobs.stop()
         await self.inventory.backend.close()
         self.agent.client.close()
+        if self.serverapp is not None:
+            self.serverapp.log.removeFilter(self.quiet_refusals)
         registry.unregister(self)
 
     # --- wiring, also used by the CLI's --local mode -----------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .errors import CatalogError, InvalidInput, NotAllowed, NotFound
+from .errors import CatalogError, InvalidInput, NotAllowed, NotFound, shown
 from .identity import Identity
 from .quantities import format_cpu, format_memory, parse_cpu, parse_memory
 
@@ -128,7 +128,7 @@ def _lookup(what: str, entries: tuple[Entry, ...], name: str, identity: Identity
             return entry
     usable = [e for e in entries if identity is None or e.allowed.allows(identity)]
     names = ", ".join(e.name for e in usable) or "none"
-    raise NotFound(f"unknown {what} {name!r} (known: {names})", what)
+    raise NotFound(f"unknown {what} {shown(name, 63)} (known: {names})", what)
 
 
 def _default_among(preferred: str, entries: tuple[Any, ...]) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import Entitlement, parse_entitlement
-from .errors import InvalidInput, NotAllowed
+from .errors import InvalidInput, NotAllowed, shown
 from .identity import Identity
 
 
@@ -58,11 +58,13 @@ class Priorities:
         ``identity`` may not use it."""
         if name not in self.classes:
             known = ", ".join(sorted(self.classes))
-            raise InvalidInput(f"priority: unknown class {name!r} (known: {known})", "priority")
+            raise InvalidInput(
+                f"priority: unknown class {shown(name)} (known: {known})", "priority"
+            )
         if not self.allows(identity, name):
             mine = ", ".join(self.for_identity(identity)) or "none"
             raise NotAllowed(
-                f"user {identity.user!r} may not use priority class {name!r} (yours: {mine})",
+                f"user {identity.user!r} may not use priority class {shown(name)} (yours: {mine})",
                 "priority",
             )
         return self.classes[name]

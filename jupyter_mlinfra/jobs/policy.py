@@ -15,6 +15,7 @@ from ..catalog import Catalog
 from ..identity import Identity, resolve_identity
 from ..priorities import Priorities
 from ..quotas import QuotaPolicy
+from .spec import RequestLimits
 
 if TYPE_CHECKING:
     from ..app import MLInfraApp
@@ -42,6 +43,7 @@ class Policy:
     group_members: dict[str, list[str]]
     admin_users: frozenset[str]
     admin_groups: frozenset[str]
+    limits: RequestLimits
 
     @classmethod
     def from_app(cls, app: MLInfraApp) -> Policy:
@@ -57,6 +59,7 @@ class Policy:
             group_members={g: list(m) for g, m in app.groups.items()},
             admin_users=frozenset(app.admin_users),
             admin_groups=frozenset(app.admin_groups),
+            limits=app.request_limits(),
         )
 
     @classmethod

@@ -60,7 +60,12 @@ class JobService:
         """The new job (True), or the existing one for a repeated idempotency key (False)."""
         policy = self.policy
         job = new_job(
-            identity, body, policy.catalog, policy.priorities, job_id=uuid.uuid4().hex[:12]
+            identity,
+            body,
+            policy.catalog,
+            policy.priorities,
+            job_id=uuid.uuid4().hex[:12],
+            limits=policy.limits,
         )
         key = job.spec.idempotency_key
         repeated = bool(key) and self.store.by_key(identity.user, key) is not None
@@ -88,6 +93,7 @@ class JobService:
         owner = caller if caller.user == job.owner else self._owner(job)
         quota = policy.quotas.for_identity(owner)
         flavor = policy.catalog.flavor(job.spec.flavor)
+        self._check_processes(job, flavor.cpu)
         why_not = refusal(job, policy.machine, quota, flavor.max_nodes)
         if why_not:
             raise CannotFit(why_not, "flavor")
@@ -108,6 +114,17 @@ class JobService:
         """The owner of ``job`` as this agent knows them without their request: the groups
         they had when they last put it in the queue, plus the configured ones."""
         return self.policy.identity(job.owner, frozenset(self.store.owner_groups(job.id)))
+
+    def _check_processes(self, job: Job, flavor_cpu: float) -> None:
+        """A job whose processes hold more CPUs than this machine has can never start."""
+        cpus, machine = job.node.cpu * job.spec.nodes, self.policy.machine.cpus
+        if job.node.cpu > flavor_cpu and cpus > machine:
+            raise CannotFit(
+                f"procs_per_node: {job.spec.procs_per_node} processes per node take "
+                f"{cpus:g} CPUs in all (a CPU each, or the flavor's share of one); this machine "
+                f"has {machine}",
+                "procs_per_node",
+            )
 
     # --- reading ------------------------------------------------------------------------------
 

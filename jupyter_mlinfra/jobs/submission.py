@@ -16,14 +16,20 @@ from ..catalog import Catalog
 from ..errors import InvalidInput, NotAllowed
 from ..identity import Identity
 from ..priorities import Priorities
-from .spec import Job, JobSpec, Resources, parse_submission
+from .spec import Job, JobSpec, RequestLimits, Resources, parse_label, parse_submission
 
 
 def new_job(
-    identity: Identity, body: Any, catalog: Catalog, priorities: Priorities, *, job_id: str
+    identity: Identity,
+    body: Any,
+    catalog: Catalog,
+    priorities: Priorities,
+    *,
+    job_id: str,
+    limits: RequestLimits,
 ) -> Job:
-    """The queued job ``body`` asks for; 400/403/404 naming the field when it cannot be."""
-    spec = parse_submission(body)
+    """The queued job ``body`` asks for; 400/403/404/413 naming the field when it cannot be."""
+    spec = parse_submission(body, limits)
     mine = catalog.for_identity(identity)
     spec = replace(
         spec,
@@ -56,7 +62,8 @@ def entitled(identity: Identity, job: Job, catalog: Catalog, priorities: Priorit
 def _resolve(
     identity: Identity, spec: JobSpec, catalog: Catalog, priorities: Priorities
 ) -> tuple[JobSpec, int, Resources]:
-    """The spec with its ranks per node, its priority's value and one node's resources."""
+    """The spec with its ranks per node, its priority's value and one node's resources (with
+    a CPU counted for each process beyond what the flavor is sized for)."""
     flavor = catalog.flavor(spec.flavor, identity)
     environment = catalog.environment(spec.environment, identity)
     if environment.launcher != "process":
@@ -68,7 +75,7 @@ def _resolve(
     value = priorities.choose(identity, spec.priority)
     # one rank per accelerator when the submission names no count
     spec = replace(spec, procs_per_node=spec.procs_per_node or (flavor.accelerators or 1))
-    return spec, value, Resources.of(flavor)
+    return spec, value, Resources.of(flavor).running(spec.procs_per_node)
 
 
 def priority_change(identity: Identity, body: Any) -> str:
@@ -78,7 +85,7 @@ def priority_change(identity: Identity, body: Any) -> str:
         raise NotAllowed("only admins may change a job's priority", "priority")
     if not isinstance(body, dict) or set(body) != {"priority"}:
         raise InvalidInput('the body must be {"priority": CLASS}', "priority")
-    priority = body["priority"]
-    if not isinstance(priority, str):
-        raise InvalidInput(f"priority: must be a class name, got {priority!r}", "priority")
+    priority = parse_label(body, "priority")
+    if not priority:
+        raise InvalidInput("priority: must name a class", "priority")
     return priority

@@ -140,7 +140,12 @@ class KubernetesJobs(LoggingConfigurable):
         rest = await self.start()
         policy = self.app.inventory
         job = new_job(
-            identity, body, policy.catalog, policy.priorities, job_id=uuid.uuid4().hex[:12]
+            identity,
+            body,
+            policy.catalog,
+            policy.priorities,
+            job_id=uuid.uuid4().hex[:12],
+            limits=self.app.request_limits(),
         )
         spec = job.spec
         key = spec.idempotency_key

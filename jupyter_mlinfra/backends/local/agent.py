@@ -404,14 +404,15 @@ class Agent:
                 environment = self.policy.catalog.environment(job.spec.environment)
                 cpus = self._pick_cpus(job)
                 self._cpus[job.id] = cpus  # now, not after the await: a kernel may ask meanwhile
+                whole = self.store.with_payload(job)  # its code, pushed variables, env and args
                 await self.runner.start(
-                    job,
+                    whole,
                     environment,
                     cpus=cpus,
                     master_port=free_port(),
                     base_env=_base_env(),
                     record=self.store.record_rank,
-                    push=_push_bytes(job),
+                    push=_push_bytes(whole),
                 )
             except Exception as error:  # any of them: a job must never stay admitted
                 log.warning("job %s: %s", job.id, error)

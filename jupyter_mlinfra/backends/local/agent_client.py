@@ -66,6 +66,13 @@ def ensure_agent(socket_path: str, data_dir: str, idle_timeout: float) -> dict[s
     status = agent_status(socket_path)
     if status is not None:
         return status
+    try:
+        return _start_agent(socket_path, data_dir, idle_timeout)
+    except (OSError, subprocess.SubprocessError) as error:  # data_dir not writable, say
+        raise AgentUnavailable(f"cannot start the local agent: {error}") from None
+
+
+def _start_agent(socket_path: str, data_dir: str, idle_timeout: float) -> dict[str, Any]:
     folder = Path(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "agent.start.lock").open("a+") as lock:
@@ -85,10 +92,16 @@ def ensure_agent(socket_path: str, data_dir: str, idle_timeout: float) -> dict[s
             if status is not None:
                 return status
             if process_start_time(pid) is None:  # gone (or a zombie): it exited
-                tail = log_path.read_text(errors="replace").splitlines()[-5:]
-                raise AgentUnavailable("the local agent exited at start: " + " | ".join(tail))
+                raise AgentUnavailable(f"the local agent exited at start: {_last_line(log_path)}")
             time.sleep(0.05)
     raise AgentUnavailable(f"the local agent did not answer on {socket_path} within 30 s")
+
+
+def _last_line(log_path: Path) -> str:
+    """What the agent said last: the one line its CLI writes when it cannot start (or, if it
+    crashed, the exception's line that ends its traceback)."""
+    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else f"nothing in {log_path}"
 
 
 _DETACH = """
