@@ -44,10 +44,10 @@ class JobRow {
     this._reason.className = 'jp-mlinfra-JobRow-reason';
     const head = document.createElement('div');
     head.className = 'jp-mlinfra-JobRow-head';
-    head.append(this._name, this._state);
+    head.append(this._name, this._id, this._state);
     const meta = document.createElement('div');
     meta.className = 'jp-mlinfra-JobRow-meta';
-    meta.append(this._owner, this._flavor, this._ranks, this._id);
+    meta.append(this._owner, this._flavor, this._ranks);
     const buttons = document.createElement('div');
     buttons.className = 'jp-mlinfra-JobRow-actions';
     this._logs = button('Logs', '', () => actions.logs(this._job));
