@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +82,8 @@ SCROLL_TO_ROW = """(root, index) => {
   section.scrollTop += top;  // the row at the top of the section, or as near as it goes
 }"""
 
+NEXT_FRAMES = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
 EPSILON = 0.5
 """Sub-pixel rounding of bounding boxes."""
 
@@ -146,11 +148,16 @@ def open_at(
     return page, panel
 
 
-def settled(page: Page, panel: SidebarPanel, jobs: int) -> dict[str, Any]:
-    """The panel's geometry once it shows ``jobs`` rows and has stopped resizing."""
+def settled(page: Page, panel: SidebarPanel, jobs: int | None) -> dict[str, Any]:
+    """The panel's geometry once it shows ``jobs`` rows (None: its jobs, however many) and
+    has stopped resizing."""
     from playwright.sync_api import expect
 
-    expect(panel.root.locator("li.jp-mlinfra-JobRow")).to_have_count(jobs, timeout=30_000)
+    if jobs is None:
+        status = panel.root.locator(".jp-mlinfra-JobsSection .jp-mlinfra-Section-status")
+        expect(status).not_to_have_text("Loading jobs…")
+    else:
+        expect(panel.root.locator("li.jp-mlinfra-JobRow")).to_have_count(jobs, timeout=30_000)
     expect(panel.root.locator(".jp-mlinfra-FlavorCard").first).to_be_visible()
     previous: dict[str, Any] = {}
     for _ in range(100):  # two identical readings 200 ms apart: the layout has settled
@@ -237,5 +244,72 @@ def test_no_control_is_clipped_with_30_jobs(
         check_nothing_is_clipped(page, panel, geometry)
         page.screenshot(path=str(output_dir / f"panel-{size[0]}x{size[1]}-30-jobs-scrolled.png"))
     finally:
+        page.context.close()
+    assert console.errors(mentioning="mlinfra") == []
+
+
+def saved_sizes(server: LabServer, workspace: str) -> Any:
+    """The sizes the panel keeps in the state database (None when it keeps none)."""
+    request = urllib.request.Request(
+        server.url(f"lab/api/workspaces/{workspace}"), headers=server.auth_header
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())["data"].get(SIZES_KEY)
+
+
+def heights(panel: SidebarPanel) -> dict[str, int]:
+    sections = panel.root.evaluate(MEASURE)["sections"]
+    return {name: section["height"] for name, section in sections.items()}
+
+
+def test_dragged_sizes_are_kept_across_reloads_until_fitted_again(
+    browser: Browser, own_lab: LabServer, console: ConsoleLog, output_dir: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    workspace = "dragged"
+
+    def wait_until(check: Callable[[], bool]) -> None:
+        for _ in range(150):
+            if check():
+                return
+            page.wait_for_timeout(200)
+        raise AssertionError("never happened")
+
+    page, panel = open_at(browser, own_lab, console, (1280, 720), workspace)
+    job = ""
+    try:
+        fitted = settled(page, panel, None)["sections"]
+        # the handle under the Start section, dragged 60 px down: Start grows, Kernels shrinks
+        handle = panel.root.locator(f"{SECTIONS['Start']} + .lm-SplitPanel-handle")
+        box = handle.bounding_box()
+        assert box is not None
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x, y + 30, steps=3)
+        page.mouse.move(x, y + 60, steps=3)
+        page.mouse.up()
+        dragged = heights(panel)
+        assert dragged["Start"] >= fitted["Start"]["height"] + 55, (dragged, fitted)
+        wait_until(lambda: saved_sizes(own_lab, workspace) is not None)
+
+        # a change in what the sections hold does not undo what the person chose
+        job = call(own_lab, "POST", JOBS, {"code": SLEEPER, "flavor": "cpu", "name": "kept"})["id"]
+        expect(panel.job_row(job)).to_have_count(1)
+        page.evaluate(NEXT_FRAMES)  # where a layout asked for with the new row would be done
+        assert heights(panel) == dragged
+
+        open_lab(page, own_lab, console, workspace, reset=False)  # a reload
+        expect(panel.job_row(job)).to_have_count(1)
+        wait_until(lambda: heights(panel) == dragged)
+        page.screenshot(path=str(output_dir / "panel-dragged-after-reload.png"))
+
+        run_from_palette(page, "Fit Panel Sections to Their Content")
+        wait_until(lambda: heights(panel)["Start"] == fitted["Start"]["height"])
+        wait_until(lambda: saved_sizes(own_lab, workspace) is None)
+    finally:
+        if job:
+            cancel_if_active(own_lab, job)
         page.context.close()
     assert console.errors(mentioning="mlinfra") == []
