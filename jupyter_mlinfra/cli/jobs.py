@@ -19,6 +19,7 @@ from typing import Any
 
 from ..client import ClientError, Connection, JobsClient, discover
 from ..follow import follow
+from ..submit_args import add_submit_options
 from ..text import (
     format_table,
     group_usage_rows,
@@ -52,15 +53,7 @@ def register(commands: Any) -> None:
     _target(submit)
     submit.set_defaults(run=run_submit)
     submit.add_argument("script", help="the Python script to run on every rank")
-    submit.add_argument("--flavor", default="", help="accelerator flavor (default: yours)")
-    submit.add_argument("--env", dest="environment", default="", help="environment")
-    submit.add_argument("--nodes", type=int, default=1)
-    submit.add_argument("--procs", type=int, default=0, help="processes per node")
-    submit.add_argument("--priority", default="", help="priority class")
-    submit.add_argument("--name", default="")
-    submit.add_argument("--retries", type=int, default=0, help="restarts on failure")
-    submit.add_argument("--timeout", type=float, default=None, help="max runtime, seconds")
-    submit.add_argument("--detach", action="store_true", help="return once queued")
+    add_submit_options(submit, wait=True)
 
     listing = commands.add_parser("jobs", help="your jobs, newest first")
     _target(listing)
@@ -179,21 +172,24 @@ def run_submit(args: argparse.Namespace) -> int:
         "flavor": args.flavor,
         "environment": args.environment,
         "nodes": args.nodes,
-        "procs_per_node": args.procs,
         "priority": args.priority,
         "name": args.name or script.stem,
         "working_dir": os.getcwd(),
-        "retry": {"max_restarts": args.retries},
+        "retry": {"max_restarts": args.retries, "on_exit_codes": list(args.retry_on)},
     }
+    if args.procs is not None:
+        submission["procs_per_node"] = args.procs
     if args.timeout is not None:
         submission["max_runtime_seconds"] = args.timeout
+    if args.key:
+        submission["idempotency_key"] = args.key
     client = client_for(args)
     job = client.submit(submission)
-    if args.json and args.detach:
+    if args.json and not args.wait:
         print(json.dumps(job, indent=2))
         return 0
     print(f"submitted job {job['id']} ({client.connection.source})", file=sys.stderr)
-    if args.detach:
+    if not args.wait:
         print(job["id"])
         return 0
     final = follow(client, job["id"], on_status=_print_status, on_line=_print_line)

@@ -80,7 +80,8 @@ class RetryPolicy:
 @dataclass(frozen=True)
 class JobSpec:
     """A submission, validated. ``flavor``/``environment`` empty means the caller's default;
-    ``procs_per_node`` 0 means one per accelerator of the flavor, else 1."""
+    ``procs_per_node`` 0 (left out of the submission) means one per accelerator of the
+    flavor, else 1."""
 
     name: str = ""
     code: str = ""
@@ -142,8 +143,8 @@ def _string(body: Mapping[str, Any], name: str, limit: int = 1024) -> str:
 
 
 def _whole(body: Mapping[str, Any], name: str, default: int, minimum: int, maximum: int) -> int:
-    value = body.get(name, default)
-    if value is None:
+    value = body.get(name)
+    if value is None:  # left out: the default, which may lie outside what may be given
         return default
     if isinstance(value, bool) or not isinstance(value, int):
         raise _bad(name, f"must be a whole number, got {value!r}")
@@ -228,7 +229,8 @@ def parse_submission(body: Any) -> JobSpec:
         flavor=_string(body, "flavor", 63),
         environment=_string(body, "environment", 63),
         nodes=_whole(body, "nodes", 1, 1, 64),
-        procs_per_node=_whole(body, "procs_per_node", 0, 0, 256),
+        # absent or null: one per accelerator (0 below); a number given must be a real count
+        procs_per_node=_whole(body, "procs_per_node", 0, 1, 256),
         env=dict(env),
         priority=_string(body, "priority", 63),
         queue=_string(body, "queue", 63) or "default",
