@@ -342,3 +342,15 @@ def test_a_server_sharing_the_agent_shows_the_same_jobs(cli: Setup, tmp_path: Pa
     assert discovered.returncode == 0, discovered.stderr
     assert json.loads(discovered.stdout) == direct  # found from its runtime file, as users do
     assert cli.home.status() == agent  # the same agent served both
+
+
+def test_the_agent_stops_when_asked(cli: Setup) -> None:
+    """Last: it stops the module's agent (the next command would start one again)."""
+    cli.ok("jobs")  # the agent runs: started on demand if this test runs alone
+    running = cli.home.status()
+    assert running is not None
+    stopped = cli.ok("agent", "--stop", "--socket", cli.home.socket)
+    assert stopped == f"stopped the local agent (pid {running['pid']})\n"
+    assert cli.home.status() is None and cli.home.agent_pids() == []
+    again = cli.ok("agent", "--stop", "--socket", cli.home.socket)
+    assert again == f"no local agent answers on {cli.home.socket}\n"

@@ -44,6 +44,12 @@ def register(commands: Any) -> None:
         help="run as the JupyterHub service shared by every user of this machine, on the "
         "service's URL ($JUPYTERHUB_SERVICE_URL), authenticating callers by their hub tokens",
     )
+    agent.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop the agent running on the socket now, rather than at its idle timeout "
+        "(ranks still running keep running; the next agent takes them back)",
+    )
 
     submit = commands.add_parser(
         "submit",
@@ -127,6 +133,8 @@ def run_agent(args: argparse.Namespace) -> int:
     from ..backends.local.agent_server import serve, serve_hub
     from ..jobs.policy import Policy
 
+    if args.stop:
+        return _stop_agent(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("tornado.access").setLevel(logging.WARNING)  # errors only: not per request
     app = local_app()
@@ -146,6 +154,21 @@ def run_agent(args: argparse.Namespace) -> int:
     socket_path = Path(args.socket or app.agent_socket)
     idle = app.agent_idle_timeout if args.idle_timeout is None else args.idle_timeout
     return asyncio.run(serve(socket_path, data_dir, idle, policy, accounts))
+
+
+def _stop_agent(args: argparse.Namespace) -> int:
+    from ..backends.local.agent_client import stop_agent
+
+    socket_path = args.socket or local_app().agent_socket
+    status = stop_agent(socket_path)
+    if status is None:
+        print(f"no local agent answers on {socket_path}")
+        return 0
+    left = f"; {status['running']} running job(s) keep running" if status["running"] else ""
+    waiting = f"; {status['queued']} queued job(s) wait" if status["queued"] else ""
+    later = " until an agent starts again (on demand)" if left or waiting else ""
+    print(f"stopped the local agent (pid {status['pid']}){left}{waiting}{later}")
+    return 0
 
 
 def _hub_service_address(environ: Mapping[str, str]) -> tuple[str, int, str]:
