@@ -397,6 +397,8 @@ def test_an_unknown_flavor_is_one_line(
     assert out == ""
     assert err.startswith("mlinfra: unknown flavor 'x' (known: cpu")
     assert err.count("\n") == 1
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert f"`{err.strip()}`" in readme, "the README example is not what is printed"
 
 
 @pytest.mark.parametrize(

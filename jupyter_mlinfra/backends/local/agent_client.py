@@ -2,8 +2,9 @@
 
 ``ensure_agent`` starts ``jupyter mlinfra agent`` in a session of its own (so it outlives the
 server or shell that started it) unless one already answers on the socket; a lock file makes
-concurrent starters agree on one agent. ``stop_agent`` ends it before its idle timeout does. ``AgentClient`` is the server's async side of the
-socket, built on tornado's HTTP client with a resolver that dials the Unix socket.
+concurrent starters agree on one agent. ``stop_agent`` ends it before its idle timeout does.
+``AgentClient`` is the server's async side of the socket, built on tornado's HTTP client with
+a resolver that dials the Unix socket.
 """
 
 from __future__ import annotations
