@@ -250,8 +250,9 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
         self._thread: threading.Thread | None = None
         self._display: Any = None
         self.title = w.HTML()
-        self.status = w.Label()
-        self.detail = w.Label()
+        # HTML rather than Label: a long status line (why it waits, until when) wraps
+        self.status = w.HTML()
+        self.detail = w.HTML()
         self.ranks = w.HTML()
         self.log_view = w.HTML()
         self.message = w.HTML()
@@ -367,8 +368,8 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
         job = self.job
         name = html.escape(job["name"] or "job")
         self.title.value = f"<b>{name}</b> <code>{html.escape(job['id'])}</code>"
-        self.status.value = status_line(job)
-        self.detail.value = self._detail()
+        self.status.value = html.escape(status_line(job), quote=False)
+        self.detail.value = html.escape(self._detail(), quote=False)
         self.ranks.value = _pre("\n".join(self.rank_lines().values())) if job["started"] else ""
         self.log_view.value = _pre(self.log_tail) if self.log_tail else ""
         _message(self.message, self.error, error=True)

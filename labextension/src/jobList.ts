@@ -80,7 +80,7 @@ class JobRow {
     this._detail.textContent = detailText(job);
     this._detail.hidden = this._detail.textContent === '';
     this._reason.textContent = job.reason;
-    this._reason.hidden = job.reason === '';
+    this._reason.hidden = job.reason === '' || job.reason === job.state; // said by the badge
     const active = isActive(job);
     this._cancel.hidden = !active;
     this._cancel.setAttribute('aria-label', `Cancel job ${label}`);
