@@ -138,7 +138,8 @@ def parser() -> argparse.ArgumentParser:
         type=_names,
         default=(),
         metavar="NAMES",
-        help="variables to get back when it succeeds (with --wait, at once): c,d",
+        help="variables rank 0 sends back when it succeeds: c,d (--wait puts them here; "
+        "else %%mlinfra pull ID)",
     )
 
     listing = commands.add_parser("jobs", help="your jobs, newest first", allow_abbrev=False)

@@ -75,7 +75,9 @@ def add_submit_options(parser: argparse.ArgumentParser, *, wait: bool) -> None:
     parser.add_argument(
         "--timeout", type=seconds, default=None, metavar="SECONDS", help="max runtime, seconds"
     )
-    parser.add_argument("--key", default="", help="idempotency key: the same key, the same job")
+    parser.add_argument(
+        "--key", default="", help="idempotency key: submitting again with it finds the same job"
+    )
     waiting = parser.add_mutually_exclusive_group()
     waiting.add_argument(
         "--wait",

@@ -55,6 +55,7 @@ def register(commands: Any) -> None:
         "submit",
         help="queue a Python script as a job",
         usage="jupyter mlinfra submit SCRIPT [options] [-- ARGS...]",
+        allow_abbrev=False,  # as the magic: --det is no option
     )
     _target(submit)
     submit.set_defaults(run=run_submit)
