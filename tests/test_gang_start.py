@@ -31,7 +31,8 @@ SETTINGS: dict[str, Any] = {
     "local_accelerators": [{"index": i, "model": "A100"} for i in range(2)],
     "flavors": [
         {"name": "cpu", "cpu": CPUS, "memory": "256Mi"},  # holds the whole machine
-        {"name": "tiny", "cpu": 0.25, "memory": "64Mi"},
+        # each process of a gang holds the flavor's share of a CPU: 100 of them take 1 CPU
+        {"name": "tiny", "cpu": "10m", "memory": "64Mi"},
         {"name": "gpu", "accelerator": {"kind": "nvidia.com/gpu"}, "cpu": 0.25, "memory": "64Mi"},
         {
             "name": "gpu2",

@@ -71,6 +71,8 @@ async def test_gpu_job_gets_its_devices(jp_fetch: Any) -> None:
         ({"code": "1", "gpus": 2}, 400, "gpus", "unknown field"),
         ({"code": "1", "script": "x.py"}, 400, "code", "exactly one of code"),
         ({"code": "1", "nodes": 0}, 400, "nodes", "between 1 and 64"),
+        ({"code": "1", "procs_per_node": 0}, 400, "procs_per_node", "between 1 and 256, got 0"),
+        ({"code": "1", "procs_per_node": -2}, 400, "procs_per_node", "between 1 and 256"),
         ({"code": "1", "priority": "urgent"}, 400, "priority", "unknown class 'urgent'"),
         # priority classes are entitlements: a user has the default one (and those granted)
         ({"code": "1", "priority": "high"}, 403, "priority", "may not use priority class 'high'"),

@@ -79,7 +79,8 @@ class RetryPolicy:
 @dataclass(frozen=True)
 class JobSpec:
     """A submission, validated. ``flavor``/``environment`` empty means the caller's default;
-    ``procs_per_node`` 0 means one per accelerator of the flavor, else 1."""
+    ``procs_per_node`` 0 (left out of the submission) means one per accelerator of the
+    flavor, else 1."""
 
     name: str = ""
     code: str = ""
@@ -191,13 +192,16 @@ def _whole(
     body: Mapping[str, Any], name: str, default: int, minimum: int, maximum: int, within: str = ""
 ) -> int:
     """A whole number between ``minimum`` and ``maximum``; ``within`` names the object that
-    holds it, for the error ("retry.max_restarts")."""
-    value = _given(body, name, default)
+    holds it, for the error ("retry.max_restarts"). Left out or null: ``default``, which may
+    lie outside what may be given (procs_per_node's 0: one per accelerator)."""
+    value = body.get(name)
+    if value is None:
+        return default
     field = f"{within}.{name}" if within else name
     if isinstance(value, bool) or not isinstance(value, int):
         raise _bad(field, f"must be a whole number, got {type(value).__name__}")
     if not minimum <= value <= maximum:
-        raise _bad(field, f"must be between {minimum} and {maximum}")
+        raise _bad(field, f"must be between {minimum} and {maximum}, got {value}")
     return value
 
 
@@ -318,7 +322,8 @@ def parse_submission(body: Any, limits: RequestLimits = RequestLimits()) -> JobS
         flavor=_string(body, "flavor", 63),
         environment=_string(body, "environment", 63),
         nodes=_whole(body, "nodes", 1, 1, MAX_NODES),
-        procs_per_node=_whole(body, "procs_per_node", 0, 0, MAX_PROCS_PER_NODE),
+        # absent or null: one per accelerator (0 below); a number given must be a real count
+        procs_per_node=_whole(body, "procs_per_node", 0, 1, MAX_PROCS_PER_NODE),
         env=_env(body, limits),
         priority=_string(body, "priority", 63),
         queue=_string(body, "queue", 63) or "default",

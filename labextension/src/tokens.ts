@@ -15,6 +15,7 @@ export namespace CommandIDs {
   export const showFlavors = 'mlinfra:show-flavors';
   export const openPanel = 'mlinfra:open-panel';
   export const refresh = 'mlinfra:refresh';
+  export const fitSections = 'mlinfra:fit-panel-sections';
   export const newNotebook = 'mlinfra:new-notebook';
   export const newConsole = 'mlinfra:new-console';
   export const switchKernel = 'mlinfra:switch-kernel';

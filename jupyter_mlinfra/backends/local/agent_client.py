@@ -2,8 +2,9 @@
 
 ``ensure_agent`` starts ``jupyter mlinfra agent`` in a session of its own (so it outlives the
 server or shell that started it) unless one already answers on the socket; a lock file makes
-concurrent starters agree on one agent. ``AgentClient`` is the server's async side of the
-socket, built on tornado's HTTP client with a resolver that dials the Unix socket.
+concurrent starters agree on one agent. ``stop_agent`` ends it before its idle timeout does.
+``AgentClient`` is the server's async side of the socket, built on tornado's HTTP client with
+a resolver that dials the Unix socket.
 
 A tornado client and its connections belong to one event loop. The server calls the agent
 from its own loop, but kernel provisioners also run on the loops of jupyter_client's worker
@@ -15,8 +16,11 @@ of its own, so no connection of one loop is ever touched from another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -102,6 +106,25 @@ def _last_line(log_path: Path) -> str:
     crashed, the exception's line that ends its traceback)."""
     lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
     return lines[-1].strip() if lines else f"nothing in {log_path}"
+
+
+def stop_agent(socket_path: str) -> dict[str, Any] | None:
+    """Stop the agent serving ``socket_path`` (SIGTERM: it closes its store as an idle exit
+    does) and wait until it is gone; its status as it was, or None when none was running.
+    Ranks it started keep running: the next agent adopts them."""
+    status = agent_status(socket_path)
+    if status is None:
+        return None
+    pid = int(status["pid"])
+    started = process_start_time(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while process_start_time(pid) == started and started is not None:
+        if time.monotonic() > deadline:
+            raise AgentUnavailable(f"the local agent (pid {pid}) did not stop within 30 s")
+        time.sleep(0.05)
+    return status
 
 
 _DETACH = """
