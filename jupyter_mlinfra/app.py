@@ -22,6 +22,7 @@ from .hub import HubUser, fetch_user, hub_api_url
 from .identity import Identity, resolve_identity
 from .inventory import Inventory
 from .jobs.handlers import AgentLink
+from .jobs.spec import RequestLimits
 from .kernels import registry
 from .kernels.culler import IdleCuller
 from .kernels.interpreters import (
@@ -32,8 +33,10 @@ from .kernels.interpreters import (
     KernelTransport,
     transport_of,
 )
+from .kernels.provisioner import QuietRefusals
 from .kernels.service import KernelService
 from .kernels.specs import MLInfraKernelSpecManager
+from .priorities import Priorities
 from .quotas import QUOTA_FIELDS, QuotaPolicy
 from .routes import default_handlers
 
@@ -159,11 +162,25 @@ class MLInfraApp(ExtensionApp):
         default_value={"low": 0, "normal": 100, "high": 1000},
         config=True,
         help="""Job priority classes, as {name: value}, like Kueue's WorkloadPriorityClasses:
-        higher values are admitted first and, with preemption, may evict lower ones.""",
+        higher values are admitted first and, with preemption, may evict lower ones. Who may
+        submit at which class: priority_entitlements.""",
     )
 
     default_priority = Unicode(
-        "normal", config=True, help="The priority class of a job that names none."
+        "normal",
+        config=True,
+        help="The priority class of a job that names none; every user may submit at it.",
+    )
+
+    priority_entitlements = Dict(
+        value_trait=Dict(),
+        config=True,
+        help="""Who may submit at (or retry into) each priority class other than
+        default_priority, as {class: {"users": [...], "groups": [...]}}, said as a flavor's
+        users and groups are ({} means everybody). A class with no entry is for admins only,
+        who may use every class; so by default users submit at default_priority alone, and
+        nobody can jump the queue or, with preemption, evict others without being allowed
+        to. A refused class is answered 403, naming it.""",
     )
 
     preemption = Bool(
@@ -184,6 +201,45 @@ class MLInfraApp(ExtensionApp):
         help="""Seconds all ranks of a job have to start; a gang that is not complete by then
         is evicted and requeued with backoff.""",
     )
+
+    max_request_bytes = Int(
+        RequestLimits().max_request_bytes,
+        config=True,
+        help="""The largest request body the REST API reads, in bytes (a job submission with its
+        code and pushed variables is the largest); a larger one is refused with HTTP 413.
+        jupyter_server's ServerApp.max_body_size, the connection's own limit, applies first.""",
+    )
+
+    max_push_bytes = Int(
+        RequestLimits().max_push_bytes,
+        config=True,
+        help="""The most a job's pushed variables may take, all together, as the base64 text of
+        their cloudpickle (about 4/3 of the pickled size); more is refused with HTTP 413. The
+        local agent keeps them on disk until the job starts, not in memory.""",
+    )
+
+    max_env_bytes = Int(
+        RequestLimits().max_env_bytes,
+        config=True,
+        help="""The most a job's environment variables (names and values, in UTF-8) may take;
+        more is refused with HTTP 413. The operating system limits a process's environment
+        and arguments together (about 2 MiB on Linux).""",
+    )
+
+    max_args_bytes = Int(
+        RequestLimits().max_args_bytes,
+        config=True,
+        help="""The most a job script's arguments (in UTF-8) may take; more is refused with
+        HTTP 413.""",
+    )
+
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(
+            max_request_bytes=self.max_request_bytes,
+            max_push_bytes=self.max_push_bytes,
+            max_env_bytes=self.max_env_bytes,
+            max_args_bytes=self.max_args_bytes,
+        )
 
     agent_socket = Unicode(
         config=True,
@@ -274,6 +330,8 @@ class MLInfraApp(ExtensionApp):
         help="""Seconds before culling an idle accelerator kernel at which it is warned (a
         message on its stderr, shown by consoles and the server log); 0 sends no warning.""",
     )
+
+    quiet_refusals = QuietRefusals()
 
     hub_owner: HubUser | None = None
     """The server's owner as JupyterHub describes them (groups, admin), asked at start."""
@@ -382,6 +440,8 @@ class MLInfraApp(ExtensionApp):
             }
         )
         registry.register(self)
+        if self.serverapp is not None:  # its kernel managers log there
+            self.serverapp.log.addFilter(self.quiet_refusals)
         flavors = ", ".join(f.name for f in inventory.catalog.flavors)
         self.log.info(
             "jupyter_mlinfra %s: %s backend; flavors: %s", __version__, self.backend, flavors
@@ -433,6 +493,8 @@ class MLInfraApp(ExtensionApp):
             await self.jobs.stop()
         await self.inventory.backend.close()
         self.agent.client.close()
+        if self.serverapp is not None:
+            self.serverapp.log.removeFilter(self.quiet_refusals)
         registry.unregister(self)
 
     # --- wiring, also used by the CLI's --local mode -----------------------------------------
@@ -513,11 +575,17 @@ class MLInfraApp(ExtensionApp):
     def make_quotas(self) -> QuotaPolicy:
         return QuotaPolicy.from_config(self.default_quota, self.user_quotas, self.group_quotas)
 
+    def make_priorities(self) -> Priorities:
+        return Priorities.from_config(
+            self.priority_classes, self.default_priority, self.priority_entitlements
+        )
+
     def make_inventory(self) -> Inventory:
         backend = self.make_backend()
         return Inventory(
             catalog=self.make_catalog(backend),
             backend=backend,
             quotas=self.make_quotas(),
+            priorities=self.make_priorities(),
             kernel_transport=self.kernel_transport,
         )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .errors import CatalogError, NotAllowed, NotFound
+from .errors import CatalogError, InvalidInput, NotAllowed, NotFound, shown
 from .identity import Identity
 from .quantities import format_cpu, format_memory, parse_cpu, parse_memory
 
@@ -130,7 +130,7 @@ def _lookup(what: str, entries: tuple[Entry, ...], name: str, identity: Identity
             return entry
     usable = [e for e in entries if identity is None or e.allowed.allows(identity)]
     names = ", ".join(e.name for e in usable) or "none"
-    raise NotFound(f"unknown {what} {name!r} (known: {names})", what)
+    raise NotFound(f"unknown {what} {shown(name, 63)} (known: {names})", what)
 
 
 def _default_among(preferred: str, entries: tuple[Any, ...]) -> str:
@@ -280,6 +280,7 @@ def _memory(value: Any) -> int:
 
 
 _ACCELERATOR_FIELDS = ("kind", "model", "count")
+_ENTITLEMENT_FIELDS = ("users", "groups")
 _FLAVOR_FIELDS = (
     "name", "display_name", "description", "accelerator", "cpu", "memory", "capacity_type",
     "price_per_hour", "max_nodes", "node_selector", "tolerations", "users", "groups",
@@ -310,6 +311,21 @@ def _entitlement(problems: _Problems, where: str, raw: Mapping[str, Any]) -> Ent
         users=problems.parse(where, raw, "users", _names, frozenset()),
         groups=problems.parse(where, raw, "groups", _names, frozenset()),
     )
+
+
+def parse_entitlement(raw: Any, where: str) -> Entitlement:
+    """Who may use something beside the catalog's entries (a priority class), from a mapping of
+    ``users`` and ``groups``, as a flavor says it; InvalidInput naming ``where`` otherwise."""
+    problems = _Problems()
+    entitlement = Entitlement()
+    if isinstance(raw, Mapping):
+        problems.unknown_fields(where, raw, _ENTITLEMENT_FIELDS)
+        entitlement = _entitlement(problems, where, raw)
+    else:
+        problems.add(where, f"must be a mapping with users and groups, got {raw!r}")
+    if problems.items:
+        raise InvalidInput("; ".join(problems.items), where)
+    return entitlement
 
 
 def _entry_where(kind: str, index: int, raw: Mapping[str, Any]) -> str:

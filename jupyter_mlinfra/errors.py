@@ -8,6 +8,11 @@ client can point at it.
 from __future__ import annotations
 
 
+def shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted for a message, cut short: messages echo what was sent, not all of it."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 class MLInfraError(Exception):
     """Base of every error a user can cause; its message is safe to show them."""
 
@@ -50,6 +55,12 @@ class Conflict(MLInfraError):
     """The request contradicts the current state (HTTP 409)."""
 
     status = 409
+
+
+class TooLarge(MLInfraError):
+    """A request, or one of its fields, is larger than the configured limit (HTTP 413)."""
+
+    status = 413
 
 
 class CannotFit(MLInfraError):

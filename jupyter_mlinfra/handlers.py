@@ -2,7 +2,9 @@
 
 Every handler is authenticated and authorized through jupyter_server's authorizer with the
 resource name ``mlinfra``; domain errors become JSON ``{"message", "field"}`` with their status
-in one place (``MLInfraHandler.send_error``).
+in one place (``JSONErrors``). A request without credentials is a 401 (jupyter_server answers
+403, which means "not allowed" to clients); a path under the API that no route matches is a JSON
+404 (``UnknownPathHandler``), not the server's HTML page.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from .errors import InvalidInput
+from . import arguments
+from .errors import NotAuthenticated, NotFound, shown
 from .identity import Identity
 from .inventory import Inventory
 from .json_errors import JSONErrors
@@ -28,6 +31,31 @@ AUTH_RESOURCE = "mlinfra"
 
 class MLInfraHandler(JSONErrors, APIHandler):
     auth_resource = AUTH_RESOURCE
+
+    async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler's
+        """Every method here but CORS preflight (``OPTIONS``) needs a user: a request without
+        one is refused now, as 401.
+
+        jupyter_server answers 403 (its XSRF check, or ``web.authenticated``), which tells a
+        client "not allowed" rather than "log in"; a host it does not allow keeps its 403."""
+        try:
+            await super().prepare()
+        except web.HTTPError as error:
+            if error.status_code == 403 and self._anonymous() and self.check_host():
+                raise NotAuthenticated(self.login_needed, None) from None
+            raise
+        method = getattr(self, (self.request.method or "").lower(), None)
+        if self._anonymous() and not getattr(method, "__allow_unauthenticated", False):
+            raise NotAuthenticated(self.login_needed, None)
+
+    login_needed = "authentication required: send 'Authorization: token <token>'"
+
+    def _anonymous(self) -> bool:
+        return getattr(self, "_jupyter_current_user", None) is None
+
+    def max_request_bytes(self) -> int:
+        limit: int = self.settings["mlinfra.app"].max_request_bytes
+        return limit
 
     @property
     def inventory(self) -> Inventory:
@@ -42,12 +70,7 @@ class MLInfraHandler(JSONErrors, APIHandler):
 
     def flag(self, name: str) -> bool:
         """A boolean query argument; anything but true/false/1/0 is a 400 naming it."""
-        value = self.get_query_argument(name, "false").lower()
-        if value not in ("true", "false", "1", "0"):
-            raise InvalidInput(
-                f"query parameter {name!r} must be true or false, got {value!r}", name
-            )
-        return value in ("true", "1")
+        return arguments.flag(self.query_argument, name)
 
     def reply(self, body: Any) -> None:
         self.finish(json.dumps(body))
@@ -105,6 +128,41 @@ class OpenAPIHandler(MLInfraHandler):
     async def get(self) -> None:
         self.reply(openapi_document())
 
+
+class UnknownPathHandler(MLInfraHandler):
+    """Every path under the API that no route matches (listed last)."""
+
+    def unknown(self) -> None:
+        path = self.request.path
+        raise NotFound(f"no such API path: {shown(path[path.index(API) :], 100)}", None)
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.unknown()
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        self.unknown()
+
+    @web.authenticated
+    @authorized
+    async def put(self) -> None:
+        self.unknown()
+
+    @web.authenticated
+    @authorized
+    async def patch(self) -> None:
+        self.unknown()
+
+    @web.authenticated
+    @authorized
+    async def delete(self) -> None:
+        self.unknown()
+
+
+unknown_path_handlers = [(rf"{API}/.*", UnknownPathHandler)]
 
 NAME = r"(?P<name>[A-Za-z0-9._-]+)"
 

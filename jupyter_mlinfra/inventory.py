@@ -14,6 +14,7 @@ from .backends.base import Backend
 from .catalog import Catalog, Environment
 from .identity import Identity
 from .kernels.interpreters import KernelTransport
+from .priorities import Priorities
 from .quotas import QuotaPolicy, usage_of
 
 
@@ -22,6 +23,7 @@ class Inventory:
     catalog: Catalog
     backend: Backend
     quotas: QuotaPolicy
+    priorities: Priorities
     kernel_transport: Callable[[Environment], Awaitable[KernelTransport]]
     """How an environment's kernels talk to the server (whether they can start, encrypted)."""
 
@@ -75,5 +77,7 @@ class Inventory:
                 queued_jobs=await self.backend.queued_jobs(identity.user),
             ).to_json(),
             "flavors": [f.name for f in self.catalog.for_identity(identity).flavors],
+            "priorities": self.priorities.for_identity(identity),
+            "default_priority": self.priorities.default,
             "isolation": await self.backend.isolation(identity),
         }

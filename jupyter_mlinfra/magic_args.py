@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from .submit_args import add_submit_options, did_you_mean, subcommands, whole
+
 PROG = "%mlinfra"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -67,7 +69,8 @@ class SubmitOptions:
     flavor: str = ""
     environment: str = ""
     nodes: int = 1
-    procs: int = 0
+    procs: int | None = None
+    """None: the server's default (one per accelerator of the flavor, else 1)."""
     priority: str = ""
     name: str = ""
     push: tuple[str, ...] = ()
@@ -95,29 +98,6 @@ class Command:
 # --- value types: argparse turns their ValueError/ArgumentTypeError into error() ------------
 
 
-def _whole(minimum: int) -> Any:
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return convert
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
-    return value
-
-
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if not names:
@@ -126,15 +106,6 @@ def _names(text: str) -> tuple[str, ...]:
         if not _IDENTIFIER.match(name):
             raise argparse.ArgumentTypeError(f"{name!r} is not a Python variable name")
     return names
-
-
-def _exit_codes(text: str) -> tuple[int, ...]:
-    codes: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part.isdigit() or not 0 <= int(part) <= 255:
-            raise argparse.ArgumentTypeError(f"exit codes are 0 to 255, got {part!r}")
-        codes.append(int(part))
-    return tuple(codes)
 
 
 # --- the parser -----------------------------------------------------------------------------
@@ -158,40 +129,17 @@ def parser() -> argparse.ArgumentParser:
         help="queue the cell as a job (a cell magic: %%%%mlinfra submit)",
         allow_abbrev=False,
     )
-    submit.add_argument("--flavor", default="", help="accelerator flavor (default: yours)")
-    submit.add_argument("--env", dest="environment", default="", metavar="ENV", help="environment")
-    submit.add_argument("--nodes", type=_whole(1), default=1, metavar="N", help="nodes (default 1)")
-    submit.add_argument(
-        "--procs",
-        type=_whole(0),
-        default=0,
-        metavar="N",
-        help="processes per node (default: per accelerator)",
-    )
-    submit.add_argument("--priority", default="", help="priority class")
-    submit.add_argument("--name", default="", help="the job's name")
+    add_submit_options(submit, wait=False)
     submit.add_argument(
         "--push", type=_names, default=(), metavar="NAMES", help="variables to send: a,b"
     )
     submit.add_argument(
-        "--pull", type=_names, default=(), metavar="NAMES", help="variables to get back: c,d"
-    )
-    submit.add_argument(
-        "--retries", type=_whole(0), default=0, metavar="N", help="restarts on failure"
-    )
-    submit.add_argument(
-        "--retry-on",
-        type=_exit_codes,
+        "--pull",
+        type=_names,
         default=(),
-        metavar="CODES",
-        help="exit codes to retry on: 1,2",
-    )
-    submit.add_argument(
-        "--timeout", type=_seconds, default=None, metavar="SECONDS", help="max runtime, seconds"
-    )
-    submit.add_argument("--key", default="", help="idempotency key (default: from the cell)")
-    submit.add_argument(
-        "--wait", action="store_true", help="stream the logs here and pull when it succeeds"
+        metavar="NAMES",
+        help="variables rank 0 sends back when it succeeds: c,d (--wait puts them here; "
+        "else %%mlinfra pull ID)",
     )
 
     listing = commands.add_parser("jobs", help="your jobs, newest first", allow_abbrev=False)
@@ -208,9 +156,9 @@ def parser() -> argparse.ArgumentParser:
 
     logs = commands.add_parser("logs", help="a job's rank logs", allow_abbrev=False)
     logs.add_argument("id", help="the job id")
-    logs.add_argument("--rank", type=_whole(0), default=None, metavar="R", help="only this rank")
+    logs.add_argument("--rank", type=whole(0), default=None, metavar="R", help="only this rank")
     logs.add_argument(
-        "--tail", type=_whole(0), default=None, metavar="N", help="only the last N lines"
+        "--tail", type=whole(0), default=None, metavar="N", help="only the last N lines"
     )
     logs.add_argument("-f", "--follow", action="store_true", help="stream until the job ends")
 
@@ -235,8 +183,9 @@ def parse(line: str, *, cell: bool) -> Command:
     args, extra = root.parse_known_args(words)  # extras named with their command, below
     name: str = args.command
     if extra:
-        prog = "%%mlinfra submit" if name == "submit" else f"{PROG} {name}"
-        raise _error(prog, f"unrecognized arguments: {' '.join(extra)}")
+        command = subcommands(root)[name]
+        hint = did_you_mean(command, extra)
+        raise _error(command.prog, f"unrecognized arguments: {' '.join(extra)}{hint}")
     if cell and name != "submit":
         raise ArgsError(f"{name}: a line magic; use %mlinfra {name} (one %)")
     if not cell and name == "submit":
@@ -292,7 +241,6 @@ def submission(
         "flavor": options.flavor,
         "environment": options.environment,
         "nodes": options.nodes,
-        "procs_per_node": options.procs,
         "priority": options.priority,
         "name": options.name,
         "push": dict(push or {}),
@@ -301,6 +249,8 @@ def submission(
         "working_dir": working_dir,
         "idempotency_key": options.key or idempotency_key,
     }
+    if options.procs is not None:
+        body["procs_per_node"] = options.procs
     if options.timeout is not None:
         body["max_runtime_seconds"] = options.timeout
     return body

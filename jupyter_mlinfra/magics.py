@@ -52,7 +52,8 @@ class JobHandle:
         self._id = job_id
         self.poll_seconds = poll_seconds
         self.live: LiveStatus | None = None
-        """The thread that keeps the cell's status line current, while it runs."""
+        """The status line that keeps itself current once shown, where widgets cannot
+        render."""
         self.monitor: JobMonitor | None = None
         """The widget showing the job, where the frontend renders widgets (instead of
         :attr:`live`)."""
@@ -98,37 +99,64 @@ class JobHandle:
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(repr(self))
 
+    def _ipython_display_(self) -> None:
+        """What a cell shows of the job: its live view alone (the monitor, or a status line
+        that keeps itself current), as it is when the cell ends, never a snapshot beside it
+        that would soon contradict it; once the status line is shown, the job as it is now."""
+        if self.monitor is not None:
+            self.monitor.refresh()
+            self.monitor.show()
+        elif self.live is not None and not self.live.shown:
+            self.live.show()
+        else:
+            display({"text/plain": repr(self)}, raw=True)  # type: ignore[no-untyped-call]
+
 
 class LiveStatus(threading.Thread):
-    """Keeps one plain-text display (``display_id``) showing a job's status line until the job
-    finishes; works in every frontend and in a terminal."""
+    """Once shown, keeps one plain-text display (``display_id``) showing a job's status line
+    until the job finishes; works in every frontend and in a terminal."""
 
-    def __init__(self, client: JobsClient, job: dict[str, Any], poll_seconds: float) -> None:
-        context = contextvars.copy_context()  # the cell's, so updates are tied to it
-        super().__init__(name=f"mlinfra-status-{job['id']}", daemon=True)
-        self._run_in = context
+    def __init__(self, client: JobsClient, job_id: str, poll_seconds: float) -> None:
+        super().__init__(name=f"mlinfra-status-{job_id}", daemon=True)
+        self._run_in = contextvars.copy_context()
         self._client = client
-        self._job_id: str = job["id"]
+        self._job_id = job_id
         self._poll = poll_seconds
-        self._shown = status_line(job)
+        self._shown = ""
+        self._display: Any = None
+
+    @property
+    def shown(self) -> bool:
+        return self._display is not None
+
+    def show(self) -> None:
+        """Display the job's status line as it is now, then keep it current from this
+        thread, in the displaying cell's context (so its updates belong to that cell)."""
+        self._run_in = contextvars.copy_context()
+        self._shown, finished = self._look()
         self._display = display(  # type: ignore[no-untyped-call]  # IPython leaves it untyped
             {"text/plain": self._shown}, raw=True, display_id=True
         )
+        if not finished:
+            self.start()
 
     def run(self) -> None:
         self._run_in.run(self._watch)
 
+    def _look(self) -> tuple[str, bool]:
+        """The job's status line now, and whether it is final."""
+        try:
+            job = self._client.job(self._job_id)
+        except ClientError as error:  # say so and stop: the job itself is unaffected
+            return f"{self._job_id}: status unknown: {error.message}", True
+        return status_line(job), job["state"] in FINISHED
+
     def _watch(self) -> None:
-        while True:
+        finished = False
+        while not finished:
             time.sleep(self._poll)
-            try:
-                job = self._client.job(self._job_id)
-            except ClientError as error:  # say so once and stop: the job itself is unaffected
-                self._show(f"{self._job_id}: status unknown: {error.message}")
-                return
-            self._show(status_line(job))
-            if job["state"] in FINISHED:
-                return
+            line, finished = self._look()
+            self._show(line)
 
     def _show(self, line: str) -> None:
         if line != self._shown and self._display is not None:
@@ -222,14 +250,13 @@ class MLInfraMagics(Magics):
             self._wait(job["id"], options.pull)
             return None
         handle = JobHandle(self.client, job["id"], poll_seconds=self.wait_poll_seconds)
+        # shown when the cell displays the handle it returns (_ipython_display_)
         if _widgets(shell):
             from .widgets import JobMonitor
 
             handle.monitor = JobMonitor(job, self.client, poll_seconds=self.poll_seconds)
-            handle.monitor.show()
-            return handle
-        handle.live = LiveStatus(self.client, job, self.poll_seconds)
-        handle.live.start()
+        else:
+            handle.live = LiveStatus(self.client, job["id"], self.poll_seconds)
         return handle
 
     def _pushed(self, names: Sequence[str]) -> dict[str, str]:
@@ -261,7 +288,7 @@ class MLInfraMagics(Magics):
             )
             return
         if final["state"] != "succeeded":
-            if final["message"]:
+            if final["message"] and not final["started"]:  # else its log said it already
                 print(final["message"].rstrip(), file=sys.stderr)
             print(f"-- {status_line(final)}", file=sys.stderr)
             return

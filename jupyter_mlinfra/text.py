@@ -6,6 +6,7 @@ in a terminal and in a notebook.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -107,6 +108,7 @@ def whoami_rows(body: dict[str, Any]) -> Table:
         ("groups", ", ".join(body["groups"]) or "-"),
         ("backend", body["backend"]),
         ("flavors", ", ".join(body["flavors"]) or "-"),
+        ("priorities", ", ".join(body["priorities"]) or "-"),
         ("gpus", f"{usage['gpus']} of {limit(quota['max_gpus'])}"),
         ("running jobs", f"{usage['running_jobs']} of {limit(quota['max_running_jobs'])}"),
         ("queued jobs", f"{usage['queued_jobs']} of {limit(quota['max_queued_jobs'])}"),
@@ -275,9 +277,39 @@ def job_history(job: dict[str, Any], events: list[dict[str, Any]]) -> str:
     lines = [status_line(job)]
     for event in events:
         when = time.strftime("%H:%M:%S", time.localtime(event["time"]))
-        lines.append(
-            f"  {when}  {event['condition']:<13} {event['reason']}  {event['message']}".rstrip()
-        )
+        # a reason that only repeats the condition ("Admitted") says nothing more
+        reason = "" if event["reason"] == event["condition"] else event["reason"]
+        said = "  ".join(part for part in (reason, event["message"]) if part)
+        lines.append(f"  {when}  {event['condition']:<13} {said}".rstrip())
     if job["message"]:
         lines.append(job["message"].rstrip())
     return "\n".join(lines)
+
+
+_STOPPED = re.compile(r"^mlinfra: rank \d+ stopped by (?P<what>\S+)")
+"""The first line of what a rank prints when it is stopped (``launch/entry.py``)."""
+_RANK_STATES = {
+    "running": "is running",
+    "succeeded": "succeeded",
+    "failed": "stopped when the job failed",
+    "cancelled": "was cancelled",
+    "preempted": "was preempted",
+}
+
+
+def rank_sentence(rank: int, state: str, lines: list[str]) -> str:
+    """What one rank is doing or how it ended, as a sentence, from the job's state and the
+    rank's last lines of output: ``rank 1 stopped by SIGTERM while in `time.sleep(1)```,
+    ``rank 0 failed with ValueError: boom``, ``rank 0 is running; last printed `step 3```."""
+    printed = [line.rstrip() for line in lines if line.strip()]
+    for index in range(len(printed) - 1, -1, -1):
+        stopped = _STOPPED.match(printed[index])
+        if stopped:
+            # the frames follow: "  File ..., line 3, in <module>" then "    the code"
+            code = [line.strip() for line in printed[index + 1 :] if line.startswith("    ")]
+            where = f" while in `{code[-1]}`" if code else ""
+            return f"rank {rank} stopped by {stopped['what']}{where}"
+    if "Traceback (most recent call last):" in printed:
+        return f"rank {rank} failed with {printed[-1].strip()}"
+    doing = _RANK_STATES.get(state, state)
+    return f"rank {rank} {doing}" + (f"; last printed `{printed[-1].strip()}`" if printed else "")

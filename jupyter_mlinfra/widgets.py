@@ -21,6 +21,7 @@ import importlib.util
 import os
 import re
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +31,7 @@ from traitlets import Dict, Unicode
 
 from .client import ClientError, JobsClient, KernelsClient, discover
 from .follow import FINISHED
-from .text import eta_text, flavor_rows, format_table, job_rows, status_line
+from .text import flavor_rows, format_table, job_rows, rank_sentence, status_line
 
 ENV_WIDGETS = "JUPYTER_MLINFRA_WIDGETS"
 """``1`` or ``0`` forces the magics to show widgets or plain text; unset: decided per shell."""
@@ -241,14 +242,17 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
         self.poll_seconds = poll_seconds
         self.tail = tail
         self.job: dict[str, Any] = self.client.job(job) if isinstance(job, str) else dict(job)
+        self.seen = time.time()
+        """When :attr:`job` was read from the server."""
         self.log_tail = ""
         self.error = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._display: Any = None
         self.title = w.HTML()
-        self.status = w.Label()
-        self.detail = w.Label()
+        # HTML rather than Label: a long status line (why it waits, until when) wraps
+        self.status = w.HTML()
+        self.detail = w.HTML()
         self.ranks = w.HTML()
         self.log_view = w.HTML()
         self.message = w.HTML()
@@ -336,7 +340,7 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
             with contextlib.suppress(ClientError):  # no logs yet: keep the last ones
                 self.log_tail = "".join(self.client.logs(self.job_id, tail=self.tail))
         changed = job["state"] != self.job["state"]
-        self.job = job
+        self.job, self.seen = job, time.time()
         self._render()
         if changed and self._display is not None:
             self._display.update(self)  # keeps the text/plain form current (nbconvert)
@@ -350,7 +354,7 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
             self.error = error.message
             self._render()
             return None
-        self.job = job
+        self.job, self.seen = job, time.time()
         self._render()
         return job
 
@@ -364,27 +368,27 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
         job = self.job
         name = html.escape(job["name"] or "job")
         self.title.value = f"<b>{name}</b> <code>{html.escape(job['id'])}</code>"
-        self.status.value = status_line(job)
-        self.detail.value = self._detail()
-        self.ranks.value = _pre(self._ranks_text()) if job["started"] else ""
+        self.status.value = html.escape(status_line(job), quote=False)
+        self.detail.value = html.escape(self._detail(), quote=False)
+        self.ranks.value = _pre("\n".join(self.rank_lines().values())) if job["started"] else ""
         self.log_view.value = _pre(self.log_tail) if self.log_tail else ""
         _message(self.message, self.error, error=True)
         self.cancel_button.disabled = self.finished
         self.state = job["state"]
 
     def _detail(self) -> str:
+        """The job's reason where its status line leaves it out (which, while it waits,
+        already says where it stands and when it will likely start), unless it succeeded."""
         job = self.job
-        if job["state"] == "queued":
-            parts = [f"position {job['position'] or '-'}", job["reason"] or "waiting"]
-            basis = f" ({job['eta_basis']})" if job["eta_basis"] else ""
-            parts.append(f"starts {eta_text(job['eta'])}{basis}")
-            return " · ".join(parts)
-        return str(job["reason"] or "")
+        reason = str(job["reason"] or "")
+        said = job["state"] == "succeeded" or reason == job["state"] or reason in status_line(job)
+        return "" if said else reason
 
     def rank_lines(self) -> dict[int, str]:
-        """Each rank's latest log line (rank 0's when there is one rank: no prefixes)."""
+        """Each rank's state as a sentence, from its last lines in the log tail (the merged
+        log prefixes them ``[rank N]`` when there are several ranks)."""
         count = self.job["nodes"] * self.job["procs_per_node"]
-        latest = {rank: "" for rank in range(count)}
+        lines: dict[int, list[str]] = {rank: [] for rank in range(count)}
         for line in self.log_tail.splitlines():
             rank, text = 0, line
             if count > 1 and line.startswith("[rank "):
@@ -393,21 +397,18 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
                     rank = int(label[len("[rank ") :])
                 except ValueError:
                     continue
-            if text.strip():
-                latest[rank] = text
-        return latest
-
-    def _ranks_text(self) -> str:
-        state = self.job["state"]
-        return "\n".join(
-            f"rank {rank}: {state}" + (f" · {line}" if line else "")
-            for rank, line in self.rank_lines().items()
-        )
+            lines.setdefault(rank, []).append(text)
+        return {rank: rank_sentence(rank, self.job["state"], told) for rank, told in lines.items()}
 
     def text(self) -> str:
-        lines = [f"{self.job_id} · {status_line(self.job)}"]
+        """The job as it was when this text was made, and says so while it is unfinished:
+        where the widget cannot render (nbconvert), this text stays as it was printed."""
+        first = f"{self.job_id} · {status_line(self.job)}"
+        if not self.finished:
+            first += f" · as of {time.strftime('%H:%M:%S', time.localtime(self.seen))}"
+        lines = [first]
         detail = self._detail()
-        if detail and self.job["state"] == "queued":
+        if detail:
             lines.append(f"  {detail}")
         if self.log_tail:
             lines.append(self.log_tail.rstrip("\n"))

@@ -54,7 +54,11 @@ class AgentHome:
         if not path.exists():
             return []
         with contextlib.closing(sqlite3.connect(path)) as db:
-            return [(int(p), int(t)) for p, t in db.execute("SELECT pid, start_time FROM ranks")]
+            try:
+                rows = db.execute("SELECT pid, start_time FROM ranks").fetchall()
+            except sqlite3.DatabaseError:  # a store a test spoiled: no agent ran ranks from it
+                return []
+            return [(int(p), int(t)) for p, t in rows]
 
     def live_ranks(self) -> list[int]:
         return [pid for pid, started in self.rank_pids() if is_alive(pid, started)]

@@ -189,10 +189,10 @@ def patient_heartbeat(client: Any) -> None:
 
 
 @contextmanager
-def running_kernel(server: LabServer) -> Iterator[Callable[[str], str]]:
+def running_kernel(server: LabServer) -> Iterator[Callable[..., str]]:
     """A kernel started by ``server`` (POST /api/kernels), as the server would for a notebook;
-    yields ``execute(code) -> output text`` (stdout, results and tracebacks), and shuts the
-    kernel down through the server after."""
+    yields ``execute(code, kinds=None) -> output text`` (stdout, results and tracebacks), and
+    shuts the kernel down through the server after."""
     from jupyter_client.blocking import BlockingKernelClient
 
     def call(method: str, path: str, body: bytes | None = None) -> Any:
@@ -211,10 +211,13 @@ def running_kernel(server: LabServer) -> Iterator[Callable[[str], str]]:
     patient_heartbeat(client)
     client.start_channels()
 
-    def execute(code: str) -> str:
+    def execute(code: str, kinds: list[str] | None = None) -> str:
+        """The code's output text; ``kinds`` gets the type of each message it sent."""
         outputs: list[str] = []
 
         def keep(msg: dict[str, Any]) -> None:
+            if kinds is not None:
+                kinds.append(msg["msg_type"])
             content = msg["content"]
             outputs.append(content.get("text") or content.get("data", {}).get("text/plain", ""))
             if msg["msg_type"] == "error":

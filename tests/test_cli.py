@@ -112,6 +112,7 @@ def test_finds_the_server_from_the_variables_the_extension_sets(lab: LabServer) 
     assert rows["user"] == ME
     assert rows["groups"] == "gpu-users"
     assert rows["gpus"] == "0 of 1"  # the user's own quota wins over the group's
+    assert rows["priorities"] == "normal"  # the default class only: nothing granted
 
 
 def test_finds_the_server_from_jupyterhub_variables(lab: LabServer) -> None:

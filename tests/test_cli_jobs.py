@@ -151,6 +151,59 @@ def test_submit_waits_and_streams_every_rank(cli: Setup) -> None:
     assert cli.home.status() is not None
 
 
+def test_submit_takes_wait_and_detach_as_the_magic_does(cli: Setup) -> None:
+    script = cli.script("hello.py", HELLO)
+    waited = cli.run("submit", script, "--wait")  # the default, said out loud
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout == "hello from rank 0 of 1 args []\n"
+    detached = cli.run("submit", script, "--detach")
+    assert detached.returncode == 0, detached.stderr
+    assert re.fullmatch(r"[0-9a-f]{12}\n", detached.stdout), detached.stdout
+    both = cli.run("submit", script, "--wait", "--detach")
+    assert both.returncode == 2 and both.stdout == ""
+    assert both.stderr.startswith("usage: jupyter mlinfra submit SCRIPT"), both.stderr
+    assert both.stderr.splitlines()[-1] == (
+        "jupyter mlinfra submit: error: argument --detach: not allowed with argument --wait"
+    )
+    helped = cli.ok("submit", "--help")
+    assert re.search(r"--wait\s+follow the job here until it ends", helped), helped
+    assert "(the default)" in helped.split("--detach")[0]  # a terminal waits by default
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ("submit", "x.py", "--prcs", "2"),
+            "submit: error: unrecognized arguments: --prcs 2; did you mean --procs?",
+        ),
+        (
+            ("logs", "0123456789ab", "--tial", "3"),
+            "logs: error: unrecognized arguments: --tial 3; did you mean --tail?",
+        ),
+        (("submit", "x.py", "--frobnicate"), "submit: error: unrecognized arguments: --frobnicate"),
+        (
+            ("submit", "x.py", "--procs", "0"),
+            "submit: error: argument --procs: must be at least 1, got 0",
+        ),
+        (
+            ("submit", "x.py", "--nodes", "0"),
+            "submit: error: argument --nodes: must be at least 1, got 0",
+        ),
+    ],
+)
+def test_a_bad_option_shows_the_subcommands_usage(
+    cli: Setup, args: tuple[str, ...], error: str
+) -> None:
+    before = cli.json("jobs")["jobs"]
+    result = cli.run(*args)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"usage: jupyter mlinfra {args[0]} "), lines
+    assert lines[-1] == f"jupyter mlinfra {error}", lines
+    assert cli.json("jobs")["jobs"] == before  # nothing was submitted
+
+
 def test_a_failing_script_exit_code_is_the_cli_exit_code(cli: Setup) -> None:
     script = cli.script("fails.py", "print('about to fail')\nraise SystemExit(3)\n")
     result = cli.run("submit", script)
@@ -274,7 +327,7 @@ def test_errors_are_one_line(cli: Setup) -> None:
 
 def test_a_server_sharing_the_agent_shows_the_same_jobs(cli: Setup, tmp_path: Path) -> None:
     direct = cli.client().jobs(limit=50)  # what `jobs --json` asks for, straight from the agent
-    assert len(direct["jobs"]) == 6
+    assert len(direct["jobs"]) == 8  # the earlier tests' jobs
     agent = cli.home.status()
     assert agent is not None
     shutil.copytree(cli.config, tmp_path / "config")
@@ -289,3 +342,15 @@ def test_a_server_sharing_the_agent_shows_the_same_jobs(cli: Setup, tmp_path: Pa
     assert discovered.returncode == 0, discovered.stderr
     assert json.loads(discovered.stdout) == direct  # found from its runtime file, as users do
     assert cli.home.status() == agent  # the same agent served both
+
+
+def test_the_agent_stops_when_asked(cli: Setup) -> None:
+    """Last: it stops the module's agent (the next command would start one again)."""
+    cli.ok("jobs")  # the agent runs: started on demand if this test runs alone
+    running = cli.home.status()
+    assert running is not None
+    stopped = cli.ok("agent", "--stop", "--socket", cli.home.socket)
+    assert stopped == f"stopped the local agent (pid {running['pid']})\n"
+    assert cli.home.status() is None and cli.home.agent_pids() == []
+    again = cli.ok("agent", "--stop", "--socket", cli.home.socket)
+    assert again == f"no local agent answers on {cli.home.socket}\n"

@@ -330,6 +330,28 @@ def test_a_relative_job_dir_survives_the_working_dir(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "job" / "rank-0.result.json").read_text())["exit_code"] == 0
 
 
+@pytest.mark.parametrize(("sent", "code"), [(b"1", 0), (b"", 75)])
+def test_a_gated_rank_runs_only_once_let_through(tmp_path: Path, sent: bytes, code: int) -> None:
+    """The local agent's ranks wait on stdin until it recorded them: one byte lets a rank run;
+    stdin closed unsent (the agent died first) ends it with 75, having run nothing. The job
+    then reads stdin as empty, as any rank does."""
+    job = write_job(
+        tmp_path / "job", code="import sys\nprint('ran, stdin:', repr(sys.stdin.read()))"
+    )
+    done = subprocess.run(
+        [sys.executable, str(ENTRY), "--gate", str(job)],
+        input=sent,
+        capture_output=True,
+        timeout=WAIT,
+    )
+    assert done.returncode == code, done.stderr
+    if sent:
+        assert done.stdout == b"ran, stdin: ''\n"
+    else:
+        assert (done.stdout, done.stderr) == (b"", b"")
+        assert not list(job.glob("rank-0.*"))  # not even ready: nothing ran
+
+
 def test_entry_imports_only_the_standard_library() -> None:
     tree = ast.parse(ENTRY.read_text())
     imported = {

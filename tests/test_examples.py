@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import tempfile
 from pathlib import Path
 
@@ -70,8 +71,20 @@ def test_distributed_pytorch_notebook_runs_top_to_bottom(
     assert "[rank 0] step  0" in training and "[rank 1] step  0" in training
     assert any("30 steps, loss" in text for text in outputs.values())
     assert any("working 2" in text for text in outputs.values())
-    assert any("cancelled" in text for text in outputs.values())
     assert home.live_ranks() == []
+    # each job shown once, truthfully: where widgets cannot render, as it was when its cell
+    # ended, and saying so; never a state made up for a job the queue has not looked at yet
+    submitted = [cell for cell in notebook.cells if "%%mlinfra submit --name" in cell.source]
+    for cell in submitted:
+        assert len(cell.outputs) == 1 and cell.outputs[0].output_type == "display_data", cell
+        shown = cell.outputs[0].data["text/plain"].splitlines()[0]
+        assert re.fullmatch(
+            r"[0-9a-f]{12} · [\w-]+: (.* · as of \d\d:\d\d:\d\d|succeeded .*)", shown
+        )
+        assert "position -" not in shown and "starts unknown" not in shown
+    cancel = next(text for text in outputs.values() if "too-long: cancelled" in text)
+    assert cancel.count("cancelled") == 1, cancel
+    assert not [text for text in outputs.values() if "Failed to initialize NumPy" in text]
 
 
 def test_example_hub_settings_build_catalog_and_quotas() -> None:
@@ -87,6 +100,10 @@ def test_example_hub_settings_build_catalog_and_quotas() -> None:
     student = Identity("bob", frozenset({"students"}))
     assert [f.name for f in catalog.for_identity(student).flavors] == ["cpu", "a100x1"]
     assert app.make_quotas().for_identity(student).max_queued_jobs == 5
+    # students cannot jump the queue, nor evict anybody with preemption on
+    assert inventory.priorities.for_identity(student) == ["normal", "low"]
+    researcher = Identity("alice", frozenset({"research"}))
+    assert inventory.priorities.for_identity(researcher) == ["high", "normal", "low"]
 
 
 def test_example_z2jh_values_hold_valid_settings() -> None:
@@ -98,6 +115,10 @@ def test_example_z2jh_values_hold_valid_settings() -> None:
     app = MLInfraApp(config=Config({"MLInfraApp": settings}))
     quotas = app.make_quotas()
     assert quotas.for_identity(Identity("bob", frozenset({"students"}))).max_gpus == 1
+    assert app.make_priorities().for_identity(Identity("bob", frozenset({"students"}))) == [
+        "normal",
+        "low",
+    ]
     scopes = values["hub"]["config"]["Spawner"]["server_token_scopes"]
     assert "read:users:groups!user" in scopes
     rbac = list(yaml.safe_load_all((EXAMPLES / "kubernetes" / "rbac.yaml").read_text()))

@@ -11,10 +11,13 @@ import pytest
 from jupyter_server.auth import Authorizer
 from tornado.httpclient import HTTPClientError
 
-from jupyter_mlinfra.handlers import openapi_document
+from jupyter_mlinfra.handlers import UnknownPathHandler, openapi_document
 from jupyter_mlinfra.routes import default_handlers
 
 from .conftest import ME
+
+API_ROUTES = [(p, h) for p, h in default_handlers if h is not UnknownPathHandler]
+"""The routes the OpenAPI document describes: all but the JSON 404 of any other path."""
 
 
 async def get(jp_fetch: Any, path: str, **kwargs: Any) -> Any:
@@ -121,6 +124,7 @@ async def test_whoami_gives_groups_quota_and_usage(jp_fetch: Any) -> None:
     assert body["quota"] == {"max_gpus": 4, "max_running_jobs": None, "max_queued_jobs": 10}
     assert body["usage"] == {"gpus": 0, "running_jobs": 0, "queued_jobs": 0, "kernels": 0}
     assert body["flavors"] == ["cpu", "a100x1"]
+    assert (body["priorities"], body["default_priority"]) == (["normal"], "normal")
 
 
 def _templated(pattern: str) -> str:
@@ -134,9 +138,9 @@ async def test_openapi_document_is_valid_and_matches_the_routes(jp_fetch: Any) -
     document = await get(jp_fetch, "openapi.json")
     validate(document)
     prefix = document["servers"][0]["url"]
-    routes = {_templated(pattern) for pattern, _ in default_handlers}
+    routes = {_templated(pattern) for pattern, _ in API_ROUTES}
     assert {prefix + path for path in document["paths"]} == routes
-    for pattern, handler in default_handlers:
+    for pattern, handler in API_ROUTES:
         path = _templated(pattern).removeprefix(prefix)
         implemented = {
             method
@@ -146,13 +150,83 @@ async def test_openapi_document_is_valid_and_matches_the_routes(jp_fetch: Any) -
         assert set(document["paths"][path]) - {"parameters"} == implemented, path
 
 
+SAMPLE_IDS = {
+    "name": "cpu",
+    "job_id": "0123456789ab",
+    "kernel_id": "0000aaaa-0000-4000-8000-000000000000",
+}
+
+
+def _operations() -> list[tuple[str, str]]:
+    """(method, path below the API) of every operation, with sample ids in the paths."""
+    document = openapi_document()
+    return [
+        (method.upper(), re.sub(r"{(\w+)}", lambda m: SAMPLE_IDS[m[1]], path).lstrip("/"))
+        for path, item in document["paths"].items()
+        for method in item
+        if method != "parameters"
+    ]
+
+
+async def test_without_credentials_every_operation_is_a_401(jp_fetch: Any) -> None:
+    """401 (log in), not jupyter_server's 403 (not allowed), whatever the method: also before
+    the XSRF check that refuses a POST without a cookie's token."""
+    wrong = []
+    for method, path in [*_operations(), ("GET", "no/such/path"), ("DELETE", "jobs/x")]:
+        body = b"{}" if method in ("POST", "PATCH") else None
+        response = await jp_fetch(
+            "mlinfra", "api", "v1", *path.split("/"), method=method, body=body,
+            headers={"Authorization": ""}, raise_error=False,
+        )  # fmt: skip
+        answer = json.loads(response.body)
+        if (
+            response.code != 401
+            or response.headers.get("WWW-Authenticate") != 'token realm="jupyter-mlinfra"'
+            or "authentication required" not in answer["message"]
+        ):
+            wrong.append(f"{method} {path}: {response.code} {answer}")
+    assert wrong == []
+    preflight = await jp_fetch(  # CORS preflight, which browsers send without credentials
+        "mlinfra", "api", "v1", "jobs", method="OPTIONS", headers={"Authorization": ""},
+        raise_error=False,
+    )  # fmt: skip
+    assert preflight.code in (200, 204)
+
+
 @pytest.mark.parametrize(
-    "path", ["flavors", "flavors/cpu", "environments", "capacity", "whoami", "openapi.json"]
+    ("method", "path"),
+    [
+        ("GET", "nope"),
+        ("GET", "jobsx"),
+        ("GET", "jobs/not-an-id"),
+        ("POST", "jobs/0123456789ab/nope"),
+        ("DELETE", "flavors/cpu/more"),
+        ("PATCH", "kernels/not-a-uuid"),
+        ("PUT", "mlinfra"),
+    ],
 )
-async def test_every_endpoint_needs_authentication(jp_fetch: Any, path: str) -> None:
-    code, body = await error(jp_fetch, path, headers={"Authorization": ""})
-    assert code in (401, 403)
-    assert "message" in body
+async def test_an_unknown_path_under_the_api_is_a_json_404(
+    jp_fetch: Any, method: str, path: str
+) -> None:
+    response = await jp_fetch(
+        "mlinfra", "api", "v1", *path.split("/"), method=method,
+        body=b"{}" if method in ("POST", "PATCH", "PUT") else None, raise_error=False,
+    )  # fmt: skip
+    assert response.code == 404
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert json.loads(response.body) == {
+        "message": f"no such API path: '/mlinfra/api/v1/{path}'",
+        "field": None,
+    }
+
+
+async def test_a_method_a_route_lacks_is_a_405_saying_which_it_has(jp_fetch: Any) -> None:
+    response = await jp_fetch(
+        "mlinfra", "api", "v1", "jobs", method="PUT", body=b"{}", raise_error=False
+    )
+    assert response.code == 405
+    assert response.headers["Allow"] == "GET, POST, OPTIONS"  # OPTIONS: CORS preflight
+    assert json.loads(response.body)["message"] == "Method Not Allowed"
 
 
 class DenyMLInfra(Authorizer):

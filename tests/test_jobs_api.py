@@ -13,6 +13,7 @@ from tornado.httpclient import HTTPClientError
 
 from .agents import AgentHome
 from .jobs_client import TERMINAL, call, failure, wait_for
+from .waits import until
 
 SOCKET_PAIR = """
 import os, socket
@@ -71,10 +72,20 @@ async def test_gpu_job_gets_its_devices(jp_fetch: Any) -> None:
         ({"code": "1", "script": "x.py"}, 400, "code", "exactly one of code"),
         ({"code": "1", "source": "print(1)"}, 400, "source", "only a script has a source"),
         ({"code": "1", "nodes": 0}, 400, "nodes", "between 1 and 64"),
+        ({"code": "1", "procs_per_node": 0}, 400, "procs_per_node", "between 1 and 256, got 0"),
+        ({"code": "1", "procs_per_node": -2}, 400, "procs_per_node", "between 1 and 256"),
         ({"code": "1", "priority": "urgent"}, 400, "priority", "unknown class 'urgent'"),
+        # priority classes are entitlements: a user has the default one (and those granted)
+        ({"code": "1", "priority": "high"}, 403, "priority", "may not use priority class 'high'"),
         ({"code": "1", "flavor": "nope"}, 404, "flavor", "unknown flavor 'nope'"),
         ({"code": "1", "flavor": "a100x4"}, 403, "flavor", "may not use flavor 'a100x4'"),
         ({"code": "1", "flavor": "a100x1", "nodes": 5}, 422, "flavor", ""),
+        (
+            {"code": "1", "nodes": 64, "procs_per_node": 256},
+            422,
+            "procs_per_node",
+            "256 processes per node take 16384 CPUs in all (a CPU each",
+        ),
     ],
 )
 async def test_bad_submissions_are_refused_with_the_field(
@@ -83,6 +94,33 @@ async def test_bad_submissions_are_refused_with_the_field(
     code, error = await failure(jp_fetch, "jobs", "POST", body)
     assert (code, error["field"]) == (status, field), error
     assert words in error["message"]
+
+
+async def test_processes_beyond_the_flavors_are_counted_as_cpus(jp_fetch: Any) -> None:
+    """The cpu flavor is sized for one process (1 CPU): a job of two holds a CPU for each, and
+    its ranks are pinned to those two, a thread pool of one each; one process per accelerator
+    stays within the flavor's share."""
+    hold = (
+        "import os, time\n"
+        "print(len(os.sched_getaffinity(0)), os.environ['OMP_NUM_THREADS'], flush=True)\n"
+        "time.sleep(60)"
+    )
+    before = (await call(jp_fetch, "capacity"))["cpu"]["free"]
+    job = await call(jp_fetch, "jobs", "POST", {"code": hold, "procs_per_node": 2})
+    await wait_for(jp_fetch, job["id"], {"running"})
+    assert before - (await call(jp_fetch, "capacity"))["cpu"]["free"] == 2
+    logs = await until(lambda: _both_ranks(jp_fetch, job["id"]))
+    assert sorted(logs) == ["[rank 0] 2 1", "[rank 1] 2 1"]
+    await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
+    gpu = await call(jp_fetch, "jobs", "POST", {"code": hold, "flavor": "a100x1"})
+    await wait_for(jp_fetch, gpu["id"], {"running"})
+    assert before - (await call(jp_fetch, "capacity"))["cpu"]["free"] == 0.5  # the flavor's
+    await call(jp_fetch, f"jobs/{gpu['id']}", "DELETE")
+
+
+async def _both_ranks(jp_fetch: Any, job_id: str) -> list[str] | None:
+    lines = (await call(jp_fetch, f"jobs/{job_id}/logs")).splitlines()
+    return lines if len(lines) == 2 else None
 
 
 async def test_idempotency_key(jp_fetch: Any) -> None:
@@ -201,6 +239,7 @@ class TestPreemption:
             "group_quotas": {},  # full capacity, not a quota, is what makes it preempt
             "preemption": True,
             "preemption_grace_seconds": 2,
+            "priority_entitlements": {"low": {}, "high": {"groups": ["gpu-users"]}},
         }
 
     async def test_a_high_priority_job_preempts_the_newest_low_one(self, jp_fetch: Any) -> None:

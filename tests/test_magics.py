@@ -55,6 +55,7 @@ from .optional import need
         ("--timeout 90.5", SubmitOptions(timeout=90.5)),
         ("--key k-1", SubmitOptions(key="k-1")),
         ("--wait", SubmitOptions(wait=True)),
+        ("--detach", SubmitOptions(wait=False)),
     ],
 )
 def test_every_submit_option(words: str, expected: SubmitOptions) -> None:
@@ -98,6 +99,15 @@ def test_every_line_command(line: str, expected: Command) -> None:
         ("submit --flavor", True, "submit: argument --flavor: expected one argument"),
         ("submit --gpus 2", True, "submit: unrecognized arguments: --gpus 2"),
         ("submit --wai", True, "submit: unrecognized arguments: --wai"),  # no abbreviations
+        ("submit --procs 0", True, "submit: argument --procs: must be at least 1, got 0"),
+        ("submit --procs -1", True, "submit: argument --procs: must be at least 1, got -1"),
+        ("submit --wait --detach", True, "submit: argument --detach: not allowed with argument"),
+        (
+            "submit --prcs 2",
+            True,
+            "submit: unrecognized arguments: --prcs 2; did you mean --procs? (see %%mlinfra",
+        ),
+        ("logs 0123456789ab --tial 3", False, "logs: unrecognized arguments: --tial 3; did you"),
         ("submit", False, "submit: a cell magic; put %%mlinfra submit"),
         ("jobs", True, "jobs: a line magic; use %mlinfra jobs"),
         ("frobnicate", False, "argument COMMAND: invalid choice: 'frobnicate'"),
@@ -167,6 +177,7 @@ def test_submission_is_the_whole_api_body() -> None:
     }
     explicit = submission(SubmitOptions(key="mine"), "x", idempotency_key="derived")
     assert explicit["idempotency_key"] == "mine" and "max_runtime_seconds" not in explicit
+    assert "procs_per_node" not in explicit  # the server's default: one per accelerator
 
 
 def test_idempotency_key_changes_with_the_run_not_with_a_retried_request() -> None:
@@ -215,11 +226,13 @@ def wait_until(check: Any, timeout: float = 30) -> Any:
 
 
 def finish(handle: JobHandle) -> dict[str, Any]:
-    """Wait for the job and for the status line's thread to see it finished."""
+    """Wait for the job and for the status line's thread, if it was shown, to see it
+    finished."""
     job = handle.wait(timeout=60)
     assert handle.live is not None
-    handle.live.join(timeout=30)
-    assert not handle.live.is_alive()
+    if handle.live.ident is not None:
+        handle.live.join(timeout=30)
+        assert not handle.live.is_alive()
     return job
 
 
@@ -263,11 +276,11 @@ def test_a_failing_job_shows_its_traceback_and_status(
     code = "def f():\n    raise ValueError('boom')\nf()"
     assert ip.run_cell_magic("mlinfra", "submit --name bad --wait --pull x", code) is None
     out, err = capsys.readouterr()
-    assert "ValueError: boom" in out  # streamed from the rank's log
-    assert err.startswith("rank 0:\nTraceback (most recent call last):\n")  # the job's message
-    assert 'File "<cell>", line 2, in f' in err and "ValueError: boom" in err
-    last = err.rstrip().splitlines()[-1]
-    assert re.fullmatch(r"-- bad: failed in \d+s \(exit 1\): rank 0 exited with 1", last), last
+    # the traceback once, streamed from the rank's log, then how the job ended
+    assert out.count("Traceback (most recent call last):") == 1, out
+    assert out.count("ValueError: boom") == 1 and 'File "<cell>", line 2, in f' in out
+    assert "Traceback" not in err and "boom" not in err
+    assert re.fullmatch(r"-- bad: failed in \d+s \(exit 1\): rank 0 exited with 1\n", err), err
     assert "x" not in ip.user_ns and "pulled" not in out
 
 
@@ -275,10 +288,11 @@ def test_no_wait_returns_a_handle_with_a_live_status_line(
     ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = "import time\ntime.sleep(0.5)\nanswer = 6 * 7\nprint('done')"
-    handle = ip.run_cell_magic("mlinfra", "submit --name later --pull answer", code)
+    ip.run_cell(f"%%mlinfra submit --name later --pull answer\n{code}")
+    handle = ip.user_ns["_"]
     assert isinstance(handle, JobHandle)
     first, _ = capsys.readouterr()
-    assert first.startswith("later: ")  # the status line, shown at once
+    assert re.match(r"(Out\[\d+\]: )?later: ", first), first  # the status line, at once
     job = finish(handle)
     assert job["state"] == "succeeded" and job["id"] == handle.id
     out, err = capsys.readouterr()
@@ -304,6 +318,25 @@ def test_no_wait_returns_a_handle_with_a_live_status_line(
     table = lines[lines.index("done") + 1 :]
     assert table[0].split()[:3] == ["ID", "NAME", "STATE"]
     assert any(row.startswith(f"{handle.id}  later") for row in table)
+
+
+def test_a_cell_shows_only_the_live_status_line_of_its_job(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run as a cell (through IPython's display hook): the line that keeps itself current,
+    and no snapshot of the job beside it; the handle is still ``_``."""
+    ip.run_cell("%%mlinfra submit --name single\nprint('hi')")
+    handle = ip.user_ns["_"]
+    assert isinstance(handle, JobHandle)
+    assert handle.live is not None and handle.live.shown
+    finish(handle)
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert re.match(r"(Out\[\d+\]: )?single: ", out), out  # the live line, at the cell's end
+    assert handle.id not in out  # and no "0123456789ab · single: queued" beside it
+    assert out.splitlines()[-1].startswith("single: succeeded")
+    ip.run_cell("_")  # in a later cell, the handle shows the job as it is then
+    assert capsys.readouterr().out.rstrip().endswith(f"{handle.id} · single: succeeded in 0s")
 
 
 def test_cancel_a_running_job(
@@ -364,6 +397,8 @@ def test_an_unknown_flavor_is_one_line(
     assert out == ""
     assert err.startswith("mlinfra: unknown flavor 'x' (known: cpu")
     assert err.count("\n") == 1
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert f"`{err.strip()}`" in readme, "the README example is not what is printed"
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import pytest
 
 from jupyter_mlinfra.errors import Conflict, NotFound
 from jupyter_mlinfra.jobs.migrations import MIGRATIONS
+from jupyter_mlinfra.jobs.rows import without_payload
 from jupyter_mlinfra.jobs.spec import (
     Condition,
     Event,
@@ -102,8 +103,10 @@ def test_full_job_round_trips_and_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     store = JobStore(path)
     stored, created = store.add(job, ("ml", "staff"))
-    assert created and stored == job
-    assert store.get("j-1") == job
+    # what only the ranks read stays in the database, out of the jobs the store holds
+    assert created and stored == without_payload(job)
+    assert store.get("j-1") == without_payload(job)
+    assert store.with_payload(stored) == job
     assert store.owner_groups("j-1") == ("ml", "staff")
     store.put_setting("config", {"flavors": [{"name": "a100", "price": 3.5}]})
     store.record_rank(
@@ -114,7 +117,8 @@ def test_full_job_round_trips_and_survives_reopen(tmp_path: Path) -> None:
     reopened = JobStore(path)
     try:
         loaded = reopened.get("j-1")
-        assert loaded == job
+        assert loaded == without_payload(job)
+        assert loaded is not None and reopened.with_payload(loaded) == job
         assert loaded is not None and loaded.spec.retry.on_exit_codes == (1, 137)
         assert reopened.owner_groups("j-1") == ("ml", "staff")
         assert reopened.events("j-1") == [Event("j-1", 1000.5, Condition.QUEUED, "Running")]
@@ -381,7 +385,7 @@ def test_older_database_is_migrated(tmp_path: Path) -> None:
     new = JobStore(path, migrations=(*MIGRATIONS, _v2_add_note))
     try:
         assert new.schema_version == len(MIGRATIONS) + 1
-        assert new.get("j-1") == make_job("j-1")
+        assert new.get("j-1") == without_payload(make_job("j-1"))
         note = new._db.execute("SELECT note FROM jobs WHERE id = 'j-1'").fetchone()[0]
         assert note == "migrated"
     finally:
@@ -448,6 +452,29 @@ def test_a_version_1_store_gains_backoff_on_open(tmp_path: Path) -> None:
     try:
         assert reopened.schema_version == len(MIGRATIONS)
         job = reopened.get("j-1")
-        assert job == make_job("j-1") and job is not None and job.not_before is None
+        assert (
+            job == without_payload(make_job("j-1")) and job is not None and job.not_before is None
+        )
     finally:
         reopened.close()
+
+
+def test_what_only_ranks_read_stays_on_disk(store: JobStore) -> None:
+    """A queued job's code, pushed variables, env and args are not held in memory with the
+    queue nor read into listings: only ``with_payload`` (to start its ranks) reads them."""
+    spec = JobSpec(
+        script="train.py",
+        args=("--data", "d" * 10_000),
+        env={"E": "e" * 10_000},
+        push={"weights": "A" * 100_000},
+        priority="low",
+    )
+    job = replace(make_job("j-1"), spec=spec)
+    added, _ = store.add(job, [])
+    assert added.spec == replace(spec, args=(), env={}, push={})
+    assert store.active() == [added]
+    assert store.list() == [added] and store.get("j-1") == added
+    raised = replace(added, spec=replace(added.spec, priority="high"))
+    store.set_priority(raised, Event("j-1", 1001.0, Condition.QUEUED, "Reprioritised"))
+    full = store.with_payload(store.active()[0])
+    assert full.spec == replace(spec, priority="high")  # the payload kept

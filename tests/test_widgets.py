@@ -120,22 +120,31 @@ def test_job_monitor_follows_a_job_and_cancels_another(client: JobsClient, tmp_p
     wait_until(lambda: blocker.state == "running")
     wait_until(lambda: "sleeping" in blocker.log_view.value)
     assert blocker.cancel_button.disabled is False
-    assert "rank 0: running · [rank 0] sleeping" not in blocker.ranks.value  # prefix stripped
-    assert "rank 1: running · sleeping" in blocker.ranks.value
+    assert "[rank 0]" not in blocker.ranks.value  # prefix stripped
+    assert "rank 1 is running; last printed `sleeping`" in blocker.ranks.value
 
     release = tmp_path / "release"
     job = submit(client, "worker", WORKER, {"RELEASE": str(release)})
     monitor = JobMonitor(job, poll_seconds=0.1)
     states = [monitor.state]
     monitor.observe(lambda change: states.append(change["new"]), names="state")
-    # held back by the quota while the blocker runs
-    wait_until(lambda: monitor.detail.value.startswith("position "))
+    # held back by the quota while the blocker runs: the status line says where it stands,
+    # and nothing repeats it
+    wait_until(lambda: "position 1" in monitor.status.value)
     assert monitor.state == "queued" and monitor.status.value.startswith("worker: queued")
-    assert "queued" in repr(monitor).splitlines()[0]
+    assert monitor.detail.value == ""
+    first = repr(monitor).splitlines()[0]
+    assert re.fullmatch(
+        rf"{job['id']} · worker: queued · position 1 · .* · as of \d\d:\d\d:\d\d", first
+    )
 
     blocker.cancel_button.click()  # the Cancel button, as a click
     assert blocker.join(timeout=30) and blocker.state == "cancelled"
-    assert blocker.cancel_button.disabled and blocker.status.value.startswith("blocker: cancel")
+    assert blocker.cancel_button.disabled
+    assert re.fullmatch(r"blocker: cancelled in \d+s", blocker.status.value)
+    assert blocker.detail.value == ""  # "cancelled" once
+    for rank in (0, 1):  # each rank stopped in the cell's third line
+        assert f"rank {rank} stopped by SIGTERM while in `time.sleep(60)`" in blocker.ranks.value
 
     # the worker runs until released: the monitor sees it running however slow its polls
     wait_until(lambda: monitor.state == "running")
@@ -146,7 +155,7 @@ def test_job_monitor_follows_a_job_and_cancels_another(client: JobsClient, tmp_p
     assert monitor.status.value.startswith("worker: succeeded in ")
     assert "[rank 0] step 0 done" in monitor.log_view.value
     assert "[rank 1] step 1 done" in monitor.log_view.value
-    assert "rank 1: succeeded · step 1 done" in monitor.ranks.value
+    assert "rank 1 succeeded; last printed `step 1 done`" in monitor.ranks.value
     assert monitor.cancel_button.disabled
 
     text = pretty(monitor)
@@ -190,7 +199,8 @@ def test_the_magics_show_widgets_only_where_they_render(
         ip.run_line_magic("load_ext", "jupyter_mlinfra")
         monkeypatch.setenv("JUPYTER_MLINFRA_WIDGETS", "1")  # as in a notebook frontend
         assert can_render_widgets(ip)
-        handle = ip.run_cell_magic("mlinfra", "submit --name shown", "print('hi')")
+        ip.run_cell("%%mlinfra submit --name shown\nprint('hi')")
+        handle = ip.user_ns["_"]
         assert isinstance(handle, JobHandle) and handle.live is None
         monitor = handle.monitor
         assert isinstance(monitor, JobMonitor) and monitor.job_id == handle.id
@@ -198,13 +208,14 @@ def test_the_magics_show_widgets_only_where_they_render(
         ip.run_line_magic("mlinfra", "jobs --state succeeded")
         out, err = capsys.readouterr()
         assert err == ""
-        # this shell shows the text/plain form of what it displays
-        assert out.startswith(f"{handle.id} · shown: queued")
+        # this shell shows the text/plain form of what it displays: the job as it was then
+        assert re.match(rf"(Out\[\d+\]: )?{handle.id} · shown: ", out), out
         table = out[out.index("ID  ") :].splitlines()
         assert table[0].split()[:3] == ["ID", "NAME", "STATE"]
         assert table[1].split()[:3] == [handle.id, "shown", "succeeded"]  # newest first
         monkeypatch.setenv("JUPYTER_MLINFRA_WIDGETS", "0")
-        handle = ip.run_cell_magic("mlinfra", "submit --name plain", "print('hi')")
+        ip.run_cell("%%mlinfra submit --name plain\nprint('hi')")
+        handle = ip.user_ns["_"]
         assert isinstance(handle, JobHandle) and handle.monitor is None and handle.live
         handle.wait(timeout=60)
         handle.live.join(timeout=30)
@@ -213,10 +224,30 @@ def test_the_magics_show_widgets_only_where_they_render(
         InteractiveShell.clear_instance()
 
 
+def test_a_cell_shows_one_view_of_the_job_it_submitted(lab: LabServer) -> None:
+    """The live monitor alone: no text result beside it that would soon contradict it. Its
+    text form (all that nbconvert keeps) says the job's state when it was shown, as such."""
+    with running_kernel(lab) as execute:
+        assert execute("%load_ext jupyter_mlinfra") == ""
+        kinds: list[str] = []
+        shown = execute("%%mlinfra submit --name once\nprint('hi')", kinds)
+        assert "execute_result" not in kinds and kinds.count("display_data") == 1, kinds
+        job_id = shown.split(" · ")[0]
+        # unfinished, it says when it was so; finished, its state is final
+        when = r"(.* · as of \d\d:\d\d:\d\d|succeeded in \ds)"
+        assert re.fullmatch(rf"[0-9a-f]{{12}} · once: {when}", shown.splitlines()[0]), shown
+        assert execute("job = _\nprint(type(job).__name__, job.id, job.wait()['state'])") == (
+            f"JobHandle {job_id} succeeded\n"
+        )
+        assert execute("job").startswith(f"{job_id} · once: succeeded in ")  # shown elsewhere
+
+
 IN_KERNEL = """\
-handle = get_ipython().run_cell_magic("mlinfra", "submit --name in-kernel", "print('hi')")
+%%mlinfra submit --name in-kernel
+print('hi')
 """
 CHECK = """\
+handle = _
 monitor = handle.monitor
 print(type(monitor).__name__, monitor.join(timeout=60), monitor.state, handle.live)
 print(monitor._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"] != "")

@@ -35,5 +35,9 @@ c.MLInfraApp.group_quotas = {
     "research": {"max_gpus": 4, "max_running_jobs": 8, "max_queued_jobs": 100},
     "students": {"max_gpus": 1, "max_running_jobs": 1, "max_queued_jobs": 5},
 }
-c.MLInfraApp.preemption = True  # high-priority jobs may evict low ones (admins reprioritise)
+# Priority classes (low, normal, high) are entitlements: everybody submits at "normal" (the
+# default) and may step down to "low"; only research may submit at "high", which with
+# preemption evicts lower jobs; hub admins may use every class and reprioritise any job.
+c.MLInfraApp.priority_entitlements = {"low": {}, "high": {"groups": ["research"]}}
+c.MLInfraApp.preemption = True  # high-priority jobs may evict low ones
 c.MLInfraApp.accelerator_kernel_idle_timeout = 3600  # idle GPU kernels give their GPUs back

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from ..client import ClientError
 from ..errors import MLInfraError
+from ..submit_args import did_you_mean, subcommands
 from . import catalog, jobs, kernels, profiles
 
 
@@ -33,7 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in words:  # what follows belongs to the job's script, options included
         split = words.index("--")
         words, script_args = words[:split], words[split + 1 :]
-    args = parser().parse_args(words)
+    root = parser()
+    args, extra = root.parse_known_args(words)
+    if extra:  # told with the subcommand's usage, which lists its options, not the top level's
+        command = subcommands(root)[args.command]
+        command.error(f"unrecognized arguments: {' '.join(extra)}{did_you_mean(command, extra)}")
     args.script_args = script_args
     try:
         code: int = args.run(args)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..client import ClientError, Connection, JobsClient, discover
 from ..follow import follow
+from ..submit_args import add_submit_options
 from ..text import (
     format_table,
     group_usage_rows,
@@ -43,24 +44,23 @@ def register(commands: Any) -> None:
         help="run as the JupyterHub service shared by every user of this machine, on the "
         "service's URL ($JUPYTERHUB_SERVICE_URL), authenticating callers by their hub tokens",
     )
+    agent.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop the agent running on the socket now, rather than at its idle timeout "
+        "(ranks still running keep running; the next agent takes them back)",
+    )
 
     submit = commands.add_parser(
         "submit",
         help="queue a Python script as a job",
         usage="jupyter mlinfra submit SCRIPT [options] [-- ARGS...]",
+        allow_abbrev=False,  # as the magic: --det is no option
     )
     _target(submit)
     submit.set_defaults(run=run_submit)
     submit.add_argument("script", help="the Python script to run on every rank")
-    submit.add_argument("--flavor", default="", help="accelerator flavor (default: yours)")
-    submit.add_argument("--env", dest="environment", default="", help="environment")
-    submit.add_argument("--nodes", type=int, default=1)
-    submit.add_argument("--procs", type=int, default=0, help="processes per node")
-    submit.add_argument("--priority", default="", help="priority class")
-    submit.add_argument("--name", default="")
-    submit.add_argument("--retries", type=int, default=0, help="restarts on failure")
-    submit.add_argument("--timeout", type=float, default=None, help="max runtime, seconds")
-    submit.add_argument("--detach", action="store_true", help="return once queued")
+    add_submit_options(submit, wait=True)
 
     listing = commands.add_parser("jobs", help="your jobs, newest first")
     _target(listing)
@@ -134,6 +134,8 @@ def run_agent(args: argparse.Namespace) -> int:
     from ..backends.local.agent_server import serve, serve_hub
     from ..jobs.policy import Policy
 
+    if args.stop:
+        return _stop_agent(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("tornado.access").setLevel(logging.WARNING)  # errors only: not per request
     app = local_app()
@@ -153,6 +155,21 @@ def run_agent(args: argparse.Namespace) -> int:
     socket_path = Path(args.socket or app.agent_socket)
     idle = app.agent_idle_timeout if args.idle_timeout is None else args.idle_timeout
     return asyncio.run(serve(socket_path, data_dir, idle, policy, accounts))
+
+
+def _stop_agent(args: argparse.Namespace) -> int:
+    from ..backends.local.agent_client import stop_agent
+
+    socket_path = args.socket or local_app().agent_socket
+    status = stop_agent(socket_path)
+    if status is None:
+        print(f"no local agent answers on {socket_path}")
+        return 0
+    left = f"; {status['running']} running job(s) keep running" if status["running"] else ""
+    waiting = f"; {status['queued']} queued job(s) wait" if status["queued"] else ""
+    later = " until an agent starts again (on demand)" if left or waiting else ""
+    print(f"stopped the local agent (pid {status['pid']}){left}{waiting}{later}")
+    return 0
 
 
 def _hub_service_address(environ: Mapping[str, str]) -> tuple[str, int, str]:
@@ -180,21 +197,24 @@ def run_submit(args: argparse.Namespace) -> int:
         "flavor": args.flavor,
         "environment": args.environment,
         "nodes": args.nodes,
-        "procs_per_node": args.procs,
         "priority": args.priority,
         "name": args.name or script.stem,
         "working_dir": os.getcwd(),
-        "retry": {"max_restarts": args.retries},
+        "retry": {"max_restarts": args.retries, "on_exit_codes": list(args.retry_on)},
     }
+    if args.procs is not None:
+        submission["procs_per_node"] = args.procs
     if args.timeout is not None:
         submission["max_runtime_seconds"] = args.timeout
+    if args.key:
+        submission["idempotency_key"] = args.key
     client = client_for(args)
     job = client.submit(submission)
-    if args.json and args.detach:
+    if args.json and not args.wait:
         print(json.dumps(job, indent=2))
         return 0
     print(f"submitted job {job['id']} ({client.connection.source})", file=sys.stderr)
-    if args.detach:
+    if not args.wait:
         print(job["id"])
         return 0
     final = follow(client, job["id"], on_status=_print_status, on_line=_print_line)

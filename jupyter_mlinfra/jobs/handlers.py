@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import time
 import weakref
 from typing import Any
 
@@ -21,6 +23,7 @@ from ..backends.local.agent_client import STATUS, AgentClient, AgentUnavailable,
 from ..errors import MLInfraError
 from ..handlers import API, MLInfraHandler
 from ..identity import Identity
+from ..json_body import check_size
 from .policy import settings_document
 from .serving import JobsAPI, answer
 
@@ -31,8 +34,16 @@ class AgentNoAnswer(MLInfraError):
     status = 504
 
 
+BACKOFF_SECONDS = (5.0, 300.0)
+"""How long after an agent failed to start the next start is tried: the first wait, doubled
+after each failure in a row up to the second."""
+
+
 class AgentLink:
-    """The server's connection to its local agent, (re)started and configured on demand."""
+    """The server's connection to its local agent, (re)started and configured on demand.
+
+    An agent that fails to start (a damaged store, say) is not started again on every request:
+    until the backoff ends, requests get the same one-line reason at once (HTTP 503)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -44,6 +55,9 @@ class AgentLink:
         )
         """One per event loop: kernel provisioners may call from jupyter_client's threads,
         and an asyncio lock waits on one loop only (agents are started under a file lock)."""
+        self._failures = 0
+        self._failed: tuple[float, str] | None = None
+        """(monotonic time of the next start, why the last one failed) while backing off."""
 
     @property
     def ready(self) -> bool:
@@ -64,13 +78,7 @@ class AgentLink:
             return
         lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
         async with lock:
-            status = await asyncio.get_running_loop().run_in_executor(
-                None,
-                ensure_agent,
-                self.app.agent_socket,
-                self.app.data_dir,
-                self.app.agent_idle_timeout,
-            )
+            status = await self._started_agent()
             if status["pid"] != self._configured_pid:
                 body = json.dumps(settings_document(self.app)).encode()
                 response = await self.client.fetch("PUT", POLICY, identity=None, body=body)
@@ -87,6 +95,33 @@ class AgentLink:
             return await self.client.isolation(identity)
         accounts = RankAccounts(self.app.run_ranks_as or AGENT, dict(self.app.owner_accounts))
         return accounts.isolation(identity.user)
+
+    async def _started_agent(self) -> dict[str, Any]:
+        """The agent's status, starting it unless a start failed within the backoff."""
+        if self._failed is not None:
+            retry_at, why = self._failed
+            wait = retry_at - time.monotonic()
+            if wait > 0:
+                raise AgentUnavailable(f"{why} (not started again for {math.ceil(wait)} s)")
+        try:
+            status: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
+                None,
+                ensure_agent,
+                self.app.agent_socket,
+                self.app.data_dir,
+                self.app.agent_idle_timeout,
+            )
+        except AgentUnavailable as error:
+            first, most = BACKOFF_SECONDS
+            delay = min(most, first * 2**self._failures)
+            self._failures += 1
+            self._failed = (time.monotonic() + delay, error.message)
+            self.app.log.warning(
+                "jupyter_mlinfra: %s; the next start is tried in %.0f s", error.message, delay
+            )
+            raise
+        self._failures, self._failed = 0, None
+        return status
 
     def forget(self) -> None:
         """The agent went away: find or start one again on the next request."""
@@ -107,6 +142,7 @@ class JobProxyHandler(MLInfraHandler):
     async def forward(self, job_id: str = "") -> None:
         """Relay the request; (re)start the agent first when none is known or it went away.
         When this server holds a jobs service itself (Kubernetes), it answers instead."""
+        check_size(self.request.body or b"", self.max_request_bytes())  # before any agent starts
         jobs: JobsAPI | None = self.settings.get("mlinfra.jobs")
         if jobs is not None:
             await answer(self, jobs, self.identity, job_id)
@@ -124,12 +160,15 @@ class JobProxyHandler(MLInfraHandler):
         method = self.request.method or "GET"
         body = self.request.body if method in ("POST", "PUT", "PATCH") else None
         streamed = False
+        content_type = "application/json"
 
         def status_line(line: str) -> None:
+            nonlocal content_type
             if line.startswith("HTTP/"):
                 self.set_status(int(line.split()[1]))
             elif line.lower().startswith("content-type:"):
-                self.set_header("Content-Type", line.split(":", 1)[1].strip())
+                content_type = line.split(":", 1)[1].strip()
+                self.set_header("Content-Type", content_type)
 
         def relay(chunk: bytes) -> None:
             nonlocal streamed
@@ -151,12 +190,10 @@ class JobProxyHandler(MLInfraHandler):
             raise AgentNoAnswer(f"the local agent did not answer: {response.error}")
         if not streamed:
             self.set_status(response.code)
-            self.set_header(
-                "Content-Type", response.headers.get("Content-Type", "application/json")
-            )
+            content_type = response.headers.get("Content-Type", content_type)
             if response.body:
                 self.write(response.body)
-        self.finish()
+        self.finish(set_content_type=content_type)  # APIHandler.finish would say JSON
 
 
 class JobsHandler(JobProxyHandler):

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 from ..capacity import Machine
 from ..catalog import Catalog
 from ..identity import Identity, resolve_identity
+from ..priorities import Priorities
 from ..quotas import QuotaPolicy
+from .spec import RequestLimits
 
 if TYPE_CHECKING:
     from ..app import MLInfraApp
@@ -34,14 +36,14 @@ class Policy:
     machine: Machine
     """This machine as the settings describe it (detected, or the admin's inventory)."""
     quotas: QuotaPolicy
-    priority_classes: dict[str, int]
-    default_priority: str
+    priorities: Priorities
     preemption: bool
     grace_seconds: float
     readiness_timeout: float
     group_members: dict[str, list[str]]
     admin_users: frozenset[str]
     admin_groups: frozenset[str]
+    limits: RequestLimits
 
     @classmethod
     def from_app(cls, app: MLInfraApp) -> Policy:
@@ -50,14 +52,14 @@ class Policy:
             catalog=inventory.catalog,
             machine=inventory.backend.machine,
             quotas=inventory.quotas,
-            priority_classes=dict(app.priority_classes),
-            default_priority=app.default_priority,
+            priorities=inventory.priorities,
             preemption=app.preemption,
             grace_seconds=app.preemption_grace_seconds,
             readiness_timeout=app.readiness_timeout_seconds,
             group_members={g: list(m) for g, m in app.groups.items()},
             admin_users=frozenset(app.admin_users),
             admin_groups=frozenset(app.admin_groups),
+            limits=app.request_limits(),
         )
 
     @classmethod

@@ -45,12 +45,28 @@ def spec_from_json(data: dict[str, Any]) -> JobSpec:
     return JobSpec(**values)
 
 
+PAYLOAD = ("code", "push", "env", "args")
+"""The spec fields that only a job's ranks read (``runner.py``). The store keeps them in the
+database and out of the jobs it returns and holds in memory (``with_payload`` reads them), so
+that neither the queue in the agent's memory nor a page of a listing grows with what jobs
+carry: a queued job costs the agent about a kilobyte, whatever its code and pushed variables."""
+
+
+def without_payload(job: Job) -> Job:
+    """``job`` as the store returns it: its spec without ``PAYLOAD`` (their defaults instead)."""
+    spec = dataclasses.replace(job.spec, code="", push={}, env={}, args=())
+    return dataclasses.replace(job, spec=spec)
+
+
+_LEAN_SPEC = "json_remove(spec, " + ", ".join(f"'$.{name}'" for name in PAYLOAD) + ") AS spec"
+
 JOB_COLUMNS = (
     "id, owner, state, created, admitted, started, finished, exit_code, attempt, "
     "priority_value, node_cpu, node_memory_bytes, node_accelerators, node_accelerator_kind, "
-    "node_accelerator_model, devices, reason, position, eta, eta_basis, message, spec, "
+    f"node_accelerator_model, devices, reason, position, eta, eta_basis, message, {_LEAN_SPEC}, "
     "not_before"
 )
+"""The columns ``job_from_row`` reads, the spec without its payload."""
 
 
 LEASE_COLUMNS = (

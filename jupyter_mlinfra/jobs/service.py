@@ -23,7 +23,7 @@ from .queries import cursor, listing_owner, next_cursor
 from .queue import refusal
 from .spec import Condition, Event, Job, JobState, check_pull
 from .store import JobStore
-from .submission import new_job, priority_change
+from .submission import entitled, new_job, priority_change
 
 
 class Controller(Protocol):
@@ -54,38 +54,77 @@ class JobService:
         self.policy = policy
         self.controller = controller
 
-    # --- submission -----------------------------------------------------------------------
+    # --- the way in -------------------------------------------------------------------------
 
     def submit(self, identity: Identity, body: Any) -> tuple[Job, bool]:
         """The new job (True), or the existing one for a repeated idempotency key (False)."""
+        policy = self.policy
         job = new_job(
             identity,
             body,
-            self.policy.catalog,
-            self.policy.priority_classes,
-            self.policy.default_priority,
+            policy.catalog,
+            policy.priorities,
             job_id=uuid.uuid4().hex[:12],
+            limits=policy.limits,
         )
-        self.controller.check_owner(identity.user)
-        spec = job.spec
-        flavor = self.policy.catalog.flavor(spec.flavor)
-        quota = self.policy.quotas.for_identity(identity)
-        why_not = refusal(job, self.policy.machine, quota, flavor.max_nodes)
-        if why_not:
-            raise CannotFit(why_not, "flavor")
-        repeated = spec.idempotency_key and self.store.by_key(identity.user, spec.idempotency_key)
-        if quota.max_queued_jobs is not None and not repeated:
-            queued = self.store.count(owner=identity.user, states=[JobState.QUEUED])
-            if queued >= quota.max_queued_jobs:
-                raise CannotFit(
-                    f"user quota: {queued} of {quota.max_queued_jobs} queued jobs; "
-                    "wait for some to start or cancel them",
-                    "queue",
-                )
+        key = job.spec.idempotency_key
+        repeated = bool(key) and self.store.by_key(identity.user, key) is not None
+        job = self._admissible(identity, job, queued=not repeated)
         job, created = self.store.add(job, sorted(identity.groups))
         if created:
             self.controller.wake()
         return job, created
+
+    def _admissible(self, caller: Identity, job: Job, *, queued: bool) -> Job:
+        """``job`` as it may enter the queue now, or the error that keeps it out: the one set
+        of rules that a submission, a retry and a change of priority all pass through, judged
+        as of now rather than as of the job's first submission.
+
+        Entitlements (flavor, environment, priority class) are the caller's: an admin who
+        retries or reprioritises someone's job vouches for it. The job's owner must have an
+        account to run it as; the job must fit this machine and its owner's quota, and with
+        ``queued`` (it will wait in the queue) the owner's queued jobs, others than this one,
+        must leave room under ``max_queued_jobs``. Callers check and write with no await
+        between (the agent serves requests on one event loop), so two requests cannot both
+        take the last place."""
+        policy = self.policy
+        job = entitled(caller, job, policy.catalog, policy.priorities)
+        self.controller.check_owner(job.owner)
+        owner = caller if caller.user == job.owner else self._owner(job)
+        quota = policy.quotas.for_identity(owner)
+        flavor = policy.catalog.flavor(job.spec.flavor)
+        self._check_processes(job, flavor.cpu)
+        why_not = refusal(job, policy.machine, quota, flavor.max_nodes)
+        if why_not:
+            raise CannotFit(why_not, "flavor")
+        if queued and quota.max_queued_jobs is not None:
+            queued_now = self.store.count(owner=job.owner, states=[JobState.QUEUED])
+            stored = self.store.get(job.id)
+            if stored is not None and stored.state == JobState.QUEUED:
+                queued_now -= 1  # this very job, already waiting
+            if queued_now >= quota.max_queued_jobs:
+                raise CannotFit(
+                    f"user quota: {queued_now} of {quota.max_queued_jobs} queued jobs; "
+                    "wait for some to start or cancel them",
+                    "queue",
+                )
+        return job
+
+    def _owner(self, job: Job) -> Identity:
+        """The owner of ``job`` as this agent knows them without their request: the groups
+        they had when they last put it in the queue, plus the configured ones."""
+        return self.policy.identity(job.owner, frozenset(self.store.owner_groups(job.id)))
+
+    def _check_processes(self, job: Job, flavor_cpu: float) -> None:
+        """A job whose processes hold more CPUs than this machine has can never start."""
+        cpus, machine = job.node.cpu * job.spec.nodes, self.policy.machine.cpus
+        if job.node.cpu > flavor_cpu and cpus > machine:
+            raise CannotFit(
+                f"procs_per_node: {job.spec.procs_per_node} processes per node take "
+                f"{cpus:g} CPUs in all (a CPU each, or the flavor's share of one); this machine "
+                f"has {machine}",
+                "procs_per_node",
+            )
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -172,28 +211,29 @@ class JobService:
     def reprioritise(self, identity: Identity, job_id: str, body: Any) -> Job:
         """Admins move an unfinished job to another priority class: ahead of (or behind)
         others in the queue, and, with preemption, safe from (or open to) eviction."""
-        priority = priority_change(identity, body, self.policy.priority_classes)
+        priority = priority_change(identity, body)
         self.get(identity, job_id)
         job = self.store.get(job_id)  # as stored: without the queue view's position
         if job is None or job.state.finished:
             state = job.state.value if job else "gone"
             raise Conflict(f"job {job_id} already {state}", "id")
-        job = replace(
-            job,
-            spec=replace(job.spec, priority=priority),
-            priority_value=self.policy.priority_classes[priority],
-        )
-        note = f"priority {priority} by {identity.user}"
+        job = replace(job, spec=replace(job.spec, priority=priority))
+        checked = self._admissible(identity, job, queued=job.state == JobState.QUEUED)
+        job = replace(job, priority_value=checked.priority_value)  # what else it holds stays
+        note = f"priority {job.spec.priority} by {identity.user}"
         event = Event(job.id, time.time(), Condition.QUEUED, "Reprioritised", note)
         self.store.set_priority(job, event)
         self.controller.wake()
         return self.get(identity, job_id)
 
     def retry(self, identity: Identity, job_id: str) -> Job:
-        """Queue a finished job again, as a new attempt of the same job."""
+        """Queue a finished job again, as a new attempt of the same job, if it could be
+        submitted now."""
         job = self.get(identity, job_id)
         if not job.state.finished:
             raise Conflict(f"job {job_id} is still {job.state.value}; cancel it first", "id")
+        job = self._admissible(identity, job, queued=True)
+        groups = sorted(identity.groups) if identity.user == job.owner else None
         job = replace(
             job,
             state=JobState.QUEUED,
@@ -206,8 +246,7 @@ class JobService:
             devices=(),
             message="",
         )
-        self.store.update(
-            job, Event(job.id, time.time(), Condition.REQUEUED, "Retried", f"by {identity.user}")
-        )
+        event = Event(job.id, time.time(), Condition.REQUEUED, "Retried", f"by {identity.user}")
+        self.store.update(job, event, owner_groups=groups)
         self.controller.wake()
         return job

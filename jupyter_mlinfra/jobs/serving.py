@@ -11,10 +11,8 @@ import json
 from collections.abc import AsyncIterator, Collection
 from typing import Any, Protocol
 
-from tornado import web
-
-from ..errors import InvalidInput
 from ..identity import Identity
+from ..json_errors import JSONErrors
 from .queries import list_filters, log_options
 
 
@@ -56,23 +54,11 @@ class JobsAPI(Protocol):
     ) -> AsyncIterator[str]: ...
 
 
-def _body(handler: web.RequestHandler) -> Any:
-    try:
-        return json.loads(handler.request.body or b"{}")
-    except ValueError as error:
-        raise InvalidInput(f"the request body is not JSON: {error}", None) from None
-
-
-async def answer(
-    handler: web.RequestHandler, jobs: JobsAPI, identity: Identity, job_id: str = ""
-) -> None:
+async def answer(handler: JSONErrors, jobs: JobsAPI, identity: Identity, job_id: str = "") -> None:
     """Answer the handler's request for ``identity`` (authenticated by the caller); its method
     and the path's last part pick the call."""
     method = handler.request.method or "GET"
     action = handler.request.path.rstrip("/").rsplit("/", 1)[-1]
-
-    def argument(name: str, default: str) -> str:
-        return handler.get_query_argument(name, default) or default
 
     status, reply = 200, None
     if not job_id:
@@ -81,12 +67,12 @@ async def answer(
         elif action == "usage":
             reply = await jobs.usage(identity)
         elif method == "POST":
-            reply, created = await jobs.submit(identity, _body(handler))
+            reply, created = await jobs.submit(identity, handler.json_body())
             status = 201 if created else 200
         else:
-            reply = await jobs.list(identity, **list_filters(argument))
+            reply = await jobs.list(identity, **list_filters(handler.query_argument))
     elif action == "logs":
-        options = log_options(argument)
+        options = log_options(handler.query_argument)
         lines = await jobs.logs(
             identity, job_id, rank=options.rank, tail=options.tail, follow=options.follow
         )
@@ -107,7 +93,7 @@ async def answer(
     elif method == "DELETE":
         reply = await jobs.cancel(identity, job_id)
     elif method == "PATCH":
-        reply = await jobs.reprioritise(identity, job_id, _body(handler))
+        reply = await jobs.reprioritise(identity, job_id, handler.json_body())
     else:
         reply = await jobs.get(identity, job_id)
     handler.set_status(status)

@@ -24,22 +24,28 @@ from pathlib import Path
 from typing import Any
 
 from ..capacity import Lease
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, MLInfraError, NotFound
 from .migrations import MIGRATIONS, Migration
 from .rows import (
     JOB_COLUMNS,
     LEASE_COLUMNS,
+    PAYLOAD,
     compact_json,
     filters,
     job_from_row,
     lease_from_row,
     mutable_values,
+    spec_from_json,
+    without_payload,
 )
 from .spec import Condition, Event, Job, JobState
 
 
-class StoreError(RuntimeError):
-    """The database cannot be used by this version of the code."""
+class StoreError(MLInfraError):
+    """The database cannot be used by this version of the code: damaged, another program's,
+    or a newer release's. Its message is one line that says which file and what to do."""
+
+    status = 503
 
 
 @dataclass(frozen=True)
@@ -77,20 +83,47 @@ class JobStore:
             str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False
         )
         try:
-            self._db.row_factory = sqlite3.Row
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"job store {self.path}: cannot use WAL journal mode ({mode})")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate(migrations)
-            self._active: dict[str, Job] = {}
-            self._groups: dict[str, tuple[str, ...]] = {}
-            for job in self._load_active():
-                self._remember(job, self.owner_groups(job.id))
+            self._open(migrations)
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            raise StoreError(
+                f"job store {self.path} cannot be used: {error} (a damaged file, or not a "
+                "job store: move it away, or point data_dir elsewhere)"
+            ) from None
         except BaseException:
             self._db.close()
             raise
+
+    def _open(self, migrations: Sequence[Migration]) -> None:
+        self._db.row_factory = sqlite3.Row
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"job store {self.path}: cannot use WAL journal mode ({mode})")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._check_foreign()
+        self._migrate(migrations)
+        self._active: dict[str, Job] = {}
+        self._groups: dict[str, tuple[str, ...]] = {}
+        for job in self._load_active():
+            self._remember(job, self.owner_groups(job.id))
+
+    def _check_foreign(self) -> None:
+        """Refuse a database that has tables but never had a schema version of ours: another
+        program's, which migrating would mix our tables into."""
+        if self.schema_version:
+            return
+        tables = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        if tables:
+            raise StoreError(
+                f"job store {self.path} holds tables of something else ({', '.join(tables[:5])}) "
+                "and no jupyter-mlinfra schema version: point data_dir elsewhere"
+            )
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -153,11 +186,12 @@ class JobStore:
         with self._transaction() as db:
             if key:
                 row = db.execute(
-                    f"SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ? AND idempotency_key = ?",
+                    f"SELECT {JOB_COLUMNS}, jobs.spec AS submitted FROM jobs "
+                    "WHERE owner = ? AND idempotency_key = ?",
                     (job.owner, key),
                 ).fetchone()
                 if row is not None:
-                    if json.loads(row["spec"]) != spec:
+                    if json.loads(row["submitted"]) != spec:
                         raise Conflict(
                             f"idempotency key {key!r} was already used for job {row['id']} "
                             "with a different submission",
@@ -180,7 +214,7 @@ class JobStore:
             db.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", values)
             self._insert_event(db, Event(job.id, job.created, Condition.QUEUED, job.reason))
             self._remember(job, tuple(owner_groups))
-        return job, True
+        return without_payload(job), True
 
     def _remember(self, job: Job, groups: tuple[str, ...] | None = None) -> None:
         """Keep the in-memory copy of unfinished jobs in step with what was just committed."""
@@ -188,7 +222,7 @@ class JobStore:
             self._active.pop(job.id, None)
             self._groups.pop(job.id, None)
             return
-        self._active[job.id] = job
+        self._active[job.id] = without_payload(job)
         if groups is not None:
             self._groups[job.id] = groups
 
@@ -200,6 +234,16 @@ class JobStore:
                 f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()
         return None if row is None else job_from_row(row)
+
+    def with_payload(self, job: Job) -> Job:
+        """``job`` with the spec as submitted, ``PAYLOAD`` included (to start its ranks)."""
+        with self._lock:
+            row = self._db.execute("SELECT spec FROM jobs WHERE id = ?", (job.id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no job {job.id!r}", "id")
+        submitted = spec_from_json(json.loads(row[0]))
+        payload = {name: getattr(submitted, name) for name in PAYLOAD}
+        return dataclasses.replace(job, spec=dataclasses.replace(job.spec, **payload))
 
     def owner_groups(self, job_id: str) -> tuple[str, ...]:
         """The owner's groups as they were at submission (for quotas and visibility)."""
@@ -213,9 +257,21 @@ class JobStore:
             raise NotFound(f"no job {job_id!r}", "id")
         return tuple(json.loads(row[0]))
 
-    def update(self, job: Job, event: Event | None = None) -> None:
-        """Write every field of the job that can change, and the event, in one transaction."""
+    def update(
+        self,
+        job: Job,
+        event: Event | None = None,
+        *,
+        owner_groups: Sequence[str] | None = None,
+        forget_ranks: bool = False,
+    ) -> None:
+        """Write every field of the job that can change, and the event, in one transaction;
+        also the owner's groups when given (their owner retried it: their groups now), and,
+        with ``forget_ranks``, without the rank records of its current attempt (a start that
+        an agent's death interrupted, begun again from nothing)."""
         values = mutable_values(job)
+        if owner_groups is not None:
+            values["owner_groups"] = json.dumps(list(owner_groups))
         assignments = ", ".join(f"{name} = :{name}" for name in values)
         values["id"] = job.id
         with self._transaction() as db:
@@ -224,17 +280,24 @@ class JobStore:
                 raise NotFound(f"no job {job.id!r}", "id")
             if event is not None:
                 self._insert_event(db, event)
+            if forget_ranks:
+                db.execute(
+                    "DELETE FROM ranks WHERE job_id = ? AND attempt = ?", (job.id, job.attempt)
+                )
         with self._lock:
+            if owner_groups is not None:
+                self._groups.pop(job.id, None)
             if job.id not in self._groups and not job.state.finished:  # e.g. retried
                 self._groups[job.id] = self.owner_groups(job.id)
             self._remember(job)
 
     def set_priority(self, job: Job, event: Event) -> None:
         """Write a job's new priority class (its spec) and value, with the event."""
-        with self._transaction() as db:
+        with self._transaction() as db:  # the stored spec keeps its payload
             db.execute(
-                "UPDATE jobs SET spec = ?, priority_value = ? WHERE id = ?",
-                (compact_json(job.spec.to_json()), job.priority_value, job.id),
+                "UPDATE jobs SET spec = json_set(spec, '$.priority', ?), priority_value = ? "
+                "WHERE id = ?",
+                (job.spec.priority, job.priority_value, job.id),
             )
             self._insert_event(db, event)
         with self._lock:

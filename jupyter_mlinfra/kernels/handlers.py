@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..errors import InvalidInput
 from ..handlers import API, MLInfraHandler
 from .service import KernelService
 
@@ -18,12 +14,6 @@ class KernelHandlerBase(MLInfraHandler):
     def kernels(self) -> KernelService:
         service: KernelService = self.settings["mlinfra.kernels"]
         return service
-
-    def json_body(self) -> Any:
-        try:
-            return json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise InvalidInput("the request body is not valid JSON", None) from None
 
 
 class KernelsHandler(KernelHandlerBase):

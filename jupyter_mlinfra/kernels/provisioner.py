@@ -12,6 +12,7 @@ thread variables to match; after launch it binds the lease to the kernel's pid; 
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Any
@@ -44,6 +45,16 @@ class KernelStartRefused(web.HTTPError):
 
     def __str__(self) -> str:  # what POST /api/sessions shows: the reason alone
         return self.error.message
+
+
+class QuietRefusals(logging.Filter):
+    """Drops the records with a traceback that jupyter_client writes, at ERROR and twice
+    (the kernel manager, then the multi-kernel manager), for every kernel start that raised:
+    a refused start is the user's to fix, and ``pre_launch`` has said why in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else record.msg
+        return not isinstance(error, KernelStartRefused)
 
 
 class MLInfraProvisioner(LocalProvisioner):

@@ -20,11 +20,12 @@ from ..backends.kubernetes.kernel_pod import (
     LABEL_KERNEL_ID,
 )
 from ..capacity import Capacity, Lease
-from ..errors import Conflict, InvalidInput, MLInfraError, NotFound
+from ..errors import Conflict, InvalidInput, MLInfraError, NotFound, shown
 from ..identity import Identity
 from .deaths import Deaths
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
 from .specs import spec_name
+from .working_dir import MAX_PATH, confined_path
 
 if TYPE_CHECKING:
     from ..app import MLInfraApp
@@ -46,13 +47,15 @@ def parse_fields(body: Any, fields: tuple[str, ...]) -> dict[str, str]:
     for key in body:
         if key not in fields:
             raise InvalidInput(
-                f"unknown field {key!r}; known fields: {', '.join(fields)}", str(key)
+                f"unknown field {shown(key)}; known fields: {', '.join(fields)}", key[:64]
             )
     parsed = {}
     for key in fields:
         value = body.get(key, "")
         if not isinstance(value, str):
-            raise InvalidInput(f"{key} must be a string, got {value!r}", key)
+            raise InvalidInput(f"{key} must be a string, got {type(value).__name__}", key)
+        if len(value) > MAX_PATH:
+            raise InvalidInput(f"{key} must be at most {MAX_PATH} characters", key)
         parsed[key] = value
     return parsed
 
@@ -155,6 +158,7 @@ class KernelService:
 
     async def start(self, identity: Identity, body: Any) -> dict[str, Any]:
         request = parse_start(body)
+        path = confined_path(self.kernel_manager.root_dir, request["path"])
         catalog = self.app.inventory.catalog
         mine = catalog.for_identity(identity)
         environment = catalog.environment(
@@ -169,7 +173,7 @@ class KernelService:
                 kernel_name=spec_name(
                     environment.name, "" if flavor.name == mine.default_flavor else flavor.name
                 ),
-                path=request["path"] or None,
+                path=path or None,
                 **{FLAVOR_ARGUMENT: flavor.name},
             )
         except KernelStartRefused as refused:

@@ -1,6 +1,6 @@
 """The in-job entry point: what every rank process of a job runs.
 
-    python /path/to/entry.py JOB_DIR
+    python /path/to/entry.py [--gate] JOB_DIR
 
 It runs under the environment's own Python (a virtual environment, a container image), which
 may not have jupyter_mlinfra installed, so it imports only the standard library, plus
@@ -26,6 +26,11 @@ Every rank always writes
 and exits with that code: 0 on success, 1 on an exception (its traceback is printed and
 saved), ``n`` for ``SystemExit(n)``, 143 for SIGTERM or KeyboardInterrupt (``finally``
 blocks of the job run first).
+
+With ``--gate`` (the local agent's ranks) it first waits for the agent to record it: one byte
+on stdin lets it run; stdin closed without it (the agent died before recording the rank, or
+gave up the gang's start) makes it exit with 75 having run nothing, so no rank ever runs that
+the agent could not find again after a crash.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ from typing import Any
 CELL = "<cell>"
 TERMINATED = 143
 """128 + SIGTERM, what a shell reports for a process that SIGTERM ended."""
+GO = b"1"
+"""What the local agent writes to a gated rank's stdin once it recorded the rank."""
+NOT_STARTED = 75
+"""The exit code of a gated rank the agent never let run (EX_TEMPFAIL: nothing ran)."""
 
 
 class Terminated(BaseException):
@@ -283,12 +292,31 @@ def run(job_dir: str) -> int:
     return exit_code
 
 
+def wait_at_the_gate() -> bool:
+    """Whether the local agent let this rank run: it writes one byte to the rank's stdin once
+    the rank's pid is in its store, and closes stdin unsent when it cannot record it (it died,
+    or the gang could not start). Either way stdin then reads as empty, as for any rank."""
+    try:
+        go = os.read(0, 1)
+    except OSError:
+        go = b""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return go == GO
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _streams()
+    gated = argv[:1] == ["--gate"]
+    if gated:
+        argv = argv[1:]
     if len(argv) != 1:
-        sys.stderr.write("usage: python entry.py JOB_DIR\n")
+        sys.stderr.write("usage: python entry.py [--gate] JOB_DIR\n")
         return 2
+    if gated and not wait_at_the_gate():
+        return NOT_STARTED
     return run(argv[0])
 
 

@@ -20,6 +20,7 @@ import { mlinfraIcon } from './icon';
 import { JobLogView } from './logViewer';
 import { jobChoiceLabel } from './jobText';
 import { errorMessage, MLInfraModel } from './model';
+import { SectionLayout } from './sectionLayout';
 import { StartSection } from './startSection';
 import { KernelStartProgress } from './startProgress';
 import {
@@ -36,6 +37,8 @@ export interface ICommandContext {
   model: MLInfraModel;
   /** The Start section: its chosen flavor and environment are the defaults. */
   start: StartSection;
+  /** How tall the panel's sections are. */
+  sections: SectionLayout;
   notebooks: INotebookTracker | null;
   logs: WidgetTracker<MainAreaWidget<JobLogView>>;
   /** The kernel starts this page waits on: commands that start kernels report through it. */
@@ -48,6 +51,7 @@ export interface ICommandContext {
 export const PALETTE_COMMANDS = [
   CommandIDs.openPanel,
   CommandIDs.refresh,
+  CommandIDs.fitSections,
   CommandIDs.showFlavors,
   CommandIDs.newNotebook,
   CommandIDs.newConsole,
@@ -127,6 +131,14 @@ export function addCommands(app: JupyterFrontEnd, context: ICommandContext): voi
     label: 'Refresh ML Infrastructure',
     caption: 'Fetch the flavors and jobs again now',
     execute: () => model.refresh().catch(error => fail('Cannot refresh ML Infrastructure', error))
+  });
+
+  commands.addCommand(CommandIDs.fitSections, {
+    label: 'Fit Panel Sections to Their Content',
+    caption:
+      'Size the sections of the ML Infrastructure panel to what they hold again, ' +
+      'instead of the sizes they were dragged to',
+    execute: () => context.sections.reset()
   });
 
   commands.addCommand(CommandIDs.showFlavors, {

@@ -14,6 +14,7 @@ import {
   WidgetTracker
 } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
+import { IStateDB } from '@jupyterlab/statedb';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { addCommands, PALETTE_COMMANDS } from './commands';
@@ -31,13 +32,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'Accelerator flavors, flavor-sized kernels and queued jobs.',
   autoStart: true,
-  optional: [ICommandPalette, INotebookTracker, ILayoutRestorer, IStatusBar],
+  optional: [ICommandPalette, INotebookTracker, ILayoutRestorer, IStatusBar, IStateDB],
   activate: (
     app: JupyterFrontEnd,
     palette: ICommandPalette | null,
     notebooks: INotebookTracker | null,
     restorer: ILayoutRestorer | null,
-    statusBar: IStatusBar | null
+    statusBar: IStatusBar | null,
+    state: IStateDB | null
   ) => {
     const starts = new KernelStartProgress();
     let status: KernelFlavorStatus | null = null;
@@ -64,6 +66,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     const panel = new MLInfraPanel(model, app.commands);
     app.shell.add(panel, 'left', { rank: 600 });
+    if (state) {
+      // after the shell restored its layout, which holds the sizes of the last session too
+      void app.restored.then(() => panel.sections.restore(state));
+    }
 
     const logs = new WidgetTracker<MainAreaWidget<JobLogView>>({
       namespace: 'mlinfra-job-logs'
@@ -71,6 +77,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     addCommands(app, {
       model,
       start: panel.start,
+      sections: panel.sections,
       notebooks,
       logs,
       starts,

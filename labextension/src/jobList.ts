@@ -44,10 +44,10 @@ class JobRow {
     this._reason.className = 'jp-mlinfra-JobRow-reason';
     const head = document.createElement('div');
     head.className = 'jp-mlinfra-JobRow-head';
-    head.append(this._name, this._state);
+    head.append(this._name, this._id, this._state);
     const meta = document.createElement('div');
     meta.className = 'jp-mlinfra-JobRow-meta';
-    meta.append(this._owner, this._flavor, this._ranks, this._id);
+    meta.append(this._owner, this._flavor, this._ranks);
     const buttons = document.createElement('div');
     buttons.className = 'jp-mlinfra-JobRow-actions';
     this._logs = button('Logs', '', () => actions.logs(this._job));
@@ -80,7 +80,7 @@ class JobRow {
     this._detail.textContent = detailText(job);
     this._detail.hidden = this._detail.textContent === '';
     this._reason.textContent = job.reason;
-    this._reason.hidden = job.reason === '';
+    this._reason.hidden = job.reason === '' || job.reason === job.state; // said by the badge
     const active = isActive(job);
     this._cancel.hidden = !active;
     this._cancel.setAttribute('aria-label', `Cancel job ${label}`);

@@ -1,17 +1,19 @@
 /**
  * The "ML Infrastructure" sidebar panel: Flavors, Start, Kernels, Jobs and Queue timeline
  * sections over one model. Every button runs a command, so the panel and the palette act alike.
+ * The sections are as tall as what they hold (`SectionLayout`), or as a person dragged them.
  */
 import { SidePanel } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
-import { Widget } from '@lumino/widgets';
+import { AccordionPanel, Widget } from '@lumino/widgets';
 
 import { FlavorsSection } from './flavorCards';
 import { mlinfraIcon } from './icon';
 import { JobsSection } from './jobList';
 import { KernelsSection } from './kernelList';
 import { MLInfraModel } from './model';
+import { SectionLayout } from './sectionLayout';
 import { StartSection } from './startSection';
 import { TimelineSection } from './timeline';
 import { CommandIDs, PANEL_ID } from './tokens';
@@ -65,8 +67,20 @@ export class MLInfraPanel extends SidePanel {
     this.addWidget(this._kernels);
     this.addWidget(this._jobs);
     this.addWidget(this._timeline);
+    this._sections = new SectionLayout(this.content as AccordionPanel, [
+      { widget: this._flavors, floor: '.jp-mlinfra-FlavorCard-head' },
+      { widget: this._start, floor: '', whole: true },
+      { widget: this._kernels, floor: 'li' },
+      { widget: this._jobs, floor: 'li', firm: true },
+      { widget: this._timeline, floor: '.jp-mlinfra-Timeline-window', firm: true }
+    ]);
     model.changed.connect(this._render, this);
     this._render();
+  }
+
+  /** How tall the sections are. */
+  get sections(): SectionLayout {
+    return this._sections;
   }
 
   /** The Start section (its chosen flavor and environment). */
@@ -81,6 +95,12 @@ export class MLInfraPanel extends SidePanel {
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
     this._model.visible = true;
+    this._sections.fit();
+  }
+
+  protected onResize(msg: Widget.ResizeMessage): void {
+    super.onResize(msg);
+    this._sections.fit();
   }
 
   protected onAfterHide(msg: Message): void {
@@ -105,9 +125,11 @@ export class MLInfraPanel extends SidePanel {
       Date.now() / 1000,
       model.timelineComplete
     );
+    this._sections.fit();
   }
 
   private _model: MLInfraModel;
+  private _sections: SectionLayout;
   private _flavors: FlavorsSection;
   private _start: StartSection;
   private _jobs: JobsSection;

@@ -15,6 +15,7 @@ export namespace CommandIDs {
   export const showFlavors = 'mlinfra:show-flavors';
   export const openPanel = 'mlinfra:open-panel';
   export const refresh = 'mlinfra:refresh';
+  export const fitSections = 'mlinfra:fit-panel-sections';
   export const newNotebook = 'mlinfra:new-notebook';
   export const newConsole = 'mlinfra:new-console';
   export const switchKernel = 'mlinfra:switch-kernel';
@@ -94,6 +95,9 @@ export interface IWhoAmI {
   admin: boolean;
   quota: Record<string, unknown>;
   usage: Record<string, unknown>;
+  /** The priority classes the caller may submit at, highest first. */
+  priorities: string[];
+  default_priority: string;
   /** Null where the backend does not say (Kubernetes). */
   isolation?: IIsolation | null;
   /** Kubernetes only: who queues jobs; `by: 'none'` means outside any quota. */

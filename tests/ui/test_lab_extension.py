@@ -19,22 +19,29 @@ ACTIVATED = "jupyter-mlinfra is activated"
 
 
 def open_lab(
-    page: Page, server: LabServer, console: ConsoleLog, workspace: str | None = None
+    page: Page,
+    server: LabServer,
+    console: ConsoleLog,
+    workspace: str | None = None,
+    *,
+    reset: bool = True,
 ) -> None:
     """Load JupyterLab and wait until its shell is up and our plugin has activated.
 
     With ``workspace``, open that workspace from scratch (``?reset``), so nothing earlier
-    tests left open (notebooks whose kernels are gone) comes back.
+    tests left open (notebooks whose kernels are gone) comes back; ``reset=False`` opens it
+    as it was saved, as a reload does.
     """
-    where = f"lab/workspaces/{workspace}?reset&" if workspace else "lab?"
+    where = f"lab/workspaces/{workspace}?{'reset&' * reset}" if workspace else "lab?"
+    activations = console.texts("log").count(ACTIVATED)
     page.goto(server.url(f"{where}token={server.token}"))
     page.get_by_role("menubar").first.wait_for(state="visible")
     page.locator("#jupyterlab-splash").wait_for(state="detached")
     for _ in range(600):  # plugins activate before the splash goes; allow 60 s anyway
-        if ACTIVATED in console.texts("log"):
+        if console.texts("log").count(ACTIVATED) > activations:
             break
         page.wait_for_timeout(100)
-    assert ACTIVATED in console.texts("log"), console.entries
+    assert console.texts("log").count(ACTIVATED) > activations, console.entries
 
 
 def run_from_palette(page: Page, label: str) -> None:

@@ -27,7 +27,7 @@ from ...errors import CannotFit, Conflict, InvalidInput, MLInfraError, NotAllowe
 from ...identity import Identity, resolve_identity
 from ...jobs.queries import cursor, listing_owner, next_cursor
 from ...jobs.spec import Condition, Event, Job, JobState, check_pull
-from ...jobs.submission import new_job, priority_change
+from ...jobs.submission import entitled, new_job, priority_change
 from . import kueue
 from .attachments import attachments
 from .backend import KubernetesBackend
@@ -138,15 +138,14 @@ class KubernetesJobs(LoggingConfigurable):
 
     async def submit(self, identity: Identity, body: Any) -> tuple[dict[str, Any], bool]:
         rest = await self.start()
-        self._refuse_without_kueue()
         policy = self.app.inventory
         job = new_job(
             identity,
             body,
             policy.catalog,
-            dict(self.app.priority_classes),
-            self.app.default_priority,
+            policy.priorities,
             job_id=uuid.uuid4().hex[:12],
+            limits=self.app.request_limits(),
         )
         spec = job.spec
         key = spec.idempotency_key
@@ -154,22 +153,36 @@ class KubernetesJobs(LoggingConfigurable):
             for existing in self.watches.visible(Identity(identity.user)):
                 if existing.owner == identity.user and existing.spec.idempotency_key == key:
                     return (await self.queues.with_positions([existing]))[0].to_json(), False
-        flavor = policy.catalog.flavor(spec.flavor)
-        environment = policy.catalog.environment(spec.environment)
+        job = await self._admissible(identity, job)
+        rec = await rest.create(record(job, sorted(identity.groups), self.watches.namespace))
+        if spec.push:
+            await rest.create(push_secret(job, rec, json.dumps(dict(spec.push))))
+        await self._launch(job, rec)
+        return job.to_json(), True
+
+    async def _admissible(self, caller: Identity, job: Job) -> Job:
+        """``job`` as it may enter the queue now, or the error that keeps it out: the rules a
+        submission and a retry both pass through, as of now. Entitlements are the caller's
+        (an admin who retries someone's job vouches for it), quotas the owner's."""
+        self._refuse_without_kueue()
+        policy = self.app.inventory
+        job = entitled(caller, job, policy.catalog, policy.priorities)
+        environment = policy.catalog.environment(job.spec.environment)
         if not environment.image:
             raise InvalidInput(
                 f"environment {environment.name!r} has no container image; "
                 "the Kubernetes backend runs jobs in images",
                 "environment",
             )
-        quota = policy.quotas.for_identity(identity)
-        why_not = await self.backend.refusal(job, flavor, quota)
+        owner = caller if caller.user == job.owner else self._owner(job)
+        quota = policy.quotas.for_identity(owner)
+        why_not = await self.backend.refusal(job, policy.catalog.flavor(job.spec.flavor), quota)
         if why_not:
             raise CannotFit(why_not, "flavor")
         if quota.max_queued_jobs is not None:
             queued = sum(
-                j.state == JobState.QUEUED and j.owner == identity.user
-                for j in self.watches.visible(identity)
+                j.state == JobState.QUEUED and j.owner == job.owner and j.id != job.id
+                for j in self.watches.everyone()
             )
             if queued >= quota.max_queued_jobs:
                 raise CannotFit(
@@ -177,14 +190,22 @@ class KubernetesJobs(LoggingConfigurable):
                     "wait for some to start or cancel them",
                     "queue",
                 )
-        self._refuse_over_running_cap(identity, quota)
-        rec = await rest.create(record(job, sorted(identity.groups), self.watches.namespace))
-        if spec.push:
-            await rest.create(push_secret(job, rec, json.dumps(dict(spec.push))))
-        await self._launch(job, rec)
-        return job.to_json(), True
+        self._refuse_over_running_cap(owner, quota, job.id)
+        return job
 
-    def _refuse_over_running_cap(self, identity: Identity, quota: quotas.Quota) -> None:
+    def _owner(self, job: Job) -> Identity:
+        """The owner of ``job`` as the configuration knows them (no request of theirs)."""
+        app = self.app
+        return resolve_identity(
+            job.owner,
+            group_members=app.groups,
+            admin_users=app.admin_users,
+            admin_groups=app.admin_groups,
+        )
+
+    def _refuse_over_running_cap(
+        self, identity: Identity, quota: quotas.Quota, job_id: str
+    ) -> None:
         """``max_running_jobs`` on a cluster: Kueue (or the scheduler) starts a queued job as
         soon as there is room, and we run no second scheduler to hold it back, so every
         unfinished job may run: the cap is on unfinished jobs (README, "Quotas on a
@@ -192,7 +213,9 @@ class KubernetesJobs(LoggingConfigurable):
         if quota.max_running_jobs is None:
             return
         unfinished = sum(
-            not j.state.finished for j in self.watches.visible(identity) if j.owner == identity.user
+            not j.state.finished
+            for j in self.watches.everyone()
+            if j.owner == identity.user and j.id != job_id
         )
         if unfinished >= quota.max_running_jobs:
             raise CannotFit(
@@ -342,8 +365,7 @@ class KubernetesJobs(LoggingConfigurable):
         job = await self._get(identity, job_id)
         if not job.state.finished:
             raise Conflict(f"job {job_id} is still {job.state.value}; cancel it first", "id")
-        self._refuse_without_kueue()
-        self._refuse_over_running_cap(identity, self.app.inventory.quotas.for_identity(identity))
+        again = await self._admissible(identity, replace(job, attempt=job.attempt + 1))
         rec = self.watches.record(job_id)
         assert rec is not None
         rest = self._rest()
@@ -351,7 +373,6 @@ class KubernetesJobs(LoggingConfigurable):
         if old is not None:  # its pods and logs go; the record keeps the job
             with contextlib.suppress(KubeError):
                 await rest.delete(self._workload_path(old), propagation="Background")
-        again = replace(job, attempt=job.attempt + 1)
         await self._launch(again, rec)
         await self.watches.settle(job.id, lambda j: j.attempt == again.attempt)
         return (await self._get(identity, job_id)).to_json()
@@ -359,7 +380,7 @@ class KubernetesJobs(LoggingConfigurable):
     async def reprioritise(self, identity: Identity, job_id: str, body: Any) -> dict[str, Any]:
         """Admins move an unfinished job to another priority class: its record says so, and
         under Kueue its workload's ``kueue.x-k8s.io/priority-class`` label, which Kueue reads."""
-        priority = priority_change(identity, body, self.app.priority_classes)
+        priority = priority_change(identity, body)
         job = await self._get(identity, job_id)
         if job.state.finished:
             raise Conflict(f"job {job_id} already {job.state.value}", "id")
@@ -368,7 +389,7 @@ class KubernetesJobs(LoggingConfigurable):
         rest = self._rest()
         document = json.loads(rec["data"]["record.json"])
         document["spec"]["priority"] = priority
-        document["priority_value"] = self.app.priority_classes[priority]
+        document["priority_value"] = self.app.inventory.priorities.choose(identity, priority)
         await rest.patch(
             path_of("v1", "configmaps", self.watches.namespace, record_name(job_id)),
             {

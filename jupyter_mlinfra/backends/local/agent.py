@@ -30,10 +30,11 @@ from ...jobs.policy import Policy
 from ...jobs.service import JobService
 from ...jobs.spec import Condition, Event, Job, JobState, PendingReason
 from ...jobs.store import JobStore
-from .accounts import NoAccount, RankAccounts, keep_private
+from . import strays
+from .accounts import RankAccounts, keep_private
 from .endings import Ending, end_of_attempt
 from .leases import Leases
-from .runner import Runner, read_output, ready_at, result_of
+from .runner import RankStartError, Runner, read_output, ready_at, result_of
 
 log = logging.getLogger("jupyter_mlinfra.agent")
 
@@ -42,6 +43,8 @@ MAX_REST_SECONDS = 0.25
 STOP_GRACE_ON_FAILURE = 5.0
 EXIT_NOTICE_SECONDS = 30.0
 """How long a stop waits, once every rank was killed, for their exits to be noticed."""
+SETTLE_SECONDS = 5.0
+"""How long a pass waits for what an interrupted start left to die, before it moves on."""
 
 
 def free_port() -> int:
@@ -81,6 +84,10 @@ class Agent:
         self._ended: dict[tuple[str, int], asyncio.Event] = {}
         """Set when a stopped job's attempt has ended (its ranks' exits were all noticed)."""
         self._exits: dict[tuple[str, int], dict[int, int | None]] = {}
+        self._starting: dict[tuple[str, int], asyncio.Event] = {}
+        """Jobs whose ranks are being started; set when the start ended, well or not."""
+        self._interrupted: set[tuple[str, int]] = set()
+        """Jobs a previous agent died while starting, until what it left of them is gone."""
         self._cpus: dict[str, list[list[int]]] = {}
         self.last_activity = time.monotonic()
         self.done = asyncio.Event()
@@ -132,6 +139,16 @@ class Agent:
     async def stop(self, job: Job, outcome: JobState, reason: str) -> None:
         """Stop a job's ranks; when they are gone the job ends as ``outcome``."""
         key = (job.id, job.attempt)
+        starting = self._starting.get(key)
+        if starting is not None:  # its ranks are being started: stop them once they all are
+            self._stopping[key] = Ending(outcome, reason)
+            await starting.wait()
+            current = self.store.get(job.id)
+            if current is None or current.state.finished or current.attempt != job.attempt:
+                return  # its start failed, and ended it as asked
+            job = current
+        if key in self._interrupted:  # what a dead agent left of its start goes first
+            await self._settle_interrupted(job, requeue=False)
         if job.state == JobState.QUEUED or not self.runner.ranks(*key):
             self._finish(job, Ending(outcome, reason))
             return
@@ -181,11 +198,11 @@ class Agent:
             if not job.state.holds_resources:
                 continue
             records = self.store.ranks(job.id, job.attempt)
-            if not records:  # admitted but never started: simply queue it again
-                self.store.update(
-                    replace(job, state=JobState.QUEUED, devices=(), admitted=None),
-                    Event(job.id, time.time(), Condition.REQUEUED, "AgentRestarted"),
-                )
+            if job.state == JobState.ADMITTED:
+                # the previous agent died while starting its ranks: whatever of them runs is
+                # killed, then the job queues again (``_settle_interrupted``, every pass)
+                strays.kill(strays.left_behind(job.id, job.attempt, records))
+                self._interrupted.add((job.id, job.attempt))
                 continue
             log.info("adopting %d ranks of job %s", len(records), job.id)
             key = (job.id, job.attempt)
@@ -209,6 +226,41 @@ class Agent:
             if failed is not None:
                 self._background(self.runner.stop(job.id, job.attempt, STOP_GRACE_ON_FAILURE))
 
+    async def _settle_all_interrupted(self) -> None:
+        for key in list(self._interrupted):
+            job = self.store.get(key[0])
+            if job is None or job.attempt != key[1] or job.state != JobState.ADMITTED:
+                self._interrupted.discard(key)  # ended meanwhile (cancelled)
+                continue
+            await self._settle_interrupted(job, requeue=True)
+
+    async def _settle_interrupted(self, job: Job, *, requeue: bool) -> None:
+        """Kill what is left of a start a dead agent began, and once none of it runs (a few
+        moments), queue the job again, as if its admission had never happened. Until then it
+        keeps its devices: processes that could use them still exist."""
+        key = (job.id, job.attempt)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            left = strays.left_behind(job.id, job.attempt, self.store.ranks(*key))
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                log.warning(
+                    "job %s: %d processes of its interrupted start survive", job.id, len(left)
+                )
+                return  # tried again next pass
+            strays.kill(left)
+            await asyncio.sleep(0.02)
+        self._interrupted.discard(key)
+        job = self.store.get(job.id) or job  # a cancel may have ended it meanwhile
+        if requeue and job.state == JobState.ADMITTED and job.attempt == key[1]:
+            self.store.update(
+                replace(job, state=JobState.QUEUED, devices=(), admitted=None),
+                Event(job.id, time.time(), Condition.REQUEUED, "AgentRestarted"),
+                forget_ranks=True,
+            )
+            self.wake()
+
     async def _loop(self) -> None:
         """One scheduling pass per wake-up (a submission, an exit) or tick, until closed.
 
@@ -219,6 +271,7 @@ class Agent:
             started = time.monotonic()
             try:
                 self.leases.check(time.time())
+                await self._settle_all_interrupted()
                 active = self.store.active()
                 self._check_readiness(active)
                 await self._schedule(active)
@@ -338,25 +391,39 @@ class Agent:
         return job
 
     async def _start_job(self, job: Job) -> None:
-        environment = self.policy.catalog.environment(job.spec.environment)
-        cpus = self._pick_cpus(job)
-        self._cpus[job.id] = cpus  # now, not after the await: a kernel may ask meanwhile
-        push = _push_bytes(job)
+        """Start the ranks of an admitted job, each recorded before it runs (``Runner.start``).
+        Whatever keeps a rank from starting fails this job alone, with the reason, and
+        releases what it holds; the other jobs of the pass start as if it had not been."""
+        key = (job.id, job.attempt)
+        current = self.store.get(job.id)
+        if current is None or current.state != JobState.ADMITTED or current.attempt != job.attempt:
+            return  # cancelled while the jobs admitted before it were started
+        starting = self._starting[key] = asyncio.Event()
         try:
-            ranks = await self.runner.start(
-                job,
-                environment,
-                cpus=cpus,
-                master_port=free_port(),
-                base_env=_base_env(),
-                push=push,
-            )
-        except (OSError, NoAccount) as error:
-            self._finish(job, Ending(JobState.FAILED, f"could not start ranks: {error}"))
-            return
-        for rank in ranks:
-            self.store.record_rank(rank)
-        self.store.update(replace(job, state=JobState.STARTING))
+            try:
+                environment = self.policy.catalog.environment(job.spec.environment)
+                cpus = self._pick_cpus(job)
+                self._cpus[job.id] = cpus  # now, not after the await: a kernel may ask meanwhile
+                whole = self.store.with_payload(job)  # its code, pushed variables, env and args
+                await self.runner.start(
+                    whole,
+                    environment,
+                    cpus=cpus,
+                    master_port=free_port(),
+                    base_env=_base_env(),
+                    record=self.store.record_rank,
+                    push=_push_bytes(whole),
+                )
+            except Exception as error:  # any of them: a job must never stay admitted
+                log.warning("job %s: %s", job.id, error)
+                reason = error if isinstance(error, RankStartError) else f"could not start: {error}"
+                self._finish(job, self._stopping.get(key) or Ending(JobState.FAILED, str(reason)))
+                return
+            job = self.store.get(job.id) or job  # with a priority an admin changed meanwhile
+            self.store.update(replace(job, state=JobState.STARTING))
+        finally:
+            del self._starting[key]
+            starting.set()
 
     def _check_readiness(self, active: list[Job]) -> None:
         """A starting gang runs once every rank reported ready (entry.py); one that is not

@@ -2,8 +2,9 @@
 
 ``ensure_agent`` starts ``jupyter mlinfra agent`` in a session of its own (so it outlives the
 server or shell that started it) unless one already answers on the socket; a lock file makes
-concurrent starters agree on one agent. ``AgentClient`` is the server's async side of the
-socket, built on tornado's HTTP client with a resolver that dials the Unix socket.
+concurrent starters agree on one agent. ``stop_agent`` ends it before its idle timeout does.
+``AgentClient`` is the server's async side of the socket, built on tornado's HTTP client with
+a resolver that dials the Unix socket.
 
 A tornado client and its connections belong to one event loop. The server calls the agent
 from its own loop, but kernel provisioners also run on the loops of jupyter_client's worker
@@ -15,8 +16,11 @@ of its own, so no connection of one loop is ever touched from another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -66,6 +70,13 @@ def ensure_agent(socket_path: str, data_dir: str, idle_timeout: float) -> dict[s
     status = agent_status(socket_path)
     if status is not None:
         return status
+    try:
+        return _start_agent(socket_path, data_dir, idle_timeout)
+    except (OSError, subprocess.SubprocessError) as error:  # data_dir not writable, say
+        raise AgentUnavailable(f"cannot start the local agent: {error}") from None
+
+
+def _start_agent(socket_path: str, data_dir: str, idle_timeout: float) -> dict[str, Any]:
     folder = Path(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "agent.start.lock").open("a+") as lock:
@@ -85,10 +96,35 @@ def ensure_agent(socket_path: str, data_dir: str, idle_timeout: float) -> dict[s
             if status is not None:
                 return status
             if process_start_time(pid) is None:  # gone (or a zombie): it exited
-                tail = log_path.read_text(errors="replace").splitlines()[-5:]
-                raise AgentUnavailable("the local agent exited at start: " + " | ".join(tail))
+                raise AgentUnavailable(f"the local agent exited at start: {_last_line(log_path)}")
             time.sleep(0.05)
     raise AgentUnavailable(f"the local agent did not answer on {socket_path} within 30 s")
+
+
+def _last_line(log_path: Path) -> str:
+    """What the agent said last: the one line its CLI writes when it cannot start (or, if it
+    crashed, the exception's line that ends its traceback)."""
+    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else f"nothing in {log_path}"
+
+
+def stop_agent(socket_path: str) -> dict[str, Any] | None:
+    """Stop the agent serving ``socket_path`` (SIGTERM: it closes its store as an idle exit
+    does) and wait until it is gone; its status as it was, or None when none was running.
+    Ranks it started keep running: the next agent adopts them."""
+    status = agent_status(socket_path)
+    if status is None:
+        return None
+    pid = int(status["pid"])
+    started = process_start_time(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while process_start_time(pid) == started and started is not None:
+        if time.monotonic() > deadline:
+            raise AgentUnavailable(f"the local agent (pid {pid}) did not stop within 30 s")
+        time.sleep(0.05)
+    return status
 
 
 _DETACH = """

@@ -25,11 +25,11 @@ from tornado import httpserver, netutil, web
 
 from ... import __version__
 from ...capacity import Allocation
-from ...errors import InvalidInput, NotAllowed, NotAuthenticated
+from ...errors import NotAllowed, NotAuthenticated, NotFound, shown
 from ...identity import Identity
 from ...jobs.policy import Policy
 from ...jobs.serving import answer
-from ...jobs.spec import JobState
+from ...jobs.spec import JobState, RequestLimits
 from ...json_errors import JSONErrors
 from .accounts import RankAccounts
 from .agent import Agent
@@ -67,11 +67,8 @@ class AgentHandler(JSONErrors):
             raise NotAuthenticated("missing caller identity", None)
         return self.caller
 
-    def body(self) -> Any:
-        try:
-            return json.loads(self.request.body or b"{}")
-        except ValueError as error:
-            raise InvalidInput(f"the request body is not JSON: {error}", None) from None
+    def max_request_bytes(self) -> int:
+        return self.agent.policy.limits.max_request_bytes
 
     def reply(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -161,9 +158,15 @@ class PolicyHandler(AgentHandler):
                 "configuration",
                 None,
             )
-        self.agent.set_policy(Policy.from_document(self.body()))
-        self.agent.store.put_setting("policy", self.body())
+        document = self.json_body()
+        self.agent.set_policy(Policy.from_document(document))
+        self.agent.store.put_setting("policy", document)
         self.reply({"ok": True})
+
+    def max_request_bytes(self) -> int:
+        """The default, whatever the settings say: settings that lower the limit below their
+        own size must still reach the agent."""
+        return RequestLimits().max_request_bytes
 
 
 class AllocationsHandler(AgentHandler):
@@ -200,7 +203,7 @@ class LeasesHandler(AgentHandler):
         self.reply({"leases": [lease.to_json() for lease in leases]})
 
     def post(self) -> None:
-        lease, created = self.agent.leases.request(self.identity, self.body())
+        lease, created = self.agent.leases.request(self.identity, self.json_body())
         self.reply(lease.to_json(), 201 if created else 200)
 
 
@@ -209,11 +212,20 @@ class LeaseHandler(AgentHandler):
         self.reply(self.agent.leases.mine(self.identity, kernel_id).to_json())
 
     def put(self, kernel_id: str) -> None:
-        self.reply(self.agent.leases.bind(self.identity, kernel_id, self.body()).to_json())
+        self.reply(self.agent.leases.bind(self.identity, kernel_id, self.json_body()).to_json())
 
     def delete(self, kernel_id: str) -> None:
         self.agent.leases.release(self.identity, kernel_id)
         self.reply({"released": True})
+
+
+class UnknownPathHandler(AgentHandler):
+    """Any path no route matches: a JSON 404, as the CLI and the server expect of the agent."""
+
+    def unknown(self) -> None:
+        raise NotFound(f"no such path: {shown(self.request.path, 100)}", None)
+
+    get = post = put = patch = delete = unknown
 
 
 ID = r"(?P<job_id>[0-9a-f]{12})"
@@ -240,7 +252,10 @@ def make_app(agent: Agent, callers: Callers, prefix: str = "") -> web.Applicatio
     ]
     base = prefix.rstrip("/")
     return web.Application(
-        [(base + path, handler) for path, handler in routes], agent=agent, callers=callers
+        [(base + path, handler) for path, handler in routes],
+        default_handler_class=UnknownPathHandler,
+        agent=agent,
+        callers=callers,
     )
 
 

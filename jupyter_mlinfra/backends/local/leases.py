@@ -124,7 +124,7 @@ class Leases:
             id=f"kernel:{kernel_id}",
             owner=identity.user,
             spec=JobSpec(flavor=flavor.name, environment=environment.name),
-            priority_value=max(policy.priority_classes.values(), default=0) + 1,
+            priority_value=max(policy.priorities.classes.values(), default=0) + 1,
             node=Resources.of(flavor),
             created=now,
         )

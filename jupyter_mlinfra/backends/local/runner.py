@@ -26,7 +26,7 @@ import signal
 import stat
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ...catalog import Environment
@@ -129,10 +129,52 @@ class Runner:
         cpus: Sequence[Sequence[int]],
         master_port: int,
         base_env: Mapping[str, str],
+        record: Callable[[RankRecord], None],
         push: bytes = b"",
     ) -> list[RankRecord]:
-        """Start every rank of ``job``; ``cpus`` are the CPU indices of each node. Raises
-        NoAccount when its owner has no account to run as, OSError when a rank cannot start."""
+        """Start every rank of ``job``; ``cpus`` are the CPU indices of each node.
+
+        Each rank is recorded (``record``, which writes it to the store) before it runs
+        anything: it waits at its gate (``entry.py --gate``, on stdin) until the runner lets it
+        through once ``record`` returned, and leaves having run nothing when stdin closes
+        first, as when the agent dies. So an agent killed at any instant leaves no running rank
+        it did not record. When a rank cannot start, whatever the reason (an environment the OS
+        cannot encode, a missing interpreter, an owner without an account), the ranks started
+        before it are killed and reaped, and ``RankStartError`` says which rank and why."""
+        started: list[tuple[RankRecord, asyncio.subprocess.Process]] = []
+        try:
+            await self._start_ranks(
+                job, environment, cpus, master_port, base_env, record, push, started
+            )
+        except Exception as error:
+            for _, process in started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # a child not reaped: still its pid
+            for _, process in started:
+                await process.wait()
+            if isinstance(error, RankStartError):
+                raise
+            raise RankStartError("ranks", error) from error
+        ranks = []
+        for rank, process in started:
+            self._watch(rank, process.wait())
+            ranks.append(rank)
+        self._ranks[(job.id, job.attempt)] = ranks
+        return ranks
+
+    async def _start_ranks(
+        self,
+        job: Job,
+        environment: Environment,
+        cpus: Sequence[Sequence[int]],
+        master_port: int,
+        base_env: Mapping[str, str],
+        record: Callable[[RankRecord], None],
+        push: bytes,
+        started: list[tuple[RankRecord, asyncio.subprocess.Process]],
+    ) -> None:
+        """Start the ranks in order, each recorded then let through its gate; ``started``
+        gets every rank process as soon as it exists, for ``start`` to kill on a failure."""
         spec = job.spec
         account = self.accounts.for_owner(job.owner)
         job_dir = self._prepare_job_dir(job, account, push)
@@ -141,7 +183,6 @@ class Runner:
         # a rank of another account starts in its own job directory and changes to the job's
         # working directory itself (entry.py): the agent never enters a folder for a user
         cwd = str(job_dir) if account is not None else spec.working_dir or str(job_dir)
-        started: list[RankRecord] = []
         for slot in rank_slots(spec.nodes, spec.procs_per_node):
             node_cpus = list(cpus[slot.node_rank]) if cpus else []
             per_rank = max(1, len(node_cpus) // spec.procs_per_node) if node_cpus else 1
@@ -167,35 +208,39 @@ class Runner:
                 **(account.env() if account is not None else {}),
             }
             log_path = self.log_path(job.id, job.attempt, slot.rank)
-            with log_path.open("ab") as log:
-                process = await asyncio.create_subprocess_exec(
-                    python,
-                    str(job_dir / ENTRY.name),
-                    str(job_dir),
-                    env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                    cwd=cwd,
-                    # the account's ids and groups (none: the agent's), set after the fork
-                    user=account.uid if account else None,
-                    group=account.gid if account else None,
-                    extra_groups=list(account.groups) if account else None,
+            gate, let_through = os.pipe()
+            with log_path.open("ab") as log, _closing(gate), _closing(let_through):
+                try:
+                    process = await asyncio.create_subprocess_exec(
+                        python,
+                        str(job_dir / ENTRY.name),
+                        "--gate",
+                        str(job_dir),
+                        env=env,
+                        stdin=gate,
+                        stdout=log,
+                        stderr=asyncio.subprocess.STDOUT,
+                        start_new_session=True,
+                        cwd=cwd,
+                        # the account's ids and groups (none: the agent's), set after the fork
+                        user=account.uid if account else None,
+                        group=account.gid if account else None,
+                        extra_groups=list(account.groups) if account else None,
+                    )
+                except Exception as error:
+                    raise RankStartError(f"rank {slot.rank}", error) from error
+                rank = RankRecord(
+                    job.id,
+                    job.attempt,
+                    slot.rank,
+                    slot.node_rank,
+                    process.pid,
+                    process_start_time(process.pid) or 0,
+                    str(log_path),
                 )
-            rank = RankRecord(
-                job.id,
-                job.attempt,
-                slot.rank,
-                slot.node_rank,
-                process.pid,
-                process_start_time(process.pid) or 0,
-                str(log_path),
-            )
-            started.append(rank)
-            self._watch(rank, process.wait())
-        self._ranks[(job.id, job.attempt)] = started
-        return started
+                started.append((rank, process))
+                record(rank)
+                os.write(let_through, entry.GO)
 
     def _prepare_job_dir(self, job: Job, account: Account | None, push: bytes) -> Path:
         """A fresh job directory with what the ranks read, handed to their account."""
@@ -268,6 +313,24 @@ class Runner:
         for task in list(self._watchers):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+class RankStartError(Exception):
+    """A rank of a job could not be started; the ranks started before it were stopped."""
+
+    def __init__(self, what: str, cause: Exception) -> None:
+        # the cause's text may hold what the OS could not encode: keep it printable and storable
+        text = (str(cause) or type(cause).__name__).encode("utf-8", "backslashreplace").decode()
+        super().__init__(f"could not start {what}: {text}")
+
+
+@contextlib.contextmanager
+def _closing(fd: int) -> Iterator[None]:
+    """Close the file descriptor ``fd`` when done with it, however it ends."""
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def _hand_over(job_dir: Path, account: Account) -> None:

@@ -56,7 +56,15 @@ export const FLAVORS: IFlavorList = {
 };
 
 export function makeUser(admin: boolean): IWhoAmI {
-  return { user: 'ada', groups: [], admin, quota: {}, usage: {} };
+  return {
+    user: 'ada',
+    groups: [],
+    admin,
+    quota: {},
+    usage: {},
+    priorities: admin ? ['high', 'normal', 'low'] : ['normal'],
+    default_priority: 'normal'
+  };
 }
 
 export function makeKernel(overrides: Partial<IKernel> = {}): IKernel {
