@@ -20,7 +20,7 @@ from .agents import AgentHome, private_agent
 from .lab_server import LabServer, running_lab
 from .optional import need
 
-pytest_plugins = ["pytest_jupyter.jupyter_server", "tests.kube.plugin", "tests.cluster.plugin"]
+pytest_plugins = ["pytest_jupyter.jupyter_server", "tests.cluster.plugin"]
 
 ME = getpass.getuser()
 

@@ -107,6 +107,8 @@ prune() {
 # inputs give the same binary; no git needed); -ldflags adds "-s -w" (no symbol table, no DWARF:
 # a third of the size).
 go_flags=(-trimpath -buildvcs=false)
+# Static binaries, as Kubernetes' releases are built: no C compiler needed.
+export CGO_ENABLED=0
 
 log() { printf '[build.sh %4ss] %s\n' "$SECONDS" "$*" >&2; }
 
