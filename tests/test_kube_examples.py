@@ -1,7 +1,9 @@
 """examples/kubernetes/kueue.yaml and examples/jupyterhub/localqueue.yaml are what an admin
-applies: valid objects of Kueue's v1beta2 API as Kueue v0.17 serves it (its own CRDs, strictly:
-a field they lack is an error), whose queues fit together and with the server's defaults; and
-examples/jupyterhub/values.yaml opens users' servers exactly the network they need."""
+applies: the real Kueue v0.17 takes them as they are (created on the control plane with Kueue
+and JobSet, through the API server's strict field validation and Kueue's admission webhooks, and
+its controllers make every queue active), and their queues fit together and with the server's
+defaults; and examples/jupyterhub/values.yaml opens users' servers exactly the network they
+need."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from jupyter_mlinfra.app import MLInfraApp
@@ -18,7 +21,8 @@ from jupyter_mlinfra.backends.kubernetes import manifests
 from jupyter_mlinfra.backends.kubernetes.kernels import KubernetesKernels
 from jupyter_mlinfra.catalog import Environment, Flavor
 
-from .kueue_crds import problems
+from .cluster.admin import ApiError
+from .cluster.fixture import KubeCluster, wait
 from .schema import validate
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -30,18 +34,50 @@ def documents(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def test_kueue_examples_are_valid_v1beta2_objects_of_kueue_v0_17() -> None:
-    for document in [*documents(KUEUE_YAML), *documents(LOCALQUEUE_YAML)]:
-        assert document["apiVersion"] == "kueue.x-k8s.io/v1beta2", document["metadata"]
-        assert problems(document) == [], document["metadata"]["name"]
-    (flex,) = [d for d in documents(KUEUE_YAML) if d["metadata"]["name"] == "mlinfra-flex"]
+def active(cluster: KubeCluster, obj: dict[str, Any]) -> bool:
+    """Whether Kueue's controller says ``obj`` is active (every flavor, check and queue it
+    names exists and is active itself)."""
+    namespace = obj["metadata"].get("namespace")
+    found = cluster.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], namespace)
+    conditions = (found or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Active" and c["status"] == "True" for c in conditions)
+
+
+@pytest.mark.kueue_and_jobset
+def test_real_kueue_takes_the_kueue_examples_and_makes_their_queues_active(
+    kube_cluster: KubeCluster,
+) -> None:
+    """As an admin applies them: kueue.yaml into its namespace jupyter-mlinfra, localqueue.yaml
+    into a user's namespace (``kubectl apply --namespace``). Kueue's webhooks validate
+    ClusterQueues and ResourceFlavors; the flex-start queue becomes active only once its
+    admission check does, which needs its ProvisioningRequestConfig and Kueue's provisioning
+    controller (the ProvisioningRequest API is served here)."""
+    examples = documents(KUEUE_YAML)
+    assert {d["apiVersion"] for d in examples} == {"kueue.x-k8s.io/v1beta2"}
+    (flex,) = [d for d in examples if d["metadata"]["name"] == "mlinfra-flex"]
     old = copy.deepcopy(flex)  # as v1beta1 wrote it: v1beta2 has no such field
-    del old["spec"]["admissionChecksStrategy"]
-    old["spec"]["admissionChecks"] = ["dws-prov"]
-    assert problems(old) == ["unknown field spec.admissionChecks"]
-    assert problems({**flex, "apiVersion": "kueue.x-k8s.io/v1beta3"}) == [
-        "Kueue sigs.k8s.io/kueue@v0.17.0 serves no kueue.x-k8s.io/v1beta3 ClusterQueue"
-    ]
+    old["metadata"]["name"] = "mlinfra-flex-v1beta1"
+    old["spec"]["admissionChecks"] = old["spec"].pop("admissionChecksStrategy")["admissionChecks"]
+    with pytest.raises(ApiError) as refused:
+        kube_cluster.create(old)
+    assert refused.value.status == 400
+    assert 'unknown field "spec.admissionChecks"' in refused.value.message
+    with pytest.raises(ApiError) as unserved:
+        newer = {**flex, "apiVersion": "kueue.x-k8s.io/v1beta3"}
+        kube_cluster.admin.call("POST", "/apis/kueue.x-k8s.io/v1beta3/clusterqueues", newer)
+    assert unserved.value.status == 404
+
+    (namespace,) = {d["metadata"]["namespace"] for d in examples if "namespace" in d["metadata"]}
+    kube_cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    for document in examples:
+        kube_cluster.create(document)  # each is deleted (and waited for) after the test
+    (per_user,) = documents(LOCALQUEUE_YAML)
+    assert per_user["apiVersion"] == "kueue.x-k8s.io/v1beta2"
+    kube_cluster.create(per_user)  # into the test's namespace, a user's
+    queues = [d for d in examples if d["kind"] in ("ClusterQueue", "LocalQueue", "AdmissionCheck")]
+    queues.append(per_user)  # no namespace: the test's
+    for queue in queues:
+        wait(lambda q=queue: active(kube_cluster, q), f"{queue['kind']} {queue['metadata']} active")
 
 
 def test_kueue_example_fits_together() -> None:
