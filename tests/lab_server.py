@@ -60,6 +60,17 @@ class LabServer:
         """Everything the server has written so far (stdout and stderr)."""
         return self.log_path.read_text(errors="replace")
 
+    def call(self, method: str, path: str, body: Any = None, *, timeout: float = 120) -> Any:
+        """One REST request, ``body`` sent as JSON; the decoded answer (None when empty). An
+        error status raises ``urllib.error.HTTPError``."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.url(path), data=data, headers=self.auth_header, method=method
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = response.read()
+        return json.loads(payload) if payload else None
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -195,15 +206,7 @@ def running_kernel(server: LabServer) -> Iterator[Callable[..., str]]:
     shuts the kernel down through the server after."""
     from jupyter_client.blocking import BlockingKernelClient
 
-    def call(method: str, path: str, body: bytes | None = None) -> Any:
-        request = urllib.request.Request(
-            server.url(path), data=body, headers=server.auth_header, method=method
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            payload = response.read()
-        return json.loads(payload) if payload else None
-
-    kernel_id = call("POST", "api/kernels", b"{}")["id"]
+    kernel_id = server.call("POST", "api/kernels", {}, timeout=60)["id"]
     client = BlockingKernelClient(
         connection_file=str(server.root_dir.parent / "runtime" / f"kernel-{kernel_id}.json")
     )
@@ -232,4 +235,4 @@ def running_kernel(server: LabServer) -> Iterator[Callable[..., str]]:
         yield execute
     finally:
         client.stop_channels()
-        call("DELETE", f"api/kernels/{kernel_id}")
+        server.call("DELETE", f"api/kernels/{kernel_id}", timeout=60)
