@@ -2,8 +2,9 @@
 
 The control plane, the test kubelet with worker nodes, and Kueue and JobSet from their release
 manifests (their pods on a node of their own), as the test session has them: for a developer
-who points the extension (``c.KubernetesCluster.kubeconfig``) or kubectl at real Kubernetes.
-Ctrl-C (or SIGTERM) stops everything it started."""
+who points the extension or kubectl at real Kubernetes. It also sets up the server's side as an
+admin would (``lab_config.py``) and writes a configuration that ``jupyter lab --config=...``
+starts with. Ctrl-C (or SIGTERM) stops everything it started."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from . import addons
+from jupyter_mlinfra.quantities import parse_cpu
+
+from . import addons, lab_config
 from .control_plane import ControlPlane
 from .kubelet import Kubelet
 
@@ -53,10 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         extended = {"nvidia.com/gpu": args.gpus} if args.gpus != "0" else {}
         for i in range(args.nodes):
             kubelet.add_node(f"node-{i}", cpu=args.cpu, memory=args.memory, allocatable=extended)
+        cpus = f"{parse_cpu(args.cpu) * args.nodes:g}"
+        config = lab_config.write(plane, root, kueue=not args.no_addons, cpus=cpus)
         print(f"cluster up: API server {plane.server}, logs in {plane.logs_dir}")
         print(f"export KUBECONFIG={plane.admin_kubeconfig}")
         print(
             f"export PATH={plane.built.bin}:$PATH   # kubectl {plane.built.versions['kubernetes']}"
+        )
+        print(
+            f"jupyter lab --config={config}   # as the example's ServiceAccount, "
+            f"namespace {lab_config.NAMESPACE}"
         )
         print("Ctrl-C stops it.", flush=True)
         stop.wait()
