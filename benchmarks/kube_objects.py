@@ -26,7 +26,6 @@ only pods bound to its own nodes (``spec.nodeName=<its node>``), and these nodes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import ssl
 import threading
@@ -46,6 +45,10 @@ NODE_PREFIX = "bench-node-"
 NAMESPACE_PREFIX = "bench-team-"
 GPU_PRODUCT = "A100"
 MERGE = "application/merge-patch+json"
+RETRY_SECONDS = 120.0
+"""How long a request is tried again while the API server is busy (429, 5xx) or away (a restart
+closes every connection), as a kubelet keeps trying: a renewal that gave up would let the node
+lifecycle controller mark the node unreachable."""
 KUBELET_VERSION = "v1.37.2"
 
 
@@ -249,6 +252,8 @@ class ObjectsOnly:
         self.renewals = 0
         self.renewal_rounds_late = 0
         """Lease rounds that took longer than ``lease_seconds`` (the machine fell behind)."""
+        self.renewal_error = ""
+        """Why the renewals stopped before ``stop()``, if they did."""
         self._ssl = admin_ssl
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -282,8 +287,12 @@ class ObjectsOnly:
     async def _close(self) -> None:
         if self._renewing is not None:
             self._renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._renewing
+            except asyncio.CancelledError:
+                pass
+            except Exception as error:  # reported with the figures; it must not lose them
+                self.renewal_error = repr(error)
         if self._session is not None:
             await self._session.close()
 
@@ -296,17 +305,22 @@ class ObjectsOnly:
             connector = aiohttp.TCPConnector(ssl=self._ssl, limit=self.shape.clients + 2)
             self._session = aiohttp.ClientSession(connector=connector)
         headers = {"Content-Type": content_type, "Accept": "application/json"}
-        for attempt in range(5):
-            async with self._session.request(
-                method, self.server + path, json=body, headers=headers
-            ) as answer:
-                text = await answer.text()
-                if (answer.status == 429 or answer.status >= 500) and attempt < 4:
-                    await asyncio.sleep(0.5 * (attempt + 1))  # the API server is busy: again
-                    continue
-                if answer.status >= 400:
-                    raise RuntimeError(f"{method} {path}: {answer.status} {text[:500]}")
-                return await answer.json(content_type=None)
+        deadline = time.monotonic() + RETRY_SECONDS
+        for attempt in itertools.count(1):
+            try:
+                async with self._session.request(
+                    method, self.server + path, json=body, headers=headers
+                ) as answer:
+                    text = await answer.text()
+                    busy = answer.status == 429 or answer.status >= 500
+                    if not busy or time.monotonic() > deadline:
+                        if answer.status >= 400:
+                            raise RuntimeError(f"{method} {path}: {answer.status} {text[:500]}")
+                        return await answer.json(content_type=None)
+            except aiohttp.ClientConnectionError:  # the API server restarts (``--restart``)
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(min(0.5 * attempt, 5.0))  # busy, or not back yet: again
         raise AssertionError("unreachable")
 
     async def _each(self, items: Iterable[T], act: Callable[[T], Awaitable[Any]]) -> None:

@@ -88,6 +88,7 @@ class ScaleResult:
     objects_timings: dict[str, float]
     renewals: int = 0
     renewal_rounds_late: int = 0
+    renewal_error: str = ""
     first_flavors: float = 0.0
     first_stall: float = 0.0
     latencies: dict[str, list[float]] = field(default_factory=dict)
@@ -253,6 +254,7 @@ def scale_phase(
                 result.rss["peak"] = memory_of(lab.pid)["VmHWM"]
         result.renewals = objects.renewals
         result.renewal_rounds_late = objects.renewal_rounds_late
+        result.renewal_error = objects.renewal_error
     return result
 
 
@@ -273,6 +275,8 @@ def report(result: ScaleResult) -> None:
         f"leases renewed every {shape.lease_seconds:g} s ({result.renewals} renewals, "
         f"{result.renewal_rounds_late} rounds late)"
     )
+    if result.renewal_error:
+        print(f"  THE LEASES STOPPED BEING RENEWED: {result.renewal_error}")
     made = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in result.objects_timings.items())
     print(f"  made with {shape.clients} clients: {made}")
     rate = shape.pods / result.objects_timings.get("pods", 1.0)
