@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -35,7 +37,10 @@ SLEEP = "import time\ntime.sleep(600)\n"
 
 @pytest.fixture
 def jp_server_config(kube_cluster: KubeCluster) -> dict[str, Any]:
-    return server_config(kube_cluster)
+    config = server_config(kube_cluster)
+    # the tests' user may submit at every class (by default only at the default one)
+    config["MLInfraApp"]["priority_entitlements"] = {"low": {}, "high": {}}
+    return config
 
 
 def priority_class(name: str, value: int) -> dict[str, Any]:
@@ -79,6 +84,24 @@ def kueue_workload(kube_cluster: KubeCluster, job: dict[str, Any]) -> dict[str, 
     return None
 
 
+async def queued_after(kube_cluster: KubeCluster, job: dict[str, Any]) -> None:
+    """Returns once a job submitted now comes after ``job`` in Kueue's order. Kueue orders the
+    workloads of one priority by creation time, which the API keeps to the second, then by
+    UID: two jobs submitted within one second come in either order."""
+
+    async def created() -> float | None:
+        workload = kueue_workload(kube_cluster, job)
+        stamp = workload and workload["metadata"]["creationTimestamp"]
+        return datetime.fromisoformat(stamp).timestamp() if stamp else None
+
+    since: float = await until(created)
+
+    async def a_second_later() -> bool:
+        return time.time() >= since + 1
+
+    await until(a_second_later)
+
+
 async def test_a_job_waits_with_kueues_reason_and_position_then_runs(
     jp_fetch: Any, kube_cluster: KubeCluster, gates: Callable[[], Gate]
 ) -> None:
@@ -88,6 +111,7 @@ async def test_a_job_waits_with_kueues_reason_and_position_then_runs(
     gate = gates()
     first = await call(jp_fetch, "jobs", "POST", {"code": gate.code()})
     second = await call(jp_fetch, "jobs", "POST", {"code": "print('second ran')\n"})
+    await queued_after(kube_cluster, second)
     third = await call(jp_fetch, "jobs", "POST", {"code": "print('third ran')\n"})
     made = kube_cluster.get("batch/v1", "Job", f"mlinfra-{first['id']}-1")
     assert made is not None
@@ -201,6 +225,7 @@ async def test_admins_reprioritise_and_kueue_follows_and_see_usage(
     holder = await call(jp_fetch, "jobs", "POST", {"code": gate.code()})
     await wait_for(jp_fetch, holder["id"], {"running"})
     first = await call(jp_fetch, "jobs", "POST", {"code": "pass"})
+    await queued_after(kube_cluster, first)
     second = await call(jp_fetch, "jobs", "POST", {"code": "pass"})
     await state_of(jp_fetch, second, lambda j: j["position"] == 2)
     with pytest.raises(HTTPClientError) as refused_:

@@ -177,6 +177,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
                 await self._gone(kernel_pods)
             await self._create(kernel_pods)
         except CLUSTER_ERRORS as error:
+            await self._unreach()  # a failed start leaves no listener or pipe behind
             with contextlib.suppress(*CLUSTER_ERRORS):
                 await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
             refused = _refused(error)
@@ -335,6 +336,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
         try:
             await self._kernel_info(kernel_pods.settings.start_timeout)
         except KernelStartFailed as error:
+            await self._unreach()
             await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
             raise KernelStartRefused(error) from None
         record.startup = Startup("ready", "", time.time())

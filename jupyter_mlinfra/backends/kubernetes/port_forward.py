@@ -47,6 +47,7 @@ class PortForward:
         self._accepted: set[asyncio.StreamWriter] = set()
         """Local connections not yet closed: a pipe cancelled before it ran never closes its
         own (ZeroMQ reconnects while the kernel shuts down, just before ``close``)."""
+        self._closing = False
 
     async def start(self, ports: Iterable[int]) -> dict[int, int]:
         for port in ports:
@@ -60,6 +61,9 @@ class PortForward:
     def _accept(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
     ) -> None:
+        if self._closing:  # accepted just before the listener closed: no pipe outlives close
+            writer.close()
+            return
         self._accepted.add(writer)
         task = asyncio.ensure_future(self._pipe(reader, writer, port))
         self._pipes.add(task)
@@ -102,11 +106,13 @@ class PortForward:
             self._accepted.discard(writer)
 
     async def close(self) -> None:
+        self._closing = True
         for server in self._servers:
             server.close()
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
+        while self._pipes:
+            for task in list(self._pipes):
+                task.cancel()
+            await asyncio.gather(*self._pipes, return_exceptions=True)
         for writer in list(self._accepted):
             await _closed(writer)
         self._accepted.clear()
