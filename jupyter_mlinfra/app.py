@@ -503,8 +503,11 @@ class MLInfraApp(ExtensionApp):
         if self.backend == "kubernetes":
             from .backends.kubernetes.backend import KubernetesBackend
             from .backends.kubernetes.client import KubernetesCluster
+            from .backends.kubernetes.pod_config import KubernetesPods
 
-            return KubernetesBackend(KubernetesCluster(parent=self))
+            return KubernetesBackend(
+                KubernetesCluster(parent=self), KubernetesPods(parent=self), self.root_dir()
+            )
         from .backends.local import LocalBackend
         from .backends.local.machine import detect_machine
 
@@ -535,7 +538,15 @@ class MLInfraApp(ExtensionApp):
             return None
         from .backends.kubernetes.kernels import KernelPods, KubernetesKernels
 
-        return KernelPods(inventory.backend.cluster, KubernetesKernels(parent=self), os.environ)
+        backend = inventory.backend
+        return KernelPods(
+            backend.cluster, KubernetesKernels(parent=self), os.environ, backend.pod_config
+        )
+
+    def root_dir(self) -> str:
+        """The server's root directory (where notebooks' paths start), absolute."""
+        root = getattr(self.serverapp, "root_dir", "") or os.getcwd()
+        return os.path.abspath(os.path.expanduser(root))
 
     def make_catalog(self, backend: Backend) -> Catalog:
         """Each list comes from the first place that has one: these settings, catalog_file,

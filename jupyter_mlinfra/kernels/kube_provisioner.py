@@ -92,6 +92,9 @@ class KubernetesProvisioner(KernelProvisionerBase):
     """Whether the kernel runs with ``curve`` (its launcher says)."""
     ip: str = ""
     port: int = 0
+    cwd = ""
+    """The folder the kernel is started in on this server: the pod's working directory when
+    a volume mounted in the pod holds it (``KubernetesPods.home_volume``)."""
     detached = False
     _restarting = False
     _killed = False
@@ -134,6 +137,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
             self.record = KernelRecord(
                 self.kernel_id, identity.user, flavor.name, environment.name, namespace
             )
+        self.cwd = str(kwargs.get("cwd") or "")  # the notebook's folder, on this server
         kwargs = await super().pre_launch(**kwargs)
         kwargs.setdefault("cmd", [])
         return kwargs
@@ -195,7 +199,13 @@ class KubernetesProvisioner(KernelProvisionerBase):
         if self.encryption == "disabled":  # an adopted pod's keys go with it
             self.curve = None
         await kernel_pods.create(
-            record, self._flavor, self._environment, self.key, self.curve, self.encryption
+            record,
+            self._flavor,
+            self._environment,
+            self.key,
+            self.curve,
+            self.encryption,
+            cwd=self.cwd,
         )
 
         def progress(startup: Startup) -> None:

@@ -14,6 +14,7 @@ from ..base import Backend
 from .capacity_watch import CapacityWatch
 from .client import KubernetesCluster
 from .manifests import ANNOTATION_OWNER, GROUP, LABEL_COMPONENT, LABEL_FLAVOR, MANAGED_BY
+from .pod_config import KubernetesPods, PodConfig
 from .rest import Rest
 from .room import ClusterCapacity, QueueRoom, node_rooms, pod_requests
 
@@ -34,8 +35,14 @@ class Queues(Protocol):
 class KubernetesBackend(Backend):
     name = "kubernetes"
 
-    def __init__(self, cluster: KubernetesCluster) -> None:
+    def __init__(
+        self, cluster: KubernetesCluster, pods: KubernetesPods | None = None, root_dir: str = ""
+    ) -> None:
         self.cluster = cluster
+        self.pods = pods or KubernetesPods(parent=cluster.parent)
+        self.pod_config: PodConfig = self.pods.settings(root_dir or "/")
+        """What every kernel and job pod gets (home volume, extras), the home mounted at the
+        server's root directory unless ``home_volume`` says where."""
         self.queues: Queues | None = None
         """Set by the jobs service, which knows the Kueue queues."""
         self.watch = CapacityWatch()
