@@ -187,7 +187,7 @@ def _mount_path(value: Any, where: str, found: list[str]) -> str:
         found.append(f"{where}.mount_path: missing (an absolute path such as /data/imagenet)")
     if path == "/":
         found.append(f"{where}.mount_path: may not be /")
-    for reserved in RESERVED_PATHS:
+    for reserved in RESERVED_PATHS if path else ():
         if path == reserved or path.startswith(reserved + "/") or reserved.startswith(path + "/"):
             found.append(f"{where}.mount_path: {path} clashes with {reserved}, which pods use")
             break

@@ -22,6 +22,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from tornado.httpclient import HTTPClientError
 
 from jupyter_mlinfra.backends.kubernetes import kernel_pod as pods
 from jupyter_mlinfra.backends.kubernetes.names import dns_label
@@ -135,9 +136,32 @@ def with_volumes(cluster: KubeCluster, *, home: bool = True) -> dict[str, Any]:
     return config
 
 
+def hook(pod: dict[str, Any], context: dict[str, str]) -> None:
+    """An admin's hook: labels every pod with its kind, and tries to give flavor a100x1's
+    pods all the node's GPUs."""
+    pod["metadata"].setdefault("labels", {})["example.org/hooked"] = context["kind"]
+    if context["flavor"] == "a100x1":
+        pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = "4"
+
+
+HATCHES = {
+    "modify_pod_hook": hook,
+    "extra_pod_config": {"hostAliases": [{"ip": "10.1.2.3", "hostnames": ["datasets.example"]}]},
+    "extra_container_config": {"env": [{"name": "FROM_ADMIN", "value": "yes"}]},
+    "extra_volumes": [{"name": "scratch", "emptyDir": {}}],
+    "extra_volume_mounts": [{"name": "scratch", "mountPath": "/scratch"}],
+}
+
+
 @pytest.fixture
 def jp_server_config(volumes: KubeCluster, request: pytest.FixtureRequest) -> dict[str, Any]:
-    return with_volumes(volumes, home=getattr(request, "param", True))
+    """The server with volumes; a test's ``param``: "no-home" (none) or "hatches" (with the
+    admin's extras and hook of ``HATCHES``)."""
+    param = getattr(request, "param", "")
+    config = with_volumes(volumes, home=param != "no-home")
+    if param == "hatches":
+        config["KubernetesPods"].update(HATCHES)
+    return config
 
 
 NOTEBOOK = f"""
@@ -249,7 +273,7 @@ async def test_a_two_node_jobs_checkpoints_are_read_by_the_next_job_and_the_note
     assert container["workingDir"] == str(project)
 
 
-@pytest.mark.parametrize("jp_server_config", [False], indirect=True, ids=["no-home"])
+@pytest.mark.parametrize("jp_server_config", ["no-home"], indirect=True)
 async def test_without_a_home_volume_a_large_pull_says_why_it_cannot_come_back(
     jp_fetch: Any, volumes: KubeCluster
 ) -> None:
@@ -273,3 +297,59 @@ async def call_contents(jp_fetch: Any, path: str, body: Any = None) -> Any:
         kwargs = {"method": "PUT", "body": json.dumps(body)}
     response = await jp_fetch("api", "contents", *path.split("/"), **kwargs)
     return json.loads(response.body)
+
+
+@pytest.mark.parametrize("jp_server_config", ["hatches"], indirect=True)
+async def test_the_admins_extras_and_hook_shape_kernel_and_job_pods_but_not_their_gpus(
+    jp_fetch: Any, jp_serverapp: Any, volumes: KubeCluster
+) -> None:
+    cluster = volumes
+    cluster.add_node("gpu-1", allocatable={"nvidia.com/gpu": "4"})
+    await bound(cluster, CLAIM, "imagenet")
+    code, kernel = await kernels_api(
+        jp_fetch, method="POST", body={"flavor": "cpu", "environment": "pytorch"}
+    )
+    assert code == 201
+    probe = "import os\nprint(os.environ['FROM_ADMIN'], os.access('/scratch', os.W_OK))"
+    assert await run(jp_serverapp, kernel["id"], probe) == "yes True\n"
+    job = await call(
+        jp_fetch, "jobs", "POST", {"code": "print('ok')", "environment": "pytorch",
+                                   "flavor": "cpu"},
+    )  # fmt: skip
+    assert (await wait_for(jp_fetch, job["id"], TERMINAL))["state"] == "succeeded"
+    made = [
+        cluster.get("v1", "Pod", pods.pod_name(kernel["id"])),
+        *cluster.list("v1", "Pod", label_selector=f"mlinfra.jupyter.org/job-id={job['id']}"),
+    ]
+    assert [p["metadata"]["labels"]["example.org/hooked"] for p in made if p] == ["kernel", "job"]
+    for pod in made:
+        assert pod is not None
+        assert pod["spec"]["hostAliases"] == [{"ip": "10.1.2.3", "hostnames": ["datasets.example"]}]
+
+    before = cluster.list("v1", "Pod")
+    code, refusal = await refused(jp_fetch, "a100x1", "pytorch")
+    assert code == 500
+    assert "modify_pod_hook changed the kernel pod's container 'kernel' resources" in refusal
+    assert '"nvidia.com/gpu": "1"' in refusal and '"nvidia.com/gpu": "4"' in refusal
+    with pytest.raises(HTTPClientError) as raised:
+        await call(jp_fetch, "jobs", "POST", {"code": "print(1)", "environment": "pytorch",
+                                              "flavor": "a100x1"})  # fmt: skip
+    assert raised.value.code == 500
+    assert (
+        "modify_pod_hook changed the job's pod template's container 'node' resources"
+        in (json.loads(raised.value.response.body)["message"])
+    )
+    assert [p["metadata"]["name"] for p in cluster.list("v1", "Pod")] == [
+        p["metadata"]["name"] for p in before
+    ]
+    listing = await call(jp_fetch, "jobs")
+    assert [j["id"] for j in listing["jobs"]] == [job["id"]]
+
+
+async def refused(jp_fetch: Any, flavor: str, environment: str) -> tuple[int, str]:
+    with pytest.raises(HTTPClientError) as raised:
+        await kernels_api(
+            jp_fetch, method="POST", body={"flavor": flavor, "environment": environment}
+        )
+    assert raised.value.response is not None
+    return raised.value.code, json.loads(raised.value.response.body)["message"]

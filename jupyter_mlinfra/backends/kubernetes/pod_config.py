@@ -92,8 +92,8 @@ class KubernetesPods(LoggingConfigurable):
         config=True,
         help="""Fields added to the spec of every kernel and job pod, as the API names them
         (camelCase: priorityClassName, affinity, imagePullSecrets, hostAliases, ...). A mapping
-        merges with the pod's own (the pod's keys win), a list extends the pod's, and a field
-        the pod already sets otherwise is an error naming it. containers, initContainers,
+        merges with the pod's own key by key, a list extends the pod's, and a value the pod
+        already sets otherwise fails the start or submission, naming it. containers, initContainers,
         volumes (use extra_volumes), securityContext and restartPolicy are refused.""",
     )
     extra_container_config = Dict(
@@ -197,19 +197,19 @@ def _reserved(value: dict[str, Any], reserved: Mapping[str, str], setting: str) 
 
 
 def _merge(target: Manifest, extra: Mapping[str, Any], where: str) -> None:
-    """Merge ``extra`` into ``target``: mappings merge (the target's keys win), lists extend
-    (``env``'s extra entries first, so the target's win), a scalar is added where absent or
-    equal, and a different one is a PodRefused naming ``where``."""
+    """Merge ``extra`` into ``target``: mappings merge key by key, lists extend (``env``'s
+    extra entries first, so the target's of the same name win), a scalar is added where absent,
+    and one that differs from the target's is a PodRefused naming ``where``: an extra never
+    silently replaces what the product set."""
     for key, value in extra.items():
         current = target.get(key)
         if current is None:
             target[key] = copy.deepcopy(value)
         elif isinstance(current, dict) and isinstance(value, Mapping):
-            target[key] = {**copy.deepcopy(dict(value)), **current}
+            _merge(current, value, f"{where}.{key}")
         elif isinstance(current, list) and isinstance(value, list):
-            first = key == "env"
             added = copy.deepcopy(value)
-            target[key] = [*added, *current] if first else [*current, *added]
+            target[key] = [*added, *current] if key == "env" else [*current, *added]
         elif current != value:
             raise PodRefused(
                 f"{where}.{key} = {json.dumps(value)} conflicts with the pod's own "
