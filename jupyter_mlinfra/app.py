@@ -539,9 +539,7 @@ class MLInfraApp(ExtensionApp):
         from .backends.kubernetes.kernels import KernelPods, KubernetesKernels
 
         backend = inventory.backend
-        return KernelPods(
-            backend.cluster, KubernetesKernels(parent=self), os.environ, backend.pod_config
-        )
+        return KernelPods(backend.cluster, KubernetesKernels(parent=self), os.environ, backend)
 
     def root_dir(self) -> str:
         """The server's root directory (where notebooks' paths start), absolute."""

@@ -9,6 +9,12 @@ import pytest
 from traitlets import TraitError
 
 from jupyter_mlinfra.backends.kubernetes import storage
+from jupyter_mlinfra.backends.kubernetes.claims import (
+    affinity_nodes,
+    require_nodes,
+    shared,
+    users_nodes,
+)
 from jupyter_mlinfra.backends.kubernetes.pod_config import (
     KubernetesPods,
     PodConfig,
@@ -17,6 +23,7 @@ from jupyter_mlinfra.backends.kubernetes.pod_config import (
     guard,
     run_hook,
 )
+from jupyter_mlinfra.backends.kubernetes.room import NodeRoom
 from jupyter_mlinfra.catalog import build_catalog
 from jupyter_mlinfra.errors import CatalogError, InvalidInput
 from jupyter_mlinfra.volumes import Volume, parse_volume, parse_volumes
@@ -196,3 +203,39 @@ async def test_a_hook_may_change_the_pod_but_not_its_resources_or_security() -> 
     )
     with pytest.raises(PodRefused, match="must leave a pod"):
         await run_hook(lambda pod, context: "nothing", POD, {})
+
+
+def test_where_a_readwriteonce_volume_is() -> None:
+    rooms = [
+        NodeRoom("node-0", {"zone": "a"}, (), {}, {}, True),
+        NodeRoom("node-1", {"zone": "b"}, (), {}, {}, True),
+    ]
+    local = {"spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]},
+    ]}}}}  # fmt: skip
+    assert affinity_nodes(local, rooms) == {"node-1"}
+    assert affinity_nodes({"spec": {}}, rooms) is None
+    mounting = {
+        "metadata": {"name": "jupyter-alice"},
+        "spec": {"nodeName": "node-0",
+                 "volumes": [{"name": "h", "persistentVolumeClaim": {"claimName": "home"}}]},
+    }  # fmt: skip
+    finished = {**mounting, "status": {"phase": "Succeeded"}}
+    assert users_nodes("home", [mounting, finished]) == {"node-0": "jupyter-alice"}
+    assert users_nodes("other", [mounting]) == {}
+    assert shared({"status": {"accessModes": ["ReadWriteMany"]}}, read_only=False)
+    assert not shared({"status": {"accessModes": ["ReadOnlyMany"]}}, read_only=False)
+    assert shared({"spec": {"accessModes": ["ReadOnlyMany"]}}, read_only=True)
+
+    spec: dict[str, Any] = {"affinity": {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["gpu"]}]},
+        ]}}}}  # fmt: skip
+    require_nodes(spec, ["node-1"])
+    (term,) = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert term == {
+        "matchExpressions": [{"key": "pool", "operator": "In", "values": ["gpu"]}],
+        "matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-1"]}],
+    }

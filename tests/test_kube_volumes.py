@@ -41,6 +41,7 @@ __all__ = ["stop_kernels"]  # an autouse fixture, for this module too
 POD_UID, POD_GID = 1000, 100
 DATASET_PATH = "/data/imagenet"
 CLAIM = dns_label(f"claim-{ME}")
+RWO_CLAIM = "home-once"
 
 
 @pytest.fixture
@@ -161,6 +162,8 @@ def jp_server_config(volumes: KubeCluster, request: pytest.FixtureRequest) -> di
     config = with_volumes(volumes, home=param != "no-home")
     if param == "hatches":
         config["KubernetesPods"].update(HATCHES)
+    if param == "rwo":
+        config["KubernetesPods"]["home_volume"]["claim"] = RWO_CLAIM
     return config
 
 
@@ -353,3 +356,81 @@ async def refused(jp_fetch: Any, flavor: str, environment: str) -> tuple[int, st
         )
     assert raised.value.response is not None
     return raised.value.code, json.loads(raised.value.response.body)["message"]
+
+
+def server_stand_in(node: str) -> dict[str, Any]:
+    """The user's server pod on ``node``, mounting the ReadWriteOnce home claim (bound to the
+    node by name, as a StatefulSet's pod stays where its volume is)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "jupyter-server"},
+        "spec": {
+            "nodeName": node,
+            "containers": [
+                {
+                    "name": "notebook",
+                    "image": "python:3.12",
+                    "command": ["python3", "-c", "import time; time.sleep(3600)"],
+                    "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}],
+                }
+            ],
+            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": RWO_CLAIM}}],
+        },
+    }
+
+
+@pytest.mark.parametrize("jp_server_config", ["rwo"], indirect=True)
+async def test_a_readwriteonce_home_puts_the_kernel_where_it_is_attached_or_refuses(
+    jp_fetch: Any, jp_serverapp: Any, volumes: KubeCluster, storage_root: Path
+) -> None:
+    """Documented in the README (Where files live): a ReadWriteOnce volume attached to a
+    node takes a kernel to that node when its flavor may run there; otherwise the start is
+    refused at once, saying where the volume is, and so is a multi-node job."""
+    cluster = volumes
+    cluster.add_node("node-1")
+    cluster.add_node("gpu-1", allocatable={"nvidia.com/gpu": "4"})
+    bind(cluster, RWO_CLAIM, storage_root / "home", "ReadWriteOnce")
+    await bound(cluster, RWO_CLAIM, "imagenet")
+    cluster.create(server_stand_in("node-1"))
+
+    async def serving() -> bool:
+        pod = cluster.get("v1", "Pod", "jupyter-server")
+        return (pod or {}).get("status", {}).get("phase") == "Running"
+
+    await until(serving)
+
+    code, kernel = await kernels_api(
+        jp_fetch, method="POST", body={"flavor": "cpu", "environment": "pytorch"}
+    )
+    assert code == 201
+    pod = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
+    assert pod is not None and pod["spec"]["nodeName"] == "node-1"
+    assert pod["spec"]["affinity"]["nodeAffinity"] == {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [
+                {"matchFields": [{"key": "metadata.name", "operator": "In",
+                                  "values": ["node-1"]}]}
+            ]
+        }
+    }  # fmt: skip
+    assert await run(jp_serverapp, kernel["id"], "import os\nprint(os.environ['HOME'])") == (
+        f"{storage_root / 'home'}\n"
+    )
+
+    code, message = await refused(jp_fetch, "a100x1", "pytorch")
+    assert code == 409
+    assert message == (
+        f"volume 'home' (claim {RWO_CLAIM}) is ReadWriteOnce and is attached to node-1 (pod "
+        "jupyter-server mounts it); flavor 'a100x1' cannot run there, so the kernel could never "
+        "mount it. Use a flavor that runs there, stop what uses the volume, or ask an admin for "
+        "a ReadWriteMany volume"
+    )
+    with pytest.raises(HTTPClientError) as raised:
+        await call(jp_fetch, "jobs", "POST", {"code": "print(1)", "environment": "pytorch",
+                                              "flavor": "cpu", "nodes": 2})  # fmt: skip
+    assert raised.value.code == 409
+    assert json.loads(raised.value.response.body)["message"] == (
+        f"volume 'home' (claim {RWO_CLAIM}) is ReadWriteOnce: the 2 nodes of a job cannot all "
+        "mount it; ask an admin for a ReadWriteMany volume"
+    )

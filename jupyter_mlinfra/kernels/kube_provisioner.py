@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import secrets
 import time
@@ -137,7 +138,8 @@ class KubernetesProvisioner(KernelProvisionerBase):
             self.record = KernelRecord(
                 self.kernel_id, identity.user, flavor.name, environment.name, namespace
             )
-        self.cwd = str(kwargs.get("cwd") or "")  # the notebook's folder, on this server
+        # the notebook's folder on this server; else the server's own, as a local kernel's
+        self.cwd = str(kwargs.get("cwd") or os.getcwd())
         kwargs = await super().pre_launch(**kwargs)
         kwargs.setdefault("cmd", [])
         return kwargs

@@ -33,6 +33,7 @@ from ...jobs.submission import entitled, new_job, priority_change
 from . import kueue, storage
 from .attachments import attachments
 from .backend import KubernetesBackend
+from .claims import require_nodes
 from .client import ClusterUnavailable
 from .job_watches import JobWatches
 from .manifests import owner_reference
@@ -277,6 +278,12 @@ class KubernetesJobs(LoggingConfigurable):
                    "flavor": flavor.name, "environment": environment.name}  # fmt: skip
         hooked = await run_hook(config.hook, customized, context)
         guard(customized, hooked, "job's pod template")
+        where = await self.backend.claim_nodes(
+            placement.namespace, placement.volumes, job.owner, flavor,
+            nodes=job.spec.nodes, what="job",
+        )  # fmt: skip
+        if where:
+            require_nodes(hooked["spec"], where)
         template.clear()
         template.update(hooked)
         return placement, obj

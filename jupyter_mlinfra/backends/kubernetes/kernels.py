@@ -24,6 +24,8 @@ from ...catalog import Environment, Flavor
 from ...errors import MLInfraError
 from . import kernel_pod as pods
 from . import manifests, storage
+from .backend import KubernetesBackend
+from .claims import require_nodes
 from .client import KubernetesCluster
 from .kernel_startup import Startup, classify
 from .manifests import DEFAULT_PYTHON, allowed_env, owner_reference
@@ -187,12 +189,14 @@ class KernelPods:
         cluster: KubernetesCluster,
         settings: KubernetesKernels,
         environ: Mapping[str, str],
-        pod_config: PodConfig | None = None,
+        backend: KubernetesBackend | None = None,
     ) -> None:
         self.cluster = cluster
         self.settings = settings
         self.environ = environ
-        self.pod_config = pod_config or PodConfig()
+        self.backend = backend
+        """Where ReadWriteOnce volumes are (``claim_nodes``) and what every pod gets."""
+        self.pod_config = backend.pod_config if backend is not None else PodConfig()
         self.records: dict[str, KernelRecord] = {}
         self._rest: Rest | None = None
         self._server: tuple[dict[str, str], str] | None = None
@@ -305,6 +309,10 @@ class KernelPods:
                    "flavor": flavor.name, "environment": environment.name}  # fmt: skip
         hooked = await run_hook(config.hook, manifest, context)
         guard(manifest, hooked, "kernel pod")
+        if self.backend is not None:
+            where = await self.backend.claim_nodes(record.namespace, volumes, record.owner, flavor)
+            if where:
+                require_nodes(hooked["spec"], where)
         return hooked
 
     async def _ingress(self, namespace: str) -> tuple[dict[str, Any] | None] | None:
