@@ -193,6 +193,12 @@ async def test_a_pod_kernel_runs_in_the_notebooks_folder_of_the_home_volume(
         jp_fetch, "project/data.csv", {"type": "file", "format": "text", "content": "a,b\n1,2\n"}
     )
     await bound(volumes, CLAIM, "imagenet")
+    listing = json.loads((await jp_fetch("mlinfra", "api", "v1", "environments")).body)
+    shown = next(e for e in listing["environments"] if e["name"] == "pytorch")["volumes"]
+    assert [(v["name"], v["mount_path"], v["read_only"], v["source"]) for v in shown] == [
+        ("home", str(jp_root_dir), False, f"claim claim-{ME}"),
+        ("imagenet", DATASET_PATH, True, "claim imagenet"),
+    ]
 
     code, kernel = await kernels_api(
         jp_fetch, method="POST", body={"flavor": "cpu", "environment": "pytorch",

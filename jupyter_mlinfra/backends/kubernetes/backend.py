@@ -53,6 +53,9 @@ class KubernetesBackend(Backend):
         """No zero-config catalog: a cluster's flavors and images are the admin's to name."""
         return {}
 
+    def home_volume(self) -> Volume | None:
+        return self.pod_config.home
+
     async def claim_nodes(
         self,
         namespace: str,
