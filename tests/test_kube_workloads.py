@@ -505,3 +505,15 @@ def test_the_api_server_accepts_pods_with_every_kind_of_volume(kube_cluster: Kub
     spec = kube_cluster.get("v1", "ConfigMap", f"{made['metadata']['name']}-spec")
     assert spec is not None
     assert json.loads(spec["data"]["job.json"])["working_dir"] == "/home/jovyan/project"
+
+
+@pytest.mark.parametrize("jobset", [True, False])
+def test_the_pod_template_is_found_in_place_in_a_jobset_and_a_job(jobset: bool) -> None:
+    """The admin's extras and hook change the workload's own pod template (not a copy)."""
+    placement = workloads.Placement(namespace="ns", jobset=jobset)
+    pod = workloads.node_pod(A100X2, DEFAULT_CAPACITY_PLACEMENT)
+    obj = workloads.workload(make_job(), TORCH, A100X2, placement, pod)
+    workloads.pod_template_of(obj)["metadata"]["labels"]["hooked"] = "yes"
+    batch = obj["spec"]["replicatedJobs"][0]["template"]["spec"] if jobset else obj["spec"]
+    assert batch["template"]["metadata"]["labels"]["hooked"] == "yes"
+    assert "ownerReferences" not in obj["metadata"]  # added once the record exists
