@@ -108,6 +108,8 @@ def test_each_source_becomes_the_pods_volume_and_mount() -> None:
     ]
     assert storage.working_dir("/home/jovyan/project", volumes) == "/home/jovyan/project"
     assert storage.working_dir("/opt/elsewhere", volumes) == ""
+    assert storage.working_dir("/home/jovyan/../../etc", volumes) == ""
+    assert storage.working_dir("/home/jovyan/a/../b/", volumes) == "/home/jovyan/b"
     assert storage.home_env(volumes) == {"HOME": "/home/jovyan"}
     assert storage.results_dir(volumes) == "/home/jovyan/.mlinfra/results"
 

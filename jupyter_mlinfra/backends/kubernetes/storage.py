@@ -9,6 +9,7 @@ that folder (otherwise in the image's working directory: the folder is not in th
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,8 +98,9 @@ def add_volumes(spec: Manifest, container: Manifest, volumes: Sequence[Volume], 
 def working_dir(path: str, volumes: Sequence[Volume]) -> str:
     """``path`` (a folder of the user's server, absolute) when one of ``volumes`` holds it,
     so the pod has it at the same path; "" otherwise (the image's working directory)."""
-    if not path.startswith("/"):
+    if not path.startswith("/") or "\0" in path:
         return ""
+    path = posixpath.normpath(path)
     return path if any(v.holds(path) for v in volumes) else ""
 
 
