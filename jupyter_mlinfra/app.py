@@ -70,10 +70,10 @@ class MLInfraApp(ExtensionApp):
         accelerator ({kind, model, count}, or null for CPU only), cpu (cores or '500m'), memory
         (bytes or '16Gi'), capacity_type (on-demand, spot, reserved, flex-start: capacity
         provisioned for the job, e.g. by a Kueue ProvisioningRequest), price_per_hour, max_nodes,
-        node_selector, tolerations (Kubernetes), users and groups (who may use it; empty means
-        everybody). Overrides the flavors of catalog_file. Empty (and no catalog_file) means
-        the built-in catalog of the backend: for 'local', a 'cpu' flavor and one flavor per GPU
-        count found on this machine.""",
+        node_selector, tolerations (Kubernetes), volumes (as an environment's, below), users
+        and groups (who may use it; empty means everybody). Overrides the flavors of
+        catalog_file. Empty (and no catalog_file) means the built-in catalog of the backend:
+        for 'local', a 'cpu' flavor and one flavor per GPU count found on this machine.""",
     )
 
     environments = List(
@@ -83,7 +83,11 @@ class MLInfraApp(ExtensionApp):
         (pytorch, tensorflow, jax, generic), image (container image, Kubernetes), python
         (the interpreter: locally a path or a name on PATH, empty for this server's; in a
         Kubernetes image, empty for python3), launcher (process or torchrun), env (extra variables),
-        users and groups. Overrides the environments of catalog_file. Empty means this
+        volumes (what its kernels and jobs find at which path: each a dict with name,
+        mount_path, read_only, description and one source, claim (a PersistentVolumeClaim,
+        '{username}' allowed), nfs ({server, path}), csi ({driver, volume_attributes}) or
+        host_path; on the local backend mount_path is a folder that must exist), users and
+        groups. Overrides the environments of catalog_file. Empty means this
         server's Python plus each framework it can import.""",
     )
 
@@ -503,8 +507,11 @@ class MLInfraApp(ExtensionApp):
         if self.backend == "kubernetes":
             from .backends.kubernetes.backend import KubernetesBackend
             from .backends.kubernetes.client import KubernetesCluster
+            from .backends.kubernetes.pod_config import KubernetesPods
 
-            return KubernetesBackend(KubernetesCluster(parent=self))
+            return KubernetesBackend(
+                KubernetesCluster(parent=self), KubernetesPods(parent=self), self.root_dir()
+            )
         from .backends.local import LocalBackend
         from .backends.local.machine import detect_machine
 
@@ -535,7 +542,13 @@ class MLInfraApp(ExtensionApp):
             return None
         from .backends.kubernetes.kernels import KernelPods, KubernetesKernels
 
-        return KernelPods(inventory.backend.cluster, KubernetesKernels(parent=self), os.environ)
+        backend = inventory.backend
+        return KernelPods(backend.cluster, KubernetesKernels(parent=self), os.environ, backend)
+
+    def root_dir(self) -> str:
+        """The server's root directory (where notebooks' paths start), absolute."""
+        root = getattr(self.serverapp, "root_dir", "") or os.getcwd()
+        return os.path.abspath(os.path.expanduser(root))
 
     def make_catalog(self, backend: Backend) -> Catalog:
         """Each list comes from the first place that has one: these settings, catalog_file,

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from .errors import CatalogError, InvalidInput, NotAllowed, NotFound, shown
 from .identity import Identity
 from .quantities import format_cpu, format_memory, parse_cpu, parse_memory
+from .volumes import Volume, parse_volumes
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax", "generic")
 FLEX_START = "flex-start"
@@ -66,6 +67,8 @@ class Flavor:
     max_nodes: int = 1
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    """Volumes its kernels and jobs get (scratch disks, a dataset near its nodes)."""
     allowed: Entitlement = Entitlement()
 
     @property
@@ -86,6 +89,7 @@ class Flavor:
             "max_nodes": self.max_nodes,
             "node_selector": dict(self.node_selector),
             "tolerations": [dict(t) for t in self.tolerations],
+            "volumes": [v.to_json() for v in self.volumes],
         }
 
 
@@ -104,6 +108,8 @@ class Environment:
     """``process``: one process per rank with the rank contract; ``torchrun``: one per node."""
     description: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    volumes: tuple[Volume, ...] = ()
+    """Volumes its kernels and jobs get (datasets, shared storage), at their mount paths."""
     allowed: Entitlement = Entitlement()
 
     def to_json(self) -> dict[str, object]:
@@ -116,6 +122,7 @@ class Environment:
             "python": self.python,
             "launcher": self.launcher,
             "env": dict(self.env),
+            "volumes": [v.to_json() for v in self.volumes],
         }
 
 
@@ -283,11 +290,11 @@ _ACCELERATOR_FIELDS = ("kind", "model", "count")
 _ENTITLEMENT_FIELDS = ("users", "groups")
 _FLAVOR_FIELDS = (
     "name", "display_name", "description", "accelerator", "cpu", "memory", "capacity_type",
-    "price_per_hour", "max_nodes", "node_selector", "tolerations", "users", "groups",
+    "price_per_hour", "max_nodes", "node_selector", "tolerations", "volumes", "users", "groups",
 )  # fmt: skip
 _ENVIRONMENT_FIELDS = (
     "name", "display_name", "description", "framework", "image", "python", "launcher", "env",
-    "users", "groups",
+    "volumes", "users", "groups",
 )  # fmt: skip
 
 
@@ -354,6 +361,7 @@ def _flavor(problems: _Problems, where: str, raw: Mapping[str, Any]) -> Flavor:
         max_nodes=problems.parse(where, raw, "max_nodes", _positive, 1),
         node_selector=problems.parse(where, raw, "node_selector", _string_map, {}),
         tolerations=problems.parse(where, raw, "tolerations", _tolerations, ()),
+        volumes=parse_volumes(raw.get("volumes"), f"{where}.volumes", problems.items),
         allowed=_entitlement(problems, where, raw),
     )
 
@@ -378,6 +386,7 @@ def _environment(problems: _Problems, where: str, raw: Mapping[str, Any]) -> Env
         python=problems.parse(where, raw, "python", _text, ""),
         launcher=problems.parse(where, raw, "launcher", _choice(LAUNCHERS), "process"),
         env=problems.parse(where, raw, "env", _string_map, {}),
+        volumes=parse_volumes(raw.get("volumes"), f"{where}.volumes", problems.items),
         allowed=_entitlement(problems, where, raw),
     )
 

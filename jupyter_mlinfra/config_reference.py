@@ -18,12 +18,14 @@ from .app import MLInfraApp
 from .backends.kubernetes.client import KubernetesCluster
 from .backends.kubernetes.jobs import KubernetesJobs
 from .backends.kubernetes.kernels import KubernetesKernels
+from .backends.kubernetes.pod_config import KubernetesPods
 
 CONFIGURABLES: tuple[type[Configurable], ...] = (
     MLInfraApp,
     KubernetesCluster,
     KubernetesKernels,
     KubernetesJobs,
+    KubernetesPods,
 )
 """Every class whose settings the reference lists, in this order."""
 

@@ -50,10 +50,18 @@ class Inventory:
 
     async def environments(self, identity: Identity) -> dict[str, Any]:
         mine = self.catalog.for_identity(identity)
+        home = self.backend.home_volume()
         environments = []
         for environment in mine.environments:
             transport = await self.kernel_transport(environment)
-            environments.append({**environment.to_json(), "kernels": transport.to_json()})
+            volumes = [*((home,) if home else ()), *environment.volumes]
+            environments.append(
+                {
+                    **environment.to_json(),
+                    "volumes": [v.to_json(identity.user) for v in volumes],
+                    "kernels": transport.to_json(),
+                }
+            )
         return {"default_environment": mine.default_environment, "environments": environments}
 
     async def capacity(self) -> dict[str, Any]:

@@ -22,10 +22,11 @@ GPU = "nvidia.com/gpu"
 Gi = 2**30
 FLAVOR_FIELDS = (
     "name, display_name, description, accelerator, cpu, memory, capacity_type, price_per_hour, "
-    "max_nodes, node_selector, tolerations, users, groups"
+    "max_nodes, node_selector, tolerations, volumes, users, groups"
 )
 ENVIRONMENT_FIELDS = (
-    "name, display_name, description, framework, image, python, launcher, env, users, groups"
+    "name, display_name, description, framework, image, python, launcher, env, volumes, users, "
+    "groups"
 )
 NAME_RULE = "must be a non-empty name of letters, digits, '-', '_' or '.', got"
 
@@ -449,6 +450,7 @@ def test_full_flavor_and_its_json() -> None:
         "max_nodes": 4,
         "node_selector": {"pool": "h100"},
         "tolerations": [{"key": "gpu", "operator": "Exists"}],
+        "volumes": [],
     }
     assert one_flavor().to_json()["accelerator"] is None
 
@@ -465,6 +467,7 @@ def test_environment_defaults_and_json() -> None:
         "python": "",
         "launcher": "process",
         "env": {},
+        "volumes": [],
     }
     full = one_environment(
         display_name="PyTorch 2",
@@ -485,6 +488,7 @@ def test_environment_defaults_and_json() -> None:
         "python": "/opt/torch/bin/python",
         "launcher": "torchrun",
         "env": {"NCCL_DEBUG": "INFO"},
+        "volumes": [],
     }
     assert full.allowed == Entitlement(groups=frozenset({"ml"}))
 

@@ -22,7 +22,7 @@ from tests.cluster.kubelet.launcher import ENTER
 from tests.cluster.kubelet.node import kubelet_may_set
 from tests.cluster.kubelet.pod_network import PodNetwork
 from tests.cluster.kubelet.status import PodState, initial_container_status, pod_status
-from tests.cluster.kubelet.volumes import atomic_write, mounts
+from tests.cluster.kubelet.volumes import MissingSource, Volumes, atomic_write, mounts
 from tests.cluster.network import Subnet
 
 from .optional import need
@@ -165,6 +165,26 @@ def test_mounts_put_parents_before_children(tmp_path: Path) -> None:
         ("/tmp", False, True),
         ("/tmp/k8s-webhook-server/serving-certs", False, False),
     ]
+
+
+def test_driver_volumes_wait_as_unmountable_and_claims_bind_their_volumes_path(
+    tmp_path: Path,
+) -> None:
+    """NFS and CSI volumes are validated by the API server but mounted by no driver here: the
+    pod waits with FailedMount rather than run with an empty folder in their place."""
+    pod: dict[str, Any] = {
+        "spec": {"volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "c"}}]}
+    }
+
+    def nothing(*args: Any) -> Any:
+        raise AssertionError("no content volume here")
+
+    volumes = Volumes(pod, tmp_path, nothing, nothing, {})
+    assert volumes.set_up(pod, {"c": "/srv/home"}) == {"home": Path("/srv/home")}
+    for source in ({"nfs": {"server": "fs", "path": "/x"}}, {"csi": {"driver": "d"}}):
+        pod["spec"]["volumes"] = [{"name": "data", **source}]
+        with pytest.raises(MissingSource, match="volumes are not mounted by the test kubelet"):
+            volumes.set_up(pod, {})
 
 
 def test_pod_status_sends_the_kubelets_conditions_and_keeps_their_times() -> None:

@@ -13,6 +13,7 @@ from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from jupyter_mlinfra.app import MLInfraApp
+from jupyter_mlinfra.backends.kubernetes.pod_config import KubernetesPods
 from jupyter_mlinfra.backends.local import LocalBackend
 from jupyter_mlinfra.capacity import Machine
 from jupyter_mlinfra.identity import Identity
@@ -126,3 +127,18 @@ def test_example_z2jh_values_hold_valid_settings() -> None:
     assert ("ServiceAccount", values["singleuser"]["serviceAccountName"]) in names
     namespace = files["mlinfra-settings"]["data"]["KubernetesCluster"]["namespace"]
     assert ("Namespace", namespace) in names
+    # the home volume is z2jh's own claim, mounted where z2jh mounts it (the server's root)
+    pods = KubernetesPods(config=Config(files["mlinfra-settings"]["data"])).settings("/home/jovyan")
+    storage = values["singleuser"]["storage"]
+    assert pods.home is not None and pods.home.claim == storage["dynamic"]["pvcNameTemplate"]
+    assert pods.home.mount_path == storage["homeMountPath"]
+    # the example catalog's dataset claim is the one datasets.yaml makes, in that namespace
+    catalog = yaml.safe_load((EXAMPLES / "catalog.yaml").read_text())
+    (dataset,) = catalog["environments"][0]["volumes"]
+    claims = list(yaml.safe_load_all((EXAMPLES / "kubernetes" / "datasets.yaml").read_text()))
+    claim = next(d for d in claims if d["kind"] == "PersistentVolumeClaim")
+    assert (claim["metadata"]["name"], claim["metadata"]["namespace"]) == (
+        dataset["claim"],
+        namespace,
+    )
+    assert claim["spec"]["accessModes"] == ["ReadOnlyMany"] and dataset["read_only"]

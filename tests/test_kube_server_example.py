@@ -13,6 +13,7 @@ from traitlets.config.loader import PyFileConfigLoader
 from jupyter_mlinfra.app import MLInfraApp
 from jupyter_mlinfra.backends.kubernetes.client import KubernetesCluster
 from jupyter_mlinfra.backends.kubernetes.kernels import KubernetesKernels
+from jupyter_mlinfra.backends.kubernetes.pod_config import KubernetesPods
 
 from .cluster.fixture import KubeCluster
 from .schema import validate
@@ -52,3 +53,7 @@ def test_server_example_loads_with_the_rbac_namespace() -> None:
     assert cluster.namespace_for("anybody") == "jupyter-mlinfra"  # rbac.yaml's namespace
     assert set(cluster.capacity_placement) == {"spot", "reserved"}
     assert config.MappingKernelManager.transport_encryption == "required"
+    pods = KubernetesPods(config=config).settings("/home/alice")
+    assert pods.home is not None and pods.home.mount_path == "/home/alice"
+    assert pods.home.source() == "nfs nfs.example.org:/exports/home"
+    assert pods.extra_pod == {"priorityClassName": "interactive"}

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from jupyter_mlinfra.backends.kubernetes import attachments, records, workloads
+from jupyter_mlinfra.backends.kubernetes import attachments, records, storage, workloads
 from jupyter_mlinfra.backends.kubernetes.manifests import DEFAULT_CAPACITY_PLACEMENT
 from jupyter_mlinfra.catalog import Accelerator, Environment, Flavor
 from jupyter_mlinfra.jobs.spec import Job, JobSpec, Resources, RetryPolicy
+from jupyter_mlinfra.volumes import Volume
 
 from . import flavors
 from .cluster.fixture import KubeCluster
@@ -470,3 +471,49 @@ def test_the_api_server_accepts_the_indexed_job_and_the_one_node_job(
     one = make_job(nodes=1, max_runtime_seconds=60.5)
     plain = create_attempt(kube_cluster, replace(one, id="0123456789ac"), placement)
     assert plain["spec"]["activeDeadlineSeconds"] == 61
+
+
+def test_the_api_server_accepts_pods_with_every_kind_of_volume(kube_cluster: KubeCluster) -> None:
+    """A home claim with a per-user subPath, a read-only NFS share, a CSI volume and a host
+    path, in a one-node Job (suspended: its pod is never made, the test kubelet mounts no NFS
+    or CSI), pass the real API server's validation as built; the job works in the folder it
+    was submitted from, which the home volume holds."""
+    home = Volume("home", "/home/jovyan", claim="claim-{username}", sub_path="{username}")
+    shared = Volume(
+        "shared", "/shared", read_only=True, nfs={"server": "fs.example", "path": "/exports"}
+    )
+    bucket = Volume(
+        "bucket",
+        "/bucket",
+        csi={"driver": "s3.csi.aws.com", "volume_attributes": {"bucketName": "b"}},
+    )
+    scratch = Volume("scratch", "/scratch", host_path="/mnt/nvme")  # fmt: skip
+    placement = workloads.Placement(
+        namespace=kube_cluster.namespace,
+        jobset=False,
+        volumes=storage.mounted(home, (shared, bucket), (scratch,)),
+    )
+    job = make_job(nodes=1, working_dir="/home/jovyan/project")
+    made = create_attempt(kube_cluster, job, placement)
+    container = made["spec"]["template"]["spec"]["containers"][0]
+    assert container["workingDir"] == "/home/jovyan/project"
+    assert [m["mountPath"] for m in container["volumeMounts"]][-4:] == [
+        "/home/jovyan", "/shared", "/bucket", "/scratch"
+    ]  # fmt: skip
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["HOME"] == "/home/jovyan"
+    spec = kube_cluster.get("v1", "ConfigMap", f"{made['metadata']['name']}-spec")
+    assert spec is not None
+    assert json.loads(spec["data"]["job.json"])["working_dir"] == "/home/jovyan/project"
+
+
+@pytest.mark.parametrize("jobset", [True, False])
+def test_the_pod_template_is_found_in_place_in_a_jobset_and_a_job(jobset: bool) -> None:
+    """The admin's extras and hook change the workload's own pod template (not a copy)."""
+    placement = workloads.Placement(namespace="ns", jobset=jobset)
+    pod = workloads.node_pod(A100X2, DEFAULT_CAPACITY_PLACEMENT)
+    obj = workloads.workload(make_job(), TORCH, A100X2, placement, pod)
+    workloads.pod_template_of(obj)["metadata"]["labels"]["hooked"] = "yes"
+    batch = obj["spec"]["replicatedJobs"][0]["template"]["spec"] if jobset else obj["spec"]
+    assert batch["template"]["metadata"]["labels"]["hooked"] == "yes"
+    assert "ownerReferences" not in obj["metadata"]  # added once the record exists

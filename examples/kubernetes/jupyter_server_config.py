@@ -20,6 +20,18 @@ c.KubernetesKernels.pull_timeout = 1200.0  # Deep Learning images are large
 c.KubernetesKernels.on_server_stop = "detach"  # kernels survive server restarts
 c.KubernetesKernels.expiry = 8 * 3600.0
 
+# The user's files in kernel and job pods, at the same path as on this server (its root
+# directory): here a per-user folder of an NFS export. Datasets are the catalog's volumes
+# (examples/catalog.yaml, with datasets.yaml for its claim).
+c.KubernetesPods.home_volume = {
+    "nfs": {"server": "nfs.example.org", "path": "/exports/home"},
+    "sub_path": "{username}",
+}
+# Escape hatches, applied to kernel and job pods alike (they add; they cannot change the
+# flavor's resources or the security context):
+c.KubernetesPods.extra_pod_config = {"priorityClassName": "interactive"}
+c.KubernetesPods.extra_container_config = {"envFrom": [{"configMapRef": {"name": "proxy"}}]}
+
 # Kernel messages cross the pod network: encrypt them (CurveZMQ), and start no kernel that
 # cannot be (an image whose own ipykernel is older than 7.3 fails its start, saying so).
 c.MappingKernelManager.transport_encryption = "required"

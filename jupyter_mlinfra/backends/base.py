@@ -7,6 +7,7 @@ from typing import Any
 
 from ..capacity import CapacityView, Machine
 from ..identity import Identity
+from ..volumes import Volume
 
 
 class Backend(ABC):
@@ -33,6 +34,11 @@ class Backend(ABC):
     async def queueing(self) -> dict[str, str] | None:
         """Who queues jobs (``by``, ``api``, ``reason``), where a backend may not queue them
         itself; None where it always does (the local agent's queue)."""
+        return None
+
+    def home_volume(self) -> Volume | None:
+        """The user's home as every kernel and job gets it mounted (a cluster's home volume);
+        None where they run beside the user's files already."""
         return None
 
     async def close(self) -> None:  # noqa: B027 - most backends hold no connection

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..backends.local.folders import check_folders
 from ..errors import CannotFit, Conflict, InvalidInput, NotFound
 from ..identity import Identity
 from .policy import Policy
@@ -93,6 +94,8 @@ class JobService:
         owner = caller if caller.user == job.owner else self._owner(job)
         quota = policy.quotas.for_identity(owner)
         flavor = policy.catalog.flavor(job.spec.flavor)
+        environment = policy.catalog.environment(job.spec.environment)
+        check_folders((*environment.volumes, *flavor.volumes), "job")
         self._check_processes(job, flavor.cpu)
         why_not = refusal(job, policy.machine, quota, flavor.max_nodes)
         if why_not:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import secrets
 import time
@@ -92,6 +93,9 @@ class KubernetesProvisioner(KernelProvisionerBase):
     """Whether the kernel runs with ``curve`` (its launcher says)."""
     ip: str = ""
     port: int = 0
+    cwd = ""
+    """The folder the kernel is started in on this server: the pod's working directory when
+    a volume mounted in the pod holds it (``KubernetesPods.home_volume``)."""
     detached = False
     _restarting = False
     _killed = False
@@ -134,6 +138,8 @@ class KubernetesProvisioner(KernelProvisionerBase):
             self.record = KernelRecord(
                 self.kernel_id, identity.user, flavor.name, environment.name, namespace
             )
+        # the notebook's folder on this server; else the server's own, as a local kernel's
+        self.cwd = str(kwargs.get("cwd") or os.getcwd())
         kwargs = await super().pre_launch(**kwargs)
         kwargs.setdefault("cmd", [])
         return kwargs
@@ -196,7 +202,13 @@ class KubernetesProvisioner(KernelProvisionerBase):
         if self.encryption == "disabled":  # an adopted pod's keys go with it
             self.curve = None
         await kernel_pods.create(
-            record, self._flavor, self._environment, self.key, self.curve, self.encryption
+            record,
+            self._flavor,
+            self._environment,
+            self.key,
+            self.curve,
+            self.encryption,
+            cwd=self.cwd,
         )
 
         def progress(startup: Startup) -> None:

@@ -22,6 +22,7 @@ from tornado import web
 from traitlets import Unicode
 
 from ..backends.local.agent_client import AgentUnavailable
+from ..backends.local.folders import check_folders
 from ..capacity import Lease
 from ..errors import MLInfraError
 from ..identity import Identity
@@ -83,6 +84,7 @@ class MLInfraProvisioner(LocalProvisioner):
             flavor = catalog.flavor(
                 requested or catalog.for_identity(identity).default_flavor, identity
             )
+            check_folders((*environment.volumes, *flavor.volumes), "kernel")
             if self.lease is not None and self.lease.flavor != flavor.name:  # switching flavor
                 await leases.release(app.agent, identity, self.kernel_id)
                 self.lease = None

@@ -27,7 +27,8 @@ Settings, all from the pod's environment: ``MLINFRA_NODE_RANK`` (the completion 
 ``MLINFRA_THREADS`` (threads per node), ``MLINFRA_TERMINATION_LOG``; for the result:
 ``MLINFRA_RESULT_SECRET``, ``MLINFRA_RESULT_NAMESPACE``, ``MLINFRA_RESULT_API`` (empty: the
 in-cluster ``KUBERNETES_SERVICE_HOST``), ``MLINFRA_RESULT_TOKEN_FILE``,
-``MLINFRA_RESULT_CA_FILE``.
+``MLINFRA_RESULT_CA_FILE``, ``MLINFRA_RESULT_DIR`` (a folder of the shared home volume for
+results larger than a Secret holds, ``MLINFRA_RESULT_LIMIT`` bytes; empty: none).
 """
 
 from __future__ import annotations
@@ -122,12 +123,53 @@ def _write_termination(message: str) -> None:
             file.write(message[-MESSAGE_LIMIT:])
 
 
+SECRET_LIMIT = 1_000_000
+"""The most pulled bytes sent in the result Secret: the API keeps a Secret's data under
+1 MiB."""
+
+
+def _through_volume(path: str, secret: str) -> tuple[dict[str, str], str]:
+    """Pulled variables too large for a Secret: copied into ``MLINFRA_RESULT_DIR`` (a folder
+    of the shared home volume, which the user's server sees too), the Secret then only saying
+    so; or the reason they cannot come back."""
+    size = os.path.getsize(path)
+    folder = os.environ.get("MLINFRA_RESULT_DIR", "")
+    if not folder:
+        return {}, (
+            f"cannot send the pulled variables: they take {size / 2**20:.1f} MiB, more than the "
+            f"{SECRET_LIMIT / 2**20:.1f} MiB a Kubernetes Secret holds, and this job has no "
+            "shared volume to pass them through (an admin sets c.KubernetesPods.home_volume); "
+            "pull less, or write them to storage"
+        )
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        target = os.path.join(folder, f"{secret}.pkl")
+        partial = target + ".partial"
+        with (
+            open(path, "rb") as source,
+            open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as sink,
+        ):
+            shutil.copyfileobj(source, sink)
+        os.replace(partial, target)
+    except OSError as error:
+        return {}, f"cannot write the pulled variables into {folder}: {error}"
+    return {"pull.location": base64.b64encode(b"volume").decode()}, ""
+
+
 def send_result(run_dir: str) -> str:
-    """Write ``pull.pkl`` into the result Secret; an error message, or ""."""
+    """Write ``pull.pkl`` into the result Secret (or, larger than a Secret holds, into the
+    shared volume, the Secret saying so); an error message, or ""."""
     secret = os.environ.get("MLINFRA_RESULT_SECRET", "")
     path = os.path.join(run_dir, "pull.pkl")
     if not secret or not os.path.exists(path):
         return ""
+    if os.path.getsize(path) > _number("MLINFRA_RESULT_LIMIT", SECRET_LIMIT):
+        data, problem = _through_volume(path, secret)
+        if problem:
+            return problem
+    else:
+        with open(path, "rb") as file:
+            data = {"pull.pkl": base64.b64encode(file.read()).decode()}
     api = os.environ.get("MLINFRA_RESULT_API", "")
     if not api:
         host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
@@ -136,8 +178,6 @@ def send_result(run_dir: str) -> str:
             return "cannot send the pulled variables: no Kubernetes API address in this pod"
         api = f"https://{host}:{port}"
     namespace = os.environ.get("MLINFRA_RESULT_NAMESPACE", "default")
-    with open(path, "rb") as file:
-        data = base64.b64encode(file.read()).decode()
     token_file = os.environ.get("MLINFRA_RESULT_TOKEN_FILE", "")
     try:
         with open(token_file, encoding="utf-8") as file:
@@ -146,7 +186,7 @@ def send_result(run_dir: str) -> str:
         return f"cannot send the pulled variables: no token ({error})"
     request = urllib.request.Request(
         f"{api.rstrip('/')}/api/v1/namespaces/{namespace}/secrets/{secret}",
-        data=json.dumps({"data": {"pull.pkl": data}}).encode(),
+        data=json.dumps({"data": data}).encode(),
         method="PATCH",
         headers={
             "Authorization": f"Bearer {token}",

@@ -6,6 +6,7 @@ import { Widget } from '@lumino/widgets';
 
 import { acceleratorText } from './flavors';
 import { IEnvironmentList, IFlavorList } from './tokens';
+import { volumeText, volumesText } from './volumes';
 
 /** What the Start section's buttons do; each gets the chosen flavor and environment. */
 export interface IStartActions {
@@ -107,7 +108,8 @@ export class StartSection extends Widget {
     for (const select of [this._flavor, this._environment]) {
       select.addEventListener('change', () => this._update());
     }
-    this.node.append(fields, buttons);
+    this._files.className = 'jp-mlinfra-StartSection-files';
+    this.node.append(fields, this._files, buttons);
     this._update();
   }
 
@@ -123,6 +125,8 @@ export class StartSection extends Widget {
 
   /** Offer these flavors and environments (null: not loaded yet). */
   render(flavors: IFlavorList | null, environments: IEnvironmentList | null): void {
+    this._flavors = flavors ?? this._flavors;
+    this._environments = environments ?? this._environments;
     if (flavors !== null) {
       fill(
         this._flavor,
@@ -170,10 +174,28 @@ export class StartSection extends Widget {
     const [create, console, swap] = this._buttons;
     create.disabled = console.disabled = !ready || this._environment.value === '';
     swap.disabled = !ready;
+    this._showFiles();
+  }
+
+  /** The chosen environment's and flavor's volumes: where files are in their pods. */
+  private _showFiles(): void {
+    const environment = this._environments?.environments.find(
+      e => e.name === this._environment.value
+    );
+    const flavor = this._flavors?.flavors.find(f => f.name === this._flavor.value);
+    const volumes = [...(environment?.volumes ?? []), ...(flavor?.volumes ?? [])];
+    this._files.textContent = volumesText(volumes);
+    this._files.title = volumes
+      .map(v => (v.description ? `${volumeText(v)}: ${v.description}` : volumeText(v)))
+      .join('\n');
+    this._files.hidden = volumes.length === 0;
   }
 
   private _flavor = document.createElement('select');
   private _environment = document.createElement('select');
+  private _files = document.createElement('p');
+  private _flavors: IFlavorList | null = null;
+  private _environments: IEnvironmentList | null = null;
   private _buttons: HTMLButtonElement[];
   private _working = false;
 }

@@ -70,6 +70,8 @@ export interface IFlavor {
   max_nodes: number;
   node_selector: Record<string, string>;
   tolerations: Record<string, unknown>[];
+  /** The flavor's own volumes, which its kernels and jobs get. */
+  volumes: IVolume[];
   /** Whether the current user may use this flavor. */
   entitled: boolean;
   availability: IAvailability;
@@ -205,6 +207,17 @@ export interface IJobQuery {
   limit?: number;
 }
 
+/** A volume kernels and jobs see at `mount_path` (on one machine, a folder there). */
+export interface IVolume {
+  name: string;
+  mount_path: string;
+  read_only: boolean;
+  kind: 'claim' | 'nfs' | 'csi' | 'host_path' | 'folder';
+  /** Where it comes from, in words: `claim claim-alice`, `nfs fs:/exports`. */
+  source: string;
+  description: string;
+}
+
 /** One software environment a kernel or job runs in. */
 export interface IEnvironment {
   name: string;
@@ -215,6 +228,8 @@ export interface IEnvironment {
   python: string;
   launcher: string;
   env: Record<string, string>;
+  /** What its kernels and jobs find at which path: the home volume first, then its own. */
+  volumes: IVolume[];
   /** How its kernels talk to the server (transport encryption). */
   kernels: IKernelTransport;
 }

@@ -52,8 +52,8 @@ def attachments(job: Job, placement: Placement, owner: Mapping[str, Any]) -> lis
         "push_file": "push.json" if spec.push else "",
         "pull": list(spec.pull),
         "cpus": [],
-        # the submitter's folder is on its server, not in the pod: the image's WORKDIR
-        "working_dir": "",
+        # the submitter's folder, when a volume of the pod holds it; else the image's WORKDIR
+        "working_dir": placement.working_dir(job),
     }
     objects: list[dict[str, Any]] = [
         {

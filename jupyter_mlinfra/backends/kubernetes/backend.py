@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ...capacity import Allocation
@@ -10,10 +10,13 @@ from ...catalog import FLEX_START, Flavor
 from ...jobs.queue import exceeds_quota
 from ...jobs.spec import Job
 from ...quotas import Quota
+from ...volumes import Volume
 from ..base import Backend
 from .capacity_watch import CapacityWatch
+from .claims import ClaimPlacement
 from .client import KubernetesCluster
 from .manifests import ANNOTATION_OWNER, GROUP, LABEL_COMPONENT, LABEL_FLAVOR, MANAGED_BY
+from .pod_config import KubernetesPods, PodConfig
 from .rest import Rest
 from .room import ClusterCapacity, QueueRoom, node_rooms, pod_requests
 
@@ -34,8 +37,14 @@ class Queues(Protocol):
 class KubernetesBackend(Backend):
     name = "kubernetes"
 
-    def __init__(self, cluster: KubernetesCluster) -> None:
+    def __init__(
+        self, cluster: KubernetesCluster, pods: KubernetesPods | None = None, root_dir: str = ""
+    ) -> None:
         self.cluster = cluster
+        self.pods = pods or KubernetesPods(parent=cluster.parent)
+        self.pod_config: PodConfig = self.pods.settings(root_dir or "/")
+        """What every kernel and job pod gets (home volume, extras), the home mounted at the
+        server's root directory unless ``home_volume`` says where."""
         self.queues: Queues | None = None
         """Set by the jobs service, which knows the Kueue queues."""
         self.watch = CapacityWatch()
@@ -43,6 +52,29 @@ class KubernetesBackend(Backend):
     def builtin_catalog(self) -> dict[str, Any]:
         """No zero-config catalog: a cluster's flavors and images are the admin's to name."""
         return {}
+
+    def home_volume(self) -> Volume | None:
+        return self.pod_config.home
+
+    async def claim_nodes(
+        self,
+        namespace: str,
+        volumes: Sequence[Volume],
+        owner: str,
+        flavor: Flavor,
+        *,
+        nodes: int = 1,
+        what: str = "kernel",
+    ) -> list[str]:
+        """The nodes a pod with ``volumes`` must run on, where a ReadWriteOnce claim is
+        (empty: anywhere its flavor goes); ``claims.VolumeUnavailable`` when none will do."""
+        if not any(v.kind == "claim" for v in volumes):
+            return []
+        rest = Rest(await self.cluster.api(), self.cluster.request_timeout)
+        found, pods = await self.watch.read(rest, self.cluster.request_timeout)
+        return await ClaimPlacement(rest, self.cluster.capacity_placement).nodes_for(
+            namespace, volumes, owner, flavor, node_rooms(found, pods), nodes=nodes, what=what
+        )
 
     async def capacity(self) -> ClusterCapacity:
         """Nodes' allocatable minus the requests of the pods running on them, as the watches

@@ -11,35 +11,49 @@ Users see and touch their own jobs; admins everybody's (in this server's namespa
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from traitlets import CaselessStrEnum, Dict, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ... import quotas
-from ...errors import CannotFit, Conflict, InvalidInput, MLInfraError, NotAllowed
+from ...errors import CannotFit, Conflict, InvalidInput, MLInfraError, NotAllowed, NotFound
 from ...identity import Identity, resolve_identity
 from ...jobs.queries import cursor, listing_owner, next_cursor
 from ...jobs.spec import Condition, Event, Job, JobState, check_pull
 from ...jobs.submission import entitled, new_job, priority_change
-from . import kueue
+from . import kueue, storage
 from .attachments import attachments
 from .backend import KubernetesBackend
+from .claims import require_nodes
 from .client import ClusterUnavailable
 from .job_watches import JobWatches
+from .manifests import owner_reference
 from .names import label_value
+from .pod_config import customize, guard, run_hook
 from .pod_logs import PodLogs
 from .progress import timestamp
 from .queues import JobQueues
 from .records import CANCELLED, push_secret, record, record_name
 from .rest import KubeError, Rest, path_of
-from .workloads import PRIORITY_CLASS, Placement, node_pod, object_name, workload
+from .storage import mounted
+from .workloads import (
+    CONTAINER,
+    PRIORITY_CLASS,
+    Placement,
+    node_pod,
+    object_name,
+    pod_template_of,
+    workload,
+)
 
 if TYPE_CHECKING:
     from ...app import MLInfraApp
@@ -154,10 +168,11 @@ class KubernetesJobs(LoggingConfigurable):
                 if existing.owner == identity.user and existing.spec.idempotency_key == key:
                     return (await self.queues.with_positions([existing]))[0].to_json(), False
         job = await self._admissible(identity, job)
+        built = await self._build(job)
         rec = await rest.create(record(job, sorted(identity.groups), self.watches.namespace))
         if spec.push:
             await rest.create(push_secret(job, rec, json.dumps(dict(spec.push))))
-        await self._launch(job, rec)
+        await self._launch(job, rec, built)
         return job.to_json(), True
 
     async def _admissible(self, caller: Identity, job: Job) -> Job:
@@ -168,6 +183,7 @@ class KubernetesJobs(LoggingConfigurable):
         policy = self.app.inventory
         job = entitled(caller, job, policy.catalog, policy.priorities)
         environment = policy.catalog.environment(job.spec.environment)
+        flavor = policy.catalog.flavor(job.spec.flavor)
         if not environment.image:
             raise InvalidInput(
                 f"environment {environment.name!r} has no container image; "
@@ -176,7 +192,7 @@ class KubernetesJobs(LoggingConfigurable):
             )
         owner = caller if caller.user == job.owner else self._owner(job)
         quota = policy.quotas.for_identity(owner)
-        why_not = await self.backend.refusal(job, policy.catalog.flavor(job.spec.flavor), quota)
+        why_not = await self.backend.refusal(job, flavor, quota)
         if why_not:
             raise CannotFit(why_not, "flavor")
         if quota.max_queued_jobs is not None:
@@ -235,30 +251,53 @@ class KubernetesJobs(LoggingConfigurable):
             network_policy=self.cluster.network_policies,
         )
 
-    async def _launch(self, job: Job, rec: Mapping[str, Any]) -> None:
-        """Create an attempt: its workload suspended, what it needs owned by it, then let it
-        start (or let Kueue decide)."""
-        rest = self._rest()
+    async def _build(self, job: Job) -> tuple[Placement, dict[str, Any]]:
+        """An attempt's workload, not yet owned by the job's record: its pods with their
+        volumes, the admin's extras, then the admin's hook, which may not change what the
+        flavor and the server decide (``pod_config.guard``). Built before anything is
+        created, so a refusal leaves nothing behind."""
         catalog = self.app.inventory.catalog
         flavor = catalog.flavor(job.spec.flavor)
         environment = catalog.environment(job.spec.environment)
-        placement = self._placement()
+        config = self.backend.pod_config
+        placement = replace(
+            self._placement(),
+            volumes=mounted(config.home, environment.volumes, flavor.volumes),
+        )
         if self.watches.queued_by_kueue:
             placement = replace(placement, queue_name=self.queues.queue_of(job))
-        created = await rest.create(
-            workload(
-                job,
-                environment,
-                flavor,
-                placement,
-                node_pod(
-                    flavor,
-                    self.cluster.capacity_placement,
-                    (self.cluster.run_as_user, self.cluster.run_as_group),
-                ),
-                rec,
-            )
+        pod = node_pod(
+            flavor,
+            self.cluster.capacity_placement,
+            (self.cluster.run_as_user, self.cluster.run_as_group),
         )
+        obj = workload(job, environment, flavor, placement, pod)
+        template = pod_template_of(obj)
+        customized = customize(template, CONTAINER, config)
+        context = {"kind": "job", "user": job.owner, "namespace": placement.namespace,
+                   "flavor": flavor.name, "environment": environment.name}  # fmt: skip
+        hooked = await run_hook(config.hook, customized, context)
+        guard(customized, hooked, "job's pod template")
+        where = await self.backend.claim_nodes(
+            placement.namespace, placement.volumes, job.owner, flavor,
+            nodes=job.spec.nodes, what="job",
+        )  # fmt: skip
+        if where:
+            require_nodes(hooked["spec"], where)
+        template.clear()
+        template.update(hooked)
+        return placement, obj
+
+    async def _launch(
+        self, job: Job, rec: Mapping[str, Any], built: tuple[Placement, dict[str, Any]]
+    ) -> None:
+        """Create an attempt (``built`` by ``_build``): its workload suspended and owned by
+        the record ``rec``, what it needs owned by it, then let it start (or let Kueue
+        decide)."""
+        rest = self._rest()
+        placement, obj = built
+        obj["metadata"]["ownerReferences"] = [owner_reference(rec, controller=False)]
+        created = await rest.create(obj)
         for obj in attachments(job, placement, created):
             await rest.create(obj)
         if not self.watches.queued_by_kueue:
@@ -343,7 +382,22 @@ class KubernetesJobs(LoggingConfigurable):
         name = f"{object_name(job.id, job.attempt)}-result"
         secret = await rest.get(path_of("v1", "secrets", self.watches.namespace, name))
         data = (secret or {}).get("data") or {}
+        if "pull.location" in data:  # larger than a Secret holds: in the home volume
+            return {"variables": self._result_file(name)}
         return {"variables": data.get("pull.pkl", "")}
+
+    def _result_file(self, name: str) -> str:
+        """Pulled variables node 0 left in the home volume (``storage.results_dir``), which
+        this server has at the same path, as base64; never a path the Secret names."""
+        folder = storage.results_dir(self.backend.pod_config.home_volumes())
+        try:
+            return base64.b64encode(Path(folder, f"{name}.pkl").read_bytes()).decode()
+        except OSError as error:
+            raise NotFound(
+                f"the pulled variables were left in {folder}, which this server cannot read: "
+                f"{error.strerror}",
+                "id",
+            ) from None
 
     async def cancel(self, identity: Identity, job_id: str) -> dict[str, Any]:
         job = await self._get(identity, job_id)
@@ -366,6 +420,7 @@ class KubernetesJobs(LoggingConfigurable):
         if not job.state.finished:
             raise Conflict(f"job {job_id} is still {job.state.value}; cancel it first", "id")
         again = await self._admissible(identity, replace(job, attempt=job.attempt + 1))
+        built = await self._build(again)
         rec = self.watches.record(job_id)
         assert rec is not None
         rest = self._rest()
@@ -373,7 +428,7 @@ class KubernetesJobs(LoggingConfigurable):
         if old is not None:  # its pods and logs go; the record keeps the job
             with contextlib.suppress(KubeError):
                 await rest.delete(self._workload_path(old), propagation="Background")
-        await self._launch(again, rec)
+        await self._launch(again, rec, built)
         await self.watches.settle(job.id, lambda j: j.attempt == again.attempt)
         return (await self._get(identity, job_id)).to_json()
 

@@ -24,7 +24,8 @@ from typing import Any
 
 from ...catalog import Environment, Flavor
 from ...launch.contract import thread_env
-from . import manifests
+from ...volumes import Volume
+from . import manifests, storage
 from .manifests import GROUP, Manifest
 from .names import label_value
 
@@ -187,16 +188,21 @@ def kernel_pod(
     env: Mapping[str, str],
     expires_at: float,
     encryption: str = "disabled",
+    volumes: Sequence[Volume] = (),
+    working_dir: str = "",
 ) -> Manifest:
     """The pod of kernel ``kernel_id``. ``env`` are the variables allowed through from the
     server; the environment's own and the kernel's (``MLINFRA_*``, thread counts) win.
-    ``encryption`` is the server's transport encryption policy for it ("auto", "required")."""
+    ``encryption`` is the server's transport encryption policy for it ("auto", "required").
+    ``volumes`` (``storage.mounted``) are mounted in the kernel's container, ``{username}`` in
+    their names being ``owner``; the kernel runs in ``working_dir`` when it is given."""
     labels = kernel_labels(kernel_id, owner, flavor.name, environment.name)
     shm, shm_mount = manifests.shm_volume(flavor)
     shared_mount = {"name": "mlinfra", "mountPath": SHARED_DIR}
     security = manifests.container_security_context()
     variables = {
         **env,
+        **storage.home_env(volumes),
         **environment.env,
         **thread_env(max(1, int(flavor.cpu))),
         "MLINFRA_KERNEL_ID": kernel_id,
@@ -280,6 +286,10 @@ def kernel_pod(
     }
     if options.service_account:
         spec["serviceAccountName"] = options.service_account
+    container = spec["containers"][0]
+    storage.add_volumes(spec, container, volumes, owner)
+    if working_dir:
+        container["workingDir"] = working_dir
     return {
         "apiVersion": "v1",
         "kind": "Pod",

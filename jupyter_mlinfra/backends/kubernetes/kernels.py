@@ -23,10 +23,13 @@ from traitlets.config import LoggingConfigurable
 from ...catalog import Environment, Flavor
 from ...errors import MLInfraError
 from . import kernel_pod as pods
-from . import manifests
+from . import manifests, storage
+from .backend import KubernetesBackend
+from .claims import require_nodes
 from .client import KubernetesCluster
 from .kernel_startup import Startup, classify
 from .manifests import DEFAULT_PYTHON, allowed_env, owner_reference
+from .pod_config import PodConfig, customize, guard, run_hook
 from .reflector import Reflector
 from .rest import PLURALS, KubeError, Rest, path_of
 
@@ -182,11 +185,18 @@ class KernelPods:
     """The kernel pods of one server, and every API call made for them."""
 
     def __init__(
-        self, cluster: KubernetesCluster, settings: KubernetesKernels, environ: Mapping[str, str]
+        self,
+        cluster: KubernetesCluster,
+        settings: KubernetesKernels,
+        environ: Mapping[str, str],
+        backend: KubernetesBackend | None = None,
     ) -> None:
         self.cluster = cluster
         self.settings = settings
         self.environ = environ
+        self.backend = backend
+        """Where ReadWriteOnce volumes are (``claim_nodes``) and what every pod gets."""
+        self.pod_config = backend.pod_config if backend is not None else PodConfig()
         self.records: dict[str, KernelRecord] = {}
         self._rest: Rest | None = None
         self._server: tuple[dict[str, str], str] | None = None
@@ -232,10 +242,13 @@ class KernelPods:
         key: str,
         curve: pods.CurveKeys | None = None,
         encryption: str = "disabled",
+        *,
+        cwd: str = "",
     ) -> None:
         """The kernel's Secret, then its pod (its uid in ``record``), then the pod as the
         Secret's owner (so the Secret goes with the pod). ``curve`` and ``encryption``: see
-        ``kernel_pod``."""
+        ``kernel_pod``; ``cwd``: the notebook's folder on this server, where the kernel runs
+        when a volume of the pod holds it."""
         if not environment.image:
             raise KernelStartFailed(
                 f"environment {environment.name!r} has no image: the Kubernetes backend runs"
@@ -245,6 +258,7 @@ class KernelPods:
         rest = await self.rest()
         namespace = record.namespace
         await self.watch(namespace)
+        manifest = await self._manifest(record, flavor, environment, encryption, cwd)
         labels = pods.kernel_labels(record.kernel_id, record.owner, flavor.name, environment.name)
         attached = [pods.key_secret(record.kernel_id, namespace, labels, key, curve)]
         ingress = await self._ingress(namespace)
@@ -255,17 +269,6 @@ class KernelPods:
             )
         for obj in attached:
             await _create_afresh(rest, obj)
-        manifest = pods.kernel_pod(
-            kernel_id=record.kernel_id,
-            namespace=namespace,
-            owner=record.owner,
-            flavor=flavor,
-            environment=environment,
-            options=self.settings.options(self.cluster),
-            env=allowed_env(self.environ, self.settings.env_allowlist),
-            expires_at=time.time() + self.settings.expiry,
-            encryption=encryption,
-        )
         try:
             pod = await rest.create(manifest)
         except KubeError:
@@ -275,6 +278,42 @@ class KernelPods:
         record.pod_uid = pod["metadata"]["uid"]
         for obj in attached:  # they go with the pod
             await rest.patch(_path(obj), {"metadata": {"ownerReferences": [owner_reference(pod)]}})
+
+    async def _manifest(
+        self,
+        record: KernelRecord,
+        flavor: Flavor,
+        environment: Environment,
+        encryption: str,
+        cwd: str,
+    ) -> dict[str, Any]:
+        """The kernel's pod: its volumes, the admin's extras, then the admin's hook, which
+        may not change what the flavor and the server decide (``pod_config.guard``)."""
+        config = self.pod_config
+        volumes = storage.mounted(config.home, environment.volumes, flavor.volumes)
+        manifest = pods.kernel_pod(
+            kernel_id=record.kernel_id,
+            namespace=record.namespace,
+            owner=record.owner,
+            flavor=flavor,
+            environment=environment,
+            options=self.settings.options(self.cluster),
+            env=allowed_env(self.environ, self.settings.env_allowlist),
+            expires_at=time.time() + self.settings.expiry,
+            encryption=encryption,
+            volumes=volumes,
+            working_dir=storage.working_dir(cwd, volumes),
+        )
+        manifest = customize(manifest, pods.CONTAINER, config)
+        context = {"kind": "kernel", "user": record.owner, "namespace": record.namespace,
+                   "flavor": flavor.name, "environment": environment.name}  # fmt: skip
+        hooked = await run_hook(config.hook, manifest, context)
+        guard(manifest, hooked, "kernel pod")
+        if self.backend is not None:
+            where = await self.backend.claim_nodes(record.namespace, volumes, record.owner, flavor)
+            if where:
+                require_nodes(hooked["spec"], where)
+        return hooked
 
     async def _ingress(self, namespace: str) -> tuple[dict[str, Any] | None] | None:
         """Whether kernel pods in ``namespace`` get a NetworkPolicy (None: not), and whom it

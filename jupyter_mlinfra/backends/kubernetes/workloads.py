@@ -32,6 +32,8 @@ from typing import Any
 
 from ...catalog import FLEX_START, Environment, Flavor
 from ...jobs.spec import Job, RetryPolicy
+from ...volumes import Volume
+from . import storage
 from .manifests import (
     ANNOTATION_OWNER,
     DEFAULT_PYTHON,
@@ -80,6 +82,13 @@ class Placement:
     """Lifetime of the result token (the kubelet renews it while the pod runs)."""
     network_policy: bool = True
     """Each attempt gets a NetworkPolicy letting into its pods only its own pods."""
+    volumes: tuple[Volume, ...] = ()
+    """The home volume, the environment's and the flavor's (``storage.mounted``)."""
+
+    def working_dir(self, job: Job) -> str:
+        """Where the job's ranks run: the folder it was submitted from when a mounted volume
+        holds it (the same path as on the user's server), else "" (the image's)."""
+        return storage.working_dir(job.spec.working_dir, self.volumes)
 
 
 def object_name(job_id: str, attempt: int) -> str:
@@ -112,7 +121,12 @@ def rank_container_env(
     name = object_name(job.id, job.attempt)
     env: list[dict[str, Any]] = [  # HOME first: the environment's or the job's own wins
         {"name": k, "value": v}
-        for k, v in {"HOME": HOME_DIR, **environment.env, **spec.env}.items()
+        for k, v in {
+            "HOME": HOME_DIR,
+            **storage.home_env(placement.volumes),
+            **environment.env,
+            **spec.env,
+        }.items()
     ]
     if spec.nodes == 1:
         master: dict[str, Any] = {
@@ -148,6 +162,9 @@ def rank_container_env(
             {"name": "MLINFRA_RESULT_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"},
             {"name": "MLINFRA_RESULT_CA_FILE", "value": f"{TOKEN_DIR}/ca.crt"},
         ]
+        results = storage.results_dir(placement.volumes)
+        if results:
+            env.append({"name": "MLINFRA_RESULT_DIR", "value": results})
     return env
 
 
@@ -245,12 +262,24 @@ def pod_template(
         spec["serviceAccountName"] = name
     container["volumeMounts"] = [*container.get("volumeMounts", []), *mounts]
     spec["volumes"] = [*spec.get("volumes", []), *volumes]
+    storage.add_volumes(spec, container, placement.volumes, job.owner)
+    if placement.working_dir(job):
+        container["workingDir"] = placement.working_dir(job)
     spec["restartPolicy"] = "Never"
     spec.setdefault("automountServiceAccountToken", False)
     if job.spec.nodes > 1 and not placement.jobset:
         spec["subdomain"] = name
     metadata = {"labels": job_labels(job), "annotations": {ANNOTATION_OWNER: job.owner}}
     return {"metadata": metadata, "spec": spec}
+
+
+def pod_template_of(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The pod template inside a Job or a JobSet (of ``workload``), to change in place."""
+    batch = obj["spec"]
+    if obj["kind"] == "JobSet":
+        batch = batch["replicatedJobs"][0]["template"]["spec"]
+    template: dict[str, Any] = batch["template"]
+    return template
 
 
 def _queue_metadata(
@@ -301,20 +330,21 @@ def workload(
     flavor: Flavor,
     placement: Placement,
     pod: Mapping[str, Any],
-    owner: Mapping[str, Any],
+    owner: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Job or JobSet of one attempt of ``job``, created suspended, owned by the job's
-    record (``owner``, as created)."""
+    record (``owner``, as created; None: the caller adds the owner once it exists)."""
     spec = job.spec
     name = object_name(job.id, job.attempt)
     kueue_labels, annotations = _queue_metadata(job, flavor, placement)
-    metadata = {
+    metadata: dict[str, Any] = {
         "name": name,
         "namespace": placement.namespace,
         "labels": {**job_labels(job), **kueue_labels},
         "annotations": annotations,
-        "ownerReferences": [owner_reference(owner, controller=False)],
     }
+    if owner is not None:
+        metadata["ownerReferences"] = [owner_reference(owner, controller=False)]
     template = pod_template(job, environment, flavor, placement, pod)
     batch: dict[str, Any] = {"template": template}
     if spec.nodes > 1:

@@ -44,6 +44,7 @@ export const FLAVORS: IFlavorList = {
       max_nodes: 1,
       node_selector: {},
       tolerations: [],
+      volumes: [],
       entitled: true,
       availability: {
         available: true,

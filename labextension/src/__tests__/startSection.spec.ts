@@ -14,6 +14,7 @@ const ENVIRONMENTS = {
       python: 'python3',
       launcher: 'python',
       env: {},
+      volumes: [],
       kernels: { available: true, encrypted: true, summary: 'kernels run encrypted' }
     }
   ]
@@ -89,5 +90,38 @@ describe('StartSection', () => {
     for (const text of ['New notebook', 'New console', "Switch this notebook's kernel"]) {
       expect(button(text).disabled).toBe(true);
     }
+  });
+
+  it('says where the environment and the flavor put files', () => {
+    const home = {
+      name: 'home',
+      mount_path: '/home/jovyan',
+      read_only: false,
+      kind: 'claim' as const,
+      source: 'claim claim-alice',
+      description: ''
+    };
+    const imagenet = {
+      ...home,
+      name: 'imagenet',
+      mount_path: '/data/imagenet',
+      read_only: true,
+      source: 'claim imagenet',
+      description: 'ImageNet 2012'
+    };
+    const environments = {
+      ...ENVIRONMENTS,
+      environments: [{ ...ENVIRONMENTS.environments[0], volumes: [home, imagenet] }]
+    };
+    section.render(withAvailability(true), environments);
+    const files = section.node.querySelector('.jp-mlinfra-StartSection-files') as HTMLElement;
+    expect(files.hidden).toBe(false);
+    expect(files.textContent).toBe(
+      'Files: home at /home/jovyan (claim claim-alice) · ' +
+        'imagenet at /data/imagenet (read-only, claim imagenet)'
+    );
+    expect(files.title).toContain('imagenet at /data/imagenet (read-only, claim imagenet): ImageNet 2012');
+    section.render(withAvailability(true), ENVIRONMENTS);
+    expect(files.hidden).toBe(true);
   });
 });

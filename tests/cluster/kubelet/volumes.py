@@ -208,6 +208,12 @@ class Volumes:
             if "hostPath" in volume:
                 found[name] = _host_path(volume["hostPath"])
                 continue
+            served = {"nfs", "csi", "iscsi", "cephfs", "ephemeral"} & set(volume)
+            if served:  # a real kubelet mounts these through drivers this machine lacks
+                raise MissingSource(
+                    f"{sorted(served)[0]} volumes are not mounted by the test kubelet "
+                    "(tests/cluster/kubelet/README.md)"
+                )
             if "persistentVolumeClaim" in volume:
                 claim = volume["persistentVolumeClaim"]["claimName"]
                 if claim not in claims:
