@@ -150,15 +150,17 @@ def _open_path(path: str) -> int:
 
 
 def _reachable(path: str) -> None:
-    """Let every user traverse the folders above ``path`` (in the container's root only: the
-    change is copied up into the overlay). The test interpreter lies under ``/root``, which is
+    """Let every user traverse the folders above ``path`` and above what it links to (in the
+    container's root only: the change is copied up into the overlay). The test interpreter
+    lies under ``/root``, and a checkout may lie in a private folder (``mktemp -d``), both
     private on the host; in a real image the interpreter is everyone's."""
-    folder = os.path.dirname(os.path.realpath(path))
-    while folder != "/":
-        mode = os.stat(folder).st_mode
-        if mode & 0o001 == 0:
-            os.chmod(folder, (mode & 0o7777) | 0o011)
-        folder = os.path.dirname(folder)
+    for target in {path, os.path.realpath(path)}:
+        folder = os.path.dirname(target)
+        while folder != "/":
+            mode = os.stat(folder).st_mode
+            if mode & 0o001 == 0:
+                os.chmod(folder, (mode & 0o7777) | 0o011)
+            folder = os.path.dirname(folder)
 
 
 def _become(user: dict[str, Any]) -> None:
