@@ -191,6 +191,15 @@ class AgentClient:
             force_instance=True, resolver=_UnixResolver(socket_path=self.socket_path)
         )
 
+    def credentials(self, identity: Identity | None) -> dict[str, str]:
+        """The headers that say who calls: the hub token to a shared agent, else the
+        identity this server vouches for."""
+        if self.shared:
+            return {"Authorization": f"token {self.token}"}
+        if identity is not None:
+            return {IDENTITY_HEADER: json.dumps(identity.to_json())}
+        return {}
+
     async def fetch(
         self,
         method: str,
@@ -202,11 +211,7 @@ class AgentClient:
         streaming_callback: Callable[[bytes], None] | None = None,
         timeout: float = 60.0,
     ) -> HTTPResponse:
-        headers = {"Content-Type": "application/json"}
-        if self.shared:
-            headers["Authorization"] = f"token {self.token}"
-        elif identity is not None:
-            headers[IDENTITY_HEADER] = json.dumps(identity.to_json())
+        headers = {"Content-Type": "application/json", **self.credentials(identity)}
         request = HTTPRequest(
             f"{self.base}{path}",
             method=method,
