@@ -5,8 +5,9 @@ Any watched object's change (a record, a Job or JobSet, a pod, an event, a Kueue
 marks the jobs dirty; a moment later (``SETTLE_SECONDS``: one change of a job moves several
 objects) every job is viewed again from the watches' cache, with no API call, and those that
 differ from what the tabs were last told are pushed, queued ones with their queue positions.
-While the watches cannot start (the cluster unreachable) the tabs poll; once they do, the
-tabs read everything again.
+While the watches cannot start (the cluster unreachable) or are stopped, the tabs poll; once
+they run again (a request starts them), the tabs read everything again. The feed starts them
+only the first time: watches someone stopped stay stopped.
 """
 
 from __future__ import annotations
@@ -52,6 +53,25 @@ class ClusterFeed:
             self._task = None
 
     async def _run(self) -> None:
+        await self._first_start()
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(SETTLE_SECONDS)
+            self._dirty.clear()
+            watches = self.jobs.watches
+            if watches.records is None:  # stopped (the server stops): not started again here
+                self.tabs.set_live(False)
+            elif watches.rest is None:  # being started again, by a request: wait for it
+                with contextlib.suppress(KubeError, MLInfraError, asyncio.TimeoutError, OSError):
+                    await self.jobs.start()
+                    self._resync()
+            elif not self.tabs.live:
+                self._resync()
+            else:
+                await self._push()
+
+    async def _first_start(self) -> None:
+        """Start the watches (the cluster may not answer yet: tried again, with backoff)."""
         first, most = RETRY_SECONDS
         delay = first
         while True:
@@ -63,14 +83,13 @@ class ClusterFeed:
                 await asyncio.sleep(delay)
                 delay = min(most, delay * 2)
                 continue
-            delay = first
-            self._told = self._views()
-            self.tabs.set_live(True)
-            while self.jobs.watches.records is not None:  # until the watches stop
-                await self._dirty.wait()
-                await asyncio.sleep(SETTLE_SECONDS)
-                self._dirty.clear()
-                await self._push()
+            self._resync()
+            return
+
+    def _resync(self) -> None:
+        """The watches are started: what they hold now is what the tabs read next."""
+        self._told = self._views()
+        self.tabs.set_live(True)
 
     def _views(self) -> dict[str, dict[str, Any]]:
         if self.jobs.watches.records is None:

@@ -210,6 +210,7 @@ class JobWatches:
         self.rest = None
         self.workloads = {}
         self.records = self.pods = self.pod_events = self.kueue_workloads = None
+        self.on_change()
 
     # --- reading the cache -----------------------------------------------------------------
 
