@@ -37,6 +37,7 @@ from .kernels.provisioner import QuietRefusals
 from .kernels.service import KernelService
 from .kernels.specs import MLInfraKernelSpecManager
 from .live.tabs import Tabs
+from .live.usage import CachedUsage
 from .priorities import Priorities
 from .quotas import QUOTA_FIELDS, QuotaPolicy
 from .routes import default_handlers
@@ -420,6 +421,7 @@ class MLInfraApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         self.agent = AgentLink(self)
+        self.usage = CachedUsage(self.agent.client.allocations)
         try:
             inventory = self.make_inventory()
         except InvalidInput as error:
@@ -504,7 +506,7 @@ class MLInfraApp(ExtensionApp):
 
         token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
         client = AgentClient(self.agent_socket, self.agent_url, token)
-        feed = AgentFeed(client, self.identity(), self.tabs)
+        feed = AgentFeed(client, self.identity(), self.tabs, self.usage)
         self.agent.on_ready = feed.wake
         return feed
 
@@ -550,10 +552,11 @@ class MLInfraApp(ExtensionApp):
         from .backends.local.machine import detect_machine
 
         link = getattr(self, "agent", None)
+        usage = getattr(self, "usage", None)
         machine = detect_machine(inventory=self.local_accelerators)
         return LocalBackend(
             machine=machine,
-            usage=link.client.allocations if link else None,
+            usage=usage.allocations if usage else None,
             isolation=link.isolation if link else None,
         )
 

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from ..backends.local.agent_client import AgentClient
 from ..identity import Identity
 from .tabs import Tabs
+from .usage import CachedUsage
 
 CHANGES = "/mlinfra/agent/v1/changes"
 RETRY_SECONDS = (0.1, 5.0)
@@ -41,11 +42,15 @@ Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class AgentFeed:
-    def __init__(self, client: AgentClient, identity: Identity, tabs: Tabs) -> None:
+    def __init__(
+        self, client: AgentClient, identity: Identity, tabs: Tabs, usage: CachedUsage
+    ) -> None:
         self.client = client
         """Says where the agent is and how to prove who calls; its HTTP client is unused."""
         self.identity = identity
         self.tabs = tabs
+        self.usage = usage
+        """Told of every change, and whether changes are followed."""
         self.connected = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -73,6 +78,7 @@ class AgentFeed:
         while True:
             self._wake.clear()
             bye = await self._follow()
+            self.usage.follow(False)
             if self.connected:
                 self.connected = False
                 delay = first
@@ -130,12 +136,14 @@ class AgentFeed:
 
     def _receive(self, message: dict[str, Any]) -> str:
         kind = message.get("type")
+        self.usage.changed()
         if kind == "job":
             self.tabs.job(message["job"])
         elif kind == "capacity":
             self.tabs.capacity()
         elif kind == "hello":
             self.connected = True
+            self.usage.follow(True)
             self._refused = ""
             self.tabs.set_live(True)
         elif kind == "bye":

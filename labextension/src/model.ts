@@ -30,6 +30,9 @@ import { IEnvironmentList, IFlavorList, IJob, IKernel, IWhoAmI, JobState } from 
 /** How often the model reads everything while the panel is visible and nothing is pushed (ms). */
 export const FALLBACK_INTERVAL = 15000;
 
+/** How soon a reading that failed while changes are pushed is tried again (ms; then backs off). */
+export const RETRY_INTERVAL = 2000;
+
 /** How long pushed hints (kernels, capacity) are gathered before they are read (ms). */
 export const HINT_DELAY = 50;
 
@@ -65,12 +68,15 @@ export class MLInfraModel implements IDisposable {
     fallback: number = FALLBACK_INTERVAL
   ) {
     this._settings = settings ?? ServerConnection.makeSettings();
+    this._fallback = fallback;
+    // reads everything: every `fallback` ms while nothing is pushed, and, while changes are
+    // pushed, only to retry a reading that failed
     this._poll = new Poll({
       factory: () => this._fetch(true),
       frequency: { interval: fallback, backoff: true, max: MAX_BACKOFF },
       linger: 0, // a tab sent to the background stops asking at once
       name: 'jupyter-mlinfra:model',
-      standby: () => (this._live || !this._visible ? true : 'when-hidden')
+      standby: () => (!this._visible || (this._live && !this._stale) ? true : 'when-hidden')
     });
     this._source = live ?? new LiveStream(this._settings);
     this._source.received.connect(this._onPushed, this);
@@ -244,12 +250,16 @@ export class MLInfraModel implements IDisposable {
   }
 
   private _onDropped(): void {
-    this._live = false; // the slow poll takes over until the stream is back
+    this._setLive(false); // the slow poll takes over until the stream is back
   }
 
   /** Changes are pushed again (read everything once: some may have been missed), or not. */
   private _setLive(live: boolean): void {
     this._live = live;
+    const interval = live ? RETRY_INTERVAL : this._fallback;
+    if (this._poll.frequency.interval !== interval) {
+      this._poll.frequency = { interval, backoff: true, max: MAX_BACKOFF };
+    }
     if (!live) {
       return;
     }
@@ -399,6 +409,7 @@ export class MLInfraModel implements IDisposable {
 
   private _settings: ServerConnection.ISettings;
   private _poll: Poll;
+  private _fallback: number;
   private _source: ILiveSource;
   private _live = false;
   private _stale = false;

@@ -1,6 +1,6 @@
 import { ServerConnection } from '@jupyterlab/services';
 
-import { HINT_DELAY, MLInfraModel } from '../model';
+import { HINT_DELAY, MLInfraModel, RETRY_INTERVAL } from '../model';
 import { IJob, IKernel } from '../tokens';
 import { FakeLive } from './fakeLive';
 import { FakeServer, json } from './fakeServer';
@@ -231,6 +231,23 @@ describe('MLInfraModel', () => {
     await reading;
     expect(model.jobs[0].state).toBe('succeeded');
   });
+
+  it('tries a failed reading again while changes are pushed', async () => {
+    server.routes.set('GET flavors', (_, res) =>
+      json(res, 504, { message: 'the local agent did not answer within 5 s', field: null })
+    );
+    live.push({ type: 'hello', user: 'ada', live: true });
+    model.visible = true;
+    await wait(300);
+    expect(model.error).toBe('the local agent did not answer within 5 s');
+    server.routes.set('GET flavors', (_, res) => json(res, 200, FLAVORS));
+    await wait(RETRY_INTERVAL * 1.5 + 500);
+    expect(model.error).toBeNull();
+    expect(model.loaded).toBe(true);
+    server.requests.length = 0;
+    await wait(RETRY_INTERVAL * 1.5);
+    expect(server.requests).toHaveLength(0); // read: nothing more is asked
+  }, 15000);
 
   it('reads kernels and flavors once for hints that come together', async () => {
     model.visible = true;
