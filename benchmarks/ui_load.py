@@ -12,11 +12,12 @@ sidebars make the requests or hold the event stream a real tab makes:
 - **poll**: what the sidebar did before: every 2 s after the last answer, flavors, jobs (the
   list and the timeline's), environments and kernels.
 
-For each, in the same run, on the same server: ``--idle`` seconds of nothing happening (server
-and agent CPU seconds per minute, requests per second to the agent), then a burst of
-``--changes`` job changes (submissions of jobs that wait behind one that holds the machine):
-the delay from each change (the job's ``created`` time, stamped by the agent) to its arrival in
-each tab, p50 and p99, and the same CPU and request figures over the burst. Prints the figures
+For each, in the same run, on the same server (polling first, before any stream is
+opened): ``--idle`` seconds of nothing happening (server and agent CPU seconds per minute,
+requests per second to the agent), then a burst of ``--changes`` job changes (submissions of
+jobs that wait behind one that holds the machine): the delay from each change (the job's
+``created`` time, stamped by the agent) to its arrival in each tab, p50 and p99, and the same
+CPU and request figures over the burst. Prints the figures
 and the poll / live ratios. Everything it starts it stops by pid.
 """
 
@@ -101,6 +102,10 @@ class Relay:
         await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
 
 
+class TabError(Exception):
+    """A tab's read failed; a real tab shows the error and tries again later."""
+
+
 @dataclass
 class Tabs:
     """What the simulated tabs did and saw."""
@@ -108,6 +113,8 @@ class Tabs:
     server: LabServer
     http: AsyncHTTPClient
     requests: int = 0
+    errors: int = 0
+    """Requests answered with an error (an agent too busy to answer in time: 504)."""
     arrivals: dict[str, list[float]] = field(default_factory=dict)
     """Job id → when each tab first saw it."""
     seen: list[set[str]] = field(default_factory=list)
@@ -115,9 +122,16 @@ class Tabs:
     async def get(self, path: str) -> Any:
         self.requests += 1
         response = await self.http.fetch(
-            HTTPRequest(self.server.url(f"{API}/{path}"), headers=self.server.auth_header),
-            raise_error=True,
+            HTTPRequest(
+                self.server.url(f"{API}/{path}"),
+                headers=self.server.auth_header,
+                request_timeout=120,
+            ),
+            raise_error=False,
         )
+        if response.code != 200:
+            self.errors += 1
+            raise TabError(f"GET {path}: HTTP {response.code}")
         return json.loads(response.body)
 
     def saw(self, tab: int, job_id: str) -> None:
@@ -143,7 +157,8 @@ class Tabs:
 async def polling_tab(tabs: Tabs, tab: int, stop: asyncio.Event) -> None:
     await asyncio.sleep(random.uniform(0, POLL_SECONDS))  # tabs opened at different times
     while not stop.is_set():
-        await tabs.full_read(tab)
+        with contextlib.suppress(TabError):
+            await tabs.full_read(tab)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), POLL_SECONDS)
 
@@ -164,17 +179,27 @@ async def live_tab(tabs: Tabs, tab: int, stop: asyncio.Event, ready: asyncio.Eve
             message = json.loads(text)
             kind = message["type"]
             if kind in ("hello", "live") and message["live"]:
-                await tabs.full_read(tab)  # the model reads everything once
+                while True:  # the model reads everything once (and again, until it can)
+                    try:
+                        await tabs.full_read(tab)
+                        break
+                    except TabError:
+                        await asyncio.sleep(2)
                 ready.set()
             elif kind == "job":
                 job = message["job"]
                 tabs.saw(tab, job["id"])
                 held = job["state"] in HOLDING
                 if holding.get(job["id"], False) != held and (reading is None or reading.done()):
-                    reading = asyncio.ensure_future(tabs.get("flavors"))
+                    reading = asyncio.ensure_future(quietly(tabs.get("flavors")))
                 holding[job["id"]] = held
     finally:
         ws.close()
+
+
+async def quietly(read: Awaitable[Any]) -> None:
+    with contextlib.suppress(TabError):
+        await read
 
 
 @dataclass
@@ -184,6 +209,7 @@ class Phase:
     agent_cpu: float
     agent_requests: int
     tab_requests: int
+    tab_errors: int
 
     def per_minute(self, value: float) -> float:
         return value * 60 / self.seconds
@@ -193,7 +219,7 @@ async def measured(
     lab_pid: int, agent_pid: int, relay: Relay, tabs: Tabs, work: Callable[[], Awaitable[None]]
 ) -> Phase:
     cpu = cpu_seconds(lab_pid), cpu_seconds(agent_pid)
-    counts = relay.requests, tabs.requests
+    counts = relay.requests, tabs.requests, tabs.errors
     start = time.monotonic()
     await work()
     return Phase(
@@ -202,6 +228,7 @@ async def measured(
         cpu_seconds(agent_pid) - cpu[1],
         relay.requests - counts[0],
         tabs.requests - counts[1],
+        tabs.errors - counts[2],
     )
 
 
@@ -233,7 +260,7 @@ async def run_mode(
         for _ in range(args.changes):
             job = await post(server, http, {"code": "pass", "flavor": "cpu"})
             created[job["id"]] = job["created"]
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while any(len(tabs.arrivals.get(i, [])) < args.tabs for i in created):
             assert time.monotonic() < deadline, "changes never reached every tab"
             await asyncio.sleep(0.05)
@@ -294,10 +321,12 @@ def report(results: dict[str, tuple[Phase, Phase, list[float]]], args: argparse.
         ("idle: agent CPU s/min", lambda i, b, d: i.per_minute(i.agent_cpu)),
         ("idle: requests/s to the agent", lambda i, b, d: i.agent_requests / i.seconds),
         ("idle: requests/s from the tabs", lambda i, b, d: i.tab_requests / i.seconds),
+        ("idle: failed tab requests", lambda i, b, d: float(i.tab_errors)),
         ("burst: seconds", lambda i, b, d: b.seconds),
         ("burst: server CPU s", lambda i, b, d: b.server_cpu),
         ("burst: agent CPU s", lambda i, b, d: b.agent_cpu),
         ("burst: requests to the agent", lambda i, b, d: float(b.agent_requests)),
+        ("burst: failed tab requests", lambda i, b, d: float(b.tab_errors)),
         ("burst: change→tab p50 ms", lambda i, b, d: statistics.median(d) * 1e3),
         ("burst: change→tab p99 ms", lambda i, b, d: percentile(d, 0.99) * 1e3),
     ):
@@ -343,9 +372,11 @@ def main() -> None:
         relay.start()
         try:
             with running_lab(root / "lab") as server:
+                # polling first: before any tab's stream, the server follows no agent and reads
+                # what jobs hold at every request, as it did before live updates
                 results = {
                     mode: asyncio.run(run_mode(mode, server, agent["pid"], relay, args))
-                    for mode in ("live", "poll")
+                    for mode in ("poll", "live")
                 }
         finally:
             relay.stop()
