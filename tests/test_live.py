@@ -102,6 +102,26 @@ async def test_a_cancel_is_pushed(jp_fetch: Any, jp_ws_fetch: Any) -> None:
         tab.ws.close()
 
 
+async def test_what_jobs_hold_is_current_while_changes_are_pushed(
+    jp_fetch: Any, jp_ws_fetch: Any
+) -> None:
+    """While the server follows the agent it reads holdings once per change, not per request:
+    each change must still show in the very next answer."""
+    tab = await live_tab(jp_ws_fetch, jp_fetch)
+    try:
+        assert (await call(jp_fetch, "capacity"))["allocations"] == 0
+        assert (await call(jp_fetch, "capacity"))["allocations"] == 0  # read once, kept
+        job = await call(jp_fetch, "jobs", "POST", {"code": "import time; time.sleep(120)"})
+        await tab.job(job["id"], {"running"})
+        assert (await call(jp_fetch, "capacity"))["allocations"] == 1
+        assert (await call(jp_fetch, "whoami"))["usage"]["running_jobs"] == 1
+        await call(jp_fetch, f"jobs/{job['id']}", "DELETE")
+        await tab.job(job["id"], {"cancelled"})
+        assert (await call(jp_fetch, "capacity"))["allocations"] == 0
+    finally:
+        tab.ws.close()
+
+
 def agent_client(home: AgentHome) -> AgentClient:
     return AgentClient(home.socket)
 
