@@ -36,6 +36,7 @@ from .kernels.interpreters import (
 from .kernels.provisioner import QuietRefusals
 from .kernels.service import KernelService
 from .kernels.specs import MLInfraKernelSpecManager
+from .live.feed import Feed
 from .live.tabs import Tabs
 from .live.usage import CachedUsage
 from .priorities import Priorities
@@ -45,7 +46,6 @@ from .routes import default_handlers
 if TYPE_CHECKING:
     from .backends.kubernetes.jobs import KubernetesJobs
     from .backends.kubernetes.kernels import KernelPods
-    from .live.feed import Feed
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 """jupyter_server's event of a kernel started, restarted or shut down: the tabs are told."""

@@ -18,7 +18,6 @@ HTTP client with timeouts and body limits, and stopping it is closing a socket.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import ssl
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 
 from ..backends.local.agent_client import AgentClient
 from ..identity import Identity
+from .feed import Feed
 from .tabs import Tabs
 from .usage import CachedUsage
 
@@ -41,7 +41,7 @@ log = logging.getLogger("jupyter_mlinfra")
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-class AgentFeed:
+class AgentFeed(Feed):
     def __init__(
         self, client: AgentClient, identity: Identity, tabs: Tabs, usage: CachedUsage
     ) -> None:
@@ -53,19 +53,10 @@ class AgentFeed:
         """Told of every change, and whether changes are followed."""
         self.connected = False
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._refused = ""
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         self.client.close()
 
     def wake(self) -> None:

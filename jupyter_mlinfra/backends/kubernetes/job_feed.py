@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import MLInfraError
 from ...jobs.spec import JobState
+from ...live.feed import Feed
 from ...live.tabs import Tabs
 from .rest import KubeError
 
@@ -31,26 +32,14 @@ RETRY_SECONDS = (1.0, 30.0)
 log = logging.getLogger("jupyter_mlinfra.kubernetes")
 
 
-class ClusterFeed:
+class ClusterFeed(Feed):
     def __init__(self, jobs: KubernetesJobs, tabs: Tabs) -> None:
         self.jobs = jobs
         self.tabs = tabs
         self._dirty = asyncio.Event()
         self._told: dict[str, dict[str, Any]] = {}
         """Each job as last viewed (without its queue position), by id."""
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self.jobs.watches.on_change = self._dirty.set
-            self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        jobs.watches.on_change = self._dirty.set
 
     async def _run(self) -> None:
         await self._first_start()
