@@ -23,6 +23,7 @@ from .agents import AgentHome
 from .conftest import ME
 from .jobs_client import TERMINAL, call
 from .test_handlers import DenyMLInfra
+from .waits import until
 
 Message = dict[str, Any]
 SLEEPER = "import time; time.sleep(0.5)"
@@ -254,6 +255,29 @@ async def test_the_tab_resyncs_after_the_agent_restarts(
         await tab.until(lambda m: m == {"type": "live", "live": True})
     finally:
         tab.ws.close()
+
+
+class TestIdleAgent:
+    @pytest.fixture
+    def mlinfra_config(self, mlinfra_config: dict[str, Any]) -> dict[str, Any]:
+        return {**mlinfra_config, "agent_idle_timeout": 3}
+
+    async def test_an_open_tab_lets_the_agent_exit_and_stays_live(
+        self, jp_fetch: Any, jp_ws_fetch: Any, agent_home: AgentHome
+    ) -> None:
+        tab = await live_tab(jp_ws_fetch, jp_fetch)
+        try:
+
+            async def gone() -> bool:  # asked of /proc: a request would be activity
+                return not agent_home.agent_pids()
+
+            await until(gone)
+            await call(jp_fetch, "jobs")  # starts one; the tab reads everything again
+            # and was never told to poll: the agent said it was idle, nothing could change
+            message = await tab.until(lambda m: m["type"] == "live")
+            assert message == {"type": "live", "live": True}
+        finally:
+            tab.ws.close()
 
 
 async def test_a_kernel_start_and_stop_tell_the_tab(jp_fetch: Any, jp_ws_fetch: Any) -> None:
