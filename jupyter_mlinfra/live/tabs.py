@@ -11,10 +11,13 @@ Messages (JSON, one per websocket frame):
   ``false`` a tab falls back to a slow poll.
 
 A tab sees a job only if its user may (``Identity.may_see``): their own, everybody's for admins.
+Whoever tells the tabs may do so from any thread (kernel provisioners run on jupyter_client's
+threads): messages are sent from the loop the tabs' websockets belong to.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +38,8 @@ class Tab:
 class Tabs:
     def __init__(self) -> None:
         self._tabs: set[Tab] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The server's, where the websockets are: known once a tab opens."""
         self.live = False
         """Whether changes reach this server now (its feed is connected)."""
 
@@ -42,6 +47,7 @@ class Tabs:
         return len(self._tabs)
 
     def open(self, identity: Identity, send: Send) -> Tab:
+        self._loop = asyncio.get_running_loop()
         tab = Tab(identity, send)
         self._tabs.add(tab)
         self._send(tab, json.dumps({"type": "hello", "user": identity.user, "live": self.live}))
@@ -59,7 +65,18 @@ class Tabs:
                 self._send(tab, text)
 
     def kernels(self) -> None:
-        self._broadcast({"type": "kernels"})
+        """The kernels changed (from any thread)."""
+        loop = self._loop
+        if loop is None:
+            return  # no tab has opened: nobody to tell
+        try:
+            here = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            here = False
+        if here:
+            self._broadcast({"type": "kernels"})
+        else:
+            loop.call_soon_threadsafe(self._broadcast, {"type": "kernels"})
 
     def capacity(self) -> None:
         self._broadcast({"type": "capacity"})
