@@ -36,6 +36,9 @@ from .kernels.interpreters import (
 from .kernels.provisioner import QuietRefusals
 from .kernels.service import KernelService
 from .kernels.specs import MLInfraKernelSpecManager
+from .live.feed import Feed
+from .live.tabs import Tabs
+from .live.usage import CachedUsage
 from .priorities import Priorities
 from .quotas import QUOTA_FIELDS, QuotaPolicy
 from .routes import default_handlers
@@ -43,6 +46,9 @@ from .routes import default_handlers
 if TYPE_CHECKING:
     from .backends.kubernetes.jobs import KubernetesJobs
     from .backends.kubernetes.kernels import KernelPods
+
+KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+"""jupyter_server's event of a kernel started, restarted or shut down: the tabs are told."""
 
 _QUOTA_HELP = ", ".join(QUOTA_FIELDS)
 
@@ -419,6 +425,7 @@ class MLInfraApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         self.agent = AgentLink(self)
+        self.usage = CachedUsage(self.agent.client.allocations)
         try:
             inventory = self.make_inventory()
         except InvalidInput as error:
@@ -434,8 +441,11 @@ class MLInfraApp(ExtensionApp):
         )
         self.jobs = self.make_jobs(inventory)
         self.kernel_pods = self.make_kernel_pods(inventory)
+        self.tabs = Tabs()
+        self.feed: Feed | None = None
         self.settings.update(
             {
+                "mlinfra.tabs": self.tabs,
                 "mlinfra.jobs": self.jobs,
                 "mlinfra.inventory": inventory,
                 "mlinfra.app": self,
@@ -446,6 +456,9 @@ class MLInfraApp(ExtensionApp):
         registry.register(self)
         if self.serverapp is not None:  # its kernel managers log there
             self.serverapp.log.addFilter(self.quiet_refusals)
+        events = self.serverapp.event_logger if self.serverapp is not None else None
+        if events is not None:
+            events.add_listener(schema_id=KERNEL_ACTIONS, listener=self._kernel_action)
         flavors = ", ".join(f.name for f in inventory.catalog.flavors)
         self.log.info(
             "jupyter_mlinfra %s: %s backend; flavors: %s", __version__, self.backend, flavors
@@ -476,6 +489,31 @@ class MLInfraApp(ExtensionApp):
             await self.jobs.announce()
         self.culler.start()
 
+    def follow_changes(self) -> None:
+        """Start this server's one subscription to where jobs change, once a tab wants them
+        (a server nobody looks at follows nothing)."""
+        if self.feed is None:
+            self.feed = self.make_feed()
+            self.feed.start()
+
+    async def _kernel_action(self, logger: Any, schema_id: str, data: Any) -> None:
+        self.tabs.kernels()
+
+    def make_feed(self) -> Feed:
+        """This server's one subscription to where jobs change, told to its tabs."""
+        if self.jobs is not None:
+            from .backends.kubernetes.job_feed import ClusterFeed
+
+            return ClusterFeed(self.jobs, self.tabs)
+        from .backends.local.agent_client import AgentClient
+        from .live.agent_feed import AgentFeed
+
+        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        client = AgentClient(self.agent_socket, self.agent_url, token)
+        feed = AgentFeed(client, self.identity(), self.tabs, self.usage)
+        self.agent.on_ready = feed.wake
+        return feed
+
     async def _ask_hub_about_owner(self) -> None:
         """Under JupyterHub, learn the owner's hub groups and admin status with the server's
         own token (it needs read:users:groups!user and read:users:name!user for them)."""
@@ -491,6 +529,11 @@ class MLInfraApp(ExtensionApp):
         """Stop culling, shut down the kernels holding leases while the agent can still be
         told (jupyter_server stops extensions before it shuts down kernels), then let go."""
         await self.culler.stop()
+        events = self.serverapp.event_logger if self.serverapp is not None else None
+        if events is not None:
+            events.remove_listener(listener=self._kernel_action)
+        if self.feed is not None:
+            await self.feed.stop()
         await self.kernels.shutdown_all()
         await self.kernels.leave_pods()
         if self.jobs is not None:
@@ -516,10 +559,11 @@ class MLInfraApp(ExtensionApp):
         from .backends.local.machine import detect_machine
 
         link = getattr(self, "agent", None)
+        usage = getattr(self, "usage", None)
         machine = detect_machine(inventory=self.local_accelerators)
         return LocalBackend(
             machine=machine,
-            usage=link.client.allocations if link else None,
+            usage=usage.allocations if usage else None,
             isolation=link.isolation if link else None,
         )
 

@@ -8,10 +8,12 @@ from typing import Any
 from .handlers import catalog_handlers, unknown_path_handlers
 from .jobs.handlers import job_handlers
 from .kernels.handlers import kernel_handlers
+from .live.handlers import live_handlers
 
 default_handlers: list[tuple[str, Any]] = [
     *catalog_handlers,
     *job_handlers,
     *kernel_handlers,
+    *live_handlers,
     *unknown_path_handlers,  # last: what no route above matches
 ]

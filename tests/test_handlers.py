@@ -10,14 +10,20 @@ import jsonschema
 import pytest
 from jupyter_server.auth import Authorizer
 from tornado.httpclient import HTTPClientError
+from tornado.websocket import WebSocketHandler
 
 from jupyter_mlinfra.handlers import UnknownPathHandler, openapi_document
 from jupyter_mlinfra.routes import default_handlers
 
 from .conftest import ME
 
-API_ROUTES = [(p, h) for p, h in default_handlers if h is not UnknownPathHandler]
-"""The routes the OpenAPI document describes: all but the JSON 404 of any other path."""
+API_ROUTES = [
+    (p, h)
+    for p, h in default_handlers
+    if h is not UnknownPathHandler and not issubclass(h, WebSocketHandler)
+]
+"""The routes the OpenAPI document describes as paths: all but the JSON 404 of any other path
+and the websockets (``x-websockets``)."""
 
 
 async def get(jp_fetch: Any, path: str, **kwargs: Any) -> Any:
@@ -148,6 +154,15 @@ async def test_openapi_document_is_valid_and_matches_the_routes(jp_fetch: Any) -
             if getattr(handler, method).__module__.startswith("jupyter_mlinfra.")
         }
         assert set(document["paths"][path]) - {"parameters"} == implemented, path
+
+
+def test_openapi_document_describes_the_websockets() -> None:
+    document = openapi_document()
+    prefix = document["servers"][0]["url"]
+    sockets = {p for p, h in default_handlers if issubclass(h, WebSocketHandler)}
+    assert {prefix + path for path in document["x-websockets"]} == sockets
+    live = document["x-websockets"]["/live"]["messages"]
+    assert set(live) == {"hello", "job", "kernels", "capacity", "live"}
 
 
 SAMPLE_IDS = {

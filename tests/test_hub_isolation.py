@@ -15,6 +15,7 @@ is tried and fails.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import pwd
@@ -23,9 +24,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import cloudpickle
 import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
 from jupyter_mlinfra.client import ClientError, Connection, JobsClient
 
@@ -355,3 +359,68 @@ def test_issue_11s_pull_attack_fails(hub: Hub, clients: dict[str, JobsClient]) -
     assert pulled == {"result": "42, pulled back"}
     assert ended["state"] == "failed"
     assert f"PermissionError: [Errno 13] Permission denied: '{folder}/pull.pkl'" in ended["message"]
+
+
+async def _changes_of(hub: Hub, token: str, out: list[dict[str, Any]]) -> None:
+    """Follow the shared agent's changes with ``token`` (as a user's server does), into ``out``."""
+    url = urlsplit(hub.agent_url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        path = f"{url.path}mlinfra/agent/v1/changes"
+        head = f"Host: {url.netloc}\r\nAuthorization: token {token}\r\n"
+        writer.write(f"GET {path} HTTP/1.0\r\n{head}\r\n".encode())
+        assert (await reader.readline()).split()[1] == b"200"
+        while (await reader.readline()).strip():
+            pass
+        while line := await reader.readline():
+            out.append(json.loads(line))
+    finally:
+        writer.close()
+
+
+def test_live_updates_carry_each_user_only_their_own_jobs(
+    hub: Hub, clients: dict[str, JobsClient]
+) -> None:
+    """Alice's tab, through the hub's proxy to her server, and her token at the shared agent:
+    her jobs' changes arrive, Bob's never."""
+
+    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+        request = HTTPRequest(
+            f"{hub.url}user/{ALICE}/mlinfra/api/v1/live".replace("http", "ws", 1),
+            headers={"Authorization": f"token {hub.token_for(ALICE)}"},
+        )
+        tab = await websocket_connect(request)
+        pushed: list[dict[str, Any]] = []
+        at_agent: list[dict[str, Any]] = []
+        following = asyncio.ensure_future(_changes_of(hub, hub.token_for(ALICE), at_agent))
+        loop = asyncio.get_running_loop()
+        try:
+            while True:  # until her server follows the agent
+                message = json.loads(await asyncio.wait_for(tab.read_message(), 120) or "{}")
+                if message.get("live"):
+                    break
+            theirs = await loop.run_in_executor(None, clients[BOB].submit, {"code": "1"})
+            mine = await loop.run_in_executor(None, clients[ALICE].submit, {"code": "1"})
+            while not any(
+                m["type"] == "job"
+                and m["job"]["id"] == mine["id"]
+                and m["job"]["state"] in ("succeeded", "failed")
+                for m in pushed
+            ):
+                pushed.append(json.loads(await asyncio.wait_for(tab.read_message(), 120) or "{}"))
+            finished = await loop.run_in_executor(
+                None, lambda: wait_state(clients[BOB], theirs["id"], "succeeded", timeout=120)
+            )
+            assert finished["state"] == "succeeded"
+            return pushed, at_agent, {"mine": mine["id"], "theirs": theirs["id"]}
+        finally:
+            tab.close()
+            following.cancel()
+
+    pushed, at_agent, ids = asyncio.run(run())
+    jobs = [m["job"] for m in pushed if m["type"] == "job"]
+    assert ids["mine"] in {j["id"] for j in jobs}
+    assert {j["owner"] for j in jobs} == {ALICE}
+    followed = [m["job"] for m in at_agent if m["type"] == "job"]
+    assert ids["mine"] in {j["id"] for j in followed}
+    assert {j["owner"] for j in followed} == {ALICE}

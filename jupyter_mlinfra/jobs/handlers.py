@@ -13,6 +13,7 @@ import math
 import os
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -58,6 +59,8 @@ class AgentLink:
         self._failures = 0
         self._failed: tuple[float, str] | None = None
         """(monotonic time of the next start, why the last one failed) while backing off."""
+        self.on_ready: Callable[[], None] = lambda: None
+        """Called once an agent answers, found or started (the live feed connects then)."""
 
     @property
     def ready(self) -> bool:
@@ -75,6 +78,7 @@ class AgentLink:
                     f"{response.body.decode(errors='replace')[:200] if response.body else ''}"
                 )
             self._configured_pid = json.loads(response.body)["pid"]
+            self.on_ready()
             return
         lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
         async with lock:
@@ -87,6 +91,7 @@ class AgentLink:
                         f"the local agent refused this server's settings: {response.body!r}"
                     )
                 self._configured_pid = status["pid"]
+                self.on_ready()
 
     async def isolation(self, identity: Identity) -> dict[str, Any] | None:
         """What ``identity``'s ranks run as (``whoami``): a shared agent says, for each caller;

@@ -17,7 +17,7 @@ import json
 import sqlite3
 import statistics
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +105,8 @@ class JobStore:
         self._migrate(migrations)
         self._active: dict[str, Job] = {}
         self._groups: dict[str, tuple[str, ...]] = {}
+        self._job_watchers: list[Callable[[Job], None]] = []
+        self._lease_watchers: list[Callable[[], None]] = []
         for job in self._load_active():
             self._remember(job, self.owner_groups(job.id))
 
@@ -164,6 +166,21 @@ class JobStore:
         with self._lock:
             self._db.close()
 
+    def watch(self, job: Callable[[Job], None], leases: Callable[[], None]) -> None:
+        """Be told after each commit that changes a job (with the job, without its payload)
+        or the leases: the agent pushes changes to its followers from here, so that no way of
+        changing a job can forget to."""
+        self._job_watchers.append(job)
+        self._lease_watchers.append(leases)
+
+    def _job_changed(self, job: Job) -> None:
+        for watcher in self._job_watchers:
+            watcher(job)
+
+    def _leases_changed(self) -> None:
+        for watcher in self._lease_watchers:
+            watcher()
+
     # -- jobs ------------------------------------------------------------------------------
 
     def by_key(self, owner: str, idempotency_key: str) -> Job | None:
@@ -214,6 +231,7 @@ class JobStore:
             db.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", values)
             self._insert_event(db, Event(job.id, job.created, Condition.QUEUED, job.reason))
             self._remember(job, tuple(owner_groups))
+        self._job_changed(without_payload(job))
         return without_payload(job), True
 
     def _remember(self, job: Job, groups: tuple[str, ...] | None = None) -> None:
@@ -290,6 +308,7 @@ class JobStore:
             if job.id not in self._groups and not job.state.finished:  # e.g. retried
                 self._groups[job.id] = self.owner_groups(job.id)
             self._remember(job)
+        self._job_changed(without_payload(job))
 
     def set_priority(self, job: Job, event: Event) -> None:
         """Write a job's new priority class (its spec) and value, with the event."""
@@ -303,6 +322,7 @@ class JobStore:
         with self._lock:
             if job.id in self._active:
                 self._remember(job)
+        self._job_changed(without_payload(job))
 
     def list(
         self,
@@ -433,6 +453,7 @@ class JobStore:
                     lease.start_time,
                 ),
             )  # fmt: skip
+        self._leases_changed()
 
     def lease(self, kernel_id: str) -> Lease | None:
         with self._lock:
@@ -458,6 +479,7 @@ class JobStore:
             )
             if cursor.rowcount != 1:
                 raise NotFound(f"no lease for kernel {kernel_id!r}", "kernel_id")
+        self._leases_changed()
         lease = self.lease(kernel_id)
         assert lease is not None
         return lease
@@ -465,8 +487,10 @@ class JobStore:
     def release_lease(self, kernel_id: str) -> bool:
         """Forget the lease; whether there was one."""
         with self._transaction() as db:
-            cursor = db.execute("DELETE FROM leases WHERE kernel_id = ?", (kernel_id,))
-            return cursor.rowcount == 1
+            released = db.execute("DELETE FROM leases WHERE kernel_id = ?", (kernel_id,))
+        if released.rowcount == 1:
+            self._leases_changed()
+        return released.rowcount == 1
 
     # -- statistics ------------------------------------------------------------------------
 

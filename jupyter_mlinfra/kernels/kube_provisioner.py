@@ -211,10 +211,14 @@ class KubernetesProvisioner(KernelProvisionerBase):
             cwd=self.cwd,
         )
 
+        app, _ = _pods()
+        app.tabs.kernels()  # a start under way: the sidebars list it
+
         def progress(startup: Startup) -> None:
             self.log.info(
                 "mlinfra kernel %s: %s %s", record.kernel_id, startup.phase, startup.reason
             )
+            app.tabs.kernels()
 
         pod = await kernel_pods.wait_started(record, progress)
         self.ip = pod["status"]["podIP"]

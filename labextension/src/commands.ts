@@ -17,7 +17,7 @@ import { INotebookTracker } from '@jupyterlab/notebook';
 import { listFlavors, listJobs, listKernels, startKernel, switchKernelFlavor } from './api';
 import { showFlavorsDialog } from './flavors';
 import { mlinfraIcon } from './icon';
-import { JobLogView } from './logViewer';
+import { IJobUpdates, JobLogView } from './logViewer';
 import { jobChoiceLabel } from './jobText';
 import { errorMessage, MLInfraModel } from './model';
 import { SectionLayout } from './sectionLayout';
@@ -101,8 +101,11 @@ async function chooseJob(
 }
 
 /** The main-area document of a job's log viewer. */
-export function createLogViewer(jobId: string): MainAreaWidget<JobLogView> {
-  const content = new JobLogView(jobId);
+export function createLogViewer(
+  jobId: string,
+  updates?: IJobUpdates
+): MainAreaWidget<JobLogView> {
+  const content = new JobLogView(jobId, undefined, undefined, updates);
   const widget = new MainAreaWidget({ content });
   widget.id = `jp-mlinfra-log-${jobId}`;
   widget.title.icon = mlinfraIcon;
@@ -278,7 +281,7 @@ export function addCommands(app: JupyterFrontEnd, context: ICommandContext): voi
         app.shell.activateById(open.id);
         return;
       }
-      const widget = createLogViewer(jobId);
+      const widget = createLogViewer(jobId, model);
       void logs.add(widget);
       app.shell.add(widget, 'main');
       app.shell.activateById(widget.id);

@@ -5,6 +5,7 @@
 import { ServerConnection } from '@jupyterlab/services';
 import { Message } from '@lumino/messaging';
 import { Poll } from '@lumino/polling';
+import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { getJob, jobLogUrl, MLInfraError, readJobLog } from './api';
@@ -16,8 +17,15 @@ import { IJob } from './tokens';
 /** How long to wait before following again after the stream broke (ms). */
 export const RECONNECT_DELAY = 3000;
 
-/** How often the state line is refreshed while the log is followed (ms). */
+/** How often the state line is read while the log is followed and nothing is pushed (ms). */
 export const STATE_INTERVAL = 2000;
+
+/** Where pushed job changes come from (the sidebar's model). */
+export interface IJobUpdates {
+  readonly jobChanged: ISignal<unknown, IJob>;
+  /** Whether changes are pushed now; when not, the viewer reads its job itself. */
+  readonly live: boolean;
+}
 
 /**
  * How much of a log the viewer keeps (characters): a job printing for days must not grow the
@@ -34,7 +42,8 @@ export class JobLogView extends Widget {
   constructor(
     jobId: string,
     settings?: ServerConnection.ISettings,
-    maxChars: number = MAX_LOG_CHARS
+    maxChars: number = MAX_LOG_CHARS,
+    updates?: IJobUpdates
   ) {
     super();
     this.jobId = jobId;
@@ -79,7 +88,9 @@ export class JobLogView extends Widget {
       this._paused.hidden = this._stick || this._ended;
     });
     this.node.append(bar, this._trimmed, this._log);
-    // the stream carries only text: the job's state (queued → running) is asked for beside it
+    // the log carries only text: the job's state (queued → running) comes pushed beside it,
+    // or, while nothing is pushed, is asked for
+    updates?.jobChanged.connect(this._onJobChanged, this);
     this._poll = new Poll({
       factory: async () => {
         const job = await getJob(this.jobId, this._settings);
@@ -90,8 +101,14 @@ export class JobLogView extends Widget {
       frequency: { interval: STATE_INTERVAL, backoff: true, max: 30000 },
       linger: 0,
       name: `jupyter-mlinfra:log-state:${jobId}`,
-      standby: 'when-hidden'
+      standby: () => (updates?.live ? true : 'when-hidden')
     });
+  }
+
+  private _onJobChanged(_: unknown, job: IJob): void {
+    if (job.id === this.jobId && !this._ended) {
+      this._show(job);
+    }
   }
 
   /** The job this viewer follows. */
@@ -127,6 +144,7 @@ export class JobLogView extends Widget {
   dispose(): void {
     this._abort?.abort();
     this._poll.dispose();
+    Signal.clearData(this);
     window.clearTimeout(this._retry);
     super.dispose();
   }

@@ -1,5 +1,7 @@
 /**
- * The state behind the sidebar panel: flavors, kernels and jobs, kept fresh by a poll.
+ * The state behind the sidebar panel: flavors, kernels and jobs, kept fresh by what the server
+ * pushes (`liveStream.ts`), read in full only when the stream (re)connects; a slow poll only
+ * while no changes are pushed.
  *
  * Only this module talks to `api.ts` on the panel's behalf; widgets read the model and listen
  * to its signals.
@@ -20,11 +22,22 @@ import {
   retryJob,
   whoami
 } from './api';
+import { holdsResources, mergeJob } from './jobMerge';
 import { activeKernels } from './kernelStarts';
+import { ILiveSource, LiveMessage, LiveStream } from './liveStream';
 import { IEnvironmentList, IFlavorList, IJob, IKernel, IWhoAmI, JobState } from './tokens';
 
-/** How often the model refreshes while the panel is visible (ms). */
-export const REFRESH_INTERVAL = 2000;
+/** How often the model reads everything while the panel is visible and nothing is pushed (ms). */
+export const FALLBACK_INTERVAL = 15000;
+
+/** How soon a reading that failed while changes are pushed is tried again (ms; then backs off). */
+export const RETRY_INTERVAL = 2000;
+
+/** How long pushed hints (kernels, capacity) are gathered before they are read (ms). */
+export const HINT_DELAY = 50;
+
+/** How often kernels are read while one of them starts (its phase moves on the server) (ms). */
+export const KERNEL_START_INTERVAL = 2000;
 
 /** The longest wait between tries while the server keeps failing (ms). */
 export const MAX_BACKOFF = 30000;
@@ -43,18 +56,42 @@ export function errorMessage(error: unknown): string {
   return String(error);
 }
 
-/** Flavors, kernels and jobs of the current user, refreshed every 2 s while someone looks. */
+/** Flavors, kernels and jobs of the current user, as the server pushes their changes. */
 export class MLInfraModel implements IDisposable {
-  /** `settings`: the server to ask (this page's by default). */
-  constructor(settings?: ServerConnection.ISettings) {
+  /**
+   * `settings`: the server to ask (this page's by default); `live`: where changes come from
+   * (the server's websocket by default); `fallback`: the slow poll's interval (ms).
+   */
+  constructor(
+    settings?: ServerConnection.ISettings,
+    live?: ILiveSource,
+    fallback: number = FALLBACK_INTERVAL
+  ) {
     this._settings = settings ?? ServerConnection.makeSettings();
+    this._fallback = fallback;
+    // reads everything: every `fallback` ms while nothing is pushed, and, while changes are
+    // pushed, only to retry a reading that failed
     this._poll = new Poll({
       factory: () => this._fetch(true),
-      frequency: { interval: REFRESH_INTERVAL, backoff: true, max: MAX_BACKOFF },
+      frequency: { interval: fallback, backoff: true, max: MAX_BACKOFF },
       linger: 0, // a tab sent to the background stops asking at once
       name: 'jupyter-mlinfra:model',
-      standby: () => (this._visible ? 'when-hidden' : true)
+      standby: () => (!this._visible || (this._live && !this._stale) ? true : 'when-hidden')
     });
+    this._source = live ?? new LiveStream(this._settings);
+    this._source.received.connect(this._onPushed, this);
+    this._source.dropped.connect(this._onDropped, this);
+    this._source.start();
+  }
+
+  /** Emitted with a job whenever the server pushes a change of it. */
+  get jobChanged(): ISignal<this, IJob> {
+    return this._jobChanged;
+  }
+
+  /** Whether changes are pushed now: when not, views that show a job read it themselves. */
+  get live(): boolean {
+    return this._live;
   }
 
   /** Emitted whenever flavors, jobs, the filter or the error change. */
@@ -138,7 +175,7 @@ export class MLInfraModel implements IDisposable {
     void this.refresh().catch(() => undefined);
   }
 
-  /** Whether the panel is on screen: the poll stands by while it is not. */
+  /** Whether the panel is on screen: nothing is read while it is not. */
   get visible(): boolean {
     return this._visible;
   }
@@ -147,8 +184,8 @@ export class MLInfraModel implements IDisposable {
       return;
     }
     this._visible = value;
-    if (value) {
-      void this._poll.refresh();
+    if (value && (this._stale || !this._loaded)) {
+      void this._fetch(true).catch(() => undefined);
     }
   }
 
@@ -161,18 +198,19 @@ export class MLInfraModel implements IDisposable {
     return this._fetch(false);
   }
 
-  /** Cancel a job, then refresh. Rejects with the server's error. */
+  /** Cancel a job, shown at once. Rejects with the server's error. */
   async cancel(id: string): Promise<IJob> {
     const job = await cancelJob(id, this._settings);
-    this._replace(job);
-    void this._poll.refresh();
+    this._apply(job);
+    this._unlessLive();
     return job;
   }
 
-  /** Queue a finished job again, then refresh. Rejects with the server's error. */
+  /** Queue a finished job again, shown at once. Rejects with the server's error. */
   async retry(id: string): Promise<IJob> {
     const job = await retryJob(id, this._settings);
-    void this._poll.refresh();
+    this._apply(job);
+    this._unlessLive();
     return job;
   }
 
@@ -182,14 +220,127 @@ export class MLInfraModel implements IDisposable {
     }
     this._isDisposed = true;
     this._poll.dispose();
+    this._source.dispose();
+    window.clearTimeout(this._hintTimer);
     Signal.clearData(this);
+  }
+
+  /** What the server pushed. */
+  private _onPushed(_: ILiveSource, message: LiveMessage): void {
+    switch (message.type) {
+      case 'hello':
+      case 'live':
+        this._setLive(message.live);
+        break;
+      case 'job':
+        if (this._fetching > 0 || !this._loaded) {
+          this._held.push(message.job); // applied after the reading under way, in order
+        } else {
+          this._apply(message.job);
+        }
+        break;
+      case 'kernels':
+        this._hint('kernels');
+        this._hint('flavors');
+        break;
+      case 'capacity':
+        this._hint('flavors');
+        break;
+    }
+  }
+
+  private _onDropped(): void {
+    this._setLive(false); // the slow poll takes over until the stream is back
+  }
+
+  /** Changes are pushed again (read everything once: some may have been missed), or not. */
+  private _setLive(live: boolean): void {
+    this._live = live;
+    const interval = live ? RETRY_INTERVAL : this._fallback;
+    if (this._poll.frequency.interval !== interval) {
+      this._poll.frequency = { interval, backoff: true, max: MAX_BACKOFF };
+    }
+    if (!live) {
+      return;
+    }
+    if (this._visible) {
+      void this._fetch(false).catch(() => undefined);
+    } else {
+      this._stale = true;
+    }
+  }
+
+  /** Without live updates, an action's effects are read at once. */
+  private _unlessLive(): void {
+    if (!this._live) {
+      void this._fetch(false).catch(() => undefined);
+    }
+  }
+
+  /** Read `part` again soon (hints that come together are read once). */
+  private _hint(part: 'flavors' | 'kernels', delay: number = HINT_DELAY): void {
+    this._hinted.add(part);
+    if (this._hintTimer === 0) {
+      this._hintTimer = window.setTimeout(() => void this._readHinted(), delay);
+    }
+  }
+
+  private async _readHinted(): Promise<void> {
+    this._hintTimer = 0;
+    const parts = this._hinted;
+    this._hinted = new Set();
+    const user = this._user;
+    if (!this._visible || !this._loaded || user === null) {
+      this._stale = true; // read in full when the panel shows
+      return;
+    }
+    const settings = this._settings;
+    try {
+      const [flavors, kernels] = await Promise.all([
+        parts.has('flavors') ? listFlavors(settings) : null,
+        parts.has('kernels') ? listKernels(settings) : null
+      ]);
+      if (flavors !== null) {
+        this._flavors = flavors;
+      }
+      if (kernels !== null) {
+        this._kernels = activeKernels(kernels.kernels, user.user);
+      }
+      this._last = '';
+      this._changed.emit();
+    } catch {
+      this._stale = true; // the next hint, or showing the panel, reads it again
+    }
+    this._followStarts();
+  }
+
+  /** While a kernel starts, its phase moves on the server with nothing pushed: read it. */
+  private _followStarts(): void {
+    if (this._kernels.some(k => k.state === 'starting')) {
+      this._hint('kernels', KERNEL_START_INTERVAL);
+    }
   }
 
   /** Fetch flavors and jobs; `notify`: emit `failed` when a new error starts. */
   private async _fetch(notify: boolean): Promise<void> {
+    this._fetching++;
+    try {
+      await this._read(notify);
+    } finally {
+      this._fetching--;
+      if (this._fetching === 0) {
+        const held = this._held;
+        this._held = [];
+        held.forEach(job => this._apply(job));
+      }
+    }
+  }
+
+  private async _read(notify: boolean): Promise<void> {
     const filter = this._stateFilter;
     const allUsers = this._allUsers;
     const settings = this._settings;
+    this._stale = false;
     try {
       const user = this._user ?? (await whoami(settings));
       // an admin sees everybody's jobs unless they ask for their own
@@ -220,6 +371,7 @@ export class MLInfraModel implements IDisposable {
         this._loaded = true;
         this._changed.emit();
       }
+      this._followStarts();
     } catch (error) {
       const message = errorMessage(error);
       if (message !== this._error) {
@@ -229,25 +381,43 @@ export class MLInfraModel implements IDisposable {
           this._failed.emit(message);
         }
       }
+      this._stale = true;
       throw error; // the poll backs off
     }
   }
 
-  /** Show an action's answer at once, before the next refresh. */
-  private _replace(job: IJob): void {
-    const index = this._jobs.findIndex(j => j.id === job.id);
-    if (index < 0) {
-      return;
+  /** Show a job as it is now (pushed, or an action's answer) in the lists it belongs to. */
+  private _apply(job: IJob): void {
+    const user = this._user;
+    if (user === null || !this._loaded) {
+      return; // the first reading shows it
     }
-    const jobs = [...this._jobs];
-    jobs[index] = job;
-    this._jobs = jobs;
+    const owner = user.admin && !this._allUsers ? user.user : null;
+    const mine = owner === null || job.owner === owner;
+    const filter = this._stateFilter;
+    const before = [...this._timelineJobs, ...this._jobs].find(j => j.id === job.id);
+    const listed = mine && (filter.length === 0 || filter.includes(job.state));
+    this._jobs = mergeJob(this._jobs, job, listed, JOB_LIMIT);
+    this._timelineJobs = mergeJob(this._timelineJobs, job, mine, TIMELINE_JOB_LIMIT);
     this._last = '';
+    if (holdsResources(before?.state) !== holdsResources(job.state)) {
+      this._hint('flavors');
+    }
     this._changed.emit();
+    this._jobChanged.emit(job);
   }
 
   private _settings: ServerConnection.ISettings;
   private _poll: Poll;
+  private _fallback: number;
+  private _source: ILiveSource;
+  private _live = false;
+  private _stale = false;
+  private _fetching = 0;
+  private _held: IJob[] = [];
+  private _hinted = new Set<'flavors' | 'kernels'>();
+  private _hintTimer = 0;
+  private _jobChanged = new Signal<this, IJob>(this);
   private _user: IWhoAmI | null = null;
   private _allUsers = false;
   private _visible = false;

@@ -125,6 +125,11 @@ class JobWatches:
         self._started = asyncio.Lock()
         self.reader: Rest | None = None
         """A client for reads outside the watches (quotas), once discovery ran."""
+        self.on_change: Callable[[], None] = lambda: None
+        """Called after any watched object changed (the live feed diffs the jobs then)."""
+
+    def _reflector(self, rest: Rest, path: str, label_selector: str = "") -> Reflector:
+        return Reflector(rest, path, label_selector, on_change=lambda: self.on_change())
 
     # --- connection and watches ----------------------------------------------------------
 
@@ -136,21 +141,25 @@ class JobWatches:
             rest, queueing = await self.discover()
             ns = self.namespace
             managed = f"{manifests.LABEL_MANAGED_BY}={manifests.MANAGED_BY}"
-            self.records = Reflector(
+            self.records = self._reflector(
                 rest,
                 path_of("v1", "configmaps", ns),
                 f"{managed},{manifests.LABEL_COMPONENT}={RECORD_COMPONENT}",
             )
             job_selector = f"{managed},{manifests.LABEL_COMPONENT}=job"
-            self.workloads["Job"] = Reflector(rest, path_of("batch/v1", "jobs", ns), job_selector)
+            self.workloads["Job"] = self._reflector(
+                rest, path_of("batch/v1", "jobs", ns), job_selector
+            )
             if self.jobset:
-                self.workloads["JobSet"] = Reflector(
+                self.workloads["JobSet"] = self._reflector(
                     rest, path_of("jobset.x-k8s.io/v1alpha2", "jobsets", ns), job_selector
                 )
-            self.pods = Reflector(rest, path_of("v1", "pods", ns), job_selector)
-            self.pod_events = Reflector(rest, path_of("v1", "events", ns))
+            self.pods = self._reflector(rest, path_of("v1", "pods", ns), job_selector)
+            self.pod_events = self._reflector(rest, path_of("v1", "events", ns))
             if queueing.kueue_api:  # served: its Workloads say why jobs wait
-                self.kueue_workloads = Reflector(rest, path_of(queueing.kueue_api, "workloads", ns))
+                self.kueue_workloads = self._reflector(
+                    rest, path_of(queueing.kueue_api, "workloads", ns)
+                )
             for reflector in self._reflectors():
                 reflector.start()
             try:
@@ -201,6 +210,7 @@ class JobWatches:
         self.rest = None
         self.workloads = {}
         self.records = self.pods = self.pod_events = self.kueue_workloads = None
+        self.on_change()
 
     # --- reading the cache -----------------------------------------------------------------
 

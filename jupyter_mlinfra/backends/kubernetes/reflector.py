@@ -48,6 +48,7 @@ class Reflector:
         field_selector: str = "",
         transform: Transform | None = None,
         key: Callable[[dict[str, Any]], str] = _name,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.rest = rest
         self.path = path
@@ -55,6 +56,8 @@ class Reflector:
         self.field_selector = field_selector
         self._transform = transform
         self._key = key
+        self._on_change = on_change
+        """Called after every change of ``objects`` (a listing or a watch event)."""
         self.objects: dict[str, dict[str, Any]] = {}
         """By name (by ``key``: ``namespaced_name`` for a watch across namespaces)."""
         self.synced = asyncio.Event()
@@ -91,6 +94,7 @@ class Reflector:
                 await asyncio.wait_for(self._changed.wait(), timeout)
 
     async def _notify(self) -> None:
+        self._on_change()
         async with self._changed:
             self._changed.notify_all()
 

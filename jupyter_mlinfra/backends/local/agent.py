@@ -32,6 +32,7 @@ from ...jobs.spec import Condition, Event, Job, JobState, PendingReason
 from ...jobs.store import JobStore
 from . import strays
 from .accounts import RankAccounts, keep_private
+from .changes import Changes
 from .endings import Ending, end_of_attempt
 from .leases import Leases
 from .runner import RankStartError, Runner, read_output, ready_at, result_of
@@ -78,6 +79,10 @@ class Agent:
             log.warning("%s", self.accounts.warning)
         self.service = JobService(self.store, policy, self)
         self.leases = Leases(self)
+        self.changes = Changes()
+        self.store.watch(self._job_changed, self.changes.capacity)
+        self.exit_reason = "stopped"
+        """Why ``done`` was set: ``idle`` when it exits by itself, else ``stopped``."""
         self._wake = asyncio.Event()
         self._stopping: dict[tuple[str, int], Ending] = {}
         """Jobs being stopped, with how they will end."""
@@ -280,6 +285,7 @@ class Agent:
                 log.exception("scheduling pass failed")
             if self._idle():
                 log.info("idle for %.0f s with no jobs or leases: exiting", self.idle_timeout)
+                self.exit_reason = "idle"
                 self.done.set()
                 return
             await asyncio.sleep(min(time.monotonic() - started, MAX_REST_SECONDS))
@@ -305,6 +311,7 @@ class Agent:
         waiting = [j for j in active if j.state == JobState.QUEUED]
         backing_off = [j for j in waiting if j.not_before and j.not_before > now]
         queued = [j for j in waiting if j not in backing_off]
+        before = self.pending
         if not waiting:
             self.pending = {}
             return
@@ -339,11 +346,24 @@ class Agent:
                 eta=job.not_before,
                 eta_basis="backoff before the next attempt",
             )
+        self._moved_in_queue(before, waiting)
         # every admission is recorded before the first start awaits, so a lease asked for
         # meanwhile sees these devices as held
         admitted = [self._admit(by_id[job_id], devices, now) for job_id, devices in plan.admit]
         for job in admitted:
             await self._start_job(job)
+
+    def _job_changed(self, job: Job) -> None:
+        """The store recorded a change of ``job``: push it as the REST API shows it."""
+        self.changes.job(self.queued_view(job).to_json())
+
+    def _moved_in_queue(self, before: Mapping[str, Pending], waiting: list[Job]) -> None:
+        """Push the queued jobs whose place, reason or ETA this pass changed (a submission or
+        an end moves those behind it, with nothing recorded in the store). An ETA that only
+        follows the clock (what it waits for is overdue) is not news every pass."""
+        for job in waiting:
+            if _moved(before.get(job.id), self.pending.get(job.id)):
+                self._job_changed(job)
 
     def durations(self, now: float) -> Mapping[str, float]:
         """Median run times per flavor over the last week, refreshed once a minute."""
@@ -504,6 +524,20 @@ class Agent:
         result = result_of(self.job_dir(job.id, job.attempt), rank) or {}
         traceback = str(result.get("traceback", ""))
         return f"rank {rank}:\n{traceback}" if traceback else ""
+
+
+ETA_NEWS_SECONDS = 30.0
+"""How far a queued job's ETA moves before its followers are told."""
+
+
+def _moved(before: Pending | None, after: Pending | None) -> bool:
+    if before is None or after is None:
+        return before is not after
+    if replace(before, eta=None) != replace(after, eta=None):
+        return True
+    if before.eta is None or after.eta is None:
+        return before.eta is not after.eta
+    return abs(before.eta - after.eta) > ETA_NEWS_SECONDS
 
 
 def _devices(job: Job) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 
 from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.netutil import Resolver
-from tornado.simple_httpclient import SimpleAsyncHTTPClient
+from tornado.simple_httpclient import HTTPTimeoutError, SimpleAsyncHTTPClient
 
 from ...capacity import Allocation
 from ...client import IDENTITY_HEADER
@@ -47,6 +47,16 @@ START_TIMEOUT_SECONDS = 30.0
 
 class AgentUnavailable(MLInfraError):
     status = 503
+
+
+class AgentBusy(MLInfraError):
+    """A request timed out, maybe after the agent acted on it: never sent again."""
+
+    status = 504
+
+
+MAX_CONNECTIONS = 64
+"""Requests in flight to the agent at once; more wait their turn (within their timeout)."""
 
 
 def agent_status(socket_path: str, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -186,10 +196,21 @@ class AgentClient:
     def _http(self) -> SimpleAsyncHTTPClient:
         """A tornado client of the current loop."""
         if self.shared:
-            return SimpleAsyncHTTPClient(force_instance=True)
+            return SimpleAsyncHTTPClient(force_instance=True, max_clients=MAX_CONNECTIONS)
         return SimpleAsyncHTTPClient(
-            force_instance=True, resolver=_UnixResolver(socket_path=self.socket_path)
+            force_instance=True,
+            max_clients=MAX_CONNECTIONS,
+            resolver=_UnixResolver(socket_path=self.socket_path),
         )
+
+    def credentials(self, identity: Identity | None) -> dict[str, str]:
+        """The headers that say who calls: the hub token to a shared agent, else the
+        identity this server vouches for."""
+        if self.shared:
+            return {"Authorization": f"token {self.token}"}
+        if identity is not None:
+            return {IDENTITY_HEADER: json.dumps(identity.to_json())}
+        return {}
 
     async def fetch(
         self,
@@ -202,11 +223,7 @@ class AgentClient:
         streaming_callback: Callable[[bytes], None] | None = None,
         timeout: float = 60.0,
     ) -> HTTPResponse:
-        headers = {"Content-Type": "application/json"}
-        if self.shared:
-            headers["Authorization"] = f"token {self.token}"
-        elif identity is not None:
-            headers[IDENTITY_HEADER] = json.dumps(identity.to_json())
+        headers = {"Content-Type": "application/json", **self.credentials(identity)}
         request = HTTPRequest(
             f"{self.base}{path}",
             method=method,
@@ -223,6 +240,9 @@ class AgentClient:
         except OSError as error:
             message = f"cannot reach the local agent at {self.where}: {error}"
             raise AgentUnavailable(message) from None
+        except HTTPTimeoutError as error:  # in the queue, or sent: the agent may have acted
+            message = f"the local agent did not answer within {timeout:g} s ({error.message})"
+            raise AgentBusy(message) from None
 
     async def _fetch_elsewhere(self, request: HTTPRequest) -> HTTPResponse:
         """``request`` sent from the client's own loop thread (started on first use)."""

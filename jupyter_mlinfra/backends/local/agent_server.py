@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tornado import httpserver, netutil, web
+from tornado import httpserver, iostream, netutil, web
 
 from ... import __version__
 from ...capacity import Allocation
@@ -34,6 +34,7 @@ from ...json_errors import JSONErrors
 from .accounts import RankAccounts
 from .agent import Agent
 from .callers import Callers, HeaderCallers, HubCallers
+from .changes import Follower
 from .leases import KERNEL_ID
 from .local_jobs import LocalJobs, queued_by_owner
 
@@ -137,6 +138,33 @@ class StatusHandler(AgentHandler):
                 "running": sum(j.state.holds_resources for j in active),
             }
         )
+
+
+class ChangesHandler(AgentHandler):
+    """The caller's changes, pushed as they happen, one JSON document a line, for as long as
+    it stays connected (``changes.py``). Following is not activity: an agent whose only
+    callers follow it still exits once idle, saying ``bye``."""
+
+    follower: Follower | None = None
+
+    async def get(self) -> None:
+        self.follower = self.agent.changes.follow(self.identity)
+        self.set_header("Content-Type", "application/x-ndjson")
+        message: dict[str, Any] | None = {"type": "hello", "pid": os.getpid()}
+        try:
+            while message is not None:
+                self.write(json.dumps(message) + "\n")
+                await self.flush()
+                message = await self.follower.next()
+        except iostream.StreamClosedError:
+            return
+        finally:
+            self.agent.changes.leave(self.follower)
+        self.finish()
+
+    def on_connection_close(self) -> None:
+        if self.follower is not None:
+            self.follower.end()
 
 
 class IsolationHandler(AgentHandler):
@@ -246,6 +274,7 @@ def make_app(agent: Agent, callers: Callers, prefix: str = "") -> web.Applicatio
         (rf"{CONTROL}/status", StatusHandler),
         (rf"{CONTROL}/policy", PolicyHandler),
         (rf"{CONTROL}/isolation", IsolationHandler),
+        (rf"{CONTROL}/changes", ChangesHandler),
         (rf"{CONTROL}/allocations", AllocationsHandler),
         (rf"{CONTROL}/leases", LeasesHandler),
         (rf"{CONTROL}/leases/{KERNEL_ID}", LeaseHandler),
@@ -353,6 +382,7 @@ async def _run(
     try:
         await agent.done.wait()
     finally:
+        await agent.changes.close(agent.exit_reason)
         server.stop()
         stopped()
         await agent.close()

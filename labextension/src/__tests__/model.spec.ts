@@ -1,7 +1,8 @@
 import { ServerConnection } from '@jupyterlab/services';
 
-import { MLInfraModel, REFRESH_INTERVAL } from '../model';
+import { HINT_DELAY, MLInfraModel, RETRY_INTERVAL } from '../model';
 import { IJob, IKernel } from '../tokens';
+import { FakeLive } from './fakeLive';
 import { FakeServer, json } from './fakeServer';
 import { FLAVORS, makeJob, makeKernel, makeUser } from './jobs';
 
@@ -12,6 +13,9 @@ describe('MLInfraModel', () => {
   let kernels: IKernel[];
   let admin: boolean;
   let model: MLInfraModel;
+  let live: FakeLive;
+  const FALLBACK = 400;
+  const wait = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
   beforeAll(async () => {
     settings = await server.start();
@@ -37,7 +41,8 @@ describe('MLInfraModel', () => {
       );
       json(res, 200, { jobs: shown, next: null });
     });
-    model = new MLInfraModel(settings);
+    live = new FakeLive();
+    model = new MLInfraModel(settings, live, FALLBACK);
   });
   afterEach(() => model.dispose());
 
@@ -134,25 +139,129 @@ describe('MLInfraModel', () => {
     expect(model.error).toBeNull();
   });
 
-  it('polls only while the panel is visible and the browser tab is in front', async () => {
-    const wait = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
-    await wait(REFRESH_INTERVAL + 500);
+  it('polls slowly, only while nothing is pushed, the panel is visible and the tab in front', async () => {
+    expect(live.started).toBe(true);
+    await wait(FALLBACK * 2);
     expect(server.requests).toHaveLength(0); // the panel is hidden
 
     const visibility = jest.spyOn(document, 'visibilityState', 'get');
     visibility.mockReturnValue('hidden');
     document.dispatchEvent(new Event('visibilitychange'));
-    model.visible = true;
-    await wait(REFRESH_INTERVAL + 500);
+    model.visible = true; // the first showing reads everything once
+    await wait(FALLBACK * 2);
+    server.requests.length = 0;
+    await wait(FALLBACK * 2);
     expect(server.requests).toHaveLength(0); // the tab is in the background
 
     visibility.mockReturnValue('visible');
     document.dispatchEvent(new Event('visibilitychange'));
-    await wait(REFRESH_INTERVAL + 500);
-    expect(server.calls('flavors').length).toBeGreaterThan(0);
+    await wait(FALLBACK * 2 + 500);
+    expect(server.calls('flavors').length).toBeGreaterThan(0); // no stream: the fallback
+
+    live.push({ type: 'hello', user: 'ada', live: true });
+    await wait(200);
+    server.requests.length = 0;
+    await wait(FALLBACK * 3);
+    expect(server.requests).toHaveLength(0); // pushed: nothing is asked
+
+    live.drop();
+    await wait(FALLBACK * 2 + 500);
+    expect(server.calls('jobs').length).toBeGreaterThan(0); // dropped: the fallback again
     visibility.mockRestore();
     document.dispatchEvent(new Event('visibilitychange'));
   }, 15000);
+
+  it('reads everything again when changes are pushed again (a resync)', async () => {
+    model.visible = true;
+    live.push({ type: 'hello', user: 'ada', live: false });
+    await model.refresh();
+    server.requests.length = 0;
+    jobs = [makeJob({ state: 'running', started: 1010 })];
+    live.push({ type: 'live', live: true });
+    await wait(200);
+    expect(server.calls('jobs').length).toBeGreaterThan(0);
+    expect(model.jobs[0].state).toBe('running');
+  });
+
+  it('shows a pushed job without asking the server', async () => {
+    model.visible = true;
+    await model.refresh();
+    live.push({ type: 'hello', user: 'ada', live: true });
+    await wait(200);
+    server.requests.length = 0;
+    let changes = 0;
+    const pushed: string[] = [];
+    model.changed.connect(() => changes++);
+    model.jobChanged.connect((_, job) => pushed.push(`${job.id} ${job.state}`));
+
+    live.push({ type: 'job', job: makeJob({ state: 'queued', position: 1 }) });
+    const newer = makeJob({ id: 'ba9876543210', created: 2000, state: 'queued' });
+    live.push({ type: 'job', job: newer });
+    expect(model.jobs.map(j => j.id)).toEqual(['ba9876543210', '0123456789ab']);
+    expect(model.jobs[1].position).toBe(1);
+    expect(model.timelineJobs.map(j => j.id)).toEqual(['ba9876543210', '0123456789ab']);
+    expect(changes).toBe(2);
+    expect(pushed).toEqual(['0123456789ab queued', 'ba9876543210 queued']);
+    expect(server.requests).toHaveLength(0);
+
+    // a job that starts to hold resources moves flavors' availability: read once, soon
+    live.push({ type: 'job', job: { ...newer, state: 'admitted' } });
+    await wait(HINT_DELAY + 200);
+    expect(server.calls('flavors')).toHaveLength(1);
+    expect(server.calls('jobs')).toHaveLength(0);
+  });
+
+  it('leaves out pushed jobs the filter or the owner leaves out', async () => {
+    admin = true;
+    await model.refresh();
+    model.stateFilter = ['failed'];
+    await model.refresh();
+    live.push({ type: 'job', job: makeJob({ id: 'ba9876543210', state: 'running' }) });
+    expect(model.jobs).toHaveLength(0);
+    live.push({ type: 'job', job: makeJob({ id: 'ba9876543210', state: 'failed' }) });
+    expect(model.jobs.map(j => j.id)).toEqual(['ba9876543210']);
+    live.push({ type: 'job', job: makeJob({ id: 'cba987654321', owner: 'bob', state: 'failed' }) });
+    expect(model.jobs.map(j => j.id)).toEqual(['ba9876543210']); // an admin's own, by default
+  });
+
+  it('holds what is pushed while it reads, then applies it in order', async () => {
+    const reading = model.refresh();
+    live.push({ type: 'job', job: makeJob({ state: 'running', started: 1010 }) });
+    live.push({ type: 'job', job: makeJob({ state: 'succeeded', finished: 1020 }) });
+    await reading;
+    expect(model.jobs[0].state).toBe('succeeded');
+  });
+
+  it('tries a failed reading again while changes are pushed', async () => {
+    server.routes.set('GET flavors', (_, res) =>
+      json(res, 504, { message: 'the local agent did not answer within 5 s', field: null })
+    );
+    live.push({ type: 'hello', user: 'ada', live: true });
+    model.visible = true;
+    await wait(300);
+    expect(model.error).toBe('the local agent did not answer within 5 s');
+    server.routes.set('GET flavors', (_, res) => json(res, 200, FLAVORS));
+    await wait(RETRY_INTERVAL * 1.5 + 500);
+    expect(model.error).toBeNull();
+    expect(model.loaded).toBe(true);
+    server.requests.length = 0;
+    await wait(RETRY_INTERVAL * 1.5);
+    expect(server.requests).toHaveLength(0); // read: nothing more is asked
+  }, 15000);
+
+  it('reads kernels and flavors once for hints that come together', async () => {
+    model.visible = true;
+    live.push({ type: 'hello', user: 'ada', live: true });
+    await model.refresh();
+    server.requests.length = 0;
+    live.push({ type: 'kernels' });
+    live.push({ type: 'capacity' });
+    live.push({ type: 'kernels' });
+    await wait(HINT_DELAY + 200);
+    expect(server.calls('kernels')).toHaveLength(1);
+    expect(server.calls('flavors')).toHaveLength(1);
+    expect(server.calls('jobs')).toHaveLength(0);
+  });
 
   it('shows a cancelled job at once, from the answer of the cancel', async () => {
     await model.refresh();

@@ -1,0 +1,90 @@
+"""What changes in the agent, pushed to whoever follows it (``GET /mlinfra/agent/v1/changes``).
+
+A follower is a Jupyter server (one subscription for all of its browser tabs) or any client of
+the agent's API. It gets one JSON document a line: ``hello`` first, then ``job`` (a job as the
+REST API shows it, after every change the agent records or a new place in the queue) and
+``capacity`` (kernels' leases changed), and ``bye`` with the reason (``idle``, ``stopped``)
+when the agent exits. Each follower sees what its caller may see through the REST API: their
+own jobs, everybody's for admins. Nothing is kept for a follower that is not connected: one
+that (re)connects reads the current state through the REST API once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from ...identity import Identity
+
+BACKLOG = 10_000
+"""Messages a follower may fall behind by before it is dropped (it reconnects and resyncs)."""
+
+
+class Follower:
+    """One open subscription: what it may see, and what waits to be sent to it."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(BACKLOG)
+        self.ended = False
+
+    def offer(self, message: dict[str, Any]) -> None:
+        if self.ended:
+            return
+        try:
+            self._queue.put_nowait(message)
+        except asyncio.QueueFull:  # too slow to follow: end it, it resyncs when back
+            self.end()
+
+    def end(self) -> None:
+        """No more messages: the next ``next`` after those queued answers None."""
+        if not self.ended:
+            self.ended = True
+            if self._queue.full():  # make room for the end: it resyncs anyway
+                self._queue.get_nowait()
+            self._queue.put_nowait(None)
+
+    async def next(self) -> dict[str, Any] | None:
+        return await self._queue.get()
+
+
+class Changes:
+    """The agent's followers, and the one place that tells them what changed."""
+
+    def __init__(self) -> None:
+        self._followers: set[Follower] = set()
+        self._gone = asyncio.Event()
+        self._gone.set()
+
+    def follow(self, identity: Identity) -> Follower:
+        follower = Follower(identity)
+        self._followers.add(follower)
+        self._gone.clear()
+        return follower
+
+    def leave(self, follower: Follower) -> None:
+        follower.end()
+        self._followers.discard(follower)
+        if not self._followers:
+            self._gone.set()
+
+    def job(self, job: dict[str, Any]) -> None:
+        """``job`` (as the REST API shows it) changed: tell those who may see it."""
+        message = {"type": "job", "job": job}
+        for follower in list(self._followers):
+            if follower.identity.may_see(str(job["owner"])):
+                follower.offer(message)
+
+    def capacity(self) -> None:
+        """What kernels hold changed: flavors' availability may have too (no names said)."""
+        for follower in list(self._followers):
+            follower.offer({"type": "capacity"})
+
+    async def close(self, reason: str, timeout: float = 1.0) -> None:
+        """Say goodbye to every follower and wait (a moment at most) until they are gone."""
+        for follower in list(self._followers):
+            follower.offer({"type": "bye", "reason": reason})
+            follower.end()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._gone.wait(), timeout)
