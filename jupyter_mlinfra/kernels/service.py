@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..backends.kubernetes.kernel_pod import (
@@ -20,44 +20,20 @@ from ..backends.kubernetes.kernel_pod import (
     LABEL_KERNEL_ID,
 )
 from ..capacity import Capacity, Lease
-from ..errors import Conflict, InvalidInput, MLInfraError, NotFound, shown
+from ..errors import Conflict, MLInfraError, NotFound
 from ..identity import Identity
+from ..models.kernels import KernelStart, KernelSwitch
+from ..models.validation import validated
 from .deaths import Deaths
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
 from .specs import spec_name
-from .working_dir import MAX_PATH, confined_path
+from .working_dir import confined_path
 
 if TYPE_CHECKING:
     from ..app import MLInfraApp
 
-START_FIELDS = ("environment", "flavor", "path")
 ENDED_KEPT = 100
 """How many ended (culled) kernels ``GET /kernels`` keeps showing."""
-
-
-def parse_start(body: Any) -> dict[str, str]:
-    """``{environment, flavor, path}`` of a start request, each a string (may be absent)."""
-    return parse_fields(body, START_FIELDS)
-
-
-def parse_fields(body: Any, fields: tuple[str, ...]) -> dict[str, str]:
-    """The string ``fields`` of a JSON body; any other field is a 400 naming it."""
-    if not isinstance(body, Mapping):
-        raise InvalidInput("the request body must be a JSON object", None)
-    for key in body:
-        if key not in fields:
-            raise InvalidInput(
-                f"unknown field {shown(key)}; known fields: {', '.join(fields)}", key[:64]
-            )
-    parsed = {}
-    for key in fields:
-        value = body.get(key, "")
-        if not isinstance(value, str):
-            raise InvalidInput(f"{key} must be a string, got {type(value).__name__}", key)
-        if len(value) > MAX_PATH:
-            raise InvalidInput(f"{key} must be at most {MAX_PATH} characters", key)
-        parsed[key] = value
-    return parsed
 
 
 def _waiting(reason: str, since: float | None, ready: bool) -> str:
@@ -157,14 +133,14 @@ class KernelService:
         return models
 
     async def start(self, identity: Identity, body: Any) -> dict[str, Any]:
-        request = parse_start(body)
-        path = confined_path(self.kernel_manager.root_dir, request["path"])
+        request = validated(KernelStart, body)
+        path = confined_path(self.kernel_manager.root_dir, request.get("path", ""))
         catalog = self.app.inventory.catalog
         mine = catalog.for_identity(identity)
         environment = catalog.environment(
-            request["environment"] or mine.default_environment, identity
+            request.get("environment") or mine.default_environment, identity
         )
-        flavor = catalog.flavor(request["flavor"] or mine.default_flavor, identity)
+        flavor = catalog.flavor(request.get("flavor") or mine.default_flavor, identity)
         transport = await self.app.kernel_transport(environment)
         if not transport.available:  # jupyter_client would refuse it, saying less
             raise Conflict(f"environment {environment.name!r}: {transport.summary}", "environment")
@@ -185,7 +161,7 @@ class KernelService:
         """Restart the kernel on another flavor ("Switch flavor"): same kernel id, so the
         notebook stays attached. Refused up front when the flavor has no room now, so a full
         flavor never costs the user their running kernel. A kernel in a pod gets a new pod."""
-        request = parse_fields(body, ("flavor",))
+        request = validated(KernelSwitch, body)
         pod = self._pod_kernel(identity, kernel_id)
         if pod is not None:
             manager, current = self.kernel_manager.get_kernel(kernel_id), pod["flavor"]

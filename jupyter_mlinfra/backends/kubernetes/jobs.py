@@ -28,6 +28,7 @@ from ...identity import Identity, resolve_identity
 from ...jobs.queries import cursor, listing_owner, next_cursor
 from ...jobs.spec import Condition, Event, Job, JobState, check_pull
 from ...jobs.submission import entitled, new_job, priority_change
+from ...models import jobs as wire
 from . import kueue
 from .attachments import attachments
 from .backend import KubernetesBackend
@@ -136,7 +137,7 @@ class KubernetesJobs(LoggingConfigurable):
         if queueing is not None and queueing.refused:
             raise ClusterUnavailable(queueing.reason, "kueue")
 
-    async def submit(self, identity: Identity, body: Any) -> tuple[dict[str, Any], bool]:
+    async def submit(self, identity: Identity, body: Any) -> tuple[wire.Job, bool]:
         rest = await self.start()
         policy = self.app.inventory
         job = new_job(
@@ -264,7 +265,7 @@ class KubernetesJobs(LoggingConfigurable):
         if not self.watches.queued_by_kueue:
             await rest.patch(self._workload_path(created), {"spec": {"suspend": False}})
 
-    async def get(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def get(self, identity: Identity, job_id: str) -> wire.Job:
         job = await self._get(identity, job_id)
         return (await self.queues.with_positions([job]))[0].to_json()
 
@@ -281,7 +282,7 @@ class KubernetesJobs(LoggingConfigurable):
         queue: str = "",
         limit: int = 100,
         before: str = "",
-    ) -> dict[str, Any]:
+    ) -> wire.JobList:
         await self.start()
         owner = listing_owner(identity, owner, states, limit)
         jobs = [
@@ -299,7 +300,7 @@ class KubernetesJobs(LoggingConfigurable):
         page = await self.queues.with_positions(jobs[:limit])
         return {"jobs": [j.to_json() for j in page], "next": next_cursor(jobs, limit)}
 
-    async def queue(self, identity: Identity) -> dict[str, Any]:
+    async def queue(self, identity: Identity) -> wire.Queue:
         await self.start()
         everyone = self.watches.everyone()
         queued = await self.queues.with_positions(
@@ -309,7 +310,7 @@ class KubernetesJobs(LoggingConfigurable):
         visible = [j for j in queued if identity.may_see(j.owner)]
         return {"jobs": [j.to_json() for j in visible], "pending": len(queued)}
 
-    async def events(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def events(self, identity: Identity, job_id: str) -> wire.EventList:
         job = await self._get(identity, job_id)
         found = [Event(job.id, job.created, Condition.QUEUED, "Submitted", f"by {job.owner}")]
         _, obj = self.watches.attempt_objects(job.id)
@@ -336,7 +337,7 @@ class KubernetesJobs(LoggingConfigurable):
         found.sort(key=lambda e: e.time)
         return {"events": [e.to_json() for e in found]}
 
-    async def result(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def result(self, identity: Identity, job_id: str) -> wire.JobResult:
         job = await self._get(identity, job_id)
         check_pull(job, identity.user)
         rest = self._rest()
@@ -345,7 +346,7 @@ class KubernetesJobs(LoggingConfigurable):
         data = (secret or {}).get("data") or {}
         return {"variables": data.get("pull.pkl", "")}
 
-    async def cancel(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def cancel(self, identity: Identity, job_id: str) -> wire.Job:
         job = await self._get(identity, job_id)
         if job.state.finished:
             raise Conflict(f"job {job_id} already {job.state.value}", "id")
@@ -361,7 +362,7 @@ class KubernetesJobs(LoggingConfigurable):
         await self.watches.settle(job.id, lambda j: j.state == JobState.CANCELLED)
         return (await self._get(identity, job_id)).to_json()
 
-    async def retry(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def retry(self, identity: Identity, job_id: str) -> wire.Job:
         job = await self._get(identity, job_id)
         if not job.state.finished:
             raise Conflict(f"job {job_id} is still {job.state.value}; cancel it first", "id")
@@ -377,7 +378,7 @@ class KubernetesJobs(LoggingConfigurable):
         await self.watches.settle(job.id, lambda j: j.attempt == again.attempt)
         return (await self._get(identity, job_id)).to_json()
 
-    async def reprioritise(self, identity: Identity, job_id: str, body: Any) -> dict[str, Any]:
+    async def reprioritise(self, identity: Identity, job_id: str, body: Any) -> wire.Job:
         """Admins move an unfinished job to another priority class: its record says so, and
         under Kueue its workload's ``kueue.x-k8s.io/priority-class`` label, which Kueue reads."""
         priority = priority_change(identity, body)
@@ -406,7 +407,7 @@ class KubernetesJobs(LoggingConfigurable):
         await self.watches.settle(job_id, lambda j: j.spec.priority == priority)
         return await self.get(identity, job_id)
 
-    async def usage(self, identity: Identity) -> dict[str, Any]:
+    async def usage(self, identity: Identity) -> wire.UsageReport:
         """Admins: usage against quotas of everybody with jobs here or a quota of their own."""
         if not identity.admin:
             raise NotAllowed("only admins see everybody's usage", None)
