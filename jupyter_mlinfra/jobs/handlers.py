@@ -25,7 +25,7 @@ from ..handlers import API, MLInfraHandler
 from ..identity import Identity
 from ..json_body import check_size
 from .policy import settings_document
-from .serving import JobsAPI, answer
+from .serving import Call, JobsAPI, JobsRequest, routes
 
 POLICY = "/mlinfra/agent/v1/policy"
 
@@ -128,7 +128,9 @@ class AgentLink:
         self._configured_pid = None
 
 
-class JobProxyHandler(MLInfraHandler):
+class JobProxyHandler(MLInfraHandler, JobsRequest):
+    """The jobs routes on the Jupyter server (``serving.routes``)."""
+
     @property
     def link(self) -> AgentLink:
         link: AgentLink = self.settings["mlinfra.agent"]
@@ -139,13 +141,13 @@ class JobProxyHandler(MLInfraHandler):
         path = self.request.path[self.request.path.index(API) :]
         return f"{path}?{self.request.query}" if self.request.query else path
 
-    async def forward(self, job_id: str = "") -> None:
+    async def serve(self, call: Call, **path: str) -> None:
         """Relay the request; (re)start the agent first when none is known or it went away.
         When this server holds a jobs service itself (Kubernetes), it answers instead."""
         check_size(self.request.body or b"", self.max_request_bytes())  # before any agent starts
         jobs: JobsAPI | None = self.settings.get("mlinfra.jobs")
         if jobs is not None:
-            await answer(self, jobs, self.identity, job_id)
+            await call(self, jobs, self.identity, path)
             return
         if not self.link.ready:
             await self.link.ensure()
@@ -196,77 +198,6 @@ class JobProxyHandler(MLInfraHandler):
         self.finish(set_content_type=content_type)  # APIHandler.finish would say JSON
 
 
-class JobsHandler(JobProxyHandler):
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        await self.forward()
-
-    @web.authenticated
-    @authorized
-    async def post(self) -> None:
-        await self.forward()
-
-
-class JobHandler(JobProxyHandler):
-    @web.authenticated
-    @authorized
-    async def get(self, job_id: str) -> None:
-        await self.forward(job_id)
-
-    @web.authenticated
-    @authorized
-    async def delete(self, job_id: str) -> None:
-        await self.forward(job_id)
-
-    @web.authenticated
-    @authorized
-    async def patch(self, job_id: str) -> None:
-        """Change the job's priority class (admins only)."""
-        await self.forward(job_id)
-
-
-class JobRetryHandler(JobProxyHandler):
-    @web.authenticated
-    @authorized
-    async def post(self, job_id: str) -> None:
-        await self.forward(job_id)
-
-
-class JobReadHandler(JobProxyHandler):
-    """Logs, events and results of one job: read-only views."""
-
-    @web.authenticated
-    @authorized
-    async def get(self, job_id: str) -> None:
-        await self.forward(job_id)
-
-
-class QueueHandler(JobProxyHandler):
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        await self.forward()
-
-
-class UsageHandler(JobProxyHandler):
-    """Admins: usage against quotas of every user and group, as the agent accounts it."""
-
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        await self.forward()
-
-
-JOB_ID = r"(?P<job_id>[0-9a-f]{12})"
-
-job_handlers = [
-    (rf"{API}/jobs", JobsHandler),
-    (rf"{API}/jobs/{JOB_ID}", JobHandler),
-    (rf"{API}/jobs/{JOB_ID}/retry", JobRetryHandler),
-    (rf"{API}/jobs/{JOB_ID}/logs", JobReadHandler),
-    (rf"{API}/jobs/{JOB_ID}/events", JobReadHandler),
-    (rf"{API}/jobs/{JOB_ID}/result", JobReadHandler),
-    (rf"{API}/queue", QueueHandler),
-    (rf"{API}/usage", UsageHandler),
-]
+job_handlers = list(
+    routes(JobProxyHandler, decorate=lambda method: web.authenticated(authorized(method)))
+)

@@ -28,7 +28,8 @@ from ...capacity import Allocation
 from ...errors import NotAllowed, NotAuthenticated, NotFound, shown
 from ...identity import Identity
 from ...jobs.policy import Policy
-from ...jobs.serving import answer
+from ...jobs.serving import Call, JobsRequest
+from ...jobs.serving import routes as job_routes
 from ...jobs.spec import JobState, RequestLimits
 from ...json_errors import JSONErrors
 from .accounts import RankAccounts
@@ -39,7 +40,6 @@ from .local_jobs import LocalJobs, queued_by_owner
 
 log = logging.getLogger("jupyter_mlinfra.agent")
 
-API = "/mlinfra/api/v1"
 CONTROL = "/mlinfra/agent/v1"
 
 
@@ -76,54 +76,11 @@ class AgentHandler(JSONErrors):
         self.finish(json.dumps(body))
 
 
-class JobsAPIHandler(AgentHandler):
+class JobsHandler(AgentHandler, JobsRequest):
     """The jobs routes, answered as the Jupyter server answers them (``jobs/serving.py``)."""
 
-    async def answer(self, job_id: str = "") -> None:
-        await answer(self, LocalJobs(self.agent), self.identity, job_id)
-
-
-class JobsHandler(JobsAPIHandler):
-    async def get(self) -> None:
-        await self.answer()
-
-    async def post(self) -> None:
-        await self.answer()
-
-
-class JobHandler(JobsAPIHandler):
-    async def get(self, job_id: str) -> None:
-        await self.answer(job_id)
-
-    async def delete(self, job_id: str) -> None:
-        await self.answer(job_id)
-
-    async def patch(self, job_id: str) -> None:
-        await self.answer(job_id)
-
-
-class RetryHandler(JobsAPIHandler):
-    async def post(self, job_id: str) -> None:
-        await self.answer(job_id)
-
-
-class UsageHandler(JobsAPIHandler):
-    """Admins: every user's and group's usage against their quotas."""
-
-    async def get(self) -> None:
-        await self.answer()
-
-
-class JobReadHandler(JobsAPIHandler):
-    """Logs, events and results of one job."""
-
-    async def get(self, job_id: str) -> None:
-        await self.answer(job_id)
-
-
-class QueueHandler(JobsAPIHandler):
-    async def get(self) -> None:
-        await self.answer()
+    async def serve(self, call: Call, **path: str) -> None:
+        await call(self, LocalJobs(self.agent), self.identity, path)
 
 
 class StatusHandler(AgentHandler):
@@ -228,21 +185,11 @@ class UnknownPathHandler(AgentHandler):
     get = post = put = patch = delete = unknown
 
 
-ID = r"(?P<job_id>[0-9a-f]{12})"
-
-
 def make_app(agent: Agent, callers: Callers, prefix: str = "") -> web.Application:
     """The agent's routes, under ``prefix`` (a hub service's ``/services/<name>``, so that it
     answers the same paths directly and through the hub's proxy)."""
     routes: list[tuple[str, type[AgentHandler]]] = [
-        (rf"{API}/jobs", JobsHandler),
-        (rf"{API}/jobs/{ID}", JobHandler),
-        (rf"{API}/jobs/{ID}/retry", RetryHandler),
-        (rf"{API}/jobs/{ID}/logs", JobReadHandler),
-        (rf"{API}/jobs/{ID}/events", JobReadHandler),
-        (rf"{API}/jobs/{ID}/result", JobReadHandler),
-        (rf"{API}/queue", QueueHandler),
-        (rf"{API}/usage", UsageHandler),
+        *job_routes(JobsHandler),
         (rf"{CONTROL}/status", StatusHandler),
         (rf"{CONTROL}/policy", PolicyHandler),
         (rf"{CONTROL}/isolation", IsolationHandler),
