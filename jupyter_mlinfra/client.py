@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from .transport import open_connection, stream_lines
+from .transport import IDENTITY_HEADER, open_connection, stream_lines
 
 if TYPE_CHECKING:
     from .models import catalog as api_catalog
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 ENV_URL = "JUPYTER_MLINFRA_URL"
 ENV_TOKEN = "JUPYTER_MLINFRA_TOKEN"
 API_PATH = "mlinfra/api/v1"
-IDENTITY_HEADER = "X-MLInfra-Identity"
 
 
 class ClientError(Exception):

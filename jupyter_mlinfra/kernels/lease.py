@@ -18,10 +18,10 @@ from typing import Any
 from tornado.httpclient import HTTPResponse
 
 from ..backends.local.agent_client import AgentUnavailable
+from ..backends.local.link import AgentLink, AgentNoAnswer
 from ..capacity import Lease
 from ..errors import CannotFit, Conflict, InvalidInput, MLInfraError, NotAllowed, NotFound
 from ..identity import Identity
-from ..jobs.handlers import AgentLink, AgentNoAnswer
 
 # ``Lease`` lives in ``capacity`` (the agent's store reads and writes it too); it is named here
 # as well because ``acquire`` returns it

@@ -35,10 +35,9 @@ from tornado.netutil import Resolver
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from ...capacity import Allocation
-from ...client import IDENTITY_HEADER
 from ...errors import MLInfraError
 from ...identity import Identity
-from ...transport import UnixHTTPConnection
+from ...transport import IDENTITY_HEADER, UnixHTTPConnection
 from .runner import process_start_time
 
 STATUS = "/mlinfra/agent/v1/status"

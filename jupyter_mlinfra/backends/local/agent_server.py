@@ -23,7 +23,6 @@ from typing import Any
 
 from tornado import httpserver, netutil, web
 
-from ... import __version__
 from ...capacity import Allocation
 from ...errors import NotAllowed, NotAuthenticated, NotFound, shown
 from ...identity import Identity
@@ -32,6 +31,7 @@ from ...jobs.serving import Call, JobsRequest
 from ...jobs.serving import routes as job_routes
 from ...jobs.spec import JobState, RequestLimits
 from ...json_errors import JSONErrors
+from ...version import __version__
 from .accounts import RankAccounts
 from .agent import Agent
 from .callers import Callers, HeaderCallers, HubCallers

@@ -18,19 +18,19 @@ import logging
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ...capacity import Lease
 from ...errors import CannotFit, Conflict, InvalidInput, NotFound
 from ...identity import Identity
 from ...jobs import queue
 from ...jobs.pending import Pending
+from ...jobs.policy import Policy
 from ...jobs.spec import Job, JobSpec, PendingReason, Resources
+from ...jobs.store import JobStore
 from .runner import is_alive, process_start_time
-
-if TYPE_CHECKING:
-    from .agent import Agent
 
 log = logging.getLogger("jupyter_mlinfra.agent")
 
@@ -81,13 +81,30 @@ def refusal_message(flavor: str, pending: Pending, waiting_jobs: int, now: float
     return message
 
 
+class LeaseHost(Protocol):
+    """What leases need of the agent that holds them (``Agent``): its store and policy, what
+    runs, and a nudge to schedule again when a lease goes."""
+
+    @property
+    def store(self) -> JobStore: ...
+
+    @property
+    def policy(self) -> Policy: ...
+
+    def durations(self, now: float) -> Mapping[str, float]: ...
+
+    def busy_cpus(self) -> set[int]: ...
+
+    def wake(self) -> None: ...
+
+
 class Leases:
     """The agent's leases: admission, binding to a process, release, and the checks on its tick.
 
     Every method runs on the agent's event loop without awaiting, so an admission and a
     scheduling pass never interleave (see ``Agent._schedule``)."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: LeaseHost) -> None:
         self.agent = agent
         self._gone: dict[str, float] = {}
         """Kernel id -> when its bound process was first seen missing."""
