@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .catalog import Flavor
 from .quantities import format_cpu, format_memory
+
+if TYPE_CHECKING:
+    from .models import catalog as wire
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ class Availability:
     def kernels_available(self) -> bool:
         return (self.free_nodes if self.free_kernels is None else self.free_kernels) > 0
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> wire.Availability:
         return {
             "available": self.available,
             "kernels_available": self.kernels_available,

@@ -12,11 +12,14 @@ import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import CatalogError, InvalidInput, NotAllowed, NotFound, shown
 from .identity import Identity
 from .quantities import format_cpu, format_memory, parse_cpu, parse_memory
+
+if TYPE_CHECKING:
+    from .models import catalog as wire
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax", "generic")
 FLEX_START = "flex-start"
@@ -36,7 +39,7 @@ class Accelerator:
     def matches(self, kind: str, model: str) -> bool:
         return kind == self.kind and (not self.model or self.model.lower() in model.lower())
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> wire.Accelerator:
         return {"kind": self.kind, "model": self.model, "count": self.count}
 
 
@@ -72,7 +75,7 @@ class Flavor:
     def accelerators(self) -> int:
         return self.accelerator.count if self.accelerator else 0
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> wire.FlavorEntry:
         return {
             "name": self.name,
             "display_name": self.display_name,
@@ -106,7 +109,7 @@ class Environment:
     env: Mapping[str, str] = field(default_factory=dict)
     allowed: Entitlement = Entitlement()
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> wire.EnvironmentEntry:
         return {
             "name": self.name,
             "display_name": self.display_name,

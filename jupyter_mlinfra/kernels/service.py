@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..backends.kubernetes.kernel_pod import (
     ANNOTATION_ENVIRONMENT,
@@ -22,7 +22,7 @@ from ..backends.kubernetes.kernel_pod import (
 from ..capacity import Capacity, Lease
 from ..errors import Conflict, MLInfraError, NotFound
 from ..identity import Identity
-from ..models.kernels import KernelStart, KernelSwitch
+from ..models.kernels import Kernel, KernelList, KernelPhase, KernelStart, KernelSwitch
 from ..models.validation import validated
 from .deaths import Deaths
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
@@ -51,7 +51,7 @@ class KernelService:
     def __init__(self, app: MLInfraApp, kernel_manager: Any) -> None:
         self.app = app
         self.kernel_manager = kernel_manager
-        self.ended: deque[dict[str, Any]] = deque(maxlen=ENDED_KEPT)
+        self.ended: deque[Kernel] = deque(maxlen=ENDED_KEPT)
         self.deaths = Deaths()
 
     def running(self) -> Iterator[tuple[str, Any, Lease]]:
@@ -81,7 +81,7 @@ class KernelService:
             manager = self.kernel_manager.get_kernel(record.kernel_id)
             yield record.kernel_id, manager, bool(flavor and flavor.accelerators)
 
-    def model(self, kernel_id: str, manager: Any, lease: Lease) -> dict[str, Any]:
+    def model(self, kernel_id: str, manager: Any, lease: Lease) -> Kernel:
         return {
             "id": kernel_id,
             "name": manager.kernel_name,
@@ -99,13 +99,13 @@ class KernelService:
             "last_exit": self.deaths.to_json(kernel_id),
         }
 
-    def pod_kernels(self) -> list[dict[str, Any]]:
+    def pod_kernels(self) -> list[Kernel]:
         """Kernels in pods (Kubernetes backend), those still starting included, with the
         phase of their pod's start and the cluster's reason when they wait."""
         pods = getattr(self.app, "kernel_pods", None)
         if pods is None:
             return []
-        models = []
+        models: list[Kernel] = []
         for record in list(pods.records.values()):
             manager = self.kernel_manager.get_kernel(record.kernel_id) if (
                 record.kernel_id in self.kernel_manager
@@ -124,7 +124,7 @@ class KernelService:
                     "last_activity": _epoch(getattr(manager, "last_activity", None)),
                     "execution_state": getattr(manager, "execution_state", "starting"),
                     "state": "running" if ready else "starting",
-                    "phase": record.startup.phase,
+                    "phase": cast(KernelPhase, record.startup.phase),
                     "reason": _waiting(record.startup.reason, record.startup.since, ready),
                     "ended": None,
                     "last_exit": self.deaths.to_json(record.kernel_id),
@@ -132,7 +132,7 @@ class KernelService:
             )
         return models
 
-    async def start(self, identity: Identity, body: Any) -> dict[str, Any]:
+    async def start(self, identity: Identity, body: Any) -> Kernel:
         request = validated(KernelStart, body)
         path = confined_path(self.kernel_manager.root_dir, request.get("path", ""))
         catalog = self.app.inventory.catalog
@@ -157,7 +157,7 @@ class KernelService:
             raise refused.error from None
         return self.get(identity, kernel_id)
 
-    async def switch(self, identity: Identity, kernel_id: str, body: Any) -> dict[str, Any]:
+    async def switch(self, identity: Identity, kernel_id: str, body: Any) -> Kernel:
         """Restart the kernel on another flavor ("Switch flavor"): same kernel id, so the
         notebook stays attached. Refused up front when the flavor has no room now, so a full
         flavor never costs the user their running kernel. A kernel in a pod gets a new pod."""
@@ -195,7 +195,7 @@ class KernelService:
             if task.done() and kernel_id not in self.kernel_manager:
                 pending.pop(kernel_id, None)
 
-    def list(self, identity: Identity) -> dict[str, Any]:
+    def list(self, identity: Identity) -> KernelList:
         self.deaths.forget_all_but(self.kernel_manager)
         kernels = [self.model(*entry) for entry in self.running()] + self.pod_kernels()
         kernels += list(reversed(self.ended))
@@ -208,25 +208,31 @@ class KernelService:
                 return entry
         raise NotFound(f"no mlinfra kernel {kernel_id!r}", "kernel_id")
 
-    def _pod_kernel(self, identity: Identity | None, kernel_id: str) -> dict[str, Any] | None:
+    def _pod_kernel(self, identity: Identity | None, kernel_id: str) -> Kernel | None:
         for model in self.pod_kernels():
             if model["id"] == kernel_id and (identity is None or identity.may_see(model["owner"])):
                 return model
         return None
 
-    def get(self, identity: Identity, kernel_id: str) -> dict[str, Any]:
+    def get(self, identity: Identity, kernel_id: str) -> Kernel:
         return self._pod_kernel(identity, kernel_id) or self.model(*self._find(identity, kernel_id))
 
     async def stop(
-        self, identity: Identity | None, kernel_id: str, *, reason: str = "", state: str = "stopped"
-    ) -> dict[str, Any]:
+        self,
+        identity: Identity | None,
+        kernel_id: str,
+        *,
+        reason: str = "",
+        state: Literal["stopped", "culled"] = "stopped",
+    ) -> Kernel:
         """Shut the kernel down through the kernel manager (which releases its lease); a
         culled kernel (``state`` "culled") is remembered with its reason."""
         model = self._pod_kernel(identity, kernel_id) or self.model(
             *self._find(identity, kernel_id)
         )
         await self.kernel_manager.shutdown_kernel(kernel_id)
-        model.update(state=state, reason=reason, ended=time.time(), execution_state="dead")
+        model["state"], model["reason"], model["ended"] = state, reason, time.time()
+        model["execution_state"] = "dead"
         if state == "culled":
             self.ended.append(model)
         return model

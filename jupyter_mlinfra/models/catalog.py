@@ -45,8 +45,8 @@ class Availability(TypedDict):
 
 
 @with_config(WIRE)
-class Flavor(TypedDict):
-    """One hardware flavor a user can pick for a kernel or a job."""
+class FlavorEntry(TypedDict):
+    """A flavor as the catalog holds it (``catalog.Flavor.to_json``)."""
 
     name: str
     display_name: str
@@ -60,6 +60,12 @@ class Flavor(TypedDict):
     max_nodes: Annotated[int, Field(ge=1)]
     node_selector: dict[str, str]
     tolerations: list[dict[str, Any]]
+
+
+@with_config(WIRE)
+class Flavor(FlavorEntry):
+    """One hardware flavor a user can pick for a kernel or a job."""
+
     entitled: Annotated[bool, Field(description="Whether the caller may use this flavor.")]
     availability: Availability
 
@@ -88,8 +94,8 @@ class KernelTransport(TypedDict):
 
 
 @with_config(WIRE)
-class Environment(TypedDict):
-    """One software environment a kernel or job runs in."""
+class EnvironmentEntry(TypedDict):
+    """An environment as the catalog holds it (``catalog.Environment.to_json``)."""
 
     name: str
     display_name: str
@@ -99,6 +105,12 @@ class Environment(TypedDict):
     python: str
     launcher: Annotated[str, one_of(LAUNCHERS)]
     env: dict[str, str]
+
+
+@with_config(WIRE)
+class Environment(EnvironmentEntry):
+    """One software environment a kernel or job runs in."""
+
     kernels: KernelTransport
 
 

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.netutil import Resolver
@@ -39,6 +39,9 @@ from ...errors import MLInfraError
 from ...identity import Identity
 from ...transport import IDENTITY_HEADER, UnixHTTPConnection
 from .runner import process_start_time
+
+if TYPE_CHECKING:
+    from ...models import catalog as wire
 
 STATUS = "/mlinfra/agent/v1/status"
 START_TIMEOUT_SECONDS = 30.0
@@ -243,7 +246,7 @@ class AgentClient:
         allocations = [Allocation.from_json(a) for a in data["allocations"]]
         return allocations, dict(data["queued_by_owner"])
 
-    async def isolation(self, identity: Identity) -> dict[str, Any] | None:
+    async def isolation(self, identity: Identity) -> wire.Isolation | None:
         """What ``identity``'s ranks run as (``whoami``), or None when the agent does not say."""
         try:
             response = await self.fetch(
@@ -253,7 +256,7 @@ class AgentClient:
             return None
         if response.code != 200:
             return None
-        isolation: dict[str, Any] = json.loads(response.body)
+        isolation: wire.Isolation = json.loads(response.body)
         return isolation
 
     def close(self) -> None:

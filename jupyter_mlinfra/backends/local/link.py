@@ -12,13 +12,16 @@ import math
 import os
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import MLInfraError
 from ...identity import Identity
 from ...jobs.policy import settings_document
 from .accounts import AGENT, RankAccounts
 from .agent_client import STATUS, AgentClient, AgentUnavailable, ensure_agent
+
+if TYPE_CHECKING:
+    from ...models import catalog as wire
 
 POLICY = "/mlinfra/agent/v1/policy"
 
@@ -81,7 +84,7 @@ class AgentLink:
                     )
                 self._configured_pid = status["pid"]
 
-    async def isolation(self, identity: Identity) -> dict[str, Any] | None:
+    async def isolation(self, identity: Identity) -> wire.Isolation | None:
         """What ``identity``'s ranks run as (``whoami``): a shared agent says, for each caller;
         a per-user agent runs them as this server's settings say, running or not."""
         if self.client.shared:
