@@ -15,6 +15,7 @@ from .catalog import Flavor
 from .quantities import format_cpu, format_memory
 
 if TYPE_CHECKING:
+    from .models import agent
     from .models import catalog as wire
 
 
@@ -52,7 +53,7 @@ class Allocation:
     def is_job(self) -> bool:
         return self.holder.startswith("job:")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> agent.Allocation:
         return {
             "holder": self.holder,
             "owner": self.owner,
@@ -112,7 +113,7 @@ class Lease:
             devices=self.devices,
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> agent.Lease:
         return {
             "kernel_id": self.kernel_id,
             "owner": self.owner,

@@ -31,6 +31,7 @@ from ...jobs.serving import Call, JobsRequest
 from ...jobs.serving import routes as job_routes
 from ...jobs.spec import JobState, RequestLimits
 from ...json_errors import JSONErrors
+from ...models import agent as wire
 from ...version import __version__
 from .accounts import RankAccounts
 from .agent import Agent
@@ -86,14 +87,13 @@ class JobsHandler(AgentHandler, JobsRequest):
 class StatusHandler(AgentHandler):
     def get(self) -> None:
         active = self.agent.store.active()
-        self.reply(
-            {
-                "version": __version__,
-                "pid": os.getpid(),
-                "queued": sum(j.state == JobState.QUEUED for j in active),
-                "running": sum(j.state.holds_resources for j in active),
-            }
-        )
+        status: wire.AgentStatus = {
+            "version": __version__,
+            "pid": os.getpid(),
+            "queued": sum(j.state == JobState.QUEUED for j in active),
+            "running": sum(j.state.holds_resources for j in active),
+        }
+        self.reply(status)
 
 
 class IsolationHandler(AgentHandler):
@@ -132,12 +132,11 @@ class AllocationsHandler(AgentHandler):
         queued = queued_by_owner(self.agent)
         if self.callers.shared and not self.identity.admin:
             allocations, queued = _only_own_names(self.identity.user, allocations, queued)
-        self.reply(
-            {
-                "allocations": [a.to_json() for a in allocations],
-                "queued_by_owner": queued,
-            }
-        )
+        answer: wire.Allocations = {
+            "allocations": [a.to_json() for a in allocations],
+            "queued_by_owner": queued,
+        }
+        self.reply(answer)
 
 
 def _only_own_names(
@@ -157,7 +156,8 @@ class LeasesHandler(AgentHandler):
 
     def get(self) -> None:
         leases = self.agent.leases.visible(self.identity)
-        self.reply({"leases": [lease.to_json() for lease in leases]})
+        listing: wire.LeaseList = {"leases": [lease.to_json() for lease in leases]}
+        self.reply(listing)
 
     def post(self) -> None:
         lease, created = self.agent.leases.request(self.identity, self.json_body())
@@ -173,7 +173,8 @@ class LeaseHandler(AgentHandler):
 
     def delete(self, kernel_id: str) -> None:
         self.agent.leases.release(self.identity, kernel_id)
-        self.reply({"released": True})
+        released: wire.Released = {"released": True}
+        self.reply(released)
 
 
 class UnknownPathHandler(AgentHandler):

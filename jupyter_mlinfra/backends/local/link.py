@@ -21,6 +21,7 @@ from .accounts import AGENT, RankAccounts
 from .agent_client import STATUS, AgentClient, AgentUnavailable, ensure_agent
 
 if TYPE_CHECKING:
+    from ...models import agent
     from ...models import catalog as wire
 
 POLICY = "/mlinfra/agent/v1/policy"
@@ -92,7 +93,7 @@ class AgentLink:
         accounts = RankAccounts(self.app.run_ranks_as or AGENT, dict(self.app.owner_accounts))
         return accounts.isolation(identity.user)
 
-    async def _started_agent(self) -> dict[str, Any]:
+    async def _started_agent(self) -> agent.AgentStatus:
         """The agent's status, starting it unless a start failed within the backoff."""
         if self._failed is not None:
             retry_at, why = self._failed
@@ -100,7 +101,7 @@ class AgentLink:
             if wait > 0:
                 raise AgentUnavailable(f"{why} (not started again for {math.ceil(wait)} s)")
         try:
-            status: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
+            status: agent.AgentStatus = await asyncio.get_running_loop().run_in_executor(
                 None,
                 ensure_agent,
                 self.app.agent_socket,
