@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field, with_config
 from typing_extensions import TypedDict
 
+from ..arguments import MAX_TEXT
 from ..jobs.queries import MAX_LOG_LINES, MAX_PAGE
 from ..jobs.spec import (
     MAX_CODE_CHARACTERS,
@@ -246,12 +247,16 @@ class UsageReport(TypedDict):
 
 
 class JobsQuery(TypedDict, total=False):
+    """``GET jobs``'s query parameters, which ``jobs/queries.list_filters`` reads (ASCII digits
+    only, as ``arguments.py`` reads every query) within these same bounds."""
+
     state: Annotated[
-        str, Field(max_length=255, pattern=r"^[a-z,]*$", description="Comma-separated states.")
+        str,
+        Field(max_length=MAX_TEXT, pattern=r"^[a-z,]*$", description="Comma-separated states."),
     ]
-    owner: Annotated[str, Field(max_length=255, description="Admins only, for another user.")]
-    flavor: Annotated[str, Field(max_length=255)]
-    queue: Annotated[str, Field(max_length=255)]
+    owner: Annotated[str, Field(max_length=MAX_TEXT, description="Admins only, for another user.")]
+    flavor: Annotated[str, Field(max_length=MAX_TEXT)]
+    queue: Annotated[str, Field(max_length=MAX_TEXT)]
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE, json_schema_extra={"default": 100})]
     before: Annotated[
         str,
@@ -263,6 +268,8 @@ class JobsQuery(TypedDict, total=False):
 
 
 class LogsQuery(TypedDict, total=False):
+    """``GET jobs/{job_id}/logs``'s query parameters (``jobs/queries.log_options``)."""
+
     rank: Annotated[int, Field(ge=0, le=MAX_NODES * MAX_PROCS_PER_NODE - 1)]
     tail: Annotated[int, Field(ge=0, le=MAX_LOG_LINES, description="Only the last N lines.")]
     follow: Annotated[
