@@ -157,3 +157,10 @@ def test_a_kernel_start_is_read_strictly() -> None:
         "flavor",
         "flavor: must be a string, got int",
     )
+
+
+def test_every_jobs_operation_has_one_call_and_every_call_an_operation() -> None:
+    from jupyter_mlinfra.jobs.serving import CALLS
+    from jupyter_mlinfra.models import jobs
+
+    assert set(CALLS) == {operation.operation_id for operation in jobs.OPERATIONS}

@@ -1,6 +1,6 @@
 """Request bodies validated against their wire model, strictly; the first problem becomes one
 ``InvalidInput`` (HTTP 400) whose message and ``field`` name what was wrong, in words rather
-than pydantic's ("nodes: must be at most 64, got 65").
+than pydantic's ("nodes: must be between 1 and 64, got 65").
 
 ``field`` is the path of named fields down to the value at fault (``retry.max_restarts``),
 stopping at a map or list (``env`` for a bad variable in ``env``); an unknown field is named
