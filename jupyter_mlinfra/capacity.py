@@ -156,8 +156,9 @@ class Availability:
     summary: str
     free_kernels: int | None = None
     """How many kernels of this flavor could start now, where that differs from ``free_nodes``:
-    under Kueue a job waits for quota, but a kernel pod is not a Kueue workload and needs only
-    the nodes' room. ``None``: the same as ``free_nodes``."""
+    under Kueue a job waits for quota, but a kernel pod is not a Kueue workload (unless Kueue's
+    pod integration queues it: README, "Kueue and kernel pods") and needs only the nodes'
+    room. ``None``: the same as ``free_nodes``."""
 
     @property
     def available(self) -> bool:

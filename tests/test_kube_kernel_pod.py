@@ -149,6 +149,15 @@ def test_start_phases_from_pod_and_events() -> None:
     scale_up = event("TriggeredScaleUp", "pod triggered scale-up", "2026-11-26T21:00:05Z")
     assert classify(pending, [event("FailedScheduling", refused), scale_up]).phase == "scaling-up"
 
+    gated = {
+        **pending,
+        "metadata": {**pending["metadata"], "labels": {"kueue.x-k8s.io/queue-name": "default"}},
+        "spec": {**pending["spec"], "schedulingGates": [{"name": "kueue.x-k8s.io/admission"}]},
+    }
+    held = classify(gated, [])
+    assert held.phase == "scheduling"
+    assert held.reason.startswith("held by Kueue until LocalQueue 'default' admits it"), held
+
     bound = {**pending, "spec": {**pending["spec"], "nodeName": "gpu-1"}}
     pulling = classify(bound, [event("Pulling", 'Pulling image "pytorch/pytorch"')])
     assert pulling.phase == "pulling" and pulling.since is not None

@@ -23,6 +23,8 @@ PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImage
 CONTAINER_ERRORS = ("CreateContainerConfigError", "CreateContainerError", "CrashLoopBackOff",
                     "RunContainerError")  # fmt: skip
 _QUOTED = re.compile(r'"([^"]+)"')
+KUEUE_GATE = "kueue.x-k8s.io/admission"
+"""The scheduling gate Kueue's pod integration puts on a plain pod it queues."""
 PHASES = ("scheduling", "unschedulable", "scaling-up", "pulling", "preparing", "starting",
           "ready", "failed")  # fmt: skip
 
@@ -106,7 +108,16 @@ def classify(pod: Mapping[str, Any] | None, events: Sequence[Mapping[str, Any]])
         return Startup(
             "starting", "kernel starting", timestamp(main["state"]["running"].get("startedAt"))
         )
-    if not metadata.get("name") or not pod.get("spec", {}).get("nodeName"):
+    spec = pod.get("spec", {})
+    if any(gate.get("name") == KUEUE_GATE for gate in spec.get("schedulingGates") or []):
+        queue = metadata.get("labels", {}).get("kueue.x-k8s.io/queue-name", "")
+        return Startup(
+            "scheduling",
+            f"held by Kueue until LocalQueue {queue!r} admits it: Kueue queues plain pods in "
+            "this namespace (its pod integration; see the README on Kueue and kernel pods)",
+            created,
+        )
+    if not metadata.get("name") or not spec.get("nodeName"):
         return _scheduling(status, events, created)
     pull_error = _latest(events, "Failed")
     if pull_error is not None and "pull" in str(pull_error.get("message", "")).lower():
