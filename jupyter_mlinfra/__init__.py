@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-try:
-    from ._version import __version__
-except ImportError:  # a source checkout that was never installed
-    __version__ = "0.0.0"
+from .version import __version__
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

@@ -13,15 +13,14 @@ from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Set, Unicode, default
 
-from . import __version__
 from .backends.base import Backend
+from .backends.local.link import AgentLink
 from .catalog import Catalog, Environment, build_catalog, read_catalog_document
 from .client import ENV_TOKEN, ENV_URL
 from .errors import CatalogError, InvalidInput, MLInfraError
 from .hub import HubUser, fetch_user, hub_api_url
 from .identity import Identity, resolve_identity
 from .inventory import Inventory
-from .jobs.handlers import AgentLink
 from .jobs.spec import RequestLimits
 from .kernels import registry
 from .kernels.culler import IdleCuller
@@ -42,6 +41,7 @@ from .live.usage import CachedUsage
 from .priorities import Priorities
 from .quotas import QUOTA_FIELDS, QuotaPolicy
 from .routes import default_handlers
+from .version import __version__
 
 if TYPE_CHECKING:
     from .backends.kubernetes.jobs import KubernetesJobs

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .catalog import Flavor
 from .quantities import format_cpu, format_memory
+
+if TYPE_CHECKING:
+    from .models import agent
+    from .models import catalog as wire
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class Allocation:
     def is_job(self) -> bool:
         return self.holder.startswith("job:")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> agent.Allocation:
         return {
             "holder": self.holder,
             "owner": self.owner,
@@ -109,7 +113,7 @@ class Lease:
             devices=self.devices,
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> agent.Lease:
         return {
             "kernel_id": self.kernel_id,
             "owner": self.owner,
@@ -164,7 +168,7 @@ class Availability:
     def kernels_available(self) -> bool:
         return (self.free_nodes if self.free_kernels is None else self.free_kernels) > 0
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> wire.Availability:
         return {
             "available": self.available,
             "kernels_available": self.kernels_available,

@@ -12,12 +12,15 @@ import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import CatalogError, InvalidInput, NotAllowed, NotFound, shown
 from .identity import Identity
 from .quantities import format_cpu, format_memory, parse_cpu, parse_memory
 from .volumes import Volume, parse_volumes
+
+if TYPE_CHECKING:
+    from .models import catalog as wire
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax", "generic")
 FLEX_START = "flex-start"
@@ -37,7 +40,7 @@ class Accelerator:
     def matches(self, kind: str, model: str) -> bool:
         return kind == self.kind and (not self.model or self.model.lower() in model.lower())
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> wire.Accelerator:
         return {"kind": self.kind, "model": self.model, "count": self.count}
 
 
@@ -75,7 +78,7 @@ class Flavor:
     def accelerators(self) -> int:
         return self.accelerator.count if self.accelerator else 0
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> wire.FlavorEntry:
         return {
             "name": self.name,
             "display_name": self.display_name,
@@ -112,7 +115,7 @@ class Environment:
     """Volumes its kernels and jobs get (datasets, shared storage), at their mount paths."""
     allowed: Entitlement = Entitlement()
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> wire.EnvironmentEntry:
         return {
             "name": self.name,
             "display_name": self.display_name,

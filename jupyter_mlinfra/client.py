@@ -9,8 +9,9 @@ It finds the server, in this order:
    servers, hence in their kernels);
 4. the newest running Jupyter server of this user (its ``jpserver-*.json`` runtime file).
 
-Standard library only, so it imports fast inside kernels. Tokens are sent as an
-``Authorization`` header (JupyterHub rejects them in URLs) and never printed.
+Standard library only at run time, so it imports fast inside kernels: what each call answers
+is typed by the API's wire models (``models/``), which only type checkers import. Tokens are
+sent as an ``Authorization`` header (JupyterHub rejects them in URLs) and never printed.
 """
 
 from __future__ import annotations
@@ -21,14 +22,18 @@ import os
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from .transport import open_connection, stream_lines
+from .transport import IDENTITY_HEADER, open_connection, stream_lines
+
+if TYPE_CHECKING:
+    from .models import catalog as api_catalog
+    from .models import jobs as api_jobs
+    from .models import kernels as api_kernels
 
 ENV_URL = "JUPYTER_MLINFRA_URL"
 ENV_TOKEN = "JUPYTER_MLINFRA_TOKEN"
 API_PATH = "mlinfra/api/v1"
-IDENTITY_HEADER = "X-MLInfra-Identity"
 
 
 class ClientError(Exception):
@@ -144,70 +149,58 @@ class MLInfraClient:
             response.close()
             conn.close()
 
-    def flavors(self, *, include_all: bool = False) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "flavors", query={"all": include_all or None})
-        return result
+    def flavors(self, *, include_all: bool = False) -> api_catalog.FlavorList:
+        query = {"all": include_all or None}
+        return cast("api_catalog.FlavorList", self.request("GET", "flavors", query=query))
 
-    def flavor(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"flavors/{urllib.parse.quote(name)}")
-        return result
+    def flavor(self, name: str) -> api_catalog.Flavor:
+        path = f"flavors/{urllib.parse.quote(name)}"
+        return cast("api_catalog.Flavor", self.request("GET", path))
 
-    def environments(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "environments")
-        return result
+    def environments(self) -> api_catalog.EnvironmentList:
+        return cast("api_catalog.EnvironmentList", self.request("GET", "environments"))
 
-    def capacity(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "capacity")
-        return result
+    def capacity(self) -> api_catalog.Capacity:
+        return cast("api_catalog.Capacity", self.request("GET", "capacity"))
 
-    def whoami(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "whoami")
-        return result
+    def whoami(self) -> api_catalog.Whoami:
+        return cast("api_catalog.Whoami", self.request("GET", "whoami"))
 
 
 class JobsClient(MLInfraClient):
     """The jobs part of the API, for the CLI, magics and widgets."""
 
-    def submit(self, submission: Mapping[str, Any]) -> dict[str, Any]:
-        job: dict[str, Any] = self.request("POST", "jobs", body=dict(submission))
-        return job
+    def submit(self, submission: api_jobs.JobSubmission) -> api_jobs.Job:
+        return cast("api_jobs.Job", self.request("POST", "jobs", body=dict(submission)))
 
-    def jobs(self, **filters: Any) -> dict[str, Any]:
-        page: dict[str, Any] = self.request("GET", "jobs", query=filters)
-        return page
+    def jobs(self, **filters: Any) -> api_jobs.JobList:
+        """A page of jobs; ``filters`` are ``GET jobs``'s query parameters (``JobsQuery``)."""
+        return cast("api_jobs.JobList", self.request("GET", "jobs", query=filters))
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        job: dict[str, Any] = self.request("GET", f"jobs/{_job_id(job_id)}")
-        return job
+    def job(self, job_id: str) -> api_jobs.Job:
+        return cast("api_jobs.Job", self.request("GET", f"jobs/{_job_id(job_id)}"))
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        job: dict[str, Any] = self.request("DELETE", f"jobs/{_job_id(job_id)}")
-        return job
+    def cancel(self, job_id: str) -> api_jobs.Job:
+        return cast("api_jobs.Job", self.request("DELETE", f"jobs/{_job_id(job_id)}"))
 
-    def retry(self, job_id: str) -> dict[str, Any]:
-        job: dict[str, Any] = self.request("POST", f"jobs/{_job_id(job_id)}/retry")
-        return job
+    def retry(self, job_id: str) -> api_jobs.Job:
+        return cast("api_jobs.Job", self.request("POST", f"jobs/{_job_id(job_id)}/retry"))
 
-    def events(self, job_id: str) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = self.request("GET", f"jobs/{_job_id(job_id)}/events")[
-            "events"
-        ]
-        return events
+    def events(self, job_id: str) -> list[api_jobs.Event]:
+        listing = cast("api_jobs.EventList", self.request("GET", f"jobs/{_job_id(job_id)}/events"))
+        return listing["events"]
 
-    def queue(self) -> dict[str, Any]:
-        queue: dict[str, Any] = self.request("GET", "queue")
-        return queue
+    def queue(self) -> api_jobs.Queue:
+        return cast("api_jobs.Queue", self.request("GET", "queue"))
 
-    def usage(self) -> dict[str, Any]:
+    def usage(self) -> api_jobs.UsageReport:
         """Admins: every user's and group's usage against their quotas."""
-        report: dict[str, Any] = self.request("GET", "usage")
-        return report
+        return cast("api_jobs.UsageReport", self.request("GET", "usage"))
 
-    def set_priority(self, job_id: str, priority: str) -> dict[str, Any]:
+    def set_priority(self, job_id: str, priority: str) -> api_jobs.Job:
         """Admins: move a job to another priority class."""
-        path = f"jobs/{_job_id(job_id)}"
-        job: dict[str, Any] = self.request("PATCH", path, body={"priority": priority})
-        return job
+        body: api_jobs.Reprioritisation = {"priority": priority}
+        return cast("api_jobs.Job", self.request("PATCH", f"jobs/{_job_id(job_id)}", body=body))
 
     def logs(
         self, job_id: str, *, rank: int | None = None, tail: int | None = None, follow: bool = False
@@ -221,7 +214,8 @@ class JobsClient(MLInfraClient):
 
         import cloudpickle
 
-        encoded = self.request("GET", f"jobs/{_job_id(job_id)}/result")["variables"]
+        answer = cast("api_jobs.JobResult", self.request("GET", f"jobs/{_job_id(job_id)}/result"))
+        encoded = answer["variables"]
         if not encoded:
             return {}
         variables: dict[str, Any] = cloudpickle.loads(base64.b64decode(encoded))
@@ -231,30 +225,31 @@ class JobsClient(MLInfraClient):
 class KernelsClient(MLInfraClient):
     """The flavor kernels part of the API, for the notebook widgets."""
 
-    def kernels(self) -> dict[str, Any]:
-        listing: dict[str, Any] = self.request("GET", "kernels")
-        return listing
+    def kernels(self) -> api_kernels.KernelList:
+        return cast("api_kernels.KernelList", self.request("GET", "kernels"))
 
     def start_kernel(
         self, environment: str | None = None, flavor: str | None = None, path: str | None = None
-    ) -> dict[str, Any]:
+    ) -> api_kernels.Kernel:
         """Start a kernel of ``environment`` on ``flavor`` (each defaults to the caller's)."""
-        body = {"environment": environment, "flavor": flavor, "path": path}
-        kernel: dict[str, Any] = self.request(
-            "POST", "kernels", body={k: v for k, v in body.items() if v is not None}
-        )
-        return kernel
+        body: api_kernels.KernelStart = {}
+        if environment is not None:
+            body["environment"] = environment
+        if flavor is not None:
+            body["flavor"] = flavor
+        if path is not None:
+            body["path"] = path
+        return cast("api_kernels.Kernel", self.request("POST", "kernels", body=body))
 
-    def stop_kernel(self, kernel_id: str) -> dict[str, Any]:
+    def stop_kernel(self, kernel_id: str) -> api_kernels.Kernel:
         """Shut the kernel down, giving its CPUs and accelerators back."""
-        kernel: dict[str, Any] = self.request("DELETE", f"kernels/{_quoted(kernel_id)}")
-        return kernel
+        return cast("api_kernels.Kernel", self.request("DELETE", f"kernels/{_quoted(kernel_id)}"))
 
-    def switch_kernel(self, kernel_id: str, flavor: str) -> dict[str, Any]:
+    def switch_kernel(self, kernel_id: str, flavor: str) -> api_kernels.Kernel:
         """Restart the kernel (same id) on another flavor."""
+        body: api_kernels.KernelSwitch = {"flavor": flavor}
         path = f"kernels/{_quoted(kernel_id)}"
-        kernel: dict[str, Any] = self.request("PATCH", path, body={"flavor": flavor})
-        return kernel
+        return cast("api_kernels.Kernel", self.request("PATCH", path, body=body))
 
 
 def _quoted(kernel_id: str) -> str:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .client import JobsClient
 from .text import status_line
+
+if TYPE_CHECKING:
+    from .models.jobs import Job
 
 FINISHED = ("succeeded", "failed", "cancelled", "preempted")
 
@@ -20,10 +23,10 @@ def follow(
     client: JobsClient,
     job_id: str,
     *,
-    on_status: Callable[[dict[str, Any]], None],
+    on_status: Callable[[Job], None],
     on_line: Callable[[str], None],
     poll_seconds: float = 0.5,
-) -> dict[str, Any]:
+) -> Job:
     """Report status changes while the job waits, stream its logs while it runs (each
     attempt), and return the finished job."""
     shown = ""

@@ -18,9 +18,12 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .submit_args import add_submit_options, did_you_mean, subcommands, whole
+
+if TYPE_CHECKING:
+    from .models.jobs import JobSubmission
 
 PROG = "%mlinfra"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -234,9 +237,9 @@ def submission(
     idempotency_key: str,
     working_dir: str = "",
     push: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+) -> JobSubmission:
     """The ``POST /jobs`` body for a cell; ``push`` is already encoded (``encode_push``)."""
-    body: dict[str, Any] = {
+    body: JobSubmission = {
         "code": code,
         "flavor": options.flavor,
         "environment": options.environment,

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
@@ -38,7 +38,10 @@ from .text import (
 )
 
 if TYPE_CHECKING:
+    from .models.jobs import Job
     from .widgets import JobMonitor
+
+T = TypeVar("T")
 
 
 class JobHandle:
@@ -62,7 +65,7 @@ class JobHandle:
     def id(self) -> str:
         return self._id
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Job:
         """The job as the API shows it now (``state``, ``reason``, ``position``, ``eta``...)."""
         return self._client.job(self._id)
 
@@ -70,14 +73,14 @@ class JobHandle:
         """The logs so far: all ranks merged with ``[rank N]`` prefixes, or one rank's."""
         return "".join(self._client.logs(self._id, rank=rank, tail=tail))
 
-    def cancel(self) -> dict[str, Any]:
+    def cancel(self) -> Job:
         return self._client.cancel(self._id)
 
     def result(self) -> dict[str, Any]:
         """The variables the job pulled back (``--pull``), once it succeeded."""
         return self._client.result(self._id)
 
-    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+    def wait(self, timeout: float | None = None) -> Job:
         """Block until the job has finished and return it; ``TimeoutError`` after
         ``timeout`` seconds (the job keeps running)."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -362,7 +365,7 @@ def _widgets(shell: Any) -> bool:
     return can_render_widgets(shell)
 
 
-def _pickled(what: str, action: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+def _pickled(what: str, action: Callable[..., T], *args: Any) -> T:
     """``action(*args)`` with cloudpickle's failures as one line: user values can fail to
     pickle or unpickle in any way (a lock, a module missing here), so anything is caught."""
     try:
@@ -374,7 +377,7 @@ def _pickled(what: str, action: Callable[..., dict[str, Any]], *args: Any) -> di
         raise ClientError(f"{what}: {type(error).__name__}: {error}{hint}") from None
 
 
-def _print_progress(job: dict[str, Any]) -> None:
+def _print_progress(job: Job) -> None:
     if job["state"] not in FINISHED:  # the end is reported once, after the logs
         print(f"-- {status_line(job)}", flush=True)
 

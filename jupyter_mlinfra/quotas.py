@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .capacity import Allocation
 from .errors import InvalidInput
 from .identity import Identity
+
+if TYPE_CHECKING:
+    from .models import catalog as wire
+    from .models.jobs import GroupUsage, UsageReport, UserUsage
 
 
 @dataclass(frozen=True)
@@ -24,8 +28,12 @@ class Quota:
     max_running_jobs: int | None = None
     max_queued_jobs: int | None = None
 
-    def to_json(self) -> dict[str, int | None]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    def to_json(self) -> wire.Quota:
+        return {
+            "max_gpus": self.max_gpus,
+            "max_running_jobs": self.max_running_jobs,
+            "max_queued_jobs": self.max_queued_jobs,
+        }
 
 
 QUOTA_FIELDS = tuple(f.name for f in fields(Quota))
@@ -38,8 +46,13 @@ class Usage:
     queued_jobs: int = 0
     kernels: int = 0
 
-    def to_json(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    def to_json(self) -> wire.Usage:
+        return {
+            "gpus": self.gpus,
+            "running_jobs": self.running_jobs,
+            "queued_jobs": self.queued_jobs,
+            "kernels": self.kernels,
+        }
 
 
 def parse_quota(raw: Any, where: str) -> Quota:
@@ -110,11 +123,11 @@ def usage_report(
     policy: QuotaPolicy,
     allocations: Iterable[Allocation],
     queued_by_owner: Mapping[str, int],
-) -> dict[str, Any]:
+) -> UsageReport:
     """Every user's usage against their quota, and per group its members' usage summed next
     to the quota each member gets from it (group quotas are per member, not shared)."""
     held = list(allocations)
-    users = []
+    users: list[UserUsage] = []
     totals: dict[str, dict[str, Any]] = {}
     for identity in sorted(people, key=lambda i: i.user):
         usage = usage_of(identity.user, held, queued_jobs=queued_by_owner.get(identity.user, 0))
@@ -136,7 +149,7 @@ def usage_report(
             )  # fmt: skip
     for group in policy.per_group:
         totals.setdefault(group, {"members": [], "usage": Usage()})
-    groups = [
+    groups: list[GroupUsage] = [
         {
             "group": name,
             "members": entry["members"],

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import catalog, jobs, kernels
 
 Table = list[tuple[str, ...]]
 
@@ -38,7 +41,7 @@ def eta_text(eta: float | None, now: float | None = None) -> str:
     return "now" if wait <= 0 else f"in ~{duration(wait)}"
 
 
-def flavor_rows(body: dict[str, Any]) -> Table:
+def flavor_rows(body: catalog.FlavorList) -> Table:
     rows: Table = [("NAME", "ACCELERATOR", "CPU", "MEMORY", "TYPE", "$/HOUR", "AVAILABLE NOW")]
     for f in body["flavors"]:
         accelerator = f["accelerator"]
@@ -58,7 +61,7 @@ def flavor_rows(body: dict[str, Any]) -> Table:
     return rows
 
 
-def _available_now(availability: dict[str, Any]) -> str:
+def _available_now(availability: catalog.Availability) -> str:
     if availability["available"]:
         return f"yes: {availability['summary']}"
     if availability["kernels_available"]:  # under Kueue: jobs wait for quota, kernels need none
@@ -66,7 +69,7 @@ def _available_now(availability: dict[str, Any]) -> str:
     return f"no: {availability['summary']}"
 
 
-def environment_rows(body: dict[str, Any]) -> Table:
+def environment_rows(body: catalog.EnvironmentList) -> Table:
     """KERNELS: how its kernels talk to the server; one that cannot start says why."""
     rows: Table = [("NAME", "FRAMEWORK", "LAUNCHER", "RUNS ON", "KERNELS", "DESCRIPTION")]
     for e in body["environments"]:
@@ -84,7 +87,7 @@ def environment_rows(body: dict[str, Any]) -> Table:
     return rows
 
 
-def capacity_rows(body: dict[str, Any]) -> Table:
+def capacity_rows(body: catalog.Capacity) -> Table:
     rows: Table = [("RESOURCE", "FREE", "TOTAL", "DETAIL")]
     rows.append(("cpu", f"{body['cpu']['free']:g}", f"{body['cpu']['total']:g}", body["hostname"]))
     memory = body["memory"]
@@ -99,7 +102,7 @@ def _limit(value: int | None) -> str:
     return "unlimited" if value is None else str(value)
 
 
-def whoami_rows(body: dict[str, Any]) -> Table:
+def whoami_rows(body: catalog.Whoami) -> Table:
     limit = _limit
     quota, usage = body["quota"], body["usage"]
     return [
@@ -117,7 +120,7 @@ def whoami_rows(body: dict[str, Any]) -> Table:
     ]
 
 
-def _isolation_rows(isolation: dict[str, Any] | None) -> Table:
+def _isolation_rows(isolation: catalog.Isolation | None) -> Table:
     """What the caller's jobs run as, and why; said loudly where other users' jobs can reach
     them."""
     if isolation is None:
@@ -128,7 +131,7 @@ def _isolation_rows(isolation: dict[str, Any] | None) -> Table:
     return [("jobs run as", account), ("isolation", isolation["reason"])]
 
 
-def job_rows(page: dict[str, Any], now: float | None = None, *, owners: bool = False) -> Table:
+def job_rows(page: jobs.JobList, now: float | None = None, *, owners: bool = False) -> Table:
     """One row per job; ``owners`` adds whose it is (an admin's view of everybody's)."""
     now = time.time() if now is None else now
     rows: Table = [("ID", "NAME", "STATE", "FLAVOR", "RANKS", "RUNTIME", "DETAIL")]
@@ -148,17 +151,17 @@ def job_rows(page: dict[str, Any], now: float | None = None, *, owners: bool = F
     return rows
 
 
-def kernel_rows(listing: dict[str, Any], now: float | None = None) -> Table:
+def kernel_rows(listing: kernels.KernelList, now: float | None = None) -> Table:
     """One row per kernel: what it holds, how long it idles, and how it last died, if it did."""
     now = time.time() if now is None else now
     rows: Table = [("ID", "OWNER", "FLAVOR", "ENVIRONMENT", "STATE", "DEVICES", "IDLE", "DETAIL")]
     for kernel in listing["kernels"]:
-        state = kernel["state"]
+        state: str = kernel["state"]
         detail = kernel["reason"]
+        exit_ = kernel.get("last_exit")
         if state == "starting":
             state = f"starting: {kernel.get('phase') or '-'}"
-        elif state == "running" and kernel.get("last_exit"):
-            exit_ = kernel["last_exit"]
+        elif state == "running" and exit_:
             detail = f"restarted {duration(now - exit_['at'])} ago after: {exit_['reason']}"
         idle = kernel["last_activity"] if state == "running" else None
         rows.append(
@@ -176,12 +179,11 @@ def kernel_rows(listing: dict[str, Any], now: float | None = None) -> Table:
     return rows
 
 
-def _used(usage: dict[str, int], quota: dict[str, int | None] | None, name: str) -> str:
-    value = str(usage[name])
-    return value if quota is None else f"{value} of {_limit(quota['max_' + name])}"
+def _used(value: int, limit: int | None) -> str:
+    return f"{value} of {_limit(limit)}"
 
 
-def usage_rows(report: dict[str, Any]) -> Table:
+def usage_rows(report: jobs.UsageReport) -> Table:
     """Each user's usage against their quota (``GET usage``)."""
     rows: Table = [("USER", "GROUPS", "GPUS", "RUNNING JOBS", "QUEUED JOBS", "KERNELS")]
     for entry in report["users"]:
@@ -190,16 +192,16 @@ def usage_rows(report: dict[str, Any]) -> Table:
             (
                 entry["user"] + (" (admin)" if entry["admin"] else ""),
                 ", ".join(entry["groups"]) or "-",
-                _used(usage, quota, "gpus"),
-                _used(usage, quota, "running_jobs"),
-                _used(usage, quota, "queued_jobs"),
+                _used(usage["gpus"], quota["max_gpus"]),
+                _used(usage["running_jobs"], quota["max_running_jobs"]),
+                _used(usage["queued_jobs"], quota["max_queued_jobs"]),
                 str(usage["kernels"]),
             )
         )
     return rows
 
 
-def group_usage_rows(report: dict[str, Any]) -> Table:
+def group_usage_rows(report: jobs.UsageReport) -> Table:
     """Each group's members' usage summed, against the quota each member gets from it."""
     rows: Table = [("GROUP", "MEMBERS", "GPUS", "RUNNING JOBS", "QUEUED JOBS", "PER MEMBER")]
     for entry in report["groups"]:
@@ -207,7 +209,9 @@ def group_usage_rows(report: dict[str, Any]) -> Table:
         per_member = (
             "-"
             if quota is None
-            else ", ".join(f"{k.removeprefix('max_')} {_limit(v)}" for k, v in quota.items())
+            else f"gpus {_limit(quota['max_gpus'])}, "
+            f"running_jobs {_limit(quota['max_running_jobs'])}, "
+            f"queued_jobs {_limit(quota['max_queued_jobs'])}"
         )
         rows.append(
             (
@@ -222,7 +226,7 @@ def group_usage_rows(report: dict[str, Any]) -> Table:
     return rows
 
 
-def queue_rows(queue: dict[str, Any], now: float | None = None) -> Table:
+def queue_rows(queue: jobs.Queue, now: float | None = None) -> Table:
     rows: Table = [("#", "ID", "NAME", "OWNER", "FLAVOR", "PRIORITY", "REASON", "STARTS")]
     for job in queue["jobs"]:
         basis = f" ({job['eta_basis']})" if job["eta_basis"] else ""
@@ -241,7 +245,7 @@ def queue_rows(queue: dict[str, Any], now: float | None = None) -> Table:
     return rows
 
 
-def status_line(job: dict[str, Any], now: float | None = None) -> str:
+def status_line(job: jobs.Job, now: float | None = None) -> str:
     """One line a person reads at a glance: state, then why and until when."""
     now = time.time() if now is None else now
     name = job["name"] or job["id"]
@@ -272,7 +276,7 @@ def status_line(job: dict[str, Any], now: float | None = None) -> str:
     return f"{name}: {state}{took}{exit_code}{reason}"
 
 
-def job_history(job: dict[str, Any], events: list[dict[str, Any]]) -> str:
+def job_history(job: jobs.Job, events: list[jobs.Event]) -> str:
     """A job's status line, its events, and the failing rank's traceback."""
     lines = [status_line(job)]
     for event in events:

@@ -11,6 +11,10 @@ import socket
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+IDENTITY_HEADER = "X-MLInfra-Identity"
+"""Who calls a per-user agent, as its owner's server (or CLI) states it on the agent's socket,
+which only the owner can open (``backends/local/callers.py``)."""
+
 
 class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float) -> None:

@@ -15,7 +15,10 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import catalog as wire
 
 SOURCES = ("claim", "nfs", "csi", "host_path")
 """Where a volume's files come from, one per volume: ``claim`` (a PersistentVolumeClaim's
@@ -80,7 +83,7 @@ class Volume:
         path = posixpath.normpath(path)
         return path == self.mount_path or path.startswith(self.mount_path.rstrip("/") + "/")
 
-    def to_json(self, user: str = "") -> dict[str, object]:
+    def to_json(self, user: str = "") -> wire.Volume:
         return {
             "name": self.name,
             "mount_path": self.mount_path,

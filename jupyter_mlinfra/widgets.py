@@ -22,8 +22,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 from IPython.display import display
@@ -32,6 +31,11 @@ from traitlets import Dict, Unicode
 from .client import ClientError, JobsClient, KernelsClient, discover
 from .follow import FINISHED
 from .text import flavor_rows, format_table, job_rows, rank_sentence, status_line
+
+if TYPE_CHECKING:
+    from .models.catalog import Flavor
+    from .models.jobs import Job
+    from .models.kernels import Kernel
 
 ENV_WIDGETS = "JUPYTER_MLINFRA_WIDGETS"
 """``1`` or ``0`` forces the magics to show widgets or plain text; unset: decided per shell."""
@@ -111,7 +115,7 @@ class FlavorPicker(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is un
         self.client = client or KernelsClient(discover())
         self.flavors = self.client.flavors()
         self.environments = self.client.environments()
-        self.kernel: dict[str, Any] | None = None
+        self.kernel: Kernel | None = None
         """The kernel the last "Start kernel" started."""
         flavor_names = [f["name"] for f in self.flavors["flavors"]]
         env_names = [e["name"] for e in self.environments["environments"]]
@@ -156,7 +160,7 @@ class FlavorPicker(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is un
     def _changed(self, change: Any = None) -> None:
         self.value = {"flavor": self.flavor.value, "environment": self.environment.value}
 
-    def start_kernel(self, path: str | None = None) -> dict[str, Any] | None:
+    def start_kernel(self, path: str | None = None) -> Kernel | None:
         """Start a kernel of the chosen environment on the chosen flavor; the result or the
         server's refusal shows in the message line."""
         choice = dict(self.value)
@@ -175,7 +179,7 @@ class FlavorPicker(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is un
         )
         return kernel
 
-    def switch_kernel(self) -> dict[str, Any] | None:
+    def switch_kernel(self) -> Kernel | None:
         kernel_id = os.environ.get("MLINFRA_KERNEL_ID", "")
         if not kernel_id:
             _message(self.message, "this kernel is not a flavor kernel", error=True)
@@ -198,7 +202,7 @@ class FlavorPicker(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is un
         return "\n".join(lines)
 
 
-def _flavor_label(flavor: dict[str, Any]) -> str:
+def _flavor_label(flavor: Flavor) -> str:
     label = flavor["display_name"] or flavor["name"]
     availability = flavor["availability"]
     # the picker starts kernels, which Kueue's quota does not hold back
@@ -230,7 +234,7 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
 
     def __init__(
         self,
-        job: str | Mapping[str, Any],
+        job: str | Job,
         client: JobsClient | None = None,
         *,
         poll_seconds: float = 1.0,
@@ -241,7 +245,7 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
         self.client = client or JobsClient(discover())
         self.poll_seconds = poll_seconds
         self.tail = tail
-        self.job: dict[str, Any] = self.client.job(job) if isinstance(job, str) else dict(job)
+        self.job: Job = self.client.job(job) if isinstance(job, str) else job.copy()
         self.seen = time.time()
         """When :attr:`job` was read from the server."""
         self.log_tail = ""
@@ -346,7 +350,7 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
             self._display.update(self)  # keeps the text/plain form current (nbconvert)
         return True
 
-    def cancel(self) -> dict[str, Any] | None:
+    def cancel(self) -> Job | None:
         """Cancel the job; the server's answer or refusal shows in the message line."""
         try:
             job = self.client.cancel(self.job_id)
@@ -430,7 +434,7 @@ class JobTable(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is untype
         self.client = client or JobsClient(discover())
         self.state_filter = state
         self.limit = limit
-        self.rows: list[tuple[str, ...]] = job_rows({"jobs": []})
+        self.rows: list[tuple[str, ...]] = job_rows({"jobs": [], "next": None})
         self.error = ""
         self.table = w.HTML()
         self.message = w.HTML()

@@ -45,19 +45,7 @@ def conforms(body: Any, schema_name: str) -> None:
     """Validate a response against the OpenAPI document's schema, refs resolved."""
     document = openapi_document()
     schema = {"$ref": f"#/components/schemas/{schema_name}", "components": document["components"]}
-    jsonschema.validate(body, _nullable_to_jsonschema(schema))
-
-
-def _nullable_to_jsonschema(node: Any) -> Any:
-    """OpenAPI 3.0's ``nullable`` has no JSON Schema equivalent; translate it for validation."""
-    if isinstance(node, list):
-        return [_nullable_to_jsonschema(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    node = {k: _nullable_to_jsonschema(v) for k, v in node.items() if k != "example"}
-    if node.pop("nullable", False):
-        return {"anyOf": [{"type": "null"}, node]}
-    return node
+    jsonschema.Draft202012Validator(schema).validate(body)  # OpenAPI 3.1's schemas
 
 
 async def test_flavors_lists_entitled_flavors_with_live_availability(jp_fetch: Any) -> None:

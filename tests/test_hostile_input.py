@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_mlinfra.client import IDENTITY_HEADER
-from jupyter_mlinfra.transport import UnixHTTPConnection
+from jupyter_mlinfra.transport import IDENTITY_HEADER, UnixHTTPConnection
 
 from .agents import AgentHome
 from .conftest import ME

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..capacity import CapacityView, Machine
 from ..identity import Identity
 from ..volumes import Volume
+
+if TYPE_CHECKING:
+    from ..models import catalog as wire
 
 
 class Backend(ABC):
@@ -26,12 +29,12 @@ class Backend(ABC):
         """How many of ``owner``'s jobs wait in the queue (for quota usage)."""
         return 0
 
-    async def isolation(self, identity: Identity) -> dict[str, Any] | None:
+    async def isolation(self, identity: Identity) -> wire.Isolation | None:
         """What ``identity``'s job ranks run as and whether other users' jobs can reach them
         (``ranks_run_as``, ``isolated``, ``reason``); None where the backend does not say."""
         return None
 
-    async def queueing(self) -> dict[str, str] | None:
+    async def queueing(self) -> wire.Queueing | None:
         """Who queues jobs (``by``, ``api``, ``reason``), where a backend may not queue them
         itself; None where it always does (the local agent's queue)."""
         return None

@@ -23,7 +23,8 @@ from ..text import (
 )
 from .config import local_app, local_identity
 
-COMMANDS: dict[str, tuple[str, Callable[[dict[str, Any]], Table]]] = {
+COMMANDS: dict[str, tuple[str, Callable[[Any], Table]]] = {
+    # each reads its own answer (text.py types them): flavor_rows a FlavorList...
     "flavors": ("accelerator flavors you may use, with what is free now", flavor_rows),
     "environments": ("environments (software stacks) you may use", environment_rows),
     "capacity": ("total and free CPUs, memory and accelerators", capacity_rows),
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _from_server(args: argparse.Namespace) -> dict[str, Any]:
+def _from_server(args: argparse.Namespace) -> Any:
     try:
         connection = discover(args.url, args.token)
     except ClientError as error:
@@ -67,11 +68,10 @@ def _from_server(args: argparse.Namespace) -> dict[str, Any]:
     client = MLInfraClient(connection)
     if args.command == "flavors":
         return client.flavors(include_all=args.all)
-    result: dict[str, Any] = getattr(client, args.command)()
-    return result
+    return getattr(client, args.command)()
 
 
-def _from_local_config(args: argparse.Namespace) -> dict[str, Any]:
+def _from_local_config(args: argparse.Namespace) -> Any:
     app = local_app()
     inventory = app.make_inventory()
     identity = local_identity(app)

@@ -15,7 +15,7 @@ import sys
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..client import ClientError, Connection, JobsClient, discover
 from ..follow import follow
@@ -30,6 +30,9 @@ from ..text import (
     usage_rows,
 )
 from .config import local_app, local_identity
+
+if TYPE_CHECKING:
+    from ..models.jobs import Job, JobSubmission
 
 
 def register(commands: Any) -> None:
@@ -190,7 +193,7 @@ def run_submit(args: argparse.Namespace) -> int:
     if not script.is_file():
         raise ClientError(f"no such script: {args.script}", field="script")
     extra = list(getattr(args, "script_args", []))
-    submission: dict[str, Any] = {
+    submission: JobSubmission = {
         "script": str(script.resolve()),
         "source": script.read_text(encoding="utf-8"),  # a cluster's pods cannot read the path
         "args": extra,
@@ -221,7 +224,7 @@ def run_submit(args: argparse.Namespace) -> int:
     return 0 if final["state"] == "succeeded" else int(final["exit_code"] or 1)
 
 
-def _print_status(job: dict[str, Any]) -> None:
+def _print_status(job: Job) -> None:
     print(f"-- {status_line(job)}", file=sys.stderr, flush=True)
 
 

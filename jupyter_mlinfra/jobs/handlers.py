@@ -7,133 +7,19 @@ streaming followed logs as they come. The agent is started on first use.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import math
-import os
-import time
-import weakref
-from collections.abc import Callable
-from typing import Any
-
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..backends.local.accounts import AGENT, RankAccounts
-from ..backends.local.agent_client import STATUS, AgentClient, AgentUnavailable, ensure_agent
-from ..errors import MLInfraError
+from ..backends.local.agent_client import AgentUnavailable
+from ..backends.local.link import AgentLink, AgentNoAnswer
 from ..handlers import API, MLInfraHandler
-from ..identity import Identity
 from ..json_body import check_size
-from .policy import settings_document
-from .serving import JobsAPI, answer
-
-POLICY = "/mlinfra/agent/v1/policy"
+from .serving import Call, JobsAPI, JobsRequest, routes
 
 
-class AgentNoAnswer(MLInfraError):
-    status = 504
+class JobProxyHandler(MLInfraHandler, JobsRequest):
+    """The jobs routes on the Jupyter server (``serving.routes``)."""
 
-
-BACKOFF_SECONDS = (5.0, 300.0)
-"""How long after an agent failed to start the next start is tried: the first wait, doubled
-after each failure in a row up to the second."""
-
-
-class AgentLink:
-    """The server's connection to its local agent, (re)started and configured on demand.
-
-    An agent that fails to start (a damaged store, say) is not started again on every request:
-    until the backoff ends, requests get the same one-line reason at once (HTTP 503)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
-        self.client = AgentClient(app.agent_socket, app.agent_url, token)
-        self._configured_pid: int | None = None
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
-        """One per event loop: kernel provisioners may call from jupyter_client's threads,
-        and an asyncio lock waits on one loop only (agents are started under a file lock)."""
-        self._failures = 0
-        self._failed: tuple[float, str] | None = None
-        """(monotonic time of the next start, why the last one failed) while backing off."""
-        self.on_ready: Callable[[], None] = lambda: None
-        """Called once an agent answers, found or started (the live feed connects then)."""
-
-    @property
-    def ready(self) -> bool:
-        """An agent was found (or started) and has this server's settings."""
-        return self._configured_pid is not None
-
-    async def ensure(self) -> None:
-        """Start the agent if none answers, and give it this server's settings once. A shared
-        agent (``agent_url``) is the hub's to run and configure: only check that it answers."""
-        if self.client.shared:
-            response = await self.client.fetch("GET", STATUS, timeout=10)
-            if response.code != 200:
-                raise AgentUnavailable(
-                    f"the shared agent at {self.client.where} answered HTTP {response.code}: "
-                    f"{response.body.decode(errors='replace')[:200] if response.body else ''}"
-                )
-            self._configured_pid = json.loads(response.body)["pid"]
-            self.on_ready()
-            return
-        lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-        async with lock:
-            status = await self._started_agent()
-            if status["pid"] != self._configured_pid:
-                body = json.dumps(settings_document(self.app)).encode()
-                response = await self.client.fetch("PUT", POLICY, identity=None, body=body)
-                if response.code != 200:
-                    raise AgentUnavailable(
-                        f"the local agent refused this server's settings: {response.body!r}"
-                    )
-                self._configured_pid = status["pid"]
-                self.on_ready()
-
-    async def isolation(self, identity: Identity) -> dict[str, Any] | None:
-        """What ``identity``'s ranks run as (``whoami``): a shared agent says, for each caller;
-        a per-user agent runs them as this server's settings say, running or not."""
-        if self.client.shared:
-            return await self.client.isolation(identity)
-        accounts = RankAccounts(self.app.run_ranks_as or AGENT, dict(self.app.owner_accounts))
-        return accounts.isolation(identity.user)
-
-    async def _started_agent(self) -> dict[str, Any]:
-        """The agent's status, starting it unless a start failed within the backoff."""
-        if self._failed is not None:
-            retry_at, why = self._failed
-            wait = retry_at - time.monotonic()
-            if wait > 0:
-                raise AgentUnavailable(f"{why} (not started again for {math.ceil(wait)} s)")
-        try:
-            status: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
-                None,
-                ensure_agent,
-                self.app.agent_socket,
-                self.app.data_dir,
-                self.app.agent_idle_timeout,
-            )
-        except AgentUnavailable as error:
-            first, most = BACKOFF_SECONDS
-            delay = min(most, first * 2**self._failures)
-            self._failures += 1
-            self._failed = (time.monotonic() + delay, error.message)
-            self.app.log.warning(
-                "jupyter_mlinfra: %s; the next start is tried in %.0f s", error.message, delay
-            )
-            raise
-        self._failures, self._failed = 0, None
-        return status
-
-    def forget(self) -> None:
-        """The agent went away: find or start one again on the next request."""
-        self._configured_pid = None
-
-
-class JobProxyHandler(MLInfraHandler):
     @property
     def link(self) -> AgentLink:
         link: AgentLink = self.settings["mlinfra.agent"]
@@ -144,13 +30,13 @@ class JobProxyHandler(MLInfraHandler):
         path = self.request.path[self.request.path.index(API) :]
         return f"{path}?{self.request.query}" if self.request.query else path
 
-    async def forward(self, job_id: str = "") -> None:
+    async def serve(self, call: Call, **path: str) -> None:
         """Relay the request; (re)start the agent first when none is known or it went away.
         When this server holds a jobs service itself (Kubernetes), it answers instead."""
         check_size(self.request.body or b"", self.max_request_bytes())  # before any agent starts
         jobs: JobsAPI | None = self.settings.get("mlinfra.jobs")
         if jobs is not None:
-            await answer(self, jobs, self.identity, job_id)
+            await call(self, jobs, self.identity, path)
             return
         if not self.link.ready:
             await self.link.ensure()
@@ -201,77 +87,6 @@ class JobProxyHandler(MLInfraHandler):
         self.finish(set_content_type=content_type)  # APIHandler.finish would say JSON
 
 
-class JobsHandler(JobProxyHandler):
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        await self.forward()
-
-    @web.authenticated
-    @authorized
-    async def post(self) -> None:
-        await self.forward()
-
-
-class JobHandler(JobProxyHandler):
-    @web.authenticated
-    @authorized
-    async def get(self, job_id: str) -> None:
-        await self.forward(job_id)
-
-    @web.authenticated
-    @authorized
-    async def delete(self, job_id: str) -> None:
-        await self.forward(job_id)
-
-    @web.authenticated
-    @authorized
-    async def patch(self, job_id: str) -> None:
-        """Change the job's priority class (admins only)."""
-        await self.forward(job_id)
-
-
-class JobRetryHandler(JobProxyHandler):
-    @web.authenticated
-    @authorized
-    async def post(self, job_id: str) -> None:
-        await self.forward(job_id)
-
-
-class JobReadHandler(JobProxyHandler):
-    """Logs, events and results of one job: read-only views."""
-
-    @web.authenticated
-    @authorized
-    async def get(self, job_id: str) -> None:
-        await self.forward(job_id)
-
-
-class QueueHandler(JobProxyHandler):
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        await self.forward()
-
-
-class UsageHandler(JobProxyHandler):
-    """Admins: usage against quotas of every user and group, as the agent accounts it."""
-
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        await self.forward()
-
-
-JOB_ID = r"(?P<job_id>[0-9a-f]{12})"
-
-job_handlers = [
-    (rf"{API}/jobs", JobsHandler),
-    (rf"{API}/jobs/{JOB_ID}", JobHandler),
-    (rf"{API}/jobs/{JOB_ID}/retry", JobRetryHandler),
-    (rf"{API}/jobs/{JOB_ID}/logs", JobReadHandler),
-    (rf"{API}/jobs/{JOB_ID}/events", JobReadHandler),
-    (rf"{API}/jobs/{JOB_ID}/result", JobReadHandler),
-    (rf"{API}/queue", QueueHandler),
-    (rf"{API}/usage", UsageHandler),
-]
+job_handlers = list(
+    routes(JobProxyHandler, decorate=lambda method: web.authenticated(authorized(method)))
+)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from ..backends.local.folders import check_folders
 from ..errors import CannotFit, Conflict, InvalidInput, NotFound
 from ..identity import Identity
+from ..models import jobs as wire
 from .policy import Policy
 from .queries import cursor, listing_owner, next_cursor
 from .queue import refusal
@@ -148,7 +149,7 @@ class JobService:
         queue: str = "",
         limit: int = 100,
         before: str = "",
-    ) -> dict[str, Any]:
+    ) -> wire.JobList:
         owner = listing_owner(identity, owner, states, limit)
         jobs = self.store.list(
             owner=owner or None,
@@ -165,7 +166,7 @@ class JobService:
         self.get(identity, job_id)
         return self.store.events(job_id)
 
-    def queue(self, identity: Identity) -> dict[str, Any]:
+    def queue(self, identity: Identity) -> wire.Queue:
         """Queued jobs in admission order; non-admins see their own, and how many wait."""
         queued = [
             self.controller.queued_view(j)

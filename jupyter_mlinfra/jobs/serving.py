@@ -1,25 +1,31 @@
-"""The jobs API answered from a ``JobsAPI``: one translation of HTTP for every jobs service.
+"""The jobs API answered from a ``JobsAPI``: one route table, one translation of HTTP, for
+every jobs service.
 
 The local agent answers with its ``LocalJobs``; a Jupyter server in Kubernetes mode with its
-``KubernetesJobs`` (in local mode the server forwards to the agent, ``handlers.py``). Same
-paths, parameters and JSON everywhere, so every client works with either.
+``KubernetesJobs`` (in local mode the server forwards to the agent, ``handlers.py``). Both build
+their tornado handlers from ``routes`` below, over the operations the wire models declare
+(``models.jobs.OPERATIONS``): the router picks the operation, whose call is the service's method,
+with no second dispatch on the path or the method. Same paths, parameters and JSON everywhere,
+so every client works with either.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Collection
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from typing import Any, Protocol, TypeVar, cast
 
 from ..identity import Identity
 from ..json_errors import JSONErrors
+from ..models import jobs as wire
+from ..models.operations import route
 from .queries import list_filters, log_options
 
 
 class JobsAPI(Protocol):
     """Every jobs operation for one caller, answering the API's JSON."""
 
-    async def submit(self, identity: Identity, body: Any) -> tuple[dict[str, Any], bool]: ...
+    async def submit(self, identity: Identity, body: Any) -> tuple[wire.Job, bool]: ...
 
     async def list(
         self,
@@ -31,71 +37,159 @@ class JobsAPI(Protocol):
         queue: str,
         limit: int,
         before: str,
-    ) -> dict[str, Any]: ...
+    ) -> wire.JobList: ...
 
-    async def get(self, identity: Identity, job_id: str) -> dict[str, Any]: ...
+    async def get(self, identity: Identity, job_id: str) -> wire.Job: ...
 
-    async def cancel(self, identity: Identity, job_id: str) -> dict[str, Any]: ...
+    async def cancel(self, identity: Identity, job_id: str) -> wire.Job: ...
 
-    async def retry(self, identity: Identity, job_id: str) -> dict[str, Any]: ...
+    async def retry(self, identity: Identity, job_id: str) -> wire.Job: ...
 
-    async def reprioritise(self, identity: Identity, job_id: str, body: Any) -> dict[str, Any]: ...
+    async def reprioritise(self, identity: Identity, job_id: str, body: Any) -> wire.Job: ...
 
-    async def usage(self, identity: Identity) -> dict[str, Any]: ...
+    async def usage(self, identity: Identity) -> wire.UsageReport: ...
 
-    async def events(self, identity: Identity, job_id: str) -> dict[str, Any]: ...
+    async def events(self, identity: Identity, job_id: str) -> wire.EventList: ...
 
-    async def result(self, identity: Identity, job_id: str) -> dict[str, Any]: ...
+    async def result(self, identity: Identity, job_id: str) -> wire.JobResult: ...
 
-    async def queue(self, identity: Identity) -> dict[str, Any]: ...
+    async def queue(self, identity: Identity) -> wire.Queue: ...
 
     async def logs(
         self, identity: Identity, job_id: str, *, rank: int | None, tail: int | None, follow: bool
     ) -> AsyncIterator[str]: ...
 
 
-async def answer(handler: JSONErrors, jobs: JobsAPI, identity: Identity, job_id: str = "") -> None:
-    """Answer the handler's request for ``identity`` (authenticated by the caller); its method
-    and the path's last part pick the call."""
-    method = handler.request.method or "GET"
-    action = handler.request.path.rstrip("/").rsplit("/", 1)[-1]
+class JobsRequest(JSONErrors):
+    """A handler of a jobs route, on whichever server: it answers its operation's call."""
 
-    status, reply = 200, None
-    if not job_id:
-        if action == "queue":
-            reply = await jobs.queue(identity)
-        elif action == "usage":
-            reply = await jobs.usage(identity)
-        elif method == "POST":
-            reply, created = await jobs.submit(identity, handler.json_body())
-            status = 201 if created else 200
-        else:
-            reply = await jobs.list(identity, **list_filters(handler.query_argument))
-    elif action == "logs":
-        options = log_options(handler.query_argument)
-        lines = await jobs.logs(
-            identity, job_id, rank=options.rank, tail=options.tail, follow=options.follow
-        )
-        handler.set_header("Content-Type", "text/plain; charset=utf-8")
-        await handler.flush()  # headers out now, as set (APIHandler.finish would say JSON)
-        async for line in lines:
-            handler.write(line)
-            if options.follow:
-                await handler.flush()
-        handler.finish()
-        return
-    elif action == "retry":
-        reply = await jobs.retry(identity, job_id)
-    elif action == "events":
-        reply = await jobs.events(identity, job_id)
-    elif action == "result":
-        reply = await jobs.result(identity, job_id)
-    elif method == "DELETE":
-        reply = await jobs.cancel(identity, job_id)
-    elif method == "PATCH":
-        reply = await jobs.reprioritise(identity, job_id, handler.json_body())
-    else:
-        reply = await jobs.get(identity, job_id)
+    async def serve(self, call: Call, **path: str) -> None:
+        """Answer ``call``; each server says for whom, and with which service."""
+        raise NotImplementedError
+
+
+Call = Callable[[JobsRequest, JobsAPI, Identity, dict[str, str]], Awaitable[None]]
+"""One operation: the handler (its body, query, headers), the service, the caller, the path's
+ids."""
+
+
+def reply(handler: JSONErrors, body: object, status: int = 200) -> None:
     handler.set_status(status)
     handler.set_header("Content-Type", "application/json")
-    handler.finish(json.dumps(reply))
+    handler.finish(json.dumps(body))
+
+
+async def _list(handler: JobsRequest, jobs: JobsAPI, identity: Identity, _: dict[str, str]) -> None:
+    reply(handler, await jobs.list(identity, **list_filters(handler.query_argument)))
+
+
+async def _submit(
+    handler: JobsRequest, jobs: JobsAPI, identity: Identity, _: dict[str, str]
+) -> None:
+    job, created = await jobs.submit(identity, handler.json_body())
+    reply(handler, job, 201 if created else 200)
+
+
+async def _get(
+    handler: JobsRequest, jobs: JobsAPI, identity: Identity, path: dict[str, str]
+) -> None:
+    reply(handler, await jobs.get(identity, path["job_id"]))
+
+
+async def _cancel(
+    handler: JobsRequest, jobs: JobsAPI, identity: Identity, path: dict[str, str]
+) -> None:
+    reply(handler, await jobs.cancel(identity, path["job_id"]))
+
+
+async def _reprioritise(
+    handler: JobsRequest, jobs: JobsAPI, identity: Identity, path: dict[str, str]
+) -> None:
+    reply(handler, await jobs.reprioritise(identity, path["job_id"], handler.json_body()))
+
+
+async def _retry(
+    handler: JobsRequest, jobs: JobsAPI, identity: Identity, path: dict[str, str]
+) -> None:
+    reply(handler, await jobs.retry(identity, path["job_id"]))
+
+
+async def _logs(
+    handler: JobsRequest, jobs: JobsAPI, identity: Identity, path: dict[str, str]
+) -> None:
+    options = log_options(handler.query_argument)
+    lines = await jobs.logs(
+        identity, path["job_id"], rank=options.rank, tail=options.tail, follow=options.follow
+    )
+    handler.set_header("Content-Type", "text/plain; charset=utf-8")
+    await handler.flush()  # headers out now, as set (APIHandler.finish would say JSON)
+    async for line in lines:
+        handler.write(line)
+        if options.follow:
+            await handler.flush()
+    handler.finish()
+
+
+async def _events(
+    handler: JobsRequest, jobs: JobsAPI, identity: Identity, path: dict[str, str]
+) -> None:
+    reply(handler, await jobs.events(identity, path["job_id"]))
+
+
+async def _result(
+    handler: JobsRequest, jobs: JobsAPI, identity: Identity, path: dict[str, str]
+) -> None:
+    reply(handler, await jobs.result(identity, path["job_id"]))
+
+
+async def _queue(
+    handler: JobsRequest, jobs: JobsAPI, identity: Identity, _: dict[str, str]
+) -> None:
+    reply(handler, await jobs.queue(identity))
+
+
+async def _usage(
+    handler: JobsRequest, jobs: JobsAPI, identity: Identity, _: dict[str, str]
+) -> None:
+    reply(handler, await jobs.usage(identity))
+
+
+CALLS: dict[str, Call] = {
+    "listJobs": _list,
+    "submitJob": _submit,
+    "getJob": _get,
+    "cancelJob": _cancel,
+    "reprioritiseJob": _reprioritise,
+    "retryJob": _retry,
+    "getJobLogs": _logs,
+    "getJobEvents": _events,
+    "getJobResult": _result,
+    "getQueue": _queue,
+    "getUsage": _usage,
+}
+"""Each operation of ``models.jobs.OPERATIONS``, by its operationId."""
+
+Method = Callable[..., Any]
+Handler = TypeVar("Handler", bound=JobsRequest)
+
+
+def routes(
+    base: type[Handler], decorate: Callable[[Method], Method] = lambda method: method
+) -> Iterator[tuple[str, type[Handler]]]:
+    """The jobs routes: for each path, a subclass of ``base`` whose HTTP methods serve that
+    path's operations (``decorate`` wraps each: the Jupyter server authenticates and
+    authorizes there)."""
+    by_path: dict[str, dict[str, Method]] = {}
+    for op in wire.OPERATIONS:
+        by_path.setdefault(op.path, {})[op.method] = decorate(_method(CALLS[op.operation_id]))
+    for path, methods in by_path.items():
+        name = "".join(part.strip("{}").title() for part in path.split("/")) + "Handler"
+        yield route(path), cast(type[Handler], type(name.replace("_", ""), (base,), methods))
+
+
+def _method(call: Call) -> Method:
+    async def method(self: JobsRequest, **path: str) -> None:
+        await self.serve(call, **path)
+
+    method.__name__ = method.__qualname__ = call.__name__.lstrip("_")
+    return method

@@ -1,20 +1,27 @@
 """What a job is: the submission a user sends, and the job record every surface shows.
 
-Pure. ``parse_submission`` turns untrusted JSON into a ``JobSpec`` or raises ``InvalidInput``
-naming the field; it knows nothing of the catalog (the service resolves flavor and environment
-names and defaults against it, for the caller's identity).
+Pure. A submission's wire model is ``models.jobs.JobSubmission``; ``jobs/submission.py`` makes
+it a ``JobSpec``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..catalog import Flavor
-from ..errors import Conflict, InvalidInput, NotAllowed, TooLarge, shown
+from ..errors import Conflict, NotAllowed
+
+if TYPE_CHECKING:
+    from ..models import jobs as wire
+
+JobStateName = Literal[
+    "queued", "admitted", "starting", "running", "succeeded", "failed", "cancelled", "preempted"
+]
+"""A state as the API writes it: ``JobState``'s values (mypy checks that ``Job.to_json`` writes
+one of these; tests/test_models.py that every state is one)."""
 
 
 class JobState(str, Enum):
@@ -38,6 +45,12 @@ class JobState(str, Enum):
 
 
 FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PREEMPTED})
+
+
+ConditionName = Literal[
+    "Queued", "QuotaReserved", "Admitted", "Started", "Evicted", "Preempted", "Requeued", "Finished"
+]
+"""A condition as the API writes it: ``Condition``'s values."""
 
 
 class Condition(str, Enum):
@@ -118,22 +131,11 @@ class JobSpec:
         return data
 
 
-SUBMISSION_FIELDS = (
-    "name", "code", "script", "source", "args", "flavor", "environment", "nodes", "procs_per_node",
-    "env", "priority", "queue", "max_runtime_seconds", "retry", "push", "pull", "working_dir",
-    "idempotency_key",
-)  # fmt: skip
-
 MAX_NODES = 64
 MAX_PROCS_PER_NODE = 256
 MAX_CODE_CHARACTERS = 1_000_000
 MAX_RUNTIME_SECONDS = 1e9
 """About 31 years: any longer is no limit, and a cluster takes the number as a whole one."""
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
 @dataclass(frozen=True)
@@ -146,201 +148,6 @@ class RequestLimits:
     max_push_bytes: int = 32 * 1024 * 1024
     max_env_bytes: int = 64 * 1024
     max_args_bytes: int = 64 * 1024
-
-
-def _bad(name: str, message: str) -> InvalidInput:
-    return InvalidInput(f"{name}: {message}", name)
-
-
-def _too_large(name: str, size: int, limit: int, setting: str) -> TooLarge:
-    return TooLarge(
-        f"{name}: {size} bytes, more than the limit of {limit} (MLInfraApp.{setting})", name
-    )
-
-
-def _given(body: Mapping[str, Any], name: str, default: Any) -> Any:
-    """The field's value; ``default`` when it is absent or null (clients send null for
-    "not set")."""
-    value = body.get(name)
-    return default if value is None else value
-
-
-def _string(body: Mapping[str, Any], name: str, limit: int = 1024) -> str:
-    value = _given(body, name, "")
-    if not isinstance(value, str):
-        raise _bad(name, f"must be a string, got {type(value).__name__}")
-    if len(value) > limit:
-        raise _bad(name, f"must be at most {limit} characters, got {len(value)}")
-    return value
-
-
-def parse_label(body: Mapping[str, Any], name: str) -> str:
-    """A name such as a flavor's or a priority class's: at most 63 letters, digits, '.', '_'
-    or '-' (empty: not given), so no message or lookup ever carries more than that."""
-    text = _string(body, name, 63)
-    if text and not _LABEL.fullmatch(text):
-        raise _bad(name, f"must be letters, digits, '.', '_' or '-', got {shown(text)}")
-    return text
-
-
-def _os_string(body: Mapping[str, Any], name: str, limit: int) -> str:
-    """A string that becomes part of a process (a path): no NUL, which no OS call takes."""
-    value = _string(body, name, limit)
-    if "\0" in value:
-        raise _bad(name, "must not contain a NUL character")
-    return value
-
-
-def _whole(
-    body: Mapping[str, Any], name: str, default: int, minimum: int, maximum: int, within: str = ""
-) -> int:
-    """A whole number between ``minimum`` and ``maximum``; ``within`` names the object that
-    holds it, for the error ("retry.max_restarts"). Left out or null: ``default``, which may
-    lie outside what may be given (procs_per_node's 0: one per accelerator)."""
-    value = body.get(name)
-    if value is None:
-        return default
-    field = f"{within}.{name}" if within else name
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(field, f"must be a whole number, got {type(value).__name__}")
-    if not minimum <= value <= maximum:
-        raise _bad(field, f"must be between {minimum} and {maximum}, got {value}")
-    return value
-
-
-def _names(body: Mapping[str, Any], name: str) -> tuple[str, ...]:
-    value = _given(body, name, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _bad(name, "must be a list of variable names")
-    for item in value:
-        if not _IDENTIFIER.fullmatch(item):
-            raise _bad(name, f"{shown(item)} is not a Python variable name")
-    return tuple(value)
-
-
-def _args(body: Mapping[str, Any], limits: RequestLimits) -> tuple[str, ...]:
-    args = _given(body, "args", [])
-    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        raise _bad("args", "must be a list of strings")
-    if any("\0" in a for a in args):
-        raise _bad("args", "must not contain a NUL character")
-    size = sum(len(a.encode()) + 1 for a in args)
-    if size > limits.max_args_bytes:
-        raise _too_large("args", size, limits.max_args_bytes, "max_args_bytes")
-    return tuple(args)
-
-
-def _env(body: Mapping[str, Any], limits: RequestLimits) -> dict[str, str]:
-    env = _given(body, "env", {})
-    if not isinstance(env, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-    ):
-        raise _bad("env", "must be an object of strings")
-    for key, value in env.items():
-        if not _ENV_NAME.fullmatch(key):
-            raise _bad("env", f"{shown(key)} is not an environment variable name")
-        if "\0" in value:
-            raise _bad("env", f"{key}: must not contain a NUL character")
-    size = sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items())
-    if size > limits.max_env_bytes:
-        raise _too_large("env", size, limits.max_env_bytes, "max_env_bytes")
-    return dict(env)
-
-
-def _push(body: Mapping[str, Any], limits: RequestLimits) -> dict[str, str]:
-    push = _given(body, "push", {})
-    problem = "must be an object of variable name -> base64 cloudpickle"
-    if not isinstance(push, Mapping) or not all(isinstance(v, str) for v in push.values()):
-        raise _bad("push", problem)
-    size = sum(len(v) for v in push.values())  # base64: one byte per character
-    if size > limits.max_push_bytes:
-        raise _too_large("push", size, limits.max_push_bytes, "max_push_bytes")
-    for key, value in push.items():
-        if not _IDENTIFIER.fullmatch(key):
-            raise _bad("push", f"{shown(key)} is not a Python variable name")
-        if len(value) % 4 or not _BASE64.fullmatch(value):
-            raise _bad("push", f"{key}: not base64")
-    return dict(push)
-
-
-def _retry(body: Mapping[str, Any]) -> RetryPolicy:
-    value = _given(body, "retry", {})
-    if not isinstance(value, Mapping):
-        raise _bad("retry", "must be an object with max_restarts and on_exit_codes")
-    unknown = set(value) - {"max_restarts", "on_exit_codes"}
-    if unknown:
-        raise _bad(
-            f"retry.{sorted(unknown)[0]}", "unknown field; known: max_restarts, on_exit_codes"
-        )
-    max_restarts = _whole(value, "max_restarts", 0, 0, 100, within="retry")
-    codes = _given(value, "on_exit_codes", [])
-    if not isinstance(codes, list) or not all(
-        isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in codes
-    ):
-        raise _bad("retry.on_exit_codes", "must be a list of exit codes between 0 and 255")
-    return RetryPolicy(max_restarts=max_restarts, on_exit_codes=tuple(codes))
-
-
-def _max_runtime(body: Mapping[str, Any]) -> float | None:
-    value = body.get("max_runtime_seconds")
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0 < value <= MAX_RUNTIME_SECONDS
-    ):
-        raise _bad(
-            "max_runtime_seconds",
-            f"must be a number of seconds > 0 and <= {MAX_RUNTIME_SECONDS:.0f}",
-        )
-    return float(value)
-
-
-def parse_submission(body: Any, limits: RequestLimits = RequestLimits()) -> JobSpec:
-    """A JobSpec from a request body; unknown fields and malformed values are 400s, parts
-    over ``limits`` 413s, each naming the field."""
-    if not isinstance(body, Mapping):
-        raise InvalidInput("the request body must be a JSON object", None)
-    for key in body:
-        if key not in SUBMISSION_FIELDS:
-            known = ", ".join(SUBMISSION_FIELDS)
-            raise InvalidInput(
-                f"{shown(str(key))}: unknown field; known fields: {known}", str(key)[:64]
-            )
-    code = _string(body, "code", MAX_CODE_CHARACTERS)
-    script = _os_string(body, "script", 4096)
-    if bool(code) == bool(script):
-        raise InvalidInput("give exactly one of code (a cell) or script (a path)", "code")
-    source = _string(body, "source", MAX_CODE_CHARACTERS)
-    if source and not script:
-        raise _bad("source", "only a script has a source (the text of the script)")
-    args = _args(body, limits)
-    if args and not script:
-        raise _bad("args", "only a script takes arguments")
-    for label in ("name", "queue", "priority", "flavor", "environment"):
-        parse_label(body, label)
-    return JobSpec(
-        name=_string(body, "name", 63),
-        code=code,
-        script=script,
-        source=source,
-        args=args,
-        flavor=_string(body, "flavor", 63),
-        environment=_string(body, "environment", 63),
-        nodes=_whole(body, "nodes", 1, 1, MAX_NODES),
-        # absent or null: one per accelerator (0 below); a number given must be a real count
-        procs_per_node=_whole(body, "procs_per_node", 0, 1, MAX_PROCS_PER_NODE),
-        env=_env(body, limits),
-        priority=_string(body, "priority", 63),
-        queue=_string(body, "queue", 63) or "default",
-        max_runtime_seconds=_max_runtime(body),
-        retry=_retry(body),
-        push=_push(body, limits),
-        pull=_names(body, "pull"),
-        working_dir=_os_string(body, "working_dir", 4096),
-        idempotency_key=_string(body, "idempotency_key", 255),
-    )
 
 
 @dataclass(frozen=True)
@@ -407,7 +214,7 @@ class Job:
     def gpus(self) -> int:
         return self.node.accelerators * self.spec.nodes
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> wire.Job:
         spec = self.spec
         return {
             "id": self.id,
@@ -458,7 +265,7 @@ class Event:
     reason: str = ""
     message: str = ""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> wire.Event:
         return {
             "time": self.time,
             "condition": self.condition.value,

@@ -9,7 +9,10 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Container
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..models.kernels import LastExit
 
 
 def process_exit_reason(code: int) -> str:
@@ -44,6 +47,6 @@ class Deaths:
         for kernel_id in [k for k in self._last if k not in kernel_ids]:
             del self._last[kernel_id]
 
-    def to_json(self, kernel_id: str) -> dict[str, Any] | None:
+    def to_json(self, kernel_id: str) -> LastExit | None:
         last = self._last.get(kernel_id)
         return None if last is None else {"at": last[0], "reason": last[1]}

@@ -21,7 +21,10 @@ import os
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..models import catalog as wire
 
 PROBE_TIMEOUT = 60.0
 PROBE = """
@@ -169,7 +172,7 @@ class KernelTransport:
     encrypted: bool
     summary: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> wire.KernelTransport:
         return {"available": self.available, "encrypted": self.encrypted, "summary": self.summary}
 
 

@@ -13,15 +13,19 @@ A refusal (409: full or over quota) carries the agent's reason for people.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from tornado.httpclient import HTTPResponse
 
 from ..backends.local.agent_client import AgentUnavailable
+from ..backends.local.link import AgentLink, AgentNoAnswer
 from ..capacity import Lease
 from ..errors import CannotFit, Conflict, InvalidInput, MLInfraError, NotAllowed, NotFound
 from ..identity import Identity
-from ..jobs.handlers import AgentLink, AgentNoAnswer
+
+if TYPE_CHECKING:
+    from ..models import agent
 
 # ``Lease`` lives in ``capacity`` (the agent's store reads and writes it too); it is named here
 # as well because ``acquire`` returns it
@@ -57,7 +61,7 @@ def _error(response: HTTPResponse) -> MLInfraError:
 
 
 async def _call(
-    link: AgentLink, method: str, path: str, identity: Identity, body: dict[str, Any]
+    link: AgentLink, method: str, path: str, identity: Identity, body: Mapping[str, object]
 ) -> HTTPResponse:
     """One request to the agent, (re)starting it first when none is known or it went away."""
     data = json.dumps(body).encode()
@@ -76,7 +80,11 @@ async def acquire(
 ) -> Lease:
     """The lease of ``kernel_id`` (the one it holds already, if any); a domain error with the
     agent's reason when it is refused."""
-    body = {"kernel_id": kernel_id, "flavor": flavor, "environment": environment}
+    body: agent.LeaseRequest = {
+        "kernel_id": kernel_id,
+        "flavor": flavor,
+        "environment": environment,
+    }
     response = await _call(link, "POST", LEASES, identity, body)
     if response.code in (200, 201):
         return Lease.from_json(json.loads(response.body))
@@ -86,7 +94,8 @@ async def acquire(
 async def bind(link: AgentLink, identity: Identity, kernel_id: str, pid: int) -> None:
     """Tie the lease to the kernel's process, so that the agent releases it once the process
     is gone (after a crash of the server, say)."""
-    response = await _call(link, "PUT", f"{LEASES}/{kernel_id}", identity, {"pid": pid})
+    binding: agent.LeaseBinding = {"pid": pid}
+    response = await _call(link, "PUT", f"{LEASES}/{kernel_id}", identity, binding)
     if response.code != 200:
         raise _error(response)
 

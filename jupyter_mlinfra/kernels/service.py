@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..backends.kubernetes.kernel_pod import (
     ANNOTATION_ENVIRONMENT,
@@ -20,44 +20,20 @@ from ..backends.kubernetes.kernel_pod import (
     LABEL_KERNEL_ID,
 )
 from ..capacity import Capacity, Lease
-from ..errors import Conflict, InvalidInput, MLInfraError, NotFound, shown
+from ..errors import Conflict, MLInfraError, NotFound
 from ..identity import Identity
+from ..models.kernels import Kernel, KernelList, KernelPhase, KernelStart, KernelSwitch
+from ..models.validation import validated
 from .deaths import Deaths
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
 from .specs import spec_name
-from .working_dir import MAX_PATH, confined_path
+from .working_dir import confined_path
 
 if TYPE_CHECKING:
     from ..app import MLInfraApp
 
-START_FIELDS = ("environment", "flavor", "path")
 ENDED_KEPT = 100
 """How many ended (culled) kernels ``GET /kernels`` keeps showing."""
-
-
-def parse_start(body: Any) -> dict[str, str]:
-    """``{environment, flavor, path}`` of a start request, each a string (may be absent)."""
-    return parse_fields(body, START_FIELDS)
-
-
-def parse_fields(body: Any, fields: tuple[str, ...]) -> dict[str, str]:
-    """The string ``fields`` of a JSON body; any other field is a 400 naming it."""
-    if not isinstance(body, Mapping):
-        raise InvalidInput("the request body must be a JSON object", None)
-    for key in body:
-        if key not in fields:
-            raise InvalidInput(
-                f"unknown field {shown(key)}; known fields: {', '.join(fields)}", key[:64]
-            )
-    parsed = {}
-    for key in fields:
-        value = body.get(key, "")
-        if not isinstance(value, str):
-            raise InvalidInput(f"{key} must be a string, got {type(value).__name__}", key)
-        if len(value) > MAX_PATH:
-            raise InvalidInput(f"{key} must be at most {MAX_PATH} characters", key)
-        parsed[key] = value
-    return parsed
 
 
 def _waiting(reason: str, since: float | None, ready: bool) -> str:
@@ -75,7 +51,7 @@ class KernelService:
     def __init__(self, app: MLInfraApp, kernel_manager: Any) -> None:
         self.app = app
         self.kernel_manager = kernel_manager
-        self.ended: deque[dict[str, Any]] = deque(maxlen=ENDED_KEPT)
+        self.ended: deque[Kernel] = deque(maxlen=ENDED_KEPT)
         self.deaths = Deaths()
 
     def running(self) -> Iterator[tuple[str, Any, Lease]]:
@@ -105,7 +81,7 @@ class KernelService:
             manager = self.kernel_manager.get_kernel(record.kernel_id)
             yield record.kernel_id, manager, bool(flavor and flavor.accelerators)
 
-    def model(self, kernel_id: str, manager: Any, lease: Lease) -> dict[str, Any]:
+    def model(self, kernel_id: str, manager: Any, lease: Lease) -> Kernel:
         return {
             "id": kernel_id,
             "name": manager.kernel_name,
@@ -123,13 +99,13 @@ class KernelService:
             "last_exit": self.deaths.to_json(kernel_id),
         }
 
-    def pod_kernels(self) -> list[dict[str, Any]]:
+    def pod_kernels(self) -> list[Kernel]:
         """Kernels in pods (Kubernetes backend), those still starting included, with the
         phase of their pod's start and the cluster's reason when they wait."""
         pods = getattr(self.app, "kernel_pods", None)
         if pods is None:
             return []
-        models = []
+        models: list[Kernel] = []
         for record in list(pods.records.values()):
             manager = self.kernel_manager.get_kernel(record.kernel_id) if (
                 record.kernel_id in self.kernel_manager
@@ -148,7 +124,7 @@ class KernelService:
                     "last_activity": _epoch(getattr(manager, "last_activity", None)),
                     "execution_state": getattr(manager, "execution_state", "starting"),
                     "state": "running" if ready else "starting",
-                    "phase": record.startup.phase,
+                    "phase": cast(KernelPhase, record.startup.phase),
                     "reason": _waiting(record.startup.reason, record.startup.since, ready),
                     "ended": None,
                     "last_exit": self.deaths.to_json(record.kernel_id),
@@ -156,15 +132,15 @@ class KernelService:
             )
         return models
 
-    async def start(self, identity: Identity, body: Any) -> dict[str, Any]:
-        request = parse_start(body)
-        path = confined_path(self.kernel_manager.root_dir, request["path"])
+    async def start(self, identity: Identity, body: Any) -> Kernel:
+        request = validated(KernelStart, body)
+        path = confined_path(self.kernel_manager.root_dir, request.get("path", ""))
         catalog = self.app.inventory.catalog
         mine = catalog.for_identity(identity)
         environment = catalog.environment(
-            request["environment"] or mine.default_environment, identity
+            request.get("environment") or mine.default_environment, identity
         )
-        flavor = catalog.flavor(request["flavor"] or mine.default_flavor, identity)
+        flavor = catalog.flavor(request.get("flavor") or mine.default_flavor, identity)
         transport = await self.app.kernel_transport(environment)
         if not transport.available:  # jupyter_client would refuse it, saying less
             raise Conflict(f"environment {environment.name!r}: {transport.summary}", "environment")
@@ -181,11 +157,11 @@ class KernelService:
             raise refused.error from None
         return self.get(identity, kernel_id)
 
-    async def switch(self, identity: Identity, kernel_id: str, body: Any) -> dict[str, Any]:
+    async def switch(self, identity: Identity, kernel_id: str, body: Any) -> Kernel:
         """Restart the kernel on another flavor ("Switch flavor"): same kernel id, so the
         notebook stays attached. Refused up front when the flavor has no room now, so a full
         flavor never costs the user their running kernel. A kernel in a pod gets a new pod."""
-        request = parse_fields(body, ("flavor",))
+        request = validated(KernelSwitch, body)
         pod = self._pod_kernel(identity, kernel_id)
         if pod is not None:
             manager, current = self.kernel_manager.get_kernel(kernel_id), pod["flavor"]
@@ -219,7 +195,7 @@ class KernelService:
             if task.done() and kernel_id not in self.kernel_manager:
                 pending.pop(kernel_id, None)
 
-    def list(self, identity: Identity) -> dict[str, Any]:
+    def list(self, identity: Identity) -> KernelList:
         self.deaths.forget_all_but(self.kernel_manager)
         kernels = [self.model(*entry) for entry in self.running()] + self.pod_kernels()
         kernels += list(reversed(self.ended))
@@ -232,25 +208,31 @@ class KernelService:
                 return entry
         raise NotFound(f"no mlinfra kernel {kernel_id!r}", "kernel_id")
 
-    def _pod_kernel(self, identity: Identity | None, kernel_id: str) -> dict[str, Any] | None:
+    def _pod_kernel(self, identity: Identity | None, kernel_id: str) -> Kernel | None:
         for model in self.pod_kernels():
             if model["id"] == kernel_id and (identity is None or identity.may_see(model["owner"])):
                 return model
         return None
 
-    def get(self, identity: Identity, kernel_id: str) -> dict[str, Any]:
+    def get(self, identity: Identity, kernel_id: str) -> Kernel:
         return self._pod_kernel(identity, kernel_id) or self.model(*self._find(identity, kernel_id))
 
     async def stop(
-        self, identity: Identity | None, kernel_id: str, *, reason: str = "", state: str = "stopped"
-    ) -> dict[str, Any]:
+        self,
+        identity: Identity | None,
+        kernel_id: str,
+        *,
+        reason: str = "",
+        state: Literal["stopped", "culled"] = "stopped",
+    ) -> Kernel:
         """Shut the kernel down through the kernel manager (which releases its lease); a
         culled kernel (``state`` "culled") is remembered with its reason."""
         model = self._pod_kernel(identity, kernel_id) or self.model(
             *self._find(identity, kernel_id)
         )
         await self.kernel_manager.shutdown_kernel(kernel_id)
-        model.update(state=state, reason=reason, ended=time.time(), execution_state="dead")
+        model["state"], model["reason"], model["ended"] = state, reason, time.time()
+        model["execution_state"] = "dead"
         if state == "culled":
             self.ended.append(model)
         return model

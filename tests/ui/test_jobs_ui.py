@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlinfra.client import IDENTITY_HEADER
+from jupyter_mlinfra.transport import IDENTITY_HEADER
 from tests.lab_server import LabServer
 from tests.ui.panel import (
     JOBS,

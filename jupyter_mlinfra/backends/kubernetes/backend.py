@@ -21,6 +21,7 @@ from .rest import Rest
 from .room import ClusterCapacity, QueueRoom, node_rooms, pod_requests
 
 if TYPE_CHECKING:
+    from ...models import catalog as wire
     from .job_watches import Queueing
 
 
@@ -90,7 +91,7 @@ class KubernetesBackend(Backend):
             node_rooms(nodes, pods), self.cluster.capacity_placement, _allocations(pods), left
         )
 
-    async def queueing(self) -> dict[str, str] | None:
+    async def queueing(self) -> wire.Queueing | None:
         """Whether Kueue queues jobs here, and if not why (``GET capacity`` and ``whoami``
         say it: without Kueue, jobs start outside any quota)."""
         return (await self.queues.queueing()).to_json() if self.queues is not None else None

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ...errors import NotFound
 from ...identity import Identity
@@ -34,6 +34,7 @@ from .rest import KubeError, Rest, path_of
 
 if TYPE_CHECKING:
     from ...app import MLInfraApp
+    from ...models import catalog as wire
     from .client import KubernetesCluster
 
 JOBSET = ("jobset.x-k8s.io", "v1alpha2", "JobSet")
@@ -55,7 +56,7 @@ log = logging.getLogger("jupyter_mlinfra.kubernetes")
 class Queueing:
     """Who queues this server's jobs, as discovery found and ``KubernetesJobs.kueue`` chose."""
 
-    by: str
+    by: Literal["kueue", "none"]
     """``kueue``, or ``none``: jobs start at once and only the scheduler decides."""
     reason: str
     """Why, for admins and users (empty under Kueue)."""
@@ -66,7 +67,7 @@ class Queueing:
     refused: bool = False
     """``kueue = 'required'`` and no Kueue: jobs are refused rather than started."""
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> wire.Queueing:
         return {"by": self.by, "api": self.kueue_api, "reason": self.reason}
 
 

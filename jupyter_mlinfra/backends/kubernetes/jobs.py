@@ -30,6 +30,7 @@ from ...identity import Identity, resolve_identity
 from ...jobs.queries import cursor, listing_owner, next_cursor
 from ...jobs.spec import Condition, Event, Job, JobState, check_pull
 from ...jobs.submission import entitled, new_job, priority_change
+from ...models import jobs as wire
 from . import kueue, storage
 from .attachments import attachments
 from .backend import KubernetesBackend
@@ -150,7 +151,7 @@ class KubernetesJobs(LoggingConfigurable):
         if queueing is not None and queueing.refused:
             raise ClusterUnavailable(queueing.reason, "kueue")
 
-    async def submit(self, identity: Identity, body: Any) -> tuple[dict[str, Any], bool]:
+    async def submit(self, identity: Identity, body: Any) -> tuple[wire.Job, bool]:
         rest = await self.start()
         policy = self.app.inventory
         job = new_job(
@@ -303,7 +304,7 @@ class KubernetesJobs(LoggingConfigurable):
         if not self.watches.queued_by_kueue:
             await rest.patch(self._workload_path(created), {"spec": {"suspend": False}})
 
-    async def get(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def get(self, identity: Identity, job_id: str) -> wire.Job:
         job = await self._get(identity, job_id)
         return (await self.queues.with_positions([job]))[0].to_json()
 
@@ -320,7 +321,7 @@ class KubernetesJobs(LoggingConfigurable):
         queue: str = "",
         limit: int = 100,
         before: str = "",
-    ) -> dict[str, Any]:
+    ) -> wire.JobList:
         await self.start()
         owner = listing_owner(identity, owner, states, limit)
         jobs = [
@@ -338,7 +339,7 @@ class KubernetesJobs(LoggingConfigurable):
         page = await self.queues.with_positions(jobs[:limit])
         return {"jobs": [j.to_json() for j in page], "next": next_cursor(jobs, limit)}
 
-    async def queue(self, identity: Identity) -> dict[str, Any]:
+    async def queue(self, identity: Identity) -> wire.Queue:
         await self.start()
         everyone = self.watches.everyone()
         queued = await self.queues.with_positions(
@@ -348,7 +349,7 @@ class KubernetesJobs(LoggingConfigurable):
         visible = [j for j in queued if identity.may_see(j.owner)]
         return {"jobs": [j.to_json() for j in visible], "pending": len(queued)}
 
-    async def events(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def events(self, identity: Identity, job_id: str) -> wire.EventList:
         job = await self._get(identity, job_id)
         found = [Event(job.id, job.created, Condition.QUEUED, "Submitted", f"by {job.owner}")]
         _, obj = self.watches.attempt_objects(job.id)
@@ -375,7 +376,7 @@ class KubernetesJobs(LoggingConfigurable):
         found.sort(key=lambda e: e.time)
         return {"events": [e.to_json() for e in found]}
 
-    async def result(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def result(self, identity: Identity, job_id: str) -> wire.JobResult:
         job = await self._get(identity, job_id)
         check_pull(job, identity.user)
         rest = self._rest()
@@ -399,7 +400,7 @@ class KubernetesJobs(LoggingConfigurable):
                 "id",
             ) from None
 
-    async def cancel(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def cancel(self, identity: Identity, job_id: str) -> wire.Job:
         job = await self._get(identity, job_id)
         if job.state.finished:
             raise Conflict(f"job {job_id} already {job.state.value}", "id")
@@ -415,7 +416,7 @@ class KubernetesJobs(LoggingConfigurable):
         await self.watches.settle(job.id, lambda j: j.state == JobState.CANCELLED)
         return (await self._get(identity, job_id)).to_json()
 
-    async def retry(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def retry(self, identity: Identity, job_id: str) -> wire.Job:
         job = await self._get(identity, job_id)
         if not job.state.finished:
             raise Conflict(f"job {job_id} is still {job.state.value}; cancel it first", "id")
@@ -432,7 +433,7 @@ class KubernetesJobs(LoggingConfigurable):
         await self.watches.settle(job.id, lambda j: j.attempt == again.attempt)
         return (await self._get(identity, job_id)).to_json()
 
-    async def reprioritise(self, identity: Identity, job_id: str, body: Any) -> dict[str, Any]:
+    async def reprioritise(self, identity: Identity, job_id: str, body: Any) -> wire.Job:
         """Admins move an unfinished job to another priority class: its record says so, and
         under Kueue its workload's ``kueue.x-k8s.io/priority-class`` label, which Kueue reads."""
         priority = priority_change(identity, body)
@@ -461,7 +462,7 @@ class KubernetesJobs(LoggingConfigurable):
         await self.watches.settle(job_id, lambda j: j.spec.priority == priority)
         return await self.get(identity, job_id)
 
-    async def usage(self, identity: Identity) -> dict[str, Any]:
+    async def usage(self, identity: Identity) -> wire.UsageReport:
         """Admins: usage against quotas of everybody with jobs here or a quota of their own."""
         if not identity.admin:
             raise NotAllowed("only admins see everybody's usage", None)

@@ -22,8 +22,12 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import InvalidInput, NotAllowed
+
+if TYPE_CHECKING:
+    from ...models import catalog as wire
 
 AGENT = "agent"
 OWNER = "owner"
@@ -122,7 +126,7 @@ class RankAccounts:
             )
         return account
 
-    def isolation(self, owner: str) -> dict[str, object]:
+    def isolation(self, owner: str) -> wire.Isolation:
         """What ``owner``'s ranks run as and whether other users' jobs can reach theirs, with
         the reason in one line (``whoami``'s ``isolation``)."""
         if not self.as_owner:

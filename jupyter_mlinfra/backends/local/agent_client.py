@@ -28,18 +28,21 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.netutil import Resolver
 from tornado.simple_httpclient import HTTPTimeoutError, SimpleAsyncHTTPClient
 
 from ...capacity import Allocation
-from ...client import IDENTITY_HEADER
 from ...errors import MLInfraError
 from ...identity import Identity
-from ...transport import UnixHTTPConnection
+from ...transport import IDENTITY_HEADER, UnixHTTPConnection
 from .runner import process_start_time
+
+if TYPE_CHECKING:
+    from ...models import agent
+    from ...models import catalog as wire
 
 STATUS = "/mlinfra/agent/v1/status"
 START_TIMEOUT_SECONDS = 30.0
@@ -59,7 +62,7 @@ MAX_CONNECTIONS = 64
 """Requests in flight to the agent at once; more wait their turn (within their timeout)."""
 
 
-def agent_status(socket_path: str, timeout: float = 2.0) -> dict[str, Any] | None:
+def agent_status(socket_path: str, timeout: float = 2.0) -> agent.AgentStatus | None:
     """The agent's status, or None when nothing answers on the socket."""
     connection = UnixHTTPConnection(socket_path, timeout)
     try:
@@ -67,7 +70,7 @@ def agent_status(socket_path: str, timeout: float = 2.0) -> dict[str, Any] | Non
         response = connection.getresponse()
         if response.status != 200:
             return None
-        status: dict[str, Any] = json.loads(response.read())
+        status: agent.AgentStatus = json.loads(response.read())
         return status
     except (OSError, ValueError):
         return None
@@ -75,7 +78,7 @@ def agent_status(socket_path: str, timeout: float = 2.0) -> dict[str, Any] | Non
         connection.close()
 
 
-def ensure_agent(socket_path: str, data_dir: str, idle_timeout: float) -> dict[str, Any]:
+def ensure_agent(socket_path: str, data_dir: str, idle_timeout: float) -> agent.AgentStatus:
     """The running agent's status, starting one first if none answers."""
     status = agent_status(socket_path)
     if status is not None:
@@ -86,7 +89,7 @@ def ensure_agent(socket_path: str, data_dir: str, idle_timeout: float) -> dict[s
         raise AgentUnavailable(f"cannot start the local agent: {error}") from None
 
 
-def _start_agent(socket_path: str, data_dir: str, idle_timeout: float) -> dict[str, Any]:
+def _start_agent(socket_path: str, data_dir: str, idle_timeout: float) -> agent.AgentStatus:
     folder = Path(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "agent.start.lock").open("a+") as lock:
@@ -118,7 +121,7 @@ def _last_line(log_path: Path) -> str:
     return lines[-1].strip() if lines else f"nothing in {log_path}"
 
 
-def stop_agent(socket_path: str) -> dict[str, Any] | None:
+def stop_agent(socket_path: str) -> agent.AgentStatus | None:
     """Stop the agent serving ``socket_path`` (SIGTERM: it closes its store as an idle exit
     does) and wait until it is gone; its status as it was, or None when none was running.
     Ranks it started keep running: the next agent adopts them."""
@@ -260,11 +263,11 @@ class AgentClient:
             return [], {}
         if response.code != 200:
             return [], {}
-        data = json.loads(response.body)
+        data: agent.Allocations = json.loads(response.body)
         allocations = [Allocation.from_json(a) for a in data["allocations"]]
         return allocations, dict(data["queued_by_owner"])
 
-    async def isolation(self, identity: Identity) -> dict[str, Any] | None:
+    async def isolation(self, identity: Identity) -> wire.Isolation | None:
         """What ``identity``'s ranks run as (``whoami``), or None when the agent does not say."""
         try:
             response = await self.fetch(
@@ -274,7 +277,7 @@ class AgentClient:
             return None
         if response.code != 200:
             return None
-        isolation: dict[str, Any] = json.loads(response.body)
+        isolation: wire.Isolation = json.loads(response.body)
         return isolation
 
     def close(self) -> None:

@@ -23,14 +23,16 @@ from typing import Any
 
 from tornado import httpserver, iostream, netutil, web
 
-from ... import __version__
 from ...capacity import Allocation
 from ...errors import NotAllowed, NotAuthenticated, NotFound, shown
 from ...identity import Identity
 from ...jobs.policy import Policy
-from ...jobs.serving import answer
+from ...jobs.serving import Call, JobsRequest
+from ...jobs.serving import routes as job_routes
 from ...jobs.spec import JobState, RequestLimits
 from ...json_errors import JSONErrors
+from ...models import agent as wire
+from ...version import __version__
 from .accounts import RankAccounts
 from .agent import Agent
 from .callers import Callers, HeaderCallers, HubCallers
@@ -40,7 +42,6 @@ from .local_jobs import LocalJobs, queued_by_owner
 
 log = logging.getLogger("jupyter_mlinfra.agent")
 
-API = "/mlinfra/api/v1"
 CONTROL = "/mlinfra/agent/v1"
 
 
@@ -77,67 +78,23 @@ class AgentHandler(JSONErrors):
         self.finish(json.dumps(body))
 
 
-class JobsAPIHandler(AgentHandler):
+class JobsHandler(AgentHandler, JobsRequest):
     """The jobs routes, answered as the Jupyter server answers them (``jobs/serving.py``)."""
 
-    async def answer(self, job_id: str = "") -> None:
-        await answer(self, LocalJobs(self.agent), self.identity, job_id)
-
-
-class JobsHandler(JobsAPIHandler):
-    async def get(self) -> None:
-        await self.answer()
-
-    async def post(self) -> None:
-        await self.answer()
-
-
-class JobHandler(JobsAPIHandler):
-    async def get(self, job_id: str) -> None:
-        await self.answer(job_id)
-
-    async def delete(self, job_id: str) -> None:
-        await self.answer(job_id)
-
-    async def patch(self, job_id: str) -> None:
-        await self.answer(job_id)
-
-
-class RetryHandler(JobsAPIHandler):
-    async def post(self, job_id: str) -> None:
-        await self.answer(job_id)
-
-
-class UsageHandler(JobsAPIHandler):
-    """Admins: every user's and group's usage against their quotas."""
-
-    async def get(self) -> None:
-        await self.answer()
-
-
-class JobReadHandler(JobsAPIHandler):
-    """Logs, events and results of one job."""
-
-    async def get(self, job_id: str) -> None:
-        await self.answer(job_id)
-
-
-class QueueHandler(JobsAPIHandler):
-    async def get(self) -> None:
-        await self.answer()
+    async def serve(self, call: Call, **path: str) -> None:
+        await call(self, LocalJobs(self.agent), self.identity, path)
 
 
 class StatusHandler(AgentHandler):
     def get(self) -> None:
         active = self.agent.store.active()
-        self.reply(
-            {
-                "version": __version__,
-                "pid": os.getpid(),
-                "queued": sum(j.state == JobState.QUEUED for j in active),
-                "running": sum(j.state.holds_resources for j in active),
-            }
-        )
+        status: wire.AgentStatus = {
+            "version": __version__,
+            "pid": os.getpid(),
+            "queued": sum(j.state == JobState.QUEUED for j in active),
+            "running": sum(j.state.holds_resources for j in active),
+        }
+        self.reply(status)
 
 
 class ChangesHandler(AgentHandler):
@@ -203,12 +160,11 @@ class AllocationsHandler(AgentHandler):
         queued = queued_by_owner(self.agent)
         if self.callers.shared and not self.identity.admin:
             allocations, queued = _only_own_names(self.identity.user, allocations, queued)
-        self.reply(
-            {
-                "allocations": [a.to_json() for a in allocations],
-                "queued_by_owner": queued,
-            }
-        )
+        answer: wire.Allocations = {
+            "allocations": [a.to_json() for a in allocations],
+            "queued_by_owner": queued,
+        }
+        self.reply(answer)
 
 
 def _only_own_names(
@@ -228,7 +184,8 @@ class LeasesHandler(AgentHandler):
 
     def get(self) -> None:
         leases = self.agent.leases.visible(self.identity)
-        self.reply({"leases": [lease.to_json() for lease in leases]})
+        listing: wire.LeaseList = {"leases": [lease.to_json() for lease in leases]}
+        self.reply(listing)
 
     def post(self) -> None:
         lease, created = self.agent.leases.request(self.identity, self.json_body())
@@ -244,7 +201,8 @@ class LeaseHandler(AgentHandler):
 
     def delete(self, kernel_id: str) -> None:
         self.agent.leases.release(self.identity, kernel_id)
-        self.reply({"released": True})
+        released: wire.Released = {"released": True}
+        self.reply(released)
 
 
 class UnknownPathHandler(AgentHandler):
@@ -256,21 +214,11 @@ class UnknownPathHandler(AgentHandler):
     get = post = put = patch = delete = unknown
 
 
-ID = r"(?P<job_id>[0-9a-f]{12})"
-
-
 def make_app(agent: Agent, callers: Callers, prefix: str = "") -> web.Application:
     """The agent's routes, under ``prefix`` (a hub service's ``/services/<name>``, so that it
     answers the same paths directly and through the hub's proxy)."""
     routes: list[tuple[str, type[AgentHandler]]] = [
-        (rf"{API}/jobs", JobsHandler),
-        (rf"{API}/jobs/{ID}", JobHandler),
-        (rf"{API}/jobs/{ID}/retry", RetryHandler),
-        (rf"{API}/jobs/{ID}/logs", JobReadHandler),
-        (rf"{API}/jobs/{ID}/events", JobReadHandler),
-        (rf"{API}/jobs/{ID}/result", JobReadHandler),
-        (rf"{API}/queue", QueueHandler),
-        (rf"{API}/usage", UsageHandler),
+        *job_routes(JobsHandler),
         (rf"{CONTROL}/status", StatusHandler),
         (rf"{CONTROL}/policy", PolicyHandler),
         (rf"{CONTROL}/isolation", IsolationHandler),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...capacity import Allocation, Capacity, Machine
 from ...identity import Identity
@@ -11,10 +11,13 @@ from ..base import Backend
 from .builtin import builtin_catalog
 from .machine import detect_frameworks, detect_machine
 
+if TYPE_CHECKING:
+    from ...models import catalog as wire
+
 Usage = Callable[[], Awaitable[tuple[list[Allocation], dict[str, int]]]]
 
 
-Isolation = Callable[[Identity], Awaitable[dict[str, Any] | None]]
+Isolation = Callable[[Identity], Awaitable["wire.Isolation | None"]]
 
 
 class LocalBackend(Backend):
@@ -44,5 +47,5 @@ class LocalBackend(Backend):
         _, queued = await self._usage() if self._usage else ([], {})
         return queued.get(owner, 0)
 
-    async def isolation(self, identity: Identity) -> dict[str, Any] | None:
+    async def isolation(self, identity: Identity) -> wire.Isolation | None:
         return await self._isolation(identity) if self._isolation else None

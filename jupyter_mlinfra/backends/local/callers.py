@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from tornado import web
 
-from ...client import IDENTITY_HEADER
 from ...errors import InvalidInput, NotAllowed, NotAuthenticated
 from ...hub import HubUser, fetch_user
 from ...identity import Identity
+from ...transport import IDENTITY_HEADER
 
 if TYPE_CHECKING:
     from ...jobs.policy import Policy

@@ -16,21 +16,23 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ...capacity import Lease
 from ...errors import CannotFit, Conflict, InvalidInput, NotFound
 from ...identity import Identity
 from ...jobs import queue
 from ...jobs.pending import Pending
+from ...jobs.policy import Policy
 from ...jobs.spec import Job, JobSpec, PendingReason, Resources
+from ...jobs.store import JobStore
+from ...models import agent
+from ...models.agent import LeaseBinding, LeaseRequest
+from ...models.validation import validated
 from .runner import is_alive, process_start_time
-
-if TYPE_CHECKING:
-    from .agent import Agent
 
 log = logging.getLogger("jupyter_mlinfra.agent")
 
@@ -40,8 +42,7 @@ GONE_GRACE_SECONDS = 2.0
 """How long a bound process may be missing before its lease goes: a restart kills the old
 process before it asks again and binds the new one."""
 
-_KERNEL_ID = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
-KERNEL_ID = r"(?P<kernel_id>[A-Za-z0-9._-]{1,255})"
+KERNEL_ID = f"(?P<kernel_id>{agent.KERNEL_ID.strip('^$')})"
 """A kernel id in a route (Jupyter's are UUIDs)."""
 
 
@@ -81,13 +82,30 @@ def refusal_message(flavor: str, pending: Pending, waiting_jobs: int, now: float
     return message
 
 
+class LeaseHost(Protocol):
+    """What leases need of the agent that holds them (``Agent``): its store and policy, what
+    runs, and a nudge to schedule again when a lease goes."""
+
+    @property
+    def store(self) -> JobStore: ...
+
+    @property
+    def policy(self) -> Policy: ...
+
+    def durations(self, now: float) -> Mapping[str, float]: ...
+
+    def busy_cpus(self) -> set[int]: ...
+
+    def wake(self) -> None: ...
+
+
 class Leases:
     """The agent's leases: admission, binding to a process, release, and the checks on its tick.
 
     Every method runs on the agent's event loop without awaiting, so an admission and a
     scheduling pass never interleave (see ``Agent._schedule``)."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: LeaseHost) -> None:
         self.agent = agent
         self._gone: dict[str, float] = {}
         """Kernel id -> when its bound process was first seen missing."""
@@ -97,7 +115,9 @@ class Leases:
 
     def request(self, identity: Identity, body: Any) -> tuple[Lease, bool]:
         """A new lease (True), or the one the kernel already holds (False: a restart)."""
-        kernel_id, flavor_name, environment_name = _parse(body)
+        asked = validated(LeaseRequest, body)
+        kernel_id = asked["kernel_id"]
+        flavor_name, environment_name = asked.get("flavor") or "", asked.get("environment") or ""
         store = self.agent.store
         policy = self.agent.policy
         now = time.time()
@@ -182,9 +202,7 @@ class Leases:
     def bind(self, identity: Identity, kernel_id: str, body: Any) -> Lease:
         """Tie the lease to the kernel's process, which the agent then watches."""
         self.mine(identity, kernel_id)
-        pid = body.get("pid") if isinstance(body, dict) else None
-        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-            raise InvalidInput(f"pid: must be a process id, got {pid!r}", "pid")
+        pid = validated(LeaseBinding, body)["pid"]
         start_time = process_start_time(pid)
         if start_time is None:
             raise InvalidInput(f"pid: no process {pid} is running", "pid")
@@ -215,21 +233,3 @@ class Leases:
 
     def cpus(self) -> set[int]:
         return {cpu for lease in self.held() for cpu in lease.cpus}
-
-
-def _parse(body: Any) -> tuple[str, str, str]:
-    if not isinstance(body, dict):
-        raise InvalidInput("the request body must be a JSON object", None)
-    kernel_id = body.get("kernel_id")
-    if not isinstance(kernel_id, str) or not _KERNEL_ID.match(kernel_id):
-        raise InvalidInput(
-            f"kernel_id: must be letters, digits, '.', '_' or '-', got {kernel_id!r}",
-            "kernel_id",
-        )
-    names = []
-    for field in ("flavor", "environment"):
-        value = body.get(field) or ""
-        if not isinstance(value, str):
-            raise InvalidInput(f"{field}: must be a name, got {value!r}", field)
-        names.append(value)
-    return kernel_id, names[0], names[1]

@@ -17,6 +17,7 @@ from ... import quotas
 from ...errors import NotAllowed
 from ...identity import Identity
 from ...jobs.spec import Job, JobState
+from ...models import jobs as wire
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -28,37 +29,37 @@ class LocalJobs:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
 
-    async def submit(self, identity: Identity, body: Any) -> tuple[dict[str, Any], bool]:
+    async def submit(self, identity: Identity, body: Any) -> tuple[wire.Job, bool]:
         job, created = self.agent.service.submit(identity, body)
         return job.to_json(), created
 
-    async def list(self, identity: Identity, **filters: Any) -> dict[str, Any]:
+    async def list(self, identity: Identity, **filters: Any) -> wire.JobList:
         """``filters`` as ``JobsAPI.list`` names them (``jobs/queries.list_filters``)."""
         return self.agent.service.list(identity, **filters)
 
-    async def get(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def get(self, identity: Identity, job_id: str) -> wire.Job:
         return self.agent.service.get(identity, job_id).to_json()
 
-    async def cancel(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def cancel(self, identity: Identity, job_id: str) -> wire.Job:
         return (await self.agent.service.cancel(identity, job_id)).to_json()
 
-    async def retry(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def retry(self, identity: Identity, job_id: str) -> wire.Job:
         return self.agent.service.retry(identity, job_id).to_json()
 
-    async def events(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def events(self, identity: Identity, job_id: str) -> wire.EventList:
         events = self.agent.service.events(identity, job_id)
         return {"events": [e.to_json() for e in events]}
 
-    async def result(self, identity: Identity, job_id: str) -> dict[str, Any]:
+    async def result(self, identity: Identity, job_id: str) -> wire.JobResult:
         return {"variables": self.agent.service.pulled(identity, job_id)}
 
-    async def queue(self, identity: Identity) -> dict[str, Any]:
+    async def queue(self, identity: Identity) -> wire.Queue:
         return self.agent.service.queue(identity)
 
-    async def reprioritise(self, identity: Identity, job_id: str, body: Any) -> dict[str, Any]:
+    async def reprioritise(self, identity: Identity, job_id: str, body: Any) -> wire.Job:
         return self.agent.service.reprioritise(identity, job_id, body).to_json()
 
-    async def usage(self, identity: Identity) -> dict[str, Any]:
+    async def usage(self, identity: Identity) -> wire.UsageReport:
         return usage_report(self.agent, identity)
 
     async def logs(
@@ -91,7 +92,7 @@ class LocalJobs:
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
 
-def usage_report(agent: Agent, identity: Identity) -> dict[str, Any]:
+def usage_report(agent: Agent, identity: Identity) -> wire.UsageReport:
     """Usage against quotas of everybody who holds or queues something here, or has a quota
     or a group of their own in the settings."""
     if not identity.admin:

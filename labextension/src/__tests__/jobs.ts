@@ -61,10 +61,13 @@ export function makeUser(admin: boolean): IWhoAmI {
     user: 'ada',
     groups: [],
     admin,
-    quota: {},
-    usage: {},
+    backend: 'local',
+    quota: { max_gpus: null, max_running_jobs: null, max_queued_jobs: null },
+    usage: { gpus: 0, running_jobs: 0, queued_jobs: 0, kernels: 0 },
+    flavors: ['cpu', 'a100x1'],
     priorities: admin ? ['high', 'normal', 'low'] : ['normal'],
-    default_priority: 'normal'
+    default_priority: 'normal',
+    isolation: null
   };
 }
 

@@ -1,8 +1,8 @@
 import { StartSection } from '../startSection';
-import { IFlavorList } from '../tokens';
+import { IEnvironment, IEnvironmentList, IFlavorList } from '../tokens';
 import { FLAVORS } from './jobs';
 
-const ENVIRONMENTS = {
+const ENVIRONMENTS: IEnvironmentList = {
   default_environment: 'python',
   environments: [
     {
@@ -12,7 +12,7 @@ const ENVIRONMENTS = {
       framework: 'generic',
       image: '',
       python: 'python3',
-      launcher: 'python',
+      launcher: 'process',
       env: {},
       volumes: [],
       kernels: { available: true, encrypted: true, summary: 'kernels run encrypted' }
@@ -23,7 +23,7 @@ const ENVIRONMENTS = {
 const REFUSED =
   'kernels cannot start: this server requires transport encryption and ipykernel 7.2.0' +
   ' of /opt/old/python does not support CurveZMQ';
-const OLD = {
+const OLD: IEnvironment = {
   ...ENVIRONMENTS.environments[0],
   name: 'old',
   display_name: 'Old',
