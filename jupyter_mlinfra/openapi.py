@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter
 
-from .models import catalog, jobs, kernels
+from .models import catalog, jobs, kernels, live
 from .models.errors import Error
 from .models.operations import API, PATH_PARAMETERS, Operation
 
@@ -65,12 +65,13 @@ ERRORS = {
 
 def document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
-    models = sorted(_models(OPERATIONS), key=lambda m: m.__name__)
+    models = sorted({*_models(OPERATIONS), *live.MESSAGES}, key=lambda m: m.__name__)
     refs, definitions = TypeAdapter.json_schemas(
         [(m, "validation", TypeAdapter(m)) for m in models], ref_template=REF
     )
     schemas = {name: _untitled(schema) for name, schema in definitions.get("$defs", {}).items()}
     ref = {model: refs[(model, "validation")] for model in models}
+    schemas["LiveMessage"] = _union([model.__name__ for model in live.MESSAGES], schemas)
     paths: dict[str, dict[str, Any]] = {}
     for operation in OPERATIONS:
         paths.setdefault(operation.path, {})[operation.method] = _operation(operation, ref)
@@ -80,6 +81,14 @@ def document() -> dict[str, Any]:
         "servers": [{"url": API}],
         "security": [{"token": []}],
         "paths": paths,
+        "x-websockets": {
+            path: {
+                "summary": spec["summary"],
+                "description": spec["description"],
+                "message": {"$ref": REF.format(model=spec["message"])},
+            }
+            for path, spec in live.WEBSOCKET.items()
+        },
         "components": {
             "securitySchemes": {
                 "token": {
@@ -91,6 +100,20 @@ def document() -> dict[str, Any]:
             },
             "responses": {name: _error(status) for status, (name, _) in ERRORS.items()},
             "schemas": dict(sorted(schemas.items())),
+        },
+    }
+
+
+def _union(names: Iterable[str], schemas: dict[str, Any]) -> dict[str, Any]:
+    """One of the schemas ``names``, told apart by their ``type`` field (a constant)."""
+    refs = {name: REF.format(model=name) for name in names}
+    return {
+        "oneOf": [{"$ref": ref} for ref in refs.values()],
+        "discriminator": {
+            "propertyName": "type",
+            "mapping": {
+                schemas[name]["properties"]["type"]["const"]: ref for name, ref in refs.items()
+            },
         },
     }
 

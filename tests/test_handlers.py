@@ -149,8 +149,10 @@ def test_openapi_document_describes_the_websockets() -> None:
     prefix = document["servers"][0]["url"]
     sockets = {p for p, h in default_handlers if issubclass(h, WebSocketHandler)}
     assert {prefix + path for path in document["x-websockets"]} == sockets
-    live = document["x-websockets"]["/live"]["messages"]
-    assert set(live) == {"hello", "job", "kernels", "capacity", "live"}
+    live = document["x-websockets"]["/live"]["message"]
+    assert live == {"$ref": "#/components/schemas/LiveMessage"}
+    kinds = document["components"]["schemas"]["LiveMessage"]["discriminator"]["mapping"]
+    assert set(kinds) == {"hello", "job", "kernels", "capacity", "live"}
 
 
 SAMPLE_IDS = {

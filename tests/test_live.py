@@ -22,7 +22,7 @@ from jupyter_mlinfra.identity import Identity
 from .agents import AgentHome
 from .conftest import ME
 from .jobs_client import TERMINAL, call
-from .test_handlers import DenyMLInfra
+from .test_handlers import DenyMLInfra, conforms
 from .waits import until
 
 Message = dict[str, Any]
@@ -30,7 +30,8 @@ SLEEPER = "import time; time.sleep(0.5)"
 
 
 class Tab:
-    """A browser tab's websocket, as the sidebar opens it."""
+    """A browser tab's websocket, as the sidebar opens it. Every message it reads must be a
+    ``LiveMessage`` of the OpenAPI document (what the labextension's types say it gets)."""
 
     def __init__(self, ws: WebSocketClientConnection) -> None:
         self.ws = ws
@@ -40,6 +41,7 @@ class Tab:
         text = await asyncio.wait_for(self.ws.read_message(), timeout)
         assert text is not None, "the server closed the stream"
         message: Message = json.loads(text)
+        conforms(message, "LiveMessage")
         self.seen.append(message)
         return message
 

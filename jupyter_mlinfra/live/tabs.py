@@ -1,14 +1,10 @@
 """The open browser tabs of one server, and the one place that tells them what changed.
 
-Messages (JSON, one per websocket frame):
-
-- ``{"type": "hello", "user": ..., "live": bool}`` when a tab connects;
-- ``{"type": "job", "job": {...}}``: a job as the REST API shows it, after a change;
-- ``{"type": "kernels"}``: the user's kernels may have changed (read ``GET kernels`` again);
-- ``{"type": "capacity"}``: flavors' availability may have changed (``GET flavors``);
-- ``{"type": "live", "live": bool}``: whether changes are being pushed; ``true`` after
-  ``false`` means some may have been missed: read everything once again (resync). While it is
-  ``false`` a tab falls back to a slow poll.
+Messages (``models.live.LiveMessage``, JSON, one per websocket frame): ``hello`` when a tab
+connects; ``job``, a job as the REST API shows it, after a change; ``kernels`` and
+``capacity``, read ``GET kernels`` or ``GET flavors`` again; ``live``, whether changes are
+being pushed (``true`` after ``false`` means some may have been missed: read everything once
+again; while it is ``false`` a tab falls back to a slow poll).
 
 A tab sees a job only if its user may (``Identity.may_see``): their own, everybody's for admins.
 Whoever tells the tabs may do so from any thread (kernel provisioners run on jupyter_client's
@@ -21,9 +17,10 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ..identity import Identity
+from ..models.jobs import Job
+from ..models.live import LiveMessage
 
 Send = Callable[[str], bool]
 """Sends one message to a tab; False when its connection is gone."""
@@ -50,18 +47,19 @@ class Tabs:
         self._loop = asyncio.get_running_loop()
         tab = Tab(identity, send)
         self._tabs.add(tab)
-        self._send(tab, json.dumps({"type": "hello", "user": identity.user, "live": self.live}))
+        hello: LiveMessage = {"type": "hello", "user": identity.user, "live": self.live}
+        self._send(tab, json.dumps(hello))
         return tab
 
     def close(self, tab: Tab) -> None:
         self._tabs.discard(tab)
 
-    def job(self, job: dict[str, Any]) -> None:
+    def job(self, job: Job) -> None:
         """``job`` changed: tell the tabs whose user may see it (serialized once for all)."""
-        owner = str(job.get("owner", ""))
-        text = json.dumps({"type": "job", "job": job})
+        message: LiveMessage = {"type": "job", "job": job}
+        text = json.dumps(message)
         for tab in list(self._tabs):
-            if tab.identity.may_see(owner):
+            if tab.identity.may_see(job["owner"]):
                 self._send(tab, text)
 
     def kernels(self) -> None:
@@ -73,10 +71,11 @@ class Tabs:
             here = asyncio.get_running_loop() is loop
         except RuntimeError:
             here = False
+        kernels: LiveMessage = {"type": "kernels"}
         if here:
-            self._broadcast({"type": "kernels"})
+            self._broadcast(kernels)
         else:
-            loop.call_soon_threadsafe(self._broadcast, {"type": "kernels"})
+            loop.call_soon_threadsafe(self._broadcast, kernels)
 
     def capacity(self) -> None:
         self._broadcast({"type": "capacity"})
@@ -89,7 +88,7 @@ class Tabs:
             self.live = live
             self._broadcast({"type": "live", "live": live})
 
-    def _broadcast(self, message: dict[str, Any]) -> None:
+    def _broadcast(self, message: LiveMessage) -> None:
         text = json.dumps(message)
         for tab in list(self._tabs):
             self._send(tab, text)

@@ -7,25 +7,12 @@ import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { API_NAMESPACE, IJob } from './tokens';
-
-/** What the server pushes (its `jupyter_mlinfra/live/tabs.py` says when). */
-export type LiveMessage =
-  /** On connecting; `live`: whether changes reach the server now. */
-  | { type: 'hello'; user: string; live: boolean }
-  /** A job, as the REST API shows it, after a change. */
-  | { type: 'job'; job: IJob }
-  /** The user's kernels may have changed. */
-  | { type: 'kernels' }
-  /** Flavors' availability may have changed. */
-  | { type: 'capacity' }
-  /** Changes stopped (false) or started again (true: read everything once more). */
-  | { type: 'live'; live: boolean };
+import { API_NAMESPACE, ILiveMessage } from './tokens';
 
 /** Where live updates come from: the server's websocket, or a test's stand-in. */
 export interface ILiveSource extends IDisposable {
   /** Emitted with every message the server pushes. */
-  readonly received: ISignal<ILiveSource, LiveMessage>;
+  readonly received: ISignal<ILiveSource, ILiveMessage>;
   /** Emitted when the connection drops (it is tried again by itself). */
   readonly dropped: ISignal<ILiveSource, void>;
   /** Connect, and stay connected until disposed. */
@@ -50,7 +37,7 @@ export class LiveStream implements ILiveSource {
     this._settings = settings ?? ServerConnection.makeSettings();
   }
 
-  get received(): ISignal<this, LiveMessage> {
+  get received(): ISignal<this, ILiveMessage> {
     return this._received;
   }
 
@@ -94,9 +81,9 @@ export class LiveStream implements ILiveSource {
     }
     this._socket = socket;
     socket.onmessage = event => {
-      let message: LiveMessage;
+      let message: ILiveMessage;
       try {
-        message = JSON.parse(String(event.data)) as LiveMessage;
+        message = JSON.parse(String(event.data)) as ILiveMessage;
       } catch {
         return; // not ours to read
       }
@@ -129,6 +116,6 @@ export class LiveStream implements ILiveSource {
   private _timer = 0;
   private _delay = FIRST_RECONNECT;
   private _isDisposed = false;
-  private _received = new Signal<this, LiveMessage>(this);
+  private _received = new Signal<this, ILiveMessage>(this);
   private _dropped = new Signal<this, void>(this);
 }

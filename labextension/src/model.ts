@@ -24,8 +24,16 @@ import {
 } from './api';
 import { holdsResources, mergeJob } from './jobMerge';
 import { activeKernels } from './kernelStarts';
-import { ILiveSource, LiveMessage, LiveStream } from './liveStream';
-import { IEnvironmentList, IFlavorList, IJob, IKernel, IWhoAmI, JobState } from './tokens';
+import { ILiveSource, LiveStream } from './liveStream';
+import {
+  IEnvironmentList,
+  IFlavorList,
+  IJob,
+  IKernel,
+  ILiveMessage,
+  IWhoAmI,
+  JobState
+} from './tokens';
 
 /** How often the model reads everything while the panel is visible and nothing is pushed (ms). */
 export const FALLBACK_INTERVAL = 15000;
@@ -226,7 +234,7 @@ export class MLInfraModel implements IDisposable {
   }
 
   /** What the server pushed. */
-  private _onPushed(_: ILiveSource, message: LiveMessage): void {
+  private _onPushed(_: ILiveSource, message: ILiveMessage): void {
     switch (message.type) {
       case 'hello':
       case 'live':

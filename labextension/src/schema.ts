@@ -581,6 +581,51 @@ export interface components {
             /** @example OOMKilled: the kernel ran out of the flavor's memory */
             reason: string;
         };
+        /** @description Flavors' availability may have changed: read ``GET flavors`` again. */
+        LiveCapacity: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "capacity";
+        };
+        /** @description First, on connecting: whose changes come, and whether they are pushed now. */
+        LiveHello: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "hello";
+            user: string;
+            live: boolean;
+        };
+        /** @description A job after any change, as ``GET jobs/{job_id}`` shows it. */
+        LiveJob: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "job";
+            job: components["schemas"]["Job"];
+        };
+        /** @description The caller's kernels may have changed: read ``GET kernels`` again. */
+        LiveKernels: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "kernels";
+        };
+        LiveMessage: components["schemas"]["LiveHello"] | components["schemas"]["LiveJob"] | components["schemas"]["LiveKernels"] | components["schemas"]["LiveCapacity"] | components["schemas"]["LiveState"];
+        /** @description Changes stopped (false) or are pushed again (true). True after false means some may have been missed: read everything again through the REST API (and poll slowly while false). */
+        LiveState: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "live";
+            live: boolean;
+        };
         MemoryCapacity: {
             total: string;
             free: string;

@@ -135,3 +135,10 @@ export type IKernelList = Schemas['KernelList'];
 
 /** The body of `POST kernels`. */
 export type IKernelStart = Schemas['KernelStart'];
+
+/**
+ * One message of the live-updates websocket (`mlinfra/api/v1/live`), told apart by `type`:
+ * `hello` on connecting, `job` after a change of one, `kernels` and `capacity` (read those
+ * again), `live` (false: changes stopped; true: they are pushed again, read everything once).
+ */
+export type ILiveMessage = Schemas['LiveMessage'];

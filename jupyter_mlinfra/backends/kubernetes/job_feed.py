@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ...errors import MLInfraError
 from ...jobs.spec import JobState
 from ...live.feed import Feed
 from ...live.tabs import Tabs
+from ...models.jobs import Job
 from .rest import KubeError
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class ClusterFeed(Feed):
         self.jobs = jobs
         self.tabs = tabs
         self._dirty = asyncio.Event()
-        self._told: dict[str, dict[str, Any]] = {}
+        self._told: dict[str, Job] = {}
         """Each job as last viewed (without its queue position), by id."""
         jobs.watches.on_change = self._dirty.set
 
@@ -80,7 +81,7 @@ class ClusterFeed(Feed):
         self._told = self._views()
         self.tabs.set_live(True)
 
-    def _views(self) -> dict[str, dict[str, Any]]:
+    def _views(self) -> dict[str, Job]:
         if self.jobs.watches.records is None:
             return {}
         return {job.id: job.to_json() for job in self.jobs.watches.everyone()}

@@ -32,6 +32,7 @@ from ...jobs.serving import routes as job_routes
 from ...jobs.spec import JobState, RequestLimits
 from ...json_errors import JSONErrors
 from ...models import agent as wire
+from ...models.live import AgentChange
 from ...version import __version__
 from .accounts import RankAccounts
 from .agent import Agent
@@ -107,7 +108,7 @@ class ChangesHandler(AgentHandler):
     async def get(self) -> None:
         self.follower = self.agent.changes.follow(self.identity)
         self.set_header("Content-Type", "application/x-ndjson")
-        message: dict[str, Any] | None = {"type": "hello", "pid": os.getpid()}
+        message: AgentChange | None = {"type": "hello", "pid": os.getpid()}
         try:
             while message is not None:
                 self.write(json.dumps(message) + "\n")

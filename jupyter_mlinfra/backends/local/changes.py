@@ -1,8 +1,9 @@
 """What changes in the agent, pushed to whoever follows it (``GET /mlinfra/agent/v1/changes``).
 
 A follower is a Jupyter server (one subscription for all of its browser tabs) or any client of
-the agent's API. It gets one JSON document a line: ``hello`` first, then ``job`` (a job as the
-REST API shows it, after every change the agent records or a new place in the queue) and
+the agent's API. It gets one JSON document a line (``models.live.AgentChange``): ``hello``
+first, then ``job`` (a job as the REST API shows it, after every change the agent records or a
+new place in the queue) and
 ``capacity`` (kernels' leases changed), and ``bye`` with the reason (``idle``, ``stopped``)
 when the agent exits. Each follower sees what its caller may see through the REST API: their
 own jobs, everybody's for admins. Nothing is kept for a follower that is not connected: one
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 from ...identity import Identity
+from ...models.jobs import Job
+from ...models.live import AgentChange
 
 BACKLOG = 10_000
 """Messages a follower may fall behind by before it is dropped (it reconnects and resyncs)."""
@@ -26,10 +28,10 @@ class Follower:
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
-        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(BACKLOG)
+        self._queue: asyncio.Queue[AgentChange | None] = asyncio.Queue(BACKLOG)
         self.ended = False
 
-    def offer(self, message: dict[str, Any]) -> None:
+    def offer(self, message: AgentChange) -> None:
         if self.ended:
             return
         try:
@@ -45,7 +47,7 @@ class Follower:
                 self._queue.get_nowait()
             self._queue.put_nowait(None)
 
-    async def next(self) -> dict[str, Any] | None:
+    async def next(self) -> AgentChange | None:
         return await self._queue.get()
 
 
@@ -69,11 +71,11 @@ class Changes:
         if not self._followers:
             self._gone.set()
 
-    def job(self, job: dict[str, Any]) -> None:
+    def job(self, job: Job) -> None:
         """``job`` (as the REST API shows it) changed: tell those who may see it."""
-        message = {"type": "job", "job": job}
+        message: AgentChange = {"type": "job", "job": job}
         for follower in list(self._followers):
-            if follower.identity.may_see(str(job["owner"])):
+            if follower.identity.may_see(job["owner"]):
                 follower.offer(message)
 
     def capacity(self) -> None:

@@ -1,10 +1,11 @@
 /** A stand-in for the server's live updates: a test pushes what the server would. */
 import { Signal } from '@lumino/signaling';
 
-import { ILiveSource, LiveMessage } from '../liveStream';
+import { ILiveSource } from '../liveStream';
+import { ILiveMessage } from '../tokens';
 
 export class FakeLive implements ILiveSource {
-  readonly received: Signal<ILiveSource, LiveMessage> = new Signal(this);
+  readonly received: Signal<ILiveSource, ILiveMessage> = new Signal(this);
   readonly dropped: Signal<ILiveSource, void> = new Signal(this);
   started = false;
   isDisposed = false;
@@ -17,7 +18,7 @@ export class FakeLive implements ILiveSource {
     this.isDisposed = true;
   }
 
-  push(message: LiveMessage): void {
+  push(message: ILiveMessage): void {
     this.received.emit(message);
   }
 
