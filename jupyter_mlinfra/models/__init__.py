@@ -3,7 +3,8 @@
 Each model is a ``TypedDict`` whose fields carry their constraints and descriptions
 (``Annotated[..., Field(...)]``), one module per API area (``catalog``, ``jobs``, ``kernels``,
 ``errors``; ``live`` for the live-updates websocket and the agent's change stream; ``agent`` for
-the local agent's own routes), each with the operations of its area (``operations.Operation``). From them come:
+the local agent's own routes), each with the operations of its area
+(``operations.Operation``). From them come:
 
 - the OpenAPI document (``python -m jupyter_mlinfra.openapi`` writes ``openapi.yaml``);
 - the validation of request bodies (``validation.validated``): strict, with 4xx messages that
