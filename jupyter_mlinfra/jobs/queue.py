@@ -31,8 +31,9 @@ change and the tests can pin every decision. It behaves like Kueue on one machin
   timeline in admission order, with the basis of the estimate as a phrase (``pending.py``).
 
 The primitives (free resources and demands as bit masks, device assignment) are in ``pool.py``,
-expected ends in ``timeline.py``, and the reasons and ETAs of the jobs that wait in
-``pending.py``; this module holds the decisions.
+what holds resources and counts against quotas in ``holdings.py``, expected ends in
+``timeline.py``, the ETA simulation in ``simulation.py`` and the reasons, in words, of the jobs
+that wait in ``pending.py``; this module holds the decisions.
 """
 
 from __future__ import annotations
