@@ -81,7 +81,7 @@ class Simulation:
         self.forever: list[Holder] = []
         """What holds resources with no expected end, in the order the words look for one."""
         self.at_end = free
-        """What is free once every release with a known time has happened (see ``begin``)."""
+        """What is free once every release with a known time has happened (see ``_begin``)."""
         self.clock = now
         self.basis = Basis()
         self.reserved = Reservations()
