@@ -1,27 +1,32 @@
 """Why queued jobs wait, their place in the queue, and when they will likely start.
 
 Pure. The planner decides; this module explains, for every job it did not admit: a reason in
-words, a Kueue pending-reason code, a position, and an ETA from one monotone simulation of the
-timeline (``timeline.py``) with the basis of the estimate as a phrase.
+words, a Kueue pending-reason code, a position, and an ETA with the basis of the estimate as a
+phrase. The ETAs come from the simulation (``simulation.py``); the words are all here.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
 
-from ..capacity import Allocation
 from ..quantities import format_cpu, format_memory
 from ..quotas import Quota
-from .pool import EPS, Demand, Pool, mask_of
+from .holdings import Admitted, Holdings, OwnerEnd, Use
+from .pool import EPS, Demand, Pool
+from .simulation import Blocker, Simulation
 from .spec import Job, PendingReason
-from .timeline import INF, Basis, End, Holder, Release, duration
+from .timeline import INF, Basis, Held
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pending:
-    """Why a queued job is not admitted now, and when it will likely start."""
+    """Why a queued job is not admitted now, and when it will likely start.
+
+    Not frozen: a plan makes one per queued job, and a frozen dataclass takes about four times
+    as long to build; nothing changes one after the plan (the agent replaces them whole)."""
 
     position: int
     """1-based place in admission order among the jobs that stay queued after this plan."""
@@ -32,250 +37,184 @@ class Pending:
     eta_basis: str
 
 
-# What the planner decided for a job that waits.
-NEVER_MACHINE, NEVER_QUOTA, QUOTA, CAPACITY, PREEMPTING = range(5)
-"""Ordered so that ``status >= CAPACITY`` means "in the ETA simulation"."""
+class Wait(Enum):
+    """What the planner decided for a job that waits."""
+
+    NEVER_MACHINE = "never: machine"
+    """It needs more than this machine has."""
+    NEVER_QUOTA = "never: quota"
+    """It needs more than its owner's quota allows at all."""
+    QUOTA = "quota"
+    """Its owner's quota is in use by the owner's other jobs and kernels."""
+    CAPACITY = "capacity"
+    """It does not fit now, or would delay the head of the queue."""
+    PREEMPTING = "preempting"
+    """It waits for the lower-priority jobs it preempts to release what it needs."""
 
 
-def quota_block(
-    job: Job, quota: Quota | None, usage: list[int]
-) -> tuple[str, int | None, int | None] | None:
-    """Why the owner's quota holds ``job`` back now, with (reason, running jobs that must end,
-    GPUs that must be released); ``None`` when it does not."""
+@dataclass(slots=True)
+class Waiting:
+    """A job the planner did not admit, in admission order."""
+
+    job: Job
+    demand: Demand
+    wait: Wait
+    never: str = ""
+    """For the ``NEVER_*`` waits, what it exceeds in words."""
+
+
+@dataclass(slots=True)
+class Decisions:
+    """What one admission pass decided, as the explanation needs it."""
+
+    waiting: list[Waiting]
+    admitted: list[Admitted]
+    head: Job | None
+    """The first job that waits for capacity and reserves it (or preempts for it)."""
+    victims: list[Job]
+
+
+class QuotaBlock(NamedTuple):
+    """Why an owner's quota holds a job back now, and what must end for it to let it in."""
+
+    reason: str
+    jobs_to_end: int | None
+    """Running jobs of the owner that must end first (for the running-jobs limit)."""
+    gpus_to_free: int | None
+    """GPUs the owner must release first (for the GPU limit)."""
+
+
+def quota_block(job: Job, quota: Quota | None, use: Use) -> QuotaBlock | None:
+    """Why the owner's quota holds ``job`` back now; ``None`` when it does not."""
     if quota is None:
         return None
-    gpus, running = usage
-    if quota.max_running_jobs is not None and running >= quota.max_running_jobs:
-        reason = f"user quota: {running} of {quota.max_running_jobs} running jobs"
-        return reason, running - quota.max_running_jobs + 1, None
+    if quota.max_running_jobs is not None and use.jobs >= quota.max_running_jobs:
+        reason = f"user quota: {use.jobs} of {quota.max_running_jobs} running jobs"
+        return QuotaBlock(reason, use.jobs - quota.max_running_jobs + 1, None)
+    gpus = use.gpus
     if quota.max_gpus is not None and job.gpus and gpus + job.gpus > quota.max_gpus:
         reason = f"user quota: {gpus} of {quota.max_gpus} GPUs in use"
         if gpus < quota.max_gpus:
             reason += f", needs {job.gpus}"
-        return reason, None, gpus + job.gpus - quota.max_gpus
+        return QuotaBlock(reason, None, gpus + job.gpus - quota.max_gpus)
     return None
 
 
 def explain(
-    waiting: list[tuple[Job, Demand, int, str]],
-    pool: Pool,
-    head_id: str | None,
-    victims: list[Job],
-    running: Sequence[Job],
-    admitted: list[tuple[Job, int, Demand]],
-    holds: Mapping[str, Pool],
-    ends: Mapping[str, End],
-    leases: Sequence[Allocation],
-    owner_ends: Mapping[str, list[tuple[End, int, bool]]],
-    usage: Mapping[str, list[int]],
+    decided: Decisions,
+    held: Holdings,
     quotas: Mapping[str, Quota],
     now: float,
     durations: Mapping[str, float],
 ) -> dict[str, Pending]:
-    """Reasons, positions and ETAs for the jobs that wait.
+    """Reasons, positions and ETAs for the jobs that wait, in admission order.
 
-    The ETA comes from one monotone simulation in admission order: running and just-admitted
-    jobs end at their expected ends; each waiting job starts at the first moment it fits (never
-    before the job ahead of it, so estimates chain and the pass stays linear) and runs its max
-    runtime or its flavor's median. A job that cannot fit even after every release with a known
-    time gets no ETA; it then reserves what it needs, so jobs behind it do not get estimates
-    that would jump it. Quota-held jobs are left out of the simulation: they get the time their
-    owner's own jobs free the quota.
+    The jobs that wait for capacity go through the simulation in that order, so that each one's
+    ETA accounts for the jobs ahead of it. Quota-held jobs are left out of it: they get the time
+    their owner's own jobs free the quota. Jobs that can never start get no ETA.
     """
-    victim_ids = {v.id for v in victims}
-    heap: list[Release] = []
-    forever: list[Holder] = []
-    sim = pool.copy()
-    for job in running:
-        hold = holds[job.id]
-        end = ends[job.id]
-        if job.id in victim_ids:
-            heap.append((now, len(heap), *hold.amounts(), "preempted", 0.0, True))
-        elif end.time == INF:
-            forever.append(Holder(job.id, *hold.amounts(), "running job"))
-        else:
-            heap.append((end.time, len(heap), *hold.amounts(), end.kind, end.median, True))
-    for lease in leases:
-        forever.append(
-            Holder(lease.holder, mask_of(lease.devices), lease.cpu, lease.memory_bytes, "kernel")
-        )
-    for job, mask, d in admitted:
-        end = duration(job, durations)
-        if end.time == INF:
-            forever.append(Holder(job.id, mask, d.cpu, d.memory, "running job"))
-        else:
-            finish = now + end.time
-            heap.append((finish, len(heap), mask, d.cpu, d.memory, end.kind, end.median, True))
-    seq = len(heap)
-    heapq.heapify(heap)
-    # What is free once every release with a known time has happened: if a job does not fit
-    # there, no amount of waiting on known ends helps, so it gets no ETA without popping.
-    at_end = sim.copy()
-    for event in heap:
-        at_end.give(event[2], event[3], event[4])
-
-    # Reservations of jobs with unknown starts: device mask -> count, and CPUs/memory.
-    reserved: dict[int, int] = {}
-    reserved_any = 0
-    reserved_cpu = 0.0
-    reserved_memory = 0
-    reserving = False
-    first_unknown = ""
-    basis = Basis()
-    clock = now
-    unknown_cache: dict[tuple[int, bool, bool], str] = {}
-    runtimes: dict[tuple[float | None, str], End] = {}
-
-    def allowed(at: Pool, d: Demand) -> bool:
-        """Fits in ``at`` and leaves the reservations of unknown jobs ahead whole."""
-        if not at.fits(d):
-            return False
-        if d.cpu > 0 and at.cpu - d.cpu + EPS < reserved_cpu:
-            return False
-        if d.memory > 0 and at.memory - d.memory < reserved_memory:
-            return False
-        if d.devices:
-            for rmask, rcount in reserved.items():
-                if d.mask & rmask:
-                    outside = (at.devices & d.mask & ~rmask).bit_count()
-                    inside = d.devices - outside
-                    if inside > 0 and (at.devices & rmask).bit_count() - inside < rcount:
-                        return False
-        return True
-
-    def unknown_basis(d: Demand) -> str:
-        if at_end.fits(d):
-            return f"unknown: waits for job {first_unknown} ahead, whose start is unknown"
-        short_devices = d.devices and (at_end.devices & d.mask).bit_count() < d.devices
-        key = (d.mask if short_devices else 0, at_end.cpu + EPS < d.cpu, at_end.memory < d.memory)
-        text = unknown_cache.get(key)
-        if text is None:
-            mask, short_cpu, short_memory = key
-            culprit = next(
-                (
-                    h
-                    for h in forever
-                    if (h.mask & mask) or (short_cpu and h.cpu) or (short_memory and h.memory)
-                ),
-                None,
-            )
-            if culprit is None:
-                text = "unknown: what it needs is never released"
-            elif culprit.what == "kernel":
-                text = f"unknown: {culprit.name} holds what it needs, with no end"
-            else:
-                text = f"unknown: {culprit.what} {culprit.name} has no max runtime and no history"
-            unknown_cache[key] = text
-        return text
-
-    pop, push = heapq.heappop, heapq.heappush
-    out: dict[str, Pending] = {}
-    needs: dict[int, str] = {}
-    quota_waits: dict[tuple[str, int], tuple[str, PendingReason, float | None, str]] = {}
+    victims = {victim.id for victim in decided.victims}
+    sim = Simulation.of(held, decided.admitted, victims, now, durations)
+    words = _Words(decided, held, quotas)
     capacity = PendingReason.WAITING_FOR_CAPACITY
-    reserved_for = f" but reserved for job {head_id}" if head_id is not None else ""
-    for position, (job, d, status, text) in enumerate(waiting, start=1):
-        ahead = (
-            f"{position - 1} jobs ahead"
-            if position > 2
-            else ("1 job ahead" if position == 2 else "no jobs ahead")
-        )
-        if status == QUOTA:
-            key = (job.owner, job.gpus)
-            quota_wait = quota_waits.get(key)
-            if quota_wait is None:
-                block = quota_block(job, quotas.get(job.owner), usage[job.owner])
-                assert block is not None
-                reason, jobs_to_end, gpus_to_free = block
-                held = owner_ends.get(job.owner, [])
-                quota_wait = quota_waits[key] = (
-                    reason,
-                    PendingReason.WAITING_FOR_QUOTA,
-                    *_quota_eta(held, jobs_to_end, gpus_to_free),
-                )
-            out[job.id] = Pending(position, *quota_wait)
-            continue
-        if status < CAPACITY:
-            code = (
-                PendingReason.EXCEEDS_MAX_QUOTA
-                if status == NEVER_QUOTA
-                else PendingReason.NO_MATCHING_FLAVOR
-            )
-            out[job.id] = Pending(position, f"can never start: {text}", code, None, "never")
-            continue
-
-        # The simulation step: wait for releases until it fits, then start it.
-        known = True
-        if not (sim.fits(d) if not reserving else allowed(sim, d)):
-            if allowed(at_end, d):
-                while True:
-                    event = pop(heap)
-                    clock = max(clock, event[0])
-                    sim.give(event[2], event[3], event[4])
-                    basis.add(event[5], event[6], event[7])
-                    while heap and heap[0][0] <= clock:
-                        event = pop(heap)
-                        sim.give(event[2], event[3], event[4])
-                        basis.add(event[5], event[6], event[7])
-                    if sim.fits(d) if not reserving else allowed(sim, d):
-                        break
+    out: dict[str, Pending] = {}
+    for position, waiting in enumerate(decided.waiting, start=1):
+        job, d, wait = waiting.job, waiting.demand, waiting.wait
+        if wait is Wait.CAPACITY or wait is Wait.PREEMPTING:
+            eta = sim.start(job, d)
+            if eta is None:
+                basis = words.unknown(sim.blocker(d))
+                sim.reserve(job, d)
             else:
-                known = False
-        eta: float | None
-        if known:
-            eta, eta_basis = clock, basis.text()
-            # The simulated start takes the lowest matching devices, outside reservations first.
-            mask = 0
-            if d.devices:
-                usable = sim.devices & d.mask
-                preferred = usable & ~reserved_any
-                if preferred.bit_count() < d.devices:
-                    preferred = usable
-                for _ in range(d.devices):
-                    low = preferred & -preferred
-                    mask |= low
-                    preferred ^= low
-            sim.take(mask, d.cpu, d.memory)
-            runtime_key = (job.spec.max_runtime_seconds, job.spec.flavor)
-            runtime = runtimes.get(runtime_key)
-            if runtime is None:
-                runtime = runtimes[runtime_key] = duration(job, durations)
-            if runtime.time == INF:
-                at_end.take(mask, d.cpu, d.memory)
-                forever.append(Holder(job.id, mask, d.cpu, d.memory, "job"))
+                basis = sim.basis.text()
+            if wait is Wait.CAPACITY:
+                reason = words.waiting_for(d, position)
             else:
-                finish = clock + runtime.time
-                event = (finish, seq, mask, d.cpu, d.memory, runtime.kind, runtime.median, False)
-                push(heap, event)
-                seq += 1
+                reason = words.preempting(d, position)
+            out[job.id] = Pending(position, reason, capacity, eta, basis)
+        elif wait is Wait.QUOTA:
+            out[job.id] = words.quota_wait(job, position)
         else:
-            eta, eta_basis = None, unknown_basis(d)
-            first_unknown = first_unknown or job.id
-            if d.devices:
-                reserved[d.mask] = reserved.get(d.mask, 0) + d.devices
-                reserved_any |= d.mask
-            reserved_cpu += d.cpu
-            reserved_memory += d.memory
-            reserving = True
-
-        if status == CAPACITY:
-            need = needs.get(id(d))
-            if need is None:
-                need = _need(d, pool)
-                if pool.fits(d):
-                    need += reserved_for
-                needs[id(d)] = need
-            reason = f"waiting for {need}; {ahead}"
-        else:
-            names = ", ".join(v.id for v in victims)
-            what = d.label or f"{format_cpu(d.cpu)} CPUs"
-            count = len(victims)
-            reason = (
-                f"preempting {count} lower-priority job{'s' * (count != 1)} ({names}) "
-                f"for {what}; {ahead}"
-            )
-        out[job.id] = Pending(position, reason, capacity, eta, eta_basis)
+            out[job.id] = _never(waiting, position)
     return out
+
+
+def _never(waiting: Waiting, position: int) -> Pending:
+    if waiting.wait is Wait.NEVER_QUOTA:
+        code = PendingReason.EXCEEDS_MAX_QUOTA
+    else:
+        code = PendingReason.NO_MATCHING_FLAVOR
+    return Pending(position, f"can never start: {waiting.never}", code, None, "never")
+
+
+def _ahead(position: int) -> str:
+    if position > 2:
+        return f"{position - 1} jobs ahead"
+    return "1 job ahead" if position == 2 else "no jobs ahead"
+
+
+class _Words:
+    """The reasons and bases in words, each kept once said: many jobs share a demand, an
+    owner, or what holds them up."""
+
+    __slots__ = ("decided", "held", "needs", "quota_waits", "quotas", "reserved_for", "unknowns")
+
+    def __init__(self, decided: Decisions, held: Holdings, quotas: Mapping[str, Quota]) -> None:
+        self.decided = decided
+        self.held = held
+        self.quotas = quotas
+        head = decided.head
+        self.reserved_for = f" but reserved for job {head.id}" if head is not None else ""
+        # By the identity of the demand: the planner makes one per shape of job.
+        self.needs: dict[int, str] = {}
+        self.quota_waits: dict[tuple[str, int], tuple[str, float | None, str]] = {}
+        self.unknowns: dict[Blocker, str] = {}
+
+    def waiting_for(self, d: Demand, position: int) -> str:
+        need = self.needs.get(id(d))
+        if need is None:
+            free = self.held.free
+            need = _need(d, free)
+            if free.fits(d):
+                need += self.reserved_for
+            self.needs[id(d)] = need
+        return f"waiting for {need}; {_ahead(position)}"
+
+    def preempting(self, d: Demand, position: int) -> str:
+        victims = self.decided.victims
+        names = ", ".join(v.id for v in victims)
+        what = d.label or f"{format_cpu(d.cpu)} CPUs"
+        count = len(victims)
+        return (
+            f"preempting {count} lower-priority job{'s' * (count != 1)} ({names}) "
+            f"for {what}; {_ahead(position)}"
+        )
+
+    def quota_wait(self, job: Job, position: int) -> Pending:
+        key = (job.owner, job.gpus)
+        said = self.quota_waits.get(key)
+        if said is None:
+            block = quota_block(job, self.quotas.get(job.owner), self.held.usage[job.owner])
+            assert block is not None
+            held = self.held.owner_ends.get(job.owner, [])
+            said = self.quota_waits[key] = (block.reason, *_quota_eta(held, block))
+        reason, eta, basis = said
+        return Pending(position, reason, PendingReason.WAITING_FOR_QUOTA, eta, basis)
+
+    def unknown(self, blocker: Blocker) -> str:
+        said = self.unknowns.get(blocker)
+        if said is None:
+            if isinstance(blocker, str):
+                said = f"unknown: waits for job {blocker} ahead, whose start is unknown"
+            elif blocker is None:
+                said = "unknown: what it needs is never released"
+            elif blocker.held is Held.KERNEL:
+                said = f"unknown: {blocker.name} holds what it needs, with no end"
+            else:
+                what = f"{blocker.held.value} {blocker.name}"
+                said = f"unknown: {what} has no max runtime and no history"
+            self.unknowns[blocker] = said
+        return said
 
 
 def _need(d: Demand, pool: Pool) -> str:
@@ -292,21 +231,20 @@ def _need(d: Demand, pool: Pool) -> str:
     return f"{format_memory(d.memory)} memory, {format_memory(max(pool.memory, 0))} free"
 
 
-def _quota_eta(
-    held: list[tuple[End, int, bool]], jobs_to_end: int | None, gpus_to_free: int | None
-) -> tuple[float | None, str]:
+def _quota_eta(held: list[OwnerEnd], block: QuotaBlock) -> tuple[float | None, str]:
     """When enough of the owner's own holders end for the quota to let the job in (it may
     still wait for capacity then, so this is the earliest it can start). Kernels count towards
     GPUs only, and never end by themselves."""
+    jobs_to_end, gpus_to_free = block.jobs_to_end, block.gpus_to_free
     basis = Basis()
     freed_jobs = 0
     freed_gpus = 0
-    for end, gpus, is_job in sorted(held, key=lambda item: item[0].time):
+    for end, gpus, is_job in sorted(held, key=lambda item: item.end.time):
         if jobs_to_end is not None and not is_job:
             continue
         if end.time == INF:
             break
-        basis.add(end.kind, end.median, True)
+        basis.add(end.grounds, end.median, True)
         freed_jobs += 1
         freed_gpus += gpus
         if (jobs_to_end is not None and freed_jobs >= jobs_to_end) or (

@@ -31,43 +31,51 @@ change and the tests can pin every decision. It behaves like Kueue on one machin
   timeline in admission order, with the basis of the estimate as a phrase (``pending.py``).
 
 The primitives (free resources and demands as bit masks, device assignment) are in ``pool.py``,
-expected ends in ``timeline.py``, and the reasons and ETAs of the jobs that wait in
-``pending.py``; this module holds the decisions.
+what holds resources and counts against quotas in ``holdings.py``, expected ends in
+``timeline.py``, the ETA simulation in ``simulation.py`` and the reasons, in words, of the jobs
+that wait in ``pending.py``; this module holds the decisions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from types import MappingProxyType
+from typing import NamedTuple
 
 from ..capacity import Allocation, Machine
 from ..quantities import format_cpu, format_memory
 from ..quotas import Quota
-from .pending import (
-    CAPACITY,
-    NEVER_MACHINE,
-    NEVER_QUOTA,
-    PREEMPTING,
-    QUOTA,
-    Pending,
-    explain,
-    quota_block,
-)
+from .holdings import Admitted, Holdings, Use, holdings
+from .pending import Decisions, Pending, Wait, Waiting, explain, quota_block
 from .pool import EPS, Demand, Pool, assign, demand_of, mask_of
 from .spec import Job
-from .timeline import INF, End, Release, duration, expected_end, first_fit_time
+from .timeline import Release, duration, first_fit_time
 
 _NO_DURATIONS: Mapping[str, float] = MappingProxyType({})
 """The default for ``durations``: an immutable empty mapping (a ``{}`` default is shared)."""
 
 
+class Admission(NamedTuple):
+    """A job that starts now, and the device indices of each of its nodes."""
+
+    job_id: str
+    devices: tuple[tuple[int, ...], ...]
+
+
+class Preemption(NamedTuple):
+    victim: str
+    """The running job to stop."""
+    preemptor: str
+    """The job it makes room for."""
+
+
 @dataclass(frozen=True)
 class Plan:
-    admit: tuple[tuple[str, tuple[tuple[int, ...], ...]], ...]
-    """(job id, device indices per node), in admission order."""
-    preempt: tuple[tuple[str, str], ...]
-    """(victim job id, preemptor job id)."""
+    admit: tuple[Admission, ...]
+    """In admission order."""
+    preempt: tuple[Preemption, ...]
     pending: Mapping[str, Pending]
     """Every queued job not admitted now."""
 
@@ -195,8 +203,27 @@ def _choose_victims(
     return chosen
 
 
-def _admission_order(job: Job) -> tuple[int, float, str]:
-    return (-job.priority_value, job.created, job.id)
+def _held_back(job: Job, d: Demand, quota: Quota, use: Use) -> Waiting | None:
+    """Why the owner's quota keeps ``job`` waiting: for good, or until the owner's own jobs
+    end; ``None`` when it lets it in."""
+    never = exceeds_quota(job.gpus, quota)
+    if never is not None:
+        return Waiting(job, d, Wait.NEVER_QUOTA, never)
+    if quota_block(job, quota, use) is not None:
+        return Waiting(job, d, Wait.QUOTA)
+    return None
+
+
+_BY_CREATION = attrgetter("created", "id")
+_BY_PRIORITY = attrgetter("priority_value")
+
+
+def _in_admission_order(queued: Sequence[Job]) -> list[Job]:
+    """Priority (higher first), then creation, then id: two stable sorts on keys that C
+    builds, the same order as one sort on ``(-priority, created, id)`` at a fraction of it."""
+    order = sorted(queued, key=_BY_CREATION)
+    order.sort(key=_BY_PRIORITY, reverse=True)
+    return order
 
 
 def plan(
@@ -222,131 +249,164 @@ def plan(
     Linear in the queue apart from the sort: fit checks are popcounts on device bit masks,
     jobs of the same shape share their demand, and the ETA simulation is one monotone pass.
     """
-    all_devices = mask_of([dev.index for dev in machine.devices])
-    pool = Pool(all_devices, float(machine.cpus), machine.memory_bytes)
-    usage: dict[str, list[int]] = {}
-    holds: dict[str, Pool] = {}
-    owner_ends: dict[str, list[tuple[End, int, bool]]] = {}
-    for job in running:
-        mask = mask_of([i for node in job.devices for i in node])
-        nodes = job.spec.nodes
-        hold = Pool(mask, job.node.cpu * nodes, job.node.memory_bytes * nodes)
-        holds[job.id] = hold
-        pool.take(hold.devices, hold.cpu, hold.memory)
-        owner_use = usage.setdefault(job.owner, [0, 0])
-        owner_use[0] += job.gpus
-        owner_use[1] += 1
-    for lease in leases:
-        pool.take(mask_of(lease.devices), lease.cpu, lease.memory_bytes)
-        usage.setdefault(lease.owner, [0, 0])[0] += len(lease.devices)
-        owner_ends.setdefault(lease.owner, []).append(
-            (End(INF, "unknown"), len(lease.devices), False)
-        )
+    held = holdings(running, leases, machine, now, durations)
+    admission = _Admission(machine, held, quotas, now, preemption, durations)
+    admission.run(list(queued) if in_order else _in_admission_order(queued))
+    held.expect(admission.admitted, now, durations)
+    head = admission.head.job if admission.head is not None else None
+    decided = Decisions(admission.waiting, admission.admitted, head, admission.victims)
+    pending = explain(decided, held, quotas, now, durations)
+    preempt = tuple(Preemption(v.id, head.id) for v in admission.victims) if head else ()
+    return Plan(admit=tuple(admission.admit), preempt=preempt, pending=pending)
 
-    ends = {job.id: expected_end(job, now, durations) for job in running}
-    for job in running:
-        owner_ends.setdefault(job.owner, []).append((ends[job.id], job.gpus, True))
 
-    order = list(queued) if in_order else sorted(queued, key=_admission_order)
-    shapes: dict[tuple[float, int, int, str, str, int], tuple[Demand, str | None]] = {}
-    admit: list[tuple[str, tuple[tuple[int, ...], ...]]] = []
-    admitted: list[tuple[Job, int, Demand]] = []
-    waiting: list[tuple[Job, Demand, int, str]] = []
-    victims: list[Job] = []
-    head: _Head | None = None
-    # Shapes (by ``id`` of their demand) that would delay the head as things stand; emptied
-    # on every admission, the only thing that changes the answer.
-    would_delay: set[int] = set()
-    fit_now: dict[int, bool] = {}  # whether a shape fits the pool; emptied when it changes
+class _Admission:
+    """One pass over the queue in admission order; each job is decided on what the decisions
+    for the jobs ahead of it left."""
 
-    for job in order:
-        node = job.node
-        # By value, not by the Resources object: a plain tuple hashes in C, and the store
-        # makes one Resources per row.
-        key = (
-            node.cpu, node.memory_bytes, node.accelerators,
-            node.accelerator_kind, node.accelerator_model, job.spec.nodes,
-        )  # fmt: skip
-        shape = shapes.get(key)
-        if shape is None:
-            d = demand_of(job.node, job.spec.nodes, machine)
-            shape = shapes[key] = (d, _exceeds_machine(d, machine, all_devices))
-        d, never = shape
-        if never is not None:
-            waiting.append((job, d, NEVER_MACHINE, never))
-            continue
-        quota = quotas.get(job.owner)
-        use = usage.get(job.owner)
-        if use is None:
-            use = usage[job.owner] = [0, 0]
-        if quota is not None:
-            never = exceeds_quota(job.gpus, quota)
-            if never is not None:
-                waiting.append((job, d, NEVER_QUOTA, never))
-                continue
-            if quota_block(job, quota, use) is not None:
-                waiting.append((job, d, QUOTA, ""))
-                continue
-        fits = fit_now.get(id(d))
-        if fits is None:
-            fits = fit_now[id(d)] = pool.fits(d)
-        if not fits:
-            if head is None and preemption:
-                chosen = _choose_victims(job, d, pool, running, holds)
-                if chosen:
-                    victims = chosen
-                    at = pool.copy()
-                    for victim in chosen:
-                        at.give(*holds[victim.id].amounts())
-                    head = _Head(job, d, now, at)
-                    waiting.append((job, d, PREEMPTING, ""))
-                    continue
-            if head is None:
-                releases: list[Release] = [
-                    (ends[r.id].time, n, *holds[r.id].amounts(), "", 0.0, True)
-                    for n, r in enumerate(running)
-                ]
-                for other, mask, other_d in admitted:
-                    finish = now + duration(other, durations).time
-                    n = len(releases)
-                    releases.append((finish, n, mask, other_d.cpu, other_d.memory, "", 0, True))
-                start, at = first_fit_time(pool, releases, d)
-                head = _Head(job, d, start, at)
-            waiting.append((job, d, CAPACITY, ""))
-            continue
-        if head is not None:
-            # Backfill: it fits now; it must not delay the head (see the module docstring).
-            runtime = job.spec.max_runtime_seconds
-            past_head = head.start is None or runtime is None or now + runtime > head.start
-            if past_head and id(d) in would_delay:
-                waiting.append((job, d, CAPACITY, ""))
-                continue
-            devices, mask = assign(pool.devices, d, head.demand.mask)
-            if past_head:
-                if not _keeps_head(head.at_start, head.demand, mask, d.cpu, d.memory):
-                    # Until something is admitted, the same shape would delay it again.
-                    would_delay.add(id(d))
-                    waiting.append((job, d, CAPACITY, ""))
-                    continue
-                head.at_start.take(mask, d.cpu, d.memory)
-            would_delay.clear()
-        else:
-            devices, mask = assign(pool.devices, d)
-        pool.take(mask, d.cpu, d.memory)
-        fit_now.clear()
-        use[0] += job.gpus
-        use[1] += 1
-        admit.append((job.id, devices))
-        admitted.append((job, mask, d))
-
-    for job, _, _ in admitted:
-        runs_for = duration(job, durations)
-        expected = End(now + runs_for.time, runs_for.kind, runs_for.median)
-        owner_ends.setdefault(job.owner, []).append((expected, job.gpus, True))
-
-    pending = explain(
-        waiting, pool, head.job.id if head else None, victims, running, admitted, holds, ends,
-        leases, owner_ends, usage, quotas, now, durations,
+    __slots__ = (
+        "admit", "admitted", "all_devices", "durations", "fit_now", "head", "held", "machine",
+        "now", "preemption", "quotas", "shapes", "victims", "waiting", "would_delay",
     )  # fmt: skip
-    preempt = tuple((victim.id, head.job.id) for victim in victims) if head else ()
-    return Plan(admit=tuple(admit), preempt=preempt, pending=pending)
+
+    def __init__(
+        self,
+        machine: Machine,
+        held: Holdings,
+        quotas: Mapping[str, Quota],
+        now: float,
+        preemption: bool,
+        durations: Mapping[str, float],
+    ) -> None:
+        self.machine = machine
+        self.all_devices = mask_of([dev.index for dev in machine.devices])
+        self.held = held
+        self.quotas = quotas
+        self.now = now
+        self.preemption = preemption
+        self.durations = durations
+        self.shapes: dict[tuple[float, int, int, str, str, int], tuple[Demand, str | None]] = {}
+        """One demand per shape of job, and why it can never fit here (``None``: it can)."""
+        self.admit: list[Admission] = []
+        self.admitted: list[Admitted] = []
+        self.waiting: list[Waiting] = []
+        self.victims: list[Job] = []
+        self.head: _Head | None = None
+        # The caches below are keyed by the identity of a shape's demand.
+        self.would_delay: set[int] = set()
+        """Shapes that would delay the head as things stand; emptied on every admission, the
+        only thing that changes the answer."""
+        self.fit_now: dict[int, bool] = {}
+        """Whether a shape fits the free pool; emptied when the pool changes."""
+
+    def run(self, order: Iterable[Job]) -> None:
+        """Admit each job now, or note why it waits. The loop runs once per queued job, so
+        what it reads often is bound to locals; the rarer steps are methods."""
+        shapes, fit_now, waiting, quotas = self.shapes, self.fit_now, self.waiting, self.quotas
+        usage, free = self.held.usage, self.held.free
+        for job in order:
+            node = job.node
+            # By value, not by the Resources object: a plain tuple hashes in C, and the store
+            # makes one Resources per row.
+            key = (
+                node.cpu, node.memory_bytes, node.accelerators,
+                node.accelerator_kind, node.accelerator_model, job.spec.nodes,
+            )  # fmt: skip
+            shape = shapes.get(key)
+            if shape is None:
+                shape = shapes[key] = self._shape(job)
+            d, never = shape
+            if never is not None:
+                waiting.append(Waiting(job, d, Wait.NEVER_MACHINE, never))
+                continue
+            use = usage[job.owner]
+            quota = quotas.get(job.owner)
+            if quota is not None:
+                held_back = _held_back(job, d, quota, use)
+                if held_back is not None:
+                    waiting.append(held_back)
+                    continue
+            fits = fit_now.get(id(d))
+            if fits is None:
+                fits = fit_now[id(d)] = free.fits(d)
+            if not fits:
+                if self.head is None:
+                    self._lacks_capacity(job, d)
+                else:
+                    waiting.append(Waiting(job, d, Wait.CAPACITY))
+                continue
+            placed = self._place(job, d)
+            if placed is None:
+                waiting.append(Waiting(job, d, Wait.CAPACITY))
+                continue
+            self._admit(job, d, *placed)
+
+    def _shape(self, job: Job) -> tuple[Demand, str | None]:
+        d = demand_of(job.node, job.spec.nodes, self.machine)
+        return d, _exceeds_machine(d, self.machine, self.all_devices)
+
+    def _admit(self, job: Job, d: Demand, devices: tuple[tuple[int, ...], ...], mask: int) -> None:
+        admitted = Admitted(job, mask, d)
+        self.held.admit(admitted)
+        self.fit_now.clear()
+        self.admit.append(Admission(job.id, devices))
+        self.admitted.append(admitted)
+
+    def _lacks_capacity(self, job: Job, d: Demand) -> None:
+        """The first job that does not fit becomes the head: it preempts (when allowed and
+        lower-priority jobs can make room), else it reserves the moment it will fit."""
+        if self.preemption and self._preempts(job, d):
+            self.waiting.append(Waiting(job, d, Wait.PREEMPTING))
+            return
+        start, at = first_fit_time(self.held.free, self._releases(), d)
+        self.head = _Head(job, d, start, at)
+        self.waiting.append(Waiting(job, d, Wait.CAPACITY))
+
+    def _preempts(self, job: Job, d: Demand) -> bool:
+        """Make ``job`` the head with the victims it needs; ``False`` when none make room."""
+        held = self.held
+        chosen = _choose_victims(job, d, held.free, held.running, held.holds)
+        if not chosen:
+            return False
+        self.victims = chosen
+        at = held.free.copy()
+        for victim in chosen:
+            at.give(*held.holds[victim.id].amounts())
+        self.head = _Head(job, d, self.now, at)
+        return True
+
+    def _releases(self) -> list[Release]:
+        """What the running and the just-admitted jobs release, and when (for the head's T)."""
+        held = self.held
+        releases: list[Release] = []
+        for job in held.running:
+            end = held.ends[job.id]
+            hold = held.holds[job.id].amounts()
+            releases.append(Release(end.time, len(releases), *hold, end.grounds, end.median, True))
+        for job, devices, d in self.admitted:
+            end = duration(job, self.durations)
+            time = self.now + end.time
+            hold = (devices, d.cpu, d.memory)
+            releases.append(Release(time, len(releases), *hold, end.grounds, end.median, True))
+        return releases
+
+    def _place(self, job: Job, d: Demand) -> tuple[tuple[tuple[int, ...], ...], int] | None:
+        """The devices per node (and their mask) of a job that fits now; ``None`` when, behind
+        the head, it would delay the head (see the module docstring)."""
+        free = self.held.free
+        head = self.head
+        if head is None:
+            return assign(free.devices, d)
+        runtime = job.spec.max_runtime_seconds
+        past_head = head.start is None or runtime is None or self.now + runtime > head.start
+        if past_head and id(d) in self.would_delay:
+            return None
+        devices, mask = assign(free.devices, d, head.demand.mask)
+        if past_head:
+            if not _keeps_head(head.at_start, head.demand, mask, d.cpu, d.memory):
+                # Until something is admitted, the same shape would delay it again.
+                self.would_delay.add(id(d))
+                return None
+            head.at_start.take(mask, d.cpu, d.memory)
+        self.would_delay.clear()
+        return devices, mask

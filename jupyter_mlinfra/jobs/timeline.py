@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
 
 from .pool import Demand, Pool
 from .spec import Job
@@ -18,14 +20,26 @@ FREE_NOW = "free now"
 """The ETA basis of a job that fits at once: nothing it waits for."""
 
 
+class Grounds(Enum):
+    """On what grounds a release is expected when it is: the ETA's basis counts them apart."""
+
+    MAX = "max"
+    """The holder's max runtime, which is enforced: a promise."""
+    MEDIAN = "median"
+    """The median observed duration of its flavor: a guess."""
+    UNKNOWN = "unknown"
+    """Neither: the release has no expected time."""
+    PREEMPTED = "preempted"
+    """A victim of this plan's preemption: released now."""
+
+
 @dataclass(frozen=True, slots=True)
 class End:
     """When a holder is expected to release, and on what grounds."""
 
     time: float
     """``math.inf`` when unknown."""
-    kind: str
-    """"max" (max runtime), "median" (observed durations of its flavor) or "unknown"."""
+    grounds: Grounds
     median: float = 0.0
 
 
@@ -36,21 +50,21 @@ def expected_end(job: Job, now: float, durations: Mapping[str, float]) -> End:
     if base is None:
         base = now
     if job.spec.max_runtime_seconds is not None:
-        return End(max(base + job.spec.max_runtime_seconds, now), "max")
+        return End(max(base + job.spec.max_runtime_seconds, now), Grounds.MAX)
     median = durations.get(job.spec.flavor)
     if median is not None:
-        return End(max(base + median, now), "median", median)
-    return End(INF, "unknown")
+        return End(max(base + median, now), Grounds.MEDIAN, median)
+    return End(INF, Grounds.UNKNOWN)
 
 
 def duration(job: Job, durations: Mapping[str, float]) -> End:
     """How long a job that has not started yet will run, as an end relative to its start."""
     if job.spec.max_runtime_seconds is not None:
-        return End(job.spec.max_runtime_seconds, "max")
+        return End(job.spec.max_runtime_seconds, Grounds.MAX)
     median = durations.get(job.spec.flavor)
     if median is not None:
-        return End(median, "median", median)
-    return End(INF, "unknown")
+        return End(median, Grounds.MEDIAN, median)
+    return End(INF, Grounds.UNKNOWN)
 
 
 def _seconds(value: float) -> str:
@@ -85,9 +99,9 @@ class Basis:
         self._text: str | None = None
         self._medians_label = ""
 
-    def add(self, kind: str, median: float, running: bool) -> None:
+    def add(self, grounds: Grounds, median: float, running: bool) -> None:
         self._text = None
-        if kind == "median":
+        if grounds is Grounds.MEDIAN:
             if median not in self.medians:
                 self.medians[median] = 0
                 values = ", ".join(_seconds(m) for m in sorted(self.medians))
@@ -95,7 +109,7 @@ class Basis:
                 self._medians_label = f"({which} {values})"
             self.medians[median] += 1
             self.median_count += 1
-        elif kind == "preempted":
+        elif grounds is Grounds.PREEMPTED:
             self.preempted += 1
         elif running:
             self.max_running += 1
@@ -128,32 +142,51 @@ class Basis:
         return " and ".join(parts) if parts else FREE_NOW
 
 
-@dataclass(slots=True)
+class Held(Enum):
+    """What holds resources with no expected end, in the words of the "unknown" basis."""
+
+    RUNNING_JOB = "running job"
+    QUEUED_JOB = "job"
+    """One ahead in the queue, which the simulation started and which has no expected end."""
+    KERNEL = "kernel"
+    """A kernel's lease: it ends when someone shuts the kernel down."""
+
+
+@dataclass(slots=True, eq=False)
 class Holder:
-    """Something that holds resources with no expected end (for the "unknown" basis)."""
+    """Something that holds resources with no expected end (for the "unknown" basis). Compared
+    by identity, so the words about one can be kept by it."""
 
     name: str
-    mask: int
+    devices: int
     cpu: float
     memory: int
-    what: str
-    """"running job", "job" (one ahead in the queue) or "kernel" (a lease)."""
+    held: Held
 
 
-Release = tuple[float, int, int, float, int, str, float, bool]
-"""A release on the timeline: (time, sequence number, device mask, CPUs, memory, end kind,
-median, whether the holder runs now). A plain tuple, so the heap compares in C; the sequence
-number is unique, so comparisons never reach the rest."""
+class Release(NamedTuple):
+    """A release on the timeline. A tuple, so that the heap compares in C; ``seq`` is unique,
+    so comparisons never reach the fields after it."""
+
+    time: float
+    seq: int
+    devices: int
+    cpu: float
+    memory: int
+    grounds: Grounds
+    median: float
+    running: bool
+    """Whether the holder runs now (else it is a job ahead in the queue)."""
 
 
 def first_fit_time(pool: Pool, releases: list[Release], d: Demand) -> tuple[float | None, Pool]:
     """When ``d`` first fits as ``releases`` happen, and what is free then; ``(None, pool)``
     when it needs something with no expected end."""
     at = pool.copy()
-    for time, _, mask, cpu, memory, *_ in sorted(releases):
-        if time == INF:
+    for release in sorted(releases):
+        if release.time == INF:
             break
-        at.give(mask, cpu, memory)
+        at.give(release.devices, release.cpu, release.memory)
         if at.fits(d):
-            return time, at
+            return release.time, at
     return None, pool.copy()
