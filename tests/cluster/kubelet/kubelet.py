@@ -5,6 +5,7 @@ included) drives it through the sync methods here, which are safe from any threa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -218,8 +219,18 @@ class Kubelet:
             _free_port(self.plane.host),
             self._server_context,
         )
+        # a Node of this name without its kubelet (an earlier test's teardown that ran out of
+        # time) would refuse the registration: its objects go first
+        await self._delete_node_objects(spec.name)
         self.nodes[spec.name] = agent
-        await agent.start()
+        try:
+            await agent.start()
+        except BaseException:
+            del self.nodes[spec.name]  # a node that failed to start is not one
+            with contextlib.suppress(Exception):
+                await agent.stop()
+            await agent.api.close()
+            raise
 
     def set_ready(self, name: str, ready: bool) -> None:
         """The node's kubelet reports Ready, or NotReady (the node lifecycle controller then
@@ -252,15 +263,19 @@ class Kubelet:
         await agent.stop()
         await agent.api.close()
         if delete:
-            assert self._admin is not None
-            await self._admin.delete(f"/api/v1/nodes/{name}")
-            pods = await self._admin.get("/api/v1/pods", {"fieldSelector": f"spec.nodeName={name}"})
-            for pod in pods.get("items", []):
-                metadata = pod["metadata"]
-                await self._admin.delete(
-                    f"/api/v1/namespaces/{metadata['namespace']}/pods/{metadata['name']}",
-                    {"gracePeriodSeconds": 0},
-                )
+            await self._delete_node_objects(name)
+
+    async def _delete_node_objects(self, name: str) -> None:
+        """The Node ``name`` and its pods' objects are deleted (at once: no process is left)."""
+        assert self._admin is not None
+        await self._admin.delete(f"/api/v1/nodes/{name}")
+        pods = await self._admin.get("/api/v1/pods", {"fieldSelector": f"spec.nodeName={name}"})
+        for pod in pods.get("items", []):
+            metadata = pod["metadata"]
+            await self._admin.delete(
+                f"/api/v1/namespaces/{metadata['namespace']}/pods/{metadata['name']}",
+                {"gracePeriodSeconds": 0},
+            )
 
     # -- what tests look at and change ---------------------------------------------------------
 

@@ -42,6 +42,10 @@ from .pods import PodWorker
 
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 PORT_FORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io")
+SHUTDOWN_SECONDS = 2.0
+"""How long a stopping node waits for its open streams (followed logs, port-forwards) before
+cutting them, as a kubelet that goes away drops them: aiohttp's default of 60 s per node made a
+test's teardown outlast its limit under load."""
 
 #: (namespace, name) -> the worker running that pod on this node, if any
 Lookup = Callable[[str, str], "PodWorker | None"]
@@ -85,7 +89,7 @@ class KubeletServer:
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         app.router.add_get("/exec/{namespace}/{pod}/{container}", self._exec)
         app.router.add_get("/portForward/{namespace}/{pod}", self._port_forward)
-        self._runner = web.AppRunner(app, handle_signals=False)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
 
     async def start(self) -> None:
         await self._runner.setup()
