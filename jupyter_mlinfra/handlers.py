@@ -54,7 +54,7 @@ class MLInfraHandler(JSONErrors, APIHandler):
         return getattr(self, "_jupyter_current_user", None) is None
 
     def max_request_bytes(self) -> int:
-        limit: int = self.settings["mlinfra.app"].max_request_bytes
+        limit: int = self.settings["mlinfra.settings"].max_request_bytes
         return limit
 
     @property

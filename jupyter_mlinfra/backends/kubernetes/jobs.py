@@ -160,7 +160,7 @@ class KubernetesJobs(LoggingConfigurable):
             policy.catalog,
             policy.priorities,
             job_id=uuid.uuid4().hex[:12],
-            limits=self.app.request_limits(),
+            limits=self.app.mlinfra_settings.request_limits(),
         )
         spec = job.spec
         key = spec.idempotency_key
