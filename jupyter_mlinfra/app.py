@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 from pathlib import Path
@@ -15,8 +14,7 @@ from .backends.local.link import AgentLink
 from .catalog import Environment
 from .client import ENV_TOKEN, ENV_URL
 from .errors import InvalidInput, MLInfraError
-from .hub import HubUser, fetch_user, hub_api_url
-from .identity import Identity
+from .identities import Identities
 from .inventory import Inventory
 from .kernels import registry
 from .kernels.culler import IdleCuller
@@ -64,32 +62,6 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         if self._settings is None:
             self._settings = Settings.read(self)
         return self._settings
-
-    hub_owner: HubUser | None = None
-    """The server's owner as JupyterHub describes them (groups, admin), asked at start."""
-
-    def identity(self, current_user: Any = None) -> Identity:
-        """Who acts on this server: the authenticated ``current_user`` of a request, or,
-        outside a request (kernel provisioners, the kernel spec manager), the server's owner.
-
-        Outside JupyterHub the server belongs to the OS user who started it: jupyter_server's
-        token login names an anonymous, per-browser user, which must not own jobs or kernels.
-        Under JupyterHub, groups and admin status are the hub's: from the request's hub user
-        model when its token may read them, and from ``hub_owner`` for the owner.
-        """
-        hub_user = os.environ.get("JUPYTERHUB_USER")
-        if hub_user and current_user is not None:
-            user = current_user.username
-        else:
-            user = hub_user or getpass.getuser()
-        model = getattr(current_user, "hub_user", None) or {}
-        groups = set(getattr(current_user, "groups", ())) | set(model.get("groups") or ())
-        admin = bool(model.get("admin", False))
-        owner = self.hub_owner
-        if owner is not None and owner.name == user:
-            groups |= owner.groups
-            admin = admin or owner.admin
-        return self.mlinfra_settings.identity(user, frozenset(groups), admin)
 
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
         """Make the generated kernelspecs the server's, unless the admin chose a kernel spec
@@ -140,6 +112,7 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
 
     def initialize_settings(self) -> None:
         settings = self.mlinfra_settings
+        self.identities = Identities(settings)
         self.agent = AgentLink(settings, self.log)
         self.usage = CachedUsage(self.agent.client.allocations)
         try:
@@ -148,7 +121,14 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
             self.log.error("jupyter_mlinfra: %s", error.message)
             raise
         self.inventory = inventory
-        self.kernels = KernelService(self, getattr(self.serverapp, "kernel_manager", None))
+        self.kernel_pods = self.make_kernel_pods(inventory)
+        self.kernels = KernelService(
+            getattr(self.serverapp, "kernel_manager", None),
+            inventory,
+            self.identities,
+            self.kernel_pods,
+            self.log,
+        )
         self.culler = IdleCuller(
             self.kernels,
             timeout=self.mlinfra_settings.accelerator_kernel_idle_timeout,
@@ -156,7 +136,6 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
             log=self.log,
         )
         self.jobs = self.make_jobs(inventory)
-        self.kernel_pods = self.make_kernel_pods(inventory)
         self.tabs = Tabs()
         self.feed: Feed | None = None
         self.settings.update(
@@ -166,11 +145,22 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
                 "mlinfra.inventory": inventory,
                 "mlinfra.app": self,
                 "mlinfra.settings": settings,
+                "mlinfra.identities": self.identities,
                 "mlinfra.agent": self.agent,
                 "mlinfra.kernels": self.kernels,
             }
         )
-        registry.register(self)
+        self.parts = registry.ServerParts(
+            settings=settings,
+            identities=self.identities,
+            inventory=inventory,
+            agent=self.agent,
+            kernels=self.kernels,
+            kernel_pods=self.kernel_pods,
+            tabs=self.tabs,
+            kernel_support=self.kernel_support,
+        )
+        registry.register(self.parts)
         if self.serverapp is not None:  # its kernel managers log there
             self.serverapp.log.addFilter(self.quiet_refusals)
         events = self.serverapp.event_logger if self.serverapp is not None else None
@@ -194,7 +184,7 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         token = getattr(serverapp.identity_provider, "token", "")
         if token:
             os.environ[ENV_TOKEN] = token
-        await self._ask_hub_about_owner()
+        await self.identities.ask_hub_about_owner(self.log)
         if self.mlinfra_settings.backend == "local":  # ahead of the first kernelspec listing
             environments = self.inventory.catalog.environments
             await self.interpreters.probe_all(self._interpreter(e) for e in environments)
@@ -234,20 +224,9 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         client = AgentClient(
             self.mlinfra_settings.agent_socket, self.mlinfra_settings.agent_url, token
         )
-        feed = AgentFeed(client, self.identity(), self.tabs, self.usage)
+        feed = AgentFeed(client, self.identities.owner(), self.tabs, self.usage)
         self.agent.on_ready = feed.wake
         return feed
-
-    async def _ask_hub_about_owner(self) -> None:
-        """Under JupyterHub, learn the owner's hub groups and admin status with the server's
-        own token (it needs read:users:groups!user and read:users:name!user for them)."""
-        api_url, token = hub_api_url(), os.environ.get("JUPYTERHUB_API_TOKEN", "")
-        if not (api_url and token and os.environ.get("JUPYTERHUB_USER")):
-            return
-        try:
-            self.hub_owner = await fetch_user(api_url, token)
-        except MLInfraError as error:
-            self.log.warning("jupyter_mlinfra: no groups from JupyterHub: %s", error.message)
 
     async def stop_extension(self) -> None:
         """Stop culling, shut down the kernels holding leases while the agent can still be
@@ -266,7 +245,7 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         self.agent.client.close()
         if self.serverapp is not None:
             self.serverapp.log.removeFilter(self.quiet_refusals)
-        registry.unregister(self)
+        registry.unregister(self.parts)
 
     # --- wiring, also used by the CLI's --local mode -----------------------------------------
 
@@ -277,7 +256,9 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
             from .backends.kubernetes.pod_config import KubernetesPods
 
             return KubernetesBackend(
-                KubernetesCluster(parent=self), KubernetesPods(parent=self), self.root_dir()
+                KubernetesCluster(config=self.config, log=self.log),
+                KubernetesPods(config=self.config, log=self.log),
+                self.root_dir(),
             )
         from .backends.local import LocalBackend
         from .backends.local.machine import detect_machine
@@ -299,7 +280,14 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         from .backends.kubernetes.jobs import KubernetesJobs
 
         if isinstance(inventory.backend, KubernetesBackend):
-            return KubernetesJobs(self, inventory.backend)
+            return KubernetesJobs(
+                self.mlinfra_settings,
+                inventory,
+                self.identities,
+                inventory.backend,
+                config=self.config,
+                log=self.log,
+            )
         return None
 
     def make_kernel_pods(self, inventory: Inventory) -> KernelPods | None:
@@ -311,7 +299,12 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         from .backends.kubernetes.kernels import KernelPods, KubernetesKernels
 
         backend = inventory.backend
-        return KernelPods(backend.cluster, KubernetesKernels(parent=self), os.environ, backend)
+        return KernelPods(
+            backend.cluster,
+            KubernetesKernels(config=self.config, log=self.log),
+            os.environ,
+            backend,
+        )
 
     def root_dir(self) -> str:
         """The server's root directory (where notebooks' paths start), absolute."""

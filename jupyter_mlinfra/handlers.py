@@ -65,7 +65,7 @@ class MLInfraHandler(JSONErrors, APIHandler):
     @property
     def identity(self) -> Identity:
         """The caller, from the authenticated request only (see ``MLInfraApp.identity``)."""
-        identity: Identity = self.settings["mlinfra.app"].identity(self.current_user)
+        identity: Identity = self.settings["mlinfra.identities"].of(self.current_user)
         return identity
 
     def flag(self, name: str) -> bool:

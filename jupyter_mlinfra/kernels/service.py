@@ -9,6 +9,7 @@ handlers only translate HTTP.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -30,7 +31,9 @@ from .specs import spec_name
 from .working_dir import confined_path
 
 if TYPE_CHECKING:
-    from ..app import MLInfraApp
+    from ..backends.kubernetes.kernels import KernelPods
+    from ..identities import Identities
+    from ..inventory import Inventory
 
 ENDED_KEPT = 100
 """How many ended (culled) kernels ``GET /kernels`` keeps showing."""
@@ -48,9 +51,20 @@ def _epoch(value: Any) -> float | None:
 
 
 class KernelService:
-    def __init__(self, app: MLInfraApp, kernel_manager: Any) -> None:
-        self.app = app
+    def __init__(
+        self,
+        kernel_manager: Any,
+        inventory: Inventory,
+        identities: Identities,
+        kernel_pods: KernelPods | None,
+        log: logging.Logger,
+    ) -> None:
         self.kernel_manager = kernel_manager
+        self.inventory = inventory
+        self.identities = identities
+        self.kernel_pods = kernel_pods
+        """Where kernels run as pods (Kubernetes backend); None where they run here."""
+        self.log = log
         self.ended: deque[Kernel] = deque(maxlen=ENDED_KEPT)
         self.deaths = Deaths()
 
@@ -70,10 +84,10 @@ class KernelService:
         flavor kernel: those holding a local lease and those in pods."""
         for kernel_id, manager, lease in self.running():
             yield kernel_id, manager, bool(lease.devices)
-        pods = self.app.kernel_pods
+        pods = self.kernel_pods
         if pods is None or self.kernel_manager is None:
             return
-        flavors = {f.name: f for f in self.app.inventory.catalog.flavors}
+        flavors = {f.name: f for f in self.inventory.catalog.flavors}
         for record in list(pods.records.values()):
             if record.startup.phase != "ready" or record.kernel_id not in self.kernel_manager:
                 continue
@@ -102,7 +116,7 @@ class KernelService:
     def pod_kernels(self) -> list[Kernel]:
         """Kernels in pods (Kubernetes backend), those still starting included, with the
         phase of their pod's start and the cluster's reason when they wait."""
-        pods = getattr(self.app, "kernel_pods", None)
+        pods = self.kernel_pods
         if pods is None:
             return []
         models: list[Kernel] = []
@@ -135,13 +149,13 @@ class KernelService:
     async def start(self, identity: Identity, body: Any) -> Kernel:
         request = validated(KernelStart, body)
         path = confined_path(self.kernel_manager.root_dir, request.get("path", ""))
-        catalog = self.app.inventory.catalog
+        catalog = self.inventory.catalog
         mine = catalog.for_identity(identity)
         environment = catalog.environment(
             request.get("environment") or mine.default_environment, identity
         )
         flavor = catalog.flavor(request.get("flavor") or mine.default_flavor, identity)
-        transport = await self.app.kernel_transport(environment)
+        transport = await self.inventory.kernel_transport(environment)
         if not transport.available:  # jupyter_client would refuse it, saying less
             raise Conflict(f"environment {environment.name!r}: {transport.summary}", "environment")
         try:
@@ -168,9 +182,9 @@ class KernelService:
         else:
             _, manager, lease = self._find(identity, kernel_id)
             current = lease.flavor
-        flavor = self.app.inventory.catalog.flavor(request["flavor"], identity)
+        flavor = self.inventory.catalog.flavor(request["flavor"], identity)
         if flavor.name != current:
-            held = await self.app.inventory.backend.capacity()
+            held = await self.inventory.backend.capacity()
             if isinstance(held, Capacity):  # one machine: its own lease goes
                 others = [a for a in held.allocations if a.holder != f"kernel:{kernel_id}"]
                 held = Capacity(held.machine, others)
@@ -241,17 +255,17 @@ class KernelService:
         """At server start (Kubernetes backend): take over the owner's kernel pods that a
         previous server left running, with their kernel ids, so open notebooks reconnect;
         expired or ended ones are deleted instead."""
-        pods = self.app.kernel_pods
+        pods = self.kernel_pods
         if pods is None or self.kernel_manager is None:
             return
-        identity = self.app.identity()
+        identity = self.identities.owner()
         try:
             namespace = await pods.namespace(identity.user)
             found = await pods.left_behind(identity.user, namespace)
         except (MLInfraError, OSError, asyncio.TimeoutError) as error:
-            self.app.log.warning("mlinfra: kernel pods not adopted: %r", error)
+            self.log.warning("mlinfra: kernel pods not adopted: %r", error)
             return
-        default = self.app.inventory.catalog.for_identity(identity).default_flavor
+        default = self.inventory.catalog.for_identity(identity).default_flavor
         for pod in found:
             annotations = pod["metadata"].get("annotations", {})
             kernel_id = pod["metadata"]["labels"][LABEL_KERNEL_ID]
@@ -263,17 +277,17 @@ class KernelService:
                 await self.kernel_manager.start_kernel(
                     kernel_id=kernel_id, kernel_name=name, **{FLAVOR_ARGUMENT: flavor}
                 )
-                self.app.log.info(
+                self.log.info(
                     "mlinfra: adopted kernel %s (pod %s)", kernel_id, pod["metadata"]["name"]
                 )
             except (MLInfraError, KernelStartRefused, RuntimeError) as error:
                 self.forget_failed_starts()
-                self.app.log.warning("mlinfra: kernel %s not adopted: %s", kernel_id, error)
+                self.log.warning("mlinfra: kernel %s not adopted: %s", kernel_id, error)
 
     async def leave_pods(self) -> None:
         """At server stop (Kubernetes backend): detach the kernels in pods, so the next
         server adopts them, or shut them down (``KubernetesKernels.on_server_stop``)."""
-        pods = self.app.kernel_pods
+        pods = self.kernel_pods
         if pods is None:
             return
         for kernel_id in list(pods.records):
@@ -289,7 +303,7 @@ class KernelService:
                 self.kernel_manager.stop_watching_activity(kernel_id)
             await manager.cleanup_resources(restart=False)
             self.kernel_manager.remove_kernel(kernel_id)
-            self.app.log.info("mlinfra: kernel %s detached; its pod keeps running", kernel_id)
+            self.log.info("mlinfra: kernel %s detached; its pod keeps running", kernel_id)
         await pods.close()
 
     async def shutdown_all(self) -> None:
@@ -303,4 +317,4 @@ class KernelService:
         )
         for kernel_id, result in zip(ids, results, strict=True):
             if isinstance(result, BaseException):
-                self.app.log.warning("mlinfra kernel %s: shutdown failed: %s", kernel_id, result)
+                self.log.warning("mlinfra kernel %s: shutdown failed: %s", kernel_id, result)
