@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.application import ExtensionApp
+from traitlets import Type
+from traitlets.utils.importstring import import_item
 
-from .backends.base import Backend
+from .backends.base import Backend, JobsBackend
 from .backends.local.link import AgentLink
 from .catalog import Environment
 from .client import ENV_TOKEN, ENV_URL
-from .errors import InvalidInput, MLInfraError
+from .errors import InvalidInput
 from .identities import Identities
 from .inventory import Inventory
 from .kernels import registry
@@ -37,11 +38,16 @@ from .settings import Settings, SettingsTraits
 from .version import __version__
 
 if TYPE_CHECKING:
-    from .backends.kubernetes.jobs import KubernetesJobs
     from .backends.kubernetes.kernels import KernelPods
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 """jupyter_server's event of a kernel started, restarted or shut down: the tabs are told."""
+
+JOBS_CLASSES = {
+    "local": "jupyter_mlinfra.backends.local.agent_jobs.AgentJobs",
+    "kubernetes": "jupyter_mlinfra.backends.kubernetes.jobs.KubernetesJobs",
+}
+"""The ``jobs_class`` of each ``backend``, when none is configured."""
 
 
 class MLInfraApp(SettingsTraits, ExtensionApp):
@@ -50,6 +56,19 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
     name = "jupyter_mlinfra"
     description = __doc__
     version = __version__
+
+    jobs_class = Type(
+        default_value=None,
+        klass=JobsBackend,
+        allow_none=True,
+        config=True,
+        help="""Where jobs are queued and run: a subclass of
+        jupyter_mlinfra.backends.base.JobsBackend, given as 'module.Class'. Unset (the
+        default): chosen by backend, the local agent
+        (jupyter_mlinfra.backends.local.agent_jobs.AgentJobs) for 'local', Jobs and JobSets
+        on the cluster (jupyter_mlinfra.backends.kubernetes.jobs.KubernetesJobs, configured
+        as KubernetesJobs) for 'kubernetes'.""",
+    )
 
     quiet_refusals = QuietRefusals()
 
@@ -141,7 +160,7 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         self.settings.update(
             {
                 "mlinfra.tabs": self.tabs,
-                "mlinfra.jobs": self.jobs,
+                "mlinfra.jobs": self.jobs.api,
                 "mlinfra.inventory": inventory,
                 "mlinfra.app": self,
                 "mlinfra.settings": settings,
@@ -188,17 +207,8 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         if self.mlinfra_settings.backend == "local":  # ahead of the first kernelspec listing
             environments = self.inventory.catalog.environments
             await self.interpreters.probe_all(self._interpreter(e) for e in environments)
-        local = self.jobs is None
-        if local and (
-            self.mlinfra_settings.agent_url or Path(self.mlinfra_settings.agent_socket).exists()
-        ):
-            try:
-                await self.agent.ensure()
-            except MLInfraError as error:
-                self.log.warning("jupyter_mlinfra: local agent: %s", error.message)
+        await self.jobs.announce()
         await self.kernels.adopt_pods()
-        if self.jobs is not None:
-            await self.jobs.announce()
         self.culler.start()
 
     def follow_changes(self) -> None:
@@ -213,20 +223,7 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
 
     def make_feed(self) -> Feed:
         """This server's one subscription to where jobs change, told to its tabs."""
-        if self.jobs is not None:
-            from .backends.kubernetes.job_feed import ClusterFeed
-
-            return ClusterFeed(self.jobs, self.tabs)
-        from .backends.local.agent_client import AgentClient
-        from .live.agent_feed import AgentFeed
-
-        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
-        client = AgentClient(
-            self.mlinfra_settings.agent_socket, self.mlinfra_settings.agent_url, token
-        )
-        feed = AgentFeed(client, self.identities.owner(), self.tabs, self.usage)
-        self.agent.on_ready = feed.wake
-        return feed
+        return self.jobs.feed(self.tabs)
 
     async def stop_extension(self) -> None:
         """Stop culling, shut down the kernels holding leases while the agent can still be
@@ -239,8 +236,7 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
             await self.feed.stop()
         await self.kernels.shutdown_all()
         await self.kernels.leave_pods()
-        if self.jobs is not None:
-            await self.jobs.stop()
+        await self.jobs.stop()
         await self.inventory.backend.close()
         self.agent.client.close()
         if self.serverapp is not None:
@@ -272,23 +268,19 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
             isolation=link.isolation if link else None,
         )
 
-    def make_jobs(self, inventory: Inventory) -> KubernetesJobs | None:
-        """The jobs service this server holds itself; None when the local agent holds it."""
-        if self.mlinfra_settings.backend != "kubernetes":
-            return None
-        from .backends.kubernetes.backend import KubernetesBackend
-        from .backends.kubernetes.jobs import KubernetesJobs
-
-        if isinstance(inventory.backend, KubernetesBackend):
-            return KubernetesJobs(
-                self.mlinfra_settings,
-                inventory,
-                self.identities,
-                inventory.backend,
-                config=self.config,
-                log=self.log,
-            )
-        return None
+    def make_jobs(self, inventory: Inventory) -> JobsBackend:
+        """Where jobs go: ``jobs_class``, or the class of ``backend``."""
+        settings = self.mlinfra_settings
+        chosen: type[JobsBackend] = self.jobs_class or import_item(JOBS_CLASSES[settings.backend])
+        return chosen(
+            settings=settings,
+            inventory=inventory,
+            identities=self.identities,
+            agent=self.agent,
+            usage_cache=self.usage,
+            config=self.config,
+            log=self.log,
+        )
 
     def make_kernel_pods(self, inventory: Inventory) -> KernelPods | None:
         """Where kernels run as pods (``c.KubernetesKernels``); None on the local backend."""

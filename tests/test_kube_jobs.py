@@ -316,7 +316,14 @@ async def test_jobs_outlive_the_server_they_are_cluster_objects(
     cluster = KubernetesCluster(kubeconfig=str(kube_cluster.kubeconfig))
     backend = KubernetesBackend(cluster)
     # as a restarted server builds it
-    fresh = KubernetesJobs(app.mlinfra_settings, app.inventory, app.identities, backend)
+    fresh = KubernetesJobs(
+        settings=app.mlinfra_settings,
+        inventory=app.inventory,
+        identities=app.identities,
+        agent=app.agent,
+        usage_cache=app.usage,
+        backend=backend,
+    )
     try:
         listing = await fresh.list(Identity(app.identities.owner().user))
         (found,) = [j for j in listing["jobs"] if j["id"] == job["id"]]

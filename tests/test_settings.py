@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import Any
 
 import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
 from jupyter_mlinfra.app import MLInfraApp
+from jupyter_mlinfra.backends.local.agent_jobs import AgentJobs
 from jupyter_mlinfra.jobs.policy import Policy
 from jupyter_mlinfra.settings import Settings, SettingsTraits
+
+from .jobs_client import call
 
 
 def test_every_setting_is_a_trait_and_every_trait_a_setting() -> None:
@@ -53,3 +57,25 @@ def test_a_document_is_validated_by_the_traits() -> None:
 
 def test_names_this_version_does_not_know_are_left_out() -> None:
     assert Settings.from_document({"a_newer_setting": 1}) == Settings.from_document({})
+
+
+class OwnJobs(AgentJobs):
+    """An admin's own jobs_class: the local agent's jobs under another name."""
+
+
+class TestJobsClass:
+    @pytest.fixture
+    def mlinfra_config(self, mlinfra_config: dict[str, Any]) -> dict[str, Any]:
+        return {**mlinfra_config, "jobs_class": f"{__name__}.OwnJobs"}
+
+    async def test_the_configured_class_holds_the_jobs(
+        self, jp_fetch: Any, jp_serverapp: Any
+    ) -> None:
+        assert type(jp_serverapp.web_app.settings["mlinfra.app"].jobs) is OwnJobs
+        assert (await call(jp_fetch, "jobs"))["jobs"] == []
+
+
+def test_backend_chooses_the_jobs_class_unless_one_is_set() -> None:
+    assert MLInfraApp().jobs_class is None  # chosen by backend when the server starts
+    with pytest.raises(TraitError):
+        MLInfraApp(config=Config({"MLInfraApp": {"jobs_class": f"{__name__}.Policy"}}))

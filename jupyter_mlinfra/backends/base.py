@@ -1,21 +1,32 @@
-"""The interface every backend implements, so services never ask which one they talk to."""
+"""The interfaces of backends, so that services never ask which one they talk to: ``Backend``
+(capacity, the built-in catalog, what kernels and jobs find) and ``JobsBackend`` (where jobs
+are queued and run, chosen once by ``MLInfraApp.jobs_class``)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from ..capacity import CapacityView, Machine
+from traitlets.config import LoggingConfigurable
+
+from ..capacity import CapacityView
 from ..identity import Identity
 from ..volumes import Volume
 
 if TYPE_CHECKING:
+    from ..identities import Identities
+    from ..inventory import Inventory
+    from ..jobs.serving import JobsAPI
+    from ..live.feed import Feed
+    from ..live.tabs import Tabs
+    from ..live.usage import CachedUsage
     from ..models import catalog as wire
+    from ..settings import Settings
+    from .local.link import AgentLink
 
 
 class Backend(ABC):
     name: str
-    machine: Machine
 
     @abstractmethod
     def builtin_catalog(self) -> dict[str, Any]:
@@ -46,3 +57,44 @@ class Backend(ABC):
 
     async def close(self) -> None:  # noqa: B027 - most backends hold no connection
         """Let go of connections (the server is stopping)."""
+
+
+class JobsBackend(LoggingConfigurable):
+    """Where this server's jobs are queued and run, chosen once (``MLInfraApp.jobs_class``),
+    so that the server never asks which one it has. Built with keyword arguments: the
+    settings and the server's collaborators, plus the Configurable's ``config`` and ``log``."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        inventory: Inventory,
+        identities: Identities,
+        agent: AgentLink,
+        usage_cache: CachedUsage,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.inventory = inventory
+        self.identities = identities
+        self.agent = agent
+        """The local agent's link (kernels' leases go through it on every backend)."""
+        self.usage_cache = usage_cache
+        """What the local agent says is held (its live feed refreshes it)."""
+
+    @property
+    def api(self) -> JobsAPI | None:
+        """What answers the jobs routes in this server; None where the server relays them
+        to the local agent, which answers the same routes."""
+        return None
+
+    async def announce(self) -> None:
+        """At server start: make ready what the first request should not wait for."""
+
+    async def stop(self) -> None:
+        """At server stop: let go of connections and watches."""
+
+    def feed(self, tabs: Tabs) -> Feed:
+        """This server's one subscription to where jobs change, told to ``tabs``."""
+        raise NotImplementedError

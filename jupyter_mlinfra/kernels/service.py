@@ -20,7 +20,7 @@ from ..backends.kubernetes.kernel_pod import (
     ANNOTATION_FLAVOR,
     LABEL_KERNEL_ID,
 )
-from ..capacity import Capacity, Lease
+from ..capacity import Lease
 from ..errors import Conflict, MLInfraError, NotFound
 from ..identity import Identity
 from ..models.kernels import Kernel, KernelList, KernelPhase, KernelStart, KernelSwitch
@@ -185,10 +185,7 @@ class KernelService:
         flavor = self.inventory.catalog.flavor(request["flavor"], identity)
         if flavor.name != current:
             held = await self.inventory.backend.capacity()
-            if isinstance(held, Capacity):  # one machine: its own lease goes
-                others = [a for a in held.allocations if a.holder != f"kernel:{kernel_id}"]
-                held = Capacity(held.machine, others)
-            room = held.availability(flavor)
+            room = held.without(f"kernel:{kernel_id}").availability(flavor)
             if not room.kernels_available:
                 raise Conflict(f"flavor {flavor.name} is full: {room.summary}", "flavor")
             try:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from traitlets import CaselessStrEnum, Dict, Int, Unicode
-from traitlets.config import LoggingConfigurable
 
 from ... import quotas
 from ...errors import CannotFit, Conflict, InvalidInput, MLInfraError, NotAllowed, NotFound
@@ -30,12 +29,16 @@ from ...identity import Identity
 from ...jobs.queries import cursor, listing_owner, next_cursor
 from ...jobs.spec import Condition, Event, Job, JobState, check_pull
 from ...jobs.submission import entitled, new_job, priority_change
+from ...live.feed import Feed
+from ...live.tabs import Tabs
 from ...models import jobs as wire
+from ..base import JobsBackend
 from . import kueue, storage
 from .attachments import attachments
 from .backend import KubernetesBackend
 from .claims import require_nodes
 from .client import ClusterUnavailable
+from .job_feed import ClusterFeed
 from .job_watches import JobWatches
 from .manifests import owner_reference
 from .names import label_value
@@ -57,12 +60,10 @@ from .workloads import (
 )
 
 if TYPE_CHECKING:
-    from ...identities import Identities
-    from ...inventory import Inventory
-    from ...settings import Settings
+    from ...jobs.serving import JobsAPI
 
 
-class KubernetesJobs(LoggingConfigurable):
+class KubernetesJobs(JobsBackend):
     """Queued distributed jobs as Jobs/JobSets in the user's namespace, Kueue if present."""
 
     kueue = CaselessStrEnum(
@@ -98,27 +99,32 @@ class KubernetesJobs(LoggingConfigurable):
         the job's result Secret. Empty: the in-cluster address (KUBERNETES_SERVICE_HOST).""",
     )
 
-    def __init__(
-        self,
-        settings: Settings,
-        inventory: Inventory,
-        identities: Identities,
-        backend: KubernetesBackend,
-        **kwargs: Any,
-    ) -> None:
-        """``kwargs``: the Configurable's (``config``, ``log``)."""
+    def __init__(self, *, backend: KubernetesBackend | None = None, **kwargs: Any) -> None:
+        """``backend``: the cluster to run on, by default the inventory's; ``kwargs``: those
+        of every ``JobsBackend``."""
         super().__init__(**kwargs)
-        self.settings = settings
-        self.inventory = inventory
-        self.backend = backend
+        chosen = backend or self.inventory.backend
+        if not isinstance(chosen, KubernetesBackend):
+            raise InvalidInput(
+                "jobs_class: KubernetesJobs runs jobs on a cluster; set backend = 'kubernetes'",
+                "jobs_class",
+            )
+        self.backend = backend = chosen
         self.cluster = backend.cluster
-        owner = identities.owner().user
+        owner = self.identities.owner().user
         self.watches = JobWatches(owner, self.cluster, self.kueue)
         self.queues = JobQueues(
-            inventory.catalog, owner, backend, self.watches, self._local_queue, self.log
+            self.inventory.catalog, owner, backend, self.watches, self._local_queue, self.log
         )
         self.pod_logs = PodLogs(self.watches)
         backend.queues = self.queues
+
+    @property
+    def api(self) -> JobsAPI:
+        return self
+
+    def feed(self, tabs: Tabs) -> Feed:
+        return ClusterFeed(self, tabs)
 
     async def start(self) -> Rest:
         """Connect, discover what the cluster serves, and start the watches (once)."""
