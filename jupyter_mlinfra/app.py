@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Type
 from traitlets.utils.importstring import import_item
 
-from .backends.base import Backend, JobsBackend
+from .backends.base import Backend, JobsBackend, KernelsBackend
 from .backends.local.link import AgentLink
 from .catalog import Environment
 from .client import ENV_TOKEN, ENV_URL
@@ -19,14 +18,7 @@ from .identities import Identities
 from .inventory import Inventory
 from .kernels import registry
 from .kernels.culler import IdleCuller
-from .kernels.interpreters import (
-    POD_LAUNCHER,
-    POLICIES,
-    Interpreters,
-    KernelSupport,
-    KernelTransport,
-    transport_of,
-)
+from .kernels.interpreters import POLICIES, KernelSupport, KernelTransport, transport_of
 from .kernels.provisioner import QuietRefusals
 from .kernels.service import KernelService
 from .kernels.specs import MLInfraKernelSpecManager
@@ -37,9 +29,6 @@ from .routes import default_handlers
 from .settings import Settings, SettingsTraits
 from .version import __version__
 
-if TYPE_CHECKING:
-    from .backends.kubernetes.kernels import KernelPods
-
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 """jupyter_server's event of a kernel started, restarted or shut down: the tabs are told."""
 
@@ -48,6 +37,12 @@ JOBS_CLASSES = {
     "kubernetes": "jupyter_mlinfra.backends.kubernetes.jobs.KubernetesJobs",
 }
 """The ``jobs_class`` of each ``backend``, when none is configured."""
+
+KERNELS_CLASSES = {
+    "local": "jupyter_mlinfra.kernels.local_kernels.LocalKernels",
+    "kubernetes": "jupyter_mlinfra.kernels.pod_kernels.PodKernels",
+}
+"""The ``kernels_class`` of each ``backend``, when none is configured."""
 
 
 class MLInfraApp(SettingsTraits, ExtensionApp):
@@ -70,9 +65,23 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         as KubernetesJobs) for 'kubernetes'.""",
     )
 
+    kernels_class = Type(
+        default_value=None,
+        klass=KernelsBackend,
+        allow_none=True,
+        config=True,
+        help="""Where flavor kernels run: a subclass of
+        jupyter_mlinfra.backends.base.KernelsBackend, given as 'module.Class'. Unset (the
+        default): chosen by backend, processes on this machine holding the local agent's
+        leases (jupyter_mlinfra.kernels.local_kernels.LocalKernels) for 'local', pods
+        (jupyter_mlinfra.kernels.pod_kernels.PodKernels, configured as KubernetesKernels)
+        for 'kubernetes'.""",
+    )
+
     quiet_refusals = QuietRefusals()
 
     _settings: Settings | None = None
+    _identities: Identities | None = None
 
     @property
     def mlinfra_settings(self) -> Settings:
@@ -81,6 +90,13 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         if self._settings is None:
             self._settings = Settings.read(self)
         return self._settings
+
+    @property
+    def identities(self) -> Identities:
+        """Who acts on this server (a request's user, or its owner), made once."""
+        if self._identities is None:
+            self._identities = Identities(self.mlinfra_settings)
+        return self._identities
 
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
         """Make the generated kernelspecs the server's, unless the admin chose a kernel spec
@@ -92,15 +108,6 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         if "kernel_spec_manager_class" not in serverapp.config.get("ServerApp", {}):
             serverapp.kernel_spec_manager_class = MLInfraKernelSpecManager
 
-    _interpreters: Interpreters | None = None
-
-    @property
-    def interpreters(self) -> Interpreters:
-        """What each environment's interpreter supports as a kernel, asked once per app."""
-        if self._interpreters is None:
-            self._interpreters = Interpreters()
-        return self._interpreters
-
     def transport_policy(self) -> str:
         """``MappingKernelManager.transport_encryption`` of this server: its kernel manager's,
         or (the CLI's --local mode, a gateway's manager) the configured one."""
@@ -111,27 +118,17 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         policy = str(value or "disabled").lower()
         return policy if policy in POLICIES else "disabled"
 
-    def _interpreter(self, environment: Environment) -> tuple[str, dict[str, str]]:
-        """The interpreter that runs ``environment``'s local kernels, and their variables."""
-        return environment.python or sys.executable, dict(environment.env)
-
     def kernel_support(self, environment: Environment) -> KernelSupport:
         """What ``environment``'s kernels support (the generated kernelspecs declare it)."""
-        if self.mlinfra_settings.backend == "kubernetes":
-            return POD_LAUNCHER
-        return self.interpreters.support(*self._interpreter(environment))
+        return self.kernels_backend.support(environment)
 
     async def kernel_transport(self, environment: Environment) -> KernelTransport:
         """How ``environment``'s kernels talk to this server under its policy."""
-        if self.mlinfra_settings.backend == "kubernetes":
-            support = POD_LAUNCHER
-        else:
-            support = await self.interpreters.asupport(*self._interpreter(environment))
+        support = await self.kernels_backend.asupport(environment)
         return transport_of(self.transport_policy(), support)
 
     def initialize_settings(self) -> None:
         settings = self.mlinfra_settings
-        self.identities = Identities(settings)
         self.agent = AgentLink(settings, self.log)
         self.usage = CachedUsage(self.agent.client.allocations)
         try:
@@ -140,12 +137,10 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
             self.log.error("jupyter_mlinfra: %s", error.message)
             raise
         self.inventory = inventory
-        self.kernel_pods = self.make_kernel_pods(inventory)
         self.kernels = KernelService(
             getattr(self.serverapp, "kernel_manager", None),
             inventory,
-            self.identities,
-            self.kernel_pods,
+            self.kernels_backend,
             self.log,
         )
         self.culler = IdleCuller(
@@ -175,7 +170,6 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
             inventory=inventory,
             agent=self.agent,
             kernels=self.kernels,
-            kernel_pods=self.kernel_pods,
             tabs=self.tabs,
             kernel_support=self.kernel_support,
         )
@@ -204,11 +198,9 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         if token:
             os.environ[ENV_TOKEN] = token
         await self.identities.ask_hub_about_owner(self.log)
-        if self.mlinfra_settings.backend == "local":  # ahead of the first kernelspec listing
-            environments = self.inventory.catalog.environments
-            await self.interpreters.probe_all(self._interpreter(e) for e in environments)
+        await self.kernels.backend.prepare()
         await self.jobs.announce()
-        await self.kernels.adopt_pods()
+        await self.kernels.adopt()
         self.culler.start()
 
     def follow_changes(self) -> None:
@@ -235,7 +227,7 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         if self.feed is not None:
             await self.feed.stop()
         await self.kernels.shutdown_all()
-        await self.kernels.leave_pods()
+        await self.kernels.leave()
         await self.jobs.stop()
         await self.inventory.backend.close()
         self.agent.client.close()
@@ -282,20 +274,18 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
             log=self.log,
         )
 
-    def make_kernel_pods(self, inventory: Inventory) -> KernelPods | None:
-        """Where kernels run as pods (``c.KubernetesKernels``); None on the local backend."""
-        from .backends.kubernetes.backend import KubernetesBackend
-
-        if not isinstance(inventory.backend, KubernetesBackend):
-            return None
-        from .backends.kubernetes.kernels import KernelPods, KubernetesKernels
-
-        backend = inventory.backend
-        return KernelPods(
-            backend.cluster,
-            KubernetesKernels(config=self.config, log=self.log),
-            os.environ,
-            backend,
+    def make_kernels(self, inventory: Inventory) -> KernelsBackend:
+        """Where kernels run: ``kernels_class``, or the class of ``backend``."""
+        settings = self.mlinfra_settings
+        chosen: type[KernelsBackend] = self.kernels_class or import_item(
+            KERNELS_CLASSES[settings.backend]
+        )
+        return chosen(
+            settings=settings,
+            inventory=inventory,
+            identities=self.identities,
+            config=self.config,
+            log=self.log,
         )
 
     def root_dir(self) -> str:
@@ -304,11 +294,14 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         return os.path.abspath(os.path.expanduser(root))
 
     def make_inventory(self) -> Inventory:
+        """What exists and who may use it, and (``kernels_backend``) where its kernels run."""
         settings, backend = self.mlinfra_settings, self.make_backend()
-        return Inventory(
+        inventory = Inventory(
             catalog=settings.catalog(backend.builtin_catalog),
             backend=backend,
             quotas=settings.quotas(),
             priorities=settings.priorities(),
             kernel_transport=self.kernel_transport,
         )
+        self.kernels_backend = self.make_kernels(inventory)
+        return inventory

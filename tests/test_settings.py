@@ -12,6 +12,7 @@ from traitlets.config import Config
 from jupyter_mlinfra.app import MLInfraApp
 from jupyter_mlinfra.backends.local.agent_jobs import AgentJobs
 from jupyter_mlinfra.jobs.policy import Policy
+from jupyter_mlinfra.kernels.local_kernels import LocalKernels
 from jupyter_mlinfra.settings import Settings, SettingsTraits
 
 from .jobs_client import call
@@ -71,11 +72,14 @@ class TestJobsClass:
     async def test_the_configured_class_holds_the_jobs(
         self, jp_fetch: Any, jp_serverapp: Any
     ) -> None:
-        assert type(jp_serverapp.web_app.settings["mlinfra.app"].jobs) is OwnJobs
+        app = jp_serverapp.web_app.settings["mlinfra.app"]
+        assert type(app.jobs) is OwnJobs
+        assert type(app.kernels.backend) is LocalKernels  # chosen by backend = 'local'
         assert (await call(jp_fetch, "jobs"))["jobs"] == []
 
 
-def test_backend_chooses_the_jobs_class_unless_one_is_set() -> None:
-    assert MLInfraApp().jobs_class is None  # chosen by backend when the server starts
-    with pytest.raises(TraitError):
-        MLInfraApp(config=Config({"MLInfraApp": {"jobs_class": f"{__name__}.Policy"}}))
+@pytest.mark.parametrize("name", ["jobs_class", "kernels_class"])
+def test_backend_chooses_the_classes_unless_one_is_set(name: str) -> None:
+    assert getattr(MLInfraApp(), name) is None  # chosen by backend when the server starts
+    with pytest.raises(TraitError):  # not a backend's class
+        MLInfraApp(config=Config({"MLInfraApp": {name: f"{__name__}.Policy"}}))

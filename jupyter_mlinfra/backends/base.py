@@ -1,10 +1,12 @@
 """The interfaces of backends, so that services never ask which one they talk to: ``Backend``
-(capacity, the built-in catalog, what kernels and jobs find) and ``JobsBackend`` (where jobs
-are queued and run, chosen once by ``MLInfraApp.jobs_class``)."""
+(capacity, the built-in catalog, what kernels and jobs find), and the two that the server
+chooses once: ``KernelsBackend`` (where kernels run, ``MLInfraApp.kernels_class``) and
+``JobsBackend`` (where jobs are queued and run, ``MLInfraApp.jobs_class``)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from traitlets.config import LoggingConfigurable
@@ -14,13 +16,18 @@ from ..identity import Identity
 from ..volumes import Volume
 
 if TYPE_CHECKING:
+    from ..catalog import Environment
     from ..identities import Identities
     from ..inventory import Inventory
     from ..jobs.serving import JobsAPI
+    from ..kernels.deaths import Deaths
+    from ..kernels.interpreters import KernelSupport
+    from ..kernels.service import KernelService
     from ..live.feed import Feed
     from ..live.tabs import Tabs
     from ..live.usage import CachedUsage
     from ..models import catalog as wire
+    from ..models.kernels import Kernel
     from ..settings import Settings
     from .local.link import AgentLink
 
@@ -98,3 +105,48 @@ class JobsBackend(LoggingConfigurable):
     def feed(self, tabs: Tabs) -> Feed:
         """This server's one subscription to where jobs change, told to ``tabs``."""
         raise NotImplementedError
+
+
+class KernelsBackend(LoggingConfigurable):
+    """Where flavor kernels run, chosen once (``MLInfraApp.kernels_class``): what an
+    environment's kernels support, and the kernels the backend holds itself (pods) beside
+    those holding the local agent's leases, so that the kernel service never asks which one
+    it has. Built with keyword arguments: the settings and the server's collaborators, plus
+    the Configurable's ``config`` and ``log``."""
+
+    name = "local"
+    """The backend as the generated kernelspecs name it (their provisioner, interrupts)."""
+
+    def __init__(
+        self, *, settings: Settings, inventory: Inventory, identities: Identities, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.inventory = inventory
+        self.identities = identities
+
+    def support(self, environment: Environment) -> KernelSupport:
+        """What ``environment``'s kernels support (the generated kernelspecs declare it)."""
+        raise NotImplementedError
+
+    async def asupport(self, environment: Environment) -> KernelSupport:
+        """``support``, without blocking the server while it is found out."""
+        raise NotImplementedError
+
+    async def prepare(self) -> None:
+        """At server start, ahead of the first kernelspec listing."""
+
+    def kernels(self, kernel_manager: Any, deaths: Deaths) -> list[Kernel]:
+        """The kernels this backend holds itself (models for ``GET kernels``)."""
+        return []
+
+    def cullable(self, kernel_manager: Any) -> Iterator[tuple[str, Any, bool]]:
+        """(kernel id, its KernelManager, whether it holds accelerators) of each of them
+        that is running."""
+        return iter(())
+
+    async def adopt(self, service: KernelService) -> None:
+        """At server start: take over the kernels a previous server left running."""
+
+    async def leave(self, service: KernelService) -> None:
+        """At server stop: leave the kernels for the next server, or shut them down."""

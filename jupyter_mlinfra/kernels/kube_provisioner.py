@@ -45,6 +45,7 @@ from ..errors import Conflict, MLInfraError
 from ..identity import Identity
 from . import registry
 from .deaths import process_exit_reason
+from .pod_kernels import PodKernels
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused
 
 LAUNCHER_TIMEOUT = 10.0
@@ -68,13 +69,13 @@ def _refused(error: BaseException) -> KernelStartRefused:
 
 def _pods() -> tuple[registry.ServerParts, KernelPods]:
     server = registry.current()
-    kernel_pods = server.kernel_pods if server is not None else None
-    if server is None or kernel_pods is None:
+    backend = server.kernels.backend if server is not None else None
+    if server is None or not isinstance(backend, PodKernels):
         raise RuntimeError(
             "mlinfra Kubernetes kernels start only in a Jupyter server with the jupyter_mlinfra"
             " extension enabled and MLInfraApp.backend = 'kubernetes'"
         )
-    return server, kernel_pods
+    return server, backend.pods
 
 
 class KubernetesProvisioner(KernelProvisionerBase):

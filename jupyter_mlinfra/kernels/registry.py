@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..backends.kubernetes.kernels import KernelPods
     from ..backends.local.link import AgentLink
     from ..catalog import Environment
     from ..identities import Identities
@@ -34,8 +33,7 @@ class ServerParts:
     agent: AgentLink
     """The local agent, which leases a local kernel its devices and CPUs."""
     kernels: KernelService
-    kernel_pods: KernelPods | None
-    """Where kernels run as pods (Kubernetes backend); None where they run here."""
+    """The kernel service, with the backend that holds the kernels (``kernels.backend``)."""
     tabs: Tabs
     kernel_support: Callable[[Environment], KernelSupport]
     """What an environment's kernels support (the generated kernelspecs declare it)."""

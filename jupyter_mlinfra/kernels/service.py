@@ -13,17 +13,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
-from ..backends.kubernetes.kernel_pod import (
-    ANNOTATION_ENVIRONMENT,
-    ANNOTATION_FLAVOR,
-    LABEL_KERNEL_ID,
-)
 from ..capacity import Lease
-from ..errors import Conflict, MLInfraError, NotFound
+from ..errors import Conflict, NotFound
 from ..identity import Identity
-from ..models.kernels import Kernel, KernelList, KernelPhase, KernelStart, KernelSwitch
+from ..models.kernels import Kernel, KernelList, KernelStart, KernelSwitch
 from ..models.validation import validated
 from .deaths import Deaths
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
@@ -31,19 +26,11 @@ from .specs import spec_name
 from .working_dir import confined_path
 
 if TYPE_CHECKING:
-    from ..backends.kubernetes.kernels import KernelPods
-    from ..identities import Identities
+    from ..backends.base import KernelsBackend
     from ..inventory import Inventory
 
 ENDED_KEPT = 100
 """How many ended (culled) kernels ``GET /kernels`` keeps showing."""
-
-
-def _waiting(reason: str, since: float | None, ready: bool) -> str:
-    """A starting kernel's reason with how long it has been so ("Pulling image ... (42 s)")."""
-    if ready or since is None or not reason:
-        return reason
-    return f"{reason} ({max(0.0, time.time() - since):.0f} s)"
 
 
 def _epoch(value: Any) -> float | None:
@@ -55,15 +42,13 @@ class KernelService:
         self,
         kernel_manager: Any,
         inventory: Inventory,
-        identities: Identities,
-        kernel_pods: KernelPods | None,
+        backend: KernelsBackend,
         log: logging.Logger,
     ) -> None:
         self.kernel_manager = kernel_manager
         self.inventory = inventory
-        self.identities = identities
-        self.kernel_pods = kernel_pods
-        """Where kernels run as pods (Kubernetes backend); None where they run here."""
+        self.backend = backend
+        """Where kernels run: besides the kernels holding local leases, those it holds."""
         self.log = log
         self.ended: deque[Kernel] = deque(maxlen=ENDED_KEPT)
         self.deaths = Deaths()
@@ -81,19 +66,10 @@ class KernelService:
 
     def cullable(self) -> Iterator[tuple[str, Any, bool]]:
         """(kernel id, its KernelManager, whether it holds accelerators) of every running
-        flavor kernel: those holding a local lease and those in pods."""
+        flavor kernel: those holding a local lease and those the backend holds (pods)."""
         for kernel_id, manager, lease in self.running():
             yield kernel_id, manager, bool(lease.devices)
-        pods = self.kernel_pods
-        if pods is None or self.kernel_manager is None:
-            return
-        flavors = {f.name: f for f in self.inventory.catalog.flavors}
-        for record in list(pods.records.values()):
-            if record.startup.phase != "ready" or record.kernel_id not in self.kernel_manager:
-                continue
-            flavor = flavors.get(record.flavor)
-            manager = self.kernel_manager.get_kernel(record.kernel_id)
-            yield record.kernel_id, manager, bool(flavor and flavor.accelerators)
+        yield from self.backend.cullable(self.kernel_manager)
 
     def model(self, kernel_id: str, manager: Any, lease: Lease) -> Kernel:
         return {
@@ -112,39 +88,6 @@ class KernelService:
             "ended": None,
             "last_exit": self.deaths.to_json(kernel_id),
         }
-
-    def pod_kernels(self) -> list[Kernel]:
-        """Kernels in pods (Kubernetes backend), those still starting included, with the
-        phase of their pod's start and the cluster's reason when they wait."""
-        pods = self.kernel_pods
-        if pods is None:
-            return []
-        models: list[Kernel] = []
-        for record in list(pods.records.values()):
-            manager = self.kernel_manager.get_kernel(record.kernel_id) if (
-                record.kernel_id in self.kernel_manager
-            ) else None  # fmt: skip
-            ready = record.startup.phase == "ready"
-            models.append(
-                {
-                    "id": record.kernel_id,
-                    "name": getattr(manager, "kernel_name", ""),
-                    "owner": record.owner,
-                    "flavor": record.flavor,
-                    "environment": record.environment,
-                    "devices": [],
-                    "cpus": [],
-                    "started": record.started,
-                    "last_activity": _epoch(getattr(manager, "last_activity", None)),
-                    "execution_state": getattr(manager, "execution_state", "starting"),
-                    "state": "running" if ready else "starting",
-                    "phase": cast(KernelPhase, record.startup.phase),
-                    "reason": _waiting(record.startup.reason, record.startup.since, ready),
-                    "ended": None,
-                    "last_exit": self.deaths.to_json(record.kernel_id),
-                }
-            )
-        return models
 
     async def start(self, identity: Identity, body: Any) -> Kernel:
         request = validated(KernelStart, body)
@@ -206,9 +149,13 @@ class KernelService:
             if task.done() and kernel_id not in self.kernel_manager:
                 pending.pop(kernel_id, None)
 
+    def _held(self) -> list[Kernel]:
+        """The kernels the backend holds itself (pods), those still starting included."""
+        return self.backend.kernels(self.kernel_manager, self.deaths)
+
     def list(self, identity: Identity) -> KernelList:
         self.deaths.forget_all_but(self.kernel_manager)
-        kernels = [self.model(*entry) for entry in self.running()] + self.pod_kernels()
+        kernels = [self.model(*entry) for entry in self.running()] + self._held()
         kernels += list(reversed(self.ended))
         return {"kernels": [k for k in kernels if identity.may_see(k["owner"])]}
 
@@ -220,7 +167,7 @@ class KernelService:
         raise NotFound(f"no mlinfra kernel {kernel_id!r}", "kernel_id")
 
     def _pod_kernel(self, identity: Identity | None, kernel_id: str) -> Kernel | None:
-        for model in self.pod_kernels():
+        for model in self._held():
             if model["id"] == kernel_id and (identity is None or identity.may_see(model["owner"])):
                 return model
         return None
@@ -248,60 +195,13 @@ class KernelService:
             self.ended.append(model)
         return model
 
-    async def adopt_pods(self) -> None:
-        """At server start (Kubernetes backend): take over the owner's kernel pods that a
-        previous server left running, with their kernel ids, so open notebooks reconnect;
-        expired or ended ones are deleted instead."""
-        pods = self.kernel_pods
-        if pods is None or self.kernel_manager is None:
-            return
-        identity = self.identities.owner()
-        try:
-            namespace = await pods.namespace(identity.user)
-            found = await pods.left_behind(identity.user, namespace)
-        except (MLInfraError, OSError, asyncio.TimeoutError) as error:
-            self.log.warning("mlinfra: kernel pods not adopted: %r", error)
-            return
-        default = self.inventory.catalog.for_identity(identity).default_flavor
-        for pod in found:
-            annotations = pod["metadata"].get("annotations", {})
-            kernel_id = pod["metadata"]["labels"][LABEL_KERNEL_ID]
-            flavor = annotations.get(ANNOTATION_FLAVOR, "")
-            name = spec_name(
-                annotations.get(ANNOTATION_ENVIRONMENT, ""), "" if flavor == default else flavor
-            )
-            try:
-                await self.kernel_manager.start_kernel(
-                    kernel_id=kernel_id, kernel_name=name, **{FLAVOR_ARGUMENT: flavor}
-                )
-                self.log.info(
-                    "mlinfra: adopted kernel %s (pod %s)", kernel_id, pod["metadata"]["name"]
-                )
-            except (MLInfraError, KernelStartRefused, RuntimeError) as error:
-                self.forget_failed_starts()
-                self.log.warning("mlinfra: kernel %s not adopted: %s", kernel_id, error)
+    async def adopt(self) -> None:
+        """At server start: take over the kernels a previous server left running (pods)."""
+        await self.backend.adopt(self)
 
-    async def leave_pods(self) -> None:
-        """At server stop (Kubernetes backend): detach the kernels in pods, so the next
-        server adopts them, or shut them down (``KubernetesKernels.on_server_stop``)."""
-        pods = self.kernel_pods
-        if pods is None:
-            return
-        for kernel_id in list(pods.records):
-            if self.kernel_manager is None or kernel_id not in self.kernel_manager:
-                continue
-            if pods.settings.on_server_stop == "delete":
-                await self.kernel_manager.shutdown_kernel(kernel_id)
-                continue
-            manager = self.kernel_manager.get_kernel(kernel_id)
-            manager.provisioner.detached = True
-            manager.stop_restarter()
-            if hasattr(self.kernel_manager, "stop_watching_activity"):
-                self.kernel_manager.stop_watching_activity(kernel_id)
-            await manager.cleanup_resources(restart=False)
-            self.kernel_manager.remove_kernel(kernel_id)
-            self.log.info("mlinfra: kernel %s detached; its pod keeps running", kernel_id)
-        await pods.close()
+    async def leave(self) -> None:
+        """At server stop: leave the kernels the backend holds to the next server."""
+        await self.backend.leave(self)
 
     async def shutdown_all(self) -> None:
         """Shut down every kernel holding a lease, releasing the leases (server shutdown)."""

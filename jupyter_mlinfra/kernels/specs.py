@@ -122,7 +122,7 @@ class MLInfraKernelSpecManager(KernelSpecManager):
             flavor_launchers=every_flavor or server.settings.flavor_launchers,
             resource_dir=self._resource_dir(),
             support=server.kernel_support,
-            backend=server.settings.backend,
+            backend=server.kernels.backend.name,
         )
 
     _native_resources: str = ""
