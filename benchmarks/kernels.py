@@ -92,7 +92,7 @@ async def measure(args: argparse.Namespace, app: MLInfraApp) -> dict[str, list[f
                 samples[name].append(elapsed)
         print(".", end="", flush=True)
     print()
-    identity = app.identity()
+    identity = app.identities.owner()
     for number in range(args.starts):  # the lease alone: POST then DELETE over the socket
         began = time.perf_counter()
         kernel_id = f"bench-{number}"
@@ -119,7 +119,7 @@ def main() -> None:
         samples = asyncio.run(measure(args, app))
     finally:
         app.agent.client.close()
-        registry.unregister(app)
+        registry.unregister(app.parts)
         home.stop()
         shutil.rmtree(home.root, ignore_errors=True)
 

@@ -184,6 +184,11 @@ class CapacityView(Protocol):
 
     def availability(self, flavor: Flavor) -> Availability: ...
 
+    def without(self, holder: str) -> CapacityView:
+        """This capacity as it is once ``holder`` (``kernel:<id>``) lets go of what it holds:
+        the room a kernel that switches flavor may take."""
+        ...
+
     def to_json(self) -> dict[str, object]: ...
 
 
@@ -197,6 +202,9 @@ class Capacity:
         self.free_devices = tuple(d for d in machine.devices if d.index not in held)
         self.free_cpu = machine.cpus - sum(a.cpu for a in self.allocations)
         self.free_memory = machine.memory_bytes - sum(a.memory_bytes for a in self.allocations)
+
+    def without(self, holder: str) -> Capacity:
+        return Capacity(self.machine, [a for a in self.allocations if a.holder != holder])
 
     def matching_devices(self, flavor: Flavor, *, free_only: bool = True) -> list[Device]:
         accelerator = flavor.accelerator

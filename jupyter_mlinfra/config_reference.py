@@ -40,10 +40,18 @@ def _default(trait: TraitType) -> str:  # type: ignore[type-arg]
     return f"`{value!r}`" if value not in ("", [], {}, set()) else "empty"
 
 
+def _settings_of(cls: type[Configurable]) -> dict[str, TraitType]:  # type: ignore[type-arg]
+    """The settings ``cls`` declares, with those of its mixins that are no Configurables
+    (``MLInfraApp``'s ``SettingsTraits``), not those of the Configurables it extends."""
+    owners = [c for c in cls.__mro__ if c is cls or not issubclass(c, Configurable)]
+    traits = cls.class_traits(config=True)
+    return {name: trait for name, trait in traits.items() if trait.this_class in owners}
+
+
 def render() -> str:
     lines = [BEGIN, "", "| setting | type | default | what it does |", "| --- | --- | --- | --- |"]
     for cls in CONFIGURABLES:
-        for name, trait in sorted(cls.class_own_traits(config=True).items()):
+        for name, trait in sorted(_settings_of(cls).items()):
             help_text = " ".join(inspect.cleandoc(trait.help).split()).replace("|", "\\|")
             kind = type(trait).__name__
             setting = f"c.{cls.__name__}.{name}"

@@ -54,7 +54,7 @@ class MLInfraHandler(JSONErrors, APIHandler):
         return getattr(self, "_jupyter_current_user", None) is None
 
     def max_request_bytes(self) -> int:
-        limit: int = self.settings["mlinfra.app"].max_request_bytes
+        limit: int = self.settings["mlinfra.settings"].max_request_bytes
         return limit
 
     @property
@@ -65,7 +65,7 @@ class MLInfraHandler(JSONErrors, APIHandler):
     @property
     def identity(self) -> Identity:
         """The caller, from the authenticated request only (see ``MLInfraApp.identity``)."""
-        identity: Identity = self.settings["mlinfra.app"].identity(self.current_user)
+        identity: Identity = self.settings["mlinfra.identities"].of(self.current_user)
         return identity
 
     def flag(self, name: str) -> bool:

@@ -28,13 +28,14 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 def test_example_server_config_builds_catalog_and_quotas() -> None:
     config = PyFileConfigLoader("jupyter_server_config.py", path=str(EXAMPLES)).load_config()
     app = MLInfraApp(config=config)
-    catalog = app.make_catalog(LocalBackend(machine=Machine("box", cpus=64, memory_bytes=2**40)))
+    backend = LocalBackend(machine=Machine("box", cpus=64, memory_bytes=2**40))
+    catalog = app.mlinfra_settings.catalog(backend.builtin_catalog)
     assert [f.name for f in catalog.flavors] == ["cpu", "a100x1", "a100x4"]
     assert [e.name for e in catalog.environments] == ["pytorch", "jax"]
     assert catalog.default_environment == "pytorch"
     student = Identity("carol", frozenset({"students"}))
     assert [f.name for f in catalog.for_identity(student).flavors] == ["cpu", "a100x1"]
-    quotas = app.make_quotas()
+    quotas = app.mlinfra_settings.quotas()
     assert quotas.for_identity(student).max_gpus == 0
     assert quotas.for_identity(Identity("bob", frozenset({"research"}))).max_gpus == 4
 
@@ -100,7 +101,7 @@ def test_example_hub_settings_build_catalog_and_quotas() -> None:
     assert catalog.environments  # this Python at least
     student = Identity("bob", frozenset({"students"}))
     assert [f.name for f in catalog.for_identity(student).flavors] == ["cpu", "a100x1"]
-    assert app.make_quotas().for_identity(student).max_queued_jobs == 5
+    assert app.mlinfra_settings.quotas().for_identity(student).max_queued_jobs == 5
     # students cannot jump the queue, nor evict anybody with preemption on
     assert inventory.priorities.for_identity(student) == ["normal", "low"]
     researcher = Identity("alice", frozenset({"research"}))
@@ -114,9 +115,11 @@ def test_example_z2jh_values_hold_valid_settings() -> None:
     settings = files["mlinfra-settings"]["data"]["MLInfraApp"]
     assert settings["catalog_file"] == files["mlinfra-catalog"]["mountPath"]
     app = MLInfraApp(config=Config({"MLInfraApp": settings}))
-    quotas = app.make_quotas()
+    quotas = app.mlinfra_settings.quotas()
     assert quotas.for_identity(Identity("bob", frozenset({"students"}))).max_gpus == 1
-    assert app.make_priorities().for_identity(Identity("bob", frozenset({"students"}))) == [
+    assert app.mlinfra_settings.priorities().for_identity(
+        Identity("bob", frozenset({"students"}))
+    ) == [
         "normal",
         "low",
     ]

@@ -233,7 +233,7 @@ async def test_a_restarted_kernel_keeps_its_lease(jp_fetch: Any, jp_serverapp: A
     assert after["last_exit"] is None  # a restart asked for is no death
     app = registry.current()
     assert app is not None  # the agent holds one lease, bound to the new process
-    answer = await app.agent.client.fetch("GET", LEASES, identity=app.identity())
+    answer = await app.agent.client.fetch("GET", LEASES, identity=app.identities.owner())
     [held] = json.loads(answer.body)["leases"]
     pid = jp_serverapp.kernel_manager.get_kernel(kernel["id"]).provisioner.pid
     assert (held["kernel_id"], held["devices"], held["pid"]) == (

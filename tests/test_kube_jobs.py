@@ -314,9 +314,18 @@ async def test_jobs_outlive_the_server_they_are_cluster_objects(
     await wait_for(jp_fetch, job["id"], TERMINAL)
     app = jp_serverapp.web_app.settings["mlinfra.app"]
     cluster = KubernetesCluster(kubeconfig=str(kube_cluster.kubeconfig))
-    fresh = KubernetesJobs(app, KubernetesBackend(cluster))  # as a restarted server builds it
+    backend = KubernetesBackend(cluster)
+    # as a restarted server builds it
+    fresh = KubernetesJobs(
+        settings=app.mlinfra_settings,
+        inventory=app.inventory,
+        identities=app.identities,
+        agent=app.agent,
+        usage_cache=app.usage,
+        backend=backend,
+    )
     try:
-        listing = await fresh.list(Identity(app.identity().user))
+        listing = await fresh.list(Identity(app.identities.owner().user))
         (found,) = [j for j in listing["jobs"] if j["id"] == job["id"]]
         assert (found["name"], found["state"]) == ("kept", "succeeded")
     finally:

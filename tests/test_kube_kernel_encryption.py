@@ -158,8 +158,8 @@ async def test_the_code_crosses_no_socket_in_clear_text_with_encryption(
     API server and the API server's to the node's kubelet (whose last hop, into the pod's
     loopback, stays inside the pod's network namespace, as on a node)."""
     app = registry.current()
-    assert app is not None and app.kernel_pods is not None
-    app.kernel_pods.settings.connection = connection
+    assert app is not None and app.kernels.backend.pods is not None
+    app.kernels.backend.pods.settings.connection = connection
     kernel = await start(jp_fetch, "cpu")
     manager = jp_serverapp.kernel_manager.get_kernel(kernel["id"])
     assert (manager.ip == "127.0.0.1") == (connection == "port-forward")
@@ -198,7 +198,7 @@ async def test_a_second_server_adopts_an_encrypted_pod_and_refuses_an_unencrypte
     await run(jp_serverapp, kernel["id"], "x = 42")
     app = registry.current()
     assert app is not None
-    await app.kernels.leave_pods()
+    await app.kernels.leave()
     name, pod = pod_of(kube_cluster, kernel)
 
     folder = tmp_path / "second"

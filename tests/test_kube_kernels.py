@@ -114,12 +114,12 @@ def stop_kernels(jp_serverapp: Any, jp_asyncio_loop: Any) -> Iterator[None]:
     runs (pytest-jupyter stops the server itself only after the cluster fixture is gone)."""
     yield
     manager = jp_serverapp.kernel_manager
-    app = registry.current()
+    app = jp_serverapp.web_app.settings.get("mlinfra.app")
 
     async def stop_all() -> None:
         await asyncio.gather(*(manager.shutdown_kernel(k) for k in manager.list_kernel_ids()))
-        if app is not None and app.kernel_pods is not None:
-            await app.kernel_pods.close()
+        if app is not None:
+            await app.kernels.backend.pods.close()
         if app is not None and app.jobs is not None:
             await app.jobs.stop()
         if app is not None:
@@ -277,7 +277,7 @@ async def test_a_second_server_adopts_a_detached_kernel(
     await run(jp_serverapp, kernel["id"], "x = 42")
     app = registry.current()
     assert app is not None
-    await app.kernels.leave_pods()  # what this server does when it stops: detach
+    await app.kernels.leave()  # what this server does when it stops: detach
     assert kernel["id"] not in jp_serverapp.kernel_manager
     _, pod = pod_of(cluster, kernel)
     assert pod["status"]["phase"] == "Running"
@@ -416,15 +416,15 @@ async def test_expired_detached_pods_are_deleted_not_adopted(
 ) -> None:
     kernel = await start(jp_fetch, "cpu")
     app = registry.current()
-    assert app is not None and app.kernel_pods is not None
-    await app.kernels.leave_pods()
-    rest = await app.kernel_pods.rest()
+    assert app is not None and app.kernels.backend.pods is not None
+    await app.kernels.leave()
+    rest = await app.kernels.backend.pods.rest()
     name = pods.pod_name(kernel["id"])
     await rest.patch(  # as if its server had been gone for longer than the expiry
         path_of("v1", "pods", cluster.namespace, name),
         {"metadata": {"annotations": {pods.ANNOTATION_EXPIRES: "1"}}},
     )
-    await app.kernels.adopt_pods()  # what the next server does when it starts
+    await app.kernels.adopt()  # what the next server does when it starts
     await gone(cluster, "Pod", name)
     await gone(cluster, "Secret", pods.secret_name(kernel["id"]))
     assert kernel["id"] not in jp_serverapp.kernel_manager
@@ -459,7 +459,7 @@ async def test_interrupt_goes_by_message_and_expiry_is_renewed(
         client.stop_channels()
 
     app = registry.current()
-    assert app is not None and app.kernel_pods is not None
+    assert app is not None and app.kernels.backend.pods is not None
     name = pods.pod_name(kernel["id"])
 
     def expires() -> float:
@@ -470,8 +470,8 @@ async def test_interrupt_goes_by_message_and_expiry_is_renewed(
     # as if it were about to expire: the renewal moves it a whole expiry past now
     cluster.patch("v1", "Pod", name, {"metadata": {"annotations": {pods.ANNOTATION_EXPIRES: "1"}}})
     renewed_at = time.time()
-    await app.kernel_pods.renew(app.kernel_pods.records[kernel["id"]])
-    assert expires() >= int(renewed_at + app.kernel_pods.settings.expiry)
+    await app.kernels.backend.pods.renew(app.kernels.backend.pods.records[kernel["id"]])
+    assert expires() >= int(renewed_at + app.kernels.backend.pods.settings.expiry)
 
 
 async def test_progress_is_visible_while_the_image_pulls(
@@ -499,14 +499,14 @@ async def test_slow_pull_times_out_and_crash_fails_with_the_exit(
     jp_fetch: Any, cluster: KubeCluster
 ) -> None:
     app = registry.current()
-    assert app is not None and app.kernel_pods is not None
-    app.kernel_pods.settings.pull_timeout = 0.5
+    assert app is not None and app.kernels.backend.pods is not None
+    app.kernels.backend.pods.settings.pull_timeout = 0.5
     cluster.image_pull_seconds = 30.0
     code, message = await refused_start(jp_fetch, "cpu", "pytorch")
     assert code == 409 and message.startswith("timed out after 0.5s (pull_timeout)"), message
 
     cluster.image_pull_seconds = 0.0
-    app.kernel_pods.settings.pull_timeout = 60.0
+    app.kernels.backend.pods.settings.pull_timeout = 60.0
     code, message = await refused_start(jp_fetch, "cpu", "crashing")
     assert code == 409 and "exited with code 1" in message, message
 
@@ -516,9 +516,9 @@ async def test_server_stop_may_delete_instead_of_detaching(
 ) -> None:
     kernel = await start(jp_fetch, "cpu")
     app = registry.current()
-    assert app is not None and app.kernel_pods is not None
-    app.kernel_pods.settings.on_server_stop = "delete"
-    await app.kernels.leave_pods()
+    assert app is not None and app.kernels.backend.pods is not None
+    app.kernels.backend.pods.settings.on_server_stop = "delete"
+    await app.kernels.leave()
     await gone(cluster, "Pod", pods.pod_name(kernel["id"]))
 
 
@@ -536,8 +536,8 @@ async def test_port_forward_reaches_the_kernel_from_outside_the_cluster(
     jp_fetch: Any, jp_serverapp: Any, cluster: KubeCluster
 ) -> None:
     app = registry.current()
-    assert app is not None and app.kernel_pods is not None
-    app.kernel_pods.settings.connection = "port-forward"
+    assert app is not None and app.kernels.backend.pods is not None
+    app.kernels.backend.pods.settings.connection = "port-forward"
     kernel = await start(jp_fetch, "cpu")
     manager = jp_serverapp.kernel_manager.get_kernel(kernel["id"])
     assert manager.ip == "127.0.0.1"  # a local forward, not the pod's IP
@@ -567,8 +567,8 @@ async def test_a_port_forward_the_api_server_refuses_fails_the_start_saying_why(
     authorizes the websocket as create too): the start fails at once with what is missing,
     not after start_timeout (longer than the request here may take)."""
     app = registry.current()
-    assert app is not None and app.kernel_pods is not None
-    app.kernel_pods.settings.connection = "port-forward"
+    assert app is not None and app.kernels.backend.pods is not None
+    app.kernels.backend.pods.settings.connection = "port-forward"
     cluster.forbid_verb("", "pods/portforward", "create")
     code, message = await refused_start(jp_fetch, "cpu", "pytorch")
     assert code == 409
@@ -585,9 +585,9 @@ async def test_a_kernel_pod_lets_in_only_its_owners_server(
     the server's pod (here named by server_pod_labels, as this server runs in no pod) may
     connect, on the kernel's ports. The API server stores it; a network plugin would enforce it."""
     app = registry.current()
-    assert app is not None and app.kernel_pods is not None
+    assert app is not None and app.kernels.backend.pods is not None
     server = {"component": "singleuser-server", "hub.jupyter.org/username": "ann"}
-    app.kernel_pods.settings.server_pod_labels = server
+    app.kernels.backend.pods.settings.server_pod_labels = server
     kernel = await start(jp_fetch, "cpu")
     name, pod = pod_of(cluster, kernel)
     policy = cluster.get("networking.k8s.io/v1", "NetworkPolicy", name)
@@ -595,7 +595,7 @@ async def test_a_kernel_pod_lets_in_only_its_owners_server(
     assert policy["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
     selected = policy["spec"]["podSelector"]["matchLabels"]
     assert selected.items() <= pod["metadata"]["labels"].items()
-    port = app.kernel_pods.settings.kernel_port
+    port = app.kernels.backend.pods.settings.kernel_port
     assert policy["spec"]["ingress"] == [
         {
             "from": [
@@ -619,8 +619,7 @@ async def test_a_kernel_pod_lets_in_only_its_owners_server(
 async def test_idle_gpu_pod_kernel_is_warned_then_culled(
     jp_fetch: Any, jp_serverapp: Any, cluster: KubeCluster
 ) -> None:
-    app = registry.current()
-    assert app is not None
+    app = jp_serverapp.web_app.settings["mlinfra.app"]
     app.culler.timeout, app.culler.warning = 3.0, 1.0  # as accelerator_kernel_idle_timeout
     app.culler.start()
     gpu = await start(jp_fetch, "a100x1")

@@ -7,10 +7,10 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from jupyter_mlinfra.app import MLInfraApp
 from jupyter_mlinfra.backends.local import LocalBackend
 from jupyter_mlinfra.backends.local.builtin import builtin_catalog
 from jupyter_mlinfra.backends.local.machine import (
@@ -21,6 +21,7 @@ from jupyter_mlinfra.backends.local.machine import (
 from jupyter_mlinfra.capacity import Device, Machine
 from jupyter_mlinfra.catalog import Catalog, build_catalog
 from jupyter_mlinfra.errors import CatalogError
+from jupyter_mlinfra.settings import Settings
 
 from .conftest import write_fake_nvidia_smi
 
@@ -275,7 +276,7 @@ def test_builtin_catalog_is_valid(machine: Machine) -> None:
         assert flavor.memory_bytes == raw["memory"]
 
 
-# --- MLInfraApp.make_catalog: settings > catalog_file > built-in -------------------------------
+# --- Settings.catalog: settings > catalog_file > built-in ------------------------------------
 
 BACKEND = LocalBackend(machine=Machine("box", 8, 32 * Gi, gpus("A100", 1)))
 FILE_CATALOG = """\
@@ -295,6 +296,11 @@ default_environment: torch
 """
 
 
+def settings_of(**values: Any) -> Settings:
+    """Settings as the server would read them from ``c.MLInfraApp``."""
+    return Settings.from_document(values)
+
+
 def write(tmp_path: Path, text: str) -> str:
     path = tmp_path / "catalog.yaml"
     path.write_text(text)
@@ -312,7 +318,7 @@ def summary(catalog: Catalog) -> tuple[list[str], str, list[str], str]:
 
 def test_make_catalog_defaults_to_the_builtin_catalog() -> None:
     flavors, default_flavor, environments, default_environment = summary(
-        MLInfraApp().make_catalog(BACKEND)
+        settings_of().catalog(BACKEND.builtin_catalog)
     )
     assert (flavors, default_flavor) == (["cpu", "a100x1"], "cpu")
     assert environments[0] == "python"
@@ -320,39 +326,44 @@ def test_make_catalog_defaults_to_the_builtin_catalog() -> None:
 
 
 def test_make_catalog_from_settings(tmp_path: Path) -> None:
-    app = MLInfraApp(
+    app = settings_of(
         flavors=[{"name": "t1"}, {"name": "t2"}],
         environments=[{"name": "te"}],
         catalog_file=write(tmp_path, FILE_CATALOG),
     )
-    assert summary(app.make_catalog(BACKEND)) == (["t1", "t2"], "t1", ["te"], "te")
+    assert summary(app.catalog(BACKEND.builtin_catalog)) == (["t1", "t2"], "t1", ["te"], "te")
 
 
 def test_make_catalog_settings_choose_their_defaults() -> None:
-    app = MLInfraApp(
+    app = settings_of(
         flavors=[{"name": "t1"}, {"name": "t2"}],
         environments=[{"name": "te"}],
         default_flavor="t2",
     )
-    assert summary(app.make_catalog(BACKEND)) == (["t1", "t2"], "t2", ["te"], "te")
+    assert summary(app.catalog(BACKEND.builtin_catalog)) == (["t1", "t2"], "t2", ["te"], "te")
 
 
 def test_make_catalog_from_a_file(tmp_path: Path) -> None:
-    app = MLInfraApp(catalog_file=write(tmp_path, FILE_CATALOG))
-    catalog = app.make_catalog(BACKEND)
+    app = settings_of(catalog_file=write(tmp_path, FILE_CATALOG))
+    catalog = app.catalog(BACKEND.builtin_catalog)
     assert summary(catalog) == (["small", "large"], "large", ["base", "torch"], "torch")
     assert catalog.flavor("large").memory_bytes == 32 * Gi
 
 
 def test_settings_override_one_list_of_the_file_and_its_default(tmp_path: Path) -> None:
     # The file's default_flavor 'large' belongs to the file's flavors: it does not travel.
-    app = MLInfraApp(flavors=[{"name": "t1"}], catalog_file=write(tmp_path, FILE_CATALOG))
-    assert summary(app.make_catalog(BACKEND)) == (["t1"], "t1", ["base", "torch"], "torch")
+    app = settings_of(flavors=[{"name": "t1"}], catalog_file=write(tmp_path, FILE_CATALOG))
+    assert summary(app.catalog(BACKEND.builtin_catalog)) == (
+        ["t1"],
+        "t1",
+        ["base", "torch"],
+        "torch",
+    )
 
 
 def test_the_default_setting_wins_over_the_files(tmp_path: Path) -> None:
-    app = MLInfraApp(catalog_file=write(tmp_path, FILE_CATALOG), default_environment="base")
-    assert summary(app.make_catalog(BACKEND)) == (
+    app = settings_of(catalog_file=write(tmp_path, FILE_CATALOG), default_environment="base")
+    assert summary(app.catalog(BACKEND.builtin_catalog)) == (
         ["small", "large"],
         "large",
         ["base", "torch"],
@@ -361,30 +372,37 @@ def test_the_default_setting_wins_over_the_files(tmp_path: Path) -> None:
 
 
 def test_a_file_with_flavors_only_takes_builtin_environments(tmp_path: Path) -> None:
-    app = MLInfraApp(catalog_file=write(tmp_path, "flavors:\n  - name: small\n"))
-    flavors, default_flavor, environments, default_environment = summary(app.make_catalog(BACKEND))
+    app = settings_of(catalog_file=write(tmp_path, "flavors:\n  - name: small\n"))
+    flavors, default_flavor, environments, default_environment = summary(
+        app.catalog(BACKEND.builtin_catalog)
+    )
     assert (flavors, default_flavor) == (["small"], "small")
     assert (environments[0], default_environment) == ("python", "python")
 
 
 def test_settings_with_environments_only_take_builtin_flavors() -> None:
-    app = MLInfraApp(environments=[{"name": "te"}], default_flavor="a100x1")
-    assert summary(app.make_catalog(BACKEND)) == (["cpu", "a100x1"], "a100x1", ["te"], "te")
+    app = settings_of(environments=[{"name": "te"}], default_flavor="a100x1")
+    assert summary(app.catalog(BACKEND.builtin_catalog)) == (
+        ["cpu", "a100x1"],
+        "a100x1",
+        ["te"],
+        "te",
+    )
 
 
 def test_an_empty_file_means_the_builtin_catalog(tmp_path: Path) -> None:
-    app = MLInfraApp(catalog_file=write(tmp_path, ""))
-    assert summary(app.make_catalog(BACKEND))[:2] == (["cpu", "a100x1"], "cpu")
+    app = settings_of(catalog_file=write(tmp_path, ""))
+    assert summary(app.catalog(BACKEND.builtin_catalog))[:2] == (["cpu", "a100x1"], "cpu")
 
 
-def catalog_problems(app: MLInfraApp) -> list[str]:
+def catalog_problems(app: Settings) -> list[str]:
     with pytest.raises(CatalogError) as caught:
-        app.make_catalog(BACKEND)
+        app.catalog(BACKEND.builtin_catalog)
     return caught.value.problems
 
 
 def test_catalog_file_with_an_unknown_key(tmp_path: Path) -> None:
-    app = MLInfraApp(catalog_file=write(tmp_path, "flavours: []\n"))
+    app = settings_of(catalog_file=write(tmp_path, "flavours: []\n"))
     assert catalog_problems(app) == [
         "catalog_file: unknown field 'flavours' (did you mean 'flavors'?); "
         "known fields: flavors, environments, default_flavor, default_environment"
@@ -392,26 +410,26 @@ def test_catalog_file_with_an_unknown_key(tmp_path: Path) -> None:
 
 
 def test_catalog_file_that_is_not_a_mapping(tmp_path: Path) -> None:
-    app = MLInfraApp(catalog_file=write(tmp_path, "- name: cpu\n"))
+    app = settings_of(catalog_file=write(tmp_path, "- name: cpu\n"))
     assert catalog_problems(app) == ["catalog_file: must be a mapping, got list"]
 
 
 def test_catalog_file_with_invalid_yaml(tmp_path: Path) -> None:
     path = write(tmp_path, "flavors: [\n")
-    (problem,) = catalog_problems(MLInfraApp(catalog_file=path))
+    (problem,) = catalog_problems(settings_of(catalog_file=path))
     assert problem.startswith(f"catalog_file: {path} is not valid YAML: ")
     assert "line 2" in problem
 
 
 def test_missing_catalog_file(tmp_path: Path) -> None:
     path = tmp_path / "missing.yaml"
-    assert catalog_problems(MLInfraApp(catalog_file=str(path))) == [
+    assert catalog_problems(settings_of(catalog_file=str(path))) == [
         f"catalog_file: cannot read {path}: No such file or directory"
     ]
 
 
 def test_a_broken_catalog_file_fails_even_when_settings_override_it(tmp_path: Path) -> None:
-    app = MLInfraApp(
+    app = settings_of(
         flavors=[{"name": "t"}],
         environments=[{"name": "e"}],
         catalog_file=str(tmp_path / "missing.yaml"),
@@ -421,7 +439,7 @@ def test_a_broken_catalog_file_fails_even_when_settings_override_it(tmp_path: Pa
 
 def test_entries_of_a_catalog_file_are_validated(tmp_path: Path) -> None:
     text = "flavors:\n  - name: x\n    cpu: lots\ndefault_flavor: nope\n"
-    assert catalog_problems(MLInfraApp(catalog_file=write(tmp_path, text))) == [
+    assert catalog_problems(settings_of(catalog_file=write(tmp_path, text))) == [
         "flavors[0] 'x'.cpu: expected cores such as 4 or '500m', got 'lots'",
         "default_flavor: 'nope' is not in the catalog (known: x)",
     ]
@@ -429,7 +447,7 @@ def test_entries_of_a_catalog_file_are_validated(tmp_path: Path) -> None:
 
 def test_a_default_in_a_file_without_its_list_is_not_used(tmp_path: Path) -> None:
     text = "flavors:\n  - name: x\ndefault_environment: nope\n"
-    catalog = MLInfraApp(catalog_file=write(tmp_path, text)).make_catalog(BACKEND)
+    catalog = settings_of(catalog_file=write(tmp_path, text)).catalog(BACKEND.builtin_catalog)
     assert catalog.default_environment == "python"  # the built-in list, with its default
 
 

@@ -74,7 +74,7 @@ def _from_server(args: argparse.Namespace) -> Any:
 def _from_local_config(args: argparse.Namespace) -> Any:
     app = local_app()
     inventory = app.make_inventory()
-    identity = local_identity(app)
+    identity = local_identity(app.mlinfra_settings)
     if args.command == "environments":
         return asyncio.run(inventory.environments(identity))
     if args.command == "flavors":

@@ -6,7 +6,8 @@ import getpass
 from typing import Any
 
 from ..app import MLInfraApp
-from ..identity import Identity, resolve_identity
+from ..identity import Identity
+from ..settings import Settings
 
 
 def jupyter_server_config() -> Any:
@@ -23,15 +24,15 @@ def jupyter_server_config() -> Any:
 
 
 def local_app() -> MLInfraApp:
-    """The extension's settings as a server started here would have them."""
+    """The extension as a server started here would have it (for its wiring)."""
     return MLInfraApp(config=jupyter_server_config())
 
 
-def local_identity(app: MLInfraApp) -> Identity:
+def local_settings() -> Settings:
+    """The extension's settings as a server started here would read them."""
+    return local_app().mlinfra_settings
+
+
+def local_identity(settings: Settings) -> Identity:
     """The OS user, with the groups and admin rights the config gives them."""
-    return resolve_identity(
-        getpass.getuser(),
-        group_members=app.groups,
-        admin_users=app.admin_users,
-        admin_groups=app.admin_groups,
-    )
+    return settings.identity(getpass.getuser())

@@ -29,7 +29,7 @@ from ..text import (
     status_line,
     usage_rows,
 )
-from .config import local_app, local_identity
+from .config import local_identity, local_settings
 
 if TYPE_CHECKING:
     from ..models.jobs import Job, JobSubmission
@@ -120,11 +120,11 @@ def client_for(args: argparse.Namespace) -> JobsClient:
             raise
     from ..backends.local.agent_client import ensure_agent
 
-    app = local_app()
-    ensure_agent(app.agent_socket, app.data_dir, app.agent_idle_timeout)
-    identity = json.dumps(local_identity(app).to_json())
+    settings = local_settings()
+    ensure_agent(settings.agent_socket, settings.data_dir, settings.agent_idle_timeout)
+    identity = json.dumps(local_identity(settings).to_json())
     connection = Connection(
-        "http://localhost/", source="local agent", socket=app.agent_socket, identity=identity
+        "http://localhost/", source="local agent", socket=settings.agent_socket, identity=identity
     )
     return JobsClient(connection)
 
@@ -141,29 +141,29 @@ def run_agent(args: argparse.Namespace) -> int:
         return _stop_agent(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("tornado.access").setLevel(logging.WARNING)  # errors only: not per request
-    app = local_app()
-    data_dir = Path(args.data_dir or app.data_dir)
-    policy = Policy.from_app(app)
+    settings = local_settings()
+    data_dir = Path(args.data_dir or settings.data_dir)
+    policy = Policy.from_settings(settings)
     address = _hub_service_address(os.environ) if args.hub else None
     accounts = choose_rank_accounts(
-        app.run_ranks_as,
-        dict(app.owner_accounts),
+        settings.run_ranks_as,
+        dict(settings.owner_accounts),
         shared=args.hub,
-        unsafe_ranks_as_root=app.unsafe_ranks_as_root,
+        unsafe_ranks_as_root=settings.unsafe_ranks_as_root,
         data_dir=data_dir,
     )
     if address is not None:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # imported with JupyterHub's auth
         return asyncio.run(serve_hub(*address, data_dir, policy, accounts))
-    socket_path = Path(args.socket or app.agent_socket)
-    idle = app.agent_idle_timeout if args.idle_timeout is None else args.idle_timeout
+    socket_path = Path(args.socket or settings.agent_socket)
+    idle = settings.agent_idle_timeout if args.idle_timeout is None else args.idle_timeout
     return asyncio.run(serve(socket_path, data_dir, idle, policy, accounts))
 
 
 def _stop_agent(args: argparse.Namespace) -> int:
     from ..backends.local.agent_client import stop_agent
 
-    socket_path = args.socket or local_app().agent_socket
+    socket_path = args.socket or local_settings().agent_socket
     status = stop_agent(socket_path)
     if status is None:
         print(f"no local agent answers on {socket_path}")

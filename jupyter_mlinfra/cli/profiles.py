@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 import yaml
@@ -25,9 +26,10 @@ def register(commands: Any) -> None:
 
 def run_profiles(args: argparse.Namespace) -> int:
     app = local_app()
+    settings = app.mlinfra_settings
     if args.catalog:
-        app.catalog_file = args.catalog
-    catalog = app.make_catalog(app.make_backend())
+        settings = replace(settings, catalog_file=args.catalog)
+    catalog = settings.catalog(app.make_backend().builtin_catalog)
     values = z2jh_values(catalog)
     print(yaml.dump(values, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True), end="")
     return 0

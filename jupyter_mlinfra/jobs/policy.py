@@ -1,33 +1,24 @@
 """The admin's job policy as the local agent holds it: catalog, quotas, priorities, preemption.
 
-The Jupyter server sends its ``MLInfraApp`` settings to the agent (``settings_document``); the
-agent rebuilds the same objects from them (``Policy.from_document``), so a job is judged by the
-same catalog and quotas that the server shows.
+The Jupyter server sends its settings to the agent (``Settings.to_document``); the agent reads
+them back (``Policy.from_document``) and builds the same objects from them, so a job is judged
+by the same catalog and quotas that the server shows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..backends.local.builtin import builtin_catalog
+from ..backends.local.machine import detect_frameworks, detect_machine
 from ..capacity import Machine
 from ..catalog import Catalog
-from ..identity import Identity, resolve_identity
+from ..identity import Identity
 from ..priorities import Priorities
 from ..quotas import QuotaPolicy
+from ..settings import Settings
 from .spec import RequestLimits
-
-if TYPE_CHECKING:
-    from ..app import MLInfraApp
-
-
-def settings_document(app: MLInfraApp) -> dict[str, Any]:
-    """Every setting of ``app`` as JSON-ready values."""
-    document = {}
-    for name in sorted(app.class_own_traits(config=True)):
-        value = getattr(app, name)
-        document[name] = sorted(value) if isinstance(value, set) else value
-    return document
 
 
 @dataclass(frozen=True)
@@ -37,47 +28,40 @@ class Policy:
     """This machine as the settings describe it (detected, or the admin's inventory)."""
     quotas: QuotaPolicy
     priorities: Priorities
-    preemption: bool
-    grace_seconds: float
-    readiness_timeout: float
-    group_members: dict[str, list[str]]
-    admin_users: frozenset[str]
-    admin_groups: frozenset[str]
-    limits: RequestLimits
+    settings: Settings
 
     @classmethod
-    def from_app(cls, app: MLInfraApp) -> Policy:
-        inventory = app.make_inventory()
+    def from_settings(cls, settings: Settings) -> Policy:
+        machine = detect_machine(inventory=settings.local_accelerators)
         return cls(
-            catalog=inventory.catalog,
-            machine=inventory.backend.machine,
-            quotas=inventory.quotas,
-            priorities=inventory.priorities,
-            preemption=app.preemption,
-            grace_seconds=app.preemption_grace_seconds,
-            readiness_timeout=app.readiness_timeout_seconds,
-            group_members={g: list(m) for g, m in app.groups.items()},
-            admin_users=frozenset(app.admin_users),
-            admin_groups=frozenset(app.admin_groups),
-            limits=app.request_limits(),
+            catalog=settings.catalog(lambda: builtin_catalog(machine, detect_frameworks())),
+            machine=machine,
+            quotas=settings.quotas(),
+            priorities=settings.priorities(),
+            settings=settings,
         )
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> Policy:
-        from traitlets.config import Config
+        return cls.from_settings(Settings.from_document(document))
 
-        from ..app import MLInfraApp
+    @property
+    def preemption(self) -> bool:
+        return self.settings.preemption
 
-        return cls.from_app(MLInfraApp(config=Config({"MLInfraApp": document})))
+    @property
+    def grace_seconds(self) -> float:
+        return self.settings.preemption_grace_seconds
+
+    @property
+    def readiness_timeout(self) -> float:
+        return self.settings.readiness_timeout_seconds
+
+    @property
+    def limits(self) -> RequestLimits:
+        return self.settings.request_limits()
 
     def identity(
         self, user: str, known_groups: frozenset[str] = frozenset(), known_admin: bool = False
     ) -> Identity:
-        return resolve_identity(
-            user,
-            known_groups=known_groups,
-            known_admin=known_admin,
-            group_members=self.group_members,
-            admin_users=self.admin_users,
-            admin_groups=self.admin_groups,
-        )
+        return self.settings.identity(user, known_groups, known_admin)

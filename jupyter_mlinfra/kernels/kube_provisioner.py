@@ -45,6 +45,7 @@ from ..errors import Conflict, MLInfraError
 from ..identity import Identity
 from . import registry
 from .deaths import process_exit_reason
+from .pod_kernels import PodKernels
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused
 
 LAUNCHER_TIMEOUT = 10.0
@@ -66,15 +67,15 @@ def _refused(error: BaseException) -> KernelStartRefused:
     return KernelStartRefused(error)
 
 
-def _pods() -> tuple[Any, KernelPods]:
-    app = registry.current()
-    kernel_pods = getattr(app, "kernel_pods", None) if app is not None else None
-    if app is None or kernel_pods is None:
+def _pods() -> tuple[registry.ServerParts, KernelPods]:
+    server = registry.current()
+    backend = server.kernels.backend if server is not None else None
+    if server is None or not isinstance(backend, PodKernels):
         raise RuntimeError(
             "mlinfra Kubernetes kernels start only in a Jupyter server with the jupyter_mlinfra"
             " extension enabled and MLInfraApp.backend = 'kubernetes'"
         )
-    return app, kernel_pods
+    return server, backend.pods
 
 
 class KubernetesProvisioner(KernelProvisionerBase):
@@ -110,16 +111,16 @@ class KubernetesProvisioner(KernelProvisionerBase):
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         requested = kwargs.pop(FLAVOR_ARGUMENT, None) or self.flavor
-        app, kernel_pods = _pods()
+        server, kernel_pods = _pods()
         try:
-            identity = app.identity()
-            catalog = app.inventory.catalog
+            identity = server.identities.owner()
+            catalog = server.inventory.catalog
             environment = catalog.environment(self.environment, identity)
             flavor = catalog.flavor(
                 requested or catalog.for_identity(identity).default_flavor, identity
             )
             if self.record is None or self.record.flavor != flavor.name:  # not a restart
-                await self._check_quota(app, identity, flavor)
+                await self._check_quota(server, identity, flavor)
         except CLUSTER_ERRORS as error:
             raise _refused(error) from None
         self._flavor, self._environment = flavor, environment
@@ -144,13 +145,15 @@ class KubernetesProvisioner(KernelProvisionerBase):
         kwargs.setdefault("cmd", [])
         return kwargs
 
-    async def _check_quota(self, app: Any, identity: Identity, flavor: Flavor) -> None:
+    async def _check_quota(
+        self, server: registry.ServerParts, identity: Identity, flavor: Flavor
+    ) -> None:
         """The owner's GPU quota counts the accelerators of all their kernel and job pods
         (this kernel's own pod aside: a restart or an adoption never exceeds it)."""
-        quota = app.inventory.quotas.for_identity(identity)
+        quota = server.inventory.quotas.for_identity(identity)
         if quota.max_gpus is None or not flavor.accelerators:
             return
-        held = await app.inventory.backend.capacity()
+        held = await server.inventory.backend.capacity()
         used = sum(
             len(a.devices)
             for a in held.allocations
@@ -211,14 +214,14 @@ class KubernetesProvisioner(KernelProvisionerBase):
             cwd=self.cwd,
         )
 
-        app, _ = _pods()
-        app.tabs.kernels()  # a start under way: the sidebars list it
+        server, _ = _pods()
+        server.tabs.kernels()  # a start under way: the sidebars list it
 
         def progress(startup: Startup) -> None:
             self.log.info(
                 "mlinfra kernel %s: %s %s", record.kernel_id, startup.phase, startup.reason
             )
-            app.tabs.kernels()
+            server.tabs.kernels()
 
         pod = await kernel_pods.wait_started(record, progress)
         self.ip = pod["status"]["podIP"]
@@ -419,11 +422,11 @@ class KubernetesProvisioner(KernelProvisionerBase):
     def _died(self, reason: str) -> None:
         """The kernel ended without being asked to: remember why, for the user, and list it
         as failed (no longer ready) until the restart that follows starts it again."""
-        app = registry.current()
+        server = registry.current()
         record = self.record
-        if app is None or record is None or self._restarting or record.startup.phase != "ready":
+        if server is None or record is None or self._restarting or record.startup.phase != "ready":
             return
-        app.kernels.deaths.died(record.kernel_id, reason, record.startup.since or 0.0)
+        server.kernels.deaths.died(record.kernel_id, reason, record.startup.since or 0.0)
         record.startup = Startup("failed", reason, time.time())
 
     async def wait(self) -> int | None:

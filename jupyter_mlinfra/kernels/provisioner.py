@@ -71,25 +71,25 @@ class MLInfraProvisioner(LocalProvisioner):
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         requested = kwargs.pop(FLAVOR_ARGUMENT, None) or self.flavor
-        app = registry.current()
-        if app is None:
+        server = registry.current()
+        if server is None:
             raise RuntimeError(
                 "mlinfra kernels start only in a Jupyter server with the jupyter_mlinfra "
                 "extension enabled"
             )
         try:
-            identity = app.identity()
-            catalog = app.inventory.catalog
+            identity = server.identities.owner()
+            catalog = server.inventory.catalog
             environment = catalog.environment(self.environment, identity)
             flavor = catalog.flavor(
                 requested or catalog.for_identity(identity).default_flavor, identity
             )
             check_folders((*environment.volumes, *flavor.volumes), "kernel")
             if self.lease is not None and self.lease.flavor != flavor.name:  # switching flavor
-                await leases.release(app.agent, identity, self.kernel_id)
+                await leases.release(server.agent, identity, self.kernel_id)
                 self.lease = None
             self.lease = await leases.acquire(
-                app.agent, identity, self.kernel_id, flavor.name, environment.name
+                server.agent, identity, self.kernel_id, flavor.name, environment.name
             )
         except MLInfraError as error:
             self.log.info("mlinfra kernel %s not started: %s", self.kernel_id, error.message)
@@ -115,20 +115,20 @@ class MLInfraProvisioner(LocalProvisioner):
     async def post_launch(self, **kwargs: Any) -> None:
         await super().post_launch(**kwargs)
         self._alive_since = time.time()
-        app = registry.current()
-        if app is None or self.lease is None or self.owner is None or self.pid is None:
+        server = registry.current()
+        if server is None or self.lease is None or self.owner is None or self.pid is None:
             return
         try:
-            await leases.bind(app.agent, self.owner, self.kernel_id, self.pid)
+            await leases.bind(server.agent, self.owner, self.kernel_id, self.pid)
         except MLInfraError as error:  # the kernel runs; the lease just is not tied to its pid
             self.log.warning("mlinfra kernel %s: lease not bound: %s", self.kernel_id, error)
 
     async def poll(self) -> int | None:
         code = await super().poll()
-        app = registry.current()
-        if code is not None and self._alive_since is not None and app is not None:
+        server = registry.current()
+        if code is not None and self._alive_since is not None and server is not None:
             # it ended without being asked to (an ending asked for clears _alive_since first)
-            app.kernels.deaths.died(self.kernel_id, process_exit_reason(code), self._alive_since)
+            server.kernels.deaths.died(self.kernel_id, process_exit_reason(code), self._alive_since)
         return code
 
     async def shutdown_requested(self, restart: bool = False) -> None:
@@ -149,11 +149,11 @@ class MLInfraProvisioner(LocalProvisioner):
             await self._release()
 
     async def _release(self) -> None:
-        app = registry.current()
-        if self.lease is None or self.owner is None or app is None:
+        server = registry.current()
+        if self.lease is None or self.owner is None or server is None:
             return
         try:
-            await leases.release(app.agent, self.owner, self.kernel_id)
+            await leases.release(server.agent, self.owner, self.kernel_id)
         except (MLInfraError, AgentUnavailable) as error:
             self.log.warning("mlinfra kernel %s: lease not released: %s", self.kernel_id, error)
         except Exception:  # the kernel is gone whatever happened: its shutdown must not fail

@@ -9,20 +9,16 @@ handlers only translate HTTP.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
-from ..backends.kubernetes.kernel_pod import (
-    ANNOTATION_ENVIRONMENT,
-    ANNOTATION_FLAVOR,
-    LABEL_KERNEL_ID,
-)
-from ..capacity import Capacity, Lease
-from ..errors import Conflict, MLInfraError, NotFound
+from ..capacity import Lease
+from ..errors import Conflict, NotFound
 from ..identity import Identity
-from ..models.kernels import Kernel, KernelList, KernelPhase, KernelStart, KernelSwitch
+from ..models.kernels import Kernel, KernelList, KernelStart, KernelSwitch
 from ..models.validation import validated
 from .deaths import Deaths
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
@@ -30,17 +26,11 @@ from .specs import spec_name
 from .working_dir import confined_path
 
 if TYPE_CHECKING:
-    from ..app import MLInfraApp
+    from ..backends.base import KernelsBackend
+    from ..inventory import Inventory
 
 ENDED_KEPT = 100
 """How many ended (culled) kernels ``GET /kernels`` keeps showing."""
-
-
-def _waiting(reason: str, since: float | None, ready: bool) -> str:
-    """A starting kernel's reason with how long it has been so ("Pulling image ... (42 s)")."""
-    if ready or since is None or not reason:
-        return reason
-    return f"{reason} ({max(0.0, time.time() - since):.0f} s)"
 
 
 def _epoch(value: Any) -> float | None:
@@ -48,9 +38,18 @@ def _epoch(value: Any) -> float | None:
 
 
 class KernelService:
-    def __init__(self, app: MLInfraApp, kernel_manager: Any) -> None:
-        self.app = app
+    def __init__(
+        self,
+        kernel_manager: Any,
+        inventory: Inventory,
+        backend: KernelsBackend,
+        log: logging.Logger,
+    ) -> None:
         self.kernel_manager = kernel_manager
+        self.inventory = inventory
+        self.backend = backend
+        """Where kernels run: besides the kernels holding local leases, those it holds."""
+        self.log = log
         self.ended: deque[Kernel] = deque(maxlen=ENDED_KEPT)
         self.deaths = Deaths()
 
@@ -67,19 +66,10 @@ class KernelService:
 
     def cullable(self) -> Iterator[tuple[str, Any, bool]]:
         """(kernel id, its KernelManager, whether it holds accelerators) of every running
-        flavor kernel: those holding a local lease and those in pods."""
+        flavor kernel: those holding a local lease and those the backend holds (pods)."""
         for kernel_id, manager, lease in self.running():
             yield kernel_id, manager, bool(lease.devices)
-        pods = self.app.kernel_pods
-        if pods is None or self.kernel_manager is None:
-            return
-        flavors = {f.name: f for f in self.app.inventory.catalog.flavors}
-        for record in list(pods.records.values()):
-            if record.startup.phase != "ready" or record.kernel_id not in self.kernel_manager:
-                continue
-            flavor = flavors.get(record.flavor)
-            manager = self.kernel_manager.get_kernel(record.kernel_id)
-            yield record.kernel_id, manager, bool(flavor and flavor.accelerators)
+        yield from self.backend.cullable(self.kernel_manager)
 
     def model(self, kernel_id: str, manager: Any, lease: Lease) -> Kernel:
         return {
@@ -99,49 +89,16 @@ class KernelService:
             "last_exit": self.deaths.to_json(kernel_id),
         }
 
-    def pod_kernels(self) -> list[Kernel]:
-        """Kernels in pods (Kubernetes backend), those still starting included, with the
-        phase of their pod's start and the cluster's reason when they wait."""
-        pods = getattr(self.app, "kernel_pods", None)
-        if pods is None:
-            return []
-        models: list[Kernel] = []
-        for record in list(pods.records.values()):
-            manager = self.kernel_manager.get_kernel(record.kernel_id) if (
-                record.kernel_id in self.kernel_manager
-            ) else None  # fmt: skip
-            ready = record.startup.phase == "ready"
-            models.append(
-                {
-                    "id": record.kernel_id,
-                    "name": getattr(manager, "kernel_name", ""),
-                    "owner": record.owner,
-                    "flavor": record.flavor,
-                    "environment": record.environment,
-                    "devices": [],
-                    "cpus": [],
-                    "started": record.started,
-                    "last_activity": _epoch(getattr(manager, "last_activity", None)),
-                    "execution_state": getattr(manager, "execution_state", "starting"),
-                    "state": "running" if ready else "starting",
-                    "phase": cast(KernelPhase, record.startup.phase),
-                    "reason": _waiting(record.startup.reason, record.startup.since, ready),
-                    "ended": None,
-                    "last_exit": self.deaths.to_json(record.kernel_id),
-                }
-            )
-        return models
-
     async def start(self, identity: Identity, body: Any) -> Kernel:
         request = validated(KernelStart, body)
         path = confined_path(self.kernel_manager.root_dir, request.get("path", ""))
-        catalog = self.app.inventory.catalog
+        catalog = self.inventory.catalog
         mine = catalog.for_identity(identity)
         environment = catalog.environment(
             request.get("environment") or mine.default_environment, identity
         )
         flavor = catalog.flavor(request.get("flavor") or mine.default_flavor, identity)
-        transport = await self.app.kernel_transport(environment)
+        transport = await self.inventory.kernel_transport(environment)
         if not transport.available:  # jupyter_client would refuse it, saying less
             raise Conflict(f"environment {environment.name!r}: {transport.summary}", "environment")
         try:
@@ -168,13 +125,10 @@ class KernelService:
         else:
             _, manager, lease = self._find(identity, kernel_id)
             current = lease.flavor
-        flavor = self.app.inventory.catalog.flavor(request["flavor"], identity)
+        flavor = self.inventory.catalog.flavor(request["flavor"], identity)
         if flavor.name != current:
-            held = await self.app.inventory.backend.capacity()
-            if isinstance(held, Capacity):  # one machine: its own lease goes
-                others = [a for a in held.allocations if a.holder != f"kernel:{kernel_id}"]
-                held = Capacity(held.machine, others)
-            room = held.availability(flavor)
+            held = await self.inventory.backend.capacity()
+            room = held.without(f"kernel:{kernel_id}").availability(flavor)
             if not room.kernels_available:
                 raise Conflict(f"flavor {flavor.name} is full: {room.summary}", "flavor")
             try:
@@ -195,9 +149,13 @@ class KernelService:
             if task.done() and kernel_id not in self.kernel_manager:
                 pending.pop(kernel_id, None)
 
+    def _held(self) -> list[Kernel]:
+        """The kernels the backend holds itself (pods), those still starting included."""
+        return self.backend.kernels(self.kernel_manager, self.deaths)
+
     def list(self, identity: Identity) -> KernelList:
         self.deaths.forget_all_but(self.kernel_manager)
-        kernels = [self.model(*entry) for entry in self.running()] + self.pod_kernels()
+        kernels = [self.model(*entry) for entry in self.running()] + self._held()
         kernels += list(reversed(self.ended))
         return {"kernels": [k for k in kernels if identity.may_see(k["owner"])]}
 
@@ -209,7 +167,7 @@ class KernelService:
         raise NotFound(f"no mlinfra kernel {kernel_id!r}", "kernel_id")
 
     def _pod_kernel(self, identity: Identity | None, kernel_id: str) -> Kernel | None:
-        for model in self.pod_kernels():
+        for model in self._held():
             if model["id"] == kernel_id and (identity is None or identity.may_see(model["owner"])):
                 return model
         return None
@@ -237,60 +195,13 @@ class KernelService:
             self.ended.append(model)
         return model
 
-    async def adopt_pods(self) -> None:
-        """At server start (Kubernetes backend): take over the owner's kernel pods that a
-        previous server left running, with their kernel ids, so open notebooks reconnect;
-        expired or ended ones are deleted instead."""
-        pods = self.app.kernel_pods
-        if pods is None or self.kernel_manager is None:
-            return
-        identity = self.app.identity()
-        try:
-            namespace = await pods.namespace(identity.user)
-            found = await pods.left_behind(identity.user, namespace)
-        except (MLInfraError, OSError, asyncio.TimeoutError) as error:
-            self.app.log.warning("mlinfra: kernel pods not adopted: %r", error)
-            return
-        default = self.app.inventory.catalog.for_identity(identity).default_flavor
-        for pod in found:
-            annotations = pod["metadata"].get("annotations", {})
-            kernel_id = pod["metadata"]["labels"][LABEL_KERNEL_ID]
-            flavor = annotations.get(ANNOTATION_FLAVOR, "")
-            name = spec_name(
-                annotations.get(ANNOTATION_ENVIRONMENT, ""), "" if flavor == default else flavor
-            )
-            try:
-                await self.kernel_manager.start_kernel(
-                    kernel_id=kernel_id, kernel_name=name, **{FLAVOR_ARGUMENT: flavor}
-                )
-                self.app.log.info(
-                    "mlinfra: adopted kernel %s (pod %s)", kernel_id, pod["metadata"]["name"]
-                )
-            except (MLInfraError, KernelStartRefused, RuntimeError) as error:
-                self.forget_failed_starts()
-                self.app.log.warning("mlinfra: kernel %s not adopted: %s", kernel_id, error)
+    async def adopt(self) -> None:
+        """At server start: take over the kernels a previous server left running (pods)."""
+        await self.backend.adopt(self)
 
-    async def leave_pods(self) -> None:
-        """At server stop (Kubernetes backend): detach the kernels in pods, so the next
-        server adopts them, or shut them down (``KubernetesKernels.on_server_stop``)."""
-        pods = self.app.kernel_pods
-        if pods is None:
-            return
-        for kernel_id in list(pods.records):
-            if self.kernel_manager is None or kernel_id not in self.kernel_manager:
-                continue
-            if pods.settings.on_server_stop == "delete":
-                await self.kernel_manager.shutdown_kernel(kernel_id)
-                continue
-            manager = self.kernel_manager.get_kernel(kernel_id)
-            manager.provisioner.detached = True
-            manager.stop_restarter()
-            if hasattr(self.kernel_manager, "stop_watching_activity"):
-                self.kernel_manager.stop_watching_activity(kernel_id)
-            await manager.cleanup_resources(restart=False)
-            self.kernel_manager.remove_kernel(kernel_id)
-            self.app.log.info("mlinfra: kernel %s detached; its pod keeps running", kernel_id)
-        await pods.close()
+    async def leave(self) -> None:
+        """At server stop: leave the kernels the backend holds to the next server."""
+        await self.backend.leave(self)
 
     async def shutdown_all(self) -> None:
         """Shut down every kernel holding a lease, releasing the leases (server shutdown)."""
@@ -303,4 +214,4 @@ class KernelService:
         )
         for kernel_id, result in zip(ids, results, strict=True):
             if isinstance(result, BaseException):
-                self.app.log.warning("mlinfra kernel %s: shutdown failed: %s", kernel_id, result)
+                self.log.warning("mlinfra kernel %s: shutdown failed: %s", kernel_id, result)

@@ -113,16 +113,16 @@ class MLInfraKernelSpecManager(KernelSpecManager):
     ``find_kernel_specs`` and reads each through ``get_kernel_spec``."""
 
     def _generated(self, every_flavor: bool = False) -> dict[str, KernelSpec]:
-        app = registry.current()
-        if app is None:  # the extension is not loaded: nothing to generate
+        server = registry.current()
+        if server is None:  # the extension is not loaded: nothing to generate
             return {}
-        catalog = app.inventory.catalog.for_identity(app.identity())
+        catalog = server.inventory.catalog.for_identity(server.identities.owner())
         return generated_specs(
             catalog,
-            flavor_launchers=every_flavor or app.flavor_launchers,
+            flavor_launchers=every_flavor or server.settings.flavor_launchers,
             resource_dir=self._resource_dir(),
-            support=app.kernel_support,
-            backend=app.backend,
+            support=server.kernel_support,
+            backend=server.kernels.backend.name,
         )
 
     _native_resources: str = ""

@@ -47,9 +47,9 @@ class LiveHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         super().open(*args, **kwargs)
-        app = self.settings["mlinfra.app"]
-        self.tab = self.tabs.open(app.identity(self.current_user), self._send)
-        app.follow_changes()
+        identity = self.settings["mlinfra.identities"].of(self.current_user)
+        self.tab = self.tabs.open(identity, self._send)
+        self.settings["mlinfra.app"].follow_changes()
 
     def _send(self, text: str) -> bool:
         if self.ws_connection is None or self.ws_connection.is_closing():

@@ -1,7 +1,7 @@
 """Wire models of the local agent's own API (``/mlinfra/agent/v1``), which only this package's
 server and CLI call: its status, isolation, allocations and kernels' leases. The jobs part of the
 agent's API is the REST API's (``models.jobs``); the server's settings (``PUT policy``) are its
-``MLInfraApp`` traits (``jobs/policy.settings_document``)."""
+``MLInfraApp`` settings (``Settings.to_document``)."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ class KubernetesBackend(Backend):
         self, cluster: KubernetesCluster, pods: KubernetesPods | None = None, root_dir: str = ""
     ) -> None:
         self.cluster = cluster
-        self.pods = pods or KubernetesPods(parent=cluster.parent)
+        self.pods = pods or KubernetesPods(config=cluster.config, log=cluster.log)
         self.pod_config: PodConfig = self.pods.settings(root_dir or "/")
         """What every kernel and job pod gets (home volume, extras), the home mounted at the
         server's root directory unless ``home_volume`` says where."""

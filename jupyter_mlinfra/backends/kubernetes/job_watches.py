@@ -33,7 +33,6 @@ from .reflector import Reflector
 from .rest import KubeError, Rest, path_of
 
 if TYPE_CHECKING:
-    from ...app import MLInfraApp
     from ...models import catalog as wire
     from .client import KubernetesCluster
 
@@ -108,8 +107,9 @@ def queueing(mode: str, kueue_api: str, visibility_api: str) -> Queueing:
 class JobWatches:
     """The watches of the jobs in the user's namespace and the jobs read from them."""
 
-    def __init__(self, app: MLInfraApp, cluster: KubernetesCluster, kueue_mode: str) -> None:
-        self.app = app
+    def __init__(self, owner: str, cluster: KubernetesCluster, kueue_mode: str) -> None:
+        self.owner = owner
+        """The server's owner, whose namespace is watched."""
         self.cluster = cluster
         self.kueue_mode = kueue_mode
         """``KubernetesJobs.kueue``: 'auto', 'on', 'off' or 'required'."""
@@ -178,7 +178,7 @@ class JobWatches:
         of the capacity need, the latter without starting the watches. Kueue's absence is
         logged as a warning, once: jobs then start outside any quota."""
         rest = Rest(await self.cluster.api(), self.cluster.request_timeout)
-        self.namespace = self.cluster.namespace_for(self.app.identity().user)
+        self.namespace = self.cluster.namespace_for(self.owner)
         self.jobset = await self.cluster.has_api(*JOBSET)
         kueue_api = await self.cluster.served_version(KUEUE_GROUP, KUEUE_VERSIONS, "Workload")
         visibility = ""

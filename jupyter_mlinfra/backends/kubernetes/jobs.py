@@ -22,20 +22,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from traitlets import CaselessStrEnum, Dict, Int, Unicode
-from traitlets.config import LoggingConfigurable
 
 from ... import quotas
 from ...errors import CannotFit, Conflict, InvalidInput, MLInfraError, NotAllowed, NotFound
-from ...identity import Identity, resolve_identity
+from ...identity import Identity
 from ...jobs.queries import cursor, listing_owner, next_cursor
 from ...jobs.spec import Condition, Event, Job, JobState, check_pull
 from ...jobs.submission import entitled, new_job, priority_change
+from ...live.feed import Feed
+from ...live.tabs import Tabs
 from ...models import jobs as wire
+from ..base import JobsBackend
 from . import kueue, storage
 from .attachments import attachments
 from .backend import KubernetesBackend
 from .claims import require_nodes
 from .client import ClusterUnavailable
+from .job_feed import ClusterFeed
 from .job_watches import JobWatches
 from .manifests import owner_reference
 from .names import label_value
@@ -57,10 +60,10 @@ from .workloads import (
 )
 
 if TYPE_CHECKING:
-    from ...app import MLInfraApp
+    from ...jobs.serving import JobsAPI
 
 
-class KubernetesJobs(LoggingConfigurable):
+class KubernetesJobs(JobsBackend):
     """Queued distributed jobs as Jobs/JobSets in the user's namespace, Kueue if present."""
 
     kueue = CaselessStrEnum(
@@ -96,15 +99,32 @@ class KubernetesJobs(LoggingConfigurable):
         the job's result Secret. Empty: the in-cluster address (KUBERNETES_SERVICE_HOST).""",
     )
 
-    def __init__(self, app: MLInfraApp, backend: KubernetesBackend, **kwargs: Any) -> None:
-        super().__init__(parent=app, **kwargs)
-        self.app = app
-        self.backend = backend
+    def __init__(self, *, backend: KubernetesBackend | None = None, **kwargs: Any) -> None:
+        """``backend``: the cluster to run on, by default the inventory's; ``kwargs``: those
+        of every ``JobsBackend``."""
+        super().__init__(**kwargs)
+        chosen = backend or self.inventory.backend
+        if not isinstance(chosen, KubernetesBackend):
+            raise InvalidInput(
+                "jobs_class: KubernetesJobs runs jobs on a cluster; set backend = 'kubernetes'",
+                "jobs_class",
+            )
+        self.backend = backend = chosen
         self.cluster = backend.cluster
-        self.watches = JobWatches(app, self.cluster, self.kueue)
-        self.queues = JobQueues(app, backend, self.watches, self._local_queue, self.log)
+        owner = self.identities.owner().user
+        self.watches = JobWatches(owner, self.cluster, self.kueue)
+        self.queues = JobQueues(
+            self.inventory.catalog, owner, backend, self.watches, self._local_queue, self.log
+        )
         self.pod_logs = PodLogs(self.watches)
         backend.queues = self.queues
+
+    @property
+    def api(self) -> JobsAPI:
+        return self
+
+    def feed(self, tabs: Tabs) -> Feed:
+        return ClusterFeed(self, tabs)
 
     async def start(self) -> Rest:
         """Connect, discover what the cluster serves, and start the watches (once)."""
@@ -153,14 +173,14 @@ class KubernetesJobs(LoggingConfigurable):
 
     async def submit(self, identity: Identity, body: Any) -> tuple[wire.Job, bool]:
         rest = await self.start()
-        policy = self.app.inventory
+        policy = self.inventory
         job = new_job(
             identity,
             body,
             policy.catalog,
             policy.priorities,
             job_id=uuid.uuid4().hex[:12],
-            limits=self.app.request_limits(),
+            limits=self.settings.request_limits(),
         )
         spec = job.spec
         key = spec.idempotency_key
@@ -181,7 +201,7 @@ class KubernetesJobs(LoggingConfigurable):
         submission and a retry both pass through, as of now. Entitlements are the caller's
         (an admin who retries someone's job vouches for it), quotas the owner's."""
         self._refuse_without_kueue()
-        policy = self.app.inventory
+        policy = self.inventory
         job = entitled(caller, job, policy.catalog, policy.priorities)
         environment = policy.catalog.environment(job.spec.environment)
         flavor = policy.catalog.flavor(job.spec.flavor)
@@ -212,13 +232,7 @@ class KubernetesJobs(LoggingConfigurable):
 
     def _owner(self, job: Job) -> Identity:
         """The owner of ``job`` as the configuration knows them (no request of theirs)."""
-        app = self.app
-        return resolve_identity(
-            job.owner,
-            group_members=app.groups,
-            admin_users=app.admin_users,
-            admin_groups=app.admin_groups,
-        )
+        return self.settings.identity(job.owner)
 
     def _refuse_over_running_cap(
         self, identity: Identity, quota: quotas.Quota, job_id: str
@@ -257,7 +271,7 @@ class KubernetesJobs(LoggingConfigurable):
         volumes, the admin's extras, then the admin's hook, which may not change what the
         flavor and the server decide (``pod_config.guard``). Built before anything is
         created, so a refusal leaves nothing behind."""
-        catalog = self.app.inventory.catalog
+        catalog = self.inventory.catalog
         flavor = catalog.flavor(job.spec.flavor)
         environment = catalog.environment(job.spec.environment)
         config = self.backend.pod_config
@@ -445,7 +459,7 @@ class KubernetesJobs(LoggingConfigurable):
         rest = self._rest()
         document = json.loads(rec["data"]["record.json"])
         document["spec"]["priority"] = priority
-        document["priority_value"] = self.app.inventory.priorities.choose(identity, priority)
+        document["priority_value"] = self.inventory.priorities.choose(identity, priority)
         await rest.patch(
             path_of("v1", "configmaps", self.watches.namespace, record_name(job_id)),
             {
@@ -467,26 +481,18 @@ class KubernetesJobs(LoggingConfigurable):
         if not identity.admin:
             raise NotAllowed("only admins see everybody's usage", None)
         await self.start()
-        app = self.app
         jobs = self.watches.everyone()
         queued: dict[str, int] = {}
         for job in jobs:
             if job.state == JobState.QUEUED:
                 queued[job.owner] = queued.get(job.owner, 0) + 1
         capacity = await self.backend.capacity()
-        policy = app.inventory.quotas
+        policy = self.inventory.quotas
         named = {j.owner for j in jobs} | {a.owner for a in capacity.allocations}
-        named |= set(policy.per_user) | {u for members in app.groups.values() for u in members}
-        people = [
-            resolve_identity(
-                user,
-                known_groups=(),
-                group_members=app.groups,
-                admin_users=app.admin_users,
-                admin_groups=app.admin_groups,
-            )
-            for user in sorted(u for u in named if u)
-        ]
+        named |= set(policy.per_user) | {
+            u for members in self.settings.groups.values() for u in members
+        }
+        people = [self.settings.identity(user) for user in sorted(u for u in named if u)]
         return quotas.usage_report(people, policy, capacity.allocations, queued)
 
     async def logs(

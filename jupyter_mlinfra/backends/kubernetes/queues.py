@@ -24,8 +24,7 @@ from .rest import KubeError
 from .room import QueueRoom
 
 if TYPE_CHECKING:
-    from ...app import MLInfraApp
-    from ...catalog import Flavor
+    from ...catalog import Catalog, Flavor
 
 HOLDING = (JobState.ADMITTED, JobState.STARTING, JobState.RUNNING)
 """States of a job that holds room (quota under Kueue, node resources without)."""
@@ -39,13 +38,16 @@ class JobQueues:
 
     def __init__(
         self,
-        app: MLInfraApp,
+        catalog: Catalog,
+        owner: str,
         backend: KubernetesBackend,
         watches: JobWatches,
         local_queue: Callable[[str, str, str], str],
         log: logging.Logger | logging.LoggerAdapter[Any],
     ) -> None:
-        self.app = app
+        self.catalog = catalog
+        self.owner = owner
+        """The server's owner: whose LocalQueues the capacity's rooms are read from."""
         self.backend = backend
         self.watches = watches
         self._local_queue = local_queue
@@ -151,7 +153,7 @@ class JobQueues:
         waiting = [j for j in everyone if self._waits(j)]
         waiting_ids = {j.id for j in waiting}
         holding = [j for j in everyone if j.state in HOLDING and j.id not in waiting_ids]
-        catalog = self.app.inventory.catalog
+        catalog = self.catalog
         by_kueue = self.watches.queued_by_kueue
         capacity = None if by_kueue else await self.backend.capacity()
         pool_of: dict[str, tuple[str, str]] = {}
@@ -221,9 +223,9 @@ class JobQueues:
         if not (await self.queueing()).kueue_api:
             return {}
         rooms = {}
-        owner = self.app.identity().user
-        for flavor in self.app.inventory.catalog.flavors:
-            found = await self._pool(self._local_queue(flavor.name, "default", owner), flavor)
+        for flavor in self.catalog.flavors:
+            queue = self._local_queue(flavor.name, "default", self.owner)
+            found = await self._pool(queue, flavor)
             if found is not None:
                 rooms[flavor.name] = eta.queue_room(*found)
         return rooms

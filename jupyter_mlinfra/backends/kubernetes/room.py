@@ -190,6 +190,11 @@ class ClusterCapacity:
         self.queues = dict(queues or {})
         """Per flavor name, its ClusterQueue's room under Kueue (none without Kueue)."""
 
+    def without(self, holder: str) -> ClusterCapacity:
+        """The nodes as they are: a kernel's pod holds its node until a new pod replaces it
+        (a switch of flavor), so nothing it holds is counted free before."""
+        return self
+
     def _eligible(self, flavor: Flavor) -> list[NodeRoom]:
         return [r for r in self.rooms if eligible(flavor, r, self.placement)]
 

@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ...errors import MLInfraError
 from ...identity import Identity
-from ...jobs.policy import settings_document
 from .accounts import AGENT, RankAccounts
 from .agent_client import STATUS, AgentClient, AgentUnavailable, ensure_agent
 
 if TYPE_CHECKING:
     from ...models import agent
     from ...models import catalog as wire
+    from ...settings import Settings
 
 POLICY = "/mlinfra/agent/v1/policy"
 
@@ -43,10 +44,11 @@ class AgentLink:
     An agent that fails to start (a damaged store, say) is not started again on every request:
     until the backoff ends, requests get the same one-line reason at once (HTTP 503)."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, settings: Settings, log: logging.Logger) -> None:
+        self.settings = settings
+        self.log = log
         token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
-        self.client = AgentClient(app.agent_socket, app.agent_url, token)
+        self.client = AgentClient(settings.agent_socket, settings.agent_url, token)
         self._configured_pid: int | None = None
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
@@ -81,7 +83,7 @@ class AgentLink:
         async with lock:
             status = await self._started_agent()
             if status["pid"] != self._configured_pid:
-                body = json.dumps(settings_document(self.app)).encode()
+                body = json.dumps(self.settings.to_document()).encode()
                 response = await self.client.fetch("PUT", POLICY, identity=None, body=body)
                 if response.code != 200:
                     raise AgentUnavailable(
@@ -95,7 +97,9 @@ class AgentLink:
         a per-user agent runs them as this server's settings say, running or not."""
         if self.client.shared:
             return await self.client.isolation(identity)
-        accounts = RankAccounts(self.app.run_ranks_as or AGENT, dict(self.app.owner_accounts))
+        accounts = RankAccounts(
+            self.settings.run_ranks_as or AGENT, dict(self.settings.owner_accounts)
+        )
         return accounts.isolation(identity.user)
 
     async def _started_agent(self) -> agent.AgentStatus:
@@ -109,16 +113,16 @@ class AgentLink:
             status: agent.AgentStatus = await asyncio.get_running_loop().run_in_executor(
                 None,
                 ensure_agent,
-                self.app.agent_socket,
-                self.app.data_dir,
-                self.app.agent_idle_timeout,
+                self.settings.agent_socket,
+                self.settings.data_dir,
+                self.settings.agent_idle_timeout,
             )
         except AgentUnavailable as error:
             first, most = BACKOFF_SECONDS
             delay = min(most, first * 2**self._failures)
             self._failures += 1
             self._failed = (time.monotonic() + delay, error.message)
-            self.app.log.warning(
+            self.log.warning(
                 "jupyter_mlinfra: %s; the next start is tried in %.0f s", error.message, delay
             )
             raise

@@ -106,7 +106,7 @@ def usage_report(agent: Agent, identity: Identity) -> wire.UsageReport:
             agent.store.owner_groups(job.id)
         )
     named = {a.owner for a in allocations} | set(policy.quotas.per_user)
-    named |= {user for members in policy.group_members.values() for user in members}
+    named |= {user for members in policy.settings.groups.values() for user in members}
     people = [policy.identity(user, known.get(user, frozenset())) for user in named | set(known)]
     return quotas.usage_report(people, policy.quotas, allocations, queued)
 
