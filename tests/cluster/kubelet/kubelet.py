@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import socket
@@ -152,7 +153,11 @@ class Kubelet:
 
     def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float = STOP_SECONDS) -> T:
         future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        return future.result(timeout)
+        try:
+            return future.result(timeout)
+        except TimeoutError as error:  # say where the kubelet's loop waits, to find why
+            error.add_note(self._call(_stacks(), timeout=10))
+            raise
 
     def stop(self, delete_nodes: bool = True) -> None:
         """Kill every pod process, stop every node (deleting the Node objects and their pods'
@@ -340,3 +345,12 @@ class Kubelet:
     def image_pull_seconds(self, seconds: float) -> None:
         assert self.settings is not None
         self.settings.image_pull_seconds = seconds
+
+
+async def _stacks() -> str:
+    """Where each task of the kubelet's loop waits now (a call that timed out is among them)."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        if task is not asyncio.current_task():
+            task.print_stack(limit=12, file=out)
+    return out.getvalue()
