@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import ssl
@@ -28,6 +27,8 @@ Obj = dict[str, Any]
 RECONNECT = (0.1, 2.0)
 #: a watch ends by itself after this long (the API server caps it too); then it resumes
 WATCH_SECONDS = 300
+#: how long a stopping watch is waited for (``Watch.stop``)
+STOP_SECONDS = 5.0
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
@@ -184,10 +185,13 @@ class Watch:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        """Cancel the watch, waiting for it a moment only: a watch cancelled in its stream's
+        read can wait for ever in aiohttp's ``wait_for_close`` (seen under load: a node's stop,
+        and the test's teardown, outlived their 120 s). Closing the session (``Api.close``)
+        ends it then."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=STOP_SECONDS)
 
     @staticmethod
     def _key(obj: Obj) -> tuple[str, str]:
