@@ -11,12 +11,12 @@ seconds after that warning, and any activity since cancels it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..background import Background
 from .service import KernelService
 
 WARNING_REPLY_TIMEOUT = 5.0
@@ -44,7 +44,7 @@ class _Warned:
     cull_at: float
 
 
-class IdleCuller:
+class IdleCuller(Background):
     def __init__(
         self, kernels: KernelService, *, timeout: float, warning: float, log: logging.Logger
     ) -> None:
@@ -52,7 +52,6 @@ class IdleCuller:
         self.timeout = timeout
         self.warning = min(warning, timeout)
         self.log = log
-        self._task: asyncio.Task[None] | None = None
         self._warned: dict[str, _Warned] = {}
 
     @property
@@ -64,17 +63,10 @@ class IdleCuller:
 
     def start(self) -> None:
         if self.timeout > 0 and self._task is None:
-            self._task = asyncio.create_task(self._run())
+            super().start()
             self.log.info(
                 "jupyter_mlinfra: culling accelerator kernels idle for %g s", self.timeout
             )
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         while True:

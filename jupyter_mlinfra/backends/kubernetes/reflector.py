@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ...background import Background
 from .rest import KubeError, Rest
 
 log = logging.getLogger("jupyter_mlinfra.kubernetes")
@@ -38,7 +39,7 @@ def namespaced_name(obj: dict[str, Any]) -> str:
     return f"{metadata.get('namespace', '')}/{metadata['name']}"
 
 
-class Reflector:
+class Reflector(Background):
     def __init__(
         self,
         rest: Rest,
@@ -66,18 +67,6 @@ class Reflector:
         self._tried = asyncio.Event()
         self._changed = asyncio.Condition()
         self._version = ""
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def wait_synced(self, timeout: float) -> None:
         """Until the first listing is in. A failure to list (the API unreachable, RBAC) is
