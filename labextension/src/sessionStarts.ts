@@ -46,10 +46,14 @@ export function specBeingStarted(context: ISessionContext): string | null {
 }
 
 /**
- * Settles when `context`'s start of a `spec` kernel ends: resolves once its kernel is one of
- * `spec`, rejects when it stops starting without one (JupyterLab's own dialog says why).
+ * Settles when `context`'s start of a `spec` kernel ends: resolves once its kernel is another
+ * one than it had when the start began, of `spec`; rejects when it stops starting without one
+ * (JupyterLab's own dialog says why). The kernel it had may carry `spec`'s name already (a
+ * kernel moved to another flavor keeps its id and, in a session model read at the wrong moment,
+ * a name): a name alone once ended the progress while the new kernel still pulled its image.
  */
 export function sessionStarted(context: ISessionContext, spec: string): Promise<void> {
+  const before = context.session?.kernel?.id;
   return new Promise((resolve, reject) => {
     const settle = (error: Error | null): void => {
       window.clearInterval(timer);
@@ -63,7 +67,8 @@ export function sessionStarted(context: ISessionContext, spec: string): Promise<
       }
     };
     const check = (): void => {
-      if (context.session?.kernel?.name === spec) {
+      const kernel = context.session?.kernel;
+      if (kernel?.name === spec && kernel.id !== before) {
         settle(null);
       } else if (context.isDisposed) {
         settle(new Error('closed before its kernel started'));

@@ -1,6 +1,8 @@
 import { ISessionContext } from '@jupyterlab/apputils';
 
-import { specBeingStarted } from '../sessionStarts';
+import { Signal } from '@lumino/signaling';
+
+import { sessionStarted, specBeingStarted } from '../sessionStarts';
 
 /** What `specBeingStarted` reads of a notebook's session context. */
 function context(options: {
@@ -43,5 +45,38 @@ describe('specBeingStarted', () => {
     );
     expect(specBeingStarted(context({ ...change, displayName: 'PyTorch (CPU)' }))).toBeNull();
     expect(specBeingStarted(context({ ...change, displayName: 'Python 3' }))).toBeNull();
+  });
+});
+
+describe('sessionStarted', () => {
+  /** A session context whose kernel and status a test changes, as JupyterLab's would. */
+  function changing(kernel: { id: string; name: string }) {
+    const context = {
+      kernelDisplayStatus: 'starting',
+      isDisposed: false,
+      session: { kernel },
+      kernelChanged: new Signal<unknown, unknown>({}),
+      statusChanged: new Signal<unknown, unknown>({}),
+      disposed: new Signal<unknown, unknown>({})
+    };
+    const change = (next: { id: string; name: string }): void => {
+      context.session = { kernel: next };
+      context.kernelChanged.emit(undefined);
+    };
+    return { context: context as unknown as ISessionContext, change };
+  }
+
+  it('ends on a new kernel of the spec, not on the old one named alike', async () => {
+    const { context, change } = changing({ id: 'old', name: 'mlinfra-pytorch--cpu' });
+    let ended = false;
+    const started = sessionStarted(context, 'mlinfra-pytorch--cpu').then(() => {
+      ended = true;
+    });
+    (context.statusChanged as Signal<unknown, unknown>).emit(undefined);
+    await Promise.resolve();
+    expect(ended).toBe(false);
+    change({ id: 'new', name: 'mlinfra-pytorch--cpu' });
+    await started;
+    expect(ended).toBe(true);
   });
 });
