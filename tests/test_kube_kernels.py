@@ -235,6 +235,35 @@ async def test_restart_keeps_the_pod_and_shutdown_deletes_it(
     await gone(cluster, "Secret", pods.secret_name(kernel["id"]))
 
 
+async def test_a_restart_at_once_keeps_the_kernel_listed_while_its_pod_is_replaced(
+    jp_fetch: Any, jp_serverapp: Any, cluster: KubeCluster
+) -> None:
+    """jupyter_client's restarter restarts a dead kernel with ``now=True``, which kills it
+    (deleting its pod) as if for good and says it restarts only afterwards: at every turn of
+    the event loop the kernel stays listed (it read as gone, 404, in a fresh-clone CI), and it
+    comes back in a new pod."""
+    kernel = await start(jp_fetch, "cpu")
+    _, before = pod_of(cluster, kernel)
+    app = registry.current()
+    assert app is not None and app.kernels.backend.pods is not None
+    records = app.kernels.backend.pods.records
+    restart = asyncio.ensure_future(
+        jp_serverapp.kernel_manager.get_kernel(kernel["id"]).restart_kernel(now=True)
+    )
+    phases = []
+    while not restart.done():
+        assert kernel["id"] in records, f"unlisted after {sorted(set(phases))}"
+        phases.append(records[kernel["id"]].startup.phase)
+        await asyncio.sleep(0)
+    await restart
+    assert "scheduling" in phases, sorted(set(phases))
+    code, seen = await kernels_api(jp_fetch, kernel["id"])
+    assert code == 200 and seen["phase"] == "ready"
+    _, after = pod_of(cluster, kernel)
+    assert after["metadata"]["uid"] != before["metadata"]["uid"]
+    assert await run(jp_serverapp, kernel["id"], "print('back')") == "back\n"
+
+
 async def printed_by(connection_file: Path, code: str) -> str:
     """What ``code`` prints in the kernel of ``connection_file``, run by a client of ours."""
     client = AsyncKernelClient(connection_file=str(connection_file))

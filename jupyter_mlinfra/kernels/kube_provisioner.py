@@ -122,6 +122,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
             if self.record is None or self.record.flavor != flavor.name:  # not a restart
                 await self._check_quota(server, identity, flavor)
         except CLUSTER_ERRORS as error:
+            self._forget()
             raise _refused(error) from None
         self._flavor, self._environment = flavor, environment
         policy = kwargs.pop("transport_encryption", None) or getattr(
@@ -182,11 +183,11 @@ class KubernetesProvisioner(KernelProvisionerBase):
                 return self._connection()
             if existing is not None:
                 await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
-                kernel_pods.records[record.kernel_id] = record
                 await self._gone(kernel_pods)
             await self._create(kernel_pods)
         except CLUSTER_ERRORS as error:
             await self._unreach()  # a failed start leaves no listener or pipe behind
+            self._forget()
             with contextlib.suppress(*CLUSTER_ERRORS):
                 await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
             refused = _refused(error)
@@ -356,6 +357,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
             await self._kernel_info(kernel_pods.settings.start_timeout)
         except KernelStartFailed as error:
             await self._unreach()
+            self._forget()
             await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
             raise KernelStartRefused(error) from None
         record.startup = Startup("ready", "", time.time())
@@ -446,27 +448,43 @@ class KubernetesProvisioner(KernelProvisionerBase):
         await self._end(restart, grace=None)
 
     async def _end(self, restart: bool, grace: int | None) -> None:
-        if restart:  # the launcher stops the old kernel process before starting the next
+        """Stop the kernel: its pod goes, its record stays until ``cleanup``.
+
+        jupyter_client kills with ``restart=False`` even within a ``restart_kernel(now=True)``
+        (its restarter's, after the kernel died), and says it restarts only to ``cleanup``
+        after: until then, the kernel must stay listed, or it reads as gone (404)."""
+        if restart or self._restarting:  # the launcher stops the old process, starts the next
             self._killed = True
             return
-        await self._delete(grace)
+        await self._delete_pod(grace)
 
     async def shutdown_requested(self, restart: bool = False) -> None:
         self._restarting = restart
 
     async def cleanup(self, restart: bool = False) -> None:
+        record = self.record
+        if record is None:
+            return
         if restart:
             self._restarting = True
+            if record.startup.phase == "ready":
+                record.startup = Startup("starting", "kernel restarting", time.time())
             return
-        await self._delete(None)
+        if self.ip or self.forward is not None:  # not killed before
+            await self._delete_pod(None)
+        self._forget()
 
-    async def _delete(self, grace: int | None) -> None:
+    def _forget(self) -> None:
+        """The kernel is no longer listed: it ended, or its (re)start failed."""
+        if self.record is not None:
+            _pods()[1].records.pop(self.record.kernel_id, None)
+
+    async def _delete_pod(self, grace: int | None) -> None:
+        """Delete the kernel's pod (a detached kernel's stays, for the next server)."""
         if self.record is None:
             return
         _, kernel_pods = _pods()
-        if self.detached:
-            kernel_pods.records.pop(self.record.kernel_id, None)
-        else:
+        if not self.detached:
             await kernel_pods.delete(self.record.kernel_id, self.record.namespace, grace)
         await self._unreach()
         self.ip = ""

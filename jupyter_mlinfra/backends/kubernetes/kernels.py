@@ -476,7 +476,6 @@ class KernelPods:
                       "propagationPolicy": "Background"},
             )  # fmt: skip
         await rest.delete(path_of("v1", "secrets", namespace, pods.secret_name(kernel_id)))
-        self.records.pop(kernel_id, None)
 
     async def read_keys(self, kernel_id: str, namespace: str) -> tuple[str, pods.CurveKeys | None]:
         """The keys of a kernel another server started (adoption)."""
