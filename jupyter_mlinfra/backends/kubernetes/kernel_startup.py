@@ -23,6 +23,12 @@ PULL_ERRORS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImage
 CONTAINER_ERRORS = ("CreateContainerConfigError", "CreateContainerError", "CrashLoopBackOff",
                     "RunContainerError")  # fmt: skip
 _QUOTED = re.compile(r'"([^"]+)"')
+VOLUMES_BINDING = re.compile(
+    r'persistentvolume "[^"]+" not found|unbound immediate PersistentVolumeClaims'
+)
+"""The scheduler's refusals that the volume controllers end, not capacity: a claim not bound
+yet, or bound to a volume the scheduler has not seen yet (just created). Its claim missing,
+or a volume on another node, do fail the start."""
 KUEUE_GATE = "kueue.x-k8s.io/admission"
 """The scheduling gate Kueue's pod integration puts on a plain pod it queues."""
 PHASES = ("scheduling", "unschedulable", "scaling-up", "pulling", "preparing", "starting",
@@ -162,5 +168,7 @@ def _scheduling(
         )
     if condition.get("reason") == "Unschedulable" or refused is not None:
         message = (refused or {}).get("message") or condition.get("message") or "no node fits"
+        if VOLUMES_BINDING.search(message):
+            return Startup("scheduling", f"waiting for its volumes to be bound: {message}", created)
         return Startup("unschedulable", f"unschedulable: {message}", created)
     return Startup("scheduling", "waiting for a node", created)
