@@ -150,14 +150,13 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
             log=self.log,
         )
         self.jobs = self.make_jobs(inventory)
-        self.tabs = Tabs()
+        self.tabs = Tabs(on_watched=self.follow_changes)
         self.feed: Feed | None = None
         self.settings.update(
             {
                 "mlinfra.tabs": self.tabs,
                 "mlinfra.jobs": self.jobs.api,
                 "mlinfra.inventory": inventory,
-                "mlinfra.app": self,
                 "mlinfra.settings": settings,
                 "mlinfra.identities": self.identities,
                 "mlinfra.agent": self.agent,
@@ -204,8 +203,8 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
         self.culler.start()
 
     def follow_changes(self) -> None:
-        """Start this server's one subscription to where jobs change, once a tab wants them
-        (a server nobody looks at follows nothing)."""
+        """Start this server's one subscription to where jobs change (``Tabs`` call it as a
+        tab opens: a server nobody looks at follows nothing)."""
         if self.feed is None:
             self.feed = self.make_feed()
             self.feed.start()

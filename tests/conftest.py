@@ -33,6 +33,13 @@ CSV
 """
 
 
+def mlinfra_app(serverapp: Any) -> Any:
+    """The server's ``MLInfraApp``, for tests that reach inside it (the package's own code
+    gets its collaborators, never the app)."""
+    (app,) = serverapp.extension_manager.extension_apps["jupyter_mlinfra"]
+    return app
+
+
 def write_fake_nvidia_smi(folder: Path, models: list[str]) -> Path:
     rows = "\n".join(
         f"{i}, GPU-{i:04d}-uuid, NVIDIA {model}, 81559" for i, model in enumerate(models)

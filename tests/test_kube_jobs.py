@@ -26,6 +26,7 @@ from jupyter_mlinfra.backends.kubernetes.jobs import KubernetesJobs
 from jupyter_mlinfra.identity import Identity
 
 from .cluster.fixture import KubeCluster
+from .conftest import mlinfra_app
 from .job_gate import Gate, gates
 from .jobs_client import TERMINAL, call
 from .kube_server import kueue_objects, server_config, stop_watches_first, wait_for
@@ -312,7 +313,7 @@ async def test_jobs_outlive_the_server_they_are_cluster_objects(
 ) -> None:
     job = await call(jp_fetch, "jobs", "POST", {"code": "print('kept')\n", "name": "kept"})
     await wait_for(jp_fetch, job["id"], TERMINAL)
-    app = jp_serverapp.web_app.settings["mlinfra.app"]
+    app = mlinfra_app(jp_serverapp)
     cluster = KubernetesCluster(kubeconfig=str(kube_cluster.kubeconfig))
     backend = KubernetesBackend(cluster)
     # as a restarted server builds it

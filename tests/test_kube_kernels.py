@@ -32,7 +32,7 @@ from jupyter_mlinfra.client import ENV_TOKEN
 from jupyter_mlinfra.kernels import registry
 
 from .cluster.fixture import KubeCluster
-from .conftest import ME
+from .conftest import ME, mlinfra_app
 from .lab_server import LabServer, running_lab
 from .rbac import Request, refused, rights
 from .test_handlers import conforms
@@ -114,7 +114,7 @@ def stop_kernels(jp_serverapp: Any, jp_asyncio_loop: Any) -> Iterator[None]:
     runs (pytest-jupyter stops the server itself only after the cluster fixture is gone)."""
     yield
     manager = jp_serverapp.kernel_manager
-    app = jp_serverapp.web_app.settings.get("mlinfra.app")
+    app = mlinfra_app(jp_serverapp)
 
     async def stop_all() -> None:
         await asyncio.gather(*(manager.shutdown_kernel(k) for k in manager.list_kernel_ids()))
@@ -648,7 +648,7 @@ async def test_a_kernel_pod_lets_in_only_its_owners_server(
 async def test_idle_gpu_pod_kernel_is_warned_then_culled(
     jp_fetch: Any, jp_serverapp: Any, cluster: KubeCluster
 ) -> None:
-    app = jp_serverapp.web_app.settings["mlinfra.app"]
+    app = mlinfra_app(jp_serverapp)
     app.culler.timeout, app.culler.warning = 3.0, 1.0  # as accelerator_kernel_idle_timeout
     app.culler.start()
     gpu = await start(jp_fetch, "a100x1")

@@ -15,6 +15,7 @@ from jupyter_mlinfra.jobs.policy import Policy
 from jupyter_mlinfra.kernels.local_kernels import LocalKernels
 from jupyter_mlinfra.settings import Settings, SettingsTraits
 
+from .conftest import mlinfra_app
 from .jobs_client import call
 
 
@@ -72,7 +73,7 @@ class TestJobsClass:
     async def test_the_configured_class_holds_the_jobs(
         self, jp_fetch: Any, jp_serverapp: Any
     ) -> None:
-        app = jp_serverapp.web_app.settings["mlinfra.app"]
+        app = mlinfra_app(jp_serverapp)
         assert type(app.jobs) is OwnJobs
         assert type(app.kernels.backend) is LocalKernels  # chosen by backend = 'local'
         assert (await call(jp_fetch, "jobs"))["jobs"] == []

@@ -49,7 +49,6 @@ class LiveHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         super().open(*args, **kwargs)
         identity = self.settings["mlinfra.identities"].of(self.current_user)
         self.tab = self.tabs.open(identity, self._send)
-        self.settings["mlinfra.app"].follow_changes()
 
     def _send(self, text: str) -> bool:
         if self.ws_connection is None or self.ws_connection.is_closing():

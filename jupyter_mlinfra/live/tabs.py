@@ -33,7 +33,10 @@ class Tab:
 
 
 class Tabs:
-    def __init__(self) -> None:
+    def __init__(self, on_watched: Callable[[], None] = lambda: None) -> None:
+        """``on_watched``: called as each tab opens, to start following changes (a server
+        nobody looks at follows nothing)."""
+        self._on_watched = on_watched
         self._tabs: set[Tab] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         """The server's, where the websockets are: known once a tab opens."""
@@ -49,6 +52,7 @@ class Tabs:
         self._tabs.add(tab)
         hello: LiveMessage = {"type": "hello", "user": identity.user, "live": self.live}
         self._send(tab, json.dumps(hello))
+        self._on_watched()
         return tab
 
     def close(self, tab: Tab) -> None:
