@@ -84,6 +84,7 @@ class KernelService:
             "last_activity": _epoch(getattr(manager, "last_activity", None)),
             "execution_state": getattr(manager, "execution_state", "starting"),
             "state": "running",
+            "since": lease.created,
             "reason": "",
             "ended": None,
             "last_exit": self.deaths.to_json(kernel_id),

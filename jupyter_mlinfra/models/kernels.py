@@ -81,6 +81,14 @@ class Kernel(TypedDict):
             ),
         ]
     ]
+    since: Annotated[
+        float | None,
+        Field(
+            description="Epoch seconds when the kernel entered its current phase (its state, "
+            "for a kernel without one); null when unknown. How long a start has waited is "
+            "counted from here: reason never carries it."
+        ),
+    ]
     reason: Annotated[str, Field(examples=["idle for 3600 s"])]
     ended: Annotated[float | None, Field(description="Epoch seconds, once stopped or culled.")]
     last_exit: NotRequired[LastExit | None]

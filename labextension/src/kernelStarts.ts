@@ -21,10 +21,29 @@ export function phaseLabel(kernel: IKernel): string {
   return kernel.phase ? PHASE_LABELS[kernel.phase] : kernel.state;
 }
 
+/** Now, in the server's unit: epoch seconds. */
+export function nowSeconds(): number {
+  return Date.now() / 1000;
+}
+
+/** How long a starting kernel has been in its phase, `12 s`; null for any other or unknown. */
+export function elapsedText(kernel: IKernel, now: number = nowSeconds()): string | null {
+  if (kernel.state !== 'starting' || kernel.since === null) {
+    return null;
+  }
+  return `${Math.max(0, Math.round(now - kernel.since))} s`;
+}
+
+/** Why a starting kernel waits and for how long: `Pulling image "pytorch/..." (12 s)`. */
+export function waitingText(kernel: IKernel, now: number = nowSeconds()): string {
+  const elapsed = elapsedText(kernel, now);
+  return kernel.reason && elapsed ? `${kernel.reason} (${elapsed})` : kernel.reason;
+}
+
 /** `pulling image: Pulling image "pytorch/..." (12 s)`; the phase alone without a reason. */
-export function startingText(kernel: IKernel): string {
+export function startingText(kernel: IKernel, now: number = nowSeconds()): string {
   const label = phaseLabel(kernel);
-  return kernel.reason ? `${label}: ${kernel.reason}` : label;
+  return kernel.reason ? `${label}: ${waitingText(kernel, now)}` : label;
 }
 
 /** The kernels the sidebar lists: `user`'s starting and running ones, starting ones first. */
@@ -71,19 +90,27 @@ export function findStart(kernels: readonly IKernel[], request: IStartRequest): 
 }
 
 /** What the notification says while `flavor`'s kernel starts (`kernel`: null until listed). */
-export function progressMessage(flavor: string, kernel: IKernel | null): string {
+export function progressMessage(
+  flavor: string,
+  kernel: IKernel | null,
+  now: number = nowSeconds()
+): string {
   const what = `Starting a kernel on ${flavor || kernel?.flavor || 'the default flavor'}`;
-  return kernel === null ? `${what}…` : `${what} — ${startingText(kernel)}`;
+  return kernel === null ? `${what}…` : `${what} — ${startingText(kernel, now)}`;
 }
 
 /** What the status bar says while a kernel starts: `a100x1 · pulling image (12 s)`. */
-export function progressStatusText(flavor: string, kernel: IKernel | null): string {
+export function progressStatusText(
+  flavor: string,
+  kernel: IKernel | null,
+  now: number = nowSeconds()
+): string {
   const name = kernel?.flavor || flavor || 'kernel';
   if (kernel === null) {
     return `${name} · starting…`;
   }
-  const elapsed = /\((\d+ s)\)$/.exec(kernel.reason);
-  return `${name} · ${phaseLabel(kernel)}${elapsed ? ` (${elapsed[1]})` : ''}`;
+  const elapsed = elapsedText(kernel, now);
+  return `${name} · ${phaseLabel(kernel)}${elapsed ? ` (${elapsed})` : ''}`;
 }
 
 /** The prefix of the kernelspecs the server generates for its environments. */

@@ -544,6 +544,8 @@ export interface components {
              * @enum {string}
              */
             phase?: "scheduling" | "unschedulable" | "scaling-up" | "pulling" | "preparing" | "starting" | "ready" | "failed";
+            /** @description Epoch seconds when the kernel entered its current phase (its state, for a kernel without one); null when unknown. How long a start has waited is counted from here: reason never carries it. */
+            since: number | null;
             /** @example idle for 3600 s */
             reason: string;
             /** @description Epoch seconds, once stopped or culled. */

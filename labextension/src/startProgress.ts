@@ -114,8 +114,8 @@ export class KernelStartProgress {
         } catch {
           continue; // the start's own answer reports a failing server
         }
-        const moved = JSON.stringify(kernel) !== JSON.stringify(progress.kernel);
-        if (pending && kernel !== null && moved) {
+        // shown anew even unchanged: how long its phase has lasted grows
+        if (pending && kernel !== null) {
           progress.kernel = kernel;
           show(progressMessage(flavor, kernel), 'in-progress', false);
           this._changed.emit();

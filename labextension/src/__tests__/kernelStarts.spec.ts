@@ -8,6 +8,7 @@ import { explainDeath } from '../kernelDeaths';
 import { reasonText } from '../kernelList';
 import {
   activeKernels,
+  elapsedText,
   findStart,
   progressMessage,
   progressStatusText,
@@ -22,22 +23,34 @@ import { makeKernel } from './jobs';
 const OLD = 'aaaaaaaa-0000-0000-0000-000000000000';
 
 describe('kernel start state', () => {
-  it("says a starting kernel's phase and the cluster's reason", () => {
-    const kernel = makeKernel();
-    expect(startingText(kernel)).toBe(
+  it("says a starting kernel's phase, the cluster's reason and how long so far", () => {
+    const kernel = makeKernel(); // pulling since 1003
+    const now = 1015.4;
+    expect(startingText(kernel, now)).toBe(
       'pulling image: Pulling image "pytorch/pytorch:2.5.1" (12 s)'
     );
-    expect(startingText(makeKernel({ phase: 'scheduling', reason: '' }))).toBe(
+    expect(startingText(makeKernel({ phase: 'scheduling', reason: '' }), now)).toBe(
       'waiting for a node'
     );
     expect(progressMessage('a100x1', null)).toBe('Starting a kernel on a100x1…');
     expect(progressMessage('', null)).toBe('Starting a kernel on the default flavor…');
-    expect(progressMessage('', kernel)).toBe(
+    expect(progressMessage('', kernel, now)).toBe(
       'Starting a kernel on a100x1 — pulling image: ' +
         'Pulling image "pytorch/pytorch:2.5.1" (12 s)'
     );
-    expect(progressStatusText('a100x1', kernel)).toBe('a100x1 · pulling image (12 s)');
+    expect(progressStatusText('a100x1', kernel, now)).toBe('a100x1 · pulling image (12 s)');
+    expect(progressStatusText('a100x1', kernel, now + 30)).toBe('a100x1 · pulling image (42 s)');
     expect(progressStatusText('a100x1', null)).toBe('a100x1 · starting…');
+  });
+
+  it('counts no time for a phase whose start is unknown, nor for a kernel not starting', () => {
+    const unknown = makeKernel({ since: null });
+    expect(elapsedText(unknown, 2000)).toBeNull();
+    expect(startingText(unknown, 2000)).toBe('pulling image: Pulling image "pytorch/pytorch:2.5.1"');
+    expect(progressStatusText('', unknown, 2000)).toBe('a100x1 · pulling image');
+    const running = makeKernel({ state: 'running', phase: 'ready', reason: '' });
+    expect(elapsedText(running, 2000)).toBeNull();
+    expect(elapsedText(makeKernel({ since: 1010 }), 1005)).toBe('0 s'); // clocks apart
   });
 
   it('reads the environment and flavor of generated kernelspecs only', () => {
@@ -130,17 +143,23 @@ describe('KernelStartProgress', () => {
     expect(notices()).toHaveLength(0); // not listed yet: it may be ready at once
     expect(progress.current?.kernel).toBeNull();
 
-    const mine = makeKernel({ id: 'new-kernel', started: 2000, phase: 'scheduling', reason: '' });
+    const mine = makeKernel({
+      id: 'new-kernel',
+      started: 2000,
+      phase: 'scheduling',
+      since: null,
+      reason: ''
+    });
     kernels = [...kernels, mine];
     await until(() => progress.current?.kernel?.id === 'new-kernel');
     expect(notices()[0].type).toBe('in-progress');
     expect(notices()[0].message).toBe('Starting a kernel on a100x1 — waiting for a node');
 
-    kernels = [kernels[0], { ...mine, phase: 'pulling', reason: 'Pulling image "x" (3 s)' }];
+    kernels = [kernels[0], { ...mine, phase: 'pulling', reason: 'Pulling image "x"' }];
     await until(() => progress.current?.kernel?.phase === 'pulling');
     expect(notices()).toHaveLength(1); // the same notification, updated
     expect(notices()[0].message).toBe(
-      'Starting a kernel on a100x1 — pulling image: Pulling image "x" (3 s)'
+      'Starting a kernel on a100x1 — pulling image: Pulling image "x"'
     );
 
     json(res, 201, { ...mine, state: 'running', phase: 'ready', reason: '' });
@@ -164,8 +183,8 @@ describe('KernelStartProgress', () => {
     await until(() => answers.length === 2);
     kernels = [
       ...kernels,
-      makeKernel({ id: 'one', started: 2000, reason: 'Pulling image "one" (1 s)' }),
-      makeKernel({ id: 'two', started: 2001, reason: 'Pulling image "two" (1 s)' })
+      makeKernel({ id: 'one', started: 2000, reason: 'Pulling image "one"' }),
+      makeKernel({ id: 'two', started: 2001, reason: 'Pulling image "two"' })
     ];
     await until(() => notices().length === 2);
     const said = notices().map(n => n.message);
@@ -178,14 +197,14 @@ describe('KernelStartProgress', () => {
   }, 10000);
 
   it('follows a start the server lists before it is followed (a notebook session)', async () => {
-    const early = makeKernel({ id: 'early', started: 2000 });
+    const early = makeKernel({ id: 'early', started: 2000, since: null });
     kernels = [...kernels, early];
     const progress = new KernelStartProgress(settings);
     let ready!: () => void;
     const started = progress.track('', 'pytorch', () => new Promise<void>(r => (ready = r)));
     await until(() => progress.current?.kernel?.id === 'early');
     expect(notices()[0].message).toBe(
-      'Starting a kernel on a100x1 — pulling image: Pulling image "pytorch/pytorch:2.5.1" (12 s)'
+      'Starting a kernel on a100x1 — pulling image: Pulling image "pytorch/pytorch:2.5.1"'
     );
     ready();
     await started;
@@ -246,6 +265,6 @@ describe('a kernel that died', () => {
     const running = makeKernel({ state: 'running', phase: 'ready', reason: '', last_exit: oom });
     expect(reasonText(running)).toMatch(/^Restarted after it died at .+: OOMKilled: the kernel/);
     expect(reasonText({ ...running, last_exit: null })).toBe('');
-    expect(reasonText(makeKernel())).toBe('Pulling image "pytorch/pytorch:2.5.1" (12 s)');
+    expect(reasonText(makeKernel(), 1015)).toBe('Pulling image "pytorch/pytorch:2.5.1" (12 s)');
   });
 });

@@ -86,7 +86,7 @@ describe('MLInfraModel', () => {
 
     let changes = 0;
     model.changed.connect(() => changes++);
-    kernels = [running, { ...starting, phase: 'starting', reason: 'kernel starting (1 s)' }];
+    kernels = [running, { ...starting, phase: 'starting', reason: 'kernel starting' }];
     await model.refresh();
     expect(changes).toBe(1);
     expect(model.kernels[0].phase).toBe('starting');
