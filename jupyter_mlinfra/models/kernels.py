@@ -101,6 +101,25 @@ class KernelList(TypedDict):
     kernels: list[Kernel]
 
 
+@with_config(WIRE)
+class KernelSpecStart(TypedDict):
+    """What a kernelspec the server generates starts: its ``metadata.mlinfra`` in jupyter_server's
+    ``GET /api/kernelspecs``. The labextension reads these, never the spec's name."""
+
+    environment: str
+    flavor: Annotated[
+        str, Field(description="The flavor its kernels start on (the default flavor's name too).")
+    ]
+    default_flavor: Annotated[
+        bool,
+        Field(description="The environment's entry on the default flavor, not a per-flavor one."),
+    ]
+
+
+SCHEMAS = (KernelSpecStart,)
+"""Models the browser reads outside this API's answers (in jupyter_server's kernelspecs)."""
+
+
 def _links() -> dict[str, Any]:
     """Links from an answer that is a kernel to the operations on it."""
     kernel = {"kernel_id": "$response.body#/id"}

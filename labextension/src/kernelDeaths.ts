@@ -54,7 +54,8 @@ export function watchKernelDeaths(tracker: INotebookTracker): void {
   const watch = (panel: NotebookPanel): void => {
     panel.sessionContext.statusChanged.connect((context, status) => {
       const kernel = context.session?.kernel;
-      if (status !== 'autorestarting' || !kernel || specStart(kernel.name) === null) {
+      const spec = kernel && context.specsManager.specs?.kernelspecs[kernel.name];
+      if (status !== 'autorestarting' || !kernel || specStart(spec) === null) {
         return;
       }
       void explainDeath(kernel.id).then(message => {

@@ -2,7 +2,9 @@
  * What a kernel's start looks like to a person while a cluster gets it ready: pure functions
  * over `GET kernels` answers, shared by the sidebar, the status bar and the notification.
  */
-import { IKernel, KernelPhase } from './tokens';
+import { KernelSpec } from '@jupyterlab/services';
+
+import { IKernel, IKernelSpecStart, KernelPhase } from './tokens';
 
 /** A few words for each phase of a pod kernel's start. */
 export const PHASE_LABELS: Record<KernelPhase, string> = {
@@ -113,20 +115,13 @@ export function progressStatusText(
   return `${name} · ${phaseLabel(kernel)}${elapsed ? ` (${elapsed})` : ''}`;
 }
 
-/** The prefix of the kernelspecs the server generates for its environments. */
-export const SPEC_PREFIX = 'mlinfra-';
-
 /**
- * The environment and flavor a generated kernelspec starts: `mlinfra-<environment>` (on the
- * default flavor, '') or `mlinfra-<environment>--<flavor>`; null for any other kernelspec.
+ * What a kernelspec the server generates starts (its `metadata.mlinfra`); null for any other
+ * kernelspec, or one not known (yet).
  */
-export function specStart(name: string): { environment: string; flavor: string } | null {
-  if (!name.startsWith(SPEC_PREFIX) || name.length === SPEC_PREFIX.length) {
-    return null;
-  }
-  const rest = name.slice(SPEC_PREFIX.length);
-  const split = rest.indexOf('--');
-  return split < 0
-    ? { environment: rest, flavor: '' }
-    : { environment: rest.slice(0, split), flavor: rest.slice(split + 2) };
+export function specStart(spec: KernelSpec.ISpecModel | null | undefined): IKernelSpecStart | null {
+  const start = spec?.metadata?.mlinfra as Partial<IKernelSpecStart> | undefined;
+  return typeof start?.environment === 'string' && typeof start.flavor === 'string'
+    ? (start as IKernelSpecStart)
+    : null;
 }

@@ -556,6 +556,14 @@ export interface components {
         KernelList: {
             kernels: components["schemas"]["Kernel"][];
         };
+        /** @description What a kernelspec the server generates starts: its ``metadata.mlinfra`` in jupyter_server's ``GET /api/kernelspecs``. The labextension reads these, never the spec's name. */
+        KernelSpecStart: {
+            environment: string;
+            /** @description The flavor its kernels start on (the default flavor's name too). */
+            flavor: string;
+            /** @description The environment's entry on the default flavor, not a per-flavor one. */
+            default_flavor: boolean;
+        };
         /** @description The body of ``POST kernels``; absent or empty, the caller's defaults. */
         KernelStart: {
             /** @description Default: the caller's default environment. */

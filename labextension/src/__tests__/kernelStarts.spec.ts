@@ -1,7 +1,7 @@
 import * as http from 'http';
 
 import { Notification } from '@jupyterlab/apputils';
-import { ServerConnection } from '@jupyterlab/services';
+import { KernelSpec, ServerConnection } from '@jupyterlab/services';
 
 import { startKernel } from '../api';
 import { explainDeath } from '../kernelDeaths';
@@ -53,14 +53,26 @@ describe('kernel start state', () => {
     expect(elapsedText(makeKernel({ since: 1010 }), 1005)).toBe('0 s'); // clocks apart
   });
 
-  it('reads the environment and flavor of generated kernelspecs only', () => {
-    expect(specStart('mlinfra-pytorch')).toEqual({ environment: 'pytorch', flavor: '' });
-    expect(specStart('mlinfra-py-cuda--a100x1')).toEqual({
-      environment: 'py-cuda',
-      flavor: 'a100x1'
+  it('reads what a generated kernelspec starts from its metadata, not its name', () => {
+    const spec = (
+      name: string,
+      metadata?: KernelSpec.ISpecModel['metadata']
+    ): KernelSpec.ISpecModel => ({
+      name,
+      display_name: name,
+      language: 'python',
+      argv: [],
+      resources: {},
+      metadata
     });
-    expect(specStart('python3')).toBeNull();
-    expect(specStart('mlinfra-')).toBeNull();
+    const start = { environment: 'py-cuda', flavor: 'a100x1', default_flavor: false };
+    expect(specStart(spec('mlinfra-py-cuda--a100x1', { mlinfra: start }))).toEqual(start);
+    // a name the server may make differently one day says nothing by itself
+    expect(specStart(spec('renamed', { mlinfra: start }))).toEqual(start);
+    expect(specStart(spec('mlinfra-pytorch'))).toBeNull();
+    expect(specStart(spec('python3', { debugger: true }))).toBeNull();
+    expect(specStart(spec('odd', { mlinfra: { environment: 'x' } }))).toBeNull();
+    expect(specStart(undefined)).toBeNull();
   });
 
   it("lists the user's starting kernels, then running ones, and no ended ones", () => {
