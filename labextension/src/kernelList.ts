@@ -5,12 +5,9 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { nowSeconds, phaseLabel, waitingText } from './kernelStarts';
+import { CLOCK_INTERVAL, nowSeconds, phaseLabel, waitingText } from './kernelStarts';
 import { renderRows, span } from './rows';
 import { IKernel } from './tokens';
-
-/** How often the time a start has waited is shown anew (ms). */
-export const CLOCK_INTERVAL = 1000;
 
 /** Why a starting kernel waits; for a running one, why it last died and was restarted. */
 export function reasonText(kernel: IKernel, now: number = nowSeconds()): string {

@@ -1,6 +1,7 @@
 /**
  * What a kernel's start looks like to a person while a cluster gets it ready: pure functions
- * over `GET kernels` answers, shared by the sidebar, the status bar and the notification.
+ * over `GET kernels` answers, shared by the sidebar, the status bar and the notification; how
+ * long a start has waited is counted here from the kernel's `since`.
  */
 import { KernelSpec } from '@jupyterlab/services';
 
@@ -22,6 +23,9 @@ export const PHASE_LABELS: Record<KernelPhase, string> = {
 export function phaseLabel(kernel: IKernel): string {
   return kernel.phase ? PHASE_LABELS[kernel.phase] : kernel.state;
 }
+
+/** How often the time a start has waited is shown anew (ms): it grows with no change pushed. */
+export const CLOCK_INTERVAL = 1000;
 
 /** Now, in the server's unit: epoch seconds. */
 export function nowSeconds(): number {

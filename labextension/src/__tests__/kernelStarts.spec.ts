@@ -10,13 +10,16 @@ import {
   activeKernels,
   elapsedText,
   findStart,
+  nowSeconds,
   progressMessage,
   progressStatusText,
   specStart,
   startingText
 } from '../kernelStarts';
-import { KernelStartProgress, PROGRESS_INTERVAL } from '../startProgress';
+import { KernelsModel } from '../kernelsModel';
+import { KernelStartProgress } from '../startProgress';
 import { IKernel } from '../tokens';
+import { FakeLive } from './fakeLive';
 import { FakeServer, json } from './fakeServer';
 import { makeKernel } from './jobs';
 
@@ -115,12 +118,14 @@ describe('KernelStartProgress', () => {
   let settings: ServerConnection.ISettings;
   let kernels: IKernel[];
   let post: Promise<http.ServerResponse>;
+  let live: FakeLive;
+  let model: KernelsModel;
 
   beforeAll(async () => {
     settings = await server.start();
   });
   afterAll(() => server.stop());
-  beforeEach(() => {
+  beforeEach(async () => {
     server.routes.clear();
     Notification.manager.dismiss();
     kernels = [makeKernel({ id: OLD, state: 'running', phase: 'ready', reason: '' })];
@@ -129,20 +134,30 @@ describe('KernelStartProgress', () => {
     post = new Promise(resolve => {
       server.routes.set('POST kernels', (_, res) => resolve(res));
     });
+    live = new FakeLive();
+    model = new KernelsModel(live, settings);
+    live.push({ type: 'hello', user: 'ada', live: true });
+    await until(() => model.loaded);
   });
+  afterEach(() => model.dispose());
 
   const wait = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
   const notices = () => Notification.manager.notifications;
-  /** Wait until `check` holds (the progress polls every second), at most 5 s. */
-  const until = async (check: () => boolean): Promise<void> => {
-    for (let waited = 0; !check() && waited < 5000; waited += 50) {
-      await wait(50);
+  /** Wait until `check` holds, at most 5 s. */
+  async function until(check: () => boolean): Promise<void> {
+    for (let waited = 0; !check() && waited < 5000; waited += 20) {
+      await wait(20);
     }
     expect(check()).toBe(true);
+  }
+  /** The server lists `now`, and pushes that the kernels changed. */
+  const change = (now: IKernel[]): void => {
+    kernels = now;
+    live.push({ type: 'kernels' });
   };
 
   it('updates one notification in place, then says ready', async () => {
-    const progress = new KernelStartProgress(settings);
+    const progress = new KernelStartProgress(model);
     const seen: string[] = [];
     progress.changed.connect(() => {
       seen.push(progress.current?.kernel?.phase ?? (progress.current ? 'asked' : 'done'));
@@ -151,7 +166,6 @@ describe('KernelStartProgress', () => {
       startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings)
     );
     const res = await post;
-    await wait(PROGRESS_INTERVAL * 1.2);
     expect(notices()).toHaveLength(0); // not listed yet: it may be ready at once
     expect(progress.current?.kernel).toBeNull();
 
@@ -162,12 +176,12 @@ describe('KernelStartProgress', () => {
       since: null,
       reason: ''
     });
-    kernels = [...kernels, mine];
+    change([...kernels, mine]);
     await until(() => progress.current?.kernel?.id === 'new-kernel');
     expect(notices()[0].type).toBe('in-progress');
     expect(notices()[0].message).toBe('Starting a kernel on a100x1 — waiting for a node');
 
-    kernels = [kernels[0], { ...mine, phase: 'pulling', reason: 'Pulling image "x"' }];
+    change([kernels[0], { ...mine, phase: 'pulling', reason: 'Pulling image "x"' }]);
     await until(() => progress.current?.kernel?.phase === 'pulling');
     expect(notices()).toHaveLength(1); // the same notification, updated
     expect(notices()[0].message).toBe(
@@ -186,18 +200,18 @@ describe('KernelStartProgress', () => {
   it('tells two starts of the same flavor and environment apart', async () => {
     const answers: http.ServerResponse[] = [];
     server.routes.set('POST kernels', (_, res) => answers.push(res));
-    const progress = new KernelStartProgress(settings);
+    const progress = new KernelStartProgress(model);
     const track = () =>
       progress.track('a100x1', 'pytorch', () =>
         startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings)
       );
     const starts = [track(), track()];
     await until(() => answers.length === 2);
-    kernels = [
+    change([
       ...kernels,
       makeKernel({ id: 'one', started: 2000, reason: 'Pulling image "one"' }),
       makeKernel({ id: 'two', started: 2001, reason: 'Pulling image "two"' })
-    ];
+    ]);
     await until(() => notices().length === 2);
     const said = notices().map(n => n.message);
     expect(said.some(m => m.includes('"one"'))).toBe(true);
@@ -210,8 +224,9 @@ describe('KernelStartProgress', () => {
 
   it('follows a start the server lists before it is followed (a notebook session)', async () => {
     const early = makeKernel({ id: 'early', started: 2000, since: null });
-    kernels = [...kernels, early];
-    const progress = new KernelStartProgress(settings);
+    change([...kernels, early]);
+    await until(() => model.get('early') !== null); // listed before the start is followed
+    const progress = new KernelStartProgress(model);
     let ready!: () => void;
     const started = progress.track('', 'pytorch', () => new Promise<void>(r => (ready = r)));
     await until(() => progress.current?.kernel?.id === 'early');
@@ -223,19 +238,36 @@ describe('KernelStartProgress', () => {
     expect(notices()[0].message).toBe('Kernel ready on a100x1');
   });
 
+  it('counts how long the phase has lasted with nothing pushed, and never asks', async () => {
+    const progress = new KernelStartProgress(model);
+    let ready!: () => void;
+    const started = progress.track('a100x1', 'pytorch', () => new Promise<void>(r => (ready = r)));
+    change([...kernels, makeKernel({ id: 'pulling', started: 2000, since: nowSeconds() - 5 })]);
+    await until(() => notices().length === 1);
+    const asked = server.calls('kernels').length;
+    const first = notices()[0].message;
+    expect(first).toMatch(/Pulling image "pytorch\/pytorch:2.5.1" \((5|6) s\)$/);
+    await until(() => notices()[0].message !== first); // a second later, by the page's clock
+    expect(notices()[0].message).toMatch(/\((6|7) s\)$/);
+    expect(server.calls('kernels')).toHaveLength(asked);
+    ready();
+    await started;
+  });
+
   it('shows nothing for a kernel that is ready before it is listed as starting', async () => {
-    const progress = new KernelStartProgress(settings);
+    const progress = new KernelStartProgress(model);
     const started = progress.track('cpu', 'python', () =>
       startKernel({ flavor: 'cpu', environment: 'python' }, settings)
     );
     json(await post, 201, makeKernel({ id: 'quick', state: 'running', phase: undefined }));
     expect((await started).id).toBe('quick');
-    await wait(PROGRESS_INTERVAL * 1.2);
+    change([...kernels, makeKernel({ id: 'quick', state: 'running', phase: undefined })]);
+    await until(() => model.get('quick') !== null);
     expect(notices()).toHaveLength(0);
   });
 
   it("ends as an error carrying the cluster's reason when the start is refused", async () => {
-    const progress = new KernelStartProgress(settings);
+    const progress = new KernelStartProgress(model);
     const started = progress.track('a100x8', 'pytorch', () =>
       startKernel({ flavor: 'a100x8', environment: 'pytorch' }, settings)
     );
@@ -254,6 +286,8 @@ describe('a kernel that died', () => {
   const server = new FakeServer();
   let settings: ServerConnection.ISettings;
   let kernels: IKernel[];
+  let live: FakeLive;
+  let model: KernelsModel;
   const oom = { at: 1100, reason: "OOMKilled: the kernel ran out of the flavor's memory" };
 
   beforeAll(async () => {
@@ -261,16 +295,34 @@ describe('a kernel that died', () => {
     server.routes.set('GET kernels', (_, res) => json(res, 200, { kernels }));
   });
   afterAll(() => server.stop());
+  beforeEach(() => {
+    kernels = [];
+    live = new FakeLive();
+    model = new KernelsModel(live, settings);
+    live.push({ type: 'hello', user: 'ada', live: true });
+  });
+  afterEach(() => model.dispose());
 
-  it('is explained once per death, with the reason the server recorded', async () => {
+  it('is explained once per death, with the reason the server recorded and pushed', async () => {
     const id = 'died-once';
     kernels = [makeKernel({ id, state: 'running', phase: 'ready', reason: '', last_exit: oom })];
-    expect(await explainDeath(id, settings)).toBe(
+    live.push({ type: 'kernels' });
+    expect(await explainDeath(id, model)).toBe(
       `The kernel on a100x1 died and is restarting: ${oom.reason}`
     );
-    const again = explainDeath(id, settings); // the same death is not told twice...
+    const again = explainDeath(id, model); // the same death is not told twice...
+    const asked = server.calls('kernels').length;
+    await new Promise(resolve => setTimeout(resolve, 300));
+    expect(server.calls('kernels')).toHaveLength(asked); // ...nor asked about: it is pushed
     kernels = [{ ...kernels[0], last_exit: { at: 1200, reason: 'Evicted: node drained' } }];
+    live.push({ type: 'kernels' });
     expect(await again).toBe('The kernel on a100x1 died and is restarting: Evicted: node drained');
+  });
+
+  it('is not explained when no reason comes in time', async () => {
+    kernels = [makeKernel({ id: 'quiet', state: 'running', phase: 'ready', reason: '' })];
+    live.push({ type: 'kernels' });
+    expect(await explainDeath('quiet', model, 200)).toBeNull();
   });
 
   it('says in the Kernels section why a running kernel was restarted', () => {
