@@ -137,11 +137,13 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
             self.log.error("jupyter_mlinfra: %s", error.message)
             raise
         self.inventory = inventory
+        self.tabs = Tabs(on_watched=self.follow_changes)  # called once a tab opens
         self.kernels = KernelService(
             getattr(self.serverapp, "kernel_manager", None),
             inventory,
             self.kernels_backend,
             self.log,
+            changed=self.tabs.kernels,
         )
         self.culler = IdleCuller(
             self.kernels,
@@ -150,7 +152,6 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
             log=self.log,
         )
         self.jobs = self.make_jobs(inventory)
-        self.tabs = Tabs(on_watched=self.follow_changes)
         self.feed: Feed | None = None
         self.settings.update(
             {

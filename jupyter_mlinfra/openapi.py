@@ -65,7 +65,8 @@ ERRORS = {
 
 def document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
-    models = sorted({*_models(OPERATIONS), *live.MESSAGES}, key=lambda m: m.__name__)
+    extra = (*live.MESSAGES, *kernels.SCHEMAS)
+    models = sorted({*_models(OPERATIONS), *extra}, key=lambda m: m.__name__)
     refs, definitions = TypeAdapter.json_schemas(
         [(m, "validation", TypeAdapter(m)) for m in models], ref_template=REF
     )

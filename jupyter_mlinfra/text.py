@@ -161,6 +161,9 @@ def kernel_rows(listing: kernels.KernelList, now: float | None = None) -> Table:
         exit_ = kernel.get("last_exit")
         if state == "starting":
             state = f"starting: {kernel.get('phase') or '-'}"
+            since = kernel["since"]
+            if since is not None and detail:
+                detail = f"{detail} ({duration(now - since)})"
         elif state == "running" and exit_:
             detail = f"restarted {duration(now - exit_['at'])} ago after: {exit_['reason']}"
         idle = kernel["last_activity"] if state == "running" else None

@@ -17,8 +17,14 @@ def test_an_exit_code_in_words() -> None:
     assert process_exit_reason(-200) == "the kernel process was killed by signal 200"
 
 
-def test_a_death_is_noted_once_until_the_kernel_lives_again() -> None:
-    deaths = Deaths()
+def test_a_death_is_noted_and_told_once_until_the_kernel_lives_again() -> None:
+    told: list[str] = []
+
+    def tell() -> None:  # the browser tabs then read the kernels: the death is there already
+        last = deaths.to_json("k")
+        told.append(last["reason"] if last else "")
+
+    deaths = Deaths(tell)
     assert deaths.to_json("k") is None
     alive_since = time.time() - 10
     deaths.died("k", "OOMKilled", alive_since)
@@ -29,5 +35,6 @@ def test_a_death_is_noted_once_until_the_kernel_lives_again() -> None:
     deaths.died("k", "Evicted", time.time() + 1)  # restarted since, then died again
     second = deaths.to_json("k")
     assert second is not None and second["reason"] == "Evicted"
+    assert told == ["OOMKilled", "Evicted"]  # each death told once, after it is noted
     deaths.forget_all_but({"other"})
     assert deaths.to_json("k") is None

@@ -167,7 +167,12 @@ async def test_kernelspecs_show_exactly_the_entitled_environments(jp_fetch: Any)
         "provisioner_name": "mlinfra-local-provisioner",
         "config": {"environment": "pytorch", "flavor": ""},
     }
+    # what the browser reads of a generated spec (never its name), as the API documents it
+    start = pytorch["metadata"]["mlinfra"]
+    conforms(start, "KernelSpecStart")
+    assert start == {"environment": "pytorch", "flavor": "cpu", "default_flavor": True}
     assert body["kernelspecs"]["python3"]["spec"]["metadata"].get("kernel_provisioner") is None
+    assert body["kernelspecs"]["python3"]["spec"]["metadata"].get("mlinfra") is None
     assert "logo-64x64" in body["kernelspecs"]["mlinfra-python"]["resources"]
 
 

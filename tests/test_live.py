@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -292,6 +293,36 @@ async def test_a_kernel_start_and_stop_tell_the_tab(jp_fetch: Any, jp_ws_fetch: 
         del tab.seen[:]
         await call(jp_fetch, f"kernels/{kernel['id']}", "DELETE")
         await tab.until(lambda m: m == {"type": "kernels"})
+    finally:
+        tab.ws.close()
+
+
+async def test_a_kernels_switch_of_flavor_and_its_death_tell_the_tab(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any
+) -> None:
+    """The kernels the tab then reads show the new flavor, and why the kernel died (the death
+    is told as soon as it is noted, before the restart that follows is done)."""
+    tab = await live_tab(jp_ws_fetch, jp_fetch)
+    kernels: Callable[[Message], bool] = lambda m: m == {"type": "kernels"}  # noqa: E731
+    try:
+        kernel = await call(jp_fetch, "kernels", "POST", {"flavor": "cpu"})
+        await tab.until(kernels)
+        await call(jp_fetch, f"kernels/{kernel['id']}", "PATCH", {"flavor": "a100x1"})
+        await tab.until(kernels)
+        manager = jp_serverapp.kernel_manager.get_kernel(kernel["id"])
+        first = manager.provisioner.pid
+        os.kill(first, signal.SIGKILL)
+        await tab.until(kernels)
+        # told once noted: the tab's reading shows why it died
+        seen = await call(jp_fetch, f"kernels/{kernel['id']}")
+        assert seen["flavor"] == "a100x1"
+        assert "killed by SIGKILL" in seen["last_exit"]["reason"]
+
+        async def restarted() -> bool:  # a kernel shut down mid-restart fails the teardown
+            return manager.provisioner.pid not in (None, first) and bool(await manager.is_alive())
+
+        await until(restarted)
+        await manager.ready
     finally:
         tab.ws.close()
 

@@ -13,14 +13,14 @@ NOW = 10_000.0
 def kernel(**overrides: Any) -> dict[str, Any]:
     return {
         "id": "k1", "owner": "ada", "flavor": "a100x1", "environment": "pytorch",
-        "devices": [], "state": "running", "phase": "ready", "reason": "",
+        "devices": [], "state": "running", "phase": "ready", "since": NOW - 600, "reason": "",
         "last_activity": NOW - 65, "last_exit": None, **overrides,
     }  # fmt: skip
 
 
 def test_starting_running_and_restarted_kernels() -> None:
     starting = kernel(
-        state="starting", phase="pulling", reason='Pulling image "pytorch" (12 s)', devices=[]
+        state="starting", phase="pulling", reason='Pulling image "pytorch"', since=NOW - 12
     )
     restarted = kernel(
         id="k2", devices=[0, 1], last_exit={"at": NOW - 30, "reason": "OOMKilled: out of memory"}
@@ -28,7 +28,7 @@ def test_starting_running_and_restarted_kernels() -> None:
     _, first, second = kernel_rows({"kernels": [starting, restarted]}, now=NOW)
     assert first == (
         "k1", "ada", "a100x1", "pytorch", "starting: pulling", "-", "-",
-        'Pulling image "pytorch" (12 s)',
+        'Pulling image "pytorch" (12s)',
     )  # fmt: skip
     assert second == (
         "k2", "ada", "a100x1", "pytorch", "running", "0,1", "1m05s",

@@ -1,14 +1,15 @@
 """Why kernels died by themselves: JupyterLab restarts a dead kernel and says only that it
 "appears to have died"; the provisioners, which see the exit (a process's signal, a pod's
 OOMKilled or eviction), note it here, and ``GET kernels`` shows it as the kernel's
-``last_exit`` until the kernel ends.
+``last_exit`` until the kernel ends. A death noted is pushed to the browser tabs as a change of
+the kernels, which they then read: they never ask again and again whether one came.
 """
 
 from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Container
+from collections.abc import Callable, Container
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,8 +33,10 @@ def process_exit_reason(code: int) -> str:
 class Deaths:
     """The last death of each kernel that has one."""
 
-    def __init__(self) -> None:
+    def __init__(self, changed: Callable[[], None]) -> None:
         self._last: dict[str, tuple[float, str]] = {}
+        self._changed = changed
+        """Told of each death noted (from any thread)."""
 
     def died(self, kernel_id: str, reason: str, alive_since: float) -> None:
         """Note that the kernel, alive since ``alive_since``, died: once per death, since
@@ -41,6 +44,7 @@ class Deaths:
         last = self._last.get(kernel_id)
         if last is None or last[0] < alive_since:
             self._last[kernel_id] = (time.time(), reason)
+            self._changed()
 
     def forget_all_but(self, kernel_ids: Container[str]) -> None:
         """Drop the deaths of kernels that are gone."""

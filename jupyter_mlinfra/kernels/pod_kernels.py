@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,13 +27,6 @@ from .specs import spec_name
 
 if TYPE_CHECKING:
     from .service import KernelService
-
-
-def _waiting(reason: str, since: float | None, ready: bool) -> str:
-    """A starting kernel's reason with how long it has been so ("Pulling image ... (42 s)")."""
-    if ready or since is None or not reason:
-        return reason
-    return f"{reason} ({max(0.0, time.time() - since):.0f} s)"
 
 
 def _epoch(value: Any) -> float | None:
@@ -85,7 +77,8 @@ class PodKernels(KernelsBackend):
                     "execution_state": getattr(manager, "execution_state", "starting"),
                     "state": "running" if ready else "starting",
                     "phase": cast(KernelPhase, record.startup.phase),
-                    "reason": _waiting(record.startup.reason, record.startup.since, ready),
+                    "since": record.startup.since,
+                    "reason": record.startup.reason,
                     "ended": None,
                     "last_exit": deaths.to_json(record.kernel_id),
                 }

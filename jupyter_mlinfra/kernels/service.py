@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..capacity import Lease
@@ -44,6 +44,7 @@ class KernelService:
         inventory: Inventory,
         backend: KernelsBackend,
         log: logging.Logger,
+        changed: Callable[[], None],
     ) -> None:
         self.kernel_manager = kernel_manager
         self.inventory = inventory
@@ -51,7 +52,9 @@ class KernelService:
         """Where kernels run: besides the kernels holding local leases, those it holds."""
         self.log = log
         self.ended: deque[Kernel] = deque(maxlen=ENDED_KEPT)
-        self.deaths = Deaths()
+        self.deaths = Deaths(changed)
+        """``changed`` is told of each death at once: jupyter_server's kernel events tell of
+        the restart that follows only once it is done (a new pod may take minutes)."""
 
     def running(self) -> Iterator[tuple[str, Any, Lease]]:
         """(kernel id, its KernelManager, its lease) of each kernel holding a lease."""
@@ -84,6 +87,7 @@ class KernelService:
             "last_activity": _epoch(getattr(manager, "last_activity", None)),
             "execution_state": getattr(manager, "execution_state", "starting"),
             "state": "running",
+            "since": lease.created,
             "reason": "",
             "ended": None,
             "last_exit": self.deaths.to_json(kernel_id),

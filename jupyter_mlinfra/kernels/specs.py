@@ -2,9 +2,11 @@
 
 Each environment the server's owner may use gets a kernelspec ``mlinfra-<environment>`` that
 starts on the default flavor; with ``MLInfraApp.flavor_launchers`` on, also one per entitled
-flavor, ``mlinfra-<environment>--<flavor>`` ("PyTorch · 1 × A100"). They are built from the
-catalog on every listing, never written to disk, and run through ``MLInfraProvisioner``. Other
-kernelspecs (the plain ``python3`` among them) are left as they are.
+flavor, ``mlinfra-<environment>--<flavor>`` ("PyTorch · 1 × A100"). Each says what it starts
+in its ``metadata.mlinfra`` (``models.kernels.KernelSpecStart``), which the browser reads
+instead of parsing these names. They are built from the catalog on every listing, never
+written to disk, and run through ``MLInfraProvisioner``. Other kernelspecs (the plain
+``python3`` among them) are left as they are.
 
 What a spec declares of its kernel (``kernel_protocol_version``, ``supported_encryption``) is
 what the environment's interpreter answered (``interpreters``), as ipykernel's own spec would
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpec, KernelSpecManager
 
 from ..catalog import Catalog, Environment, Flavor
+from ..models.kernels import KernelSpecStart
 from . import registry
 from .interpreters import KernelSupport
 
@@ -51,6 +54,11 @@ def make_spec(
         else f"{environment.display_name} ({flavor.display_name})"
     )
     python = environment.python or sys.executable
+    start: KernelSpecStart = {
+        "environment": environment.name,
+        "flavor": flavor.name,
+        "default_flavor": not per_flavor,
+    }
     declared = {"supported_encryption": list(support.encryption)} if support.encryption else {}
     return KernelSpec(
         argv=[python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
@@ -69,11 +77,7 @@ def make_spec(
                     "flavor": flavor.name if per_flavor else "",
                 },
             },
-            "mlinfra": {
-                "environment": environment.name,
-                "flavor": flavor.name,
-                "default_flavor": not per_flavor,
-            },
+            "mlinfra": start,
         },
     )
 

@@ -81,6 +81,14 @@ class Kernel(TypedDict):
             ),
         ]
     ]
+    since: Annotated[
+        float | None,
+        Field(
+            description="Epoch seconds when the kernel entered its current phase (its state, "
+            "for a kernel without one); null when unknown. How long a start has waited is "
+            "counted from here: reason never carries it."
+        ),
+    ]
     reason: Annotated[str, Field(examples=["idle for 3600 s"])]
     ended: Annotated[float | None, Field(description="Epoch seconds, once stopped or culled.")]
     last_exit: NotRequired[LastExit | None]
@@ -91,6 +99,25 @@ class KernelList(TypedDict):
     """Running kernels, then culled ones, newest first."""
 
     kernels: list[Kernel]
+
+
+@with_config(WIRE)
+class KernelSpecStart(TypedDict):
+    """What a kernelspec the server generates starts: its ``metadata.mlinfra`` in jupyter_server's
+    ``GET /api/kernelspecs``. The labextension reads these, never the spec's name."""
+
+    environment: str
+    flavor: Annotated[
+        str, Field(description="The flavor its kernels start on (the default flavor's name too).")
+    ]
+    default_flavor: Annotated[
+        bool,
+        Field(description="The environment's entry on the default flavor, not a per-flavor one."),
+    ]
+
+
+SCHEMAS = (KernelSpecStart,)
+"""Models the browser reads outside this API's answers (in jupyter_server's kernelspecs)."""
 
 
 def _links() -> dict[str, Any]:

@@ -14,7 +14,7 @@ import {
 } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 
-import { listFlavors, listJobs, listKernels, startKernel, switchKernelFlavor } from './api';
+import { listFlavors, listJobs, startKernel, switchKernelFlavor } from './api';
 import { showFlavorsDialog } from './flavors';
 import { mlinfraIcon } from './icon';
 import { IJobUpdates, JobLogView } from './logViewer';
@@ -43,8 +43,6 @@ export interface ICommandContext {
   logs: WidgetTracker<MainAreaWidget<JobLogView>>;
   /** The kernel starts this page waits on: commands that start kernels report through it. */
   starts: KernelStartProgress;
-  /** Called after a kernel moved to another flavor (the status bar looks again). */
-  kernelSwitched(): void;
 }
 
 /** Every command id, in the order the palette lists them. */
@@ -222,9 +220,11 @@ export function addCommands(app: JupyterFrontEnd, context: ICommandContext): voi
         if (!current || !id) {
           throw new Error('open a notebook with a running kernel first');
         }
-        const ours = (await listKernels()).kernels.some(
-          k => k.id === id && k.state === 'running'
-        );
+        const kernels = model.allKernels;
+        if (!kernels.loaded) {
+          await kernels.refresh(); // the page has just opened
+        }
+        const ours = kernels.get(id)?.state === 'running';
         if (!ours) {
           throw new Error('this notebook does not run on an ML Infrastructure kernel');
         }
@@ -237,7 +237,6 @@ export function addCommands(app: JupyterFrontEnd, context: ICommandContext): voi
         Notification.success(`The kernel of ${current.title.label} now runs on ${flavor}`, {
           autoClose: 5000
         });
-        context.kernelSwitched();
         void model.refresh().catch(() => undefined);
       } catch (error) {
         fail(`Cannot switch the kernel to ${flavor}`, error);

@@ -41,11 +41,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
     statusBar: IStatusBar | null,
     state: IStateDB | null
   ) => {
-    const starts = new KernelStartProgress();
-    let status: KernelFlavorStatus | null = null;
+    const model = new MLInfraModel();
+    model.failed.connect((_, message) => {
+      Notification.error(`ML Infrastructure: ${message}`, { autoClose: 8000 });
+    });
+    const kernels = model.allKernels;
+    const starts = new KernelStartProgress(kernels);
     if (notebooks && statusBar) {
-      status = new KernelFlavorStatus(notebooks, starts);
-      const item = status;
+      const item = new KernelFlavorStatus(notebooks, starts, kernels);
       statusBar.registerStatusItem(`${PLUGIN_ID}:kernel-flavor`, {
         item,
         align: 'left',
@@ -56,14 +59,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
     if (notebooks) {
       watchNotices(notebooks);
-      watchKernelDeaths(notebooks);
+      watchKernelDeaths(notebooks, kernels);
     }
     watchSessionStarts(app, starts);
 
-    const model = new MLInfraModel();
-    model.failed.connect((_, message) => {
-      Notification.error(`ML Infrastructure: ${message}`, { autoClose: 8000 });
-    });
     const panel = new MLInfraPanel(model, app.commands);
     app.shell.add(panel, 'left', { rank: 600 });
     if (state) {
@@ -80,8 +79,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       sections: panel.sections,
       notebooks,
       logs,
-      starts,
-      kernelSwitched: () => void status?.refresh()
+      starts
     });
     if (restorer) {
       restorer.add(panel, PANEL_ID);

@@ -6,15 +6,13 @@
  */
 import { Notification } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { ServerConnection } from '@jupyterlab/services';
 
-import { listKernels } from './api';
 import { specStart } from './kernelStarts';
+import { KernelsModel } from './kernelsModel';
 import { IKernel } from './tokens';
 
-/** How often, and how many times, the server is asked for the reason after a death (ms). */
-export const EXPLAIN_INTERVAL = 500;
-export const EXPLAIN_TRIES = 20;
+/** How long the page's kernels are watched for the reason of a death (ms). */
+export const EXPLAIN_PATIENCE = 10000;
 
 /** What the notification says of a kernel that died, or null when nothing is known. */
 export function deathMessage(kernel: IKernel): string | null {
@@ -27,37 +25,44 @@ export function deathMessage(kernel: IKernel): string | null {
 const told = new Map<string, number>();
 
 /**
- * The reason kernel `id` died, once the server lists one not told before (it is recorded
- * when the server notices the death, before the restart begins); null if none comes.
+ * The reason kernel `id` died, once the page's kernels list one not told before (the server
+ * records it when it notices the death, and pushes that the kernels changed); null if none
+ * comes within `patience` ms.
  */
-export async function explainDeath(
+export function explainDeath(
   id: string,
-  settings?: ServerConnection.ISettings
+  kernels: KernelsModel,
+  patience: number = EXPLAIN_PATIENCE
 ): Promise<string | null> {
-  for (let attempt = 0; attempt < EXPLAIN_TRIES; attempt++) {
-    try {
-      const kernel = (await listKernels(settings)).kernels.find(k => k.id === id);
+  return new Promise(resolve => {
+    const finish = (message: string | null): void => {
+      window.clearTimeout(timer);
+      kernels.changed.disconnect(look);
+      resolve(message);
+    };
+    const look = (): void => {
+      const kernel = kernels.get(id);
       if (kernel?.last_exit && told.get(id) !== kernel.last_exit.at) {
         told.set(id, kernel.last_exit.at);
-        return deathMessage(kernel);
+        finish(deathMessage(kernel));
       }
-    } catch {
-      // the server restarts too, or the network hiccups: ask again
-    }
-    await new Promise(resolve => setTimeout(resolve, EXPLAIN_INTERVAL));
-  }
-  return null;
+    };
+    const timer = window.setTimeout(() => finish(null), patience);
+    kernels.changed.connect(look);
+    look();
+  });
 }
 
 /** Explain the automatic restarts of every notebook's flavor kernel. */
-export function watchKernelDeaths(tracker: INotebookTracker): void {
+export function watchKernelDeaths(tracker: INotebookTracker, kernels: KernelsModel): void {
   const watch = (panel: NotebookPanel): void => {
     panel.sessionContext.statusChanged.connect((context, status) => {
       const kernel = context.session?.kernel;
-      if (status !== 'autorestarting' || !kernel || specStart(kernel.name) === null) {
+      const spec = kernel && context.specsManager.specs?.kernelspecs[kernel.name];
+      if (status !== 'autorestarting' || !kernel || specStart(spec) === null) {
         return;
       }
-      void explainDeath(kernel.id).then(message => {
+      void explainDeath(kernel.id, kernels).then(message => {
         if (message !== null) {
           Notification.warning(message, { autoClose: false });
         }

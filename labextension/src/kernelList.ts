@@ -5,14 +5,14 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { phaseLabel } from './kernelStarts';
+import { CLOCK_INTERVAL, nowSeconds, phaseLabel, waitingText } from './kernelStarts';
 import { renderRows, span } from './rows';
 import { IKernel } from './tokens';
 
 /** Why a starting kernel waits; for a running one, why it last died and was restarted. */
-export function reasonText(kernel: IKernel): string {
+export function reasonText(kernel: IKernel, now: number = nowSeconds()): string {
   if (kernel.state === 'starting') {
-    return kernel.reason;
+    return waitingText(kernel, now);
   }
   if (kernel.state === 'running' && kernel.last_exit) {
     const at = new Date(kernel.last_exit.at * 1000).toLocaleTimeString();
@@ -33,12 +33,12 @@ class KernelRow {
     meta.className = 'jp-mlinfra-KernelRow-meta';
     meta.append(this._environment, this._id);
     this.node.append(head, meta, this._reason);
-    this.update(kernel);
+    this.update(kernel, nowSeconds());
   }
 
   readonly node = document.createElement('li');
 
-  update(kernel: IKernel): void {
+  update(kernel: IKernel, now: number): void {
     const phase = kernel.state === 'starting' ? phaseLabel(kernel) : kernel.state;
     this.node.dataset.kernelId = kernel.id;
     this.node.dataset.state = kernel.state;
@@ -53,7 +53,7 @@ class KernelRow {
     this._environment.textContent = kernel.environment;
     this._id.textContent = kernel.id.slice(0, 8);
     this._id.title = kernel.id;
-    this._reason.textContent = reasonText(kernel);
+    this._reason.textContent = reasonText(kernel, now);
     this._reason.hidden = this._reason.textContent === '';
   }
 
@@ -79,17 +79,42 @@ export class KernelsSection extends Widget {
 
   /** Show these kernels, in this order (`loaded`: false before the first answer). */
   render(kernels: readonly IKernel[], loaded: boolean): void {
+    this._kernels = kernels;
+    this._loaded = loaded;
+    this._draw();
+    // how long a start has waited grows between the server's changes: counted here
+    const starting = kernels.some(k => k.state === 'starting');
+    if (starting && this._clock === 0) {
+      this._clock = window.setInterval(() => this._draw(), CLOCK_INTERVAL);
+    } else if (!starting && this._clock !== 0) {
+      window.clearInterval(this._clock);
+      this._clock = 0;
+    }
+  }
+
+  dispose(): void {
+    window.clearInterval(this._clock);
+    this._clock = 0;
+    super.dispose();
+  }
+
+  private _draw(): void {
+    const kernels = this._kernels;
+    const now = nowSeconds();
     renderRows(
       this._list,
       this._rows,
       kernels,
       kernel => new KernelRow(kernel),
-      (row, kernel) => row.update(kernel)
+      (row, kernel) => row.update(kernel, now)
     );
-    this._status.hidden = loaded && kernels.length > 0;
-    this._status.textContent = loaded ? 'No kernels.' : 'Loading kernels…';
+    this._status.hidden = this._loaded && kernels.length > 0;
+    this._status.textContent = this._loaded ? 'No kernels.' : 'Loading kernels…';
   }
 
+  private _kernels: readonly IKernel[] = [];
+  private _loaded = false;
+  private _clock = 0;
   private _rows = new Map<string, KernelRow>();
   private _list = document.createElement('ul');
   private _status = document.createElement('p');

@@ -1,8 +1,11 @@
 /**
  * What a kernel's start looks like to a person while a cluster gets it ready: pure functions
- * over `GET kernels` answers, shared by the sidebar, the status bar and the notification.
+ * over `GET kernels` answers, shared by the sidebar, the status bar and the notification; how
+ * long a start has waited is counted here from the kernel's `since`.
  */
-import { IKernel, KernelPhase } from './tokens';
+import { KernelSpec } from '@jupyterlab/services';
+
+import { IKernel, IKernelSpecStart, KernelPhase } from './tokens';
 
 /** A few words for each phase of a pod kernel's start. */
 export const PHASE_LABELS: Record<KernelPhase, string> = {
@@ -21,10 +24,32 @@ export function phaseLabel(kernel: IKernel): string {
   return kernel.phase ? PHASE_LABELS[kernel.phase] : kernel.state;
 }
 
+/** How often the time a start has waited is shown anew (ms): it grows with no change pushed. */
+export const CLOCK_INTERVAL = 1000;
+
+/** Now, in the server's unit: epoch seconds. */
+export function nowSeconds(): number {
+  return Date.now() / 1000;
+}
+
+/** How long a starting kernel has been in its phase, `12 s`; null for any other or unknown. */
+export function elapsedText(kernel: IKernel, now: number = nowSeconds()): string | null {
+  if (kernel.state !== 'starting' || kernel.since === null) {
+    return null;
+  }
+  return `${Math.max(0, Math.round(now - kernel.since))} s`;
+}
+
+/** Why a starting kernel waits and for how long: `Pulling image "pytorch/..." (12 s)`. */
+export function waitingText(kernel: IKernel, now: number = nowSeconds()): string {
+  const elapsed = elapsedText(kernel, now);
+  return kernel.reason && elapsed ? `${kernel.reason} (${elapsed})` : kernel.reason;
+}
+
 /** `pulling image: Pulling image "pytorch/..." (12 s)`; the phase alone without a reason. */
-export function startingText(kernel: IKernel): string {
+export function startingText(kernel: IKernel, now: number = nowSeconds()): string {
   const label = phaseLabel(kernel);
-  return kernel.reason ? `${label}: ${kernel.reason}` : label;
+  return kernel.reason ? `${label}: ${waitingText(kernel, now)}` : label;
 }
 
 /** The kernels the sidebar lists: `user`'s starting and running ones, starting ones first. */
@@ -71,35 +96,36 @@ export function findStart(kernels: readonly IKernel[], request: IStartRequest): 
 }
 
 /** What the notification says while `flavor`'s kernel starts (`kernel`: null until listed). */
-export function progressMessage(flavor: string, kernel: IKernel | null): string {
+export function progressMessage(
+  flavor: string,
+  kernel: IKernel | null,
+  now: number = nowSeconds()
+): string {
   const what = `Starting a kernel on ${flavor || kernel?.flavor || 'the default flavor'}`;
-  return kernel === null ? `${what}…` : `${what} — ${startingText(kernel)}`;
+  return kernel === null ? `${what}…` : `${what} — ${startingText(kernel, now)}`;
 }
 
 /** What the status bar says while a kernel starts: `a100x1 · pulling image (12 s)`. */
-export function progressStatusText(flavor: string, kernel: IKernel | null): string {
+export function progressStatusText(
+  flavor: string,
+  kernel: IKernel | null,
+  now: number = nowSeconds()
+): string {
   const name = kernel?.flavor || flavor || 'kernel';
   if (kernel === null) {
     return `${name} · starting…`;
   }
-  const elapsed = /\((\d+ s)\)$/.exec(kernel.reason);
-  return `${name} · ${phaseLabel(kernel)}${elapsed ? ` (${elapsed[1]})` : ''}`;
+  const elapsed = elapsedText(kernel, now);
+  return `${name} · ${phaseLabel(kernel)}${elapsed ? ` (${elapsed})` : ''}`;
 }
 
-/** The prefix of the kernelspecs the server generates for its environments. */
-export const SPEC_PREFIX = 'mlinfra-';
-
 /**
- * The environment and flavor a generated kernelspec starts: `mlinfra-<environment>` (on the
- * default flavor, '') or `mlinfra-<environment>--<flavor>`; null for any other kernelspec.
+ * What a kernelspec the server generates starts (its `metadata.mlinfra`); null for any other
+ * kernelspec, or one not known (yet).
  */
-export function specStart(name: string): { environment: string; flavor: string } | null {
-  if (!name.startsWith(SPEC_PREFIX) || name.length === SPEC_PREFIX.length) {
-    return null;
-  }
-  const rest = name.slice(SPEC_PREFIX.length);
-  const split = rest.indexOf('--');
-  return split < 0
-    ? { environment: rest, flavor: '' }
-    : { environment: rest.slice(0, split), flavor: rest.slice(split + 2) };
+export function specStart(spec: KernelSpec.ISpecModel | null | undefined): IKernelSpecStart | null {
+  const start = spec?.metadata?.mlinfra as Partial<IKernelSpecStart> | undefined;
+  return typeof start?.environment === 'string' && typeof start.flavor === 'string'
+    ? (start as IKernelSpecStart)
+    : null;
 }

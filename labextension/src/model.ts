@@ -1,7 +1,8 @@
 /**
  * The state behind the sidebar panel: flavors, kernels and jobs, kept fresh by what the server
  * pushes (`liveStream.ts`), read in full only when the stream (re)connects; a slow poll only
- * while no changes are pushed.
+ * while no changes are pushed. The kernels are the page's one `KernelsModel`, which this owns
+ * and the other views read too.
  *
  * Only this module talks to `api.ts` on the panel's behalf; widgets read the model and listen
  * to its signals.
@@ -17,13 +18,13 @@ import {
   listEnvironments,
   listFlavors,
   listJobs,
-  listKernels,
   MLInfraError,
   retryJob,
   whoami
 } from './api';
 import { holdsResources, mergeJob } from './jobMerge';
 import { activeKernels } from './kernelStarts';
+import { KernelsModel } from './kernelsModel';
 import { ILiveSource, LiveStream } from './liveStream';
 import {
   IEnvironmentList,
@@ -41,11 +42,8 @@ export const FALLBACK_INTERVAL = 15000;
 /** How soon a reading that failed while changes are pushed is tried again (ms; then backs off). */
 export const RETRY_INTERVAL = 2000;
 
-/** How long pushed hints (kernels, capacity) are gathered before they are read (ms). */
+/** How long pushed hints (capacity) are gathered before they are read (ms). */
 export const HINT_DELAY = 50;
-
-/** How often kernels are read while one of them starts (its phase moves on the server) (ms). */
-export const KERNEL_START_INTERVAL = 2000;
 
 /** The longest wait between tries while the server keeps failing (ms). */
 export const MAX_BACKOFF = 30000;
@@ -89,7 +87,14 @@ export class MLInfraModel implements IDisposable {
     this._source = live ?? new LiveStream(this._settings);
     this._source.received.connect(this._onPushed, this);
     this._source.dropped.connect(this._onDropped, this);
+    this._allKernels = new KernelsModel(this._source, this._settings);
+    this._allKernels.changed.connect(this._onKernels, this);
     this._source.start();
+  }
+
+  /** Every kernel the server lists, for every view of the page, kept current by pushes. */
+  get allKernels(): KernelsModel {
+    return this._allKernels;
   }
 
   /** Emitted with a job whenever the server pushes a change of it. */
@@ -201,9 +206,9 @@ export class MLInfraModel implements IDisposable {
     return this._isDisposed;
   }
 
-  /** Refresh now, even while hidden; rejects with the server's error. */
-  refresh(): Promise<void> {
-    return this._fetch(false);
+  /** Refresh now, even while hidden, kernels included; rejects with the server's error. */
+  async refresh(): Promise<void> {
+    await Promise.all([this._fetch(false), this._allKernels.refresh()]);
   }
 
   /** Cancel a job, shown at once. Rejects with the server's error. */
@@ -228,6 +233,7 @@ export class MLInfraModel implements IDisposable {
     }
     this._isDisposed = true;
     this._poll.dispose();
+    this._allKernels.dispose();
     this._source.dispose();
     window.clearTimeout(this._hintTimer);
     Signal.clearData(this);
@@ -247,12 +253,9 @@ export class MLInfraModel implements IDisposable {
           this._apply(message.job);
         }
         break;
-      case 'kernels':
-        this._hint('kernels');
-        this._hint('flavors');
-        break;
+      case 'kernels': // the kernels model reads them; kernels hold capacity too
       case 'capacity':
-        this._hint('flavors');
+        this._hintFlavors();
         break;
     }
   }
@@ -285,47 +288,38 @@ export class MLInfraModel implements IDisposable {
     }
   }
 
-  /** Read `part` again soon (hints that come together are read once). */
-  private _hint(part: 'flavors' | 'kernels', delay: number = HINT_DELAY): void {
-    this._hinted.add(part);
+  /** Read the flavors again soon (hints that come together are read once). */
+  private _hintFlavors(): void {
     if (this._hintTimer === 0) {
-      this._hintTimer = window.setTimeout(() => void this._readHinted(), delay);
+      this._hintTimer = window.setTimeout(() => void this._readFlavors(), HINT_DELAY);
     }
   }
 
-  private async _readHinted(): Promise<void> {
+  private async _readFlavors(): Promise<void> {
     this._hintTimer = 0;
-    const parts = this._hinted;
-    this._hinted = new Set();
-    const user = this._user;
-    if (!this._visible || !this._loaded || user === null) {
+    if (!this._visible || !this._loaded) {
       this._stale = true; // read in full when the panel shows
       return;
     }
-    const settings = this._settings;
     try {
-      const [flavors, kernels] = await Promise.all([
-        parts.has('flavors') ? listFlavors(settings) : null,
-        parts.has('kernels') ? listKernels(settings) : null
-      ]);
-      if (flavors !== null) {
-        this._flavors = flavors;
-      }
-      if (kernels !== null) {
-        this._kernels = activeKernels(kernels.kernels, user.user);
-      }
+      this._flavors = await listFlavors(this._settings);
       this._last = '';
       this._changed.emit();
     } catch {
       this._stale = true; // the next hint, or showing the panel, reads it again
     }
-    this._followStarts();
   }
 
-  /** While a kernel starts, its phase moves on the server with nothing pushed: read it. */
-  private _followStarts(): void {
-    if (this._kernels.some(k => k.state === 'starting')) {
-      this._hint('kernels', KERNEL_START_INTERVAL);
+  /** The kernels model read the kernels anew: the user's, as the sidebar lists them. */
+  private _onKernels(): void {
+    const user = this._user;
+    if (user === null || !this._loaded) {
+      return; // the first reading shows them
+    }
+    const mine = activeKernels(this._allKernels.kernels, user.user);
+    if (JSON.stringify(mine) !== JSON.stringify(this._kernels)) {
+      this._kernels = mine;
+      this._changed.emit();
     }
   }
 
@@ -353,18 +347,17 @@ export class MLInfraModel implements IDisposable {
       const user = this._user ?? (await whoami(settings));
       // an admin sees everybody's jobs unless they ask for their own
       const owner = user.admin && !allUsers ? user.user : undefined;
-      const [flavors, jobs, environments, recent, kernels] = await Promise.all([
+      const [flavors, jobs, environments, recent] = await Promise.all([
         listFlavors(settings),
         listJobs({ state: filter, owner, limit: JOB_LIMIT }, settings),
         listEnvironments(settings),
-        listJobs({ owner, limit: TIMELINE_JOB_LIMIT }, settings),
-        listKernels(settings)
+        listJobs({ owner, limit: TIMELINE_JOB_LIMIT }, settings)
       ]);
-      const mine = activeKernels(kernels.kernels, user.user);
       if (filter !== this._stateFilter || allUsers !== this._allUsers) {
         return; // the filter changed meanwhile; its own refresh follows
       }
-      const fresh = JSON.stringify([flavors, jobs.jobs, environments, recent, mine]);
+      // the kernels are the kernels model's, whose changes are told as they come
+      const fresh = JSON.stringify([flavors, jobs.jobs, environments, recent]);
       const wasFailing = this._error !== null;
       this._error = null;
       if (fresh !== this._last || wasFailing || !this._loaded || this._user !== user) {
@@ -375,11 +368,10 @@ export class MLInfraModel implements IDisposable {
         this._environments = environments;
         this._timelineJobs = recent.jobs;
         this._timelineComplete = recent.next === null;
-        this._kernels = mine;
+        this._kernels = activeKernels(this._allKernels.kernels, user.user);
         this._loaded = true;
         this._changed.emit();
       }
-      this._followStarts();
     } catch (error) {
       const message = errorMessage(error);
       if (message !== this._error) {
@@ -409,7 +401,7 @@ export class MLInfraModel implements IDisposable {
     this._timelineJobs = mergeJob(this._timelineJobs, job, mine, TIMELINE_JOB_LIMIT);
     this._last = '';
     if (holdsResources(before?.state) !== holdsResources(job.state)) {
-      this._hint('flavors');
+      this._hintFlavors();
     }
     this._changed.emit();
     this._jobChanged.emit(job);
@@ -419,11 +411,11 @@ export class MLInfraModel implements IDisposable {
   private _poll: Poll;
   private _fallback: number;
   private _source: ILiveSource;
+  private _allKernels: KernelsModel;
   private _live = false;
   private _stale = false;
   private _fetching = 0;
   private _held: IJob[] = [];
-  private _hinted = new Set<'flavors' | 'kernels'>();
   private _hintTimer = 0;
   private _jobChanged = new Signal<this, IJob>(this);
   private _user: IWhoAmI | null = null;

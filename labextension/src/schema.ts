@@ -544,6 +544,8 @@ export interface components {
              * @enum {string}
              */
             phase?: "scheduling" | "unschedulable" | "scaling-up" | "pulling" | "preparing" | "starting" | "ready" | "failed";
+            /** @description Epoch seconds when the kernel entered its current phase (its state, for a kernel without one); null when unknown. How long a start has waited is counted from here: reason never carries it. */
+            since: number | null;
             /** @example idle for 3600 s */
             reason: string;
             /** @description Epoch seconds, once stopped or culled. */
@@ -553,6 +555,14 @@ export interface components {
         /** @description Running kernels, then culled ones, newest first. */
         KernelList: {
             kernels: components["schemas"]["Kernel"][];
+        };
+        /** @description What a kernelspec the server generates starts: its ``metadata.mlinfra`` in jupyter_server's ``GET /api/kernelspecs``. The labextension reads these, never the spec's name. */
+        KernelSpecStart: {
+            environment: string;
+            /** @description The flavor its kernels start on (the default flavor's name too). */
+            flavor: string;
+            /** @description The environment's entry on the default flavor, not a per-flavor one. */
+            default_flavor: boolean;
         };
         /** @description The body of ``POST kernels``; absent or empty, the caller's defaults. */
         KernelStart: {

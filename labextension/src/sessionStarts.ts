@@ -89,7 +89,7 @@ function follow(context: ISessionContext, progress: KernelStartProgress): void {
   let following = false;
   const check = (): void => {
     const spec = following ? null : specBeingStarted(context);
-    const asked = specStart(spec ?? '');
+    const asked = spec === null ? null : specStart(context.specsManager.specs?.kernelspecs[spec]);
     if (spec === null || asked === null) {
       return;
     }

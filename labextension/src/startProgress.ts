@@ -1,20 +1,17 @@
 /**
  * Starts this page waits on, shown while they last: `POST kernels` answers only once the
  * kernel is ready (a pod may first wait for a node and pull an image for minutes), so while it
- * is pending this asks `GET kernels` where the start is and tells the user in a notification
- * that updates in place, and tells listeners (the status bar) too.
+ * is pending this follows the start in the page's kernels (`KernelsModel`, which the server's
+ * pushes keep current) and tells the user in a notification that updates in place, and tells
+ * listeners (the status bar) too.
  */
 import { Notification } from '@jupyterlab/apputils';
-import { ServerConnection } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { listKernels } from './api';
-import { findStart, IStartRequest, progressMessage } from './kernelStarts';
+import { CLOCK_INTERVAL, findStart, IStartRequest, progressMessage } from './kernelStarts';
+import { KernelsModel } from './kernelsModel';
 import { errorMessage } from './model';
 import { IKernel } from './tokens';
-
-/** How often a pending start is looked up (ms). */
-export const PROGRESS_INTERVAL = 1000;
 
 /** How long the "ready" notification stays (ms). */
 export const READY_CLOSE = 3000;
@@ -36,12 +33,15 @@ export interface ITrackOptions {
 
 /** The kernel starts this page waits on, each with its notification. */
 export class KernelStartProgress {
-  /** `settings`: the server to ask (this page's by default). */
-  constructor(settings?: ServerConnection.ISettings) {
-    this._settings = settings ?? ServerConnection.makeSettings();
+  /** `kernels`: the page's kernels, where a start shows once the server lists it. */
+  constructor(kernels: KernelsModel) {
+    this._kernels = kernels;
   }
 
-  /** Emitted when a start begins, moves to another phase or reason, or ends. */
+  /**
+   * Emitted when a start begins, moves to another phase or reason, or ends, and every
+   * `CLOCK_INTERVAL` while one waits (how long it has waited grows).
+   */
   get changed(): ISignal<this, void> {
     return this._changed;
   }
@@ -65,16 +65,9 @@ export class KernelStartProgress {
   ): Promise<T> {
     // kernels already starting stay candidates: a notebook's own start is under way by the time
     // it is followed, so the server may list it already
-    const known = new Set<string>();
-    try {
-      for (const kernel of (await listKernels(this._settings)).kernels) {
-        if (kernel.state !== 'starting') {
-          known.add(kernel.id);
-        }
-      }
-    } catch {
-      // the start itself will say what is wrong with the server
-    }
+    const known = new Set(
+      this._kernels.kernels.filter(k => k.state !== 'starting').map(k => k.id)
+    );
     const progress: { request: IStartRequest; kernel: IKernel | null } = {
       request: { flavor, environment, known, kernelId: options.kernelId },
       kernel: null
@@ -93,36 +86,34 @@ export class KernelStartProgress {
         Notification.update({ id, message, type, autoClose });
       }
     };
-    this._starts.push(progress);
-    this._changed.emit();
-    let pending = true;
-    const follow = async (): Promise<void> => {
-      while (pending) {
-        await new Promise(resolve => setTimeout(resolve, PROGRESS_INTERVAL));
-        if (!pending) {
-          return;
-        }
-        let kernel: IKernel | null;
-        try {
-          const { kernels } = await listKernels(this._settings);
-          // once found, a start keeps its kernel; the claim is made without a pause in between
-          const found = progress.kernel;
-          kernel =
-            found === null
-              ? findStart(kernels, { ...progress.request, known: this._claimed(progress) })
-              : (kernels.find(k => k.id === found.id) ?? null);
-        } catch {
-          continue; // the start's own answer reports a failing server
-        }
-        const moved = JSON.stringify(kernel) !== JSON.stringify(progress.kernel);
-        if (pending && kernel !== null && moved) {
-          progress.kernel = kernel;
-          show(progressMessage(flavor, kernel), 'in-progress', false);
-          this._changed.emit();
-        }
+    const tell = (): void => {
+      show(progressMessage(flavor, progress.kernel), 'in-progress', false);
+      this._changed.emit();
+    };
+    // once found, a start keeps its kernel; the claim is made without a pause in between
+    const look = (): void => {
+      const found = progress.kernel;
+      const kernels = this._kernels.kernels;
+      const kernel =
+        found === null
+          ? findStart(kernels, { ...progress.request, known: this._claimed(progress) })
+          : (kernels.find(k => k.id === found.id) ?? null);
+      if (kernel !== null && JSON.stringify(kernel) !== JSON.stringify(found)) {
+        progress.kernel = kernel;
+        tell();
       }
     };
-    void follow();
+    const tick = (): void => {
+      const kernel = progress.kernel;
+      if (kernel?.state === 'starting' && kernel.since !== null) {
+        tell(); // how long it has waited grows
+      }
+    };
+    this._kernels.changed.connect(look);
+    const clock = window.setInterval(tick, CLOCK_INTERVAL);
+    this._starts.push(progress);
+    this._changed.emit();
+    look();
     try {
       const result = await start();
       if (id !== null) {
@@ -139,7 +130,8 @@ export class KernelStartProgress {
       }
       throw error;
     } finally {
-      pending = false;
+      this._kernels.changed.disconnect(look);
+      window.clearInterval(clock);
       this._starts.splice(this._starts.indexOf(progress), 1);
       this._changed.emit();
     }
@@ -156,7 +148,7 @@ export class KernelStartProgress {
     return ids;
   }
 
-  private _settings: ServerConnection.ISettings;
+  private _kernels: KernelsModel;
   private _starts: IStartProgress[] = [];
   private _changed = new Signal<this, void>(this);
 }

@@ -1,13 +1,14 @@
 /**
  * A status-bar item: the flavor and accelerators of the current notebook's kernel, and while
  * a kernel this page asked for starts, where its start is (`a100x1 · pulling image (12 s)`).
+ * It reads the page's kernels (`KernelsModel`) and shows them anew when they change.
  */
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
-import { listKernels } from './api';
 import { progressStatusText, startingText } from './kernelStarts';
+import { KernelsModel } from './kernelsModel';
 import { KernelStartProgress } from './startProgress';
 import { IKernel } from './tokens';
 
@@ -25,13 +26,15 @@ export function kernelStatusText(kernel: IKernel): string {
  * there is neither.
  */
 export class KernelFlavorStatus extends Widget {
-  constructor(tracker: INotebookTracker, starts: KernelStartProgress) {
+  constructor(tracker: INotebookTracker, starts: KernelStartProgress, kernels: KernelsModel) {
     super();
     this.addClass('jp-mlinfra-KernelStatus');
     this._tracker = tracker;
     this._starts = starts;
+    this._kernels = kernels;
     tracker.currentChanged.connect(this._onCurrentChanged, this);
     starts.changed.connect(this._render, this);
+    kernels.changed.connect(this._update, this);
     this._onCurrentChanged();
   }
 
@@ -50,26 +53,6 @@ export class KernelFlavorStatus extends Widget {
     return this._stateChanged;
   }
 
-  /** Look the current notebook's kernel up again. */
-  async refresh(): Promise<void> {
-    const ticket = ++this._ticket;
-    const panel = this._tracker.currentWidget;
-    const id = panel?.sessionContext.session?.kernel?.id ?? null;
-    let kernel: IKernel | null = null;
-    if (id !== null) {
-      try {
-        const list = await listKernels();
-        kernel = list.kernels.find(k => k.id === id && k.state === 'running') ?? null;
-      } catch {
-        kernel = null; // the panel reports server errors; the status bar stays quiet
-      }
-    }
-    if (ticket !== this._ticket) {
-      return; // a newer refresh is under way
-    }
-    this._show(kernel);
-  }
-
   dispose(): void {
     if (this.isDisposed) {
       return;
@@ -78,8 +61,11 @@ export class KernelFlavorStatus extends Widget {
     super.dispose();
   }
 
-  private _show(kernel: IKernel | null): void {
-    this._kernel = kernel;
+  /** Look the current notebook's kernel up in the page's kernels. */
+  private _update(): void {
+    const id = this._tracker.currentWidget?.sessionContext.session?.kernel?.id ?? null;
+    const kernel = id === null ? null : this._kernels.get(id);
+    this._kernel = kernel?.state === 'running' ? kernel : null;
     this._render();
   }
 
@@ -115,36 +101,21 @@ export class KernelFlavorStatus extends Widget {
     const panel = this._tracker.currentWidget;
     if (this._watched !== panel) {
       if (this._watched) {
-        this._watched.sessionContext.kernelChanged.disconnect(this._onKernel, this);
-        this._watched.sessionContext.statusChanged.disconnect(this._onStatus, this);
+        this._watched.sessionContext.kernelChanged.disconnect(this._update, this);
       }
       this._watched = panel;
       if (panel) {
-        panel.sessionContext.kernelChanged.connect(this._onKernel, this);
-        panel.sessionContext.statusChanged.connect(this._onStatus, this);
+        panel.sessionContext.kernelChanged.connect(this._update, this);
       }
     }
-    void this.refresh();
-  }
-
-  private _onKernel(): void {
-    void this.refresh();
-  }
-
-  private _onStatus(_: unknown, status: string): void {
-    // a flavor switch restarts the kernel under the same id: look again once it is back
-    if (status === 'idle' && this._lastStatus !== 'idle' && this._lastStatus !== 'busy') {
-      void this.refresh();
-    }
-    this._lastStatus = status;
+    this._update();
   }
 
   private _tracker: INotebookTracker;
   private _starts: KernelStartProgress;
+  private _kernels: KernelsModel;
   private _wasActive = false;
   private _watched: NotebookPanel | null = null;
   private _kernel: IKernel | null = null;
-  private _ticket = 0;
-  private _lastStatus = '';
   private _stateChanged = new Signal<this, void>(this);
 }

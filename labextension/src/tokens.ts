@@ -133,6 +133,9 @@ export type KernelPhase = NonNullable<IKernel['phase']>;
 /** `GET kernels` */
 export type IKernelList = Schemas['KernelList'];
 
+/** What a kernelspec the server generates starts: its `metadata.mlinfra`. */
+export type IKernelSpecStart = Schemas['KernelSpecStart'];
+
 /** The body of `POST kernels`. */
 export type IKernelStart = Schemas['KernelStart'];
 

@@ -85,7 +85,8 @@ export function makeKernel(overrides: Partial<IKernel> = {}): IKernel {
     execution_state: 'starting',
     state: 'starting',
     phase: 'pulling',
-    reason: 'Pulling image "pytorch/pytorch:2.5.1" (12 s)',
+    since: 1003,
+    reason: 'Pulling image "pytorch/pytorch:2.5.1"',
     ended: null,
     ...overrides
   };

@@ -1,53 +1,81 @@
 import * as http from 'http';
 
 import { Notification } from '@jupyterlab/apputils';
-import { ServerConnection } from '@jupyterlab/services';
+import { KernelSpec, ServerConnection } from '@jupyterlab/services';
 
 import { startKernel } from '../api';
 import { explainDeath } from '../kernelDeaths';
 import { reasonText } from '../kernelList';
 import {
   activeKernels,
+  elapsedText,
   findStart,
+  nowSeconds,
   progressMessage,
   progressStatusText,
   specStart,
   startingText
 } from '../kernelStarts';
-import { KernelStartProgress, PROGRESS_INTERVAL } from '../startProgress';
+import { KernelsModel } from '../kernelsModel';
+import { KernelStartProgress } from '../startProgress';
 import { IKernel } from '../tokens';
+import { FakeLive } from './fakeLive';
 import { FakeServer, json } from './fakeServer';
 import { makeKernel } from './jobs';
 
 const OLD = 'aaaaaaaa-0000-0000-0000-000000000000';
 
 describe('kernel start state', () => {
-  it("says a starting kernel's phase and the cluster's reason", () => {
-    const kernel = makeKernel();
-    expect(startingText(kernel)).toBe(
+  it("says a starting kernel's phase, the cluster's reason and how long so far", () => {
+    const kernel = makeKernel(); // pulling since 1003
+    const now = 1015.4;
+    expect(startingText(kernel, now)).toBe(
       'pulling image: Pulling image "pytorch/pytorch:2.5.1" (12 s)'
     );
-    expect(startingText(makeKernel({ phase: 'scheduling', reason: '' }))).toBe(
+    expect(startingText(makeKernel({ phase: 'scheduling', reason: '' }), now)).toBe(
       'waiting for a node'
     );
     expect(progressMessage('a100x1', null)).toBe('Starting a kernel on a100x1…');
     expect(progressMessage('', null)).toBe('Starting a kernel on the default flavor…');
-    expect(progressMessage('', kernel)).toBe(
+    expect(progressMessage('', kernel, now)).toBe(
       'Starting a kernel on a100x1 — pulling image: ' +
         'Pulling image "pytorch/pytorch:2.5.1" (12 s)'
     );
-    expect(progressStatusText('a100x1', kernel)).toBe('a100x1 · pulling image (12 s)');
+    expect(progressStatusText('a100x1', kernel, now)).toBe('a100x1 · pulling image (12 s)');
+    expect(progressStatusText('a100x1', kernel, now + 30)).toBe('a100x1 · pulling image (42 s)');
     expect(progressStatusText('a100x1', null)).toBe('a100x1 · starting…');
   });
 
-  it('reads the environment and flavor of generated kernelspecs only', () => {
-    expect(specStart('mlinfra-pytorch')).toEqual({ environment: 'pytorch', flavor: '' });
-    expect(specStart('mlinfra-py-cuda--a100x1')).toEqual({
-      environment: 'py-cuda',
-      flavor: 'a100x1'
+  it('counts no time for a phase whose start is unknown, nor for a kernel not starting', () => {
+    const unknown = makeKernel({ since: null });
+    expect(elapsedText(unknown, 2000)).toBeNull();
+    expect(startingText(unknown, 2000)).toBe('pulling image: Pulling image "pytorch/pytorch:2.5.1"');
+    expect(progressStatusText('', unknown, 2000)).toBe('a100x1 · pulling image');
+    const running = makeKernel({ state: 'running', phase: 'ready', reason: '' });
+    expect(elapsedText(running, 2000)).toBeNull();
+    expect(elapsedText(makeKernel({ since: 1010 }), 1005)).toBe('0 s'); // clocks apart
+  });
+
+  it('reads what a generated kernelspec starts from its metadata, not its name', () => {
+    const spec = (
+      name: string,
+      metadata?: KernelSpec.ISpecModel['metadata']
+    ): KernelSpec.ISpecModel => ({
+      name,
+      display_name: name,
+      language: 'python',
+      argv: [],
+      resources: {},
+      metadata
     });
-    expect(specStart('python3')).toBeNull();
-    expect(specStart('mlinfra-')).toBeNull();
+    const start = { environment: 'py-cuda', flavor: 'a100x1', default_flavor: false };
+    expect(specStart(spec('mlinfra-py-cuda--a100x1', { mlinfra: start }))).toEqual(start);
+    // a name the server may make differently one day says nothing by itself
+    expect(specStart(spec('renamed', { mlinfra: start }))).toEqual(start);
+    expect(specStart(spec('mlinfra-pytorch'))).toBeNull();
+    expect(specStart(spec('python3', { debugger: true }))).toBeNull();
+    expect(specStart(spec('odd', { mlinfra: { environment: 'x' } }))).toBeNull();
+    expect(specStart(undefined)).toBeNull();
   });
 
   it("lists the user's starting kernels, then running ones, and no ended ones", () => {
@@ -90,12 +118,14 @@ describe('KernelStartProgress', () => {
   let settings: ServerConnection.ISettings;
   let kernels: IKernel[];
   let post: Promise<http.ServerResponse>;
+  let live: FakeLive;
+  let model: KernelsModel;
 
   beforeAll(async () => {
     settings = await server.start();
   });
   afterAll(() => server.stop());
-  beforeEach(() => {
+  beforeEach(async () => {
     server.routes.clear();
     Notification.manager.dismiss();
     kernels = [makeKernel({ id: OLD, state: 'running', phase: 'ready', reason: '' })];
@@ -104,20 +134,30 @@ describe('KernelStartProgress', () => {
     post = new Promise(resolve => {
       server.routes.set('POST kernels', (_, res) => resolve(res));
     });
+    live = new FakeLive();
+    model = new KernelsModel(live, settings);
+    live.push({ type: 'hello', user: 'ada', live: true });
+    await until(() => model.loaded);
   });
+  afterEach(() => model.dispose());
 
   const wait = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
   const notices = () => Notification.manager.notifications;
-  /** Wait until `check` holds (the progress polls every second), at most 5 s. */
-  const until = async (check: () => boolean): Promise<void> => {
-    for (let waited = 0; !check() && waited < 5000; waited += 50) {
-      await wait(50);
+  /** Wait until `check` holds, at most 5 s. */
+  async function until(check: () => boolean): Promise<void> {
+    for (let waited = 0; !check() && waited < 5000; waited += 20) {
+      await wait(20);
     }
     expect(check()).toBe(true);
+  }
+  /** The server lists `now`, and pushes that the kernels changed. */
+  const change = (now: IKernel[]): void => {
+    kernels = now;
+    live.push({ type: 'kernels' });
   };
 
   it('updates one notification in place, then says ready', async () => {
-    const progress = new KernelStartProgress(settings);
+    const progress = new KernelStartProgress(model);
     const seen: string[] = [];
     progress.changed.connect(() => {
       seen.push(progress.current?.kernel?.phase ?? (progress.current ? 'asked' : 'done'));
@@ -126,21 +166,26 @@ describe('KernelStartProgress', () => {
       startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings)
     );
     const res = await post;
-    await wait(PROGRESS_INTERVAL * 1.2);
     expect(notices()).toHaveLength(0); // not listed yet: it may be ready at once
     expect(progress.current?.kernel).toBeNull();
 
-    const mine = makeKernel({ id: 'new-kernel', started: 2000, phase: 'scheduling', reason: '' });
-    kernels = [...kernels, mine];
+    const mine = makeKernel({
+      id: 'new-kernel',
+      started: 2000,
+      phase: 'scheduling',
+      since: null,
+      reason: ''
+    });
+    change([...kernels, mine]);
     await until(() => progress.current?.kernel?.id === 'new-kernel');
     expect(notices()[0].type).toBe('in-progress');
     expect(notices()[0].message).toBe('Starting a kernel on a100x1 — waiting for a node');
 
-    kernels = [kernels[0], { ...mine, phase: 'pulling', reason: 'Pulling image "x" (3 s)' }];
+    change([kernels[0], { ...mine, phase: 'pulling', reason: 'Pulling image "x"' }]);
     await until(() => progress.current?.kernel?.phase === 'pulling');
     expect(notices()).toHaveLength(1); // the same notification, updated
     expect(notices()[0].message).toBe(
-      'Starting a kernel on a100x1 — pulling image: Pulling image "x" (3 s)'
+      'Starting a kernel on a100x1 — pulling image: Pulling image "x"'
     );
 
     json(res, 201, { ...mine, state: 'running', phase: 'ready', reason: '' });
@@ -155,18 +200,18 @@ describe('KernelStartProgress', () => {
   it('tells two starts of the same flavor and environment apart', async () => {
     const answers: http.ServerResponse[] = [];
     server.routes.set('POST kernels', (_, res) => answers.push(res));
-    const progress = new KernelStartProgress(settings);
+    const progress = new KernelStartProgress(model);
     const track = () =>
       progress.track('a100x1', 'pytorch', () =>
         startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings)
       );
     const starts = [track(), track()];
     await until(() => answers.length === 2);
-    kernels = [
+    change([
       ...kernels,
-      makeKernel({ id: 'one', started: 2000, reason: 'Pulling image "one" (1 s)' }),
-      makeKernel({ id: 'two', started: 2001, reason: 'Pulling image "two" (1 s)' })
-    ];
+      makeKernel({ id: 'one', started: 2000, reason: 'Pulling image "one"' }),
+      makeKernel({ id: 'two', started: 2001, reason: 'Pulling image "two"' })
+    ]);
     await until(() => notices().length === 2);
     const said = notices().map(n => n.message);
     expect(said.some(m => m.includes('"one"'))).toBe(true);
@@ -178,33 +223,51 @@ describe('KernelStartProgress', () => {
   }, 10000);
 
   it('follows a start the server lists before it is followed (a notebook session)', async () => {
-    const early = makeKernel({ id: 'early', started: 2000 });
-    kernels = [...kernels, early];
-    const progress = new KernelStartProgress(settings);
+    const early = makeKernel({ id: 'early', started: 2000, since: null });
+    change([...kernels, early]);
+    await until(() => model.get('early') !== null); // listed before the start is followed
+    const progress = new KernelStartProgress(model);
     let ready!: () => void;
     const started = progress.track('', 'pytorch', () => new Promise<void>(r => (ready = r)));
     await until(() => progress.current?.kernel?.id === 'early');
     expect(notices()[0].message).toBe(
-      'Starting a kernel on a100x1 — pulling image: Pulling image "pytorch/pytorch:2.5.1" (12 s)'
+      'Starting a kernel on a100x1 — pulling image: Pulling image "pytorch/pytorch:2.5.1"'
     );
     ready();
     await started;
     expect(notices()[0].message).toBe('Kernel ready on a100x1');
   });
 
+  it('counts how long the phase has lasted with nothing pushed, and never asks', async () => {
+    const progress = new KernelStartProgress(model);
+    let ready!: () => void;
+    const started = progress.track('a100x1', 'pytorch', () => new Promise<void>(r => (ready = r)));
+    change([...kernels, makeKernel({ id: 'pulling', started: 2000, since: nowSeconds() - 5 })]);
+    await until(() => notices().length === 1);
+    const asked = server.calls('kernels').length;
+    const first = notices()[0].message;
+    expect(first).toMatch(/Pulling image "pytorch\/pytorch:2.5.1" \((5|6) s\)$/);
+    await until(() => notices()[0].message !== first); // a second later, by the page's clock
+    expect(notices()[0].message).toMatch(/\((6|7) s\)$/);
+    expect(server.calls('kernels')).toHaveLength(asked);
+    ready();
+    await started;
+  });
+
   it('shows nothing for a kernel that is ready before it is listed as starting', async () => {
-    const progress = new KernelStartProgress(settings);
+    const progress = new KernelStartProgress(model);
     const started = progress.track('cpu', 'python', () =>
       startKernel({ flavor: 'cpu', environment: 'python' }, settings)
     );
     json(await post, 201, makeKernel({ id: 'quick', state: 'running', phase: undefined }));
     expect((await started).id).toBe('quick');
-    await wait(PROGRESS_INTERVAL * 1.2);
+    change([...kernels, makeKernel({ id: 'quick', state: 'running', phase: undefined })]);
+    await until(() => model.get('quick') !== null);
     expect(notices()).toHaveLength(0);
   });
 
   it("ends as an error carrying the cluster's reason when the start is refused", async () => {
-    const progress = new KernelStartProgress(settings);
+    const progress = new KernelStartProgress(model);
     const started = progress.track('a100x8', 'pytorch', () =>
       startKernel({ flavor: 'a100x8', environment: 'pytorch' }, settings)
     );
@@ -223,6 +286,8 @@ describe('a kernel that died', () => {
   const server = new FakeServer();
   let settings: ServerConnection.ISettings;
   let kernels: IKernel[];
+  let live: FakeLive;
+  let model: KernelsModel;
   const oom = { at: 1100, reason: "OOMKilled: the kernel ran out of the flavor's memory" };
 
   beforeAll(async () => {
@@ -230,22 +295,40 @@ describe('a kernel that died', () => {
     server.routes.set('GET kernels', (_, res) => json(res, 200, { kernels }));
   });
   afterAll(() => server.stop());
+  beforeEach(() => {
+    kernels = [];
+    live = new FakeLive();
+    model = new KernelsModel(live, settings);
+    live.push({ type: 'hello', user: 'ada', live: true });
+  });
+  afterEach(() => model.dispose());
 
-  it('is explained once per death, with the reason the server recorded', async () => {
+  it('is explained once per death, with the reason the server recorded and pushed', async () => {
     const id = 'died-once';
     kernels = [makeKernel({ id, state: 'running', phase: 'ready', reason: '', last_exit: oom })];
-    expect(await explainDeath(id, settings)).toBe(
+    live.push({ type: 'kernels' });
+    expect(await explainDeath(id, model)).toBe(
       `The kernel on a100x1 died and is restarting: ${oom.reason}`
     );
-    const again = explainDeath(id, settings); // the same death is not told twice...
+    const again = explainDeath(id, model); // the same death is not told twice...
+    const asked = server.calls('kernels').length;
+    await new Promise(resolve => setTimeout(resolve, 300));
+    expect(server.calls('kernels')).toHaveLength(asked); // ...nor asked about: it is pushed
     kernels = [{ ...kernels[0], last_exit: { at: 1200, reason: 'Evicted: node drained' } }];
+    live.push({ type: 'kernels' });
     expect(await again).toBe('The kernel on a100x1 died and is restarting: Evicted: node drained');
+  });
+
+  it('is not explained when no reason comes in time', async () => {
+    kernels = [makeKernel({ id: 'quiet', state: 'running', phase: 'ready', reason: '' })];
+    live.push({ type: 'kernels' });
+    expect(await explainDeath('quiet', model, 200)).toBeNull();
   });
 
   it('says in the Kernels section why a running kernel was restarted', () => {
     const running = makeKernel({ state: 'running', phase: 'ready', reason: '', last_exit: oom });
     expect(reasonText(running)).toMatch(/^Restarted after it died at .+: OOMKilled: the kernel/);
     expect(reasonText({ ...running, last_exit: null })).toBe('');
-    expect(reasonText(makeKernel())).toBe('Pulling image "pytorch/pytorch:2.5.1" (12 s)');
+    expect(reasonText(makeKernel(), 1015)).toBe('Pulling image "pytorch/pytorch:2.5.1" (12 s)');
   });
 });

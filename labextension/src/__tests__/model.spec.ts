@@ -86,7 +86,7 @@ describe('MLInfraModel', () => {
 
     let changes = 0;
     model.changed.connect(() => changes++);
-    kernels = [running, { ...starting, phase: 'starting', reason: 'kernel starting (1 s)' }];
+    kernels = [running, { ...starting, phase: 'starting', reason: 'kernel starting' }];
     await model.refresh();
     expect(changes).toBe(1);
     expect(model.kernels[0].phase).toBe('starting');
@@ -262,6 +262,29 @@ describe('MLInfraModel', () => {
     expect(server.calls('flavors')).toHaveLength(1);
     expect(server.calls('jobs')).toHaveLength(0);
   });
+
+  it('follows a starting kernel by what is pushed, never by asking again and again', async () => {
+    model.visible = true;
+    live.push({ type: 'hello', user: 'ada', live: true });
+    await model.refresh();
+    let changes = 0;
+    model.changed.connect(() => changes++);
+    const starting = makeKernel({ started: 1005, phase: 'scheduling', reason: '' });
+    kernels = [starting];
+    live.push({ type: 'kernels' });
+    await wait(HINT_DELAY + 200);
+    expect(model.kernels.map(k => k.phase)).toEqual(['scheduling']);
+    expect(changes).toBeGreaterThan(0); // the panel shows it
+    server.requests.length = 0;
+    await wait(2500); // a start's phase once was read every 2 s
+    expect(server.requests).toHaveLength(0);
+    kernels = [{ ...starting, phase: 'pulling', reason: 'Pulling image "x"' }];
+    live.push({ type: 'kernels' });
+    await wait(HINT_DELAY + 200);
+    expect(model.kernels.map(k => k.phase)).toEqual(['pulling']);
+    expect(server.calls('kernels')).toHaveLength(1);
+    expect(model.allKernels.get(starting.id)?.phase).toBe('pulling'); // one copy for every view
+  }, 10000);
 
   it('shows a cancelled job at once, from the answer of the cancel', async () => {
     await model.refresh();
