@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,15 +147,11 @@ async def test_a_follower_that_goes_away_leaves_no_watch_in_the_agent(
     pid = agent_pid(agent_home)
     before = open_fds(pid)
     assert "anon_inode:inotify" not in before.values()
+    identity = {IDENTITY_HEADER: json.dumps(Identity(ME).to_json())}
     for _ in range(3):
-        reader, writer = await asyncio.open_unix_connection(agent_home.socket)
-        identity = json.dumps(Identity(ME).to_json())
-        writer.write(
-            f"GET /mlinfra/api/v1/jobs/{job['id']}/logs?follow=1 HTTP/1.1\r\n"
-            f"Host: mlinfra-agent\r\n{IDENTITY_HEADER}: {identity}\r\n\r\n".encode()
-        )
-        head = await asyncio.wait_for(reader.readuntil(b"started\n"), 60)
-        assert head.startswith(b"HTTP/1.1 200"), head
+        connected = asyncio.open_unix_connection(agent_home.socket)
+        path = f"/mlinfra/api/v1/jobs/{job['id']}/logs?follow=1"
+        writer = await follow_raw(connected, path, identity)
         assert inotify_fds(pid) == 1
         # the rank writes nothing more: only the client's leaving can end this follow
         writer.close()
@@ -166,6 +162,45 @@ async def test_a_follower_that_goes_away_leaves_no_watch_in_the_agent(
     (tmp_path / "go").touch()
     (tmp_path / "release").touch()
     assert (await wait_for(jp_fetch, job["id"], {"succeeded", "failed"}))["state"] == "succeeded"
+
+
+async def test_a_browser_that_goes_away_ends_the_agents_follow_at_its_next_line(
+    jp_fetch: Any,
+    agent_home: AgentHome,
+    tmp_path: Path,
+    jp_http_port: int,
+    jp_base_url: str,
+    jp_auth_header: dict[str, str],
+) -> None:
+    """The server relays the agent's stream: once its own client is gone, the next line the
+    agent sends ends the relay, and the agent's follower with it."""
+    job = await call(jp_fetch, "jobs", "POST", {"code": stepped(tmp_path)})
+    await wait_for(jp_fetch, job["id"], {"running"})
+    pid = agent_pid(agent_home)
+    connected = asyncio.open_connection("127.0.0.1", jp_http_port)
+    path = f"{jp_base_url}mlinfra/api/v1/jobs/{job['id']}/logs?follow=1"
+    writer = await follow_raw(connected, path, jp_auth_header)
+    assert inotify_fds(pid) == 1
+    writer.close()
+    await writer.wait_closed()
+    (tmp_path / "go").touch()
+    await until(lambda: no_inotify(pid))
+    (tmp_path / "release").touch()
+    assert (await wait_for(jp_fetch, job["id"], {"succeeded", "failed"}))["state"] == "succeeded"
+
+
+async def follow_raw(
+    connected: Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+    path: str,
+    headers: dict[str, str],
+) -> asyncio.StreamWriter:
+    """A follow sent by hand on a connection the test can drop, once its first line came."""
+    reader, writer = await connected
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{lines}\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"started\n"), 60)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return writer
 
 
 async def no_inotify(pid: int) -> bool:
