@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jupyter_mlinfra.backends.local.file_watch import POLL_SECONDS, FolderWatch
+from jupyter_mlinfra.backends.local.file_watch import POLL_SECONDS, FolderWatch, Inotify
 from jupyter_mlinfra.backends.local.local_jobs import _LogReader
 
 WRITER = """
@@ -44,7 +44,7 @@ async def run(folder: Path, lines: int, idle: float, watched: bool) -> dict[str,
             sys.executable, "-c", WRITER, str(lines), str(idle), stdout=out
         )
     latencies: list[float] = []
-    with FolderWatch(folder, wake.set) if watched else _Nothing():
+    with FolderWatch(Inotify(), folder, wake.set) if watched else _Nothing():
         while len(latencies) < lines:
             await (wake.wait() if watched else asyncio.sleep(POLL_SECONDS))
             wake.clear()

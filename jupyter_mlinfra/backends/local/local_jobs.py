@@ -93,7 +93,10 @@ class LocalJobs:
             wake.set()
 
         folder = readers[0].path.parent
-        with self.agent.changes.listening(job.id, changed), FolderWatch(folder, wake.set) as files:
+        with (
+            self.agent.changes.listening(job.id, changed),
+            FolderWatch(self.agent.inotify, folder, wake.set) as files,
+        ):
             current = self.agent.store.get(job.id)  # as it was when listening began
             done = ended = current is None or _over(job, current.attempt, current.state)
             lines = _last(_read(readers), tail)
