@@ -8,7 +8,7 @@ streaming followed logs as they come. The agent is started on first use.
 from __future__ import annotations
 
 from jupyter_server.auth.decorator import authorized
-from tornado import web
+from tornado import iostream, web
 
 from ..backends.local.agent_client import AgentUnavailable
 from ..backends.local.link import AgentLink, AgentNoAnswer
@@ -19,6 +19,9 @@ from .serving import Call, JobsAPI, JobsRequest, routes
 
 class JobProxyHandler(MLInfraHandler, JobsRequest):
     """The jobs routes on the Jupyter server (``serving.routes``)."""
+
+    _gone = False
+    """The client went away while its answer was relayed."""
 
     @property
     def link(self) -> AgentLink:
@@ -63,6 +66,8 @@ class JobProxyHandler(MLInfraHandler, JobsRequest):
 
         def relay(chunk: bytes) -> None:
             nonlocal streamed
+            if self._gone:  # drop the agent's stream too, and so its follower and watch
+                raise iostream.StreamClosedError()
             streamed = True
             self.write(chunk)
             self.flush()
@@ -77,6 +82,8 @@ class JobProxyHandler(MLInfraHandler, JobsRequest):
             streaming_callback=relay if is_logs else None,
             timeout=24 * 3600 if is_logs else 60,
         )
+        if self._gone:
+            return
         if response.code == 599:  # sent, maybe acted on: never retried, so never doubled
             raise AgentNoAnswer(f"the local agent did not answer: {response.error}")
         if not streamed:
@@ -85,6 +92,10 @@ class JobProxyHandler(MLInfraHandler, JobsRequest):
             if response.body:
                 self.write(response.body)
         self.finish(set_content_type=content_type)  # APIHandler.finish would say JSON
+
+    def on_connection_close(self) -> None:
+        self._gone = True
+        super().on_connection_close()
 
 
 job_handlers = list(

@@ -11,8 +11,10 @@ so every client works with either.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterator
 from typing import Any, Protocol, TypeVar, cast
 
 from ..identity import Identity
@@ -57,15 +59,42 @@ class JobsAPI(Protocol):
 
     async def logs(
         self, identity: Identity, job_id: str, *, rank: int | None, tail: int | None, follow: bool
-    ) -> AsyncIterator[str]: ...
+    ) -> AsyncGenerator[str, None]: ...
 
 
 class JobsRequest(JSONErrors):
     """A handler of a jobs route, on whichever server: it answers its operation's call."""
 
+    _streaming: asyncio.Task[None] | None = None
+
     async def serve(self, call: Call, **path: str) -> None:
         """Answer ``call``; each server says for whom, and with which service."""
         raise NotImplementedError
+
+    async def stream(self, lines: AsyncGenerator[str, None]) -> None:
+        """Send ``lines`` as they come, each flushed. A client that goes away ends the stream
+        at once, not at a next line that may be long in coming: the generator is cancelled
+        where it waits, and closed, so that what it holds (watches, streams) goes with it."""
+        streaming = asyncio.ensure_future(self._send(lines))
+        self._streaming = streaming
+        try:
+            await asyncio.wait([streaming])
+        finally:
+            self._streaming = None
+            streaming.cancel()
+        if not streaming.cancelled():
+            streaming.result()
+
+    async def _send(self, lines: AsyncGenerator[str, None]) -> None:
+        async with contextlib.aclosing(lines):
+            async for line in lines:
+                self.write(line)
+                await self.flush()
+
+    def on_connection_close(self) -> None:
+        if self._streaming is not None:
+            self._streaming.cancel()
+        super().on_connection_close()
 
 
 Call = Callable[[JobsRequest, JobsAPI, Identity, dict[str, str]], Awaitable[None]]
@@ -123,10 +152,12 @@ async def _logs(
     )
     handler.set_header("Content-Type", "text/plain; charset=utf-8")
     await handler.flush()  # headers out now, as set (APIHandler.finish would say JSON)
-    async for line in lines:
-        handler.write(line)
-        if options.follow:
-            await handler.flush()
+    if options.follow:
+        await handler.stream(lines)
+    else:
+        async with contextlib.aclosing(lines):
+            async for line in lines:
+                handler.write(line)
     handler.finish()
 
 

@@ -16,7 +16,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncGenerator, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -503,7 +503,7 @@ class KubernetesJobs(JobsBackend):
         rank: int | None,
         tail: int | None,
         follow: bool,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """The ranks' logs (all, ``[rank N]``-prefixed, or one's), from the pods' logs."""
         job = await self._get(identity, job_id)
         return self.pod_logs.read(job, rank=rank, tail=tail, follow=follow)

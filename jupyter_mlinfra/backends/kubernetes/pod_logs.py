@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from ...errors import InvalidInput
 from ...identity import Identity
@@ -32,7 +32,7 @@ class PodLogs:
 
     def read(
         self, job: Job, *, rank: int | None, tail: int | None, follow: bool
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """The ranks' logs (all, ``[rank N]``-prefixed, or one's); a rank the job lacks is
         refused here, before any line is read."""
         world = job.spec.nodes * job.spec.procs_per_node
@@ -42,7 +42,7 @@ class PodLogs:
 
     async def _lines(
         self, job: Job, rank: int | None, tail: int | None, follow: bool
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         watches = self.watches
         assert watches.rest is not None
         world = job.spec.nodes * job.spec.procs_per_node

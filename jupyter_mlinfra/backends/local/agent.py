@@ -34,6 +34,7 @@ from . import strays
 from .accounts import RankAccounts, keep_private
 from .changes import Changes
 from .endings import Ending, end_of_attempt
+from .file_watch import Inotify
 from .leases import Leases
 from .runner import RankStartError, Runner, read_output, ready_at, result_of
 
@@ -81,6 +82,8 @@ class Agent:
         self.leases = Leases(self)
         self.changes = Changes()
         self.store.watch(self._job_changed, self.changes.capacity)
+        self.inotify = Inotify()
+        """Followed logs' folders, watched (``local_jobs.py``)."""
         self.exit_reason = "stopped"
         """Why ``done`` was set: ``idle`` when it exits by itself, else ``stopped``."""
         self._wake = asyncio.Event()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Iterator
 
 from ...identity import Identity
 from ...models.jobs import Job
@@ -56,6 +57,7 @@ class Changes:
 
     def __init__(self) -> None:
         self._followers: set[Follower] = set()
+        self._listeners: dict[str, list[Callable[[Job], None]]] = {}
         self._gone = asyncio.Event()
         self._gone.set()
 
@@ -71,8 +73,24 @@ class Changes:
         if not self._followers:
             self._gone.set()
 
+    @contextlib.contextmanager
+    def listening(self, job_id: str, listener: Callable[[Job], None]) -> Iterator[None]:
+        """Call ``listener`` with every change of one job while inside: for what the agent
+        itself waits for in a job (a log's follower, for the end of its attempt), which has
+        checked already that its caller may see it."""
+        listeners = self._listeners.setdefault(job_id, [])
+        listeners.append(listener)
+        try:
+            yield
+        finally:
+            listeners.remove(listener)
+            if not listeners:
+                del self._listeners[job_id]
+
     def job(self, job: Job) -> None:
         """``job`` (as the REST API shows it) changed: tell those who may see it."""
+        for listener in list(self._listeners.get(job["id"], ())):
+            listener(job)
         message: AgentChange = {"type": "job", "job": job}
         for follower in list(self._followers):
             if follower.identity.may_see(job["owner"]):

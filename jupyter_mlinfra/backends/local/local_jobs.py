@@ -2,14 +2,14 @@
 code as a Jupyter server holding a cluster's jobs (``jobs/serving.py``), over its store.
 
 Rank logs are files (``rank-N.log`` per attempt); following one reads what was appended
-since, until the attempt ends.
+since, each time a rank writes (inotify, ``file_watch.py``), until the attempt ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +18,10 @@ from ...errors import NotAllowed
 from ...identity import Identity
 from ...jobs.spec import Job, JobState
 from ...models import jobs as wire
+from .file_watch import FolderWatch
 
 if TYPE_CHECKING:
     from .agent import Agent
-
-FOLLOW_POLL_SECONDS = 0.2
 
 
 class LocalJobs:
@@ -64,7 +63,7 @@ class LocalJobs:
 
     async def logs(
         self, identity: Identity, job_id: str, *, rank: int | None, tail: int | None, follow: bool
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """One rank's log, or all merged with ``[rank N]`` prefixes (errors raised here,
         before anything is sent)."""
         job, paths = self.agent.service.log_files(identity, job_id, rank)
@@ -75,21 +74,58 @@ class LocalJobs:
 
     async def _lines(
         self, job: Job, readers: builtins.list[_LogReader], tail: int | None, follow: bool
-    ) -> AsyncIterator[str]:
-        lines = [line for reader in readers for line in reader.read()]
-        if tail is not None:
-            lines = lines[-tail:] if tail else []
-        for line in lines:
-            yield line
-        while follow:
-            current = self.agent.store.get(job.id)
-            done = current is None or current.attempt != job.attempt or current.state.finished
-            fresh = [line for reader in readers for line in reader.read()]
-            for line in fresh:
+    ) -> AsyncGenerator[str, None]:
+        """What the logs hold (their ``tail`` last lines); when following, then each line as
+        it is written, until the attempt has ended. A follower wakes when a rank writes
+        (``FolderWatch``) or the job changes (``Changes.listening``), never on a timer; what
+        it holds is released when the stream ends or its client goes away (the generator is
+        closed)."""
+        if not follow:
+            for line in _last(_read(readers), tail):
                 yield line
-            if done and not fresh:
-                break
-            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+            return
+        wake = asyncio.Event()
+        ended = False
+
+        def changed(current: wire.Job) -> None:
+            nonlocal ended
+            ended = ended or _over(job, current["attempt"], JobState(current["state"]))
+            wake.set()
+
+        folder = readers[0].path.parent
+        with (
+            self.agent.changes.listening(job.id, changed),
+            FolderWatch(self.agent.inotify, folder, wake.set) as files,
+        ):
+            current = self.agent.store.get(job.id)  # as it was when listening began
+            done = ended = current is None or _over(job, current.attempt, current.state)
+            lines = _last(_read(readers), tail)
+            while True:
+                for line in lines:
+                    yield line
+                if done:
+                    return
+                await wake.wait()
+                wake.clear()
+                files.attach()
+                done = ended  # seen before the read: the ranks had exited, it reads all
+                lines = _read(readers)
+
+
+def _over(job: Job, attempt: int, state: JobState) -> bool:
+    """``job``'s attempt, whose logs are followed, has ended (the job is finished or runs
+    another attempt)."""
+    return attempt != job.attempt or state.finished
+
+
+def _read(readers: builtins.list[_LogReader]) -> builtins.list[str]:
+    return [line for reader in readers for line in reader.read()]
+
+
+def _last(lines: builtins.list[str], tail: int | None) -> builtins.list[str]:
+    if tail is None:
+        return lines
+    return lines[-tail:] if tail else []
 
 
 def usage_report(agent: Agent, identity: Identity) -> wire.UsageReport:
