@@ -21,6 +21,7 @@ from ..backends.kubernetes.kernels import KernelPods, KubernetesKernels
 from ..catalog import Environment
 from ..errors import InvalidInput, MLInfraError
 from ..models.kernels import Kernel, KernelPhase
+from .activity import last_activity
 from .deaths import Deaths
 from .interpreters import POD_LAUNCHER, KernelSupport
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused
@@ -35,10 +36,6 @@ def _waiting(reason: str, since: float | None, ready: bool) -> str:
     if ready or since is None or not reason:
         return reason
     return f"{reason} ({max(0.0, time.time() - since):.0f} s)"
-
-
-def _epoch(value: Any) -> float | None:
-    return value.timestamp() if value is not None else None
 
 
 class PodKernels(KernelsBackend):
@@ -81,7 +78,7 @@ class PodKernels(KernelsBackend):
                     "devices": [],
                     "cpus": [],
                     "started": record.started,
-                    "last_activity": _epoch(getattr(manager, "last_activity", None)),
+                    "last_activity": last_activity(manager),
                     "execution_state": getattr(manager, "execution_state", "starting"),
                     "state": "running" if ready else "starting",
                     "phase": cast(KernelPhase, record.startup.phase),
