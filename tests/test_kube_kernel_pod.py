@@ -148,15 +148,16 @@ def test_start_phases_from_pod_and_events() -> None:
     )
     for binding in (
         '0/1 nodes are available: persistentvolume "claim-alice" not found. not found',
+        '0/1 nodes are available: persistentvolumeclaim "claim-bob" not found. not found',
         "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
-    ):  # the volume controllers end these, not capacity: no failure at once
+    ):  # the scheduler's cache or the volume controllers end these, not capacity
         waits = classify(pending, [event("FailedScheduling", binding)])
         assert (waits.phase, waits.reason) == (
             "scheduling",
-            f"waiting for its volumes to be bound: {binding}",
+            f"waiting for its volumes: {binding}",
         )
-    missing = '0/1 nodes are available: persistentvolumeclaim "claim-bob" not found.'
-    assert classify(pending, [event("FailedScheduling", missing)]).phase == "unschedulable"
+    elsewhere = "0/2 nodes are available: 2 node(s) had volume node affinity conflict."
+    assert classify(pending, [event("FailedScheduling", elsewhere)]).phase == "unschedulable"
     scale_up = event("TriggeredScaleUp", "pod triggered scale-up", "2026-11-26T21:00:05Z")
     assert classify(pending, [event("FailedScheduling", refused), scale_up]).phase == "scaling-up"
 

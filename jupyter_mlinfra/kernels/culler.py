@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..background import Background
+from .activity import last_activity
 from .service import KernelService
 
 WARNING_REPLY_TIMEOUT = 5.0
@@ -82,20 +83,20 @@ class IdleCuller(Background):
         seen = set()
         for kernel_id, manager, accelerated in list(self.kernels.cullable()):
             seen.add(kernel_id)
-            last = getattr(manager, "last_activity", None)
+            last = last_activity(manager)
             if not accelerated or last is None or getattr(manager, "execution_state", "") == "busy":
                 continue
             warned = self._warned.get(kernel_id)
-            if warned is not None and last.timestamp() > warned.answered + OWN_ACTIVITY_SLACK:
+            if warned is not None and last > warned.answered + OWN_ACTIVITY_SLACK:
                 del self._warned[kernel_id]  # used since the warning: start over
                 warned = None
             if warned is not None:
                 if now >= warned.cull_at:
                     await self._cull(kernel_id, now - warned.idle_since)
                 continue
-            idle = now - last.timestamp()
+            idle = now - last
             if self.warning > 0 and idle >= self.timeout - self.warning:
-                await self._warn(kernel_id, manager, last.timestamp(), now)
+                await self._warn(kernel_id, manager, last, now)
             elif self.warning <= 0 and idle >= self.timeout:
                 await self._cull(kernel_id, idle)
         for gone in set(self._warned) - seen:

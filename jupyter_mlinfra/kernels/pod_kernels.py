@@ -20,6 +20,7 @@ from ..backends.kubernetes.kernels import KernelPods, KubernetesKernels
 from ..catalog import Environment
 from ..errors import InvalidInput, MLInfraError
 from ..models.kernels import Kernel, KernelPhase
+from .activity import last_activity
 from .deaths import Deaths
 from .interpreters import POD_LAUNCHER, KernelSupport
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused
@@ -27,10 +28,6 @@ from .specs import spec_name
 
 if TYPE_CHECKING:
     from .service import KernelService
-
-
-def _epoch(value: Any) -> float | None:
-    return value.timestamp() if value is not None else None
 
 
 class PodKernels(KernelsBackend):
@@ -73,7 +70,7 @@ class PodKernels(KernelsBackend):
                     "devices": [],
                     "cpus": [],
                     "started": record.started,
-                    "last_activity": _epoch(getattr(manager, "last_activity", None)),
+                    "last_activity": last_activity(manager),
                     "execution_state": getattr(manager, "execution_state", "starting"),
                     "state": "running" if ready else "starting",
                     "phase": cast(KernelPhase, record.startup.phase),

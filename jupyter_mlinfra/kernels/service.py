@@ -20,6 +20,7 @@ from ..errors import Conflict, NotFound
 from ..identity import Identity
 from ..models.kernels import Kernel, KernelList, KernelStart, KernelSwitch
 from ..models.validation import validated
+from .activity import last_activity
 from .deaths import Deaths
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
 from .specs import spec_name
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
 
 ENDED_KEPT = 100
 """How many ended (culled) kernels ``GET /kernels`` keeps showing."""
-
-
-def _epoch(value: Any) -> float | None:
-    return value.timestamp() if value is not None else None
 
 
 class KernelService:
@@ -84,7 +81,7 @@ class KernelService:
             "devices": list(lease.devices),
             "cpus": list(lease.cpus),
             "started": lease.created,
-            "last_activity": _epoch(getattr(manager, "last_activity", None)),
+            "last_activity": last_activity(manager),
             "execution_state": getattr(manager, "execution_state", "starting"),
             "state": "running",
             "since": lease.created,

@@ -24,11 +24,11 @@ CONTAINER_ERRORS = ("CreateContainerConfigError", "CreateContainerError", "Crash
                     "RunContainerError")  # fmt: skip
 _QUOTED = re.compile(r'"([^"]+)"')
 VOLUMES_BINDING = re.compile(
-    r'persistentvolume "[^"]+" not found|unbound immediate PersistentVolumeClaims'
+    r'persistentvolume(claim)? "[^"]+" not found|unbound immediate PersistentVolumeClaims'
 )
-"""The scheduler's refusals that the volume controllers end, not capacity: a claim not bound
-yet, or bound to a volume the scheduler has not seen yet (just created). Its claim missing,
-or a volume on another node, do fail the start."""
+"""The scheduler's refusals that time ends, not capacity: a claim not bound yet, or a claim or
+volume its cache has not seen yet (just created: a claim that does not exist is refused before
+the pod is created, ``claims.ClaimPlacement``). A volume on another node fails the start."""
 KUEUE_GATE = "kueue.x-k8s.io/admission"
 """The scheduling gate Kueue's pod integration puts on a plain pod it queues."""
 PHASES = ("scheduling", "unschedulable", "scaling-up", "pulling", "preparing", "starting",
@@ -169,6 +169,6 @@ def _scheduling(
     if condition.get("reason") == "Unschedulable" or refused is not None:
         message = (refused or {}).get("message") or condition.get("message") or "no node fits"
         if VOLUMES_BINDING.search(message):
-            return Startup("scheduling", f"waiting for its volumes to be bound: {message}", created)
+            return Startup("scheduling", f"waiting for its volumes: {message}", created)
         return Startup("unschedulable", f"unschedulable: {message}", created)
     return Startup("scheduling", "waiting for a node", created)
