@@ -209,7 +209,9 @@ def test_a_notebook_from_the_launcher_shows_its_kernels_start(
     assert [(k["flavor"], k["state"]) for k in kernels] == [("cpu", "running")]
 
     # moving the notebook's kernel to a GPU flavor takes a new pod: the same progress, then
-    # the same kernel on the new flavor
+    # the same kernel on the new flavor (its node pulls the image: a GPU node that an earlier
+    # test's pod left the image on started it within a second, before the progress was seen)
+    kube_cluster.kubelet.forget_images()
     panel = SidebarPanel(page)
     panel.open()
     panel.start.get_by_role("combobox", name="Flavor").select_option("a100x1")
