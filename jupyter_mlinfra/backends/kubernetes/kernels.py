@@ -20,6 +20,7 @@ from typing import Any
 from traitlets import CaselessStrEnum, Dict, Float, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ...background import Background
 from ...catalog import Environment, Flavor
 from ...errors import MLInfraError
 from . import kernel_pod as pods
@@ -181,6 +182,22 @@ class KernelRecord:
     an earlier pod of the same name (a restart replaces the pod, and events outlive it)."""
 
 
+class _Renewal(Background):
+    """Pushes back the expiry of every kernel pod held, each quarter of the expiry."""
+
+    def __init__(self, kernel_pods: KernelPods) -> None:
+        self.kernel_pods = kernel_pods
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.kernel_pods.settings.expiry / 4)
+            for record in list(self.kernel_pods.records.values()):
+                try:
+                    await self.kernel_pods.renew(record)
+                except (KubeError, OSError, asyncio.TimeoutError) as error:
+                    log.warning("kernel %s: expiry not renewed: %r", record.kernel_id, error)
+
+
 class KernelPods:
     """The kernel pods of one server, and every API call made for them."""
 
@@ -203,7 +220,7 @@ class KernelPods:
         """The labels of the server's pod that kernel pods let in, and its namespace."""
         self._warned = False
         self._watches: dict[str, Reflector] = {}
-        self._renewal: asyncio.Task[None] | None = None
+        self._renewal = _Renewal(self)
 
     async def rest(self) -> Rest:
         if self._rest is None:
@@ -486,17 +503,7 @@ class KernelPods:
         return pods.keys_of(secret)
 
     def start_renewing(self) -> None:
-        if self._renewal is None:
-            self._renewal = asyncio.ensure_future(self._renew_forever())
-
-    async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.expiry / 4)
-            for record in list(self.records.values()):
-                try:
-                    await self.renew(record)
-                except (KubeError, OSError, asyncio.TimeoutError) as error:
-                    log.warning("kernel %s: expiry not renewed: %r", record.kernel_id, error)
+        self._renewal.start()
 
     async def renew(self, record: KernelRecord) -> None:
         rest = await self.rest()
@@ -528,11 +535,7 @@ class KernelPods:
         return found
 
     async def close(self) -> None:
-        if self._renewal is not None:
-            self._renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewal
-            self._renewal = None
+        await self._renewal.stop()
         for reflector in self._watches.values():
             await reflector.stop()
         self._watches.clear()
