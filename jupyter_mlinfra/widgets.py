@@ -164,9 +164,18 @@ class FlavorPicker(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is un
         """Start a kernel of the chosen environment on the chosen flavor; the result or the
         server's refusal shows in the message line."""
         choice = dict(self.value)
-        _message(self.message, f"starting a {choice['environment']} kernel on {choice['flavor']}…")
+        what = f"starting a {choice['environment']} kernel on {choice['flavor']}"
+        _message(self.message, f"{what}…")
+
+        def progress(kernel: Kernel) -> None:
+            if kernel["state"] == "starting":
+                where = kernel.get("phase") or "starting"
+                _message(self.message, " · ".join(filter(None, (what, where, kernel["reason"]))))
+
         try:
-            kernel = self.client.start_kernel(choice["environment"], choice["flavor"], path)
+            kernel = self.client.start_kernel(
+                choice["environment"], choice["flavor"], path, on_change=progress
+            )
         except ClientError as error:
             _message(self.message, error.message, error=True)
             return None

@@ -28,6 +28,7 @@ from jupyter_mlinfra.kernels import registry
 from jupyter_mlinfra.kernels.activity import last_activity
 from jupyter_mlinfra.kernels.lease import LEASES
 
+from . import kernel_starts
 from .agents import AgentHome
 from .conftest import ME
 from .test_handlers import conforms
@@ -124,11 +125,7 @@ async def refused(jp_fetch: Any, *path: str, **kwargs: Any) -> tuple[int, dict[s
 
 
 async def start(jp_fetch: Any, flavor: str, environment: str = "python") -> dict[str, Any]:
-    code, kernel = await kernels_api(
-        jp_fetch, method="POST", body={"flavor": flavor, "environment": environment}
-    )
-    assert code == 201
-    return dict(kernel)
+    return await kernel_starts.start(jp_fetch, {"flavor": flavor, "environment": environment})
 
 
 async def run(serverapp: Any, kernel_id: str, code: str) -> str:
@@ -208,16 +205,16 @@ async def test_gpu_kernels_are_pinned_never_share_a_device_and_a_third_is_refuse
     assert seen["affinity"] == second["cpus"]
     assert {first["devices"][0], second["devices"][0]} == {0, 1}
 
-    code, error = await refused(
-        jp_fetch, "mlinfra", "api", "v1", "kernels", method="POST", body={"flavor": "a100x1"}
-    )
+    code, error = await kernel_starts.refused(jp_fetch, {"flavor": "a100x1"})
     assert (code, error["field"]) == (409, "flavor")
     assert "nvidia.com/gpu" in error["message"] and "0 free" in error["message"], error
 
     _, listing = await kernels_api(jp_fetch)
     conforms(listing, "KernelList")
-    listed = {k["id"]: k for k in listing["kernels"]}
+    listed = {k["id"]: k for k in listing["kernels"] if k["state"] == "running"}
     assert set(listed) == {first["id"], second["id"]}
+    [failed] = [k for k in listing["kernels"] if k["state"] == "failed"]  # said, and kept
+    assert (failed["flavor"], failed["error"]["message"]) == ("a100x1", error["message"])
     assert listed[first["id"]]["devices"] == first["devices"]
     assert listed[first["id"]]["execution_state"] == "idle"
     assert listed[first["id"]]["last_activity"] >= first["started"]
@@ -231,7 +228,8 @@ async def test_gpu_kernels_are_pinned_never_share_a_device_and_a_third_is_refuse
     third = await start(jp_fetch, "a100x1")  # the freed device goes to the next kernel
     assert third["devices"] == first["devices"]
     _, listing = await kernels_api(jp_fetch)
-    assert {k["id"] for k in listing["kernels"]} == {second["id"], third["id"]}
+    running = {k["id"] for k in listing["kernels"] if k["state"] == "running"}
+    assert running == {second["id"], third["id"]}
 
 
 async def test_a_restarted_kernel_keeps_its_lease(jp_fetch: Any, jp_serverapp: Any) -> None:
@@ -284,6 +282,40 @@ async def test_a_kernel_killed_comes_back_saying_why(jp_fetch: Any, jp_serverapp
     assert again["last_exit"] == seen["last_exit"]  # one death, told once
 
 
+async def test_a_start_answers_at_once_and_is_followed_by_its_id(
+    jp_fetch: Any, agent_home: AgentHome
+) -> None:
+    """The start is a resource from its first moment: while the agent that grants its lease
+    cannot answer (stopped), ``POST kernels`` has answered 202 and the kernel is listed,
+    starting, under its id; once the agent answers, the same id runs. A stop asked meanwhile
+    waits for the start and then stops it (no kernel is left behind)."""
+    await start(jp_fetch, "cpu")  # the agent runs
+    pids = agent_home.agent_pids()
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        kernel = await kernel_starts.begin(jp_fetch, {"flavor": "a100x1"})
+        assert (kernel["flavor"], kernel["environment"], kernel["owner"]) == (
+            "a100x1", "python", ME
+        )  # fmt: skip
+        _, seen = await kernels_api(jp_fetch, kernel["id"])
+        assert (seen["state"], seen["since"]) == ("starting", kernel["since"])
+        _, listing = await kernels_api(jp_fetch)
+        assert kernel["id"] in {k["id"] for k in listing["kernels"] if k["state"] == "starting"}
+        stopping = asyncio.ensure_future(kernels_api(jp_fetch, kernel["id"], method="DELETE"))
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    code, stopped = await stopping
+    assert (code, stopped["id"], stopped["state"]) == (200, kernel["id"], "stopped")
+    _, listing = await kernels_api(jp_fetch)
+    assert kernel["id"] not in {k["id"] for k in listing["kernels"]}
+
+    running = await kernel_starts.start(jp_fetch, {"flavor": "a100x1"})
+    assert running["devices"] and running["state"] == "running"
+
+
 async def test_cpu_kernel_hides_accelerators(jp_fetch: Any, jp_serverapp: Any) -> None:
     kernel = await start(jp_fetch, "cpu")
     assert kernel["devices"] == []
@@ -312,7 +344,7 @@ async def test_bad_requests_name_the_field(jp_fetch: Any) -> None:
         ({"environment": "nope"}, 404, "environment"),
     ]
     for body, status, field in cases:
-        code, error = await refused(jp_fetch, *path, method="POST", body=body)
+        code, error = await kernel_starts.refused(jp_fetch, body)
         assert (code, error["field"]) == (status, field), (body, error)
     code, error = await refused(
         jp_fetch, *path, "0000aaaa-0000-4000-8000-000000000000", method="DELETE"
@@ -495,10 +527,7 @@ class TestRefusedStart:
         keep.emit = records.append  # type: ignore[method-assign]
         jp_serverapp.log.addHandler(keep)
         try:
-            code, error = await refused(
-                jp_fetch, "mlinfra", "api", "v1", "kernels", method="POST",
-                body={"flavor": "a100x1"},
-            )  # fmt: skip
+            code, error = await kernel_starts.refused(jp_fetch, {"flavor": "a100x1"})
         finally:
             jp_serverapp.log.removeHandler(keep)
         assert 400 <= code < 500 and error["field"], error
@@ -513,9 +542,6 @@ async def test_a_kernel_runs_in_the_folder_of_its_path(
 ) -> None:
     """A path inside the root still sets the working directory (what confining it keeps)."""
     (jp_root_dir / "project" / "notebooks").mkdir(parents=True)
-    code, kernel = await kernels_api(
-        jp_fetch, method="POST", body={"path": "project/notebooks/train.ipynb"}
-    )
-    assert code == 201
+    kernel = await kernel_starts.start(jp_fetch, {"path": "project/notebooks/train.ipynb"})
     cwd = await run(jp_serverapp, kernel["id"], "import os; print(os.getcwd())")
     assert cwd.strip() == str((jp_root_dir / "project" / "notebooks").resolve())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jupyter_server.auth.decorator import authorized
+from jupyter_server.utils import url_path_join
 from tornado import web
 
 from ..handlers import API, MLInfraHandler
@@ -25,8 +26,10 @@ class KernelsHandler(KernelHandlerBase):
     @web.authenticated
     @authorized
     async def post(self) -> None:
+        """Answer 202 at once: the start runs on; its kernel's URL is where it is followed."""
         model = await self.kernels.start(self.identity, self.json_body())
-        self.set_status(201)
+        self.set_status(202)
+        self.set_header("Location", url_path_join(self.request.path, model["id"]))
         self.reply(model)
 
 

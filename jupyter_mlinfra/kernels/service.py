@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..capacity import Lease
@@ -24,6 +25,7 @@ from .activity import last_activity
 from .deaths import Deaths
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
 from .specs import spec_name
+from .starts import KernelStarts
 from .working_dir import confined_path
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ class KernelService:
         self.deaths = Deaths(changed)
         """``changed`` is told of each death at once: jupyter_server's kernel events tell of
         the restart that follows only once it is done (a new pod may take minutes)."""
+        self.starts = KernelStarts(log, changed, self.ended.append)
 
     def running(self) -> Iterator[tuple[str, Any, Lease]]:
         """(kernel id, its KernelManager, its lease) of each kernel holding a lease."""
@@ -91,6 +94,10 @@ class KernelService:
         }
 
     async def start(self, identity: Identity, body: Any) -> Kernel:
+        """Begin a start and answer at once with the kernel it will be (state 'starting'):
+        what can be refused without starting anything (the request, the catalog's rules, the
+        environment's transport) is refused here; the rest (room, quota, the pod, the kernel
+        itself) is told through the kernel's state, 'running' or 'failed'."""
         request = validated(KernelStart, body)
         path = confined_path(self.kernel_manager.root_dir, request.get("path", ""))
         catalog = self.inventory.catalog
@@ -102,18 +109,45 @@ class KernelService:
         transport = await self.inventory.kernel_transport(environment)
         if not transport.available:  # jupyter_client would refuse it, saying less
             raise Conflict(f"environment {environment.name!r}: {transport.summary}", "environment")
-        try:
-            kernel_id = await self.kernel_manager.start_kernel(
-                kernel_name=spec_name(
-                    environment.name, "" if flavor.name == mine.default_flavor else flavor.name
-                ),
-                path=path or None,
-                **{FLAVOR_ARGUMENT: flavor.name},
-            )
-        except KernelStartRefused as refused:
-            self.forget_failed_starts()
-            raise refused.error from None
-        return self.get(identity, kernel_id)
+        kernel_id = str(uuid.uuid4())
+        name = spec_name(
+            environment.name, "" if flavor.name == mine.default_flavor else flavor.name
+        )
+        now = time.time()
+        kernel: Kernel = {
+            "id": kernel_id,
+            "name": name,
+            "owner": identity.user,
+            "flavor": flavor.name,
+            "environment": environment.name,
+            "devices": [],
+            "cpus": [],
+            "started": now,
+            "last_activity": None,
+            "execution_state": "starting",
+            "state": "starting",
+            "since": now,
+            "reason": "",
+            "ended": None,
+        }
+
+        async def launch() -> None:
+            try:
+                await self.kernel_manager.start_kernel(
+                    kernel_id=kernel_id,
+                    kernel_name=name,
+                    path=path or None,
+                    **{FLAVOR_ARGUMENT: flavor.name},
+                )
+            except KernelStartRefused as refused:
+                self.forget_failed_starts()
+                raise refused.error from None
+            except Exception:
+                self.forget_failed_starts()
+                raise
+
+        self.starts.begin(kernel, launch)
+        return kernel
 
     async def switch(self, identity: Identity, kernel_id: str, body: Any) -> Kernel:
         """Restart the kernel on another flavor ("Switch flavor"): same kernel id, so the
@@ -157,8 +191,14 @@ class KernelService:
     def list(self, identity: Identity) -> KernelList:
         self.deaths.forget_all_but(self.kernel_manager)
         kernels = [self.model(*entry) for entry in self.running()] + self._held()
+        starting = {k["id"]: k for k in self.starts.under_way()}
+        for kernel in kernels:  # held already, not yet answered by the kernel manager
+            if kernel["id"] in starting and kernel["state"] == "running":
+                kernel["state"], kernel["since"] = "starting", starting[kernel["id"]]["since"]
+        listed = {k["id"] for k in kernels}
+        kernels += [k for k in starting.values() if k["id"] not in listed]
         kernels += list(reversed(self.ended))
-        return {"kernels": [k for k in kernels if identity.may_see(k["owner"])]}
+        return {"kernels": _visible(identity, kernels)}
 
     def _find(self, identity: Identity | None, kernel_id: str) -> tuple[str, Any, Lease]:
         """The running kernel ``kernel_id`` if ``identity`` may see it (None: anybody may)."""
@@ -174,7 +214,11 @@ class KernelService:
         return None
 
     def get(self, identity: Identity, kernel_id: str) -> Kernel:
-        return self._pod_kernel(identity, kernel_id) or self.model(*self._find(identity, kernel_id))
+        """The kernel as listed: starting, running, or ended (failed, culled) lately."""
+        for kernel in self.list(identity)["kernels"]:
+            if kernel["id"] == kernel_id:
+                return kernel
+        raise NotFound(f"no mlinfra kernel {kernel_id!r}", "kernel_id")
 
     async def stop(
         self,
@@ -185,10 +229,15 @@ class KernelService:
         state: Literal["stopped", "culled"] = "stopped",
     ) -> Kernel:
         """Shut the kernel down through the kernel manager (which releases its lease); a
-        culled kernel (``state`` "culled") is remembered with its reason."""
-        model = self._pod_kernel(identity, kernel_id) or self.model(
-            *self._find(identity, kernel_id)
-        )
+        culled kernel (``state`` "culled") is remembered with its reason. A kernel whose start
+        is under way, not yet held anywhere, is stopped once its start settles."""
+        model = self._pod_kernel(identity, kernel_id)
+        if model is None:
+            if any(k["id"] == kernel_id for k in _visible(identity, self.starts.under_way())):
+                await self.starts.settled(kernel_id)
+            model = self._pod_kernel(identity, kernel_id) or self.model(
+                *self._find(identity, kernel_id)
+            )
         await self.kernel_manager.shutdown_kernel(kernel_id)
         model["state"], model["reason"], model["ended"] = state, reason, time.time()
         model["execution_state"] = "dead"
@@ -206,6 +255,7 @@ class KernelService:
 
     async def shutdown_all(self) -> None:
         """Shut down every kernel holding a lease, releasing the leases (server shutdown)."""
+        await self.starts.cancel_all()
         self.forget_failed_starts()
         ids = [kernel_id for kernel_id, _, _ in self.running()]
         if not ids:
@@ -216,3 +266,8 @@ class KernelService:
         for kernel_id, result in zip(ids, results, strict=True):
             if isinstance(result, BaseException):
                 self.log.warning("mlinfra kernel %s: shutdown failed: %s", kernel_id, result)
+
+
+def _visible(identity: Identity | None, kernels: Iterable[Kernel]) -> list[Kernel]:
+    """Those of ``kernels`` that ``identity`` may see (None: anybody may)."""
+    return [k for k in kernels if identity is None or identity.may_see(k["owner"])]

@@ -9,6 +9,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from ..kernels.working_dir import MAX_PATH as MAX_TEXT
 from . import WIRE
+from .errors import Error
 from .operations import Answer, Operation
 
 KernelPhase = Literal[
@@ -56,6 +57,19 @@ class LastExit(TypedDict):
 
 
 @with_config(WIRE)
+class StartFailure(Error):
+    """Why a kernel's start failed: what ``POST kernels`` would have answered had it waited."""
+
+    status: Annotated[
+        int,
+        Field(
+            description="Its HTTP status, as for any refusal: 409 when the flavor is full or "
+            "over quota, 500 when the kernel itself failed."
+        ),
+    ]
+
+
+@with_config(WIRE)
 class Kernel(TypedDict):
     """A flavor kernel holding resources, or a recently stopped or culled one."""
 
@@ -71,7 +85,13 @@ class Kernel(TypedDict):
     started: Annotated[float, Field(description="Epoch seconds.")]
     last_activity: Annotated[float | None, Field(description="Epoch seconds.")]
     execution_state: Annotated[str, Field(examples=["idle"])]
-    state: Literal["starting", "running", "stopped", "culled"]
+    state: Annotated[
+        Literal["starting", "running", "failed", "stopped", "culled"],
+        Field(
+            description="A start answers at once with 'starting'; it becomes 'running' once the "
+            "kernel is ready, or 'failed' (``error`` says why), which stays listed."
+        ),
+    ]
     phase: NotRequired[
         Annotated[
             KernelPhase,
@@ -92,6 +112,9 @@ class Kernel(TypedDict):
     reason: Annotated[str, Field(examples=["idle for 3600 s"])]
     ended: Annotated[float | None, Field(description="Epoch seconds, once stopped or culled.")]
     last_exit: NotRequired[LastExit | None]
+    error: NotRequired[
+        Annotated[StartFailure, Field(description="A failed start's error (state 'failed').")]
+    ]
 
 
 @with_config(WIRE)
@@ -143,20 +166,29 @@ OPERATIONS = (
     Operation(
         "post", "/kernels", "startKernel",
         "Start a kernel of an environment on a flavor, through jupyter_server's kernel manager.",
-        {201: Answer("The started kernel.", Kernel, links=_links())},
+        {202: Answer(
+            "The start, under way: the kernel's id, `state: starting` and `since`; `Location` "
+            "is the kernel's URL. Follow it there (or in the live feed's `kernels` pushes) "
+            "until `running`, or `failed` with `error`.",
+            Kernel, links=_links(),
+        )},
         errors=(400, 404, 409, 413, 422, 503),
         error_descriptions={
-            409: "The flavor is full or over the caller's quota; `message` says why."
+            409: "The environment's kernel transport is unavailable; `message` says why."
         },
-        description="The flavor and environment are checked against the catalog and the "
-        "caller's entitlements; the kernel then asks the local agent for a lease on the "
-        "flavor's devices and CPUs, admitted against the same capacity and quotas as jobs. The "
-        "kernel is a regular jupyter_server kernel (`/api/kernels/{id}`, websockets, sessions).",
+        description="The flavor, environment and path are checked against the catalog and the "
+        "caller's entitlements before the answer; the rest of the start runs after it: the "
+        "kernel asks for a lease on the flavor's devices and CPUs (local backend) or a pod "
+        "(Kubernetes, which may wait for a node and pull an image for minutes), admitted "
+        "against the same capacity and quotas as jobs. A flavor that is full or over quota "
+        "makes the start `failed`, with `error.status` 409. The kernel is a regular "
+        "jupyter_server kernel (`/api/kernels/{id}`, websockets, sessions).",
         body=KernelStart, body_required=False,
         body_description="Absent or empty, the caller's default environment and flavor.",
     ),
     Operation(
-        "get", "/kernels/{kernel_id}", "getKernel", "One running flavor kernel.",
+        "get", "/kernels/{kernel_id}", "getKernel",
+        "One flavor kernel: starting, running, or recently failed, stopped or culled.",
         {200: Answer("The kernel.", Kernel)}, errors=(404,),
     ),
     Operation(

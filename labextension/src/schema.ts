@@ -260,7 +260,7 @@ export interface paths {
         put?: never;
         /**
          * Start a kernel of an environment on a flavor, through jupyter_server's kernel manager.
-         * @description The flavor and environment are checked against the catalog and the caller's entitlements; the kernel then asks the local agent for a lease on the flavor's devices and CPUs, admitted against the same capacity and quotas as jobs. The kernel is a regular jupyter_server kernel (`/api/kernels/{id}`, websockets, sessions).
+         * @description The flavor, environment and path are checked against the catalog and the caller's entitlements before the answer; the rest of the start runs after it: the kernel asks for a lease on the flavor's devices and CPUs (local backend) or a pod (Kubernetes, which may wait for a node and pull an image for minutes), admitted against the same capacity and quotas as jobs. A flavor that is full or over quota makes the start `failed`, with `error.status` 409. The kernel is a regular jupyter_server kernel (`/api/kernels/{id}`, websockets, sessions).
          */
         post: operations["startKernel"];
         delete?: never;
@@ -276,7 +276,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One running flavor kernel. */
+        /** One flavor kernel: starting, running, or recently failed, stopped or culled. */
         get: operations["getKernel"];
         put?: never;
         post?: never;
@@ -537,8 +537,11 @@ export interface components {
             last_activity: number | null;
             /** @example idle */
             execution_state: string;
-            /** @enum {string} */
-            state: "starting" | "running" | "stopped" | "culled";
+            /**
+             * @description A start answers at once with 'starting'; it becomes 'running' once the kernel is ready, or 'failed' (``error`` says why), which stays listed.
+             * @enum {string}
+             */
+            state: "starting" | "running" | "failed" | "stopped" | "culled";
             /**
              * @description Kubernetes backend: where the kernel's pod is in its start; reason says why it waits.
              * @enum {string}
@@ -551,6 +554,8 @@ export interface components {
             /** @description Epoch seconds, once stopped or culled. */
             ended: number | null;
             last_exit?: components["schemas"]["LastExit"] | null;
+            /** @description A failed start's error (state 'failed'). */
+            error?: components["schemas"]["StartFailure"];
         };
         /** @description Running kernels, then culled ones, newest first. */
         KernelList: {
@@ -678,6 +683,14 @@ export interface components {
             max_restarts?: number | null;
             /** @description Exit codes that are retried; empty: any non-zero exit. */
             on_exit_codes?: number[] | null;
+        };
+        /** @description Why a kernel's start failed: what ``POST kernels`` would have answered had it waited. */
+        StartFailure: {
+            message: string;
+            /** @description The offending field, if one is. */
+            field: string | null;
+            /** @description Its HTTP status, as for any refusal: 409 when the flavor is full or over quota, 500 when the kernel itself failed. */
+            status: number;
         };
         Usage: {
             gpus: number;
@@ -1309,8 +1322,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The started kernel. */
-            201: {
+            /** @description The start, under way: the kernel's id, `state: starting` and `since`; `Location` is the kernel's URL. Follow it there (or in the live feed's `kernels` pushes) until `running`, or `failed` with `error`. */
+            202: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1322,7 +1335,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
-            /** @description The flavor is full or over the caller's quota; `message` says why. */
+            /** @description The environment's kernel transport is unavailable; `message` says why. */
             409: {
                 headers: {
                     [name: string]: unknown;
