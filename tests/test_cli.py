@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from jupyter_mlinfra.client import Connection, KernelsClient
+
 from .conftest import ME, TEST_CATALOG, write_fake_nvidia_smi
 from .lab_server import LabServer, running_kernel, running_lab
 
@@ -187,7 +189,8 @@ def test_kernels_started_by_the_server_reach_it_through_the_client(lab: LabServe
 def test_kernels_lists_what_each_holds_and_stops_one(lab: LabServer) -> None:
     env = clean_env()
     server = ("--url", lab.base_url, "--token", lab.token)
-    kernel = rest(lab, "kernels", "POST", {"flavor": "a100x1", "environment": "python"})
+    client = KernelsClient(Connection(lab.base_url, lab.token))
+    kernel = client.start_kernel("python", "a100x1")  # answered at once, followed till it runs
     try:
         table = mlinfra("kernels", *server, env=env)
         assert table.returncode == 0, table.stderr

@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from jupyter_mlinfra.client import ClientError, Connection, KernelsClient
+
 from .hub import Hub, HubError, running_hub
 from .test_leases import SETTINGS as TWO_GPUS
 
@@ -130,6 +132,11 @@ def test_groups_and_admin_status_come_from_the_hub(hub: Hub, tokens: dict[str, s
     assert refused(hub, "bob", tokens["bob"], "GET", "flavors/a100x2") == 403
 
 
+def kernels_of(hub: Hub, user: str, token: str) -> KernelsClient:
+    """``user``'s kernels through the hub's proxy, as their own Python client reaches them."""
+    return KernelsClient(Connection(f"{hub.url}user/{user}/", token))
+
+
 @pytest.mark.usefixtures("cleanup")
 def test_users_share_one_capacity_one_queue_and_quotas(
     hub: Hub, tokens: dict[str, str], sleeper: str
@@ -151,10 +158,10 @@ def test_users_share_one_capacity_one_queue_and_quotas(
     assert "1 of 1 queued jobs" in over_quota.value.body["message"]
 
     # kernels lease their devices from the same agent: none left for bob's kernel
-    with pytest.raises(HubError) as full:
-        hub.mlinfra("bob", tokens["bob"], "POST", "kernels", {"flavor": "a100x1"})
-    assert full.value.status == 409
-    assert "a100x1 is full" in full.value.body["message"]
+    with pytest.raises(ClientError) as full:
+        kernels_of(hub, "bob", tokens["bob"]).start_kernel(flavor="a100x1")
+    assert (full.value.status, full.value.field) == (409, "flavor")
+    assert "a100x1 is full" in full.value.message
 
     whoami = hub.mlinfra("bob", tokens["bob"], "GET", "whoami")  # usage from the shared agent
     assert (whoami["usage"]["gpus"], whoami["usage"]["queued_jobs"]) == (0, 1)
@@ -289,7 +296,7 @@ def test_a_kernels_gpu_is_nobody_elses_until_it_shuts_down(
     hub: Hub, tokens: dict[str, str], sleeper: str
 ) -> None:
     bob, alice = tokens["bob"], tokens["alice"]
-    kernel = hub.mlinfra("bob", bob, "POST", "kernels", {"flavor": "a100x1"})
+    kernel = kernels_of(hub, "bob", bob).start_kernel(flavor="a100x1")
     try:
         assert kernel["owner"] == "bob" and len(kernel["devices"]) == 1
         # alice's two-GPU job waits for the GPU bob's kernel holds, on another user's server

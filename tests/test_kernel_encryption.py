@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from . import kernel_starts
 from .agents import AgentHome
 from .capture import captured
 from .server_channels import execute_through_server
@@ -80,10 +81,7 @@ def jp_server_config(jp_server_config: dict[str, Any], policy: str) -> dict[str,
 
 
 async def start(jp_fetch: Any, environment: str) -> str:
-    code, kernel = await kernels_api(
-        jp_fetch, method="POST", body={"flavor": "cpu", "environment": environment}
-    )
-    assert code == 201
+    kernel = await kernel_starts.start(jp_fetch, {"flavor": "cpu", "environment": environment})
     return str(kernel["id"])
 
 

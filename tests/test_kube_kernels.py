@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 from jupyter_client.asynchronous.client import AsyncKernelClient
-from tornado.httpclient import HTTPClientError
 
 from jupyter_mlinfra.backends.kubernetes import kernel_pod as pods
 from jupyter_mlinfra.backends.kubernetes.rest import path_of
 from jupyter_mlinfra.client import ENV_TOKEN
 from jupyter_mlinfra.kernels import registry
 
+from . import kernel_starts
 from .cluster.fixture import KubeCluster
 from .conftest import ME, mlinfra_app
 from .lab_server import LabServer, running_lab
@@ -129,18 +129,15 @@ def stop_kernels(jp_serverapp: Any, jp_asyncio_loop: Any) -> Iterator[None]:
 
 
 async def start(jp_fetch: Any, flavor: str, environment: str = "pytorch") -> dict[str, Any]:
-    code, kernel = await kernels_api(
-        jp_fetch, method="POST", body={"flavor": flavor, "environment": environment}
-    )
-    assert code == 201
-    return dict(kernel)
+    return await kernel_starts.start(jp_fetch, {"flavor": flavor, "environment": environment})
 
 
 async def refused_start(jp_fetch: Any, flavor: str, environment: str) -> tuple[int, str]:
-    with pytest.raises(HTTPClientError) as raised:
-        await start(jp_fetch, flavor, environment)
-    assert raised.value.response is not None
-    return raised.value.code, json.loads(raised.value.response.body)["message"]
+    """A start's refusal, said at once or once under way (after the 202)."""
+    code, error = await kernel_starts.refused(
+        jp_fetch, {"flavor": flavor, "environment": environment}
+    )
+    return code, error["message"]
 
 
 def pod_of(cluster: KubeCluster, kernel: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -28,11 +28,12 @@ from jupyter_mlinfra.backends.kubernetes import kernel_pod as pods
 from jupyter_mlinfra.backends.kubernetes.names import dns_label
 from jupyter_mlinfra.backends.kubernetes.workloads import pod_template_of
 
+from . import kernel_starts
 from .cluster.fixture import KubeCluster
 from .conftest import ME
 from .jobs_client import TERMINAL, call
 from .kube_server import wait_for
-from .test_kernels import kernels_api, run
+from .test_kernels import run
 from .test_kube_kernels import CATALOG, kube_server_config, stop_kernels
 from .waits import until
 
@@ -200,11 +201,9 @@ async def test_a_pod_kernel_runs_in_the_notebooks_folder_of_the_home_volume(
         ("imagenet", DATASET_PATH, True, "claim imagenet"),
     ]
 
-    code, kernel = await kernels_api(
-        jp_fetch, method="POST", body={"flavor": "cpu", "environment": "pytorch",
-                                       "path": "project"},
-    )  # fmt: skip
-    assert code == 201
+    kernel = await kernel_starts.start(
+        jp_fetch, {"flavor": "cpu", "environment": "pytorch", "path": "project"}
+    )
     printed = await run(jp_serverapp, kernel["id"], "import json\n" + NOTEBOOK)
     seen = json.loads(printed.splitlines()[0])
     assert seen == {
@@ -315,10 +314,7 @@ async def test_the_admins_extras_and_hook_shape_kernel_and_job_pods_but_not_thei
     cluster = volumes
     cluster.add_node("gpu-1", allocatable={"nvidia.com/gpu": "4"})
     await bound(cluster, CLAIM, "imagenet")
-    code, kernel = await kernels_api(
-        jp_fetch, method="POST", body={"flavor": "cpu", "environment": "pytorch"}
-    )
-    assert code == 201
+    kernel = await kernel_starts.start(jp_fetch, {"flavor": "cpu", "environment": "pytorch"})
     probe = "import os\nprint(os.environ['FROM_ADMIN'], os.access('/scratch', os.W_OK))"
     assert await run(jp_serverapp, kernel["id"], probe) == "yes True\n"
     job = await call(
@@ -356,12 +352,10 @@ async def test_the_admins_extras_and_hook_shape_kernel_and_job_pods_but_not_thei
 
 
 async def refused(jp_fetch: Any, flavor: str, environment: str) -> tuple[int, str]:
-    with pytest.raises(HTTPClientError) as raised:
-        await kernels_api(
-            jp_fetch, method="POST", body={"flavor": flavor, "environment": environment}
-        )
-    assert raised.value.response is not None
-    return raised.value.code, json.loads(raised.value.response.body)["message"]
+    code, error = await kernel_starts.refused(
+        jp_fetch, {"flavor": flavor, "environment": environment}
+    )
+    return code, error["message"]
 
 
 def server_stand_in(node: str) -> dict[str, Any]:
@@ -406,10 +400,7 @@ async def test_a_readwriteonce_home_puts_the_kernel_where_it_is_attached_or_refu
 
     await until(serving)
 
-    code, kernel = await kernels_api(
-        jp_fetch, method="POST", body={"flavor": "cpu", "environment": "pytorch"}
-    )
-    assert code == 201
+    kernel = await kernel_starts.start(jp_fetch, {"flavor": "cpu", "environment": "pytorch"})
     pod = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
     assert pod is not None and pod["spec"]["nodeName"] == "node-1"
     assert pod["spec"]["affinity"]["nodeAffinity"] == {

@@ -15,6 +15,7 @@ import pytest
 
 from jupyter_mlinfra.kernels import registry
 
+from . import kernel_starts
 from .server_channels import execute_through_server
 from .test_kernels import SPEC_MANAGER, kernels_api, stop_kernels  # noqa: F401 (a fixture)
 
@@ -65,10 +66,8 @@ async def test_sessions_and_shutdowns_release_leases_from_the_managers_threads(
         assert response.code == 200
     assert await held() == []  # python3 holds nothing; both flavor kernels gave back
 
-    code, kernel = await kernels_api(
-        jp_fetch, method="POST", body={"flavor": "a100x1", "environment": "python"}
-    )
-    assert code == 201 and len(kernel["devices"]) == 1
+    kernel = await kernel_starts.start(jp_fetch, {"flavor": "a100x1", "environment": "python"})
+    assert len(kernel["devices"]) == 1
     response = await jp_fetch("api", "kernels", kernel["id"], "restart", method="POST", body="")
     assert response.code == 200
     response = await jp_fetch("api", "kernels", kernel["id"], method="DELETE")
