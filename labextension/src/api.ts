@@ -223,7 +223,7 @@ export function listKernels(settings: Settings = here()): Promise<IKernelList> {
   return requestAPI<IKernelList>('kernels', {}, settings);
 }
 
-/** Start a kernel of an environment on a flavor. */
+/** Start a kernel of an environment on a flavor: answers at once, the kernel starting. */
 export function startKernel(body: IKernelStart, settings: Settings = here()): Promise<IKernel> {
   return requestAPI<IKernel>('kernels', { method: 'POST', body: JSON.stringify(body) }, settings);
 }

@@ -164,7 +164,7 @@ export function addCommands(app: JupyterFrontEnd, context: ICommandContext): voi
     let kernel: { id: string; name: string };
     try {
       // its progress, and its failure with the server's reason, show in a notification
-      kernel = await context.starts.track(flavor, environment, () =>
+      kernel = await context.starts.startKernel(flavor, environment, () =>
         startKernel({ flavor, environment })
       );
     } catch {

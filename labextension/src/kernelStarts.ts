@@ -63,7 +63,7 @@ export function activeKernels(kernels: readonly IKernel[], user: string): IKerne
   ];
 }
 
-/** A start this page asked for and still waits on. */
+/** A start this page waits on. */
 export interface IStartRequest {
   /** The flavor asked for ('' for the server's default). */
   flavor: string;
@@ -71,7 +71,8 @@ export interface IStartRequest {
   environment: string;
   /** Kernel ids the new one is not among (those listed, not starting, before the start). */
   known: ReadonlySet<string>;
-  /** The kernel that starts again, for a kernel moved to another flavor (same id). */
+  /** The kernel, once its id is known: the start's own (202), or a kernel moved to another
+   * flavor (same id). */
   kernelId?: string;
 }
 

@@ -79,6 +79,38 @@ export class KernelsModel implements IDisposable {
     return this._isDisposed;
   }
 
+  /**
+   * Kernel `id` once its start has settled, as the server's pushes show it: resolves when it
+   * runs; rejects with the start's error when it failed, or when it is no longer listed as
+   * starting or running (stopped meanwhile). `POST kernels` answers at once with the id, so
+   * this is how a start is followed: by its id, never by matching.
+   */
+  settled(id: string): Promise<IKernel> {
+    return new Promise((resolve, reject) => {
+      let seen = false;
+      const check = (): void => {
+        const kernel = this.get(id);
+        if (kernel?.state === 'starting') {
+          seen = true;
+          return;
+        }
+        if (kernel === null && !seen) {
+          return; // not listed yet: the server's push of the start is on its way
+        }
+        this._changed.disconnect(check);
+        if (kernel?.state === 'running') {
+          resolve(kernel);
+        } else {
+          const why = kernel?.error?.message || kernel?.reason || kernel?.state || 'not listed';
+          reject(new Error(why));
+        }
+      };
+      this._changed.connect(check);
+      check();
+      this.refresh().catch(() => undefined); // whatever the stream says, look once now
+    });
+  }
+
   /** Read the kernels now; rejects with the server's error. */
   async refresh(): Promise<void> {
     const ticket = ++this._asked;

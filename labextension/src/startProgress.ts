@@ -1,9 +1,11 @@
 /**
- * Starts this page waits on, shown while they last: `POST kernels` answers only once the
- * kernel is ready (a pod may first wait for a node and pull an image for minutes), so while it
- * is pending this follows the start in the page's kernels (`KernelsModel`, which the server's
- * pushes keep current) and tells the user in a notification that updates in place, and tells
- * listeners (the status bar) too.
+ * Starts this page waits on, shown while they last (a pod may first wait for a node and pull
+ * an image for minutes): each is followed in the page's kernels (`KernelsModel`, which the
+ * server's pushes keep current) and told in a notification that updates in place, and to
+ * listeners (the status bar) too. A start from the sidebar knows its kernel's id from the
+ * first moment (`POST kernels` answers 202 with it) and is followed by that id; only a
+ * notebook's own start (`POST /api/sessions`, which answers once the kernel is ready) is found
+ * among the listed starts by its flavor and environment.
  */
 import { Notification } from '@jupyterlab/apputils';
 import { ISignal, Signal } from '@lumino/signaling';
@@ -52,15 +54,34 @@ export class KernelStartProgress {
   }
 
   /**
-   * Run `start` (the request that starts a kernel of `environment` on `flavor` and answers
-   * once it is ready), showing its progress until it settles; answers or rethrows its result.
+   * Start a kernel of `environment` on `flavor` with `start` (`POST kernels`, which answers
+   * at once with the kernel starting) and follow it by its id until it runs, showing its
+   * progress; answers the running kernel, or rejects with the start's error.
+   */
+  startKernel(
+    flavor: string,
+    environment: string,
+    start: () => Promise<IKernel>
+  ): Promise<IKernel> {
+    return this.track(flavor, environment, async identify => {
+      const kernel = await start();
+      identify(kernel.id);
+      return this._kernels.settled(kernel.id);
+    });
+  }
+
+  /**
+   * Run `start` (what starts a kernel of `environment` on `flavor` and settles once it is
+   * ready; it calls `identify` with the kernel's id once it knows it), showing its progress
+   * until it settles; answers or rethrows its result. Until identified (or given
+   * `options.kernelId`), the start is found among the listed ones by flavor and environment.
    * The notification, shown once the server lists the start, ends as "ready" (closing by
    * itself); a failure shows the server's error (or, with `quietFailure`, closes it).
    */
   async track<T>(
     flavor: string,
     environment: string,
-    start: () => Promise<T>,
+    start: (identify: (kernelId: string) => void) => Promise<T>,
     options: ITrackOptions = {}
   ): Promise<T> {
     // kernels already starting stay candidates: a notebook's own start is under way by the time
@@ -114,8 +135,12 @@ export class KernelStartProgress {
     this._starts.push(progress);
     this._changed.emit();
     look();
+    const identify = (kernelId: string): void => {
+      progress.request.kernelId = kernelId;
+      look();
+    };
     try {
-      const result = await start();
+      const result = await start(identify);
       if (id !== null) {
         const where = progress.kernel?.flavor || flavor || 'the default flavor';
         show(`Kernel ready on ${where}`, 'success', READY_CLOSE);

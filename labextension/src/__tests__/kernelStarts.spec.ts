@@ -130,7 +130,7 @@ describe('KernelStartProgress', () => {
     Notification.manager.dismiss();
     kernels = [makeKernel({ id: OLD, state: 'running', phase: 'ready', reason: '' })];
     server.routes.set('GET kernels', (_, res) => json(res, 200, { kernels }));
-    // POST kernels answers only when the test says the kernel is ready (or refused)
+    // POST kernels answers when the test says (202 with the kernel starting, or a refusal)
     post = new Promise(resolve => {
       server.routes.set('POST kernels', (_, res) => resolve(res));
     });
@@ -156,17 +156,17 @@ describe('KernelStartProgress', () => {
     live.push({ type: 'kernels' });
   };
 
-  it('updates one notification in place, then says ready', async () => {
+  it('follows its start by the id POST answers, in one notification, then says ready', async () => {
     const progress = new KernelStartProgress(model);
     const seen: string[] = [];
     progress.changed.connect(() => {
       seen.push(progress.current?.kernel?.phase ?? (progress.current ? 'asked' : 'done'));
     });
-    const started = progress.track('a100x1', 'pytorch', () =>
+    const started = progress.startKernel('a100x1', 'pytorch', () =>
       startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings)
     );
     const res = await post;
-    expect(notices()).toHaveLength(0); // not listed yet: it may be ready at once
+    expect(notices()).toHaveLength(0); // not answered yet: it may be ready at once
     expect(progress.current?.kernel).toBeNull();
 
     const mine = makeKernel({
@@ -176,6 +176,7 @@ describe('KernelStartProgress', () => {
       since: null,
       reason: ''
     });
+    json(res, 202, mine);
     change([...kernels, mine]);
     await until(() => progress.current?.kernel?.id === 'new-kernel');
     expect(notices()[0].type).toBe('in-progress');
@@ -188,38 +189,40 @@ describe('KernelStartProgress', () => {
       'Starting a kernel on a100x1 — pulling image: Pulling image "x"'
     );
 
-    json(res, 201, { ...mine, state: 'running', phase: 'ready', reason: '' });
-    expect((await started).id).toBe('new-kernel');
+    change([kernels[0], { ...mine, state: 'running', phase: 'ready', reason: '' }]);
+    expect((await started).state).toBe('running');
     expect(notices()).toHaveLength(1);
     expect(notices()[0].type).toBe('success');
     expect(notices()[0].message).toBe('Kernel ready on a100x1');
     expect(progress.current).toBeNull();
-    expect(seen).toEqual(['asked', 'scheduling', 'pulling', 'done']);
+    expect(seen).toEqual(['asked', 'scheduling', 'pulling', 'ready', 'done']);
   }, 10000);
 
-  it('tells two starts of the same flavor and environment apart', async () => {
+  it('tells two starts of the same flavor and environment apart by their ids', async () => {
     const answers: http.ServerResponse[] = [];
     server.routes.set('POST kernels', (_, res) => answers.push(res));
     const progress = new KernelStartProgress(model);
-    const track = () =>
-      progress.track('a100x1', 'pytorch', () =>
+    const start = () =>
+      progress.startKernel('a100x1', 'pytorch', () =>
         startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings)
       );
-    const starts = [track(), track()];
+    const first = start();
+    await until(() => answers.length === 1);
+    const second = start();
     await until(() => answers.length === 2);
-    change([
-      ...kernels,
-      makeKernel({ id: 'one', started: 2000, reason: 'Pulling image "one"' }),
-      makeKernel({ id: 'two', started: 2001, reason: 'Pulling image "two"' })
-    ]);
+    // the first start's kernel is listed as the newer one: matching would swap them
+    const one = makeKernel({ id: 'one', started: 2001, reason: 'Pulling image "one"' });
+    const two = makeKernel({ id: 'two', started: 2000, reason: 'Pulling image "two"' });
+    json(answers[0], 202, one);
+    json(answers[1], 202, two);
+    change([...kernels, one, two]);
     await until(() => notices().length === 2);
     const said = notices().map(n => n.message);
     expect(said.some(m => m.includes('"one"'))).toBe(true);
     expect(said.some(m => m.includes('"two"'))).toBe(true);
-    for (const res of answers) {
-      json(res, 201, makeKernel({ state: 'running', phase: 'ready', reason: '' }));
-    }
-    await Promise.all(starts);
+    change([kernels[0], { ...one, state: 'running' }, { ...two, state: 'running' }]);
+    expect((await first).id).toBe('one');
+    expect((await second).id).toBe('two');
   }, 10000);
 
   it('follows a start the server lists before it is followed (a notebook session)', async () => {
@@ -256,29 +259,50 @@ describe('KernelStartProgress', () => {
 
   it('shows nothing for a kernel that is ready before it is listed as starting', async () => {
     const progress = new KernelStartProgress(model);
-    const started = progress.track('cpu', 'python', () =>
+    const started = progress.startKernel('cpu', 'python', () =>
       startKernel({ flavor: 'cpu', environment: 'python' }, settings)
     );
-    json(await post, 201, makeKernel({ id: 'quick', state: 'running', phase: undefined }));
+    const quick = makeKernel({ id: 'quick', phase: undefined, since: 2000, reason: '' });
+    kernels = [...kernels, { ...quick, state: 'running' }]; // read after the answer: running
+    json(await post, 202, quick);
     expect((await started).id).toBe('quick');
-    change([...kernels, makeKernel({ id: 'quick', state: 'running', phase: undefined })]);
-    await until(() => model.get('quick') !== null);
     expect(notices()).toHaveLength(0);
   });
 
-  it("ends as an error carrying the cluster's reason when the start is refused", async () => {
+  it("ends as an error carrying the cluster's reason when the start fails", async () => {
     const progress = new KernelStartProgress(model);
-    const started = progress.track('a100x8', 'pytorch', () =>
+    const started = progress.startKernel('a100x8', 'pytorch', () =>
       startKernel({ flavor: 'a100x8', environment: 'pytorch' }, settings)
     );
     const reason = '0/2 nodes are available: 2 Insufficient nvidia.com/gpu.';
-    json(await post, 409, { message: reason, field: 'flavor' });
+    const mine = makeKernel({ id: 'refused', flavor: 'a100x8', since: 2000 });
+    json(await post, 202, mine);
+    change([...kernels, mine]);
+    await until(() => progress.current?.kernel?.id === 'refused');
+    const failed: IKernel = {
+      ...mine,
+      state: 'failed',
+      reason,
+      error: { message: reason, field: 'flavor', status: 409 }
+    };
+    change([kernels[0], failed]);
     await expect(started).rejects.toThrow(reason);
     expect(notices()).toHaveLength(1);
     expect(notices()[0].type).toBe('error');
     expect(notices()[0].message).toBe(`Cannot start a kernel on a100x8: ${reason}`);
     expect(notices()[0].options.autoClose).toBe(false);
     expect(progress.current).toBeNull();
+  });
+
+  it('says a refusal the answer itself gives (the request, the catalog)', async () => {
+    const progress = new KernelStartProgress(model);
+    const started = progress.startKernel('a100x8', 'old', () =>
+      startKernel({ flavor: 'a100x8', environment: 'old' }, settings)
+    );
+    const reason = "environment 'old': requires transport encryption";
+    json(await post, 409, { message: reason, field: 'environment' });
+    await expect(started).rejects.toThrow(reason);
+    expect(notices()[0].message).toBe(`Cannot start a kernel on a100x8: ${reason}`);
   });
 });
 
