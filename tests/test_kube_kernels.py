@@ -197,10 +197,11 @@ async def test_unschedulable_kernel_fails_with_the_schedulers_message(
 
 
 async def nothing_left(jp_fetch: Any, cluster: KubeCluster) -> None:
-    """After a refused start: no kernel listed, and no pod but one being deleted."""
+    """After a refused start: no kernel listed but the failed one, and no pod but one being
+    deleted."""
     assert all(p["metadata"].get("deletionTimestamp") for p in cluster.list("v1", "Pod"))
     _, listing = await kernels_api(jp_fetch)
-    assert listing["kernels"] == []
+    assert [k["state"] for k in listing["kernels"]] == ["failed"]
 
 
 async def test_image_pull_error_fails_at_once(jp_fetch: Any, cluster: KubeCluster) -> None:
