@@ -129,7 +129,12 @@ def stop_kernels(jp_serverapp: Any, jp_asyncio_loop: Any) -> Iterator[None]:
 
 
 async def start(jp_fetch: Any, flavor: str, environment: str = "pytorch") -> dict[str, Any]:
-    return await kernel_starts.start(jp_fetch, {"flavor": flavor, "environment": environment})
+    """A kernel pod started and running: answered at once in the phase before its pod."""
+    kernel = await kernel_starts.begin(jp_fetch, {"flavor": flavor, "environment": environment})
+    assert (kernel.get("phase"), kernel["reason"]) == ("scheduling", "creating the pod"), kernel
+    running = await kernel_starts.settled(jp_fetch, kernel["id"])
+    assert running["state"] == "running", running
+    return running
 
 
 async def refused_start(jp_fetch: Any, flavor: str, environment: str) -> tuple[int, str]:

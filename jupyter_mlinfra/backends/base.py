@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..live.tabs import Tabs
     from ..live.usage import CachedUsage
     from ..models import catalog as wire
-    from ..models.kernels import Kernel
+    from ..models.kernels import Kernel, KernelPhase
     from ..settings import Settings
     from .local.link import AgentLink
 
@@ -116,6 +116,9 @@ class KernelsBackend(LoggingConfigurable):
 
     name = "local"
     """The backend as the generated kernelspecs name it (their provisioner, interrupts)."""
+    first_phase: tuple[KernelPhase, str] | None = None
+    """The phase and reason a start is in from its first moment (the answer of ``POST
+    kernels``), where the backend's starts have phases (pods)."""
 
     def __init__(
         self, *, settings: Settings, inventory: Inventory, identities: Identities, **kwargs: Any

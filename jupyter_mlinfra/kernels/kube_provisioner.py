@@ -36,7 +36,7 @@ from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from traitlets import Unicode
 
 from ..backends.kubernetes import kernel_pod as pods
-from ..backends.kubernetes.kernel_startup import Startup, classify
+from ..backends.kubernetes.kernel_startup import CREATING, Startup, classify
 from ..backends.kubernetes.kernels import KernelPods, KernelRecord, KernelStartFailed
 from ..backends.kubernetes.launcher_control import LauncherUnreachable, command
 from ..backends.kubernetes.port_forward import PortForward
@@ -199,7 +199,7 @@ class KubernetesProvisioner(KernelProvisionerBase):
         record = self.record
         assert record is not None
         record.started = time.time()
-        record.startup = Startup("scheduling", "creating the pod", record.started)
+        record.startup = Startup(*CREATING, since=record.started)
         self.key = secrets.token_hex(32)
         self.port = kernel_pods.settings.kernel_port
         self.ip = ""

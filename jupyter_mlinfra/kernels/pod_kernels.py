@@ -16,6 +16,7 @@ from ..backends.kubernetes.kernel_pod import (
     ANNOTATION_FLAVOR,
     LABEL_KERNEL_ID,
 )
+from ..backends.kubernetes.kernel_startup import CREATING
 from ..backends.kubernetes.kernels import KernelPods, KubernetesKernels
 from ..catalog import Environment
 from ..errors import InvalidInput, MLInfraError
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 class PodKernels(KernelsBackend):
     name = "kubernetes"
+    first_phase = CREATING
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

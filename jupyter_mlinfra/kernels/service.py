@@ -130,6 +130,8 @@ class KernelService:
             "reason": "",
             "ended": None,
         }
+        if self.backend.first_phase is not None:
+            kernel["phase"], kernel["reason"] = self.backend.first_phase
 
         async def launch() -> None:
             try:

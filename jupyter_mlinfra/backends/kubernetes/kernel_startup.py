@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from .kernel_pod import CONTAINER, INIT_CONTAINER
 
@@ -33,6 +33,8 @@ KUEUE_GATE = "kueue.x-k8s.io/admission"
 """The scheduling gate Kueue's pod integration puts on a plain pod it queues."""
 PHASES = ("scheduling", "unschedulable", "scaling-up", "pulling", "preparing", "starting",
           "ready", "failed")  # fmt: skip
+CREATING: tuple[Literal["scheduling"], str] = ("scheduling", "creating the pod")
+"""The phase and reason of a pod kernel's start until its pod exists."""
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from . import manifests, storage
 from .backend import KubernetesBackend
 from .claims import require_nodes
 from .client import KubernetesCluster
-from .kernel_startup import Startup, classify
+from .kernel_startup import CREATING, Startup, classify
 from .manifests import DEFAULT_PYTHON, allowed_env, owner_reference
 from .pod_config import PodConfig, customize, guard, run_hook
 from .reflector import Reflector
@@ -176,7 +176,7 @@ class KernelRecord:
     environment: str
     namespace: str
     started: float = field(default_factory=time.time)
-    startup: Startup = field(default_factory=lambda: Startup("scheduling", "creating the pod"))
+    startup: Startup = field(default_factory=lambda: Startup(*CREATING))
     pod_uid: str = ""
     """The uid of the pod this kernel runs in now: its events are those of this uid, never of
     an earlier pod of the same name (a restart replaces the pod, and events outlive it)."""
