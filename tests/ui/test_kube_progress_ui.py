@@ -175,7 +175,9 @@ def test_an_unschedulable_start_shows_the_schedulers_message(
     expect(page.locator(".jp-NotebookPanel")).to_have_count(0)
     expect(panel.root.locator("li.jp-mlinfra-KernelRow")).to_have_count(0, timeout=10_000)
     page.screenshot(path=str(output_dir / "kube-kernel-unschedulable.png"))
-    assert call(kube_lab, "GET", KERNELS)["kernels"] == []
+    [failed] = call(kube_lab, "GET", KERNELS)["kernels"]  # kept, saying why
+    assert failed["state"] == "failed" and failed["error"]["status"] == 409, failed
+    assert "Insufficient nvidia.com/gpu" in failed["error"]["message"], failed
 
 
 def test_a_notebook_from_the_launcher_shows_its_kernels_start(
