@@ -242,11 +242,15 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
             from .backends.kubernetes.backend import KubernetesBackend
             from .backends.kubernetes.client import KubernetesCluster
             from .backends.kubernetes.pod_config import KubernetesPods
+            from .backends.kubernetes.queue_config import KubernetesQueues
 
             return KubernetesBackend(
                 KubernetesCluster(config=self.config, log=self.log),
                 KubernetesPods(config=self.config, log=self.log),
                 self.root_dir(),
+                owner=self.identities.owner().user,
+                catalog=self.mlinfra_settings.catalog(KubernetesBackend.builtin_catalog),
+                queues=KubernetesQueues(config=self.config, log=self.log),
             )
         from .backends.local import LocalBackend
         from .backends.local.machine import detect_machine
