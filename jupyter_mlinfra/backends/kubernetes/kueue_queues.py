@@ -46,7 +46,7 @@ class KueueQueues:
         """The flavors whose rooms the capacity shows."""
         self.found: Queueing | None = None
         """Who queues, once discovery ran."""
-        self.watch = KueueWatch(log)
+        self.watch = KueueWatch(settings.log)
         self._discovering = asyncio.Lock()
 
     async def discover(self) -> Queueing:
