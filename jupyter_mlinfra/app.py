@@ -237,23 +237,30 @@ class MLInfraApp(SettingsTraits, ExtensionApp):
 
     # --- wiring, also used by the CLI's --local mode -----------------------------------------
 
-    def make_backend(self) -> Backend:
-        if self.mlinfra_settings.backend == "kubernetes":
+    def make_backend(self, settings: Settings | None = None) -> Backend:
+        """The backend of ``settings`` (by default the server's; the CLI's ``profiles`` may
+        name another catalog file, which a cluster's backend reads its flavors from)."""
+        settings = settings or self.mlinfra_settings
+        if settings.backend == "kubernetes":
             from .backends.kubernetes.backend import KubernetesBackend
             from .backends.kubernetes.client import KubernetesCluster
             from .backends.kubernetes.pod_config import KubernetesPods
+            from .backends.kubernetes.queue_config import KubernetesQueues
 
             return KubernetesBackend(
                 KubernetesCluster(config=self.config, log=self.log),
                 KubernetesPods(config=self.config, log=self.log),
                 self.root_dir(),
+                owner=self.identities.owner().user,
+                catalog=settings.catalog(KubernetesBackend.builtin_catalog),
+                queues=KubernetesQueues(config=self.config, log=self.log),
             )
         from .backends.local import LocalBackend
         from .backends.local.machine import detect_machine
 
         link = getattr(self, "agent", None)
         usage = getattr(self, "usage", None)
-        machine = detect_machine(inventory=self.mlinfra_settings.local_accelerators)
+        machine = detect_machine(inventory=settings.local_accelerators)
         return LocalBackend(
             machine=machine,
             usage=usage.allocations if usage else None,

@@ -19,12 +19,14 @@ from .backends.kubernetes.client import KubernetesCluster
 from .backends.kubernetes.jobs import KubernetesJobs
 from .backends.kubernetes.kernels import KubernetesKernels
 from .backends.kubernetes.pod_config import KubernetesPods
+from .backends.kubernetes.queue_config import KubernetesQueues
 
 CONFIGURABLES: tuple[type[Configurable], ...] = (
     MLInfraApp,
     KubernetesCluster,
     KubernetesKernels,
     KubernetesJobs,
+    KubernetesQueues,
     KubernetesPods,
 )
 """Every class whose settings the reference lists, in this order."""

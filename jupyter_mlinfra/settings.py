@@ -52,8 +52,8 @@ class SettingsTraits(HasTraits):
         config=True,
         help="""Where kernels and jobs run: 'local' (processes on this machine) or
         'kubernetes' (pods, Jobs and JobSets on a cluster, queued by Kueue when installed;
-        see KubernetesCluster and KubernetesJobs). It also chooses where jobs go unless
-        jobs_class names another class.""",
+        see KubernetesCluster, KubernetesQueues and KubernetesJobs). It also chooses where
+        jobs go unless jobs_class names another class.""",
     )
 
     flavors = List(

@@ -40,6 +40,7 @@ def server_config(kube_cluster: Any) -> dict[str, Any]:
         },
         "KubernetesCluster": {"kubeconfig": str(kube_cluster.kubeconfig)},
         "KubernetesJobs": {},
+        "KubernetesQueues": {},
     }
 
 

@@ -283,7 +283,7 @@ async def test_without_kueue_capacity_and_whoami_say_jobs_start_outside_quota(
     reason = (
         "Kueue is not installed (the cluster serves no Kueue Workload API (kueue.x-k8s.io "
         "v1beta2 or v1beta1)): jobs start at once, outside any ClusterQueue quota; set "
-        "c.KubernetesJobs.kueue = 'required' to refuse jobs instead"
+        "c.KubernetesQueues.kueue = 'required' to refuse jobs instead"
     )
     warned = [r for r in caplog.records if r.levelname == "WARNING" and reason in r.getMessage()]
     assert len(warned) == 1

@@ -78,7 +78,7 @@ def jp_server_config(kube_cluster: KubeCluster) -> dict[str, Any]:
             "max_nodes": 4,
         }
     )
-    config["KubernetesJobs"]["flavor_queues"] = {FLAVOR: "flex"}
+    config["KubernetesQueues"]["flavor_queues"] = {FLAVOR: "flex"}
     return config
 
 

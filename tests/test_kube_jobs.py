@@ -315,7 +315,9 @@ async def test_jobs_outlive_the_server_they_are_cluster_objects(
     await wait_for(jp_fetch, job["id"], TERMINAL)
     app = mlinfra_app(jp_serverapp)
     cluster = KubernetesCluster(kubeconfig=str(kube_cluster.kubeconfig))
-    backend = KubernetesBackend(cluster)
+    backend = KubernetesBackend(
+        cluster, owner=app.identities.owner().user, catalog=app.inventory.catalog
+    )
     # as a restarted server builds it
     fresh = KubernetesJobs(
         settings=app.mlinfra_settings,
@@ -331,7 +333,7 @@ async def test_jobs_outlive_the_server_they_are_cluster_objects(
         assert (found["name"], found["state"]) == ("kept", "succeeded")
     finally:
         await fresh.stop()
-        await cluster.close()
+        await backend.close()
 
 
 async def test_followed_logs_stream_until_the_job_ends(

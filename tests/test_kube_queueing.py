@@ -14,7 +14,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from jupyter_mlinfra.backends.kubernetes.client import KubernetesCluster
-from jupyter_mlinfra.backends.kubernetes.job_watches import KUEUE_VERSIONS, Queueing, queueing
+from jupyter_mlinfra.backends.kubernetes.queueing import KUEUE_VERSIONS, Queueing, queueing
 
 from .cluster.fixture import KubeCluster
 from .jobs_client import call
@@ -35,16 +35,17 @@ def test_kueue_is_spoken_in_the_newest_version_served_and_its_absence_is_said() 
     assert queueing("auto", "", "") == Queueing(
         "none",
         f"Kueue is not installed ({NO_KUEUE}): jobs start at once, outside any ClusterQueue "
-        "quota; set c.KubernetesJobs.kueue = 'required' to refuse jobs instead",
+        "quota; set c.KubernetesQueues.kueue = 'required' to refuse jobs instead",
     )
     assert queueing("required", "", "") == Queueing(
         "none",
-        f"Kueue is required (c.KubernetesJobs.kueue = 'required') but {NO_KUEUE}: jobs are refused",
+        f"Kueue is required (c.KubernetesQueues.kueue = 'required') but {NO_KUEUE}: jobs are "
+        "refused",
         refused=True,
     )
     assert queueing("on", "", "") == Queueing(
         "kueue",
-        f"c.KubernetesJobs.kueue is 'on' but {NO_KUEUE}: jobs wait suspended until Kueue is "
+        f"c.KubernetesQueues.kueue is 'on' but {NO_KUEUE}: jobs wait suspended until Kueue is "
         "installed",
     )
     off = queueing("off", V1BETA2, served)
@@ -52,7 +53,7 @@ def test_kueue_is_spoken_in_the_newest_version_served_and_its_absence_is_said() 
     assert off.to_json() == {
         "by": "none",
         "api": "",
-        "reason": "c.KubernetesJobs.kueue is 'off': jobs start at once and the cluster's "
+        "reason": "c.KubernetesQueues.kueue is 'off': jobs start at once and the cluster's "
         "scheduler decides; no ClusterQueue quota applies",
     }
 
@@ -91,7 +92,7 @@ async def test_discovery_picks_the_first_served_version(kube_cluster: KubeCluste
 @pytest.fixture
 def jp_server_config(kube_cluster: KubeCluster) -> dict[str, Any]:
     config = server_config(kube_cluster)
-    config["KubernetesJobs"]["kueue"] = "required"
+    config["KubernetesQueues"]["kueue"] = "required"
     return config
 
 
@@ -104,7 +105,7 @@ async def test_when_kueue_is_required_but_absent_jobs_are_refused(
         await call(jp_fetch, "jobs", "POST", {"code": "pass"})
     assert refused.value.code == 503 and refused.value.response is not None
     assert json.loads(refused.value.response.body) == {
-        "message": f"Kueue is required (c.KubernetesJobs.kueue = 'required') but {NO_KUEUE}: "
+        "message": f"Kueue is required (c.KubernetesQueues.kueue = 'required') but {NO_KUEUE}: "
         "jobs are refused",
         "field": "kueue",
     }

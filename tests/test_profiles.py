@@ -56,10 +56,12 @@ def test_a_flavor_becomes_a_profile_with_its_resources_and_placement() -> None:
     }
 
 
-def generated(tmp_path: Path) -> str:
-    """`jupyter mlinfra profiles` for the example catalog, with no other config around."""
+def generated(tmp_path: Path, config: str = "") -> str:
+    """`jupyter mlinfra profiles` for the example catalog, with no other config around than
+    ``config`` (a jupyter_server_config.py)."""
     empty = tmp_path / "no-config"
     empty.mkdir()
+    (empty / "jupyter_server_config.py").write_text(config)
     result = subprocess.run(
         [sys.executable, "-m", "jupyter_mlinfra.cli", "profiles", "--catalog",
          str(EXAMPLES / "catalog.yaml")],
@@ -67,6 +69,15 @@ def generated(tmp_path: Path) -> str:
         env={**os.environ, "JUPYTER_CONFIG_DIR": str(empty)},
     )  # fmt: skip
     return result.stdout
+
+
+def test_profiles_of_a_catalog_file_on_a_cluster_with_no_catalog_configured(
+    tmp_path: Path,
+) -> None:
+    """The cluster's backend reads its flavors from the catalog: the one given, not the
+    (missing) configured one."""
+    config = 'c.MLInfraApp.backend = "kubernetes"\n'
+    assert generated(tmp_path, config) == (EXAMPLES / "jupyterhub" / "profiles.yaml").read_text()
 
 
 def test_the_example_profiles_are_generated_from_the_example_catalog(tmp_path: Path) -> None:

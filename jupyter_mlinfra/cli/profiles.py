@@ -29,7 +29,7 @@ def run_profiles(args: argparse.Namespace) -> int:
     settings = app.mlinfra_settings
     if args.catalog:
         settings = replace(settings, catalog_file=args.catalog)
-    catalog = settings.catalog(app.make_backend().builtin_catalog)
+    catalog = settings.catalog(app.make_backend(settings).builtin_catalog)
     values = z2jh_values(catalog)
     print(yaml.dump(values, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True), end="")
     return 0

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ...capacity import Allocation
-from ...catalog import FLEX_START, Flavor
+from ...catalog import FLEX_START, Catalog, Flavor
 from ...jobs.queue import exceeds_quota
 from ...jobs.spec import Job
 from ...quotas import Quota
@@ -15,43 +15,48 @@ from ..base import Backend
 from .capacity_watch import CapacityWatch
 from .claims import ClaimPlacement
 from .client import KubernetesCluster
+from .kueue_queues import KueueQueues
 from .manifests import ANNOTATION_OWNER, GROUP, LABEL_COMPONENT, LABEL_FLAVOR, MANAGED_BY
 from .pod_config import KubernetesPods, PodConfig
+from .queue_config import KubernetesQueues
 from .rest import Rest
-from .room import ClusterCapacity, QueueRoom, node_rooms, pod_requests
+from .room import ClusterCapacity, node_rooms, pod_requests
 
 if TYPE_CHECKING:
     from ...models import catalog as wire
-    from .job_watches import Queueing
-
-
-class Queues(Protocol):
-    """What the jobs service knows of the queues (Kueue's, when it queues jobs)."""
-
-    async def queue_rooms(self) -> Mapping[str, QueueRoom]:
-        """The quota left per flavor (empty without Kueue)."""
-
-    async def queueing(self) -> Queueing:
-        """Who queues jobs, and why not Kueue."""
 
 
 class KubernetesBackend(Backend):
     name = "kubernetes"
 
     def __init__(
-        self, cluster: KubernetesCluster, pods: KubernetesPods | None = None, root_dir: str = ""
+        self,
+        cluster: KubernetesCluster,
+        pods: KubernetesPods | None = None,
+        root_dir: str = "",
+        *,
+        owner: str,
+        catalog: Catalog,
+        queues: KubernetesQueues | None = None,
     ) -> None:
+        """``owner``: the server's owner, whose LocalQueues bound the capacity under Kueue;
+        ``catalog``: the flavors it is shown for; ``pods`` and ``queues``: their settings,
+        by default from the cluster's configuration."""
         self.cluster = cluster
         self.pods = pods or KubernetesPods(config=cluster.config, log=cluster.log)
         self.pod_config: PodConfig = self.pods.settings(root_dir or "/")
         """What every kernel and job pod gets (home volume, extras), the home mounted at the
         server's root directory unless ``home_volume`` says where."""
-        self.queues: Queues | None = None
-        """Set by the jobs service, which knows the Kueue queues."""
+        settings = queues or KubernetesQueues(config=cluster.config, log=cluster.log)
+        self.queues = KueueQueues(cluster, settings, owner, catalog)
+        """Who queues jobs and, under Kueue, the quota left: the capacity's and the jobs
+        service's alike."""
         self.watch = CapacityWatch()
 
-    def builtin_catalog(self) -> dict[str, Any]:
-        """No zero-config catalog: a cluster's flavors and images are the admin's to name."""
+    @staticmethod
+    def builtin_catalog() -> dict[str, Any]:
+        """No zero-config catalog: a cluster's flavors and images are the admin's to name (a
+        static method: the catalog the backend is built with is read before it)."""
         return {}
 
     def home_volume(self) -> Volume | None:
@@ -86,7 +91,7 @@ class KubernetesBackend(Backend):
     async def _capacity(self, *, queues: bool) -> ClusterCapacity:
         rest = Rest(await self.cluster.api(), self.cluster.request_timeout)
         nodes, pods = await self.watch.read(rest, self.cluster.request_timeout)
-        left = await self.queues.queue_rooms() if queues and self.queues is not None else {}
+        left = await self.queues.rooms() if queues else {}
         return ClusterCapacity(
             node_rooms(nodes, pods), self.cluster.capacity_placement, _allocations(pods), left
         )
@@ -94,10 +99,11 @@ class KubernetesBackend(Backend):
     async def queueing(self) -> wire.Queueing | None:
         """Whether Kueue queues jobs here, and if not why (``GET capacity`` and ``whoami``
         say it: without Kueue, jobs start outside any quota)."""
-        return (await self.queues.queueing()).to_json() if self.queues is not None else None
+        return (await self.queues.queueing()).to_json()
 
     async def close(self) -> None:
         await self.watch.stop()
+        await self.queues.stop()
         await self.cluster.close()
 
     async def refusal(self, job: Job, flavor: Flavor, quota: Quota) -> str | None:

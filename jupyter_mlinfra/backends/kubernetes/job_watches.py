@@ -9,11 +9,10 @@ and retrying write to the cluster and the watches bring the result back (``settl
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from ...errors import NotFound
 from ...identity import Identity
@@ -33,99 +32,33 @@ from .reflector import Reflector
 from .rest import KubeError, Rest, path_of
 
 if TYPE_CHECKING:
-    from ...models import catalog as wire
     from .client import KubernetesCluster
+    from .kueue_queues import KueueQueues
+    from .queueing import Queueing
 
 JOBSET = ("jobset.x-k8s.io", "v1alpha2", "JobSet")
-KUEUE_GROUP = "kueue.x-k8s.io"
-VISIBILITY_GROUP = "visibility.kueue.x-k8s.io"
-KUEUE_VERSIONS = ("v1beta2", "v1beta1")
-"""Kueue's API versions this server speaks, newest first: Kueue serves ``v1beta2`` since
-v0.15, stores it since v0.16 and plans to stop serving ``v1beta1``; the fields read here
-(Workload conditions and admission checks, LocalQueue ``clusterQueue``, ClusterQueue resource
-groups and ``flavorsReservation``, ResourceFlavor node labels and taints) are the same in
-both, and the visibility API's pending workloads too."""
 CREATING = 60.0
 """Seconds a record may wait for its first workload before the job counts as broken."""
-
-log = logging.getLogger("jupyter_mlinfra.kubernetes")
-
-
-@dataclass(frozen=True)
-class Queueing:
-    """Who queues this server's jobs, as discovery found and ``KubernetesJobs.kueue`` chose."""
-
-    by: Literal["kueue", "none"]
-    """``kueue``, or ``none``: jobs start at once and only the scheduler decides."""
-    reason: str
-    """Why, for admins and users (empty under Kueue)."""
-    kueue_api: str = ""
-    """``kueue.x-k8s.io/v1beta2`` or ``v1beta1``, as served; empty when Kueue is not."""
-    visibility_api: str = ""
-    """Kueue's visibility API (queue positions) as served; empty when it is not."""
-    refused: bool = False
-    """``kueue = 'required'`` and no Kueue: jobs are refused rather than started."""
-
-    def to_json(self) -> wire.Queueing:
-        return {"by": self.by, "api": self.kueue_api, "reason": self.reason}
-
-
-def queueing(mode: str, kueue_api: str, visibility_api: str) -> Queueing:
-    """Whether Kueue queues jobs, from ``KubernetesJobs.kueue`` (``mode``) and the Kueue API
-    version the cluster serves ("" for none). Pure."""
-    if mode == "off":
-        return Queueing(
-            "none",
-            "c.KubernetesJobs.kueue is 'off': jobs start at once and the cluster's scheduler "
-            "decides; no ClusterQueue quota applies",
-        )
-    if kueue_api:
-        return Queueing("kueue", "", kueue_api, visibility_api)
-    missing = (
-        f"the cluster serves no Kueue Workload API ({KUEUE_GROUP} {' or '.join(KUEUE_VERSIONS)})"
-    )
-    if mode == "on":
-        return Queueing(
-            "kueue",
-            f"c.KubernetesJobs.kueue is 'on' but {missing}: jobs wait suspended until Kueue "
-            "is installed",
-        )
-    if mode == "required":
-        return Queueing(
-            "none",
-            f"Kueue is required (c.KubernetesJobs.kueue = 'required') but {missing}: jobs are "
-            "refused",
-            refused=True,
-        )
-    return Queueing(
-        "none",
-        f"Kueue is not installed ({missing}): jobs start at once, outside any ClusterQueue "
-        "quota; set c.KubernetesJobs.kueue = 'required' to refuse jobs instead",
-    )
 
 
 class JobWatches:
     """The watches of the jobs in the user's namespace and the jobs read from them."""
 
-    def __init__(self, owner: str, cluster: KubernetesCluster, kueue_mode: str) -> None:
+    def __init__(self, owner: str, cluster: KubernetesCluster, kueue_queues: KueueQueues) -> None:
         self.owner = owner
         """The server's owner, whose namespace is watched."""
         self.cluster = cluster
-        self.kueue_mode = kueue_mode
-        """``KubernetesJobs.kueue``: 'auto', 'on', 'off' or 'required'."""
+        self.kueue_queues = kueue_queues
+        """The backend's: who queues jobs."""
         self.namespace = ""
         self.rest: Rest | None = None
         self.jobset = False
-        self.queueing: Queueing | None = None
-        """Once discovery ran."""
         self.records: Reflector | None = None
         self.workloads: dict[str, Reflector] = {}
         self.pods: Reflector | None = None
         self.pod_events: Reflector | None = None
         self.kueue_workloads: Reflector | None = None
         self._started = asyncio.Lock()
-        self.reader: Rest | None = None
-        """A client for reads outside the watches (quotas), once discovery ran."""
         self.on_change: Callable[[], None] = lambda: None
         """Called after any watched object changed (the live feed diffs the jobs then)."""
 
@@ -174,22 +107,16 @@ class JobWatches:
 
     async def discover(self) -> tuple[Rest, Queueing]:
         """A client, the user's namespace, whether the cluster serves JobSets, and who queues
-        jobs (Kueue, in the newest API version served): what the watches and the quota reads
-        of the capacity need, the latter without starting the watches. Kueue's absence is
-        logged as a warning, once: jobs then start outside any quota."""
+        jobs (the backend's discovery, asked afresh): what the watches need."""
         rest = Rest(await self.cluster.api(), self.cluster.request_timeout)
         self.namespace = self.cluster.namespace_for(self.owner)
         self.jobset = await self.cluster.has_api(*JOBSET)
-        kueue_api = await self.cluster.served_version(KUEUE_GROUP, KUEUE_VERSIONS, "Workload")
-        visibility = ""
-        if kueue_api:
-            visibility = await self.cluster.group_version(VISIBILITY_GROUP, KUEUE_VERSIONS)
-        found = queueing(self.kueue_mode, kueue_api, visibility)
-        if found != self.queueing and found.reason:
-            log.warning("jupyter_mlinfra: %s", found.reason)
-        self.queueing = found
-        self.reader = rest
-        return rest, found
+        return rest, await self.kueue_queues.discover()
+
+    @property
+    def queueing(self) -> Queueing | None:
+        """Who queues jobs, once discovery ran."""
+        return self.kueue_queues.found
 
     @property
     def queued_by_kueue(self) -> bool:

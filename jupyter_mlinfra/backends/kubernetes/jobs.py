@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from traitlets import CaselessStrEnum, Dict, Int, Unicode
+from traitlets import Int, Unicode
 
 from ... import quotas
 from ...errors import CannotFit, Conflict, InvalidInput, MLInfraError, NotAllowed, NotFound
@@ -41,7 +41,6 @@ from .client import ClusterUnavailable
 from .job_feed import ClusterFeed
 from .job_watches import JobWatches
 from .manifests import owner_reference
-from .names import label_value
 from .pod_config import customize, guard, run_hook
 from .pod_logs import PodLogs
 from .progress import timestamp
@@ -66,29 +65,6 @@ if TYPE_CHECKING:
 class KubernetesJobs(JobsBackend):
     """Queued distributed jobs as Jobs/JobSets in the user's namespace, Kueue if present."""
 
-    kueue = CaselessStrEnum(
-        ["auto", "on", "off", "required"],
-        default_value="auto",
-        config=True,
-        help="""Whether Kueue queues jobs: 'auto' when the cluster serves Kueue's Workload API
-        (v1beta2, else v1beta1), else jobs start at once outside any quota, which the server
-        logs as a warning and GET capacity and whoami say ("queueing"); 'required' like auto,
-        but without Kueue jobs are refused (503) rather than started; 'on' always (jobs wait
-        suspended until Kueue admits them); 'off' never (jobs start at once and the
-        cluster's scheduler decides).""",
-    )
-    local_queue = Unicode(
-        "{queue}",
-        config=True,
-        help="""Kueue LocalQueue of a job, in the user's namespace. '{queue}' is the job's queue
-        (default 'default'), '{flavor}' its flavor, '{username}' its owner.""",
-    )
-    flavor_queues = Dict(
-        value_trait=Unicode(),
-        config=True,
-        help="""LocalQueue per flavor ({flavor: queue}), overriding local_queue: e.g. a
-        flex-start flavor whose queue has a ProvisioningRequest admission check.""",
-    )
     master_port = Int(
         29500, config=True, help="Port of node 0 where ranks rendezvous (MASTER_PORT)."
     )
@@ -112,12 +88,9 @@ class KubernetesJobs(JobsBackend):
         self.backend = backend = chosen
         self.cluster = backend.cluster
         owner = self.identities.owner().user
-        self.watches = JobWatches(owner, self.cluster, self.kueue)
-        self.queues = JobQueues(
-            self.inventory.catalog, owner, backend, self.watches, self._local_queue, self.log
-        )
+        self.watches = JobWatches(owner, self.cluster, backend.queues)
+        self.queues = JobQueues(self.inventory.catalog, backend, self.watches, self.log)
         self.pod_logs = PodLogs(self.watches)
-        backend.queues = self.queues
 
     @property
     def api(self) -> JobsAPI:
@@ -133,17 +106,6 @@ class KubernetesJobs(JobsBackend):
     async def stop(self) -> None:
         """Stop watching; the next request starts again from a fresh list."""
         await self.watches.stop()
-        await self.queues.kueue.stop()
-
-    def _local_queue(self, flavor: str, queue: str, owner: str) -> str:
-        """The LocalQueue of a job of ``flavor`` in ``queue`` by ``owner``, as
-        ``flavor_queues`` or ``local_queue`` name it."""
-        chosen = self.flavor_queues.get(flavor) or self.local_queue
-        return label_value(
-            chosen.replace("{queue}", queue)
-            .replace("{flavor}", flavor)
-            .replace("{username}", owner)
-        )
 
     def _rest(self) -> Rest:
         """The client of the started watches (every API method starts them first)."""
@@ -161,7 +123,7 @@ class KubernetesJobs(JobsBackend):
         """At server start: find out who queues jobs, so that a cluster without Kueue is
         logged at once (a warning), not at the first job."""
         try:
-            await self.queues.queueing()
+            await self.backend.queueing()
         except (MLInfraError, OSError, asyncio.TimeoutError) as error:
             self.log.warning("jupyter_mlinfra: jobs' queueing not discovered yet: %r", error)
 

@@ -1,16 +1,15 @@
-"""Where waiting jobs stand on a cluster: queue positions, ETAs, and the room queues have left.
+"""Where waiting jobs stand on a cluster: their LocalQueues, queue positions and ETAs.
 
 Positions come from Kueue's visibility API (when it answers: denied, overloaded or down, the
 reason alone is shown); ETAs are computed as in the local backend (see ``eta``) from the jobs
 the watches show and the room of each pool: a ClusterQueue's quota of a ResourceFlavor under
-Kueue (``kueue_watch``), else a flavor's nodes (the backend's capacity watch).
+Kueue (the backend's ``kueue_queues``), else a flavor's nodes (the backend's capacity).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +17,8 @@ from ...errors import NotFound
 from ...jobs.spec import Job, JobState
 from . import eta, kueue
 from .backend import KubernetesBackend
-from .job_watches import JobWatches, Queueing
-from .kueue_watch import KueueWatch
+from .job_watches import JobWatches
 from .rest import KubeError
-from .room import QueueRoom
 
 if TYPE_CHECKING:
     from ...catalog import Catalog, Flavor
@@ -34,32 +31,26 @@ visibility server overloaded or down): positions are then unknown, as when RBAC 
 
 
 class JobQueues:
-    """The queues jobs wait in: their Kueue LocalQueues, positions, ETAs and rooms."""
+    """The queues jobs wait in: their Kueue LocalQueues, positions and ETAs."""
 
     def __init__(
         self,
         catalog: Catalog,
-        owner: str,
         backend: KubernetesBackend,
         watches: JobWatches,
-        local_queue: Callable[[str, str, str], str],
         log: logging.Logger | logging.LoggerAdapter[Any],
     ) -> None:
         self.catalog = catalog
-        self.owner = owner
-        """The server's owner: whose LocalQueues the capacity's rooms are read from."""
         self.backend = backend
+        """Its capacity, and Kueue as it knows it (``backend.queues``)."""
         self.watches = watches
-        self._local_queue = local_queue
-        """The LocalQueue of (flavor, queue, owner), as the service's settings name it."""
         self.log = log
         self._visibility_denied = False
         self._visibility_paused_until = 0.0
-        self.kueue = KueueWatch(log)
 
     def queue_of(self, job: Job) -> str:
         """The job's Kueue LocalQueue (settings, not user text, decide the name)."""
-        return self._local_queue(job.spec.flavor, job.spec.queue, job.owner)
+        return self.backend.queues.local_queue(job.spec.flavor, job.spec.queue, job.owner)
 
     async def _positions(self, jobs: list[Job]) -> dict[str, int]:
         """Queue positions of queued jobs from Kueue's visibility API, by workload name; empty
@@ -167,7 +158,7 @@ class JobQueues:
                 pool_of[job.id] = ("", flavor.name)
                 pools.setdefault(("", flavor.name), (flavor, None))
                 continue
-            found = await self._pool(self.queue_of(job), flavor)
+            found = await self.backend.queues.pool(self.queue_of(job), flavor)
             if found is not None:
                 key = (found[0]["metadata"]["name"], found[1])
                 pool_of[job.id] = key
@@ -188,44 +179,3 @@ class JobQueues:
             ordered = eta.kueue_order(queued, positions)
             out.update(eta.estimates(kind, room, ordered, held, now, durations))
         return out
-
-    async def _pool(self, queue: str, flavor: Flavor) -> tuple[dict[str, Any], str] | None:
-        """The ClusterQueue behind LocalQueue ``queue`` and the name of the ResourceFlavor a
-        job of ``flavor`` gets from it; None when either is missing or unreadable (RBAC: the
-        ETA is then unknown, and the capacity that of the nodes alone)."""
-        watches = self.watches
-        api = watches.queueing.kueue_api if watches.queueing else ""
-        reader, timeout = watches.reader, watches.cluster.request_timeout
-        if not api or reader is None:
-            return None
-        local = await self.kueue.local_queue(reader, api, watches.namespace, queue, timeout)
-        name = ((local or {}).get("spec") or {}).get("clusterQueue")
-        cluster_queue = await self.kueue.cluster_queue(reader, api, name, timeout) if name else None
-        if cluster_queue is None:
-            return None
-        resource_flavors = await self.kueue.resource_flavors(reader, api, timeout)
-        placement = watches.cluster.capacity_placement
-        found = eta.resource_flavor(cluster_queue, resource_flavors, flavor, placement)
-        return None if found is None else (cluster_queue, found)
-
-    async def queueing(self) -> Queueing:
-        """Who queues jobs (discovering it on first use)."""
-        if self.watches.queueing is None:
-            await self.watches.discover()
-        assert self.watches.queueing is not None
-        return self.watches.queueing
-
-    async def queue_rooms(self) -> dict[str, QueueRoom]:
-        """Under Kueue, per flavor, what its ClusterQueue has left of the ResourceFlavor a job
-        of it gets (the capacity's second bound; see ``room``): the queue is the one a job of
-        the server's user in queue "default" goes to. Empty without Kueue, and for flavors
-        whose queue or ClusterQueue is missing or unreadable (RBAC): node room alone then."""
-        if not (await self.queueing()).kueue_api:
-            return {}
-        rooms = {}
-        for flavor in self.catalog.flavors:
-            queue = self._local_queue(flavor.name, "default", self.owner)
-            found = await self._pool(queue, flavor)
-            if found is not None:
-                rooms[flavor.name] = eta.queue_room(*found)
-        return rooms
