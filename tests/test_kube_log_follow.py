@@ -1,0 +1,89 @@
+"""A followed job log on the real test cluster wakes on what changes, not on a timer: the
+watches' changes (a pod runs, the job ends), a line, a stream's end. While the job is quiet the
+follow does nothing; the next line still reaches it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from jupyter_mlinfra.backends.kubernetes.job_watches import JobWatches
+from jupyter_mlinfra.backends.kubernetes.pod_logs import PodLogs
+from jupyter_mlinfra.identity import Identity
+from jupyter_mlinfra.jobs.spec import Job
+
+from .cluster.fixture import KubeCluster
+from .conftest import mlinfra_app
+from .job_gate import Gate, gates
+from .jobs_client import call
+from .kube_server import server_config, stop_watches_first, wait_for
+from .waits import until
+
+__all__ = ["gates", "stop_watches_first"]  # fixtures, for this module too
+
+QUIET_SECONDS = 3.0
+"""How long the test leaves the job quiet: a lower bound, not a wait for something (the
+assertion counts wake-ups against changes, whatever the machine's load); three turns of the
+1-second timer the follow had before."""
+
+
+@pytest.fixture
+def jp_server_config(kube_cluster: KubeCluster) -> dict[str, Any]:
+    return server_config(kube_cluster)
+
+
+class CountingWatches(JobWatches):
+    """The server's watches, counting the followed log's turns (each reads the job) and the
+    changes that may cause one."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.turns = 0
+        self.changes = 0
+        self.on_change = self._count
+
+    def _count(self) -> None:
+        self.changes += 1
+
+    async def job(self, identity: Identity, job_id: str) -> Job:
+        self.turns += 1
+        return await super().job(identity, job_id)
+
+
+async def test_a_quiet_followed_log_waits_for_a_change_and_its_next_line_still_comes(
+    jp_fetch: Any, jp_serverapp: Any, gates: Callable[[], Gate]
+) -> None:
+    gate = gates()
+    code = "print('first', flush=True)\n" + gate.code("print('last', flush=True)\n")
+    submitted = await call(jp_fetch, "jobs", "POST", {"code": code})
+    await wait_for(jp_fetch, submitted["id"], {"running"})
+    server = mlinfra_app(jp_serverapp).jobs.watches
+    watches = CountingWatches(server.owner, server.cluster, server.kueue_mode)
+    lines: list[str] = []
+
+    async def follow() -> None:
+        job = await watches.job(Identity(server.owner, admin=True), submitted["id"])
+        async for line in PodLogs(watches).read(job, rank=None, tail=None, follow=True):
+            lines.append(line)
+
+    async def first_line() -> bool:
+        return lines == ["first\n"]
+
+    followed = asyncio.ensure_future(follow())
+    try:
+        await until(first_line, timeout=120)
+        turns, changes = watches.turns, watches.changes
+        await asyncio.sleep(QUIET_SECONDS)
+        # each turn after the first line has a cause: a change of the watched objects (the
+        # job's status, an event in the namespace...); none comes from a timer
+        assert watches.turns - turns <= watches.changes - changes, (watches.turns, turns)
+        assert not followed.done() and lines == ["first\n"]
+        gate.open()
+        await asyncio.wait_for(followed, 120)
+        assert lines == ["first\n", "last\n"]
+    finally:
+        followed.cancel()
+        await watches.stop()
