@@ -83,7 +83,11 @@ def open_live(connection: Connection, timeout: float) -> LiveSocket | None:
     ws: websocket.WebSocket | None = None
     try:
         ws = websocket.create_connection(
-            live_url(connection.url), timeout=timeout, header=header, enable_multithread=True
+            live_url(connection.url),
+            timeout=timeout,
+            header=header,
+            enable_multithread=True,
+            suppress_origin=True,  # no browser: the token is what authenticates, as for REST
         )
         hello: Any = json.loads(ws.recv())
     except (websocket.WebSocketException, OSError, ValueError):
