@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from jupyter_mlinfra.live_client import open_live
 from .agents import AgentHome
 from .conftest import ME
 from .lab_server import LabServer
+from .waits import wait_until
 
 NEVER = 3600.0
 """A poll interval no test lasts: whatever the follower learns, it learned from a push."""
@@ -38,14 +38,6 @@ def client(lab: LabServer) -> JobsClient:
 
 def submit(client: JobsClient, name: str, code: str) -> Any:
     return client.submit({"code": code, "name": name, "flavor": "cpu"})
-
-
-def wait_until(check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-    return value
 
 
 def test_a_waiting_job_is_followed_by_the_servers_push(client: JobsClient) -> None:
