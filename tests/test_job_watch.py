@@ -1,7 +1,8 @@
 """Following a job from the Python client (CLI, magics, widgets) through a real ``jupyter lab``:
 its changes come pushed on the server's live websocket, so a waiting job's start reaches the
 follower though it would ask only once an hour; where nothing is pushed (the local agent's
-socket, a server that cannot be reached) it is asked for, and ``close`` ends a wait at once."""
+socket, a server that cannot be reached, or while the server says its changes stopped) it is
+asked for, and ``close`` ends a wait at once."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from jupyter_mlinfra.backends.local.agent_client import stop_agent
 from jupyter_mlinfra.client import Connection, JobsClient
 from jupyter_mlinfra.follow import follow
 from jupyter_mlinfra.job_watch import JobWatch
@@ -94,3 +96,24 @@ def test_without_a_websocket_the_job_is_asked_for(home: AgentHome, client: JobsC
         while watch.job["state"] != "cancelled":
             assert watch.next(60) is not None, watch.job
     assert open_live(Connection("http://127.0.0.1:9/"), timeout=5) is None  # nothing listens
+
+
+def test_a_watch_reads_the_job_again_when_the_server_pushes_again(
+    home: AgentHome, client: JobsClient
+) -> None:
+    """The agent stops: the server says its changes stopped (``live`` false) and the watch
+    would ask, once an hour; the cancel starts another agent, the server follows it and says
+    so (``live`` true), and the watch reads the job again or has its change pushed."""
+    job = submit(client, "adopted", SLEEPER)
+    wait_until(lambda: client.job(job["id"])["state"] == "running")
+    with JobWatch(client, job["id"], poll_seconds=NEVER) as watch:
+        wait_until(lambda: watch.next(0.05) is None and watch.pushed)  # the server follows
+        got: list[Any] = []
+        thread = threading.Thread(target=lambda: got.append(watch.next()), daemon=True)
+        thread.start()
+        stop_agent(home.socket)  # its ranks keep running: the next agent adopts them
+        wait_until(lambda: not watch.pushed)
+        client.cancel(job["id"])
+        thread.join(timeout=120)
+        assert not thread.is_alive(), watch.job
+    assert got[0]["state"] == "cancelled", got
