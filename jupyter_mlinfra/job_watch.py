@@ -39,6 +39,8 @@ class JobWatch:
         except BaseException:
             self.close()
             raise
+        self._ask_at = time.monotonic() + poll_seconds
+        """When to ask next, while nothing is pushed (other messages do not put it off)."""
 
     @property
     def pushed(self) -> bool:
@@ -65,7 +67,8 @@ class JobWatch:
         return self._handle(message)
 
     def _asked_change(self, timeout: float | None) -> Job | None:
-        wait = self.poll_seconds if timeout is None else min(timeout, self.poll_seconds)
+        wait = max(0.0, self._ask_at - time.monotonic())
+        wait = wait if timeout is None else min(timeout, wait)
         if self._socket is not None:  # changes stopped: the server says when they are back
             message = self._receive(wait)
             if message is not None:
@@ -77,6 +80,9 @@ class JobWatch:
         if self._closed.is_set():
             self.close()  # closed while it connected again
             return None
+        if time.monotonic() < self._ask_at:  # the caller's timeout came first
+            return None
+        self._ask_at = time.monotonic() + self.poll_seconds
         return self._read()
 
     def _receive(self, timeout: float | None) -> LiveMessage | None:
