@@ -1,16 +1,17 @@
 """Watching one job from a client: its status line when it changes, its logs as they come.
 
 Shared by the CLI (``submit``, ``logs -f``) and the magics (``--wait``), so a job reads the same
-in a terminal and in a notebook.
+in a terminal and in a notebook. While the job waits its changes come pushed (``JobWatch``);
+while it runs its log streams, and the stream's end says the attempt ended.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .client import JobsClient
+from .job_watch import JobWatch
 from .text import status_line
 
 if TYPE_CHECKING:
@@ -28,25 +29,30 @@ def follow(
     poll_seconds: float = 0.5,
 ) -> Job:
     """Report status changes while the job waits, stream its logs while it runs (each
-    attempt), and return the finished job."""
+    attempt), and return the finished job. ``poll_seconds``: how often the job is asked for
+    where its changes are not pushed."""
     shown = ""
     streamed = 0
     """The attempt whose logs were streamed."""
     while True:
-        job = client.job(job_id)
-        line = status_line(job)
-        if line != shown:
-            on_status(job)
-            shown = line
-        if job["state"] in FINISHED:
-            if job["started"] and streamed != job["attempt"]:
-                # it ran and ended between two polls: its output is still to be shown
-                for text in client.logs(job_id):
-                    on_line(text)
-            return job
-        if job["state"] == "running":
-            for text in client.logs(job_id, follow=True):
-                on_line(text)
-            streamed = job["attempt"]
-            continue
-        time.sleep(poll_seconds)
+        # watched only while nothing else is read: a socket left unread while the log
+        # streams would pile up every change the server pushes
+        with JobWatch(client, job_id, poll_seconds=poll_seconds) as watch:
+            job = watch.job
+            while True:
+                line = status_line(job)
+                if line != shown:
+                    on_status(job)
+                    shown = line
+                if job["state"] in FINISHED:
+                    if job["started"] and streamed != job["attempt"]:
+                        # it ran and ended unseen: its output is still to be shown
+                        for text in client.logs(job_id):
+                            on_line(text)
+                    return job
+                if job["state"] == "running" and streamed != job["attempt"]:
+                    break
+                job = watch.next() or watch.job  # None only once closed
+        for text in client.logs(job_id, follow=True):
+            on_line(text)
+        streamed = job["attempt"]

@@ -25,6 +25,7 @@ from traitlets import Float, Unicode
 
 from .client import ClientError, JobsClient, discover, encode_push
 from .follow import FINISHED, follow
+from .job_watch import JobWatch
 from .magic_args import ArgsError, Command, HelpRequested, SubmitOptions, parse
 from .magic_args import idempotency_key as make_key
 from .magic_args import submission as make_submission
@@ -84,13 +85,14 @@ class JobHandle:
         """Block until the job has finished and return it; ``TimeoutError`` after
         ``timeout`` seconds (the job keeps running)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self.status()
-            if job["state"] in FINISHED:
-                return job
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {self._id} is still {job['state']} after {timeout}s")
-            time.sleep(self.poll_seconds)
+        with JobWatch(self._client, self._id, poll_seconds=self.poll_seconds) as watch:
+            while watch.job["state"] not in FINISHED:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    state = watch.job["state"]
+                    raise TimeoutError(f"job {self._id} is still {state} after {timeout}s")
+                watch.next(left)
+            return watch.job
 
     def __repr__(self) -> str:
         try:
@@ -117,7 +119,8 @@ class JobHandle:
 
 class LiveStatus(threading.Thread):
     """Once shown, keeps one plain-text display (``display_id``) showing a job's status line
-    until the job finishes; works in every frontend and in a terminal."""
+    until the job finishes, as its changes come (``JobWatch``); works in every frontend and
+    in a terminal."""
 
     def __init__(self, client: JobsClient, job_id: str, poll_seconds: float) -> None:
         super().__init__(name=f"mlinfra-status-{job_id}", daemon=True)
@@ -155,11 +158,16 @@ class LiveStatus(threading.Thread):
         return status_line(job), job["state"] in FINISHED
 
     def _watch(self) -> None:
-        finished = False
-        while not finished:
-            time.sleep(self._poll)
-            line, finished = self._look()
-            self._show(line)
+        try:
+            with JobWatch(self._client, self._job_id, poll_seconds=self._poll) as watch:
+                self._show(status_line(watch.job))
+                while watch.job["state"] not in FINISHED:
+                    # each change at once; between them the line's clock (running for how
+                    # long, starts in how long) is redrawn from the job already read
+                    watch.next(self._poll)
+                    self._show(status_line(watch.job))
+        except ClientError as error:  # say so and stop: the job itself is unaffected
+            self._show(f"{self._job_id}: status unknown: {error.message}")
 
     def _show(self, line: str) -> None:
         if line != self._shown and self._display is not None:
@@ -181,13 +189,15 @@ class MLInfraMagics(Magics):
     ).tag(config=True)
     poll_seconds = Float(
         1.0,
-        help="How often the live status line of a job submitted without --wait asks the "
-        "server for the job's state, in seconds.",
+        help="How often the live status line or monitor of a job submitted without --wait "
+        "asks the server for the job's state, in seconds, where the server pushes no changes "
+        "(no live websocket); the monitor also reads a running job's log tail this often.",
     ).tag(config=True)
     wait_poll_seconds = Float(
         0.5,
-        help="How often --wait and JobHandle.wait() ask for a queued job's state, in seconds "
-        "(a running job's logs stream without polling).",
+        help="How often --wait and JobHandle.wait() ask for a queued job's state, in seconds, "
+        "where the server pushes no changes (no live websocket; a running job's logs stream "
+        "without polling).",
     ).tag(config=True)
     request_timeout = Float(30.0, help="Seconds to wait for the server to answer one request.").tag(
         config=True

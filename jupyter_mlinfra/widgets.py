@@ -30,6 +30,7 @@ from traitlets import Dict, Unicode
 
 from .client import ClientError, JobsClient, KernelsClient, discover
 from .follow import FINISHED
+from .job_watch import JobWatch
 from .text import flavor_rows, format_table, job_rows, rank_sentence, status_line
 
 if TYPE_CHECKING:
@@ -235,8 +236,11 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
     """One job, live: state and status line, why it waits (position, ETA), its ranks with
     each one's latest line, the tail of the merged log, and a Cancel button.
 
-    A daemon thread refreshes it every ``poll_seconds`` until the job finishes; ``close()``
-    (or ``stop()``) ends the thread sooner.
+    A daemon thread keeps it current until the job finishes: the job's changes as the server
+    pushes them (``JobWatch``; asked for every ``poll_seconds`` where nothing is pushed), and
+    every ``poll_seconds`` the status line's clock and, once the job started, its log tail
+    (which the live websocket does not carry). ``close()`` (or ``stop()``) ends the thread
+    sooner.
     """
 
     state = Unicode("", help="The job's state as last seen (queued, running, succeeded...).")
@@ -261,6 +265,7 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
         self.error = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watching: JobWatch | None = None
         self._display: Any = None
         self.title = w.HTML()
         # HTML rather than Label: a long status line (why it waits, until when) wraps
@@ -314,6 +319,9 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
 
     def stop(self) -> None:
         self._stop.set()
+        watching = self._watching
+        if watching is not None:
+            watching.close()  # ends its wait for the next change at once
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the refresh thread to end; whether it has."""
@@ -331,23 +339,45 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
         super().close()
 
     def _watch(self) -> None:
-        failures = 0
         if self.finished:
             self.refresh()
             return
-        while not self._stop.wait(self.poll_seconds):
-            failures = 0 if self.refresh() else failures + 1
-            if self.finished or failures >= MAX_FAILED_POLLS:
-                return
+        failures = 0
+        while not self._stop.is_set() and not self.finished:
+            try:
+                with JobWatch(self.client, self.job_id, poll_seconds=self.poll_seconds) as watch:
+                    self._watching = watch
+                    if self._stop.is_set():  # stopped before it could be closed
+                        return
+                    self._update(watch.job)
+                    failures = 0
+                    while not self._stop.is_set() and not self.finished:
+                        watch.next(self.poll_seconds)
+                        self._update(watch.job)
+            except ClientError as error:  # asked again a while later, a few times
+                self._failed(error)
+                failures += 1
+                if failures >= MAX_FAILED_POLLS or self._stop.wait(self.poll_seconds):
+                    return
+            finally:
+                self._watching = None
 
     def refresh(self) -> bool:
         """Ask the server for the job and its log tail; whether that worked."""
         try:
             job = self.client.job(self.job_id)
         except ClientError as error:
-            self.error = f"status unknown: {error.message}"
-            self._render()
+            self._failed(error)
             return False
+        self._update(job)
+        return True
+
+    def _failed(self, error: ClientError) -> None:
+        self.error = f"status unknown: {error.message}"
+        self._render()
+
+    def _update(self, job: Job) -> None:
+        """Show ``job`` as just read or pushed, with its log tail read now once it started."""
         self.error = ""
         if job["started"] is not None:
             with contextlib.suppress(ClientError):  # no logs yet: keep the last ones
@@ -357,7 +387,6 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
         self._render()
         if changed and self._display is not None:
             self._display.update(self)  # keeps the text/plain form current (nbconvert)
-        return True
 
     def cancel(self) -> Job | None:
         """Cancel the job; the server's answer or refusal shows in the message line."""

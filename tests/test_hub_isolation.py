@@ -32,6 +32,8 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_mlinfra.client import ClientError, Connection, JobsClient
+from jupyter_mlinfra.follow import FINISHED
+from jupyter_mlinfra.job_watch import JobWatch
 
 from .hub import Hub, HubError, running_hub
 from .os_accounts import PREFIX, os_accounts
@@ -424,3 +426,16 @@ def test_live_updates_carry_each_user_only_their_own_jobs(
     followed = [m["job"] for m in at_agent if m["type"] == "job"]
     assert ids["mine"] in {j["id"] for j in followed}
     assert {j["owner"] for j in followed} == {ALICE}
+
+
+def test_a_client_follows_her_job_pushed_through_the_hub(clients: dict[str, JobsClient]) -> None:
+    """The Python client's watch of a job (CLI, magics, widgets) opens the same websocket
+    through the hub's proxy with her token: with an hour between asks, only a push can tell
+    it that her job ran and ended."""
+    alice = clients[ALICE]
+    job = alice.submit({"code": "import time\ntime.sleep(1)\n"})  # still going when read
+    with JobWatch(alice, job["id"], poll_seconds=3600) as watch:
+        assert watch.job["state"] not in FINISHED, watch.job
+        while watch.job["state"] not in FINISHED:
+            assert watch.next(120) is not None, watch.job
+    assert watch.job["state"] == "succeeded", watch.job

@@ -4,7 +4,6 @@ follow real jobs; their text forms stay readable where widgets cannot render."""
 from __future__ import annotations
 
 import re
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from jupyter_mlinfra.magics import JobHandle
 from jupyter_mlinfra.widgets import FlavorPicker, JobMonitor, JobTable, can_render_widgets
 
 from .lab_server import LabServer, running_kernel
+from .waits import wait_until
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
@@ -41,14 +41,6 @@ def found(lab: LabServer, monkeypatch: pytest.MonkeyPatch) -> LabServer:
 @pytest.fixture
 def client(found: LabServer) -> JobsClient:
     return JobsClient(discover())
-
-
-def wait_until(check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-    return value
 
 
 def submit(

@@ -18,3 +18,13 @@ async def until(check: Callable[[], Awaitable[Any]], timeout: float = 60) -> Any
             return got
         assert time.monotonic() < deadline, "never happened"
         await asyncio.sleep(0.3)
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60) -> Any:
+    """The same from a thread that may block (tests that drive the Python client, whose
+    calls block): ``check()``'s first true answer, asked every 0.05 s."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return value

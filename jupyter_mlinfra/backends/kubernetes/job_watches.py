@@ -9,8 +9,9 @@ and retrying write to the cluster and the watches bring the result back (``settl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -61,9 +62,26 @@ class JobWatches:
         self._started = asyncio.Lock()
         self.on_change: Callable[[], None] = lambda: None
         """Called after any watched object changed (the live feed diffs the jobs then)."""
+        self._listeners: list[Callable[[], None]] = []
 
     def _reflector(self, rest: Rest, path: str, label_selector: str = "") -> Reflector:
-        return Reflector(rest, path, label_selector, on_change=lambda: self.on_change())
+        return Reflector(rest, path, label_selector, on_change=self._changed)
+
+    def _changed(self) -> None:
+        self.on_change()
+        for listener in list(self._listeners):
+            listener()
+
+    @contextlib.contextmanager
+    def listening(self, listener: Callable[[], None]) -> Iterator[None]:
+        """Call ``listener`` after any watched object changed, and when the watches stop,
+        for as long as the block runs: what a followed log wakes on, besides the feed's
+        ``on_change``."""
+        self._listeners.append(listener)
+        try:
+            yield
+        finally:
+            self._listeners.remove(listener)
 
     # --- connection and watches ----------------------------------------------------------
 
@@ -138,7 +156,7 @@ class JobWatches:
         self.rest = None
         self.workloads = {}
         self.records = self.pods = self.pod_events = self.kueue_workloads = None
-        self.on_change()
+        self._changed()
 
     # --- reading the cache -----------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 Each pod is one node whose ranks write ``[rank N]``-prefixed lines; one rank's log is the
 lines with its prefix, stripped. A followed log streams every pod once it runs and ends when
-the job has ended and every stream has, with a grace for streams that outlive their pods.
+the job has ended and every stream has, with a grace for streams that outlive their pods. It
+wakes only when something moved: the watches changed (a pod runs, the job ended, a new
+attempt), a line came, a stream ended; never on a timer while the job runs.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections import deque
+from collections.abc import AsyncGenerator, Iterator
 
 from ...errors import InvalidInput
 from ...identity import Identity
@@ -18,10 +21,11 @@ from ...jobs.spec import Job, JobState
 from .job_watches import JobWatches
 from .rest import KubeError, path_of
 
-FOLLOW_SECONDS = 1.0
 FINISH_GRACE = 10.0
 """Seconds a followed log may keep waiting, after the job ended, for its pods' streams to end
 (a deleted pod's stream may outlive it) or for pods the watch has not shown yet."""
+RETRY_SECONDS = 1.0
+"""Pause before streaming again a pod whose log could not be read (its container starting)."""
 
 
 class PodLogs:
@@ -69,7 +73,10 @@ class PodLogs:
             for line in lines:
                 yield line
             return
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        arrived: deque[str] = deque()
+        wake = asyncio.Event()
+        """Set by what may move the follow on: a watched object's change, a line, a stream's
+        end. Nothing else wakes it, so a quiet log costs nothing until then."""
         streams: dict[str, asyncio.Task[None]] = {}
 
         async def stream(pod_name: str) -> None:
@@ -79,53 +86,62 @@ class PodLogs:
                 async for raw in watches.rest.lines(path, query):  # type: ignore[union-attr]
                     line = shown(raw.decode(errors="replace"))
                     if line is not None:
-                        await queue.put(line)
-            except KubeError:
-                streams.pop(pod_name, None)  # not started yet: tried again on the next turn
+                        arrived.append(line)
+                        wake.set()
+            except KubeError:  # its log cannot be read yet: streamed again after a pause
+                await asyncio.sleep(RETRY_SECONDS)
+                streams.pop(pod_name, None)
             finally:
-                await queue.put(None)
+                wake.set()
+
+        def flush() -> Iterator[str]:
+            while arrived:
+                yield arrived.popleft()
 
         finished_at: float | None = None
         try:
-            while True:
-                current = await watches.job(Identity(job.owner, admin=True), job.id)
-                if current.attempt != job.attempt:
-                    break
-                for pod in watches.attempt_pods(job.id, job.attempt):
-                    name = pod["metadata"]["name"]
-                    phase = pod.get("status", {}).get("phase")
-                    if name not in streams and phase in ("Running", "Succeeded", "Failed"):
-                        streams[name] = asyncio.ensure_future(stream(name))
-                while not queue.empty():
-                    item = queue.get_nowait()
-                    if item is not None:
-                        yield item
-                if current.state.finished and finished_at is None:
-                    finished_at = time.monotonic()
-                pods = watches.attempt_pods(job.id, job.attempt)
-                unread = [
-                    p["metadata"]["name"] for p in pods if p["metadata"]["name"] not in streams
-                ]
-                # a cancelled job's pods are being deleted: no need to wait for the missing ones
-                wanted = 0 if current.state == JobState.CANCELLED else job.spec.nodes
-                complete = (
-                    len(pods) >= wanted and not unread and all(t.done() for t in streams.values())
-                )
-                if finished_at is not None and (
-                    complete or time.monotonic() - finished_at > FINISH_GRACE
-                ):  # a deleted pod's log stream may outlive it: the job's end decides
-                    while not queue.empty():
-                        item = queue.get_nowait()
-                        if item is not None:
-                            yield item
-                    for name in unread:  # never streamed (seen late): its whole log at once
-                        for line in await whole_log(name):
+            with watches.listening(wake.set):
+                while True:
+                    wake.clear()
+                    current = await watches.job(Identity(job.owner, admin=True), job.id)
+                    if current.attempt != job.attempt:
+                        break
+                    for pod in watches.attempt_pods(job.id, job.attempt):
+                        name = pod["metadata"]["name"]
+                        phase = pod.get("status", {}).get("phase")
+                        if name not in streams and phase in ("Running", "Succeeded", "Failed"):
+                            streams[name] = asyncio.ensure_future(stream(name))
+                    for line in flush():
+                        yield line
+                    if current.state.finished and finished_at is None:
+                        finished_at = time.monotonic()
+                    pods = watches.attempt_pods(job.id, job.attempt)  # again: yielding waits
+                    unread = [
+                        p["metadata"]["name"] for p in pods if p["metadata"]["name"] not in streams
+                    ]
+                    # a cancelled job's pods are being deleted: no need to wait for the missing
+                    wanted = 0 if current.state == JobState.CANCELLED else job.spec.nodes
+                    complete = (
+                        len(pods) >= wanted
+                        and not unread
+                        and all(t.done() for t in streams.values())
+                    )
+                    if finished_at is not None and (
+                        complete or time.monotonic() - finished_at >= FINISH_GRACE
+                    ):  # a deleted pod's log stream may outlive it: the job's end decides
+                        for line in flush():
                             yield line
-                    break
-                with contextlib.suppress(asyncio.TimeoutError):
-                    item = await asyncio.wait_for(queue.get(), FOLLOW_SECONDS)
-                    if item is not None:
-                        yield item
+                        for name in unread:  # never streamed (seen late): its whole log at once
+                            for line in await whole_log(name):
+                                yield line
+                        break
+                    # the grace is a deadline, not a poll: while the job runs, only a change
+                    # or a line wakes the follow
+                    grace = None if finished_at is None else finished_at + FINISH_GRACE
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(
+                            wake.wait(), None if grace is None else grace - time.monotonic()
+                        )
         finally:
             for task in streams.values():
                 task.cancel()

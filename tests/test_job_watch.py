@@ -1,0 +1,119 @@
+"""Following a job from the Python client (CLI, magics, widgets) through a real ``jupyter lab``:
+its changes come pushed on the server's live websocket, so a waiting job's start reaches the
+follower though it would ask only once an hour; where nothing is pushed (the local agent's
+socket, a server that cannot be reached, or while the server says its changes stopped) it is
+asked for, and ``close`` ends a wait at once."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from jupyter_mlinfra.backends.local.agent_client import stop_agent
+from jupyter_mlinfra.client import Connection, JobsClient
+from jupyter_mlinfra.follow import follow
+from jupyter_mlinfra.job_watch import JobWatch
+from jupyter_mlinfra.live_client import open_live
+
+from .agents import AgentHome
+from .conftest import ME
+from .lab_server import LabServer
+from .waits import wait_until
+
+NEVER = 3600.0
+"""A poll interval no test lasts: whatever the follower learns, it learned from a push."""
+SLEEPER = "import time\nprint('sleeping', flush=True)\ntime.sleep(60)"
+
+
+@pytest.fixture(scope="module")
+def lab_config() -> dict[str, Any]:
+    return {"default_quota": {"max_running_jobs": 1}}  # a second job really queues
+
+
+@pytest.fixture
+def client(lab: LabServer) -> JobsClient:
+    return JobsClient(Connection(lab.base_url, lab.token))
+
+
+def submit(client: JobsClient, name: str, code: str) -> Any:
+    return client.submit({"code": code, "name": name, "flavor": "cpu"})
+
+
+def test_a_waiting_job_is_followed_by_the_servers_push(client: JobsClient) -> None:
+    blocker = submit(client, "blocker", SLEEPER)
+    wait_until(lambda: client.job(blocker["id"])["state"] == "running")
+    waiting = submit(client, "waiting", "print('after')\n")
+    statuses: list[str] = []
+    lines: list[str] = []
+    ended: dict[str, Any] = {}
+
+    def follower() -> None:
+        ended["job"] = follow(
+            client,
+            waiting["id"],
+            on_status=lambda job: statuses.append(job["state"]),
+            on_line=lines.append,
+            poll_seconds=NEVER,
+        )
+
+    thread = threading.Thread(target=follower, daemon=True)
+    thread.start()
+    wait_until(lambda: statuses)
+    assert statuses == ["queued"]
+    client.cancel(blocker["id"])  # the waiting job's turn: only a push can tell the follower
+    thread.join(timeout=120)
+    assert not thread.is_alive(), statuses
+    assert ended["job"]["state"] == "succeeded", ended
+    assert lines == ["after\n"]
+    assert statuses[0] == "queued" and statuses[-1] == "succeeded", statuses
+
+
+def test_close_ends_a_wait_for_the_next_change_at_once(client: JobsClient) -> None:
+    job = submit(client, "closed", SLEEPER)
+    with JobWatch(client, job["id"], poll_seconds=NEVER) as watch:
+        assert watch.pushed
+        got: list[Any] = []
+        thread = threading.Thread(target=lambda: got.append(watch.next()), daemon=True)
+        thread.start()
+        wait_until(lambda: watch.job["state"] == "running" or not thread.is_alive())
+        watch.close()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    client.cancel(job["id"])
+
+
+def test_without_a_websocket_the_job_is_asked_for(home: AgentHome, client: JobsClient) -> None:
+    """The local agent's socket has no websocket: the watch asks, every ``poll_seconds``."""
+    identity = json.dumps({"user": ME, "groups": [], "admin": False})
+    agent = JobsClient(Connection("http://localhost/", socket=home.socket, identity=identity))
+    job = submit(client, "asked", SLEEPER)
+    with JobWatch(agent, job["id"], poll_seconds=0.05) as watch:
+        assert not watch.pushed
+        client.cancel(job["id"])
+        while watch.job["state"] != "cancelled":
+            assert watch.next(60) is not None, watch.job
+    assert open_live(Connection("http://127.0.0.1:9/"), timeout=5) is None  # nothing listens
+
+
+def test_a_watch_reads_the_job_again_when_the_server_pushes_again(
+    home: AgentHome, client: JobsClient
+) -> None:
+    """The agent stops: the server says its changes stopped (``live`` false) and the watch
+    would ask, once an hour; the cancel starts another agent, the server follows it and says
+    so (``live`` true), and the watch reads the job again or has its change pushed."""
+    job = submit(client, "adopted", SLEEPER)
+    wait_until(lambda: client.job(job["id"])["state"] == "running")
+    with JobWatch(client, job["id"], poll_seconds=NEVER) as watch:
+        wait_until(lambda: watch.next(0.05) is None and watch.pushed)  # the server follows
+        got: list[Any] = []
+        thread = threading.Thread(target=lambda: got.append(watch.next()), daemon=True)
+        thread.start()
+        stop_agent(home.socket)  # its ranks keep running: the next agent adopts them
+        wait_until(lambda: not watch.pushed)
+        client.cancel(job["id"])
+        thread.join(timeout=120)
+        assert not thread.is_alive(), watch.job
+    assert got[0]["state"] == "cancelled", got
