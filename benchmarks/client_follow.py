@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jupyter_mlinfra.backends.local.agent_client import ensure_agent, stop_agent
 from jupyter_mlinfra.client import Connection, JobsClient
-from jupyter_mlinfra.job_watch import JobWatch
+from jupyter_mlinfra.watch import JobWatch
 from tests.lab_server import LabServer, running_lab
 
 POLL_SECONDS = 0.5

@@ -19,9 +19,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -230,19 +229,10 @@ class KernelsClient(MLInfraClient):
         return cast("api_kernels.KernelList", self.request("GET", "kernels"))
 
     def start_kernel(
-        self,
-        environment: str | None = None,
-        flavor: str | None = None,
-        path: str | None = None,
-        *,
-        wait: bool = True,
-        on_change: Callable[[api_kernels.Kernel], None] | None = None,
+        self, environment: str | None = None, flavor: str | None = None, path: str | None = None
     ) -> api_kernels.Kernel:
-        """Start a kernel of ``environment`` on ``flavor`` (each defaults to the caller's).
-
-        The server answers at once with the kernel starting; with ``wait`` this follows it
-        until it runs (``on_change`` hears each phase on the way: a pod may wait minutes for a
-        node or an image) and raises the start's error if it failed."""
+        """Start a kernel of ``environment`` on ``flavor`` (each defaults to the caller's): the
+        server answers at once with the kernel starting (``watch.wait_kernel`` follows it)."""
         body: api_kernels.KernelStart = {}
         if environment is not None:
             body["environment"] = environment
@@ -250,37 +240,10 @@ class KernelsClient(MLInfraClient):
             body["flavor"] = flavor
         if path is not None:
             body["path"] = path
-        kernel = cast("api_kernels.Kernel", self.request("POST", "kernels", body=body))
-        return self.wait_kernel(kernel["id"], on_change=on_change) if wait else kernel
+        return cast("api_kernels.Kernel", self.request("POST", "kernels", body=body))
 
     def kernel(self, kernel_id: str) -> api_kernels.Kernel:
         return cast("api_kernels.Kernel", self.request("GET", f"kernels/{_quoted(kernel_id)}"))
-
-    def wait_kernel(
-        self,
-        kernel_id: str,
-        *,
-        on_change: Callable[[api_kernels.Kernel], None] | None = None,
-        poll_seconds: float = 0.5,
-    ) -> api_kernels.Kernel:
-        """The kernel once its start has settled: running, or ``ClientError`` with the
-        start's own error (its status and field, as a refusal at once would have said)."""
-        seen: tuple[str, str, str] | None = None
-        while True:
-            kernel = self.kernel(kernel_id)
-            now = (kernel["state"], kernel.get("phase", ""), kernel["reason"])
-            if on_change is not None and now != seen:
-                on_change(kernel)
-            seen = now
-            if kernel["state"] != "starting":
-                break
-            time.sleep(poll_seconds)
-        error = kernel.get("error")
-        if kernel["state"] == "failed" and error:
-            raise ClientError(error["message"], status=error["status"], field=error["field"])
-        if kernel["state"] != "running":
-            raise ClientError(f"kernel {kernel_id}: {kernel['state']} {kernel['reason']}".strip())
-        return kernel
 
     def stop_kernel(self, kernel_id: str) -> api_kernels.Kernel:
         """Shut the kernel down, giving its CPUs and accelerators back."""

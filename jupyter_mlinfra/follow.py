@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .client import JobsClient
-from .job_watch import JobWatch
 from .text import status_line
+from .watch import JobWatch
 
 if TYPE_CHECKING:
     from .models.jobs import Job

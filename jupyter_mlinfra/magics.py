@@ -25,7 +25,6 @@ from traitlets import Float, Unicode
 
 from .client import ClientError, JobsClient, discover, encode_push
 from .follow import FINISHED, follow
-from .job_watch import JobWatch
 from .magic_args import ArgsError, Command, HelpRequested, SubmitOptions, parse
 from .magic_args import idempotency_key as make_key
 from .magic_args import submission as make_submission
@@ -37,6 +36,7 @@ from .text import (
     queue_rows,
     status_line,
 )
+from .watch import JobWatch
 
 if TYPE_CHECKING:
     from .models.jobs import Job

@@ -30,8 +30,8 @@ from traitlets import Dict, Unicode
 
 from .client import ClientError, JobsClient, KernelsClient, discover
 from .follow import FINISHED
-from .job_watch import JobWatch
 from .text import flavor_rows, format_table, job_rows, rank_sentence, status_line
+from .watch import JobWatch, wait_kernel
 
 if TYPE_CHECKING:
     from .models.catalog import Flavor
@@ -174,9 +174,8 @@ class FlavorPicker(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is un
                 _message(self.message, " · ".join(filter(None, (what, where, kernel["reason"]))))
 
         try:
-            kernel = self.client.start_kernel(
-                choice["environment"], choice["flavor"], path, on_change=progress
-            )
+            started = self.client.start_kernel(choice["environment"], choice["flavor"], path)
+            kernel = wait_kernel(self.client, started["id"], on_change=progress)
         except ClientError as error:
             _message(self.message, error.message, error=True)
             return None

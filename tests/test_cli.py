@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from jupyter_mlinfra.client import Connection, KernelsClient
+from jupyter_mlinfra.watch import wait_kernel
 
 from .conftest import ME, TEST_CATALOG, write_fake_nvidia_smi
 from .lab_server import LabServer, running_kernel, running_lab
@@ -190,7 +191,8 @@ def test_kernels_lists_what_each_holds_and_stops_one(lab: LabServer) -> None:
     env = clean_env()
     server = ("--url", lab.base_url, "--token", lab.token)
     client = KernelsClient(Connection(lab.base_url, lab.token))
-    kernel = client.start_kernel("python", "a100x1")  # answered at once, followed till it runs
+    started = client.start_kernel("python", "a100x1")  # answered at once: followed till it runs
+    kernel = wait_kernel(client, started["id"])
     try:
         table = mlinfra("kernels", *server, env=env)
         assert table.returncode == 0, table.stderr

@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 
 from jupyter_mlinfra.client import ClientError, Connection, KernelsClient
+from jupyter_mlinfra.models.kernels import Kernel
+from jupyter_mlinfra.watch import wait_kernel
 
 from .hub import Hub, HubError, running_hub
 from .test_leases import SETTINGS as TWO_GPUS
@@ -132,9 +134,11 @@ def test_groups_and_admin_status_come_from_the_hub(hub: Hub, tokens: dict[str, s
     assert refused(hub, "bob", tokens["bob"], "GET", "flavors/a100x2") == 403
 
 
-def kernels_of(hub: Hub, user: str, token: str) -> KernelsClient:
-    """``user``'s kernels through the hub's proxy, as their own Python client reaches them."""
-    return KernelsClient(Connection(f"{hub.url}user/{user}/", token))
+def start_kernel(hub: Hub, user: str, token: str, flavor: str) -> Kernel:
+    """``user``'s kernel on ``flavor``, started through the hub's proxy as their own Python
+    client starts it (answered at once, followed by its id pushed on the live websocket)."""
+    client = KernelsClient(Connection(f"{hub.url}user/{user}/", token))
+    return wait_kernel(client, client.start_kernel(flavor=flavor)["id"])
 
 
 @pytest.mark.usefixtures("cleanup")
@@ -159,7 +163,7 @@ def test_users_share_one_capacity_one_queue_and_quotas(
 
     # kernels lease their devices from the same agent: none left for bob's kernel
     with pytest.raises(ClientError) as full:
-        kernels_of(hub, "bob", tokens["bob"]).start_kernel(flavor="a100x1")
+        start_kernel(hub, "bob", tokens["bob"], "a100x1")
     assert (full.value.status, full.value.field) == (409, "flavor")
     assert "a100x1 is full" in full.value.message
 
@@ -296,7 +300,7 @@ def test_a_kernels_gpu_is_nobody_elses_until_it_shuts_down(
     hub: Hub, tokens: dict[str, str], sleeper: str
 ) -> None:
     bob, alice = tokens["bob"], tokens["alice"]
-    kernel = kernels_of(hub, "bob", bob).start_kernel(flavor="a100x1")
+    kernel = start_kernel(hub, "bob", bob, "a100x1")
     try:
         assert kernel["owner"] == "bob" and len(kernel["devices"]) == 1
         # alice's two-GPU job waits for the GPU bob's kernel holds, on another user's server

@@ -33,7 +33,7 @@ from tornado.websocket import websocket_connect
 
 from jupyter_mlinfra.client import ClientError, Connection, JobsClient
 from jupyter_mlinfra.follow import FINISHED
-from jupyter_mlinfra.job_watch import JobWatch
+from jupyter_mlinfra.watch import JobWatch
 
 from .hub import Hub, HubError, running_hub
 from .os_accounts import PREFIX, os_accounts

@@ -1,22 +1,24 @@
-"""Following a job from the Python client (CLI, magics, widgets) through a real ``jupyter lab``:
-its changes come pushed on the server's live websocket, so a waiting job's start reaches the
-follower though it would ask only once an hour; where nothing is pushed (the local agent's
-socket, a server that cannot be reached, or while the server says its changes stopped) it is
-asked for, and ``close`` ends a wait at once."""
+"""Following a job or a kernel's start from the Python client (CLI, magics, widgets) through a
+real ``jupyter lab``: its changes come pushed on the server's live websocket, so a waiting
+job's start reaches the follower though it would ask only once an hour; where nothing is pushed
+(the local agent's socket, a server that cannot be reached, or while the server says its
+changes stopped) it is asked for, and ``close`` ends a wait at once."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 from typing import Any
 
 import pytest
 
 from jupyter_mlinfra.backends.local.agent_client import stop_agent
-from jupyter_mlinfra.client import Connection, JobsClient
+from jupyter_mlinfra.client import Connection, JobsClient, KernelsClient
 from jupyter_mlinfra.follow import follow
-from jupyter_mlinfra.job_watch import JobWatch
 from jupyter_mlinfra.live_client import open_live
+from jupyter_mlinfra.watch import JobWatch, wait_kernel
 
 from .agents import AgentHome
 from .conftest import ME
@@ -69,6 +71,46 @@ def test_a_waiting_job_is_followed_by_the_servers_push(client: JobsClient) -> No
     assert ended["job"]["state"] == "succeeded", ended
     assert lines == ["after\n"]
     assert statuses[0] == "queued" and statuses[-1] == "succeeded", statuses
+
+
+def test_a_kernels_start_is_followed_by_its_id_through_the_servers_push(
+    lab: LabServer, home: AgentHome
+) -> None:
+    """``POST kernels`` answers at once; while the agent that grants the lease cannot answer
+    (stopped) the kernel is starting, and its start's end reaches the waiting client only by a
+    push: it would ask once an hour."""
+    kernels = KernelsClient(Connection(lab.base_url, lab.token))
+    wait_kernel(kernels, kernels.start_kernel(flavor="cpu")["id"])  # the agent runs
+    pids = home.agent_pids()
+    assert pids
+    seen: list[str] = []
+    ended: dict[str, Any] = {}
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        kernel = kernels.start_kernel(flavor="cpu")
+        assert kernel["state"] == "starting"
+
+        def waiter() -> None:
+            ended["kernel"] = wait_kernel(
+                kernels, kernel["id"], on_change=lambda k: seen.append(k["state"]),
+                poll_seconds=NEVER,
+            )  # fmt: skip
+
+        thread = threading.Thread(target=waiter, daemon=True)
+        thread.start()
+        wait_until(lambda: seen)
+        assert seen == ["starting"]
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    thread.join(timeout=120)
+    assert not thread.is_alive(), seen
+    assert ended["kernel"]["id"] == kernel["id"] and ended["kernel"]["state"] == "running"
+    assert seen[-1] == "running", seen
+    for listed in kernels.kernels()["kernels"]:
+        if listed["state"] == "running":
+            kernels.stop_kernel(listed["id"])
 
 
 def test_close_ends_a_wait_for_the_next_change_at_once(client: JobsClient) -> None:
