@@ -64,7 +64,7 @@ async def test_a_quiet_followed_log_waits_for_a_change_and_its_next_line_still_c
     submitted = await call(jp_fetch, "jobs", "POST", {"code": code})
     await wait_for(jp_fetch, submitted["id"], {"running"})
     server = mlinfra_app(jp_serverapp).jobs.watches
-    watches = CountingWatches(server.owner, server.cluster, server.kueue_mode)
+    watches = CountingWatches(server.owner, server.cluster, server.kueue_queues)
     lines: list[str] = []
 
     async def follow() -> None:
