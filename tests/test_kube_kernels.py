@@ -532,6 +532,32 @@ async def test_progress_is_visible_while_the_image_pulls(
     assert kernel["phase"] == "ready"
 
 
+async def test_a_start_given_up_while_its_image_pulls_leaves_nothing_behind(
+    jp_fetch: Any, jp_serverapp: Any, cluster: KubeCluster
+) -> None:
+    """The start is a resource, so it can be stopped before it runs: DELETE gives it up at
+    once (no waiting for the pull), and its pod goes with it."""
+    cluster.image_pull_seconds = 120.0
+    try:
+        kernel = await kernel_starts.begin(jp_fetch, {"flavor": "cpu", "environment": "pytorch"})
+
+        async def pulling() -> bool:
+            _, seen = await kernels_api(jp_fetch, kernel["id"])
+            return bool(seen.get("phase") == "pulling")
+
+        await until(pulling, timeout=60)
+        code, stopped = await kernels_api(jp_fetch, kernel["id"], method="DELETE")
+        assert (code, stopped["id"], stopped["state"]) == (200, kernel["id"], "stopped")
+        assert stopped["reason"] == "its start was given up"
+    finally:
+        cluster.image_pull_seconds = 0.0
+    pod = cluster.get("v1", "Pod", pods.pod_name(kernel["id"]))
+    assert pod is None or pod["metadata"].get("deletionTimestamp"), pod
+    _, listing = await kernels_api(jp_fetch)
+    assert kernel["id"] not in {k["id"] for k in listing["kernels"]}
+    assert kernel["id"] not in jp_serverapp.kernel_manager
+
+
 async def test_slow_pull_times_out_and_crash_fails_with_the_exit(
     jp_fetch: Any, cluster: KubeCluster
 ) -> None:

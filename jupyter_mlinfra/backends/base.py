@@ -119,6 +119,10 @@ class KernelsBackend(LoggingConfigurable):
     first_phase: tuple[KernelPhase, str] | None = None
     """The phase and reason a start is in from its first moment (the answer of ``POST
     kernels``), where the backend's starts have phases (pods)."""
+    starts_cancel = False
+    """Whether a start under way may be given up (``DELETE kernels/{id}``), its provisioner
+    letting go of what it holds: a pod may wait minutes for a node. Else a stop waits for the
+    start (a lease is granted within a second) and then shuts the kernel down."""
 
     def __init__(
         self, *, settings: Settings, inventory: Inventory, identities: Identities, **kwargs: Any

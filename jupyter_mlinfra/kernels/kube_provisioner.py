@@ -185,15 +185,25 @@ class KubernetesProvisioner(KernelProvisionerBase):
                 await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
                 await self._gone(kernel_pods)
             await self._create(kernel_pods)
+        except asyncio.CancelledError:  # given up (DELETE kernels/{id} while it starts)
+            await self._abandon(kernel_pods)
+            self.log.info("mlinfra kernel %s: its start was given up", self.kernel_id)
+            raise
         except CLUSTER_ERRORS as error:
-            await self._unreach()  # a failed start leaves no listener or pipe behind
-            self._forget()
-            with contextlib.suppress(*CLUSTER_ERRORS):
-                await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
+            await self._abandon(kernel_pods)
             refused = _refused(error)
             self.log.info("mlinfra kernel %s not started: %s", self.kernel_id, refused.error)
             raise refused from None
         return self._connection()
+
+    async def _abandon(self, kernel_pods: KernelPods) -> None:
+        """A start that did not finish leaves no listener, pipe, record or pod behind."""
+        record = self.record
+        assert record is not None
+        await self._unreach()
+        self._forget()
+        with contextlib.suppress(*CLUSTER_ERRORS):
+            await kernel_pods.delete(record.kernel_id, record.namespace, grace=0)
 
     async def _create(self, kernel_pods: KernelPods) -> None:
         record = self.record

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 class PodKernels(KernelsBackend):
     name = "kubernetes"
     first_phase = CREATING
+    starts_cancel = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

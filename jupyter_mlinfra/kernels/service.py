@@ -231,18 +231,20 @@ class KernelService:
         state: Literal["stopped", "culled"] = "stopped",
     ) -> Kernel:
         """Shut the kernel down through the kernel manager (which releases its lease); a
-        culled kernel (``state`` "culled") is remembered with its reason. A kernel whose start
-        is under way, not yet held anywhere, is stopped once its start settles."""
-        model = self._pod_kernel(identity, kernel_id)
-        if model is None:
-            if any(k["id"] == kernel_id for k in _visible(identity, self.starts.under_way())):
-                await self.starts.settled(kernel_id)
-            model = self._pod_kernel(identity, kernel_id) or self.model(
-                *self._find(identity, kernel_id)
-            )
+        culled kernel (``state`` "culled") is remembered with its reason. A start under way is
+        given up where the backend can (a pod), else stopped once it settles."""
+        starting = [k for k in _visible(identity, self.starts.under_way()) if k["id"] == kernel_id]
+        if starting and self.backend.starts_cancel:
+            model = self._pod_kernel(identity, kernel_id) or starting[0]
+            await self.starts.cancel(kernel_id)
+            return _ended(model, "stopped", "its start was given up")
+        if starting:
+            await self.starts.settled(kernel_id)
+        model = self._pod_kernel(identity, kernel_id) or self.model(
+            *self._find(identity, kernel_id)
+        )
         await self.kernel_manager.shutdown_kernel(kernel_id)
-        model["state"], model["reason"], model["ended"] = state, reason, time.time()
-        model["execution_state"] = "dead"
+        model = _ended(model, state, reason)
         if state == "culled":
             self.ended.append(model)
         return model
@@ -273,3 +275,14 @@ class KernelService:
 def _visible(identity: Identity | None, kernels: Iterable[Kernel]) -> list[Kernel]:
     """Those of ``kernels`` that ``identity`` may see (None: anybody may)."""
     return [k for k in kernels if identity is None or identity.may_see(k["owner"])]
+
+
+def _ended(kernel: Kernel, state: Literal["stopped", "culled"], reason: str) -> Kernel:
+    """``kernel`` as it ended now."""
+    return {
+        **kernel,
+        "state": state,
+        "reason": reason,
+        "ended": time.time(),
+        "execution_state": "dead",
+    }

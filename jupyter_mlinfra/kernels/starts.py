@@ -80,6 +80,16 @@ class KernelStarts:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(entry[1])
 
+    async def cancel(self, kernel_id: str) -> None:
+        """Give up the start of ``kernel_id``, if under way, and wait until it has let go of
+        what it held (a pod being created or waited on)."""
+        entry = self._under_way.get(kernel_id)
+        if entry is not None:
+            entry[1].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await entry[1]
+            self.changed()
+
     async def cancel_all(self) -> None:
         """At server stop: give up the starts under way (an adopting server takes over pods
         that were already created)."""
