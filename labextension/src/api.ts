@@ -228,6 +228,11 @@ export function startKernel(body: IKernelStart, settings: Settings = here()): Pr
   return requestAPI<IKernel>('kernels', { method: 'POST', body: JSON.stringify(body) }, settings);
 }
 
+/** Stop a kernel; one still starting gives its start up (a pod waiting for a node). */
+export function stopKernel(id: string, settings: Settings = here()): Promise<IKernel> {
+  return requestAPI<IKernel>(`kernels/${encodeURIComponent(id)}`, { method: 'DELETE' }, settings);
+}
+
 /** Restart a kernel (same id) on another flavor. */
 export function switchKernelFlavor(
   id: string,

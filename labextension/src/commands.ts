@@ -14,7 +14,7 @@ import {
 } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 
-import { listFlavors, listJobs, startKernel, switchKernelFlavor } from './api';
+import { listFlavors, listJobs, startKernel, stopKernel, switchKernelFlavor } from './api';
 import { showFlavorsDialog } from './flavors';
 import { mlinfraIcon } from './icon';
 import { IJobUpdates, JobLogView } from './logViewer';
@@ -164,8 +164,11 @@ export function addCommands(app: JupyterFrontEnd, context: ICommandContext): voi
     let kernel: { id: string; name: string };
     try {
       // its progress, and its failure with the server's reason, show in a notification
-      kernel = await context.starts.startKernel(flavor, environment, () =>
-        startKernel({ flavor, environment })
+      kernel = await context.starts.startKernel(
+        flavor,
+        environment,
+        () => startKernel({ flavor, environment }),
+        id => stopKernel(id)
       );
     } catch {
       return;

@@ -25,6 +25,14 @@ export interface IStartProgress {
   readonly kernel: IKernel | null;
 }
 
+/** A start the user gave up (its notification's Cancel). */
+export class StartCancelled extends Error {
+  constructor() {
+    super('the start was cancelled');
+    this.name = 'StartCancelled';
+  }
+}
+
 /** How a start's failure is told. */
 export interface ITrackOptions {
   /** Close the notification on failure: whoever ran the start shows the server's reason. */
@@ -56,32 +64,44 @@ export class KernelStartProgress {
   /**
    * Start a kernel of `environment` on `flavor` with `start` (`POST kernels`, which answers
    * at once with the kernel starting) and follow it by its id until it runs, showing its
-   * progress; answers the running kernel, or rejects with the start's error.
+   * progress, with a Cancel that calls `stop` (`DELETE kernels/{id}`, which gives the start
+   * up); answers the running kernel, or rejects with the start's error (`StartCancelled`
+   * once cancelled).
    */
   startKernel(
     flavor: string,
     environment: string,
-    start: () => Promise<IKernel>
+    start: () => Promise<IKernel>,
+    stop: (kernelId: string) => Promise<unknown>
   ): Promise<IKernel> {
     return this.track(flavor, environment, async identify => {
       const kernel = await start();
-      identify(kernel.id);
-      return this._kernels.settled(kernel.id);
+      let cancelled = false;
+      identify(kernel.id, async () => {
+        cancelled = true;
+        await stop(kernel.id);
+      });
+      try {
+        return await this._kernels.settled(kernel.id);
+      } catch (error) {
+        throw cancelled ? new StartCancelled() : error;
+      }
     });
   }
 
   /**
    * Run `start` (what starts a kernel of `environment` on `flavor` and settles once it is
-   * ready; it calls `identify` with the kernel's id once it knows it), showing its progress
-   * until it settles; answers or rethrows its result. Until identified (or given
-   * `options.kernelId`), the start is found among the listed ones by flavor and environment.
-   * The notification, shown once the server lists the start, ends as "ready" (closing by
-   * itself); a failure shows the server's error (or, with `quietFailure`, closes it).
+   * ready; it calls `identify` with the kernel's id once it knows it, and how to cancel the
+   * start if it can be), showing its progress until it settles; answers or rethrows its
+   * result. Until identified (or given `options.kernelId`), the start is found among the
+   * listed ones by flavor and environment. The notification, shown once the server lists the
+   * start, offers Cancel where it can be, and ends as "ready" (closing by itself); a failure
+   * shows the server's error (or, with `quietFailure`, closes it).
    */
   async track<T>(
     flavor: string,
     environment: string,
-    start: (identify: (kernelId: string) => void) => Promise<T>,
+    start: (identify: (kernelId: string, cancel?: () => Promise<void>) => void) => Promise<T>,
     options: ITrackOptions = {}
   ): Promise<T> {
     // kernels already starting stay candidates: a notebook's own start is under way by the time
@@ -96,19 +116,42 @@ export class KernelStartProgress {
     // no notification until the server lists the start as under way: a kernel that is ready
     // within a second (the local backend) needs none
     let id: string | null = null;
+    let cancel: (() => Promise<void>) | null = null;
+    let cancelling = false;
     const show = (
       message: string,
       type: Notification.TypeOptions,
-      autoClose: number | false
+      autoClose: number | false,
+      actions: Notification.IAction[] = []
     ): void => {
       if (id === null) {
-        id = Notification.emit(message, type, { autoClose });
+        id = Notification.emit(message, type, { autoClose, actions });
       } else {
-        Notification.update({ id, message, type, autoClose });
+        Notification.update({ id, message, type, autoClose, actions });
       }
     };
+    const cancelAction = (): Notification.IAction[] => {
+      const stop = cancel;
+      if (stop === null) {
+        return [];
+      }
+      const callback = (event: MouseEvent): void => {
+        event.preventDefault(); // the notification stays, to say how the cancel went
+        cancelling = true;
+        const what = flavor || 'the default flavor';
+        show(`Cancelling the kernel start on ${what}…`, 'in-progress', false);
+        stop().catch(error => {
+          cancelling = false;
+          show(`Cannot cancel the kernel start: ${errorMessage(error)}`, 'error', false);
+        });
+      };
+      const caption = 'Give this kernel start up';
+      return [{ label: 'Cancel', caption, displayType: 'warn', callback }];
+    };
     const tell = (): void => {
-      show(progressMessage(flavor, progress.kernel), 'in-progress', false);
+      if (!cancelling) {
+        show(progressMessage(flavor, progress.kernel), 'in-progress', false, cancelAction());
+      }
       this._changed.emit();
     };
     // once found, a start keeps its kernel; the claim is made without a pause in between
@@ -135,8 +178,9 @@ export class KernelStartProgress {
     this._starts.push(progress);
     this._changed.emit();
     look();
-    const identify = (kernelId: string): void => {
+    const identify = (kernelId: string, canceller?: () => Promise<void>): void => {
       progress.request.kernelId = kernelId;
+      cancel = canceller ?? null;
       look();
     };
     try {
@@ -147,7 +191,9 @@ export class KernelStartProgress {
       }
       return result;
     } catch (error) {
-      if (!options.quietFailure) {
+      if (error instanceof StartCancelled) {
+        show(`Kernel start on ${flavor || 'the default flavor'} cancelled`, 'info', READY_CLOSE);
+      } else if (!options.quietFailure) {
         const what = flavor || 'the default flavor';
         show(`Cannot start a kernel on ${what}: ${errorMessage(error)}`, 'error', false);
       } else if (id !== null) {

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from jupyter_mlinfra.backends.kubernetes.kernel_pod import pod_name
 from tests.lab_server import LabServer, running_lab
 from tests.test_kube_kernels import CATALOG, MISSING_IMAGE, PYTORCH_IMAGE, REPO
 from tests.ui.panel import SidebarPanel, call, stop_new_kernels
@@ -178,6 +179,36 @@ def test_an_unschedulable_start_shows_the_schedulers_message(
     [failed] = call(kube_lab, "GET", KERNELS)["kernels"]  # kept, saying why
     assert failed["state"] == "failed" and failed["error"]["status"] == 409, failed
     assert "Insufficient nvidia.com/gpu" in failed["error"]["message"], failed
+
+
+def test_a_start_is_cancelled_from_its_notification(
+    page: Page, kube_lab: LabServer, kube_cluster: KubeCluster, console: ConsoleLog
+) -> None:
+    """While the image pulls, the start's notification offers Cancel: the start is given up
+    by its id, no notebook opens, and the kernel's pod goes."""
+    from playwright.sync_api import expect
+
+    kube_cluster.image_pull_seconds = 120.0
+    try:
+        open_lab(page, kube_lab, console)
+        panel = SidebarPanel(page)
+        panel.open()
+        start_from_panel(panel, "a100x1")
+        notice = toast(page, "Starting a kernel on a100x1 — pulling image")
+        expect(notice).to_have_count(1, timeout=30_000)
+        [kernel] = call(kube_lab, "GET", KERNELS)["kernels"]
+        notice.get_by_role("button", name="Cancel").click()
+        expect(toast(page, "Kernel start on a100x1 cancelled")).to_have_count(1, timeout=30_000)
+        expect(toast(page, "Starting a kernel on a100x1")).to_have_count(0)  # the same toast
+        expect(panel.root.locator("li.jp-mlinfra-KernelRow")).to_have_count(0, timeout=10_000)
+        expect(page.locator(".jp-mlinfra-KernelStatus")).to_be_hidden()
+        expect(page.locator(".jp-NotebookPanel")).to_have_count(0)
+    finally:
+        kube_cluster.image_pull_seconds = 0.0
+    assert call(kube_lab, "GET", KERNELS)["kernels"] == []
+    pod = kube_cluster.get("v1", "Pod", pod_name(kernel["id"]))
+    assert pod is None or pod["metadata"].get("deletionTimestamp"), pod
+    assert console.errors(mentioning="mlinfra") == []
 
 
 def test_a_notebook_from_the_launcher_shows_its_kernels_start(

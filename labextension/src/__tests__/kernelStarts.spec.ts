@@ -3,7 +3,7 @@ import * as http from 'http';
 import { Notification } from '@jupyterlab/apputils';
 import { KernelSpec, ServerConnection } from '@jupyterlab/services';
 
-import { startKernel } from '../api';
+import { startKernel, stopKernel } from '../api';
 import { explainDeath } from '../kernelDeaths';
 import { reasonText } from '../kernelList';
 import {
@@ -17,7 +17,7 @@ import {
   startingText
 } from '../kernelStarts';
 import { KernelsModel } from '../kernelsModel';
-import { KernelStartProgress } from '../startProgress';
+import { KernelStartProgress, StartCancelled } from '../startProgress';
 import { IKernel } from '../tokens';
 import { FakeLive } from './fakeLive';
 import { FakeServer, json } from './fakeServer';
@@ -163,7 +163,8 @@ describe('KernelStartProgress', () => {
       seen.push(progress.current?.kernel?.phase ?? (progress.current ? 'asked' : 'done'));
     });
     const started = progress.startKernel('a100x1', 'pytorch', () =>
-      startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings)
+      startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings),
+      id => stopKernel(id, settings)
     );
     const res = await post;
     expect(notices()).toHaveLength(0); // not answered yet: it may be ready at once
@@ -203,8 +204,11 @@ describe('KernelStartProgress', () => {
     server.routes.set('POST kernels', (_, res) => answers.push(res));
     const progress = new KernelStartProgress(model);
     const start = () =>
-      progress.startKernel('a100x1', 'pytorch', () =>
-        startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings)
+      progress.startKernel(
+        'a100x1',
+        'pytorch',
+        () => startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings),
+        id => stopKernel(id, settings)
       );
     const first = start();
     await until(() => answers.length === 1);
@@ -259,8 +263,11 @@ describe('KernelStartProgress', () => {
 
   it('shows nothing for a kernel that is ready before it is listed as starting', async () => {
     const progress = new KernelStartProgress(model);
-    const started = progress.startKernel('cpu', 'python', () =>
-      startKernel({ flavor: 'cpu', environment: 'python' }, settings)
+    const started = progress.startKernel(
+      'cpu',
+      'python',
+      () => startKernel({ flavor: 'cpu', environment: 'python' }, settings),
+      id => stopKernel(id, settings)
     );
     const quick = makeKernel({ id: 'quick', phase: undefined, since: 2000, reason: '' });
     kernels = [...kernels, { ...quick, state: 'running' }]; // read after the answer: running
@@ -271,8 +278,11 @@ describe('KernelStartProgress', () => {
 
   it("ends as an error carrying the cluster's reason when the start fails", async () => {
     const progress = new KernelStartProgress(model);
-    const started = progress.startKernel('a100x8', 'pytorch', () =>
-      startKernel({ flavor: 'a100x8', environment: 'pytorch' }, settings)
+    const started = progress.startKernel(
+      'a100x8',
+      'pytorch',
+      () => startKernel({ flavor: 'a100x8', environment: 'pytorch' }, settings),
+      id => stopKernel(id, settings)
     );
     const reason = '0/2 nodes are available: 2 Insufficient nvidia.com/gpu.';
     const mine = makeKernel({ id: 'refused', flavor: 'a100x8', since: 2000 });
@@ -294,10 +304,44 @@ describe('KernelStartProgress', () => {
     expect(progress.current).toBeNull();
   });
 
+  it('offers Cancel while it starts, which gives the start up by its id', async () => {
+    const stopped: string[] = [];
+    server.routes.set('DELETE kernels/slow', (_, res) => {
+      stopped.push('slow');
+      kernels = kernels.filter(k => k.id !== 'slow'); // given up: no longer listed
+      json(res, 200, { ...slow, state: 'stopped' });
+      live.push({ type: 'kernels' });
+    });
+    const progress = new KernelStartProgress(model);
+    const started = progress.startKernel(
+      'a100x1',
+      'pytorch',
+      () => startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings),
+      id => stopKernel(id, settings)
+    );
+    const slow = makeKernel({ id: 'slow', started: 2000, phase: 'scheduling', reason: '' });
+    json(await post, 202, slow);
+    change([...kernels, slow]);
+    await until(() => notices().length === 1);
+    const [cancel] = notices()[0].options.actions ?? [];
+    expect(cancel.label).toBe('Cancel');
+    const click = new MouseEvent('click', { cancelable: true });
+    cancel.callback(click);
+    expect(click.defaultPrevented).toBe(true); // the notification stays to say how it went
+    await expect(started).rejects.toBeInstanceOf(StartCancelled);
+    expect(stopped).toEqual(['slow']);
+    expect(notices()[0].type).toBe('info');
+    expect(notices()[0].message).toBe('Kernel start on a100x1 cancelled');
+    expect(progress.current).toBeNull();
+  }, 10000);
+
   it('says a refusal the answer itself gives (the request, the catalog)', async () => {
     const progress = new KernelStartProgress(model);
-    const started = progress.startKernel('a100x8', 'old', () =>
-      startKernel({ flavor: 'a100x8', environment: 'old' }, settings)
+    const started = progress.startKernel(
+      'a100x8',
+      'old',
+      () => startKernel({ flavor: 'a100x8', environment: 'old' }, settings),
+      id => stopKernel(id, settings)
     );
     const reason = "environment 'old': requires transport encryption";
     json(await post, 409, { message: reason, field: 'environment' });
