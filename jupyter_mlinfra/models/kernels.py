@@ -199,7 +199,8 @@ OPERATIONS = (
     ),
     Operation(
         "delete", "/kernels/{kernel_id}", "stopKernel",
-        "Shut the kernel down and release its lease.",
+        "Shut the kernel down and release its lease; a start under way on a cluster is given "
+        "up at once (its pod deleted), one on this machine is stopped once its lease is granted.",
         {200: Answer("The kernel as it was, now stopped.", Kernel)}, errors=(404,),
     ),
 )  # fmt: skip

@@ -280,7 +280,7 @@ export interface paths {
         get: operations["getKernel"];
         put?: never;
         post?: never;
-        /** Shut the kernel down and release its lease. */
+        /** Shut the kernel down and release its lease; a start under way on a cluster is given up at once (its pod deleted), one on this machine is stopped once its lease is granted. */
         delete: operations["stopKernel"];
         options?: never;
         head?: never;
