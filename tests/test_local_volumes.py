@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from . import kernel_starts
 from .conftest import TEST_CATALOG
 from .jobs_client import call
 from .test_handlers import conforms
-from .test_kernels import jp_server_config, kernels_api, run, stop_kernels
+from .test_kernels import jp_server_config, run, stop_kernels
 
 __all__ = ["jp_server_config", "stop_kernels"]  # fixtures: the kernels' server, for here too
 
@@ -50,10 +51,7 @@ async def test_a_kernel_finds_the_dataset_where_its_environment_declares_it(
         {"name": "imagenet", "mount_path": str(dataset), "read_only": True, "kind": "folder",
          "source": f"folder {dataset}", "description": ""},
     ]  # fmt: skip
-    code, kernel = await kernels_api(
-        jp_fetch, method="POST", body={"flavor": "cpu", "environment": "python"}
-    )
-    assert code == 201
+    kernel = await kernel_starts.start(jp_fetch, {"flavor": "cpu", "environment": "python"})
     printed = await run(jp_serverapp, kernel["id"], f"print(open('{dataset}/labels.txt').read())")
     assert printed == "cat\ndog\n\n"
 
@@ -63,12 +61,10 @@ async def test_a_start_or_submission_whose_folder_is_missing_is_refused(jp_fetch
         "volume 'gone' of this {} is declared at /nonexistent/data, which is not a folder of "
         "this machine (the local backend mounts nothing: the folder must exist)"
     )
-    with pytest.raises(HTTPClientError) as raised:
-        await kernels_api(
-            jp_fetch, method="POST", body={"flavor": "cpu", "environment": "elsewhere"}
-        )
-    assert raised.value.code == 409
-    assert json.loads(raised.value.response.body)["message"] == message.format("kernel")
+    code, error = await kernel_starts.refused(
+        jp_fetch, {"flavor": "cpu", "environment": "elsewhere"}
+    )
+    assert (code, error["message"]) == (409, message.format("kernel"))
     with pytest.raises(HTTPClientError) as raised:
         await call(jp_fetch, "jobs", "POST", {"code": "print(1)", "environment": "elsewhere"})
     assert raised.value.code == 409
