@@ -26,6 +26,7 @@ from .deaths import Deaths
 from .interpreters import POD_LAUNCHER, KernelSupport
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused
 from .specs import spec_name
+from .starts import asked_for
 
 if TYPE_CHECKING:
     from .service import KernelService
@@ -65,21 +66,20 @@ class PodKernels(KernelsBackend):
             ready = record.startup.phase == "ready"
             models.append(
                 {
-                    "id": record.kernel_id,
-                    "name": getattr(manager, "kernel_name", ""),
-                    "owner": record.owner,
-                    "flavor": record.flavor,
-                    "environment": record.environment,
-                    "devices": [],
-                    "cpus": [],
-                    "started": record.started,
+                    **asked_for(
+                        record.kernel_id,
+                        getattr(manager, "kernel_name", ""),
+                        record.owner,
+                        record.flavor,
+                        record.environment,
+                        record.started,
+                    ),
                     "last_activity": last_activity(manager),
                     "execution_state": getattr(manager, "execution_state", "starting"),
                     "state": "running" if ready else "starting",
                     "phase": cast(KernelPhase, record.startup.phase),
                     "since": record.startup.since,
                     "reason": record.startup.reason,
-                    "ended": None,
                     "last_exit": deaths.to_json(record.kernel_id),
                 }
             )

@@ -9,6 +9,7 @@ handlers only translate HTTP.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -25,7 +26,7 @@ from .activity import last_activity
 from .deaths import Deaths
 from .provisioner import FLAVOR_ARGUMENT, KernelStartRefused, MLInfraProvisioner
 from .specs import spec_name
-from .starts import KernelStarts
+from .starts import KernelStarts, asked_for
 from .working_dir import confined_path
 
 if TYPE_CHECKING:
@@ -76,20 +77,19 @@ class KernelService:
 
     def model(self, kernel_id: str, manager: Any, lease: Lease) -> Kernel:
         return {
-            "id": kernel_id,
-            "name": manager.kernel_name,
-            "owner": lease.owner,
-            "flavor": lease.flavor,
-            "environment": lease.environment,
+            **asked_for(
+                kernel_id,
+                manager.kernel_name,
+                lease.owner,
+                lease.flavor,
+                lease.environment,
+                lease.created,
+            ),
             "devices": list(lease.devices),
             "cpus": list(lease.cpus),
-            "started": lease.created,
             "last_activity": last_activity(manager),
             "execution_state": getattr(manager, "execution_state", "starting"),
             "state": "running",
-            "since": lease.created,
-            "reason": "",
-            "ended": None,
             "last_exit": self.deaths.to_json(kernel_id),
         }
 
@@ -113,23 +113,9 @@ class KernelService:
         name = spec_name(
             environment.name, "" if flavor.name == mine.default_flavor else flavor.name
         )
-        now = time.time()
-        kernel: Kernel = {
-            "id": kernel_id,
-            "name": name,
-            "owner": identity.user,
-            "flavor": flavor.name,
-            "environment": environment.name,
-            "devices": [],
-            "cpus": [],
-            "started": now,
-            "last_activity": None,
-            "execution_state": "starting",
-            "state": "starting",
-            "since": now,
-            "reason": "",
-            "ended": None,
-        }
+        kernel = asked_for(
+            kernel_id, name, identity.user, flavor.name, environment.name, time.time()
+        )
         if self.backend.first_phase is not None:
             kernel["phase"], kernel["reason"] = self.backend.first_phase
 
@@ -192,32 +178,35 @@ class KernelService:
 
     def list(self, identity: Identity) -> KernelList:
         self.deaths.forget_all_but(self.kernel_manager)
-        kernels = [self.model(*entry) for entry in self.running()] + self._held()
+        return {"kernels": list(_visible(identity, self._listed()))}
+
+    def _listed(self) -> Iterator[Kernel]:
+        """Every kernel, in the listing's order: those holding a lease, those the backend
+        holds (pods), starts neither lists yet, then ended ones, newest first."""
         starting = {k["id"]: k for k in self.starts.under_way()}
-        for kernel in kernels:  # held already, not yet answered by the kernel manager
-            if kernel["id"] in starting and kernel["state"] == "running":
-                kernel["state"], kernel["since"] = "starting", starting[kernel["id"]]["since"]
-        listed = {k["id"] for k in kernels}
-        kernels += [k for k in starting.values() if k["id"] not in listed]
-        kernels += list(reversed(self.ended))
-        return {"kernels": _visible(identity, kernels)}
+        listed: set[str] = set()
+        for kernel in itertools.chain((self.model(*e) for e in self.running()), self._held()):
+            start = starting.get(kernel["id"])
+            if start is not None and kernel["state"] == "running":  # not yet answered for
+                kernel["state"], kernel["since"] = "starting", start["since"]
+            listed.add(kernel["id"])
+            yield kernel
+        yield from (k for k in starting.values() if k["id"] not in listed)
+        yield from reversed(self.ended)
 
     def _find(self, identity: Identity | None, kernel_id: str) -> tuple[str, Any, Lease]:
         """The running kernel ``kernel_id`` if ``identity`` may see it (None: anybody may)."""
         for entry in self.running():
-            if entry[0] == kernel_id and (identity is None or identity.may_see(entry[2].owner)):
+            if entry[0] == kernel_id and _may_see(identity, entry[2].owner):
                 return entry
         raise NotFound(f"no mlinfra kernel {kernel_id!r}", "kernel_id")
 
     def _pod_kernel(self, identity: Identity | None, kernel_id: str) -> Kernel | None:
-        for model in self._held():
-            if model["id"] == kernel_id and (identity is None or identity.may_see(model["owner"])):
-                return model
-        return None
+        return next((k for k in _visible(identity, self._held()) if k["id"] == kernel_id), None)
 
     def get(self, identity: Identity, kernel_id: str) -> Kernel:
         """The kernel as listed: starting, running, or ended (failed, culled) lately."""
-        for kernel in self.list(identity)["kernels"]:
+        for kernel in _visible(identity, self._listed()):
             if kernel["id"] == kernel_id:
                 return kernel
         raise NotFound(f"no mlinfra kernel {kernel_id!r}", "kernel_id")
@@ -272,9 +261,14 @@ class KernelService:
                 self.log.warning("mlinfra kernel %s: shutdown failed: %s", kernel_id, result)
 
 
-def _visible(identity: Identity | None, kernels: Iterable[Kernel]) -> list[Kernel]:
-    """Those of ``kernels`` that ``identity`` may see (None: anybody may)."""
-    return [k for k in kernels if identity is None or identity.may_see(k["owner"])]
+def _may_see(identity: Identity | None, owner: str) -> bool:
+    """Whether ``identity`` may see what ``owner`` holds (None: anybody may)."""
+    return identity is None or identity.may_see(owner)
+
+
+def _visible(identity: Identity | None, kernels: Iterable[Kernel]) -> Iterator[Kernel]:
+    """Those of ``kernels`` that ``identity`` may see."""
+    return (k for k in kernels if _may_see(identity, k["owner"]))
 
 
 def _ended(kernel: Kernel, state: Literal["stopped", "culled"], reason: str) -> Kernel:

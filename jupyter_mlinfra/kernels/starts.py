@@ -20,6 +20,29 @@ from ..errors import MLInfraError
 from ..models.kernels import Kernel, StartFailure
 
 
+def asked_for(
+    kernel_id: str, name: str, owner: str, flavor: str, environment: str, since: float
+) -> Kernel:
+    """The kernel as it was asked for, before anything holds it: what a start answers with,
+    and the shape a running kernel's model fills in (its devices, activity, state)."""
+    return {
+        "id": kernel_id,
+        "name": name,
+        "owner": owner,
+        "flavor": flavor,
+        "environment": environment,
+        "devices": [],
+        "cpus": [],
+        "started": since,
+        "last_activity": None,
+        "execution_state": "starting",
+        "state": "starting",
+        "since": since,
+        "reason": "",
+        "ended": None,
+    }
+
+
 class KernelStarts:
     """The starts under way on this server, by kernel id."""
 
