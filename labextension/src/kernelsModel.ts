@@ -7,7 +7,9 @@
  * It is read when the live stream (re)connects and whenever the server says the kernels
  * changed (`kernels`: one started, stopped or died, or a start moved on to another phase or
  * reason); hints that come together are read once. While nothing is pushed (the stream is
- * down) it is read every `fallback` ms instead.
+ * down) it is read every `fallback` ms instead, and so it is while a start is followed
+ * (`settled`): a start's outcome is never waited on longer than without pushes, even if the
+ * push that told of it was lost.
  */
 import { IDisposable } from '@lumino/disposable';
 import { Poll } from '@lumino/polling';
@@ -25,7 +27,7 @@ export const KERNELS_FALLBACK = 5000;
 /** How long `kernels` hints are gathered before they are read (ms). */
 export const KERNELS_HINT_DELAY = 50;
 
-/** How soon a reading that failed while changes are pushed is tried again (ms; then backs off). */
+/** How often a reading that failed while changes are pushed is tried again (ms; backing off). */
 export const KERNELS_RETRY = 2000;
 
 /** The longest wait between tries while the server keeps failing (ms). */
@@ -42,14 +44,18 @@ export class KernelsModel implements IDisposable {
     this._settings = settings ?? ServerConnection.makeSettings();
     this._fallback = fallback;
     this._live = live;
-    // reads only while nothing is pushed, or to retry a reading that failed; nothing at all
-    // before the stream has said whether it pushes (its hello reads the kernels once)
+    // reads only while nothing is pushed, to retry a reading that failed, or while a start is
+    // followed; nothing at all before the stream has said whether it pushes (its hello reads
+    // the kernels once)
     this._poll = new Poll({
       factory: () => this.refresh(),
       frequency: { interval: fallback, backoff: true, max: KERNELS_MAX_BACKOFF },
       linger: 0,
       name: 'jupyter-mlinfra:kernels',
-      standby: () => (!this._heard || (this._pushed && !this._stale) ? true : 'when-hidden')
+      standby: () =>
+        !this._heard || (this._pushed && !this._stale && this._followed === 0)
+          ? true
+          : 'when-hidden'
     });
     live.received.connect(this._onPushed, this);
     live.dropped.connect(this._onDropped, this);
@@ -86,7 +92,8 @@ export class KernelsModel implements IDisposable {
    * this is how a start is followed: by its id, never by matching.
    */
   settled(id: string): Promise<IKernel> {
-    return new Promise((resolve, reject) => {
+    this._followed++;
+    return new Promise<IKernel>((resolve, reject) => {
       let seen = false;
       const check = (): void => {
         const kernel = this.get(id);
@@ -108,7 +115,7 @@ export class KernelsModel implements IDisposable {
       this._changed.connect(check);
       check();
       this.refresh().catch(() => undefined); // whatever the stream says, look once now
-    });
+    }).finally(() => this._followed--);
   }
 
   /** Read the kernels now; rejects with the server's error. */
@@ -119,6 +126,7 @@ export class KernelsModel implements IDisposable {
       kernels = (await listKernels(this._settings)).kernels;
     } catch (error) {
       this._stale = true; // tried again by the poll
+      this._tune();
       throw error;
     }
     if (ticket < this._answered || this._isDisposed) {
@@ -126,6 +134,7 @@ export class KernelsModel implements IDisposable {
     }
     this._answered = ticket;
     this._stale = false;
+    this._tune();
     const fresh = JSON.stringify(kernels);
     if (fresh !== this._last || !this._loaded) {
       this._last = fresh;
@@ -172,7 +181,12 @@ export class KernelsModel implements IDisposable {
   private _setPushed(pushed: boolean): void {
     this._heard = true;
     this._pushed = pushed;
-    const interval = pushed ? KERNELS_RETRY : this._fallback;
+    this._tune();
+  }
+
+  /** While pushed, a failed reading is tried again sooner than the fallback reads come. */
+  private _tune(): void {
+    const interval = this._pushed && this._stale ? KERNELS_RETRY : this._fallback;
     if (this._poll.frequency.interval !== interval) {
       this._poll.frequency = { interval, backoff: true, max: KERNELS_MAX_BACKOFF };
     }
@@ -195,6 +209,7 @@ export class KernelsModel implements IDisposable {
   private _heard = false;
   private _pushed = false;
   private _stale = false;
+  private _followed = 0;
   private _asked = 0;
   private _answered = 0;
   private _hintTimer = 0;

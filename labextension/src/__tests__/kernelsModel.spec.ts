@@ -94,4 +94,19 @@ describe('KernelsModel', () => {
     await older;
     expect(model.kernels).toEqual([]);
   });
+
+  it('follows a start by reading on its own when the push of its outcome is lost', async () => {
+    live.push({ type: 'hello', user: 'ada', live: true });
+    await until(() => model.loaded);
+    const [starting] = kernels;
+    const settled = model.settled(starting.id);
+    await wait(FALLBACK * 2);
+    const failure = { message: 'not started: unschedulable', field: null, status: 409 };
+    kernels = [{ ...starting, state: 'failed', error: failure }]; // and no `kernels` push
+    await expect(settled).rejects.toThrow('not started: unschedulable');
+
+    const followed = reads();
+    await wait(FALLBACK * 3); // settled: no more reads of its own, pushes are on
+    expect(reads()).toBe(followed);
+  });
 });
