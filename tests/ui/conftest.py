@@ -7,7 +7,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -183,3 +183,27 @@ def output_dir() -> Path:
     """Screenshots and other artefacts (ignored by git)."""
     OUTPUT_DIR.mkdir(exist_ok=True)
     return OUTPUT_DIR
+
+
+LOG_TAIL_LINES = 200
+"""How much of the lab server's log a failed browser test shows."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed browser test shows what the page printed and the end of its server's log:
+    an intermittent failure on CI can then be read from the CI log alone."""
+    report = yield
+    if report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        for value in funcargs.values():
+            if isinstance(value, ConsoleLog):
+                lines = [f"{e.type}: {e.text} ({e.where})" for e in value.entries]
+                report.sections.append(("browser console", "\n".join(lines)))
+        for name, value in funcargs.items():
+            if isinstance(value, LabServer) and value.log_path.exists():
+                tail = value.log().splitlines()[-LOG_TAIL_LINES:]
+                report.sections.append((f"{name} log (end)", "\n".join(tail)))
+    return report
