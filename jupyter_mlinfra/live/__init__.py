@@ -1,4 +1,5 @@
-"""Live updates: what changes in jobs and kernels, pushed to every open browser tab.
+"""Live updates: what changes in jobs and kernels, pushed to every open browser tab and
+following client.
 
 One subscription per server to where jobs change (the local agent's change stream,
 ``agent_feed.py``, or the cluster's watches, ``backends/kubernetes/job_feed.py``), fanned out

@@ -1,7 +1,8 @@
-"""Wire models of live updates: what a browser tab's websocket (``live``) receives, and what
-the local agent's change stream (``GET /mlinfra/agent/v1/changes``) sends the server that
-follows it. A websocket is not an OpenAPI path: the document lists it under ``x-websockets``
-and its messages among the schemas, so that the labextension's types come from here too."""
+"""Wire models of live updates: what the ``live`` websocket of a browser tab or a Python client
+(``live_client.py``) receives, and what the local agent's change stream
+(``GET /mlinfra/agent/v1/changes``) sends the server that follows it. A websocket is not an
+OpenAPI path: the document lists it under ``x-websockets`` and its messages among the schemas,
+so that the labextension's types come from here too."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ AgentChange = AgentHello | LiveJob | LiveCapacity | AgentBye
 
 WEBSOCKET = {
     "/live": {
-        "summary": "Live updates of the caller's jobs and kernels, pushed to a browser tab.",
+        "summary": "Live updates of the caller's jobs and kernels, pushed to tabs and clients.",
         "description": (
             "A websocket (ws:// or wss://, the token as for REST or as `?token=`), authenticated "
             "and authorized (`read` on `mlinfra`) like the REST API; refused with 403 before it "
