@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from .transport import IDENTITY_HEADER, open_connection, stream_lines
+from .transport import IDENTITY_HEADER, open_connection, stream_lines, wait_without_timeout
 
 if TYPE_CHECKING:
     from .models import catalog as api_catalog
@@ -95,9 +95,16 @@ class MLInfraClient:
         self.timeout = timeout
 
     def _send(
-        self, method: str, path: str, query: Mapping[str, Any] | None, body: Any
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, Any] | None,
+        body: Any,
+        *,
+        endless: bool = False,
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        """The open connection and its response; the caller closes both."""
+        """The open connection and its response; the caller closes both. ``endless``: once
+        the answer has begun, its lines may be long in coming (``wait_without_timeout``)."""
         target = urllib.parse.urljoin(self.connection.url, f"{API_PATH}/{path}")
         target = urllib.parse.urlsplit(target).path
         if query:
@@ -118,7 +125,10 @@ class MLInfraClient:
         conn = open_connection(self.connection.url, self.connection.socket, self.timeout)
         try:
             conn.request(method, target, body=data, headers=headers)
+            sock = conn.sock  # the response takes it over: the connection lets go of it
             response = conn.getresponse()
+            if endless and sock is not None:
+                wait_without_timeout(sock)
         except OSError as error:
             conn.close()
             where = self.connection.socket or self.connection.url
@@ -140,9 +150,11 @@ class MLInfraClient:
             conn.close()  # a kept-alive socket would otherwise leak until garbage collection
         return json.loads(payload) if payload else None
 
-    def stream(self, path: str, *, query: Mapping[str, Any] | None = None) -> Iterator[str]:
-        """Lines of a streamed answer (followed logs) as the server sends them."""
-        conn, response = self._send("GET", path, query, None)
+    def stream(
+        self, path: str, *, query: Mapping[str, Any] | None = None, endless: bool = False
+    ) -> Iterator[str]:
+        """Lines of a streamed answer as the server sends them; ``endless``: see ``_send``."""
+        conn, response = self._send("GET", path, query, None, endless=endless)
         try:
             yield from stream_lines(response)
         finally:
@@ -206,7 +218,7 @@ class JobsClient(MLInfraClient):
         self, job_id: str, *, rank: int | None = None, tail: int | None = None, follow: bool = False
     ) -> Iterator[str]:
         query = {"rank": rank, "tail": tail, "follow": follow or None}
-        return self.stream(f"jobs/{_job_id(job_id)}/logs", query=query)
+        return self.stream(f"jobs/{_job_id(job_id)}/logs", query=query, endless=follow)
 
     def result(self, job_id: str) -> dict[str, Any]:
         """The variables the job pulled back (needs cloudpickle, as pushing does)."""

@@ -41,6 +41,22 @@ def open_connection(url: str, socket_path: str, timeout: float) -> http.client.H
     return http.client.HTTPConnection(parts.netloc, timeout=timeout)
 
 
+KEEPALIVE = (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+"""A followed answer's peer counts as gone after about a minute of unanswered TCP probes."""
+
+
+def wait_without_timeout(sock: socket.socket) -> None:
+    """Let reads of an answer that has begun wait as long as it takes: a followed log is quiet
+    for as long as the job prints nothing (a training step may take minutes), which is no
+    reason to give up on it. Over TCP, keepalive probes still tell a peer that is gone."""
+    sock.settimeout(None)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in KEEPALIVE:
+            if hasattr(socket, name):  # Linux names; others keep the system's defaults
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
 def stream_lines(response: http.client.HTTPResponse) -> Iterator[str]:
     """Lines of a streamed (chunked) response as they arrive."""
     while True:

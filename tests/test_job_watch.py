@@ -73,6 +73,27 @@ def test_a_waiting_job_is_followed_by_the_servers_push(client: JobsClient) -> No
     assert statuses[0] == "queued" and statuses[-1] == "succeeded", statuses
 
 
+QUIET = """
+import time
+print("before", flush=True)
+time.sleep(10)
+print("after", flush=True)
+"""
+"""A job that prints nothing for longer than the impatient client's requests may take."""
+
+
+def test_a_followed_log_waits_out_a_job_that_prints_nothing_for_a_while(
+    client: JobsClient, lab: LabServer
+) -> None:
+    """A training step may print nothing for minutes: the followed log waits for the next
+    line, however soon the client's other requests would give up (here 5 s)."""
+    quiet = submit(client, "quiet", QUIET)
+    wait_until(lambda: "before" in "".join(client.logs(quiet["id"])))
+    impatient = JobsClient(Connection(lab.base_url, lab.token), timeout=5)
+    assert list(impatient.logs(quiet["id"], follow=True)) == ["before\n", "after\n"]
+    assert client.job(quiet["id"])["state"] == "succeeded"
+
+
 def test_a_kernels_start_is_followed_by_its_id_through_the_servers_push(
     lab: LabServer, home: AgentHome
 ) -> None:
