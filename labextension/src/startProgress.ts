@@ -1,11 +1,11 @@
 /**
  * Starts this page waits on, shown while they last (a pod may first wait for a node and pull
  * an image for minutes): each is followed in the page's kernels (`KernelsModel`, which the
- * server's pushes keep current) and told in a notification that updates in place, and to
- * listeners (the status bar) too. A start from the sidebar knows its kernel's id from the
- * first moment (`POST kernels` answers 202 with it) and is followed by that id; only a
- * notebook's own start (`POST /api/sessions`, which answers once the kernel is ready) is found
- * among the listed starts by its flavor and environment.
+ * server's pushes keep current) and told in a notification that updates in place while it
+ * waits (its outcome in a fresh one), and to listeners (the status bar) too. A start from the
+ * sidebar knows its kernel's id from the first moment (`POST kernels` answers 202 with it) and
+ * is followed by that id; only a notebook's own start (`POST /api/sessions`, which answers once
+ * the kernel is ready) is found among the listed starts by its flavor and environment.
  */
 import { Notification } from '@jupyterlab/apputils';
 import { ISignal, Signal } from '@lumino/signaling';
@@ -130,6 +130,15 @@ export class KernelStartProgress {
         Notification.update({ id, message, type, autoClose, actions });
       }
     };
+    // how the start ended, in a notification of its own: JupyterLab creates a toast
+    // asynchronously, and an update that follows the first toast of a page too closely is lost
+    // (the toast is not active yet), which would leave "Starting…" showing for good
+    const end = (message: string, type: Notification.TypeOptions, autoClose: number | false) => {
+      if (id !== null) {
+        Notification.dismiss(id);
+      }
+      id = Notification.emit(message, type, { autoClose });
+    };
     const cancelAction = (): Notification.IAction[] => {
       const stop = cancel;
       if (stop === null) {
@@ -149,7 +158,7 @@ export class KernelStartProgress {
       return [{ label: 'Cancel', caption, displayType: 'warn', callback }];
     };
     const tell = (): void => {
-      if (!cancelling) {
+      if (!cancelling && progress.kernel?.state === 'starting') {
         show(progressMessage(flavor, progress.kernel), 'in-progress', false, cancelAction());
       }
       this._changed.emit();
@@ -187,15 +196,15 @@ export class KernelStartProgress {
       const result = await start(identify);
       if (id !== null) {
         const where = progress.kernel?.flavor || flavor || 'the default flavor';
-        show(`Kernel ready on ${where}`, 'success', READY_CLOSE);
+        end(`Kernel ready on ${where}`, 'success', READY_CLOSE);
       }
       return result;
     } catch (error) {
       if (error instanceof StartCancelled) {
-        show(`Kernel start on ${flavor || 'the default flavor'} cancelled`, 'info', READY_CLOSE);
+        end(`Kernel start on ${flavor || 'the default flavor'} cancelled`, 'info', READY_CLOSE);
       } else if (!options.quietFailure) {
         const what = flavor || 'the default flavor';
-        show(`Cannot start a kernel on ${what}: ${errorMessage(error)}`, 'error', false);
+        end(`Cannot start a kernel on ${what}: ${errorMessage(error)}`, 'error', false);
       } else if (id !== null) {
         Notification.dismiss(id);
       }

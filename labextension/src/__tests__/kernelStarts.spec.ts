@@ -289,6 +289,7 @@ describe('KernelStartProgress', () => {
     json(await post, 202, mine);
     change([...kernels, mine]);
     await until(() => progress.current?.kernel?.id === 'refused');
+    const waiting = notices()[0].id;
     const failed: IKernel = {
       ...mine,
       state: 'failed',
@@ -301,7 +302,33 @@ describe('KernelStartProgress', () => {
     expect(notices()[0].type).toBe('error');
     expect(notices()[0].message).toBe(`Cannot start a kernel on a100x8: ${reason}`);
     expect(notices()[0].options.autoClose).toBe(false);
+    // a fresh notification, not an update: JupyterLab may lose an update that follows the
+    // first toast of a page too closely, and "Starting…" would then stay for good
+    expect(notices()[0].id).not.toBe(waiting);
     expect(progress.current).toBeNull();
+  });
+
+  it('shows only the error for a start that failed before it was first listed', async () => {
+    const added: string[] = [];
+    const record = (_: unknown, change: Notification.IChange): void => {
+      added.push(`${change.type} ${change.notification.type}`);
+    };
+    Notification.manager.changed.connect(record);
+    const progress = new KernelStartProgress(model);
+    const started = progress.startKernel(
+      'a100x8',
+      'pytorch',
+      () => startKernel({ flavor: 'a100x8', environment: 'pytorch' }, settings),
+      id => stopKernel(id, settings)
+    );
+    const reason = '0/2 nodes are available: 2 Insufficient nvidia.com/gpu.';
+    const mine = makeKernel({ id: 'quickly-refused', flavor: 'a100x8', since: 2000 });
+    const error = { message: reason, field: 'flavor', status: 409 };
+    kernels = [...kernels, { ...mine, state: 'failed', reason, error }]; // read after: failed
+    json(await post, 202, mine);
+    await expect(started).rejects.toThrow(reason);
+    Notification.manager.changed.disconnect(record);
+    expect(added).toEqual(['added error']); // no "Starting…" that the error would replace
   });
 
   it('offers Cancel while it starts, which gives the start up by its id', async () => {
