@@ -114,7 +114,7 @@ async def call(jp_fetch: Any, *path: str, method: str = "GET", body: Any = None)
 
 
 async def kernels_api(jp_fetch: Any, *path: str, **kwargs: Any) -> Any:
-    return await call(jp_fetch, "mlinfra", "api", "v1", "kernels", *path, **kwargs)
+    return await call(jp_fetch, *kernel_starts.KERNELS, *path, **kwargs)
 
 
 async def refused(jp_fetch: Any, *path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
@@ -222,6 +222,13 @@ async def test_gpu_kernels_are_pinned_never_share_a_device_and_a_third_is_refuse
     assert one == listed[first["id"]]
     _, plain = await call(jp_fetch, "api", "kernels")  # ordinary jupyter_server kernels too
     assert {k["id"] for k in plain} == set(listed)
+
+    # stopping the failed start takes it off the list, answered as it ended, once
+    code, dismissed = await kernels_api(jp_fetch, failed["id"], method="DELETE")
+    assert (code, dismissed) == (200, failed)
+    for method in ("GET", "DELETE"):
+        code, gone = await refused(jp_fetch, *kernel_starts.KERNELS, failed["id"], method=method)
+        assert (code, gone["field"]) == (404, "kernel_id")
 
     code, stopped = await kernels_api(jp_fetch, first["id"], method="DELETE")
     assert (code, stopped["state"]) == (200, "stopped")

@@ -51,6 +51,8 @@ class KernelService:
         self.backend = backend
         """Where kernels run: besides the kernels holding local leases, those it holds."""
         self.log = log
+        self.changed = changed
+        """Tells the browsers that the kernels listed changed."""
         self.ended: deque[Kernel] = deque(maxlen=ENDED_KEPT)
         self.deaths = Deaths(changed)
         """``changed`` is told of each death at once: jupyter_server's kernel events tell of
@@ -221,7 +223,8 @@ class KernelService:
     ) -> Kernel:
         """Shut the kernel down through the kernel manager (which releases its lease); a
         culled kernel (``state`` "culled") is remembered with its reason. A start under way is
-        given up where the backend can (a pod), else stopped once it settles."""
+        given up where the backend can (a pod), else stopped once it settles. A kernel that has
+        ended already (its start failed, it was culled) is taken off the list."""
         starting = [k for k in _visible(identity, self.starts.under_way()) if k["id"] == kernel_id]
         if starting and self.backend.starts_cancel:
             model = self._pod_kernel(identity, kernel_id) or starting[0]
@@ -229,14 +232,27 @@ class KernelService:
             return _ended(model, "stopped", "its start was given up")
         if starting:
             await self.starts.settled(kernel_id)
-        model = self._pod_kernel(identity, kernel_id) or self.model(
-            *self._find(identity, kernel_id)
-        )
+        try:
+            model = self._pod_kernel(identity, kernel_id) or self.model(
+                *self._find(identity, kernel_id)
+            )
+        except NotFound:
+            return self._dismiss(identity, kernel_id)
         await self.kernel_manager.shutdown_kernel(kernel_id)
         model = _ended(model, state, reason)
         if state == "culled":
             self.ended.append(model)
         return model
+
+    def _dismiss(self, identity: Identity | None, kernel_id: str) -> Kernel:
+        """Take an ended kernel off the list, answering it as it ended: stopping what has
+        stopped already is not an error (a start may fail while it is being stopped)."""
+        for kernel in _visible(identity, self.ended):
+            if kernel["id"] == kernel_id:
+                self.ended.remove(kernel)
+                self.changed()
+                return kernel
+        raise NotFound(f"no mlinfra kernel {kernel_id!r}", "kernel_id")
 
     async def adopt(self) -> None:
         """At server start: take over the kernels a previous server left running (pods)."""

@@ -200,7 +200,10 @@ OPERATIONS = (
     Operation(
         "delete", "/kernels/{kernel_id}", "stopKernel",
         "Shut the kernel down and release its lease; a start under way on a cluster is given "
-        "up at once (its pod deleted), one on this machine is stopped once its lease is granted.",
-        {200: Answer("The kernel as it was, now stopped.", Kernel)}, errors=(404,),
+        "up at once (its pod deleted), one on this machine is stopped once its lease is granted. "
+        "A kernel that has ended already (a failed start, a culled kernel) is taken off the list.",
+        {200: Answer(
+            "The kernel as it was, now stopped; or as it ended, no longer listed.", Kernel
+        )}, errors=(404,),
     ),
 )  # fmt: skip

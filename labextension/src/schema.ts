@@ -280,7 +280,7 @@ export interface paths {
         get: operations["getKernel"];
         put?: never;
         post?: never;
-        /** Shut the kernel down and release its lease; a start under way on a cluster is given up at once (its pod deleted), one on this machine is stopped once its lease is granted. */
+        /** Shut the kernel down and release its lease; a start under way on a cluster is given up at once (its pod deleted), one on this machine is stopped once its lease is granted. A kernel that has ended already (a failed start, a culled kernel) is taken off the list. */
         delete: operations["stopKernel"];
         options?: never;
         head?: never;
@@ -1385,7 +1385,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The kernel as it was, now stopped. */
+            /** @description The kernel as it was, now stopped; or as it ended, no longer listed. */
             200: {
                 headers: {
                     [name: string]: unknown;
