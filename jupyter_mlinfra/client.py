@@ -16,15 +16,20 @@ sent as an ``Authorization`` header (JupyterHub rejects them in URLs) and never 
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from .transport import IDENTITY_HEADER, open_connection, stream_lines, wait_without_timeout
+from .transport import (
+    IDENTITY_HEADER,
+    Answer,
+    StreamedLines,
+    open_connection,
+    wait_without_timeout,
+)
 
 if TYPE_CHECKING:
     from .models import catalog as api_catalog
@@ -102,9 +107,9 @@ class MLInfraClient:
         body: Any,
         *,
         endless: bool = False,
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        """The open connection and its response; the caller closes both. ``endless``: once
-        the answer has begun, its lines may be long in coming (``wait_without_timeout``)."""
+    ) -> Answer:
+        """The answer, begun; the caller closes it. ``endless``: once the answer has begun,
+        its lines may be long in coming (``wait_without_timeout``)."""
         target = urllib.parse.urljoin(self.connection.url, f"{API_PATH}/{path}")
         target = urllib.parse.urlsplit(target).path
         if query:
@@ -137,12 +142,12 @@ class MLInfraClient:
             payload = response.read()
             conn.close()
             raise _error_from(response.status, response.reason, payload)
-        return conn, response
+        return Answer(conn, response, sock)
 
     def request(
         self, method: str, path: str, *, query: Mapping[str, Any] | None = None, body: Any = None
     ) -> Any:
-        conn, response = self._send(method, path, query, body)
+        conn, response, _ = self._send(method, path, query, body)
         try:
             payload = response.read()
         finally:
@@ -152,14 +157,9 @@ class MLInfraClient:
 
     def stream(
         self, path: str, *, query: Mapping[str, Any] | None = None, endless: bool = False
-    ) -> Iterator[str]:
+    ) -> StreamedLines:
         """Lines of a streamed answer as the server sends them; ``endless``: see ``_send``."""
-        conn, response = self._send("GET", path, query, None, endless=endless)
-        try:
-            yield from stream_lines(response)
-        finally:
-            response.close()
-            conn.close()
+        return StreamedLines(lambda: self._send("GET", path, query, None, endless=endless))
 
     def flavors(self, *, include_all: bool = False) -> api_catalog.FlavorList:
         query = {"all": include_all or None}
@@ -216,7 +216,9 @@ class JobsClient(MLInfraClient):
 
     def logs(
         self, job_id: str, *, rank: int | None = None, tail: int | None = None, follow: bool = False
-    ) -> Iterator[str]:
+    ) -> StreamedLines:
+        """The job's log (``tail``: its last lines), or with ``follow`` its lines as they come
+        until the attempt ends; ``close()`` stops following at once."""
         query = {"rank": rank, "tail": tail, "follow": follow or None}
         return self.stream(f"jobs/{_job_id(job_id)}/logs", query=query, endless=follow)
 

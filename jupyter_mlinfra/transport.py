@@ -6,9 +6,11 @@ only its owner can open) is the same code path everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 IDENTITY_HEADER = "X-MLInfra-Identity"
@@ -57,10 +59,60 @@ def wait_without_timeout(sock: socket.socket) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
-def stream_lines(response: http.client.HTTPResponse) -> Iterator[str]:
-    """Lines of a streamed (chunked) response as they arrive."""
-    while True:
-        line = response.readline()
+class Answer(NamedTuple):
+    """An answer under way: the caller closes the response and the connection."""
+
+    conn: http.client.HTTPConnection
+    response: http.client.HTTPResponse
+    sock: socket.socket | None
+    """The connection's socket, which the response holds on to once the connection lets go."""
+
+
+class StreamedLines:
+    """The lines of a streamed (chunked) answer as they arrive: an iterator that asks on its
+    first line, and that ``close()`` ends at once from any thread. A follower that goes away
+    (a widget closed while a quiet job runs) need not wait for a next line that may be hours
+    in coming, nor leave the server following the log for nobody."""
+
+    def __init__(self, ask: Callable[[], Answer]) -> None:
+        self._ask = ask
+        self._answer: Answer | None = None
+        self._closed = False
+
+    def __iter__(self) -> StreamedLines:
+        return self
+
+    def __next__(self) -> str:
+        if self._answer is None and not self._closed:
+            self._answer = self._ask()
+        line = b""
+        if self._answer is not None and not self._closed:  # (closed meanwhile: see close)
+            try:
+                line = self._answer.response.readline()
+            except OSError:
+                if not self._closed:
+                    self._release()
+                    raise
         if not line:
-            return
-        yield line.decode(errors="replace")
+            self._release()
+            raise StopIteration
+        return line.decode(errors="replace")
+
+    def close(self) -> None:
+        """End the stream: a read under way returns at once, as at the answer's end; the
+        reading thread lets go of the connection."""
+        self._closed = True
+        answer = self._answer
+        if answer is not None and answer.sock is not None:
+            with contextlib.suppress(OSError):
+                answer.sock.shutdown(socket.SHUT_RDWR)
+
+    def _release(self) -> None:
+        answer, self._answer = self._answer, None
+        self._closed = True
+        if answer is not None:
+            answer.response.close()
+            answer.conn.close()
+
+    def __del__(self) -> None:
+        self._release()

@@ -22,6 +22,8 @@ import os
 import re
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
@@ -37,12 +39,26 @@ if TYPE_CHECKING:
     from .models.catalog import Flavor
     from .models.jobs import Job
     from .models.kernels import Kernel
+    from .transport import StreamedLines
 
 ENV_WIDGETS = "JUPYTER_MLINFRA_WIDGETS"
 """``1`` or ``0`` forces the magics to show widgets or plain text; unset: decided per shell."""
 
 LOG_TAIL_LINES = 20
 MAX_FAILED_POLLS = 10
+LOG_DRAW_SECONDS = 0.2
+"""A followed log is drawn at most this often: a job printing fast costs a few updates."""
+LOG_JOIN_SECONDS = 5.0
+"""How long a monitor waits for its log's thread to let go, once its stream is closed."""
+
+
+def _thread(target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
+    """A daemon thread, started in the current context: the widget updates it makes belong
+    to the cell that showed the widget."""
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(target, *args), name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def can_render_widgets(shell: Any = None) -> bool:
@@ -237,9 +253,9 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
 
     A daemon thread keeps it current until the job finishes: the job's changes as the server
     pushes them (``JobWatch``; asked for every ``poll_seconds`` where nothing is pushed), and
-    every ``poll_seconds`` the status line's clock and, once the job started, its log tail
-    (which the live websocket does not carry). ``close()`` (or ``stop()``) ends the thread
-    sooner.
+    every ``poll_seconds`` the status line's clock. While an attempt runs, a second thread
+    follows its log as the server streams it (nothing is read again); once the job finished,
+    its last lines are read once. ``close()`` (or ``stop()``) ends both threads at once.
     """
 
     state = Unicode("", help="The job's state as last seen (queued, running, succeeded...).")
@@ -262,9 +278,17 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
         """When :attr:`job` was read from the server."""
         self.log_tail = ""
         self.error = ""
+        self._lines: deque[str] = deque(maxlen=tail)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watching: JobWatch | None = None
+        self._log: StreamedLines | None = None
+        """The running attempt's log, followed."""
+        self._log_thread: threading.Thread | None = None
+        self._followed = 0
+        """The attempt whose log is (or was) followed."""
+        self._drawn = 0.0
+        self._drawing = threading.RLock()
         self._display: Any = None
         self.title = w.HTML()
         # HTML rather than Label: a long status line (why it waits, until when) wraps
@@ -307,23 +331,18 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
         belong to the cell that showed the widget."""
         if self._thread is not None:
             return
-        context = contextvars.copy_context()
-        self._thread = threading.Thread(
-            target=context.run,
-            args=(self._watch,),
-            name=f"mlinfra-monitor-{self.job_id}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = _thread(self._watch, f"mlinfra-monitor-{self.job_id}")
 
     def stop(self) -> None:
         self._stop.set()
-        watching = self._watching
+        watching, log = self._watching, self._log
         if watching is not None:
             watching.close()  # ends its wait for the next change at once
+        if log is not None:
+            log.close()  # and its wait for the next line
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the refresh thread to end; whether it has."""
+        """Wait for the refresh thread (and so the log's) to end; whether it has."""
         if self._thread is not None:
             self._thread.join(timeout)
             return not self._thread.is_alive()
@@ -341,18 +360,26 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
         if self.finished:
             self.refresh()
             return
+        try:
+            self._follow_changes()
+        finally:
+            self._stop_following()
+        if self.finished:
+            self._read_tail()  # its last lines exactly, however much of them was followed
+
+    def _follow_changes(self) -> None:
         failures = 0
         while not self._stop.is_set() and not self.finished:
             try:
                 with JobWatch(self.client, self.job_id, poll_seconds=self.poll_seconds) as watch:
                     self._watching = watch
-                    if self._stop.is_set():  # stopped before it could be closed
-                        return
-                    self._update(watch.job)
                     failures = 0
-                    while not self._stop.is_set() and not self.finished:
-                        watch.next(self.poll_seconds)
+                    while not self._stop.is_set():  # (stopped before it could be closed)
                         self._update(watch.job)
+                        self._follow_log()
+                        if self.finished:
+                            return
+                        watch.next(self.poll_seconds)
             except ClientError as error:  # asked again a while later, a few times
                 self._failed(error)
                 failures += 1
@@ -369,18 +396,51 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
             self._failed(error)
             return False
         self._update(job)
+        self._read_tail()
         return True
+
+    def _read_tail(self) -> None:
+        if self.job["started"] is not None:
+            with contextlib.suppress(ClientError):  # no logs yet: keep the last ones
+                self._lines = deque(self.client.logs(self.job_id, tail=self.tail), self.tail)
+                self._render()
+
+    def _follow_log(self) -> None:
+        """Follow the running attempt's log on a thread of its own (each attempt once)."""
+        job = self.job
+        if job["state"] != "running" or job["attempt"] == self._followed:
+            return
+        self._stop_following()
+        self._followed = job["attempt"]
+        self._lines.clear()
+        self._log = self.client.logs(self.job_id, tail=self.tail, follow=True)
+        self._log_thread = _thread(self._read_log, f"mlinfra-monitor-log-{self.job_id}", self._log)
+
+    def _read_log(self, lines: StreamedLines) -> None:
+        """Show each line as it comes (drawn at most every ``LOG_DRAW_SECONDS``; the status
+        clock draws the rest); the stream ends with the attempt."""
+        with contextlib.suppress(ClientError, OSError):  # its last lines are read at the end
+            for line in lines:
+                self._lines.append(line)
+                if time.monotonic() - self._drawn >= LOG_DRAW_SECONDS:
+                    self._render()
+        self._render()
+
+    def _stop_following(self) -> None:
+        log, thread = self._log, self._log_thread
+        self._log = self._log_thread = None
+        if log is not None:
+            log.close()
+        if thread is not None:
+            thread.join(LOG_JOIN_SECONDS)
 
     def _failed(self, error: ClientError) -> None:
         self.error = f"status unknown: {error.message}"
         self._render()
 
     def _update(self, job: Job) -> None:
-        """Show ``job`` as just read or pushed, with its log tail read now once it started."""
+        """Show ``job`` as just read or pushed."""
         self.error = ""
-        if job["started"] is not None:
-            with contextlib.suppress(ClientError):  # no logs yet: keep the last ones
-                self.log_tail = "".join(self.client.logs(self.job_id, tail=self.tail))
         changed = job["state"] != self.job["state"]
         self.job, self.seen = job, time.time()
         self._render()
@@ -406,6 +466,12 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
     # --- drawing ------------------------------------------------------------------------
 
     def _render(self) -> None:
+        with self._drawing:  # from the refresh thread and the log's
+            self._drawn = time.monotonic()
+            self.log_tail = "".join(self._lines)
+            self._draw()
+
+    def _draw(self) -> None:
         job = self.job
         name = html.escape(job["name"] or "job")
         self.title.value = f"<b>{name}</b> <code>{html.escape(job['id'])}</code>"

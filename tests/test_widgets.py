@@ -4,6 +4,7 @@ follow real jobs; their text forms stay readable where widgets cannot render."""
 from __future__ import annotations
 
 import re
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from traitlets.config import Config
 
 from jupyter_mlinfra.client import JobsClient, KernelsClient, discover
 from jupyter_mlinfra.magics import JobHandle
+from jupyter_mlinfra.transport import StreamedLines
 from jupyter_mlinfra.widgets import FlavorPicker, JobMonitor, JobTable, can_render_widgets
 
 from .lab_server import LabServer, running_kernel
@@ -165,11 +167,54 @@ def test_job_monitor_follows_a_job_and_cancels_another(client: JobsClient, tmp_p
     assert listed[1].startswith(f"{job['id']}  worker")
 
 
+class LogReads(JobsClient):
+    """Tells of each log request whether it follows (True) or reads the log (False)."""
+
+    def __init__(self) -> None:
+        super().__init__(discover())
+        self.reads: list[bool] = []
+
+    def logs(self, job_id: str, **options: Any) -> StreamedLines:
+        self.reads.append(bool(options.get("follow")))
+        return super().logs(job_id, **options)
+
+
+STEPPED = """\
+import os, pathlib, time
+def wait_for(name):
+    while not pathlib.Path(os.environ["RELEASE"] + name).exists():
+        time.sleep(0.05)
+print('first', flush=True)
+wait_for("")
+print('second', flush=True)
+wait_for("-end")
+"""
+
+
+def test_a_running_jobs_log_reaches_the_monitor_as_printed_and_is_never_read_again(
+    found: LabServer, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    counting = LogReads()
+    job = submit(counting, "stepped", STEPPED, {"RELEASE": str(release)})
+    monitor = JobMonitor(job, counting, poll_seconds=0.05)  # its clock ticks 20 times a second
+    wait_until(lambda: "first" in monitor.log_view.value)
+    release.touch()
+    wait_until(lambda: "[rank 1] second" in monitor.log_view.value)  # printed while followed
+    assert counting.reads == [True]  # one log followed, however often the monitor ticked
+    (tmp_path / "release-end").touch()
+    assert monitor.join(timeout=60) and monitor.state == "succeeded"
+    assert counting.reads == [True, False]  # and its last lines read once, at the end
+    assert "[rank 0] second" in monitor.log_view.value
+
+
 def test_close_stops_the_refresh_thread(client: JobsClient) -> None:
     monitor = JobMonitor(submit(client, "closed", SLEEPER), poll_seconds=0.1)
-    wait_until(lambda: monitor.state == "running")
+    wait_until(lambda: "sleeping" in monitor.log_view.value)  # its log followed, quiet now
     monitor.close()
     assert monitor.join(timeout=30)
+    following = [t for t in threading.enumerate() if t.name.startswith("mlinfra-monitor-log")]
+    assert following == []  # the quiet log's wait for a next line ended too
     assert repr(monitor).startswith(f"{monitor.job_id} · closed: running")  # text survives
     client.cancel(monitor.job_id)
     wait_until(lambda: client.job(monitor.job_id)["state"] == "cancelled")
