@@ -412,7 +412,8 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
             return
         self._stop_following()
         self._followed = job["attempt"]
-        self._lines.clear()
+        with self._drawing:
+            self._lines.clear()
         self._log = self.client.logs(self.job_id, tail=self.tail, follow=True)
         self._log_thread = _thread(self._read_log, f"mlinfra-monitor-log-{self.job_id}", self._log)
 
@@ -421,7 +422,8 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
         clock draws the rest); the stream ends with the attempt."""
         with contextlib.suppress(ClientError, OSError):  # its last lines are read at the end
             for line in lines:
-                self._lines.append(line)
+                with self._drawing:  # never while a drawing joins the lines
+                    self._lines.append(line)
                 if time.monotonic() - self._drawn >= LOG_DRAW_SECONDS:
                     self._render()
         self._render()
@@ -466,7 +468,7 @@ class JobMonitor(_TextForm, w.VBox):  # type: ignore[misc]  # ipywidgets is unty
     # --- drawing ------------------------------------------------------------------------
 
     def _render(self) -> None:
-        with self._drawing:  # from the refresh thread and the log's
+        with self._drawing:  # from the refresh thread and the log's (which appends under it)
             self._drawn = time.monotonic()
             self.log_tail = "".join(self._lines)
             self._draw()
