@@ -150,6 +150,14 @@ describe('KernelStartProgress', () => {
     }
     expect(check()).toBe(true);
   }
+  /** `progress` starts a kernel as the sidebar does: `POST kernels`, Cancel by `DELETE`. */
+  const begin = (progress: KernelStartProgress, flavor: string, environment: string) =>
+    progress.startKernel(
+      flavor,
+      environment,
+      () => startKernel({ flavor, environment }, settings),
+      id => stopKernel(id, settings)
+    );
   /** The server lists `now`, and pushes that the kernels changed. */
   const change = (now: IKernel[]): void => {
     kernels = now;
@@ -162,10 +170,7 @@ describe('KernelStartProgress', () => {
     progress.changed.connect(() => {
       seen.push(progress.current?.kernel?.phase ?? (progress.current ? 'asked' : 'done'));
     });
-    const started = progress.startKernel('a100x1', 'pytorch', () =>
-      startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings),
-      id => stopKernel(id, settings)
-    );
+    const started = begin(progress, 'a100x1', 'pytorch');
     const res = await post;
     expect(notices()).toHaveLength(0); // not answered yet: it may be ready at once
     expect(progress.current?.kernel).toBeNull();
@@ -203,13 +208,7 @@ describe('KernelStartProgress', () => {
     const answers: http.ServerResponse[] = [];
     server.routes.set('POST kernels', (_, res) => answers.push(res));
     const progress = new KernelStartProgress(model);
-    const start = () =>
-      progress.startKernel(
-        'a100x1',
-        'pytorch',
-        () => startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings),
-        id => stopKernel(id, settings)
-      );
+    const start = () => begin(progress, 'a100x1', 'pytorch');
     const first = start();
     await until(() => answers.length === 1);
     const second = start();
@@ -263,12 +262,7 @@ describe('KernelStartProgress', () => {
 
   it('shows nothing for a kernel that is ready before it is listed as starting', async () => {
     const progress = new KernelStartProgress(model);
-    const started = progress.startKernel(
-      'cpu',
-      'python',
-      () => startKernel({ flavor: 'cpu', environment: 'python' }, settings),
-      id => stopKernel(id, settings)
-    );
+    const started = begin(progress, 'cpu', 'python');
     const quick = makeKernel({ id: 'quick', phase: undefined, since: 2000, reason: '' });
     kernels = [...kernels, { ...quick, state: 'running' }]; // read after the answer: running
     json(await post, 202, quick);
@@ -278,12 +272,7 @@ describe('KernelStartProgress', () => {
 
   it("ends as an error carrying the cluster's reason when the start fails", async () => {
     const progress = new KernelStartProgress(model);
-    const started = progress.startKernel(
-      'a100x8',
-      'pytorch',
-      () => startKernel({ flavor: 'a100x8', environment: 'pytorch' }, settings),
-      id => stopKernel(id, settings)
-    );
+    const started = begin(progress, 'a100x8', 'pytorch');
     const reason = '0/2 nodes are available: 2 Insufficient nvidia.com/gpu.';
     const mine = makeKernel({ id: 'refused', flavor: 'a100x8', since: 2000 });
     json(await post, 202, mine);
@@ -315,12 +304,7 @@ describe('KernelStartProgress', () => {
     };
     Notification.manager.changed.connect(record);
     const progress = new KernelStartProgress(model);
-    const started = progress.startKernel(
-      'a100x8',
-      'pytorch',
-      () => startKernel({ flavor: 'a100x8', environment: 'pytorch' }, settings),
-      id => stopKernel(id, settings)
-    );
+    const started = begin(progress, 'a100x8', 'pytorch');
     const reason = '0/2 nodes are available: 2 Insufficient nvidia.com/gpu.';
     const mine = makeKernel({ id: 'quickly-refused', flavor: 'a100x8', since: 2000 });
     const error = { message: reason, field: 'flavor', status: 409 };
@@ -340,12 +324,7 @@ describe('KernelStartProgress', () => {
       live.push({ type: 'kernels' });
     });
     const progress = new KernelStartProgress(model);
-    const started = progress.startKernel(
-      'a100x1',
-      'pytorch',
-      () => startKernel({ flavor: 'a100x1', environment: 'pytorch' }, settings),
-      id => stopKernel(id, settings)
-    );
+    const started = begin(progress, 'a100x1', 'pytorch');
     const slow = makeKernel({ id: 'slow', started: 2000, phase: 'scheduling', reason: '' });
     json(await post, 202, slow);
     change([...kernels, slow]);
@@ -364,12 +343,7 @@ describe('KernelStartProgress', () => {
 
   it('says a refusal the answer itself gives (the request, the catalog)', async () => {
     const progress = new KernelStartProgress(model);
-    const started = progress.startKernel(
-      'a100x8',
-      'old',
-      () => startKernel({ flavor: 'a100x8', environment: 'old' }, settings),
-      id => stopKernel(id, settings)
-    );
+    const started = begin(progress, 'a100x8', 'old');
     const reason = "environment 'old': requires transport encryption";
     json(await post, 409, { message: reason, field: 'environment' });
     await expect(started).rejects.toThrow(reason);
